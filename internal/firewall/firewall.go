@@ -1,0 +1,51 @@
+// Package firewall turns pontoon's networks into nftables state. It is the
+// only user of nft. pontoon owns one table, `inet pontoon`; it never changes
+// a chain policy and never touches another table — with the one exception
+// described in ../shared/DESIGN.md: when the host's iptables has Docker's
+// FORWARD chain (policy drop, jumping to DOCKER-USER), pontoon keeps one
+// commented accept rule pair per network in DOCKER-USER while the network
+// exists, because an accept in our table cannot undo a drop in theirs.
+//
+// Per-network facts are elements of sets (bridges, internal bridges,
+// masqueraded subnets, intra-network pairs), so the rules are static and
+// the per-packet cost does not grow with the number of networks.
+package firewall
+
+import (
+	"context"
+	"net/netip"
+)
+
+// TableName is the nftables table pontoon owns (family inet).
+const TableName = "pontoon"
+
+// Network is what the firewall needs to know of a network.
+type Network struct {
+	Name       string
+	Bridge     string
+	Subnet     netip.Prefix
+	Internal   bool // no route out, no NAT, not reachable from outside
+	Masquerade bool // source NAT for traffic that leaves the host
+}
+
+// State is the whole desired firewall state.
+type State struct {
+	Networks []Network
+}
+
+// Interface is what the engine needs. Implementations: New (real nft via
+// sigs.k8s.io/knftables) and NewFake (knftables.Fake, for golden tests).
+type Interface interface {
+	// Sync makes the kernel match s in one nft transaction (the whole
+	// table is rebuilt: flush + add), and adds/removes pontoon's rules in
+	// DOCKER-USER when that chain exists. Calling it again with the same
+	// state is a no-op as far as traffic is concerned.
+	Sync(ctx context.Context, s State) error
+	// Exists reports whether pontoon's table is present in the kernel.
+	Exists(ctx context.Context) (bool, error)
+	// Delete removes pontoon's table and its DOCKER-USER rules. Missing is
+	// success.
+	Delete(ctx context.Context) error
+	// Dump returns the current table as nft text (for doctor / debug).
+	Dump(ctx context.Context) (string, error)
+}

@@ -1,0 +1,93 @@
+// Package link is the only importer of vishvananda/netlink: bridges, veth
+// pairs, addresses, routes and policy rules. The engine talks to it through
+// Interface; Fake holds the same state in memory for unit tests.
+//
+// Design notes:
+//   - The veth peer is created directly inside the sandbox namespace
+//     (IFLA_NET_NS_FD), never created on the host and moved: a move costs an
+//     RCU barrier.
+//   - Everything inside a sandbox is done with a netlink handle bound to its
+//     namespace (netlink.NewHandleAt), so no OS thread switches namespace.
+//   - Deleting a veth costs ~20 ms of RCU wait in the kernel. DeleteVeths
+//     deletes many at once (one RTM_DELLINK by interface group), so the cost
+//     is paid once per batch.
+package link
+
+import (
+	"net"
+	"net/netip"
+)
+
+// Bridge describes a network's bridge on the host.
+type Bridge struct {
+	Name    string
+	Gateway netip.Prefix // gateway address with the subnet's length, e.g. 10.88.0.1/16
+	MTU     int
+}
+
+// Veth describes one endpoint's cable.
+type Veth struct {
+	HostName string // host end, joins Bridge
+	Bridge   string
+	MTU      int
+	Isolated bool // bridge port isolation (network with icc=false)
+
+	Netns    string           // path of the sandbox namespace
+	PeerName string           // eth0, eth1, … inside the sandbox
+	MAC      net.HardwareAddr // of the peer
+	Addr     netip.Prefix     // peer's address with the subnet's length
+	Gateway  netip.Addr
+
+	// DefaultRoute: add "default via Gateway dev PeerName" to the main table
+	// (the sandbox's first network).
+	DefaultRoute bool
+	// Table ≠ 0: source-based policy routing for a secondary interface, so
+	// that the sandbox answers through the interface a request came in on:
+	// table Table gets "SUBNET dev PeerName src IP" and "default via Gateway
+	// dev PeerName", and a rule "from IP lookup Table" (priority Table) is
+	// added — the seeds' dual-NIC `ip rule` example.
+	Table int
+}
+
+// LinkInfo is what ListLinks reports about a host link.
+type LinkInfo struct {
+	Name   string
+	Index  int
+	Type   string // "bridge", "veth", …
+	Master string // name of the bridge it is a port of, if any
+}
+
+// Interface is what the engine needs from the kernel's links.
+type Interface interface {
+	// EnsureBridge creates the bridge (or, when one with that name exists,
+	// reuses it), sets its MTU, adds the gateway address if missing and
+	// brings it up. It returns the bridge's ifindex.
+	EnsureBridge(b Bridge) (int, error)
+	// DeleteBridge deletes a bridge. A bridge that does not exist is success.
+	DeleteBridge(name string) error
+
+	// AddVeth creates the pair, the peer directly in v.Netns, configures
+	// it (MAC, MTU, address, up, routes, rule), joins the host end to the
+	// bridge (port isolation if asked) and brings it up. It returns the host
+	// end's ifindex. On error it removes whatever it created.
+	AddVeth(v Veth) (hostIndex int, err error)
+	// DisableVeth takes the host end down and out of its bridge: the
+	// endpoint stops carrying traffic at once (fast, no RCU wait). A missing
+	// link is success.
+	DisableVeth(hostName string) error
+	// DeleteVeths deletes host-side veths (the peers go with them) in one
+	// batch. Links that do not exist are success.
+	DeleteVeths(hostNames []string) error
+
+	// ListLinks lists the host namespace's links whose names start with one
+	// of the prefixes (all links when none is given).
+	ListLinks(prefixes ...string) ([]LinkInfo, error)
+	// LinkIndex returns a host link's ifindex, or 0 and no error when it
+	// does not exist.
+	LinkIndex(name string) (int, error)
+
+	// HostPrefixes lists the IPv4 addresses (as prefixes) and routes'
+	// destinations of the host namespace, for choosing subnets that do not
+	// overlap with the host's.
+	HostPrefixes() ([]netip.Prefix, error)
+}

@@ -1,0 +1,164 @@
+// Package model holds pontoon's vocabulary — Network, Sandbox, Endpoint —
+// with their validation and the deterministic names and addresses derived
+// from them. It does no I/O: everything here is pure and unit-tested without
+// root.
+//
+// Names that reach the kernel are derived, never random, so that the engine
+// can find (and garbage-collect) a kernel object from a store record alone,
+// and the other way round, after a crash:
+//
+//	bridge of the default network   pontoon0
+//	bridge of another network       ptbr-<8 hex of the network ID>   (13 bytes)
+//	host end of an endpoint's veth  ptv-<10 hex of the endpoint ID>  (14 bytes)
+//
+// Linux limits interface names to 15 bytes (IFNAMSIZ-1).
+package model
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+)
+
+// Well-known names.
+const (
+	DefaultNetwork = "pontoon"  // the network that exists from the first start
+	DefaultBridge  = "pontoon0" // its bridge
+	DriverBridge   = "bridge"
+
+	BridgePrefix  = "ptbr-" // bridges pontoon creates for user networks
+	HostVethPrefix = "ptv-" // host ends of endpoint veth pairs
+
+	MaxIfNameLen = 15
+	DefaultMTU   = 1500
+)
+
+// Network is an L2 segment with a subnet: a Linux bridge on the host.
+type Network struct {
+	ID         string            `json:"id"`
+	Name       string            `json:"name"`
+	Driver     string            `json:"driver"`
+	Bridge     string            `json:"bridge"`
+	Subnet     netip.Prefix      `json:"subnet"`
+	Gateway    netip.Addr        `json:"gateway"`
+	IPRange    netip.Prefix      `json:"ip_range,omitzero"`
+	Internal   bool              `json:"internal"`
+	ICC        bool              `json:"icc"`
+	Masquerade bool              `json:"masquerade"`
+	MTU        int               `json:"mtu"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	// BridgeAdopted is true when the bridge existed before pontoon created the
+	// network (given with --bridge): pontoon then never deletes it.
+	BridgeAdopted bool      `json:"bridge_adopted,omitempty"`
+	Created       time.Time `json:"created"`
+}
+
+// AllocRange is the prefix addresses are handed out from: IPRange when set,
+// the subnet otherwise.
+func (n *Network) AllocRange() netip.Prefix {
+	if n.IPRange.IsValid() {
+		return n.IPRange
+	}
+	return n.Subnet
+}
+
+// SandboxKind says where a sandbox's namespace comes from.
+type SandboxKind string
+
+const (
+	// KindPontoon: a namespace pontoon created and pinned; removed with the sandbox.
+	KindPontoon SandboxKind = "pontoon"
+	// KindNetns: an existing namespace adopted by path; never deleted by pontoon.
+	KindNetns SandboxKind = "netns"
+	// KindPID: the namespace of a running process; never deleted by pontoon.
+	KindPID SandboxKind = "pid"
+	// KindHost: the host's own namespace (`--network host`); takes no endpoints.
+	KindHost SandboxKind = "host"
+)
+
+// Sandbox is a network namespace pontoon knows.
+type Sandbox struct {
+	ID    string      `json:"id"`
+	Name  string      `json:"name"`
+	Kind  SandboxKind `json:"kind"`
+	Netns string      `json:"netns"` // path of the namespace (pin, external path or /proc/PID/ns/net)
+	PID   int         `json:"pid,omitempty"`
+	// ContainerID is the runtime's ID for sandboxes attached through CNI.
+	ContainerID string    `json:"container_id,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Created     time.Time `json:"created"`
+}
+
+// EndpointState is the life-cycle state of an endpoint in the store.
+type EndpointState string
+
+const (
+	// StateCreating: the IP is reserved; kernel objects may be partly there.
+	// A daemon that starts and finds this rolls the endpoint back.
+	StateCreating EndpointState = "creating"
+	StateReady    EndpointState = "ready"
+	// StateRemoving: the endpoint is gone for users, its IP is still held
+	// until the kernel teardown of the host veth finished.
+	StateRemoving EndpointState = "removing"
+)
+
+// Endpoint is a sandbox's interface on one network.
+type Endpoint struct {
+	ID       string           `json:"id"`
+	Network  string           `json:"network"`
+	Sandbox  string           `json:"sandbox"`
+	IfName   string           `json:"ifname"`   // inside the sandbox: eth0, eth1, …
+	HostIf   string           `json:"host_if"`  // host end of the veth
+	HostIfIndex int           `json:"host_ifindex,omitempty"`
+	IP       netip.Addr       `json:"ip"`
+	MAC      string           `json:"mac"`
+	Gateway  netip.Addr       `json:"gateway"`
+	Prefix   int              `json:"prefix_len"`
+	MTU      int              `json:"mtu"`
+	// Table is the policy-routing table for replies on this interface
+	// (100 + interface index); 0 for the sandbox's first endpoint, whose
+	// gateway is the default route of the main table.
+	Table    int              `json:"table,omitempty"`
+	Primary  bool             `json:"primary"`
+	Aliases  []string         `json:"aliases,omitempty"`
+	State    EndpointState    `json:"state"`
+	Created  time.Time        `json:"created"`
+}
+
+// NewID returns a random 128-bit ID as 32 hex characters.
+func NewID() string {
+	return randomHex(16)
+}
+
+// BridgeName returns the bridge pontoon creates for a network with that ID.
+func BridgeName(networkID string) string {
+	return BridgePrefix + shortHash(networkID, 8)
+}
+
+// HostVethName returns the host end of an endpoint's veth pair.
+func HostVethName(endpointID string) string {
+	return HostVethPrefix + shortHash(endpointID, 10)
+}
+
+func shortHash(s string, n int) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])[:n]
+}
+
+// MACFromIP derives a locally administered unicast MAC from an IPv4 address,
+// the way Docker does (02:42 followed by the address), so that an endpoint
+// keeps its MAC across restarts and a reader can tell the IP from the MAC.
+func MACFromIP(ip netip.Addr) net.HardwareAddr {
+	b := ip.As4()
+	return net.HardwareAddr{0x02, 0x42, b[0], b[1], b[2], b[3]}
+}
+
+// IfNameFor returns the name of the n-th interface inside a sandbox.
+func IfNameFor(n int) string { return fmt.Sprintf("eth%d", n) }
+
+// RouteTableFor returns the policy-routing table used for replies that leave
+// through the n-th interface (n ≥ 1). eth0 uses the main table.
+func RouteTableFor(n int) int { return 100 + n }

@@ -1,0 +1,61 @@
+// Package store keeps pontoon's state: networks, sandboxes, endpoints and
+// IP reservations. Open gives the bbolt implementation (one file under the
+// daemon's root); NewMemory an in-memory one with the same semantics for
+// unit tests. A Tx sees a consistent snapshot; Update commits atomically or
+// not at all, so an IP reservation and the endpoint that owns it are always
+// written together.
+package store
+
+import (
+	"net/netip"
+
+	"pontoon/internal/model"
+)
+
+// Store is a transactional state store.
+type Store interface {
+	// Update runs fn in a read-write transaction, committed when fn
+	// returns nil and rolled back otherwise.
+	Update(fn func(Tx) error) error
+	// View runs fn in a read-only transaction (write methods fail).
+	View(fn func(Tx) error) error
+	Close() error
+}
+
+// Tx is a transaction. Getters return model.ErrNotFound (wrapped, test with
+// errors.Is) for missing objects. Returned objects are copies.
+type Tx interface {
+	Network(name string) (*model.Network, error)
+	Networks() ([]*model.Network, error) // sorted by name
+	PutNetwork(n *model.Network) error
+	// DeleteNetwork also deletes the network's reservations and cursor.
+	DeleteNetwork(name string) error
+
+	Sandbox(name string) (*model.Sandbox, error)
+	Sandboxes() ([]*model.Sandbox, error) // sorted by name
+	PutSandbox(s *model.Sandbox) error
+	DeleteSandbox(name string) error
+
+	// Endpoints are keyed by (sandbox, network): a sandbox has at most one
+	// endpoint per network.
+	Endpoint(sandbox, network string) (*model.Endpoint, error)
+	Endpoints() ([]*model.Endpoint, error)                    // sorted by sandbox, then network
+	EndpointsOfSandbox(sandbox string) ([]*model.Endpoint, error) // sorted by IfName index (eth0, eth1, … eth10)
+	EndpointsOnNetwork(network string) ([]*model.Endpoint, error) // sorted by sandbox
+	PutEndpoint(e *model.Endpoint) error
+	DeleteEndpoint(sandbox, network string) error
+
+	// IP reservations, per network. Owner is an endpoint ID.
+	Reservation(network string, ip netip.Addr) (owner string, ok bool, err error)
+	Reserve(network string, ip netip.Addr, owner string) error // ErrConflict if held
+	Release(network string, ip netip.Addr) error               // missing is success
+	Reservations(network string) (map[netip.Addr]string, error)
+	// Cursor is the last address handed out on a network (next-fit
+	// allocation); the zero Addr when none.
+	Cursor(network string) (netip.Addr, error)
+	SetCursor(network string, ip netip.Addr) error
+
+	// Meta is a small key/value space (schema version, etc.).
+	Meta(key string) (string, error) // "" when unset
+	SetMeta(key, value string) error
+}
