@@ -29,8 +29,8 @@ const (
 	DefaultBridge  = "pontoon0" // its bridge
 	DriverBridge   = "bridge"
 
-	BridgePrefix  = "ptbr-" // bridges pontoon creates for user networks
-	HostVethPrefix = "ptv-" // host ends of endpoint veth pairs
+	BridgePrefix   = "ptbr-" // bridges pontoon creates for user networks
+	HostVethPrefix = "ptv-"  // host ends of endpoint veth pairs
 
 	MaxIfNameLen = 15
 	DefaultMTU   = 1500
@@ -87,10 +87,25 @@ type Sandbox struct {
 	Netns string      `json:"netns"` // path of the namespace (pin, external path or /proc/PID/ns/net)
 	PID   int         `json:"pid,omitempty"`
 	// ContainerID is the runtime's ID for sandboxes attached through CNI.
-	ContainerID string    `json:"container_id,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	Created     time.Time `json:"created"`
+	ContainerID string `json:"container_id,omitempty"`
+	// NetnsIno identifies an adopted namespace (device and inode of its
+	// nsfs file), so that a reused PID or path is not taken for it.
+	NetnsIno uint64            `json:"netns_ino,omitempty"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	// State: creating and removing sandboxes found at start-up are removed
+	// (the request that made them never returned success).
+	State   SandboxState `json:"state"`
+	Created time.Time    `json:"created"`
 }
+
+// SandboxState is the life-cycle state of a sandbox in the store.
+type SandboxState string
+
+const (
+	SandboxCreating SandboxState = "creating"
+	SandboxReady    SandboxState = "ready"
+	SandboxRemoving SandboxState = "removing"
+)
 
 // EndpointState is the life-cycle state of an endpoint in the store.
 type EndpointState string
@@ -107,25 +122,25 @@ const (
 
 // Endpoint is a sandbox's interface on one network.
 type Endpoint struct {
-	ID       string           `json:"id"`
-	Network  string           `json:"network"`
-	Sandbox  string           `json:"sandbox"`
-	IfName   string           `json:"ifname"`   // inside the sandbox: eth0, eth1, …
-	HostIf   string           `json:"host_if"`  // host end of the veth
-	HostIfIndex int           `json:"host_ifindex,omitempty"`
-	IP       netip.Addr       `json:"ip"`
-	MAC      string           `json:"mac"`
-	Gateway  netip.Addr       `json:"gateway"`
-	Prefix   int              `json:"prefix_len"`
-	MTU      int              `json:"mtu"`
+	ID          string     `json:"id"`
+	Network     string     `json:"network"`
+	Sandbox     string     `json:"sandbox"`
+	IfName      string     `json:"ifname"`  // inside the sandbox: eth0, eth1, …
+	HostIf      string     `json:"host_if"` // host end of the veth
+	HostIfIndex int        `json:"host_ifindex,omitempty"`
+	IP          netip.Addr `json:"ip"`
+	MAC         string     `json:"mac"`
+	Gateway     netip.Addr `json:"gateway"`
+	Prefix      int        `json:"prefix_len"`
+	MTU         int        `json:"mtu"`
 	// Table is the policy-routing table for replies on this interface
 	// (100 + interface index); 0 for the sandbox's first endpoint, whose
 	// gateway is the default route of the main table.
-	Table    int              `json:"table,omitempty"`
-	Primary  bool             `json:"primary"`
-	Aliases  []string         `json:"aliases,omitempty"`
-	State    EndpointState    `json:"state"`
-	Created  time.Time        `json:"created"`
+	Table   int           `json:"table,omitempty"`
+	Primary bool          `json:"primary"`
+	Aliases []string      `json:"aliases,omitempty"`
+	State   EndpointState `json:"state"`
+	Created time.Time     `json:"created"`
 }
 
 // NewID returns a random 128-bit ID as 32 hex characters.

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"pontoon/internal/daemon"
+)
+
+func newDaemonCmd() *cobra.Command {
+	o := daemon.DefaultOptions()
+	var level string
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run the pontoon daemon (the single writer of network state)",
+		Long: `Run the pontoon daemon. It keeps its state in a bbolt file under --root,
+serves the API on --socket, pins sandbox namespaces under --netns-dir, and
+reconciles the kernel with its state at start-up. SIGTERM or SIGINT stop it
+without interrupting sandbox traffic.
+
+Several daemons can run side by side, each in its own network namespace,
+when each has its own --root, --socket and --netns-dir.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var lv slog.Level
+			if err := lv.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+			o.Socket = cmd.Flag("socket").Value.String()
+			return daemon.Run(cmd.Context(), o, log)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Root, "root", o.Root, "state directory")
+	f.StringVar(&o.NetnsDir, "netns-dir", o.NetnsDir, "directory where sandbox namespaces are pinned")
+	f.StringVar(&o.DefaultSubnet, "default-subnet", o.DefaultSubnet, "subnet of the default network (another is picked if it overlaps the host's)")
+	f.StringVar(&o.Pool, "pool", o.Pool, "comma-separated prefixes that subnets of networks created without --subnet come from (default 10.89.0.0/16 … 10.127.0.0/16)")
+	f.IntVar(&o.PoolBits, "pool-size", o.PoolBits, "prefix length of subnets picked from the pool")
+	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}

@@ -1,0 +1,388 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"pontoon/internal/model"
+)
+
+func newSandboxCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "sandbox",
+		Aliases: []string{"sb"},
+		Short:   "Create, list, inspect and remove sandboxes (network namespaces)",
+	}
+	cmd.AddCommand(newSandboxCreateCmd(g), newSandboxLsCmd(g), newSandboxInspectCmd(g), newSandboxRmCmd(g))
+	return cmd
+}
+
+// attachFlags are the flags that say where a new sandbox is attached.
+type attachFlags struct {
+	networks []string
+	ip       string
+	aliases  []string
+}
+
+func (a *attachFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringArrayVar(&a.networks, "network", nil, `network to attach to (repeatable; default: the default network; "none": loopback only)`)
+	cmd.Flags().StringVar(&a.ip, "ip", "", "static address on the first network")
+	cmd.Flags().StringArrayVar(&a.aliases, "alias", nil, "extra DNS name on the first network (repeatable)")
+}
+
+// specs turns the flags into attach specs. special is "none", "host" or
+// "sandbox:NAME" when the single --network is one of those.
+func (a *attachFlags) specs() (specs []model.AttachSpec, special string, err error) {
+	nets := a.networks
+	if len(nets) == 0 {
+		nets = []string{model.DefaultNetwork}
+	}
+	for _, n := range nets {
+		if n == "none" || n == "host" || strings.HasPrefix(n, "sandbox:") {
+			if len(nets) > 1 {
+				return nil, "", fmt.Errorf("--network %s cannot be combined with other networks", n)
+			}
+			if a.ip != "" || len(a.aliases) > 0 {
+				return nil, "", fmt.Errorf("--ip and --alias need a network, not --network %s", n)
+			}
+			return nil, n, nil
+		}
+	}
+	for i, n := range nets {
+		s := model.AttachSpec{Network: n}
+		if i == 0 {
+			s.IP, s.Aliases = a.ip, a.aliases
+		}
+		specs = append(specs, s)
+	}
+	return specs, "", nil
+}
+
+func newSandboxCreateCmd(g *globals) *cobra.Command {
+	var (
+		af     attachFlags
+		spec   model.SandboxSpec
+		labels []string
+	)
+	cmd := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a sandbox: a new network namespace (or adopt one) attached to networks",
+		Long: `Create a sandbox. By default pontoon makes a new network namespace, brings
+lo up and attaches it to the default network as eth0. With --netns PATH or
+--pid PID it adopts an existing namespace instead (for example a container
+started with --net=none) and later removes only what it added there.`,
+		Example: `  pontoon sandbox create a
+  pontoon sandbox create db --network app --alias database
+  pontoon sandbox create legacy --pid 4242 --network back --ip 10.90.1.20
+  pontoon sandbox create iso --network none`,
+		Args: exactArgs(1, "NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec.Name = args[0]
+			specs, special, err := af.specs()
+			if err != nil {
+				return err
+			}
+			switch {
+			case special == "host":
+				spec.Host = true
+			case strings.HasPrefix(special, "sandbox:"):
+				return fmt.Errorf("--network %s only works with `pontoon run`: a sandbox sharing another's namespace is that sandbox", special)
+			}
+			spec.Networks = specs
+			if spec.Labels, err = parseLabels(labels); err != nil {
+				return err
+			}
+			sb, err := g.client().CreateSandbox(cmd.Context(), spec)
+			if err != nil {
+				return err
+			}
+			printSandboxLine(cmd, sb)
+			return nil
+		},
+	}
+	af.add(cmd)
+	cmd.Flags().StringVar(&spec.Netns, "netns", "", "adopt the network namespace at this path")
+	cmd.Flags().IntVar(&spec.PID, "pid", 0, "adopt the network namespace of this process")
+	cmd.Flags().StringArrayVar(&labels, "label", nil, "label as key=value (repeatable)")
+	return cmd
+}
+
+func printSandboxLine(cmd *cobra.Command, sb *model.SandboxInfo) {
+	var addrs []string
+	for _, ep := range sb.Endpoints {
+		addrs = append(addrs, fmt.Sprintf("%s=%s", ep.IfName, ep.IP))
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\t%s\n", sb.Name, sb.Netns, strings.Join(addrs, ","))
+}
+
+func newSandboxLsCmd(g *globals) *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List sandboxes",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sbs, err := g.client().Sandboxes(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				return printJSON(cmd, sbs)
+			}
+			t := newTable(cmd, "NAME", "KIND", "NETWORKS", "ADDRESSES", "CONTAINER", "NETNS")
+			for _, sb := range sbs {
+				var nets, addrs []string
+				for _, ep := range sb.Endpoints {
+					nets = append(nets, ep.Network)
+					addrs = append(addrs, ep.IP.String())
+				}
+				t.row(sb.Name, string(sb.Kind), dash(strings.Join(nets, ",")), dash(strings.Join(addrs, ",")),
+					dash(shortID(sb.ContainerID)), sb.Netns)
+			}
+			return t.flush()
+		},
+	}
+	addFormatFlag(cmd, &format)
+	return cmd
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func shortID(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
+
+func newSandboxInspectCmd(g *globals) *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "inspect NAME...",
+		Short: "Show sandboxes in detail: every endpoint with its address, MAC, gateway and host end",
+		Long: `Show sandboxes in detail. For every endpoint: the interface inside the
+sandbox, its address, MAC and gateway, and the host end of its veth pair
+(name and ifindex) — what ` + "`ethtool -S eth0 | grep peer_ifindex`" + ` finds by hand.`,
+		Args:              minArgs(1, "NAME"),
+		ValidArgsFunction: completeSandboxes(g),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var all []*model.SandboxInfo
+			for _, name := range args {
+				sb, err := g.client().Sandbox(cmd.Context(), name)
+				if err != nil {
+					return err
+				}
+				all = append(all, sb)
+			}
+			if format == "json" {
+				return printJSON(cmd, all)
+			}
+			w := cmd.OutOrStdout()
+			for i, sb := range all {
+				if i > 0 {
+					fmt.Fprintln(w)
+				}
+				kv := newTable(cmd)
+				kv.row("Name:", sb.Name)
+				kv.row("ID:", sb.ID)
+				kv.row("Kind:", string(sb.Kind))
+				kv.row("Netns:", sb.Netns)
+				if sb.PID != 0 {
+					kv.row("PID:", strconv.Itoa(sb.PID))
+				}
+				if sb.ContainerID != "" {
+					kv.row("Container:", sb.ContainerID)
+				}
+				kv.row("Created:", sb.Created.Format(time.RFC3339))
+				if err := kv.flush(); err != nil {
+					return err
+				}
+				fmt.Fprintln(w, "Endpoints:")
+				t := newTable(cmd, "  IFACE", "NETWORK", "IP", "MAC", "GATEWAY", "HOST-IF", "HOST-IFINDEX", "ALIASES")
+				for _, ep := range sb.Endpoints {
+					gw := ep.Gateway.String()
+					if ep.Primary {
+						gw += " (default)"
+					}
+					t.row("  "+ep.IfName, ep.Network, fmt.Sprintf("%s/%d", ep.IP, ep.Prefix), ep.MAC, gw,
+						ep.HostIf, strconv.Itoa(ep.HostIfIndex), dash(strings.Join(ep.Aliases, ",")))
+				}
+				if err := t.flush(); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	addFormatFlag(cmd, &format)
+	return cmd
+}
+
+func newSandboxRmCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:               "rm NAME...",
+		Aliases:           []string{"remove"},
+		Short:             "Remove sandboxes (an adopted namespace keeps everything pontoon did not add)",
+		Args:              minArgs(1, "NAME"),
+		ValidArgsFunction: completeSandboxes(g),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, name := range args {
+				if err := g.client().RemoveSandbox(cmd.Context(), name); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), name)
+			}
+			return nil
+		},
+	}
+}
+
+func newExecCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:               "exec SANDBOX -- COMMAND [ARG...]",
+		Short:             "Run a command inside a sandbox's network namespace",
+		Example:           "  pontoon exec a -- ping -c1 10.88.0.3\n  pontoon exec a -- ip addr",
+		Args:              minArgs(2, "SANDBOX and a COMMAND"),
+		ValidArgsFunction: completeSandboxes(g),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sb, err := g.client().Sandbox(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return execIn(sb.Netns, args[1:])
+		},
+	}
+	// Everything after SANDBOX belongs to the command, dashes included.
+	cmd.Flags().SetInterspersed(false)
+	return cmd
+}
+
+// execIn replaces this process with argv, running in the network namespace
+// at path. The namespace is joined by this OS thread only (locked), and
+// execve keeps the calling thread's namespaces.
+func execIn(path string, argv []string) error {
+	bin, err := exec.LookPath(argv[0])
+	if err != nil {
+		return fmt.Errorf("command %q: %w", argv[0], err)
+	}
+	runtime.LockOSThread()
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open namespace %s: %w", path, err)
+	}
+	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("enter namespace %s: %w (are you root?)", path, err)
+	}
+	unix.Close(fd)
+	return syscall.Exec(bin, argv, os.Environ())
+}
+
+func newRunCmd(g *globals) *cobra.Command {
+	var (
+		af   attachFlags
+		name string
+		rm   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "run [--name NAME] [--network NET] [--ip IP] [--rm] -- COMMAND [ARG...]",
+		Short: "Create a sandbox, run a command in it in the foreground, and optionally remove it",
+		Long: `Create a sandbox attached to --network (default: the default network), run
+COMMAND inside it in the foreground, and with --rm remove the sandbox when
+the command exits. The exit status is the command's.
+
+--network none     loopback only
+--network host     no new namespace: the host's network
+--network sandbox:OTHER   share OTHER's namespace (like Docker's container:OTHER)`,
+		Example: "  pontoon run --rm --network back -- sh -c 'ip addr; ip route'",
+		Args:    minArgs(1, "COMMAND"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			specs, special, err := af.specs()
+			if err != nil {
+				return err
+			}
+			c := g.client()
+			if other, ok := strings.CutPrefix(special, "sandbox:"); ok {
+				sb, err := c.Sandbox(ctx, other)
+				if err != nil {
+					return err
+				}
+				return runChild(ctx, g, sb.Name, args)
+			}
+			if name == "" {
+				name = "run-" + model.NewID()[:8]
+			}
+			spec := model.SandboxSpec{Name: name, Networks: specs, Host: special == "host"}
+			if _, err := c.CreateSandbox(ctx, spec); err != nil {
+				return err
+			}
+			runErr := runChild(ctx, g, name, args)
+			if rm {
+				// The command's context may be cancelled (Ctrl-C): still clean up.
+				rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				if err := c.RemoveSandbox(rctx, name); err != nil {
+					return errors.Join(runErr, fmt.Errorf("remove sandbox %s: %w", name, err))
+				}
+			}
+			return runErr
+		},
+	}
+	af.add(cmd)
+	cmd.Flags().SetInterspersed(false)
+	cmd.Flags().StringVar(&name, "name", "", "sandbox name (default: run-<random>)")
+	cmd.Flags().BoolVar(&rm, "rm", false, "remove the sandbox when the command exits")
+	return cmd
+}
+
+// runChild runs `pontoon exec NAME -- ARGS` as a child in the foreground,
+// passing signals on, and returns its exit status as an exitError.
+func runChild(ctx context.Context, g *globals, name string, args []string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	child := exec.Command(self, append([]string{"exec", "--socket", g.socket, name, "--"}, args...)...)
+	child.Stdin, child.Stdout, child.Stderr = os.Stdin, os.Stdout, os.Stderr
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	if err := child.Start(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- child.Wait() }()
+	for {
+		select {
+		case s := <-sigs:
+			_ = child.Process.Signal(s)
+		case err := <-done:
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				if st, ok := ee.Sys().(syscall.WaitStatus); ok && st.Signaled() {
+					return exitError{code: 128 + int(st.Signal())}
+				}
+				return exitError{code: ee.ExitCode()}
+			}
+			return err
+		}
+	}
+}

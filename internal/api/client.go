@@ -1,0 +1,178 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"syscall"
+	"time"
+
+	"pontoon/internal/model"
+)
+
+// DefaultSocket is where the daemon listens unless told otherwise.
+const DefaultSocket = "/run/pontoon/pontoon.sock"
+
+// ErrUnavailable means the daemon could not be reached or is not ready.
+var ErrUnavailable = errors.New("daemon unavailable")
+
+// Error is an error answer of the API. It matches the model's error kinds
+// with errors.Is, so callers handle API errors as engine errors.
+type Error struct {
+	Status int
+	Body   ErrorBody
+}
+
+func (e *Error) Error() string { return e.Body.Error }
+
+// Is maps the API's error kinds to model's sentinel errors.
+func (e *Error) Is(target error) bool {
+	switch e.Body.Kind {
+	case "invalid":
+		return target == model.ErrInvalid
+	case "not_found":
+		return target == model.ErrNotFound
+	case "conflict":
+		return target == model.ErrConflict
+	case "exhausted":
+		return target == model.ErrExhausted
+	case "unavailable":
+		return target == ErrUnavailable
+	}
+	return false
+}
+
+// Client talks to the daemon over its unix socket.
+type Client struct {
+	socket string
+	hc     *http.Client
+}
+
+// NewClient returns a client for the daemon at socket.
+func NewClient(socket string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+		MaxIdleConnsPerHost: 16,
+	}
+	return &Client{socket: socket, hc: &http.Client{Transport: tr, Timeout: 5 * time.Minute}}
+}
+
+// Socket returns the socket path the client uses.
+func (c *Client) Socket() string { return c.socket }
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://pontoon"+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("%w: cannot reach the pontoon daemon at %s: start it with `pontoon daemon`, or point --socket / PONTOON_SOCKET at its socket", ErrUnavailable, c.socket)
+		}
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		e := &Error{Status: resp.StatusCode}
+		if json.Unmarshal(data, &e.Body) != nil || e.Body.Error == "" {
+			e.Body = ErrorBody{Error: fmt.Sprintf("daemon answered %s", resp.Status), Kind: "internal"}
+		}
+		return e
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decode answer of %s %s: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// Status asks whether the daemon is up and ready.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var st Status
+	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
+	if err != nil {
+		var ae *Error
+		if errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable {
+			return &st, fmt.Errorf("%w: the daemon is starting", ErrUnavailable)
+		}
+		return nil, err
+	}
+	return &st, nil
+}
+
+func (c *Client) Networks(ctx context.Context) ([]*model.NetworkInfo, error) {
+	var v []*model.NetworkInfo
+	return v, c.do(ctx, http.MethodGet, "/v1/networks", nil, &v)
+}
+
+func (c *Client) Network(ctx context.Context, name string) (*model.NetworkInfo, error) {
+	var v model.NetworkInfo
+	return &v, c.do(ctx, http.MethodGet, "/v1/networks/"+url.PathEscape(name), nil, &v)
+}
+
+func (c *Client) CreateNetwork(ctx context.Context, spec model.NetworkSpec) (*model.Network, error) {
+	var v model.Network
+	return &v, c.do(ctx, http.MethodPost, "/v1/networks", spec, &v)
+}
+
+func (c *Client) RemoveNetwork(ctx context.Context, name string, force bool) error {
+	q := ""
+	if force {
+		q = "?force=true"
+	}
+	return c.do(ctx, http.MethodDelete, "/v1/networks/"+url.PathEscape(name)+q, nil, nil)
+}
+
+func (c *Client) Connect(ctx context.Context, network string, req ConnectRequest) (*model.Endpoint, error) {
+	var v model.Endpoint
+	return &v, c.do(ctx, http.MethodPost, "/v1/networks/"+url.PathEscape(network)+"/connect", req, &v)
+}
+
+func (c *Client) Disconnect(ctx context.Context, network, sandbox string) error {
+	return c.do(ctx, http.MethodPost, "/v1/networks/"+url.PathEscape(network)+"/disconnect", DisconnectRequest{Sandbox: sandbox}, nil)
+}
+
+func (c *Client) Sandboxes(ctx context.Context) ([]*model.SandboxInfo, error) {
+	var v []*model.SandboxInfo
+	return v, c.do(ctx, http.MethodGet, "/v1/sandboxes", nil, &v)
+}
+
+func (c *Client) Sandbox(ctx context.Context, name string) (*model.SandboxInfo, error) {
+	var v model.SandboxInfo
+	return &v, c.do(ctx, http.MethodGet, "/v1/sandboxes/"+url.PathEscape(name), nil, &v)
+}
+
+func (c *Client) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (*model.SandboxInfo, error) {
+	var v model.SandboxInfo
+	return &v, c.do(ctx, http.MethodPost, "/v1/sandboxes", spec, &v)
+}
+
+func (c *Client) RemoveSandbox(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/sandboxes/"+url.PathEscape(name), nil, nil)
+}

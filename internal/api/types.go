@@ -1,0 +1,35 @@
+// Package api is the client side of pontoon's HTTP/JSON API over a unix
+// socket (documented in docs/api.md) and the wire types it shares with the
+// server (package daemon). It imports only model, so that clients — the
+// CLI and the CNI plugin — do not link the engine's kernel adapters.
+package api
+
+// Version of the API, in the path of every route.
+const Version = "v1"
+
+// Status is the answer of GET /v1/status.
+type Status struct {
+	Ready   bool   `json:"ready"`
+	PID     int    `json:"pid"`
+	Version string `json:"version"`
+}
+
+// ConnectRequest is the body of POST /v1/networks/{name}/connect.
+type ConnectRequest struct {
+	Sandbox string   `json:"sandbox"`
+	IP      string   `json:"ip,omitempty"`
+	Aliases []string `json:"aliases,omitempty"`
+}
+
+// DisconnectRequest is the body of POST /v1/networks/{name}/disconnect.
+type DisconnectRequest struct {
+	Sandbox string `json:"sandbox"`
+}
+
+// ErrorBody is the JSON of every error answer.
+type ErrorBody struct {
+	Error string `json:"error"`
+	// Kind is one of invalid, not_found, conflict, exhausted, unavailable,
+	// internal.
+	Kind string `json:"kind"`
+}

@@ -1,0 +1,170 @@
+// Package daemon runs `pontoon daemon`: it opens the store, builds the
+// kernel adapters and the engine, reconciles, and serves the API on a unix
+// socket until it is told to stop. Stopping never touches sandboxes: their
+// links, addresses and firewall state stay, so traffic is not interrupted.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"pontoon/internal/engine"
+	"pontoon/internal/firewall"
+	"pontoon/internal/ipam"
+	"pontoon/internal/link"
+	"pontoon/internal/netns"
+	"pontoon/internal/store"
+)
+
+// Options are the daemon's settings (flags of `pontoon daemon`).
+type Options struct {
+	Root          string // state directory (bbolt file)
+	Socket        string // API socket
+	NetnsDir      string // where sandbox namespaces are pinned
+	DefaultSubnet string // subnet of the default network
+	Pool          string // comma-separated prefixes for networks created without --subnet
+	PoolBits      int
+}
+
+// DefaultOptions are the embedded defaults.
+func DefaultOptions() Options {
+	return Options{
+		Root:          "/var/lib/pontoon",
+		Socket:        "/run/pontoon/pontoon.sock",
+		NetnsDir:      "/run/pontoon/netns",
+		DefaultSubnet: ipam.DefaultSubnet.String(),
+		PoolBits:      24,
+	}
+}
+
+// Run runs the daemon until ctx is done.
+func Run(ctx context.Context, opts Options, log *slog.Logger) error {
+	cfg, err := parseOptions(opts)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(opts.Root, 0o700); err != nil {
+		return fmt.Errorf("create state directory %s: %w", opts.Root, err)
+	}
+	st, err := store.Open(filepath.Join(opts.Root, "pontoon.db"), log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := netns.EnsureDir(opts.NetnsDir); err != nil {
+		return fmt.Errorf("prepare namespace directory %s: %w", opts.NetnsDir, err)
+	}
+	lk, err := link.New(log)
+	if err != nil {
+		return err
+	}
+	fw, err := firewall.New(log)
+	if err != nil {
+		return fmt.Errorf("nftables: %w (is the nft command installed? apt-get install nftables)", err)
+	}
+	cfg.Store, cfg.Link, cfg.Firewall, cfg.Netns, cfg.Log = st, lk, fw, Namespaces{}, log
+	cfg.NetnsDir = opts.NetnsDir
+	cfg.SetIPForward = true
+	eng, err := engine.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+
+	srv := NewServer(eng, log)
+	l, err := Listen(opts.Socket, 0o660)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(opts.Socket)
+	serveCtx, stopServe := context.WithCancel(context.Background())
+	defer stopServe()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(serveCtx, l) }()
+
+	start := time.Now()
+	if err := eng.Reconcile(ctx); err != nil {
+		// Serve anyway: what could be reconciled is, and the errors say
+		// what could not. A daemon that refuses to start helps nobody.
+		log.Error("start-up reconciliation had errors", "err", err)
+	}
+	srv.SetReady(true)
+	log.Info("pontoon daemon ready", "socket", opts.Socket, "root", opts.Root, "netns_dir", opts.NetnsDir, "reconcile_took", time.Since(start).String())
+
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		return fmt.Errorf("api server stopped: %w", err)
+	}
+	log.Info("stopping: sandboxes keep their network")
+	stopServe()
+	if err := <-served; err != nil && !errors.Is(err, context.Canceled) {
+		log.Warn("api shutdown", "err", err)
+	}
+	return nil
+}
+
+func parseOptions(o Options) (engine.Config, error) {
+	var cfg engine.Config
+	if o.DefaultSubnet != "" {
+		p, err := netip.ParsePrefix(o.DefaultSubnet)
+		if err != nil || !p.Addr().Is4() || p.Masked() != p {
+			return cfg, fmt.Errorf("--default-subnet %q is not an IPv4 CIDR like 10.88.0.0/16", o.DefaultSubnet)
+		}
+		cfg.DefaultSubnet = p
+	}
+	if o.Pool != "" {
+		for _, s := range strings.Split(o.Pool, ",") {
+			p, err := netip.ParsePrefix(strings.TrimSpace(s))
+			if err != nil || !p.Addr().Is4() || p.Masked() != p {
+				return cfg, fmt.Errorf("--pool entry %q is not an IPv4 CIDR like 10.89.0.0/16", s)
+			}
+			cfg.Pool = append(cfg.Pool, p)
+		}
+	}
+	cfg.PoolBits = o.PoolBits
+	if cfg.PoolBits != 0 && (cfg.PoolBits < 8 || cfg.PoolBits > 30) {
+		return cfg, fmt.Errorf("--pool-size /%d is out of range: use 8 to 30", cfg.PoolBits)
+	}
+	for _, p := range cfg.Pool {
+		if p.Bits() > cfg.PoolBits {
+			return cfg, fmt.Errorf("--pool entry %s is smaller than --pool-size /%d", p, cfg.PoolBits)
+		}
+	}
+	return cfg, nil
+}
+
+// Namespaces adapts package netns to engine.Namespaces.
+type Namespaces struct{}
+
+func (Namespaces) Create(path string) error          { return netns.Create(path) }
+func (Namespaces) Delete(path string) error          { return netns.Delete(path) }
+func (Namespaces) IsPinned(path string) bool         { return netns.IsPinned(path) }
+func (Namespaces) Pins(dir string) ([]string, error) { return netns.Pins(dir) }
+
+// nsfsMagic is NSFS_MAGIC from linux/magic.h.
+const nsfsMagic = 0x6e736673
+
+// Ino identifies the namespace at path (device and inode of its nsfs file).
+func (Namespaces) Ino(path string) (uint64, error) {
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(path, &fs); err != nil {
+		return 0, err
+	}
+	if fs.Type != nsfsMagic {
+		return 0, fmt.Errorf("%s is not a namespace file (nsfs)", path)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return 0, err
+	}
+	return st.Dev<<32 ^ st.Ino, nil
+}

@@ -1,0 +1,228 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"pontoon/internal/api"
+	"pontoon/internal/engine"
+	"pontoon/internal/model"
+)
+
+// Server serves the API.
+type Server struct {
+	eng   *engine.Engine
+	log   *slog.Logger
+	ready atomic.Bool
+	mux   *http.ServeMux
+}
+
+// NewServer returns a server for eng. It answers /v1/status at once, and
+// everything else once SetReady(true) was called (after reconciliation).
+func NewServer(eng *engine.Engine, log *slog.Logger) *Server {
+	s := &Server{eng: eng, log: log, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+// SetReady says whether the engine has reconciled and may serve.
+func (s *Server) SetReady(v bool) { s.ready.Store(v) }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /v1/status", s.status)
+	s.handle("GET /v1/networks", s.listNetworks)
+	s.handle("POST /v1/networks", s.createNetwork)
+	s.handle("GET /v1/networks/{name}", s.getNetwork)
+	s.handle("DELETE /v1/networks/{name}", s.removeNetwork)
+	s.handle("POST /v1/networks/{name}/connect", s.connect)
+	s.handle("POST /v1/networks/{name}/disconnect", s.disconnect)
+	s.handle("GET /v1/sandboxes", s.listSandboxes)
+	s.handle("POST /v1/sandboxes", s.createSandbox)
+	s.handle("GET /v1/sandboxes/{name}", s.getSandbox)
+	s.handle("DELETE /v1/sandboxes/{name}", s.removeSandbox)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, model.NotFoundf("no API route %s %s: see docs/api.md", r.Method, r.URL.Path))
+	})
+}
+
+// handle wraps a handler that returns a value or an error.
+func (s *Server) handle(pattern string, h func(r *http.Request) (int, any, error)) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		if !s.ready.Load() {
+			writeErrorStatus(w, http.StatusServiceUnavailable, "unavailable", "the daemon is starting (reconciling state): try again in a moment")
+			return
+		}
+		code, v, err := h(r)
+		if err != nil {
+			s.log.Debug("api", "method", r.Method, "path", r.URL.Path, "err", err, "took", time.Since(start))
+			writeError(w, err)
+			return
+		}
+		s.log.Debug("api", "method", r.Method, "path", r.URL.Path, "status", code, "took", time.Since(start))
+		writeJSON(w, code, v)
+	})
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	st := api.Status{Ready: s.ready.Load(), PID: os.Getpid(), Version: api.Version}
+	code := http.StatusOK
+	if !st.Ready {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, st)
+}
+
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return model.Invalidf("request body is not valid JSON for this route: %v (see docs/api.md)", err)
+	}
+	return nil
+}
+
+func (s *Server) listNetworks(r *http.Request) (int, any, error) {
+	v, err := s.eng.Networks()
+	if v == nil {
+		v = []*model.NetworkInfo{}
+	}
+	return http.StatusOK, v, err
+}
+
+func (s *Server) createNetwork(r *http.Request) (int, any, error) {
+	var spec model.NetworkSpec
+	if err := decode(r, &spec); err != nil {
+		return 0, nil, err
+	}
+	n, err := s.eng.CreateNetwork(r.Context(), spec)
+	return http.StatusCreated, n, err
+}
+
+func (s *Server) getNetwork(r *http.Request) (int, any, error) {
+	v, err := s.eng.Network(r.PathValue("name"))
+	return http.StatusOK, v, err
+}
+
+func (s *Server) removeNetwork(r *http.Request) (int, any, error) {
+	force := r.URL.Query().Get("force") == "true"
+	return http.StatusOK, struct{}{}, s.eng.RemoveNetwork(r.Context(), r.PathValue("name"), force)
+}
+
+func (s *Server) connect(r *http.Request) (int, any, error) {
+	var req api.ConnectRequest
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	ep, err := s.eng.Connect(r.Context(), req.Sandbox, model.AttachSpec{Network: r.PathValue("name"), IP: req.IP, Aliases: req.Aliases})
+	return http.StatusCreated, ep, err
+}
+
+func (s *Server) disconnect(r *http.Request) (int, any, error) {
+	var req api.DisconnectRequest
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, struct{}{}, s.eng.Disconnect(r.Context(), r.PathValue("name"), req.Sandbox)
+}
+
+func (s *Server) listSandboxes(r *http.Request) (int, any, error) {
+	v, err := s.eng.Sandboxes()
+	if v == nil {
+		v = []*model.SandboxInfo{}
+	}
+	return http.StatusOK, v, err
+}
+
+func (s *Server) createSandbox(r *http.Request) (int, any, error) {
+	var spec model.SandboxSpec
+	if err := decode(r, &spec); err != nil {
+		return 0, nil, err
+	}
+	v, err := s.eng.CreateSandbox(r.Context(), spec)
+	return http.StatusCreated, v, err
+}
+
+func (s *Server) getSandbox(r *http.Request) (int, any, error) {
+	v, err := s.eng.Sandbox(r.PathValue("name"))
+	return http.StatusOK, v, err
+}
+
+func (s *Server) removeSandbox(r *http.Request) (int, any, error) {
+	return http.StatusOK, struct{}{}, s.eng.RemoveSandbox(r.Context(), r.PathValue("name"))
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErrorStatus(w http.ResponseWriter, code int, kind, msg string) {
+	writeJSON(w, code, api.ErrorBody{Error: msg, Kind: kind})
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	code, kind := http.StatusInternalServerError, "internal"
+	switch {
+	case errors.Is(err, model.ErrInvalid):
+		code, kind = http.StatusBadRequest, "invalid"
+	case errors.Is(err, model.ErrNotFound):
+		code, kind = http.StatusNotFound, "not_found"
+	case errors.Is(err, model.ErrConflict):
+		code, kind = http.StatusConflict, "conflict"
+	case errors.Is(err, model.ErrExhausted):
+		code, kind = http.StatusInsufficientStorage, "exhausted"
+	}
+	writeErrorStatus(w, code, kind, err.Error())
+}
+
+// Listen opens the API socket at path with the given mode, refusing when
+// another daemon answers there and replacing a stale socket file.
+func Listen(path string, mode os.FileMode) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create socket directory: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another daemon is listening on %s: stop it, or give this one another --socket", path)
+	}
+	_ = os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	return l, nil
+}
+
+// Serve serves the API on l until ctx is done, then shuts down gracefully
+// (in-flight requests finish).
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return hs.Shutdown(sctx)
+	}
+}

@@ -1,0 +1,258 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"pontoon/internal/ipam"
+	"pontoon/internal/link"
+	"pontoon/internal/model"
+	"pontoon/internal/store"
+)
+
+func validateAttach(a model.AttachSpec) (netip.Addr, error) {
+	if err := model.ValidateName("network", a.Network); err != nil {
+		return netip.Addr{}, err
+	}
+	for _, al := range a.Aliases {
+		if err := model.ValidateName("alias", al); err != nil {
+			return netip.Addr{}, err
+		}
+	}
+	if a.IP == "" {
+		return netip.Addr{}, nil
+	}
+	return model.ParseAddr("ip", a.IP)
+}
+
+// Connect attaches a sandbox to a network (see the package comment for the
+// steps). The sandbox must exist and be ready.
+func (e *Engine) Connect(ctx context.Context, sandbox string, a model.AttachSpec) (*model.Endpoint, error) {
+	ip, err := validateAttach(a)
+	if err != nil {
+		return nil, err
+	}
+	if err := model.ValidateName("sandbox", sandbox); err != nil {
+		return nil, err
+	}
+	unlock := e.lockSandbox(sandbox)
+	defer unlock()
+	return e.connectLocked(ctx, sandbox, a, ip, false)
+}
+
+// connectLocked does the attach; creating is true while the sandbox itself
+// is being created (it is then in state "creating").
+func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.AttachSpec, ip netip.Addr, creating bool) (*model.Endpoint, error) {
+	// An endpoint of this sandbox that is still being torn down holds an
+	// interface name and maybe the default route: finish it first.
+	if e.hasRemoving(sandbox) {
+		e.reaper.flush()
+	}
+	var (
+		ep *model.Endpoint
+		sb *model.Sandbox
+		nw *model.Network
+	)
+	err := e.st.Update(func(tx store.Tx) error {
+		var err error
+		if nw, err = tx.Network(a.Network); err != nil {
+			return err
+		}
+		if sb, err = tx.Sandbox(sandbox); err != nil {
+			return err
+		}
+		switch {
+		case sb.Kind == model.KindHost:
+			return model.Invalidf("sandbox %s uses the host's network namespace and cannot be connected to a network", sandbox)
+		case sb.State == model.SandboxRemoving:
+			return model.Conflictf("sandbox %s is being removed", sandbox)
+		case sb.State == model.SandboxCreating && !creating:
+			return model.Conflictf("sandbox %s is still being created: try again", sandbox)
+		}
+		if old, err := tx.Endpoint(sandbox, a.Network); err == nil {
+			return model.Conflictf("sandbox %s is already connected to network %s (%s, %s): disconnect it first", sandbox, a.Network, old.IfName, old.IP)
+		} else if !errors.Is(err, model.ErrNotFound) {
+			return err
+		}
+		eps, err := tx.EndpointsOfSandbox(sandbox)
+		if err != nil {
+			return err
+		}
+		slot, primary := nextSlot(eps)
+		ep = &model.Endpoint{
+			ID: model.NewID(), Network: nw.Name, Sandbox: sandbox,
+			IfName: model.IfNameFor(slot), Gateway: nw.Gateway, Prefix: nw.Subnet.Bits(),
+			MTU: nw.MTU, Primary: primary, Aliases: a.Aliases,
+			State: model.StateCreating, Created: time.Now().UTC(),
+		}
+		ep.HostIf = model.HostVethName(ep.ID)
+		if !primary {
+			ep.Table = model.RouteTableFor(slot)
+		}
+		if ip.IsValid() {
+			if err := model.CheckStaticIP(nw, ip); err != nil {
+				return err
+			}
+			if err := ipam.ReserveStatic(tx, nw, ip, ep.ID, e.ownerName(tx, nw.Name)); err != nil {
+				return err
+			}
+			ep.IP = ip
+		} else {
+			if ep.IP, err = ipam.Allocate(tx, nw, ep.ID); err != nil {
+				return err
+			}
+		}
+		ep.MAC = model.MACFromIP(ep.IP).String()
+		return tx.PutEndpoint(ep)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect %s to %s: %w", sandbox, a.Network, err)
+	}
+
+	// From here on, a failure must undo the reservation and the record.
+	undo := func(cause error) error {
+		if err := e.link.DeleteVeths([]string{ep.HostIf}); err != nil {
+			e.log.Error("rollback: delete veth", "link", ep.HostIf, "err", err)
+		}
+		if err := e.st.Update(func(tx store.Tx) error {
+			if err := tx.Release(ep.Network, ep.IP); err != nil {
+				return err
+			}
+			return tx.DeleteEndpoint(ep.Sandbox, ep.Network)
+		}); err != nil {
+			e.log.Error("rollback: delete endpoint record", "sandbox", sandbox, "network", ep.Network, "err", err)
+		}
+		return fmt.Errorf("connect %s to %s: %w", sandbox, a.Network, cause)
+	}
+	if err := e.hook("attach:veth"); err != nil {
+		return nil, undo(err)
+	}
+	idx, err := e.link.AddVeth(vethOf(nw, sb, ep))
+	if err != nil {
+		return nil, undo(err)
+	}
+	ep.HostIfIndex = idx
+	if err := e.hook("attach:ready"); err != nil {
+		return nil, undo(err)
+	}
+	ep.State = model.StateReady
+	if err := e.st.Update(func(tx store.Tx) error { return tx.PutEndpoint(ep) }); err != nil {
+		return nil, undo(fmt.Errorf("record endpoint: %w", err))
+	}
+	e.log.Debug("endpoint attached", "sandbox", sandbox, "network", nw.Name, "ip", ep.IP.String(), "if", ep.IfName, "host_if", ep.HostIf)
+	return ep, nil
+}
+
+// ownerName returns a func that names the holder of an address for error
+// messages: the sandbox that owns the endpoint.
+func (e *Engine) ownerName(tx store.Tx, network string) func(owner string) string {
+	return func(owner string) string {
+		eps, err := tx.EndpointsOnNetwork(network)
+		if err == nil {
+			for _, ep := range eps {
+				if ep.ID == owner {
+					return "sandbox " + ep.Sandbox
+				}
+			}
+		}
+		return "endpoint " + owner
+	}
+}
+
+// nextSlot returns the lowest free ethN index of a sandbox and whether the
+// new endpoint is its primary one (it has no other endpoint that carries
+// the default route).
+func nextSlot(eps []*model.Endpoint) (int, bool) {
+	used := map[int]bool{}
+	primary := true
+	for _, ep := range eps {
+		if n, err := strconv.Atoi(strings.TrimPrefix(ep.IfName, "eth")); err == nil {
+			used[n] = true
+		}
+		if ep.Primary {
+			primary = false
+		}
+	}
+	slot := 0
+	for used[slot] {
+		slot++
+	}
+	return slot, primary
+}
+
+func vethOf(nw *model.Network, sb *model.Sandbox, ep *model.Endpoint) link.Veth {
+	return link.Veth{
+		HostName: ep.HostIf, Bridge: nw.Bridge, MTU: ep.MTU, Isolated: !nw.ICC,
+		Netns: sb.Netns, PeerName: ep.IfName, MAC: model.MACFromIP(ep.IP),
+		Addr: netip.PrefixFrom(ep.IP, ep.Prefix), Gateway: ep.Gateway,
+		DefaultRoute: ep.Primary && !nw.Internal, Table: ep.Table,
+	}
+}
+
+func (e *Engine) hasRemoving(sandbox string) bool {
+	found := false
+	_ = e.st.View(func(tx store.Tx) error {
+		eps, err := tx.EndpointsOfSandbox(sandbox)
+		for _, ep := range eps {
+			if ep.State == model.StateRemoving {
+				found = true
+			}
+		}
+		return err
+	})
+	return found
+}
+
+// Disconnect detaches a sandbox from a network. It returns once the
+// endpoint carries no more traffic; the veth is deleted in the background.
+func (e *Engine) Disconnect(ctx context.Context, network, sandbox string) error {
+	if err := model.ValidateName("sandbox", sandbox); err != nil {
+		return err
+	}
+	if err := model.ValidateName("network", network); err != nil {
+		return err
+	}
+	unlock := e.lockSandbox(sandbox)
+	defer unlock()
+	return e.disconnectLocked(network, sandbox)
+}
+
+func (e *Engine) disconnectLocked(network, sandbox string) error {
+	var ep *model.Endpoint
+	err := e.st.Update(func(tx store.Tx) error {
+		if _, err := tx.Sandbox(sandbox); err != nil {
+			return err
+		}
+		if _, err := tx.Network(network); err != nil {
+			return err
+		}
+		var err error
+		ep, err = tx.Endpoint(sandbox, network)
+		if errors.Is(err, model.ErrNotFound) {
+			return model.NotFoundf("sandbox %s is not connected to network %s: see `pontoon sandbox inspect %s`", sandbox, network, sandbox)
+		}
+		if err != nil {
+			return err
+		}
+		if ep.State == model.StateRemoving {
+			return nil
+		}
+		ep.State = model.StateRemoving
+		return tx.PutEndpoint(ep)
+	})
+	if err != nil {
+		return fmt.Errorf("disconnect %s from %s: %w", sandbox, network, err)
+	}
+	if err := e.link.DisableVeth(ep.HostIf); err != nil {
+		// The reaper deletes the link anyway; say so and go on.
+		e.log.Warn("take endpoint down", "link", ep.HostIf, "err", err)
+	}
+	e.reaper.add(ep)
+	e.log.Debug("endpoint detached", "sandbox", sandbox, "network", network, "ip", ep.IP.String())
+	return nil
+}

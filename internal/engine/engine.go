@@ -1,0 +1,181 @@
+// Package engine turns requests (create a network, attach a sandbox, …) into
+// store transactions and kernel changes, as transactions with rollback.
+//
+// The life of an attach (see ../shared/DESIGN.md):
+//
+//  1. validate the request completely (read-only transaction);
+//  2. one store transaction reserves the IP and records the endpoint as
+//     "creating";
+//  3. the veth pair is created with its peer directly in the sandbox
+//     namespace, addressed and routed there; the host end joins the bridge;
+//  4. the store marks the endpoint "ready".
+//
+// Any failure undoes 3→2 in reverse. If the daemon dies between 2 and 4,
+// Reconcile (run at start-up, before serving) rolls the endpoint back: the
+// host veth's name is derived from the endpoint's ID, so the record alone
+// says what to delete, and the IP stays reserved until it is.
+//
+// A detach marks the endpoint "removing" and takes the host end down and out
+// of the bridge (traffic stops at once); a reaper deletes the veths in
+// batches — one kernel RCU wait per batch instead of one per veth — and only
+// then releases the addresses, so an address is never on two live links.
+//
+// Locking: bbolt serialises write transactions, which is what keeps IPAM
+// and the endpoint/network relations consistent. On top of that, operations
+// on one sandbox are serialised by a per-sandbox mutex, and network
+// create/remove by netMu (they also rewrite the firewall).
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+
+	"pontoon/internal/firewall"
+	"pontoon/internal/link"
+	"pontoon/internal/model"
+	"pontoon/internal/store"
+)
+
+// Namespaces is what the engine needs from package netns (faked in unit
+// tests).
+type Namespaces interface {
+	Create(path string) error
+	Delete(path string) error
+	IsPinned(path string) bool
+	Pins(dir string) ([]string, error)
+	// Ino returns an identity (device<<32 ^ inode) of the namespace at path,
+	// or an error when path is not a network namespace.
+	Ino(path string) (uint64, error)
+}
+
+// Config configures an Engine.
+type Config struct {
+	Store    store.Store
+	Link     link.Interface
+	Firewall firewall.Interface
+	Netns    Namespaces
+	Log      *slog.Logger
+
+	// NetnsDir is where the namespaces of pontoon's sandboxes are pinned.
+	NetnsDir string
+	// DefaultSubnet is the default network's subnet unless it overlaps an
+	// address or route of the host; then one is picked from Pool.
+	DefaultSubnet netip.Prefix
+	// Pool is where subnets for networks created without --subnet come
+	// from, PoolBits long each.
+	Pool     []netip.Prefix
+	PoolBits int
+	// SetIPForward enables net.ipv4.ip_forward in the daemon's namespace.
+	SetIPForward bool
+}
+
+// Engine is the single writer of pontoon's state.
+type Engine struct {
+	cfg   Config
+	st    store.Store
+	link  link.Interface
+	fw    firewall.Interface
+	ns    Namespaces
+	log   *slog.Logger
+	netMu sync.Mutex
+
+	sbMu  sync.Mutex
+	sbLck map[string]*sync.Mutex
+
+	reaper *reaper
+
+	// testHook, when set, is called at named points of multi-step
+	// operations; returning an error there injects a failure (unit tests).
+	testHook func(step string) error
+}
+
+// New returns an engine. Call Reconcile before serving requests.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Store == nil || cfg.Link == nil || cfg.Firewall == nil || cfg.Netns == nil {
+		return nil, errors.New("engine: store, link, firewall and netns are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PoolBits == 0 {
+		cfg.PoolBits = 24
+	}
+	e := &Engine{
+		cfg: cfg, st: cfg.Store, link: cfg.Link, fw: cfg.Firewall, ns: cfg.Netns,
+		log: cfg.Log, sbLck: map[string]*sync.Mutex{},
+	}
+	e.reaper = newReaper(e)
+	return e, nil
+}
+
+// Close stops the background reaper after finishing its queue. It does not
+// touch sandboxes: stopping the daemon never interrupts their traffic.
+func (e *Engine) Close() {
+	e.reaper.stop()
+}
+
+// Flush finishes pending background teardowns (detached endpoints) now.
+func (e *Engine) Flush() { e.reaper.flush() }
+
+func (e *Engine) lockSandbox(name string) func() {
+	e.sbMu.Lock()
+	m, ok := e.sbLck[name]
+	if !ok {
+		m = &sync.Mutex{}
+		e.sbLck[name] = m
+	}
+	e.sbMu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
+func (e *Engine) hook(step string) error {
+	if e.testHook != nil {
+		return e.testHook(step)
+	}
+	return nil
+}
+
+// firewallState builds the firewall's desired state from the store.
+func firewallState(nets []*model.Network) firewall.State {
+	var s firewall.State
+	for _, n := range nets {
+		s.Networks = append(s.Networks, firewall.Network{
+			Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet,
+			Internal: n.Internal, Masquerade: n.Masquerade,
+		})
+	}
+	return s
+}
+
+// syncFirewall rewrites pontoon's table from the store (one transaction).
+func (e *Engine) syncFirewall(ctx context.Context) error {
+	var nets []*model.Network
+	if err := e.st.View(func(tx store.Tx) (err error) {
+		nets, err = tx.Networks()
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := e.fw.Sync(ctx, firewallState(nets)); err != nil {
+		return fmt.Errorf("firewall: %w", err)
+	}
+	return nil
+}
+
+// SyncFirewall is syncFirewall for callers outside the engine (doctor,
+// self-healing).
+func (e *Engine) SyncFirewall(ctx context.Context) error {
+	e.netMu.Lock()
+	defer e.netMu.Unlock()
+	return e.syncFirewall(ctx)
+}
+
+func setIPForward() error {
+	return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644)
+}

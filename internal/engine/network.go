@@ -1,0 +1,264 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"pontoon/internal/ipam"
+	"pontoon/internal/link"
+	"pontoon/internal/model"
+	"pontoon/internal/store"
+)
+
+// CreateNetwork validates spec, picks a subnet when none is given, creates
+// the bridge and rewrites the firewall. On any failure nothing is left.
+func (e *Engine) CreateNetwork(ctx context.Context, spec model.NetworkSpec) (*model.Network, error) {
+	e.netMu.Lock()
+	defer e.netMu.Unlock()
+	return e.createNetworkLocked(ctx, spec)
+}
+
+func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec) (*model.Network, error) {
+	if err := model.ValidateName("network", spec.Name); err != nil {
+		return nil, err
+	}
+	var subnet netip.Prefix
+	if spec.Subnet != "" {
+		p, err := model.ParsePrefix("subnet", spec.Subnet)
+		if err != nil {
+			return nil, err
+		}
+		subnet = p
+	}
+	var nets []*model.Network
+	if err := e.st.View(func(tx store.Tx) (err error) {
+		nets, err = tx.Networks()
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	for _, n := range nets {
+		if n.Name == spec.Name {
+			return nil, model.Conflictf("network %q already exists: pick another name or remove it with `pontoon network rm %s`", spec.Name, spec.Name)
+		}
+	}
+	if subnet.IsValid() {
+		for _, n := range nets {
+			if n.Subnet.Overlaps(subnet) {
+				return nil, model.Conflictf("subnet %s overlaps %s of network %q: pick a subnet that overlaps no other network", subnet, n.Subnet, n.Name)
+			}
+		}
+	} else {
+		taken := make([]netip.Prefix, 0, len(nets))
+		for _, n := range nets {
+			taken = append(taken, n.Subnet)
+		}
+		host, err := e.link.HostPrefixes()
+		if err != nil {
+			return nil, fmt.Errorf("list host addresses and routes: %w", err)
+		}
+		taken = append(taken, host...)
+		p, err := e.pickSubnet(spec.Name, taken)
+		if err != nil {
+			return nil, err
+		}
+		subnet = p
+	}
+	n, err := model.BuildNetwork(spec, subnet, model.NewID())
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range nets {
+		if o.Bridge == n.Bridge {
+			return nil, model.Conflictf("bridge %s is already used by network %q: pick another --bridge", n.Bridge, o.Name)
+		}
+	}
+	if spec.Bridge != "" {
+		idx, err := e.link.LinkIndex(spec.Bridge)
+		if err != nil {
+			return nil, err
+		}
+		n.BridgeAdopted = idx != 0
+	}
+	n.Created = time.Now().UTC()
+
+	if err := e.st.Update(func(tx store.Tx) error { return tx.PutNetwork(n) }); err != nil {
+		return nil, fmt.Errorf("record network %s: %w", n.Name, err)
+	}
+	undo := func(cause error) error {
+		if !n.BridgeAdopted {
+			if err := e.link.DeleteBridge(n.Bridge); err != nil {
+				e.log.Error("rollback: delete bridge", "bridge", n.Bridge, "err", err)
+			}
+		}
+		if err := e.st.Update(func(tx store.Tx) error { return tx.DeleteNetwork(n.Name) }); err != nil {
+			e.log.Error("rollback: delete network record", "network", n.Name, "err", err)
+		}
+		return cause
+	}
+	if err := e.hook("network:bridge"); err != nil {
+		return nil, undo(err)
+	}
+	if _, err := e.link.EnsureBridge(bridgeOf(n)); err != nil {
+		return nil, undo(fmt.Errorf("create bridge %s for network %s: %w", n.Bridge, n.Name, err))
+	}
+	if err := e.hook("network:firewall"); err != nil {
+		return nil, undo(err)
+	}
+	if err := e.syncFirewall(ctx); err != nil {
+		err = undo(fmt.Errorf("network %s: %w", n.Name, err))
+		if serr := e.syncFirewall(ctx); serr != nil {
+			e.log.Error("rollback: resync firewall", "err", serr)
+		}
+		return nil, err
+	}
+	e.log.Info("network created", "network", n.Name, "subnet", n.Subnet.String(), "bridge", n.Bridge, "internal", n.Internal)
+	return n, nil
+}
+
+func (e *Engine) pickSubnet(name string, taken []netip.Prefix) (netip.Prefix, error) {
+	if name == model.DefaultNetwork && e.cfg.DefaultSubnet.IsValid() {
+		free := true
+		for _, t := range taken {
+			if t.Overlaps(e.cfg.DefaultSubnet) {
+				free = false
+				break
+			}
+		}
+		if free {
+			return e.cfg.DefaultSubnet, nil
+		}
+	}
+	pool := e.cfg.Pool
+	if len(pool) == 0 {
+		pool = ipam.DefaultPool
+	}
+	p, err := ipam.PickSubnet(pool, e.cfg.PoolBits, taken)
+	if err != nil {
+		return netip.Prefix{}, model.Exhaustedf("no free /%d subnet left in the default pool for network %s: give one with --subnet", e.cfg.PoolBits, name)
+	}
+	return p, nil
+}
+
+func bridgeOf(n *model.Network) link.Bridge {
+	return link.Bridge{Name: n.Bridge, Gateway: netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), MTU: n.MTU}
+}
+
+// RemoveNetwork removes a network: refused while it has endpoints unless
+// force, which disconnects them first. The default network stays.
+func (e *Engine) RemoveNetwork(ctx context.Context, name string, force bool) error {
+	if name == model.DefaultNetwork {
+		return model.Invalidf("network %s is the default network and cannot be removed", name)
+	}
+	e.netMu.Lock()
+	defer e.netMu.Unlock()
+	var eps []*model.Endpoint
+	var n *model.Network
+	if err := e.st.View(func(tx store.Tx) (err error) {
+		if n, err = tx.Network(name); err != nil {
+			return err
+		}
+		eps, err = tx.EndpointsOnNetwork(name)
+		return err
+	}); err != nil {
+		return err
+	}
+	var live []string
+	for _, ep := range eps {
+		if ep.State != model.StateRemoving {
+			live = append(live, ep.Sandbox)
+		}
+	}
+	if len(live) > 0 && !force {
+		return model.Conflictf("network %s has %d endpoint(s) (sandboxes %s): disconnect them first, or use --force", name, len(live), strings.Join(first(live, 5), ", "))
+	}
+	for _, sb := range live {
+		if err := e.Disconnect(ctx, name, sb); err != nil && !errors.Is(err, model.ErrNotFound) {
+			return fmt.Errorf("remove network %s: %w", name, err)
+		}
+	}
+	e.reaper.flush()
+	if err := e.st.Update(func(tx store.Tx) error {
+		eps, err := tx.EndpointsOnNetwork(name)
+		if err != nil {
+			return err
+		}
+		if len(eps) > 0 {
+			return model.Conflictf("network %s still has %d endpoint(s) being created: try again", name, len(eps))
+		}
+		return tx.DeleteNetwork(name)
+	}); err != nil {
+		return err
+	}
+	var errs []error
+	if err := e.syncFirewall(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if !n.BridgeAdopted {
+		if err := e.link.DeleteBridge(n.Bridge); err != nil {
+			errs = append(errs, fmt.Errorf("delete bridge %s: %w", n.Bridge, err))
+		}
+	}
+	e.log.Info("network removed", "network", name)
+	return errors.Join(errs...)
+}
+
+func first(s []string, n int) []string {
+	if len(s) > n {
+		return append(slices.Clone(s[:n]), "…")
+	}
+	return s
+}
+
+// Networks lists networks.
+func (e *Engine) Networks() ([]*model.NetworkInfo, error) {
+	var out []*model.NetworkInfo
+	err := e.st.View(func(tx store.Tx) error {
+		nets, err := tx.Networks()
+		if err != nil {
+			return err
+		}
+		for _, n := range nets {
+			eps, err := tx.EndpointsOnNetwork(n.Name)
+			if err != nil {
+				return err
+			}
+			out = append(out, &model.NetworkInfo{Network: *n, Endpoints: liveEndpoints(eps)})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Network returns one network.
+func (e *Engine) Network(name string) (*model.NetworkInfo, error) {
+	var out *model.NetworkInfo
+	err := e.st.View(func(tx store.Tx) error {
+		n, err := tx.Network(name)
+		if err != nil {
+			return err
+		}
+		eps, err := tx.EndpointsOnNetwork(name)
+		if err != nil {
+			return err
+		}
+		out = &model.NetworkInfo{Network: *n, Endpoints: liveEndpoints(eps)}
+		return nil
+	})
+	return out, err
+}
+
+func liveEndpoints(eps []*model.Endpoint) []*model.Endpoint {
+	out := make([]*model.Endpoint, 0, len(eps))
+	for _, ep := range eps {
+		if ep.State == model.StateReady {
+			out = append(out, ep)
+		}
+	}
+	return out
+}

@@ -1,0 +1,112 @@
+package engine
+
+import (
+	"sync"
+	"time"
+
+	"pontoon/internal/model"
+	"pontoon/internal/store"
+)
+
+// reaper deletes detached endpoints' veths in batches and then releases
+// their addresses and records. Deleting a veth waits for an RCU grace period
+// in the kernel (~20 ms here); link.DeleteVeths pays it once per batch.
+//
+// Crash safety: an endpoint in the queue is recorded as "removing" in the
+// store, so a daemon that dies with a non-empty queue finishes the job in
+// Reconcile at the next start. The address stays reserved until the link is
+// gone, so it is never on two live links.
+type reaper struct {
+	e *Engine
+
+	mu      sync.Mutex
+	queue   []*model.Endpoint
+	kick    chan struct{}
+	done    chan struct{}
+	running sync.Mutex // held while a batch is processed
+	stopped chan struct{}
+}
+
+// batchDelay lets detaches that arrive together share one batch.
+const batchDelay = 2 * time.Millisecond
+
+func newReaper(e *Engine) *reaper {
+	r := &reaper{e: e, kick: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{})}
+	go r.loop()
+	return r
+}
+
+func (r *reaper) add(eps ...*model.Endpoint) {
+	r.mu.Lock()
+	r.queue = append(r.queue, eps...)
+	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (r *reaper) loop() {
+	defer close(r.stopped)
+	for {
+		select {
+		case <-r.done:
+			r.flush()
+			return
+		case <-r.kick:
+			time.Sleep(batchDelay)
+			r.flush()
+		}
+	}
+}
+
+// flush processes the whole queue now, in the caller's goroutine.
+func (r *reaper) flush() {
+	r.running.Lock()
+	defer r.running.Unlock()
+	r.mu.Lock()
+	batch := r.queue
+	r.queue = nil
+	r.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	r.e.teardown(batch)
+}
+
+func (r *reaper) stop() {
+	close(r.done)
+	<-r.stopped
+}
+
+// teardown deletes the veths of endpoints in state removing, then their
+// policy rules, addresses and records. On a kernel error the records stay
+// "removing" and the next Reconcile retries.
+func (e *Engine) teardown(eps []*model.Endpoint) {
+	names := make([]string, 0, len(eps))
+	for _, ep := range eps {
+		names = append(names, ep.HostIf)
+	}
+	if err := e.link.DeleteVeths(names); err != nil {
+		e.log.Error("delete veths; will retry at next start", "count", len(names), "err", err)
+		return
+	}
+	err := e.st.Update(func(tx store.Tx) error {
+		for _, ep := range eps {
+			cur, err := tx.Endpoint(ep.Sandbox, ep.Network)
+			if err != nil || cur.ID != ep.ID {
+				continue // already gone
+			}
+			if err := tx.Release(ep.Network, ep.IP); err != nil {
+				return err
+			}
+			if err := tx.DeleteEndpoint(ep.Sandbox, ep.Network); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		e.log.Error("release detached endpoints; will retry at next start", "count", len(eps), "err", err)
+	}
+}

@@ -1,0 +1,39 @@
+package model
+
+// Request and response shapes shared by the engine, the API server and its
+// clients (CLI, CNI plugin). They live here so that a client does not link
+// the engine and its kernel adapters.
+
+// AttachSpec asks for a sandbox's endpoint on a network.
+type AttachSpec struct {
+	Network string   `json:"network"`
+	IP      string   `json:"ip,omitempty"`
+	Aliases []string `json:"aliases,omitempty"`
+}
+
+// SandboxSpec asks for a sandbox.
+type SandboxSpec struct {
+	Name string `json:"name"`
+	// Netns adopts an existing namespace by path; PID adopts a process's.
+	// With neither, pontoon creates and pins a new namespace.
+	Netns string `json:"netns,omitempty"`
+	PID   int    `json:"pid,omitempty"`
+	// Host makes a sandbox that stands for the host's own namespace
+	// (`--network host`): no new namespace, no endpoints.
+	Host        bool              `json:"host,omitempty"`
+	ContainerID string            `json:"container_id,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Networks    []AttachSpec      `json:"networks,omitempty"`
+}
+
+// SandboxInfo is a sandbox with its endpoints, in interface order.
+type SandboxInfo struct {
+	Sandbox
+	Endpoints []*Endpoint `json:"endpoints"`
+}
+
+// NetworkInfo is a network with its endpoints.
+type NetworkInfo struct {
+	Network
+	Endpoints []*Endpoint `json:"endpoints"`
+}

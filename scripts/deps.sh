@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what pontoon needs on a Debian machine (run as root). Only
+# packages that are missing are installed, so a second run is quick.
+set -euo pipefail
+
+pkgs=(
+  nftables          # nft: pontoon's firewall table
+  iptables          # iptables-nft: Docker-style firewalls pontoon coexists with
+  iproute2          # ip, for tests and for people
+  iputils-ping      # ping, for tests
+  containernetworking-plugins  # the CNI reference plugins (bridge, host-local, …) for tests and benchmarks
+  iperf3            # throughput benchmarks
+  busybox           # nslookup and small tools inside sandboxes in tests
+  util-linux        # nsenter, unshare
+  procps
+  ca-certificates
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+  if [ -x /usr/local/go/bin/go ]; then
+    export PATH=$PATH:/usr/local/go/bin
+  else
+    echo "Go is not installed: install Go 1.26 or newer (see go.mod)" >&2
+    exit 1
+  fi
+fi

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs pontoon's whole test suite (as root): unit tests, kernel tests in
+# throwaway network namespaces, and end-to-end tests of the real binaries.
+# Nothing is changed in the machine's own network namespace or /etc.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/deps.sh
+export PATH=$PATH:/usr/local/go/bin
+echo "== go vet"
+go vet ./...
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change: $unformatted" >&2
+  exit 1
+fi
+echo "== go test"
+go test -count=1 -timeout 45m "$@" ./...
