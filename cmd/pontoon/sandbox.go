@@ -267,12 +267,25 @@ func newExecCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return execIn(sb.Netns, args[1:])
+			argv := dropDashes(args[1:])
+			if len(argv) == 0 {
+				return fmt.Errorf("no command given: pontoon exec %s -- COMMAND", args[0])
+			}
+			return execIn(sb.Netns, argv)
 		},
 	}
 	// Everything after SANDBOX belongs to the command, dashes included.
 	cmd.Flags().SetInterspersed(false)
 	return cmd
+}
+
+// dropDashes removes the "--" that separates pontoon's arguments from the
+// command's (with interspersed flags off, cobra passes it through).
+func dropDashes(args []string) []string {
+	if len(args) > 0 && args[0] == "--" {
+		return args[1:]
+	}
+	return args
 }
 
 // execIn replaces this process with argv, running in the network namespace
@@ -315,6 +328,9 @@ the command exits. The exit status is the command's.
 		Args:    minArgs(1, "COMMAND"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if args = dropDashes(args); len(args) == 0 {
+				return fmt.Errorf("no command given: pontoon run [flags] -- COMMAND")
+			}
 			specs, special, err := af.specs()
 			if err != nil {
 				return err

@@ -176,3 +176,10 @@ func (c *Client) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (*mo
 func (c *Client) RemoveSandbox(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/sandboxes/"+url.PathEscape(name), nil, nil)
 }
+
+// CheckSandbox asks the daemon to compare a sandbox's kernel state with its
+// records; an empty answer means no drift.
+func (c *Client) CheckSandbox(ctx context.Context, name string) ([]Problem, error) {
+	var v []Problem
+	return v, c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(name)+"/check", nil, &v)
+}

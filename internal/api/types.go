@@ -19,6 +19,8 @@ type ConnectRequest struct {
 	Sandbox string   `json:"sandbox"`
 	IP      string   `json:"ip,omitempty"`
 	Aliases []string `json:"aliases,omitempty"`
+	IfName  string   `json:"ifname,omitempty"`
+	MAC     string   `json:"mac,omitempty"`
 }
 
 // DisconnectRequest is the body of POST /v1/networks/{name}/disconnect.
@@ -32,4 +34,12 @@ type ErrorBody struct {
 	// Kind is one of invalid, not_found, conflict, exhausted, unavailable,
 	// internal.
 	Kind string `json:"kind"`
+}
+
+// Problem is one way a sandbox's kernel state differs from what pontoon
+// recorded (answer of POST /v1/sandboxes/{name}/check).
+type Problem struct {
+	Network string `json:"network,omitempty"`
+	IfName  string `json:"ifname,omitempty"`
+	Problem string `json:"problem"`
 }

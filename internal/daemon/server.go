@@ -52,6 +52,7 @@ func (s *Server) routes() {
 	s.handle("POST /v1/sandboxes", s.createSandbox)
 	s.handle("GET /v1/sandboxes/{name}", s.getSandbox)
 	s.handle("DELETE /v1/sandboxes/{name}", s.removeSandbox)
+	s.handle("POST /v1/sandboxes/{name}/check", s.checkSandbox)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, model.NotFoundf("no API route %s %s: see docs/api.md", r.Method, r.URL.Path))
 	})
@@ -126,7 +127,7 @@ func (s *Server) connect(r *http.Request) (int, any, error) {
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
-	ep, err := s.eng.Connect(r.Context(), req.Sandbox, model.AttachSpec{Network: r.PathValue("name"), IP: req.IP, Aliases: req.Aliases})
+	ep, err := s.eng.Connect(r.Context(), req.Sandbox, model.AttachSpec{Network: r.PathValue("name"), IP: req.IP, Aliases: req.Aliases, IfName: req.IfName, MAC: req.MAC})
 	return http.StatusCreated, ep, err
 }
 
@@ -157,6 +158,14 @@ func (s *Server) createSandbox(r *http.Request) (int, any, error) {
 
 func (s *Server) getSandbox(r *http.Request) (int, any, error) {
 	v, err := s.eng.Sandbox(r.PathValue("name"))
+	return http.StatusOK, v, err
+}
+
+func (s *Server) checkSandbox(r *http.Request) (int, any, error) {
+	v, err := s.eng.CheckSandbox(r.Context(), r.PathValue("name"))
+	if v == nil {
+		v = []api.Problem{}
+	}
 	return http.StatusOK, v, err
 }
 

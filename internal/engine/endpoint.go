@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -22,6 +23,20 @@ func validateAttach(a model.AttachSpec) (netip.Addr, error) {
 	for _, al := range a.Aliases {
 		if err := model.ValidateName("alias", al); err != nil {
 			return netip.Addr{}, err
+		}
+	}
+	if a.IfName != "" {
+		if err := model.ValidateIfName("interface name", a.IfName); err != nil {
+			return netip.Addr{}, err
+		}
+		if a.IfName == "lo" {
+			return netip.Addr{}, model.Invalidf("interface name lo is taken by the loopback device: pick another")
+		}
+	}
+	if a.MAC != "" {
+		hw, err := net.ParseMAC(a.MAC)
+		if err != nil || len(hw) != 6 || hw[0]&1 == 1 {
+			return netip.Addr{}, model.Invalidf("mac %q is not a unicast Ethernet address like 02:42:0a:58:00:02", a.MAC)
 		}
 	}
 	if a.IP == "" {
@@ -83,16 +98,25 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		if err != nil {
 			return err
 		}
-		slot, primary := nextSlot(eps)
+		slot, table, primary := nextSlot(eps)
+		ifname := model.IfNameFor(slot)
+		if a.IfName != "" {
+			for _, o := range eps {
+				if o.IfName == a.IfName {
+					return model.Conflictf("sandbox %s already has an interface %s (network %s): pick another interface name", sandbox, a.IfName, o.Network)
+				}
+			}
+			ifname = a.IfName
+		}
 		ep = &model.Endpoint{
 			ID: model.NewID(), Network: nw.Name, Sandbox: sandbox,
-			IfName: model.IfNameFor(slot), Gateway: nw.Gateway, Prefix: nw.Subnet.Bits(),
+			IfName: ifname, Gateway: nw.Gateway, Prefix: nw.Subnet.Bits(),
 			MTU: nw.MTU, Primary: primary, Aliases: a.Aliases,
 			State: model.StateCreating, Created: time.Now().UTC(),
 		}
 		ep.HostIf = model.HostVethName(ep.ID)
 		if !primary {
-			ep.Table = model.RouteTableFor(slot)
+			ep.Table = table
 		}
 		if ip.IsValid() {
 			if err := model.CheckStaticIP(nw, ip); err != nil {
@@ -108,6 +132,10 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 			}
 		}
 		ep.MAC = model.MACFromIP(ep.IP).String()
+		if a.MAC != "" {
+			hw, _ := net.ParseMAC(a.MAC)
+			ep.MAC = hw.String()
+		}
 		return tx.PutEndpoint(ep)
 	})
 	if err != nil {
@@ -164,34 +192,44 @@ func (e *Engine) ownerName(tx store.Tx, network string) func(owner string) strin
 	}
 }
 
-// nextSlot returns the lowest free ethN index of a sandbox and whether the
-// new endpoint is its primary one (it has no other endpoint that carries
-// the default route).
-func nextSlot(eps []*model.Endpoint) (int, bool) {
+// nextSlot returns the lowest free ethN index of a sandbox, the lowest
+// policy-routing table no endpoint of it uses, and whether the new endpoint
+// is its primary one (no other endpoint carries the default route).
+func nextSlot(eps []*model.Endpoint) (slot, table int, primary bool) {
 	used := map[int]bool{}
-	primary := true
+	tables := map[int]bool{}
+	primary = true
 	for _, ep := range eps {
-		if n, err := strconv.Atoi(strings.TrimPrefix(ep.IfName, "eth")); err == nil {
+		if n, err := strconv.Atoi(strings.TrimPrefix(ep.IfName, "eth")); err == nil && strings.HasPrefix(ep.IfName, "eth") {
 			used[n] = true
 		}
+		tables[ep.Table] = true
 		if ep.Primary {
 			primary = false
 		}
 	}
-	slot := 0
 	for used[slot] {
 		slot++
 	}
-	return slot, primary
+	table = model.RouteTableFor(1)
+	for tables[table] {
+		table++
+	}
+	return slot, table, primary
 }
 
 func vethOf(nw *model.Network, sb *model.Sandbox, ep *model.Endpoint) link.Veth {
 	return link.Veth{
 		HostName: ep.HostIf, Bridge: nw.Bridge, MTU: ep.MTU, Isolated: !nw.ICC,
-		Netns: sb.Netns, PeerName: ep.IfName, MAC: model.MACFromIP(ep.IP),
+		Netns: sb.Netns, PeerName: ep.IfName, MAC: mustMAC(ep.MAC),
 		Addr: netip.PrefixFrom(ep.IP, ep.Prefix), Gateway: ep.Gateway,
 		DefaultRoute: ep.Primary && !nw.Internal, Table: ep.Table,
 	}
+}
+
+func mustMAC(s string) net.HardwareAddr {
+	hw, _ := net.ParseMAC(s) // validated before it was stored
+	return hw
 }
 
 func (e *Engine) hasRemoving(sandbox string) bool {

@@ -91,6 +91,24 @@ func (e *Engine) teardown(eps []*model.Endpoint) {
 		e.log.Error("delete veths; will retry at next start", "count", len(names), "err", err)
 		return
 	}
+	// A secondary endpoint's source rule lives in the sandbox's namespace,
+	// not on the link: remove it where the namespace outlives the endpoint.
+	for _, ep := range eps {
+		if ep.Table == 0 {
+			continue
+		}
+		var sb *model.Sandbox
+		_ = e.st.View(func(tx store.Tx) (err error) {
+			sb, err = tx.Sandbox(ep.Sandbox)
+			return err
+		})
+		if sb == nil || sb.Kind == model.KindHost || sb.Kind == model.KindPontoon && sb.State == model.SandboxRemoving {
+			continue
+		}
+		if err := e.link.DeleteRule(sb.Netns, ep.IP, ep.Table); err != nil {
+			e.log.Warn("delete source rule", "sandbox", ep.Sandbox, "ip", ep.IP.String(), "table", ep.Table, "err", err)
+		}
+	}
 	err := e.st.Update(func(tx store.Tx) error {
 		for _, ep := range eps {
 			cur, err := tx.Endpoint(ep.Sandbox, ep.Network)

@@ -79,6 +79,15 @@ type Interface interface {
 	// batch. Links that do not exist are success.
 	DeleteVeths(hostNames []string) error
 
+	// CheckVeth compares the kernel with v and describes each difference
+	// (missing link, address, MAC, MTU, route, rule, bridge port); nil when
+	// they match. It changes nothing.
+	CheckVeth(v Veth) []string
+	// DeleteRule removes the policy rule "from addr lookup table" from the
+	// namespace at netns (a detached secondary endpoint's). Missing rule or
+	// namespace is success.
+	DeleteRule(netns string, addr netip.Addr, table int) error
+
 	// ListLinks lists the host namespace's links whose names start with one
 	// of the prefixes (all links when none is given).
 	ListLinks(prefixes ...string) ([]LinkInfo, error)

@@ -9,6 +9,12 @@ type AttachSpec struct {
 	Network string   `json:"network"`
 	IP      string   `json:"ip,omitempty"`
 	Aliases []string `json:"aliases,omitempty"`
+	// IfName names the interface inside the sandbox (CNI_IFNAME); default
+	// the lowest free ethN.
+	IfName string `json:"ifname,omitempty"`
+	// MAC overrides the MAC derived from the address (CNI's "mac"
+	// capability).
+	MAC string `json:"mac,omitempty"`
 }
 
 // SandboxSpec asks for a sandbox.

@@ -39,7 +39,7 @@ type Tx interface {
 	// Endpoints are keyed by (sandbox, network): a sandbox has at most one
 	// endpoint per network.
 	Endpoint(sandbox, network string) (*model.Endpoint, error)
-	Endpoints() ([]*model.Endpoint, error)                    // sorted by sandbox, then network
+	Endpoints() ([]*model.Endpoint, error)                        // sorted by sandbox, then network
 	EndpointsOfSandbox(sandbox string) ([]*model.Endpoint, error) // sorted by IfName index (eth0, eth1, … eth10)
 	EndpointsOnNetwork(network string) ([]*model.Endpoint, error) // sorted by sandbox
 	PutEndpoint(e *model.Endpoint) error

@@ -164,7 +164,7 @@ func TestAdoptByPIDAndShareNamespace(t *testing.T) {
 		t.Fatalf("adopted namespace has no %s on eth0: %s", ip, out)
 	}
 	// Something pontoon did not add survives removal.
-	h.In(nsPath, "ip", "link", "add", "mine0", "type", "dummy")
+	h.In(nsPath, "ip", "link", "add", "mine0", "type", "bridge")
 	h.P("sandbox", "rm", "legacy")
 	out := h.In(nsPath, "ip", "-o", "link", "show")
 	if strings.Contains(out, "eth0") || !strings.Contains(out, "mine0") {
@@ -234,9 +234,6 @@ func TestRestartKeepsTraffic(t *testing.T) {
 	srv := ServeTCP(t, h.Outside, RouterIP+":8082")
 	h.Stop()
 	// Daemon down: traffic still flows.
-	if _, err := DialFrom(t, h.SandboxNS("a"), ipB+":1"); err == nil {
-		t.Fatal("unexpected listener")
-	}
 	aNS := h.NetnsDir + "/a"
 	if _, err := DialFrom(t, aNS, srv.Addr); err != nil {
 		t.Fatalf("with the daemon stopped, a → outside: %v", err)

@@ -104,7 +104,7 @@ func NewHost(t *testing.T, daemonArgs ...string) *Host {
 
 // wire joins host and outside with a veth pair: uplink0 (host) ↔ wan0
 // (outside), host default route via the router; the LAN client address
-// lives on a dummy link in the outside namespace.
+// lives on the outside namespace's lo.
 func (h *Host) wire() {
 	h.t.Helper()
 	h.In(h.NS, "ip", "link", "add", "uplink0", "type", "veth", "peer", "name", "wan0", "netns", h.Outside)
@@ -113,9 +113,9 @@ func (h *Host) wire() {
 	h.In(h.NS, "ip", "route", "add", "default", "via", RouterIP)
 	h.In(h.Outside, "ip", "addr", "add", RouterIP+"/24", "dev", "wan0")
 	h.In(h.Outside, "ip", "link", "set", "wan0", "up")
-	h.In(h.Outside, "ip", "link", "add", "lan0", "type", "dummy")
-	h.In(h.Outside, "ip", "addr", "add", LANClientIP+"/24", "dev", "lan0")
-	h.In(h.Outside, "ip", "link", "set", "lan0", "up")
+	// This kernel has no dummy module: the LAN client's address lives on
+	// the outside namespace's lo.
+	h.In(h.Outside, "ip", "addr", "add", LANClientIP+"/32", "dev", "lo")
 }
 
 // In runs a command inside the namespace at ns and fails the test on error.

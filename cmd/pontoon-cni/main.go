@@ -1,0 +1,330 @@
+// Command pontoon-cni is pontoon's CNI plugin (spec 1.1.0; accepts 0.4.0,
+// 1.0.0 and 1.1.0 configs). It does no networking itself: every verb is
+// forwarded to the pontoon daemon over its API, so a CNI attachment is an
+// ordinary pontoon endpoint that `pontoon sandbox ls` shows with its
+// container ID and netns path.
+//
+// Config:
+//
+//	{"cniVersion": "1.1.0", "name": "mynet", "type": "pontoon",
+//	 "network": "NAME",                       // pontoon network (default: name)
+//	 "socket": "/run/pontoon/pontoon.sock",   // daemon API socket (default)
+//	 "capabilities": {"ips": true, "mac": true}}
+//
+// A container (CNI_CONTAINERID) is one pontoon sandbox named
+// cni-<container ID> that adopts CNI_NETNS; each (network, CNI_IFNAME) is an
+// endpoint of it. The binary stays small: it links only the API client.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"pontoon/internal/api"
+	"pontoon/internal/model"
+)
+
+// LabelNetwork marks sandboxes made through CNI with the CNI network name,
+// so GC only looks at its own network's attachments.
+const LabelNetwork = "cni.network"
+
+type netConf struct {
+	types.PluginConf
+	Network       string `json:"network,omitempty"`
+	Socket        string `json:"socket,omitempty"`
+	RuntimeConfig struct {
+		IPs          []string          `json:"ips,omitempty"`
+		MAC          string            `json:"mac,omitempty"`
+		PortMappings []json.RawMessage `json:"portMappings,omitempty"`
+	} `json:"runtimeConfig"`
+}
+
+func main() {
+	skel.PluginMainFuncs(skel.CNIFuncs{Add: cmdAdd, Del: cmdDel, Check: cmdCheck, GC: cmdGC, Status: cmdStatus},
+		version.PluginSupports("0.4.0", "1.0.0", "1.1.0"), "pontoon: container networking through the pontoon daemon")
+}
+
+func loadConf(data []byte) (*netConf, error) {
+	c := &netConf{}
+	if err := json.Unmarshal(data, c); err != nil {
+		return nil, types.NewError(types.ErrDecodingFailure, "cannot parse the network configuration", err.Error())
+	}
+	if c.Network == "" {
+		c.Network = c.Name
+	}
+	if c.Network == "" {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, `the network configuration names no network: set "network" (a pontoon network) or "name"`, "")
+	}
+	if c.Socket == "" {
+		c.Socket = api.DefaultSocket
+	}
+	if len(c.RuntimeConfig.IPs) > 1 {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, "pontoon networks are IPv4-only: give at most one address in runtimeConfig.ips", "")
+	}
+	return c, nil
+}
+
+var unsafe = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
+
+// sandboxName is the pontoon sandbox of a container.
+func sandboxName(containerID string) string {
+	s := "cni-" + unsafe.ReplaceAllString(containerID, "-")
+	if len(s) > model.MaxNameLen {
+		s = s[:model.MaxNameLen]
+	}
+	return s
+}
+
+func ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 2*time.Minute)
+}
+
+// cniError turns an API error into CNI error JSON with the right code.
+func cniError(what string, err error) error {
+	var te *types.Error
+	switch {
+	case errors.As(err, &te):
+		return te
+	case errors.Is(err, api.ErrUnavailable):
+		return types.NewError(types.ErrTryAgainLater, what+": the pontoon daemon is not reachable or not ready", err.Error())
+	case errors.Is(err, model.ErrInvalid), errors.Is(err, model.ErrNotFound):
+		return types.NewError(types.ErrInvalidNetworkConfig, what+": "+err.Error(), "")
+	case errors.Is(err, model.ErrExhausted):
+		return types.NewError(types.ErrTryAgainLater, what+": "+err.Error(), "")
+	}
+	return types.NewError(types.ErrInternal, what+": "+err.Error(), "")
+}
+
+func cmdAdd(args *skel.CmdArgs) error {
+	c, err := loadConf(args.StdinData)
+	if err != nil {
+		return err
+	}
+	if len(c.RuntimeConfig.PortMappings) > 0 {
+		return types.NewError(types.ErrInvalidNetworkConfig, "published ports (runtimeConfig.portMappings) are not supported by this pontoon yet: chain the portmap plugin after pontoon", "")
+	}
+	ip := ""
+	if len(c.RuntimeConfig.IPs) == 1 {
+		ip, _, _ = strings.Cut(c.RuntimeConfig.IPs[0], "/")
+	}
+	cl := api.NewClient(c.Socket)
+	cx, cancel := ctx()
+	defer cancel()
+	name := sandboxName(args.ContainerID)
+	att := model.AttachSpec{Network: c.Network, IP: ip, IfName: args.IfName, MAC: c.RuntimeConfig.MAC}
+	var ep *model.Endpoint
+	sb, err := cl.Sandbox(cx, name)
+	switch {
+	case errors.Is(err, model.ErrNotFound):
+		sb, err = cl.CreateSandbox(cx, model.SandboxSpec{
+			Name: name, Netns: args.Netns, ContainerID: args.ContainerID,
+			Labels: map[string]string{LabelNetwork: c.Name}, Networks: []model.AttachSpec{att},
+		})
+		if err != nil {
+			return cniError("ADD", err)
+		}
+		ep = findEndpoint(sb, c.Network, args.IfName)
+	case err != nil:
+		return cniError("ADD", err)
+	default:
+		if sb.ContainerID != args.ContainerID {
+			return types.NewError(types.ErrInternal, fmt.Sprintf("ADD: sandbox %s belongs to container %s, not %s", name, sb.ContainerID, args.ContainerID), "")
+		}
+		ep, err = cl.Connect(cx, c.Network, api.ConnectRequest{Sandbox: name, IP: att.IP, IfName: att.IfName, MAC: att.MAC})
+		if err != nil {
+			return cniError("ADD", err)
+		}
+	}
+	if ep == nil {
+		return types.NewError(types.ErrInternal, "ADD: the daemon reported no endpoint for "+args.IfName, "")
+	}
+	return types.PrintResult(resultOf(ep, sb.Netns, c.CNIVersion), c.CNIVersion)
+}
+
+func findEndpoint(sb *model.SandboxInfo, network, ifname string) *model.Endpoint {
+	for _, ep := range sb.Endpoints {
+		if ep.Network == network && ep.IfName == ifname {
+			return ep
+		}
+	}
+	return nil
+}
+
+func resultOf(ep *model.Endpoint, netns, cniVersion string) *current.Result {
+	idx := 1
+	r := &current.Result{
+		CNIVersion: current.ImplementedSpecVersion,
+		Interfaces: []*current.Interface{
+			{Name: ep.HostIf},
+			{Name: ep.IfName, Mac: ep.MAC, Sandbox: netns},
+		},
+		IPs: []*current.IPConfig{{
+			Interface: &idx,
+			Address:   net.IPNet{IP: ep.IP.AsSlice(), Mask: net.CIDRMask(ep.Prefix, 32)},
+			Gateway:   ep.Gateway.AsSlice(),
+		}},
+	}
+	if ep.Primary {
+		_, def, _ := net.ParseCIDR("0.0.0.0/0")
+		r.Routes = []*types.Route{{Dst: *def, GW: ep.Gateway.AsSlice()}}
+	}
+	return r
+}
+
+func cmdDel(args *skel.CmdArgs) error {
+	c, err := loadConf(args.StdinData)
+	if err != nil {
+		return err
+	}
+	cl := api.NewClient(c.Socket)
+	cx, cancel := ctx()
+	defer cancel()
+	name := sandboxName(args.ContainerID)
+	sb, err := cl.Sandbox(cx, name)
+	if errors.Is(err, model.ErrNotFound) {
+		return nil // already gone: DEL is idempotent
+	}
+	if err != nil {
+		return cniError("DEL", err)
+	}
+	if ep := findEndpoint(sb, c.Network, args.IfName); ep != nil {
+		if err := cl.Disconnect(cx, c.Network, name); err != nil && !errors.Is(err, model.ErrNotFound) {
+			return cniError("DEL", err)
+		}
+	}
+	return removeIfEmpty(cx, cl, name)
+}
+
+// removeIfEmpty removes a CNI sandbox once its last endpoint is gone (only
+// what pontoon added to the runtime's namespace goes with it).
+func removeIfEmpty(cx context.Context, cl *api.Client, name string) error {
+	sb, err := cl.Sandbox(cx, name)
+	if errors.Is(err, model.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return cniError("DEL", err)
+	}
+	if len(sb.Endpoints) > 0 {
+		return nil
+	}
+	if err := cl.RemoveSandbox(cx, name); err != nil && !errors.Is(err, model.ErrNotFound) {
+		return cniError("DEL", err)
+	}
+	return nil
+}
+
+func cmdCheck(args *skel.CmdArgs) error {
+	c, err := loadConf(args.StdinData)
+	if err != nil {
+		return err
+	}
+	cl := api.NewClient(c.Socket)
+	cx, cancel := ctx()
+	defer cancel()
+	name := sandboxName(args.ContainerID)
+	sb, err := cl.Sandbox(cx, name)
+	if errors.Is(err, model.ErrNotFound) {
+		return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("CHECK: pontoon has no attachment for container %s", args.ContainerID), "")
+	}
+	if err != nil {
+		return cniError("CHECK", err)
+	}
+	ep := findEndpoint(sb, c.Network, args.IfName)
+	if ep == nil {
+		return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("CHECK: container %s has no interface %s on network %s", args.ContainerID, args.IfName, c.Network), "")
+	}
+	problems, err := cl.CheckSandbox(cx, name)
+	if err != nil {
+		return cniError("CHECK", err)
+	}
+	var mine []string
+	for _, p := range problems {
+		if p.Network == "" || p.Network == c.Network {
+			mine = append(mine, p.Problem)
+		}
+	}
+	if len(mine) > 0 {
+		return types.NewError(types.ErrInternal, "CHECK: the attachment drifted: "+strings.Join(mine, "; "), "")
+	}
+	return nil
+}
+
+func cmdGC(args *skel.CmdArgs) error {
+	c, err := loadConf(args.StdinData)
+	if err != nil {
+		return err
+	}
+	valid := map[string]bool{}
+	for _, a := range c.ValidAttachments {
+		valid[sandboxName(a.ContainerID)+"\x00"+a.IfName] = true
+	}
+	cl := api.NewClient(c.Socket)
+	cx, cancel := ctx()
+	defer cancel()
+	sbs, err := cl.Sandboxes(cx)
+	if err != nil {
+		return cniError("GC", err)
+	}
+	var errs []error
+	for _, sb := range sbs {
+		if sb.ContainerID == "" || sb.Labels[LabelNetwork] != c.Name {
+			continue
+		}
+		for _, ep := range sb.Endpoints {
+			if ep.Network != c.Network || valid[sb.Name+"\x00"+ep.IfName] {
+				continue
+			}
+			if err := cl.Disconnect(cx, c.Network, sb.Name); err != nil && !errors.Is(err, model.ErrNotFound) {
+				errs = append(errs, err)
+			}
+		}
+		if err := removeIfEmpty(cx, cl, sb.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cniError("GC", err)
+	}
+	return nil
+}
+
+func cmdStatus(args *skel.CmdArgs) error {
+	c, err := loadConf(args.StdinData)
+	if err != nil {
+		return err
+	}
+	cl := api.NewClient(c.Socket)
+	cx, cancel := ctx()
+	defer cancel()
+	st, err := cl.Status(cx)
+	if err != nil || !st.Ready {
+		msg := "the pontoon daemon is not reachable at " + c.Socket
+		if err == nil || errors.Is(err, api.ErrUnavailable) && st != nil {
+			msg = "the pontoon daemon is starting (reconciling)"
+		}
+		detail := ""
+		if err != nil {
+			detail = err.Error()
+		}
+		return types.NewError(types.ErrPluginNotAvailable, msg, detail)
+	}
+	if _, err := cl.Network(cx, c.Network); err != nil {
+		if errors.Is(err, model.ErrNotFound) {
+			return types.NewError(types.ErrPluginNotAvailable, fmt.Sprintf("pontoon network %s does not exist: create it with `pontoon network create %s`", c.Network, c.Network), "")
+		}
+		return types.NewError(types.ErrPluginNotAvailable, "pontoon daemon: "+err.Error(), "")
+	}
+	return nil
+}
