@@ -65,6 +65,7 @@ func (e *Engine) Connect(ctx context.Context, sandbox string, a model.AttachSpec
 func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.AttachSpec, ip netip.Addr, creating bool) (*model.Endpoint, error) {
 	// An endpoint of this sandbox that is still being torn down holds an
 	// interface name and maybe the default route: finish it first.
+	t0 := time.Now()
 	if e.hasRemoving(sandbox) {
 		e.reaper.flush()
 	}
@@ -160,6 +161,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 	if err := e.hook("attach:veth"); err != nil {
 		return nil, undo(err)
 	}
+	t1 := time.Now()
 	idx, err := e.link.AddVeth(vethOf(nw, sb, ep))
 	if err != nil {
 		return nil, undo(err)
@@ -169,10 +171,12 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		return nil, undo(err)
 	}
 	ep.State = model.StateReady
+	t2 := time.Now()
 	if err := e.st.Update(func(tx store.Tx) error { return tx.PutEndpoint(ep) }); err != nil {
 		return nil, undo(fmt.Errorf("record endpoint: %w", err))
 	}
-	e.log.Debug("endpoint attached", "sandbox", sandbox, "network", nw.Name, "ip", ep.IP.String(), "if", ep.IfName, "host_if", ep.HostIf)
+	e.log.Debug("endpoint attached", "sandbox", sandbox, "network", nw.Name, "ip", ep.IP.String(), "if", ep.IfName, "host_if", ep.HostIf,
+		"reserve", t1.Sub(t0), "kernel", t2.Sub(t1), "commit", time.Since(t2))
 	return ep, nil
 }
 

@@ -133,7 +133,7 @@ func (n *netlinkLinks) AddVeth(v Veth) (int, error) {
 		n.brMu.Lock()
 		delete(n.brIndex, v.Bridge)
 		n.brMu.Unlock()
-		if derr := n.h.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: v.HostName}}); derr != nil && !notFound(derr) {
+		if derr := n.deleteByName(v.HostName); derr != nil {
 			n.log.Error("rollback: delete veth", "link", v.HostName, "err", derr)
 		}
 		return 0, err
@@ -151,18 +151,18 @@ func (n *netlinkLinks) addVeth(v Veth) (int, error) {
 		return 0, fmt.Errorf("open sandbox namespace %s: %w", v.Netns, err)
 	}
 	defer ns.Close()
-	veth := &netlink.Veth{
-		LinkAttrs: netlink.LinkAttrs{Name: v.HostName, MTU: v.MTU, MasterIndex: brIdx, Flags: net.FlagUp},
-		PeerName:  v.PeerName, PeerHardwareAddr: v.MAC, PeerNamespace: netlink.NsFd(int(ns)),
-	}
-	// The peer is created directly inside the sandbox (IFLA_NET_NS_FD in the
-	// peer's attributes): no move, no RCU barrier.
-	if err := n.h.LinkAdd(veth); err != nil {
+	// One RTM_NEWLINK creates the pair with the host end on the bridge and
+	// both ends up, and the peer directly inside the sandbox
+	// (IFLA_NET_NS_FD in the peer's attributes): no move, no RCU barrier,
+	// none of the follow-up requests (look up, set master, set up) that
+	// netlink.LinkAdd would make.
+	if err := createVeth(v, brIdx, int(ns)); err != nil {
 		if errors.Is(err, unix.EEXIST) {
-			return 0, fmt.Errorf("create veth %s/%s: an interface with one of these names exists (in the sandbox: %s): %w", v.HostName, v.PeerName, v.PeerName, err)
+			return 0, fmt.Errorf("create veth %s with peer %s: an interface with one of these names exists: %w", v.HostName, v.PeerName, err)
 		}
 		return 0, fmt.Errorf("create veth %s with peer %s in %s: %w", v.HostName, v.PeerName, v.Netns, err)
 	}
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: v.HostName}}
 	if v.Isolated {
 		if err := n.h.LinkSetIsolated(veth, true); err != nil {
 			return 0, fmt.Errorf("isolate bridge port %s: %w", v.HostName, err)
@@ -177,6 +177,8 @@ func (n *netlinkLinks) addVeth(v Veth) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("find %s in the sandbox: %w", v.PeerName, err)
 	}
+	// The peer's IFLA_LINK is the host end's ifindex: no lookup on the host.
+	hostIndex := peer.Attrs().ParentIndex
 	ipnet := &net.IPNet{IP: v.Addr.Addr().AsSlice(), Mask: net.CIDRMask(v.Addr.Bits(), 32)}
 	if err := sh.AddrAdd(peer, &netlink.Addr{IPNet: ipnet}); err != nil {
 		return 0, fmt.Errorf("add %s to %s: %w", v.Addr, v.PeerName, err)
@@ -200,7 +202,40 @@ func (n *netlinkLinks) addVeth(v Veth) (int, error) {
 			return 0, fmt.Errorf("rule from %s lookup %d: %w", v.Addr.Addr(), v.Table, err)
 		}
 	}
-	return veth.Index, nil
+	return hostIndex, nil
+}
+
+// createVeth sends the RTM_NEWLINK for a veth pair (see addVeth).
+func createVeth(v Veth, brIdx, nsFd int) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Change, msg.Flags = unix.IFF_UP, unix.IFF_UP
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(v.HostName)))
+	if v.MTU > 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(v.MTU))))
+	}
+	// IFLA_MASTER at creation: rtnl_newlink enslaves the new link itself.
+	req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(brIdx))))
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
+	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
+	peer := data.AddRtAttr(nl.VETH_INFO_PEER, nil)
+	// The peer cannot be brought up in the same request: veth_newlink
+	// configures it before the pair is linked, and veth_open then fails
+	// with ENOTCONN (seen on 6.18). addVeth brings it up afterwards.
+	nl.NewIfInfomsgChild(peer, unix.AF_UNSPEC)
+	peer.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(v.PeerName))
+	if v.MTU > 0 {
+		peer.AddRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(v.MTU)))
+	}
+	if v.MAC != nil {
+		peer.AddRtAttr(unix.IFLA_ADDRESS, []byte(v.MAC))
+	}
+	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(nsFd)))
+	req.AddData(info)
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
 }
 
 func policyRoutes(v Veth, pidx int) []*netlink.Route {
@@ -273,11 +308,26 @@ func (n *netlinkLinks) DeleteVeths(names []string) error {
 	}
 	var errs []error
 	for _, name := range grouped {
-		if err := n.h.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil && !notFound(err) {
-			errs = append(errs, fmt.Errorf("delete %s: %w", name, err))
+		if err := n.deleteByName(name); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// deleteByName deletes a link; a link that is not there is success.
+func (n *netlinkLinks) deleteByName(name string) error {
+	l, err := n.h.LinkByName(name)
+	if notFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := n.h.LinkDel(l); err != nil && !notFound(err) {
+		return fmt.Errorf("delete %s: %w", name, err)
+	}
+	return nil
 }
 
 func (n *netlinkLinks) linkList() ([]netlink.Link, error) {
