@@ -148,6 +148,12 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		if err := e.link.DeleteVeths([]string{ep.HostIf}); err != nil {
 			e.log.Error("rollback: delete veth", "link", ep.HostIf, "err", err)
 		}
+		// The source rule lives in the sandbox's namespace, not on the link.
+		if ep.Table != 0 {
+			if err := e.link.DeleteRule(sb.Netns, ep.IP, ep.Table); err != nil {
+				e.log.Error("rollback: delete source rule", "sandbox", sandbox, "err", err)
+			}
+		}
 		if err := e.st.Update(func(tx store.Tx) error {
 			if err := tx.Release(ep.Network, ep.IP); err != nil {
 				return err

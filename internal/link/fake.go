@@ -1,0 +1,243 @@
+package link
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Fake is an in-memory Interface for unit tests: it keeps bridges and veths
+// with their configuration, can fail any operation on demand, and dumps its
+// state in an `ip`-like syntax.
+type Fake struct {
+	mu      sync.Mutex
+	next    int
+	bridges map[string]*fakeBridge
+	veths   map[string]*fakeVeth
+	rules   map[string]bool // netns|addr|table
+	fail    map[string]error
+	// Host holds the prefixes HostPrefixes reports.
+	Host []netip.Prefix
+}
+
+type fakeBridge struct {
+	Bridge
+	index int
+}
+
+type fakeVeth struct {
+	Veth
+	index    int
+	disabled bool
+}
+
+// NewFake returns an empty fake.
+func NewFake() *Fake {
+	return &Fake{next: 10, bridges: map[string]*fakeBridge{}, veths: map[string]*fakeVeth{}, rules: map[string]bool{}, fail: map[string]error{}}
+}
+
+// InjectError makes every later call of op (a method name: "AddVeth",
+// "EnsureBridge", …) fail with err; nil clears it.
+func (f *Fake) InjectError(op string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err == nil {
+		delete(f.fail, op)
+	} else {
+		f.fail[op] = err
+	}
+}
+
+func (f *Fake) failed(op string) error { return f.fail[op] }
+
+func (f *Fake) EnsureBridge(b Bridge) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failed("EnsureBridge"); err != nil {
+		return 0, err
+	}
+	if br, ok := f.bridges[b.Name]; ok {
+		br.Bridge = b
+		return br.index, nil
+	}
+	if _, ok := f.veths[b.Name]; ok {
+		return 0, fmt.Errorf("%s exists and is a veth, not a bridge", b.Name)
+	}
+	f.next++
+	f.bridges[b.Name] = &fakeBridge{Bridge: b, index: f.next}
+	return f.next, nil
+}
+
+func (f *Fake) DeleteBridge(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failed("DeleteBridge"); err != nil {
+		return err
+	}
+	delete(f.bridges, name)
+	return nil
+}
+
+func (f *Fake) AddVeth(v Veth) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failed("AddVeth"); err != nil {
+		return 0, err
+	}
+	if _, ok := f.bridges[v.Bridge]; !ok {
+		return 0, fmt.Errorf("bridge %s: link not found", v.Bridge)
+	}
+	if _, ok := f.veths[v.HostName]; ok {
+		return 0, fmt.Errorf("create veth %s: file exists", v.HostName)
+	}
+	for _, o := range f.veths {
+		if o.Netns == v.Netns && o.PeerName == v.PeerName {
+			return 0, fmt.Errorf("create veth %s: %s exists in %s", v.HostName, v.PeerName, v.Netns)
+		}
+	}
+	f.next++
+	f.veths[v.HostName] = &fakeVeth{Veth: v, index: f.next}
+	if v.Table != 0 {
+		f.rules[ruleKey(v.Netns, v.Addr.Addr(), v.Table)] = true
+	}
+	return f.next, nil
+}
+
+func ruleKey(ns string, a netip.Addr, t int) string { return fmt.Sprintf("%s|%s|%d", ns, a, t) }
+
+func (f *Fake) DisableVeth(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failed("DisableVeth"); err != nil {
+		return err
+	}
+	if v, ok := f.veths[name]; ok {
+		v.disabled = true
+	}
+	return nil
+}
+
+func (f *Fake) DeleteVeths(names []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failed("DeleteVeths"); err != nil {
+		return err
+	}
+	for _, n := range names {
+		delete(f.veths, n)
+	}
+	return nil
+}
+
+func (f *Fake) DeleteRule(netns string, a netip.Addr, table int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failed("DeleteRule"); err != nil {
+		return err
+	}
+	delete(f.rules, ruleKey(netns, a, table))
+	return nil
+}
+
+func (f *Fake) CheckVeth(v Veth) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	have, ok := f.veths[v.HostName]
+	if !ok {
+		return []string{"host end " + v.HostName + " is missing"}
+	}
+	var out []string
+	if have.disabled {
+		out = append(out, "host end "+v.HostName+" is down")
+	}
+	if have.Addr != v.Addr {
+		out = append(out, fmt.Sprintf("%s has %s, want %s", v.PeerName, have.Addr, v.Addr))
+	}
+	return out
+}
+
+func (f *Fake) ListLinks(prefixes ...string) ([]LinkInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []LinkInfo
+	for name, b := range f.bridges {
+		if len(prefixes) == 0 || hasAnyPrefix(name, prefixes) {
+			out = append(out, LinkInfo{Name: name, Index: b.index, Type: "bridge"})
+		}
+	}
+	for name, v := range f.veths {
+		if len(prefixes) == 0 || hasAnyPrefix(name, prefixes) {
+			m := v.Bridge
+			if v.disabled {
+				m = ""
+			}
+			out = append(out, LinkInfo{Name: name, Index: v.index, Type: "veth", Master: m})
+		}
+	}
+	slices.SortFunc(out, func(a, b LinkInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+func (f *Fake) LinkIndex(name string) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if b, ok := f.bridges[name]; ok {
+		return b.index, nil
+	}
+	if v, ok := f.veths[name]; ok {
+		return v.index, nil
+	}
+	return 0, nil
+}
+
+func (f *Fake) HostPrefixes() ([]netip.Prefix, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.Host), nil
+}
+
+// Dump prints the state, one object a line, sorted.
+func (f *Fake) Dump() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var lines []string
+	for _, b := range f.bridges {
+		lines = append(lines, fmt.Sprintf("bridge %s addr %s mtu %d", b.Name, b.Gateway, b.MTU))
+	}
+	for _, v := range f.veths {
+		state := "up"
+		if v.disabled {
+			state = "down"
+		}
+		l := fmt.Sprintf("veth %s master %s %s peer %s netns %s addr %s mac %s", v.HostName, v.Bridge, state, v.PeerName, v.Netns, v.Addr, v.MAC)
+		if v.DefaultRoute {
+			l += " default via " + v.Gateway.String()
+		}
+		if v.Table != 0 {
+			l += fmt.Sprintf(" table %d", v.Table)
+		}
+		if v.Isolated {
+			l += " isolated"
+		}
+		lines = append(lines, l)
+	}
+	for r := range f.rules {
+		lines = append(lines, "rule "+r)
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
+
+// Veths returns the names of the veths the fake holds.
+func (f *Fake) Veths() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for n := range f.veths {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
