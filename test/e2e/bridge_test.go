@@ -373,3 +373,41 @@ func TestBadInput(t *testing.T) {
 		t.Fatal("failed create left sandbox t2")
 	}
 }
+
+// A host whose firewall drops forwarded traffic by policy, as Docker's
+// iptables does: pontoon's networks still work, through commented rules in
+// DOCKER-USER that leave with the network.
+func TestCoexistsWithDockerForwardDrop(t *testing.T) {
+	h := NewHost(t)
+	h.In(h.NS, "iptables", "-P", "FORWARD", "DROP")
+	h.In(h.NS, "iptables", "-N", "DOCKER-USER")
+	h.In(h.NS, "iptables", "-I", "FORWARD", "-j", "DOCKER-USER")
+	h.In(h.NS, "iptables", "-A", "DOCKER-USER", "-j", "RETURN")
+	h.Stop()
+	h.Start() // start-up reconciliation sees Docker's layout
+	h.P("network", "create", "web", "--subnet", "10.98.0.0/24")
+	h.P("sandbox", "create", "a")
+	h.P("sandbox", "create", "b")
+	h.P("sandbox", "create", "w", "--network", "web")
+	h.MustPing("a", h.IP("b", "pontoon"))
+	srv := ServeTCP(t, h.Outside, RouterIP+":8083")
+	for _, sb := range []string{"a", "w"} {
+		if _, err := DialFrom(t, h.SandboxNS(sb), srv.Addr); err != nil {
+			t.Fatalf("%s → outside through Docker's FORWARD drop: %v", sb, err)
+		}
+	}
+	h.MustNotPing("a", h.IP("w", "web")) // our isolation still holds
+	rules := h.In(h.NS, "iptables", "-S", "DOCKER-USER")
+	if !strings.Contains(rules, `"pontoon: network web"`) || !strings.Contains(rules, `"pontoon: network pontoon"`) {
+		t.Fatalf("DOCKER-USER:\n%s", rules)
+	}
+	h.P("network", "rm", "--force", "web")
+	if rules := h.In(h.NS, "iptables", "-S", "DOCKER-USER"); strings.Contains(rules, "network web") {
+		t.Fatalf("rules of a removed network left in DOCKER-USER:\n%s", rules)
+	}
+	// Control: without those rules, Docker's policy would have dropped it.
+	h.In(h.NS, "sh", "-c", "iptables -S DOCKER-USER | grep 'pontoon: network pontoon' | sed 's/^-A/-D/' | xargs -L1 iptables")
+	if h.Ping("a", h.IP("b", "pontoon")) {
+		t.Fatal("traffic passed without the DOCKER-USER rules: the test proves nothing")
+	}
+}
