@@ -29,6 +29,13 @@ type netlinkLinks struct {
 
 	delMu sync.Mutex // one group delete at a time: the group is shared
 
+	// raw carries the requests netlink.Handle has no method for (veth
+	// creation with IFLA_MASTER, delete by group). It is opened in the
+	// namespace New ran in, like h, so it never acts on another namespace
+	// whatever thread calls it.
+	rawMu sync.Mutex
+	raw   *nl.NetlinkSocket
+
 	brMu    sync.Mutex
 	brIndex map[string]int // bridge name → ifindex cache (validated on use)
 }
@@ -39,7 +46,43 @@ func New(log *slog.Logger) (Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open netlink: %w", err)
 	}
-	return &netlinkLinks{log: log, h: h, brIndex: map[string]int{}}, nil
+	self, err := vnetns.Get()
+	if err != nil {
+		return nil, fmt.Errorf("current network namespace: %w", err)
+	}
+	defer self.Close()
+	raw, err := nl.GetNetlinkSocketAt(self, self, unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("open netlink: %w", err)
+	}
+	return &netlinkLinks{log: log, h: h, raw: raw, brIndex: map[string]int{}}, nil
+}
+
+// execute sends req on the bound raw socket and waits for the kernel's ack.
+func (n *netlinkLinks) execute(req *nl.NetlinkRequest) error {
+	n.rawMu.Lock()
+	defer n.rawMu.Unlock()
+	if err := n.raw.Send(req); err != nil {
+		return err
+	}
+	for {
+		msgs, from, err := n.raw.Receive()
+		if err != nil {
+			return err
+		}
+		if from.Pid != nl.PidKernel {
+			continue
+		}
+		for _, m := range msgs {
+			if m.Header.Seq != req.Seq || m.Header.Type != unix.NLMSG_ERROR || len(m.Data) < 4 {
+				continue
+			}
+			if errno := int32(nl.NativeEndian().Uint32(m.Data[0:4])); errno != 0 {
+				return unix.Errno(-errno)
+			}
+			return nil
+		}
+	}
 }
 
 func notFound(err error) bool {
@@ -156,7 +199,7 @@ func (n *netlinkLinks) addVeth(v Veth) (int, error) {
 	// (IFLA_NET_NS_FD in the peer's attributes): no move, no RCU barrier,
 	// none of the follow-up requests (look up, set master, set up) that
 	// netlink.LinkAdd would make.
-	if err := createVeth(v, brIdx, int(ns)); err != nil {
+	if err := n.execute(vethRequest(v, brIdx, int(ns))); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			return 0, fmt.Errorf("create veth %s with peer %s: an interface with one of these names exists: %w", v.HostName, v.PeerName, err)
 		}
@@ -205,8 +248,8 @@ func (n *netlinkLinks) addVeth(v Veth) (int, error) {
 	return hostIndex, nil
 }
 
-// createVeth sends the RTM_NEWLINK for a veth pair (see addVeth).
-func createVeth(v Veth, brIdx, nsFd int) error {
+// vethRequest is the RTM_NEWLINK for a veth pair (see addVeth).
+func vethRequest(v Veth, brIdx, nsFd int) *nl.NetlinkRequest {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	msg.Change, msg.Flags = unix.IFF_UP, unix.IFF_UP
@@ -234,8 +277,7 @@ func createVeth(v Veth, brIdx, nsFd int) error {
 	}
 	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(nsFd)))
 	req.AddData(info)
-	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
-	return err
+	return req
 }
 
 func policyRoutes(v Veth, pidx int) []*netlink.Route {
@@ -301,7 +343,7 @@ func (n *netlinkLinks) DeleteVeths(names []string) error {
 	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(deleteGroup)))
-	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err == nil || notFound(err) {
+	if err := n.execute(req); err == nil || notFound(err) {
 		return nil
 	} else {
 		n.log.Warn("group delete failed; deleting one by one", "count", len(grouped), "err", err)

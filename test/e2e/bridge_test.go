@@ -46,9 +46,11 @@ func TestTwoSandboxesOnTheDefaultNetwork(t *testing.T) {
 	if ep.IfName != "eth0" || ep.HostIfIndex == 0 || !strings.HasPrefix(ep.HostIf, model.HostVethPrefix) {
 		t.Fatalf("endpoint %+v", ep)
 	}
-	out := h.P("exec", "a", "--", "cat", "/sys/class/net/eth0/iflink")
-	if strings.TrimSpace(out) != fmt.Sprint(ep.HostIfIndex) {
-		t.Fatalf("eth0's peer ifindex is %s, inspect says %d", out, ep.HostIfIndex)
+	// The peer's ifindex as the kernel reports it in the sandbox
+	// ("eth0@ifN"; sysfs would show the mounter's namespace instead).
+	out := h.P("exec", "a", "--", "ip", "-o", "link", "show", "eth0")
+	if !strings.Contains(out, fmt.Sprintf("eth0@if%d:", ep.HostIfIndex)) {
+		t.Fatalf("eth0's peer is not ifindex %d (inspect): %s", ep.HostIfIndex, out)
 	}
 	if ep.MAC != model.MACFromIP(ep.IP).String() {
 		t.Fatalf("MAC %s is not derived from %s", ep.MAC, ep.IP)
