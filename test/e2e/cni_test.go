@@ -28,7 +28,7 @@ type cniEnv struct {
 	cache string
 }
 
-func newCNIEnv(t *testing.T, h *Host) *cniEnv {
+func newCNIEnv(t testing.TB, h *Host) *cniEnv {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(binDir, "pontoon-cni")); err != nil {
 		t.Fatalf("pontoon-cni was not built: %v", err)
@@ -46,12 +46,12 @@ func newCNIEnv(t *testing.T, h *Host) *cniEnv {
 
 // in runs fn on a thread inside the host namespace, so that the plugins
 // libcni execs (bandwidth creates ifb devices on the host side) act there.
-func (c *cniEnv) in(t *testing.T, fn func(ctx context.Context) error) error {
+func (c *cniEnv) in(t testing.TB, fn func(ctx context.Context) error) error {
 	t.Helper()
 	return testutil.InNetns(t, c.h.NS, func() error { return fn(context.Background()) })
 }
 
-func (c *cniEnv) conflist(t *testing.T, version string, chained bool) *libcni.NetworkConfigList {
+func (c *cniEnv) conflist(t testing.TB, version string, chained bool) *libcni.NetworkConfigList {
 	t.Helper()
 	plugins := []map[string]any{{"type": "pontoon", "network": "cninet", "socket": c.h.Socket,
 		"capabilities": map[string]bool{"ips": true, "mac": true}}}

@@ -65,7 +65,7 @@ func TestMain(m *testing.M) {
 
 // Host is one throwaway host with a running daemon.
 type Host struct {
-	t        *testing.T
+	t        testing.TB
 	Dir      string
 	NS       string // pin of the host namespace
 	Outside  string // pin of the outside-world namespace
@@ -86,7 +86,7 @@ const (
 )
 
 // NewHost builds the namespaces and starts the daemon.
-func NewHost(t *testing.T, daemonArgs ...string) *Host {
+func NewHost(t testing.TB, daemonArgs ...string) *Host {
 	t.Helper()
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
