@@ -40,6 +40,10 @@ when each has its own --root, --socket and --netns-dir.`,
 	f.StringVar(&o.DefaultSubnet, "default-subnet", o.DefaultSubnet, "subnet of the default network (another is picked if it overlaps the host's)")
 	f.StringVar(&o.Pool, "pool", o.Pool, "comma-separated prefixes that subnets of networks created without --subnet come from (default 10.89.0.0/16 … 10.127.0.0/16)")
 	f.IntVar(&o.PoolBits, "pool-size", o.PoolBits, "prefix length of subnets picked from the pool")
+	f.StringVar(&o.DNS, "dns", "", "upstream resolvers for names outside pontoon's, comma-separated ip[:port] (default: from --resolv-conf)")
+	f.StringVar(&o.ResolvConf, "resolv-conf", o.ResolvConf, "the host's resolv.conf, read for upstream resolvers (a 127.0.0.53 stub is followed to systemd-resolved's upstreams)")
+	f.DurationVar(&o.DNSTimeout, "dns-timeout", o.DNSTimeout, "time allowed to one upstream resolver before the next is tried")
+	f.StringVar(&o.EtcNetnsDir, "etc-netns-dir", o.EtcNetnsDir, "where sandboxes' resolv.conf files are written (DIR/NAME/resolv.conf, as `ip netns exec` expects)")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

@@ -271,7 +271,7 @@ func newExecCmd(g *globals) *cobra.Command {
 			if len(argv) == 0 {
 				return fmt.Errorf("no command given: pontoon exec %s -- COMMAND", args[0])
 			}
-			return execIn(sb.Netns, argv)
+			return execIn(sb.Netns, sb.ResolvConf, argv)
 		},
 	}
 	// Everything after SANDBOX belongs to the command, dashes included.
@@ -291,7 +291,12 @@ func dropDashes(args []string) []string {
 // execIn replaces this process with argv, running in the network namespace
 // at path. The namespace is joined by this OS thread only (locked), and
 // execve keeps the calling thread's namespaces.
-func execIn(path string, argv []string) error {
+//
+// Like `ip netns exec`, it also gives the command a private mount namespace
+// in which the sandbox's resolv.conf (if any) covers /etc/resolv.conf and
+// /sys is a sysfs of the sandbox's network namespace (sysfs shows the
+// namespace of whoever mounted it).
+func execIn(path, resolvConf string, argv []string) error {
 	bin, err := exec.LookPath(argv[0])
 	if err != nil {
 		return fmt.Errorf("command %q: %w", argv[0], err)
@@ -305,7 +310,31 @@ func execIn(path string, argv []string) error {
 		return fmt.Errorf("enter namespace %s: %w (are you root?)", path, err)
 	}
 	unix.Close(fd)
+	if err := privateMounts(resolvConf); err != nil {
+		return err
+	}
 	return syscall.Exec(bin, argv, os.Environ())
+}
+
+// privateMounts runs on the locked thread that is about to exec: unshare
+// gives this thread (and so the exec'd command) its own mount namespace,
+// where nothing we mount is seen by the host.
+func privateMounts(resolvConf string) error {
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("private mount namespace: %w", err)
+	}
+	if err := unix.Mount("", "/", "none", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make / a slave mount: %w", err)
+	}
+	if resolvConf != "" {
+		if err := unix.Mount(resolvConf, "/etc/resolv.conf", "none", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind %s on /etc/resolv.conf: %w", resolvConf, err)
+		}
+	}
+	if err := unix.Unmount("/sys", unix.MNT_DETACH); err == nil {
+		_ = unix.Mount("sysfs", "/sys", "sysfs", 0, "")
+	}
+	return nil
 }
 
 func newRunCmd(g *globals) *cobra.Command {

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"pontoon/internal/dns"
 	"pontoon/internal/engine"
 	"pontoon/internal/firewall"
 	"pontoon/internal/ipam"
@@ -32,6 +33,11 @@ type Options struct {
 	DefaultSubnet string // subnet of the default network
 	Pool          string // comma-separated prefixes for networks created without --subnet
 	PoolBits      int
+
+	DNS         string        // comma-separated upstream resolvers ("ip[:port]"); "" = from ResolvConf
+	ResolvConf  string        // the host's resolv.conf, read for upstreams
+	DNSTimeout  time.Duration // per upstream attempt
+	EtcNetnsDir string        // sandboxes' resolv.conf files: DIR/NAME/resolv.conf
 }
 
 // DefaultOptions are the embedded defaults.
@@ -42,6 +48,9 @@ func DefaultOptions() Options {
 		NetnsDir:      "/run/pontoon/netns",
 		DefaultSubnet: ipam.DefaultSubnet.String(),
 		PoolBits:      24,
+		ResolvConf:    dns.DefaultResolvConf,
+		DNSTimeout:    dns.DefaultTimeout,
+		EtcNetnsDir:   "/etc/netns",
 	}
 }
 
@@ -73,6 +82,19 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	cfg.Store, cfg.Link, cfg.Firewall, cfg.Netns, cfg.Log = st, lk, fw, Namespaces{}, log
 	cfg.NetnsDir = opts.NetnsDir
 	cfg.SetIPForward = true
+	var upstreams []string
+	if opts.DNS != "" {
+		if upstreams, err = dns.ParseUpstreams(strings.Split(opts.DNS, ",")); err != nil {
+			return fmt.Errorf("--dns: %w", err)
+		}
+	}
+	resolver, err := dns.New(dns.Options{Upstreams: upstreams, ResolvConf: opts.ResolvConf, Timeout: opts.DNSTimeout, Log: log})
+	if err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	defer resolver.Close()
+	cfg.Resolver = resolver
+	cfg.EtcNetnsDir = opts.EtcNetnsDir
 	eng, err := engine.New(cfg)
 	if err != nil {
 		return err
@@ -80,6 +102,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	defer eng.Close()
 
 	srv := NewServer(eng, log)
+	srv.dns = resolver
 	l, err := Listen(opts.Socket, 0o660)
 	if err != nil {
 		return err

@@ -14,12 +14,14 @@ import (
 	"time"
 
 	"pontoon/internal/api"
+	"pontoon/internal/dns"
 	"pontoon/internal/engine"
 	"pontoon/internal/model"
 )
 
 // Server serves the API.
 type Server struct {
+	dns   *dns.Server
 	eng   *engine.Engine
 	log   *slog.Logger
 	ready atomic.Bool
@@ -53,6 +55,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/sandboxes/{name}", s.getSandbox)
 	s.handle("DELETE /v1/sandboxes/{name}", s.removeSandbox)
 	s.handle("POST /v1/sandboxes/{name}/check", s.checkSandbox)
+	s.handle("GET /v1/dns", s.dnsStats)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, model.NotFoundf("no API route %s %s: see docs/api.md", r.Method, r.URL.Path))
 	})
@@ -159,6 +162,13 @@ func (s *Server) createSandbox(r *http.Request) (int, any, error) {
 func (s *Server) getSandbox(r *http.Request) (int, any, error) {
 	v, err := s.eng.Sandbox(r.PathValue("name"))
 	return http.StatusOK, v, err
+}
+
+func (s *Server) dnsStats(r *http.Request) (int, any, error) {
+	if s.dns == nil {
+		return 0, nil, model.NotFoundf("this daemon runs no DNS server")
+	}
+	return http.StatusOK, s.dns.Stats(), nil
 }
 
 func (s *Server) checkSandbox(r *http.Request) (int, any, error) {

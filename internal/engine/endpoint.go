@@ -181,6 +181,10 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 	if err := e.st.Update(func(tx store.Tx) error { return tx.PutEndpoint(ep) }); err != nil {
 		return nil, undo(fmt.Errorf("record endpoint: %w", err))
 	}
+	e.resolverAdd(ep)
+	if !creating {
+		e.writeResolvConf(sandbox)
+	}
 	e.log.Debug("endpoint attached", "sandbox", sandbox, "network", nw.Name, "ip", ep.IP.String(), "if", ep.IfName, "host_if", ep.HostIf,
 		"reserve", t1.Sub(t0), "kernel", t2.Sub(t1), "commit", time.Since(t2))
 	return ep, nil
@@ -296,6 +300,9 @@ func (e *Engine) disconnectLocked(network, sandbox string) error {
 	if err != nil {
 		return fmt.Errorf("disconnect %s from %s: %w", sandbox, network, err)
 	}
+	// Names go first: a query after this returns NXDOMAIN at once.
+	e.resolverRemove(ep)
+	e.writeResolvConf(sandbox)
 	if err := e.link.DisableVeth(ep.HostIf); err != nil {
 		// The reaper deletes the link anyway; say so and go on.
 		e.log.Warn("take endpoint down", "link", ep.HostIf, "err", err)

@@ -72,6 +72,11 @@ type Config struct {
 	PoolBits int
 	// SetIPForward enables net.ipv4.ip_forward in the daemon's namespace.
 	SetIPForward bool
+	// Resolver serves names per network (nil: no DNS).
+	Resolver Resolver
+	// EtcNetnsDir holds each sandbox's resolv.conf as NAME/resolv.conf
+	// (the `ip netns exec` convention; default /etc/netns in the daemon).
+	EtcNetnsDir string
 }
 
 // Engine is the single writer of pontoon's state.

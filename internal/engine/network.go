@@ -117,6 +117,7 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 		}
 		return nil, err
 	}
+	e.syncResolverNetworks()
 	e.log.Info("network created", "network", n.Name, "subnet", n.Subnet.String(), "bridge", n.Bridge, "internal", n.Internal)
 	return n, nil
 }
@@ -196,6 +197,7 @@ func (e *Engine) RemoveNetwork(ctx context.Context, name string, force bool) err
 		return err
 	}
 	var errs []error
+	e.syncResolverNetworks()
 	if err := e.syncFirewall(ctx); err != nil {
 		errs = append(errs, err)
 	}

@@ -44,6 +44,10 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 	if err := e.collectGarbage(); err != nil {
 		errs = append(errs, err)
 	}
+	e.netMu.Lock()
+	e.syncResolverNetworks()
+	e.netMu.Unlock()
+	e.syncResolverRecords()
 	return errors.Join(errs...)
 }
 

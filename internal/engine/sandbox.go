@@ -139,6 +139,7 @@ func (e *Engine) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (*mo
 	if err := e.st.Update(func(tx store.Tx) error { return tx.PutSandbox(sb) }); err != nil {
 		return fail(err)
 	}
+	e.writeResolvConf(sb.Name)
 	e.log.Info("sandbox created", "sandbox", sb.Name, "kind", string(sb.Kind), "netns", sb.Netns, "networks", len(spec.Networks))
 	return e.Sandbox(spec.Name)
 }
@@ -177,6 +178,9 @@ func (e *Engine) removeSandboxLocked(name string) error {
 	}); err != nil {
 		return fmt.Errorf("remove sandbox %s: %w", name, err)
 	}
+	for _, ep := range eps {
+		e.resolverRemove(ep)
+	}
 	return e.finishRemoval(sb, eps)
 }
 
@@ -192,6 +196,7 @@ func (e *Engine) finishRemoval(sb *model.Sandbox, eps []*model.Endpoint) error {
 	// a namespace we just unpinned they are gone or going anyway.
 	e.reaper.add(eps...)
 	e.reaper.flush()
+	e.removeResolvConf(sb.Name)
 	if err := e.st.Update(func(tx store.Tx) error {
 		left, err := tx.EndpointsOfSandbox(sb.Name)
 		if err != nil {
@@ -223,6 +228,9 @@ func (e *Engine) Sandbox(name string) (*model.SandboxInfo, error) {
 		out = &model.SandboxInfo{Sandbox: *sb, Endpoints: liveEndpoints(eps)}
 		return nil
 	})
+	if out != nil {
+		out.ResolvConf = e.ResolvConf(name)
+	}
 	return out, err
 }
 

@@ -36,6 +36,9 @@ type SandboxSpec struct {
 type SandboxInfo struct {
 	Sandbox
 	Endpoints []*Endpoint `json:"endpoints"`
+	// ResolvConf is the sandbox's resolv.conf (its primary network's
+	// resolver), bind-mounted over /etc/resolv.conf by `pontoon exec`.
+	ResolvConf string `json:"resolv_conf,omitempty"`
 }
 
 // NetworkInfo is a network with its endpoints.

@@ -143,7 +143,11 @@ func (h *Host) Start(extra ...string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	args := []string{"--net=" + h.NS, "--", filepath.Join(binDir, "pontoon"), "daemon",
-		"--root", h.Root, "--socket", h.Socket, "--netns-dir", h.NetnsDir, "--log-level", "debug"}
+		"--root", h.Root, "--socket", h.Socket, "--netns-dir", h.NetnsDir, "--log-level", "debug",
+		// Names outside pontoon's go to a resolver in the outside-world
+		// namespace, never to the machine's own; resolv.conf files stay in
+		// the test's directory, never /etc.
+		"--etc-netns-dir", filepath.Join(h.Dir, "etc-netns"), "--dns", RouterIP + ":53", "--dns-timeout", "500ms"}
 	args = append(args, extra...)
 	cmd := exec.Command("nsenter", args...)
 	if h.logBuf == nil {

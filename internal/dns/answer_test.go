@@ -1,0 +1,512 @@
+package dns
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+)
+
+// fakeWriter is a dns.ResponseWriter that records the reply and reports a
+// chosen client address.
+type fakeWriter struct {
+	remote net.Addr
+	msg    *mdns.Msg
+}
+
+func (w *fakeWriter) LocalAddr() net.Addr         { return &net.UDPAddr{IP: net.IPv4(10, 88, 0, 1), Port: 53} }
+func (w *fakeWriter) RemoteAddr() net.Addr        { return w.remote }
+func (w *fakeWriter) WriteMsg(m *mdns.Msg) error  { w.msg = m; return nil }
+func (w *fakeWriter) Write(b []byte) (int, error) { return 0, errors.New("raw write") }
+func (w *fakeWriter) Close() error                { return nil }
+func (w *fakeWriter) TsigStatus() error           { return nil }
+func (w *fakeWriter) TsigTimersOnly(bool)         {}
+func (w *fakeWriter) Hijack()                     {}
+
+var (
+	appNet   = Network{Name: "app", Gateway: netip.MustParseAddr("10.88.0.1"), Subnet: netip.MustParsePrefix("10.88.0.0/24")}
+	otherNet = Network{Name: "other", Gateway: netip.MustParseAddr("10.99.0.1"), Subnet: netip.MustParsePrefix("10.99.0.0/24")}
+	internal = Network{Name: "vault", Gateway: netip.MustParseAddr("10.77.0.1"), Subnet: netip.MustParsePrefix("10.77.0.0/24"), Internal: true}
+)
+
+// emptyResolvConf gives a server without upstreams, without reading /etc.
+func emptyResolvConf(t *testing.T) Options {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(p, []byte("# nothing\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return Options{ResolvConf: p, StubResolvConf: p + ".stub"}
+}
+
+// configure registers networks without listeners, as SetNetworks does
+// before binding.
+func configure(s *Server, nets ...Network) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range nets {
+		e := s.entryLocked(n.Name)
+		e.configured = true
+		e.cfg.Store(&n)
+	}
+}
+
+func newTestServer(t *testing.T, o Options) *Server {
+	t.Helper()
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	configure(s, appNet, otherNet, internal)
+	s.ReplaceRecords("app", []Record{
+		{Name: "db", Aliases: []string{"database", "DB-Primary"}, IP: netip.MustParseAddr("10.88.0.2")},
+		{Name: "Web", IP: netip.MustParseAddr("10.88.0.3")},
+	})
+	s.SetRecord("other", Record{Name: "secret", IP: netip.MustParseAddr("10.99.0.2")})
+	s.SetRecord("vault", Record{Name: "keys", IP: netip.MustParseAddr("10.77.0.2")})
+	return s
+}
+
+// query sends one question to network's handler as if from src.
+func query(t *testing.T, s *Server, network, src, name string, qtype uint16) *mdns.Msg {
+	t.Helper()
+	s.mu.Lock()
+	e := s.nets[network]
+	s.mu.Unlock()
+	if e == nil {
+		t.Fatalf("no network %s", network)
+	}
+	r := new(mdns.Msg)
+	r.SetQuestion(name, qtype)
+	w := &fakeWriter{remote: &net.UDPAddr{IP: net.ParseIP(src), Port: 40000}}
+	e.ServeDNS(w, r)
+	if w.msg == nil {
+		t.Fatalf("%s %s: no reply", name, mdns.TypeToString[qtype])
+	}
+	if w.msg.Id != r.Id {
+		t.Fatalf("%s: reply ID %d, query %d", name, w.msg.Id, r.Id)
+	}
+	return w.msg
+}
+
+// answers renders the answer section as "A 10.88.0.2", "PTR db.app.".
+func answers(m *mdns.Msg) []string {
+	var out []string
+	for _, rr := range m.Answer {
+		switch rr := rr.(type) {
+		case *mdns.A:
+			out = append(out, "A "+rr.A.String())
+		case *mdns.PTR:
+			out = append(out, "PTR "+rr.Ptr)
+		case *mdns.SOA:
+			out = append(out, "SOA "+rr.Hdr.Name)
+		default:
+			out = append(out, rr.String())
+		}
+	}
+	return out
+}
+
+func TestAnswers(t *testing.T) {
+	s := newTestServer(t, emptyResolvConf(t))
+	const client = "10.88.0.50"
+	tests := []struct {
+		network, src, name string
+		qtype              uint16
+		rcode              int
+		aa                 bool
+		want               []string
+	}{
+		{"app", client, "db.", mdns.TypeA, mdns.RcodeSuccess, true, []string{"A 10.88.0.2"}},
+		{"app", client, "db", mdns.TypeA, mdns.RcodeSuccess, true, []string{"A 10.88.0.2"}},
+		{"app", client, "DB.", mdns.TypeA, mdns.RcodeSuccess, true, []string{"A 10.88.0.2"}},
+		{"app", client, "database.", mdns.TypeA, mdns.RcodeSuccess, true, []string{"A 10.88.0.2"}},
+		{"app", client, "db-primary.", mdns.TypeA, mdns.RcodeSuccess, true, []string{"A 10.88.0.2"}},
+		{"app", client, "db.app.", mdns.TypeA, mdns.RcodeSuccess, true, []string{"A 10.88.0.2"}},
+		{"app", client, "Database.APP.", mdns.TypeA, mdns.RcodeSuccess, true, []string{"A 10.88.0.2"}},
+		{"app", client, "web.", mdns.TypeA, mdns.RcodeSuccess, true, []string{"A 10.88.0.3"}},
+		{"app", client, "web.", mdns.TypeANY, mdns.RcodeSuccess, true, []string{"A 10.88.0.3"}},
+		// An existing name without that type: NODATA, not NXDOMAIN.
+		{"app", client, "db.", mdns.TypeAAAA, mdns.RcodeSuccess, true, nil},
+		{"app", client, "db.app.", mdns.TypeMX, mdns.RcodeSuccess, true, nil},
+		// pontoon's zone: authoritative NXDOMAIN.
+		{"app", client, "nope.", mdns.TypeA, mdns.RcodeNameError, true, nil},
+		{"app", client, "nope.app.", mdns.TypeA, mdns.RcodeNameError, true, nil},
+		{"app", client, "x.db.app.", mdns.TypeA, mdns.RcodeNameError, true, nil},
+		{"app", client, "app.", mdns.TypeA, mdns.RcodeSuccess, true, nil},
+		{"app", client, "app.", mdns.TypeSOA, mdns.RcodeSuccess, true, []string{"SOA app."}},
+		// Other networks' sandboxes are not visible.
+		{"app", client, "secret.", mdns.TypeA, mdns.RcodeNameError, true, nil},
+		{"app", client, "keys.", mdns.TypeA, mdns.RcodeNameError, true, nil},
+		{"other", "10.99.0.9", "db.", mdns.TypeA, mdns.RcodeNameError, true, nil},
+		{"other", "10.99.0.9", "secret.other.", mdns.TypeA, mdns.RcodeSuccess, true, []string{"A 10.99.0.2"}},
+		// "secret.other." asked on app is not app's: forwarded (no upstream
+		// here: SERVFAIL, not an answer).
+		{"app", client, "secret.other.", mdns.TypeA, mdns.RcodeServerFailure, false, nil},
+		{"app", client, "example.org.", mdns.TypeA, mdns.RcodeServerFailure, false, nil},
+		// PTR inside the subnet: answer or authoritative NXDOMAIN.
+		{"app", client, "2.0.88.10.in-addr.arpa.", mdns.TypePTR, mdns.RcodeSuccess, true, []string{"PTR db.app."}},
+		{"app", client, "3.0.88.10.IN-ADDR.ARPA.", mdns.TypePTR, mdns.RcodeSuccess, true, []string{"PTR web.app."}},
+		{"app", client, "9.0.88.10.in-addr.arpa.", mdns.TypePTR, mdns.RcodeNameError, true, nil},
+		{"app", client, "2.0.88.10.in-addr.arpa.", mdns.TypeA, mdns.RcodeSuccess, true, nil},
+		// PTR outside the subnet (another network's too): forwarded.
+		{"app", client, "2.0.99.10.in-addr.arpa.", mdns.TypePTR, mdns.RcodeServerFailure, false, nil},
+		// Sources outside the subnet are refused, even for local names.
+		{"app", "10.99.0.2", "db.", mdns.TypeA, mdns.RcodeRefused, false, nil},
+		{"app", "198.51.100.7", "example.org.", mdns.TypeA, mdns.RcodeRefused, false, nil},
+		// Internal networks resolve their names and refuse the rest.
+		{"vault", "10.77.0.9", "keys.", mdns.TypeA, mdns.RcodeSuccess, true, []string{"A 10.77.0.2"}},
+		{"vault", "10.77.0.9", "keys.vault.", mdns.TypeA, mdns.RcodeSuccess, true, []string{"A 10.77.0.2"}},
+		{"vault", "10.77.0.9", "example.org.", mdns.TypeA, mdns.RcodeRefused, false, nil},
+		{"vault", "10.77.0.9", "8.8.8.8.in-addr.arpa.", mdns.TypePTR, mdns.RcodeRefused, false, nil},
+	}
+	for _, tt := range tests {
+		m := query(t, s, tt.network, tt.src, tt.name, tt.qtype)
+		got := answers(m)
+		if m.Rcode != tt.rcode || m.Authoritative != tt.aa || !slices.Equal(got, tt.want) {
+			t.Errorf("%s from %s: %s %s = %s aa=%v %v; want %s aa=%v %v", tt.network, tt.src, tt.name,
+				mdns.TypeToString[tt.qtype], mdns.RcodeToString[m.Rcode], m.Authoritative, got,
+				mdns.RcodeToString[tt.rcode], tt.aa, tt.want)
+		}
+		if m.Rcode == mdns.RcodeSuccess && len(got) > 0 && m.Answer[0].Header().Ttl != 0 {
+			t.Errorf("%s: TTL %d, want 0", tt.name, m.Answer[0].Header().Ttl)
+		}
+	}
+	// The internal network does not advertise recursion.
+	if m := query(t, s, "vault", "10.77.0.9", "keys.", mdns.TypeA); m.RecursionAvailable {
+		t.Error("internal network answers with RA set")
+	}
+}
+
+func TestRecordUpdates(t *testing.T) {
+	s := newTestServer(t, emptyResolvConf(t))
+	const c = "10.88.0.50"
+	a := func(name string) []string { return answers(query(t, s, "app", c, name, mdns.TypeA)) }
+
+	s.SetRecord("app", Record{Name: "cache", Aliases: []string{"redis"}, IP: netip.MustParseAddr("10.88.0.4")})
+	if got := a("redis.app."); !slices.Equal(got, []string{"A 10.88.0.4"}) {
+		t.Fatalf("after SetRecord: %v", got)
+	}
+	// Replacing the endpoint's record drops its old alias.
+	s.SetRecord("app", Record{Name: "cache", IP: netip.MustParseAddr("10.88.0.4")})
+	if m := query(t, s, "app", c, "redis.", mdns.TypeA); m.Rcode != mdns.RcodeNameError {
+		t.Fatalf("old alias: %s", mdns.RcodeToString[m.Rcode])
+	}
+	// A shared alias returns every endpoint, sorted.
+	s.SetRecord("app", Record{Name: "web2", Aliases: []string{"web"}, IP: netip.MustParseAddr("10.88.0.10")})
+	if got := a("web."); !slices.Equal(got, []string{"A 10.88.0.3", "A 10.88.0.10"}) {
+		t.Fatalf("shared alias: %v", got)
+	}
+	s.RemoveRecord("app", netip.MustParseAddr("10.88.0.4"))
+	s.RemoveRecord("app", netip.MustParseAddr("10.88.0.4")) // idempotent
+	s.RemoveRecord("nonet", netip.MustParseAddr("10.88.0.4"))
+	for _, n := range []string{"cache.", "cache.app.", "4.0.88.10.in-addr.arpa."} {
+		qt := mdns.TypeA
+		if strings.HasSuffix(n, "arpa.") {
+			qt = mdns.TypePTR
+		}
+		if m := query(t, s, "app", c, n, qt); m.Rcode != mdns.RcodeNameError || !m.Authoritative {
+			t.Errorf("%s after RemoveRecord: %s", n, mdns.RcodeToString[m.Rcode])
+		}
+	}
+	s.ReplaceRecords("app", []Record{{Name: "only", IP: netip.MustParseAddr("10.88.0.20")}})
+	if m := query(t, s, "app", c, "db.", mdns.TypeA); m.Rcode != mdns.RcodeNameError {
+		t.Errorf("db after ReplaceRecords: %s", mdns.RcodeToString[m.Rcode])
+	}
+	if got := a("only."); !slices.Equal(got, []string{"A 10.88.0.20"}) {
+		t.Errorf("only: %v", got)
+	}
+}
+
+func TestNetworkRemovedRefuses(t *testing.T) {
+	s := newTestServer(t, emptyResolvConf(t))
+	s.mu.Lock()
+	e := s.nets["app"]
+	s.mu.Unlock()
+	// SetNetworks without app: its entry and records go; a query still in
+	// flight on the old listener is refused rather than answered stale.
+	if err := s.SetNetworks(nil); err != nil {
+		t.Fatal(err)
+	}
+	r := new(mdns.Msg)
+	r.SetQuestion("db.", mdns.TypeA)
+	w := &fakeWriter{remote: &net.UDPAddr{IP: net.ParseIP("10.88.0.5")}}
+	e.ServeDNS(w, r)
+	if w.msg.Rcode != mdns.RcodeRefused {
+		t.Fatalf("got %s", mdns.RcodeToString[w.msg.Rcode])
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.nets) != 0 {
+		t.Fatalf("entries left: %v", s.nets)
+	}
+}
+
+func TestSetNetworksValidation(t *testing.T) {
+	s := newTestServer(t, emptyResolvConf(t))
+	err := s.SetNetworks([]Network{
+		{Name: "", Gateway: appNet.Gateway, Subnet: appNet.Subnet},
+		{Name: "bad", Gateway: netip.MustParseAddr("10.1.0.1"), Subnet: appNet.Subnet},
+	})
+	if err == nil {
+		t.Fatal("invalid networks accepted")
+	}
+}
+
+func TestStats(t *testing.T) {
+	s := newTestServer(t, emptyResolvConf(t))
+	query(t, s, "app", "10.88.0.9", "db.", mdns.TypeA)
+	query(t, s, "app", "10.88.0.9", "nope.", mdns.TypeA)
+	query(t, s, "app", "10.9.9.9", "db.", mdns.TypeA)
+	query(t, s, "app", "10.88.0.9", "example.org.", mdns.TypeA)
+	query(t, s, "vault", "10.77.0.9", "example.org.", mdns.TypeA)
+	st := s.Stats()
+	if st.Queries != 5 || st.Local != 2 || st.RefusedSource != 1 || st.RefusedInternal != 1 ||
+		st.Forwarded != 1 || st.ForwardFailed != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	want := map[string]uint64{"NOERROR": 1, "NXDOMAIN": 1, "REFUSED": 2, "SERVFAIL": 1}
+	for k, v := range want {
+		if st.Answers[k] != v {
+			t.Errorf("answers %v, want %v", st.Answers, want)
+		}
+	}
+}
+
+func TestLatencyHistogram(t *testing.T) {
+	var h histogram
+	for range 98 {
+		h.observe(3 * time.Millisecond)
+	}
+	h.observe(300 * time.Millisecond)
+	h.observe(10 * time.Second)
+	l := h.snapshot()
+	if l.Count != 100 || len(l.Buckets) != len(latencyBounds) || l.Buckets[len(l.Buckets)-1].Count != 99 {
+		t.Fatalf("%+v", l)
+	}
+	if l.P50Seconds <= 0.002 || l.P50Seconds > 0.005 {
+		t.Errorf("p50 %v", l.P50Seconds)
+	}
+	if l.P99Seconds <= 0.2 || l.P99Seconds > 0.5 {
+		t.Errorf("p99 %v", l.P99Seconds)
+	}
+}
+
+func writeFile(t *testing.T, dir, name, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestUpstreamsFromResolvConf(t *testing.T) {
+	dir := t.TempDir()
+	plain := writeFile(t, dir, "plain", "# comment\nsearch corp.example\nnameserver 192.0.2.1\nnameserver  2001:db8::53 \nnameserver bogus\noptions edns0\n")
+	stubOnly := writeFile(t, dir, "stub", "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n")
+	resolved := writeFile(t, dir, "resolved", "nameserver 192.0.2.10\nnameserver 127.0.0.1\nnameserver 192.0.2.11\n")
+	mixed := writeFile(t, dir, "mixed", "nameserver 127.0.0.1\nnameserver 192.0.2.7\n")
+	empty := writeFile(t, dir, "empty", "search example\n")
+	missing := filepath.Join(dir, "missing")
+
+	tests := []struct {
+		name, path, stub string
+		want             []string
+		err              bool
+	}{
+		{"plain", plain, resolved, []string{"192.0.2.1:53", "[2001:db8::53]:53"}, false},
+		{"systemd stub", stubOnly, resolved, []string{"192.0.2.10:53", "192.0.2.11:53"}, false},
+		{"stub without resolved file keeps loopback", stubOnly, missing, []string{"127.0.0.53:53"}, false},
+		{"stub with empty resolved file", stubOnly, empty, []string{"127.0.0.53:53"}, false},
+		{"mixed keeps order", mixed, resolved, []string{"127.0.0.1:53", "192.0.2.7:53"}, false},
+		{"no nameserver", empty, resolved, nil, true},
+		{"missing", missing, resolved, nil, true},
+	}
+	for _, tt := range tests {
+		got, err := UpstreamsFromResolvConf(tt.path, tt.stub)
+		if (err != nil) != tt.err || !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %v, %v; want %v, err=%v", tt.name, got, err, tt.want, tt.err)
+		}
+	}
+
+	// Through New: the server picks them up, and ReloadUpstreams re-reads.
+	conf := writeFile(t, dir, "live", "nameserver 127.0.0.53\n")
+	s, err := New(Options{ResolvConf: conf, StubResolvConf: resolved})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Upstreams(); !slices.Equal(got, []string{"192.0.2.10:53", "192.0.2.11:53"}) {
+		t.Errorf("New: %v", got)
+	}
+	writeFile(t, dir, "live", "nameserver 192.0.2.99\n")
+	if err := s.ReloadUpstreams(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Upstreams(); !slices.Equal(got, []string{"192.0.2.99:53"}) {
+		t.Errorf("after reload: %v", got)
+	}
+}
+
+func TestParseUpstreams(t *testing.T) {
+	got, err := ParseUpstreams([]string{"192.0.2.1", "192.0.2.2:5353", "[2001:db8::1]:53", "2001:db8::2"})
+	want := []string{"192.0.2.1:53", "192.0.2.2:5353", "[2001:db8::1]:53", "[2001:db8::2]:53"}
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("%v %v", got, err)
+	}
+	for _, bad := range []string{"example.org", "192.0.2.1:x", ""} {
+		if _, err := ParseUpstreams([]string{bad}); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if _, err := New(Options{Upstreams: []string{"nope"}}); err == nil {
+		t.Error("New accepted a bad upstream")
+	}
+}
+
+func TestResolvConf(t *testing.T) {
+	got := ResolvConf(Network{Name: "App", Gateway: netip.MustParseAddr("10.88.0.1"), Subnet: appNet.Subnet})
+	want := "# Generated by pontoon for network App.\nnameserver 10.88.0.1\nsearch app\noptions ndots:0\n"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	if got := ResolvConf(internal); !strings.Contains(got, "nameserver 10.77.0.1\n") || !strings.Contains(got, "Internal") {
+		t.Errorf("internal: %s", got)
+	}
+}
+
+// pipeUpstream is a fake upstream reached through net.Pipe (so without
+// sockets): dns.Conn frames pipe traffic like TCP whatever the network.
+type pipeUpstream struct {
+	answer    func(network string, q *mdns.Msg) *mdns.Msg
+	udp, tcps atomic.Int32
+}
+
+func (u *pipeUpstream) dial(network string) net.Conn {
+	client, server := net.Pipe()
+	if network == "udp" {
+		u.udp.Add(1)
+	} else {
+		u.tcps.Add(1)
+	}
+	go func() {
+		defer server.Close()
+		server.SetDeadline(time.Now().Add(5 * time.Second))
+		var n uint16
+		if err := binary.Read(server, binary.BigEndian, &n); err != nil {
+			return
+		}
+		b := make([]byte, n)
+		if _, err := io.ReadFull(server, b); err != nil {
+			return
+		}
+		q := new(mdns.Msg)
+		if q.Unpack(b) != nil {
+			return
+		}
+		out, err := u.answer(network, q).Pack()
+		if err != nil {
+			return
+		}
+		binary.Write(server, binary.BigEndian, uint16(len(out)))
+		server.Write(out)
+	}()
+	return client
+}
+
+func TestForwardFailoverAndTCPRetry(t *testing.T) {
+	up := &pipeUpstream{answer: func(network string, q *mdns.Msg) *mdns.Msg {
+		m := new(mdns.Msg)
+		m.SetReply(q)
+		m.RecursionAvailable = true
+		if q.Question[0].Name == "big.example." && network == "udp" {
+			m.Truncated = true
+			return m
+		}
+		m.Answer = append(m.Answer, &mdns.A{Hdr: mdns.RR_Header{Name: q.Question[0].Name, Rrtype: mdns.TypeA, Class: mdns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 80)})
+		return m
+	}}
+	var attempts atomic.Int32
+	o := emptyResolvConf(t)
+	o.Upstreams = []string{"192.0.2.1:53", "192.0.2.2:53"}
+	o.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		attempts.Add(1)
+		if addr == "192.0.2.1:53" {
+			return nil, syscall.ECONNREFUSED
+		}
+		return up.dial(network), nil
+	}
+	s := newTestServer(t, o)
+	m := query(t, s, "app", "10.88.0.9", "example.org.", mdns.TypeA)
+	if m.Rcode != mdns.RcodeSuccess || !slices.Equal(answers(m), []string{"A 192.0.2.80"}) {
+		t.Fatalf("forwarded: %v", m)
+	}
+	// The upstream that answered is tried first next time.
+	attempts.Store(0)
+	query(t, s, "app", "10.88.0.9", "example.net.", mdns.TypeA)
+	if n := attempts.Load(); n != 1 {
+		t.Errorf("second query made %d attempts, want 1", n)
+	}
+	m = query(t, s, "app", "10.88.0.9", "big.example.", mdns.TypeA)
+	if m.Truncated || len(m.Answer) != 1 || up.tcps.Load() != 1 {
+		t.Fatalf("tcp retry: tc=%v answers=%d tcp dials=%d", m.Truncated, len(m.Answer), up.tcps.Load())
+	}
+	st := s.Stats()
+	if st.Forwarded != 3 || st.TCPRetries != 1 || st.UpstreamErrors != 1 || st.ForwardLatency.Count != 3 {
+		t.Errorf("stats %+v", st)
+	}
+
+	// Every upstream failing: SERVFAIL without waiting.
+	o.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) { return nil, syscall.ECONNREFUSED }
+	s2 := newTestServer(t, o)
+	t0 := time.Now()
+	if m := query(t, s2, "app", "10.88.0.9", "example.org.", mdns.TypeA); m.Rcode != mdns.RcodeServerFailure {
+		t.Fatalf("all down: %s", mdns.RcodeToString[m.Rcode])
+	}
+	if d := time.Since(t0); d > time.Second {
+		t.Errorf("SERVFAIL took %v", d)
+	}
+}
+
+func TestForwardSkipsOwnAddress(t *testing.T) {
+	o := emptyResolvConf(t)
+	o.Upstreams = []string{"10.88.0.1:53"}
+	var dials atomic.Int32
+	o.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return nil, syscall.ECONNREFUSED
+	}
+	s := newTestServer(t, o)
+	s.own.Store(&map[string]bool{"10.88.0.1:53": true}) // as SetNetworks does
+	if m := query(t, s, "app", "10.88.0.9", "example.org.", mdns.TypeA); m.Rcode != mdns.RcodeServerFailure || dials.Load() != 0 {
+		t.Fatalf("%s after %d dials", mdns.RcodeToString[m.Rcode], dials.Load())
+	}
+}
+
+func TestEDNSReply(t *testing.T) {
+	s := newTestServer(t, emptyResolvConf(t))
+	s.mu.Lock()
+	e := s.nets["app"]
+	s.mu.Unlock()
+	r := new(mdns.Msg)
+	r.SetQuestion("db.", mdns.TypeA)
+	r.SetEdns0(4096, false)
+	w := &fakeWriter{remote: &net.UDPAddr{IP: net.ParseIP("10.88.0.9")}}
+	e.ServeDNS(w, r)
+	if opt := w.msg.IsEdns0(); opt == nil || opt.UDPSize() != ednsSize {
+		t.Fatalf("reply OPT %v", opt)
+	}
+}

@@ -1,0 +1,568 @@
+package dns
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+
+	"pontoon/internal/testutil"
+)
+
+// lab is a throwaway topology, nothing of it in the machine's namespace:
+//
+//	host ns ("the daemon's")                 sandbox ns
+//	  br0     10.88.0.1/24  ── vh0 ═══ veth ═══ eth0 10.88.0.2/24
+//	  up0     198.51.100.53/24, .54/24  (port-less bridge: the fake upstream
+//	          on .53, nothing listening on .54)
+//	  203.0.113.0/24 dev up0  (up0 has no ports: a silent upstream)
+type lab struct {
+	t       testing.TB
+	host    string
+	sandbox string
+}
+
+var labNet = Network{Name: "app", Gateway: netip.MustParseAddr("10.88.0.1"), Subnet: netip.MustParsePrefix("10.88.0.0/24")}
+
+func newLab(t testing.TB) *lab {
+	t.Helper()
+	l := &lab{t: t, host: testutil.NewNetns(t), sandbox: testutil.NewNetns(t)}
+	l.ip(l.host,
+		"link add br0 type bridge",
+		"addr add 10.88.0.1/24 dev br0",
+		"link set br0 up",
+		"link add vh0 type veth peer name eth0 netns "+l.sandbox,
+		"link set vh0 master br0 up",
+		// No dummy module on this kernel: a port-less bridge drops what
+		// it is given just as well.
+		"link add up0 type bridge",
+		"addr add 198.51.100.53/24 dev up0",
+		"addr add 198.51.100.54/24 dev up0",
+		"link set up0 up",
+		"route add 203.0.113.0/24 dev up0",
+		// A permanent neighbour, so the silence lasts: no ARP failure turns
+		// into a fast "host unreachable".
+		"neigh add 203.0.113.1 lladdr 02:00:00:00:00:01 dev up0 nud permanent",
+	)
+	l.ip(l.sandbox,
+		"addr add 10.88.0.2/24 dev eth0",
+		"link set eth0 up",
+	)
+	return l
+}
+
+// ip runs `ip` commands inside the namespace at ns.
+func (l *lab) ip(ns string, cmds ...string) {
+	l.t.Helper()
+	err := testutil.InNetns(l.t, ns, func() error {
+		for _, c := range cmds {
+			if out, err := exec.Command("ip", strings.Fields(c)...).CombinedOutput(); err != nil {
+				return fmt.Errorf("ip %s: %v: %s", c, err, out)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// dialer dials upstreams from inside the host namespace, where the daemon
+// would run.
+func (l *lab) dialer() func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+		err = testutil.InNetns(l.t, l.host, func() error {
+			var d net.Dialer
+			c, err = d.DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+}
+
+// startServer starts a resolver for labNet in the host namespace.
+func (l *lab) startServer(o Options) *Server {
+	l.t.Helper()
+	if o.ResolvConf == "" {
+		o.ResolvConf = l.t.TempDir() + "/none" // never /etc
+	}
+	o.Dial = l.dialer()
+	s, err := New(o)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { s.Close() })
+	s.ReplaceRecords("app", []Record{
+		{Name: "db", Aliases: []string{"database"}, IP: netip.MustParseAddr("10.88.0.2")},
+		{Name: "web", IP: netip.MustParseAddr("10.88.0.3")},
+	})
+	// The sockets are made here, on a thread inside the host namespace; the
+	// thread is discarded when InNetns returns and the listeners are served
+	// by goroutines on other threads: a socket keeps the namespace it was
+	// created in.
+	if err := testutil.InNetns(l.t, l.host, func() error { return s.SetNetworks([]Network{labNet}) }); err != nil {
+		l.t.Fatal(err)
+	}
+	return s
+}
+
+// fakeUpstream serves on 198.51.100.53:53 (UDP and TCP) in the host
+// namespace: A 192.0.2.80 for every name, 60 A records for big.example.
+type fakeUpstream struct {
+	udp, tcp atomic.Int32
+	names    sync.Map // names asked
+}
+
+func (l *lab) startUpstream() *fakeUpstream {
+	l.t.Helper()
+	u := &fakeUpstream{}
+	h := mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
+		_, isTCP := w.RemoteAddr().(*net.TCPAddr)
+		if isTCP {
+			u.tcp.Add(1)
+		} else {
+			u.udp.Add(1)
+		}
+		q := r.Question[0]
+		u.names.Store(q.Name, true)
+		m := new(mdns.Msg)
+		m.SetReply(r)
+		m.RecursionAvailable = true
+		n := 1
+		if q.Name == "big.example." {
+			n = 60
+		}
+		for i := range n {
+			m.Answer = append(m.Answer, &mdns.A{Hdr: mdns.RR_Header{Name: q.Name, Rrtype: mdns.TypeA, Class: mdns.ClassINET, Ttl: 60},
+				A: net.IPv4(192, 0, 2, byte(80+i))})
+		}
+		if !isTCP {
+			m.Truncate(udpSize(r))
+		}
+		w.WriteMsg(m)
+	})
+	var servers []*mdns.Server
+	err := testutil.InNetns(l.t, l.host, func() error {
+		pc, err := net.ListenPacket("udp4", "198.51.100.53:53")
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp4", "198.51.100.53:53")
+		if err != nil {
+			pc.Close()
+			return err
+		}
+		servers = []*mdns.Server{{PacketConn: pc, Handler: h}, {Listener: ln, Handler: h}}
+		return nil
+	})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	var s Server // for activate's logger
+	s.log = discardLog()
+	for _, srv := range servers {
+		if err := s.activate(srv); err != nil {
+			l.t.Fatal(err)
+		}
+		l.t.Cleanup(func() { shutdown(srv) })
+	}
+	return u
+}
+
+// client is a DNS client socket made in a namespace, to a server address.
+type client struct {
+	conn *mdns.Conn
+}
+
+func (l *lab) client(ns, network, server string, local string) *client {
+	l.t.Helper()
+	var c net.Conn
+	err := testutil.InNetns(l.t, ns, func() (err error) {
+		d := net.Dialer{}
+		if local != "" {
+			if network == "udp" {
+				d.LocalAddr = &net.UDPAddr{IP: net.ParseIP(local)}
+			} else {
+				d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+			}
+		}
+		c, err = d.Dial(network, server)
+		return err
+	})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { c.Close() })
+	return &client{conn: &mdns.Conn{Conn: c}}
+}
+
+func (c *client) exchange(name string, qtype uint16, edns bool) (*mdns.Msg, error) {
+	q := new(mdns.Msg)
+	q.SetQuestion(name, qtype)
+	if edns {
+		q.SetEdns0(4096, false)
+	}
+	cl := mdns.Client{Timeout: 3 * time.Second}
+	m, _, err := cl.ExchangeWithConn(q, c.conn)
+	return m, err
+}
+
+func (l *lab) must(c *client, name string, qtype uint16, rcode int, want ...string) *mdns.Msg {
+	l.t.Helper()
+	m, err := c.exchange(name, qtype, false)
+	if err != nil {
+		l.t.Fatalf("%s: %v", name, err)
+	}
+	got := answers(m)
+	if m.Rcode != rcode || strings.Join(got, ",") != strings.Join(want, ",") {
+		l.t.Fatalf("%s %s: %s %v; want %s %v", name, mdns.TypeToString[qtype], mdns.RcodeToString[m.Rcode], got,
+			mdns.RcodeToString[rcode], want)
+	}
+	return m
+}
+
+func TestKernelResolve(t *testing.T) {
+	l := newLab(t)
+	up := l.startUpstream()
+	s := l.startServer(Options{Upstreams: []string{"198.51.100.53"}})
+
+	for _, proto := range []string{"udp", "tcp"} {
+		c := l.client(l.sandbox, proto, "10.88.0.1:53", "")
+		l.must(c, "db.", mdns.TypeA, mdns.RcodeSuccess, "A 10.88.0.2")
+		l.must(c, "Database.App.", mdns.TypeA, mdns.RcodeSuccess, "A 10.88.0.2")
+		l.must(c, "web.app.", mdns.TypeA, mdns.RcodeSuccess, "A 10.88.0.3")
+		if m := l.must(c, "nope.app.", mdns.TypeA, mdns.RcodeNameError); !m.Authoritative {
+			t.Errorf("%s: NXDOMAIN not authoritative", proto)
+		}
+		l.must(c, "3.0.88.10.in-addr.arpa.", mdns.TypePTR, mdns.RcodeSuccess, "PTR web.app.")
+		l.must(c, "example.org.", mdns.TypeA, mdns.RcodeSuccess, "A 192.0.2.80")
+	}
+	if _, ok := up.names.Load("example.org."); !ok {
+		t.Error("upstream never saw example.org.")
+	}
+	if _, ok := up.names.Load("db."); ok {
+		t.Error("local name leaked upstream")
+	}
+
+	// From outside the subnet (the host namespace, source 198.51.100.53):
+	// refused.
+	outsider := l.client(l.host, "udp", "10.88.0.1:53", "198.51.100.53")
+	l.must(outsider, "db.", mdns.TypeA, mdns.RcodeRefused)
+
+	// Removal is visible at once; no listener restart.
+	c := l.client(l.sandbox, "udp", "10.88.0.1:53", "")
+	s.RemoveRecord("app", netip.MustParseAddr("10.88.0.3"))
+	l.must(c, "web.", mdns.TypeA, mdns.RcodeNameError)
+	s.SetRecord("app", Record{Name: "web", IP: netip.MustParseAddr("10.88.0.3")})
+	l.must(c, "web.", mdns.TypeA, mdns.RcodeSuccess, "A 10.88.0.3")
+
+	// SetNetworks again (same networks, from another namespace even: nothing
+	// is rebound) keeps serving on the same socket.
+	if err := s.SetNetworks([]Network{labNet}); err != nil {
+		t.Fatal(err)
+	}
+	l.must(c, "db.", mdns.TypeA, mdns.RcodeSuccess, "A 10.88.0.2")
+
+	// A network whose gateway is not on any link fails alone.
+	other := Network{Name: "other", Gateway: netip.MustParseAddr("10.89.0.1"), Subnet: netip.MustParsePrefix("10.89.0.0/24")}
+	err := testutil.InNetns(t, l.host, func() error { return s.SetNetworks([]Network{labNet, other}) })
+	if err == nil || !strings.Contains(err.Error(), "other") {
+		t.Fatalf("unbindable network: %v", err)
+	}
+	l.must(c, "db.", mdns.TypeA, mdns.RcodeSuccess, "A 10.88.0.2")
+	if got := s.Stats().Listening; strings.Join(got, ",") != "app" {
+		t.Errorf("listening %v", got)
+	}
+	// Once the address is there, the next call starts it.
+	l.ip(l.host, "link add br1 type bridge", "addr add 10.89.0.1/24 dev br1", "link set br1 up")
+	if err := testutil.InNetns(t, l.host, func() error { return s.SetNetworks([]Network{labNet, other}) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Stats().Listening; strings.Join(got, ",") != "app,other" {
+		t.Errorf("listening %v", got)
+	}
+
+	st := s.Stats()
+	if st.Queries < 14 || st.Forwarded != 2 || st.RefusedSource != 1 || st.Answers["NXDOMAIN"] < 3 ||
+		st.ForwardLatency.Count != 2 {
+		t.Errorf("stats %+v", st)
+	}
+
+	// Removing the network stops its listener: the port is closed.
+	if err := s.SetNetworks(nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.exchange("db.", mdns.TypeA, false); err == nil {
+		t.Error("answer after the network was removed")
+	}
+}
+
+// TestKernelListenerNamespace checks that the listening socket lives in the
+// namespace SetNetworks ran in, not in the namespace of the threads that
+// serve it.
+func TestKernelListenerNamespace(t *testing.T) {
+	l := newLab(t)
+	s := l.startServer(Options{Upstreams: []string{"198.51.100.53"}})
+	s.mu.Lock()
+	pc := s.nets["app"].udp.PacketConn.(*net.UDPConn)
+	s.mu.Unlock()
+	var want uint64
+	if err := testutil.InNetns(t, l.host, func() error {
+		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		want, err = netnsCookie(c.(*net.UDPConn))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := netnsCookie(pc)
+	if err != nil {
+		t.Skipf("SO_NETNS_COOKIE: %v", err)
+	}
+	if got != want {
+		t.Fatalf("listener in netns cookie %d, host netns is %d", got, want)
+	}
+}
+
+// soNetnsCookie is SO_NETNS_COOKIE (Linux 5.14); x/sys/unix lacks it.
+const soNetnsCookie = 71
+
+func netnsCookie(c syscall.Conn) (uint64, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cookie uint64
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		var v uint64
+		serr = getsockoptUint64(int(fd), unix.SOL_SOCKET, soNetnsCookie, &v)
+		cookie = v
+	})
+	if err != nil {
+		return 0, err
+	}
+	return cookie, serr
+}
+
+func TestKernelUpstreamDown(t *testing.T) {
+	l := newLab(t)
+	l.startUpstream()
+	const timeout = 300 * time.Millisecond
+	tests := []struct {
+		name      string
+		upstreams []string
+		rcode     int
+		max       time.Duration
+		min       time.Duration
+	}{
+		// Nothing listens on .54: ICMP port unreachable, no waiting.
+		{"refused", []string{"198.51.100.54"}, mdns.RcodeServerFailure, 250 * time.Millisecond, 0},
+		// 203.0.113.1 is routed into a dummy device: silence, one timeout.
+		{"silent", []string{"203.0.113.1"}, mdns.RcodeServerFailure, timeout + 400*time.Millisecond, timeout},
+		{"both down", []string{"198.51.100.54", "203.0.113.1"}, mdns.RcodeServerFailure, timeout + 400*time.Millisecond, timeout},
+		// Failover past a silent upstream to a working one.
+		{"failover", []string{"203.0.113.1", "198.51.100.53"}, mdns.RcodeSuccess, timeout + 400*time.Millisecond, timeout},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := l.startServer(Options{Upstreams: tt.upstreams, Timeout: timeout})
+			defer s.Close()
+			c := l.client(l.sandbox, "udp", "10.88.0.1:53", "")
+			t0 := time.Now()
+			m, err := c.exchange("example.org.", mdns.TypeA, false)
+			d := time.Since(t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Rcode != tt.rcode {
+				t.Fatalf("rcode %s, want %s", mdns.RcodeToString[m.Rcode], mdns.RcodeToString[tt.rcode])
+			}
+			if d > tt.max || d < tt.min {
+				t.Errorf("answered in %v, want between %v and %v", d, tt.min, tt.max)
+			}
+			t.Logf("%s after %v", mdns.RcodeToString[m.Rcode], d)
+			st := s.Stats()
+			if tt.rcode == mdns.RcodeServerFailure && st.ForwardFailed != 1 {
+				t.Errorf("stats %+v", st)
+			}
+			if tt.name == "failover" {
+				// The working upstream is now preferred: no more waiting.
+				t0 := time.Now()
+				if m, err := c.exchange("example.net.", mdns.TypeA, false); err != nil || m.Rcode != mdns.RcodeSuccess {
+					t.Fatalf("%v %v", m, err)
+				}
+				if d := time.Since(t0); d >= timeout {
+					t.Errorf("second query took %v", d)
+				}
+			}
+		})
+	}
+}
+
+func TestKernelTruncatedRetriesTCP(t *testing.T) {
+	l := newLab(t)
+	up := l.startUpstream()
+	s := l.startServer(Options{Upstreams: []string{"198.51.100.53"}})
+	c := l.client(l.sandbox, "udp", "10.88.0.1:53", "")
+	// pontoon forwards the client's query as is. Without EDNS the upstream
+	// truncates at 512 bytes; pontoon asks again over TCP, and has to
+	// truncate the full answer again for this UDP client (which would then
+	// retry over TCP itself).
+	m, err := c.exchange("big.example.", mdns.TypeA, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Truncated || up.tcp.Load() != 1 || up.udp.Load() != 1 {
+		t.Fatalf("no-EDNS client: tc=%v upstream udp=%d tcp=%d", m.Truncated, up.udp.Load(), up.tcp.Load())
+	}
+	// Over TCP the client gets all 60.
+	tc := l.client(l.sandbox, "tcp", "10.88.0.1:53", "")
+	m, err = tc.exchange("big.example.", mdns.TypeA, false)
+	if err != nil || len(m.Answer) != 60 || m.Truncated {
+		t.Fatalf("tcp client: %d answers, tc=%v, %v", len(m.Answer), m.Truncated, err)
+	}
+	if st := s.Stats(); st.TCPRetries != 1 {
+		t.Errorf("tcp retries %d", st.TCPRetries)
+	}
+	// With EDNS 4096 the upstream answers in full over UDP: no retry.
+	m, err = c.exchange("big.example.", mdns.TypeA, true)
+	if err != nil || len(m.Answer) != 60 || m.Truncated {
+		t.Fatalf("edns client: %d answers, tc=%v, %v", len(m.Answer), m.Truncated, err)
+	}
+}
+
+// TestKernelConcurrentChurn: 1000 queries from 8 goroutines while records
+// change every 2ms. Stable names must always answer right, churning names
+// either NXDOMAIN or their one right address; no query may go unanswered.
+func TestKernelConcurrentChurn(t *testing.T) {
+	l := newLab(t)
+	s := l.startServer(Options{Upstreams: []string{"198.51.100.53"}})
+	for i := range 20 {
+		s.SetRecord("app", Record{Name: fmt.Sprintf("stable%d", i), IP: netip.AddrFrom4([4]byte{10, 88, 0, byte(10 + i)})})
+	}
+	const workers, perWorker = 8, 125
+	clients := make([]*client, workers)
+	for i := range clients {
+		clients[i] = l.client(l.sandbox, "udp", "10.88.0.1:53", "")
+	}
+	stop := make(chan struct{})
+	var churns atomic.Int32
+	churnDone := make(chan struct{})
+	go func() {
+		defer close(churnDone)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		deadline := time.After(30 * time.Second)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-deadline:
+				return
+			case <-tick.C:
+			}
+			n := i % 10
+			ip := netip.AddrFrom4([4]byte{10, 88, 0, byte(100 + n)})
+			if (i/10)%2 == 0 {
+				s.SetRecord("app", Record{Name: fmt.Sprintf("churn%d", n), Aliases: []string{fmt.Sprintf("alias%d", n)}, IP: ip})
+			} else {
+				s.RemoveRecord("app", ip)
+			}
+			churns.Add(1)
+		}
+	}()
+	var wg sync.WaitGroup
+	var lost, wrong, nx atomic.Int32
+	for w := range workers {
+		wg.Go(func() {
+			for i := range perWorker {
+				var name string
+				var want netip.Addr
+				if i%2 == 0 {
+					k := (w + i) % 20
+					name, want = fmt.Sprintf("stable%d.app.", k), netip.AddrFrom4([4]byte{10, 88, 0, byte(10 + k)})
+				} else {
+					k := (w + i) % 10
+					name, want = fmt.Sprintf("churn%d.", k), netip.AddrFrom4([4]byte{10, 88, 0, byte(100 + k)})
+				}
+				m, err := clients[w].exchange(name, mdns.TypeA, false)
+				switch {
+				case err != nil:
+					lost.Add(1)
+				case m.Rcode == mdns.RcodeNameError && strings.HasPrefix(name, "churn"):
+					nx.Add(1)
+				case m.Rcode != mdns.RcodeSuccess || len(m.Answer) != 1 || m.Answer[0].(*mdns.A).A.String() != want.String():
+					wrong.Add(1)
+					t.Errorf("%s: %v", name, m)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	<-churnDone
+	t.Logf("1000 queries, %d record changes meanwhile, %d churn NXDOMAINs", churns.Load(), nx.Load())
+	if lost.Load() != 0 || wrong.Load() != 0 {
+		t.Fatalf("lost %d, wrong %d", lost.Load(), wrong.Load())
+	}
+	if churns.Load() < 5 {
+		t.Errorf("only %d record changes during the queries", churns.Load())
+	}
+	if st := s.Stats(); st.Queries != workers*perWorker || st.Local != workers*perWorker {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// BenchmarkResolveLocal measures local-name answers per second over UDP,
+// from a sandbox namespace across a veth and bridge to the resolver.
+func BenchmarkResolveLocal(b *testing.B) {
+	l := newLab(b)
+	s := l.startServer(Options{Upstreams: []string{"198.51.100.53"}})
+	for i := range 200 {
+		s.SetRecord("app", Record{Name: fmt.Sprintf("svc%d", i), IP: netip.AddrFrom4([4]byte{10, 88, 1, byte(i)})})
+	}
+	var mu sync.Mutex
+	var next int
+	// Several queries in flight per CPU, as from many sandboxes.
+	b.SetParallelism(4)
+	b.ResetTimer()
+	t0 := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		mu.Lock()
+		c := l.client(l.sandbox, "udp", "10.88.0.1:53", "")
+		id := next
+		next++
+		mu.Unlock()
+		q := new(mdns.Msg)
+		q.SetQuestion(fmt.Sprintf("svc%d.app.", id%200), mdns.TypeA)
+		buf, _ := q.Pack()
+		in := make([]byte, 512)
+		c.conn.SetDeadline(time.Now().Add(time.Minute))
+		for pb.Next() {
+			if _, err := c.conn.Conn.Write(buf); err != nil {
+				b.Error(err)
+				return
+			}
+			n, err := c.conn.Conn.Read(in)
+			if err != nil || n < 12 || in[3]&0x0f != 0 {
+				b.Errorf("read %d %v", n, err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "answers/s")
+}

@@ -1,0 +1,164 @@
+package dns
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+
+	mdns "github.com/miekg/dns"
+)
+
+// zone is an immutable snapshot of one network's names. It is replaced as a
+// whole on every change and read without locks.
+type zone struct {
+	name  string                  // lower-case network name
+	names map[string][]netip.Addr // "db", "db.app" → sorted addresses
+	ptr   map[netip.Addr]string   // address → "db.app."
+}
+
+func buildZone(zname string, recs map[netip.Addr]Record) *zone {
+	z := &zone{name: zname, names: make(map[string][]netip.Addr, 2*len(recs)), ptr: make(map[netip.Addr]string, len(recs))}
+	for ip, r := range recs {
+		names := recordNames(r)
+		for _, n := range names {
+			z.add(n, ip)
+			z.add(n+"."+zname, ip)
+		}
+		if len(names) > 0 {
+			z.ptr[ip] = names[0] + "." + zname + "."
+		}
+	}
+	for n, ips := range z.names {
+		slices.SortFunc(ips, func(a, b netip.Addr) int { return a.Compare(b) })
+		z.names[n] = slices.Compact(ips)
+	}
+	return z
+}
+
+func (z *zone) add(name string, ip netip.Addr) {
+	z.names[name] = append(z.names[name], ip)
+}
+
+// recordNames returns the record's normalised names, sandbox name first.
+func recordNames(r Record) []string {
+	out := make([]string, 0, 1+len(r.Aliases))
+	for _, n := range append([]string{r.Name}, r.Aliases...) {
+		n = normName(n)
+		if n == "" || slices.Contains(out, n) {
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// localTTL is the TTL of local answers: they change on attach and detach.
+const localTTL = 0
+
+// answerLocal answers q from the zone of network cfg. ok is false when the
+// name is not pontoon's (it must be forwarded, or refused on an internal
+// network).
+func answerLocal(z *zone, cfg *Network, r *mdns.Msg) (m *mdns.Msg, ok bool) {
+	q := r.Question[0]
+	if q.Qclass != mdns.ClassINET && q.Qclass != mdns.ClassANY {
+		return nil, false
+	}
+	qn := normName(q.Name)
+	if qn == "" {
+		return nil, false // the root
+	}
+	m = new(mdns.Msg)
+	m.SetReply(r)
+	m.Authoritative = true
+	m.RecursionAvailable = !cfg.Internal
+
+	if ip, isRev := reverseAddr(qn); isRev {
+		if !ip.IsValid() || !cfg.Subnet.Contains(ip) {
+			return nil, false
+		}
+		target, found := z.ptr[ip]
+		switch {
+		case !found:
+			m.Rcode = mdns.RcodeNameError
+			m.Ns = []mdns.RR{z.soa()}
+		case q.Qtype == mdns.TypePTR || q.Qtype == mdns.TypeANY:
+			m.Answer = []mdns.RR{&mdns.PTR{Hdr: hdr(q.Name, mdns.TypePTR), Ptr: target}}
+		default:
+			m.Ns = []mdns.RR{z.soa()}
+		}
+		return m, true
+	}
+
+	if ips, found := z.names[qn]; found {
+		for _, ip := range ips {
+			switch {
+			case ip.Is4() && (q.Qtype == mdns.TypeA || q.Qtype == mdns.TypeANY):
+				m.Answer = append(m.Answer, &mdns.A{Hdr: hdr(q.Name, mdns.TypeA), A: ip.AsSlice()})
+			case ip.Is6() && (q.Qtype == mdns.TypeAAAA || q.Qtype == mdns.TypeANY):
+				m.Answer = append(m.Answer, &mdns.AAAA{Hdr: hdr(q.Name, mdns.TypeAAAA), AAAA: ip.AsSlice()})
+			}
+		}
+		if len(m.Answer) == 0 && strings.HasSuffix(qn, "."+z.name) {
+			m.Ns = []mdns.RR{z.soa()} // NODATA, negative-cacheable
+		}
+		return m, true
+	}
+
+	switch {
+	case qn == z.name: // the zone apex exists
+		if q.Qtype == mdns.TypeSOA {
+			m.Answer = []mdns.RR{z.soa()}
+		} else {
+			m.Ns = []mdns.RR{z.soa()}
+		}
+	case strings.HasSuffix(qn, "."+z.name):
+		m.Rcode = mdns.RcodeNameError
+		m.Ns = []mdns.RR{z.soa()}
+	case !strings.Contains(qn, "."):
+		// Single-label names are pontoon's: stub resolvers (musl with
+		// ndots:0, busybox nslookup) send "db" as is, and no public name
+		// is a single label worth forwarding.
+		m.Rcode = mdns.RcodeNameError
+	default:
+		return nil, false
+	}
+	return m, true
+}
+
+func hdr(name string, t uint16) mdns.RR_Header {
+	return mdns.RR_Header{Name: name, Rrtype: t, Class: mdns.ClassINET, Ttl: localTTL}
+}
+
+func (z *zone) soa() mdns.RR {
+	apex := z.name + "."
+	return &mdns.SOA{
+		Hdr:     hdr(apex, mdns.TypeSOA),
+		Ns:      "ns." + apex,
+		Mbox:    "hostmaster." + apex,
+		Serial:  1,
+		Refresh: 3600,
+		Retry:   600,
+		Expire:  86400,
+		Minttl:  localTTL,
+	}
+}
+
+// reverseAddr parses "4.3.2.1.in-addr.arpa" (lower-case, no trailing dot).
+// isRev reports the suffix; ip is invalid unless the name is a full IPv4
+// address.
+func reverseAddr(qn string) (ip netip.Addr, isRev bool) {
+	rest, isRev := strings.CutSuffix(qn, ".in-addr.arpa")
+	if !isRev {
+		return netip.Addr{}, false
+	}
+	labels := strings.Split(rest, ".")
+	if len(labels) != 4 {
+		return netip.Addr{}, true
+	}
+	slices.Reverse(labels)
+	ip, err := netip.ParseAddr(strings.Join(labels, "."))
+	if err != nil || !ip.Is4() {
+		return netip.Addr{}, true
+	}
+	return ip, true
+}
