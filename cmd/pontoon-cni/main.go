@@ -179,6 +179,9 @@ func resultOf(ep *model.Endpoint, netns, cniVersion string) *current.Result {
 		_, def, _ := net.ParseCIDR("0.0.0.0/0")
 		r.Routes = []*types.Route{{Dst: *def, GW: ep.Gateway.AsSlice()}}
 	}
+	// The daemon runs a resolver on every network's gateway: sandboxes find
+	// each other by name (NAME and NAME.NETWORK) and the rest is forwarded.
+	r.DNS = types.DNS{Nameservers: []string{ep.Gateway.String()}, Search: []string{ep.Network}, Options: []string{"ndots:0"}}
 	return r
 }
 

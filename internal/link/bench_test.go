@@ -83,6 +83,8 @@ func BenchmarkAddVeth(b *testing.B) {
 				times = append(times, time.Since(start))
 			}
 			b.StopTimer()
+			for k, d := range stepTimes { b.Logf("%-10s %v", k, d/time.Duration(b.N)) }
+			clear(stepTimes)
 			slices.Sort(times)
 			b.ReportMetric(float64(times[len(times)/2].Nanoseconds()), "p50-ns")
 			b.ReportMetric(float64(times[len(times)*99/100].Nanoseconds()), "p99-ns")

@@ -104,6 +104,9 @@ func TestCNIChainedAddCheckDel(t *testing.T) {
 	if len(r.Interfaces) < 2 || r.Interfaces[1].Sandbox != ns1 || r.Interfaces[1].Name != "eth0" {
 		t.Fatalf("result interfaces %+v", r.Interfaces)
 	}
+	if len(r.DNS.Nameservers) != 1 || r.DNS.Nameservers[0] != "10.99.5.1" || len(r.DNS.Search) != 1 || r.DNS.Search[0] != "cninet" {
+		t.Fatalf("result DNS %+v", r.DNS)
+	}
 	// The attachments are ordinary pontoon endpoints.
 	ls := h.P("sandbox", "ls")
 	if !strings.Contains(ls, "cni-ctr1") || !strings.Contains(ls, "ctr1") || !strings.Contains(ls, ns1) {
