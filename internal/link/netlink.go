@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -186,13 +185,10 @@ func (n *netlinkLinks) AddVeth(v Veth) (int, error) {
 }
 
 func (n *netlinkLinks) addVeth(v Veth) (int, error) {
-	t0 := time.Now()
-	tick := func(s string) { stepTimes[s] += time.Since(t0); t0 = time.Now() }
 	brIdx, err := n.bridgeIndex(v.Bridge)
 	if err != nil {
 		return 0, err
 	}
-	tick("open")
 	ns, err := vnetns.GetFromPath(v.Netns)
 	if err != nil {
 		return 0, fmt.Errorf("open sandbox namespace %s: %w", v.Netns, err)
@@ -209,43 +205,36 @@ func (n *netlinkLinks) addVeth(v Veth) (int, error) {
 		}
 		return 0, fmt.Errorf("create veth %s with peer %s in %s: %w", v.HostName, v.PeerName, v.Netns, err)
 	}
-	tick("create")
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: v.HostName}}
 	if v.Isolated {
 		if err := n.h.LinkSetIsolated(veth, true); err != nil {
 			return 0, fmt.Errorf("isolate bridge port %s: %w", v.HostName, err)
 		}
 	}
-	tick("isolate")
 	sh, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return 0, fmt.Errorf("netlink in %s: %w", v.Netns, err)
 	}
-	tick("handleat")
 	defer sh.Close()
 	peer, err := sh.LinkByName(v.PeerName)
 	if err != nil {
 		return 0, fmt.Errorf("find %s in the sandbox: %w", v.PeerName, err)
 	}
-	tick("bynamepeer")
 	// The peer's IFLA_LINK is the host end's ifindex: no lookup on the host.
 	hostIndex := peer.Attrs().ParentIndex
 	ipnet := &net.IPNet{IP: v.Addr.Addr().AsSlice(), Mask: net.CIDRMask(v.Addr.Bits(), 32)}
 	if err := sh.AddrAdd(peer, &netlink.Addr{IPNet: ipnet}); err != nil {
 		return 0, fmt.Errorf("add %s to %s: %w", v.Addr, v.PeerName, err)
 	}
-	tick("addr")
 	if err := sh.LinkSetUp(peer); err != nil {
 		return 0, fmt.Errorf("bring %s up: %w", v.PeerName, err)
 	}
-	tick("up")
 	pidx := peer.Attrs().Index
 	if v.DefaultRoute {
 		if err := sh.RouteReplace(&netlink.Route{LinkIndex: pidx, Gw: v.Gateway.AsSlice()}); err != nil {
 			return 0, fmt.Errorf("default route via %s: %w", v.Gateway, err)
 		}
 	}
-	tick("route")
 	if v.Table != 0 {
 		for _, r := range policyRoutes(v, pidx) {
 			if err := sh.RouteReplace(r); err != nil {
@@ -256,7 +245,6 @@ func (n *netlinkLinks) addVeth(v Veth) (int, error) {
 			return 0, fmt.Errorf("rule from %s lookup %d: %w", v.Addr.Addr(), v.Table, err)
 		}
 	}
-	tick("table")
 	return hostIndex, nil
 }
 
@@ -551,5 +539,3 @@ func (n *netlinkLinks) CheckVeth(v Veth) []string {
 	}
 	return out
 }
-
-var stepTimes = map[string]time.Duration{}
