@@ -139,19 +139,7 @@ func (e *Engine) reconcileSandboxLocked(sb *model.Sandbox, eps []*model.Endpoint
 	}
 	if sb.State != model.SandboxReady || gone {
 		e.log.Info("reconcile: removing sandbox", "sandbox", sb.Name, "state", string(sb.State), "namespace_gone", gone)
-		if err := e.st.Update(func(tx store.Tx) error {
-			sb.State = model.SandboxRemoving
-			for _, ep := range eps {
-				ep.State = model.StateRemoving
-				if err := tx.PutEndpoint(ep); err != nil {
-					return err
-				}
-			}
-			return tx.PutSandbox(sb)
-		}); err != nil {
-			return err
-		}
-		return e.finishRemoval(sb, eps)
+		return e.removeSandbox(sb, eps)
 	}
 	recreated := false
 	if sb.Kind == model.KindPontoon && !e.ns.IsPinned(sb.Netns) {

@@ -159,14 +159,24 @@ func (e *Engine) RemoveSandbox(ctx context.Context, name string) error {
 func (e *Engine) removeSandboxLocked(name string) error {
 	var sb *model.Sandbox
 	var eps []*model.Endpoint
-	if err := e.st.Update(func(tx store.Tx) error {
+	if err := e.st.View(func(tx store.Tx) error {
 		var err error
 		if sb, err = tx.Sandbox(name); err != nil {
 			return err
 		}
-		if eps, err = tx.EndpointsOfSandbox(name); err != nil {
-			return err
-		}
+		eps, err = tx.EndpointsOfSandbox(name)
+		return err
+	}); err != nil {
+		return fmt.Errorf("remove sandbox %s: %w", name, err)
+	}
+	return e.removeSandbox(sb, eps)
+}
+
+// removeSandbox records a sandbox and its endpoints as removing (so a crash
+// from here on finishes the removal at the next start), takes their names
+// out of DNS, and tears them down. Callers hold the sandbox's lock.
+func (e *Engine) removeSandbox(sb *model.Sandbox, eps []*model.Endpoint) error {
+	if err := e.st.Update(func(tx store.Tx) error {
 		sb.State = model.SandboxRemoving
 		for _, ep := range eps {
 			ep.State = model.StateRemoving
@@ -176,7 +186,7 @@ func (e *Engine) removeSandboxLocked(name string) error {
 		}
 		return tx.PutSandbox(sb)
 	}); err != nil {
-		return fmt.Errorf("remove sandbox %s: %w", name, err)
+		return fmt.Errorf("remove sandbox %s: %w", sb.Name, err)
 	}
 	for _, ep := range eps {
 		e.resolverRemove(ep)

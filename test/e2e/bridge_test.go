@@ -177,6 +177,11 @@ func TestAdoptByPIDAndShareNamespace(t *testing.T) {
 	if !strings.Contains(out, h.IP("peer", "pontoon")+"/") {
 		t.Fatalf("run --network sandbox:peer did not see peer's eth0:\n%s", out)
 	}
+	// --network host: the host's own namespace (the daemon's), nothing new.
+	out = h.P("run", "--rm", "--network", "host", "--", "ip", "-o", "link", "show", "uplink0")
+	if !strings.Contains(out, "uplink0") {
+		t.Fatalf("--network host does not see the host's uplink:\n%s", out)
+	}
 	// --network none: lo only.
 	out = h.P("run", "--rm", "--network", "none", "--", "ip", "-o", "link", "show")
 	if strings.Contains(out, "eth0") || !strings.Contains(out, "lo:") {
