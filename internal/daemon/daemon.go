@@ -119,6 +119,9 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		// what could not. A daemon that refuses to start helps nobody.
 		log.Error("start-up reconciliation had errors", "err", err)
 	}
+	if err := watchFirewall(ctx, eng, log); err != nil {
+		log.Warn("cannot watch nftables for drift; pontoon's firewall state will not be restored if someone flushes it", "err", err)
+	}
 	srv.SetReady(true)
 	log.Info("pontoon daemon ready", "socket", opts.Socket, "root", opts.Root, "netns_dir", opts.NetnsDir, "reconcile_took", time.Since(start).String())
 

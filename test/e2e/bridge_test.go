@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"pontoon/internal/model"
 )
@@ -412,9 +413,54 @@ func TestCoexistsWithDockerForwardDrop(t *testing.T) {
 	if rules := h.In(h.NS, "iptables", "-S", "DOCKER-USER"); strings.Contains(rules, "network web") {
 		t.Fatalf("rules of a removed network left in DOCKER-USER:\n%s", rules)
 	}
-	// Control: without those rules, Docker's policy would have dropped it.
-	h.In(h.NS, "sh", "-c", "iptables -S DOCKER-USER | grep 'pontoon: network pontoon' | sed 's/^-A/-D/' | xargs -L1 iptables")
-	if h.Ping("a", h.IP("b", "pontoon")) {
-		t.Fatal("traffic passed without the DOCKER-USER rules: the test proves nothing")
+	// Control, with the daemon stopped (it would restore them): without
+	// those rules Docker's policy drops the traffic.
+	ipB := h.IP("b", "pontoon")
+	h.Stop()
+	dropOurs := "iptables -S DOCKER-USER | grep 'pontoon: network pontoon' | sed 's/^-A/-D/' | xargs -L1 iptables"
+	h.In(h.NS, "sh", "-c", dropOurs)
+	if out, err := h.TryIn(h.NetnsDir+"/a", "ping", "-c1", "-W1", ipB); err == nil {
+		t.Fatalf("traffic passed without the DOCKER-USER rules: the test proves nothing\n%s", out)
+	}
+	h.Start()
+	h.MustPing("a", ipB)
+	// With the daemon running, a firewall reload that drops them is undone.
+	h.In(h.NS, "sh", "-c", dropOurs)
+	deadline := time.Now().Add(time.Second)
+	for !strings.Contains(h.In(h.NS, "iptables", "-S", "DOCKER-USER"), "pontoon: network pontoon") {
+		if time.Now().After(deadline) {
+			t.Fatal("pontoon's DOCKER-USER rules were not restored within a second")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.MustPing("a", ipB)
+}
+
+// Someone deletes or flushes pontoon's firewall: the daemon notices through
+// nftables events and restores it within a second, and says so.
+func TestFirewallSelfHeals(t *testing.T) {
+	h := NewHost(t)
+	h.P("sandbox", "create", "a")
+	srv := ServeTCP(t, h.Outside, RouterIP+":8084")
+	for _, breakIt := range [][]string{
+		{"nft", "delete", "table", "inet", "pontoon"},
+		{"nft", "flush", "ruleset"},
+		{"nft", "flush", "table", "inet", "pontoon"},
+	} {
+		before := strings.Count(h.Log(), "restored pontoon's firewall state")
+		h.In(h.NS, breakIt...)
+		start := time.Now()
+		for strings.Count(h.Log(), "restored pontoon's firewall state") == before {
+			if time.Since(start) > time.Second {
+				t.Fatalf("after `%s`, not restored within a second", strings.Join(breakIt, " "))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if _, err := DialFrom(t, h.SandboxNS("a"), srv.Addr); err != nil {
+			t.Fatalf("after `%s` and the restore, a → outside: %v", strings.Join(breakIt, " "), err)
+		}
+		if peers := srv.Peers(); !strings.HasPrefix(peers[len(peers)-1], HostUplinkIP+":") {
+			t.Fatalf("after the restore, masquerade is missing: the server saw %s", peers[len(peers)-1])
+		}
 	}
 }
