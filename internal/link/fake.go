@@ -38,8 +38,10 @@ func NewFake() *Fake {
 	return &Fake{next: 10, bridges: map[string]*fakeBridge{}, veths: map[string]*fakeVeth{}, rules: map[string]bool{}, fail: map[string]error{}}
 }
 
-// InjectError makes every later call of op (a method name: "AddVeth",
-// "EnsureBridge", …) fail with err; nil clears it.
+// InjectError makes every later call of op (a method name of Interface
+// that can fail: "EnsureBridge", "DeleteBridge", "AddVeth", "DisableVeth",
+// "DeleteVeths", "DeleteRule", "ListLinks", "LinkIndex", "HostPrefixes")
+// fail with err, changing nothing; nil clears it.
 func (f *Fake) InjectError(op string, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -152,8 +154,32 @@ func (f *Fake) CheckVeth(v Veth) []string {
 	if have.disabled {
 		out = append(out, "host end "+v.HostName+" is down")
 	}
+	if have.Bridge != v.Bridge {
+		out = append(out, fmt.Sprintf("host end %s is not a port of bridge %s", v.HostName, v.Bridge))
+	}
+	if have.Isolated != v.Isolated {
+		out = append(out, fmt.Sprintf("host end %s has port isolation %v, want %v", v.HostName, have.Isolated, v.Isolated))
+	}
+	if have.Netns != v.Netns || have.PeerName != v.PeerName {
+		return append(out, fmt.Sprintf("%s is missing in the sandbox", v.PeerName))
+	}
 	if have.Addr != v.Addr {
-		out = append(out, fmt.Sprintf("%s has %s, want %s", v.PeerName, have.Addr, v.Addr))
+		out = append(out, fmt.Sprintf("%s does not have address %s", v.PeerName, v.Addr))
+	}
+	if v.MAC != nil && have.MAC.String() != v.MAC.String() {
+		out = append(out, fmt.Sprintf("%s has MAC %s, want %s", v.PeerName, have.MAC, v.MAC))
+	}
+	if v.MTU > 0 && have.MTU != v.MTU {
+		out = append(out, fmt.Sprintf("%s has MTU %d, want %d", v.PeerName, have.MTU, v.MTU))
+	}
+	if v.DefaultRoute && (!have.DefaultRoute || have.Gateway != v.Gateway) {
+		out = append(out, fmt.Sprintf("no default route via %s dev %s", v.Gateway, v.PeerName))
+	}
+	if v.Table != 0 && (have.Table != v.Table || have.Gateway != v.Gateway) {
+		out = append(out, fmt.Sprintf("no route default via %s dev %s in table %d", v.Gateway, v.PeerName, v.Table))
+	}
+	if v.Table != 0 && !f.rules[ruleKey(v.Netns, v.Addr.Addr(), v.Table)] {
+		out = append(out, fmt.Sprintf("no rule from %s lookup %d", v.Addr.Addr(), v.Table))
 	}
 	return out
 }
@@ -161,6 +187,9 @@ func (f *Fake) CheckVeth(v Veth) []string {
 func (f *Fake) ListLinks(prefixes ...string) ([]LinkInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.failed("ListLinks"); err != nil {
+		return nil, err
+	}
 	var out []LinkInfo
 	for name, b := range f.bridges {
 		if len(prefixes) == 0 || hasAnyPrefix(name, prefixes) {
@@ -183,6 +212,9 @@ func (f *Fake) ListLinks(prefixes ...string) ([]LinkInfo, error) {
 func (f *Fake) LinkIndex(name string) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.failed("LinkIndex"); err != nil {
+		return 0, err
+	}
 	if b, ok := f.bridges[name]; ok {
 		return b.index, nil
 	}
@@ -195,6 +227,9 @@ func (f *Fake) LinkIndex(name string) (int, error) {
 func (f *Fake) HostPrefixes() ([]netip.Prefix, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.failed("HostPrefixes"); err != nil {
+		return nil, err
+	}
 	return slices.Clone(f.Host), nil
 }
 

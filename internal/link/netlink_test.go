@@ -1,44 +1,53 @@
 package link
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os/exec"
-	"strconv"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
-	"pontoon/internal/netns"
+	"github.com/vishvananda/netlink"
+	vnetns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
 	"pontoon/internal/testutil"
 )
 
-// kernelHost is a throwaway "host" namespace with a bridge, and the real
-// Interface operating inside it.
-type kernelHost struct {
-	t    *testing.T
-	ns   string
-	link Interface
-}
+// Kernel tests: each runs the real Interface inside a throwaway "host"
+// namespace (testutil.NewNetns) with its sandboxes in further throwaway
+// namespaces, so nothing is created in the machine's own namespace.
 
-// inHost runs fn with the real Interface created inside the test host
-// namespace. The netlink handle is bound to the namespace it was created in,
-// so calls work from any thread; fn runs on the locked thread anyway.
-func newKernelHost(t *testing.T) *kernelHost {
+var (
+	gw0 = netip.MustParsePrefix("10.70.0.1/24")
+	gw1 = netip.MustParsePrefix("10.71.0.1/24")
+)
+
+// newKernelHost makes a host namespace with bridge br0 (10.70.0.1/24) and
+// returns the real Interface bound to it. New runs on a thread inside the
+// namespace; its sockets stay bound there whatever thread calls it later.
+func newKernelHost(t *testing.T) (Interface, string) {
 	t.Helper()
-	h := &kernelHost{t: t, ns: testutil.NewNetns(t)}
-	if err := testutil.InNetns(t, h.ns, func() (err error) {
-		h.link, err = New(slog.New(slog.DiscardHandler))
+	host := testutil.NewNetns(t)
+	var l Interface
+	if err := testutil.InNetns(t, host, func() (err error) {
+		l, err = New(slog.New(slog.DiscardHandler))
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.link.EnsureBridge(Bridge{Name: "br0", Gateway: netip.MustParsePrefix("10.70.0.1/24"), MTU: 1500}); err != nil {
+	if _, err := l.EnsureBridge(Bridge{Name: "br0", Gateway: gw0, MTU: 1500}); err != nil {
 		t.Fatal(err)
 	}
-	return h
+	return l, host
 }
 
+// run runs a command inside the namespace at ns.
 func run(t *testing.T, ns string, argv ...string) (string, error) {
 	t.Helper()
 	var out []byte
@@ -49,204 +58,367 @@ func run(t *testing.T, ns string, argv ...string) (string, error) {
 	return string(out), err
 }
 
-func veth(host, ns, ip string) Veth {
-	return Veth{HostName: host, Bridge: "br0", MTU: 1500, Netns: ns, PeerName: "eth0",
-		MAC:  net.HardwareAddr{2, 0x42, 10, 70, 0, byte(netip.MustParseAddr(ip).As4()[3])},
-		Addr: netip.PrefixFrom(netip.MustParseAddr(ip), 24), Gateway: netip.MustParseAddr("10.70.0.1"), DefaultRoute: true}
+func ping(t *testing.T, from, to string) error {
+	t.Helper()
+	out, err := run(t, from, "ping", "-c1", "-W1", to)
+	if err != nil {
+		return fmt.Errorf("ping %s: %w\n%s", to, err, out)
+	}
+	return nil
 }
 
-func TestKernelAttachPingDelete(t *testing.T) {
-	h := newKernelHost(t)
-	// EnsureBridge is idempotent.
-	if _, err := h.link.EnsureBridge(Bridge{Name: "br0", Gateway: netip.MustParsePrefix("10.70.0.1/24"), MTU: 1500}); err != nil {
-		t.Fatal(err)
-	}
-	a, b := testutil.NewNetns(t), testutil.NewNetns(t)
-	ia, err := h.link.AddVeth(veth("ptv-a", a, "10.70.0.2"))
+// veth is eth0 on br0 with address ip/24 and a default route.
+func veth(host, ns, ip string) Veth {
+	a := netip.MustParseAddr(ip)
+	return Veth{HostName: host, Bridge: "br0", MTU: 1500, Netns: ns, PeerName: "eth0",
+		MAC: net.HardwareAddr{2, 0x42, 10, 70, 0, a.As4()[3]}, Addr: netip.PrefixFrom(a, 24),
+		Gateway: gw0.Addr(), DefaultRoute: true}
+}
+
+// nsHandle is a netlink handle inside the namespace at path.
+func nsHandle(t *testing.T, path string) *netlink.Handle {
+	t.Helper()
+	h, err := handleAtPath(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.link.AddVeth(veth("ptv-b", b, "10.70.0.3")); err != nil {
+	t.Cleanup(h.Close)
+	return h
+}
+
+func hostLinks(t *testing.T, l Interface) []string {
+	t.Helper()
+	ls, err := l.ListLinks("ptv-")
+	if err != nil {
 		t.Fatal(err)
 	}
-	out, _ := run(t, a, "ip", "-o", "addr", "show", "eth0")
-	if !strings.Contains(out, "10.70.0.2/24") {
-		t.Fatalf("eth0 in a: %s", out)
+	var names []string
+	for _, li := range ls {
+		names = append(names, li.Name)
 	}
-	out, _ = run(t, a, "ip", "-o", "link", "show", "eth0")
-	if !strings.Contains(out, "02:42:0a:46:00:02") || !strings.Contains(out, "mtu 1500") {
-		t.Fatalf("eth0 link in a: %s", out)
+	slices.Sort(names)
+	return names
+}
+
+func TestKernelEnsureBridge(t *testing.T) {
+	l, host := newKernelHost(t)
+	idx, err := l.LinkIndex("br0")
+	if err != nil || idx == 0 {
+		t.Fatalf("LinkIndex(br0) = %d, %v", idx, err)
 	}
-	// sysfs shows the namespace of whoever mounted it, so ask ip: "eth0@ifN".
-	if !strings.Contains(out, "eth0@if"+strconv.Itoa(ia)+":") {
-		t.Fatalf("AddVeth returned host index %d, the peer says: %s", ia, out)
+	// Again, with a new MTU: same bridge, MTU changed, one address.
+	again, err := l.EnsureBridge(Bridge{Name: "br0", Gateway: gw0, MTU: 1400})
+	if err != nil || again != idx {
+		t.Fatalf("second EnsureBridge = %d, %v; want %d", again, err, idx)
 	}
-	if out, _ := run(t, a, "ip", "route"); !strings.Contains(out, "default via 10.70.0.1 dev eth0") {
-		t.Fatalf("routes in a: %s", out)
-	}
-	if out, err := run(t, a, "ping", "-c1", "-W1", "10.70.0.3"); err != nil {
-		t.Fatalf("a → b: %v\n%s", err, out)
-	}
-	if probs := h.link.CheckVeth(veth("ptv-a", a, "10.70.0.2")); len(probs) != 0 {
-		t.Fatalf("CheckVeth on a good veth: %v", probs)
-	}
-	if err := h.link.DisableVeth("ptv-b"); err != nil {
+	h := nsHandle(t, host)
+	br, err := h.LinkByIndex(idx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := run(t, a, "ping", "-c1", "-W1", "10.70.0.3"); err == nil {
+	if br.Type() != "bridge" || br.Attrs().MTU != 1400 || br.Attrs().Flags&net.FlagUp == 0 {
+		t.Errorf("br0: type %s mtu %d flags %v", br.Type(), br.Attrs().MTU, br.Attrs().Flags)
+	}
+	if got := br.Attrs().HardwareAddr.String(); got != "02:42:0a:46:00:01" {
+		t.Errorf("br0 MAC %s, want one derived from the gateway", got)
+	}
+	addrs, _ := h.AddrList(br, netlink.FAMILY_V4)
+	if len(addrs) != 1 || addrs[0].IPNet.String() != "10.70.0.1/24" {
+		t.Errorf("br0 addresses %v", addrs)
+	}
+	// A name taken by something that is not a bridge.
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "notbr0"}, PeerName: "notbr1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.EnsureBridge(Bridge{Name: "notbr0", Gateway: gw1}); err == nil || !strings.Contains(err.Error(), "not a bridge") {
+		t.Errorf("EnsureBridge over a veth: %v", err)
+	}
+	pfx, err := l.HostPrefixes()
+	if err != nil || !slices.Contains(pfx, netip.MustParsePrefix("10.70.0.0/24")) {
+		t.Errorf("HostPrefixes = %v, %v", pfx, err)
+	}
+	for range 2 {
+		if err := l.DeleteBridge("br0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if idx, err := l.LinkIndex("br0"); idx != 0 || err != nil {
+		t.Errorf("LinkIndex after delete = %d, %v", idx, err)
+	}
+}
+
+func TestKernelAttachPingDelete(t *testing.T) {
+	l, _ := newKernelHost(t)
+	a, b := testutil.NewNetns(t), testutil.NewNetns(t)
+	va, vb := veth("ptv-a", a, "10.70.0.2"), veth("ptv-b", b, "10.70.0.3")
+	ia, err := l.AddVeth(va)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.AddVeth(vb); err != nil {
+		t.Fatal(err)
+	}
+	ls, _ := l.ListLinks("ptv-a")
+	if len(ls) != 1 || ls[0].Index != ia || ls[0].Master != "br0" || ls[0].Type != "veth" {
+		t.Errorf("ListLinks(ptv-a) = %+v, AddVeth returned index %d", ls, ia)
+	}
+
+	// Inside sandbox a, through a netlink handle bound to it.
+	h := nsHandle(t, a)
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := eth0.Attrs()
+	if at.HardwareAddr.String() != "02:42:0a:46:00:02" || at.MTU != 1500 || at.Flags&net.FlagUp == 0 || at.ParentIndex != ia {
+		t.Errorf("eth0: mac %s mtu %d flags %v peer index %d (host end %d)", at.HardwareAddr, at.MTU, at.Flags, at.ParentIndex, ia)
+	}
+	if addrs, _ := h.AddrList(eth0, netlink.FAMILY_V4); len(addrs) != 1 || addrs[0].IPNet.String() != "10.70.0.2/24" {
+		t.Errorf("eth0 IPv4 addresses %v", addrs)
+	}
+	// addrgenmode none: no link-local address, so no IPv6 chatter flooded
+	// over the bridge.
+	if addrs, _ := h.AddrList(eth0, netlink.FAMILY_V6); len(addrs) != 0 {
+		t.Errorf("eth0 IPv6 addresses %v, want none", addrs)
+	}
+	routes, _ := h.RouteList(eth0, netlink.FAMILY_V4)
+	var rs []string
+	for _, r := range routes {
+		rs = append(rs, fmt.Sprintf("%v via %v", r.Dst, r.Gw))
+	}
+	slices.Sort(rs)
+	if want := []string{"0.0.0.0/0 via 10.70.0.1", "10.70.0.0/24 via <nil>"}; !slices.Equal(rs, want) {
+		t.Errorf("routes on eth0 %q, want %q", rs, want)
+	}
+
+	if err := ping(t, a, "10.70.0.3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(t, a, "10.70.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	if probs := l.CheckVeth(va); len(probs) != 0 {
+		t.Errorf("CheckVeth on a good veth: %v", probs)
+	}
+	wrong := va
+	wrong.Addr, wrong.MTU = netip.MustParsePrefix("10.70.0.9/24"), 1400
+	if probs := l.CheckVeth(wrong); len(probs) != 2 {
+		t.Errorf("CheckVeth with wrong address and MTU: %v", probs)
+	}
+
+	if err := l.DisableVeth("ptv-b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(t, a, "10.70.0.3"); err == nil {
 		t.Fatal("b still answers after DisableVeth")
 	}
-	if probs := h.link.CheckVeth(veth("ptv-b", b, "10.70.0.3")); len(probs) == 0 {
-		t.Fatal("CheckVeth found no drift on a disabled veth")
+	if ls, _ := l.ListLinks("ptv-b"); len(ls) != 1 || ls[0].Master != "" {
+		t.Errorf("ptv-b after DisableVeth: %+v", ls)
 	}
-	if err := h.link.DeleteVeths([]string{"ptv-a", "ptv-b", "ptv-missing"}); err != nil {
+	if probs := l.CheckVeth(vb); len(probs) == 0 {
+		t.Error("CheckVeth found no drift on a disabled veth")
+	}
+	if err := l.DisableVeth("ptv-missing"); err != nil {
+		t.Errorf("DisableVeth of a missing link: %v", err)
+	}
+
+	if err := l.DeleteVeths([]string{"ptv-a", "ptv-missing", "ptv-b"}); err != nil {
 		t.Fatal(err)
 	}
-	if ls, _ := h.link.ListLinks("ptv-"); len(ls) != 0 {
-		t.Fatalf("left: %+v", ls)
+	if left := hostLinks(t, l); len(left) != 0 {
+		t.Fatalf("left: %v", left)
 	}
-	if out, _ := run(t, a, "ip", "-o", "link"); strings.Contains(out, "eth0") {
-		t.Fatalf("peer survived: %s", out)
+	if _, err := h.LinkByName("eth0"); err == nil {
+		t.Fatal("the peer survived its host end")
 	}
-	if err := h.link.DeleteBridge("br0"); err != nil {
+	if err := l.DeleteVeths([]string{"ptv-a"}); err != nil {
+		t.Errorf("DeleteVeths of deleted links: %v", err)
+	}
+}
+
+// Concurrent batches delete their own links and no one else's.
+func TestKernelDeleteVethsConcurrent(t *testing.T) {
+	l, _ := newKernelHost(t)
+	sb := testutil.NewNetns(t)
+	var names [3][]string
+	for i := range 30 {
+		v := veth(fmt.Sprintf("ptv-%d", i), sb, fmt.Sprintf("10.70.0.%d", 10+i))
+		v.PeerName, v.DefaultRoute = fmt.Sprintf("eth%d", i), false
+		if _, err := l.AddVeth(v); err != nil {
+			t.Fatal(err)
+		}
+		names[i%3] = append(names[i%3], v.HostName)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for g := range 2 {
+		wg.Go(func() { errs[g] = l.DeleteVeths(names[g]) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.link.DeleteBridge("br0"); err != nil {
-		t.Fatalf("second delete: %v", err)
+	want := slices.Clone(names[2])
+	slices.Sort(want)
+	if got := hostLinks(t, l); !slices.Equal(got, want) {
+		t.Fatalf("left %v, want %v", got, want)
 	}
 }
 
 func TestKernelIsolatedPorts(t *testing.T) {
-	h := newKernelHost(t)
+	l, _ := newKernelHost(t)
 	a, b := testutil.NewNetns(t), testutil.NewNetns(t)
 	va, vb := veth("ptv-a", a, "10.70.0.2"), veth("ptv-b", b, "10.70.0.3")
 	va.Isolated, vb.Isolated = true, true
 	for _, v := range []Veth{va, vb} {
-		if _, err := h.link.AddVeth(v); err != nil {
+		if _, err := l.AddVeth(v); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := run(t, a, "ping", "-c1", "-W1", "10.70.0.3"); err == nil {
+	if err := ping(t, a, "10.70.0.3"); err == nil {
 		t.Fatal("isolated ports reach each other")
 	}
-	if out, err := run(t, a, "ping", "-c1", "-W1", "10.70.0.1"); err != nil {
-		t.Fatalf("isolated port cannot reach the gateway: %v\n%s", err, out)
+	if err := ping(t, a, "10.70.0.1"); err != nil {
+		t.Fatalf("isolated port cannot reach the gateway: %v", err)
+	}
+	if probs := l.CheckVeth(va); len(probs) != 0 {
+		t.Errorf("CheckVeth: %v", probs)
+	}
+	va.Isolated = false
+	if probs := l.CheckVeth(va); len(probs) != 1 {
+		t.Errorf("CheckVeth of an isolated port expected open: %v", probs)
 	}
 }
 
 // A sandbox on two bridges answers on each through the interface the
-// request came in on (source-based policy routing).
+// request came in on (source-based policy routing); a client on each
+// bridge pings it.
 func TestKernelPolicyRouting(t *testing.T) {
-	h := newKernelHost(t)
-	if _, err := h.link.EnsureBridge(Bridge{Name: "br1", Gateway: netip.MustParsePrefix("10.71.0.1/24"), MTU: 1500}); err != nil {
+	l, _ := newKernelHost(t)
+	if _, err := l.EnsureBridge(Bridge{Name: "br1", Gateway: gw1, MTU: 1500}); err != nil {
 		t.Fatal(err)
 	}
 	dual, c0, c1 := testutil.NewNetns(t), testutil.NewNetns(t), testutil.NewNetns(t)
-	if _, err := h.link.AddVeth(veth("ptv-d0", dual, "10.70.0.10")); err != nil {
-		t.Fatal(err)
-	}
 	second := Veth{HostName: "ptv-d1", Bridge: "br1", MTU: 1500, Netns: dual, PeerName: "eth1",
 		MAC: net.HardwareAddr{2, 0x42, 10, 71, 0, 10}, Addr: netip.MustParsePrefix("10.71.0.10/24"),
-		Gateway: netip.MustParseAddr("10.71.0.1"), Table: 101}
-	if _, err := h.link.AddVeth(second); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.link.AddVeth(veth("ptv-c0", c0, "10.70.0.20")); err != nil {
-		t.Fatal(err)
-	}
+		Gateway: gw1.Addr(), Table: 101}
 	c1v := Veth{HostName: "ptv-c1", Bridge: "br1", MTU: 1500, Netns: c1, PeerName: "eth0",
 		MAC: net.HardwareAddr{2, 0x42, 10, 71, 0, 20}, Addr: netip.MustParsePrefix("10.71.0.20/24"),
-		Gateway: netip.MustParseAddr("10.71.0.1"), DefaultRoute: true}
-	if _, err := h.link.AddVeth(c1v); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct{ ns, to string }{{c0, "10.70.0.10"}, {c1, "10.71.0.10"}} {
-		if out, err := run(t, c.ns, "ping", "-c1", "-W1", c.to); err != nil {
-			t.Fatalf("ping %s: %v\n%s", c.to, err, out)
+		Gateway: gw1.Addr(), DefaultRoute: true}
+	for _, v := range []Veth{veth("ptv-d0", dual, "10.70.0.10"), second, veth("ptv-c0", c0, "10.70.0.20"), c1v} {
+		if _, err := l.AddVeth(v); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if out, _ := run(t, dual, "ip", "rule"); !strings.Contains(out, "from 10.71.0.10 lookup 101") {
-		t.Fatalf("rules: %s", out)
+	// Hosts on the bridges route to each other through the host namespace
+	// only if it forwards, which it does not: each client reaches the dual
+	// sandbox on its own bridge, and the reply must leave the same way.
+	for _, c := range []struct{ ns, to string }{{c0, "10.70.0.10"}, {c1, "10.71.0.10"}} {
+		if err := ping(t, c.ns, c.to); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := h.link.DeleteVeths([]string{"ptv-d1"}); err != nil {
+	h := nsHandle(t, dual)
+	rules, _ := h.RuleListFiltered(netlink.FAMILY_V4, policyRule(second.Addr.Addr(), 101), netlink.RT_FILTER_SRC|netlink.RT_FILTER_TABLE)
+	if len(rules) != 1 || rules[0].Priority != 101 {
+		t.Fatalf("rules: %+v", rules)
+	}
+	out, _ := run(t, dual, "ip", "route", "show", "table", "101")
+	for _, want := range []string{"default via 10.71.0.1 dev eth1", "10.71.0.0/24 dev eth1 scope link src 10.71.0.10"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table 101 lacks %q:\n%s", want, out)
+		}
+	}
+	if probs := l.CheckVeth(second); len(probs) != 0 {
+		t.Errorf("CheckVeth: %v", probs)
+	}
+	if err := l.DeleteVeths([]string{"ptv-d1"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.link.DeleteRule(dual, netip.MustParseAddr("10.71.0.10"), 101); err != nil {
-		t.Fatal(err)
+	for range 2 {
+		if err := l.DeleteRule(dual, second.Addr.Addr(), 101); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if out, _ := run(t, dual, "ip", "rule"); strings.Contains(out, "lookup 101") {
 		t.Fatalf("rule left: %s", out)
 	}
+	if err := l.DeleteRule("/nonexistent/ns", second.Addr.Addr(), 101); err != nil {
+		t.Errorf("DeleteRule in a missing namespace: %v", err)
+	}
 }
 
-// A failed AddVeth leaves no link behind.
+// A failed AddVeth leaves no link behind, and never deletes a link it did
+// not create.
 func TestKernelAddVethFailureLeavesNothing(t *testing.T) {
-	h := newKernelHost(t)
-	a := testutil.NewNetns(t)
+	l, _ := newKernelHost(t)
+	a, b := testutil.NewNetns(t), testutil.NewNetns(t)
+
 	v := veth("ptv-x", a, "10.70.0.2")
 	v.Bridge = "nosuchbr"
-	if _, err := h.link.AddVeth(v); err == nil {
+	if _, err := l.AddVeth(v); err == nil {
 		t.Fatal("AddVeth onto a missing bridge succeeded")
 	}
-	// The peer name is taken inside the sandbox: creation fails.
-	if _, err := run(t, a, "ip", "link", "add", "eth0", "type", "bridge"); err != nil {
+
+	// Fails after the pair exists: the gateway is not on the subnet, so the
+	// default route is refused. The rollback deletes the pair.
+	v = veth("ptv-y", a, "10.70.0.2")
+	v.Gateway = netip.MustParseAddr("10.99.0.1")
+	if _, err := l.AddVeth(v); err == nil || !strings.Contains(err.Error(), "default route") {
+		t.Fatalf("AddVeth with an unreachable gateway: %v", err)
+	}
+	if _, err := nsHandle(t, a).LinkByName("eth0"); err == nil {
+		t.Error("the peer survived the rollback")
+	}
+
+	// The peer name is taken inside the sandbox.
+	if _, err := run(t, a, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "other"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.link.AddVeth(veth("ptv-y", a, "10.70.0.3")); err == nil {
+	if _, err := l.AddVeth(veth("ptv-z", a, "10.70.0.3")); err == nil {
 		t.Fatal("AddVeth over an existing eth0 succeeded")
 	}
-	if ls, _ := h.link.ListLinks("ptv-"); len(ls) != 0 {
-		t.Fatalf("links left after failures: %+v", ls)
+	if left := hostLinks(t, l); len(left) != 0 {
+		t.Fatalf("links left after failures: %v", left)
+	}
+
+	// The host name is taken: the existing link must survive.
+	if _, err := l.AddVeth(veth("ptv-b", b, "10.70.0.4")); err != nil {
+		t.Fatal(err)
+	}
+	c := testutil.NewNetns(t)
+	if _, err := l.AddVeth(veth("ptv-b", c, "10.70.0.5")); err == nil || !errors.Is(err, unix.EEXIST) {
+		t.Fatalf("AddVeth with a taken host name: %v", err)
+	}
+	if left := hostLinks(t, l); !slices.Equal(left, []string{"ptv-b"}) {
+		t.Fatalf("links after a name clash: %v", left)
 	}
 }
 
-func TestKernelNetns(t *testing.T) {
-	testutil.RequireRoot(t)
-	dir := t.TempDir()
-	p := dir + "/sb"
-	if err := netns.Create(p); err != nil {
+// The kernel echoes the new host link (NLM_F_ECHO, Linux ≥ 6.3), so no
+// lookup is needed for either ifindex.
+func TestKernelCreateVethEcho(t *testing.T) {
+	l, _ := newKernelHost(t)
+	sb := testutil.NewNetns(t)
+	nl := l.(*netlinkLinks)
+	br, err := nl.bridgeIndex("br0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = netns.Delete(p) })
-	if !netns.IsPinned(p) {
-		t.Fatal("not pinned")
-	}
-	if err := netns.Create(p); err == nil {
-		t.Fatal("second Create on the same pin succeeded")
-	}
-	out, err := run(t, p, "ip", "-o", "link", "show", "lo")
-	if err != nil || !strings.Contains(out, "UP") {
-		t.Fatalf("lo in a new namespace: %v %s", err, out)
-	}
-	same, err := netns.Same(p, p)
-	if err != nil || !same {
-		t.Fatalf("Same(p, p) = %v %v", same, err)
-	}
-	if same, _ := netns.Same(p, "/proc/self/ns/net"); same {
-		t.Fatal("a new namespace is the test's own")
-	}
-	var inside string
-	if err := netns.Do(p, func() error {
-		b, err := exec.Command("readlink", "/proc/thread-self/ns/net").Output()
-		inside = string(b)
-		return err
-	}); err != nil {
+	ns, err := vnetns.GetFromPath(sb)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if own, _ := exec.Command("readlink", "/proc/self/ns/net").Output(); string(own) == inside {
-		t.Fatal("Do ran in the caller's namespace")
-	}
-	pins, _ := netns.Pins(dir)
-	if len(pins) != 1 {
-		t.Fatalf("pins %v", pins)
-	}
-	if err := netns.Delete(p); err != nil {
+	defer ns.Close()
+	hostIdx, peerIdx, err := nl.createVeth(veth("ptv-e", sb, "10.70.0.2"), br, ns)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := netns.Delete(p); err != nil {
-		t.Fatalf("second Delete: %v", err)
+	peer, err := nsHandle(t, sb).LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if netns.IsPinned(p) {
-		t.Fatal("still pinned")
+	if peerIdx != peer.Attrs().Index || hostIdx != peer.Attrs().ParentIndex || hostIdx == 0 {
+		t.Errorf("createVeth = %d, %d; the kernel says host %d peer %d", hostIdx, peerIdx, peer.Attrs().ParentIndex, peer.Attrs().Index)
 	}
 }

@@ -48,11 +48,6 @@ func isMountPoint(path string) bool {
 }
 
 // Create makes a new network namespace with lo up and pins it at path.
-//
-// It runs on a throwaway goroutine locked to its OS thread: the thread
-// unshares into the new namespace and is never unlocked, so the Go runtime
-// terminates it instead of reusing a thread in the wrong namespace. This
-// avoids switching back (and the failure mode where that fails).
 func Create(path string) error {
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
@@ -62,27 +57,64 @@ func Create(path string) error {
 		return fmt.Errorf("create pin file: %w", err)
 	}
 	f.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// Never unlocked: this thread ends in the new namespace.
+	unshare := func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare network namespace: %w", err)
-			return
+			return fmt.Errorf("unshare network namespace: %w", err)
 		}
+		return nil
+	}
+	err = onThreadIn(unshare, func() error {
 		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
 		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("pin namespace at %s: %w", path, err)
-			return
+			return fmt.Errorf("pin namespace at %s: %w", path, err)
 		}
-		errc <- loUp()
-	}()
-	if err := <-errc; err != nil {
+		return loUp()
+	})
+	if err != nil {
 		_ = unix.Unmount(path, unix.MNT_DETACH)
 		_ = os.Remove(path)
 		return err
 	}
 	return nil
+}
+
+// onThreadIn runs fn on a goroutine locked to its OS thread after enter
+// has moved that thread to another network namespace (setns or unshare),
+// then moves the thread back and unlocks it.
+//
+// Moving back matters even though a locked goroutine that exits takes its
+// thread with it: the runtime cannot end the main thread, so when the
+// goroutine runs there it parks that thread for good instead, still in the
+// sandbox's namespace. /proc/<daemon pid>/ns/net then names the sandbox's
+// namespace (what `nsenter -t PID -n` and `ip netns identify PID` read),
+// and the namespace outlives its pin until the daemon exits. Seen in
+// netns tests. Only when moving back fails is the thread left locked, to
+// be thrown away.
+func onThreadIn(enter, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("open current network namespace: %w", err)
+			return
+		}
+		defer unix.Close(orig)
+		if err := enter(); err != nil {
+			runtime.UnlockOSThread() // setns and unshare change nothing when they fail
+			errc <- err
+			return
+		}
+		err = fn()
+		if serr := unix.Setns(orig, unix.CLONE_NEWNET); serr != nil {
+			errc <- errors.Join(err, fmt.Errorf("return to the original network namespace: %w", serr))
+			return // still locked: the runtime discards the thread
+		}
+		runtime.UnlockOSThread()
+		errc <- err
+	}()
+	return <-errc
 }
 
 // loUp brings lo up in the calling thread's namespace with one ioctl.
@@ -152,36 +184,32 @@ func Open(path string) (vnetns.NsHandle, error) {
 	return h, nil
 }
 
-// Do runs fn on a locked OS thread inside the namespace at path. The thread
-// is thrown away afterwards, so nothing else ever runs in the wrong
-// namespace. Child processes fn starts inherit the namespace.
+// Do runs fn on a locked OS thread inside the namespace at path; child
+// processes fn starts inherit the namespace. The thread returns to its
+// namespace afterwards (see onThreadIn).
 func Do(path string, fn func() error) error {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open network namespace %s: %w", path, err)
 	}
-	errc := make(chan error, 1)
-	go func() {
-		defer unix.Close(fd)
-		runtime.LockOSThread()
-		// Never unlocked: the runtime ends this thread when we return.
+	defer unix.Close(fd)
+	return onThreadIn(func() error {
 		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("enter network namespace %s: %w", path, err)
-			return
+			return fmt.Errorf("enter network namespace %s: %w", path, err)
 		}
-		errc <- fn()
-	}()
-	return <-errc
+		return nil
+	}, fn)
 }
 
-// Same reports whether two paths refer to the same namespace.
+// Same reports whether two paths refer to the same namespace (the same
+// nsfs device and inode).
 func Same(a, b string) (bool, error) {
 	var sa, sb unix.Stat_t
 	if err := unix.Stat(a, &sa); err != nil {
-		return false, err
+		return false, fmt.Errorf("stat %s: %w", a, err)
 	}
 	if err := unix.Stat(b, &sb); err != nil {
-		return false, err
+		return false, fmt.Errorf("stat %s: %w", b, err)
 	}
 	return sa.Dev == sb.Dev && sa.Ino == sb.Ino, nil
 }
