@@ -37,7 +37,7 @@ type State struct {
 // sigs.k8s.io/knftables) and NewFake (knftables.Fake, for golden tests).
 type Interface interface {
 	// Sync makes the kernel match s in one nft transaction (the whole
-	// table is rebuilt: flush + add), and adds/removes pontoon's rules in
+	// table is rebuilt: delete + add), and adds/removes pontoon's rules in
 	// DOCKER-USER when that chain exists. Calling it again with the same
 	// state is a no-op as far as traffic is concerned.
 	Sync(ctx context.Context, s State) error

@@ -1,173 +1,204 @@
 package firewall
 
 import (
-	"context"
+	"cmp"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 
 	"sigs.k8s.io/knftables"
 )
 
-// Set and chain names in table inet pontoon.
+// The ruleset of table inet pontoon.
+//
+// The rules are static: what a network adds is set elements, so a packet
+// costs a few hash lookups however many networks there are, and adding a
+// network never adds a rule.
+//
+//	set bridges       ifname            every pontoon bridge
+//	set internal      ifname            bridges of --internal networks
+//	set intra         ifname . ifname   (bridge . bridge): traffic inside one network
+//	set masq-subnets  ipv4_addr, interval   subnets source-NATed when they leave the host
+//
+//	chain forward      filter hook forward priority filter; policy accept
+//	chain postrouting  nat hook postrouting priority srcnat
+//
+// Room for what comes later, without changing what is here:
+//   - published ports: a `nat` prerouting/output chain with
+//     `dnat ip to ip daddr . meta l4proto . th dport map @published-ports`;
+//     rule (e) below already accepts what such a DNAT lets in.
+//   - anti-spoofing: a set of `ifname . ipv4_addr` (host veth . address)
+//     elements checked where the veth is still the input interface (bridge
+//     family, or prerouting); one element per endpoint.
+//
+// Both will be elements too, so Sync keeps building the whole table from
+// State and per-endpoint updates can add elements between Syncs.
 const (
-	setBridges  = "bridges"      // every pontoon bridge
-	setInternal = "internal"     // bridges of --internal networks
-	setIntra    = "intra"        // bridge . bridge pairs: traffic inside one network
-	setMasq     = "masq-subnets" // subnets whose traffic is masqueraded on the way out
+	setBridges  = "bridges"
+	setInternal = "internal"
+	setIntra    = "intra"
+	setMasq     = "masq-subnets"
 
 	chainForward     = "forward"
 	chainPostrouting = "postrouting"
 )
 
-// nft is the knftables-backed implementation of Interface.
-type nft struct {
-	log    *slog.Logger
-	nft    knftables.Interface
-	docker dockerUser
-}
+const tableComment = "managed by pontoon: rebuilt from its state on every change; do not edit"
 
-// New returns the real implementation: it execs nft (via knftables) for
-// each Sync — a few milliseconds, paid only when networks change.
-func New(log *slog.Logger) (Interface, error) {
-	k, err := knftables.New(knftables.InetFamily, TableName)
-	if err != nil {
-		return nil, err
-	}
-	return &nft{log: log, nft: k, docker: newDockerUser(log)}, nil
-}
-
-// Fake is Interface over knftables.Fake: it holds the ruleset in memory and
-// dumps it in nft syntax (golden tests).
-type Fake struct {
-	nft
-	*knftables.Fake
-}
-
-// NewFake returns a fake firewall.
-func NewFake() *Fake {
-	f := knftables.NewFake(knftables.InetFamily, TableName)
-	return &Fake{nft: nft{log: slog.New(slog.DiscardHandler), nft: f, docker: noDockerUser{}}, Fake: f}
-}
-
-func (f *Fake) Sync(ctx context.Context, s State) error  { return f.nft.Sync(ctx, s) }
-func (f *Fake) Exists(ctx context.Context) (bool, error) { return f.nft.Exists(ctx) }
-func (f *Fake) Delete(ctx context.Context) error         { return f.nft.Delete(ctx) }
-func (f *Fake) Dump(ctx context.Context) (string, error) { return f.Fake.Dump(), nil }
-
-// build returns the transaction that makes the table match s from any
-// starting point: add (idempotent) + flush the table, then everything.
-func build(tx *knftables.Transaction, s State) {
-	tx.Add(&knftables.Table{Comment: knftables.PtrTo("managed by pontoon: rewritten from its state on every change; do not edit")})
-	tx.Flush(&knftables.Table{})
-
-	tx.Add(&knftables.Set{Name: setBridges, Type: "ifname", Comment: knftables.PtrTo("bridges of pontoon networks")})
-	tx.Add(&knftables.Set{Name: setInternal, Type: "ifname", Comment: knftables.PtrTo("bridges of internal networks")})
-	tx.Add(&knftables.Set{Name: setIntra, Type: "ifname . ifname", Comment: knftables.PtrTo("in and out of the same network")})
-	tx.Add(&knftables.Set{Name: setMasq, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag},
-		Comment: knftables.PtrTo("subnets masqueraded when they leave the host")})
-	// `flush table` empties chains but keeps set elements: flush each set.
-	for _, name := range []string{setBridges, setInternal, setIntra, setMasq} {
-		tx.Flush(&knftables.Set{Name: name})
-	}
-
-	tx.Add(&knftables.Chain{Name: chainForward, Type: knftables.PtrTo(knftables.FilterType),
-		Hook: knftables.PtrTo(knftables.ForwardHook), Priority: knftables.PtrTo(knftables.FilterPriority)})
-	// br_netfilter is built into this kernel and bridge-nf-call-iptables is
-	// 1, so frames bridged between two sandboxes of one network come through
-	// this hook too, with iifname = oifname = the bridge: accept them first,
-	// with one set lookup.
-	tx.Add(&knftables.Rule{Chain: chainForward, Rule: "iifname . oifname @" + setIntra + " accept"})
-	// Internal networks: nothing in or out but their own traffic.
-	tx.Add(&knftables.Rule{Chain: chainForward, Rule: "iifname @" + setInternal + " drop"})
-	tx.Add(&knftables.Rule{Chain: chainForward, Rule: "oifname @" + setInternal + " drop"})
-	// Networks are isolated from each other.
-	tx.Add(&knftables.Rule{Chain: chainForward, Rule: "iifname @" + setBridges + " oifname @" + setBridges + " drop"})
-	// From outside into sandboxes: replies, and connections a published
-	// port (DNAT) let in; nothing else.
-	tx.Add(&knftables.Rule{Chain: chainForward, Rule: "oifname @" + setBridges + " ct state established,related accept"})
-	tx.Add(&knftables.Rule{Chain: chainForward, Rule: "oifname @" + setBridges + " ct status dnat accept"})
-	tx.Add(&knftables.Rule{Chain: chainForward, Rule: "oifname @" + setBridges + " drop"})
-	// From sandboxes out: the chain's policy (accept). A foreign firewall
-	// may still drop it; see dockeruser.go.
-
-	tx.Add(&knftables.Chain{Name: chainPostrouting, Type: knftables.PtrTo(knftables.NATType),
-		Hook: knftables.PtrTo(knftables.PostroutingHook), Priority: knftables.PtrTo(knftables.SNATPriority)})
-	tx.Add(&knftables.Rule{Chain: chainPostrouting, Rule: "ip saddr @" + setMasq + " oifname != @" + setBridges + " masquerade"})
-
-	nets := slices.Clone(s.Networks)
-	slices.SortFunc(nets, func(a, b Network) int { return strings.Compare(a.Bridge, b.Bridge) })
-	for _, n := range nets {
-		c := knftables.PtrTo("network " + n.Name)
-		tx.Add(&knftables.Element{Set: setBridges, Key: []string{n.Bridge}, Comment: c})
-		tx.Add(&knftables.Element{Set: setIntra, Key: []string{n.Bridge, n.Bridge}, Comment: c})
-		if n.Internal {
-			tx.Add(&knftables.Element{Set: setInternal, Key: []string{n.Bridge}, Comment: c})
+// validate rejects states the kernel would refuse halfway, or that would
+// make rules mean something else, before anything is touched.
+func validate(s State) error {
+	bridges := map[string]string{}
+	for _, n := range s.Networks {
+		if n.Name == "" {
+			return fmt.Errorf("network with bridge %q has no name", n.Bridge)
 		}
-		if n.Masquerade && !n.Internal {
-			tx.Add(&knftables.Element{Set: setMasq, Key: []string{n.Subnet.String()}, Comment: c})
+		if err := validIfName(n.Bridge); err != nil {
+			return fmt.Errorf("network %s: %w", n.Name, err)
 		}
-	}
-}
-
-func (f *nft) Sync(ctx context.Context, s State) error {
-	tx := f.nft.NewTransaction()
-	build(tx, s)
-	f.log.Debug("nft transaction", "table", "inet "+TableName, "text", tx.String())
-	if err := f.nft.Run(ctx, tx); err != nil {
-		return fmt.Errorf("apply nftables table inet %s: %w", TableName, err)
-	}
-	if err := f.docker.sync(ctx, s); err != nil {
-		return fmt.Errorf("DOCKER-USER: %w", err)
+		if other, dup := bridges[n.Bridge]; dup {
+			return fmt.Errorf("networks %s and %s share bridge %s", other, n.Name, n.Bridge)
+		}
+		bridges[n.Bridge] = n.Name
+		if masquerades(n) && (!n.Subnet.IsValid() || !n.Subnet.Addr().Is4()) {
+			return fmt.Errorf("network %s: masquerade needs an IPv4 subnet, got %q", n.Name, n.Subnet)
+		}
 	}
 	return nil
 }
 
-func (f *nft) Exists(ctx context.Context) (bool, error) {
-	_, err := f.nft.List(ctx, "chains")
-	if knftables.IsNotFound(err) {
-		return false, nil
+// validIfName accepts interface names that can be written unquoted-safe
+// into nft and iptables input: Linux allows almost any byte, pontoon's own
+// names are [a-z0-9-], adopted bridges are rarely stranger than [A-Za-z0-9_.@-].
+func validIfName(name string) error {
+	if name == "" || len(name) > 15 {
+		return fmt.Errorf("bridge name %q: want 1 to 15 bytes", name)
 	}
-	return err == nil, err
+	for _, r := range name {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_.@-", r)
+		if !ok {
+			return fmt.Errorf("bridge name %q: only letters, digits and _.@- are supported", name)
+		}
+	}
+	return nil
 }
 
-func (f *nft) Delete(ctx context.Context) error {
-	var errs []error
-	tx := f.nft.NewTransaction()
-	// add+delete: deleting a table that does not exist is not an error then
-	// (Debian's nft 1.0.6 has no `destroy`).
+// masquerades reports whether traffic of n is source-NATed on the way out.
+// Internal wins: an internal network has no way out to NAT.
+func masquerades(n Network) bool { return n.Masquerade && !n.Internal }
+
+// build adds to tx everything that makes table inet pontoon equal to s,
+// whatever was there before.
+//
+// The table is added (so that the delete cannot fail when it is missing —
+// Debian 12's nft 1.0.6 has no `destroy`), deleted and created again, all in
+// the one transaction the caller runs: the kernel swaps the old table for
+// the new one atomically, so no packet ever sees a half-built table. This
+// is "flush + add", but stronger than `flush table`, which only removes
+// rules: it also removes chains and sets an older pontoon (or a person)
+// left behind, and lets a newer pontoon change a set's type or a chain's
+// priority. Connections keep their conntrack (and NAT) state across it.
+func build(tx *knftables.Transaction, s State) {
 	tx.Add(&knftables.Table{})
 	tx.Delete(&knftables.Table{})
-	if err := f.nft.Run(ctx, tx); err != nil {
-		errs = append(errs, err)
+	tx.Add(&knftables.Table{Comment: knftables.PtrTo(tableComment)})
+
+	tx.Add(&knftables.Set{Name: setBridges, Type: "ifname",
+		Comment: knftables.PtrTo("bridges of all pontoon networks")})
+	tx.Add(&knftables.Set{Name: setInternal, Type: "ifname",
+		Comment: knftables.PtrTo("bridges of internal networks: no traffic in or out but their own")})
+	tx.Add(&knftables.Set{Name: setIntra, Type: "ifname . ifname",
+		Comment: knftables.PtrTo("bridge . bridge: traffic that stays inside one network")})
+	tx.Add(&knftables.Set{Name: setMasq, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag},
+		Comment: knftables.PtrTo("subnets masqueraded when they leave the host")})
+
+	buildForward(tx)
+	buildPostrouting(tx)
+
+	// Sorted, so that the transaction text (logged) and the fake's dump
+	// do not depend on the caller's order.
+	nets := slices.Clone(s.Networks)
+	slices.SortFunc(nets, func(a, b Network) int { return cmp.Compare(a.Bridge, b.Bridge) })
+	for _, n := range nets {
+		c := knftables.PtrTo("network " + n.Name)
+		// Quoted: unquoted, nft would read "br.10" as a concatenation and
+		// "0abc" as something other than a string.
+		br := `"` + n.Bridge + `"`
+		tx.Add(&knftables.Element{Set: setBridges, Key: []string{br}, Comment: c})
+		tx.Add(&knftables.Element{Set: setIntra, Key: []string{br, br}, Comment: c})
+		if n.Internal {
+			tx.Add(&knftables.Element{Set: setInternal, Key: []string{br}, Comment: c})
+		}
+		if masquerades(n) {
+			tx.Add(&knftables.Element{Set: setMasq, Key: []string{n.Subnet.Masked().String()}, Comment: c})
+		}
 	}
-	if err := f.docker.sync(ctx, State{}); err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("delete firewall state: %v", errs)
-	}
-	return nil
 }
 
-func (f *nft) Dump(ctx context.Context) (string, error) {
-	var b strings.Builder
-	for _, kind := range []string{"sets", "chains"} {
-		names, err := f.nft.List(ctx, kind)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(&b, "%s: %s\n", kind, strings.Join(names, ", "))
-	}
-	for _, ch := range []string{chainForward, chainPostrouting} {
-		rules, err := f.nft.ListRules(ctx, ch)
-		if err != nil {
-			return "", err
-		}
-		for _, r := range rules {
-			fmt.Fprintf(&b, "%s: %s\n", ch, r.Rule)
-		}
-	}
-	return b.String(), nil
+func rule(chain, text, comment string) *knftables.Rule {
+	return &knftables.Rule{Chain: chain, Rule: text, Comment: knftables.PtrTo(comment)}
+}
+
+// buildForward: what may be forwarded to, from and between pontoon's
+// bridges. The policy is accept and must stay so: pontoon never drops what
+// is not its own (traffic between two non-pontoon interfaces passes
+// untouched), and another table on this hook may still drop what we accept
+// (see dockeruser.go).
+func buildForward(tx *knftables.Transaction) {
+	tx.Add(&knftables.Chain{Name: chainForward, Type: knftables.PtrTo(knftables.FilterType),
+		Hook: knftables.PtrTo(knftables.ForwardHook), Priority: knftables.PtrTo(knftables.FilterPriority),
+		Policy:  knftables.PtrTo(knftables.AcceptPolicy),
+		Comment: knftables.PtrTo("forwarding to, from and between pontoon networks")})
+
+	// (a) br_netfilter is built into this kernel (6.x) and
+	// net.bridge.bridge-nf-call-iptables is 1 in every namespace, so frames
+	// bridged between two sandboxes of one network pass this hook too, with
+	// iifname = oifname = the bridge. They are the bulk of the traffic and
+	// always allowed (also on internal networks): accept them first, with
+	// one hash lookup.
+	tx.Add(rule(chainForward, "iifname . oifname @"+setIntra+" accept",
+		"(a) inside one network, also bridged frames (br_netfilter)"))
+	// (b) Replies to connections a sandbox opened, and ICMP errors about
+	// them: the other big share of packets, so second. Safe before (c) and
+	// (d): a connection only becomes established once its first packet was
+	// accepted, and (c), (d) drop those first packets before conntrack
+	// confirms the entry — so no established flow can exist into an
+	// internal network or across two networks.
+	tx.Add(rule(chainForward, "oifname @"+setBridges+" ct state established,related accept",
+		"(b) replies to connections sandboxes opened"))
+	// (c) Internal networks: nothing in or out but their own traffic, which
+	// (a) accepted. Both directions, so a sandbox there can neither leave
+	// nor be reached, whatever the routes say.
+	tx.Add(rule(chainForward, "iifname @"+setInternal+" drop", "(c) internal networks send nothing out"))
+	tx.Add(rule(chainForward, "oifname @"+setInternal+" drop", "(c) internal networks receive nothing from outside"))
+	// (d) Networks are isolated from each other: in from one pontoon bridge,
+	// out through another (same-bridge pairs were accepted by (a)).
+	tx.Add(rule(chainForward, "iifname @"+setBridges+" oifname @"+setBridges+" drop",
+		"(d) networks are isolated from each other"))
+	// (e) Connections a published port let in: DNAT happened in prerouting,
+	// so conntrack says so here. Nothing DNATs to pontoon yet; the rule is
+	// where published ports (a dnat map, one element per port) will plug in.
+	tx.Add(rule(chainForward, "oifname @"+setBridges+" ct status dnat accept",
+		"(e) connections to published ports"))
+	// (f) Anything else from outside into a sandbox: not solicited, not
+	// published. Without this, any host on the LAN that routes the subnet
+	// to us could reach every sandbox.
+	tx.Add(rule(chainForward, "oifname @"+setBridges+" drop",
+		"(f) no unsolicited traffic into sandboxes"))
+	// (g) From a (non-internal) bridge out to the world: the policy, accept.
+}
+
+// buildPostrouting: source NAT for masqueraded networks.
+func buildPostrouting(tx *knftables.Transaction) {
+	tx.Add(&knftables.Chain{Name: chainPostrouting, Type: knftables.PtrTo(knftables.NATType),
+		Hook: knftables.PtrTo(knftables.PostroutingHook), Priority: knftables.PtrTo(knftables.SNATPriority),
+		Comment: knftables.PtrTo("source NAT for masqueraded networks")})
+	// Leaving through any interface that is not a pontoon bridge: the
+	// uplink, but also docker0 or a VPN — whoever is there has no route back
+	// to our subnets. Not through a pontoon bridge: inside a network the
+	// peer sees the real address (and with br_netfilter bridged frames pass
+	// here with oifname = the bridge); across networks (d) dropped it.
+	// Only the first packet of a connection reaches a nat chain.
+	tx.Add(rule(chainPostrouting, "ip saddr @"+setMasq+" oifname != @"+setBridges+" masquerade",
+		"masqueraded subnets leaving through a non-pontoon interface"))
 }

@@ -406,11 +406,11 @@ func TestCoexistsWithDockerForwardDrop(t *testing.T) {
 	}
 	h.MustNotPing("a", h.IP("w", "web")) // our isolation still holds
 	rules := h.In(h.NS, "iptables", "-S", "DOCKER-USER")
-	if !strings.Contains(rules, `"pontoon: network web"`) || !strings.Contains(rules, `"pontoon: network pontoon"`) {
+	if !strings.Contains(rules, `"pontoon: network web `) || !strings.Contains(rules, `"pontoon: network pontoon `) {
 		t.Fatalf("DOCKER-USER:\n%s", rules)
 	}
 	h.P("network", "rm", "--force", "web")
-	if rules := h.In(h.NS, "iptables", "-S", "DOCKER-USER"); strings.Contains(rules, "network web") {
+	if rules := h.In(h.NS, "iptables", "-S", "DOCKER-USER"); strings.Contains(rules, "pontoon: network web ") {
 		t.Fatalf("rules of a removed network left in DOCKER-USER:\n%s", rules)
 	}
 	// Control, with the daemon stopped (it would restore them): without

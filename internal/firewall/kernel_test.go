@@ -1,0 +1,231 @@
+package firewall
+
+import (
+	"context"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"pontoon/internal/testutil"
+)
+
+// Kernel tests: real nft and iptables, each in a fresh network namespace
+// (testutil.NewNetns); commands run on a thread inside it
+// (testutil.InNetns), so the table they make lives and dies there.
+
+// runIn runs a command inside ns and returns its output; it fails the test
+// on error.
+func runIn(t testing.TB, ns string, args ...string) string {
+	t.Helper()
+	out, err := tryIn(t, ns, args...)
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// tryIn runs a command inside ns and returns its output and error.
+func tryIn(t testing.TB, ns string, args ...string) (string, error) {
+	t.Helper()
+	var out []byte
+	err := testutil.InNetns(t, ns, func() (err error) {
+		out, err = exec.Command(args[0], args[1:]...).CombinedOutput()
+		return err
+	})
+	return string(out), err
+}
+
+// withFirewall runs fn with a real firewall inside ns.
+func withFirewall(t testing.TB, ns string, fn func(fw Interface) error) {
+	t.Helper()
+	if err := testutil.InNetns(t, ns, func() error {
+		fw, err := New(testLogger(t))
+		if err != nil {
+			return err
+		}
+		return fn(fw)
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func syncIn(t testing.TB, ns string, s State) {
+	t.Helper()
+	withFirewall(t, ns, func(fw Interface) error { return fw.Sync(context.Background(), s) })
+}
+
+func deleteIn(t testing.TB, ns string) {
+	t.Helper()
+	withFirewall(t, ns, func(fw Interface) error { return fw.Delete(context.Background()) })
+}
+
+func TestKernelSyncAndDelete(t *testing.T) {
+	ns := testutil.NewNetns(t)
+	ctx := context.Background()
+	// A bridge name with a dot: must reach nft quoted.
+	dotted := Network{Name: "vlan10", Bridge: "br.10", Subnet: netip.MustParsePrefix("10.94.0.0/24"), Masquerade: true}
+	all := State{Networks: []Network{defaultNet, backNet, dotted}}
+
+	syncIn(t, ns, all)
+	first := runIn(t, ns, "nft", "list", "table", "inet", TableName)
+	for _, want := range []string{
+		`comment "managed by pontoon`,
+		"type filter hook forward priority filter; policy accept;",
+		"type nat hook postrouting priority srcnat; policy accept;",
+		`"pontoon0" . "pontoon0"`,
+		`"br.10" . "br.10"`,
+		"10.88.0.0/16", "10.94.0.0/24",
+		"iifname . oifname @intra accept",
+		"iifname @internal drop",
+		"ip saddr @masq-subnets oifname != @bridges masquerade",
+	} {
+		if !strings.Contains(first, want) {
+			t.Errorf("kernel ruleset lacks %q:\n%s", want, first)
+		}
+	}
+	if strings.Contains(first, "10.90.1.0") {
+		t.Errorf("internal network masqueraded:\n%s", first)
+	}
+
+	// Same state again: the same table.
+	syncIn(t, ns, all)
+	if again := runIn(t, ns, "nft", "list", "table", "inet", TableName); again != first {
+		t.Errorf("second Sync changed the table:\n%s", cmp.Diff(first, again))
+	}
+
+	// Leftovers (an older pontoon's chain, a person's drop chain) go.
+	runIn(t, ns, "nft", "add chain inet pontoon stale { type filter hook forward priority -1; policy drop; }")
+	syncIn(t, ns, State{Networks: []Network{defaultNet}})
+	out := runIn(t, ns, "nft", "list", "table", "inet", TableName)
+	for _, gone := range []string{"stale", backNet.Bridge, "br.10", "10.94.0.0"} {
+		if strings.Contains(out, gone) {
+			t.Errorf("%s survived Sync:\n%s", gone, out)
+		}
+	}
+
+	withFirewall(t, ns, func(fw Interface) error {
+		if ok, err := fw.Exists(ctx); err != nil || !ok {
+			t.Errorf("Exists = %v, %v; want true", ok, err)
+		}
+		if d, err := fw.Dump(ctx); err != nil || d != out {
+			t.Errorf("Dump = %v\n%s\nwant\n%s", err, d, out)
+		}
+		for range 2 { // missing is success
+			if err := fw.Delete(ctx); err != nil {
+				return err
+			}
+		}
+		if ok, err := fw.Exists(ctx); err != nil || ok {
+			t.Errorf("Exists after Delete = %v, %v", ok, err)
+		}
+		if d, err := fw.Dump(ctx); err != nil || d != "" {
+			t.Errorf("Dump after Delete = %q, %v", d, err)
+		}
+		return nil
+	})
+	// Nothing else was created on the way (the DOCKER-USER probe lists,
+	// never creates, table ip filter).
+	if out := runIn(t, ns, "nft", "list", "tables"); strings.TrimSpace(out) != "" {
+		t.Fatalf("tables left: %s", out)
+	}
+}
+
+// emulateDocker installs Docker's layout in ns: FORWARD policy drop, jumping
+// to DOCKER-USER first, which ends with RETURN.
+func emulateDocker(t testing.TB, ns string) {
+	t.Helper()
+	runIn(t, ns, "iptables", "-P", "FORWARD", "DROP")
+	runIn(t, ns, "iptables", "-N", "DOCKER-USER")
+	runIn(t, ns, "iptables", "-A", "DOCKER-USER", "-j", "RETURN")
+	runIn(t, ns, "iptables", "-I", "FORWARD", "-j", "DOCKER-USER")
+}
+
+func dockerUserLines(t testing.TB, ns string) []string {
+	t.Helper()
+	return strings.Split(strings.TrimSpace(runIn(t, ns, "iptables", "-S", "DOCKER-USER")), "\n")
+}
+
+func TestKernelDockerUser(t *testing.T) {
+	ns := testutil.NewNetns(t)
+	emulateDocker(t, ns)
+	// A rule of the user's own, which must stay where it is.
+	runIn(t, ns, "iptables", "-I", "DOCKER-USER", "-s", "192.0.2.1", "-m", "comment", "--comment", "user rule", "-j", "DROP")
+
+	rule := func(dir, br, net string) string {
+		return `-A DOCKER-USER ` + dir + ` ` + br + ` -m comment --comment "pontoon: network ` + net +
+			` (managed by pontoon; removed with the network)" -j ACCEPT`
+	}
+	user := `-A DOCKER-USER -s 192.0.2.1/32 -m comment --comment "user rule" -j DROP`
+
+	syncIn(t, ns, State{Networks: []Network{defaultNet, backNet}})
+	want := []string{"-N DOCKER-USER",
+		rule("-i", backNet.Bridge, "back"), rule("-o", backNet.Bridge, "back"),
+		rule("-i", "pontoon0", "pontoon"), rule("-o", "pontoon0", "pontoon"),
+		user, "-A DOCKER-USER -j RETURN"}
+	if diff := cmp.Diff(want, dockerUserLines(t, ns)); diff != "" {
+		t.Fatalf("DOCKER-USER after Sync (-want +got):\n%s", diff)
+	}
+	syncIn(t, ns, State{Networks: []Network{defaultNet, backNet}}) // no change
+	if diff := cmp.Diff(want, dockerUserLines(t, ns)); diff != "" {
+		t.Fatalf("DOCKER-USER after second Sync (-want +got):\n%s", diff)
+	}
+
+	syncIn(t, ns, State{Networks: []Network{defaultNet}})
+	want = []string{"-N DOCKER-USER", rule("-i", "pontoon0", "pontoon"), rule("-o", "pontoon0", "pontoon"),
+		user, "-A DOCKER-USER -j RETURN"}
+	if diff := cmp.Diff(want, dockerUserLines(t, ns)); diff != "" {
+		t.Fatalf("DOCKER-USER after removing back (-want +got):\n%s", diff)
+	}
+
+	// A network added later goes to the top too.
+	syncIn(t, ns, State{Networks: []Network{defaultNet, frontNet}})
+	if got := dockerUserLines(t, ns); !slices.Equal(got[1:3], []string{rule("-i", frontNet.Bridge, "front"), rule("-o", frontNet.Bridge, "front")}) {
+		t.Fatalf("front's rules not at the top:\n%s", strings.Join(got, "\n"))
+	}
+
+	withFirewall(t, ns, func(Interface) error {
+		got, err := ForeignForwardDrop(context.Background())
+		if err != nil {
+			return err
+		}
+		if diff := cmp.Diff([]string{"ip filter FORWARD"}, got); diff != "" {
+			t.Errorf("ForeignForwardDrop (-want +got):\n%s", diff)
+		}
+		return nil
+	})
+
+	deleteIn(t, ns)
+	want = []string{"-N DOCKER-USER", user, "-A DOCKER-USER -j RETURN"}
+	if diff := cmp.Diff(want, dockerUserLines(t, ns)); diff != "" {
+		t.Fatalf("DOCKER-USER after Delete (-want +got):\n%s", diff)
+	}
+	// iptables still understands the whole table, Docker's FORWARD too.
+	out := runIn(t, ns, "iptables", "-S")
+	for _, want := range []string{"-P FORWARD DROP", "-A FORWARD -j DOCKER-USER"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("iptables -S lacks %q:\n%s", want, out)
+		}
+	}
+	if out, err := tryIn(t, ns, "nft", "list", "table", "inet", TableName); err == nil {
+		t.Errorf("table left after Delete:\n%s", out)
+	}
+}
+
+func TestKernelForeignForwardDropNone(t *testing.T) {
+	ns := testutil.NewNetns(t)
+	syncIn(t, ns, State{Networks: []Network{defaultNet}})
+	withFirewall(t, ns, func(Interface) error {
+		got, err := ForeignForwardDrop(context.Background())
+		if err != nil {
+			return err
+		}
+		if len(got) != 0 {
+			t.Errorf("ForeignForwardDrop = %q, want none", got)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,266 @@
+package firewall
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+var (
+	defaultNet = Network{Name: "pontoon", Bridge: "pontoon0", Subnet: netip.MustParsePrefix("10.88.0.0/16"), Masquerade: true}
+	backNet    = Network{Name: "back", Bridge: "ptbr-0a0b0c0d", Subnet: netip.MustParsePrefix("10.90.1.0/24"), Internal: true, Masquerade: true}
+	routedNet  = Network{Name: "routed", Bridge: "ptbr-12345678", Subnet: netip.MustParsePrefix("10.93.0.0/24")}
+	frontNet   = Network{Name: "front", Bridge: "ptbr-deadbeef", Subnet: netip.MustParsePrefix("10.91.0.0/24"), Masquerade: true}
+)
+
+// golden compares got with testdata/name.golden (-update rewrites it).
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Fatalf("ruleset differs from %s (-want +got):\n%s", path, diff)
+	}
+}
+
+func TestGolden(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		s    State
+	}{
+		{"empty", State{}},
+		{"default", State{Networks: []Network{defaultNet}}},
+		{"internal", State{Networks: []Network{backNet}}},
+		{"several", State{Networks: []Network{routedNet, backNet, defaultNet, frontNet}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			f := NewFake()
+			if err := f.Sync(ctx, c.s); err != nil {
+				t.Fatal(err)
+			}
+			got := f.Fake.Dump()
+			golden(t, c.name, got)
+
+			// Syncing the same state again changes nothing.
+			if err := f.Sync(ctx, c.s); err != nil {
+				t.Fatal(err)
+			}
+			if again, _ := f.Dump(ctx); again != got {
+				t.Fatalf("second Sync changed the ruleset:\n%s", cmp.Diff(got, again))
+			}
+			// Neither does the order of the networks.
+			rev := State{Networks: append([]Network(nil), c.s.Networks...)}
+			for i, j := 0, len(rev.Networks)-1; i < j; i, j = i+1, j-1 {
+				rev.Networks[i], rev.Networks[j] = rev.Networks[j], rev.Networks[i]
+			}
+			if err := f.Sync(ctx, rev); err != nil {
+				t.Fatal(err)
+			}
+			if again := f.Fake.Dump(); again != got {
+				t.Fatalf("network order changed the ruleset:\n%s", cmp.Diff(got, again))
+			}
+		})
+	}
+}
+
+// Every state reached from any other renders as if synced from scratch:
+// nothing of a previous state survives a Sync.
+func TestSyncTransitions(t *testing.T) {
+	states := []State{
+		{},
+		{Networks: []Network{defaultNet}},
+		{Networks: []Network{defaultNet, backNet, routedNet, frontNet}},
+		{Networks: []Network{backNet}},
+		{Networks: []Network{frontNet, routedNet}},
+	}
+	fresh := make([]string, len(states))
+	for i, s := range states {
+		f := NewFake()
+		if err := f.Sync(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+		fresh[i] = f.Fake.Dump()
+	}
+	for i := range states {
+		for j := range states {
+			f := NewFake()
+			if err := f.Sync(context.Background(), states[i]); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Sync(context.Background(), states[j]); err != nil {
+				t.Fatal(err)
+			}
+			if got := f.Fake.Dump(); got != fresh[j] {
+				t.Errorf("state %d → %d differs from a fresh sync:\n%s", i, j, cmp.Diff(fresh[j], got))
+			}
+		}
+	}
+}
+
+func TestSyncRemovesNetworks(t *testing.T) {
+	f := NewFake()
+	ctx := context.Background()
+	if err := f.Sync(ctx, State{Networks: []Network{defaultNet, backNet, routedNet, frontNet}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(ctx, State{Networks: []Network{defaultNet}}); err != nil {
+		t.Fatal(err)
+	}
+	d := f.Fake.Dump()
+	for _, gone := range []string{backNet.Bridge, routedNet.Bridge, frontNet.Bridge, "10.90.1.0", "10.91.0.0", "network back"} {
+		if strings.Contains(d, gone) {
+			t.Errorf("%s still in the ruleset:\n%s", gone, d)
+		}
+	}
+	for _, kept := range []string{`"pontoon0" . "pontoon0"`, "10.88.0.0/16"} {
+		if !strings.Contains(d, kept) {
+			t.Errorf("%s missing from the ruleset:\n%s", kept, d)
+		}
+	}
+}
+
+func TestFakeExistsDelete(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	if ok, err := f.Exists(ctx); err != nil || ok {
+		t.Fatalf("Exists before Sync = %v, %v", ok, err)
+	}
+	if err := f.Sync(ctx, State{Networks: []Network{defaultNet}}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := f.Exists(ctx); err != nil || !ok {
+		t.Fatalf("Exists after Sync = %v, %v", ok, err)
+	}
+	for range 2 { // missing is success
+		if err := f.Delete(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := f.Fake.Dump(); d != "" {
+		t.Fatalf("Dump after Delete:\n%s", d)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	v6 := Network{Name: "six", Bridge: "br6", Subnet: netip.MustParsePrefix("fd00::/64"), Masquerade: true}
+	for _, c := range []struct {
+		name string
+		s    State
+		ok   bool
+	}{
+		{"ok", State{Networks: []Network{defaultNet, backNet}}, true},
+		{"v6 internal needs no masq subnet", State{Networks: []Network{{Name: "i6", Bridge: "br6", Subnet: v6.Subnet, Internal: true, Masquerade: true}}}, true},
+		{"v6 masquerade", State{Networks: []Network{v6}}, false},
+		{"no bridge", State{Networks: []Network{{Name: "x"}}}, false},
+		{"long bridge", State{Networks: []Network{{Name: "x", Bridge: "a-very-long-bridge"}}}, false},
+		{"quote in bridge", State{Networks: []Network{{Name: "x", Bridge: `br"0`}}}, false},
+		{"shared bridge", State{Networks: []Network{defaultNet, {Name: "other", Bridge: defaultNet.Bridge}}}, false},
+		{"no name", State{Networks: []Network{{Bridge: "br0"}}}, false},
+	} {
+		f := NewFake()
+		err := f.Sync(context.Background(), c.s)
+		if (err == nil) != c.ok {
+			t.Errorf("%s: Sync error = %v, want ok=%v", c.name, err, c.ok)
+		}
+		if err != nil && f.Fake.Dump() != "" {
+			t.Errorf("%s: a refused state left a ruleset", c.name)
+		}
+	}
+}
+
+func TestDockerUserPlan(t *testing.T) {
+	want := dockerUserRules([]Network{frontNet, defaultNet})
+	cp, cf := dockerUserComment("pontoon"), dockerUserComment("front")
+	if want[0][1] != frontNet.Bridge || want[2][1] != defaultNet.Bridge || want[0][5] != cf || want[2][5] != cp {
+		t.Fatalf("rules not sorted by network name: %q", want)
+	}
+	docker := []string{"-j", "RETURN"}
+	stale := []string{"-i", "ptbr-gone", "-m", "comment", "--comment", dockerUserComment("gone"), "-j", "ACCEPT"}
+	foreign := []string{"-i", "eth9", "-m", "comment", "--comment", "someone else", "-j", "ACCEPT"}
+	have := [][]string{want[1], stale, want[1], foreign, docker}
+	insert, del := plan(have, want)
+	if diff := cmp.Diff([][]string{want[0], want[2], want[3]}, insert); diff != "" {
+		t.Errorf("insert (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([][]string{stale, want[1]}, del); diff != "" {
+		t.Errorf("delete (-want +got):\n%s", diff)
+	}
+	if insert, del := plan(append(want, docker), want); len(insert)+len(del) != 0 {
+		t.Errorf("in place: insert %q delete %q", insert, del)
+	}
+	if insert, del := plan(have, nil); len(insert) != 0 || len(del) != 3 {
+		t.Errorf("remove all: insert %q delete %q", insert, del)
+	}
+}
+
+func TestSplitArgs(t *testing.T) {
+	for in, want := range map[string][]string{
+		`-i br0 -m comment --comment "pontoon: network a (b; c)" -j ACCEPT`: {"-i", "br0", "-m", "comment", "--comment", "pontoon: network a (b; c)", "-j", "ACCEPT"},
+		`-m comment --comment "say \"hi\"" -j DROP`:                         {"-m", "comment", "--comment", `say "hi"`, "-j", "DROP"},
+		`-j RETURN`:    {"-j", "RETURN"},
+		`--comment ""`: {"--comment", ""},
+	} {
+		got, err := splitArgs(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("splitArgs(%s) (-want +got):\n%s", in, diff)
+		}
+		if back, _ := splitArgs(joinArgs(got)); !strings.Contains(in, `\"`) && !cmp.Equal(back, got) {
+			t.Errorf("joinArgs does not round-trip %q: %q", got, back)
+		}
+	}
+	if _, err := splitArgs(`--comment "open`); err == nil {
+		t.Error("unbalanced quote accepted")
+	}
+}
+
+func TestParseForwardDrop(t *testing.T) {
+	js := `{"nftables": [{"metainfo": {"version": "1.0.6"}},
+	 {"chain": {"family": "ip", "table": "filter", "name": "FORWARD", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}},
+	 {"chain": {"family": "ip", "table": "filter", "name": "DOCKER-USER", "handle": 2}},
+	 {"chain": {"family": "inet", "table": "pontoon", "name": "forward", "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}},
+	 {"chain": {"family": "inet", "table": "firewalld", "name": "filter_FORWARD", "type": "filter", "hook": "forward", "prio": 10, "policy": "accept"}},
+	 {"chain": {"family": "ip6", "table": "filter", "name": "FORWARD", "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}},
+	 {"chain": {"family": "ip", "table": "filter", "name": "INPUT", "type": "filter", "hook": "input", "prio": 0, "policy": "drop"}}]}`
+	got, err := parseForwardDrop([]byte(js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"ip filter FORWARD", "ip6 filter FORWARD"}, got); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+}
+
+// The transaction text is logged at debug level.
+func TestSyncLogsTransaction(t *testing.T) {
+	var buf strings.Builder
+	f := NewFakeLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err := f.Sync(context.Background(), State{Networks: []Network{defaultNet}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"level=DEBUG", "nft transaction", "add rule inet pontoon forward iifname . oifname @intra accept"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, buf.String())
+		}
+	}
+}
