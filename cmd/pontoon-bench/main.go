@@ -23,10 +23,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -53,6 +55,14 @@ func main() {
 		fatal(err.Error())
 	}
 	defer b.close()
+	// Ctrl-C or SIGTERM still removes the daemon and every namespace.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		b.close()
+		fatal("interrupted; cleaned up")
+	}()
 	var res []result
 	for _, mode := range []struct {
 		name string
@@ -145,11 +155,12 @@ func report(res []result, n int) {
 }
 
 type bench struct {
-	dir     string
-	hostNS  string
-	daemon  *exec.Cmd
-	client  *api.Client
-	nsCount int
+	closeOnce sync.Once
+	dir       string
+	hostNS    string
+	daemon    *exec.Cmd
+	client    *api.Client
+	nsCount   int
 }
 
 func newBench(bin string) (*bench, error) {
@@ -194,6 +205,10 @@ func newBench(bin string) (*bench, error) {
 }
 
 func (b *bench) close() {
+	b.closeOnce.Do(b.doClose)
+}
+
+func (b *bench) doClose() {
 	if b.daemon != nil && b.daemon.Process != nil {
 		_ = b.daemon.Process.Signal(os.Interrupt)
 		_ = b.daemon.Wait()

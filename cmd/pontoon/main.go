@@ -66,6 +66,7 @@ state; every other command is a client of its API.`,
 		newSandboxCmd(g),
 		newExecCmd(g),
 		newRunCmd(g),
+		newDoctorCmd(g),
 		newVersionCmd(g),
 	)
 	return root

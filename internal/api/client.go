@@ -183,3 +183,9 @@ func (c *Client) CheckSandbox(ctx context.Context, name string) ([]Problem, erro
 	var v []Problem
 	return v, c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(name)+"/check", nil, &v)
 }
+
+// Doctor asks the daemon to check the host (it changes nothing).
+func (c *Client) Doctor(ctx context.Context) ([]Finding, error) {
+	var v []Finding
+	return v, c.do(ctx, http.MethodGet, "/v1/doctor", nil, &v)
+}

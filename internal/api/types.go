@@ -43,3 +43,18 @@ type Problem struct {
 	IfName  string `json:"ifname,omitempty"`
 	Problem string `json:"problem"`
 }
+
+// Finding is one result of GET /v1/doctor.
+type Finding struct {
+	Level   string `json:"level"` // ok, info, warn, error
+	Check   string `json:"check"`
+	Message string `json:"message"`
+}
+
+// Finding levels.
+const (
+	LevelOK    = "ok"
+	LevelInfo  = "info"
+	LevelWarn  = "warn"
+	LevelError = "error"
+)

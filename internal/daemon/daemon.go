@@ -103,6 +103,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 
 	srv := NewServer(eng, log)
 	srv.dns = resolver
+	srv.doc = &doctor{eng: eng, link: lk, netnsDir: opts.NetnsDir}
 	l, err := Listen(opts.Socket, 0o660)
 	if err != nil {
 		return err

@@ -52,7 +52,7 @@ func watchFirewall(ctx context.Context, eng *engine.Engine, log *slog.Logger) er
 				if ev.Error != nil {
 					log.Debug("nftables monitor", "err", ev.Error)
 				}
-				if t := eventTable(ev); t != nil && t.Name != firewall.TableName {
+				if dockerEvent(ev) {
 					foreign = true
 				}
 				if timer == nil {
@@ -65,15 +65,16 @@ func watchFirewall(ctx context.Context, eng *engine.Engine, log *slog.Logger) er
 				if reason == "" && !foreign {
 					continue
 				}
-				if reason == "" {
-					reason = "another table changed (Docker's chains may need pontoon's rules)"
-				}
 				foreign = false
 				if err := eng.SyncFirewall(ctx); err != nil {
 					log.Error("firewall drift: restore failed", "reason", reason, "err", err)
 					continue
 				}
-				if reason != "" && unhealthy(conn, eng) == "" {
+				if reason == "" {
+					// Docker's chains changed: the sync re-checked pontoon's
+					// DOCKER-USER rules (and logs what it changed there).
+					log.Debug("Docker's filter chains changed: DOCKER-USER rules re-checked", "took", time.Since(start).String())
+				} else if unhealthy(conn, eng) == "" {
 					log.Warn("firewall drift: restored pontoon's firewall state", "reason", reason, "took", time.Since(start).String())
 				}
 			case <-ctx.Done():
@@ -82,6 +83,28 @@ func watchFirewall(ctx context.Context, eng *engine.Engine, log *slog.Logger) er
 		}
 	}()
 	return nil
+}
+
+// dockerEvent reports whether an event touched Docker's filter table as a
+// whole or its FORWARD or DOCKER-USER chain, where pontoon keeps rules.
+// Other tables' churn (a CNI plugin's NAT chains, say) is none of ours.
+func dockerEvent(ev *nftables.MonitorEvent) bool {
+	t := eventTable(ev)
+	if t == nil || t.Family != nftables.TableFamilyIPv4 || t.Name != "filter" {
+		return false
+	}
+	var chain string
+	switch d := ev.Data.(type) {
+	case *nftables.Table:
+		return true
+	case *nftables.Chain:
+		chain = d.Name
+	case *nftables.Rule:
+		if d.Chain != nil {
+			chain = d.Chain.Name
+		}
+	}
+	return chain == "DOCKER-USER" || chain == "FORWARD"
 }
 
 func eventTable(ev *nftables.MonitorEvent) *nftables.Table {

@@ -21,6 +21,7 @@ import (
 
 // Server serves the API.
 type Server struct {
+	doc   *doctor
 	dns   *dns.Server
 	eng   *engine.Engine
 	log   *slog.Logger
@@ -56,6 +57,7 @@ func (s *Server) routes() {
 	s.handle("DELETE /v1/sandboxes/{name}", s.removeSandbox)
 	s.handle("POST /v1/sandboxes/{name}/check", s.checkSandbox)
 	s.handle("GET /v1/dns", s.dnsStats)
+	s.handle("GET /v1/doctor", s.doctor)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, model.NotFoundf("no API route %s %s: see docs/api.md", r.Method, r.URL.Path))
 	})
@@ -161,6 +163,14 @@ func (s *Server) createSandbox(r *http.Request) (int, any, error) {
 
 func (s *Server) getSandbox(r *http.Request) (int, any, error) {
 	v, err := s.eng.Sandbox(r.PathValue("name"))
+	return http.StatusOK, v, err
+}
+
+func (s *Server) doctor(r *http.Request) (int, any, error) {
+	if s.doc == nil {
+		return 0, nil, model.NotFoundf("doctor is not available in this daemon")
+	}
+	v, err := s.doc.run(r.Context())
 	return http.StatusOK, v, err
 }
 

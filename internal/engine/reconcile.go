@@ -199,36 +199,50 @@ func (e *Engine) reconcileSandboxLocked(sb *model.Sandbox, eps []*model.Endpoint
 	return errors.Join(errs...)
 }
 
-// collectGarbage deletes kernel objects with pontoon's names that the store
-// does not know: host veths, bridges of removed networks, namespace pins.
-func (e *Engine) collectGarbage() error {
-	knownLinks := map[string]bool{}
-	knownPins := map[string]bool{}
-	if err := e.st.View(func(tx store.Tx) error {
+// KnownKernelObjects returns the names of the links (bridges, host veths)
+// and the paths of the namespace pins that pontoon's state accounts for;
+// anything else with pontoon's names is garbage.
+func (e *Engine) KnownKernelObjects() map[string]bool {
+	known, _ := e.knownKernelObjects()
+	return known
+}
+
+func (e *Engine) knownKernelObjects() (map[string]bool, error) {
+	known := map[string]bool{}
+	err := e.st.View(func(tx store.Tx) error {
 		nets, err := tx.Networks()
 		if err != nil {
 			return err
 		}
 		for _, n := range nets {
-			knownLinks[n.Bridge] = true
+			known[n.Bridge] = true
 		}
 		eps, err := tx.Endpoints()
 		if err != nil {
 			return err
 		}
 		for _, ep := range eps {
-			knownLinks[ep.HostIf] = true
+			known[ep.HostIf] = true
 		}
 		sbs, err := tx.Sandboxes()
 		for _, sb := range sbs {
 			if sb.Kind == model.KindPontoon {
-				knownPins[filepath.Clean(sb.Netns)] = true
+				known[filepath.Clean(sb.Netns)] = true
 			}
 		}
 		return err
-	}); err != nil {
+	})
+	return known, err
+}
+
+// collectGarbage deletes kernel objects with pontoon's names that the store
+// does not know: host veths, bridges of removed networks, namespace pins.
+func (e *Engine) collectGarbage() error {
+	known, err := e.knownKernelObjects()
+	if err != nil {
 		return err
 	}
+	knownLinks, knownPins := known, known
 	var errs []error
 	links, err := e.link.ListLinks(model.HostVethPrefix, model.BridgePrefix)
 	if err != nil {

@@ -12,12 +12,14 @@ import (
 // with their configuration, can fail any operation on demand, and dumps its
 // state in an `ip`-like syntax.
 type Fake struct {
-	mu      sync.Mutex
-	next    int
-	bridges map[string]*fakeBridge
-	veths   map[string]*fakeVeth
-	rules   map[string]bool // netns|addr|table
-	fail    map[string]error
+	// UplinkLinks holds what Uplinks reports.
+	UplinkLinks []LinkInfo
+	mu          sync.Mutex
+	next        int
+	bridges     map[string]*fakeBridge
+	veths       map[string]*fakeVeth
+	rules       map[string]bool // netns|addr|table
+	fail        map[string]error
 	// Host holds the prefixes HostPrefixes reports.
 	Host []netip.Prefix
 }
@@ -193,7 +195,7 @@ func (f *Fake) ListLinks(prefixes ...string) ([]LinkInfo, error) {
 	var out []LinkInfo
 	for name, b := range f.bridges {
 		if len(prefixes) == 0 || hasAnyPrefix(name, prefixes) {
-			out = append(out, LinkInfo{Name: name, Index: b.index, Type: "bridge"})
+			out = append(out, LinkInfo{Name: name, Index: b.index, Type: "bridge", MTU: b.MTU})
 		}
 	}
 	for name, v := range f.veths {
@@ -202,11 +204,18 @@ func (f *Fake) ListLinks(prefixes ...string) ([]LinkInfo, error) {
 			if v.disabled {
 				m = ""
 			}
-			out = append(out, LinkInfo{Name: name, Index: v.index, Type: "veth", Master: m})
+			out = append(out, LinkInfo{Name: name, Index: v.index, Type: "veth", Master: m, MTU: v.MTU})
 		}
 	}
 	slices.SortFunc(out, func(a, b LinkInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// Uplinks returns f.UplinkLinks.
+func (f *Fake) Uplinks() ([]LinkInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.UplinkLinks), nil
 }
 
 func (f *Fake) LinkIndex(name string) (int, error) {

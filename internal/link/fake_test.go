@@ -57,7 +57,7 @@ func TestFakeLifecycle(t *testing.T) {
 	}
 
 	ls, _ := f.ListLinks("ptv-a", "ptv-b")
-	wantLs := []LinkInfo{{Name: "ptv-a", Index: ls[0].Index, Type: "veth", Master: "br0"}, {Name: "ptv-b", Index: ls[1].Index, Type: "veth"}}
+	wantLs := []LinkInfo{{Name: "ptv-a", Index: ls[0].Index, Type: "veth", Master: "br0", MTU: a.MTU}, {Name: "ptv-b", Index: ls[1].Index, Type: "veth", MTU: b.MTU}}
 	if diff := cmp.Diff(wantLs, ls); diff != "" {
 		t.Errorf("ListLinks (-want +got):\n%s", diff)
 	}

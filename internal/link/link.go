@@ -55,6 +55,7 @@ type LinkInfo struct {
 	Index  int
 	Type   string // "bridge", "veth", …
 	Master string // name of the bridge it is a port of, if any
+	MTU    int
 }
 
 // Interface is what the engine needs from the kernel's links.
@@ -99,4 +100,7 @@ type Interface interface {
 	// destinations of the host namespace, for choosing subnets that do not
 	// overlap with the host's.
 	HostPrefixes() ([]netip.Prefix, error)
+	// Uplinks lists the host links that carry an IPv4 default route (the
+	// way out), for MTU checks.
+	Uplinks() ([]LinkInfo, error)
 }

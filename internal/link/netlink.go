@@ -598,7 +598,31 @@ func (n *netlinkLinks) ListLinks(prefixes ...string) ([]LinkInfo, error) {
 		if len(prefixes) > 0 && !hasAnyPrefix(a.Name, prefixes) {
 			continue
 		}
-		out = append(out, LinkInfo{Name: a.Name, Index: a.Index, Type: l.Type(), Master: names[a.MasterIndex]})
+		out = append(out, LinkInfo{Name: a.Name, Index: a.Index, Type: l.Type(), Master: names[a.MasterIndex], MTU: a.MTU})
+	}
+	return out, nil
+}
+
+func (n *netlinkLinks) Uplinks() ([]LinkInfo, error) {
+	routes, err := retryDump(func() ([]netlink.Route, error) { return n.h.RouteList(nil, netlink.FAMILY_V4) })
+	if err != nil {
+		return nil, fmt.Errorf("list routes: %w", err)
+	}
+	idx := map[int]bool{}
+	for _, r := range routes {
+		if p, ok := toPrefix(r.Dst); (!ok || p.Bits() == 0) && r.LinkIndex > 0 {
+			idx[r.LinkIndex] = true
+		}
+	}
+	all, err := n.ListLinks()
+	if err != nil {
+		return nil, err
+	}
+	var out []LinkInfo
+	for _, l := range all {
+		if idx[l.Index] {
+			out = append(out, l)
+		}
 	}
 	return out, nil
 }

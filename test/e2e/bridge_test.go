@@ -463,4 +463,15 @@ func TestFirewallSelfHeals(t *testing.T) {
 			t.Fatalf("after the restore, masquerade is missing: the server saw %s", peers[len(peers)-1])
 		}
 	}
+	// Left alone, the daemon leaves the firewall alone: its own rewrites
+	// and other tables' churn (here: NAT chains like a CNI plugin's) do not
+	// make it rewrite again and again.
+	h.In(h.NS, "nft", "add", "table", "ip", "nat")
+	h.In(h.NS, "nft", "add", "chain", "ip", "nat", "CNI-x")
+	time.Sleep(300 * time.Millisecond)
+	syncs := strings.Count(h.Log(), `msg="nft transaction"`)
+	time.Sleep(500 * time.Millisecond)
+	if n := strings.Count(h.Log(), `msg="nft transaction"`); n != syncs {
+		t.Fatalf("%d firewall rewrites in half a second of quiet: the watcher loops", n-syncs)
+	}
 }

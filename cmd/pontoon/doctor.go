@@ -1,0 +1,52 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"pontoon/internal/api"
+)
+
+func newDoctorCmd(g *globals) *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: "Check the host for what breaks pontoon's networks (changes nothing)",
+		Long: `Check the host for what breaks pontoon's networks: firewall drift, another
+firewall that drops forwarded traffic, ip_forward off, br_netfilter,
+strict rp_filter in sandboxes on several networks, networks whose MTU
+exceeds the uplink's, and links or namespace pins with pontoon's names
+that its state does not know. Exits 1 when something is wrong (warn or
+error).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fs, err := g.client().Doctor(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				if err := printJSON(cmd, fs); err != nil {
+					return err
+				}
+			} else {
+				t := newTable(cmd, "LEVEL", "CHECK", "FINDING")
+				for _, f := range fs {
+					t.row(f.Level, f.Check, f.Message)
+				}
+				if err := t.flush(); err != nil {
+					return err
+				}
+			}
+			for _, f := range fs {
+				if f.Level == api.LevelWarn || f.Level == api.LevelError {
+					fmt.Fprintln(cmd.ErrOrStderr(), "pontoon doctor: problems found")
+					return exitError{code: 1}
+				}
+			}
+			return nil
+		},
+	}
+	addFormatFlag(cmd, &format)
+	return cmd
+}

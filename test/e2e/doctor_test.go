@@ -1,0 +1,70 @@
+package e2e
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"pontoon/internal/api"
+)
+
+func (h *Host) doctor(t *testing.T) (map[string][]api.Finding, error) {
+	t.Helper()
+	out, err := h.TryP("doctor", "--format", "json")
+	var fs []api.Finding
+	if jerr := json.Unmarshal([]byte(out[:strings.LastIndex(out, "]")+1]), &fs); jerr != nil {
+		t.Fatalf("doctor output: %v\n%s", jerr, out)
+	}
+	by := map[string][]api.Finding{}
+	for _, f := range fs {
+		by[f.Check] = append(by[f.Check], f)
+	}
+	return by, err
+}
+
+func TestDoctor(t *testing.T) {
+	h := NewHost(t)
+	h.P("network", "create", "left", "--subnet", "10.96.1.0/24")
+	h.P("sandbox", "create", "dual", "--network", "pontoon", "--network", "left")
+	by, err := h.doctor(t)
+	if err != nil {
+		t.Fatalf("doctor on a healthy host failed: %v %+v", err, by)
+	}
+	for _, c := range []string{"firewall", "ip_forward", "mtu", "rp_filter", "leaks"} {
+		if len(by[c]) != 1 || by[c][0].Level != api.LevelOK {
+			t.Errorf("%s on a healthy host: %+v", c, by[c])
+		}
+	}
+	if f := by["br_netfilter"]; len(f) != 1 || f[0].Level != api.LevelInfo {
+		t.Errorf("br_netfilter (built into this kernel): %+v", f)
+	}
+
+	// Now break things, one per check.
+	h.In(h.NS, "sysctl", "-qw", "net.ipv4.ip_forward=0")
+	h.In(h.NS, "ip", "link", "set", "uplink0", "mtu", "1400")
+	h.In(h.SandboxNS("dual"), "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1")
+	h.In(h.NS, "ip", "link", "add", "ptv-leaked0001", "type", "veth", "peer", "name", "leakpeer")
+	h.In(h.NS, "iptables", "-P", "FORWARD", "DROP")
+	by, err = h.doctor(t)
+	if err == nil {
+		t.Fatal("doctor exited 0 with problems")
+	}
+	want := map[string]string{
+		"ip_forward":       "ip_forward is \"0\"",
+		"mtu":              "uplink uplink0 has 1400",
+		"rp_filter":        "sandbox dual is on 2 networks with strict rp_filter",
+		"leaks":            "link ptv-leaked0001",
+		"foreign-firewall": "ip filter FORWARD drops forwarded traffic by policy and has no user hook",
+	}
+	for c, msg := range want {
+		found := false
+		for _, f := range by[c] {
+			if strings.Contains(f.Message, msg) && (f.Level == api.LevelWarn || f.Level == api.LevelError) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("doctor %s: want a problem saying %q, got %+v", c, msg, by[c])
+		}
+	}
+}
