@@ -67,6 +67,7 @@ state; every other command is a client of its API.`,
 		newExecCmd(g),
 		newRunCmd(g),
 		newDoctorCmd(g),
+		newPortCmd(g),
 		newVersionCmd(g),
 	)
 	return root

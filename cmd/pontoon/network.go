@@ -218,6 +218,7 @@ func newNetworkConnectCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&req.IP, "ip", "", "static address (default: the next free one)")
 	cmd.Flags().StringArrayVar(&req.Aliases, "alias", nil, "extra DNS name on this network (repeatable)")
+	cmd.Flags().StringArrayVarP(&req.Ports, "publish", "p", nil, "publish a port on the host: [hostIP:]hostPort[-end]:port[-end][/tcp|udp|sctp] (repeatable)")
 	return cmd
 }
 

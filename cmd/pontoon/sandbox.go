@@ -34,12 +34,14 @@ type attachFlags struct {
 	networks []string
 	ip       string
 	aliases  []string
+	ports    []string
 }
 
 func (a *attachFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringArrayVar(&a.networks, "network", nil, `network to attach to (repeatable; default: the default network; "none": loopback only)`)
 	cmd.Flags().StringVar(&a.ip, "ip", "", "static address on the first network")
 	cmd.Flags().StringArrayVar(&a.aliases, "alias", nil, "extra DNS name on the first network (repeatable)")
+	cmd.Flags().StringArrayVarP(&a.ports, "publish", "p", nil, "publish a port on the host: [hostIP:]hostPort[-end]:port[-end][/tcp|udp|sctp] (repeatable)")
 }
 
 // specs turns the flags into attach specs. special is "none", "host" or
@@ -54,8 +56,8 @@ func (a *attachFlags) specs() (specs []model.AttachSpec, special string, err err
 			if len(nets) > 1 {
 				return nil, "", fmt.Errorf("--network %s cannot be combined with other networks", n)
 			}
-			if a.ip != "" || len(a.aliases) > 0 {
-				return nil, "", fmt.Errorf("--ip and --alias need a network, not --network %s", n)
+			if a.ip != "" || len(a.aliases) > 0 || len(a.ports) > 0 {
+				return nil, "", fmt.Errorf("--ip, --alias and --publish need a network, not --network %s", n)
 			}
 			return nil, n, nil
 		}
@@ -63,7 +65,7 @@ func (a *attachFlags) specs() (specs []model.AttachSpec, special string, err err
 	for i, n := range nets {
 		s := model.AttachSpec{Network: n}
 		if i == 0 {
-			s.IP, s.Aliases = a.ip, a.aliases
+			s.IP, s.Aliases, s.Ports = a.ip, a.aliases, a.ports
 		}
 		specs = append(specs, s)
 	}

@@ -189,3 +189,13 @@ func (c *Client) Doctor(ctx context.Context) ([]Finding, error) {
 	var v []Finding
 	return v, c.do(ctx, http.MethodGet, "/v1/doctor", nil, &v)
 }
+
+// Ports lists published ports, of one sandbox when sandbox is not "".
+func (c *Client) Ports(ctx context.Context, sandbox string) ([]model.PortInfo, error) {
+	var v []model.PortInfo
+	q := ""
+	if sandbox != "" {
+		q = "?sandbox=" + url.QueryEscape(sandbox)
+	}
+	return v, c.do(ctx, http.MethodGet, "/v1/ports"+q, nil, &v)
+}

@@ -21,6 +21,7 @@ type ConnectRequest struct {
 	Aliases []string `json:"aliases,omitempty"`
 	IfName  string   `json:"ifname,omitempty"`
 	MAC     string   `json:"mac,omitempty"`
+	Ports   []string `json:"ports,omitempty"`
 }
 
 // DisconnectRequest is the body of POST /v1/networks/{name}/disconnect.

@@ -94,6 +94,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	}
 	defer resolver.Close()
 	cfg.Resolver = resolver
+	cfg.PortProbe = probePorts
 	cfg.EtcNetnsDir = opts.EtcNetnsDir
 	eng, err := engine.New(cfg)
 	if err != nil {

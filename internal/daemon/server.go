@@ -58,6 +58,7 @@ func (s *Server) routes() {
 	s.handle("POST /v1/sandboxes/{name}/check", s.checkSandbox)
 	s.handle("GET /v1/dns", s.dnsStats)
 	s.handle("GET /v1/doctor", s.doctor)
+	s.handle("GET /v1/ports", s.ports)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, model.NotFoundf("no API route %s %s: see docs/api.md", r.Method, r.URL.Path))
 	})
@@ -132,7 +133,7 @@ func (s *Server) connect(r *http.Request) (int, any, error) {
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
-	ep, err := s.eng.Connect(r.Context(), req.Sandbox, model.AttachSpec{Network: r.PathValue("name"), IP: req.IP, Aliases: req.Aliases, IfName: req.IfName, MAC: req.MAC})
+	ep, err := s.eng.Connect(r.Context(), req.Sandbox, model.AttachSpec{Network: r.PathValue("name"), IP: req.IP, Aliases: req.Aliases, IfName: req.IfName, MAC: req.MAC, Ports: req.Ports})
 	return http.StatusCreated, ep, err
 }
 
@@ -163,6 +164,11 @@ func (s *Server) createSandbox(r *http.Request) (int, any, error) {
 
 func (s *Server) getSandbox(r *http.Request) (int, any, error) {
 	v, err := s.eng.Sandbox(r.PathValue("name"))
+	return http.StatusOK, v, err
+}
+
+func (s *Server) ports(r *http.Request) (int, any, error) {
+	v, err := s.eng.Ports(r.URL.Query().Get("sandbox"))
 	return http.StatusOK, v, err
 }
 

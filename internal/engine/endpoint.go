@@ -10,13 +10,44 @@ import (
 	"strings"
 	"time"
 
+	"pontoon/internal/firewall"
 	"pontoon/internal/ipam"
 	"pontoon/internal/link"
 	"pontoon/internal/model"
 	"pontoon/internal/store"
 )
 
+// parsePorts parses the -p specs of an attach.
+func parsePorts(specs []string) ([]model.PortMapping, error) {
+	var out []model.PortMapping
+	for _, s := range specs {
+		m, err := model.ParsePortMapping(s)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range out {
+			if o.Overlaps(m) {
+				return nil, model.Invalidf("port mappings %s and %s use the same host port", o, m)
+			}
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// published returns an endpoint's mappings as the firewall wants them.
+func published(ep *model.Endpoint) []firewall.Published {
+	var out []firewall.Published
+	for _, m := range ep.Ports {
+		out = append(out, firewall.Published{PortMapping: m, Target: ep.IP})
+	}
+	return out
+}
+
 func validateAttach(a model.AttachSpec) (netip.Addr, error) {
+	if _, err := parsePorts(a.Ports); err != nil {
+		return netip.Addr{}, err
+	}
 	if err := model.ValidateName("network", a.Network); err != nil {
 		return netip.Addr{}, err
 	}
@@ -69,6 +100,14 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 	if e.hasRemoving(sandbox) {
 		e.reaper.flush()
 	}
+	ports, _ := parsePorts(a.Ports) // validated by the caller
+	if e.cfg.PortProbe != nil {
+		for _, m := range ports {
+			if err := e.cfg.PortProbe(m); err != nil {
+				return nil, fmt.Errorf("connect %s to %s: %w", sandbox, a.Network, err)
+			}
+		}
+	}
 	var (
 		ep *model.Endpoint
 		sb *model.Sandbox
@@ -99,6 +138,24 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		if err != nil {
 			return err
 		}
+		if len(ports) > 0 {
+			all, err := tx.Endpoints()
+			if err != nil {
+				return err
+			}
+			for _, o := range all {
+				if o.State == model.StateRemoving {
+					continue
+				}
+				for _, om := range o.Ports {
+					for _, m := range ports {
+						if om.Overlaps(m) {
+							return model.Conflictf("host port %s is already published by sandbox %s (%s): pick another host port", m, o.Sandbox, om)
+						}
+					}
+				}
+			}
+		}
 		slot, table, primary := nextSlot(eps)
 		ifname := model.IfNameFor(slot)
 		if a.IfName != "" {
@@ -112,7 +169,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		ep = &model.Endpoint{
 			ID: model.NewID(), Network: nw.Name, Sandbox: sandbox,
 			IfName: ifname, Gateway: nw.Gateway, Prefix: nw.Subnet.Bits(),
-			MTU: nw.MTU, Primary: primary, Aliases: a.Aliases,
+			MTU: nw.MTU, Primary: primary, Aliases: a.Aliases, Ports: ports,
 			State: model.StateCreating, Created: time.Now().UTC(),
 		}
 		ep.HostIf = model.HostVethName(ep.ID)
@@ -145,6 +202,11 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 
 	// From here on, a failure must undo the reservation and the record.
 	undo := func(cause error) error {
+		if len(ep.Ports) > 0 {
+			if err := e.fw.Unpublish(ctx, published(ep)); err != nil {
+				e.log.Error("rollback: unpublish ports", "sandbox", sandbox, "err", err)
+			}
+		}
 		if err := e.link.DeleteVeths([]string{ep.HostIf}); err != nil {
 			e.log.Error("rollback: delete veth", "link", ep.HostIf, "err", err)
 		}
@@ -173,6 +235,14 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		return nil, undo(err)
 	}
 	ep.HostIfIndex = idx
+	if len(ep.Ports) > 0 {
+		if err := e.hook("attach:publish"); err != nil {
+			return nil, undo(err)
+		}
+		if err := e.fw.Publish(ctx, published(ep)); err != nil {
+			return nil, undo(err)
+		}
+	}
 	if err := e.hook("attach:ready"); err != nil {
 		return nil, undo(err)
 	}
@@ -300,8 +370,14 @@ func (e *Engine) disconnectLocked(network, sandbox string) error {
 	if err != nil {
 		return fmt.Errorf("disconnect %s from %s: %w", sandbox, network, err)
 	}
-	// Names go first: a query after this returns NXDOMAIN at once.
+	// Names and published ports go first: a query after this returns
+	// NXDOMAIN and a connection to the port finds nothing, at once.
 	e.resolverRemove(ep)
+	if len(ep.Ports) > 0 {
+		if err := e.fw.Unpublish(context.Background(), published(ep)); err != nil {
+			e.log.Warn("unpublish ports; the next firewall sync drops them", "sandbox", sandbox, "err", err)
+		}
+	}
 	e.writeResolvConf(sandbox)
 	if err := e.link.DisableVeth(ep.HostIf); err != nil {
 		// The reaper deletes the link anyway; say so and go on.

@@ -74,6 +74,9 @@ type Config struct {
 	SetIPForward bool
 	// Resolver serves names per network (nil: no DNS).
 	Resolver Resolver
+	// PortProbe reports an error naming the holder when a host process
+	// already uses a port a mapping wants (nil: no check).
+	PortProbe func(m model.PortMapping) error
 	// EtcNetnsDir holds each sandbox's resolv.conf as NAME/resolv.conf
 	// (the `ip netns exec` convention; default /etc/netns in the daemon).
 	EtcNetnsDir string
@@ -147,8 +150,13 @@ func (e *Engine) hook(step string) error {
 }
 
 // firewallState builds the firewall's desired state from the store.
-func firewallState(nets []*model.Network) firewall.State {
+func firewallState(nets []*model.Network, eps []*model.Endpoint) firewall.State {
 	var s firewall.State
+	for _, ep := range eps {
+		if ep.State == model.StateReady {
+			s.Ports = append(s.Ports, published(ep)...)
+		}
+	}
 	for _, n := range nets {
 		s.Networks = append(s.Networks, firewall.Network{
 			Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet,
@@ -161,13 +169,17 @@ func firewallState(nets []*model.Network) firewall.State {
 // syncFirewall rewrites pontoon's table from the store (one transaction).
 func (e *Engine) syncFirewall(ctx context.Context) error {
 	var nets []*model.Network
+	var eps []*model.Endpoint
 	if err := e.st.View(func(tx store.Tx) (err error) {
-		nets, err = tx.Networks()
+		if nets, err = tx.Networks(); err != nil {
+			return err
+		}
+		eps, err = tx.Endpoints()
 		return err
 	}); err != nil {
 		return err
 	}
-	if err := e.fw.Sync(ctx, firewallState(nets)); err != nil {
+	if err := e.fw.Sync(ctx, firewallState(nets, eps)); err != nil {
 		return fmt.Errorf("firewall: %w", err)
 	}
 	return nil

@@ -222,6 +222,10 @@ func TestRollbackAtEveryStep(t *testing.T) {
 			_, err := e.CreateSandbox(ctx, model.SandboxSpec{Name: "p", PID: 4242, Networks: []model.AttachSpec{{Network: "back"}}})
 			return err
 		}},
+		{"connect with published ports", []string{"attach:veth", "attach:publish", "attach:ready", "AddVeth"}, func(e *Engine) error {
+			_, err := e.Connect(ctx, "a", model.AttachSpec{Network: "back", Ports: []string{"8080:80", "127.0.0.1:9090:90/udp"}})
+			return err
+		}},
 		{"connect", []string{"attach:veth", "attach:ready", "AddVeth"}, func(e *Engine) error {
 			_, err := e.Connect(ctx, "a", model.AttachSpec{Network: "back", IP: "10.90.1.20"})
 			return err

@@ -190,6 +190,11 @@ func (e *Engine) removeSandbox(sb *model.Sandbox, eps []*model.Endpoint) error {
 	}
 	for _, ep := range eps {
 		e.resolverRemove(ep)
+		if len(ep.Ports) > 0 {
+			if err := e.fw.Unpublish(context.Background(), published(ep)); err != nil {
+				e.log.Warn("unpublish ports; the next firewall sync drops them", "sandbox", sb.Name, "err", err)
+			}
+		}
 	}
 	return e.finishRemoval(sb, eps)
 }

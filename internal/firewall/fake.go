@@ -29,7 +29,7 @@ func NewFakeLogger(log *slog.Logger) *Fake {
 	}
 	k := knftables.NewFake(knftables.InetFamily, TableName)
 	return &Fake{
-		nft: nft{log: log, nft: k, docker: noDockerUser{},
+		nft: nft{log: log, nft: k, docker: noDockerUser{}, elems: knftElements{nft: k},
 			dump: func(context.Context) (string, error) { return k.Dump(), nil }},
 		Fake: k,
 	}

@@ -14,6 +14,8 @@ package firewall
 import (
 	"context"
 	"net/netip"
+
+	"pontoon/internal/model"
 )
 
 // TableName is the nftables table pontoon owns (family inet).
@@ -31,6 +33,15 @@ type Network struct {
 // State is the whole desired firewall state.
 type State struct {
 	Networks []Network
+	// Ports are every published port. Sync writes them all (start-up,
+	// network changes); attach and detach use Publish and Unpublish.
+	Ports []Published
+}
+
+// Published is one port mapping of one endpoint: host side → Target.
+type Published struct {
+	model.PortMapping
+	Target netip.Addr // the endpoint's address
 }
 
 // Interface is what the engine needs. Implementations: New (real nft via
@@ -48,4 +59,10 @@ type Interface interface {
 	Delete(ctx context.Context) error
 	// Dump returns the current table as nft text (for doctor / debug).
 	Dump(ctx context.Context) (string, error)
+	// Publish adds the DNAT map elements of port mappings (one element per
+	// port) and Unpublish removes them (missing is success). Each is one
+	// netlink transaction, no nft process: it costs the same whatever is
+	// already published.
+	Publish(ctx context.Context, ps []Published) error
+	Unpublish(ctx context.Context, ps []Published) error
 }

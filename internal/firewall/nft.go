@@ -24,6 +24,7 @@ type nft struct {
 	// dump prints the table in nft syntax.
 	dump   func(ctx context.Context) (string, error)
 	docker dockerUser
+	elems  elementWriter // published ports, between Syncs
 
 	mu sync.Mutex // one Sync/Delete at a time: DOCKER-USER is read, then changed
 }
@@ -39,7 +40,11 @@ func New(log *slog.Logger) (Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	return &nft{log: log, nft: k, dump: listTable, docker: newDockerUser(log)}, nil
+	elems, err := newNetlinkElements()
+	if err != nil {
+		return nil, err
+	}
+	return &nft{log: log, nft: k, dump: listTable, docker: newDockerUser(log), elems: elems}, nil
 }
 
 func (f *nft) Sync(ctx context.Context, s State) error {

@@ -38,9 +38,16 @@ const (
 	setInternal = "internal"
 	setIntra    = "intra"
 	setMasq     = "masq-subnets"
+	setSubnets  = "subnets" // every network's subnet
 
 	chainForward     = "forward"
 	chainPostrouting = "postrouting"
+	chainPrerouting  = "prerouting"
+	chainOutput      = "output"
+	chainGuard       = "loopback-guard"
+
+	mapPortsAny = "ports-any" // proto . port → sandbox addr . port, on every local address
+	mapPortsIP  = "ports-ip"  // host addr . proto . port → sandbox addr . port
 )
 
 const tableComment = "managed by pontoon: rebuilt from its state on every change; do not edit"
@@ -112,8 +119,16 @@ func build(tx *knftables.Transaction, s State) {
 	tx.Add(&knftables.Set{Name: setMasq, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag},
 		Comment: knftables.PtrTo("subnets masqueraded when they leave the host")})
 
+	tx.Add(&knftables.Set{Name: setSubnets, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag},
+		Comment: knftables.PtrTo("subnets of all pontoon networks")})
+	tx.Add(&knftables.Map{Name: mapPortsAny, Type: "inet_proto . inet_service : ipv4_addr . inet_service",
+		Comment: knftables.PtrTo("published ports on every host address: proto . port : sandbox . port")})
+	tx.Add(&knftables.Map{Name: mapPortsIP, Type: "ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service",
+		Comment: knftables.PtrTo("published ports bound to one host address")})
+
 	buildForward(tx)
 	buildPostrouting(tx)
+	buildPublish(tx)
 
 	// Sorted, so that the transaction text (logged) and the fake's dump
 	// do not depend on the caller's order.
@@ -132,7 +147,44 @@ func build(tx *knftables.Transaction, s State) {
 		if masquerades(n) {
 			tx.Add(&knftables.Element{Set: setMasq, Key: []string{n.Subnet.Masked().String()}, Comment: c})
 		}
+		if n.Subnet.IsValid() {
+			tx.Add(&knftables.Element{Set: setSubnets, Key: []string{n.Subnet.Masked().String()}, Comment: c})
+		}
 	}
+	for _, e := range portElements(s.Ports) {
+		tx.Add(e.knft())
+	}
+}
+
+// buildPublish adds the chains of published ports: one static rule per map
+// and hook, one map element per port. Traffic to a local address — from
+// outside (prerouting) or from the host itself, 127.0.0.1 included (output)
+// — is DNATed by a map lookup; a key that is not in a map does not match.
+func buildPublish(tx *knftables.Transaction) {
+	for _, ch := range []struct {
+		name string
+		hook knftables.BaseChainHook
+		what string
+	}{
+		{chainPrerouting, knftables.PreroutingHook, "published ports, reached from outside and from sandboxes"},
+		{chainOutput, knftables.OutputHook, "published ports, reached from the host itself"},
+	} {
+		tx.Add(&knftables.Chain{Name: ch.name, Type: knftables.PtrTo(knftables.NATType),
+			Hook: knftables.PtrTo(ch.hook), Priority: knftables.PtrTo(knftables.DNATPriority),
+			Comment: knftables.PtrTo(ch.what)})
+		tx.Add(rule(ch.name, "fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @"+mapPortsIP,
+			"mappings bound to one host address"))
+		tx.Add(rule(ch.name, "fib daddr type local dnat ip to meta l4proto . th dport map @"+mapPortsAny,
+			"mappings on every host address"))
+	}
+	// Prerouting DNAT happens before the kernel's martian check, so a LAN
+	// neighbour that routes packets for 127.0.0.1 at us would reach a
+	// mapping bound to 127.0.0.1 (Docker's CVE-2020-8558 class). Drop them
+	// before NAT sees them.
+	tx.Add(&knftables.Chain{Name: chainGuard, Type: knftables.PtrTo(knftables.FilterType),
+		Hook: knftables.PtrTo(knftables.PreroutingHook), Priority: knftables.PtrTo(knftables.RawPriority),
+		Comment: knftables.PtrTo("loopback addresses only from lo")})
+	tx.Add(rule(chainGuard, `iifname != "lo" ip daddr 127.0.0.0/8 drop`, "127.0.0.0/8 from outside is never ours"))
 }
 
 func rule(chain, text, comment string) *knftables.Rule {
@@ -171,15 +223,16 @@ func buildForward(tx *knftables.Transaction) {
 	// nor be reached, whatever the routes say.
 	tx.Add(rule(chainForward, "iifname @"+setInternal+" drop", "(c) internal networks send nothing out"))
 	tx.Add(rule(chainForward, "oifname @"+setInternal+" drop", "(c) internal networks receive nothing from outside"))
+	// (e) Connections a published port let in: DNAT happened in prerouting,
+	// so conntrack says so here. Before (d): a sandbox on another network
+	// may use a published port through the host's address, as with Docker.
+	// (c) still keeps internal networks out of it.
+	tx.Add(rule(chainForward, "oifname @"+setBridges+" ct status dnat accept",
+		"(e) connections to published ports"))
 	// (d) Networks are isolated from each other: in from one pontoon bridge,
 	// out through another (same-bridge pairs were accepted by (a)).
 	tx.Add(rule(chainForward, "iifname @"+setBridges+" oifname @"+setBridges+" drop",
 		"(d) networks are isolated from each other"))
-	// (e) Connections a published port let in: DNAT happened in prerouting,
-	// so conntrack says so here. Nothing DNATs to pontoon yet; the rule is
-	// where published ports (a dnat map, one element per port) will plug in.
-	tx.Add(rule(chainForward, "oifname @"+setBridges+" ct status dnat accept",
-		"(e) connections to published ports"))
 	// (f) Anything else from outside into a sandbox: not solicited, not
 	// published. Without this, any host on the LAN that routes the subnet
 	// to us could reach every sandbox.
@@ -201,4 +254,15 @@ func buildPostrouting(tx *knftables.Transaction) {
 	// Only the first packet of a connection reaches a nat chain.
 	tx.Add(rule(chainPostrouting, "ip saddr @"+setMasq+" oifname != @"+setBridges+" masquerade",
 		"masqueraded subnets leaving through a non-pontoon interface"))
+	// Hairpin: a sandbox reaching a published port (through a host
+	// address) must get the replies back through the host, so its source
+	// becomes the gateway. Matched on addresses, not on iifname: for a frame
+	// br_netfilter bridges back onto the same bridge (bridged DNAT),
+	// postrouting sees no input device.
+	tx.Add(rule(chainPostrouting, "ct status dnat ip saddr @"+setSubnets+" oifname @"+setBridges+" masquerade",
+		"a sandbox reaching a published port"))
+	// The host reaching a published port through 127.0.0.1: the sandbox
+	// cannot answer 127.0.0.1 (needs route_localnet on the bridge too).
+	tx.Add(rule(chainPostrouting, "ct status dnat ip saddr 127.0.0.0/8 masquerade",
+		"the host reaching a published port through 127.0.0.1"))
 }

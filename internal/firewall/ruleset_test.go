@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"pontoon/internal/model"
 	"strings"
 	"testing"
 
@@ -49,6 +50,11 @@ func TestGolden(t *testing.T) {
 		{"default", State{Networks: []Network{defaultNet}}},
 		{"internal", State{Networks: []Network{backNet}}},
 		{"several", State{Networks: []Network{routedNet, backNet, defaultNet, frontNet}}},
+		{"ports", State{Networks: []Network{defaultNet}, Ports: []Published{
+			{PortMapping: model.PortMapping{HostPort: 8080, HostPortEnd: 8080, Port: 80, PortEnd: 80, Proto: "tcp"}, Target: netip.MustParseAddr("10.88.0.2")},
+			{PortMapping: model.PortMapping{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 9090, HostPortEnd: 9090, Port: 90, PortEnd: 90, Proto: "udp"}, Target: netip.MustParseAddr("10.88.0.2")},
+			{PortMapping: model.PortMapping{HostPort: 30000, HostPortEnd: 30001, Port: 31000, PortEnd: 31001, Proto: "tcp"}, Target: netip.MustParseAddr("10.88.0.3")},
+		}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -67,7 +73,7 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("second Sync changed the ruleset:\n%s", cmp.Diff(got, again))
 			}
 			// Neither does the order of the networks.
-			rev := State{Networks: append([]Network(nil), c.s.Networks...)}
+			rev := State{Networks: append([]Network(nil), c.s.Networks...), Ports: c.s.Ports}
 			for i, j := 0, len(rev.Networks)-1; i < j; i, j = i+1, j-1 {
 				rev.Networks[i], rev.Networks[j] = rev.Networks[j], rev.Networks[i]
 			}

@@ -231,10 +231,52 @@ func (n *netlinkLinks) EnsureBridge(b Bridge) (int, error) {
 	if err := n.h.LinkSetUp(l); err != nil {
 		return 0, fmt.Errorf("bring %s up: %w", b.Name, err)
 	}
+	if err := n.raw.execute(routeLocalnetRequest(l.Attrs().Index)); err != nil {
+		return 0, fmt.Errorf("set route_localnet on %s: %w", b.Name, err)
+	}
 	n.brMu.Lock()
 	n.brIndex[b.Name] = l.Attrs().Index
 	n.brMu.Unlock()
 	return l.Attrs().Index, nil
+}
+
+// brportRequest sets a bridge port's hairpin mode, and isolation when asked,
+// in one RTM_SETLINK (AF_BRIDGE, IFLA_PROTINFO).
+func brportRequest(index int, isolated bool) *nl.NetlinkRequest {
+	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_BRIDGE)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	info := nl.NewRtAttr(unix.IFLA_PROTINFO|unix.NLA_F_NESTED, nil)
+	info.AddRtAttr(nl.IFLA_BRPORT_MODE, []byte{1})
+	if isolated {
+		info.AddRtAttr(nl.IFLA_BRPORT_ISOLATED, []byte{1})
+	}
+	req.AddData(info)
+	return req
+}
+
+// ipv4DevconfRouteLocalnet is IPV4_DEVCONF_ROUTE_LOCALNET (linux/ip.h);
+// golang.org/x/sys has no constant for it.
+const ipv4DevconfRouteLocalnet = 26
+
+// routeLocalnetRequest sets net.ipv4.conf.<bridge>.route_localnet=1 over
+// netlink (IFLA_AF_SPEC → AF_INET → IFLA_INET_CONF), so it always applies
+// to this adapter's namespace: the host reaching a published port through
+// 127.0.0.1 is DNATed to a sandbox, and the kernel routes a packet with a
+// 127.0.0.1 source out of a bridge only with route_localnet on it. (Packets
+// for 127.0.0.0/8 arriving from other hosts are dropped by pontoon's
+// firewall before NAT.)
+func routeLocalnetRequest(index int) *nl.NetlinkRequest {
+	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	af := nl.NewRtAttr(unix.IFLA_AF_SPEC, nil)
+	conf := af.AddRtAttr(unix.AF_INET, nil).AddRtAttr(unix.IFLA_INET_CONF, nil)
+	conf.AddRtAttr(ipv4DevconfRouteLocalnet, nl.Uint32Attr(1))
+	req.AddData(af)
+	return req
 }
 
 func (n *netlinkLinks) DeleteBridge(name string) error {
@@ -394,13 +436,13 @@ func (n *netlinkLinks) configureVeth(v Veth, ns vnetns.NsHandle, hostIdx, peerId
 		// The peer's IFLA_LINK is the host end's ifindex.
 		peerIdx, hostIdx = peer.Attrs().Index, peer.Attrs().ParentIndex
 	}
-	// Isolation before the peer is up: the port has no carrier until then,
-	// so no frame crosses it unisolated.
-	if v.Isolated {
-		host := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: hostIdx, Name: v.HostName}}
-		if err := n.h.LinkSetIsolated(host, true); err != nil {
-			return hostIdx, fmt.Errorf("isolate bridge port %s: %w", v.HostName, err)
-		}
+	// Bridge port flags before the peer is up: the port has no carrier
+	// until then, so no frame crosses it unisolated. Hairpin mode lets a
+	// sandbox reach its own published port: br_netfilter bridges a DNATed
+	// frame whose new destination is on the same bridge straight back out
+	// of the port it came in on, which a bridge does only in hairpin mode.
+	if err := n.raw.execute(brportRequest(hostIdx, v.Isolated)); err != nil {
+		return hostIdx, fmt.Errorf("set bridge port flags of %s: %w", v.HostName, err)
 	}
 	peer := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: peerIdx, Name: v.PeerName}}
 	if err := sh.AddrAdd(peer, &netlink.Addr{IPNet: ipNet(v.Addr)}); err != nil {

@@ -15,6 +15,8 @@ type AttachSpec struct {
 	// MAC overrides the MAC derived from the address (CNI's "mac"
 	// capability).
 	MAC string `json:"mac,omitempty"`
+	// Ports to publish, in the -p syntax ([hostIP:]hostPort[-end]:port[-end][/proto]).
+	Ports []string `json:"ports,omitempty"`
 }
 
 // SandboxSpec asks for a sandbox.
@@ -45,4 +47,15 @@ type SandboxInfo struct {
 type NetworkInfo struct {
 	Network
 	Endpoints []*Endpoint `json:"endpoints"`
+}
+
+// PortInfo is one published mapping as GET /v1/ports lists it.
+type PortInfo struct {
+	Sandbox string      `json:"sandbox"`
+	Network string      `json:"network"`
+	IP      string      `json:"ip"`
+	Mapping PortMapping `json:"mapping"`
+	// Reachable says from where: "LAN, host, sandboxes" for every host
+	// address, "host" for a loopback address.
+	Reachable string `json:"reachable"`
 }

@@ -136,9 +136,11 @@ type Endpoint struct {
 	// Table is the policy-routing table for replies on this interface
 	// (100 + interface index); 0 for the sandbox's first endpoint, whose
 	// gateway is the default route of the main table.
-	Table   int           `json:"table,omitempty"`
-	Primary bool          `json:"primary"`
-	Aliases []string      `json:"aliases,omitempty"`
+	Table   int      `json:"table,omitempty"`
+	Primary bool     `json:"primary"`
+	Aliases []string `json:"aliases,omitempty"`
+	// Ports are the endpoint's published ports: they live and go with it.
+	Ports   []PortMapping `json:"ports,omitempty"`
 	State   EndpointState `json:"state"`
 	Created time.Time     `json:"created"`
 }
