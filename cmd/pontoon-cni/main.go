@@ -44,10 +44,31 @@ type netConf struct {
 	Network       string `json:"network,omitempty"`
 	Socket        string `json:"socket,omitempty"`
 	RuntimeConfig struct {
-		IPs          []string          `json:"ips,omitempty"`
-		MAC          string            `json:"mac,omitempty"`
-		PortMappings []json.RawMessage `json:"portMappings,omitempty"`
+		IPs          []string      `json:"ips,omitempty"`
+		MAC          string        `json:"mac,omitempty"`
+		PortMappings []portMapping `json:"portMappings,omitempty"`
 	} `json:"runtimeConfig"`
+}
+
+// portMapping is one entry of the portMappings capability.
+type portMapping struct {
+	HostPort      int    `json:"hostPort"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol"`
+	HostIP        string `json:"hostIP,omitempty"`
+}
+
+// spec renders it in pontoon's -p syntax.
+func (p portMapping) spec() string {
+	proto := p.Protocol
+	if proto == "" {
+		proto = "tcp"
+	}
+	s := fmt.Sprintf("%d:%d/%s", p.HostPort, p.ContainerPort, strings.ToLower(proto))
+	if p.HostIP != "" {
+		s = p.HostIP + ":" + s
+	}
+	return s
 }
 
 func main() {
@@ -111,9 +132,6 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	if len(c.RuntimeConfig.PortMappings) > 0 {
-		return types.NewError(types.ErrInvalidNetworkConfig, "published ports (runtimeConfig.portMappings) are not supported by this pontoon yet: chain the portmap plugin after pontoon", "")
-	}
 	ip := ""
 	if len(c.RuntimeConfig.IPs) == 1 {
 		ip, _, _ = strings.Cut(c.RuntimeConfig.IPs[0], "/")
@@ -123,6 +141,9 @@ func cmdAdd(args *skel.CmdArgs) error {
 	defer cancel()
 	name := sandboxName(args.ContainerID)
 	att := model.AttachSpec{Network: c.Network, IP: ip, IfName: args.IfName, MAC: c.RuntimeConfig.MAC}
+	for _, pm := range c.RuntimeConfig.PortMappings {
+		att.Ports = append(att.Ports, pm.spec())
+	}
 	var ep *model.Endpoint
 	sb, err := cl.Sandbox(cx, name)
 	switch {
@@ -141,7 +162,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 		if sb.ContainerID != args.ContainerID {
 			return types.NewError(types.ErrInternal, fmt.Sprintf("ADD: sandbox %s belongs to container %s, not %s", name, sb.ContainerID, args.ContainerID), "")
 		}
-		ep, err = cl.Connect(cx, c.Network, api.ConnectRequest{Sandbox: name, IP: att.IP, IfName: att.IfName, MAC: att.MAC})
+		ep, err = cl.Connect(cx, c.Network, api.ConnectRequest{Sandbox: name, IP: att.IP, IfName: att.IfName, MAC: att.MAC, Ports: att.Ports})
 		if err != nil {
 			return cniError("ADD", err)
 		}

@@ -54,7 +54,7 @@ func (c *cniEnv) in(t testing.TB, fn func(ctx context.Context) error) error {
 func (c *cniEnv) conflist(t testing.TB, version string, chained bool) *libcni.NetworkConfigList {
 	t.Helper()
 	plugins := []map[string]any{{"type": "pontoon", "network": "cninet", "socket": c.h.Socket,
-		"capabilities": map[string]bool{"ips": true, "mac": true}}}
+		"capabilities": map[string]bool{"ips": true, "mac": true, "portMappings": true}}}
 	if chained {
 		plugins = append(plugins,
 			map[string]any{"type": "bandwidth", "capabilities": map[string]bool{"bandwidth": true}},
@@ -81,8 +81,9 @@ func TestCNIChainedAddCheckDel(t *testing.T) {
 	ns1, ns2 := testutil.NewNetns(t), testutil.NewNetns(t)
 	r1 := rt("ctr1", ns1)
 	r1.CapabilityArgs = map[string]any{
-		"bandwidth": map[string]int{"ingressRate": 100000000, "ingressBurst": 1000000, "egressRate": 100000000, "egressBurst": 1000000},
-		"ips":       []string{"10.99.5.50/24"},
+		"bandwidth":    map[string]int{"ingressRate": 100000000, "ingressBurst": 1000000, "egressRate": 100000000, "egressBurst": 1000000},
+		"ips":          []string{"10.99.5.50/24"},
+		"portMappings": []map[string]any{{"hostPort": 8090, "containerPort": 80, "protocol": "tcp"}},
 	}
 	var res1, res2 types.Result
 	if err := c.in(t, func(ctx context.Context) (err error) {
@@ -132,6 +133,11 @@ func TestCNIChainedAddCheckDel(t *testing.T) {
 	srv := ServeTCP(t, ns2, ip2+":7100")
 	if _, err := DialFrom(t, ns1, srv.Addr); err != nil {
 		t.Fatalf("tcp ctr1 → ctr2: %v", err)
+	}
+	// The portMappings capability publishes ctr1:80 on the host's 8090.
+	web := ServeTCP(t, ns1, "0.0.0.0:80")
+	if _, err := DialFrom(t, h.Outside, HostUplinkIP+":8090"); err != nil || len(web.Peers()) != 1 {
+		t.Fatalf("LAN → host:8090 (CNI portMappings) → ctr1:80: %v", err)
 	}
 	if err := c.in(t, func(ctx context.Context) error { return c.cni.CheckNetworkList(ctx, list, r1) }); err != nil {
 		t.Fatalf("CHECK: %v", err)
