@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"testing"
 
+	"pontoon/internal/model"
 	"pontoon/internal/testutil"
 )
 
@@ -23,6 +24,41 @@ func BenchmarkSync(b *testing.B) {
 			withFirewall(b, ns, func(fw Interface) error {
 				for b.Loop() {
 					if err := fw.Sync(context.Background(), s); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// BenchmarkPublish: publishing and then unpublishing one port mapping (two
+// netlink transactions) with n mappings already published, real kernel in
+// a test namespace. Flat in n: one map element per port, static rules.
+//
+//	go test ./internal/firewall -run '^$' -bench Publish -benchtime 2000x
+func BenchmarkPublish(b *testing.B) {
+	for _, n := range []int{0, 1000, 5000} {
+		b.Run(strconv.Itoa(n)+"-published", func(b *testing.B) {
+			ns := testutil.NewNetns(b)
+			s := State{Networks: []Network{{Name: "pontoon", Bridge: "pontoon0", Subnet: netip.MustParsePrefix("10.88.0.0/16"), Masquerade: true}}}
+			if n > 0 {
+				s.Ports = []Published{{PortMapping: model.PortMapping{HostPort: 10000, HostPortEnd: uint16(10000 + n - 1),
+					Port: 10000, PortEnd: uint16(10000 + n - 1), Proto: "tcp"}, Target: netip.MustParseAddr("10.88.0.2")}}
+			}
+			one := []Published{{PortMapping: model.PortMapping{HostPort: 8080, HostPortEnd: 8080, Port: 80, PortEnd: 80, Proto: "tcp"},
+				Target: netip.MustParseAddr("10.88.0.3")}}
+			withFirewall(b, ns, func(fw Interface) error {
+				if err := fw.Sync(context.Background(), s); err != nil {
+					return err
+				}
+				b.ResetTimer()
+				for b.Loop() {
+					if err := fw.Publish(context.Background(), one); err != nil {
+						return err
+					}
+					if err := fw.Unpublish(context.Background(), one); err != nil {
 						return err
 					}
 				}

@@ -90,10 +90,14 @@ func (w knftElements) write(ctx context.Context, add bool, es []portElement) err
 }
 
 // netlinkElements writes with one netlink transaction (google/nftables), in
-// the namespace the firewall was created in: no nft process, ~0.1 ms.
+// the namespace the firewall was created in: no nft process, ~0.1 ms. The
+// connection is kept open: dialing one into a namespace costs ~7 ms
+// (measured with BenchmarkPublish: 14 ms per publish+unpublish pair before,
+// 0.2 ms after).
 type netlinkElements struct {
 	mu   sync.Mutex
 	nsFd int
+	conn *gnft.Conn // lasting: opened once in the namespace, reused
 }
 
 func newNetlinkElements() (*netlinkElements, error) {
@@ -126,10 +130,15 @@ func (w *netlinkElements) write(_ context.Context, add bool, es []portElement) e
 }
 
 func (w *netlinkElements) send(add bool, es []portElement) error {
-	c, err := gnft.New(gnft.WithNetNSFd(w.nsFd))
-	if err != nil {
-		return err
+	if w.conn == nil {
+		c, err := gnft.New(gnft.WithNetNSFd(w.nsFd), gnft.AsLasting())
+		if err != nil {
+			return err
+		}
+		w.conn = c
 	}
+	c := w.conn
+	var err error
 	tbl := &gnft.Table{Name: TableName, Family: gnft.TableFamilyINet}
 	byMap := map[string][]gnft.SetElement{}
 	for _, e := range es {
@@ -147,7 +156,14 @@ func (w *netlinkElements) send(add bool, es []portElement) error {
 			return err
 		}
 	}
-	return c.Flush()
+	if err := c.Flush(); err != nil {
+		// Start over with a fresh connection next time, in case this one
+		// is what failed.
+		_ = c.CloseLasting()
+		w.conn = nil
+		return err
+	}
+	return nil
 }
 
 func (f *nft) Publish(ctx context.Context, ps []Published) error {
