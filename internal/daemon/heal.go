@@ -137,6 +137,15 @@ func unhealthy(conn *nftables.Conn, eng *engine.Engine) string {
 	if tbl == nil {
 		return "table inet " + firewall.TableName + " is missing"
 	}
+	if brs, err := conn.ListTablesOfFamily(nftables.TableFamilyBridge); err == nil {
+		found := false
+		for _, t := range brs {
+			found = found || t.Name == firewall.TableName
+		}
+		if !found {
+			return "table bridge " + firewall.TableName + " (anti-spoofing) is missing"
+		}
+	}
 	rules, err := conn.GetRules(tbl, &nftables.Chain{Name: "forward", Table: tbl})
 	if err != nil || len(rules) == 0 {
 		return "the forward chain lost its rules"

@@ -35,6 +35,11 @@ func parsePorts(specs []string) ([]model.PortMapping, error) {
 	return out, nil
 }
 
+// guarded returns an endpoint's anti-spoofing identity.
+func guarded(ep *model.Endpoint) []firewall.Guarded {
+	return []firewall.Guarded{{Port: ep.HostIf, MAC: mustMAC(ep.MAC), IP: ep.IP}}
+}
+
 // published returns an endpoint's mappings as the firewall wants them.
 func published(ep *model.Endpoint) []firewall.Published {
 	var out []firewall.Published
@@ -210,6 +215,9 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		if err := e.link.DeleteVeths([]string{ep.HostIf}); err != nil {
 			e.log.Error("rollback: delete veth", "link", ep.HostIf, "err", err)
 		}
+		if err := e.fw.Unguard(ctx, guarded(ep)); err != nil {
+			e.log.Error("rollback: remove anti-spoofing elements", "sandbox", sandbox, "err", err)
+		}
 		// The source rule lives in the sandbox's namespace, not on the link.
 		if ep.Table != 0 {
 			if err := e.link.DeleteRule(sb.Netns, ep.IP, ep.Table); err != nil {
@@ -225,6 +233,11 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 			e.log.Error("rollback: delete endpoint record", "sandbox", sandbox, "network", ep.Network, "err", err)
 		}
 		return fmt.Errorf("connect %s to %s: %w", sandbox, a.Network, cause)
+	}
+	// Anti-spoofing before the link exists (the elements name the port):
+	// the sandbox never sends a frame unguarded.
+	if err := e.fw.Guard(ctx, guarded(ep)); err != nil {
+		return nil, undo(err)
 	}
 	if err := e.hook("attach:veth"); err != nil {
 		return nil, undo(err)

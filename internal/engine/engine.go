@@ -155,6 +155,7 @@ func firewallState(nets []*model.Network, eps []*model.Endpoint) firewall.State 
 	for _, ep := range eps {
 		if ep.State == model.StateReady {
 			s.Ports = append(s.Ports, published(ep)...)
+			s.Guards = append(s.Guards, guarded(ep)...)
 		}
 	}
 	for _, n := range nets {

@@ -146,7 +146,7 @@ func (env *testEnv) snapshot(t *testing.T) string {
 	}
 	pins, _ := env.ns.Pins("/run/pt/netns")
 	fmt.Fprintf(&b, "pins %v\n", pins)
-	fmt.Fprintf(&b, "firewall\n%s", env.fw.Fake.Dump())
+	fmt.Fprintf(&b, "firewall\n%s\n%s", env.fw.Fake.Dump(), env.fw.Bridge.Dump())
 	return b.String()
 }
 

@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"context"
 	"sync"
 	"time"
 
+	"pontoon/internal/firewall"
 	"pontoon/internal/model"
 	"pontoon/internal/store"
 )
@@ -90,6 +92,15 @@ func (e *Engine) teardown(eps []*model.Endpoint) {
 	if err := e.link.DeleteVeths(names); err != nil {
 		e.log.Error("delete veths; will retry at next start", "count", len(names), "err", err)
 		return
+	}
+	// The ports are gone: their anti-spoofing elements go too (before the
+	// names can be reused — they cannot, they derive from endpoint IDs).
+	var gs []firewall.Guarded
+	for _, ep := range eps {
+		gs = append(gs, guarded(ep)...)
+	}
+	if err := e.fw.Unguard(context.Background(), gs); err != nil {
+		e.log.Warn("remove anti-spoofing elements; the next firewall sync drops them", "err", err)
 	}
 	// A secondary endpoint's source rule lives in the sandbox's namespace,
 	// not on the link: remove it where the namespace outlives the endpoint.

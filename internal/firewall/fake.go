@@ -14,6 +14,8 @@ import (
 type Fake struct {
 	nft
 	*knftables.Fake
+	// Bridge holds table bridge pontoon (anti-spoofing).
+	Bridge *knftables.Fake
 }
 
 var _ Interface = (*Fake)(nil)
@@ -28,8 +30,10 @@ func NewFakeLogger(log *slog.Logger) *Fake {
 		log = slog.New(slog.DiscardHandler)
 	}
 	k := knftables.NewFake(knftables.InetFamily, TableName)
+	br := knftables.NewFake(knftables.BridgeFamily, TableName)
 	return &Fake{
-		nft: nft{log: log, nft: k, docker: noDockerUser{}, elems: knftElements{nft: k},
+		Bridge: br,
+		nft: nft{log: log, nft: k, docker: noDockerUser{}, elems: knftElements{nft: k}, br: br, guards: knftGuards{nft: br},
 			dump: func(context.Context) (string, error) { return k.Dump(), nil }},
 		Fake: k,
 	}

@@ -36,6 +36,8 @@ type State struct {
 	// Ports are every published port. Sync writes them all (start-up,
 	// network changes); attach and detach use Publish and Unpublish.
 	Ports []Published
+	// Guards are every endpoint's identity for anti-spoofing.
+	Guards []Guarded
 }
 
 // Published is one port mapping of one endpoint: host side → Target.
@@ -65,4 +67,9 @@ type Interface interface {
 	// already published.
 	Publish(ctx context.Context, ps []Published) error
 	Unpublish(ctx context.Context, ps []Published) error
+	// Guard adds an endpoint's anti-spoofing elements (its port, MAC and
+	// address) and Unguard removes them (missing is success); one netlink
+	// transaction each.
+	Guard(ctx context.Context, gs []Guarded) error
+	Unguard(ctx context.Context, gs []Guarded) error
 }

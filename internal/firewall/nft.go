@@ -24,7 +24,9 @@ type nft struct {
 	// dump prints the table in nft syntax.
 	dump   func(ctx context.Context) (string, error)
 	docker dockerUser
-	elems  elementWriter // published ports, between Syncs
+	elems  elementWriter       // published ports, between Syncs
+	br     knftables.Interface // table bridge pontoon: anti-spoofing
+	guards guardWriter
 
 	mu sync.Mutex // one Sync/Delete at a time: DOCKER-USER is read, then changed
 }
@@ -44,7 +46,12 @@ func New(log *slog.Logger) (Interface, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &nft{log: log, nft: k, dump: listTable, docker: newDockerUser(log), elems: elems}, nil
+	br, err := knftables.New(knftables.BridgeFamily, TableName)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	return &nft{log: log, nft: k, dump: listTable, docker: newDockerUser(log), elems: elems,
+		br: br, guards: &netlinkGuards{nsFd: elems.nsFd}}, nil
 }
 
 func (f *nft) Sync(ctx context.Context, s State) error {
@@ -58,6 +65,9 @@ func (f *nft) Sync(ctx context.Context, s State) error {
 	f.log.Debug("nft transaction", "table", "inet "+TableName, "networks", len(s.Networks), "text", tx.String())
 	if err := f.nft.Run(ctx, tx); err != nil {
 		return fmt.Errorf("apply table inet %s: %w", TableName, err)
+	}
+	if err := f.syncGuard(ctx, s.Guards); err != nil {
+		return err
 	}
 	// After our table: a network's DOCKER-USER rules only let traffic
 	// through that our table already judges.
@@ -90,6 +100,12 @@ func (f *nft) Delete(ctx context.Context) error {
 	f.log.Debug("nft transaction", "table", "inet "+TableName, "text", tx.String())
 	if err := f.nft.Run(ctx, tx); err != nil {
 		errs = append(errs, fmt.Errorf("delete table inet %s: %w", TableName, err))
+	}
+	btx := f.br.NewTransaction()
+	btx.Add(&knftables.Table{})
+	btx.Delete(&knftables.Table{})
+	if err := f.br.Run(ctx, btx); err != nil {
+		errs = append(errs, fmt.Errorf("delete table bridge %s: %w", TableName, err))
 	}
 	// Keep going: our DOCKER-USER rules must go even if the table would not.
 	if err := f.docker.sync(ctx, nil); err != nil {

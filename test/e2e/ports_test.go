@@ -185,17 +185,30 @@ func sendRawUDP(t *testing.T, h *Host, dst netip.Addr, port uint16) {
 	if len(mac) != 6 {
 		t.Fatalf("no MAC for uplink0 in: %v", fields)
 	}
-	err := testutil.InNetns(t, h.Outside, func() error {
-		ifi, err := net.InterfaceByName("wan0")
+	if err := rawUDP(t, h.Outside, "wan0", mac, nil, netip.MustParseAddr(RouterIP), dst, port); err != nil {
+		t.Fatalf("raw frame to %s:%d: %v", dst, port, err)
+	}
+}
+
+// rawUDP sends one UDP datagram "hi" as a raw Ethernet frame out of ifname
+// in the namespace ns, with any source MAC (nil: the interface's) and
+// source address: what a sandbox or a LAN host could put on the wire.
+func rawUDP(t *testing.T, ns, ifname string, dstMAC, srcMAC net.HardwareAddr, srcIP, dst netip.Addr, port uint16) error {
+	t.Helper()
+	return testutil.InNetns(t, ns, func() error {
+		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return err
+		}
+		if srcMAC == nil {
+			srcMAC = ifi.HardwareAddr
 		}
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
 		if err != nil {
 			return err
 		}
 		defer unix.Close(fd)
-		src := netip.MustParseAddr(RouterIP).As4()
+		src := srcIP.As4()
 		d := dst.As4()
 		payload := []byte("hi")
 		udp := make([]byte, 8+len(payload))
@@ -216,12 +229,9 @@ func sendRawUDP(t *testing.T, h *Host, dst netip.Addr, port uint16) {
 			sum = sum&0xffff + sum>>16
 		}
 		binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
-		frame := append(append(append(append([]byte{}, mac...), ifi.HardwareAddr...), 0x08, 0x00), append(ip, udp...)...)
+		frame := append(append(append(append([]byte{}, dstMAC...), srcMAC...), 0x08, 0x00), append(ip, udp...)...)
 		addr := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
-		copy(addr.Addr[:], mac)
+		copy(addr.Addr[:], dstMAC)
 		return unix.Sendto(fd, frame, 0, addr)
 	})
-	if err != nil {
-		t.Fatalf("raw frame to %s:%d: %v", dst, port, err)
-	}
 }

@@ -1,0 +1,195 @@
+package firewall
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+
+	gnft "github.com/google/nftables"
+	"golang.org/x/sys/unix"
+	"sigs.k8s.io/knftables"
+)
+
+// Anti-spoofing lives in a second table, `bridge pontoon`: only the bridge
+// family sees frames with the sandbox's bridge port as input interface and
+// their Ethernet header intact. Each endpoint is three set elements (its
+// port; port . MAC; port . MAC . IPv4), written over netlink on attach; the
+// rules are static, so the per-frame and per-attach costs do not grow with
+// the number of sandboxes.
+const (
+	setGuardPorts = "ports"       // host ends of guarded endpoints
+	setGuardMAC   = "port-mac"    // port . the endpoint's MAC
+	setGuardIP    = "port-mac-ip" // port . MAC . the endpoint's IPv4
+	chainGuardIn  = "anti-spoof"
+)
+
+// Guarded is one endpoint's identity on its bridge port: frames from Port
+// must carry MAC as source, and IPv4 or ARP frames IP as sender.
+type Guarded struct {
+	Port string
+	MAC  net.HardwareAddr
+	IP   netip.Addr
+}
+
+func buildGuard(tx *knftables.Transaction, gs []Guarded) {
+	tx.Add(&knftables.Table{})
+	tx.Delete(&knftables.Table{})
+	tx.Add(&knftables.Table{Comment: knftables.PtrTo(tableComment)})
+	tx.Add(&knftables.Set{Name: setGuardPorts, Type: "ifname", Comment: knftables.PtrTo("bridge ports of guarded endpoints")})
+	tx.Add(&knftables.Set{Name: setGuardMAC, Type: "ifname . ether_addr", Comment: knftables.PtrTo("port . the endpoint's MAC")})
+	tx.Add(&knftables.Set{Name: setGuardIP, Type: "ifname . ether_addr . ipv4_addr", Comment: knftables.PtrTo("port . MAC . the endpoint's address")})
+	tx.Add(&knftables.Chain{Name: chainGuardIn, Type: knftables.PtrTo(knftables.FilterType),
+		Hook: knftables.PtrTo(knftables.PreroutingHook), Priority: knftables.PtrTo(knftables.FilterPriority),
+		Comment: knftables.PtrTo("frames from a sandbox carry its own MAC and address")})
+	tx.Add(rule(chainGuardIn, "iifname != @"+setGuardPorts+" accept", "not a sandbox's port"))
+	tx.Add(rule(chainGuardIn, "iifname . ether saddr != @"+setGuardMAC+" drop", "source MAC is not the endpoint's"))
+	tx.Add(rule(chainGuardIn, "ether type ip iifname . ether saddr . ip saddr != @"+setGuardIP+" drop", "source address is not the endpoint's"))
+	tx.Add(rule(chainGuardIn, "ether type arp iifname . ether saddr . arp saddr ip != @"+setGuardIP+" drop", "ARP sender is not the endpoint"))
+	// pontoon networks are IPv4 and sandbox ends have no IPv6 address
+	// (addrgenmode none): IPv6 from a sandbox could only be spoofed.
+	tx.Add(rule(chainGuardIn, "ether type ip6 drop", "no IPv6 on pontoon networks"))
+	sorted := slices.Clone(gs)
+	slices.SortFunc(sorted, func(a, b Guarded) int { return strings.Compare(a.Port, b.Port) })
+	for _, g := range sorted {
+		for _, e := range guardElements(g) {
+			tx.Add(e)
+		}
+	}
+}
+
+func guardElements(g Guarded) []*knftables.Element {
+	port := `"` + g.Port + `"`
+	mac := g.MAC.String()
+	return []*knftables.Element{
+		{Set: setGuardPorts, Key: []string{port}},
+		{Set: setGuardMAC, Key: []string{port, mac}},
+		{Set: setGuardIP, Key: []string{port, mac, g.IP.String()}},
+	}
+}
+
+// guardWriter adds and removes one endpoint's elements between Syncs.
+type guardWriter interface {
+	write(ctx context.Context, add bool, gs []Guarded) error
+}
+
+type knftGuards struct{ nft knftables.Interface }
+
+func (w knftGuards) write(ctx context.Context, add bool, gs []Guarded) error {
+	tx := w.nft.NewTransaction()
+	for _, g := range gs {
+		for _, e := range guardElements(g) {
+			if add {
+				tx.Add(e)
+			} else {
+				tx.Delete(e)
+			}
+		}
+	}
+	return w.nft.Run(ctx, tx)
+}
+
+// netlinkGuards writes the elements in one netlink transaction over a
+// lasting connection in the firewall's namespace (as netlinkElements).
+type netlinkGuards struct {
+	mu   sync.Mutex
+	nsFd int
+	conn *gnft.Conn
+}
+
+// In a concatenation each field takes a multiple of 4 bytes: ifname is
+// IFNAMSIZ (16) bytes, a MAC 6 bytes padded to 8.
+func ifnameField(s string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, s)
+	return b
+}
+
+func macField(m net.HardwareAddr) []byte { return append(append([]byte{}, m...), 0, 0) }
+
+func (w *netlinkGuards) write(_ context.Context, add bool, gs []Guarded) error {
+	if len(gs) == 0 {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	err := w.send(add, gs)
+	if err == nil || add {
+		return err
+	}
+	var errs []error // removal is idempotent: retry one by one
+	for _, g := range gs {
+		if err := w.send(false, []Guarded{g}); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (w *netlinkGuards) send(add bool, gs []Guarded) error {
+	if w.conn == nil {
+		c, err := gnft.New(gnft.WithNetNSFd(w.nsFd), gnft.AsLasting())
+		if err != nil {
+			return err
+		}
+		w.conn = c
+	}
+	c := w.conn
+	tbl := &gnft.Table{Name: TableName, Family: gnft.TableFamilyBridge}
+	sets := map[string][]gnft.SetElement{}
+	for _, g := range gs {
+		port, mac := ifnameField(g.Port), macField(g.MAC)
+		ip := g.IP.As4()
+		sets[setGuardPorts] = append(sets[setGuardPorts], gnft.SetElement{Key: port})
+		sets[setGuardMAC] = append(sets[setGuardMAC], gnft.SetElement{Key: append(slices.Clone(port), mac...)})
+		sets[setGuardIP] = append(sets[setGuardIP], gnft.SetElement{Key: append(append(slices.Clone(port), mac...), ip[:]...)})
+	}
+	for name, els := range sets {
+		set := &gnft.Set{Table: tbl, Name: name}
+		var err error
+		if add {
+			err = c.SetAddElements(set, els)
+		} else {
+			err = c.SetDeleteElements(set, els)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := c.Flush(); err != nil {
+		_ = c.CloseLasting()
+		w.conn = nil
+		return err
+	}
+	return nil
+}
+
+func (f *nft) Guard(ctx context.Context, gs []Guarded) error {
+	if err := f.guards.write(ctx, true, gs); err != nil {
+		return fmt.Errorf("anti-spoofing: %w", err)
+	}
+	return nil
+}
+
+func (f *nft) Unguard(ctx context.Context, gs []Guarded) error {
+	if err := f.guards.write(ctx, false, gs); err != nil {
+		return fmt.Errorf("anti-spoofing: %w", err)
+	}
+	return nil
+}
+
+// syncGuard rewrites table bridge pontoon in one transaction.
+func (f *nft) syncGuard(ctx context.Context, gs []Guarded) error {
+	tx := f.br.NewTransaction()
+	buildGuard(tx, gs)
+	f.log.Debug("nft transaction", "table", "bridge "+TableName, "text", tx.String())
+	if err := f.br.Run(ctx, tx); err != nil {
+		return fmt.Errorf("apply table bridge %s: %w", TableName, err)
+	}
+	return nil
+}
