@@ -69,6 +69,9 @@ func (e portElement) netlink() (string, gnft.SetElement) {
 	return mapPortsAny, gnft.SetElement{Key: key, Val: val}
 }
 
+// elementChunk bounds the elements of one netlink message.
+const elementChunk = 256
+
 // elementWriter adds and removes published-port elements.
 type elementWriter interface {
 	write(ctx context.Context, add bool, es []portElement) error
@@ -147,13 +150,18 @@ func (w *netlinkElements) send(add bool, es []portElement) error {
 	}
 	for name, els := range byMap {
 		set := &gnft.Set{Table: tbl, Name: name, IsMap: true}
-		if add {
-			err = c.SetAddElements(set, els)
-		} else {
-			err = c.SetDeleteElements(set, els)
-		}
-		if err != nil {
-			return err
+		// One netlink message per chunk, all in one transaction: a single
+		// message with thousands of elements is more than the kernel takes
+		// (5000 failed here; nft splits its batches the same way).
+		for chunk := range slices.Chunk(els, elementChunk) {
+			if add {
+				err = c.SetAddElements(set, chunk)
+			} else {
+				err = c.SetDeleteElements(set, chunk)
+			}
+			if err != nil {
+				return err
+			}
 		}
 	}
 	if err := c.Flush(); err != nil {

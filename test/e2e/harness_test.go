@@ -302,7 +302,7 @@ func (s *TCPServer) Peers() []string {
 
 // ServeTCP starts a TCP server in a namespace (the socket is created on a
 // thread inside it and stays bound to it).
-func ServeTCP(t *testing.T, ns, addr string) *TCPServer {
+func ServeTCP(t testing.TB, ns, addr string) *TCPServer {
 	t.Helper()
 	var l net.Listener
 	if err := testutil.InNetns(t, ns, func() (err error) {
