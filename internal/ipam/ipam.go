@@ -26,18 +26,34 @@ type Reservations interface {
 	SetCursor(network string, ip netip.Addr) error
 }
 
-// DefaultSubnet is the default network's subnet unless it overlaps the host.
-var DefaultSubnet = netip.MustParsePrefix("10.88.0.0/16")
+// Default address plan, all inside 10.0.0.0/8 (RFC 1918), laid out like
+// Podman's (10.88.0.0/16 default, /24s from 10.89.0.0 up for others):
+//
+//   - the default network gets DefaultSubnet, unless it overlaps a network
+//     or route the host already has; then the engine picks from the pool;
+//   - networks created without --subnet get a /DefaultPoolBits from
+//     DefaultPool, the first that overlaps nothing (PickSubnet).
+//
+// The pool leaves out 10.96.0.0/12, Kubernetes' default service range:
+// service addresses have no host route, so overlap detection cannot see
+// them, and pontoon also runs as a CNI plugin on Kubernetes nodes.
+// What is left holds 23 × 256 = 5888 /24 networks.
+var (
+	DefaultSubnet = netip.MustParsePrefix("10.88.0.0/16")
+	DefaultPool   = func() []netip.Prefix {
+		var p []netip.Prefix
+		for b := 89; b <= 127; b++ {
+			if b >= 96 && b <= 111 { // 10.96.0.0/12
+				continue
+			}
+			p = append(p, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(b), 0, 0}), 16))
+		}
+		return p
+	}()
+)
 
-// DefaultPool is where subnets of networks created without --subnet come
-// from (as /24s by default): 10.89.0.0 – 10.127.255.255, all inside 10/8.
-var DefaultPool = func() []netip.Prefix {
-	var p []netip.Prefix
-	for b := 89; b <= 127; b++ {
-		p = append(p, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(b), 0, 0}), 16))
-	}
-	return p
-}()
+// DefaultPoolBits is the prefix length of subnets picked from the pool.
+const DefaultPoolBits = 24
 
 func u32(a netip.Addr) uint32 {
 	b := a.As4()
@@ -49,23 +65,32 @@ func addr(v uint32) netip.Addr {
 }
 
 // bounds returns the first and last usable address of n's allocation range:
-// never the subnet's network or broadcast address.
-func bounds(n *model.Network) (lo, hi uint32) {
+// never the subnet's network or broadcast address, never outside the subnet.
+func bounds(n *model.Network) (lo, hi uint32, err error) {
 	r := n.AllocRange()
+	if !n.Subnet.Addr().Is4() || !r.Addr().Is4() {
+		return 0, 0, model.Invalidf("network %s has no IPv4 subnet (%v): pontoon allocates IPv4 addresses only", n.Name, r)
+	}
 	lo, hi = u32(r.Masked().Addr()), u32(model.Broadcast(r))
-	sLo, sHi := u32(n.Subnet.Masked().Addr()), u32(model.Broadcast(n.Subnet))
-	if lo == sLo {
-		lo++
-	}
-	if hi == sHi {
-		hi--
-	}
-	return lo, hi
+	lo = max(lo, u32(n.Subnet.Masked().Addr())+1)
+	hi = min(hi, u32(model.Broadcast(n.Subnet))-1)
+	return lo, hi, nil
 }
 
-// Allocate reserves the next free address of n for owner.
+// Allocate reserves for owner the next free address of n after the cursor
+// (next-fit, wrapping round the range), and moves the cursor to it. It
+// skips the subnet's network and broadcast addresses and the gateway.
+//
+// Cost: one point lookup per address it steps over. While addresses are
+// handed out in order that is one lookup; it only scans when the range is
+// nearly full and fragmented. A just-released address is handed out again
+// only after the cursor has gone round, so stale ARP entries for it age out
+// first.
 func Allocate(r Reservations, n *model.Network, owner string) (netip.Addr, error) {
-	lo, hi := bounds(n)
+	lo, hi, err := bounds(n)
+	if err != nil {
+		return netip.Addr{}, err
+	}
 	if hi < lo {
 		return netip.Addr{}, model.Exhaustedf("network %s has no usable address in %s: create a network with a larger subnet", n.Name, n.AllocRange())
 	}
@@ -73,18 +98,18 @@ func Allocate(r Reservations, n *model.Network, owner string) (netip.Addr, error
 	start := lo
 	if c, err := r.Cursor(n.Name); err != nil {
 		return netip.Addr{}, err
-	} else if c.IsValid() && c.Is4() {
+	} else if c.Is4() {
 		if cv := u32(c); cv >= lo && cv < hi {
 			start = cv + 1
 		}
 	}
-	gw := uint32(0)
-	if n.Gateway.IsValid() {
+	gw, hasGW := uint32(0), n.Gateway.Is4()
+	if hasGW {
 		gw = u32(n.Gateway)
 	}
 	v := start
-	for i := uint64(0); i < size; i++ {
-		if v != gw {
+	for range size {
+		if !hasGW || v != gw {
 			a := addr(v)
 			_, held, err := r.Reservation(n.Name, a)
 			if err != nil {
@@ -107,15 +132,21 @@ func Allocate(r Reservations, n *model.Network, owner string) (netip.Addr, error
 		}
 	}
 	used := size
-	if gw >= lo && gw <= hi {
+	if hasGW && gw >= lo && gw <= hi {
 		used--
 	}
 	return netip.Addr{}, model.Exhaustedf("network %s has no free address left in %s (%d in use): remove a sandbox from it or create a network with a larger subnet", n.Name, n.AllocRange(), used)
 }
 
-// ReserveStatic reserves an address a user asked for. name turns the owner
-// ID of a conflicting reservation into words for the error ("sandbox a");
-// nil prints the ID.
+// ReserveStatic reserves an address a user asked for (--ip): it must pass
+// model.CheckStaticIP (inside the subnet and ip-range, not the network,
+// broadcast or gateway address: else ErrInvalid). Reserving an address
+// owner already holds is success.
+//
+// When another owner holds it, the error is an ErrConflict that names the
+// holder: name turns the holder's owner ID (an endpoint ID) into words for
+// people, e.g. "sandbox web"; nil prints the ID. The caller resolves the
+// name because only it knows what owner IDs stand for.
 func ReserveStatic(r Reservations, n *model.Network, ip netip.Addr, owner string, name func(owner string) string) error {
 	if err := model.CheckStaticIP(n, ip); err != nil {
 		return err
@@ -134,14 +165,18 @@ func ReserveStatic(r Reservations, n *model.Network, ip netip.Addr, owner string
 	return r.Reserve(n.Name, ip, owner)
 }
 
-// ErrNoSubnet is returned by PickSubnet when the pool is full.
+// ErrNoSubnet is returned by PickSubnet when the pool is full; the error
+// is also an model.ErrExhausted.
 var ErrNoSubnet = errors.New("no free subnet in the pool")
 
 // PickSubnet returns the first prefix of length bits inside pool (in order)
-// that overlaps none of taken.
+// that overlaps none of taken (the subnets of existing networks and the
+// host's routes and addresses). Pool entries longer than bits (too small
+// to hold such a prefix) are skipped; a taken prefix larger than bits is
+// jumped over in one step.
 func PickSubnet(pool []netip.Prefix, bits int, taken []netip.Prefix) (netip.Prefix, error) {
 	for _, p := range pool {
-		if bits < p.Bits() || bits > 32 {
+		if !p.Addr().Is4() || bits < p.Bits() || bits > 32 {
 			continue
 		}
 		step := uint64(1) << (32 - bits)
@@ -168,5 +203,5 @@ func PickSubnet(pool []netip.Prefix, bits int, taken []netip.Prefix) (netip.Pref
 			}
 		}
 	}
-	return netip.Prefix{}, fmt.Errorf("%w (/%d)", ErrNoSubnet, bits)
+	return netip.Prefix{}, fmt.Errorf("%w: every /%d of the pool overlaps a network or route the host has (%w)", ErrNoSubnet, bits, model.ErrExhausted)
 }

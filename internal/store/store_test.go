@@ -2,12 +2,17 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	bolt "go.etcd.io/bbolt"
 
 	"pontoon/internal/model"
 )
@@ -17,161 +22,670 @@ var netipEqual = []cmp.Option{
 	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 }
 
-// Every test runs against both implementations: they must agree.
-func forEach(t *testing.T, fn func(t *testing.T, s Store)) {
-	t.Run("memory", func(t *testing.T) { fn(t, NewMemory()) })
-	t.Run("bolt", func(t *testing.T) {
+// impls are the implementations under test: every conformance test runs
+// against each, so they must agree.
+var impls = []struct {
+	name string
+	open func(t testing.TB) Store
+}{
+	{"memory", func(testing.TB) Store { return NewMemory() }},
+	{"bolt", func(t testing.TB) Store {
 		s, err := Open(filepath.Join(t.TempDir(), "state.db"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.Close()
-		fn(t, s)
-	})
+		t.Cleanup(func() { s.Close() })
+		return s
+	}},
 }
 
-func TestObjects(t *testing.T) {
+func forEach(t *testing.T, fn func(t *testing.T, s Store)) {
+	for _, impl := range impls {
+		t.Run(impl.name, func(t *testing.T) { fn(t, impl.open(t)) })
+	}
+}
+
+func update(t *testing.T, s Store, fn func(Tx) error) {
+	t.Helper()
+	if err := s.Update(fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func view(t *testing.T, s Store, fn func(Tx) error) {
+	t.Helper()
+	if err := s.View(fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+func TestNetworks(t *testing.T) {
 	forEach(t, func(t *testing.T, s Store) {
-		n := &model.Network{Name: "net", Subnet: netip.MustParsePrefix("10.90.1.0/24"), Labels: map[string]string{"a": "b"}}
-		sb := &model.Sandbox{Name: "sb", Kind: model.KindPontoon}
-		eps := []*model.Endpoint{
-			{ID: "1", Sandbox: "sb", Network: "net", IfName: "eth10", IP: netip.MustParseAddr("10.90.1.2")},
-			{ID: "2", Sandbox: "sb", Network: "z", IfName: "eth2"},
-			{ID: "3", Sandbox: "sb", Network: "a", IfName: "eth0"},
-			{ID: "4", Sandbox: "other", Network: "net", IfName: "eth0"},
+		mk := func(name string) *model.Network {
+			return &model.Network{
+				ID: "id-" + name, Name: name, Driver: model.DriverBridge, Bridge: "br-" + name,
+				Subnet: netip.MustParsePrefix("10.90.1.0/24"), Gateway: addr("10.90.1.1"),
+				IPRange: netip.MustParsePrefix("10.90.1.128/25"), ICC: true, MTU: 1500,
+				Labels: map[string]string{"a": "b"}, Created: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+			}
 		}
-		if err := s.Update(func(tx Tx) error {
+		update(t, s, func(tx Tx) error {
+			for _, name := range []string{"zeta", "alpha", "mid"} {
+				if err := tx.PutNetwork(mk(name)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		view(t, s, func(tx Tx) error {
+			got, err := tx.Network("alpha")
+			if err != nil || !cmp.Equal(got, mk("alpha"), netipEqual...) {
+				t.Errorf("Network: %v %s", err, cmp.Diff(mk("alpha"), got, netipEqual...))
+			}
+			got.Labels["a"] = "changed" // a copy: the store must not see it
+			again, _ := tx.Network("alpha")
+			if again.Labels["a"] != "b" {
+				t.Errorf("returned object aliases the store")
+			}
+			all, err := tx.Networks()
+			if err != nil || names(all, func(n *model.Network) string { return n.Name }) != "alpha,mid,zeta" {
+				t.Errorf("Networks: %v %v", names(all, func(n *model.Network) string { return n.Name }), err)
+			}
+			_, err = tx.Network("nope")
+			if !errors.Is(err, model.ErrNotFound) || !strings.Contains(err.Error(), "`pontoon network ls`") || !strings.Contains(err.Error(), `"nope"`) {
+				t.Errorf("missing network: %v", err)
+			}
+			return nil
+		})
+		update(t, s, func(tx Tx) error {
+			n := mk("mid")
+			n.MTU = 9000
 			if err := tx.PutNetwork(n); err != nil {
 				return err
 			}
-			if err := tx.PutSandbox(sb); err != nil {
+			if err := tx.DeleteNetwork("zeta"); err != nil {
 				return err
 			}
+			return tx.DeleteNetwork("never-existed") // missing is success
+		})
+		view(t, s, func(tx Tx) error {
+			if n, _ := tx.Network("mid"); n == nil || n.MTU != 9000 {
+				t.Errorf("update not kept: %+v", n)
+			}
+			if _, err := tx.Network("zeta"); !errors.Is(err, model.ErrNotFound) {
+				t.Errorf("deleted network: %v", err)
+			}
+			all, _ := tx.Networks()
+			if len(all) != 2 {
+				t.Errorf("after delete: %d networks", len(all))
+			}
+			return nil
+		})
+	})
+}
+
+func names[T any](xs []T, name func(T) string) string {
+	var s []string
+	for _, x := range xs {
+		s = append(s, name(x))
+	}
+	return strings.Join(s, ",")
+}
+
+func TestSandboxes(t *testing.T) {
+	forEach(t, func(t *testing.T, s Store) {
+		mk := func(name string) *model.Sandbox {
+			return &model.Sandbox{ID: "id-" + name, Name: name, Kind: model.KindNetns, Netns: "/run/netns/" + name,
+				PID: 42, NetnsIno: 7, Labels: map[string]string{"k": "v"}, State: model.SandboxReady,
+				Created: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+		}
+		update(t, s, func(tx Tx) error {
+			for _, name := range []string{"web", "db", "cache"} {
+				if err := tx.PutSandbox(mk(name)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		view(t, s, func(tx Tx) error {
+			got, err := tx.Sandbox("db")
+			if err != nil || !cmp.Equal(got, mk("db")) {
+				t.Errorf("Sandbox: %v %s", err, cmp.Diff(mk("db"), got))
+			}
+			all, _ := tx.Sandboxes()
+			if got := names(all, func(s *model.Sandbox) string { return s.Name }); got != "cache,db,web" {
+				t.Errorf("Sandboxes: %s", got)
+			}
+			_, err = tx.Sandbox("nope")
+			if !errors.Is(err, model.ErrNotFound) || !strings.Contains(err.Error(), "`pontoon sandbox ls`") {
+				t.Errorf("missing sandbox: %v", err)
+			}
+			return nil
+		})
+		update(t, s, func(tx Tx) error {
+			if err := tx.DeleteSandbox("db"); err != nil {
+				return err
+			}
+			return tx.DeleteSandbox("db") // again: missing is success
+		})
+		view(t, s, func(tx Tx) error {
+			if _, err := tx.Sandbox("db"); !errors.Is(err, model.ErrNotFound) {
+				t.Errorf("deleted sandbox: %v", err)
+			}
+			return nil
+		})
+	})
+}
+
+func TestEndpoints(t *testing.T) {
+	forEach(t, func(t *testing.T, s Store) {
+		eps := []*model.Endpoint{
+			{ID: "1", Sandbox: "sb", Network: "net", IfName: "eth10", IP: addr("10.90.1.2"), Gateway: addr("10.90.1.1"),
+				Prefix: 24, Aliases: []string{"x"}, Ports: []model.PortMapping{{}}, State: model.StateReady},
+			{ID: "2", Sandbox: "sb", Network: "z", IfName: "eth2"},
+			{ID: "3", Sandbox: "sb", Network: "a", IfName: "eth0"},
+			{ID: "4", Sandbox: "sb", Network: "b", IfName: "eth1"},
+			{ID: "5", Sandbox: "other", Network: "net", IfName: "eth0"},
+			{ID: "6", Sandbox: "sb2", Network: "net", IfName: "eth0"},
+			{ID: "7", Sandbox: "s", Network: "net", IfName: "eth0"}, // "s" is a prefix of "sb": scans must not mix them
+		}
+		update(t, s, func(tx Tx) error {
 			for _, e := range eps {
 				if err := tx.PutEndpoint(e); err != nil {
 					return err
 				}
 			}
-			return tx.SetMeta("schema", "1")
-		}); err != nil {
-			t.Fatal(err)
-		}
-		_ = s.View(func(tx Tx) error {
-			got, err := tx.Network("net")
-			if err != nil || !cmp.Equal(got, n, netipEqual...) {
-				t.Fatalf("network: %v %s", err, cmp.Diff(n, got, netipEqual...))
+			return nil
+		})
+		id := func(e *model.Endpoint) string { return e.ID }
+		view(t, s, func(tx Tx) error {
+			got, err := tx.Endpoint("sb", "net")
+			if err != nil || !cmp.Equal(got, eps[0], netipEqual...) {
+				t.Errorf("Endpoint: %v %s", err, cmp.Diff(eps[0], got, netipEqual...))
 			}
-			if _, err := tx.Network("nope"); !errors.Is(err, model.ErrNotFound) || !strings.Contains(err.Error(), "pontoon network ls") {
-				t.Fatalf("missing network: %v", err)
+			if _, err := tx.Endpoint("sb", "nope"); !errors.Is(err, model.ErrNotFound) {
+				t.Errorf("missing endpoint: %v", err)
 			}
-			if _, err := tx.Sandbox("nope"); !errors.Is(err, model.ErrNotFound) {
-				t.Fatalf("missing sandbox: %v", err)
+			all, _ := tx.Endpoints() // by sandbox, then network
+			if got := names(all, id); got != "5,7,3,4,1,2,6" {
+				t.Errorf("Endpoints order %s", got)
 			}
-			of, _ := tx.EndpointsOfSandbox("sb")
-			var names []string
-			for _, e := range of {
-				names = append(names, e.IfName)
+			of, _ := tx.EndpointsOfSandbox("sb") // by interface index: eth2 before eth10
+			if got := names(of, func(e *model.Endpoint) string { return e.IfName }); got != "eth0,eth1,eth2,eth10" {
+				t.Errorf("EndpointsOfSandbox order %s", got)
 			}
-			if strings.Join(names, ",") != "eth0,eth2,eth10" {
-				t.Fatalf("order %v", names)
+			on, _ := tx.EndpointsOnNetwork("net") // by sandbox
+			if got := names(on, func(e *model.Endpoint) string { return e.Sandbox }); got != "other,s,sb,sb2" {
+				t.Errorf("EndpointsOnNetwork order %s", got)
 			}
-			on, _ := tx.EndpointsOnNetwork("net")
-			if len(on) != 2 || on[0].Sandbox != "other" || on[1].Sandbox != "sb" {
-				t.Fatalf("on network: %+v", on)
-			}
-			if v, _ := tx.Meta("schema"); v != "1" {
-				t.Fatalf("meta %q", v)
-			}
-			if err := tx.PutSandbox(sb); !errors.Is(err, ErrReadOnly) {
-				t.Fatalf("write in View: %v", err)
+			if none, err := tx.EndpointsOfSandbox("nobody"); err != nil || len(none) != 0 {
+				t.Errorf("no endpoints: %v %v", none, err)
 			}
 			return nil
 		})
-		if err := s.Update(func(tx Tx) error { return tx.DeleteEndpoint("other", "net") }); err != nil {
-			t.Fatal(err)
-		}
-		_ = s.View(func(tx Tx) error {
+		update(t, s, func(tx Tx) error {
+			if err := tx.DeleteEndpoint("other", "net"); err != nil {
+				return err
+			}
+			return tx.DeleteEndpoint("other", "net") // missing is success
+		})
+		view(t, s, func(tx Tx) error {
 			on, _ := tx.EndpointsOnNetwork("net")
-			if len(on) != 1 {
-				t.Fatalf("index not updated: %+v", on)
+			if got := names(on, func(e *model.Endpoint) string { return e.Sandbox }); got != "s,sb,sb2" {
+				t.Errorf("index after delete: %s", got)
 			}
 			return nil
 		})
 	})
 }
 
-func TestRollbackAndReservations(t *testing.T) {
+func TestMeta(t *testing.T) {
 	forEach(t, func(t *testing.T, s Store) {
-		ip := netip.MustParseAddr("10.90.1.5")
+		update(t, s, func(tx Tx) error {
+			if v, err := tx.Meta("schema"); v != "" || err != nil {
+				t.Errorf("unset meta: %q %v", v, err)
+			}
+			return tx.SetMeta("schema", "1")
+		})
+		view(t, s, func(tx Tx) error {
+			if v, _ := tx.Meta("schema"); v != "1" {
+				t.Errorf("meta %q", v)
+			}
+			return nil
+		})
+	})
+}
+
+// Every write method fails in a View, and leaves nothing.
+func TestViewIsReadOnly(t *testing.T) {
+	forEach(t, func(t *testing.T, s Store) {
+		ip := addr("10.90.1.5")
+		update(t, s, func(tx Tx) error { return tx.PutNetwork(&model.Network{Name: "n"}) })
+		writes := map[string]func(Tx) error{
+			"PutNetwork":     func(tx Tx) error { return tx.PutNetwork(&model.Network{Name: "m"}) },
+			"DeleteNetwork":  func(tx Tx) error { return tx.DeleteNetwork("n") },
+			"PutSandbox":     func(tx Tx) error { return tx.PutSandbox(&model.Sandbox{Name: "s"}) },
+			"DeleteSandbox":  func(tx Tx) error { return tx.DeleteSandbox("s") },
+			"PutEndpoint":    func(tx Tx) error { return tx.PutEndpoint(&model.Endpoint{Sandbox: "s", Network: "n"}) },
+			"DeleteEndpoint": func(tx Tx) error { return tx.DeleteEndpoint("s", "n") },
+			"Reserve":        func(tx Tx) error { return tx.Reserve("n", ip, "o") },
+			"Release":        func(tx Tx) error { return tx.Release("n", ip) },
+			"SetCursor":      func(tx Tx) error { return tx.SetCursor("n", ip) },
+			"SetMeta":        func(tx Tx) error { return tx.SetMeta("k", "v") },
+		}
+		for name, w := range writes {
+			if err := s.View(w); !errors.Is(err, ErrReadOnly) {
+				t.Errorf("%s in View: %v, want ErrReadOnly", name, err)
+			}
+		}
+		view(t, s, func(tx Tx) error {
+			if ns, _ := tx.Networks(); len(ns) != 1 {
+				t.Errorf("View changed networks: %d", len(ns))
+			}
+			if _, ok, _ := tx.Reservation("n", ip); ok {
+				t.Errorf("View reserved")
+			}
+			return nil
+		})
+	})
+}
+
+// An Update whose fn fails leaves nothing behind — writes, overwrites and
+// deletes alike — and fn sees its own writes while it runs.
+func TestRollback(t *testing.T) {
+	forEach(t, func(t *testing.T, s Store) {
+		ip := addr("10.90.1.5")
+		update(t, s, func(tx Tx) error {
+			if err := tx.PutNetwork(&model.Network{Name: "kept", MTU: 1500}); err != nil {
+				return err
+			}
+			if err := tx.PutSandbox(&model.Sandbox{Name: "sb"}); err != nil {
+				return err
+			}
+			if err := tx.PutEndpoint(&model.Endpoint{Sandbox: "sb", Network: "kept", IfName: "eth0"}); err != nil {
+				return err
+			}
+			if err := tx.Reserve("kept", ip, "a"); err != nil {
+				return err
+			}
+			return tx.SetCursor("kept", ip)
+		})
 		boom := errors.New("boom")
 		err := s.Update(func(tx Tx) error {
-			_ = tx.PutNetwork(&model.Network{Name: "n"})
-			_ = tx.Reserve("n", ip, "a")
+			steps := []error{
+				tx.PutNetwork(&model.Network{Name: "new"}),
+				tx.PutNetwork(&model.Network{Name: "kept", MTU: 9000}),
+				tx.DeleteSandbox("sb"),
+				tx.DeleteEndpoint("sb", "kept"),
+				tx.PutEndpoint(&model.Endpoint{Sandbox: "sb2", Network: "kept", IfName: "eth0"}),
+				tx.Release("kept", ip),
+				tx.Reserve("kept", addr("10.90.1.6"), "b"),
+				tx.Reserve("new", ip, "c"),
+				tx.SetCursor("kept", addr("10.90.1.6")),
+				tx.SetMeta("k", "v"),
+			}
+			if err := errors.Join(steps...); err != nil {
+				return err
+			}
+			// Read your own writes, in point reads and in scans.
+			if n, err := tx.Network("kept"); err != nil || n.MTU != 9000 {
+				t.Errorf("own write: %+v %v", n, err)
+			}
+			if _, err := tx.Sandbox("sb"); !errors.Is(err, model.ErrNotFound) {
+				t.Errorf("own delete: %v", err)
+			}
+			if on, _ := tx.EndpointsOnNetwork("kept"); names(on, func(e *model.Endpoint) string { return e.Sandbox }) != "sb2" {
+				t.Errorf("own endpoint writes in scan: %v", on)
+			}
+			if res, _ := tx.Reservations("kept"); len(res) != 1 || res[addr("10.90.1.6")] != "b" {
+				t.Errorf("own reservations: %v", res)
+			}
+			if ns, _ := tx.Networks(); len(ns) != 2 {
+				t.Errorf("own networks: %d", len(ns))
+			}
 			return boom
 		})
 		if !errors.Is(err, boom) {
-			t.Fatal(err)
+			t.Fatalf("Update returned %v", err)
 		}
-		_ = s.View(func(tx Tx) error {
-			if _, err := tx.Network("n"); err == nil {
-				t.Fatal("failed Update left a network")
+		view(t, s, func(tx Tx) error {
+			if ns, _ := tx.Networks(); len(ns) != 1 || ns[0].Name != "kept" || ns[0].MTU != 1500 {
+				t.Errorf("networks after rollback: %+v", ns)
 			}
-			if _, ok, _ := tx.Reservation("n", ip); ok {
-				t.Fatal("failed Update left a reservation")
+			if _, err := tx.Sandbox("sb"); err != nil {
+				t.Errorf("delete not rolled back: %v", err)
+			}
+			if eps, _ := tx.Endpoints(); len(eps) != 1 || eps[0].Sandbox != "sb" {
+				t.Errorf("endpoints after rollback: %+v", eps)
+			}
+			if on, _ := tx.EndpointsOnNetwork("kept"); len(on) != 1 || on[0].Sandbox != "sb" {
+				t.Errorf("endpoint index after rollback: %+v", on)
+			}
+			if res, _ := tx.Reservations("kept"); len(res) != 1 || res[ip] != "a" {
+				t.Errorf("reservations after rollback: %v", res)
+			}
+			if res, _ := tx.Reservations("new"); len(res) != 0 {
+				t.Errorf("reservations of a rolled-back network: %v", res)
+			}
+			if c, _ := tx.Cursor("kept"); c != ip {
+				t.Errorf("cursor after rollback: %v", c)
+			}
+			if v, _ := tx.Meta("k"); v != "" {
+				t.Errorf("meta after rollback: %q", v)
 			}
 			return nil
 		})
-		if err := s.Update(func(tx Tx) error {
-			if err := tx.PutNetwork(&model.Network{Name: "n"}); err != nil {
-				return err
-			}
-			if err := tx.Reserve("n", ip, "a"); err != nil {
-				return err
-			}
-			if err := tx.Reserve("n", ip, "a"); err != nil {
-				return err // same owner: fine
-			}
-			return tx.SetCursor("n", ip)
-		}); err != nil {
-			t.Fatal(err)
-		}
-		err = s.Update(func(tx Tx) error { return tx.Reserve("n", ip, "b") })
-		if !errors.Is(err, model.ErrConflict) {
-			t.Fatalf("double reservation: %v", err)
-		}
-		if err := s.Update(func(tx Tx) error { return tx.DeleteNetwork("n") }); err != nil {
-			t.Fatal(err)
-		}
-		_ = s.View(func(tx Tx) error {
-			res, _ := tx.Reservations("n")
-			c, _ := tx.Cursor("n")
-			if len(res) != 0 || c.IsValid() {
-				t.Fatalf("DeleteNetwork left %v / cursor %v", res, c)
+		// A panicking fn leaves nothing either.
+		func() {
+			defer func() { _ = recover() }()
+			_ = s.Update(func(tx Tx) error {
+				_ = tx.PutNetwork(&model.Network{Name: "panic"})
+				panic("boom")
+			})
+		}()
+		view(t, s, func(tx Tx) error {
+			if _, err := tx.Network("panic"); err == nil {
+				t.Errorf("panicking Update left a network")
 			}
 			return nil
 		})
 	})
 }
 
-func TestBoltReopenAndLock(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "state.db")
+func TestReservations(t *testing.T) {
+	forEach(t, func(t *testing.T, s Store) {
+		a, b := addr("10.90.1.5"), addr("10.90.1.6")
+		update(t, s, func(tx Tx) error {
+			if c, err := tx.Cursor("n"); c.IsValid() || err != nil {
+				t.Errorf("unset cursor: %v %v", c, err)
+			}
+			if _, ok, err := tx.Reservation("n", a); ok || err != nil {
+				t.Errorf("unreserved: %v %v", ok, err)
+			}
+			if err := tx.Reserve("n", a, "ep-a"); err != nil {
+				return err
+			}
+			if err := tx.Reserve("n", a, "ep-a"); err != nil {
+				return fmt.Errorf("same owner again: %w", err)
+			}
+			if err := tx.Reserve("n", b, "ep-b"); err != nil {
+				return err
+			}
+			if err := tx.Reserve("other", a, "ep-c"); err != nil { // per network
+				return err
+			}
+			return tx.SetCursor("n", b)
+		})
+		err := s.Update(func(tx Tx) error { return tx.Reserve("n", a, "ep-x") })
+		if !errors.Is(err, model.ErrConflict) || !strings.Contains(err.Error(), "ep-a") || !strings.Contains(err.Error(), "10.90.1.5") {
+			t.Errorf("conflict: %v", err)
+		}
+		view(t, s, func(tx Tx) error {
+			if o, ok, _ := tx.Reservation("n", a); !ok || o != "ep-a" {
+				t.Errorf("Reservation: %q %v", o, ok)
+			}
+			res, _ := tx.Reservations("n")
+			if want := map[netip.Addr]string{a: "ep-a", b: "ep-b"}; !cmp.Equal(res, want, netipEqual...) {
+				t.Errorf("Reservations: %v", res)
+			}
+			if c, _ := tx.Cursor("n"); c != b {
+				t.Errorf("cursor %v", c)
+			}
+			return nil
+		})
+		update(t, s, func(tx Tx) error {
+			if err := tx.Release("n", a); err != nil {
+				return err
+			}
+			if err := tx.Release("n", a); err != nil { // missing is success
+				return err
+			}
+			return tx.Reserve("n", a, "ep-x") // free again
+		})
+		// Non-IPv4 addresses are refused, not a panic.
+		for _, bad := range []netip.Addr{{}, addr("fd00::1")} {
+			if err := s.Update(func(tx Tx) error { return tx.Reserve("n", bad, "o") }); !errors.Is(err, model.ErrInvalid) {
+				t.Errorf("Reserve(%v): %v", bad, err)
+			}
+		}
+		update(t, s, func(tx Tx) error { return tx.SetCursor("n", netip.Addr{}) }) // zero clears
+		view(t, s, func(tx Tx) error {
+			if c, _ := tx.Cursor("n"); c.IsValid() {
+				t.Errorf("cursor not cleared: %v", c)
+			}
+			return nil
+		})
+	})
+}
+
+// DeleteNetwork takes the network's reservations and cursor with it, and
+// only those: not those of a network whose name it is a prefix of.
+func TestDeleteNetworkCleansUp(t *testing.T) {
+	forEach(t, func(t *testing.T, s Store) {
+		ip := addr("10.90.1.5")
+		update(t, s, func(tx Tx) error {
+			for _, n := range []string{"n", "n2", "n.x"} {
+				if err := errors.Join(tx.PutNetwork(&model.Network{Name: n}), tx.Reserve(n, ip, "o-"+n), tx.SetCursor(n, ip)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		update(t, s, func(tx Tx) error { return tx.DeleteNetwork("n") })
+		view(t, s, func(tx Tx) error {
+			if res, _ := tx.Reservations("n"); len(res) != 0 {
+				t.Errorf("DeleteNetwork left reservations %v", res)
+			}
+			if _, ok, _ := tx.Reservation("n", ip); ok {
+				t.Errorf("DeleteNetwork left a reservation")
+			}
+			if c, _ := tx.Cursor("n"); c.IsValid() {
+				t.Errorf("DeleteNetwork left cursor %v", c)
+			}
+			for _, other := range []string{"n2", "n.x"} {
+				if res, _ := tx.Reservations(other); res[ip] != "o-"+other {
+					t.Errorf("DeleteNetwork(n) touched %s: %v", other, res)
+				}
+				if c, _ := tx.Cursor(other); c != ip {
+					t.Errorf("DeleteNetwork(n) touched the cursor of %s", other)
+				}
+			}
+			return nil
+		})
+		// Re-created, the network starts empty; deleting it in a failed
+		// Update keeps its reservations.
+		update(t, s, func(tx Tx) error {
+			return errors.Join(tx.PutNetwork(&model.Network{Name: "n"}), tx.Reserve("n", ip, "new"))
+		})
+		_ = s.Update(func(tx Tx) error { _ = tx.DeleteNetwork("n"); return errors.New("boom") })
+		view(t, s, func(tx Tx) error {
+			if res, _ := tx.Reservations("n"); len(res) != 1 || res[ip] != "new" {
+				t.Errorf("re-created network: %v", res)
+			}
+			return nil
+		})
+	})
+}
+
+func TestBoltReopen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "not", "yet")
+	path := filepath.Join(dir, "state.db")
 	s, err := Open(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Update(func(tx Tx) error { return tx.PutNetwork(&model.Network{Name: "kept"}) }); err != nil {
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("state directory: %v %v", fi.Mode(), err)
+	}
+	ip := addr("10.90.1.5")
+	update(t, s, func(tx Tx) error {
+		return errors.Join(
+			tx.PutNetwork(&model.Network{Name: "kept"}),
+			tx.PutSandbox(&model.Sandbox{Name: "sb"}),
+			tx.PutEndpoint(&model.Endpoint{Sandbox: "sb", Network: "kept", IfName: "eth0"}),
+			tx.Reserve("kept", ip, "o"),
+			tx.SetCursor("kept", ip),
+			tx.SetMeta("schema", "1"))
+	})
+	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(path, nil); err == nil || !strings.Contains(err.Error(), "locked by another pontoon daemon") {
-		t.Fatalf("second open: %v", err)
-	}
-	s.Close()
 	s, err = Open(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.View(func(tx Tx) error { _, err := tx.Network("kept"); return err }); err != nil {
-		t.Fatalf("after reopen: %v", err)
+	view(t, s, func(tx Tx) error {
+		_, err1 := tx.Network("kept")
+		_, err2 := tx.Sandbox("sb")
+		on, err3 := tx.EndpointsOnNetwork("kept")
+		if err := errors.Join(err1, err2, err3); err != nil || len(on) != 1 {
+			t.Errorf("after reopen: %v %v", on, err)
+		}
+		o, _, _ := tx.Reservation("kept", ip)
+		c, _ := tx.Cursor("kept")
+		m, _ := tx.Meta("schema")
+		if o != "o" || c != ip || m != "1" {
+			t.Errorf("after reopen: owner %q cursor %v meta %q", o, c, m)
+		}
+		return nil
+	})
+}
+
+func TestBoltLockedByAnotherDaemon(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer s.Close()
+	start := time.Now()
+	s2, err := Open(path, nil)
+	if err == nil {
+		s2.Close()
+		t.Fatal("second Open of the same state file succeeded")
+	}
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), path+" is locked by another pontoon daemon; stop it or use --root") {
+		t.Errorf("second Open: %v", err)
+	}
+	if d := time.Since(start); d > 10*lockTimeout {
+		t.Errorf("second Open took %v: it must give up, not hang", d)
+	}
+}
+
+// A state file written with the first layout (one flat ipam bucket keyed
+// network\x00IP) is moved into per-network buckets when opened.
+func TestBoltMigratesFlatReservations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(btx *bolt.Tx) error {
+		b, err := btx.CreateBucket([]byte(bIPAM))
+		if err != nil {
+			return err
+		}
+		return errors.Join(
+			b.Put([]byte("n\x00\x0a\x5a\x01\x05"), []byte("o1")),
+			b.Put([]byte("n2\x00\x0a\x5a\x01\x05"), []byte("o2")))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	view(t, s, func(tx Tx) error {
+		r1, _ := tx.Reservations("n")
+		r2, _ := tx.Reservations("n2")
+		if r1[addr("10.90.1.5")] != "o1" || r2[addr("10.90.1.5")] != "o2" || len(r1) != 1 || len(r2) != 1 {
+			t.Errorf("migrated: %v %v", r1, r2)
+		}
+		return nil
+	})
+}
+
+// BenchmarkUpdate measures one small committed write (what an attach
+// does: reserve an address, move the cursor, write the endpoint). For
+// bolt that includes the fsyncs of the commit.
+//
+//	go test -run '^$' -bench Update ./internal/store/
+func BenchmarkUpdate(b *testing.B) {
+	for _, impl := range impls {
+		b.Run(impl.name, func(b *testing.B) {
+			s := impl.open(b)
+			base := addr("10.0.0.0").As4()
+			for i := 0; b.Loop(); i++ {
+				v := base
+				v[1], v[2], v[3] = byte(i>>16), byte(i>>8), byte(i)
+				ip := netip.AddrFrom4(v)
+				if err := s.Update(func(tx Tx) error {
+					return errors.Join(
+						tx.Reserve("n", ip, fmt.Sprint(i)),
+						tx.SetCursor("n", ip),
+						tx.PutEndpoint(&model.Endpoint{ID: fmt.Sprint(i), Sandbox: fmt.Sprint("sb", i), Network: "n", IfName: "eth0", IP: ip}))
+				}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// Updates run one at a time and Views beside them; under -race this also
+// checks the memory store's locking. Every writer reserves the next free
+// address it reads: none may be handed out twice.
+func TestConcurrentUpdatesAndViews(t *testing.T) {
+	forEach(t, func(t *testing.T, s Store) {
+		const writers, each = 4, 25
+		var wg sync.WaitGroup
+		errs := make(chan error, 2*writers*each) // one per Update and per View
+		for w := range writers {
+			wg.Go(func() {
+				for i := range each {
+					errs <- s.Update(func(tx Tx) error {
+						c, err := tx.Cursor("n")
+						if err != nil {
+							return err
+						}
+						if !c.IsValid() {
+							c = addr("10.90.0.0")
+						}
+						c = c.Next()
+						return errors.Join(tx.Reserve("n", c, fmt.Sprint(w, "-", i)), tx.SetCursor("n", c))
+					})
+				}
+			})
+			wg.Go(func() {
+				for range each {
+					errs <- s.View(func(tx Tx) error {
+						res, err := tx.Reservations("n")
+						c, _ := tx.Cursor("n")
+						if err == nil && c.IsValid() && len(res) != int(c.As4()[3]) {
+							err = fmt.Errorf("view saw %d reservations with cursor %v", len(res), c)
+						}
+						return err
+					})
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		view(t, s, func(tx Tx) error {
+			if res, _ := tx.Reservations("n"); len(res) != writers*each {
+				t.Errorf("%d reservations, want %d", len(res), writers*each)
+			}
+			return nil
+		})
+	})
 }

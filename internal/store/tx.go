@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,35 +15,55 @@ import (
 // kv is the sorted key/value space a transaction works on. bbolt and the
 // in-memory store implement it, so both share one Tx implementation and
 // have the same semantics by construction.
+//
+// Bucket names are the constants below, or "ipam/<network>" for a network's
+// reservations (a nested bucket in bbolt, created on first write).
 type kv interface {
-	get(bucket string, key []byte) []byte
+	get(bucket string, key []byte) []byte // nil when missing
 	put(bucket string, key, val []byte) error
-	del(bucket string, key []byte) error
-	// scan calls fn for every key with the prefix, in key order.
+	del(bucket string, key []byte) error // missing is success
+	// scan calls fn for every key with the prefix, in key order. fn must
+	// not write to the bucket being scanned.
 	scan(bucket string, prefix []byte, fn func(k, v []byte) error) error
+	dropBucket(bucket string) error // missing is success
 	writable() bool
 }
 
+// Buckets. Keys are names; endpoint keys join two names with a NUL, which
+// no name may contain (model.ValidateName), so prefix scans are exact.
 const (
 	bNetworks  = "networks"
 	bSandboxes = "sandboxes"
 	bEndpoints = "endpoints"     // sandbox \x00 network → endpoint
-	bEpByNet   = "endpoints-net" // network \x00 sandbox → nil
-	bIPAM      = "ipam"          // network \x00 4-byte IP → owner
+	bEpByNet   = "endpoints-net" // network \x00 sandbox → empty (index)
+	bIPAM      = "ipam"          // parent of ipam/<network>: 4-byte IP → owner
 	bCursors   = "cursors"       // network → 4-byte IP
 	bMeta      = "meta"
 )
 
 var buckets = []string{bNetworks, bSandboxes, bEndpoints, bEpByNet, bIPAM, bCursors, bMeta}
 
+// ipamBucket names the bucket of a network's reservations.
+func ipamBucket(network string) string { return bIPAM + "/" + network }
+
 // ErrReadOnly is returned by write methods in a View transaction.
 var ErrReadOnly = errors.New("store: write in a read-only transaction")
 
 type tx struct{ kv kv }
 
-func (t tx) put(bucket string, key []byte, v any) error {
+func (t tx) checkWritable() error {
 	if !t.kv.writable() {
 		return ErrReadOnly
+	}
+	return nil
+}
+
+func (t tx) put(bucket string, key []byte, v any) error {
+	if err := t.checkWritable(); err != nil {
+		return err
+	}
+	if len(key) == 0 {
+		return model.Invalidf("store: cannot save a record with an empty name")
 	}
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -54,8 +73,8 @@ func (t tx) put(bucket string, key []byte, v any) error {
 }
 
 func (t tx) del(bucket string, key []byte) error {
-	if !t.kv.writable() {
-		return ErrReadOnly
+	if err := t.checkWritable(); err != nil {
+		return err
 	}
 	return t.kv.del(bucket, key)
 }
@@ -99,17 +118,8 @@ func (t tx) DeleteNetwork(name string) error {
 	if err := t.del(bNetworks, []byte(name)); err != nil {
 		return err
 	}
-	var keys [][]byte
-	if err := t.kv.scan(bIPAM, []byte(name+"\x00"), func(k, _ []byte) error {
-		keys = append(keys, bytes.Clone(k))
-		return nil
-	}); err != nil {
+	if err := t.kv.dropBucket(ipamBucket(name)); err != nil {
 		return err
-	}
-	for _, k := range keys {
-		if err := t.del(bIPAM, k); err != nil {
-			return err
-		}
 	}
 	return t.del(bCursors, []byte(name))
 }
@@ -185,13 +195,22 @@ func (t tx) DeleteEndpoint(sandbox, network string) error {
 	return t.del(bEpByNet, key2(network, sandbox))
 }
 
-func ipKey(network string, ip netip.Addr) []byte {
+// ipKey is the reservation key of an address: its 4 bytes, so that keys
+// sort like addresses.
+func ipKey(ip netip.Addr) ([]byte, error) {
+	if !ip.Is4() {
+		return nil, model.Invalidf("address %v is not IPv4: pontoon reserves IPv4 addresses only", ip)
+	}
 	b := ip.As4()
-	return append([]byte(network+"\x00"), b[:]...)
+	return b[:], nil
 }
 
 func (t tx) Reservation(network string, ip netip.Addr) (string, bool, error) {
-	v := t.kv.get(bIPAM, ipKey(network, ip))
+	k, err := ipKey(ip)
+	if err != nil {
+		return "", false, err
+	}
+	v := t.kv.get(ipamBucket(network), k)
 	if v == nil {
 		return "", false, nil
 	}
@@ -199,25 +218,43 @@ func (t tx) Reservation(network string, ip netip.Addr) (string, bool, error) {
 }
 
 func (t tx) Reserve(network string, ip netip.Addr, owner string) error {
-	if !t.kv.writable() {
-		return ErrReadOnly
+	if err := t.checkWritable(); err != nil {
+		return err
 	}
-	if cur, ok, _ := t.Reservation(network, ip); ok && cur != owner {
+	if network == "" {
+		return model.Invalidf("store: reservation on a network with an empty name")
+	}
+	k, err := ipKey(ip)
+	if err != nil {
+		return err
+	}
+	if cur := t.kv.get(ipamBucket(network), k); cur != nil {
+		if string(cur) == owner {
+			return nil
+		}
 		return model.Conflictf("address %s on network %s is already reserved by %s", ip, network, cur)
 	}
-	return t.kv.put(bIPAM, ipKey(network, ip), []byte(owner))
+	return t.kv.put(ipamBucket(network), k, []byte(owner))
 }
 
-func (t tx) Release(network string, ip netip.Addr) error { return t.del(bIPAM, ipKey(network, ip)) }
+func (t tx) Release(network string, ip netip.Addr) error {
+	if err := t.checkWritable(); err != nil {
+		return err
+	}
+	k, err := ipKey(ip)
+	if err != nil {
+		return err
+	}
+	return t.kv.del(ipamBucket(network), k)
+}
 
 func (t tx) Reservations(network string) (map[netip.Addr]string, error) {
 	out := map[netip.Addr]string{}
-	err := t.kv.scan(bIPAM, []byte(network+"\x00"), func(k, v []byte) error {
-		raw := k[len(network)+1:]
-		if len(raw) != 4 {
-			return fmt.Errorf("store: bad reservation key %q", k)
+	err := t.kv.scan(ipamBucket(network), nil, func(k, v []byte) error {
+		if len(k) != 4 {
+			return fmt.Errorf("store: bad reservation key %q on network %s", k, network)
 		}
-		out[netip.AddrFrom4([4]byte(raw))] = string(v)
+		out[netip.AddrFrom4([4]byte(k))] = string(v)
 		return nil
 	})
 	return out, err
@@ -225,25 +262,38 @@ func (t tx) Reservations(network string) (map[netip.Addr]string, error) {
 
 func (t tx) Cursor(network string) (netip.Addr, error) {
 	v := t.kv.get(bCursors, []byte(network))
-	if len(v) != 4 {
+	switch len(v) {
+	case 0:
 		return netip.Addr{}, nil
+	case 4:
+		return netip.AddrFrom4([4]byte(v)), nil
 	}
-	return netip.AddrFrom4([4]byte(v)), nil
+	return netip.Addr{}, fmt.Errorf("store: bad cursor %x on network %s", v, network)
 }
 
+// SetCursor with the zero Addr removes the cursor.
 func (t tx) SetCursor(network string, ip netip.Addr) error {
-	if !t.kv.writable() {
-		return ErrReadOnly
+	if err := t.checkWritable(); err != nil {
+		return err
 	}
-	b := ip.As4()
-	return t.kv.put(bCursors, []byte(network), b[:])
+	if network == "" {
+		return model.Invalidf("store: cursor of a network with an empty name")
+	}
+	if !ip.IsValid() {
+		return t.kv.del(bCursors, []byte(network))
+	}
+	k, err := ipKey(ip)
+	if err != nil {
+		return err
+	}
+	return t.kv.put(bCursors, []byte(network), k)
 }
 
 func (t tx) Meta(key string) (string, error) { return string(t.kv.get(bMeta, []byte(key))), nil }
 
 func (t tx) SetMeta(key, value string) error {
-	if !t.kv.writable() {
-		return ErrReadOnly
+	if err := t.checkWritable(); err != nil {
+		return err
 	}
 	return t.kv.put(bMeta, []byte(key), []byte(value))
 }
