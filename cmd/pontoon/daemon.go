@@ -38,7 +38,7 @@ when each has its own --root, --socket and --netns-dir.`,
 	f.StringVar(&o.Root, "root", o.Root, "state directory")
 	f.StringVar(&o.NetnsDir, "netns-dir", o.NetnsDir, "directory where sandbox namespaces are pinned")
 	f.StringVar(&o.DefaultSubnet, "default-subnet", o.DefaultSubnet, "subnet of the default network (another is picked if it overlaps the host's)")
-	f.StringVar(&o.Pool, "pool", o.Pool, "comma-separated prefixes that subnets of networks created without --subnet come from (default 10.89.0.0/16 … 10.127.0.0/16)")
+	f.StringVar(&o.Pool, "pool", o.Pool, "comma-separated prefixes that subnets of networks created without --subnet come from (default 10.89.0.0/16 … 10.127.0.0/16 as /24s, skipping 10.96.0.0/12, Kubernetes' service range)")
 	f.IntVar(&o.PoolBits, "pool-size", o.PoolBits, "prefix length of subnets picked from the pool")
 	f.StringVar(&o.DNS, "dns", "", "upstream resolvers for names outside pontoon's, comma-separated ip[:port] (default: from --resolv-conf)")
 	f.StringVar(&o.ResolvConf, "resolv-conf", o.ResolvConf, "the host's resolv.conf, read for upstream resolvers (a 127.0.0.53 stub is followed to systemd-resolved's upstreams)")
