@@ -2,14 +2,11 @@ package firewall
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
-	"sync"
 
 	gnft "github.com/google/nftables"
 	"golang.org/x/sys/unix"
@@ -94,13 +91,8 @@ func (w knftGuards) write(ctx context.Context, add bool, gs []Guarded) error {
 	return w.nft.Run(ctx, tx)
 }
 
-// netlinkGuards writes the elements in one netlink transaction over a
-// lasting connection in the firewall's namespace (as netlinkElements).
-type netlinkGuards struct {
-	mu   sync.Mutex
-	nsFd int
-	conn *gnft.Conn
-}
+// netlinkGuards writes guard elements with the shared netlinkWriter.
+type netlinkGuards struct{ w *netlinkWriter }
 
 // In a concatenation each field takes a multiple of 4 bytes: ifname is
 // IFNAMSIZ (16) bytes, a MAC 6 bytes padded to 8.
@@ -112,61 +104,17 @@ func ifnameField(s string) []byte {
 
 func macField(m net.HardwareAddr) []byte { return append(append([]byte{}, m...), 0, 0) }
 
-func (w *netlinkGuards) write(_ context.Context, add bool, gs []Guarded) error {
-	if len(gs) == 0 {
-		return nil
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	err := w.send(add, gs)
-	if err == nil || add {
-		return err
-	}
-	var errs []error // removal is idempotent: retry one by one
-	for _, g := range gs {
-		if err := w.send(false, []Guarded{g}); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (w *netlinkGuards) send(add bool, gs []Guarded) error {
-	if w.conn == nil {
-		c, err := gnft.New(gnft.WithNetNSFd(w.nsFd), gnft.AsLasting())
-		if err != nil {
-			return err
-		}
-		w.conn = c
-	}
-	c := w.conn
-	tbl := &gnft.Table{Name: TableName, Family: gnft.TableFamilyBridge}
-	sets := map[string][]gnft.SetElement{}
+func (n netlinkGuards) write(_ context.Context, add bool, gs []Guarded) error {
+	var els []nlElem
 	for _, g := range gs {
 		port, mac := ifnameField(g.Port), macField(g.MAC)
 		ip := g.IP.As4()
-		sets[setGuardPorts] = append(sets[setGuardPorts], gnft.SetElement{Key: port})
-		sets[setGuardMAC] = append(sets[setGuardMAC], gnft.SetElement{Key: append(slices.Clone(port), mac...)})
-		sets[setGuardIP] = append(sets[setGuardIP], gnft.SetElement{Key: append(append(slices.Clone(port), mac...), ip[:]...)})
+		els = append(els,
+			nlElem{family: gnft.TableFamilyBridge, set: setGuardPorts, key: port},
+			nlElem{family: gnft.TableFamilyBridge, set: setGuardMAC, key: append(slices.Clone(port), mac...)},
+			nlElem{family: gnft.TableFamilyBridge, set: setGuardIP, key: append(append(slices.Clone(port), mac...), ip[:]...)})
 	}
-	for name, els := range sets {
-		set := &gnft.Set{Table: tbl, Name: name}
-		var err error
-		if add {
-			err = c.SetAddElements(set, els)
-		} else {
-			err = c.SetDeleteElements(set, els)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if err := c.Flush(); err != nil {
-		_ = c.CloseLasting()
-		w.conn = nil
-		return err
-	}
-	return nil
+	return n.w.write(add, els)
 }
 
 func (f *nft) Guard(ctx context.Context, gs []Guarded) error {

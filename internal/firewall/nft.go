@@ -42,7 +42,7 @@ func New(log *slog.Logger) (Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	elems, err := newNetlinkElements()
+	nw, err := newNetlinkWriter()
 	if err != nil {
 		return nil, err
 	}
@@ -50,8 +50,8 @@ func New(log *slog.Logger) (Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	return &nft{log: log, nft: k, dump: listTable, docker: newDockerUser(log), elems: elems,
-		br: br, guards: &netlinkGuards{nsFd: elems.nsFd}}, nil
+	return &nft{log: log, nft: k, dump: listTable, docker: newDockerUser(log), elems: netlinkElements{w: nw},
+		br: br, guards: netlinkGuards{w: nw}}, nil
 }
 
 func (f *nft) Sync(ctx context.Context, s State) error {

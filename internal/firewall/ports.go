@@ -3,13 +3,10 @@ package firewall
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
 	"strconv"
-	"sync"
 
 	gnft "github.com/google/nftables"
 	"golang.org/x/sys/unix"
@@ -69,9 +66,6 @@ func (e portElement) netlink() (string, gnft.SetElement) {
 	return mapPortsAny, gnft.SetElement{Key: key, Val: val}
 }
 
-// elementChunk bounds the elements of one netlink message.
-const elementChunk = 256
-
 // elementWriter adds and removes published-port elements.
 type elementWriter interface {
 	write(ctx context.Context, add bool, es []portElement) error
@@ -92,86 +86,16 @@ func (w knftElements) write(ctx context.Context, add bool, es []portElement) err
 	return w.nft.Run(ctx, tx)
 }
 
-// netlinkElements writes with one netlink transaction (google/nftables), in
-// the namespace the firewall was created in: no nft process, ~0.1 ms. The
-// connection is kept open: dialing one into a namespace costs ~7 ms
-// (measured with BenchmarkPublish: 14 ms per publish+unpublish pair before,
-// 0.2 ms after).
-type netlinkElements struct {
-	mu   sync.Mutex
-	nsFd int
-	conn *gnft.Conn // lasting: opened once in the namespace, reused
-}
+// netlinkElements writes port elements with the shared netlinkWriter.
+type netlinkElements struct{ w *netlinkWriter }
 
-func newNetlinkElements() (*netlinkElements, error) {
-	fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open own network namespace: %w", err)
-	}
-	return &netlinkElements{nsFd: fd}, nil
-}
-
-func (w *netlinkElements) write(_ context.Context, add bool, es []portElement) error {
-	if len(es) == 0 {
-		return nil
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	err := w.send(add, es)
-	if err == nil || add {
-		return err
-	}
-	// A delete batch fails whole if one element is missing: removal is
-	// idempotent, so retry one by one and let "not there" pass.
-	var errs []error
-	for _, e := range es {
-		if err := w.send(false, []portElement{e}); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (w *netlinkElements) send(add bool, es []portElement) error {
-	if w.conn == nil {
-		c, err := gnft.New(gnft.WithNetNSFd(w.nsFd), gnft.AsLasting())
-		if err != nil {
-			return err
-		}
-		w.conn = c
-	}
-	c := w.conn
-	var err error
-	tbl := &gnft.Table{Name: TableName, Family: gnft.TableFamilyINet}
-	byMap := map[string][]gnft.SetElement{}
+func (n netlinkElements) write(_ context.Context, add bool, es []portElement) error {
+	els := make([]nlElem, 0, len(es))
 	for _, e := range es {
 		name, el := e.netlink()
-		byMap[name] = append(byMap[name], el)
+		els = append(els, nlElem{family: gnft.TableFamilyINet, set: name, isMap: true, key: el.Key, val: el.Val})
 	}
-	for name, els := range byMap {
-		set := &gnft.Set{Table: tbl, Name: name, IsMap: true}
-		// One netlink message per chunk, all in one transaction: a single
-		// message with thousands of elements is more than the kernel takes
-		// (5000 failed here; nft splits its batches the same way).
-		for chunk := range slices.Chunk(els, elementChunk) {
-			if add {
-				err = c.SetAddElements(set, chunk)
-			} else {
-				err = c.SetDeleteElements(set, chunk)
-			}
-			if err != nil {
-				return err
-			}
-		}
-	}
-	if err := c.Flush(); err != nil {
-		// Start over with a fresh connection next time, in case this one
-		// is what failed.
-		_ = c.CloseLasting()
-		w.conn = nil
-		return err
-	}
-	return nil
+	return n.w.write(add, els)
 }
 
 func (f *nft) Publish(ctx context.Context, ps []Published) error {

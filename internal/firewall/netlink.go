@@ -1,0 +1,115 @@
+package firewall
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+
+	gnft "github.com/google/nftables"
+	"golang.org/x/sys/unix"
+)
+
+// nlElem is one set or map element in netlink encoding.
+type nlElem struct {
+	family gnft.TableFamily
+	set    string
+	isMap  bool
+	key    []byte
+	val    []byte
+}
+
+// netlinkWriter adds and removes set and map elements over netlink
+// (google/nftables), in the namespace the firewall was created in: no nft
+// process, ~0.1 ms a transaction. The connection is kept open: dialing one
+// into a namespace costs ~7 ms (BenchmarkPublish: 14 ms per publish +
+// unpublish pair before, 0.2–0.4 ms after). Published ports and
+// anti-spoofing share it.
+type netlinkWriter struct {
+	mu   sync.Mutex
+	nsFd int
+	conn *gnft.Conn
+}
+
+func newNetlinkWriter() (*netlinkWriter, error) {
+	fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open own network namespace: %w", err)
+	}
+	return &netlinkWriter{nsFd: fd}, nil
+}
+
+// elementChunk bounds the elements of one netlink message: a single message
+// with thousands of elements is more than the kernel takes (5000 failed
+// here; nft splits its batches the same way).
+const elementChunk = 256
+
+// write adds or removes els in one transaction. Removal is idempotent: a
+// delete batch fails whole if one element is missing, so it is retried one
+// by one and "not there" passes.
+func (w *netlinkWriter) write(add bool, els []nlElem) error {
+	if len(els) == 0 {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	err := w.send(add, els)
+	if err == nil || add {
+		return err
+	}
+	var errs []error
+	for _, e := range els {
+		if err := w.send(false, []nlElem{e}); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (w *netlinkWriter) send(add bool, els []nlElem) error {
+	if w.conn == nil {
+		c, err := gnft.New(gnft.WithNetNSFd(w.nsFd), gnft.AsLasting())
+		if err != nil {
+			return err
+		}
+		w.conn = c
+	}
+	c := w.conn
+	type target struct {
+		family gnft.TableFamily
+		set    string
+		isMap  bool
+	}
+	var order []target
+	grouped := map[target][]gnft.SetElement{}
+	for _, e := range els {
+		t := target{e.family, e.set, e.isMap}
+		if _, ok := grouped[t]; !ok {
+			order = append(order, t)
+		}
+		grouped[t] = append(grouped[t], gnft.SetElement{Key: e.key, Val: e.val})
+	}
+	for _, t := range order {
+		set := &gnft.Set{Table: &gnft.Table{Name: TableName, Family: t.family}, Name: t.set, IsMap: t.isMap}
+		for chunk := range slices.Chunk(grouped[t], elementChunk) {
+			var err error
+			if add {
+				err = c.SetAddElements(set, chunk)
+			} else {
+				err = c.SetDeleteElements(set, chunk)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if err := c.Flush(); err != nil {
+		// Start over with a fresh connection next time, in case this one
+		// is what failed.
+		_ = c.CloseLasting()
+		w.conn = nil
+		return err
+	}
+	return nil
+}
