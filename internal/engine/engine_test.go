@@ -420,3 +420,35 @@ func checkInvariants(t *testing.T, env *testEnv, step int) {
 		return nil
 	})
 }
+
+// Detaching a sandbox's primary network moves the default route to the
+// next network with a way out (internal ones never get it).
+func TestPrimaryMovesOnDetach(t *testing.T) {
+	env := newEnv(t)
+	ctx := context.Background()
+	for _, spec := range []model.NetworkSpec{
+		{Name: "int", Subnet: "10.90.3.0/24", Internal: true},
+		{Name: "back", Subnet: "10.90.1.0/24"},
+	} {
+		if _, err := env.e.CreateNetwork(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a", Networks: []model.AttachSpec{
+		{Network: model.DefaultNetwork}, {Network: "int"}, {Network: "back"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.e.Disconnect(ctx, model.DefaultNetwork, "a"); err != nil {
+		t.Fatal(err)
+	}
+	env.e.Flush()
+	sb, _ := env.e.Sandbox("a")
+	for _, ep := range sb.Endpoints {
+		if ep.Primary != (ep.Network == "back") {
+			t.Errorf("%s (%s) primary=%v, want only back", ep.IfName, ep.Network, ep.Primary)
+		}
+	}
+	if !strings.Contains(env.link.Dump(), "peer eth2 netns /run/pt/netns/a addr 10.90.1.2/24 mac 02:42:0a:5a:01:02 default via 10.90.1.1") {
+		t.Fatalf("no default route through back:\n%s", env.link.Dump())
+	}
+}

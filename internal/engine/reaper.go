@@ -137,5 +137,61 @@ func (e *Engine) teardown(eps []*model.Endpoint) {
 	})
 	if err != nil {
 		e.log.Error("release detached endpoints; will retry at next start", "count", len(eps), "err", err)
+		return
 	}
+	for _, ep := range eps {
+		if ep.Primary {
+			e.promote(ep.Sandbox)
+		}
+	}
+}
+
+// promote gives a sandbox that lost its primary endpoint a new one: the
+// lowest remaining interface on a network with a way out takes the
+// default route, as Docker moves the gateway. Its source rule and table
+// stay; they are harmless for the primary.
+func (e *Engine) promote(sandbox string) {
+	var sb *model.Sandbox
+	var next *model.Endpoint
+	var nw *model.Network
+	err := e.st.Update(func(tx store.Tx) error {
+		var err error
+		if sb, err = tx.Sandbox(sandbox); err != nil || sb.State != model.SandboxReady {
+			return err
+		}
+		eps, err := tx.EndpointsOfSandbox(sandbox)
+		if err != nil {
+			return err
+		}
+		for _, ep := range eps {
+			if ep.Primary && ep.State != model.StateRemoving {
+				return nil // it has one
+			}
+		}
+		for _, ep := range eps {
+			if ep.State != model.StateReady {
+				continue
+			}
+			n, err := tx.Network(ep.Network)
+			if err != nil || n.Internal {
+				continue
+			}
+			next, nw = ep, n
+			break
+		}
+		if next == nil {
+			return nil
+		}
+		next.Primary = true
+		return tx.PutEndpoint(next)
+	})
+	if err != nil || next == nil {
+		return
+	}
+	if err := e.link.SetDefaultRoute(sb.Netns, next.IfName, nw.Gateway); err != nil {
+		e.log.Warn("move the default route to the next network", "sandbox", sandbox, "if", next.IfName, "err", err)
+		return
+	}
+	e.writeResolvConf(sandbox)
+	e.log.Info("default route moved", "sandbox", sandbox, "network", next.Network, "if", next.IfName)
 }

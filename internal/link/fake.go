@@ -285,3 +285,19 @@ func (f *Fake) Veths() []string {
 	slices.Sort(out)
 	return out
 }
+
+// SetDefaultRoute records the default route as a "default" line in Dump.
+func (f *Fake) SetDefaultRoute(netns, ifname string, gw netip.Addr) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failed("SetDefaultRoute"); err != nil {
+		return err
+	}
+	for _, v := range f.veths {
+		if v.Netns == netns && v.PeerName == ifname {
+			v.DefaultRoute, v.Gateway = true, gw
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: link not found in %s", ifname, netns)
+}

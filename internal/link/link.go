@@ -89,6 +89,10 @@ type Interface interface {
 	// namespace is success.
 	DeleteRule(netns string, addr netip.Addr, table int) error
 
+	// SetDefaultRoute makes "default via gw dev ifname" the main table's
+	// default route in the namespace at netns (replacing any other).
+	SetDefaultRoute(netns, ifname string, gw netip.Addr) error
+
 	// ListLinks lists the host namespace's links whose names start with one
 	// of the prefixes (all links when none is given).
 	ListLinks(prefixes ...string) ([]LinkInfo, error)

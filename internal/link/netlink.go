@@ -823,3 +823,19 @@ func hasRoute(h *netlink.Handle, want *netlink.Route) bool {
 	}
 	return false
 }
+
+func (n *netlinkLinks) SetDefaultRoute(netnsPath, ifname string, gw netip.Addr) error {
+	sh, err := handleAtPath(netnsPath)
+	if err != nil {
+		return err
+	}
+	defer sh.Close()
+	l, err := sh.LinkByName(ifname)
+	if err != nil {
+		return fmt.Errorf("find %s in %s: %w", ifname, netnsPath, err)
+	}
+	if err := sh.RouteReplace(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw.AsSlice()}); err != nil {
+		return fmt.Errorf("default route via %s dev %s: %w", gw, ifname, err)
+	}
+	return nil
+}

@@ -231,7 +231,26 @@ func TestDualHomedAnswersOnBoth(t *testing.T) {
 	h.P("network", "disconnect", "right", "dual")
 	h.P("network", "connect", "right", "dual") // re-attach works at once
 	h.P("network", "disconnect", "right", "dual")
-	h.P("sandbox", "inspect", "dual")
+	// The source rule goes with the background teardown of the veth.
+	for start := time.Now(); strings.Contains(h.P("exec", "dual", "--", "ip", "rule"), "10.95.2."); {
+		if time.Since(start) > 2*time.Second {
+			t.Fatalf("the detached network's source rule is left:\n%s", h.P("exec", "dual", "--", "ip", "rule"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Detaching the primary network moves the default route to the next.
+	h.P("network", "connect", "right", "dual")
+	h.P("network", "disconnect", "left", "dual")
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.Contains(h.P("exec", "dual", "--", "ip", "route", "show", "default"), "via 10.95.2.1") {
+		if time.Now().After(deadline) {
+			t.Fatalf("default route after detaching the primary network:\n%s", h.P("exec", "dual", "--", "ip", "route"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if sb := h.Sandbox("dual"); len(sb.Endpoints) != 1 || !sb.Endpoints[0].Primary {
+		t.Fatalf("the remaining endpoint is not primary: %+v", sb.Endpoints)
+	}
 }
 
 func TestRestartKeepsTraffic(t *testing.T) {
