@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -93,6 +94,20 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		return fmt.Errorf("dns: %w", err)
 	}
 	defer resolver.Close()
+	// SIGHUP re-reads the host's resolv.conf (upstreams change with the
+	// host's network, e.g. after DHCP), without touching anything else.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := resolver.ReloadUpstreams(); err != nil {
+				log.Warn("SIGHUP: re-read upstream resolvers", "err", err)
+				continue
+			}
+			log.Info("SIGHUP: upstream resolvers re-read", "upstreams", resolver.Upstreams())
+		}
+	}()
 	cfg.Resolver = resolver
 	cfg.PortProbe = probePorts
 	cfg.EtcNetnsDir = opts.EtcNetnsDir

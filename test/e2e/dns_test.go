@@ -3,8 +3,11 @@ package e2e
 import (
 	"encoding/json"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -177,4 +180,29 @@ func (h *Host) apiGet(t *testing.T, path string) string {
 	}
 	_, body, _ := strings.Cut(b.String(), "\r\n\r\n")
 	return body
+}
+
+// SIGHUP re-reads the host's resolv.conf for upstream resolvers.
+func TestDNSReloadOnSIGHUP(t *testing.T) {
+	rc := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(rc, []byte("nameserver 198.51.100.2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := NewHost(t, "--dns", "", "--resolv-conf", rc) // later flags win over the harness's --dns
+	if st := h.apiGet(t, "/v1/dns"); !strings.Contains(st, `"198.51.100.2:53"`) {
+		t.Fatalf("upstreams from %s: %s", rc, st)
+	}
+	if err := os.WriteFile(rc, []byte("nameserver 198.51.100.3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	_ = h.daemon.Process.Signal(syscall.SIGHUP)
+	h.mu.Unlock()
+	for start := time.Now(); !strings.Contains(h.apiGet(t, "/v1/dns"), `"198.51.100.3:53"`); {
+		if time.Since(start) > 2*time.Second {
+			t.Fatalf("after SIGHUP, upstreams: %s", h.apiGet(t, "/v1/dns"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.P("network", "ls") // still serving
 }
