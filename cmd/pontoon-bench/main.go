@@ -184,7 +184,10 @@ func newBench(bin string) (*bench, error) {
 	}
 	sock := filepath.Join(dir, "pontoon.sock")
 	b.daemon = exec.Command("nsenter", "--net="+b.hostNS, "--", bin, "daemon", "--root", filepath.Join(dir, "root"),
-		"--socket", sock, "--netns-dir", filepath.Join(dir, "netns"), "--log-level", "warn")
+		"--socket", sock, "--netns-dir", filepath.Join(dir, "netns"), "--log-level", "warn",
+		// Keep the sandboxes' resolv.conf files out of the host's /etc, and
+		// never forward a query to the machine's real resolvers.
+		"--etc-netns-dir", filepath.Join(dir, "etc-netns"), "--dns", "198.51.100.53:53")
 	b.daemon.Stderr = os.Stderr
 	if err := b.daemon.Start(); err != nil {
 		b.close()
