@@ -44,7 +44,7 @@ func (d *doctor) run(ctx context.Context) ([]api.Finding, error) {
 	out = append(out, d.forwarding()...)
 	out = append(out, d.brNetfilter()...)
 	out = append(out, d.mtu(nets)...)
-	out = append(out, d.rpFilter(sbs)...)
+	out = append(out, d.rpFilter(ctx, sbs)...)
 	out = append(out, d.leaks()...)
 	return out, nil
 }
@@ -141,27 +141,46 @@ func (d *doctor) mtu(nets []*model.NetworkInfo) []api.Finding {
 	return out
 }
 
-// rpFilter warns about strict reverse-path filtering in sandboxes on
-// several networks: a request that arrives on one interface from a source
-// the main table routes through another is dropped before pontoon's
-// source-based routing can answer it.
-func (d *doctor) rpFilter(sbs []*model.SandboxInfo) []api.Finding {
+// rpFilter looks at sandboxes on several networks with strict
+// reverse-path filtering. pontoon's source rules ("from IP lookup TABLE")
+// make the reverse-path lookup succeed on every interface, so strict
+// filtering is harmless while they are in place (checked with traffic: a
+// routed source reaches both interfaces); it drops requests arriving on a
+// secondary interface once a rule or table route is missing.
+func (d *doctor) rpFilter(ctx context.Context, sbs []*model.SandboxInfo) []api.Finding {
 	var out []api.Finding
 	for _, sb := range sbs {
 		if len(sb.Endpoints) < 2 || sb.Kind == model.KindHost {
 			continue
 		}
+		strict := ""
 		_ = netns.Do(sb.Netns, func() error {
 			all := readSysctl("/proc/sys/net/ipv4/conf/all/rp_filter")
 			for _, ep := range sb.Endpoints {
 				dev := readSysctl(filepath.Join("/proc/sys/net/ipv4/conf", ep.IfName, "rp_filter"))
 				if all == "1" || dev == "1" {
-					out = append(out, finding(api.LevelWarn, "rp_filter", "sandbox %s is on %d networks with strict rp_filter on %s: requests from sources routed through another interface are dropped; set net.ipv4.conf.all.rp_filter and net.ipv4.conf.%s.rp_filter to 2 (loose) in the sandbox", sb.Name, len(sb.Endpoints), ep.IfName, ep.IfName))
+					strict = ep.IfName
 					return nil
 				}
 			}
 			return nil
 		})
+		if strict == "" {
+			continue
+		}
+		var routing []string
+		if probs, err := d.eng.CheckSandbox(ctx, sb.Name); err == nil {
+			for _, p := range probs {
+				if strings.Contains(p.Problem, "rule") || strings.Contains(p.Problem, "table") {
+					routing = append(routing, p.Problem)
+				}
+			}
+		}
+		if len(routing) > 0 {
+			out = append(out, finding(api.LevelWarn, "rp_filter", "sandbox %s is on %d networks with strict rp_filter (%s) and its source routing drifted (%s): requests from routed sources are dropped; reconnect the network, or set rp_filter to 2 (loose) in the sandbox", sb.Name, len(sb.Endpoints), strict, strings.Join(routing, "; ")))
+		} else {
+			out = append(out, finding(api.LevelInfo, "rp_filter", "sandbox %s is on %d networks with strict rp_filter (%s); pontoon's source rules keep every interface answering", sb.Name, len(sb.Endpoints), strict))
+		}
 	}
 	if len(out) == 0 {
 		out = append(out, finding(api.LevelOK, "rp_filter", "no multi-homed sandbox filters reverse paths strictly"))

@@ -42,7 +42,13 @@ func TestDoctor(t *testing.T) {
 	// Now break things, one per check.
 	h.In(h.NS, "sysctl", "-qw", "net.ipv4.ip_forward=0")
 	h.In(h.NS, "ip", "link", "set", "uplink0", "mtu", "1400")
+	// Strict rp_filter alone is harmless with pontoon's source rules...
 	h.In(h.SandboxNS("dual"), "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1")
+	if by, _ = h.doctor(t); len(by["rp_filter"]) != 1 || by["rp_filter"][0].Level != api.LevelInfo {
+		t.Errorf("strict rp_filter with the source rules in place: %+v", by["rp_filter"])
+	}
+	// ...and breaks the second interface once its rule is gone.
+	h.In(h.SandboxNS("dual"), "ip", "rule", "del", "priority", "101")
 	h.In(h.NS, "ip", "link", "add", "ptv-leaked0001", "type", "veth", "peer", "name", "leakpeer")
 	h.In(h.NS, "iptables", "-P", "FORWARD", "DROP")
 	by, err = h.doctor(t)
@@ -52,7 +58,7 @@ func TestDoctor(t *testing.T) {
 	want := map[string]string{
 		"ip_forward":       "ip_forward is \"0\"",
 		"mtu":              "uplink uplink0 has 1400",
-		"rp_filter":        "sandbox dual is on 2 networks with strict rp_filter",
+		"rp_filter":        "source routing drifted (no rule from 10.96.1.2 lookup 101)",
 		"leaks":            "link ptv-leaked0001",
 		"foreign-firewall": "ip filter FORWARD drops forwarded traffic by policy and has no user hook",
 	}
