@@ -107,8 +107,15 @@ func sandboxName(containerID string) string {
 	return s
 }
 
-func ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), 2*time.Minute)
+// open is how every verb starts: its network config, a client of the
+// daemon that config names, and a deadline for the call.
+func open(args *skel.CmdArgs) (*netConf, *api.Client, context.Context, context.CancelFunc, error) {
+	c, err := loadConf(args.StdinData)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	cx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	return c, api.NewClient(c.Socket), cx, cancel, nil
 }
 
 // cniError turns an API error into CNI error JSON with the right code.
@@ -128,17 +135,15 @@ func cniError(what string, err error) error {
 }
 
 func cmdAdd(args *skel.CmdArgs) error {
-	c, err := loadConf(args.StdinData)
+	c, cl, cx, cancel, err := open(args)
 	if err != nil {
 		return err
 	}
+	defer cancel()
 	ip := ""
 	if len(c.RuntimeConfig.IPs) == 1 {
 		ip, _, _ = strings.Cut(c.RuntimeConfig.IPs[0], "/")
 	}
-	cl := api.NewClient(c.Socket)
-	cx, cancel := ctx()
-	defer cancel()
 	name := sandboxName(args.ContainerID)
 	att := model.AttachSpec{Network: c.Network, IP: ip, IfName: args.IfName, MAC: c.RuntimeConfig.MAC}
 	for _, pm := range c.RuntimeConfig.PortMappings {
@@ -207,12 +212,10 @@ func resultOf(ep *model.Endpoint, netns, cniVersion string) *current.Result {
 }
 
 func cmdDel(args *skel.CmdArgs) error {
-	c, err := loadConf(args.StdinData)
+	c, cl, cx, cancel, err := open(args)
 	if err != nil {
 		return err
 	}
-	cl := api.NewClient(c.Socket)
-	cx, cancel := ctx()
 	defer cancel()
 	name := sandboxName(args.ContainerID)
 	sb, err := cl.Sandbox(cx, name)
@@ -250,12 +253,10 @@ func removeIfEmpty(cx context.Context, cl *api.Client, name string) error {
 }
 
 func cmdCheck(args *skel.CmdArgs) error {
-	c, err := loadConf(args.StdinData)
+	c, cl, cx, cancel, err := open(args)
 	if err != nil {
 		return err
 	}
-	cl := api.NewClient(c.Socket)
-	cx, cancel := ctx()
 	defer cancel()
 	name := sandboxName(args.ContainerID)
 	sb, err := cl.Sandbox(cx, name)
@@ -286,17 +287,15 @@ func cmdCheck(args *skel.CmdArgs) error {
 }
 
 func cmdGC(args *skel.CmdArgs) error {
-	c, err := loadConf(args.StdinData)
+	c, cl, cx, cancel, err := open(args)
 	if err != nil {
 		return err
 	}
+	defer cancel()
 	valid := map[string]bool{}
 	for _, a := range c.ValidAttachments {
 		valid[sandboxName(a.ContainerID)+"\x00"+a.IfName] = true
 	}
-	cl := api.NewClient(c.Socket)
-	cx, cancel := ctx()
-	defer cancel()
 	sbs, err := cl.Sandboxes(cx)
 	if err != nil {
 		return cniError("GC", err)
@@ -325,12 +324,10 @@ func cmdGC(args *skel.CmdArgs) error {
 }
 
 func cmdStatus(args *skel.CmdArgs) error {
-	c, err := loadConf(args.StdinData)
+	c, cl, cx, cancel, err := open(args)
 	if err != nil {
 		return err
 	}
-	cl := api.NewClient(c.Socket)
-	cx, cancel := ctx()
 	defer cancel()
 	st, err := cl.Status(cx)
 	if err != nil || !st.Ready {

@@ -78,17 +78,11 @@ type guardWriter interface {
 type knftGuards struct{ nft knftables.Interface }
 
 func (w knftGuards) write(ctx context.Context, add bool, gs []Guarded) error {
-	tx := w.nft.NewTransaction()
+	var els []*knftables.Element
 	for _, g := range gs {
-		for _, e := range guardElements(g) {
-			if add {
-				tx.Add(e)
-			} else {
-				tx.Delete(e)
-			}
-		}
+		els = append(els, guardElements(g)...)
 	}
-	return w.nft.Run(ctx, tx)
+	return writeKnft(ctx, w.nft, add, els)
 }
 
 // netlinkGuards writes guard elements with the shared netlinkWriter.

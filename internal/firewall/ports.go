@@ -75,15 +75,25 @@ type elementWriter interface {
 type knftElements struct{ nft knftables.Interface }
 
 func (w knftElements) write(ctx context.Context, add bool, es []portElement) error {
-	tx := w.nft.NewTransaction()
+	els := make([]*knftables.Element, 0, len(es))
 	for _, e := range es {
+		els = append(els, e.knft())
+	}
+	return writeKnft(ctx, w.nft, add, els)
+}
+
+// writeKnft adds or removes elements in one knftables transaction (the
+// fake's path; the real firewall writes elements over netlink).
+func writeKnft(ctx context.Context, nft knftables.Interface, add bool, els []*knftables.Element) error {
+	tx := nft.NewTransaction()
+	for _, e := range els {
 		if add {
-			tx.Add(e.knft())
+			tx.Add(e)
 		} else {
-			tx.Delete(e.knft())
+			tx.Delete(e)
 		}
 	}
-	return w.nft.Run(ctx, tx)
+	return nft.Run(ctx, tx)
 }
 
 // netlinkElements writes port elements with the shared netlinkWriter.
