@@ -203,7 +203,8 @@ func (n *netlinkLinks) EnsureBridge(b Bridge) (int, error) {
 	l, err := n.h.LinkByName(b.Name)
 	switch {
 	case notFound(err):
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: b.Name, MTU: b.MTU}}
+		off := false
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: b.Name, MTU: b.MTU}, MulticastSnooping: &off}
 		if b.Gateway.IsValid() {
 			br.HardwareAddr = bridgeMAC(b.Gateway.Addr())
 		}
@@ -217,6 +218,19 @@ func (n *netlinkLinks) EnsureBridge(b Bridge) (int, error) {
 		return 0, fmt.Errorf("look up %s: %w", b.Name, err)
 	case l.Type() != "bridge":
 		return 0, fmt.Errorf("%s exists and is a %s, not a bridge: pick another bridge name or remove it", b.Name, l.Type())
+	}
+	// Multicast snooping off: with it on, the kernel re-enables multicast
+	// on every port of the bridge each time one port comes up
+	// (br_port_state_selection → br_multicast_enable_port, timers and
+	// locks per port), so an attach cost grows with the number of
+	// sandboxes on the network. Without a multicast querier on the
+	// network — the default — a snooping bridge floods multicast to every
+	// port anyway, which is what it does now, always.
+	if br, ok := l.(*netlink.Bridge); ok && (br.MulticastSnooping == nil || *br.MulticastSnooping) {
+		off := false
+		if err := n.h.LinkModify(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Index: l.Attrs().Index, Name: b.Name}, MulticastSnooping: &off}); err != nil {
+			return 0, fmt.Errorf("turn multicast snooping off on %s: %w", b.Name, err)
+		}
 	}
 	if b.MTU > 0 && l.Attrs().MTU != b.MTU {
 		if err := n.h.LinkSetMTU(l, b.MTU); err != nil {

@@ -126,6 +126,22 @@ func TestKernelEnsureBridge(t *testing.T) {
 	if len(addrs) != 1 || addrs[0].IPNet.String() != "10.70.0.1/24" {
 		t.Errorf("br0 addresses %v", addrs)
 	}
+	if ms := br.(*netlink.Bridge).MulticastSnooping; ms == nil || *ms {
+		t.Error("multicast snooping is on on a new bridge")
+	}
+	// A bridge made by someone else, with snooping on, is taken over.
+	on := true
+	if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "userbr"}, MulticastSnooping: &on}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.EnsureBridge(Bridge{Name: "userbr", Gateway: gw1}); err != nil {
+		t.Fatal(err)
+	}
+	if ub, err := h.LinkByName("userbr"); err != nil {
+		t.Error(err)
+	} else if ms := ub.(*netlink.Bridge).MulticastSnooping; ms == nil || *ms {
+		t.Error("multicast snooping still on on an existing bridge pontoon took over")
+	}
 	// A name taken by something that is not a bridge.
 	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "notbr0"}, PeerName: "notbr1"}); err != nil {
 		t.Fatal(err)
