@@ -37,7 +37,10 @@ func (s *Server) answer(e *netEntry, src netip.Addr, tcp bool, r *mdns.Msg) *mdn
 	if len(r.Question) != 1 {
 		return reply(r, mdns.RcodeFormatError)
 	}
-	if m, ok := answerLocal(e.snap.Load(), cfg, r); ok {
+	e.zmu.RLock()
+	m, ok := answerLocal(e.zone, cfg, r)
+	e.zmu.RUnlock()
+	if ok {
 		s.stats.local.Add(1)
 		return m
 	}

@@ -8,35 +8,70 @@ import (
 	mdns "github.com/miekg/dns"
 )
 
-// zone is an immutable snapshot of one network's names. It is replaced as a
-// whole on every change and read without locks.
+// zone holds one network's names. Its owner (netEntry) changes it in
+// place, one record at a time, under a write lock, and answers from it
+// under a read lock: an attach or detach costs the same with 10 or 1000
+// sandboxes on the network (rebuilding an immutable copy per change cost
+// 0.02 ms with one record and 0.3 ms with 500).
 type zone struct {
 	name  string                  // lower-case network name
 	names map[string][]netip.Addr // "db", "db.app" → sorted addresses
 	ptr   map[netip.Addr]string   // address → "db.app."
 }
 
+func newZone(zname string) *zone {
+	return &zone{name: zname, names: map[string][]netip.Addr{}, ptr: map[netip.Addr]string{}}
+}
+
+// buildZone makes a zone holding recs.
 func buildZone(zname string, recs map[netip.Addr]Record) *zone {
-	z := &zone{name: zname, names: make(map[string][]netip.Addr, 2*len(recs)), ptr: make(map[netip.Addr]string, len(recs))}
-	for ip, r := range recs {
-		names := recordNames(r)
-		for _, n := range names {
-			z.add(n, ip)
-			z.add(n+"."+zname, ip)
-		}
-		if len(names) > 0 {
-			z.ptr[ip] = names[0] + "." + zname + "."
-		}
-	}
-	for n, ips := range z.names {
-		slices.SortFunc(ips, func(a, b netip.Addr) int { return a.Compare(b) })
-		z.names[n] = slices.Compact(ips)
+	z := newZone(zname)
+	for _, r := range recs {
+		z.set(r)
 	}
 	return z
 }
 
+// set adds r (r.IP must not be in the zone: unset an old record first).
+func (z *zone) set(r Record) {
+	names := recordNames(r)
+	for _, n := range names {
+		z.add(n, r.IP)
+		z.add(n+"."+z.name, r.IP)
+	}
+	if len(names) > 0 {
+		z.ptr[r.IP] = names[0] + "." + z.name + "."
+	}
+}
+
+// unset removes r, as set added it.
+func (z *zone) unset(r Record) {
+	for _, n := range recordNames(r) {
+		z.drop(n, r.IP)
+		z.drop(n+"."+z.name, r.IP)
+	}
+	delete(z.ptr, r.IP)
+}
+
+// add inserts ip into name's sorted addresses (once).
 func (z *zone) add(name string, ip netip.Addr) {
-	z.names[name] = append(z.names[name], ip)
+	ips := z.names[name]
+	i, found := slices.BinarySearchFunc(ips, ip, netip.Addr.Compare)
+	if !found {
+		z.names[name] = slices.Insert(ips, i, ip)
+	}
+}
+
+func (z *zone) drop(name string, ip netip.Addr) {
+	ips := z.names[name]
+	i, found := slices.BinarySearchFunc(ips, ip, netip.Addr.Compare)
+	switch {
+	case !found:
+	case len(ips) == 1:
+		delete(z.names, name)
+	default:
+		z.names[name] = slices.Delete(ips, i, i+1)
+	}
 }
 
 // recordNames returns the record's normalised names, sandbox name first.
