@@ -1,10 +1,7 @@
 package engine
 
 import (
-	"errors"
 	"net/netip"
-	"os"
-	"path/filepath"
 
 	"pontoon/internal/dns"
 	"pontoon/internal/model"
@@ -88,82 +85,4 @@ func (e *Engine) resolverRemove(ep *model.Endpoint) {
 	if e.cfg.Resolver != nil {
 		e.cfg.Resolver.RemoveRecord(ep.Network, ep.IP)
 	}
-}
-
-// resolvConfPath is where a sandbox's resolv.conf lives: the `ip netns
-// exec` convention, /etc/netns/NAME/resolv.conf, under a configurable
-// directory so tests never touch the host's /etc.
-func (e *Engine) resolvConfPath(sandbox string) string {
-	if e.cfg.EtcNetnsDir == "" {
-		return ""
-	}
-	return filepath.Join(e.cfg.EtcNetnsDir, sandbox, "resolv.conf")
-}
-
-// writeResolvConf points a sandbox pontoon created at the resolver of its
-// primary network (or removes the file when it has none). Adopted
-// namespaces belong to their runtime, which manages their /etc.
-func (e *Engine) writeResolvConf(sandbox string) {
-	p := e.resolvConfPath(sandbox)
-	if p == "" || e.cfg.Resolver == nil {
-		return
-	}
-	var sb *model.Sandbox
-	var nw *model.Network
-	_ = e.st.View(func(tx store.Tx) error {
-		var err error
-		if sb, err = tx.Sandbox(sandbox); err != nil {
-			return err
-		}
-		eps, err := tx.EndpointsOfSandbox(sandbox)
-		if err != nil {
-			return err
-		}
-		for _, ep := range liveEndpoints(eps) {
-			if ep.Primary || nw == nil {
-				if n, err := tx.Network(ep.Network); err == nil {
-					nw = n
-				}
-			}
-		}
-		return nil
-	})
-	if sb == nil || sb.Kind != model.KindPontoon || sb.State == model.SandboxRemoving || nw == nil {
-		e.removeResolvConf(sandbox)
-		return
-	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		e.log.Warn("dns: write resolv.conf", "sandbox", sandbox, "err", err)
-		return
-	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, []byte(dns.ResolvConf(dnsNetwork(nw))), 0o644); err == nil {
-		err = os.Rename(tmp, p)
-		if err != nil {
-			e.log.Warn("dns: write resolv.conf", "sandbox", sandbox, "err", err)
-		}
-	}
-}
-
-func (e *Engine) removeResolvConf(sandbox string) {
-	p := e.resolvConfPath(sandbox)
-	if p == "" {
-		return
-	}
-	if err := os.RemoveAll(filepath.Dir(p)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		e.log.Warn("dns: remove resolv.conf", "sandbox", sandbox, "err", err)
-	}
-}
-
-// ResolvConf returns the path of a sandbox's resolv.conf, or "" when it has
-// none.
-func (e *Engine) ResolvConf(sandbox string) string {
-	p := e.resolvConfPath(sandbox)
-	if p == "" {
-		return ""
-	}
-	if _, err := os.Stat(p); err != nil {
-		return ""
-	}
-	return p
 }

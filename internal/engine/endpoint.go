@@ -234,6 +234,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		}
 		return fmt.Errorf("connect %s to %s: %w", sandbox, a.Network, cause)
 	}
+	tStore := time.Now()
 	// Anti-spoofing before the link exists (the elements name the port):
 	// the sandbox never sends a frame unguarded.
 	if err := e.fw.Guard(ctx, guarded(ep)); err != nil {
@@ -264,12 +265,14 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 	if err := e.st.Update(func(tx store.Tx) error { return tx.PutEndpoint(ep) }); err != nil {
 		return nil, undo(fmt.Errorf("record endpoint: %w", err))
 	}
+	t3 := time.Now()
 	e.resolverAdd(ep)
+	t4 := time.Now()
 	if !creating {
-		e.writeResolvConf(sandbox)
+		e.resolv.sync(sandbox)
 	}
 	e.log.Debug("endpoint attached", "sandbox", sandbox, "network", nw.Name, "ip", ep.IP.String(), "if", ep.IfName, "host_if", ep.HostIf,
-		"reserve", t1.Sub(t0), "kernel", t2.Sub(t1), "commit", time.Since(t2))
+		"reserve", tStore.Sub(t0), "guard", t1.Sub(tStore), "kernel", t2.Sub(t1), "record", t3.Sub(t2), "dns", t4.Sub(t3), "resolvconf", time.Since(t4))
 	return ep, nil
 }
 
@@ -391,7 +394,7 @@ func (e *Engine) disconnectLocked(network, sandbox string) error {
 			e.log.Warn("unpublish ports; the next firewall sync drops them", "sandbox", sandbox, "err", err)
 		}
 	}
-	e.writeResolvConf(sandbox)
+	e.resolv.sync(sandbox)
 	if err := e.link.DisableVeth(ep.HostIf); err != nil {
 		// The reaper deletes the link anyway; say so and go on.
 		e.log.Warn("take endpoint down", "link", ep.HostIf, "err", err)

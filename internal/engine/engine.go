@@ -95,7 +95,9 @@ type Engine struct {
 	sbMu  sync.Mutex
 	sbLck map[string]*sync.Mutex
 
-	reaper *reaper
+	reaper    *reaper
+	resolv    *resolvFiles
+	closeOnce sync.Once
 
 	// testHook, when set, is called at named points of multi-step
 	// operations; returning an error there injects a failure (unit tests).
@@ -118,17 +120,26 @@ func New(cfg Config) (*Engine, error) {
 		log: cfg.Log, sbLck: map[string]*sync.Mutex{},
 	}
 	e.reaper = newReaper(e)
+	e.resolv = newResolvFiles(e)
 	return e, nil
 }
 
-// Close stops the background reaper after finishing its queue. It does not
-// touch sandboxes: stopping the daemon never interrupts their traffic.
+// Close stops the background reaper and resolv.conf writer after finishing
+// their queues. It does not touch sandboxes: stopping the daemon never
+// interrupts their traffic. Closing twice is harmless.
 func (e *Engine) Close() {
-	e.reaper.stop()
+	e.closeOnce.Do(func() {
+		e.reaper.stop()
+		e.resolv.stop()
+	})
 }
 
-// Flush finishes pending background teardowns (detached endpoints) now.
-func (e *Engine) Flush() { e.reaper.flush() }
+// Flush finishes pending background work now: teardowns of detached
+// endpoints, then resolv.conf files.
+func (e *Engine) Flush() {
+	e.reaper.flush()
+	e.resolv.flush()
+}
 
 func (e *Engine) lockSandbox(name string) func() {
 	e.sbMu.Lock()

@@ -192,6 +192,6 @@ func (e *Engine) promote(sandbox string) {
 		e.log.Warn("move the default route to the next network", "sandbox", sandbox, "if", next.IfName, "err", err)
 		return
 	}
-	e.writeResolvConf(sandbox)
+	e.resolv.sync(sandbox)
 	e.log.Info("default route moved", "sandbox", sandbox, "network", next.Network, "if", next.IfName)
 }

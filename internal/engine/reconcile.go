@@ -120,6 +120,8 @@ func (e *Engine) reconcileSandboxes(ctx context.Context) error {
 		if err != nil {
 			errs = append(errs, err)
 		}
+		// A write queued before a crash may never have happened.
+		e.resolv.sync(sb.Name)
 	}
 	return errors.Join(errs...)
 }

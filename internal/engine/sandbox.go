@@ -139,7 +139,7 @@ func (e *Engine) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (*mo
 	if err := e.st.Update(func(tx store.Tx) error { return tx.PutSandbox(sb) }); err != nil {
 		return fail(err)
 	}
-	e.writeResolvConf(sb.Name)
+	e.resolv.sync(sb.Name)
 	e.log.Info("sandbox created", "sandbox", sb.Name, "kind", string(sb.Kind), "netns", sb.Netns, "networks", len(spec.Networks))
 	return e.Sandbox(spec.Name)
 }
@@ -211,7 +211,7 @@ func (e *Engine) finishRemoval(sb *model.Sandbox, eps []*model.Endpoint) error {
 	// a namespace we just unpinned they are gone or going anyway.
 	e.reaper.add(eps...)
 	e.reaper.flush()
-	e.removeResolvConf(sb.Name)
+	e.resolv.sync(sb.Name)
 	if err := e.st.Update(func(tx store.Tx) error {
 		left, err := tx.EndpointsOfSandbox(sb.Name)
 		if err != nil {

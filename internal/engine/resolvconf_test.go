@@ -1,0 +1,111 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"pontoon/internal/dns"
+	"pontoon/internal/model"
+)
+
+// nopResolver stands in for the DNS server: resolv.conf files are written
+// only when the engine has one.
+type nopResolver struct{}
+
+func (nopResolver) SetNetworks([]dns.Network) error               { return nil }
+func (nopResolver) SetRecord(string, dns.Record)                  {}
+func (nopResolver) RemoveRecord(string, netip.Addr)               {}
+func (nopResolver) ReplaceRecords(network string, _ []dns.Record) {}
+
+// The files are written off the request path; whoever asks for the path
+// gets it only once the file matches the sandbox's primary network.
+func TestResolvConfFollowsPrimaryNetwork(t *testing.T) {
+	env := newEnv(t)
+	env.e.Close() // replaced by an engine with a resolver and a directory
+	etc := t.TempDir()
+	e, err := New(Config{Store: env.st, Link: env.link, Firewall: env.fw, Netns: env.ns, NetnsDir: "/run/pt/netns",
+		DefaultSubnet: netip.MustParsePrefix("10.88.0.0/16"), Resolver: nopResolver{}, EtcNetnsDir: etc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	ctx := context.Background()
+	if err := e.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnet: "10.90.1.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	nameserver := func(sb string) string {
+		t.Helper()
+		info, err := e.Sandbox(sb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.ResolvConf == "" {
+			return ""
+		}
+		data, err := os.ReadFile(info.ResolvConf)
+		if err != nil {
+			t.Fatalf("%s: resolv.conf handed out but not readable: %v", sb, err)
+		}
+		for _, l := range strings.Split(string(data), "\n") {
+			if ns, ok := strings.CutPrefix(l, "nameserver "); ok {
+				return ns
+			}
+		}
+		t.Fatalf("%s: resolv.conf without a nameserver:\n%s", sb, data)
+		return ""
+	}
+
+	if _, err := e.CreateSandbox(ctx, model.SandboxSpec{Name: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if ns := nameserver("a"); ns != "" {
+		t.Errorf("sandbox without a network has a resolver: %s", ns)
+	}
+	if _, err := e.Connect(ctx, "a", model.AttachSpec{Network: "back"}); err != nil {
+		t.Fatal(err)
+	}
+	if ns := nameserver("a"); ns != "10.90.1.1" {
+		t.Errorf("after connecting back: nameserver %q, want 10.90.1.1", ns)
+	}
+	if _, err := e.Connect(ctx, "a", model.AttachSpec{Network: model.DefaultNetwork}); err != nil {
+		t.Fatal(err)
+	}
+	if ns := nameserver("a"); ns != "10.90.1.1" {
+		t.Errorf("a second network changed the resolver: %q", ns)
+	}
+	if err := e.Disconnect(ctx, "back", "a"); err != nil {
+		t.Fatal(err)
+	}
+	e.Flush() // the default route (and resolver) move when the old endpoint is gone
+	if ns := nameserver("a"); ns != "10.88.0.1" {
+		t.Errorf("after the primary network left: nameserver %q, want 10.88.0.1", ns)
+	}
+
+	// A burst: every file right, however the queue was worked through.
+	for i := range 30 {
+		if _, err := e.CreateSandbox(ctx, model.SandboxSpec{Name: fmt.Sprintf("s%d", i), Networks: []model.AttachSpec{{Network: "back"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 30 {
+		if ns := nameserver(fmt.Sprintf("s%d", i)); ns != "10.90.1.1" {
+			t.Errorf("s%d: nameserver %q", i, ns)
+		}
+	}
+
+	if err := e.RemoveSandbox(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	e.Flush()
+	if _, err := os.Stat(filepath.Join(etc, "a")); !os.IsNotExist(err) {
+		t.Errorf("removed sandbox's resolv.conf directory: %v", err)
+	}
+}
