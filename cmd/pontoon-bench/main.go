@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	vnetns "github.com/vishvananda/netns"
 
 	"pontoon/internal/api"
@@ -41,16 +42,17 @@ import (
 
 func main() {
 	n := flag.Int("n", 500, "sandboxes per run")
-	par := flag.Int("parallel", 8, "concurrency of the parallel runs")
+	par := flag.Int("parallel", 8, "concurrency of the parallel runs (0: serial runs only)")
 	bin := flag.String("pontoon", "", "pontoon binary (default: build ./cmd/pontoon)")
 	cniDir := flag.String("cni-bin", "/usr/lib/cni", "directory of the CNI reference plugins")
 	skipCNI := flag.Bool("skip-cni", false, "do not measure the CNI bridge plugin")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
+	logLevel := flag.String("log-level", "warn", "the daemon's --log-level (debug logs each attach's phases)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fatal("pontoon-bench needs root: it creates network namespaces")
 	}
-	b, err := newBench(*bin)
+	b, err := newBench(*bin, *logLevel)
 	if err != nil {
 		fatal(err.Error())
 	}
@@ -68,6 +70,9 @@ func main() {
 		name string
 		c    int
 	}{{"serial", 1}, {fmt.Sprintf("%d at a time", *par), *par}} {
+		if mode.c == 0 {
+			continue // -parallel 0: serial runs only
+		}
 		r, err := b.runPontoon(*n, mode.c)
 		if err != nil {
 			fatal("pontoon: " + err.Error())
@@ -163,7 +168,7 @@ type bench struct {
 	nsCount   int
 }
 
-func newBench(bin string) (*bench, error) {
+func newBench(bin, logLevel string) (*bench, error) {
 	dir, err := os.MkdirTemp("", "pontoon-bench-")
 	if err != nil {
 		return nil, err
@@ -184,7 +189,7 @@ func newBench(bin string) (*bench, error) {
 	}
 	sock := filepath.Join(dir, "pontoon.sock")
 	b.daemon = exec.Command("nsenter", "--net="+b.hostNS, "--", bin, "daemon", "--root", filepath.Join(dir, "root"),
-		"--socket", sock, "--netns-dir", filepath.Join(dir, "netns"), "--log-level", "warn",
+		"--socket", sock, "--netns-dir", filepath.Join(dir, "netns"), "--log-level", logLevel,
 		// Keep the sandboxes' resolv.conf files out of the host's /etc, and
 		// never forward a query to the machine's real resolvers.
 		"--etc-netns-dir", filepath.Join(dir, "etc-netns"), "--dns", "198.51.100.53:53")
@@ -339,7 +344,13 @@ func (b *bench) runFloor(n, c int) (result, error) {
 	}
 	defer h.Close()
 	brName := fmt.Sprintf("floorbr%d", runID)
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: brName}}
+	// The same bridge and sandbox-end settings as pontoon's (multicast
+	// snooping off, no IPv6 link-local address on the peer): without them
+	// the kernel's own per-port work grows with the number of ports, and
+	// the floor would measure that instead of the least netlink work an
+	// attach needs.
+	off := false
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: brName}, MulticastSnooping: &off}
 	if err := h.LinkAdd(br); err != nil {
 		return r, err
 	}
@@ -384,6 +395,9 @@ func (b *bench) runFloor(n, c int) (result, error) {
 			return err
 		}
 		if err := sh.AddrAdd(peer, &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: net.CIDRMask(16, 32)}}); err != nil {
+			return err
+		}
+		if err := sh.LinkSetIP6AddrGenMode(peer, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
 			return err
 		}
 		if err := sh.LinkSetUp(peer); err != nil {
