@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -259,9 +260,41 @@ func (b *bench) dropNamespaces(ps []string) {
 	}
 }
 
+// settle waits (at most 30 s) until the machine is nearly idle: the kernel
+// tears namespaces down in the background, seconds after the runs that
+// deleted them, and every run should start from the same quiet machine
+// instead of paying for the one before it.
+func settle() {
+	idle := func() (idle, total uint64) {
+		data, err := os.ReadFile("/proc/stat")
+		if err != nil {
+			return 0, 0
+		}
+		f := strings.Fields(strings.SplitN(string(data), "\n", 2)[0])
+		for i, v := range f[1:] {
+			x, _ := strconv.ParseUint(v, 10, 64)
+			total += x
+			if i == 3 || i == 4 { // idle, iowait
+				idle += x
+			}
+		}
+		return idle, total
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		i0, t0 := idle()
+		time.Sleep(250 * time.Millisecond)
+		i1, t1 := idle()
+		if t1 <= t0 || float64(i1-i0)/float64(t1-t0) >= 0.95 {
+			return
+		}
+	}
+}
+
 // timed runs f(i) for i in [0,n) with concurrency c and returns each call's
-// duration, indexed by i.
+// duration, indexed by i. It first lets the machine settle.
 func timed(n, c int, f func(i int) error) ([]time.Duration, error) {
+	settle()
 	d := make([]time.Duration, n)
 	var mu sync.Mutex
 	var first error
