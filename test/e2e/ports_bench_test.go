@@ -125,7 +125,7 @@ func BenchmarkPortsThroughput(b *testing.B) {
 		// this one address ahead of pontoon's "nothing unsolicited" drop.
 		h.In(h.Outside, "ip", "route", "add", "10.88.0.0/16", "via", HostUplinkIP)
 		h.In(h.NS, "nft", "insert", "rule", "inet", "pontoon", "forward", "ip", "daddr", webIP, "accept")
-		// Three rounds, the pair of each comparison back to back, medians.
+		// Five rounds, the pair of each comparison back to back, medians.
 		s1, s2 := testutil.NewNetns(b), testutil.NewNetns(b)
 		h.In(h.NS, "ip", "link", "add", "hb0", "type", "bridge")
 		h.In(h.NS, "ip", "link", "set", "hb0", "up")
@@ -137,7 +137,7 @@ func BenchmarkPortsThroughput(b *testing.B) {
 			h.In(ns, "ip", "link", "set", "eth0", "up")
 		}
 		var outPortS, outDirectS, hostLoS, hostDirectS, pontoonBrS, handBrS []float64
-		for range 3 {
+		for range 5 {
 			outPortS = append(outPortS, iperf3Gbps(b, h, web, h.Outside, HostUplinkIP, 15201))
 			outDirectS = append(outDirectS, iperf3Gbps(b, h, web, h.Outside, webIP, 5201))
 			hostLoS = append(hostLoS, iperf3Gbps(b, h, web, h.NS, "127.0.0.1", 15201))
@@ -147,7 +147,7 @@ func BenchmarkPortsThroughput(b *testing.B) {
 		}
 		med := func(v []float64) float64 { s := slices.Clone(v); slices.Sort(s); return s[len(s)/2] }
 		outPort, outDirect, hostLo, hostDirect, pontoonBr, handBr := med(outPortS), med(outDirectS), med(hostLoS), med(hostDirectS), med(pontoonBrS), med(handBrS)
-		fmt.Printf("\niperf3, median of 3 runs of 3 s (Gbit/s)\n")
+		fmt.Printf("\niperf3, median of 5 runs of 3 s (Gbit/s)\n")
 		fmt.Printf("outside → host:port %.2f   outside → sandbox %.2f   ratio %.2f\n", outPort, outDirect, outPort/outDirect)
 		fmt.Printf("host → 127.0.0.1:port %.2f   host → sandbox %.2f   ratio %.2f\n", hostLo, hostDirect, hostLo/hostDirect)
 		fmt.Printf("sandbox → sandbox: pontoon bridge %.2f   hand-built bridge %.2f   ratio %.2f\n", pontoonBr, handBr, pontoonBr/handBr)
