@@ -701,6 +701,16 @@ func TestConcurrentUpdatesAndViews(t *testing.T) {
 	})
 }
 
+// mustOpen opens the state file at path or fails the test.
+func mustOpen(t *testing.T, path string) Store {
+	t.Helper()
+	s, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // withBoot makes Open see the given boot ID for the rest of the test.
 func withBoot(t *testing.T, id string) {
 	t.Helper()
@@ -726,21 +736,21 @@ func fillForReboot(t *testing.T, s Store) {
 	update(t, s, func(tx Tx) error { return tx.DeleteNetwork("gone") })
 }
 
-func TestBoltNewBootKeepsOnlyNetworks(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "state.db")
+// writtenInBoot1 leaves at path a state file filled (fillForReboot) and
+// closed during boot "boot-1".
+func writtenInBoot1(t *testing.T, path string) {
+	t.Helper()
 	withBoot(t, "boot-1")
-	s, err := Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpen(t, path)
 	fillForReboot(t, s)
 	s.Close()
+}
 
+func TestBoltNewBootKeepsOnlyNetworks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	writtenInBoot1(t, path)
 	withBoot(t, "boot-2")
-	s, err = Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpen(t, path)
 	defer s.Close()
 	view(t, s, func(tx Tx) error {
 		nets, _ := tx.Networks()
@@ -768,19 +778,13 @@ func TestBoltNewBootKeepsOnlyNetworks(t *testing.T) {
 func TestBoltSameBootKeepsEverything(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	withBoot(t, "boot-1")
-	s, err := Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpen(t, path)
 	if !s.(*boltStore).db.NoSync {
 		t.Error("runtime commits are fsynced although the boot ID is known")
 	}
 	fillForReboot(t, s)
 	s.Close()
-	s, err = Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = mustOpen(t, path)
 	defer s.Close()
 	view(t, s, func(tx Tx) error {
 		nets, _ := tx.Networks()
@@ -797,21 +801,12 @@ func TestBoltSameBootKeepsEverything(t *testing.T) {
 // the snapshot.
 func TestBoltNewBootIgnoresTornFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
-	withBoot(t, "boot-1")
-	s, err := Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fillForReboot(t, s)
-	s.Close()
+	writtenInBoot1(t, path)
 	if err := os.WriteFile(path, bytes.Repeat([]byte{0xff}, 8192), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	withBoot(t, "boot-2")
-	s, err = Open(path, nil)
-	if err != nil {
-		t.Fatalf("open after a torn file: %v", err)
-	}
+	s := mustOpen(t, path) // a torn file is not even read
 	defer s.Close()
 	view(t, s, func(tx Tx) error {
 		if _, err := tx.Network("kept"); err != nil {
@@ -825,20 +820,11 @@ func TestBoltNewBootIgnoresTornFile(t *testing.T) {
 // commit: it is taken whole, and the snapshot written from it.
 func TestBoltUpgradeKeepsFsyncedFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
-	withBoot(t, "boot-1")
-	s, err := Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fillForReboot(t, s)
-	s.Close()
+	writtenInBoot1(t, path)
 	os.Remove(path + networksSuffix)
 	os.Remove(path + bootSuffix)
 	withBoot(t, "boot-2")
-	s, err = Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpen(t, path)
 	defer s.Close()
 	view(t, s, func(tx Tx) error {
 		sbs, _ := tx.Sandboxes()
@@ -857,10 +843,7 @@ func TestBoltUpgradeKeepsFsyncedFile(t *testing.T) {
 func TestBoltSnapshotFollowsCommits(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	withBoot(t, "boot-1")
-	s, err := Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpen(t, path)
 	defer s.Close()
 	update(t, s, func(tx Tx) error { return tx.PutNetwork(&model.Network{Name: "a"}) })
 	_ = s.Update(func(tx Tx) error {
@@ -879,10 +862,7 @@ func TestBoltSnapshotFollowsCommits(t *testing.T) {
 func TestBoltSecondDaemonDoesNotSetFileAside(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	withBoot(t, "boot-1")
-	s, err := Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpen(t, path)
 	defer s.Close()
 	fillForReboot(t, s)
 	os.Remove(path + bootSuffix) // as if from another boot
