@@ -438,7 +438,8 @@ func FuzzAllocateRelease(f *testing.F) {
 
 // BenchmarkAllocate shows that an allocation costs the same whether the
 // network already holds 0, 500 or 5000 addresses. Each op is one
-// allocation in its own committed Update (for bolt, fsynced).
+// allocation in its own committed Update (for bolt, written to the page
+// cache: runtime state is not fsynced, see store.Open).
 //
 //	go test -run '^$' -bench Allocate ./internal/ipam/
 func BenchmarkAllocate(b *testing.B) {
