@@ -155,9 +155,9 @@ func unhealthy(conn *nftables.Conn, eng *engine.Engine) string {
 		return "the set of bridges is missing"
 	}
 	elems, err := conn.GetSetElements(set)
-	nets, _ := eng.Networks()
-	if err != nil || len(elems) < len(nets) {
-		return fmt.Sprintf("the set of bridges holds %d of %d networks", len(elems), len(nets))
+	nets, _ := eng.NetworkCount()
+	if err != nil || len(elems) < nets {
+		return fmt.Sprintf("the set of bridges holds %d of %d networks", len(elems), nets)
 	}
 	return ""
 }
