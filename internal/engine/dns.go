@@ -55,24 +55,18 @@ func (e *Engine) syncResolverRecords() {
 	if e.cfg.Resolver == nil {
 		return
 	}
-	_ = e.st.View(func(tx store.Tx) error {
-		nets, err := tx.Networks()
-		if err != nil {
-			return err
+	nets, err := e.Networks()
+	if err != nil {
+		e.log.Error("dns: list networks", "err", err)
+		return
+	}
+	for _, n := range nets {
+		rs := make([]dns.Record, 0, len(n.Endpoints))
+		for _, ep := range n.Endpoints {
+			rs = append(rs, dnsRecord(ep))
 		}
-		for _, n := range nets {
-			eps, err := tx.EndpointsOnNetwork(n.Name)
-			if err != nil {
-				return err
-			}
-			var rs []dns.Record
-			for _, ep := range liveEndpoints(eps) {
-				rs = append(rs, dnsRecord(ep))
-			}
-			e.cfg.Resolver.ReplaceRecords(n.Name, rs)
-		}
-		return nil
-	})
+		e.cfg.Resolver.ReplaceRecords(n.Name, rs)
+	}
 }
 
 func (e *Engine) resolverAdd(ep *model.Endpoint) {
