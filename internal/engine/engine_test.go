@@ -86,12 +86,18 @@ type testEnv struct {
 	ns   *fakeNS
 }
 
-func newEnv(t *testing.T) *testEnv {
+// newEnv returns a reconciled engine over fakes; opts may change its
+// configuration first.
+func newEnv(t *testing.T, opts ...func(*Config)) *testEnv {
 	t.Helper()
 	env := &testEnv{st: store.NewMemory(), link: link.NewFake(), fw: firewall.NewFake(), ns: newFakeNS()}
 	env.ns.ext["/proc/4242/ns/net"] = 77
-	e, err := New(Config{Store: env.st, Link: env.link, Firewall: env.fw, Netns: env.ns, NetnsDir: "/run/pt/netns",
-		DefaultSubnet: netip.MustParsePrefix("10.88.0.0/16")})
+	cfg := Config{Store: env.st, Link: env.link, Firewall: env.fw, Netns: env.ns, NetnsDir: "/run/pt/netns",
+		DefaultSubnet: netip.MustParsePrefix("10.88.0.0/16")}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	e, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

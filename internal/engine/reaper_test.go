@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"sync"
 	"testing"
 
@@ -31,19 +30,12 @@ func (c *countingFirewall) Unguard(ctx context.Context, gs []firewall.Guarded) e
 // endpoint down once: deleting its elements again would be refused by the
 // kernel, at the cost of an RCU grace period per refused transaction.
 func TestDetachThenRemoveTearsDownOnce(t *testing.T) {
-	env := newEnv(t)
-	env.e.Close()
-	fw := &countingFirewall{Fake: env.fw, unguards: map[string]int{}}
-	e, err := New(Config{Store: env.st, Link: env.link, Firewall: fw, Netns: env.ns, NetnsDir: "/run/pt/netns",
-		DefaultSubnet: netip.MustParsePrefix("10.88.0.0/16")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
+	var fw *countingFirewall
+	e := newEnv(t, func(c *Config) {
+		fw = &countingFirewall{Fake: c.Firewall.(*firewall.Fake), unguards: map[string]int{}}
+		c.Firewall = fw
+	}).e
 	ctx := context.Background()
-	if err := e.Reconcile(ctx); err != nil {
-		t.Fatal(err)
-	}
 	for i := range 5 {
 		name := fmt.Sprintf("c%d", i)
 		info, err := e.CreateSandbox(ctx, model.SandboxSpec{Name: name, Networks: []model.AttachSpec{{Network: model.DefaultNetwork}}})

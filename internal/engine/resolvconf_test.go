@@ -25,19 +25,9 @@ func (nopResolver) ReplaceRecords(network string, _ []dns.Record) {}
 // The files are written off the request path; whoever asks for the path
 // gets it only once the file matches the sandbox's primary network.
 func TestResolvConfFollowsPrimaryNetwork(t *testing.T) {
-	env := newEnv(t)
-	env.e.Close() // replaced by an engine with a resolver and a directory
 	etc := t.TempDir()
-	e, err := New(Config{Store: env.st, Link: env.link, Firewall: env.fw, Netns: env.ns, NetnsDir: "/run/pt/netns",
-		DefaultSubnet: netip.MustParsePrefix("10.88.0.0/16"), Resolver: nopResolver{}, EtcNetnsDir: etc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
+	e := newEnv(t, func(c *Config) { c.Resolver, c.EtcNetnsDir = nopResolver{}, etc }).e
 	ctx := context.Background()
-	if err := e.Reconcile(ctx); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnet: "10.90.1.0/24"}); err != nil {
 		t.Fatal(err)
 	}
