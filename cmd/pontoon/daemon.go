@@ -19,7 +19,8 @@ func newDaemonCmd() *cobra.Command {
 		Long: `Run the pontoon daemon. It keeps its state in a bbolt file under --root,
 serves the API on --socket, pins sandbox namespaces under --netns-dir, and
 reconciles the kernel with its state at start-up. SIGTERM or SIGINT stop it
-without interrupting sandbox traffic.
+without interrupting sandbox traffic. Networks survive a reboot; sandboxes
+and their addresses, like the namespaces they describe, do not.
 
 Several daemons can run side by side, each in its own network namespace,
 when each has its own --root, --socket and --netns-dir.`,

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -153,8 +155,8 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 				kv.row("ICC:", strconv.FormatBool(n.ICC))
 				kv.row("Masquerade:", strconv.FormatBool(n.Masquerade))
 				kv.row("MTU:", strconv.Itoa(n.MTU))
-				for k, v := range n.Labels {
-					kv.row("Label:", k+"="+v)
+				for _, k := range slices.Sorted(maps.Keys(n.Labels)) {
+					kv.row("Label:", k+"="+n.Labels[k])
 				}
 				if err := kv.flush(); err != nil {
 					return err
