@@ -12,7 +12,7 @@ import (
 // place, one record at a time, under a write lock, and answers from it
 // under a read lock: an attach or detach costs the same with 10 or 1000
 // sandboxes on the network (rebuilding an immutable copy per change cost
-// 0.02 ms with one record and 0.3 ms with 500).
+// 0.02 ms with a few dozen records and 0.3–0.37 ms with 500).
 type zone struct {
 	name  string                  // lower-case network name
 	names map[string][]netip.Addr // "db", "db.app" → sorted addresses

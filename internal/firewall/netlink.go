@@ -110,7 +110,7 @@ func (w *netlinkWriter) send(add bool, els []nlElem) error {
 		// connection itself: start over with a fresh one next time.
 		// Reconnecting costs ~7 ms (dialing into the namespace), which
 		// deleting already deleted elements one by one used to pay each.
-		if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EEXIST) && !errors.Is(err, os.ErrNotExist) {
+		if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EEXIST) {
 			_ = c.CloseLasting()
 			w.conn = nil
 		}
