@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -33,6 +34,7 @@ import (
 
 	"pontoon/internal/api"
 	"pontoon/internal/model"
+	"pontoon/internal/netns"
 )
 
 // LabelNetwork marks sandboxes made through CNI with the CNI network name,
@@ -151,6 +153,15 @@ func cmdAdd(args *skel.CmdArgs) error {
 	}
 	var ep *model.Endpoint
 	sb, err := cl.Sandbox(cx, name)
+	if err == nil && staleNetns(sb, args.Netns) {
+		// The runtime lost the namespace it attached before (a crash, a
+		// reboot of the VM) and asks again with a new one, without a DEL:
+		// the old attachment is dead. Drop it and start afresh.
+		if err := cl.RemoveSandbox(cx, name); err != nil && !errors.Is(err, model.ErrNotFound) {
+			return cniError("ADD", fmt.Errorf("drop the attachment of container %s to its previous namespace %s: %w", args.ContainerID, sb.Netns, err))
+		}
+		err = model.NotFoundf("sandbox %s was dropped", name)
+	}
 	switch {
 	case errors.Is(err, model.ErrNotFound):
 		sb, err = cl.CreateSandbox(cx, model.SandboxSpec{
@@ -176,6 +187,17 @@ func cmdAdd(args *skel.CmdArgs) error {
 		return types.NewError(types.ErrInternal, "ADD: the daemon reported no endpoint for "+args.IfName, "")
 	}
 	return types.PrintResult(resultOf(ep, sb.Netns, c.CNIVersion), c.CNIVersion)
+}
+
+// staleNetns reports whether a sandbox's recorded namespace is not the one
+// at netns: another path, or the same path naming another namespace (the
+// recorded one is gone and the path was pinned again).
+func staleNetns(sb *model.SandboxInfo, netnsPath string) bool {
+	if filepath.Clean(sb.Netns) != filepath.Clean(netnsPath) {
+		return true
+	}
+	ino, err := netns.Ino(netnsPath)
+	return err == nil && sb.NetnsIno != 0 && ino != sb.NetnsIno
 }
 
 func findEndpoint(sb *model.SandboxInfo, network, ifname string) *model.Endpoint {

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"pontoon/internal/model"
+	"pontoon/internal/netns"
 )
 
 func newSandboxCmd(g *globals) *cobra.Command {
@@ -273,7 +274,7 @@ func newExecCmd(g *globals) *cobra.Command {
 			if len(argv) == 0 {
 				return fmt.Errorf("no command given: pontoon exec %s -- COMMAND", args[0])
 			}
-			return execIn(sb.Netns, sb.ResolvConf, argv)
+			return execIn(sb.Netns, sb.NetnsIno, sb.ResolvConf, argv)
 		},
 	}
 	// Everything after SANDBOX belongs to the command, dashes included.
@@ -298,20 +299,22 @@ func dropDashes(args []string) []string {
 // in which the sandbox's resolv.conf (if any) covers /etc/resolv.conf and
 // /sys is a sysfs of the sandbox's network namespace (sysfs shows the
 // namespace of whoever mounted it).
-func execIn(path, resolvConf string, argv []string) error {
+func execIn(path string, ino uint64, resolvConf string, argv []string) error {
 	bin, err := exec.LookPath(argv[0])
 	if err != nil {
 		return fmt.Errorf("command %q: %w", argv[0], err)
 	}
 	runtime.LockOSThread()
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	// Checked on the open file: a reused PID or a path pinned again names
+	// another namespace, which is never entered.
+	ns, err := netns.OpenChecked(path, ino)
 	if err != nil {
-		return fmt.Errorf("open namespace %s: %w", path, err)
+		return fmt.Errorf("the sandbox's namespace: %w: remove the sandbox with `pontoon sandbox rm`", err)
 	}
-	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+	if err := unix.Setns(int(ns), unix.CLONE_NEWNET); err != nil {
 		return fmt.Errorf("enter namespace %s: %w (are you root?)", path, err)
 	}
-	unix.Close(fd)
+	ns.Close()
 	if err := privateMounts(resolvConf); err != nil {
 		return err
 	}

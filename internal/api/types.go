@@ -9,9 +9,23 @@ const Version = "v1"
 
 // Status is the answer of GET /v1/status.
 type Status struct {
-	Ready   bool   `json:"ready"`
-	PID     int    `json:"pid"`
-	Version string `json:"version"`
+	Ready   bool    `json:"ready"`
+	PID     int     `json:"pid"`
+	Version string  `json:"version"`
+	Healing Healing `json:"healing"`
+}
+
+// Healing is what self-healing did since the daemon started.
+type Healing struct {
+	// Running is false when the daemon runs with --self-heal=false.
+	Running bool `json:"running"`
+	// Repairs counts repairs by kind of object: bridge, veth, port, link,
+	// address, route, rule, sysctl, firewall, namespace, and released (a
+	// sandbox whose adopted namespace died, released).
+	Repairs map[string]uint64 `json:"repairs"`
+	// Unrepaired maps an object to what is wrong with it, for drift the
+	// last attempt could not repair.
+	Unrepaired map[string]string `json:"unrepaired,omitempty"`
 }
 
 // ConnectRequest is the body of POST /v1/networks/{name}/connect.

@@ -39,6 +39,9 @@ type Options struct {
 	ResolvConf  string        // the host's resolv.conf, read for upstreams
 	DNSTimeout  time.Duration // per upstream attempt
 	EtcNetnsDir string        // sandboxes' resolv.conf files: DIR/NAME/resolv.conf
+
+	SelfHeal   bool          // repair drift from the store as soon as the kernel reports it
+	HealPeriod time.Duration // the periodic backstop check (0: engine.DefaultHealPeriod)
 }
 
 // DefaultOptions are the embedded defaults.
@@ -52,6 +55,8 @@ func DefaultOptions() Options {
 		ResolvConf:    dns.DefaultResolvConf,
 		DNSTimeout:    dns.DefaultTimeout,
 		EtcNetnsDir:   "/etc/netns",
+		SelfHeal:      true,
+		HealPeriod:    engine.DefaultHealPeriod,
 	}
 }
 
@@ -111,6 +116,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	cfg.Resolver = resolver
 	cfg.PortProbe = probePorts
 	cfg.EtcNetnsDir = opts.EtcNetnsDir
+	cfg.HealPeriod = opts.HealPeriod
 	eng, err := engine.New(cfg)
 	if err != nil {
 		return err
@@ -136,8 +142,10 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		// what could not. A daemon that refuses to start helps nobody.
 		log.Error("start-up reconciliation had errors", "err", err)
 	}
-	if err := watchFirewall(ctx, eng, log); err != nil {
-		log.Warn("cannot watch nftables for drift; pontoon's firewall state will not be restored if someone flushes it", "err", err)
+	if opts.SelfHeal {
+		if err := eng.StartHealing(ctx); err != nil {
+			log.Warn("self-healing is off: cannot watch the kernel for drift; `pontoon doctor` still reports it", "err", err)
+		}
 	}
 	srv.SetReady(true)
 	log.Info("pontoon daemon ready", "socket", opts.Socket, "root", opts.Root, "netns_dir", opts.NetnsDir, "reconcile_took", time.Since(start).String())
@@ -193,21 +201,5 @@ func (Namespaces) Delete(path string) error          { return netns.Delete(path)
 func (Namespaces) IsPinned(path string) bool         { return netns.IsPinned(path) }
 func (Namespaces) Pins(dir string) ([]string, error) { return netns.Pins(dir) }
 
-// nsfsMagic is NSFS_MAGIC from linux/magic.h.
-const nsfsMagic = 0x6e736673
-
 // Ino identifies the namespace at path (device and inode of its nsfs file).
-func (Namespaces) Ino(path string) (uint64, error) {
-	var fs syscall.Statfs_t
-	if err := syscall.Statfs(path, &fs); err != nil {
-		return 0, err
-	}
-	if fs.Type != nsfsMagic {
-		return 0, fmt.Errorf("%s is not a namespace file (nsfs)", path)
-	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		return 0, err
-	}
-	return st.Dev<<32 ^ st.Ino, nil
-}
+func (Namespaces) Ino(path string) (uint64, error) { return netns.Ino(path) }

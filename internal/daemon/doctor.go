@@ -41,11 +41,14 @@ func (d *doctor) run(ctx context.Context) ([]api.Finding, error) {
 	}
 	var out []api.Finding
 	out = append(out, d.firewall(ctx)...)
+	out = append(out, d.bridges(nets)...)
+	out = append(out, d.endpoints(ctx, sbs)...)
 	out = append(out, d.forwarding()...)
 	out = append(out, d.brNetfilter()...)
 	out = append(out, d.mtu(nets)...)
 	out = append(out, d.rpFilter(ctx, sbs)...)
 	out = append(out, d.leaks()...)
+	out = append(out, d.healing()...)
 	return out, nil
 }
 
@@ -55,8 +58,8 @@ func (d *doctor) firewall(ctx context.Context) []api.Finding {
 	if err != nil {
 		return []api.Finding{finding(api.LevelError, "firewall", "cannot read nftables: %v", err)}
 	}
-	if reason := unhealthy(conn, d.eng); reason != "" {
-		out = append(out, finding(api.LevelError, "firewall", "drift: %s; the daemon restores it when nftables reports changes — if this persists, restart the daemon", reason))
+	if reason := d.eng.FirewallDrift(ctx); reason != "" {
+		out = append(out, finding(api.LevelError, "firewall", "drift: %s; self-healing restores it when nftables reports changes — if this persists, see the daemon's log and restart it", reason))
 	} else {
 		out = append(out, finding(api.LevelOK, "firewall", "table inet %s is in place", firewall.TableName))
 	}

@@ -84,7 +84,9 @@ func (s *Server) handle(pattern string, h func(r *http.Request) (int, any, error
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	st := api.Status{Ready: s.ready.Load(), PID: os.Getpid(), Version: api.Version}
+	hs := s.eng.HealStatus()
+	st := api.Status{Ready: s.ready.Load(), PID: os.Getpid(), Version: api.Version,
+		Healing: api.Healing{Running: hs.Running, Repairs: hs.Repairs, Unrepaired: hs.Unrepaired}}
 	code := http.StatusOK
 	if !st.Ready {
 		code = http.StatusServiceUnavailable

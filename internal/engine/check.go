@@ -55,3 +55,15 @@ func (e *Engine) CheckSandbox(ctx context.Context, name string) ([]api.Problem, 
 	}
 	return out, nil
 }
+
+// CheckBridge compares a network's bridge with the store. It changes
+// nothing.
+func (e *Engine) CheckBridge(n *model.Network) []string {
+	return e.link.CheckBridge(bridgeOf(n))
+}
+
+// FirewallDrift says what the store wants of the firewall that the kernel
+// lacks ("" when nothing). It changes nothing.
+func (e *Engine) FirewallDrift(ctx context.Context) string {
+	return e.fw.Check(ctx, e.heal.wantFirewall())
+}

@@ -220,7 +220,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		}
 		// The source rule lives in the sandbox's namespace, not on the link.
 		if ep.Table != 0 {
-			if err := e.link.DeleteRule(sb.Netns, ep.IP, ep.Table); err != nil {
+			if err := e.link.DeleteRule(sb.Netns, sb.NetnsIno, ep.IP, ep.Table); err != nil {
 				e.log.Error("rollback: delete source rule", "sandbox", sandbox, "err", err)
 			}
 		}
@@ -321,7 +321,7 @@ func nextSlot(eps []*model.Endpoint) (slot, table int, primary bool) {
 func vethOf(nw *model.Network, sb *model.Sandbox, ep *model.Endpoint) link.Veth {
 	return link.Veth{
 		HostName: ep.HostIf, Bridge: nw.Bridge, MTU: ep.MTU, Isolated: !nw.ICC,
-		Netns: sb.Netns, PeerName: ep.IfName, MAC: mustMAC(ep.MAC),
+		Netns: sb.Netns, NetnsIno: sb.NetnsIno, PeerName: ep.IfName, MAC: mustMAC(ep.MAC),
 		Addr: netip.PrefixFrom(ep.IP, ep.Prefix), Gateway: ep.Gateway,
 		DefaultRoute: ep.Primary && !nw.Internal, Table: ep.Table,
 	}

@@ -32,8 +32,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"sync"
+	"time"
 
 	"pontoon/internal/firewall"
 	"pontoon/internal/link"
@@ -80,6 +80,9 @@ type Config struct {
 	// EtcNetnsDir holds each sandbox's resolv.conf as NAME/resolv.conf
 	// (the `ip netns exec` convention; default /etc/netns in the daemon).
 	EtcNetnsDir string
+	// HealPeriod is how often the self-healing backstop pass runs
+	// (0: DefaultHealPeriod). Events trigger passes in between.
+	HealPeriod time.Duration
 }
 
 // Engine is the single writer of pontoon's state.
@@ -97,6 +100,7 @@ type Engine struct {
 
 	reaper    *reaper
 	resolv    *resolvFiles
+	heal      *healer
 	closeOnce sync.Once
 
 	// testHook, when set, is called at named points of multi-step
@@ -121,6 +125,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e.reaper = newReaper(e)
 	e.resolv = newResolvFiles(e)
+	e.heal = newHealer(e)
 	return e, nil
 }
 
@@ -203,8 +208,4 @@ func (e *Engine) SyncFirewall(ctx context.Context) error {
 	e.netMu.Lock()
 	defer e.netMu.Unlock()
 	return e.syncFirewall(ctx)
-}
-
-func setIPForward() error {
-	return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644)
 }

@@ -23,12 +23,15 @@ import (
 // fakeNS is an in-memory Namespaces.
 type fakeNS struct {
 	mu   sync.Mutex
-	pins map[string]bool
+	pins map[string]uint64 // path → identity of the namespace pinned there
 	ext  map[string]uint64 // adopted namespaces that "exist"
+	next uint64
 	fail error
 }
 
-func newFakeNS() *fakeNS { return &fakeNS{pins: map[string]bool{}, ext: map[string]uint64{}} }
+func newFakeNS() *fakeNS {
+	return &fakeNS{pins: map[string]uint64{}, ext: map[string]uint64{}, next: 1000}
+}
 
 func (f *fakeNS) Create(p string) error {
 	f.mu.Lock()
@@ -36,10 +39,11 @@ func (f *fakeNS) Create(p string) error {
 	if f.fail != nil {
 		return f.fail
 	}
-	if f.pins[p] {
+	if f.pins[p] != 0 {
 		return fmt.Errorf("pin %s exists", p)
 	}
-	f.pins[p] = true
+	f.next++
+	f.pins[p] = f.next
 	return nil
 }
 
@@ -53,7 +57,7 @@ func (f *fakeNS) Delete(p string) error {
 func (f *fakeNS) IsPinned(p string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.pins[p]
+	return f.pins[p] != 0
 }
 
 func (f *fakeNS) Pins(dir string) ([]string, error) {
@@ -73,6 +77,9 @@ func (f *fakeNS) Ino(p string) (uint64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if ino, ok := f.ext[p]; ok {
+		return ino, nil
+	}
+	if ino, ok := f.pins[p]; ok {
 		return ino, nil
 	}
 	return 0, errors.New("not a namespace")

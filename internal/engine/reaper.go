@@ -121,7 +121,7 @@ func (e *Engine) teardown(eps []*model.Endpoint) {
 		if sb == nil || sb.Kind == model.KindHost || sb.Kind == model.KindPontoon && sb.State == model.SandboxRemoving {
 			continue
 		}
-		if err := e.link.DeleteRule(sb.Netns, ep.IP, ep.Table); err != nil {
+		if err := e.link.DeleteRule(sb.Netns, sb.NetnsIno, ep.IP, ep.Table); err != nil {
 			e.log.Warn("delete source rule", "sandbox", ep.Sandbox, "ip", ep.IP.String(), "table", ep.Table, "err", err)
 		}
 	}
@@ -217,7 +217,7 @@ func (e *Engine) promote(sandbox string) {
 	if err != nil || next == nil {
 		return
 	}
-	if err := e.link.SetDefaultRoute(sb.Netns, next.IfName, nw.Gateway); err != nil {
+	if err := e.link.SetDefaultRoute(sb.Netns, sb.NetnsIno, next.IfName, nw.Gateway); err != nil {
 		e.log.Warn("move the default route to the next network", "sandbox", sandbox, "if", next.IfName, "err", err)
 		return
 	}

@@ -28,7 +28,7 @@ import (
 func (e *Engine) Reconcile(ctx context.Context) error {
 	var errs []error
 	if e.cfg.SetIPForward {
-		if err := setIPForward(); err != nil {
+		if err := e.link.SetIPForward(); err != nil {
 			errs = append(errs, fmt.Errorf("enable ip forwarding: %w", err))
 		}
 	}
@@ -148,10 +148,18 @@ func (e *Engine) reconcileSandboxLocked(sb *model.Sandbox, eps []*model.Endpoint
 		// The pin vanished (a reboot emptied /run, or someone unmounted it):
 		// the namespace and its veths are gone; make it again and rebuild.
 		e.log.Warn("reconcile: recreating the namespace of sandbox", "sandbox", sb.Name, "netns", sb.Netns)
-		if err := e.ns.Create(sb.Netns); err != nil {
-			return fmt.Errorf("sandbox %s: recreate namespace: %w", sb.Name, err)
+		if err := e.heal.recreateNamespace(sb); err != nil {
+			return fmt.Errorf("sandbox %s: %w", sb.Name, err)
 		}
 		recreated = true // the old namespace's veths died with it
+	} else if sb.Kind == model.KindPontoon && sb.NetnsIno == 0 {
+		// Recorded before pontoon kept namespace identities.
+		if ino, err := e.ns.Ino(sb.Netns); err == nil {
+			sb.NetnsIno = ino
+			if err := e.st.Update(func(tx store.Tx) error { return tx.PutSandbox(sb) }); err != nil {
+				return err
+			}
+		}
 	}
 	var stale []*model.Endpoint
 	var errs []error

@@ -125,6 +125,11 @@ func (e *Engine) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (*mo
 		if err := e.ns.Create(sb.Netns); err != nil {
 			return fail(fmt.Errorf("create network namespace for sandbox %s: %w", spec.Name, err))
 		}
+		ino, err := e.ns.Ino(sb.Netns)
+		if err != nil {
+			return fail(fmt.Errorf("create network namespace for sandbox %s: %w", spec.Name, err))
+		}
+		sb.NetnsIno = ino
 	}
 	for _, a := range spec.Networks {
 		ip, _ := validateAttach(a)
@@ -140,6 +145,7 @@ func (e *Engine) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (*mo
 		return fail(err)
 	}
 	e.resolv.sync(sb.Name)
+	e.heal.sandboxChanged()
 	e.log.Info("sandbox created", "sandbox", sb.Name, "kind", string(sb.Kind), "netns", sb.Netns, "networks", len(spec.Networks))
 	return e.Sandbox(spec.Name)
 }
@@ -202,6 +208,7 @@ func (e *Engine) removeSandbox(sb *model.Sandbox, eps []*model.Endpoint) error {
 // finishRemoval is the kernel half of a sandbox removal, also used by
 // Reconcile for sandboxes a crash left in state removing or creating.
 func (e *Engine) finishRemoval(sb *model.Sandbox, eps []*model.Endpoint) error {
+	e.heal.unwatch(sb.Name) // a watch holds the namespace
 	if sb.Kind == model.KindPontoon {
 		if err := e.ns.Delete(sb.Netns); err != nil {
 			return fmt.Errorf("remove sandbox %s: delete namespace %s: %w", sb.Name, sb.Netns, err)

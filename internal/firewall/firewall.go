@@ -72,4 +72,14 @@ type Interface interface {
 	// transaction each.
 	Guard(ctx context.Context, gs []Guarded) error
 	Unguard(ctx context.Context, gs []Guarded) error
+
+	// Watch streams a notice whenever nftables changes pontoon's tables or
+	// Docker's filter chains, until ctx ends (bursts are coalesced: one
+	// notice may stand for many changes).
+	Watch(ctx context.Context) (<-chan Event, error)
+	// Check says what of want is missing from the kernel ("" when nothing
+	// is): the tables, the forward rules, and as many bridge, port and
+	// anti-spoofing elements as want has. It changes nothing and execs no
+	// nft process.
+	Check(ctx context.Context, want State) string
 }

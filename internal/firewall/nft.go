@@ -27,6 +27,10 @@ type nft struct {
 	elems  elementWriter       // published ports, between Syncs
 	br     knftables.Interface // table bridge pontoon: anti-spoofing
 	guards guardWriter
+	// watch and check back Watch and Check (real: nftables over netlink;
+	// fake: in memory).
+	watch func(ctx context.Context) (<-chan Event, error)
+	check func(want State) string
 
 	mu sync.Mutex // one Sync/Delete at a time: DOCKER-USER is read, then changed
 }
@@ -51,8 +55,12 @@ func New(log *slog.Logger) (Interface, error) {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
 	return &nft{log: log, nft: k, dump: listTable, docker: newDockerUser(log), elems: netlinkElements{w: nw},
-		br: br, guards: netlinkGuards{w: nw}}, nil
+		br: br, guards: netlinkGuards{w: nw}, watch: watchNftables, check: checkNftables}, nil
 }
+
+func (f *nft) Watch(ctx context.Context) (<-chan Event, error) { return f.watch(ctx) }
+
+func (f *nft) Check(_ context.Context, want State) string { return f.check(want) }
 
 func (f *nft) Sync(ctx context.Context, s State) error {
 	if err := validate(s); err != nil {

@@ -1,6 +1,7 @@
 package link
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -22,11 +23,15 @@ type Fake struct {
 	fail        map[string]error
 	// Host holds the prefixes HostPrefixes reports.
 	Host []netip.Prefix
+	// Forwarding is what IPForward reports; SetIPForward sets it.
+	Forwarding bool
+	watchers   []chan Event
 }
 
 type fakeBridge struct {
 	Bridge
 	index int
+	down  bool
 }
 
 type fakeVeth struct {
@@ -63,7 +68,7 @@ func (f *Fake) EnsureBridge(b Bridge) (int, error) {
 		return 0, err
 	}
 	if br, ok := f.bridges[b.Name]; ok {
-		br.Bridge = b
+		br.Bridge, br.down = b, false
 		return br.index, nil
 	}
 	if _, ok := f.veths[b.Name]; ok {
@@ -135,7 +140,7 @@ func (f *Fake) DeleteVeths(names []string) error {
 	return nil
 }
 
-func (f *Fake) DeleteRule(netns string, a netip.Addr, table int) error {
+func (f *Fake) DeleteRule(netns string, _ uint64, a netip.Addr, table int) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.failed("DeleteRule"); err != nil {
@@ -287,7 +292,7 @@ func (f *Fake) Veths() []string {
 }
 
 // SetDefaultRoute records the default route as a "default" line in Dump.
-func (f *Fake) SetDefaultRoute(netns, ifname string, gw netip.Addr) error {
+func (f *Fake) SetDefaultRoute(netns string, _ uint64, ifname string, gw netip.Addr) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.failed("SetDefaultRoute"); err != nil {
@@ -300,4 +305,121 @@ func (f *Fake) SetDefaultRoute(netns, ifname string, gw netip.Addr) error {
 		}
 	}
 	return fmt.Errorf("%s: link not found in %s", ifname, netns)
+}
+
+func (f *Fake) CheckBridge(b Bridge) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	br, ok := f.bridges[b.Name]
+	if !ok {
+		return []string{"bridge " + b.Name + " is missing"}
+	}
+	var out []string
+	if br.down {
+		out = append(out, "bridge "+b.Name+" is down")
+	}
+	if b.Gateway.IsValid() && br.Gateway != b.Gateway {
+		out = append(out, fmt.Sprintf("bridge %s does not have address %s", b.Name, b.Gateway))
+	}
+	return out
+}
+
+// RepairVeth makes a missing veth again and puts back what CheckVeth finds.
+func (f *Fake) RepairVeth(v Veth) (int, []Fix, error) {
+	if err := f.failed("RepairVeth"); err != nil {
+		return 0, nil, err
+	}
+	problems := f.CheckVeth(v)
+	if len(problems) == 0 {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.veths[v.HostName].index, nil, nil
+	}
+	f.mu.Lock()
+	delete(f.veths, v.HostName)
+	f.mu.Unlock()
+	idx, err := f.AddVeth(v)
+	var fixes []Fix
+	for _, p := range problems {
+		fixes = append(fixes, Fix{"veth", p})
+	}
+	return idx, fixes, err
+}
+
+func (f *Fake) IPForward() (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.Forwarding, nil
+}
+
+func (f *Fake) SetIPForward() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Forwarding = true
+	return nil
+}
+
+// Watch returns a channel that Emit feeds (every watch sees every event).
+func (f *Fake) Watch(ctx context.Context, netns string, _ uint64) (<-chan Event, error) {
+	if err := f.failed("Watch"); err != nil {
+		return nil, err
+	}
+	ch := make(chan Event, 64)
+	f.mu.Lock()
+	f.watchers = append(f.watchers, ch)
+	f.mu.Unlock()
+	return ch, nil
+}
+
+// Emit sends ev to every watch.
+func (f *Fake) Emit(ev Event) {
+	f.mu.Lock()
+	ws := slices.Clone(f.watchers)
+	f.mu.Unlock()
+	for _, w := range ws {
+		select {
+		case w <- ev:
+		default:
+		}
+	}
+}
+
+// Break changes the fake's state as someone outside pontoon would:
+// "delete NAME" removes a bridge or veth, "down NAME" takes it down,
+// "nomaster NAME" takes a veth off its bridge, "unaddr NAME" removes a
+// bridge's address or a veth peer's address, "noforward" turns
+// forwarding off. It emits the matching event.
+func (f *Fake) Break(what, name string) {
+	f.mu.Lock()
+	ev := Event{Kind: LinkChanged, Name: name}
+	switch what {
+	case "delete":
+		delete(f.bridges, name)
+		delete(f.veths, name)
+		ev.Kind = LinkDeleted
+	case "down":
+		if b, ok := f.bridges[name]; ok {
+			b.down = true
+		}
+		if v, ok := f.veths[name]; ok {
+			v.disabled = true
+		}
+	case "nomaster":
+		if v, ok := f.veths[name]; ok {
+			v.Bridge = ""
+		}
+	case "unaddr":
+		if b, ok := f.bridges[name]; ok {
+			b.Gateway = netip.Prefix{}
+		}
+		if v, ok := f.veths[name]; ok {
+			v.Addr = netip.Prefix{}
+		}
+		ev.Kind = AddrDeleted
+	case "noforward":
+		f.Forwarding = false
+		ev.Kind = ConfChanged
+	}
+	f.mu.Unlock()
+	f.Emit(ev)
 }

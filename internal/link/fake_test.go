@@ -86,7 +86,7 @@ func TestFakeLifecycle(t *testing.T) {
 		t.Errorf("CheckVeth(drift) = %v", probs)
 	}
 
-	if err := f.DeleteRule("/run/ns/a", c.Addr.Addr(), 101); err != nil {
+	if err := f.DeleteRule("/run/ns/a", 0, c.Addr.Addr(), 101); err != nil {
 		t.Fatal(err)
 	}
 	if probs := f.CheckVeth(c); len(probs) != 1 {
@@ -134,7 +134,7 @@ func TestFakeInjectError(t *testing.T) {
 		"AddVeth":      func(f *Fake) error { _, err := f.AddVeth(fakeVethFor("ptv-x", "/ns/x", "10.70.0.9")); return err },
 		"DisableVeth":  func(f *Fake) error { return f.DisableVeth("ptv-a") },
 		"DeleteVeths":  func(f *Fake) error { return f.DeleteVeths([]string{"ptv-a"}) },
-		"DeleteRule":   func(f *Fake) error { return f.DeleteRule("/ns/a", netip.MustParseAddr("10.70.0.2"), 101) },
+		"DeleteRule":   func(f *Fake) error { return f.DeleteRule("/ns/a", 0, netip.MustParseAddr("10.70.0.2"), 101) },
 		"ListLinks":    func(f *Fake) error { _, err := f.ListLinks(); return err },
 		"LinkIndex":    func(f *Fake) error { _, err := f.LinkIndex("br0"); return err },
 		"HostPrefixes": func(f *Fake) error { _, err := f.HostPrefixes(); return err },

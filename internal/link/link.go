@@ -14,6 +14,7 @@
 package link
 
 import (
+	"context"
 	"net"
 	"net/netip"
 )
@@ -33,6 +34,7 @@ type Veth struct {
 	Isolated bool // bridge port isolation (network with icc=false)
 
 	Netns    string           // path of the sandbox namespace
+	NetnsIno uint64           // its identity (netns.Ino); 0: not checked
 	PeerName string           // eth0, eth1, … inside the sandbox
 	MAC      net.HardwareAddr // of the peer
 	Addr     netip.Prefix     // peer's address with the subnet's length
@@ -56,6 +58,7 @@ type LinkInfo struct {
 	Type   string // "bridge", "veth", …
 	Master string // name of the bridge it is a port of, if any
 	MTU    int
+	Up     bool // administratively up
 }
 
 // Interface is what the engine needs from the kernel's links.
@@ -84,14 +87,19 @@ type Interface interface {
 	// (missing link, address, MAC, MTU, route, rule, bridge port); nil when
 	// they match. It changes nothing.
 	CheckVeth(v Veth) []string
+	// Every method that enters a sandbox's namespace first checks that it is
+	// the one with the identity it is given (Veth.NetnsIno, ino): a path
+	// that now names another namespace fails with ErrNetnsGone and nothing
+	// in that namespace is touched.
+	//
 	// DeleteRule removes the policy rule "from addr lookup table" from the
 	// namespace at netns (a detached secondary endpoint's). Missing rule or
 	// namespace is success.
-	DeleteRule(netns string, addr netip.Addr, table int) error
+	DeleteRule(netns string, ino uint64, addr netip.Addr, table int) error
 
 	// SetDefaultRoute makes "default via gw dev ifname" the main table's
 	// default route in the namespace at netns (replacing any other).
-	SetDefaultRoute(netns, ifname string, gw netip.Addr) error
+	SetDefaultRoute(netns string, ino uint64, ifname string, gw netip.Addr) error
 
 	// ListLinks lists the host namespace's links whose names start with one
 	// of the prefixes (all links when none is given).
@@ -104,6 +112,28 @@ type Interface interface {
 	// destinations of the host namespace, for choosing subnets that do not
 	// overlap with the host's.
 	HostPrefixes() ([]netip.Prefix, error)
+	// CheckBridge compares the kernel with b (exists, is a bridge, up, MTU,
+	// multicast snooping off, gateway address) and describes each
+	// difference; nil when they match. EnsureBridge repairs them all.
+	CheckBridge(b Bridge) []string
+	// RepairVeth brings an endpoint's kernel state back to v, changing only
+	// what differs, and says what it changed: a missing pair is made again
+	// (same names, address and MAC), a host end off its bridge rejoins it,
+	// a missing address, route or rule in the sandbox is added back. It
+	// returns the host end's ifindex.
+	RepairVeth(v Veth) (hostIndex int, fixed []Fix, err error)
+
+	// IPForward reports whether net.ipv4.ip_forward is on in the host
+	// namespace; SetIPForward turns it on.
+	IPForward() (bool, error)
+	SetIPForward() error
+
+	// Watch streams link, address, route, rule and IPv4 setting
+	// notifications of the host namespace (netns "") or of a sandbox's
+	// (checked against ino) until ctx ends. The watch holds a reference to
+	// the namespace while it is open.
+	Watch(ctx context.Context, netns string, ino uint64) (<-chan Event, error)
+
 	// Uplinks lists the host links that carry an IPv4 default route (the
 	// way out), for MTU checks.
 	Uplinks() ([]LinkInfo, error)

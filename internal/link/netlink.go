@@ -14,6 +14,8 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"pontoon/internal/netns"
 )
 
 // deleteGroup is the interface group (IFLA_GROUP) veths are moved into just
@@ -180,11 +182,12 @@ func handleAt(ns vnetns.NsHandle) (*netlink.Handle, error) {
 	return r.h, r.err
 }
 
-// handleAtPath is handleAt on the namespace pinned (or found) at path.
-func handleAtPath(path string) (*netlink.Handle, error) {
-	ns, err := vnetns.GetFromPath(path)
+// handleAtPath is handleAt on the namespace pinned (or found) at path,
+// after checking that it is the namespace with identity ino (0: any).
+func handleAtPath(path string, ino uint64) (*netlink.Handle, error) {
+	ns, err := netns.OpenChecked(path, ino)
 	if err != nil {
-		return nil, fmt.Errorf("open sandbox namespace %s: %w", path, err)
+		return nil, err
 	}
 	defer ns.Close()
 	return handleAt(ns)
@@ -329,9 +332,9 @@ func (n *netlinkLinks) AddVeth(v Veth) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("add veth %s: %w", v.HostName, err)
 	}
-	ns, err := vnetns.GetFromPath(v.Netns)
+	ns, err := netns.OpenChecked(v.Netns, v.NetnsIno)
 	if err != nil {
-		return 0, fmt.Errorf("add veth %s: open sandbox namespace %s: %w", v.HostName, v.Netns, err)
+		return 0, fmt.Errorf("add veth %s: %w", v.HostName, err)
 	}
 	defer ns.Close()
 	hostIdx, peerIdx, err := n.createVeth(v, brIdx, ns)
@@ -654,7 +657,7 @@ func (n *netlinkLinks) ListLinks(prefixes ...string) ([]LinkInfo, error) {
 		if len(prefixes) > 0 && !hasAnyPrefix(a.Name, prefixes) {
 			continue
 		}
-		out = append(out, LinkInfo{Name: a.Name, Index: a.Index, Type: l.Type(), Master: names[a.MasterIndex], MTU: a.MTU})
+		out = append(out, LinkInfo{Name: a.Name, Index: a.Index, Type: l.Type(), Master: names[a.MasterIndex], MTU: a.MTU, Up: a.Flags&net.FlagUp != 0})
 	}
 	return out, nil
 }
@@ -742,10 +745,10 @@ func toPrefix(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a, ones), true
 }
 
-func (n *netlinkLinks) DeleteRule(netnsPath string, addr netip.Addr, table int) error {
-	sh, err := handleAtPath(netnsPath)
-	if errors.Is(err, unix.ENOENT) {
-		return nil // namespace gone: so is the rule
+func (n *netlinkLinks) DeleteRule(netnsPath string, ino uint64, addr netip.Addr, table int) error {
+	sh, err := handleAtPath(netnsPath, ino)
+	if errors.Is(err, ErrNetnsGone) {
+		return nil // namespace gone (or not the sandbox's any more): so is the rule
 	}
 	if err != nil {
 		return fmt.Errorf("delete rule from %s lookup %d: %w", addr, table, err)
@@ -772,9 +775,9 @@ func (n *netlinkLinks) CheckVeth(v Veth) []string {
 	if p, err := n.h.LinkGetProtinfo(host); err == nil && p.Isolated != v.Isolated {
 		out = append(out, fmt.Sprintf("host end %s has port isolation %v, want %v", v.HostName, p.Isolated, v.Isolated))
 	}
-	sh, err := handleAtPath(v.Netns)
+	sh, err := handleAtPath(v.Netns, v.NetnsIno)
 	if err != nil {
-		return append(out, fmt.Sprintf("sandbox namespace %s cannot be opened: %v", v.Netns, err))
+		return append(out, fmt.Sprintf("sandbox namespace: %v", err))
 	}
 	defer sh.Close()
 	peer, err := sh.LinkByName(v.PeerName)
@@ -838,8 +841,8 @@ func hasRoute(h *netlink.Handle, want *netlink.Route) bool {
 	return false
 }
 
-func (n *netlinkLinks) SetDefaultRoute(netnsPath, ifname string, gw netip.Addr) error {
-	sh, err := handleAtPath(netnsPath)
+func (n *netlinkLinks) SetDefaultRoute(netnsPath string, ino uint64, ifname string, gw netip.Addr) error {
+	sh, err := handleAtPath(netnsPath, ino)
 	if err != nil {
 		return err
 	}

@@ -78,7 +78,7 @@ func veth(host, ns, ip string) Veth {
 // nsHandle is a netlink handle inside the namespace at path.
 func nsHandle(t *testing.T, path string) *netlink.Handle {
 	t.Helper()
-	h, err := handleAtPath(path)
+	h, err := handleAtPath(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,14 +352,14 @@ func TestKernelPolicyRouting(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if err := l.DeleteRule(dual, second.Addr.Addr(), 101); err != nil {
+		if err := l.DeleteRule(dual, 0, second.Addr.Addr(), 101); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if out, _ := run(t, dual, "ip", "rule"); strings.Contains(out, "lookup 101") {
 		t.Fatalf("rule left: %s", out)
 	}
-	if err := l.DeleteRule("/nonexistent/ns", second.Addr.Addr(), 101); err != nil {
+	if err := l.DeleteRule("/nonexistent/ns", 0, second.Addr.Addr(), 101); err != nil {
 		t.Errorf("DeleteRule in a missing namespace: %v", err)
 	}
 }
