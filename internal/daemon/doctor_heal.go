@@ -64,7 +64,7 @@ func (d *doctor) healing() []api.Finding {
 		out = append(out, finding(api.LevelError, "self-healing", "%s: %s", obj, st.Unrepaired[obj]))
 	}
 	if !st.Running {
-		return append(out, finding(api.LevelWarn, "self-healing", "self-healing is off (daemon started with --self-heal=false, or it could not watch the kernel): drift is reported here but not repaired"))
+		return append(out, finding(api.LevelInfo, "self-healing", "self-healing is off (daemon started with --self-heal=false, or it could not watch the kernel): drift is reported here but not repaired"))
 	}
 	out = append(out, finding(api.LevelInfo, "self-healing", "repairs since start: %s", formatRepairs(st.Repairs)))
 	return out

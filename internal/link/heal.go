@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 
@@ -160,7 +161,34 @@ func (n *netlinkLinks) RepairVeth(v Veth) (int, []Fix, error) {
 			fix("rule", fmt.Sprintf("added rule from %s lookup %d", v.Addr.Addr(), v.Table), err)
 		}
 	}
+	if len(fixed) > 0 {
+		// Packets sent while the endpoint was broken left neighbour
+		// entries INCOMPLETE or FAILED; the kernel retries them only
+		// every retrans_time (1 s), so traffic would stay dead that long
+		// after the repair. Dropping them makes the next packet resolve
+		// at once.
+		n.forgetUnresolved(sh, a.Index, netip.Addr{})
+		n.forgetUnresolved(n.h, brIdx, v.Addr.Addr())
+	}
 	return hostIdx, fixed, errors.Join(errs...)
+}
+
+// forgetUnresolved deletes the IPv4 neighbour entries of a link that are
+// INCOMPLETE or FAILED (only those for ip, when it is valid).
+func (n *netlinkLinks) forgetUnresolved(h *netlink.Handle, index int, ip netip.Addr) {
+	neighs, err := h.NeighList(index, netlink.FAMILY_V4)
+	if err != nil {
+		return
+	}
+	for _, ne := range neighs {
+		if ne.State&(netlink.NUD_INCOMPLETE|netlink.NUD_FAILED) == 0 {
+			continue
+		}
+		if a, ok := netip.AddrFromSlice(ne.IP.To4()); ip.IsValid() && (!ok || a != ip) {
+			continue
+		}
+		_ = h.NeighDel(&ne)
+	}
 }
 
 const ipForwardPath = "/proc/sys/net/ipv4/ip_forward"

@@ -40,6 +40,17 @@ func NewNetns(t testing.TB) string {
 	return path
 }
 
+// PinNewNetns pins a fresh namespace (lo up) at path, which must not be a
+// mount point; it is unmounted when the test ends.
+func PinNewNetns(t testing.TB, path string) {
+	t.Helper()
+	RequireRoot(t)
+	if err := pinNew(path); err != nil {
+		t.Fatalf("pin a new netns at %s: %v", path, err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(path, unix.MNT_DETACH) })
+}
+
 // pinNew creates a namespace on a throwaway locked thread and bind-mounts it
 // at path. The thread is never unlocked, so the runtime discards it instead
 // of reusing a thread left in the new namespace.
