@@ -24,8 +24,19 @@
 //     network has no way out, and REFUSED (unlike SERVFAIL) makes stub
 //     resolvers give up at once instead of retrying.
 //
-// Local answers carry TTL 0: they change the moment a sandbox is attached or
-// detached, and nothing downstream should cache them.
+// Local answers change the moment a sandbox is attached or detached. Their
+// records carry a TTL of 5 seconds (localTTL), and so does the SOA minimum
+// that bounds negative caching of NXDOMAIN and NODATA: a client that caches
+// sees a removed name vanish, or a new name appear, within 5 seconds, and a
+// burst of connections costs one query rather than one each. Negative
+// answers for single-label names outside the zone ("nope") carry no SOA and
+// are not cached at all (RFC 2308 §5).
+//
+// Every answer, UDP and TCP, local and forwarded, is sent with name
+// compression (RFC 1035 §4.1.4; RFC 1123 §6.1.2.4 requires it): 45
+// endpoints sharing an alias make 45 records with the same owner name, which
+// is spelled once and pointed at afterwards. Over UDP an answer larger than
+// the client's buffer is truncated (TC set) after compression.
 //
 // Queries whose source address is outside the network's subnet are answered
 // REFUSED (a short answer, no amplification, and the sender learns at once
