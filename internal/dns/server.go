@@ -9,10 +9,12 @@
 //
 //   - a sandbox name or alias on N, alone ("db") or under the network
 //     ("db.N"), answers A with the endpoint's address (several endpoints may
-//     share an alias: all their addresses are returned, sorted). Other types
-//     for an existing name answer NOERROR with no records (NODATA), never
-//     NXDOMAIN, so that an AAAA lookup running next to the A lookup does not
-//     make a stub resolver give up on the name.
+//     share an alias: all their addresses are returned, sorted; a sandbox
+//     name belongs to one member only, which the engine enforces up to
+//     case when it reserves an endpoint). Other types for an existing name
+//     answer NOERROR with no records (NODATA), never NXDOMAIN, so that an
+//     AAAA lookup running next to the A lookup does not make a stub
+//     resolver give up on the name.
 //   - any other single-label name, and anything under ".N." (a.b.N too), is
 //     pontoon's: authoritative NXDOMAIN. N itself (the zone apex) exists:
 //     NODATA, or its SOA when asked for SOA.
