@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -181,13 +182,31 @@ func TestAnswers(t *testing.T) {
 				mdns.TypeToString[tt.qtype], mdns.RcodeToString[m.Rcode], m.Authoritative, got,
 				mdns.RcodeToString[tt.rcode], tt.aa, tt.want)
 		}
-		if m.Rcode == mdns.RcodeSuccess && len(got) > 0 && m.Answer[0].Header().Ttl != 0 {
-			t.Errorf("%s: TTL %d, want 0", tt.name, m.Answer[0].Header().Ttl)
+		if m.Authoritative {
+			checkTTLs(t, tt.name, m)
 		}
 	}
 	// The internal network does not advertise recursion.
 	if m := query(t, s, "vault", "10.77.0.9", "keys.", mdns.TypeA); m.RecursionAvailable {
 		t.Error("internal network answers with RA set")
+	}
+}
+
+// checkTTLs fails unless every record of a local answer, answer and
+// authority sections alike, has TTL localTTL, and an SOA's minimum (the
+// negative-caching TTL) is localTTL too.
+func checkTTLs(t *testing.T, what string, m *mdns.Msg) {
+	t.Helper()
+	if localTTL == 0 {
+		t.Fatal("localTTL is 0: clients would re-ask for every connection")
+	}
+	for _, rr := range append(slices.Clone(m.Answer), m.Ns...) {
+		if ttl := rr.Header().Ttl; ttl != localTTL {
+			t.Errorf("%s: %s has TTL %d, want %d", what, rr, ttl, localTTL)
+		}
+		if soa, ok := rr.(*mdns.SOA); ok && soa.Minttl != localTTL {
+			t.Errorf("%s: SOA minimum %d, want %d", what, soa.Minttl, localTTL)
+		}
 	}
 }
 
@@ -509,4 +528,101 @@ func TestEDNSReply(t *testing.T) {
 	if opt := w.msg.IsEdns0(); opt == nil || opt.UDPSize() != ednsSize {
 		t.Fatalf("reply OPT %v", opt)
 	}
+}
+
+// addPool gives 45 endpoints on app the shared alias "pool" (10.88.0.100-144).
+func addPool(s *Server) {
+	for i := range 45 {
+		s.SetRecord("app", Record{Name: fmt.Sprintf("p%d", i), Aliases: []string{"pool"},
+			IP: netip.AddrFrom4([4]byte{10, 88, 0, byte(100 + i)})})
+	}
+}
+
+// checkCompressed packs m as the server's WriteMsg does and checks, on the
+// wire, that every answer's owner name is a pointer and carries localTTL,
+// and that compression saved exactly what spelling the owner name in every
+// record would have cost.
+func checkCompressed(t *testing.T, what string, m *mdns.Msg, wantAnswers int) {
+	t.Helper()
+	raw, err := m.Pack()
+	if err != nil {
+		t.Fatalf("%s: pack: %v", what, err)
+	}
+	rrs, err := wireAnswers(raw)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if len(rrs) != wantAnswers {
+		t.Fatalf("%s: %d answers on the wire, want %d", what, len(rrs), wantAnswers)
+	}
+	spelledOut, wrongTTL := 0, 0
+	for _, rr := range rrs {
+		if !rr.pointer {
+			spelledOut++
+		}
+		if rr.ttl != localTTL {
+			wrongTTL++
+		}
+	}
+	if spelledOut > 0 || wrongTTL > 0 {
+		t.Errorf("%s: of %d answers, %d spell out their owner name and %d have a TTL other than %d",
+			what, len(rrs), spelledOut, wrongTTL, localTTL)
+	}
+	plain := m.Copy()
+	plain.Compress = false
+	spelled, err := plain.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := len(mdns.CanonicalName(m.Question[0].Name)) + 1 // wire length of the name
+	if saved := len(spelled) - len(raw); saved != wantAnswers*(owner-2) {
+		t.Errorf("%s: %d bytes compressed, %d spelled out: saved %d, want %d", what, len(raw), len(spelled),
+			saved, wantAnswers*(owner-2))
+	}
+}
+
+// RFC 1123 §6.1.2.4: answers are compressed, over TCP as over UDP.
+func TestCompressedAnswers(t *testing.T) {
+	s := newTestServer(t, emptyResolvConf(t))
+	addPool(s)
+	s.mu.Lock()
+	e := s.nets["app"]
+	s.mu.Unlock()
+	ask := func(remote net.Addr, name string, edns bool) *mdns.Msg {
+		r := new(mdns.Msg)
+		r.SetQuestion(name, mdns.TypeA)
+		if edns {
+			r.SetEdns0(4096, false)
+		}
+		w := &fakeWriter{remote: remote}
+		e.ServeDNS(w, r)
+		if w.msg == nil || w.msg.Rcode != mdns.RcodeSuccess {
+			t.Fatalf("%s from %s: %v", name, remote, w.msg)
+		}
+		return w.msg
+	}
+	tcp := &net.TCPAddr{IP: net.ParseIP("10.88.0.9"), Port: 40000}
+	udp := &net.UDPAddr{IP: net.ParseIP("10.88.0.9"), Port: 40000}
+	for _, name := range []string{"pool.", "Pool.App."} {
+		m := ask(tcp, name, false)
+		if m.Truncated {
+			t.Fatalf("%s over TCP: truncated", name)
+		}
+		checkCompressed(t, name+" over TCP", m, 45)
+		// UDP with a buffer the answer fits in: compressed as well (it
+		// used to be sent spelled out whenever it fitted).
+		m = ask(udp, name, true)
+		if m.Truncated {
+			t.Fatalf("%s over UDP with EDNS 4096: truncated", name)
+		}
+		checkCompressed(t, name+" over UDP", m, 45)
+	}
+	// UDP with 512 bytes: truncated, compressed, as many as fit.
+	m := ask(udp, "pool.", false)
+	if !m.Truncated || len(m.Answer) == 0 || len(m.Answer) >= 45 {
+		t.Fatalf("pool over UDP/512: tc=%v with %d answers", m.Truncated, len(m.Answer))
+	}
+	checkCompressed(t, "pool over UDP/512", m, len(m.Answer))
+	// One small answer is compressed too.
+	checkCompressed(t, "db over TCP", ask(tcp, "db.", false), 1)
 }

@@ -20,6 +20,9 @@ func (e *netEntry) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 	if !tcp {
 		m.Truncate(udpSize(r))
 	}
+	// After Truncate, which clears Compress when the uncompressed answer
+	// fits: every answer is compressed, over TCP too.
+	m.Compress = true
 	s.stats.rcode(m.Rcode)
 	_ = w.WriteMsg(m) // a client that went away is not our problem
 }

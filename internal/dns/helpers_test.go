@@ -1,6 +1,8 @@
 package dns
 
 import (
+	"encoding/binary"
+	"fmt"
 	"log/slog"
 	"unsafe"
 
@@ -17,4 +19,64 @@ func getsockoptUint64(fd, level, opt int, v *uint64) error {
 		return errno
 	}
 	return nil
+}
+
+// wireRR is one answer record as it is on the wire.
+type wireRR struct {
+	pointer bool // the owner name ends in a compression pointer
+	ttl     uint32
+}
+
+// wireAnswers walks a packed DNS message by hand (not with the library that
+// packed it) and returns its answer records.
+func wireAnswers(b []byte) ([]wireRR, error) {
+	if len(b) < 12 {
+		return nil, fmt.Errorf("message of %d bytes has no header", len(b))
+	}
+	qd, an := int(binary.BigEndian.Uint16(b[4:])), int(binary.BigEndian.Uint16(b[6:]))
+	off := 12
+	// name skips a name at off and reports whether it ends in a pointer.
+	name := func() (bool, error) {
+		for {
+			if off >= len(b) {
+				return false, fmt.Errorf("name at %d runs past the end", off)
+			}
+			l := int(b[off])
+			switch {
+			case l == 0:
+				off++
+				return false, nil
+			case l&0xC0 == 0xC0:
+				off += 2
+				return true, nil
+			case l&0xC0 != 0:
+				return false, fmt.Errorf("label type %#x at %d", l, off)
+			default:
+				off += 1 + l
+			}
+		}
+	}
+	for range qd {
+		if _, err := name(); err != nil {
+			return nil, err
+		}
+		off += 4
+	}
+	var out []wireRR
+	for i := range an {
+		ptr, err := name()
+		if err != nil {
+			return nil, err
+		}
+		if off+10 > len(b) {
+			return nil, fmt.Errorf("answer %d: record header runs past the end", i)
+		}
+		rr := wireRR{pointer: ptr, ttl: binary.BigEndian.Uint32(b[off+4:])}
+		off += 10 + int(binary.BigEndian.Uint16(b[off+8:]))
+		if off > len(b) {
+			return nil, fmt.Errorf("answer %d: data runs past the end", i)
+		}
+		out = append(out, rr)
+	}
+	return out, nil
 }

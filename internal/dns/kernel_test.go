@@ -445,6 +445,67 @@ func TestKernelTruncatedRetriesTCP(t *testing.T) {
 	}
 }
 
+// rawExchange sends one query and returns the answer's bytes as they came
+// off the socket.
+func (c *client) rawExchange(t *testing.T, name string, qtype uint16) []byte {
+	t.Helper()
+	q := new(mdns.Msg)
+	q.SetQuestion(name, qtype)
+	_ = c.conn.SetDeadline(time.Now().Add(3 * time.Second))
+	if err := c.conn.WriteMsg(q); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	raw, err := c.conn.ReadMsgHeader(nil)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return raw
+}
+
+// TestKernelTCPAnswerCompressed reads answers off a real TCP connection:
+// 45 endpoints sharing the alias "pool" and a forwarded answer of 60
+// records, every owner name a compression pointer, local TTLs localTTL.
+func TestKernelTCPAnswerCompressed(t *testing.T) {
+	l := newLab(t)
+	l.startUpstream()
+	s := l.startServer(Options{Upstreams: []string{"198.51.100.53"}})
+	for i := range 45 {
+		s.SetRecord("app", Record{Name: fmt.Sprintf("p%d", i), Aliases: []string{"pool"},
+			IP: netip.AddrFrom4([4]byte{10, 88, 0, byte(100 + i)})})
+	}
+	tc := l.client(l.sandbox, "tcp", "10.88.0.1:53", "")
+	for _, tt := range []struct {
+		name string
+		n    int
+		ttl  uint32
+	}{{"pool.", 45, localTTL}, {"pool.app.", 45, localTTL}, {"big.example.", 60, 60}} {
+		raw := tc.rawExchange(t, tt.name, mdns.TypeA)
+		rrs, err := wireAnswers(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if len(rrs) != tt.n {
+			t.Fatalf("%s: %d answers, want %d", tt.name, len(rrs), tt.n)
+		}
+		for i, rr := range rrs {
+			if !rr.pointer || rr.ttl != tt.ttl {
+				t.Fatalf("%s: answer %d: owner name a pointer %v, TTL %d; want a pointer and TTL %d",
+					tt.name, i, rr.pointer, rr.ttl, tt.ttl)
+			}
+		}
+		// Spelled out, each record would carry the whole owner name.
+		m := new(mdns.Msg)
+		if err := m.Unpack(raw); err != nil {
+			t.Fatal(err)
+		}
+		spelled, _ := m.Pack() // Compress is false after Unpack
+		t.Logf("%s over TCP: %d bytes (%d spelled out)", tt.name, len(raw), len(spelled))
+		if len(raw) >= len(spelled) {
+			t.Errorf("%s: %d bytes on the wire, %d without compression", tt.name, len(raw), len(spelled))
+		}
+	}
+}
+
 // TestKernelConcurrentChurn: 1000 queries from 8 goroutines while records
 // change every 2ms. Stable names must always answer right, churning names
 // either NXDOMAIN or their one right address; no query may go unanswered.

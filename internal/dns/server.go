@@ -9,10 +9,12 @@
 //
 //   - a sandbox name or alias on N, alone ("db") or under the network
 //     ("db.N"), answers A with the endpoint's address (several endpoints may
-//     share an alias: all their addresses are returned, sorted). Other types
-//     for an existing name answer NOERROR with no records (NODATA), never
-//     NXDOMAIN, so that an AAAA lookup running next to the A lookup does not
-//     make a stub resolver give up on the name.
+//     share an alias: all their addresses are returned, sorted; a sandbox
+//     name belongs to one member only, which the engine enforces up to
+//     case when it reserves an endpoint). Other types for an existing name
+//     answer NOERROR with no records (NODATA), never NXDOMAIN, so that an
+//     AAAA lookup running next to the A lookup does not make a stub
+//     resolver give up on the name.
 //   - any other single-label name, and anything under ".N." (a.b.N too), is
 //     pontoon's: authoritative NXDOMAIN. N itself (the zone apex) exists:
 //     NODATA, or its SOA when asked for SOA.
@@ -24,8 +26,19 @@
 //     network has no way out, and REFUSED (unlike SERVFAIL) makes stub
 //     resolvers give up at once instead of retrying.
 //
-// Local answers carry TTL 0: they change the moment a sandbox is attached or
-// detached, and nothing downstream should cache them.
+// Local answers change the moment a sandbox is attached or detached. Their
+// records carry a TTL of 5 seconds (localTTL), and so does the SOA minimum
+// that bounds negative caching of NXDOMAIN and NODATA: a client that caches
+// sees a removed name vanish, or a new name appear, within 5 seconds, and a
+// burst of connections costs one query rather than one each. Negative
+// answers for single-label names outside the zone ("nope") carry no SOA and
+// are not cached at all (RFC 2308 §5).
+//
+// Every answer, UDP and TCP, local and forwarded, is sent with name
+// compression (RFC 1035 §4.1.4; RFC 1123 §6.1.2.4 requires it): 45
+// endpoints sharing an alias make 45 records with the same owner name, which
+// is spelled once and pointed at afterwards. Over UDP an answer larger than
+// the client's buffer is truncated (TC set) after compression.
 //
 // Queries whose source address is outside the network's subnet are answered
 // REFUSED (a short answer, no amplification, and the sender learns at once

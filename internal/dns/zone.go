@@ -87,8 +87,18 @@ func recordNames(r Record) []string {
 	return out
 }
 
-// localTTL is the TTL of local answers: they change on attach and detach.
-const localTTL = 0
+// localTTL is the TTL, in seconds, of every record pontoon answers from a
+// network's zone (A, AAAA, PTR, SOA) and the SOA minimum, i.e. how long a
+// negative answer (NXDOMAIN, NODATA) may be cached (RFC 2308 §5: the lower
+// of the two). The resolver itself always answers from the current state;
+// the TTL only bounds how long a caching client (systemd-resolved, nscd,
+// dnsmasq, a CoreDNS in the sandbox) keeps a removed name, or a name that
+// did not exist yet. 5 s is the default of CoreDNS's kubernetes plugin:
+// short enough that a detached sandbox's name is gone from every cache a
+// few seconds later, long enough that a client opening a burst of
+// connections asks once instead of once per connection (TTL 0 did that).
+// Docker's 600 s would keep a removed name answering for ten minutes.
+const localTTL uint32 = 5
 
 // answerLocal answers q from the zone of network cfg. ok is false when the
 // name is not pontoon's (it must be forwarded, or refused on an internal

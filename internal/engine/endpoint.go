@@ -139,6 +139,9 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		} else if !errors.Is(err, model.ErrNotFound) {
 			return err
 		}
+		if err := checkNames(tx, nw.Name, sandbox, a.Aliases); err != nil {
+			return err
+		}
 		eps, err := tx.EndpointsOfSandbox(sandbox)
 		if err != nil {
 			return err

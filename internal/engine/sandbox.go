@@ -80,6 +80,9 @@ func (e *Engine) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (*mo
 			if err != nil {
 				return err
 			}
+			if err := checkNames(tx, nw.Name, spec.Name, a.Aliases); err != nil {
+				return err
+			}
 			if ip.IsValid() {
 				return model.CheckStaticIP(nw, ip)
 			}

@@ -111,11 +111,19 @@ func Open(path string, log *slog.Logger) (Store, error) {
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
 	s := &boltStore{db: db, snapshot: path + networksSuffix}
-	migrated := 0
+	migrated, indexed := 0, -1
 	if err := db.Update(func(btx *bolt.Tx) error {
+		noNames := btx.Bucket([]byte(bEpNames)) == nil
 		for _, b := range buckets {
 			if _, err := btx.CreateBucketIfNotExists([]byte(b)); err != nil {
 				return err
+			}
+		}
+		if noNames {
+			// A state file from before the name index: build it.
+			var err error
+			if indexed, err = (tx{kv: boltKV{tx: btx}}).indexAllNames(); err != nil {
+				return fmt.Errorf("index endpoint names: %w", err)
 			}
 		}
 		if fresh {
@@ -140,6 +148,9 @@ func Open(path string, log *slog.Logger) (Store, error) {
 	}
 	if migrated > 0 {
 		log.Info("state file: moved reservations into per-network buckets", "path", path, "reservations", migrated)
+	}
+	if indexed > 0 {
+		log.Info("state file: indexed the DNS names of endpoints", "path", path, "endpoints", indexed)
 	}
 	if boot != "" && !sameBoot {
 		if err := writeFileSync(path+bootSuffix, []byte(boot+"\n")); err != nil {

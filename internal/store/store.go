@@ -44,6 +44,12 @@ type Tx interface {
 	EndpointsOnNetwork(network string) ([]*model.Endpoint, error) // sorted by sandbox
 	PutEndpoint(e *model.Endpoint) error
 	DeleteEndpoint(sandbox, network string) error
+	// NameHolders returns the sandboxes whose endpoint on network answers
+	// to the DNS name key (model.DNSKey) as their sandbox name, or with
+	// alias set as one of their aliases; sorted. It reads an index kept by
+	// PutEndpoint and DeleteEndpoint: its cost is that of the holders, not
+	// of the network's endpoints.
+	NameHolders(network, key string, alias bool) ([]string, error)
 
 	// IP reservations, per network. Owner is an endpoint ID.
 	Reservation(network string, ip netip.Addr) (owner string, ok bool, err error)

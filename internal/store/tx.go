@@ -41,7 +41,7 @@ const (
 	bMeta      = "meta"
 )
 
-var buckets = []string{bNetworks, bSandboxes, bEndpoints, bEpByNet, bIPAM, bCursors, bMeta}
+var buckets = []string{bNetworks, bSandboxes, bEndpoints, bEpByNet, bEpNames, bIPAM, bCursors, bMeta}
 
 // ipamBucket names the bucket of a network's reservations.
 func ipamBucket(network string) string { return bIPAM + "/" + network }
@@ -182,14 +182,31 @@ func (t tx) EndpointsOnNetwork(network string) ([]*model.Endpoint, error) {
 }
 
 func (t tx) PutEndpoint(e *model.Endpoint) error {
+	old, err := t.storedEndpoint(e.Sandbox, e.Network)
+	if err != nil {
+		return err
+	}
 	if err := t.put(bEndpoints, key2(e.Sandbox, e.Network), e); err != nil {
+		return err
+	}
+	if err := t.reindexNames(old, e); err != nil {
 		return err
 	}
 	return t.kv.put(bEpByNet, key2(e.Network, e.Sandbox), []byte{})
 }
 
 func (t tx) DeleteEndpoint(sandbox, network string) error {
+	if err := t.checkWritable(); err != nil {
+		return err
+	}
+	old, err := t.storedEndpoint(sandbox, network)
+	if err != nil {
+		return err
+	}
 	if err := t.del(bEndpoints, key2(sandbox, network)); err != nil {
+		return err
+	}
+	if err := t.reindexNames(old, nil); err != nil {
 		return err
 	}
 	return t.del(bEpByNet, key2(network, sandbox))

@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -205,4 +207,117 @@ func TestDNSReloadOnSIGHUP(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	h.P("network", "ls") // still serving
+}
+
+// queryFrom asks server (ip:53) for name's A records from inside the
+// namespace at ns, over proto ("udp" or "tcp").
+func queryFrom(t *testing.T, ns, proto, server, name string) *mdns.Msg {
+	t.Helper()
+	var m *mdns.Msg
+	if err := testutil.InNetns(t, ns, func() error {
+		c, err := net.DialTimeout(proto, server, 3*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		q := new(mdns.Msg)
+		q.SetQuestion(mdns.Fqdn(name), mdns.TypeA)
+		cl := mdns.Client{Net: proto, Timeout: 3 * time.Second}
+		m, _, err = cl.ExchangeWithConn(q, &mdns.Conn{Conn: c})
+		return err
+	}); err != nil {
+		t.Fatalf("%s %s from %s: %v", proto, name, ns, err)
+	}
+	return m
+}
+
+// Issue 10 part 4: names that differ only in case are one DNS name. The
+// second of them is refused on the network, by every way onto it, and
+// leaves nothing behind; the name answers with the first one's address
+// only, with a short TTL.
+func TestDNSNamesDifferingOnlyInCase(t *testing.T) {
+	h := NewHost(t)
+	h.P("network", "create", "app", "--subnet", "10.97.4.0/24")
+	h.P("sandbox", "create", "MyWeb", "--network", "app", "--alias", "front")
+	h.P("sandbox", "create", "client", "--network", "app")
+	webIP := h.IP("MyWeb", "app")
+	pinsBefore, linksBefore := h.Pins(), h.HostLinks("ptv-")
+
+	out := h.PFail("sandbox", "create", "myweb", "--network", "app")
+	t.Logf("sandbox create myweb --network app: %s", strings.TrimSpace(out))
+	if !strings.Contains(out, "sandbox MyWeb") || !strings.Contains(out, "case") {
+		t.Errorf("sandbox create myweb: the error does not name the holder and the reason:\n%s", out)
+	}
+	if out, err := h.TryP("sandbox", "inspect", "myweb"); err == nil {
+		t.Errorf("sandbox myweb exists after the refused create:\n%s", out)
+	}
+	// An alias equal to a member's name, and a name equal to a member's
+	// alias, through create and through connect.
+	h.PFail("sandbox", "create", "x", "--network", "app", "--alias", "MYWEB")
+	h.PFail("sandbox", "create", "Front", "--network", "app")
+	h.P("sandbox", "create", "y")
+	if out := h.PFail("network", "connect", "app", "y", "--alias", "myWeb"); !strings.Contains(out, "sandbox MyWeb") {
+		t.Errorf("network connect --alias myWeb: %s", out)
+	}
+	h.P("sandbox", "create", "mYwEb") // on the default network only: no clash there
+	h.PFail("network", "connect", "app", "mYwEb")
+	for _, n := range []string{"myweb", "x", "Front"} {
+		if _, err := h.TryP("sandbox", "inspect", n); err == nil {
+			t.Errorf("sandbox %s exists after a refused create", n)
+		}
+	}
+	// Only y and mYwEb (on the default network) were added: one pin and
+	// one veth each.
+	wantPins := append(slices.Clone(pinsBefore), "y", "mYwEb")
+	slices.Sort(wantPins)
+	if got := h.Pins(); !slices.Equal(got, wantPins) {
+		t.Errorf("pins %v, want %v", got, wantPins)
+	}
+	if got := h.HostLinks("ptv-"); len(got) != len(linksBefore)+2 {
+		t.Errorf("host veths %v, before %v (+2 expected)", got, linksBefore)
+	}
+
+	// Every spelling answers with MyWeb's address alone, over UDP and TCP.
+	client := h.SandboxNS("client")
+	for _, proto := range []string{"udp", "tcp"} {
+		for _, name := range []string{"MyWeb", "myweb", "MYWEB.app", "front"} {
+			m := queryFrom(t, client, proto, "10.97.4.1:53", name)
+			var got []string
+			for _, rr := range m.Answer {
+				if a, ok := rr.(*mdns.A); ok {
+					got = append(got, a.A.String())
+					if a.Hdr.Ttl != 5 {
+						t.Errorf("%s %s: TTL %d, want 5", proto, name, a.Hdr.Ttl)
+					}
+				}
+			}
+			if m.Rcode != mdns.RcodeSuccess || strings.Join(got, ",") != webIP {
+				t.Errorf("%s %s: %s %v, want only %s", proto, name, mdns.RcodeToString[m.Rcode], got, webIP)
+			}
+		}
+	}
+	// busybox nslookup, as a user would ask.
+	if out, err := h.lookup("client", "myweb"); err != nil || strings.Count(out, "Address: 10.97.4.") != 1 || !strings.Contains(out, webIP) {
+		t.Errorf("nslookup myweb from client: %v\n%s", err, out)
+	}
+
+	// CNI ADD goes the same way: container "ctr9" would be sandbox
+	// cni-ctr9, and CNI-CTR9 is on the network already.
+	h.P("network", "create", "cninet", "--subnet", "10.97.5.0/24")
+	h.P("sandbox", "create", "CNI-CTR9", "--network", "cninet")
+	c := newCNIEnv(t, h)
+	ns := testutil.NewNetns(t)
+	err := c.in(t, func(ctx context.Context) error {
+		_, err := c.cni.AddNetworkList(ctx, c.conflist(t, "1.0.0", false), rt("ctr9", ns))
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), "CNI-CTR9") {
+		t.Fatalf("CNI ADD of ctr9: %v, want a conflict naming CNI-CTR9", err)
+	}
+	if _, err := h.TryP("sandbox", "inspect", "cni-ctr9"); err == nil {
+		t.Error("sandbox cni-ctr9 exists after the refused ADD")
+	}
+	if out := h.In(ns, "ip", "-o", "link", "show"); strings.Contains(out, "eth0") {
+		t.Errorf("the refused ADD left an interface in the container's namespace:\n%s", out)
+	}
 }
