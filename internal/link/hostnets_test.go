@@ -71,3 +71,16 @@ func TestFakeHostNets(t *testing.T) {
 		t.Errorf("HostPrefixes = %v: lacks the configured network", p)
 	}
 }
+
+// BenchmarkHostNets measures the dumps behind a subnet check (network
+// create, --ip): a host with a bridge, an uplink and lo.
+//
+//	go test -run '^$' -bench HostNets ./internal/link/
+func BenchmarkHostNets(b *testing.B) {
+	l := benchHost(b)
+	for b.Loop() {
+		if _, err := l.HostNets(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
