@@ -106,7 +106,9 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		e.reaper.flush()
 	}
 	ports, _ := parsePorts(a.Ports) // validated by the caller
-	if ip.IsValid() && !creating {  // CreateSandbox checked before it made anything
+	// A static address must not be the host's (CreateSandbox checked
+	// before it made anything).
+	if ip.IsValid() && !creating {
 		if err := e.checkNotHostAddr(ip); err != nil {
 			return nil, fmt.Errorf("connect %s to %s: %w", sandbox, a.Network, err)
 		}
