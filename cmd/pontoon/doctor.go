@@ -16,8 +16,10 @@ func newDoctorCmd(g *globals) *cobra.Command {
 		Long: `Check the host for what breaks pontoon's networks: firewall drift, another
 firewall that drops forwarded traffic, ip_forward off, br_netfilter,
 strict rp_filter in sandboxes on several networks, networks whose MTU
-exceeds the uplink's, and links or namespace pins with pontoon's names
-that its state does not know. Exits 1 when something is wrong (warn or
+exceeds the uplink's, links or namespace pins with pontoon's names
+that its state does not know, and networks whose subnet the host's own
+addresses or connected routes overlap (the host gained them after the
+network was created: an error). Exits 1 when something is wrong (warn or
 error).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

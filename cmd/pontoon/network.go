@@ -37,7 +37,11 @@ func newNetworkCreateCmd(g *globals) *cobra.Command {
 		Long: `Create a network: a Linux bridge holding the gateway address, a subnet
 to hand addresses out from, NAT to the outside unless --internal.
 Without --subnet, a free /24 is picked from the daemon's pool, skipping
-prefixes that overlap the host's addresses and routes or another network.`,
+prefixes that overlap the host's addresses and routes or another network.
+A --subnet that overlaps another network, an address of the host or a
+connected route of the host (its LAN) is refused: the host would lose its
+way to that network and sandboxes would get its addresses. An --internal
+network publishes no ports.`,
 		Example: `  pontoon network create back --subnet 10.90.1.0/24 --internal
   pontoon network create front --subnet 10.90.2.0/24 --ip-range 10.90.2.128/25 --icc=false`,
 		Args: exactArgs(1, "NAME"),
@@ -65,7 +69,7 @@ prefixes that overlap the host's addresses and routes or another network.`,
 	f.StringVar(&spec.Subnet, "subnet", "", "IPv4 subnet in CIDR form, e.g. 10.90.1.0/24")
 	f.StringVar(&spec.Gateway, "gateway", "", "gateway address (default: the subnet's first address)")
 	f.StringVar(&spec.IPRange, "ip-range", "", "hand addresses out only from this sub-range (CIDR)")
-	f.BoolVar(&spec.Internal, "internal", false, "no route out and no NAT: sandboxes reach only each other")
+	f.BoolVar(&spec.Internal, "internal", false, "no route out, no NAT, no published ports: sandboxes reach only each other")
 	f.IntVar(&spec.MTU, "mtu", 0, "MTU of the bridge and the endpoints (default 1500)")
 	f.BoolVar(&icc, "icc", true, "let sandboxes on this network reach each other (false: only the gateway and the outside)")
 	f.BoolVar(&masq, "masquerade", true, "source-NAT traffic that leaves the host")

@@ -25,7 +25,9 @@ func newPortCmd(g *globals) *cobra.Command {
 		Short: "Show published ports (of one sandbox, or `port ls` for all)",
 		Long: `Show published ports: each mapping, the sandbox address it leads to, and
 from where it is reachable (the LAN, the host, other sandboxes; a mapping
-bound to 127.0.0.1 only from the host).`,
+bound to 127.0.0.1 only from the host), as the firewall's rules decide it.
+Sandboxes on --internal networks reach no published port, and ports are
+not published from --internal networks.`,
 		Example:           "  pontoon port web\n  pontoon port ls",
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeSandboxes(g),

@@ -49,6 +49,7 @@ func (d *doctor) run(ctx context.Context) ([]api.Finding, error) {
 	out = append(out, d.rpFilter(ctx, sbs)...)
 	out = append(out, d.leaks()...)
 	out = append(out, d.healing()...)
+	out = append(out, d.hostOverlap(nets)...)
 	return out, nil
 }
 

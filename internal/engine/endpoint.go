@@ -106,6 +106,13 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		e.reaper.flush()
 	}
 	ports, _ := parsePorts(a.Ports) // validated by the caller
+	// A static address must not be the host's (CreateSandbox checked
+	// before it made anything).
+	if ip.IsValid() && !creating {
+		if err := e.checkNotHostAddr(ip); err != nil {
+			return nil, fmt.Errorf("connect %s to %s: %w", sandbox, a.Network, err)
+		}
+	}
 	if e.cfg.PortProbe != nil {
 		for _, m := range ports {
 			if err := e.cfg.PortProbe(m); err != nil {
@@ -121,6 +128,9 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 	err := e.st.Update(func(tx store.Tx) error {
 		var err error
 		if nw, err = tx.Network(a.Network); err != nil {
+			return err
+		}
+		if err := checkPortsOnNetwork(nw, ports); err != nil {
 			return err
 		}
 		if sb, err = tx.Sandbox(sandbox); err != nil {

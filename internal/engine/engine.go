@@ -175,10 +175,7 @@ func firewallState(nets []*model.Network, eps []*model.Endpoint) firewall.State 
 		}
 	}
 	for _, n := range nets {
-		s.Networks = append(s.Networks, firewall.Network{
-			Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet,
-			Internal: n.Internal, Masquerade: n.Masquerade,
-		})
+		s.Networks = append(s.Networks, fwNetwork(n))
 	}
 	return s
 }

@@ -78,6 +78,13 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 			return nil, model.Conflictf("bridge %s is already used by network %q: pick another --bridge", n.Bridge, o.Name)
 		}
 	}
+	host, err := e.link.HostNets()
+	if err != nil {
+		return nil, fmt.Errorf("list host addresses and routes: %w", err)
+	}
+	if err := checkHostNets(n, host, nets); err != nil {
+		return nil, err
+	}
 	if spec.Bridge != "" {
 		idx, err := e.link.LinkIndex(spec.Bridge)
 		if err != nil {

@@ -83,12 +83,20 @@ func (e *Engine) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (*mo
 			if err := checkNames(tx, nw.Name, spec.Name, a.Aliases); err != nil {
 				return err
 			}
+			if err := checkPortsOnNetwork(nw, mustPorts(a.Ports)); err != nil {
+				return err
+			}
 			if ip.IsValid() {
 				return model.CheckStaticIP(nw, ip)
 			}
 			return nil
 		}); err != nil {
 			return nil, err
+		}
+		if ip.IsValid() {
+			if err := e.checkNotHostAddr(ip); err != nil {
+				return nil, err
+			}
 		}
 	}
 

@@ -26,6 +26,10 @@ type Fake struct {
 	// Forwarding is what IPForward reports; SetIPForward sets it.
 	Forwarding bool
 	watchers   []chan Event
+	// Nets holds the host's own networks HostNets reports (HostPrefixes
+	// reports them too). HostNets adds every bridge's gateway address and
+	// connected route, as the kernel would.
+	Nets []HostNet
 }
 
 type fakeBridge struct {
@@ -47,7 +51,8 @@ func NewFake() *Fake {
 
 // InjectError makes every later call of op (a method name of Interface
 // that can fail: "EnsureBridge", "DeleteBridge", "AddVeth", "DisableVeth",
-// "DeleteVeths", "DeleteRule", "ListLinks", "LinkIndex", "HostPrefixes")
+// "DeleteVeths", "DeleteRule", "ListLinks", "LinkIndex", "HostPrefixes",
+// "HostNets")
 // fail with err, changing nothing; nil clears it.
 func (f *Fake) InjectError(op string, err error) {
 	f.mu.Lock()
@@ -244,7 +249,32 @@ func (f *Fake) HostPrefixes() ([]netip.Prefix, error) {
 	if err := f.failed("HostPrefixes"); err != nil {
 		return nil, err
 	}
-	return slices.Clone(f.Host), nil
+	out := slices.Clone(f.Host)
+	for _, h := range f.Nets {
+		out = append(out, h.Network())
+	}
+	return out, nil
+}
+
+func (f *Fake) HostNets() ([]HostNet, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failed("HostNets"); err != nil {
+		return nil, err
+	}
+	out := slices.Clone(f.Nets)
+	names := make([]string, 0, len(f.bridges))
+	for n := range f.bridges {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if gw := f.bridges[n].Gateway; gw.IsValid() {
+			out = append(out, HostNet{Prefix: gw, Link: n, Kind: HostAddress},
+				HostNet{Prefix: gw.Masked(), Link: n, Kind: HostRoute})
+		}
+	}
+	return out, nil
 }
 
 // Dump prints the state, one object a line, sorted.

@@ -138,6 +138,7 @@ func TestFakeInjectError(t *testing.T) {
 		"ListLinks":    func(f *Fake) error { _, err := f.ListLinks(); return err },
 		"LinkIndex":    func(f *Fake) error { _, err := f.LinkIndex("br0"); return err },
 		"HostPrefixes": func(f *Fake) error { _, err := f.HostPrefixes(); return err },
+		"HostNets":     func(f *Fake) error { _, err := f.HostNets(); return err },
 	}
 	for op, call := range calls {
 		t.Run(op, func(t *testing.T) {

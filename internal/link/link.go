@@ -61,6 +61,29 @@ type LinkInfo struct {
 	Up     bool // administratively up
 }
 
+// HostNetKind says what a HostNet is.
+type HostNetKind string
+
+const (
+	// HostAddress is an address of the host: Prefix is the address with
+	// its prefix length (198.51.100.1/24).
+	HostAddress HostNetKind = "address"
+	// HostRoute is a connected route (a network reached directly on a
+	// link, no gateway): Prefix is its destination (198.51.100.0/24).
+	HostRoute HostNetKind = "route"
+)
+
+// HostNet is one of the host's own IPv4 networks, where the kernel has it.
+type HostNet struct {
+	Prefix netip.Prefix
+	Link   string // the interface it is on, e.g. uplink0
+	Kind   HostNetKind
+}
+
+// Network returns the network HostNet stands for: an address's subnet
+// (198.51.100.0/24 for 198.51.100.1/24), a route's destination.
+func (h HostNet) Network() netip.Prefix { return h.Prefix.Masked() }
+
 // Interface is what the engine needs from the kernel's links.
 type Interface interface {
 	// EnsureBridge creates the bridge (or, when one with that name exists,
@@ -112,6 +135,12 @@ type Interface interface {
 	// destinations of the host namespace, for choosing subnets that do not
 	// overlap with the host's.
 	HostPrefixes() ([]netip.Prefix, error)
+	// HostNets lists the host namespace's own IPv4 networks with the link
+	// each is on: every address, and every connected route (main table,
+	// no gateway, not the default route). pontoon's bridges are included:
+	// callers that mean "the host's, not pontoon's" leave them out by name.
+	HostNets() ([]HostNet, error)
+
 	// CheckBridge compares the kernel with b (exists, is a bridge, up, MTU,
 	// multicast snooping off, gateway address) and describes each
 	// difference; nil when they match. EnsureBridge repairs them all.

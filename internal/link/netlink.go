@@ -730,6 +730,46 @@ func (n *netlinkLinks) HostPrefixes() ([]netip.Prefix, error) {
 	return out, nil
 }
 
+func (n *netlinkLinks) HostNets() ([]HostNet, error) {
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return n.h.AddrList(nil, netlink.FAMILY_V4) })
+	if err != nil {
+		return nil, fmt.Errorf("list addresses: %w", err)
+	}
+	routes, err := retryDump(func() ([]netlink.Route, error) { return n.h.RouteList(nil, netlink.FAMILY_V4) })
+	if err != nil {
+		return nil, fmt.Errorf("list routes: %w", err)
+	}
+	// Few links carry IPv4 addresses or routes (veths of sandboxes carry
+	// none on the host side): look each up by index rather than dumping
+	// every link.
+	names := map[int]string{}
+	name := func(idx int) string {
+		if nm, ok := names[idx]; ok {
+			return nm
+		}
+		nm := fmt.Sprintf("ifindex %d", idx)
+		if l, err := n.h.LinkByIndex(idx); err == nil {
+			nm = l.Attrs().Name
+		}
+		names[idx] = nm
+		return nm
+	}
+	var out []HostNet
+	for _, a := range addrs {
+		if p, ok := toPrefix(a.IPNet); ok {
+			out = append(out, HostNet{Prefix: p, Link: name(a.LinkIndex), Kind: HostAddress})
+		}
+	}
+	for _, r := range routes {
+		p, ok := toPrefix(r.Dst)
+		if !ok || p.Bits() == 0 || r.Gw != nil || len(r.MultiPath) > 0 || r.Type != unix.RTN_UNICAST || r.LinkIndex == 0 {
+			continue // the default route, routes through a gateway, blackholes
+		}
+		out = append(out, HostNet{Prefix: p.Masked(), Link: name(r.LinkIndex), Kind: HostRoute})
+	}
+	return out, nil
+}
+
 func toPrefix(n *net.IPNet) (netip.Prefix, bool) {
 	if n == nil {
 		return netip.Prefix{}, false

@@ -55,7 +55,10 @@ type PortInfo struct {
 	Network string      `json:"network"`
 	IP      string      `json:"ip"`
 	Mapping PortMapping `json:"mapping"`
-	// Reachable says from where: "LAN, host, sandboxes" for every host
-	// address, "host" for a loopback address.
+	// Reachable says from where, for people: "LAN, host, sandboxes (every
+	// host address; …)", "host only (127.0.0.1)".
 	Reachable string `json:"reachable"`
+	// ReachableFrom says the same for programs: "lan", "host",
+	// "sandboxes", read off the firewall's rules for the mapping.
+	ReachableFrom []string `json:"reachable_from"`
 }
