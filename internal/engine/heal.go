@@ -315,7 +315,14 @@ func (h *healer) pass(ctx context.Context, d dirtySet) {
 			return err
 		})
 		for _, sb := range sbs {
-			if d.sweep || sb.Kind == model.KindPID || sb.Kind == model.KindNetns || sb.Kind == model.KindPontoon && !e.ns.IsPinned(sb.Netns) {
+			switch {
+			case d.sweep:
+				suspects[sb.Name] = true
+			case sb.Kind == model.KindPID || sb.Kind == model.KindNetns:
+				if ino, err := e.ns.Ino(sb.Netns); err != nil || ino != sb.NetnsIno {
+					suspects[sb.Name] = true // healSandbox releases it
+				}
+			case sb.Kind == model.KindPontoon && !e.ns.IsPinned(sb.Netns):
 				suspects[sb.Name] = true
 			}
 		}

@@ -41,6 +41,8 @@ func NewFakeLogger(log *slog.Logger) *Fake {
 	}
 	f.nft.watch = func(context.Context) (<-chan Event, error) { return f.events, nil }
 	f.nft.check = func(State) string {
+		k.RLock()
+		defer k.RUnlock()
 		if k.Table == nil {
 			return "table inet " + TableName + " is missing"
 		}
