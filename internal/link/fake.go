@@ -21,6 +21,7 @@ type Fake struct {
 	veths       map[string]*fakeVeth
 	rules       map[string]bool // netns|addr|table
 	fail        map[string]error
+	conntrack   [][]ConntrackFilter
 	// Host holds the prefixes HostPrefixes reports.
 	Host []netip.Prefix
 	// Forwarding is what IPForward reports; SetIPForward sets it.
@@ -52,7 +53,7 @@ func NewFake() *Fake {
 // InjectError makes every later call of op (a method name of Interface
 // that can fail: "EnsureBridge", "DeleteBridge", "AddVeth", "DisableVeth",
 // "DeleteVeths", "DeleteRule", "ListLinks", "LinkIndex", "HostPrefixes",
-// "HostNets")
+// "HostNets", "DeleteConntrack")
 // fail with err, changing nothing; nil clears it.
 func (f *Fake) InjectError(op string, err error) {
 	f.mu.Lock()
@@ -452,4 +453,33 @@ func (f *Fake) Break(what, name string) {
 	}
 	f.mu.Unlock()
 	f.Emit(ev)
+}
+
+// DeleteConntrack validates the filters and records them (the fake has no
+// table: it deletes nothing and reports 0).
+func (f *Fake) DeleteConntrack(filters []ConntrackFilter) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failed("DeleteConntrack"); err != nil {
+		return 0, err
+	}
+	for _, c := range filters {
+		if err := c.Validate(); err != nil {
+			return 0, err
+		}
+	}
+	if len(filters) > 0 {
+		f.conntrack = append(f.conntrack, slices.Clone(filters))
+	}
+	return 0, nil
+}
+
+// ConntrackCalls returns the filters of every DeleteConntrack call so far,
+// one slice a call, and forgets them.
+func (f *Fake) ConntrackCalls() [][]ConntrackFilter {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.conntrack
+	f.conntrack = nil
+	return out
 }

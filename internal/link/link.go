@@ -166,4 +166,10 @@ type Interface interface {
 	// Uplinks lists the host links that carry an IPv4 default route (the
 	// way out), for MTU checks.
 	Uplinks() ([]LinkInfo, error)
+
+	// DeleteConntrack deletes the host namespace's IPv4 conntrack entries
+	// that match any of the filters (see ConntrackFilter), reading the
+	// table once, and returns how many it deleted. An entry that vanishes
+	// meanwhile counts as deleted. An invalid filter deletes nothing.
+	DeleteConntrack(filters []ConntrackFilter) (int, error)
 }

@@ -50,6 +50,12 @@ type netlinkLinks struct {
 
 	brMu    sync.Mutex
 	brIndex map[string]int // bridge name → ifindex cache (dropped on error)
+
+	// ct is a NETLINK_NETFILTER socket opened in the same namespace, for
+	// conntrack (conntrack.go); its own socket, so that a long dump never
+	// holds up an attach. ctMu: one dump-and-delete at a time.
+	ct   map[int]*nl.SocketHandle
+	ctMu sync.Mutex
 }
 
 // New returns the netlink implementation of Interface, acting on the
@@ -68,6 +74,12 @@ func New(log *slog.Logger) (Interface, error) {
 		}
 		*p = &rawSocket{s: s}
 	}
+	s, err := nl.GetNetlinkSocketAt(vnetns.None(), vnetns.None(), unix.NETLINK_NETFILTER)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("open netlink (netfilter): %w", err)
+	}
+	n.ct = map[int]*nl.SocketHandle{unix.NETLINK_NETFILTER: {Socket: s}}
 	return n, nil
 }
 
