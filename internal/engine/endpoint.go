@@ -231,6 +231,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		if err := e.fw.Unguard(ctx, guarded(ep)); err != nil {
 			e.log.Error("rollback: remove anti-spoofing elements", "sandbox", sandbox, "err", err)
 		}
+		e.flowsGone([]*model.Endpoint{ep})
 		// The source rule lives in the sandbox's namespace, not on the link.
 		if ep.Table != 0 {
 			if err := e.link.DeleteRule(sb.Netns, sb.NetnsIno, ep.IP, ep.Table); err != nil {
@@ -247,6 +248,8 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		}
 		return fmt.Errorf("connect %s to %s: %w", sandbox, a.Network, cause)
 	}
+	// The address's previous owner's flows go before it lives again.
+	e.flows.waitAddr(ep.IP)
 	tStore := time.Now()
 	// Anti-spoofing before the link exists (the elements name the port):
 	// the sandbox never sends a frame unguarded.
@@ -269,6 +272,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		if err := e.fw.Publish(ctx, published(ep)); err != nil {
 			return nil, undo(err)
 		}
+		e.flowsPublished(ep)
 	}
 	if err := e.hook("attach:ready"); err != nil {
 		return nil, undo(err)

@@ -99,6 +99,7 @@ type Engine struct {
 	sbLck map[string]*sync.Mutex
 
 	reaper    *reaper
+	flows     *flowCleaner // stale conntrack entries (conntrack.go)
 	resolv    *resolvFiles
 	heal      *healer
 	closeOnce sync.Once
@@ -124,6 +125,7 @@ func New(cfg Config) (*Engine, error) {
 		log: cfg.Log, sbLck: map[string]*sync.Mutex{},
 	}
 	e.reaper = newReaper(e)
+	e.flows = newFlowCleaner(e)
 	e.resolv = newResolvFiles(e)
 	e.heal = newHealer(e)
 	return e, nil
@@ -135,14 +137,16 @@ func New(cfg Config) (*Engine, error) {
 func (e *Engine) Close() {
 	e.closeOnce.Do(func() {
 		e.reaper.stop()
+		e.flows.stop() // after the reaper, which feeds it
 		e.resolv.stop()
 	})
 }
 
 // Flush finishes pending background work now: teardowns of detached
-// endpoints, then resolv.conf files.
+// endpoints, conntrack clean-ups, then resolv.conf files.
 func (e *Engine) Flush() {
 	e.reaper.flush()
+	e.flows.flush()
 	e.resolv.flush()
 }
 
@@ -196,6 +200,7 @@ func (e *Engine) syncFirewall(ctx context.Context) error {
 	if err := e.fw.Sync(ctx, firewallState(nets, eps)); err != nil {
 		return fmt.Errorf("firewall: %w", err)
 	}
+	e.flowsResync(eps)
 	return nil
 }
 

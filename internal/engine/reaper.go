@@ -98,6 +98,7 @@ func (e *Engine) teardown(eps []*model.Endpoint) {
 		return
 	}
 	e.log.Debug("veths deleted", "count", len(names), "took", time.Since(start))
+	e.flowsGone(eps)
 	// The ports are gone: their anti-spoofing elements go too (before the
 	// names can be reused — they cannot, they derive from endpoint IDs).
 	var gs []firewall.Guarded
