@@ -42,10 +42,13 @@ import (
 // or without entries (the kernel takes a lock for each of the 262144
 // buckets of the hash table all namespaces share; BenchmarkDeleteConntrack
 // in internal/link). None of it is on a request's path: a background
-// worker deletes, with one table read for everything queued meanwhile. An
-// attach without UDP or SCTP ports never waits for it; an address whose
-// cleanup is queued is not plumbed again before the cleanup ran (waitAddr),
-// so a new owner's flows are never the ones deleted.
+// worker deletes, starting 10 ms after the first request of a batch (run
+// at once, the read slowed the UDP attach that queued it from 2.1 to
+// 5.7 ms p50: BenchmarkConntrackCleanup in test/e2e), with one table read
+// for everything queued meanwhile. An attach without UDP or SCTP ports
+// queues nothing; an address whose clean-up is queued is not plumbed again
+// before the clean-up ran (waitAddr), so a new owner's flows are never the
+// ones deleted.
 
 // portFlows selects the entries to a mapping's host ports, for its UDP and
 // SCTP mappings; keep (if valid) exempts flows that already go to it.
@@ -132,6 +135,11 @@ func (e *Engine) flowsResync(eps []*model.Endpoint) {
 	}
 }
 
+// flowDelay lets the request that queued a clean-up answer before the
+// table read, which keeps a CPU busy for its ~9 ms, starts; requests that
+// arrive meanwhile join the batch.
+const flowDelay = 10 * time.Millisecond
+
 // flowCleaner deletes conntrack entries in the background, one table read
 // per batch. Every request while a batch runs joins the next one.
 type flowCleaner struct {
@@ -183,6 +191,7 @@ func (c *flowCleaner) loop() {
 			c.flush()
 			return
 		case <-c.kick:
+			time.Sleep(flowDelay)
 			c.flush()
 		}
 	}
