@@ -55,8 +55,8 @@ const (
 	// the firewall and the identity of adopted namespaces.
 	DefaultHealPeriod = 30 * time.Second
 	// sweepEvery: every this many periodic passes, the inside of every
-	// sandbox is checked too (addresses, routes, rules), for what no event
-	// reports: adopted namespaces are not watched.
+	// sandbox that is not watched is checked too (addresses, routes,
+	// rules): adopted namespaces report no events to pontoon.
 	sweepEvery = 10
 )
 
@@ -314,9 +314,17 @@ func (h *healer) pass(ctx context.Context, d dirtySet) {
 			sbs, err = tx.Sandboxes()
 			return err
 		})
+		h.mu.Lock()
+		watched := map[string]bool{}
+		for name := range h.watches {
+			watched[name] = true
+		}
+		h.mu.Unlock()
 		for _, sb := range sbs {
 			switch {
-			case d.sweep:
+			case d.sweep && !watched[sb.Name]:
+				// A watched namespace reports its own drift (and a lost
+				// event as Overflow, which marks it).
 				suspects[sb.Name] = true
 			case sb.Kind == model.KindPID || sb.Kind == model.KindNetns:
 				if ino, err := e.ns.Ino(sb.Netns); err != nil || ino != sb.NetnsIno {
