@@ -161,37 +161,47 @@ func notFound(err error) bool {
 // goroutine, rather than reuse a thread left in the sandbox's namespace
 // (netlink.NewHandleAt unlocks it regardless).
 func handleAt(ns vnetns.NsHandle) (*netlink.Handle, error) {
-	type result struct {
-		h   *netlink.Handle
-		err error
-	}
-	c := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := vnetns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			c <- result{err: fmt.Errorf("current network namespace: %w", err)}
-			return
-		}
-		defer orig.Close()
-		if err := vnetns.Set(ns); err != nil {
-			runtime.UnlockOSThread() // setns failed: still in orig
-			c <- result{err: fmt.Errorf("enter sandbox namespace: %w", err)}
-			return
-		}
+	return doIn(ns, func() (*netlink.Handle, error) {
 		// No namespace given: the socket opens in this thread's namespace.
 		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 		if err != nil {
 			err = fmt.Errorf("open netlink in sandbox namespace: %w", err)
 		}
+		return h, err
+	})
+}
+
+// doIn runs fn on a locked thread that entered ns, and returns the thread
+// to its namespace. Sockets fn opens belong to ns for their lifetime.
+func doIn[T any](ns vnetns.NsHandle, fn func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	c := make(chan result, 1)
+	go func() {
+		var zero T
+		runtime.LockOSThread()
+		orig, err := vnetns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			c <- result{zero, fmt.Errorf("current network namespace: %w", err)}
+			return
+		}
+		defer orig.Close()
+		if err := vnetns.Set(ns); err != nil {
+			runtime.UnlockOSThread() // setns failed: still in orig
+			c <- result{zero, fmt.Errorf("enter sandbox namespace: %w", err)}
+			return
+		}
+		v, err := fn()
 		if vnetns.Set(orig) == nil {
 			runtime.UnlockOSThread()
 		}
-		c <- result{h, err}
+		c <- result{v, err}
 	}()
 	r := <-c
-	return r.h, r.err
+	return r.v, r.err
 }
 
 // handleAtPath is handleAt on the namespace pinned (or found) at path,

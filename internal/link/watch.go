@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"syscall"
 
 	"github.com/vishvananda/netlink/nl"
-	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"pontoon/internal/netns"
@@ -151,33 +149,7 @@ func subscribe(path string, ino uint64) (int, error) {
 		return -1, err
 	}
 	defer ns.Close()
-	type result struct {
-		fd  int
-		err error
-	}
-	c := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := vnetns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			c <- result{-1, err}
-			return
-		}
-		defer orig.Close()
-		if err := vnetns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			c <- result{-1, fmt.Errorf("enter sandbox namespace %s: %w", path, err)}
-			return
-		}
-		fd, err := open()
-		if vnetns.Set(orig) == nil {
-			runtime.UnlockOSThread() // else the thread is thrown away with the goroutine
-		}
-		c <- result{fd, err}
-	}()
-	r := <-c
-	return r.fd, r.err
+	return doIn(ns, open)
 }
 
 // parseEvent turns one rtnetlink message into an Event; ok is false for
