@@ -48,6 +48,8 @@ type netlinkLinks struct {
 
 	delMu sync.Mutex // one group delete at a time: the group is shared
 
+	self vnetns.NsHandle // the namespace New ran in (Watch of "")
+
 	brMu    sync.Mutex
 	brIndex map[string]int // bridge name → ifindex cache (dropped on error)
 
@@ -65,7 +67,12 @@ func New(log *slog.Logger) (Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open netlink: %w", err)
 	}
-	n := &netlinkLinks{log: log, h: h, brIndex: map[string]int{}}
+	self, err := vnetns.Get()
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("open own network namespace: %w", err)
+	}
+	n := &netlinkLinks{log: log, h: h, brIndex: map[string]int{}, self: self}
 	for _, p := range []**rawSocket{&n.raw, &n.del} {
 		s, err := nl.GetNetlinkSocketAt(vnetns.None(), vnetns.None(), unix.NETLINK_ROUTE)
 		if err != nil {

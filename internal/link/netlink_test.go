@@ -1,6 +1,7 @@
 package link
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,11 +12,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"pontoon/internal/netns"
 	"pontoon/internal/testutil"
 )
 
@@ -436,5 +439,114 @@ func TestKernelCreateVethEcho(t *testing.T) {
 	}
 	if peerIdx != peer.Attrs().Index || hostIdx != peer.Attrs().ParentIndex || hostIdx == 0 {
 		t.Errorf("createVeth = %d, %d; the kernel says host %d peer %d", hostIdx, peerIdx, peer.Attrs().ParentIndex, peer.Attrs().Index)
+	}
+}
+
+// Watch reports drift in the host and in a sandbox; CheckBridge/CheckVeth
+// see it; RepairVeth puts it back in place, or makes a lost pair again; a
+// namespace with another identity is never entered.
+func TestKernelWatchAndRepair(t *testing.T) {
+	l, host := newKernelHost(t)
+	ns := testutil.NewNetns(t)
+	ino, err := netns.Ino(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := veth("ptv-w1", ns, "10.70.0.5")
+	v.NetnsIno = ino
+	if _, err := l.AddVeth(v); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hostEv, err := l.Watch(ctx, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sbEv, err := l.Watch(ctx, ns, ino)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect := func(ch <-chan Event, what string, match func(Event) bool) {
+		t.Helper()
+		timeout := time.After(2 * time.Second)
+		for {
+			select {
+			case ev := <-ch:
+				if match(ev) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("no event for %s", what)
+			}
+		}
+	}
+	if _, err := run(t, host, "ip", "link", "set", "ptv-w1", "down"); err != nil {
+		t.Fatal(err)
+	}
+	expect(hostEv, "ptv-w1 down", func(e Event) bool { return e.Kind == LinkChanged && e.Name == "ptv-w1" && !e.Up })
+	if _, err := run(t, ns, "ip", "addr", "flush", "dev", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	expect(sbEv, "address removed in the sandbox", func(e Event) bool { return e.Kind == AddrDeleted })
+	if p := l.CheckVeth(v); len(p) < 2 {
+		t.Fatalf("CheckVeth after host end down and address flushed: %v", p)
+	}
+	_, fixes, err := l.RepairVeth(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]bool{}
+	for _, f := range fixes {
+		kinds[f.Kind] = true
+	}
+	if !kinds["port"] || !kinds["address"] || !kinds["route"] {
+		t.Errorf("repairs: %+v, want the port up, the address and the default route back", fixes)
+	}
+	if p := l.CheckVeth(v); len(p) > 0 {
+		t.Fatalf("after RepairVeth: %v", p)
+	}
+	if err := ping(t, ns, gw0.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	// The pair deleted: made again, same names, address and MAC.
+	if _, err := run(t, host, "ip", "link", "del", "ptv-w1"); err != nil {
+		t.Fatal(err)
+	}
+	expect(hostEv, "ptv-w1 deleted", func(e Event) bool { return e.Kind == LinkDeleted && e.Name == "ptv-w1" })
+	if _, fixes, err = l.RepairVeth(v); err != nil || len(fixes) != 1 || fixes[0].Kind != "veth" {
+		t.Fatalf("RepairVeth of a deleted pair: %+v %v", fixes, err)
+	}
+	if p := l.CheckVeth(v); len(p) > 0 {
+		t.Fatalf("after making the pair again: %v", p)
+	}
+	// The bridge taken down.
+	if _, err := run(t, host, "ip", "link", "set", "br0", "down"); err != nil {
+		t.Fatal(err)
+	}
+	b := Bridge{Name: "br0", Gateway: gw0, MTU: 1500}
+	if p := l.CheckBridge(b); len(p) != 1 || !strings.Contains(p[0], "down") {
+		t.Fatalf("CheckBridge of a downed bridge: %v", p)
+	}
+	if _, err := l.EnsureBridge(b); err != nil {
+		t.Fatal(err)
+	}
+	if p := l.CheckBridge(b); len(p) > 0 {
+		t.Fatalf("CheckBridge after EnsureBridge: %v", p)
+	}
+	// Another identity: nothing is entered.
+	other := v
+	other.NetnsIno = ino + 1
+	if _, err := l.AddVeth(Veth{HostName: "ptv-w2", Bridge: "br0", Netns: ns, NetnsIno: ino + 1, PeerName: "eth9", Addr: netip.MustParsePrefix("10.70.0.9/24")}); !errors.Is(err, ErrNetnsGone) {
+		t.Fatalf("AddVeth into a namespace with another identity: %v", err)
+	}
+	if _, _, err := l.RepairVeth(other); !errors.Is(err, ErrNetnsGone) {
+		t.Fatalf("RepairVeth with another identity: %v", err)
+	}
+	if _, err := l.Watch(ctx, ns, ino+1); !errors.Is(err, ErrNetnsGone) {
+		t.Fatalf("Watch with another identity: %v", err)
+	}
+	if out, _ := run(t, ns, "ip", "-o", "link"); strings.Contains(out, "eth9") {
+		t.Fatalf("a link was made in the namespace:\n%s", out)
 	}
 }

@@ -62,7 +62,7 @@ const watchGroups = 1<<(unix.RTNLGRP_LINK-1) | 1<<(unix.RTNLGRP_IPV4_IFADDR-1) |
 // this way. It holds a reference to its namespace for as long as it is
 // open, so never watch a namespace whose death you want to notice.
 func (n *netlinkLinks) Watch(ctx context.Context, netnsPath string, ino uint64) (<-chan Event, error) {
-	fd, err := subscribe(netnsPath, ino)
+	fd, err := n.subscribe(netnsPath, ino)
 	if err != nil {
 		return nil, err
 	}
@@ -124,9 +124,10 @@ func send(ctx context.Context, out chan<- Event, ev Event) bool {
 }
 
 // subscribe opens a non-blocking rtnetlink socket joined to watchGroups in
-// the namespace at path ("" = this one). A socket belongs to the namespace
-// it was made in, so the thread enters that namespace only to make it.
-func subscribe(path string, ino uint64) (int, error) {
+// the namespace at path ("" = the adapter's own). A socket belongs to the
+// namespace it was made in, so the thread enters that namespace only to
+// make it.
+func (n *netlinkLinks) subscribe(path string, ino uint64) (int, error) {
 	open := func() (int, error) {
 		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_ROUTE)
 		if err != nil {
@@ -142,7 +143,7 @@ func subscribe(path string, ino uint64) (int, error) {
 		return fd, nil
 	}
 	if path == "" {
-		return open()
+		return doIn(n.self, open)
 	}
 	ns, err := netns.OpenChecked(path, ino)
 	if err != nil {
