@@ -85,7 +85,7 @@ func (s *Server) handle(pattern string, h func(r *http.Request) (int, any, error
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	hs := s.eng.HealStatus()
-	st := api.Status{Ready: s.ready.Load(), PID: os.Getpid(), Version: api.Version,
+	st := api.Status{Ready: s.ready.Load(), PID: os.Getpid(), Version: api.Version, Build: api.Build(),
 		Healing: api.Healing{Running: hs.Running, Repairs: hs.Repairs, Unrepaired: hs.Unrepaired}}
 	code := http.StatusOK
 	if !st.Ready {
