@@ -68,7 +68,7 @@ network publishes no ports.`,
 	f := cmd.Flags()
 	f.StringVar(&spec.Subnet, "subnet", "", "IPv4 subnet in CIDR form, e.g. 10.90.1.0/24")
 	f.StringVar(&spec.Gateway, "gateway", "", "gateway address (default: the subnet's first address)")
-	f.StringVar(&spec.IPRange, "ip-range", "", "hand addresses out only from this sub-range (CIDR)")
+	f.StringVar(&spec.IPRange, "ip-range", "", "pick addresses automatically only from this sub-range (CIDR); --ip may still ask for any address of the subnet")
 	f.BoolVar(&spec.Internal, "internal", false, "no route out, no NAT, no published ports: sandboxes reach only each other")
 	f.IntVar(&spec.MTU, "mtu", 0, "MTU of the bridge and the endpoints (default 1500)")
 	f.BoolVar(&icc, "icc", true, "let sandboxes on this network reach each other (false: only the gateway and the outside)")
@@ -222,7 +222,7 @@ func newNetworkConnectCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&req.IP, "ip", "", "static address (default: the next free one)")
+	cmd.Flags().StringVar(&req.IP, "ip", "", "static address, anywhere in the subnet (default: the next free one in the ip-range)")
 	cmd.Flags().StringArrayVar(&req.Aliases, "alias", nil, "extra DNS name on this network (repeatable)")
 	cmd.Flags().StringArrayVarP(&req.Ports, "publish", "p", nil, "publish a port on the host: [hostIP:]hostPort[-end]:port[-end][/tcp|udp|sctp] (repeatable)")
 	return cmd

@@ -24,7 +24,7 @@ func (e *Engine) CreateNetwork(ctx context.Context, spec model.NetworkSpec) (*mo
 }
 
 func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec) (*model.Network, error) {
-	if err := model.ValidateName("network", spec.Name); err != nil {
+	if err := model.ValidateNetworkName(spec.Name); err != nil {
 		return nil, err
 	}
 	var subnet netip.Prefix
