@@ -22,8 +22,14 @@ reconciles the kernel with its state at start-up. SIGTERM or SIGINT stop it
 without interrupting sandbox traffic. Networks survive a reboot; sandboxes
 and their addresses, like the namespaces they describe, do not.
 
+The socket has mode 0660: root, and with --group the members of that group
+(as Docker's docker group), may use the API. Most commands then work
+without root; exec and run still need it to enter a namespace.
+
 Several daemons can run side by side, each in its own network namespace,
-when each has its own --root, --socket and --netns-dir.`,
+when each has its own --root, --socket and --netns-dir. Each of the three
+is locked while a daemon runs: a second daemon on any of them is refused,
+naming the first one's PID, and changes nothing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var lv slog.Level
@@ -37,6 +43,7 @@ when each has its own --root, --socket and --netns-dir.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Root, "root", o.Root, "state directory")
+	f.StringVar(&o.Group, "group", "", "group (name or GID) given the API socket, so that its members may use the CLI without root (default: root's)")
 	f.StringVar(&o.NetnsDir, "netns-dir", o.NetnsDir, "directory where sandbox namespaces are pinned")
 	f.StringVar(&o.DefaultSubnet, "default-subnet", o.DefaultSubnet, "subnet of the default network (another is picked if it overlaps the host's)")
 	f.StringVar(&o.Pool, "pool", o.Pool, "comma-separated prefixes that subnets of networks created without --subnet come from (default 10.89.0.0/16 … 10.127.0.0/16 as /24s, skipping 10.96.0.0/12, Kubernetes' service range)")

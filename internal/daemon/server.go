@@ -226,24 +226,32 @@ func writeError(w http.ResponseWriter, err error) {
 	writeErrorStatus(w, code, kind, err.Error())
 }
 
-// Listen opens the API socket at path with the given mode, refusing when
-// another daemon answers there and replacing a stale socket file.
-func Listen(path string, mode os.FileMode) (net.Listener, error) {
+// Listen opens the API socket at path with the given mode, owned by group
+// gid unless gid < 0, refusing when another daemon answers there and
+// replacing a stale socket file.
+func Listen(path string, mode os.FileMode, gid int) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create socket directory: %w", err)
 	}
-	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("another daemon is listening on %s: stop it, or give this one another --socket", path)
+	if err := socketFree(path); err != nil {
+		return nil, err
 	}
 	_ = os.Remove(path)
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
+	// The socket is made before its mode and group are set: until then
+	// it has the umask's mode, which for root's 022 lets no one else connect.
 	if err := os.Chmod(path, mode); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	if gid >= 0 {
+		if err := os.Chown(path, -1, gid); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("give socket %s to group %d: %w", path, gid, err)
+		}
 	}
 	return l, nil
 }
