@@ -95,7 +95,10 @@ func parseLabels(in []string) (map[string]string, error) {
 }
 
 func newNetworkLsCmd(g *globals) *cobra.Command {
-	var format string
+	var (
+		format string
+		quiet  bool
+	)
 	cmd := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
@@ -105,6 +108,12 @@ func newNetworkLsCmd(g *globals) *cobra.Command {
 			nets, err := g.client().Networks(cmd.Context())
 			if err != nil {
 				return err
+			}
+			if quiet {
+				for _, n := range nets {
+					fmt.Fprintln(cmd.OutOrStdout(), n.Name)
+				}
+				return nil
 			}
 			if format == "json" {
 				return printJSON(cmd, nets)
@@ -118,6 +127,7 @@ func newNetworkLsCmd(g *globals) *cobra.Command {
 		},
 	}
 	addFormatFlag(cmd, &format)
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the names")
 	return cmd
 }
 
@@ -129,16 +139,22 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 		Args:              minArgs(1, "NAME"),
 		ValidArgsFunction: completeNetworks(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var all []*model.NetworkInfo
-			for _, name := range args {
+			all := []*model.NetworkInfo{}
+			failed := forEachName(cmd, args, func(name string) error {
 				n, err := g.client().Network(cmd.Context(), name)
-				if err != nil {
-					return err
+				if err == nil {
+					all = append(all, n)
 				}
-				all = append(all, n)
+				return err
+			})
+			if stop := stopped(failed); stop != nil {
+				return stop
 			}
 			if format == "json" {
-				return printJSON(cmd, all)
+				if err := printJSON(cmd, all); err != nil {
+					return err
+				}
+				return failed
 			}
 			w := cmd.OutOrStdout()
 			for i, n := range all {
@@ -174,7 +190,7 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
-			return nil
+			return failed
 		},
 	}
 	addFormatFlag(cmd, &format)
@@ -184,19 +200,24 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 func newNetworkRmCmd(g *globals) *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
-		Use:               "rm NAME...",
-		Aliases:           []string{"remove"},
-		Short:             "Remove networks (refused while sandboxes are connected, unless --force)",
+		Use:     "rm NAME...",
+		Aliases: []string{"remove"},
+		Short:   "Remove networks (refused while sandboxes are connected, unless --force)",
+		Long: `Remove networks: the bridge (unless it was adopted with --bridge), the
+firewall rules and the DNS resolver go with it. A network with connected
+sandboxes is refused unless --force, which disconnects them first. With
+several names, each one that can be is removed; each failure is reported,
+and the exit status is 1 if any failed.`,
 		Args:              minArgs(1, "NAME"),
 		ValidArgsFunction: completeNetworks(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, name := range args {
-				if err := g.client().RemoveNetwork(cmd.Context(), name, force); err != nil {
-					return err
+			return forEachName(cmd, args, func(name string) error {
+				err := g.client().RemoveNetwork(cmd.Context(), name, force)
+				if err == nil {
+					fmt.Fprintln(cmd.OutOrStdout(), name)
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), name)
-			}
-			return nil
+				return err
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "disconnect every sandbox first")

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"pontoon/internal/api"
 )
 
 type table struct {
@@ -90,6 +94,22 @@ func completeSandboxes(g *globals) completer {
 	}
 }
 
+// completeNetworkFlag completes --network: the daemon's networks, "none"
+// and "host", and for run "sandbox:NAME" for every sandbox.
+func completeNetworkFlag(g *globals, sandboxes bool) completer {
+	return func(cmd *cobra.Command, args []string, s string) ([]string, cobra.ShellCompDirective) {
+		out, _ := completeNetworks(g)(cmd, args, s)
+		out = append(out, "none\tloopback only", "host\tthe host's network (no new namespace)")
+		if sandboxes {
+			sbs, _ := completeSandboxes(g)(cmd, args, s)
+			for _, sb := range sbs {
+				out = append(out, "sandbox:"+sb+"\tshare "+sb+"'s namespace")
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
 func completeNetworkThenSandbox(g *globals) completer {
 	return func(cmd *cobra.Command, args []string, s string) ([]string, cobra.ShellCompDirective) {
 		switch len(args) {
@@ -100,4 +120,38 @@ func completeNetworkThenSandbox(g *globals) completer {
 		}
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
+}
+
+// forEachName calls fn for every name, in order, and goes on past a
+// failure (Docker's habit with several names): each failure is reported on
+// stderr, and the command exits 1 at the end if any failed. A daemon that
+// cannot be reached, refuses this user, or a cancelled command stops it at
+// once, since every other name would fail the same way.
+func forEachName(cmd *cobra.Command, names []string, fn func(name string) error) error {
+	failed := 0
+	for _, name := range names {
+		err := fn(name)
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, api.ErrUnavailable), errors.Is(err, api.ErrPermission), errors.Is(err, context.Canceled):
+			return err
+		}
+		fmt.Fprintln(cmd.ErrOrStderr(), "pontoon:", err)
+		failed++
+	}
+	if failed > 0 {
+		return exitError{code: 1}
+	}
+	return nil
+}
+
+// stopped returns forEachName's error when it stopped before the last name
+// (nothing to print), nil when it went through them all.
+func stopped(err error) error {
+	var ee exitError
+	if err != nil && !errors.As(err, &ee) {
+		return err
+	}
+	return nil
 }
