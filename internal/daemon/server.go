@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,9 @@ type Server struct {
 	log   *slog.Logger
 	ready atomic.Bool
 	mux   *http.ServeMux
+	// patterns lists the routes, as "METHOD /path" (docs/api.md documents
+	// each; a test checks it).
+	patterns []string
 }
 
 // NewServer returns a server for eng. It answers /v1/status at once, and
@@ -45,6 +49,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/status", s.status)
+	s.patterns = append(s.patterns, "GET /v1/status")
 	s.handle("GET /v1/networks", s.listNetworks)
 	s.handle("POST /v1/networks", s.createNetwork)
 	s.handle("GET /v1/networks/{name}", s.getNetwork)
@@ -59,13 +64,33 @@ func (s *Server) routes() {
 	s.handle("GET /v1/dns", s.dnsStats)
 	s.handle("GET /v1/doctor", s.doctor)
 	s.handle("GET /v1/ports", s.ports)
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	s.mux.HandleFunc("/", s.noRoute)
+}
+
+// noRoute answers a request no route takes: 405 with an Allow header when
+// the path has routes for other methods, else 404. (The catch-all "/"
+// route would otherwise turn every wrong method into a 404.)
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
 		writeError(w, model.NotFoundf("no API route %s %s: see docs/api.md", r.Method, r.URL.Path))
-	})
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeErrorStatus(w, http.StatusMethodNotAllowed, "invalid",
+		fmt.Sprintf("%s %s is not a route: %s takes %s (see docs/api.md)", r.Method, r.URL.Path, r.URL.Path, strings.Join(allow, ", ")))
 }
 
 // handle wraps a handler that returns a value or an error.
 func (s *Server) handle(pattern string, h func(r *http.Request) (int, any, error)) {
+	s.patterns = append(s.patterns, pattern)
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		if !s.ready.Load() {

@@ -183,7 +183,7 @@ func (e *Engine) RemoveNetwork(ctx context.Context, name string, force bool) err
 		}
 	}
 	if len(live) > 0 && !force {
-		return model.Conflictf("network %s has %d endpoint(s) (sandboxes %s): disconnect them first, or use --force", name, len(live), strings.Join(first(live, 5), ", "))
+		return model.Conflictf("network %s has %d endpoint(s) (sandboxes %s): disconnect them first, or force the removal, which disconnects them (pontoon network rm --force; in the API, ?force=true)", name, len(live), strings.Join(first(live, 5), ", "))
 	}
 	for _, sb := range live {
 		if err := e.Disconnect(ctx, name, sb); err != nil && !errors.Is(err, model.ErrNotFound) {
