@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -12,7 +13,10 @@ import (
 
 func newDaemonCmd() *cobra.Command {
 	o := daemon.DefaultOptions()
-	var level string
+	var (
+		level     string
+		uninstall bool
+	)
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the pontoon daemon (the single writer of network state)",
@@ -29,7 +33,15 @@ without root; exec and run still need it to enter a namespace.
 Several daemons can run side by side, each in its own network namespace,
 when each has its own --root, --socket and --netns-dir. Each of the three
 is locked while a daemon runs: a second daemon on any of them is refused,
-naming the first one's PID, and changes nothing.`,
+naming the first one's PID, and changes nothing.
+
+--uninstall, with the daemon stopped and the same --root, --socket,
+--netns-dir and --etc-netns-dir, removes what pontoon made on the host:
+every sandbox (as sandbox rm does), every network's bridge (not one adopted
+with --bridge), links and pins with pontoon's names, the nftables tables
+inet pontoon and bridge pontoon, its DOCKER-USER rules, the bind mount of
+--netns-dir, the state files and the socket. It leaves ip_forward, the
+binaries and the CNI config, which the README's "Removing pontoon" lists.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var lv slog.Level
@@ -38,9 +50,13 @@ naming the first one's PID, and changes nothing.`,
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 			o.Socket = cmd.Flag("socket").Value.String()
+			if uninstall {
+				return runUninstall(cmd, o, log)
+			}
 			return daemon.Run(cmd.Context(), o, log)
 		},
 	}
+	cmd.Flags().BoolVar(&uninstall, "uninstall", false, "remove everything pontoon made on this host (sandboxes, bridges, firewall tables, pins, state) and exit; the daemon must be stopped")
 	f := cmd.Flags()
 	f.StringVar(&o.Root, "root", o.Root, "state directory")
 	f.StringVar(&o.Group, "group", "", "group (name or GID) given the API socket, so that its members may use the CLI without root (default: root's)")
@@ -56,4 +72,17 @@ naming the first one's PID, and changes nothing.`,
 	f.DurationVar(&o.HealPeriod, "heal-period", o.HealPeriod, "how often self-healing also checks everything without an event (a backstop; every 10th check also looks inside every adopted sandbox, whose namespace pontoon does not watch)")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	return cmd
+}
+
+func runUninstall(cmd *cobra.Command, o daemon.Options, log *slog.Logger) error {
+	done, err := daemon.Uninstall(cmd.Context(), o, log)
+	if done != nil {
+		w := cmd.OutOrStdout()
+		fmt.Fprintf(w, "removed %d sandbox(es), %d network(s), %d leftover link(s), %d leftover pin(s), pontoon's nftables tables\n",
+			done.Sandboxes, done.Networks, done.Links, done.Pins)
+		for _, p := range done.Paths {
+			fmt.Fprintf(w, "removed %s\n", p)
+		}
+	}
+	return err
 }
