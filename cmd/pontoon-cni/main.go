@@ -45,14 +45,15 @@ type netConf struct {
 	types.PluginConf
 	Network       string `json:"network,omitempty"`
 	Socket        string `json:"socket,omitempty"`
-	// networkFromName: the config set no "network", so Network is its
-	// "name" (errors about the network then say so).
-	networkFromName bool
 	RuntimeConfig struct {
 		IPs          []string      `json:"ips,omitempty"`
 		MAC          string        `json:"mac,omitempty"`
 		PortMappings []portMapping `json:"portMappings,omitempty"`
 	} `json:"runtimeConfig"`
+
+	// networkFromName: the config set no "network", so Network is its
+	// "name" (errors about the network then say so).
+	networkFromName bool
 }
 
 // portMapping is one entry of the portMappings capability.
