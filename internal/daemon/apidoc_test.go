@@ -42,7 +42,7 @@ func TestAPIDocMatchesAPI(t *testing.T) {
 		}
 	}
 	for _, v := range []any{
-		api.Status{}, api.ConnectRequest{}, api.DisconnectRequest{}, api.ErrorBody{}, api.Problem{}, api.Finding{},
+		api.Status{}, api.Healing{}, api.ConnectRequest{}, api.DisconnectRequest{}, api.ErrorBody{}, api.Problem{}, api.Finding{},
 		model.NetworkSpec{}, model.Network{}, model.NetworkInfo{}, model.SandboxSpec{}, model.SandboxInfo{},
 		model.AttachSpec{}, model.Endpoint{}, model.PortMapping{}, model.PortInfo{},
 	} {
