@@ -21,6 +21,8 @@ type fakeDaemon struct {
 	socket    string
 	networks  []string
 	sandboxes []string
+	labels    map[string]map[string]string // by network or sandbox name
+	attached  map[string][]string          // sandbox → networks
 
 	mu   sync.Mutex
 	reqs []string
@@ -59,14 +61,18 @@ func newFakeDaemon(t *testing.T, networks, sandboxes []string) *fakeDaemon {
 	mux.HandleFunc("GET /v1/networks", func(w http.ResponseWriter, r *http.Request) {
 		var v []*model.NetworkInfo
 		for _, n := range f.networks {
-			v = append(v, &model.NetworkInfo{Network: model.Network{Name: n}})
+			v = append(v, &model.NetworkInfo{Network: model.Network{Name: n, Driver: model.DriverBridge, Labels: f.labels[n]}})
 		}
 		reply(w, 200, v)
 	})
 	mux.HandleFunc("GET /v1/sandboxes", func(w http.ResponseWriter, r *http.Request) {
 		var v []*model.SandboxInfo
 		for _, n := range f.sandboxes {
-			v = append(v, &model.SandboxInfo{Sandbox: model.Sandbox{Name: n}})
+			sb := &model.SandboxInfo{Sandbox: model.Sandbox{Name: n, Kind: model.KindPontoon, Labels: f.labels[n]}}
+			for _, net := range f.attached[n] {
+				sb.Endpoints = append(sb.Endpoints, &model.Endpoint{Network: net, Sandbox: n})
+			}
+			v = append(v, sb)
 		}
 		reply(w, 200, v)
 	})
@@ -182,5 +188,42 @@ func TestLsQuiet(t *testing.T) {
 	}
 	if out, _, err := runWith(t, f, "network", "ls", "--quiet"); err != nil || out != "n1\nn2\n" {
 		t.Errorf("network ls -q: %q, %v", out, err)
+	}
+}
+
+func TestLsFilter(t *testing.T) {
+	f := newFakeDaemon(t, []string{"front", "back", "db-net"}, []string{"web1", "web2", "db", "cni-x"})
+	f.labels = map[string]map[string]string{
+		"front": {"tier": "web"}, "back": {"tier": "data", "env": "prod"},
+		"web1": {"app": "shop"}, "db": {"app": "shop", "role": "db"}, "cni-x": {"cni.network": "k8s"},
+	}
+	f.attached = map[string][]string{"web1": {"front"}, "web2": {"front", "back"}, "db": {"back"}}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"sandbox", "ls", "-q", "--filter", "name=web"}, "web1\nweb2\n"},
+		{[]string{"sandbox", "ls", "-q", "-f", "network=back"}, "web2\ndb\n"},
+		{[]string{"sandbox", "ls", "-q", "-f", "label=app=shop"}, "web1\ndb\n"},
+		{[]string{"sandbox", "ls", "-q", "-f", "label=role"}, "db\n"},
+		// Keys must all match; values of one key are alternatives.
+		{[]string{"sandbox", "ls", "-q", "-f", "label=app", "-f", "network=front"}, "web1\n"},
+		{[]string{"sandbox", "ls", "-q", "-f", "name=db", "-f", "name=cni"}, "db\ncni-x\n"},
+		{[]string{"sandbox", "ls", "-q", "-f", "network=nosuch"}, ""},
+		{[]string{"network", "ls", "-q", "-f", "label=tier"}, "front\nback\n"},
+		{[]string{"network", "ls", "-q", "-f", "label=env=prod", "-f", "driver=bridge"}, "back\n"},
+		{[]string{"network", "ls", "-q", "-f", "name=net"}, "db-net\n"},
+	} {
+		out, _, err := runWith(t, f, c.args...)
+		if err != nil || out != c.want {
+			t.Errorf("%v: %q (%v), want %q", c.args, out, err, c.want)
+		}
+	}
+	// The table and JSON show the same selection.
+	if out, _, err := runWith(t, f, "sandbox", "ls", "--format", "json", "-f", "network=back"); err != nil || !strings.Contains(out, `"name": "db"`) || strings.Contains(out, `"name": "web1"`) {
+		t.Errorf("json with a filter: %v\n%s", err, out)
+	}
+	if _, _, err := runWith(t, f, "sandbox", "ls", "-f", "colour=red"); err == nil || !strings.Contains(err.Error(), "KEY one of name, label, network, kind") {
+		t.Errorf("unknown filter key: %v", err)
 	}
 }

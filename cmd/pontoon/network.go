@@ -96,8 +96,9 @@ func parseLabels(in []string) (map[string]string, error) {
 
 func newNetworkLsCmd(g *globals) *cobra.Command {
 	var (
-		format string
-		quiet  bool
+		format   string
+		quiet    bool
+		filterIn []string
 	)
 	cmd := &cobra.Command{
 		Use:     "ls",
@@ -105,9 +106,21 @@ func newNetworkLsCmd(g *globals) *cobra.Command {
 		Short:   "List networks",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			nets, err := g.client().Networks(cmd.Context())
+			f, err := parseFilters(filterIn, "name", "label", "driver")
 			if err != nil {
 				return err
+			}
+			all, err := g.client().Networks(cmd.Context())
+			if err != nil {
+				return err
+			}
+			nets := []*model.NetworkInfo{}
+			for _, n := range all {
+				if f.match("name", func(v string) bool { return strings.Contains(n.Name, v) }) &&
+					f.match("label", matchLabel(n.Labels)) &&
+					f.match("driver", func(v string) bool { return n.Driver == v }) {
+					nets = append(nets, n)
+				}
 			}
 			if quiet {
 				for _, n := range nets {
@@ -128,6 +141,7 @@ func newNetworkLsCmd(g *globals) *cobra.Command {
 	}
 	addFormatFlag(cmd, &format)
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the names")
+	addFilterFlag(cmd, &filterIn, "only networks that match: name=PART, label=KEY[=VALUE], driver=D (repeatable: one key's values are alternatives, keys must all match)")
 	return cmd
 }
 

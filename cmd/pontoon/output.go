@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -154,4 +155,43 @@ func stopped(err error) error {
 		return err
 	}
 	return nil
+}
+
+// filters are --filter KEY=VALUE flags, as in docker ls: values of one key
+// are alternatives (any may match), different keys must all match.
+type filters map[string][]string
+
+func parseFilters(in []string, keys ...string) (filters, error) {
+	f := filters{}
+	for _, s := range in {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || v == "" || !slices.Contains(keys, k) {
+			return nil, fmt.Errorf("--filter %q: write KEY=VALUE with KEY one of %s", s, strings.Join(keys, ", "))
+		}
+		f[k] = append(f[k], v)
+	}
+	return f, nil
+}
+
+// match reports whether the values given for key allow the item: true
+// when there are none, or when ok accepts one of them.
+func (f filters) match(key string, ok func(v string) bool) bool {
+	vs := f[key]
+	if len(vs) == 0 {
+		return true
+	}
+	return slices.ContainsFunc(vs, ok)
+}
+
+// matchLabel is the label filter: "KEY" (has the label) or "KEY=VALUE".
+func matchLabel(labels map[string]string) func(string) bool {
+	return func(v string) bool {
+		k, want, withValue := strings.Cut(v, "=")
+		got, has := labels[k]
+		return has && (!withValue || got == want)
+	}
+}
+
+func addFilterFlag(cmd *cobra.Command, in *[]string, help string) {
+	cmd.Flags().StringArrayVarP(in, "filter", "f", nil, help)
 }

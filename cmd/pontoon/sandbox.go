@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -134,8 +135,9 @@ func printSandboxLine(cmd *cobra.Command, sb *model.SandboxInfo) {
 
 func newSandboxLsCmd(g *globals) *cobra.Command {
 	var (
-		format string
-		quiet  bool
+		format   string
+		quiet    bool
+		filterIn []string
 	)
 	cmd := &cobra.Command{
 		Use:     "ls",
@@ -143,9 +145,24 @@ func newSandboxLsCmd(g *globals) *cobra.Command {
 		Short:   "List sandboxes",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			sbs, err := g.client().Sandboxes(cmd.Context())
+			f, err := parseFilters(filterIn, "name", "label", "network", "kind")
 			if err != nil {
 				return err
+			}
+			all, err := g.client().Sandboxes(cmd.Context())
+			if err != nil {
+				return err
+			}
+			sbs := []*model.SandboxInfo{}
+			for _, sb := range all {
+				if f.match("name", func(v string) bool { return strings.Contains(sb.Name, v) }) &&
+					f.match("label", matchLabel(sb.Labels)) &&
+					f.match("kind", func(v string) bool { return string(sb.Kind) == v }) &&
+					f.match("network", func(v string) bool {
+						return slices.ContainsFunc(sb.Endpoints, func(ep *model.Endpoint) bool { return ep.Network == v })
+					}) {
+					sbs = append(sbs, sb)
+				}
 			}
 			if quiet {
 				for _, sb := range sbs {
@@ -171,6 +188,7 @@ func newSandboxLsCmd(g *globals) *cobra.Command {
 	}
 	addFormatFlag(cmd, &format)
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the names (pontoon sandbox rm $(pontoon sandbox ls -q) removes them all)")
+	addFilterFlag(cmd, &filterIn, "only sandboxes that match: name=PART, label=KEY[=VALUE], network=NET, kind=pontoon|netns|pid|host (repeatable: one key's values are alternatives, keys must all match)")
 	return cmd
 }
 
