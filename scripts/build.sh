@@ -4,7 +4,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
 mkdir -p bin
-go build -trimpath -o bin/pontoon ./cmd/pontoon
+# `pontoon version` prints the commit. Go stamps it itself unless told not
+# to (-buildvcs=false) or the checkout is a git worktree; say it here too.
+rev=$(git describe --always --dirty --abbrev=12 2>/dev/null || true)
+ldflags="-X pontoon/internal/api.revision=$rev"
+echo "building bin/pontoon${rev:+ ($rev)}: the first build downloads and compiles the dependencies, about a minute" >&2
+go build -trimpath -ldflags "$ldflags" -o bin/pontoon ./cmd/pontoon
 if [ -d cmd/pontoon-cni ] && ls cmd/pontoon-cni/*.go >/dev/null 2>&1; then
-  go build -trimpath -o bin/pontoon-cni ./cmd/pontoon-cni
+  echo "building bin/pontoon-cni" >&2
+  go build -trimpath -ldflags "$ldflags" -o bin/pontoon-cni ./cmd/pontoon-cni
 fi

@@ -7,7 +7,7 @@
 // Config:
 //
 //	{"cniVersion": "1.1.0", "name": "mynet", "type": "pontoon",
-//	 "network": "NAME",                       // pontoon network (default: name)
+//	 "network": "NAME",                       // pontoon network (default: the config's name)
 //	 "socket": "/run/pontoon/pontoon.sock",   // daemon API socket (default)
 //	 "capabilities": {"ips": true, "mac": true}}
 //
@@ -50,6 +50,10 @@ type netConf struct {
 		MAC          string        `json:"mac,omitempty"`
 		PortMappings []portMapping `json:"portMappings,omitempty"`
 	} `json:"runtimeConfig"`
+
+	// networkFromName: the config set no "network", so Network is its
+	// "name" (errors about the network then say so).
+	networkFromName bool
 }
 
 // portMapping is one entry of the portMappings capability.
@@ -84,7 +88,7 @@ func loadConf(data []byte) (*netConf, error) {
 		return nil, types.NewError(types.ErrDecodingFailure, "cannot parse the network configuration", err.Error())
 	}
 	if c.Network == "" {
-		c.Network = c.Name
+		c.Network, c.networkFromName = c.Name, true
 	}
 	if c.Network == "" {
 		return nil, types.NewError(types.ErrInvalidNetworkConfig, `the network configuration names no network: set "network" (a pontoon network) or "name"`, "")
@@ -118,6 +122,15 @@ func open(args *skel.CmdArgs) (*netConf, *api.Client, context.Context, context.C
 	}
 	cx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	return c, api.NewClient(c.Socket), cx, cancel, nil
+}
+
+// explain adds to a "not found" error, when the network came from the
+// config's "name", where the network name the user never wrote came from.
+func (c *netConf) explain(err error) error {
+	if c.networkFromName && errors.Is(err, model.ErrNotFound) {
+		return fmt.Errorf("%w (this config sets no \"network\", so its \"name\" %q was taken as the pontoon network: set \"network\" to a pontoon network in the plugin's config)", err, c.Name)
+	}
+	return err
 }
 
 // cniError turns an API error into CNI error JSON with the right code.
@@ -169,7 +182,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 			Labels: map[string]string{LabelNetwork: c.Name}, Networks: []model.AttachSpec{att},
 		})
 		if err != nil {
-			return cniError("ADD", err)
+			return cniError("ADD", c.explain(err))
 		}
 		ep = findEndpoint(sb, c.Network, args.IfName)
 	case err != nil:
@@ -180,7 +193,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 		}
 		ep, err = cl.Connect(cx, c.Network, api.ConnectRequest{Sandbox: name, IP: att.IP, IfName: att.IfName, MAC: att.MAC, Ports: att.Ports})
 		if err != nil {
-			return cniError("ADD", err)
+			return cniError("ADD", c.explain(err))
 		}
 	}
 	if ep == nil {
@@ -365,7 +378,7 @@ func cmdStatus(args *skel.CmdArgs) error {
 	}
 	if _, err := cl.Network(cx, c.Network); err != nil {
 		if errors.Is(err, model.ErrNotFound) {
-			return types.NewError(types.ErrPluginNotAvailable, fmt.Sprintf("pontoon network %s does not exist: create it with `pontoon network create %s`", c.Network, c.Network), "")
+			return types.NewError(types.ErrPluginNotAvailable, c.explain(model.NotFoundf("pontoon network %s does not exist: create it with `pontoon network create %s`", c.Network, c.Network)).Error(), "")
 		}
 		return types.NewError(types.ErrPluginNotAvailable, "pontoon daemon: "+err.Error(), "")
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -12,7 +13,10 @@ import (
 
 func newDaemonCmd() *cobra.Command {
 	o := daemon.DefaultOptions()
-	var level string
+	var (
+		level     string
+		uninstall bool
+	)
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the pontoon daemon (the single writer of network state)",
@@ -22,8 +26,22 @@ reconciles the kernel with its state at start-up. SIGTERM or SIGINT stop it
 without interrupting sandbox traffic. Networks survive a reboot; sandboxes
 and their addresses, like the namespaces they describe, do not.
 
+The socket has mode 0660: root, and with --group the members of that group
+(as Docker's docker group), may use the API. Most commands then work
+without root; exec and run still need it to enter a namespace.
+
 Several daemons can run side by side, each in its own network namespace,
-when each has its own --root, --socket and --netns-dir.`,
+when each has its own --root, --socket and --netns-dir. Each of the three
+is locked while a daemon runs: a second daemon on any of them is refused,
+naming the first one's PID, and changes nothing.
+
+--uninstall, with the daemon stopped and the same --root, --socket,
+--netns-dir and --etc-netns-dir, removes what pontoon made on the host:
+every sandbox (as sandbox rm does), every network's bridge (not one adopted
+with --bridge), links and pins with pontoon's names, the nftables tables
+inet pontoon and bridge pontoon, its DOCKER-USER rules, the bind mount of
+--netns-dir, the state files and the socket. It leaves ip_forward, the
+binaries and the CNI config, which the README's "Removing pontoon" lists.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var lv slog.Level
@@ -32,11 +50,16 @@ when each has its own --root, --socket and --netns-dir.`,
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 			o.Socket = cmd.Flag("socket").Value.String()
+			if uninstall {
+				return runUninstall(cmd, o, log)
+			}
 			return daemon.Run(cmd.Context(), o, log)
 		},
 	}
+	cmd.Flags().BoolVar(&uninstall, "uninstall", false, "remove everything pontoon made on this host (sandboxes, bridges, firewall tables, pins, state) and exit; the daemon must be stopped")
 	f := cmd.Flags()
 	f.StringVar(&o.Root, "root", o.Root, "state directory")
+	f.StringVar(&o.Group, "group", "", "group (name or GID) given the API socket, so that its members may use the CLI without root (default: root's)")
 	f.StringVar(&o.NetnsDir, "netns-dir", o.NetnsDir, "directory where sandbox namespaces are pinned")
 	f.StringVar(&o.DefaultSubnet, "default-subnet", o.DefaultSubnet, "subnet of the default network (another is picked if it overlaps the host's)")
 	f.StringVar(&o.Pool, "pool", o.Pool, "comma-separated prefixes that subnets of networks created without --subnet come from (default 10.89.0.0/16 … 10.127.0.0/16 as /24s, skipping 10.96.0.0/12, Kubernetes' service range)")
@@ -44,9 +67,22 @@ when each has its own --root, --socket and --netns-dir.`,
 	f.StringVar(&o.DNS, "dns", "", "upstream resolvers for names outside pontoon's, comma-separated ip[:port] (default: from --resolv-conf)")
 	f.StringVar(&o.ResolvConf, "resolv-conf", o.ResolvConf, "the host's resolv.conf, read for upstream resolvers (a 127.0.0.53 stub is followed to systemd-resolved's upstreams)")
 	f.DurationVar(&o.DNSTimeout, "dns-timeout", o.DNSTimeout, "time allowed to one upstream resolver before the next is tried")
-	f.StringVar(&o.EtcNetnsDir, "etc-netns-dir", o.EtcNetnsDir, "where sandboxes' resolv.conf files are written (DIR/NAME/resolv.conf, as `ip netns exec` expects)")
+	f.StringVar(&o.EtcNetnsDir, "etc-netns-dir", o.EtcNetnsDir, "where sandboxes' resolv.conf files are written (DIR/NAME/resolv.conf, where 'ip netns exec' looks)")
 	f.BoolVar(&o.SelfHeal, "self-heal", o.SelfHeal, "repair drift (a deleted bridge or veth, a removed address, route or rule, a flushed firewall, ip_forward off) as soon as the kernel reports it, and release sandboxes whose adopted namespace died; with --self-heal=false drift is only reported by doctor")
 	f.DurationVar(&o.HealPeriod, "heal-period", o.HealPeriod, "how often self-healing also checks everything without an event (a backstop; every 10th check also looks inside every adopted sandbox, whose namespace pontoon does not watch)")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	return cmd
+}
+
+func runUninstall(cmd *cobra.Command, o daemon.Options, log *slog.Logger) error {
+	done, err := daemon.Uninstall(cmd.Context(), o, log)
+	if done != nil {
+		w := cmd.OutOrStdout()
+		fmt.Fprintf(w, "removed %d sandbox(es), %d network(s), %d leftover link(s), %d leftover pin(s), pontoon's nftables tables\n",
+			done.Sandboxes, done.Networks, done.Links, done.Pins)
+		for _, p := range done.Paths {
+			fmt.Fprintf(w, "removed %s\n", p)
+		}
+	}
+	return err
 }

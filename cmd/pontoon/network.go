@@ -68,7 +68,7 @@ network publishes no ports.`,
 	f := cmd.Flags()
 	f.StringVar(&spec.Subnet, "subnet", "", "IPv4 subnet in CIDR form, e.g. 10.90.1.0/24")
 	f.StringVar(&spec.Gateway, "gateway", "", "gateway address (default: the subnet's first address)")
-	f.StringVar(&spec.IPRange, "ip-range", "", "hand addresses out only from this sub-range (CIDR)")
+	f.StringVar(&spec.IPRange, "ip-range", "", "pick addresses automatically only from this sub-range (CIDR); --ip may still ask for any address of the subnet")
 	f.BoolVar(&spec.Internal, "internal", false, "no route out, no NAT, no published ports: sandboxes reach only each other")
 	f.IntVar(&spec.MTU, "mtu", 0, "MTU of the bridge and the endpoints (default 1500)")
 	f.BoolVar(&icc, "icc", true, "let sandboxes on this network reach each other (false: only the gateway and the outside)")
@@ -95,16 +95,38 @@ func parseLabels(in []string) (map[string]string, error) {
 }
 
 func newNetworkLsCmd(g *globals) *cobra.Command {
-	var format string
+	var (
+		format   string
+		quiet    bool
+		filterIn []string
+	)
 	cmd := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
 		Short:   "List networks",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			nets, err := g.client().Networks(cmd.Context())
+			f, err := parseFilters(filterIn, "name", "label", "driver")
 			if err != nil {
 				return err
+			}
+			all, err := g.client().Networks(cmd.Context())
+			if err != nil {
+				return err
+			}
+			nets := []*model.NetworkInfo{}
+			for _, n := range all {
+				if f.match("name", func(v string) bool { return strings.Contains(n.Name, v) }) &&
+					f.match("label", matchLabel(n.Labels)) &&
+					f.match("driver", func(v string) bool { return n.Driver == v }) {
+					nets = append(nets, n)
+				}
+			}
+			if quiet {
+				for _, n := range nets {
+					fmt.Fprintln(cmd.OutOrStdout(), n.Name)
+				}
+				return nil
 			}
 			if format == "json" {
 				return printJSON(cmd, nets)
@@ -118,6 +140,8 @@ func newNetworkLsCmd(g *globals) *cobra.Command {
 		},
 	}
 	addFormatFlag(cmd, &format)
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the names")
+	addFilterFlag(cmd, &filterIn, "only networks that match: name=PART, label=KEY[=VALUE], driver=D (repeatable: one key's values are alternatives, keys must all match)")
 	return cmd
 }
 
@@ -129,16 +153,22 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 		Args:              minArgs(1, "NAME"),
 		ValidArgsFunction: completeNetworks(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var all []*model.NetworkInfo
-			for _, name := range args {
+			all := []*model.NetworkInfo{}
+			failed := forEachName(cmd, args, func(name string) error {
 				n, err := g.client().Network(cmd.Context(), name)
-				if err != nil {
-					return err
+				if err == nil {
+					all = append(all, n)
 				}
-				all = append(all, n)
+				return err
+			})
+			if stop := stopped(failed); stop != nil {
+				return stop
 			}
 			if format == "json" {
-				return printJSON(cmd, all)
+				if err := printJSON(cmd, all); err != nil {
+					return err
+				}
+				return failed
 			}
 			w := cmd.OutOrStdout()
 			for i, n := range all {
@@ -174,7 +204,7 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
-			return nil
+			return failed
 		},
 	}
 	addFormatFlag(cmd, &format)
@@ -184,19 +214,24 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 func newNetworkRmCmd(g *globals) *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
-		Use:               "rm NAME...",
-		Aliases:           []string{"remove"},
-		Short:             "Remove networks (refused while sandboxes are connected, unless --force)",
+		Use:     "rm NAME...",
+		Aliases: []string{"remove"},
+		Short:   "Remove networks (refused while sandboxes are connected, unless --force)",
+		Long: `Remove networks: the bridge (unless it was adopted with --bridge), the
+firewall rules and the DNS resolver go with it. A network with connected
+sandboxes is refused unless --force, which disconnects them first. With
+several names, each one that can be is removed; each failure is reported,
+and the exit status is 1 if any failed.`,
 		Args:              minArgs(1, "NAME"),
 		ValidArgsFunction: completeNetworks(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, name := range args {
-				if err := g.client().RemoveNetwork(cmd.Context(), name, force); err != nil {
-					return err
+			return forEachName(cmd, args, func(name string) error {
+				err := g.client().RemoveNetwork(cmd.Context(), name, force)
+				if err == nil {
+					fmt.Fprintln(cmd.OutOrStdout(), name)
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), name)
-			}
-			return nil
+				return err
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "disconnect every sandbox first")
@@ -222,7 +257,7 @@ func newNetworkConnectCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&req.IP, "ip", "", "static address (default: the next free one)")
+	cmd.Flags().StringVar(&req.IP, "ip", "", "static address, anywhere in the subnet (default: the next free one in the ip-range)")
 	cmd.Flags().StringArrayVar(&req.Aliases, "alias", nil, "extra DNS name on this network (repeatable)")
 	cmd.Flags().StringArrayVarP(&req.Ports, "publish", "p", nil, "publish a port on the host: [hostIP:]hostPort[-end]:port[-end][/tcp|udp|sctp] (repeatable)")
 	return cmd

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,8 +40,9 @@ type attachFlags struct {
 	ports    []string
 }
 
-func (a *attachFlags) add(cmd *cobra.Command) {
+func (a *attachFlags) add(cmd *cobra.Command, g *globals) {
 	cmd.Flags().StringArrayVar(&a.networks, "network", nil, `network to attach to (repeatable; default: the default network; "none": loopback only)`)
+	_ = cmd.RegisterFlagCompletionFunc("network", completeNetworkFlag(g, cmd.Name() == "run"))
 	cmd.Flags().StringVar(&a.ip, "ip", "", "static address on the first network")
 	cmd.Flags().StringArrayVar(&a.aliases, "alias", nil, "extra DNS name on the first network (repeatable)")
 	cmd.Flags().StringArrayVarP(&a.ports, "publish", "p", nil, "publish a port on the host: [hostIP:]hostPort[-end]:port[-end][/tcp|udp|sctp] (repeatable)")
@@ -115,7 +118,7 @@ started with --net=none) and later removes only what it added there.`,
 			return nil
 		},
 	}
-	af.add(cmd)
+	af.add(cmd, g)
 	cmd.Flags().StringVar(&spec.Netns, "netns", "", "adopt the network namespace at this path")
 	cmd.Flags().IntVar(&spec.PID, "pid", 0, "adopt the network namespace of this process")
 	cmd.Flags().StringArrayVar(&labels, "label", nil, "label as key=value (repeatable)")
@@ -131,16 +134,41 @@ func printSandboxLine(cmd *cobra.Command, sb *model.SandboxInfo) {
 }
 
 func newSandboxLsCmd(g *globals) *cobra.Command {
-	var format string
+	var (
+		format   string
+		quiet    bool
+		filterIn []string
+	)
 	cmd := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
 		Short:   "List sandboxes",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			sbs, err := g.client().Sandboxes(cmd.Context())
+			f, err := parseFilters(filterIn, "name", "label", "network", "kind")
 			if err != nil {
 				return err
+			}
+			all, err := g.client().Sandboxes(cmd.Context())
+			if err != nil {
+				return err
+			}
+			sbs := []*model.SandboxInfo{}
+			for _, sb := range all {
+				if f.match("name", func(v string) bool { return strings.Contains(sb.Name, v) }) &&
+					f.match("label", matchLabel(sb.Labels)) &&
+					f.match("kind", func(v string) bool { return string(sb.Kind) == v }) &&
+					f.match("network", func(v string) bool {
+						return slices.ContainsFunc(sb.Endpoints, func(ep *model.Endpoint) bool { return ep.Network == v })
+					}) {
+					sbs = append(sbs, sb)
+				}
+			}
+			if quiet {
+				for _, sb := range sbs {
+					fmt.Fprintln(cmd.OutOrStdout(), sb.Name)
+				}
+				return nil
 			}
 			if format == "json" {
 				return printJSON(cmd, sbs)
@@ -159,6 +187,8 @@ func newSandboxLsCmd(g *globals) *cobra.Command {
 		},
 	}
 	addFormatFlag(cmd, &format)
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the names (pontoon sandbox rm $(pontoon sandbox ls -q) removes them all)")
+	addFilterFlag(cmd, &filterIn, "only sandboxes that match: name=PART, label=KEY[=VALUE], network=NET, kind=pontoon|netns|pid|host (repeatable: one key's values are alternatives, keys must all match)")
 	return cmd
 }
 
@@ -187,75 +217,95 @@ sandbox, its address, MAC and gateway, and the host end of its veth pair
 		Args:              minArgs(1, "NAME"),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var all []*model.SandboxInfo
-			for _, name := range args {
+			all := []*model.SandboxInfo{}
+			failed := forEachName(cmd, args, func(name string) error {
 				sb, err := g.client().Sandbox(cmd.Context(), name)
-				if err != nil {
-					return err
+				if err == nil {
+					all = append(all, sb)
 				}
-				all = append(all, sb)
+				return err
+			})
+			if stop := stopped(failed); stop != nil {
+				return stop
 			}
-			if format == "json" {
-				return printJSON(cmd, all)
+			if err := printSandboxes(cmd, format, all); err != nil {
+				return err
 			}
-			w := cmd.OutOrStdout()
-			for i, sb := range all {
-				if i > 0 {
-					fmt.Fprintln(w)
-				}
-				kv := newTable(cmd)
-				kv.row("Name:", sb.Name)
-				kv.row("ID:", sb.ID)
-				kv.row("Kind:", string(sb.Kind))
-				kv.row("Netns:", sb.Netns)
-				if sb.PID != 0 {
-					kv.row("PID:", strconv.Itoa(sb.PID))
-				}
-				if sb.ContainerID != "" {
-					kv.row("Container:", sb.ContainerID)
-				}
-				kv.row("Created:", sb.Created.Format(time.RFC3339))
-				if err := kv.flush(); err != nil {
-					return err
-				}
-				fmt.Fprintln(w, "Endpoints:")
-				t := newTable(cmd, "  IFACE", "NETWORK", "IP", "MAC", "GATEWAY", "HOST-IF", "HOST-IFINDEX", "ALIASES")
-				for _, ep := range sb.Endpoints {
-					gw := ep.Gateway.String()
-					if ep.Primary {
-						gw += " (default)"
-					}
-					t.row("  "+ep.IfName, ep.Network, fmt.Sprintf("%s/%d", ep.IP, ep.Prefix), ep.MAC, gw,
-						ep.HostIf, strconv.Itoa(ep.HostIfIndex), dash(strings.Join(ep.Aliases, ",")))
-				}
-				if err := t.flush(); err != nil {
-					return err
-				}
-			}
-			return nil
+			return failed
 		},
 	}
 	addFormatFlag(cmd, &format)
 	return cmd
 }
 
+// printSandboxes prints what sandbox inspect found.
+func printSandboxes(cmd *cobra.Command, format string, all []*model.SandboxInfo) error {
+	if format == "json" {
+		return printJSON(cmd, all)
+	}
+	w := cmd.OutOrStdout()
+	for i, sb := range all {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		kv := newTable(cmd)
+		kv.row("Name:", sb.Name)
+		kv.row("ID:", sb.ID)
+		kv.row("Kind:", string(sb.Kind))
+		kv.row("Netns:", sb.Netns)
+		if sb.PID != 0 {
+			kv.row("PID:", strconv.Itoa(sb.PID))
+		}
+		if sb.ContainerID != "" {
+			kv.row("Container:", sb.ContainerID)
+		}
+		kv.row("Created:", sb.Created.Format(time.RFC3339))
+		if err := kv.flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(w, "Endpoints:")
+		t := newTable(cmd, "  IFACE", "NETWORK", "IP", "MAC", "GATEWAY", "HOST-IF", "HOST-IFINDEX", "ALIASES")
+		for _, ep := range sb.Endpoints {
+			gw := ep.Gateway.String()
+			if ep.Primary {
+				gw += " (default)"
+			}
+			t.row("  "+ep.IfName, ep.Network, fmt.Sprintf("%s/%d", ep.IP, ep.Prefix), ep.MAC, gw,
+				ep.HostIf, strconv.Itoa(ep.HostIfIndex), dash(strings.Join(ep.Aliases, ",")))
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func newSandboxRmCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:               "rm NAME...",
-		Aliases:           []string{"remove"},
-		Short:             "Remove sandboxes (an adopted namespace keeps everything pontoon did not add)",
+	var force bool
+	cmd := &cobra.Command{
+		Use:     "rm NAME...",
+		Aliases: []string{"remove"},
+		Short:   "Remove sandboxes (an adopted namespace keeps everything pontoon did not add)",
+		Long: `Remove sandboxes: every endpoint is detached, and a namespace pontoon
+created is deleted. With several names, each one that exists is removed;
+each failure is reported, and the exit status is 1 if any failed.`,
 		Args:              minArgs(1, "NAME"),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, name := range args {
-				if err := g.client().RemoveSandbox(cmd.Context(), name); err != nil {
-					return err
+			return forEachName(cmd, args, func(name string) error {
+				err := g.client().RemoveSandbox(cmd.Context(), name)
+				if force && errors.Is(err, model.ErrNotFound) {
+					return nil
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), name)
-			}
-			return nil
+				if err == nil {
+					fmt.Fprintln(cmd.OutOrStdout(), name)
+				}
+				return err
+			})
 		},
 	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "no error for names that do not exist (a sandbox never needs stopping first: docker rm -f's other meaning does not apply)")
+	return cmd
 }
 
 func newExecCmd(g *globals) *cobra.Command {
@@ -302,7 +352,7 @@ func dropDashes(args []string) []string {
 func execIn(path string, ino uint64, resolvConf string, argv []string) error {
 	bin, err := exec.LookPath(argv[0])
 	if err != nil {
-		return fmt.Errorf("command %q: %w", argv[0], err)
+		return commandError(argv[0], err)
 	}
 	runtime.LockOSThread()
 	// Checked on the open file: a reused PID or a path pinned again names
@@ -318,7 +368,28 @@ func execIn(path string, ino uint64, resolvConf string, argv []string) error {
 	if err := privateMounts(resolvConf); err != nil {
 		return err
 	}
-	return syscall.Exec(bin, argv, os.Environ())
+	err = syscall.Exec(bin, argv, os.Environ())
+	// Found but not executed: ENOEXEC, EACCES, or ENOENT for a script
+	// whose interpreter is missing (bash also says 126 then).
+	return exitError{code: exitNotExecutable, msg: fmt.Sprintf("command %q (%s): %v", argv[0], bin, err)}
+}
+
+// Exit statuses of a command that could not be run, as in shells and
+// Docker: 127 when it is not found, 126 when it is found but cannot be
+// executed (no permission, a directory, not a binary or script).
+const (
+	exitNotFound      = 127
+	exitNotExecutable = 126
+)
+
+// commandError turns a failure to find name (exec.LookPath) into an
+// exitError with the shell's status.
+func commandError(name string, err error) error {
+	code := exitNotExecutable
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+		code = exitNotFound
+	}
+	return exitError{code: code, msg: fmt.Sprintf("command %q: %v", name, err)}
 }
 
 // privateMounts runs on the locked thread that is about to exec: unshare
@@ -396,7 +467,7 @@ the command exits. The exit status is the command's.
 			return runErr
 		},
 	}
-	af.add(cmd)
+	af.add(cmd, g)
 	cmd.Flags().SetInterspersed(false)
 	cmd.Flags().StringVar(&name, "name", "", "sandbox name (default: run-<random>)")
 	cmd.Flags().BoolVar(&rm, "rm", false, "remove the sandbox when the command exits")

@@ -7,9 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"os/user"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -90,6 +94,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
 			return fmt.Errorf("%w: cannot reach the pontoon daemon at %s: start it with `pontoon daemon`, or point --socket / PONTOON_SOCKET at its socket", ErrUnavailable, c.socket)
 		}
+		if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
+			return permissionError(c.socket, err)
+		}
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
@@ -110,6 +117,54 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 	}
 	return nil
+}
+
+// ErrPermission means the daemon's socket refused this user (it matches
+// fs.ErrPermission too).
+var ErrPermission = errors.New("permission denied")
+
+type permError struct {
+	msg string
+	err error
+}
+
+func (e *permError) Error() string { return e.msg }
+func (e *permError) Unwrap() error { return e.err }
+func (e *permError) Is(target error) bool {
+	return target == ErrPermission || target == fs.ErrPermission
+}
+
+// permissionError says that the socket refused this user, who may use it,
+// and what to do: the daemon's socket is mode 0660, root's unless the
+// daemon was started with --group.
+func permissionError(socket string, err error) error {
+	var who, todo string
+	fi, serr := os.Stat(socket)
+	var gid uint32
+	if serr == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			gid = st.Gid
+		}
+	}
+	switch {
+	case serr != nil:
+		who = "a directory on its path is closed to you"
+		todo = "run the command as root"
+	case gid != 0:
+		group := strconv.Itoa(int(gid))
+		if g, err := user.LookupGroupId(group); err == nil {
+			group = g.Name
+		}
+		who = fmt.Sprintf("mode %04o, group %s", fi.Mode().Perm(), group)
+		todo = fmt.Sprintf("run the command as root, or join group %s (`usermod -aG %s $USER`, then log in again)", group, group)
+	default:
+		who = fmt.Sprintf("mode %04o, root's", fi.Mode().Perm())
+		todo = "run the command as root, or start the daemon with --group GROUP and join that group"
+	}
+	return &permError{
+		msg: fmt.Sprintf("permission denied on the pontoon daemon's socket %s (%s): %s", socket, who, todo),
+		err: err,
+	}
 }
 
 // Status asks whether the daemon is up and ready.

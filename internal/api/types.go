@@ -13,6 +13,8 @@ type Status struct {
 	PID     int     `json:"pid"`
 	Version string  `json:"version"`
 	Healing Healing `json:"healing"`
+	// Build is the daemon binary's build (see Build).
+	Build string `json:"build,omitempty"`
 }
 
 // Healing is what self-healing did since the daemon started.

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"pontoon/internal/dns"
 	"pontoon/internal/engine"
 	"pontoon/internal/firewall"
@@ -30,6 +32,7 @@ import (
 type Options struct {
 	Root          string // state directory (bbolt file)
 	Socket        string // API socket
+	Group         string // group owning the socket (name or GID; "" = root's)
 	NetnsDir      string // where sandbox namespaces are pinned
 	DefaultSubnet string // subnet of the default network
 	Pool          string // comma-separated prefixes for networks created without --subnet
@@ -61,19 +64,56 @@ func DefaultOptions() Options {
 }
 
 // Run runs the daemon until ctx is done.
+//
+// A start that is refused changes nothing on disk: options are checked,
+// then every lock (see preflight), and only then are --root, --netns-dir
+// and the socket created and taken; if anything fails before the daemon
+// listens, what this start created is removed again.
 func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	cfg, err := parseOptions(opts)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(opts.Root, 0o700); err != nil {
+	var upstreams []string
+	if opts.DNS != "" {
+		if upstreams, err = dns.ParseUpstreams(strings.Split(opts.DNS, ",")); err != nil {
+			return fmt.Errorf("--dns: %w", err)
+		}
+	}
+	gid, err := lookupGroup(opts.Group)
+	if err != nil {
+		return err
+	}
+	if err := preflight(opts); err != nil {
+		return err
+	}
+	var u undo
+	listening := false
+	defer func() {
+		if !listening {
+			u.run()
+		}
+	}()
+
+	created, err := mkdirAll(opts.Root, 0o700)
+	u.add(removeCreated(created, true))
+	if err != nil {
 		return fmt.Errorf("create state directory %s: %w", opts.Root, err)
 	}
-	st, err := store.Open(filepath.Join(opts.Root, "pontoon.db"), log)
+	st, err := store.Open(filepath.Join(opts.Root, stateFile), log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	nsLock, created, err := lockDir(opts.NetnsDir, 0o755)
+	u.add(removeCreated(created, false))
+	if err != nil {
+		return fmt.Errorf("prepare namespace directory: %w", err)
+	}
+	defer nsLock.Close()
+	if !mountedAt(opts.NetnsDir) {
+		u.add(func() { _ = unix.Unmount(opts.NetnsDir, unix.MNT_DETACH) })
+	}
 	if err := netns.EnsureDir(opts.NetnsDir); err != nil {
 		return fmt.Errorf("prepare namespace directory %s: %w", opts.NetnsDir, err)
 	}
@@ -88,12 +128,6 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	cfg.Store, cfg.Link, cfg.Firewall, cfg.Netns, cfg.Log = st, lk, fw, Namespaces{}, log
 	cfg.NetnsDir = opts.NetnsDir
 	cfg.SetIPForward = true
-	var upstreams []string
-	if opts.DNS != "" {
-		if upstreams, err = dns.ParseUpstreams(strings.Split(opts.DNS, ",")); err != nil {
-			return fmt.Errorf("--dns: %w", err)
-		}
-	}
 	resolver, err := dns.New(dns.Options{Upstreams: upstreams, ResolvConf: opts.ResolvConf, Timeout: opts.DNSTimeout, Log: log})
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
@@ -126,10 +160,16 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	srv := NewServer(eng, log)
 	srv.dns = resolver
 	srv.doc = &doctor{eng: eng, link: lk, netnsDir: opts.NetnsDir}
-	l, err := Listen(opts.Socket, 0o660)
+	created, err = mkdirAll(filepath.Dir(opts.Socket), 0o755)
+	u.add(removeCreated(created, false))
+	if err != nil {
+		return fmt.Errorf("create socket directory: %w", err)
+	}
+	l, err := Listen(opts.Socket, 0o660, gid)
 	if err != nil {
 		return err
 	}
+	listening = true
 	defer os.Remove(opts.Socket)
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	defer stopServe()
@@ -148,7 +188,12 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		}
 	}
 	srv.SetReady(true)
-	log.Info("pontoon daemon ready", "socket", opts.Socket, "root", opts.Root, "netns_dir", opts.NetnsDir, "reconcile_took", time.Since(start).String())
+	ups := resolver.Upstreams()
+	log.Info("pontoon daemon ready", "socket", opts.Socket, "root", opts.Root, "netns_dir", opts.NetnsDir,
+		"upstream_resolvers", strings.Join(ups, ","), "reconcile_took", time.Since(start).String())
+	if len(ups) == 0 {
+		log.Warn("no upstream resolvers: sandboxes resolve only pontoon's names; give --dns, or fix --resolv-conf and send SIGHUP", "resolv_conf", opts.ResolvConf)
+	}
 
 	select {
 	case <-ctx.Done():

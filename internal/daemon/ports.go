@@ -18,7 +18,19 @@ import (
 // already uses: DNAT in prerouting would silently take its traffic. It
 // tries to bind each port in the daemon's namespace (the host's) and, when
 // that fails, names the process that holds it.
+//
+// A mapping bound to an address the host does not have is refused too:
+// the kernel would never deliver a packet for it (bind says EADDRNOTAVAIL).
 func probePorts(m model.PortMapping) error {
+	if m.HostIP.IsValid() {
+		l, err := net.Listen("tcp4", netip.AddrPortFrom(m.HostIP, 0).String())
+		if errors.Is(err, syscall.EADDRNOTAVAIL) {
+			return model.Invalidf("host address %s of mapping %s is not an address of this host: give one of the host's addresses, or leave it out to publish on all of them", m.HostIP, m)
+		}
+		if err == nil {
+			l.Close()
+		}
+	}
 	if m.Proto == "sctp" {
 		return nil // no portable bind probe; pontoon's own conflicts are still checked
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,9 @@ type Server struct {
 	log   *slog.Logger
 	ready atomic.Bool
 	mux   *http.ServeMux
+	// patterns lists the routes, as "METHOD /path" (docs/api.md documents
+	// each; a test checks it).
+	patterns []string
 }
 
 // NewServer returns a server for eng. It answers /v1/status at once, and
@@ -45,6 +49,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/status", s.status)
+	s.patterns = append(s.patterns, "GET /v1/status")
 	s.handle("GET /v1/networks", s.listNetworks)
 	s.handle("POST /v1/networks", s.createNetwork)
 	s.handle("GET /v1/networks/{name}", s.getNetwork)
@@ -59,13 +64,33 @@ func (s *Server) routes() {
 	s.handle("GET /v1/dns", s.dnsStats)
 	s.handle("GET /v1/doctor", s.doctor)
 	s.handle("GET /v1/ports", s.ports)
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	s.mux.HandleFunc("/", s.noRoute)
+}
+
+// noRoute answers a request no route takes: 405 with an Allow header when
+// the path has routes for other methods, else 404. (The catch-all "/"
+// route would otherwise turn every wrong method into a 404.)
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
 		writeError(w, model.NotFoundf("no API route %s %s: see docs/api.md", r.Method, r.URL.Path))
-	})
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeErrorStatus(w, http.StatusMethodNotAllowed, "invalid",
+		fmt.Sprintf("%s %s is not a route: %s takes %s (see docs/api.md)", r.Method, r.URL.Path, r.URL.Path, strings.Join(allow, ", ")))
 }
 
 // handle wraps a handler that returns a value or an error.
 func (s *Server) handle(pattern string, h func(r *http.Request) (int, any, error)) {
+	s.patterns = append(s.patterns, pattern)
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		if !s.ready.Load() {
@@ -85,7 +110,7 @@ func (s *Server) handle(pattern string, h func(r *http.Request) (int, any, error
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	hs := s.eng.HealStatus()
-	st := api.Status{Ready: s.ready.Load(), PID: os.Getpid(), Version: api.Version,
+	st := api.Status{Ready: s.ready.Load(), PID: os.Getpid(), Version: api.Version, Build: api.Build(),
 		Healing: api.Healing{Running: hs.Running, Repairs: hs.Repairs, Unrepaired: hs.Unrepaired}}
 	code := http.StatusOK
 	if !st.Ready {
@@ -226,24 +251,32 @@ func writeError(w http.ResponseWriter, err error) {
 	writeErrorStatus(w, code, kind, err.Error())
 }
 
-// Listen opens the API socket at path with the given mode, refusing when
-// another daemon answers there and replacing a stale socket file.
-func Listen(path string, mode os.FileMode) (net.Listener, error) {
+// Listen opens the API socket at path with the given mode, owned by group
+// gid unless gid < 0, refusing when another daemon answers there and
+// replacing a stale socket file.
+func Listen(path string, mode os.FileMode, gid int) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create socket directory: %w", err)
 	}
-	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("another daemon is listening on %s: stop it, or give this one another --socket", path)
+	if err := socketFree(path); err != nil {
+		return nil, err
 	}
 	_ = os.Remove(path)
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
+	// The socket is made before its mode and group are set: until then
+	// it has the umask's mode, which for root's 022 lets no one else connect.
 	if err := os.Chmod(path, mode); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	if gid >= 0 {
+		if err := os.Chown(path, -1, gid); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("give socket %s to group %d: %w", path, gid, err)
+		}
 	}
 	return l, nil
 }

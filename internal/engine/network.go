@@ -24,7 +24,7 @@ func (e *Engine) CreateNetwork(ctx context.Context, spec model.NetworkSpec) (*mo
 }
 
 func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec) (*model.Network, error) {
-	if err := model.ValidateName("network", spec.Name); err != nil {
+	if err := model.ValidateNetworkName(spec.Name); err != nil {
 		return nil, err
 	}
 	var subnet netip.Prefix
@@ -183,7 +183,7 @@ func (e *Engine) RemoveNetwork(ctx context.Context, name string, force bool) err
 		}
 	}
 	if len(live) > 0 && !force {
-		return model.Conflictf("network %s has %d endpoint(s) (sandboxes %s): disconnect them first, or use --force", name, len(live), strings.Join(first(live, 5), ", "))
+		return model.Conflictf("network %s has %d endpoint(s) (sandboxes %s): disconnect them first, or force the removal, which disconnects them (pontoon network rm --force; in the API, ?force=true)", name, len(live), strings.Join(first(live, 5), ", "))
 	}
 	for _, sb := range live {
 		if err := e.Disconnect(ctx, name, sb); err != nil && !errors.Is(err, model.ErrNotFound) {

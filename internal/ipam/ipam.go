@@ -139,8 +139,9 @@ func Allocate(r Reservations, n *model.Network, owner string) (netip.Addr, error
 }
 
 // ReserveStatic reserves an address a user asked for (--ip): it must pass
-// model.CheckStaticIP (inside the subnet and ip-range, not the network,
-// broadcast or gateway address: else ErrInvalid). Reserving an address
+// model.CheckStaticIP (inside the subnet, not the network, broadcast or
+// gateway address: else ErrInvalid). It may lie outside the network's
+// ip-range, which limits only what Allocate hands out. Reserving an address
 // owner already holds is success.
 //
 // When another owner holds it, the error is an ErrConflict that names the

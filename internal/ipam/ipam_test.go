@@ -167,7 +167,11 @@ func TestReserveStatic(t *testing.T) {
 		{ip: "10.90.1.10", owner: "ep-b", kind: model.ErrConflict, msg: "in use by ep-a"}, // no namer: the ID
 		{ip: "10.90.1.1", owner: "ep-b", kind: model.ErrInvalid, msg: "gateway"},
 		{ip: "10.90.1.0", owner: "ep-b", kind: model.ErrInvalid, msg: "network address"},
-		{ip: "10.90.1.200", owner: "ep-b", kind: model.ErrInvalid, msg: "outside the ip-range 10.90.1.0/25"},
+		// Outside the ip-range, inside the subnet: --ip-range limits only
+		// automatic allocation (as in Docker).
+		{ip: "10.90.1.200", owner: "ep-b"},
+		{ip: "10.90.1.200", owner: "ep-c", kind: model.ErrConflict, msg: "already in use by ep-b"},
+		{ip: "10.90.1.255", owner: "ep-b", kind: model.ErrInvalid, msg: "broadcast"},
 		{ip: "10.90.2.1", owner: "ep-b", kind: model.ErrInvalid, msg: "outside subnet"},
 		{ip: "fd00::1", owner: "ep-b", kind: model.ErrInvalid, msg: "outside subnet"},
 	} {
@@ -178,7 +182,18 @@ func TestReserveStatic(t *testing.T) {
 			t.Errorf("%s for %s: %v, want %v %q", tc.ip, tc.owner, err, tc.kind, tc.msg)
 		}
 	}
-	// A broadcast address can only be asked for without an ip-range.
+	// The static address outside the range changes nothing about what
+	// Allocate hands out: only the range.
+	_ = st.Update(func(tx store.Tx) error { return tx.SetCursor("n", netip.MustParseAddr("10.90.1.126")) })
+	for _, want := range []string{"10.90.1.127", "10.90.1.2"} {
+		if a, err := alloc(t, st, n, "r"); err != nil || a.String() != want {
+			t.Fatalf("allocated %s (%v), want %s: inside the ip-range 10.90.1.0/25 only", a, err, want)
+		}
+	}
+	_ = st.Update(func(tx store.Tx) error {
+		_ = tx.Release("n", netip.MustParseAddr("10.90.1.127"))
+		return tx.Release("n", netip.MustParseAddr("10.90.1.2"))
+	})
 	full := network(t, "10.90.3.0/24", "", "")
 	if err := st.Update(func(tx store.Tx) error {
 		return ReserveStatic(tx, full, netip.MustParseAddr("10.90.3.255"), "x", nil)
@@ -292,7 +307,8 @@ var randomNets = []struct{ subnet, rng, gw string }{
 //   - every allocated address is inside the range and is not the network,
 //     broadcast or gateway address;
 //   - ErrExhausted comes only when every usable address is held;
-//   - a static reservation of a free, valid address succeeds.
+//   - a static reservation of a free, valid address succeeds: any host
+//     address of the subnet but the gateway, inside the range or not.
 //
 // Each op is one byte (the kind) and, for static and release, a second
 // byte (which address). Deterministic: a failing input replays exactly.
@@ -300,11 +316,25 @@ func runOps(t *testing.T, netSel uint8, ops []byte) {
 	cfg := randomNets[int(netSel)%len(randomNets)]
 	n := network(t, cfg.subnet, cfg.rng, cfg.gw)
 	lo, hi, _ := bounds(n)
-	usable := map[netip.Addr]bool{}
+	usable := map[netip.Addr]bool{} // what Allocate may hand out
 	for v := lo; v <= hi; v++ {
 		if a := addr(v); a != n.Gateway {
 			usable[a] = true
 		}
+	}
+	staticOK := map[netip.Addr]bool{} // what --ip may ask for
+	for v := u32(n.Subnet.Addr()) + 1; v < u32(model.Broadcast(n.Subnet)); v++ {
+		if a := addr(v); a != n.Gateway {
+			staticOK[a] = true
+		}
+	}
+	heldUsable := func(held map[netip.Addr]string) (c int) {
+		for a := range held {
+			if usable[a] {
+				c++
+			}
+		}
+		return c
 	}
 	st := store.NewMemory()
 	held := map[netip.Addr]string{}
@@ -329,8 +359,8 @@ func runOps(t *testing.T, netSel uint8, ops []byte) {
 				if !errors.Is(err, model.ErrExhausted) {
 					fail(step, "allocate: %v", err)
 				}
-				if len(held) != len(usable) {
-					fail(step, "exhausted with %d of %d usable addresses held: %v", len(held), len(usable), err)
+				if heldUsable(held) != len(usable) {
+					fail(step, "exhausted with %d of %d usable addresses held: %v", heldUsable(held), len(usable), err)
 				}
 				break
 			}
@@ -347,13 +377,13 @@ func runOps(t *testing.T, netSel uint8, ops []byte) {
 			err := st.Update(func(tx store.Tx) error { return ReserveStatic(tx, n, a, owner, nil) })
 			_, dup := held[a]
 			switch {
-			case err == nil && (dup || !usable[a]):
-				fail(step, "static %s reserved (held %v, usable %v)", a, dup, usable[a])
+			case err == nil && (dup || !staticOK[a]):
+				fail(step, "static %s reserved (held %v, valid %v)", a, dup, staticOK[a])
 			case err == nil:
 				held[a] = owner
-			case dup && !errors.Is(err, model.ErrConflict), !usable[a] && !errors.Is(err, model.ErrInvalid):
+			case dup && !errors.Is(err, model.ErrConflict), !staticOK[a] && !errors.Is(err, model.ErrInvalid):
 				fail(step, "static %s: wrong error %v", a, err)
-			case !dup && usable[a]:
+			case !dup && staticOK[a]:
 				fail(step, "static %s free but refused: %v", a, err)
 			}
 		case 3: // release one held address

@@ -66,6 +66,25 @@ func ValidateName(what, name string) error {
 	return nil
 }
 
+// ReservedNetworkNames are values of --network that are not networks:
+// "none" (loopback only) and "host" (the host's namespace). The third,
+// "sandbox:NAME", cannot be a name anyway: names have no ':'.
+var ReservedNetworkNames = []string{"none", "host"}
+
+// ValidateNetworkName checks a name for a new network: a valid name that
+// --network would not take for something else.
+func ValidateNetworkName(name string) error {
+	if err := ValidateName("network", name); err != nil {
+		return err
+	}
+	for _, r := range ReservedNetworkNames {
+		if strings.EqualFold(name, r) {
+			return Invalidf("network name %q is reserved: --network %s means %s, so a network of that name could never be chosen; pick another name", name, r, map[string]string{"none": "loopback only", "host": "the host's own network"}[r])
+		}
+	}
+	return nil
+}
+
 // ValidateIfName checks a Linux interface name.
 func ValidateIfName(what, name string) error {
 	switch {
@@ -142,7 +161,7 @@ func Overlaps(a, b netip.Prefix) bool { return a.Overlaps(b) }
 // the network to create. It does not check conflicts with other networks;
 // the engine does, under its lock.
 func BuildNetwork(spec NetworkSpec, subnet netip.Prefix, id string) (*Network, error) {
-	if err := ValidateName("network", spec.Name); err != nil {
+	if err := ValidateNetworkName(spec.Name); err != nil {
 		return nil, err
 	}
 	if spec.Driver != "" && spec.Driver != DriverBridge {
@@ -236,15 +255,15 @@ func checkHostAddr(what string, a netip.Addr, subnet netip.Prefix) error {
 
 // CheckStaticIP validates an address a user asked for on a network (not
 // whether it is free: the IPAM does that under the store's transaction).
+// Any host address of the subnet but the gateway will do: like Docker's
+// --ip-range, the network's IPRange limits only the addresses pontoon
+// picks itself, so static addresses can be kept outside it.
 func CheckStaticIP(n *Network, ip netip.Addr) error {
 	if err := checkHostAddr("address", ip, n.Subnet); err != nil {
 		return err
 	}
 	if ip == n.Gateway {
 		return Invalidf("address %s is the gateway of network %s: pick another address", ip, n.Name)
-	}
-	if n.IPRange.IsValid() && !n.IPRange.Contains(ip) {
-		return Invalidf("address %s is outside the ip-range %s of network %s: pick one inside it", ip, n.IPRange, n.Name)
 	}
 	return nil
 }

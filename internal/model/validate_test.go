@@ -36,6 +36,27 @@ func TestValidateName(t *testing.T) {
 	}
 }
 
+func TestValidateNetworkNameRefusesReserved(t *testing.T) {
+	for _, name := range []string{"none", "host", "None", "HOST"} {
+		err := ValidateNetworkName(name)
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "reserved") {
+			t.Errorf("ValidateNetworkName(%q) = %v, want ErrInvalid saying reserved", name, err)
+		}
+		if _, err := BuildNetwork(NetworkSpec{Name: name}, netip.MustParsePrefix("10.90.1.0/24"), NewID()); !errors.Is(err, ErrInvalid) {
+			t.Errorf("BuildNetwork(%q) = %v, want ErrInvalid", name, err)
+		}
+	}
+	// "sandbox:x" means another sandbox's namespace to --network.
+	if err := ValidateNetworkName("sandbox:x"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("ValidateNetworkName(sandbox:x) = %v, want ErrInvalid", err)
+	}
+	for _, name := range []string{"hosts", "nonesuch", "my-host", "pontoon"} {
+		if err := ValidateNetworkName(name); err != nil {
+			t.Errorf("ValidateNetworkName(%q) = %v, want ok", name, err)
+		}
+	}
+}
+
 func TestValidateIfName(t *testing.T) {
 	for _, c := range []struct {
 		name string
@@ -154,7 +175,8 @@ func TestCheckStaticIP(t *testing.T) {
 		{"10.90.1.1", "gateway"},
 		{"10.90.1.0", "network address"},
 		{"10.90.1.255", "broadcast"},
-		{"10.90.1.200", "ip-range"},
+		{"10.90.1.200", ""}, // outside the ip-range: it limits only automatic allocation
+		{"10.90.1.254", ""},
 		{"10.90.2.10", "outside subnet"},
 	} {
 		err := CheckStaticIP(n, netip.MustParseAddr(c.ip))

@@ -44,6 +44,12 @@ const (
 	previousSuffix = ".previous-boot"
 )
 
+// Files lists the files Open keeps for the state file at path: the file
+// itself and those beside it (for `pontoon daemon --uninstall`).
+func Files(path string) []string {
+	return []string{path, path + networksSuffix, path + bootSuffix, path + previousSuffix}
+}
+
 // bootID returns this boot's ID ("" when unknown). A variable for tests.
 var bootID = func() string {
 	data, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
