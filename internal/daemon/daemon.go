@@ -159,7 +159,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 
 	srv := NewServer(eng, log)
 	srv.dns = resolver
-	srv.doc = &doctor{eng: eng, link: lk, netnsDir: opts.NetnsDir}
+	srv.doc = &doctor{eng: eng, link: lk, netnsDir: opts.NetnsDir, dns: resolver}
 	created, err = mkdirAll(filepath.Dir(opts.Socket), 0o755)
 	u.add(removeCreated(created, false))
 	if err != nil {

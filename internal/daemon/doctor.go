@@ -10,6 +10,7 @@ import (
 	"github.com/google/nftables"
 
 	"pontoon/internal/api"
+	"pontoon/internal/dns"
 	"pontoon/internal/engine"
 	"pontoon/internal/firewall"
 	"pontoon/internal/link"
@@ -24,6 +25,7 @@ type doctor struct {
 	eng      *engine.Engine
 	link     link.Interface
 	netnsDir string
+	dns      *dns.Server // nil: no upstream check
 }
 
 func finding(level, check, msg string, a ...any) api.Finding {
@@ -50,6 +52,7 @@ func (d *doctor) run(ctx context.Context) ([]api.Finding, error) {
 	out = append(out, d.leaks()...)
 	out = append(out, d.healing()...)
 	out = append(out, d.hostOverlap(nets)...)
+	out = append(out, d.upstreams()...)
 	return out, nil
 }
 

@@ -100,3 +100,33 @@ func (s *Server) exchange(q *mdns.Msg, network, upstream string) (*mdns.Msg, err
 	}
 	return resp, nil
 }
+
+// UpstreamHealth is whether one upstream resolver answered a probe.
+type UpstreamHealth struct {
+	Upstream string
+	RTT      time.Duration
+	Err      error // nil: it answered (any answer, even REFUSED, is an answer)
+}
+
+// ProbeUpstreams asks every upstream for the root's NS records once (UDP,
+// Options.Timeout each, all at once) and reports which answered. Nothing is
+// cached or counted.
+func (s *Server) ProbeUpstreams() []UpstreamHealth {
+	ups := *s.upstreams.Load()
+	out := make([]UpstreamHealth, len(ups))
+	done := make(chan struct{}, len(ups))
+	for i, u := range ups {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			q := new(mdns.Msg)
+			q.SetQuestion(".", mdns.TypeNS)
+			start := time.Now()
+			_, err := s.exchange(q, "udp", u)
+			out[i] = UpstreamHealth{Upstream: u, RTT: time.Since(start), Err: err}
+		}()
+	}
+	for range ups {
+		<-done
+	}
+	return out
+}

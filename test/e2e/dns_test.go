@@ -18,24 +18,21 @@ import (
 	"pontoon/internal/testutil"
 )
 
-// fakeUpstream is a DNS server in the outside-world namespace at
-// RouterIP:53 that answers A example.org with 203.0.113.80.
+// fakeUpstream is the outside world's resolver at RouterIP:53 (see
+// Host.serveUpstream) answering A example.org with 203.0.113.80; down makes
+// it silent.
 type fakeUpstream struct {
-	srv     *mdns.Server
 	queries atomic.Int64
+	silent  atomic.Bool
 }
 
 func startUpstream(t *testing.T, h *Host) *fakeUpstream {
 	t.Helper()
 	u := &fakeUpstream{}
-	var pc net.PacketConn
-	if err := testutil.InNetns(t, h.Outside, func() (err error) {
-		pc, err = net.ListenPacket("udp4", RouterIP+":53")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	u.srv = &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
+	f := mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
+		if u.silent.Load() {
+			return
+		}
 		u.queries.Add(1)
 		m := new(mdns.Msg)
 		m.SetReply(r)
@@ -44,14 +41,13 @@ func startUpstream(t *testing.T, h *Host) *fakeUpstream {
 			m.Answer = append(m.Answer, rr)
 		}
 		_ = w.WriteMsg(m)
-	})}
-	started := make(chan struct{})
-	u.srv.NotifyStartedFunc = func() { close(started) }
-	go func() { _ = u.srv.ActivateAndServe() }()
-	<-started
-	t.Cleanup(func() { _ = u.srv.Shutdown() })
+	})
+	h.dnsHandler.Store(&f)
 	return u
 }
+
+// down makes the upstream stop answering.
+func (u *fakeUpstream) down() { u.silent.Store(true) }
 
 // lookup runs busybox nslookup inside a sandbox (with the sandbox's
 // resolv.conf, as `pontoon exec` sets it up).
@@ -146,7 +142,7 @@ func TestDNSRefusalsAndUpstreamDown(t *testing.T) {
 		t.Fatal("an internal network's query was forwarded")
 	}
 	// Upstream down: SERVFAIL, fast (the daemon runs with --dns-timeout 500ms).
-	_ = up.srv.Shutdown()
+	up.down()
 	start := time.Now()
 	out, err = h.lookup("a", "example.org")
 	took := time.Since(start)

@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	mdns "github.com/miekg/dns"
 
 	"pontoon/internal/api"
 )
@@ -27,11 +30,12 @@ func TestDoctor(t *testing.T) {
 	h := NewHost(t, "--self-heal=false")
 	h.P("network", "create", "left", "--subnet", "10.96.1.0/24")
 	h.P("sandbox", "create", "dual", "--network", "pontoon", "--network", "left")
+	h.P("sandbox", "create", "pinless")
 	by, err := h.doctor(t)
 	if err != nil {
 		t.Fatalf("doctor on a healthy host failed: %v %+v", err, by)
 	}
-	for _, c := range []string{"firewall", "ip_forward", "mtu", "rp_filter", "leaks"} {
+	for _, c := range []string{"firewall", "ip_forward", "mtu", "rp_filter", "leaks", "bridges", "endpoints", "dns-upstreams"} {
 		if len(by[c]) != 1 || by[c][0].Level != api.LevelOK {
 			t.Errorf("%s on a healthy host: %+v", c, by[c])
 		}
@@ -52,6 +56,10 @@ func TestDoctor(t *testing.T) {
 	h.In(h.SandboxNS("dual"), "ip", "rule", "del", "priority", "101")
 	h.In(h.NS, "ip", "link", "add", "ptv-leaked0001", "type", "veth", "peer", "name", "leakpeer")
 	h.In(h.NS, "iptables", "-P", "FORWARD", "DROP")
+	h.In(h.NS, "ip", "link", "set", "pontoon0", "down")
+	deleteNetns(t, h.SandboxNS("pinless"))
+	silent := mdns.HandlerFunc(func(mdns.ResponseWriter, *mdns.Msg) {})
+	h.dnsHandler.Store(&silent)
 	by, err = h.doctor(t)
 	if err == nil {
 		t.Fatal("doctor exited 0 with problems")
@@ -62,6 +70,9 @@ func TestDoctor(t *testing.T) {
 		"rp_filter":        "source routing drifted (no rule from 10.96.1.2 lookup 101)",
 		"leaks":            "link ptv-leaked0001",
 		"foreign-firewall": "ip filter FORWARD drops forwarded traffic by policy and has no user hook",
+		"bridges":          "bridge pontoon0 is down",
+		"endpoints":        "sandbox pinless: namespace pin",
+		"dns-upstreams":    "upstream resolver " + RouterIP + ":53 does not answer",
 	}
 	for c, msg := range want {
 		found := false
@@ -72,6 +83,21 @@ func TestDoctor(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("doctor %s: want a problem saying %q, got %+v", c, msg, by[c])
+		}
+	}
+}
+
+// Without a daemon, doctor says so and still checks the host.
+func TestDoctorWithoutDaemon(t *testing.T) {
+	h := NewHost(t)
+	h.Stop()
+	out, err := h.TryIn(h.NS, filepath.Join(binDir, "pontoon"), "--socket", h.Socket, "doctor")
+	if err == nil {
+		t.Fatalf("doctor without a daemon exited 0:\n%s", out)
+	}
+	for _, want := range []string{"no daemon answers on " + h.Socket, "ip_forward", "br_netfilter", "table inet pontoon from an earlier run"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor without a daemon does not say %q:\n%s", want, out)
 		}
 	}
 }

@@ -24,10 +24,12 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	mdns "github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 
 	"pontoon/internal/model"
@@ -75,6 +77,9 @@ type Host struct {
 
 	mu     sync.Mutex
 	daemon *exec.Cmd
+	// dnsHandler answers queries to the outside world's resolver at
+	// RouterIP:53 (nil: an empty NOERROR answer).
+	dnsHandler atomic.Pointer[mdns.HandlerFunc]
 	logBuf *lockedBuffer
 	waited chan struct{}
 }
@@ -97,6 +102,7 @@ func NewHost(t testing.TB, daemonArgs ...string) *Host {
 	// stopped (cleanups run last-registered first).
 	t.Cleanup(func() { unmountUnder(dir) })
 	h.wire()
+	h.serveUpstream()
 	h.Start(daemonArgs...)
 	t.Cleanup(h.Stop)
 	return h
@@ -116,6 +122,34 @@ func (h *Host) wire() {
 	// This kernel has no dummy module: the LAN client's address lives on
 	// the outside namespace's lo.
 	h.In(h.Outside, "ip", "addr", "add", LANClientIP+"/32", "dev", "lo")
+}
+
+// serveUpstream runs the outside world's resolver at RouterIP:53 (UDP),
+// the daemon's --dns: by default it answers every query with an empty
+// NOERROR; tests that need names set dnsHandler.
+func (h *Host) serveUpstream() {
+	h.t.Helper()
+	var pc net.PacketConn
+	if err := testutil.InNetns(h.t, h.Outside, func() (err error) {
+		pc, err = net.ListenPacket("udp4", RouterIP+":53")
+		return err
+	}); err != nil {
+		h.t.Fatalf("outside resolver: %v", err)
+	}
+	srv := &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
+		if f := h.dnsHandler.Load(); f != nil {
+			(*f)(w, r)
+			return
+		}
+		m := new(mdns.Msg)
+		m.SetReply(r)
+		_ = w.WriteMsg(m)
+	})}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	go func() { _ = srv.ActivateAndServe() }()
+	<-started
+	h.t.Cleanup(func() { _ = srv.Shutdown() })
 }
 
 // In runs a command inside the namespace at ns and fails the test on error.
