@@ -80,8 +80,8 @@ type Host struct {
 	// dnsHandler answers queries to the outside world's resolver at
 	// RouterIP:53 (nil: an empty NOERROR answer).
 	dnsHandler atomic.Pointer[mdns.HandlerFunc]
-	logBuf *lockedBuffer
-	waited chan struct{}
+	logBuf     *lockedBuffer
+	waited     chan struct{}
 }
 
 const (
