@@ -415,3 +415,35 @@ func TestHealDoesNotUndoExplicitRemovals(t *testing.T) {
 	}
 	h.doctorClean(t)
 }
+
+// On a bridge given with --bridge, the healer repairs what pontoon set
+// there (its address, up, the ports) but never makes the bridge again:
+// doctor reports it instead.
+func TestHealAdoptedBridge(t *testing.T) {
+	h := NewHost(t)
+	h.In(h.NS, "ip", "link", "add", "mybr", "type", "bridge")
+	h.P("network", "create", "own", "--bridge", "mybr", "--subnet", "10.97.5.0/24")
+	h.P("sandbox", "create", "a", "--network", "own")
+	h.P("sandbox", "create", "b", "--network", "own")
+	ipB := h.IP("b", "own")
+	start := time.Now()
+	h.In(h.NS, "ip", "addr", "flush", "dev", "mybr")
+	h.In(h.NS, "ip", "link", "set", h.Sandbox("b").Endpoints[0].HostIf, "nomaster")
+	h.waitPing(t, start, healWithin, "a", ipB)
+	h.waitPing(t, start, healWithin, "a", "10.97.5.1")
+	h.In(h.NS, "ip", "link", "del", "mybr")
+	deadline := time.Now().Add(releaseWithin)
+	for {
+		by, err := h.doctor(t)
+		if err != nil && strings.Contains(fmt.Sprint(by["self-healing"]), "pontoon does not make bridges it did not create") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("doctor after the adopted bridge was deleted: %v %+v", err, by)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if l := h.HostLinks("mybr"); len(l) > 0 {
+		t.Fatal("pontoon made the adopted bridge again")
+	}
+}
