@@ -68,6 +68,7 @@ binaries and the CNI config, which the README's "Removing pontoon" lists.`,
 	f.StringVar(&o.ResolvConf, "resolv-conf", o.ResolvConf, "the host's resolv.conf, read for upstream resolvers (a 127.0.0.53 stub is followed to systemd-resolved's upstreams)")
 	f.DurationVar(&o.DNSTimeout, "dns-timeout", o.DNSTimeout, "time allowed to one upstream resolver before the next is tried")
 	f.StringVar(&o.EtcNetnsDir, "etc-netns-dir", o.EtcNetnsDir, "where sandboxes' resolv.conf files are written (DIR/NAME/resolv.conf, where 'ip netns exec' looks)")
+	f.StringVar(&o.MetricsAddr, "metrics-addr", "", "also serve Prometheus metrics (GET /metrics) on this TCP address, e.g. 127.0.0.1:9381; they are always on the API socket")
 	f.BoolVar(&o.SelfHeal, "self-heal", o.SelfHeal, "repair drift (a deleted bridge or veth, a removed address, route or rule, a flushed firewall, ip_forward off) as soon as the kernel reports it, and release sandboxes whose adopted namespace died; with --self-heal=false drift is only reported by doctor")
 	f.DurationVar(&o.HealPeriod, "heal-period", o.HealPeriod, "how often self-healing also checks everything without an event (a backstop; every 10th check also looks inside every adopted sandbox, whose namespace pontoon does not watch)")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")

@@ -82,6 +82,7 @@ state; every other command is a client of its API.`,
 		newDoctorCmd(g),
 		newPortCmd(g),
 		newVersionCmd(g),
+		newEventsCmd(g),
 	)
 	root.Version = buildVersion()
 	root.SetVersionTemplate("pontoon {{.Version}}\n")

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -253,4 +254,75 @@ func (c *Client) Ports(ctx context.Context, sandbox string) ([]model.PortInfo, e
 		q = "?sandbox=" + url.QueryEscape(sandbox)
 	}
 	return v, c.do(ctx, http.MethodGet, "/v1/ports"+q, nil, &v)
+}
+
+// EventQuery selects events: after the event with ID Since, or at or after
+// SinceTime; only these networks, sandboxes and kinds (empty: all); Follow
+// keeps the stream open for new events.
+type EventQuery struct {
+	Since     uint64
+	SinceTime time.Time
+	Networks  []string
+	Sandboxes []string
+	Kinds     []string
+	Follow    bool
+}
+
+// Events calls fn for each event GET /v1/events streams, until the stream
+// ends (without Follow: after the kept events), ctx ends or fn returns an
+// error.
+func (c *Client) Events(ctx context.Context, q EventQuery, fn func(model.Event) error) error {
+	v := url.Values{}
+	if q.Since > 0 {
+		v.Set("since", strconv.FormatUint(q.Since, 10))
+	}
+	if !q.SinceTime.IsZero() {
+		v.Set("since_time", q.SinceTime.UTC().Format(time.RFC3339Nano))
+	}
+	if q.Follow {
+		v.Set("follow", "true")
+	}
+	for _, n := range q.Networks {
+		v.Add("network", n)
+	}
+	for _, s := range q.Sandboxes {
+		v.Add("sandbox", s)
+	}
+	for _, k := range q.Kinds {
+		v.Add("kind", k)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://pontoon/v1/events?"+v.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	// No overall timeout: a followed stream lasts as long as the reader.
+	resp, err := (&http.Client{Transport: c.hc.Transport}).Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(resp.Body)
+		var body ErrorBody
+		if json.Unmarshal(data, &body) != nil {
+			body = ErrorBody{Error: strings.TrimSpace(string(data)), Kind: "internal"}
+		}
+		return &Error{Status: resp.StatusCode, Body: body}
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev model.Event
+		if err := dec.Decode(&ev); err != nil {
+			if errors.Is(err, io.EOF) || ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("read events: %w", err)
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
 }

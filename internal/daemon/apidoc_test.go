@@ -44,7 +44,7 @@ func TestAPIDocMatchesAPI(t *testing.T) {
 	for _, v := range []any{
 		api.Status{}, api.Healing{}, api.ConnectRequest{}, api.DisconnectRequest{}, api.ErrorBody{}, api.Problem{}, api.Finding{},
 		model.NetworkSpec{}, model.Network{}, model.NetworkInfo{}, model.SandboxSpec{}, model.SandboxInfo{},
-		model.AttachSpec{}, model.Endpoint{}, model.PortMapping{}, model.PortInfo{},
+		model.AttachSpec{}, model.Endpoint{}, model.PortMapping{}, model.PortInfo{}, model.Event{},
 	} {
 		typ := reflect.TypeOf(v)
 		for _, f := range jsonFields(typ) {

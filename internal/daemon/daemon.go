@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -42,6 +44,8 @@ type Options struct {
 	ResolvConf  string        // the host's resolv.conf, read for upstreams
 	DNSTimeout  time.Duration // per upstream attempt
 	EtcNetnsDir string        // sandboxes' resolv.conf files: DIR/NAME/resolv.conf
+
+	MetricsAddr string // also serve GET /metrics on this TCP address ("": only on the socket)
 
 	SelfHeal   bool          // repair drift from the store as soon as the kernel reports it
 	HealPeriod time.Duration // the periodic backstop check (0: engine.DefaultHealPeriod)
@@ -160,6 +164,18 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	srv := NewServer(eng, log)
 	srv.dns = resolver
 	srv.doc = &doctor{eng: eng, link: lk, netnsDir: opts.NetnsDir, dns: resolver}
+	m := newMetrics(ctx, eng, resolver)
+	srv.metrics = m.handler()
+	if opts.MetricsAddr != "" {
+		ml, err := net.Listen("tcp", opts.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr %s: %w", opts.MetricsAddr, err)
+		}
+		ms := &http.Server{Handler: m.handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = ms.Serve(ml) }()
+		defer ms.Close()
+		log.Info("metrics served over TCP", "addr", ml.Addr().String())
+	}
 	created, err = mkdirAll(filepath.Dir(opts.Socket), 0o755)
 	u.add(removeCreated(created, false))
 	if err != nil {

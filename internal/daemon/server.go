@@ -28,6 +28,8 @@ type Server struct {
 	log   *slog.Logger
 	ready atomic.Bool
 	mux   *http.ServeMux
+	// metrics serves GET /metrics (nil until the daemon set it up).
+	metrics http.Handler
 	// patterns lists the routes, as "METHOD /path" (docs/api.md documents
 	// each; a test checks it).
 	patterns []string
@@ -49,7 +51,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/status", s.status)
-	s.patterns = append(s.patterns, "GET /v1/status")
+	s.mux.HandleFunc("GET /v1/events", s.events)
+	s.mux.HandleFunc("GET /metrics", s.serveMetrics)
+	s.patterns = append(s.patterns, "GET /v1/status", "GET /v1/events", "GET /metrics")
 	s.handle("GET /v1/networks", s.listNetworks)
 	s.handle("POST /v1/networks", s.createNetwork)
 	s.handle("GET /v1/networks/{name}", s.getNetwork)

@@ -83,7 +83,8 @@ func validateAttach(a model.AttachSpec) (netip.Addr, error) {
 
 // Connect attaches a sandbox to a network (see the package comment for the
 // steps). The sandbox must exist and be ready.
-func (e *Engine) Connect(ctx context.Context, sandbox string, a model.AttachSpec) (*model.Endpoint, error) {
+func (e *Engine) Connect(ctx context.Context, sandbox string, a model.AttachSpec) (_ *model.Endpoint, err error) {
+	defer e.emitFailed("attach", a.Network, sandbox, &err)
 	ip, err := validateAttach(a)
 	if err != nil {
 		return nil, err
@@ -288,6 +289,10 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 	if !creating {
 		e.resolv.sync(sandbox)
 	}
+	e.emitTimed(Event{Kind: model.EventAttached, Network: nw.Name, Sandbox: sandbox, Detail: ep.IfName + " " + ep.IP.String()}, t0)
+	if len(ep.Ports) > 0 {
+		e.emitTimed(Event{Kind: model.EventPublished, Network: nw.Name, Sandbox: sandbox, Detail: portList(ep.Ports)}, t0)
+	}
 	e.log.Debug("endpoint attached", "sandbox", sandbox, "network", nw.Name, "ip", ep.IP.String(), "if", ep.IfName, "host_if", ep.HostIf,
 		"reserve", tStore.Sub(t0), "guard", t1.Sub(tStore), "kernel", t2.Sub(t1), "record", t3.Sub(t2), "dns", t4.Sub(t3), "resolvconf", time.Since(t4))
 	return ep, nil
@@ -365,7 +370,8 @@ func (e *Engine) hasRemoving(sandbox string) bool {
 
 // Disconnect detaches a sandbox from a network. It returns once the
 // endpoint carries no more traffic; the veth is deleted in the background.
-func (e *Engine) Disconnect(ctx context.Context, network, sandbox string) error {
+func (e *Engine) Disconnect(ctx context.Context, network, sandbox string) (err error) {
+	defer e.emitFailed("detach", network, sandbox, &err)
 	if err := model.ValidateName("sandbox", sandbox); err != nil {
 		return err
 	}
@@ -378,6 +384,7 @@ func (e *Engine) Disconnect(ctx context.Context, network, sandbox string) error 
 }
 
 func (e *Engine) disconnectLocked(network, sandbox string) error {
+	start := time.Now()
 	var ep *model.Endpoint
 	err := e.st.Update(func(tx store.Tx) error {
 		if _, err := tx.Sandbox(sandbox); err != nil {
@@ -417,6 +424,10 @@ func (e *Engine) disconnectLocked(network, sandbox string) error {
 		e.log.Warn("take endpoint down", "link", ep.HostIf, "err", err)
 	}
 	e.reaper.add(ep)
+	e.emitTimed(Event{Kind: model.EventDetached, Network: network, Sandbox: sandbox, Detail: ep.IfName + " " + ep.IP.String()}, start)
+	if len(ep.Ports) > 0 {
+		e.emit(Event{Kind: model.EventUnpublished, Network: network, Sandbox: sandbox, Detail: portList(ep.Ports)})
+	}
 	e.log.Debug("endpoint detached", "sandbox", sandbox, "network", network, "ip", ep.IP.String())
 	return nil
 }

@@ -33,6 +33,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"pontoon/internal/firewall"
@@ -102,6 +103,8 @@ type Engine struct {
 	flows     *flowCleaner // stale conntrack entries (conntrack.go)
 	resolv    *resolvFiles
 	heal      *healer
+	events    *eventHub
+	garbage   atomic.Uint64 // kernel objects collected as garbage
 	closeOnce sync.Once
 
 	// testHook, when set, is called at named points of multi-step
@@ -128,6 +131,7 @@ func New(cfg Config) (*Engine, error) {
 	e.flows = newFlowCleaner(e)
 	e.resolv = newResolvFiles(e)
 	e.heal = newHealer(e)
+	e.events = newEventHub()
 	return e, nil
 }
 
@@ -197,9 +201,12 @@ func (e *Engine) syncFirewall(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	start := time.Now()
 	if err := e.fw.Sync(ctx, firewallState(nets, eps)); err != nil {
+		e.emitTimed(Event{Kind: model.EventFailed, Op: "firewall-sync", Detail: err.Error()}, start)
 		return fmt.Errorf("firewall: %w", err)
 	}
+	e.emitTimed(Event{Kind: model.EventFirewallSynced, Detail: fmt.Sprintf("%d networks", len(nets))}, start)
 	e.flowsResync(eps)
 	return nil
 }

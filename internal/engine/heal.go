@@ -358,8 +358,12 @@ func (h *healer) count(kind string, n int) {
 
 func (h *healer) failed(object, problem string) {
 	h.mu.Lock()
+	changed := h.unrepaired[object] != problem
 	h.unrepaired[object] = problem
 	h.mu.Unlock()
+	if changed {
+		h.e.emit(Event{Kind: model.EventProblem, Op: object, Detail: problem})
+	}
 }
 
 func (h *healer) ok(object string) {
@@ -468,6 +472,7 @@ func (h *healer) repairBridge(ctx context.Context, n *model.Network, problems []
 	}
 	h.ok(obj)
 	h.count(RepairBridge, 1)
+	e.emitTimed(Event{Kind: model.EventRepaired, Op: RepairBridge, Network: cur.Name, Detail: cur.Bridge + ": " + strings.Join(problems, "; ")}, start)
 	e.log.Info("self-healing: repaired bridge", "network", cur.Name, "bridge", cur.Bridge, "why", strings.Join(problems, "; "), "took", time.Since(start).String())
 	return true
 }
@@ -527,6 +532,7 @@ func (h *healer) healSandbox(ctx context.Context, name string) {
 				return
 			}
 			h.count(RepairNamespace, 1)
+			e.emitTimed(Event{Kind: model.EventRepaired, Op: RepairNamespace, Sandbox: sb.Name, Detail: "its pin " + sb.Netns + " was gone"}, start)
 			e.log.Info("self-healing: made the namespace of sandbox again", "sandbox", sb.Name, "netns", sb.Netns, "why", "its pin is gone", "took", time.Since(start).String())
 		}
 	}
@@ -582,6 +588,9 @@ func (h *healer) healEndpoint(sb *model.Sandbox, nw *model.Network, ep *model.En
 		}
 	}
 	h.ok(obj)
+	for _, f := range fixes {
+		e.emitTimed(Event{Kind: model.EventRepaired, Op: f.Kind, Network: nw.Name, Sandbox: sb.Name, Detail: f.What}, start)
+	}
 	e.log.Info("self-healing: repaired endpoint", "sandbox", sb.Name, "network", nw.Name, "if", ep.IfName, "host_if", ep.HostIf,
 		"why", strings.Join(problems, "; "), "repaired", strings.Join(what, "; "), "took", time.Since(start).String())
 }
@@ -601,6 +610,7 @@ func (h *healer) release(sb *model.Sandbox, eps []*model.Endpoint) {
 	}
 	h.ok("sandbox " + sb.Name)
 	h.count(ReleaseGone, 1)
+	e.emitTimed(Event{Kind: model.EventReleased, Sandbox: sb.Name, Detail: "its namespace " + sb.Netns + " is gone"}, start)
 	e.log.Info("self-healing: released sandbox: its namespace is gone", "sandbox", sb.Name, "kind", string(sb.Kind), "netns", sb.Netns,
 		"endpoints", len(eps), "took", time.Since(start).String())
 }
@@ -649,6 +659,7 @@ func (h *healer) healFirewall(ctx context.Context, foreign bool) {
 		return
 	}
 	h.count(RepairFirewall, 1)
+	e.emitTimed(Event{Kind: model.EventRepaired, Op: RepairFirewall, Detail: reason}, start)
 	e.log.Info("self-healing: restored pontoon's firewall state", "why", reason, "took", time.Since(start).String())
 }
 
@@ -680,6 +691,7 @@ func (h *healer) healForward() {
 	}
 	h.ok("sysctl net.ipv4.ip_forward")
 	h.count(RepairSysctl, 1)
+	e.emit(Event{Kind: model.EventRepaired, Op: RepairSysctl, Detail: "net.ipv4.ip_forward was 0"})
 	e.log.Info("self-healing: turned net.ipv4.ip_forward back on", "why", "it was 0: sandboxes had no way out")
 }
 

@@ -17,7 +17,8 @@ import (
 
 // CreateNetwork validates spec, picks a subnet when none is given, creates
 // the bridge and rewrites the firewall. On any failure nothing is left.
-func (e *Engine) CreateNetwork(ctx context.Context, spec model.NetworkSpec) (*model.Network, error) {
+func (e *Engine) CreateNetwork(ctx context.Context, spec model.NetworkSpec) (_ *model.Network, err error) {
+	defer e.emitFailed("create-network", spec.Name, "", &err)
 	e.netMu.Lock()
 	defer e.netMu.Unlock()
 	return e.createNetworkLocked(ctx, spec)
@@ -125,6 +126,7 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 		return nil, err
 	}
 	e.syncResolverNetworks()
+	e.emit(Event{Kind: model.EventNetworkCreated, Network: n.Name, Detail: n.Subnet.String() + " on " + n.Bridge})
 	e.log.Info("network created", "network", n.Name, "subnet", n.Subnet.String(), "bridge", n.Bridge, "internal", n.Internal)
 	return n, nil
 }
@@ -159,7 +161,8 @@ func bridgeOf(n *model.Network) link.Bridge {
 
 // RemoveNetwork removes a network: refused while it has endpoints unless
 // force, which disconnects them first. The default network stays.
-func (e *Engine) RemoveNetwork(ctx context.Context, name string, force bool) error {
+func (e *Engine) RemoveNetwork(ctx context.Context, name string, force bool) (err error) {
+	defer e.emitFailed("remove-network", name, "", &err)
 	if name == model.DefaultNetwork {
 		return model.Invalidf("network %s is the default network and cannot be removed", name)
 	}
@@ -213,6 +216,7 @@ func (e *Engine) RemoveNetwork(ctx context.Context, name string, force bool) err
 			errs = append(errs, fmt.Errorf("delete bridge %s: %w", n.Bridge, err))
 		}
 	}
+	e.emit(Event{Kind: model.EventNetworkRemoved, Network: name})
 	e.log.Info("network removed", "network", name)
 	return errors.Join(errs...)
 }

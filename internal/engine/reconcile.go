@@ -265,6 +265,7 @@ func (e *Engine) collectGarbage() error {
 		}
 		if strings.HasPrefix(l.Name, model.BridgePrefix) {
 			e.log.Info("garbage: deleting bridge unknown to the store", "bridge", l.Name)
+			e.garbage.Add(1)
 			if err := e.link.DeleteBridge(l.Name); err != nil {
 				errs = append(errs, err)
 			}
@@ -274,6 +275,7 @@ func (e *Engine) collectGarbage() error {
 	}
 	if len(veths) > 0 {
 		e.log.Info("garbage: deleting veths unknown to the store", "count", len(veths))
+		e.garbage.Add(uint64(len(veths)))
 		if err := e.link.DeleteVeths(veths); err != nil {
 			errs = append(errs, err)
 		}
@@ -287,6 +289,7 @@ func (e *Engine) collectGarbage() error {
 			continue
 		}
 		e.log.Info("garbage: deleting namespace pin unknown to the store", "pin", p)
+		e.garbage.Add(1)
 		if err := e.ns.Delete(p); err != nil {
 			errs = append(errs, err)
 		}

@@ -16,7 +16,8 @@ import (
 // CreateSandbox makes (or adopts) a namespace and attaches it to the
 // requested networks. Everything is validated first; on any failure the
 // sandbox and whatever was attached are removed again.
-func (e *Engine) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (*model.SandboxInfo, error) {
+func (e *Engine) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (_ *model.SandboxInfo, err error) {
+	defer e.emitFailed("create-sandbox", "", spec.Name, &err)
 	if err := model.ValidateName("sandbox", spec.Name); err != nil {
 		return nil, err
 	}
@@ -157,6 +158,7 @@ func (e *Engine) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (*mo
 	}
 	e.resolv.sync(sb.Name)
 	e.heal.sandboxChanged()
+	e.emit(Event{Kind: model.EventSandboxCreated, Sandbox: sb.Name, Detail: string(sb.Kind) + " " + sb.Netns})
 	e.log.Info("sandbox created", "sandbox", sb.Name, "kind", string(sb.Kind), "netns", sb.Netns, "networks", len(spec.Networks))
 	return e.Sandbox(spec.Name)
 }
@@ -164,7 +166,8 @@ func (e *Engine) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (*mo
 // RemoveSandbox detaches a sandbox from every network and, if pontoon
 // created its namespace, deletes it. Only what pontoon added to an adopted
 // namespace is removed.
-func (e *Engine) RemoveSandbox(ctx context.Context, name string) error {
+func (e *Engine) RemoveSandbox(ctx context.Context, name string) (err error) {
+	defer e.emitFailed("remove-sandbox", "", name, &err)
 	if err := model.ValidateName("sandbox", name); err != nil {
 		return err
 	}
@@ -193,6 +196,11 @@ func (e *Engine) removeSandboxLocked(name string) error {
 // from here on finishes the removal at the next start), takes their names
 // out of DNS, and tears them down. Callers hold the sandbox's lock.
 func (e *Engine) removeSandbox(sb *model.Sandbox, eps []*model.Endpoint) error {
+	start := time.Now()
+	wasReady := map[string]bool{}
+	for _, ep := range eps {
+		wasReady[ep.ID] = ep.State == model.StateReady
+	}
 	if err := e.st.Update(func(tx store.Tx) error {
 		sb.State = model.SandboxRemoving
 		for _, ep := range eps {
@@ -206,6 +214,12 @@ func (e *Engine) removeSandbox(sb *model.Sandbox, eps []*model.Endpoint) error {
 		return fmt.Errorf("remove sandbox %s: %w", sb.Name, err)
 	}
 	for _, ep := range eps {
+		if wasReady[ep.ID] {
+			e.emitTimed(model.Event{Kind: model.EventDetached, Network: ep.Network, Sandbox: sb.Name, Detail: ep.IfName + " " + ep.IP.String()}, start)
+			if len(ep.Ports) > 0 {
+				e.emit(model.Event{Kind: model.EventUnpublished, Network: ep.Network, Sandbox: sb.Name, Detail: portList(ep.Ports)})
+			}
+		}
 		e.resolverRemove(ep)
 		if len(ep.Ports) > 0 {
 			if err := e.fw.Unpublish(context.Background(), published(ep)); err != nil {
@@ -242,6 +256,7 @@ func (e *Engine) finishRemoval(sb *model.Sandbox, eps []*model.Endpoint) error {
 	}); err != nil {
 		return fmt.Errorf("remove sandbox %s: %w", sb.Name, err)
 	}
+	e.emit(Event{Kind: model.EventSandboxRemoved, Sandbox: sb.Name})
 	e.log.Info("sandbox removed", "sandbox", sb.Name)
 	return nil
 }

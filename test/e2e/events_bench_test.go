@@ -1,0 +1,77 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"pontoon/internal/api"
+	"pontoon/internal/model"
+)
+
+// BenchmarkEventsCost: API attach p50 with no event subscriber and with 10
+// following the feed (blocks of 50 attaches, alternating, 300 each), then
+// the time of a metrics scrape with those 600 sandboxes:
+//
+//	go test ./test/e2e -run XXX -bench EventsCost -benchtime 1x
+func BenchmarkEventsCost(b *testing.B) {
+	for b.Loop() {
+		h := NewHost(b, "--log-level", "warn")
+		cl := api.NewClient(h.Socket)
+		ctx := context.Background()
+		var without, with []time.Duration
+		i := 0
+		attach := func(n int) []time.Duration {
+			var ds []time.Duration
+			for range n {
+				name := fmt.Sprintf("e%04d", i)
+				i++
+				if _, err := cl.CreateSandbox(ctx, model.SandboxSpec{Name: name}); err != nil {
+					b.Fatal(err)
+				}
+				t0 := time.Now()
+				if _, err := cl.Connect(ctx, "pontoon", api.ConnectRequest{Sandbox: name}); err != nil {
+					b.Fatal(err)
+				}
+				ds = append(ds, time.Since(t0))
+			}
+			return ds
+		}
+		for range 6 {
+			without = append(without, attach(50)...)
+			sctx, stop := context.WithCancel(ctx)
+			for range 10 {
+				go func() {
+					_ = cl.Events(sctx, api.EventQuery{Follow: true}, func(model.Event) error { return nil })
+				}()
+			}
+			time.Sleep(100 * time.Millisecond)
+			with = append(with, attach(50)...)
+			stop()
+			time.Sleep(100 * time.Millisecond)
+		}
+		hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", h.Socket)
+		}}}
+		var scrapes []time.Duration
+		for range 30 {
+			t0 := time.Now()
+			resp, err := hc.Get("http://pontoon/metrics")
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			scrapes = append(scrapes, time.Since(t0))
+		}
+		fmt.Printf("\nAPI attach p50: no subscriber %.2f ms, 10 subscribers %.2f ms (300 each, blocks of 50 alternating)\n",
+			float64(pct(without, 0.5).Microseconds())/1000, float64(pct(with, 0.5).Microseconds())/1000)
+		fmt.Printf("metrics scrape with 600 sandboxes: p50 %.2f ms, p99 %.2f ms\n",
+			float64(pct(scrapes, 0.5).Microseconds())/1000, float64(pct(scrapes, 0.99).Microseconds())/1000)
+		h.Stop()
+	}
+}
