@@ -83,6 +83,7 @@ state; every other command is a client of its API.`,
 		newPortCmd(g),
 		newVersionCmd(g),
 		newEventsCmd(g),
+		newTopologyCmd(g),
 	)
 	root.Version = buildVersion()
 	root.SetVersionTemplate("pontoon {{.Version}}\n")

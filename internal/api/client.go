@@ -326,3 +326,9 @@ func (c *Client) Events(ctx context.Context, q EventQuery, fn func(model.Event) 
 		}
 	}
 }
+
+// Topology returns the picture of the host (GET /v1/topology).
+func (c *Client) Topology(ctx context.Context) (*model.Topology, error) {
+	var t model.Topology
+	return &t, c.do(ctx, http.MethodGet, "/v1/topology", nil, &t)
+}

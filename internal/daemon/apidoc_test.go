@@ -45,6 +45,7 @@ func TestAPIDocMatchesAPI(t *testing.T) {
 		api.Status{}, api.Healing{}, api.ConnectRequest{}, api.DisconnectRequest{}, api.ErrorBody{}, api.Problem{}, api.Finding{},
 		model.NetworkSpec{}, model.Network{}, model.NetworkInfo{}, model.SandboxSpec{}, model.SandboxInfo{},
 		model.AttachSpec{}, model.Endpoint{}, model.PortMapping{}, model.PortInfo{}, model.Event{},
+		model.Topology{}, model.TopoUplink{}, model.TopoNetwork{}, model.TopoPort{}, model.TopoSandbox{},
 	} {
 		typ := reflect.TypeOf(v)
 		for _, f := range jsonFields(typ) {

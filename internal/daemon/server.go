@@ -68,6 +68,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/dns", s.dnsStats)
 	s.handle("GET /v1/doctor", s.doctor)
 	s.handle("GET /v1/ports", s.ports)
+	s.handle("GET /v1/topology", s.topology)
 	s.mux.HandleFunc("/", s.noRoute)
 }
 

@@ -1,0 +1,57 @@
+package model
+
+// Topology is the picture of one host as it is now: networks, their
+// bridges and ports, each port's veth pair and sandbox, addresses,
+// published ports and DNS names, with drift marked where the kernel
+// disagrees with the state (GET /v1/topology, `pontoon topology`).
+type Topology struct {
+	Host      string            `json:"host"` // the daemon's hostname
+	Networks  []*TopoNetwork    `json:"networks"`
+	Sandboxes []*TopoSandbox    `json:"sandboxes"`
+	Drift     []string          `json:"drift,omitempty"` // host-wide (firewall, ip_forward)
+	Healing   map[string]uint64 `json:"repairs,omitempty"`
+	Uplinks   []TopoUplink      `json:"uplinks,omitempty"`
+}
+
+// TopoUplink is a host link with a default route: the way out.
+type TopoUplink struct {
+	Name  string `json:"name"`
+	Index int    `json:"ifindex"`
+	MTU   int    `json:"mtu"`
+}
+
+// TopoNetwork is a network and its bridge.
+type TopoNetwork struct {
+	Name        string      `json:"name"`
+	Driver      string      `json:"driver"`
+	Subnet      string      `json:"subnet"`
+	Gateway     string      `json:"gateway"`
+	Internal    bool        `json:"internal"`
+	Bridge      string      `json:"bridge"`
+	BridgeIndex int         `json:"bridge_ifindex"`
+	Ports       []*TopoPort `json:"ports"`
+	Drift       []string    `json:"drift,omitempty"`
+}
+
+// TopoPort is one endpoint: a bridge port (the host end of a veth pair)
+// and its peer inside a sandbox.
+type TopoPort struct {
+	Sandbox   string   `json:"sandbox"`
+	HostIf    string   `json:"host_if"`
+	HostIndex int      `json:"host_ifindex"`
+	IfName    string   `json:"ifname"`
+	IP        string   `json:"ip"`
+	MAC       string   `json:"mac"`
+	Names     []string `json:"names"`               // DNS names on the network
+	Published []string `json:"published,omitempty"` // host side → sandbox port
+	Drift     []string `json:"drift,omitempty"`
+}
+
+// TopoSandbox is a sandbox and where its namespace comes from.
+type TopoSandbox struct {
+	Name     string   `json:"name"`
+	Kind     string   `json:"kind"`
+	Netns    string   `json:"netns"`
+	Networks []string `json:"networks"`
+	Drift    []string `json:"drift,omitempty"`
+}

@@ -1,0 +1,219 @@
+// Package topoview draws a model.Topology: as a text tree, as Graphviz DOT
+// text, and as SVG laid out in-process (no Graphviz process, no network:
+// the picture is small and regular — a row of networks over a row of
+// sandboxes — so a fixed layered layout does). Pure functions, no I/O.
+package topoview
+
+import (
+	"fmt"
+	"html"
+	"io"
+	"sort"
+	"strings"
+
+	"pontoon/internal/model"
+)
+
+// Text writes the topology as a tree: networks → bridge → ports → veth
+// pairs → sandboxes, with addresses, names, published ports, and drift
+// marked with "✗".
+func Text(w io.Writer, t *model.Topology) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "host %s", t.Host)
+	for _, u := range t.Uplinks {
+		fmt.Fprintf(&b, " — uplink %s (ifindex %d, mtu %d)", u.Name, u.Index, u.MTU)
+	}
+	b.WriteString("\n")
+	for _, d := range t.Drift {
+		fmt.Fprintf(&b, "✗ %s\n", d)
+	}
+	for _, n := range t.Networks {
+		kind := ""
+		if n.Internal {
+			kind = " internal"
+		}
+		fmt.Fprintf(&b, "network %s%s  %s  gateway %s  bridge %s (ifindex %d)\n", n.Name, kind, n.Subnet, n.Gateway, n.Bridge, n.BridgeIndex)
+		for _, d := range n.Drift {
+			fmt.Fprintf(&b, "│ ✗ %s\n", d)
+		}
+		if len(n.Ports) == 0 {
+			b.WriteString("└── (no ports)\n")
+		}
+		for i, p := range n.Ports {
+			branch, cont := "├── ", "│   "
+			if i == len(n.Ports)-1 {
+				branch, cont = "└── ", "    "
+			}
+			fmt.Fprintf(&b, "%s%s (ifindex %d) ⇄ %s in sandbox %s  %s  %s\n", branch, p.HostIf, p.HostIndex, p.IfName, p.Sandbox, p.IP, p.MAC)
+			fmt.Fprintf(&b, "%s  names %s", cont, strings.Join(p.Names, ", "))
+			if len(p.Published) > 0 {
+				fmt.Fprintf(&b, "  published %s", strings.Join(p.Published, ", "))
+			}
+			b.WriteString("\n")
+			for _, d := range p.Drift {
+				fmt.Fprintf(&b, "%s  ✗ %s\n", cont, d)
+			}
+		}
+	}
+	for _, s := range t.Sandboxes {
+		if len(s.Networks) == 0 || len(s.Drift) > 0 {
+			fmt.Fprintf(&b, "sandbox %s [%s %s]", s.Name, s.Kind, s.Netns)
+			if len(s.Networks) == 0 {
+				b.WriteString(" on no network")
+			}
+			b.WriteString("\n")
+			for _, d := range s.Drift {
+				fmt.Fprintf(&b, "  ✗ %s\n", d)
+			}
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// DOT writes the topology as a Graphviz digraph: a cluster per network
+// (bridge and ports), sandboxes as boxes, drift in red.
+func DOT(w io.Writer, t *model.Topology) error {
+	var b strings.Builder
+	q := func(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
+	b.WriteString("digraph pontoon {\n  rankdir=TB;\n  node [fontname=\"sans-serif\", fontsize=10];\n")
+	fmt.Fprintf(&b, "  host [label=%s, shape=house];\n", q("host "+t.Host))
+	for i, n := range t.Networks {
+		color := "black"
+		if len(n.Drift) > 0 {
+			color = "red"
+		}
+		fmt.Fprintf(&b, "  subgraph cluster_%d {\n    label=%s;\n    color=%s;\n", i, q("network "+n.Name+" "+n.Subnet), color)
+		fmt.Fprintf(&b, "    %s [label=%s, shape=box, style=rounded, color=%s];\n", q("br:"+n.Bridge), q(n.Bridge+"\\n"+n.Gateway), color)
+		for _, p := range n.Ports {
+			pc := "black"
+			if len(p.Drift) > 0 {
+				pc = "red"
+			}
+			fmt.Fprintf(&b, "    %s [label=%s, shape=ellipse, color=%s];\n", q("port:"+p.HostIf), q(p.HostIf), pc)
+			fmt.Fprintf(&b, "    %s -> %s [dir=none, color=%s];\n", q("br:"+n.Bridge), q("port:"+p.HostIf), pc)
+		}
+		b.WriteString("  }\n")
+		fmt.Fprintf(&b, "  host -> %s [dir=none];\n", q("br:"+n.Bridge))
+	}
+	for _, s := range t.Sandboxes {
+		color := "black"
+		if len(s.Drift) > 0 {
+			color = "red"
+		}
+		fmt.Fprintf(&b, "  %s [label=%s, shape=box, color=%s];\n", q("sb:"+s.Name), q("sandbox "+s.Name+"\\n"+s.Kind), color)
+	}
+	for _, n := range t.Networks {
+		for _, p := range n.Ports {
+			fmt.Fprintf(&b, "  %s -> %s [dir=none, label=%s];\n", q("port:"+p.HostIf), q("sb:"+p.Sandbox), q(p.IfName+" "+p.IP))
+		}
+	}
+	b.WriteString("}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// SVG layout constants (pixels).
+const (
+	boxW, boxH = 180, 46
+	gapX       = 30
+	rowHost    = 20
+	rowNet     = 110
+	rowSb      = 290
+	margin     = 20
+)
+
+// SVG writes the topology as an SVG picture: the host on top, a row of
+// networks (bridges) under it, a row of sandboxes at the bottom, a line
+// per port from a bridge to a sandbox labelled with the veth's ends and
+// the address; drift is drawn in red.
+func SVG(w io.Writer, t *model.Topology) error {
+	nets := t.Networks
+	sbs := append([]*model.TopoSandbox(nil), t.Sandboxes...)
+	sort.Slice(sbs, func(i, j int) bool { return sbs[i].Name < sbs[j].Name })
+	cols := max(len(nets), len(sbs), 1)
+	width := margin*2 + cols*boxW + (cols-1)*gapX
+	height := rowSb + boxH + margin
+	x := func(i, n int) int { // centre n boxes in the width
+		total := n*boxW + (n-1)*gapX
+		return (width-total)/2 + i*(boxW+gapX)
+	}
+	e := html.EscapeString
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">`+"\n", width, height, width, height)
+	b.WriteString(`<rect width="100%" height="100%" fill="white"/>` + "\n")
+	hx := x(0, 1)
+	hostColor := "#333"
+	if len(t.Drift) > 0 {
+		hostColor = "#d00"
+	}
+	uplink := ""
+	for _, u := range t.Uplinks {
+		uplink += " · " + u.Name
+	}
+	fmt.Fprintf(&b, `<g class="host"><rect x="%d" y="%d" width="%d" height="%d" rx="6" fill="#eef" stroke="%s"/><text x="%d" y="%d" text-anchor="middle">host %s%s</text>`,
+		hx, rowHost, boxW, boxH, hostColor, hx+boxW/2, rowHost+boxH/2+4, e(t.Host), e(uplink))
+	for _, d := range t.Drift {
+		fmt.Fprintf(&b, `<title>%s</title>`, e(d))
+	}
+	b.WriteString("</g>\n")
+	netX := map[string]int{}
+	for i, n := range nets {
+		nx := x(i, len(nets))
+		netX[n.Name] = nx
+		color := "#333"
+		if len(n.Drift) > 0 {
+			color = "#d00"
+		}
+		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#999"/>`+"\n", hx+boxW/2, rowHost+boxH, nx+boxW/2, rowNet)
+		fmt.Fprintf(&b, `<g class="network" data-name="%s"><rect x="%d" y="%d" width="%d" height="%d" rx="10" fill="#efe" stroke="%s"/>`, e(n.Name), nx, rowNet, boxW, boxH, color)
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" font-weight="bold">%s</text>`, nx+boxW/2, rowNet+18, e("network "+n.Name))
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`, nx+boxW/2, rowNet+34, e(n.Bridge+" "+n.Subnet))
+		if len(n.Drift) > 0 {
+			fmt.Fprintf(&b, `<title>%s</title>`, e(strings.Join(n.Drift, "; ")))
+		}
+		b.WriteString("</g>\n")
+	}
+	sbX := map[string]int{}
+	for i, s := range sbs {
+		sx := x(i, len(sbs))
+		sbX[s.Name] = sx
+		color := "#333"
+		if len(s.Drift) > 0 {
+			color = "#d00"
+		}
+		fmt.Fprintf(&b, `<g class="sandbox" data-name="%s"><rect x="%d" y="%d" width="%d" height="%d" rx="4" fill="#ffe" stroke="%s"/>`, e(s.Name), sx, rowSb, boxW, boxH, color)
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" font-weight="bold">%s</text>`, sx+boxW/2, rowSb+18, e("sandbox "+s.Name))
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`, sx+boxW/2, rowSb+34, e(s.Kind))
+		if len(s.Drift) > 0 {
+			fmt.Fprintf(&b, `<title>%s</title>`, e(strings.Join(s.Drift, "; ")))
+		}
+		b.WriteString("</g>\n")
+	}
+	for _, n := range nets {
+		for k, p := range n.Ports {
+			sx, ok := sbX[p.Sandbox]
+			if !ok {
+				continue
+			}
+			color := "#555"
+			if len(p.Drift) > 0 {
+				color = "#d00"
+			}
+			x1, y1 := netX[n.Name]+boxW/2, rowNet+boxH
+			x2, y2 := sx+boxW/2, rowSb
+			// Labels of ports of one network are staggered so they do not overlap.
+			lx := x1 + (x2-x1)*(k%3+1)/4
+			ly := y1 + (y2-y1)*(k%3+1)/4
+			fmt.Fprintf(&b, `<g class="port" data-name="%s"><line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="1.5"/>`, e(p.HostIf), x1, y1, x2, y2, color)
+			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" fill="%s">%s</text>`, lx, ly, color, e(p.HostIf+" ⇄ "+p.IfName+" "+p.IP))
+			if len(p.Drift) > 0 {
+				fmt.Fprintf(&b, `<title>%s</title>`, e(strings.Join(p.Drift, "; ")))
+			}
+			b.WriteString("</g>\n")
+		}
+	}
+	b.WriteString("</svg>\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}

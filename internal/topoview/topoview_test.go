@@ -1,0 +1,104 @@
+package topoview
+
+import (
+	"bytes"
+	"encoding/xml"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"pontoon/internal/model"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// known is a host with two networks, a sandbox on both, one on the
+// default network with a published port, and drift: a port down, a gone
+// adopted namespace, an incomplete firewall.
+func known() *model.Topology {
+	return &model.Topology{
+		Host:    "h1",
+		Uplinks: []model.TopoUplink{{Name: "uplink0", Index: 2, MTU: 1500}},
+		Drift:   []string{"firewall: the set of bridges holds 1 of 2 networks"},
+		Networks: []*model.TopoNetwork{
+			{Name: "pontoon", Driver: "bridge", Subnet: "10.88.0.0/16", Gateway: "10.88.0.1", Bridge: "pontoon0", BridgeIndex: 4,
+				Ports: []*model.TopoPort{
+					{Sandbox: "a", HostIf: "ptv-aaaaaaaaaa", HostIndex: 7, IfName: "eth0", IP: "10.88.0.2", MAC: "02:42:0a:58:00:02", Names: []string{"a"}},
+					{Sandbox: "web", HostIf: "ptv-bbbbbbbbbb", HostIndex: 9, IfName: "eth0", IP: "10.88.0.3", MAC: "02:42:0a:58:00:03", Names: []string{"web", "www"},
+						Published: []string{"8080:80/tcp"}, Drift: []string{"host end ptv-bbbbbbbbbb is down"}},
+				}},
+			{Name: "back", Driver: "bridge", Subnet: "10.90.1.0/24", Gateway: "10.90.1.1", Internal: true, Bridge: "ptbr-12345678", BridgeIndex: 5,
+				Ports: []*model.TopoPort{
+					{Sandbox: "a", HostIf: "ptv-cccccccccc", HostIndex: 8, IfName: "eth1", IP: "10.90.1.10", MAC: "02:42:0a:5a:01:0a", Names: []string{"a", "db"}},
+				}},
+		},
+		Sandboxes: []*model.TopoSandbox{
+			{Name: "a", Kind: "pontoon", Netns: "/run/pontoon/netns/a", Networks: []string{"back", "pontoon"}},
+			{Name: "web", Kind: "pontoon", Netns: "/run/pontoon/netns/web", Networks: []string{"pontoon"}},
+			{Name: "old", Kind: "pid", Netns: "/proc/4242/ns/net", Networks: []string{}, Drift: []string{"namespace /proc/4242/ns/net is gone or was replaced"}},
+		},
+	}
+}
+
+func golden(t *testing.T, name string, render func(io.Writer, *model.Topology) error) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := render(&b, known()); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./internal/topoview -update to write it)", err)
+	}
+	if d := cmp.Diff(string(want), b.String()); d != "" {
+		t.Errorf("%s differs (-want +got):\n%s", name, d)
+	}
+	return b.Bytes()
+}
+
+func TestText(t *testing.T) { golden(t, "known.txt", Text) }
+func TestDOT(t *testing.T)  { golden(t, "known.dot", DOT) }
+
+// The SVG is well-formed XML, with one group per network, sandbox and
+// port, and the drifted ones drawn in red.
+func TestSVG(t *testing.T) {
+	out := golden(t, "known.svg", SVG)
+	dec := xml.NewDecoder(bytes.NewReader(out))
+	groups := map[string]int{}
+	red := 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("SVG is not well-formed: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok {
+			for _, a := range se.Attr {
+				if se.Name.Local == "g" && a.Name.Local == "class" {
+					groups[a.Value]++
+				}
+				if (a.Name.Local == "stroke" || a.Name.Local == "fill") && a.Value == "#d00" {
+					red++
+				}
+			}
+		}
+	}
+	if groups["network"] != 2 || groups["sandbox"] != 3 || groups["port"] != 3 {
+		t.Errorf("groups %v, want 2 networks, 3 sandboxes, 3 ports", groups)
+	}
+	if red < 3 { // the host (firewall), the downed port (line + label), the gone sandbox
+		t.Errorf("%d red strokes, want the drifted objects in red", red)
+	}
+}
