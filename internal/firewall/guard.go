@@ -41,16 +41,13 @@ func buildGuard(tx *knftables.Transaction, gs []Guarded) {
 	tx.Add(&knftables.Set{Name: setGuardPorts, Type: "ifname", Comment: knftables.PtrTo("bridge ports of guarded endpoints")})
 	tx.Add(&knftables.Set{Name: setGuardMAC, Type: "ifname . ether_addr", Comment: knftables.PtrTo("port . the endpoint's MAC")})
 	tx.Add(&knftables.Set{Name: setGuardIP, Type: "ifname . ether_addr . ipv4_addr", Comment: knftables.PtrTo("port . MAC . the endpoint's address")})
-	tx.Add(&knftables.Chain{Name: chainGuardIn, Type: knftables.PtrTo(knftables.FilterType),
-		Hook: knftables.PtrTo(knftables.PreroutingHook), Priority: knftables.PtrTo(knftables.FilterPriority),
-		Comment: knftables.PtrTo("frames from a sandbox carry its own MAC and address")})
-	tx.Add(rule(chainGuardIn, "iifname != @"+setGuardPorts+" accept", "not a sandbox's port"))
-	tx.Add(rule(chainGuardIn, "iifname . ether saddr != @"+setGuardMAC+" drop", "source MAC is not the endpoint's"))
-	tx.Add(rule(chainGuardIn, "ether type ip iifname . ether saddr . ip saddr != @"+setGuardIP+" drop", "source address is not the endpoint's"))
-	tx.Add(rule(chainGuardIn, "ether type arp iifname . ether saddr . arp saddr ip != @"+setGuardIP+" drop", "ARP sender is not the endpoint"))
-	// pontoon networks are IPv4 and sandbox ends have no IPv6 address
-	// (addrgenmode none): IPv6 from a sandbox could only be spoofed.
-	tx.Add(rule(chainGuardIn, "ether type ip6 drop", "no IPv6 on pontoon networks"))
+	// The chain and its rules are data (rules.go).
+	for _, c := range BridgeChains {
+		tx.Add(c.knft())
+		for _, r := range c.knftRules() {
+			tx.Add(r)
+		}
+	}
 	sorted := slices.Clone(gs)
 	slices.SortFunc(sorted, func(a, b Guarded) int { return strings.Compare(a.Port, b.Port) })
 	for _, g := range sorted {

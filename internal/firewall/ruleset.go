@@ -126,10 +126,22 @@ func build(tx *knftables.Transaction, s State) {
 	tx.Add(&knftables.Map{Name: mapPortsIP, Type: "ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service",
 		Comment: knftables.PtrTo("published ports bound to one host address")})
 
-	buildForward(tx)
-	buildPostrouting(tx)
-	buildPublish(tx)
+	// The chains and their rules are data (rules.go).
+	for _, c := range InetChains {
+		tx.Add(c.knft())
+		for _, r := range c.knftRules() {
+			tx.Add(r)
+		}
+	}
+	for _, e := range inetElements(s) {
+		tx.Add(e)
+	}
+}
 
+// inetElements are the set and map elements of table inet pontoon for s:
+// what build writes, and what the evaluator looks packets up in.
+func inetElements(s State) []*knftables.Element {
+	var out []*knftables.Element
 	// Sorted, so that the transaction text (logged) and the fake's dump
 	// do not depend on the caller's order.
 	nets := slices.Clone(s.Networks)
@@ -139,130 +151,20 @@ func build(tx *knftables.Transaction, s State) {
 		// Quoted: unquoted, nft would read "br.10" as a concatenation and
 		// "0abc" as something other than a string.
 		br := `"` + n.Bridge + `"`
-		tx.Add(&knftables.Element{Set: setBridges, Key: []string{br}, Comment: c})
-		tx.Add(&knftables.Element{Set: setIntra, Key: []string{br, br}, Comment: c})
+		out = append(out, &knftables.Element{Set: setBridges, Key: []string{br}, Comment: c},
+			&knftables.Element{Set: setIntra, Key: []string{br, br}, Comment: c})
 		if n.Internal {
-			tx.Add(&knftables.Element{Set: setInternal, Key: []string{br}, Comment: c})
+			out = append(out, &knftables.Element{Set: setInternal, Key: []string{br}, Comment: c})
 		}
 		if masquerades(n) {
-			tx.Add(&knftables.Element{Set: setMasq, Key: []string{n.Subnet.Masked().String()}, Comment: c})
+			out = append(out, &knftables.Element{Set: setMasq, Key: []string{n.Subnet.Masked().String()}, Comment: c})
 		}
 		if n.Subnet.IsValid() {
-			tx.Add(&knftables.Element{Set: setSubnets, Key: []string{n.Subnet.Masked().String()}, Comment: c})
+			out = append(out, &knftables.Element{Set: setSubnets, Key: []string{n.Subnet.Masked().String()}, Comment: c})
 		}
 	}
 	for _, e := range portElements(s.Ports) {
-		tx.Add(e.knft())
+		out = append(out, e.knft())
 	}
-}
-
-// buildPublish adds the chains of published ports: one static rule per map
-// and hook, one map element per port. Traffic to a local address — from
-// outside (prerouting) or from the host itself, 127.0.0.1 included (output)
-// — is DNATed by a map lookup; a key that is not in a map does not match.
-func buildPublish(tx *knftables.Transaction) {
-	for _, ch := range []struct {
-		name string
-		hook knftables.BaseChainHook
-		what string
-	}{
-		{chainPrerouting, knftables.PreroutingHook, "published ports, reached from outside and from sandboxes"},
-		{chainOutput, knftables.OutputHook, "published ports, reached from the host itself"},
-	} {
-		tx.Add(&knftables.Chain{Name: ch.name, Type: knftables.PtrTo(knftables.NATType),
-			Hook: knftables.PtrTo(ch.hook), Priority: knftables.PtrTo(knftables.DNATPriority),
-			Comment: knftables.PtrTo(ch.what)})
-		tx.Add(rule(ch.name, "fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @"+mapPortsIP,
-			"mappings bound to one host address"))
-		tx.Add(rule(ch.name, "fib daddr type local dnat ip to meta l4proto . th dport map @"+mapPortsAny,
-			"mappings on every host address"))
-	}
-	// Prerouting DNAT happens before the kernel's martian check, so a LAN
-	// neighbour that routes packets for 127.0.0.1 at us would reach a
-	// mapping bound to 127.0.0.1 (Docker's CVE-2020-8558 class). Drop them
-	// before NAT sees them.
-	tx.Add(&knftables.Chain{Name: chainGuard, Type: knftables.PtrTo(knftables.FilterType),
-		Hook: knftables.PtrTo(knftables.PreroutingHook), Priority: knftables.PtrTo(knftables.RawPriority),
-		Comment: knftables.PtrTo("loopback addresses only from lo")})
-	tx.Add(rule(chainGuard, `iifname != "lo" ip daddr 127.0.0.0/8 drop`, "127.0.0.0/8 from outside is never ours"))
-}
-
-func rule(chain, text, comment string) *knftables.Rule {
-	return &knftables.Rule{Chain: chain, Rule: text, Comment: knftables.PtrTo(comment)}
-}
-
-// buildForward: what may be forwarded to, from and between pontoon's
-// bridges. The policy is accept and must stay so: pontoon never drops what
-// is not its own (traffic between two non-pontoon interfaces passes
-// untouched), and another table on this hook may still drop what we accept
-// (see dockeruser.go).
-func buildForward(tx *knftables.Transaction) {
-	tx.Add(&knftables.Chain{Name: chainForward, Type: knftables.PtrTo(knftables.FilterType),
-		Hook: knftables.PtrTo(knftables.ForwardHook), Priority: knftables.PtrTo(knftables.FilterPriority),
-		Policy:  knftables.PtrTo(knftables.AcceptPolicy),
-		Comment: knftables.PtrTo("forwarding to, from and between pontoon networks")})
-
-	// (a) br_netfilter is built into this kernel (6.x) and
-	// net.bridge.bridge-nf-call-iptables is 1 in every namespace, so frames
-	// bridged between two sandboxes of one network pass this hook too, with
-	// iifname = oifname = the bridge. They are the bulk of the traffic and
-	// always allowed (also on internal networks): accept them first, with
-	// one hash lookup.
-	tx.Add(rule(chainForward, "iifname . oifname @"+setIntra+" accept",
-		"(a) inside one network, also bridged frames (br_netfilter)"))
-	// (b) Replies to connections a sandbox opened, and ICMP errors about
-	// them: the other big share of packets, so second. Safe before (c) and
-	// (d): a connection only becomes established once its first packet was
-	// accepted, and (c), (d) drop those first packets before conntrack
-	// confirms the entry — so no established flow can exist into an
-	// internal network or across two networks.
-	tx.Add(rule(chainForward, "oifname @"+setBridges+" ct state established,related accept",
-		"(b) replies to connections sandboxes opened"))
-	// (c) Internal networks: nothing in or out but their own traffic, which
-	// (a) accepted. Both directions, so a sandbox there can neither leave
-	// nor be reached, whatever the routes say.
-	tx.Add(rule(chainForward, "iifname @"+setInternal+" drop", "(c) internal networks send nothing out"))
-	tx.Add(rule(chainForward, "oifname @"+setInternal+" drop", "(c) internal networks receive nothing from outside"))
-	// (e) Connections a published port let in: DNAT happened in prerouting,
-	// so conntrack says so here. Before (d): a sandbox on another network
-	// may use a published port through the host's address, as with Docker.
-	// (c) still keeps internal networks out of it.
-	tx.Add(rule(chainForward, "oifname @"+setBridges+" ct status dnat accept",
-		"(e) connections to published ports"))
-	// (d) Networks are isolated from each other: in from one pontoon bridge,
-	// out through another (same-bridge pairs were accepted by (a)).
-	tx.Add(rule(chainForward, "iifname @"+setBridges+" oifname @"+setBridges+" drop",
-		"(d) networks are isolated from each other"))
-	// (f) Anything else from outside into a sandbox: not solicited, not
-	// published. Without this, any host on the LAN that routes the subnet
-	// to us could reach every sandbox.
-	tx.Add(rule(chainForward, "oifname @"+setBridges+" drop",
-		"(f) no unsolicited traffic into sandboxes"))
-	// (g) From a (non-internal) bridge out to the world: the policy, accept.
-}
-
-// buildPostrouting: source NAT for masqueraded networks.
-func buildPostrouting(tx *knftables.Transaction) {
-	tx.Add(&knftables.Chain{Name: chainPostrouting, Type: knftables.PtrTo(knftables.NATType),
-		Hook: knftables.PtrTo(knftables.PostroutingHook), Priority: knftables.PtrTo(knftables.SNATPriority),
-		Comment: knftables.PtrTo("source NAT for masqueraded networks")})
-	// Leaving through any interface that is not a pontoon bridge: the
-	// uplink, but also docker0 or a VPN — whoever is there has no route back
-	// to our subnets. Not through a pontoon bridge: inside a network the
-	// peer sees the real address (and with br_netfilter bridged frames pass
-	// here with oifname = the bridge); across networks (d) dropped it.
-	// Only the first packet of a connection reaches a nat chain.
-	tx.Add(rule(chainPostrouting, "ip saddr @"+setMasq+" oifname != @"+setBridges+" masquerade",
-		"masqueraded subnets leaving through a non-pontoon interface"))
-	// Hairpin: a sandbox reaching a published port (through a host
-	// address) must get the replies back through the host, so its source
-	// becomes the gateway. Matched on addresses, not on iifname: for a frame
-	// br_netfilter bridges back onto the same bridge (bridged DNAT),
-	// postrouting sees no input device.
-	tx.Add(rule(chainPostrouting, "ct status dnat ip saddr @"+setSubnets+" oifname @"+setBridges+" masquerade",
-		"a sandbox reaching a published port"))
-	// The host reaching a published port through 127.0.0.1: the sandbox
-	// cannot answer 127.0.0.1 (needs route_localnet on the bridge too).
-	tx.Add(rule(chainPostrouting, "ct status dnat ip saddr 127.0.0.0/8 masquerade",
-		"the host reaching a published port through 127.0.0.1"))
+	return out
 }

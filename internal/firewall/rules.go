@@ -1,0 +1,373 @@
+package firewall
+
+import (
+	"strings"
+
+	"sigs.k8s.io/knftables"
+)
+
+// Rules as data.
+//
+// Every rule pontoon writes is described once, below, as Go data: its
+// table and chain (family, hook, priority), what it matches as structured
+// fields, what it does, a short stable name and its comment. Three readers
+// share the description:
+//
+//   - build and buildGuard render it as nft text (the golden files in
+//     testdata/ are that text);
+//   - the evaluator (eval.go) runs a packet through it without a kernel,
+//     for behaviour tests ("a packet from a to c is dropped by isolation");
+//   - `pontoon trace` predicts a packet's path with the evaluator and maps
+//     the kernel's trace events back to these rules (by chain and comment).
+//
+// The names are what tests, the trace and the docs use; the comments are
+// what `nft list ruleset` shows a person.
+
+// Family is an nftables table family.
+type Family string
+
+// Families of pontoon's tables.
+const (
+	FamilyInet   Family = "inet"
+	FamilyBridge Family = "bridge"
+)
+
+// Hook is a netfilter hook.
+type Hook string
+
+// Hooks, in the order a forwarded packet meets them.
+const (
+	HookPrerouting  Hook = "prerouting"
+	HookInput       Hook = "input"
+	HookForward     Hook = "forward"
+	HookOutput      Hook = "output"
+	HookPostrouting Hook = "postrouting"
+)
+
+// Key is a packet field a rule matches on, spelled as nft spells it.
+type Key string
+
+// Keys pontoon's rules use.
+const (
+	KeyIIFName      Key = "iifname"
+	KeyOIFName      Key = "oifname"
+	KeyEtherType    Key = "ether type"
+	KeyEtherSaddr   Key = "ether saddr"
+	KeyIPSaddr      Key = "ip saddr"
+	KeyIPDaddr      Key = "ip daddr"
+	KeyARPSaddrIP   Key = "arp saddr ip"
+	KeyCTState      Key = "ct state"
+	KeyCTStatus     Key = "ct status"
+	KeyFibDaddrType Key = "fib daddr type"
+	KeyL4Proto      Key = "meta l4proto"
+	KeyTHDport      Key = "th dport"
+)
+
+// Match is one condition of a rule: Keys (one field, or several
+// concatenated) compared with a set (Set, a lookup) or a literal Value as
+// nft writes it. Not negates it; a packet that lacks one of the fields
+// (no input interface in postrouting, no IPv4 header in an ARP frame)
+// never matches, negated or not — nft adds the same dependency.
+type Match struct {
+	Keys  []Key
+	Not   bool
+	Set   string
+	Value string
+}
+
+// Verb is what a rule does with a packet that matches.
+type Verb string
+
+// Verbs of pontoon's rules. Masquerade and DNAT end the chain with accept,
+// as the kernel's nat expressions do.
+const (
+	Accept     Verb = "accept"
+	Drop       Verb = "drop"
+	Masquerade Verb = "masquerade"
+	DNAT       Verb = "dnat"
+)
+
+// Action is a rule's statement: a verdict, or NAT. A DNAT looks MapKeys up
+// in map Map (address . port values); a key not in the map does not match.
+type Action struct {
+	Verb    Verb
+	MapKeys []Key
+	Map     string
+}
+
+// Rule is one rule of a chain.
+type Rule struct {
+	// Name is short and stable: tests, traces and docs use it.
+	Name    string
+	Match   []Match
+	Action  Action
+	Comment string
+	// Why explains a drop to a person: what the rule protects, and what
+	// would let the packet through (empty for rules that do not drop).
+	Why string
+}
+
+// Text is the rule as nft writes it (without its comment).
+func (r Rule) Text() string {
+	parts := make([]string, 0, len(r.Match)+1)
+	for _, m := range r.Match {
+		parts = append(parts, m.text())
+	}
+	parts = append(parts, r.Action.text())
+	return strings.Join(parts, " ")
+}
+
+func (m Match) text() string {
+	s := joinKeys(m.Keys)
+	if m.Not {
+		s += " !="
+	}
+	if m.Set != "" {
+		return s + " @" + m.Set
+	}
+	return s + " " + m.Value
+}
+
+func (a Action) text() string {
+	if a.Verb == DNAT {
+		return "dnat ip to " + joinKeys(a.MapKeys) + " map @" + a.Map
+	}
+	return string(a.Verb)
+}
+
+func joinKeys(ks []Key) string {
+	s := make([]string, len(ks))
+	for i, k := range ks {
+		s[i] = string(k)
+	}
+	return strings.Join(s, " . ")
+}
+
+// Chain is a base chain of one of pontoon's tables, with its rules.
+type Chain struct {
+	Family   Family
+	Name     string
+	Type     knftables.BaseChainType
+	Hook     Hook
+	Priority knftables.BaseChainPriority
+	// Policy is the chain's policy; pontoon's are all accept (it never
+	// drops by policy: what is not its own passes untouched).
+	Policy  knftables.BaseChainPolicy
+	Comment string
+	Rules   []Rule
+}
+
+// knft is the chain's declaration for a transaction.
+func (c Chain) knft() *knftables.Chain {
+	kc := &knftables.Chain{Name: c.Name, Type: knftables.PtrTo(c.Type),
+		Hook: knftables.PtrTo(knftables.BaseChainHook(c.Hook)), Priority: knftables.PtrTo(c.Priority),
+		Comment: knftables.PtrTo(c.Comment)}
+	if c.Policy != "" {
+		kc.Policy = knftables.PtrTo(c.Policy)
+	}
+	return kc
+}
+
+// knftRules are the chain's rules for a transaction.
+func (c Chain) knftRules() []*knftables.Rule {
+	out := make([]*knftables.Rule, len(c.Rules))
+	for i, r := range c.Rules {
+		out[i] = &knftables.Rule{Chain: c.Name, Rule: r.Text(), Comment: knftables.PtrTo(r.Comment)}
+	}
+	return out
+}
+
+// Helpers that keep the tables below readable.
+func in(set string, keys ...Key) Match    { return Match{Keys: keys, Set: set} }
+func notIn(set string, keys ...Key) Match { return Match{Keys: keys, Set: set, Not: true} }
+func is(k Key, v string) Match            { return Match{Keys: []Key{k}, Value: v} }
+func isNot(k Key, v string) Match         { return Match{Keys: []Key{k}, Value: v, Not: true} }
+func verdict(v Verb) Action               { return Action{Verb: v} }
+
+// Rule names (see InetChains and BridgeChains).
+const (
+	RuleIntra         = "intra"
+	RuleReplies       = "replies"
+	RuleInternalOut   = "internal-out"
+	RuleInternalIn    = "internal-in"
+	RulePublished     = "published"
+	RuleIsolation     = "isolation"
+	RuleUnsolicited   = "unsolicited"
+	RuleMasquerade    = "masquerade"
+	RuleHairpin       = "hairpin"
+	RuleLoopbackNAT   = "loopback-nat"
+	RulePublishIP     = "publish-ip"
+	RulePublishAny    = "publish-any"
+	RuleLoopbackGuard = "loopback-guard"
+	RuleNotASandbox   = "not-a-sandbox"
+	RuleSpoofedMAC    = "spoofed-mac"
+	RuleSpoofedIP     = "spoofed-ip"
+	RuleSpoofedARP    = "spoofed-arp"
+	RuleNoIPv6        = "no-ipv6"
+)
+
+// InetChains are the chains of table inet pontoon, in the order a
+// transaction adds them.
+var InetChains = []Chain{forwardChain, postroutingChain, publishChain(chainPrerouting, HookPrerouting,
+	"published ports, reached from outside and from sandboxes"), publishChain(chainOutput, HookOutput,
+	"published ports, reached from the host itself"), loopbackGuardChain}
+
+// forwardChain: what may be forwarded to, from and between pontoon's
+// bridges. The policy is accept and must stay so: pontoon never drops what
+// is not its own (traffic between two non-pontoon interfaces passes
+// untouched), and another table on this hook may still drop what we accept
+// (see dockeruser.go).
+var forwardChain = Chain{Family: FamilyInet, Name: chainForward, Type: knftables.FilterType, Hook: HookForward,
+	Priority: knftables.FilterPriority, Policy: knftables.AcceptPolicy,
+	Comment: "forwarding to, from and between pontoon networks",
+	Rules: []Rule{
+		// (a) br_netfilter is built into this kernel (6.x) and
+		// net.bridge.bridge-nf-call-iptables is 1 in every namespace, so
+		// frames bridged between two sandboxes of one network pass this hook
+		// too, with iifname = oifname = the bridge. They are the bulk of the
+		// traffic and always allowed (also on internal networks): accept
+		// them first, with one hash lookup.
+		{Name: RuleIntra, Match: []Match{in(setIntra, KeyIIFName, KeyOIFName)}, Action: verdict(Accept),
+			Comment: "(a) inside one network, also bridged frames (br_netfilter)"},
+		// (b) Replies to connections a sandbox opened, and ICMP errors about
+		// them: the other big share of packets, so second. Safe before (c)
+		// and (d): a connection only becomes established once its first
+		// packet was accepted, and (c), (d) drop those first packets before
+		// conntrack confirms the entry — so no established flow can exist
+		// into an internal network or across two networks.
+		{Name: RuleReplies, Match: []Match{in(setBridges, KeyOIFName), is(KeyCTState, "established,related")},
+			Action: verdict(Accept), Comment: "(b) replies to connections sandboxes opened"},
+		// (c) Internal networks: nothing in or out but their own traffic,
+		// which (a) accepted. Both directions, so a sandbox there can
+		// neither leave nor be reached, whatever the routes say.
+		{Name: RuleInternalOut, Match: []Match{in(setInternal, KeyIIFName)}, Action: verdict(Drop),
+			Comment: "(c) internal networks send nothing out",
+			Why:     "its network is --internal: it reaches only its own network and its gateway; connect the sandbox to a non-internal network to reach further"},
+		{Name: RuleInternalIn, Match: []Match{in(setInternal, KeyOIFName)}, Action: verdict(Drop),
+			Comment: "(c) internal networks receive nothing from outside",
+			Why:     "the destination's network is --internal: only its own sandboxes reach it; connect the source to that network to allow it"},
+		// (e) Connections a published port let in: DNAT happened in
+		// prerouting, so conntrack says so here. Before (d): a sandbox on
+		// another network may use a published port through the host's
+		// address, as with Docker. (c) still keeps internal networks out of
+		// it.
+		{Name: RulePublished, Match: []Match{in(setBridges, KeyOIFName), is(KeyCTStatus, "dnat")},
+			Action: verdict(Accept), Comment: "(e) connections to published ports"},
+		// (d) Networks are isolated from each other: in from one pontoon
+		// bridge, out through another (same-bridge pairs were accepted by
+		// (a)).
+		{Name: RuleIsolation, Match: []Match{in(setBridges, KeyIIFName), in(setBridges, KeyOIFName)},
+			Action: verdict(Drop), Comment: "(d) networks are isolated from each other",
+			Why: "the two sandboxes are on different networks, and networks are isolated from each other; connect the source to the destination's network (or publish the port and use the host's address) to allow it"},
+		// (f) Anything else from outside into a sandbox: not solicited, not
+		// published. Without this, any host on the LAN that routes the
+		// subnet to us could reach every sandbox.
+		{Name: RuleUnsolicited, Match: []Match{in(setBridges, KeyOIFName)}, Action: verdict(Drop),
+			Comment: "(f) no unsolicited traffic into sandboxes",
+			Why:     "sandboxes are not reachable from outside their host except through published ports; publish the port (-p HOSTPORT:PORT) and use a host address"},
+		// (g) From a (non-internal) bridge out to the world: the policy,
+		// accept.
+	}}
+
+// postroutingChain: source NAT for masqueraded networks.
+var postroutingChain = Chain{Family: FamilyInet, Name: chainPostrouting, Type: knftables.NATType, Hook: HookPostrouting,
+	Priority: knftables.SNATPriority, Comment: "source NAT for masqueraded networks",
+	Rules: []Rule{
+		// Leaving through any interface that is not a pontoon bridge: the
+		// uplink, but also docker0 or a VPN — whoever is there has no route
+		// back to our subnets. Not through a pontoon bridge: inside a
+		// network the peer sees the real address (and with br_netfilter
+		// bridged frames pass here with oifname = the bridge); across
+		// networks (d) dropped it. Only the first packet of a connection
+		// reaches a nat chain.
+		{Name: RuleMasquerade, Match: []Match{in(setMasq, KeyIPSaddr), notIn(setBridges, KeyOIFName)},
+			Action: verdict(Masquerade), Comment: "masqueraded subnets leaving through a non-pontoon interface"},
+		// Hairpin: a sandbox reaching a published port (through a host
+		// address) must get the replies back through the host, so its
+		// source becomes the gateway. Matched on addresses, not on iifname:
+		// for a frame br_netfilter bridges back onto the same bridge
+		// (bridged DNAT), postrouting sees no input device.
+		{Name: RuleHairpin, Match: []Match{is(KeyCTStatus, "dnat"), in(setSubnets, KeyIPSaddr), in(setBridges, KeyOIFName)},
+			Action: verdict(Masquerade), Comment: "a sandbox reaching a published port"},
+		// The host reaching a published port through 127.0.0.1: the sandbox
+		// cannot answer 127.0.0.1 (needs route_localnet on the bridge too).
+		{Name: RuleLoopbackNAT, Match: []Match{is(KeyCTStatus, "dnat"), is(KeyIPSaddr, "127.0.0.0/8")},
+			Action: verdict(Masquerade), Comment: "the host reaching a published port through 127.0.0.1"},
+	}}
+
+// publishChain returns a chain of published ports: one static rule per map
+// and hook, one map element per port. Traffic to a local address — from
+// outside (prerouting) or from the host itself, 127.0.0.1 included
+// (output) — is DNATed by a map lookup; a key that is not in a map does not
+// match.
+func publishChain(name string, hook Hook, comment string) Chain {
+	local := is(KeyFibDaddrType, "local")
+	return Chain{Family: FamilyInet, Name: name, Type: knftables.NATType, Hook: hook, Priority: knftables.DNATPriority,
+		Comment: comment,
+		Rules: []Rule{
+			{Name: RulePublishIP, Match: []Match{local},
+				Action:  Action{Verb: DNAT, MapKeys: []Key{KeyIPDaddr, KeyL4Proto, KeyTHDport}, Map: mapPortsIP},
+				Comment: "mappings bound to one host address"},
+			{Name: RulePublishAny, Match: []Match{local},
+				Action:  Action{Verb: DNAT, MapKeys: []Key{KeyL4Proto, KeyTHDport}, Map: mapPortsAny},
+				Comment: "mappings on every host address"},
+		}}
+}
+
+// loopbackGuardChain: prerouting DNAT happens before the kernel's martian
+// check, so a LAN neighbour that routes packets for 127.0.0.1 at us would
+// reach a mapping bound to 127.0.0.1 (Docker's CVE-2020-8558 class). Drop
+// them before NAT sees them.
+var loopbackGuardChain = Chain{Family: FamilyInet, Name: chainGuard, Type: knftables.FilterType, Hook: HookPrerouting,
+	Priority: knftables.RawPriority, Comment: "loopback addresses only from lo",
+	Rules: []Rule{
+		{Name: RuleLoopbackGuard, Match: []Match{isNot(KeyIIFName, `"lo"`), is(KeyIPDaddr, "127.0.0.0/8")},
+			Action: verdict(Drop), Comment: "127.0.0.0/8 from outside is never ours",
+			Why: "127.0.0.0/8 is the host's own: it is never accepted from another interface than lo (the CVE-2020-8558 class); use one of the host's other addresses"},
+	}}
+
+// BridgeChains are the chains of table bridge pontoon (anti-spoofing; see
+// guard.go). Only the bridge family sees frames with the sandbox's bridge
+// port as input interface and their Ethernet header intact.
+var BridgeChains = []Chain{{Family: FamilyBridge, Name: chainGuardIn, Type: knftables.FilterType, Hook: HookPrerouting,
+	Priority: knftables.FilterPriority, Comment: "frames from a sandbox carry its own MAC and address",
+	Rules: []Rule{
+		{Name: RuleNotASandbox, Match: []Match{notIn(setGuardPorts, KeyIIFName)}, Action: verdict(Accept),
+			Comment: "not a sandbox's port"},
+		{Name: RuleSpoofedMAC, Match: []Match{notIn(setGuardMAC, KeyIIFName, KeyEtherSaddr)}, Action: verdict(Drop),
+			Comment: "source MAC is not the endpoint's",
+			Why:     "a sandbox may only send with its own MAC address (anti-spoofing); send from the endpoint's own MAC"},
+		{Name: RuleSpoofedIP, Match: []Match{is(KeyEtherType, "ip"), notIn(setGuardIP, KeyIIFName, KeyEtherSaddr, KeyIPSaddr)},
+			Action: verdict(Drop), Comment: "source address is not the endpoint's",
+			Why: "a sandbox may only send from its own address (anti-spoofing); send from the endpoint's address, or give the sandbox that address"},
+		{Name: RuleSpoofedARP, Match: []Match{is(KeyEtherType, "arp"), notIn(setGuardIP, KeyIIFName, KeyEtherSaddr, KeyARPSaddrIP)},
+			Action: verdict(Drop), Comment: "ARP sender is not the endpoint",
+			Why: "a sandbox may only announce its own address in ARP (anti-spoofing)"},
+		// pontoon networks are IPv4 and sandbox ends have no IPv6 address
+		// (addrgenmode none): IPv6 from a sandbox could only be spoofed.
+		{Name: RuleNoIPv6, Match: []Match{is(KeyEtherType, "ip6")}, Action: verdict(Drop),
+			Comment: "no IPv6 on pontoon networks",
+			Why:     "pontoon networks are IPv4 only: IPv6 from a sandbox could only be spoofed"},
+	}}}
+
+// FindRule returns the rule of pontoon's table family whose chain and
+// comment are these (what the kernel's trace events and `nft list` give),
+// or false.
+func FindRule(family Family, chain, comment string) (Chain, Rule, bool) {
+	chains := InetChains
+	if family == FamilyBridge {
+		chains = BridgeChains
+	}
+	for _, c := range chains {
+		if c.Name != chain {
+			continue
+		}
+		for _, r := range c.Rules {
+			if r.Comment == comment {
+				return c, r, true
+			}
+		}
+		return c, Rule{}, false
+	}
+	return Chain{}, Rule{}, false
+}
