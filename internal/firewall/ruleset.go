@@ -110,21 +110,9 @@ func build(tx *knftables.Transaction, s State) {
 	tx.Delete(&knftables.Table{})
 	tx.Add(&knftables.Table{Comment: knftables.PtrTo(tableComment)})
 
-	tx.Add(&knftables.Set{Name: setBridges, Type: "ifname",
-		Comment: knftables.PtrTo("bridges of all pontoon networks")})
-	tx.Add(&knftables.Set{Name: setInternal, Type: "ifname",
-		Comment: knftables.PtrTo("bridges of internal networks: no traffic in or out but their own")})
-	tx.Add(&knftables.Set{Name: setIntra, Type: "ifname . ifname",
-		Comment: knftables.PtrTo("bridge . bridge: traffic that stays inside one network")})
-	tx.Add(&knftables.Set{Name: setMasq, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag},
-		Comment: knftables.PtrTo("subnets masqueraded when they leave the host")})
-
-	tx.Add(&knftables.Set{Name: setSubnets, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag},
-		Comment: knftables.PtrTo("subnets of all pontoon networks")})
-	tx.Add(&knftables.Map{Name: mapPortsAny, Type: "inet_proto . inet_service : ipv4_addr . inet_service",
-		Comment: knftables.PtrTo("published ports on every host address: proto . port : sandbox . port")})
-	tx.Add(&knftables.Map{Name: mapPortsIP, Type: "ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service",
-		Comment: knftables.PtrTo("published ports bound to one host address")})
+	for _, o := range inetSets() {
+		tx.Add(o)
+	}
 
 	// The chains and their rules are data (rules.go).
 	for _, c := range InetChains {
@@ -167,4 +155,25 @@ func inetElements(s State) []*knftables.Element {
 		out = append(out, e.knft())
 	}
 	return out
+}
+
+// inetSets declares the sets and maps of table inet pontoon (their
+// elements come from inetElements).
+func inetSets() []knftables.Object {
+	return []knftables.Object{
+		&knftables.Set{Name: setBridges, Type: "ifname",
+			Comment: knftables.PtrTo("bridges of all pontoon networks")},
+		&knftables.Set{Name: setInternal, Type: "ifname",
+			Comment: knftables.PtrTo("bridges of internal networks: no traffic in or out but their own")},
+		&knftables.Set{Name: setIntra, Type: "ifname . ifname",
+			Comment: knftables.PtrTo("bridge . bridge: traffic that stays inside one network")},
+		&knftables.Set{Name: setMasq, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag},
+			Comment: knftables.PtrTo("subnets masqueraded when they leave the host")},
+		&knftables.Set{Name: setSubnets, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag},
+			Comment: knftables.PtrTo("subnets of all pontoon networks")},
+		&knftables.Map{Name: mapPortsAny, Type: "inet_proto . inet_service : ipv4_addr . inet_service",
+			Comment: knftables.PtrTo("published ports on every host address: proto . port : sandbox . port")},
+		&knftables.Map{Name: mapPortsIP, Type: "ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service",
+			Comment: knftables.PtrTo("published ports bound to one host address")},
+	}
 }
