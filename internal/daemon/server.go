@@ -69,6 +69,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/doctor", s.doctor)
 	s.handle("GET /v1/ports", s.ports)
 	s.handle("GET /v1/topology", s.topology)
+	s.handle("POST /v1/trace", s.trace)
 	s.mux.HandleFunc("/", s.noRoute)
 }
 

@@ -729,21 +729,21 @@ func (w *walk) nft() bool {
 		st := &res.Steps[i]
 		h := model.TraceHop{Kind: model.HopNft, Where: "host", Family: string(st.Family), Table: st.Table, Chain: st.Chain,
 			Hook: string(st.Hook), Priority: st.Priority, Verdict: string(st.Verdict), NAT: st.NAT}
-		iface := ""
+		ctx := string(st.Hook)
 		if w.pkt.IIF != "" {
-			iface += " iif " + w.pkt.IIF
+			ctx += ", iif " + w.pkt.IIF
 		}
 		if w.pkt.OIF != "" {
-			iface += " oif " + w.pkt.OIF
+			ctx += ", oif " + w.pkt.OIF
 		}
 		if st.Rule != nil {
 			h.Rule, h.RuleText, h.Comment = st.Rule.Name, st.Rule.Text(), st.Rule.Comment
-			h.Text = fmt.Sprintf("%s (%s hook%s): rule %s (verdict %s)", st.Where(), st.Hook, iface, h.RuleText, verdictWord(st))
+			h.Text = fmt.Sprintf("%s (%s): rule %s \"%s\" → %s", st.Where(), ctx, st.Rule.Name, h.RuleText, st.Verdict)
 		} else {
-			h.Text = fmt.Sprintf("%s (%s hook%s): policy %s", st.Where(), st.Hook, iface, st.Verdict)
+			h.Text = fmt.Sprintf("%s (%s): policy %s", st.Where(), ctx, st.Verdict)
 		}
 		if st.NAT != "" {
-			h.Text += ": " + st.NAT
+			h.Text += ", " + st.NAT
 			w.nats = append(w.nats, st.NAT)
 		}
 		w.hop(h)
@@ -763,10 +763,6 @@ func (w *walk) nft() bool {
 	w.verdict(model.VerdictDropped, st.Where(), rule, w.dropSentence(st))
 	return true
 }
-
-// verdictWord is what nft monitor trace says a rule did: masquerade and
-// dnat end their chain with accept.
-func verdictWord(st *firewall.Step) string { return string(st.Verdict) }
 
 // dropSentence says where, why and what would change it, in the words of
 // this packet's sandboxes and networks.
