@@ -12,7 +12,8 @@ import (
 
 func newTraceCmd(g *globals) *cobra.Command {
 	var (
-		format, fromLAN, srcIP string
+		format, fromLAN, srcIP, wait string
+		predict                      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "trace SOURCE DEST[:PORT][/PROTO]",
@@ -25,10 +26,20 @@ decided and any NAT rewrite, the host's routing decision and the
 destination. The last line is the verdict: where the packet ends, why, and
 for a drop what would change it.
 
-The path is predicted from pontoon's state and its firewall rules (no
-packet is sent), and each lookup is checked against the kernel (ip route
-get, ip neigh, the bridge port, bridge fdb): a hop where the kernel
-disagrees is marked.
+The path is predicted from pontoon's state and its firewall rules, and
+each lookup is checked against the kernel (ip route get, ip neigh, the
+bridge port, bridge fdb): a hop where the kernel disagrees is marked "!".
+
+Then a real probe follows it: a TCP SYN, a UDP datagram or a ping, sent
+from inside the source sandbox (or the host), with the kernel's nftables
+tracing switched on for that one packet (a match on its addresses and
+ports, in a table made for the trace and deleted after it, also when the
+command is interrupted). Every chain of every table that saw it is shown —
+other firewalls' included, named by table and chain — next to the
+prediction, and any disagreement is listed: another firewall's drop, or
+rules that drifted from pontoon's state. --predict skips the probe. A
+packet from --from-lan cannot be sent by pontoon: with --wait the trace is
+armed for that long, and you send the packet from the outside host.
 
 SOURCE is a sandbox or "host"; with --from-lan ADDRESS the packet comes
 from that outside address instead, and only DEST is given. DEST is a
@@ -40,7 +51,8 @@ ping (ICMP).`,
   pontoon trace --from-lan 203.0.113.2 host:8080/tcp
   pontoon trace a c:80
   pontoon trace a b --src-ip 10.88.0.99      # a forged source: anti-spoofing
-  pontoon trace a b --format json`,
+  pontoon trace a b --format json
+  pontoon trace --from-lan 203.0.113.2 host:8080 --wait 30s   # then connect from 203.0.113.2`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if fromLAN != "" {
 				return exactArgs(1, "a DEST (the source is --from-lan)")(cmd, args)
@@ -49,9 +61,15 @@ ping (ICMP).`,
 		},
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			spec := model.TraceSpec{FromLAN: fromLAN, SrcIP: srcIP, Dst: args[len(args)-1]}
+			spec := model.TraceSpec{FromLAN: fromLAN, SrcIP: srcIP, Dst: args[len(args)-1], Wait: wait}
 			if fromLAN == "" {
 				spec.Src = args[0]
+				spec.Live = !predict
+			} else {
+				spec.Live = wait != ""
+			}
+			if predict && wait != "" {
+				return fmt.Errorf("--predict sends nothing, so it takes no --wait")
 			}
 			tr, err := g.client().Trace(cmd.Context(), spec)
 			if err != nil {
@@ -66,7 +84,11 @@ ping (ICMP).`,
 				return err
 			}
 			// Like ping: a packet that does not arrive is a failure.
-			if tr.Verdict.Result == model.VerdictDropped || tr.Verdict.Result == model.VerdictUnreachable {
+			v := tr.Verdict
+			if tr.Live != nil && tr.Live.Verdict != nil {
+				v = *tr.Live.Verdict
+			}
+			if v.Result == model.VerdictDropped || v.Result == model.VerdictUnreachable {
 				return exitError{code: 1}
 			}
 			return nil
@@ -75,6 +97,8 @@ ping (ICMP).`,
 	addFormatFlag(cmd, &format)
 	cmd.Flags().StringVar(&fromLAN, "from-lan", "", "trace a packet arriving from this outside address (then give only DEST)")
 	cmd.Flags().StringVar(&srcIP, "src-ip", "", "a forged source address for the packet from SOURCE (anti-spoofing drops it)")
+	cmd.Flags().BoolVar(&predict, "predict", false, "predict only: send no probe")
+	cmd.Flags().StringVar(&wait, "wait", "", "how long the probe's fate is awaited (default 1s); with --from-lan, how long the trace waits for the packet to arrive")
 	return cmd
 }
 
@@ -107,10 +131,14 @@ func printTrace(w io.Writer, tr *model.Trace) {
 	if l := tr.Live; l != nil {
 		printLive(w, l)
 	}
-	fmt.Fprintf(w, "%s: %s\n", strings.ToUpper(tr.Verdict.Result), tr.Verdict.Sentence)
+	// The last line is the verdict: the kernel's, when it differs from
+	// the prediction.
 	if l := tr.Live; l != nil && l.Verdict != nil {
-		fmt.Fprintf(w, "LIVE %s: %s\n", strings.ToUpper(l.Verdict.Result), l.Verdict.Sentence)
+		fmt.Fprintf(w, "predicted %s: %s\n", tr.Verdict.Result, tr.Verdict.Sentence)
+		fmt.Fprintf(w, "%s: %s\n", strings.ToUpper(l.Verdict.Result), l.Verdict.Sentence)
+		return
 	}
+	fmt.Fprintf(w, "%s: %s\n", strings.ToUpper(tr.Verdict.Result), tr.Verdict.Sentence)
 }
 
 func seen(s string) string {

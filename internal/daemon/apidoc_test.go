@@ -46,7 +46,7 @@ func TestAPIDocMatchesAPI(t *testing.T) {
 		model.NetworkSpec{}, model.Network{}, model.NetworkInfo{}, model.SandboxSpec{}, model.SandboxInfo{},
 		model.AttachSpec{}, model.Endpoint{}, model.PortMapping{}, model.PortInfo{}, model.Event{},
 		model.Topology{}, model.TopoUplink{}, model.TopoNetwork{}, model.TopoPort{}, model.TopoSandbox{},
-		model.TraceSpec{}, model.Trace{}, model.TraceProbe{}, model.TraceHop{}, model.TraceVerdict{},
+		model.TraceSpec{}, model.Trace{}, model.TraceProbe{}, model.TraceHop{}, model.TraceVerdict{}, model.TraceLive{},
 	} {
 		typ := reflect.TypeOf(v)
 		for _, f := range jsonFields(typ) {

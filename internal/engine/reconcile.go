@@ -44,6 +44,9 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 	if err := e.collectGarbage(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := e.sweepTraces(ctx); err != nil { // tables of a trace the daemon died in
+		errs = append(errs, err)
+	}
 	e.netMu.Lock()
 	e.syncResolverNetworks()
 	e.netMu.Unlock()

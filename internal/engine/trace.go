@@ -26,9 +26,6 @@ func (e *Engine) Trace(ctx context.Context, spec model.TraceSpec) (*model.Trace,
 	if err != nil {
 		return nil, err
 	}
-	if spec.Live {
-		return nil, model.Invalidf("live tracing (a real probe) is not available in this daemon yet: trace without \"live\"")
-	}
 	top, err := e.traceTopology()
 	if err != nil {
 		return nil, err

@@ -30,6 +30,8 @@ type Lookups interface {
 	// included) and HostAddrs its IPv4 addresses.
 	HostRoutes() ([]RouteEntry, error)
 	HostAddrs() ([]AddrInfo, error)
+	// LinkName is the name of the host link with that ifindex.
+	LinkName(index int) (string, error)
 }
 
 // RouteInfo is a routing decision.
@@ -257,4 +259,12 @@ func (n *netlinkLinks) linkName(cache map[int]string, idx int) string {
 	}
 	cache[idx] = nm
 	return nm
+}
+
+func (n *netlinkLinks) LinkName(index int) (string, error) {
+	l, err := n.h.LinkByIndex(index)
+	if err != nil {
+		return "", fmt.Errorf("find ifindex %d: %w", index, err)
+	}
+	return l.Attrs().Name, nil
 }

@@ -275,6 +275,26 @@ func addrString(a netip.Addr) string {
 	return a.String()
 }
 
+// SourceEndpoint is the endpoint a sandbox sends to dst through (nil when
+// it has no route there): what Predict starts from, and where a live probe
+// leaves.
+func (t *Topology) SourceEndpoint(sandbox string, dst netip.Addr) *Endpoint {
+	w := &walk{top: t}
+	var eps []*Endpoint
+	for i := range t.Endpoints {
+		if t.Endpoints[i].Sandbox == sandbox {
+			eps = append(eps, &t.Endpoints[i])
+		}
+	}
+	if ep := w.sandboxRoute(eps, dst); ep != nil {
+		return ep
+	}
+	if len(eps) > 0 {
+		return eps[0]
+	}
+	return nil
+}
+
 // sandboxRoute picks the endpoint a sandbox sends to dst through: the one
 // whose subnet holds dst (a connected route), else the one holding the
 // default route; nil when the sandbox has no route to dst.
