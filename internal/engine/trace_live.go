@@ -36,7 +36,7 @@ func (e *Engine) traceLive(ctx context.Context, top *trace.Topology, pr trace.Pr
 		live.Answer, live.Error, live.Agrees = "not sent", fmt.Sprintf(format, args...), false
 	}
 	tracer, ok := e.fw.(firewall.Tracer)
-	if !ok {
+	if !ok || !tracer.CanTrace() {
 		fail("live tracing needs the kernel's firewall")
 		return
 	}

@@ -59,6 +59,12 @@ func TestTrace(t *testing.T) {
 			t.Errorf("%+v: %v, want invalid", bad, err)
 		}
 	}
+	// The fake firewall cannot trace: the prediction comes back, and the
+	// live part says why it is missing.
+	tr, err = env.e.Trace(ctx, model.TraceSpec{Src: "a", Dst: "c:80", Live: true})
+	if err != nil || tr.Live == nil || tr.Live.Answer != "not sent" || !strings.Contains(tr.Live.Error, "kernel") || tr.Verdict.Rule != firewall.RuleIsolation {
+		t.Errorf("live trace on fakes: %v %+v", err, tr)
+	}
 	if _, err := env.e.Trace(ctx, model.TraceSpec{Src: "nobody", Dst: "b"}); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("unknown source: %v", err)
 	}

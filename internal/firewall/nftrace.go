@@ -51,6 +51,8 @@ const tracePriority = -1000
 
 // Tracer is implemented by the real firewall (a Fake cannot trace).
 type Tracer interface {
+	// CanTrace is false for a firewall without a kernel (the fake).
+	CanTrace() bool
 	// StartTrace arms tracing for packets matching m and starts reading
 	// trace events. It acts in the calling thread's network namespace.
 	StartTrace(ctx context.Context, m TraceMatch) (*TraceSession, error)
@@ -152,6 +154,10 @@ func (f *nft) StartTrace(ctx context.Context, m TraceMatch) (*TraceSession, erro
 }
 
 func (f *nft) SweepTraces(ctx context.Context) (int, error) { return sweepTraces(ctx) }
+
+func (f *nft) CanTrace() bool { return true }
+
+func (f *Fake) CanTrace() bool { return false }
 
 // StartTrace and SweepTraces of the fake: it has no kernel to trace in.
 func (f *Fake) StartTrace(context.Context, TraceMatch) (*TraceSession, error) {
