@@ -31,9 +31,9 @@ type Uninstalled struct {
 // its endpoints, the namespace pontoon created, its resolv.conf; an
 // adopted namespace keeps everything pontoon did not add), every network's
 // bridge (not one adopted with --bridge), links and pins with pontoon's
-// names that its state does not know, both nftables tables and the
-// DOCKER-USER rules, the pin directory's bind mount, the state files and
-// the socket. It keeps what it cannot know was not there before:
+// names that its state does not know, both nftables tables (and those of
+// a trace a dead daemon left), the DOCKER-USER rules, the pin directory's
+// bind mount, the state files and the socket. It keeps what it cannot know was not there before:
 // net.ipv4.ip_forward, --etc-netns-dir itself, and the binaries.
 //
 // It goes on past a failure, so that one run removes all it can, and
@@ -108,6 +108,11 @@ func Uninstall(ctx context.Context, opts Options, log *slog.Logger) (*Uninstalle
 	}
 	if err := fw.Delete(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("delete pontoon's nftables tables: %w", err))
+	}
+	if t, ok := fw.(firewall.Tracer); ok { // tables of a trace a dead daemon left
+		if _, err := t.SweepTraces(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if mountedAt(opts.NetnsDir) {
 		if err := unix.Unmount(opts.NetnsDir, unix.MNT_DETACH); err != nil {
