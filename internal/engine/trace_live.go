@@ -164,20 +164,11 @@ func collect(ctx context.Context, sess *firewall.TraceSession, tr *model.Trace, 
 			_, _, proto, id, hasHdr := ev.IPv4()
 			switch {
 			case !anchored && ev.Table == sess.Name() && hasHdr:
-				anchored, ipID = true, id
-				a, b, _ := ev.Ports()
-				if m.Proto == "icmp" {
-					l4 = b // type/code, then id: Ports gives the first two 16-bit words
-					if len(ev.Transport) >= 6 {
-						l4 = uint16(ev.Transport[4])<<8 | uint16(ev.Transport[5])
-					}
-				} else {
-					l4 = a
-				}
+				// The trace table's own chain: only the probe matches it.
+				anchored, ipID, l4 = true, id, l4Key(ev, m.Proto)
 				ours[ev.ID] = true
-				_ = proto
 			case anchored && hasHdr:
-				if _, _, p2, id2, _ := ev.IPv4(); p2 == protoNumber(m.Proto) && (ipID == 0 || id2 == ipID) && sameL4(ev, m.Proto, l4) {
+				if proto == protoNumber(m.Proto) && (ipID == 0 || id == ipID) && l4Key(ev, m.Proto) == l4 {
 					ours[ev.ID] = true
 				} else if ours[ev.ID] {
 					delete(ours, ev.ID) // the id now names another packet
@@ -200,12 +191,17 @@ func protoNumber(p string) byte {
 	return map[string]byte{"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1}[p]
 }
 
-func sameL4(ev firewall.TraceEvent, proto string, want uint16) bool {
+// l4Key is what identifies the probe in its transport header: the source
+// port, or the ICMP echo identifier.
+func l4Key(ev firewall.TraceEvent, proto string) uint16 {
 	if proto == "icmp" {
-		return len(ev.Transport) >= 6 && uint16(ev.Transport[4])<<8|uint16(ev.Transport[5]) == want
+		if len(ev.Transport) >= 6 {
+			return uint16(ev.Transport[4])<<8 | uint16(ev.Transport[5])
+		}
+		return 0
 	}
-	a, _, ok := ev.Ports()
-	return ok && a == want
+	sport, _, _ := ev.Ports()
+	return sport
 }
 
 // lastNftHop is the last chain the prediction has the probe cross.

@@ -101,8 +101,8 @@ func (e TraceEvent) IPv4() (src, dst netip.Addr, proto byte, id uint16, ok bool)
 	return src, dst, h[9], binary.BigEndian.Uint16(h[4:6]), true
 }
 
-// Ports are the transport header's ports (TCP, UDP, SCTP), or an ICMP
-// echo's type and identifier.
+// Ports are the transport header's first two 16-bit words: the source
+// and destination ports of TCP, UDP and SCTP.
 func (e TraceEvent) Ports() (a, b uint16, ok bool) {
 	if len(e.Transport) < 4 {
 		return 0, 0, false
