@@ -45,7 +45,8 @@ SOURCE is a sandbox or "host"; with --from-lan ADDRESS the packet comes
 from that outside address instead, and only DEST is given. DEST is a
 sandbox, "host" (the host's address towards the source) or an IPv4 address,
 with an optional port (a port means TCP unless /udp, /sctp) — no port is a
-ping (ICMP).`,
+ping (ICMP). The exit status is 1 when the packet is dropped or cannot be
+sent, as ping's.`,
 		Example: `  pontoon trace a b:80/tcp
   pontoon trace a 198.51.100.2:53/udp
   pontoon trace --from-lan 203.0.113.2 host:8080/tcp
