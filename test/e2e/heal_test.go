@@ -130,6 +130,7 @@ func TestHealAdoptedProcessExits(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Process.Kill(); _ = p.Wait() })
+	waitNetnsDiffers(t, p.Process.Pid) // never hand the daemon the machine's own namespace
 	h.P("sandbox", "create", "adp", "--pid", fmt.Sprint(p.Process.Pid))
 	ip := h.IP("adp", "pontoon")
 	h.P("sandbox", "create", "peer")
