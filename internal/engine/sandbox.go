@@ -64,6 +64,9 @@ func (e *Engine) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (_ *
 			return nil, model.Invalidf("cannot adopt %s: it is not a network namespace (%v)", sb.Netns, err)
 		}
 		sb.NetnsIno = ino
+		if own, err := e.ns.Ino("/proc/self/ns/net"); err == nil && own == ino {
+			return nil, model.Invalidf("cannot adopt %s: it is the daemon's own network namespace (the host's); use --network host for a sandbox that shares it", sb.Netns)
+		}
 	}
 	// Validate every attachment before anything is created.
 	seen := map[string]bool{}

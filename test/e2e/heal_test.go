@@ -448,3 +448,16 @@ func TestHealAdoptedBridge(t *testing.T) {
 		t.Fatal("pontoon made the adopted bridge again")
 	}
 }
+
+// The daemon's own namespace is never adopted as a sandbox.
+func TestAdoptOwnNamespaceRefused(t *testing.T) {
+	h := NewHost(t)
+	before := h.In(h.NS, "ip", "-o", "link")
+	out := h.PFail("sandbox", "create", "self", "--netns", h.NS)
+	if !strings.Contains(out, "daemon's own network namespace") {
+		t.Fatalf("adopting the daemon's namespace: %s", out)
+	}
+	if after := h.In(h.NS, "ip", "-o", "link"); after != before {
+		t.Fatalf("the host namespace changed:\n%s\n%s", before, after)
+	}
+}
