@@ -47,6 +47,10 @@ type Options struct {
 
 	MetricsAddr string // also serve GET /metrics on this TCP address ("": only on the socket)
 
+	Web            string // serve the web page on this TCP address ("": no page; see package web)
+	WebAllowRemote bool   // allow a --web address that is not loopback
+	WebTrace       bool   // let the page run traces
+
 	SelfHeal   bool          // repair drift from the store as soon as the kernel reports it
 	HealPeriod time.Duration // the periodic backstop check (0: engine.DefaultHealPeriod)
 }
@@ -83,6 +87,9 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		if upstreams, err = dns.ParseUpstreams(strings.Split(opts.DNS, ",")); err != nil {
 			return fmt.Errorf("--dns: %w", err)
 		}
+	}
+	if err := checkWeb(opts); err != nil {
+		return err
 	}
 	gid, err := lookupGroup(opts.Group)
 	if err != nil {
@@ -176,6 +183,11 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		defer ms.Close()
 		log.Info("metrics served over TCP", "addr", ml.Addr().String())
 	}
+	webURL, stopWeb, err := startWeb(opts, srv, log)
+	if err != nil {
+		return err
+	}
+	defer stopWeb()
 	created, err = mkdirAll(filepath.Dir(opts.Socket), 0o755)
 	u.add(removeCreated(created, false))
 	if err != nil {
@@ -206,7 +218,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	srv.SetReady(true)
 	ups := resolver.Upstreams()
 	log.Info("pontoon daemon ready", "socket", opts.Socket, "root", opts.Root, "netns_dir", opts.NetnsDir,
-		"upstream_resolvers", strings.Join(ups, ","), "reconcile_took", time.Since(start).String())
+		"upstream_resolvers", strings.Join(ups, ","), "reconcile_took", time.Since(start).String(), webAttr(webURL))
 	if len(ups) == 0 {
 		log.Warn("no upstream resolvers: sandboxes resolve only pontoon's names; give --dns, or fix --resolv-conf and send SIGHUP", "resolv_conf", opts.ResolvConf)
 	}

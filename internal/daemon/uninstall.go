@@ -121,7 +121,7 @@ func Uninstall(ctx context.Context, opts Options, log *slog.Logger) (*Uninstalle
 	}
 	// Only pontoon's own files, then the directories if that left them
 	// empty: --root or the socket's directory may hold other things.
-	for _, p := range append(store.Files(state), opts.Root, opts.NetnsDir, opts.Socket, filepath.Dir(opts.Socket)) {
+	for _, p := range append(store.Files(state), filepath.Join(opts.Root, webTokenFile), opts.Root, opts.NetnsDir, opts.Socket, filepath.Dir(opts.Socket)) {
 		err := os.Remove(p)
 		switch {
 		case err == nil:

@@ -1,0 +1,475 @@
+// src/api.ts
+var HttpError = class extends Error {
+  constructor(status, message2) {
+    super(message2);
+    this.status = status;
+  }
+  status;
+};
+async function failure(res) {
+  let msg = `${res.status} ${res.statusText}`;
+  try {
+    const body = await res.json();
+    if (body.error) msg = body.error;
+  } catch {
+  }
+  return new HttpError(res.status, msg);
+}
+async function getJSON(path) {
+  const res = await fetch(path, { credentials: "same-origin", cache: "no-store" });
+  if (!res.ok) throw await failure(res);
+  return await res.json();
+}
+var getConfig = () => getJSON("/api/config");
+var getView = () => getJSON("/api/topology");
+async function postJSON(path, body) {
+  const res = await fetch(path, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body)
+  });
+  if (!res.ok) throw await failure(res);
+  return await res.json();
+}
+async function followEvents(since, onOpen, onEvent, signal) {
+  const q = since === null ? "follow=true" : `follow=true&since=${since}`;
+  const res = await fetch(`/api/events?${q}`, { credentials: "same-origin", cache: "no-store", signal });
+  if (!res.ok || !res.body) throw await failure(res);
+  onOpen();
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  for (; ; ) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += value;
+    for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+      const line = buf.slice(0, i).trim();
+      buf = buf.slice(i + 1);
+      if (line) onEvent(JSON.parse(line));
+    }
+  }
+}
+
+// src/details.ts
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== void 0) e.textContent = text;
+  return e;
+}
+function link(kind, name, text = name) {
+  const a = el("button", "link", text);
+  a.type = "button";
+  a.dataset.select = `${kind}:${name}`;
+  return a;
+}
+function rows(items) {
+  const dl = el("dl");
+  for (const [k, v] of items) {
+    if (v === null || v === void 0 || v === "" || Array.isArray(v) && v.length === 0) continue;
+    dl.append(el("dt", void 0, k));
+    const dd = el("dd");
+    if (Array.isArray(v)) {
+      v.forEach((part, i) => {
+        if (i > 0) dd.append(", ");
+        dd.append(part);
+      });
+    } else {
+      dd.append(typeof v === "number" ? String(v) : v);
+    }
+    dl.append(dd);
+  }
+  return dl;
+}
+function drift(list) {
+  if (!list?.length) return null;
+  const ul = el("ul", "drift-items");
+  for (const d of list) ul.append(el("li", void 0, d));
+  return ul;
+}
+function heading(kind, name, drifted) {
+  const h = el("h2", drifted ? "drifted" : void 0);
+  h.append(el("span", "kind", kind + " "), name);
+  return h;
+}
+function portsOf(t, sandbox) {
+  const out = [];
+  for (const n of t.networks ?? []) {
+    for (const p of n.ports ?? []) if (p.sandbox === sandbox) out.push({ network: n.name, port: p });
+  }
+  return out;
+}
+function portLine(network, p) {
+  const li = el("li", p.drift?.length ? "drifted" : void 0);
+  li.append(
+    link("network", network),
+    ` ${p.ifname} ${p.ip} `,
+    link("port", p.host_if, `${p.host_if} (ifindex ${p.host_ifindex})`)
+  );
+  return li;
+}
+function show(panel, t, sel) {
+  panel.replaceChildren();
+  if (!t || !sel) {
+    panel.append(el("p", "empty", "Nothing selected. Click a network, a sandbox or a port line."));
+    return;
+  }
+  const parts = [];
+  switch (sel.kind) {
+    case "host": {
+      parts.push(
+        heading("host", t.host, !!t.drift?.length),
+        rows([
+          ["uplinks", (t.uplinks ?? []).map((u) => `${u.name} (ifindex ${u.ifindex}, mtu ${u.mtu})`).join(", ")],
+          ["networks", (t.networks ?? []).map((n) => link("network", n.name))],
+          [
+            "repairs",
+            Object.entries(t.repairs ?? {}).map(([k, v]) => `${k} ${v}`).join(", ")
+          ]
+        ]),
+        drift(t.drift)
+      );
+      break;
+    }
+    case "network": {
+      const n = t.networks?.find((x) => x.name === sel.name);
+      if (!n) break;
+      const ports = el("ul", "ports");
+      for (const p of n.ports ?? []) {
+        const li = portLine(n.name, p);
+        li.prepend(link("sandbox", p.sandbox), " ");
+        li.querySelector('[data-select^="network:"]')?.remove();
+        ports.append(li);
+      }
+      parts.push(
+        heading("network", n.name, !!n.drift?.length),
+        rows([
+          ["driver", n.driver],
+          ["subnet", n.subnet],
+          ["gateway", n.gateway],
+          ["internal", n.internal ? "yes: no way out, no published ports" : "no"],
+          ["bridge", `${n.bridge} (ifindex ${n.bridge_ifindex})`],
+          ["ports", String(n.ports?.length ?? 0)]
+        ]),
+        drift(n.drift),
+        n.ports?.length ? ports : null
+      );
+      break;
+    }
+    case "sandbox": {
+      const s = t.sandboxes?.find((x) => x.name === sel.name);
+      if (!s) break;
+      const eps = el("ul", "ports");
+      for (const { network, port } of portsOf(t, s.name)) eps.append(portLine(network, port));
+      parts.push(
+        heading("sandbox", s.name, !!s.drift?.length),
+        rows([
+          ["kind", s.kind],
+          ["netns", s.netns],
+          ["networks", (s.networks ?? []).map((n) => link("network", n))]
+        ]),
+        drift(s.drift),
+        eps.childElementCount ? eps : null
+      );
+      break;
+    }
+    case "port": {
+      for (const n of t.networks ?? []) {
+        const p = n.ports?.find((x) => x.host_if === sel.name);
+        if (!p) continue;
+        parts.push(
+          heading("port", p.host_if, !!p.drift?.length),
+          rows([
+            ["network", link("network", n.name)],
+            ["sandbox", link("sandbox", p.sandbox)],
+            ["veth pair", `${p.host_if} (ifindex ${p.host_ifindex}) on ${n.bridge} ⇄ ${p.ifname} in ${p.sandbox}`],
+            ["address", p.ip],
+            ["MAC", p.mac],
+            ["DNS names", (p.names ?? []).join(", ")],
+            ["published", (p.published ?? []).join(", ")]
+          ]),
+          drift(p.drift)
+        );
+        break;
+      }
+      break;
+    }
+  }
+  if (parts.length === 0) {
+    panel.append(el("p", "empty", `${sel.kind} ${sel.name} is gone.`));
+    return;
+  }
+  for (const p of parts) if (p) panel.append(p);
+}
+
+// src/picture.ts
+var objects = "g.host, g.network, g.sandbox, g.port";
+function draw(container, svgText2) {
+  const doc = new DOMParser().parseFromString(svgText2, "image/svg+xml");
+  const err = doc.querySelector("parsererror");
+  if (err) throw new Error(`the server's picture is not valid SVG: ${err.textContent ?? ""}`);
+  const svg2 = document.importNode(doc.documentElement, true);
+  for (const line of svg2.querySelectorAll("g.port > line")) {
+    const hit = line.cloneNode();
+    hit.setAttribute("class", "hit");
+    hit.setAttribute("stroke", "transparent");
+    hit.setAttribute("stroke-width", "12");
+    line.after(hit);
+  }
+  container.replaceChildren(svg2);
+  return svg2;
+}
+function objectAt(target) {
+  if (!(target instanceof Element)) return null;
+  const g = target.closest(objects);
+  if (!g) return null;
+  const kind = g.classList[0];
+  return { kind, name: kind === "host" ? "" : g.getAttribute("data-name") ?? "" };
+}
+function mark(svg2, sel) {
+  if (!svg2) return;
+  for (const g2 of svg2.querySelectorAll(".selected")) g2.classList.remove("selected");
+  if (!sel) return;
+  const g = sel.kind === "host" ? svg2.querySelector("g.host") : svg2.querySelector(`g.${sel.kind}[data-name="${CSS.escape(sel.name)}"]`);
+  g?.classList.add("selected");
+}
+function setFit(svg2, fit2) {
+  if (!svg2) return;
+  svg2.classList.toggle("fit", fit2);
+}
+
+// src/trace.ts
+function setupTrace(cfg) {
+  const section = document.getElementById("trace");
+  const form = document.getElementById("trace-form");
+  const out = document.getElementById("trace-result");
+  if (!cfg.trace || !section || !form || !out) return;
+  section.hidden = false;
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const data = new FormData(form);
+    out.textContent = "tracing…";
+    postJSON("/api/trace", { src: data.get("src"), dst: data.get("dst") }).then((t) => {
+      const ol = document.createElement("ol");
+      for (const h of t.hops ?? []) {
+        const li = document.createElement("li");
+        li.textContent = h.text ?? "";
+        if (h.differs) li.className = "drifted";
+        ol.append(li);
+      }
+      const verdict = document.createElement("p");
+      verdict.className = "verdict";
+      verdict.textContent = t.verdict?.sentence ?? t.verdict?.result ?? "";
+      out.replaceChildren(ol, verdict);
+    }).catch((err) => {
+      out.textContent = String(err instanceof Error ? err.message : err);
+    });
+  });
+}
+
+// src/main.ts
+var stats = {
+  renders: 0,
+  firstRenderMs: null,
+  lastFetchMs: null,
+  lastDrawMs: null,
+  lastEventToScreenMs: null,
+  events: 0
+};
+window.pontoonPage = stats;
+var backstopMs = 15e3;
+var maxEvents = 100;
+var $ = (id) => {
+  const e = document.getElementById(id);
+  if (!e) throw new Error(`the page has no #${id}`);
+  return e;
+};
+var topo = null;
+var svgText = "";
+var svg = null;
+var selected = null;
+var fit = false;
+var stopped = false;
+function setStatus(state, text) {
+  const s = $("status");
+  s.dataset.state = state;
+  s.textContent = text;
+}
+var painted = () => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(() => resolve())));
+var inflight = false;
+var again = false;
+var askedAt = null;
+function refresh(reason) {
+  if (reason === "event" && askedAt === null) askedAt = performance.now();
+  if (inflight) {
+    again = true;
+    return;
+  }
+  inflight = true;
+  void load().finally(() => {
+    inflight = false;
+    if (again && !stopped) {
+      again = false;
+      refresh("start");
+    }
+  });
+}
+async function load() {
+  const since = askedAt;
+  askedAt = null;
+  const t0 = performance.now();
+  try {
+    const view = await getView();
+    const t1 = performance.now();
+    stats.lastFetchMs = t1 - t0;
+    topo = view.topology;
+    if (view.svg !== svgText) {
+      svgText = view.svg;
+      svg = draw($("picture"), svgText);
+      setFit(svg, fit);
+    }
+    mark(svg, selected);
+    summary(topo);
+    show($("details"), topo, selected);
+    await painted();
+    const t2 = performance.now();
+    stats.lastDrawMs = t2 - t1;
+    stats.renders++;
+    stats.firstRenderMs ??= t2;
+    if (since !== null) stats.lastEventToScreenMs = t2 - since;
+    document.documentElement.dataset.renders = String(stats.renders);
+  } catch (err) {
+    failed(err);
+  }
+}
+function failed(err) {
+  if (err instanceof HttpError && err.status === 401) {
+    stopped = true;
+    setStatus("refused", "not authorized");
+    $("picture").replaceChildren(message(err.message));
+    return;
+  }
+  if (err instanceof HttpError && err.status === 503) {
+    setStatus("starting", "daemon starting…");
+    return;
+  }
+  console.error(err);
+}
+function message(text) {
+  const p = document.createElement("p");
+  p.className = "error";
+  p.textContent = text;
+  return p;
+}
+function summary(t) {
+  $("host").textContent = `host ${t.host}`;
+  const nets = t.networks ?? [];
+  const ports = nets.reduce((n, x) => n + (x.ports?.length ?? 0), 0);
+  $("counts").textContent = `${nets.length} networks · ${t.sandboxes?.length ?? 0} sandboxes · ${ports} ports`;
+  const items = [];
+  for (const d of t.drift ?? []) items.push([{ kind: "host", name: "" }, `host: ${d}`]);
+  for (const n of nets) {
+    for (const d of n.drift ?? []) items.push([{ kind: "network", name: n.name }, `network ${n.name}: ${d}`]);
+    for (const p of n.ports ?? [])
+      for (const d of p.drift ?? []) items.push([{ kind: "port", name: p.host_if }, `port ${p.host_if} of ${p.sandbox} on ${n.name}: ${d}`]);
+  }
+  for (const s of t.sandboxes ?? [])
+    for (const d of s.drift ?? []) items.push([{ kind: "sandbox", name: s.name }, `sandbox ${s.name}: ${d}`]);
+  const list = $("drift-list");
+  list.replaceChildren(
+    ...items.map(([sel, text]) => {
+      const li = document.createElement("li");
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "link";
+      b.dataset.select = `${sel.kind}:${sel.name}`;
+      b.textContent = text;
+      li.append(b);
+      return li;
+    })
+  );
+  $("drift").hidden = items.length === 0;
+}
+function select(sel) {
+  selected = sel;
+  mark(svg, sel);
+  show($("details"), topo, sel);
+}
+function addEvent(ev) {
+  const list = $("events");
+  const li = document.createElement("li");
+  li.className = `ev-${ev.kind}`;
+  const time = document.createElement("time");
+  time.dateTime = ev.time;
+  time.textContent = new Date(ev.time).toLocaleTimeString();
+  const kind = document.createElement("span");
+  kind.className = "ev-kind";
+  kind.textContent = ev.kind;
+  const what = [ev.network && `network ${ev.network}`, ev.sandbox && `sandbox ${ev.sandbox}`, ev.op, ev.detail].filter(Boolean).join(" · ");
+  const lost = ev.kind === "gap" ? `${ev.lost ?? 0} events lost` : "";
+  li.append(time, " ", kind, " ", what || lost);
+  list.prepend(li);
+  while (list.childElementCount > maxEvents) list.lastElementChild?.remove();
+}
+async function follow() {
+  let lastID = null;
+  let delay = 500;
+  while (!stopped) {
+    const ctl = new AbortController();
+    try {
+      await followEvents(
+        lastID,
+        () => {
+          setStatus("live", "live");
+          delay = 500;
+          refresh("start");
+        },
+        (ev) => {
+          stats.events++;
+          if (ev.kind !== "gap") lastID = ev.id;
+          addEvent(ev);
+          refresh("event");
+        },
+        ctl.signal
+      );
+      setStatus("retrying", "reconnecting…");
+    } catch (err) {
+      failed(err);
+      if (stopped) return;
+      if (!(err instanceof HttpError && err.status === 503)) setStatus("retrying", "reconnecting…");
+    }
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, 8e3);
+  }
+}
+function wire() {
+  $("picture").addEventListener("click", (e) => {
+    const sel = objectAt(e.target);
+    select(sel);
+  });
+  document.body.addEventListener("click", (e) => {
+    const b = e.target instanceof Element ? e.target.closest("[data-select]") : null;
+    if (!b?.dataset.select) return;
+    const [kind, ...rest] = b.dataset.select.split(":");
+    select({ kind, name: rest.join(":") });
+  });
+  const zoom = $("zoom");
+  zoom.addEventListener("click", () => {
+    fit = !fit;
+    setFit(svg, fit);
+    zoom.textContent = fit ? "Actual size" : "Fit all";
+  });
+  setInterval(() => {
+    if (!stopped && document.visibilityState === "visible") refresh("backstop");
+  }, backstopMs);
+}
+function main() {
+  wire();
+  getConfig().then((cfg) => {
+    $("status").title = `pontoon ${cfg.version}`;
+    setupTrace(cfg);
+  }).catch(failed);
+  void follow();
+}
+main();
