@@ -14,6 +14,8 @@ pkgs=(
   util-linux        # nsenter, unshare
   procps
   ca-certificates
+  chromium          # a real browser for the web page's tests (test/e2e/web_test.go, driven by chromedp)
+  fonts-dejavu-core # text in that browser's screenshots
 )
 missing=()
 for p in "${pkgs[@]}"; do

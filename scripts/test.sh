@@ -13,5 +13,11 @@ if [ -n "$unformatted" ]; then
   echo "gofmt would change: $unformatted" >&2
   exit 1
 fi
+echo "== web page bundle"
+if command -v npm >/dev/null 2>&1; then
+  ./scripts/web.sh --check
+else
+  echo "npm is not installed: not checking that internal/web/dist is built from web/src"
+fi
 echo "== go test"
 go test -count=1 -timeout 45m "$@" ./...

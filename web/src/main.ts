@@ -70,7 +70,10 @@ const painted = (): Promise<void> =>
   new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(() => resolve())));
 
 // Coalesced refresh: at most one snapshot in flight, and one more after it
-// when something happened meanwhile.
+// when something happened meanwhile. An event waits a moment first: one
+// change often comes as several events at once (sandbox-created, attached,
+// published), and one snapshot then shows them all.
+const settleMs = 10;
 let inflight = false;
 let again = false;
 let askedAt: number | null = null; // when the oldest unserved event arrived
@@ -82,13 +85,17 @@ function refresh(reason: "event" | "start" | "backstop"): void {
     return;
   }
   inflight = true;
-  void load().finally(() => {
-    inflight = false;
-    if (again && !stopped) {
-      again = false;
-      refresh("start");
-    }
-  });
+  const run = (): void => {
+    void load().finally(() => {
+      inflight = false;
+      if (again && !stopped) {
+        again = false;
+        refresh("start");
+      }
+    });
+  };
+  if (reason === "event") setTimeout(run, settleMs);
+  else run();
 }
 
 async function load(): Promise<void> {

@@ -297,6 +297,7 @@ function setStatus(state, text) {
   s.textContent = text;
 }
 var painted = () => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(() => resolve())));
+var settleMs = 10;
 var inflight = false;
 var again = false;
 var askedAt = null;
@@ -307,13 +308,17 @@ function refresh(reason) {
     return;
   }
   inflight = true;
-  void load().finally(() => {
-    inflight = false;
-    if (again && !stopped) {
-      again = false;
-      refresh("start");
-    }
-  });
+  const run = () => {
+    void load().finally(() => {
+      inflight = false;
+      if (again && !stopped) {
+        again = false;
+        refresh("start");
+      }
+    });
+  };
+  if (reason === "event") setTimeout(run, settleMs);
+  else run();
 }
 async function load() {
   const since = askedAt;

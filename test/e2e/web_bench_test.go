@@ -1,0 +1,134 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"pontoon/internal/api"
+	"pontoon/internal/model"
+)
+
+// BenchmarkWebPage: the web page with 500 sandboxes, in headless chromium
+// in the host namespace. First render (navigation start to the picture of
+// the 500 on screen, as the page measures it), then 10 sandboxes created
+// and 10 removed one at a time, each waited for in the picture: the page's
+// own split (event received → snapshot fetched → drawn and painted) and
+// the wall time from the API's answer to the change seen by the test;
+// last, a click on a sandbox to its details on screen:
+//
+//	go test ./test/e2e -run XXX -bench WebPage -benchtime 1x
+func BenchmarkWebPage(b *testing.B) {
+	chromium := requireChromium(b)
+	const sandboxes, updates = 500, 10
+	for b.Loop() {
+		h := NewHost(b, "--web", webAddr, "--log-level", "warn")
+		cl := api.NewClient(h.Socket)
+		bg := context.Background()
+		for i := range sandboxes {
+			if _, err := cl.CreateSandbox(bg, model.SandboxSpec{Name: fmt.Sprintf("s%04d", i), Networks: []model.AttachSpec{{Network: "pontoon"}}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		token := webToken(b, h)
+		ctx := browser(b, chromium, h.NS)
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		wait := func(expr string) {
+			b.Helper()
+			if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(60*time.Second))); err != nil {
+				b.Fatalf("wait for %s: %v", expr, err)
+			}
+		}
+		if err := chromedp.Do(ctx, chromedp.Navigate("http://"+webAddr+"/?token="+token)); err != nil {
+			b.Fatal(err)
+		}
+		wait(fmt.Sprintf(`document.querySelectorAll("g.sandbox").length === %d && window.pontoonPage.firstRenderMs !== null`, sandboxes))
+		type stats struct {
+			FirstRenderMs       float64 `json:"firstRenderMs"`
+			LastFetchMs         float64 `json:"lastFetchMs"`
+			LastDrawMs          float64 `json:"lastDrawMs"`
+			LastEventToScreenMs float64 `json:"lastEventToScreenMs"`
+			Renders             int     `json:"renders"`
+		}
+		read := func() stats { return browse(b, ctx, chromedp.Evaluate[stats](`window.pontoonPage`)) }
+		first := read()
+		domReady := browse(b, ctx, chromedp.Evaluate[float64](`performance.getEntriesByType("navigation")[0].domContentLoadedEventEnd`))
+		elements := browse(b, ctx, chromedp.Evaluate[int](`document.querySelectorAll("svg *").length`))
+
+		var fetch, draw, eventToScreen, wall []float64
+		step := func(name string, present bool) {
+			renders := read().Renders
+			var err error
+			if present {
+				_, err = cl.CreateSandbox(bg, model.SandboxSpec{Name: name, Networks: []model.AttachSpec{{Network: "pontoon"}}})
+			} else {
+				err = cl.RemoveSandbox(bg, name)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			t1 := time.Now()
+			want := "!" // the sandbox gone
+			if present {
+				want = "!!"
+			}
+			// The picture changed, and the page has noted its timings
+			// (once it is painted).
+			wait(fmt.Sprintf(`%sdocument.querySelector('g.sandbox[data-name="%s"]') && window.pontoonPage.renders > %d`, want, name, renders))
+			wall = append(wall, webMs(time.Since(t1)))
+			s := read()
+			fetch = append(fetch, s.LastFetchMs)
+			draw = append(draw, s.LastDrawMs)
+			eventToScreen = append(eventToScreen, s.LastEventToScreenMs)
+		}
+		for i := range updates {
+			step(fmt.Sprintf("upd%02d", i), true)
+		}
+		for i := range updates {
+			step(fmt.Sprintf("upd%02d", i), false)
+		}
+		click := browse(b, ctx, chromedp.Evaluate[float64](`new Promise(done => {
+			const t0 = performance.now();
+			document.querySelector('g.sandbox[data-name="s0250"] rect').dispatchEvent(new MouseEvent("click", {bubbles: true}));
+			requestAnimationFrame(() => requestAnimationFrame(() => done(performance.now() - t0)));
+		})`, chromedp.EvalAwaitPromise))
+		if d := browse(b, ctx, chromedp.Text(chromedp.CSS(`#details h2`))); d != "sandbox s0250" {
+			b.Fatalf("the click showed %q", d)
+		}
+		cancel()
+
+		b.ReportMetric(first.FirstRenderMs, "first-render-ms")
+		b.ReportMetric(domReady, "dom-ready-ms")
+		b.ReportMetric(first.LastFetchMs, "first-fetch-ms")
+		b.ReportMetric(first.LastDrawMs, "first-draw-ms")
+		b.ReportMetric(float64(elements), "svg-elements")
+		b.ReportMetric(webMedian(fetch), "update-fetch-p50-ms")
+		b.ReportMetric(webMedian(draw), "update-draw-p50-ms")
+		b.ReportMetric(webMedian(eventToScreen), "update-event-to-screen-p50-ms")
+		b.ReportMetric(slices.Max(eventToScreen), "update-event-to-screen-max-ms")
+		b.ReportMetric(webMedian(wall), "update-api-to-seen-p50-ms")
+		b.ReportMetric(click, "click-to-details-ms")
+		b.Logf("first render %.0f ms (page loaded at %.0f; fetch %.0f, draw %.0f) for %d sandboxes, %d SVG elements; updates: fetch %v, draw %v, event→screen %v, API answer→seen by the test %v (ms); click→details %.1f ms",
+			first.FirstRenderMs, domReady, first.LastFetchMs, first.LastDrawMs, sandboxes, elements, webRounded(fetch), webRounded(draw), webRounded(eventToScreen), webRounded(wall), click)
+	}
+}
+
+func webMs(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func webMedian(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func webRounded(v []float64) []int {
+	out := make([]int, len(v))
+	for i, x := range v {
+		out[i] = int(x + 0.5)
+	}
+	return out
+}
