@@ -121,19 +121,30 @@ const (
 	rowNet     = 110
 	rowSb      = 290
 	margin     = 20
+	// More sandboxes than rowMax wrap into rows of rowMax, rowGap apart:
+	// 500 sandboxes in one row would make a picture 100 000 pixels wide.
+	rowMax = 12
+	rowGap = 44
 )
 
 // SVG writes the topology as an SVG picture: the host on top, a row of
-// networks (bridges) under it, a row of sandboxes at the bottom, a line
-// per port from a bridge to a sandbox labelled with the veth's ends and
-// the address; drift is drawn in red.
+// networks (bridges) under it, the sandboxes at the bottom (in rows of at
+// most 12), a line per port from a bridge to a sandbox labelled with the
+// veth's ends and the address; drift is drawn in red. The lines are drawn
+// before the sandboxes, so that lines to lower rows pass behind the boxes
+// of upper ones.
 func SVG(w io.Writer, t *model.Topology) error {
 	nets := t.Networks
 	sbs := append([]*model.TopoSandbox(nil), t.Sandboxes...)
 	sort.Slice(sbs, func(i, j int) bool { return sbs[i].Name < sbs[j].Name })
-	cols := max(len(nets), len(sbs), 1)
+	perRow := min(len(sbs), rowMax)
+	rows := 1
+	if len(sbs) > 0 {
+		rows = (len(sbs) + perRow - 1) / perRow
+	}
+	cols := max(len(nets), perRow, 1)
 	width := margin*2 + cols*boxW + (cols-1)*gapX
-	height := rowSb + boxH + margin
+	height := rowSb + rows*boxH + (rows-1)*rowGap + margin
 	x := func(i, n int) int { // centre n boxes in the width
 		total := n*boxW + (n-1)*gapX
 		return (width-total)/2 + i*(boxW+gapX)
@@ -174,25 +185,17 @@ func SVG(w io.Writer, t *model.Topology) error {
 		}
 		b.WriteString("</g>\n")
 	}
-	sbX := map[string]int{}
+	type at struct{ x, y int }
+	sbAt := map[string]at{}
 	for i, s := range sbs {
-		sx := x(i, len(sbs))
-		sbX[s.Name] = sx
-		color := "#333"
-		if len(s.Drift) > 0 {
-			color = "#d00"
-		}
-		fmt.Fprintf(&b, `<g class="sandbox" data-name="%s"><rect x="%d" y="%d" width="%d" height="%d" rx="4" fill="#ffe" stroke="%s"/>`, e(s.Name), sx, rowSb, boxW, boxH, color)
-		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" font-weight="bold">%s</text>`, sx+boxW/2, rowSb+18, e("sandbox "+s.Name))
-		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`, sx+boxW/2, rowSb+34, e(s.Kind))
-		if len(s.Drift) > 0 {
-			fmt.Fprintf(&b, `<title>%s</title>`, e(strings.Join(s.Drift, "; ")))
-		}
-		b.WriteString("</g>\n")
+		row := i / max(perRow, 1)
+		inRow := min(perRow, len(sbs)-row*perRow)
+		sbAt[s.Name] = at{x(i%max(perRow, 1), inRow), rowSb + row*(boxH+rowGap)}
 	}
+	labels := map[string]int{} // port labels so far above each sandbox
 	for _, n := range nets {
 		for k, p := range n.Ports {
-			sx, ok := sbX[p.Sandbox]
+			sb, ok := sbAt[p.Sandbox]
 			if !ok {
 				continue
 			}
@@ -201,17 +204,42 @@ func SVG(w io.Writer, t *model.Topology) error {
 				color = "#d00"
 			}
 			x1, y1 := netX[n.Name]+boxW/2, rowNet+boxH
-			x2, y2 := sx+boxW/2, rowSb
-			// Labels of ports of one network are staggered so they do not overlap.
+			x2, y2 := sb.x+boxW/2, sb.y
+			// Labels of ports of one network are staggered so they do not
+			// overlap; in rows, each goes in the gap above its sandbox.
 			lx := x1 + (x2-x1)*(k%3+1)/4
 			ly := y1 + (y2-y1)*(k%3+1)/4
-			fmt.Fprintf(&b, `<g class="port" data-name="%s"><line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="1.5"/>`, e(p.HostIf), x1, y1, x2, y2, color)
+			faint := ""
+			if rows > 1 {
+				lx, ly = x2, y2-6-14*(labels[p.Sandbox]%2)
+				labels[p.Sandbox]++
+				// Many lines share the space under a bridge: the labels
+				// and the drifted lines stand out of the others.
+				if len(p.Drift) == 0 {
+					faint = ` stroke-opacity="0.3"`
+				}
+			}
+			fmt.Fprintf(&b, `<g class="port" data-name="%s"><line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="1.5"%s/>`, e(p.HostIf), x1, y1, x2, y2, color, faint)
 			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" fill="%s">%s</text>`, lx, ly, color, e(p.HostIf+" ⇄ "+p.IfName+" "+p.IP))
 			if len(p.Drift) > 0 {
 				fmt.Fprintf(&b, `<title>%s</title>`, e(strings.Join(p.Drift, "; ")))
 			}
 			b.WriteString("</g>\n")
 		}
+	}
+	for _, s := range sbs {
+		sx, sy := sbAt[s.Name].x, sbAt[s.Name].y
+		color := "#333"
+		if len(s.Drift) > 0 {
+			color = "#d00"
+		}
+		fmt.Fprintf(&b, `<g class="sandbox" data-name="%s"><rect x="%d" y="%d" width="%d" height="%d" rx="4" fill="#ffe" stroke="%s"/>`, e(s.Name), sx, sy, boxW, boxH, color)
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" font-weight="bold">%s</text>`, sx+boxW/2, sy+18, e("sandbox "+s.Name))
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`, sx+boxW/2, sy+34, e(s.Kind))
+		if len(s.Drift) > 0 {
+			fmt.Fprintf(&b, `<title>%s</title>`, e(strings.Join(s.Drift, "; ")))
+		}
+		b.WriteString("</g>\n")
 	}
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/xml"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -100,5 +102,70 @@ func TestSVG(t *testing.T) {
 	}
 	if red < 3 { // the host (firewall), the downed port (line + label), the gone sandbox
 		t.Errorf("%d red strokes, want the drifted objects in red", red)
+	}
+}
+
+// Many sandboxes wrap into rows of 12: the picture of 30 is 12 boxes wide
+// and 3 rows tall, each sandbox where its row and column put it, and every
+// port's line ends at the top of its sandbox.
+func TestSVGRows(t *testing.T) {
+	tp := &model.Topology{Host: "h1", Networks: []*model.TopoNetwork{{Name: "pontoon", Bridge: "pontoon0"}}}
+	for i := range 30 {
+		name := fmt.Sprintf("s%02d", i)
+		tp.Sandboxes = append(tp.Sandboxes, &model.TopoSandbox{Name: name, Kind: "pontoon", Networks: []string{"pontoon"}})
+		tp.Networks[0].Ports = append(tp.Networks[0].Ports, &model.TopoPort{Sandbox: name, HostIf: "ptv-" + name, IfName: "eth0"})
+	}
+	var b bytes.Buffer
+	if err := SVG(&b, tp); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Width  int `xml:"width,attr"`
+		Height int `xml:"height,attr"`
+		G      []struct {
+			Class string `xml:"class,attr"`
+			Name  string `xml:"data-name,attr"`
+			Rect  struct {
+				X int `xml:"x,attr"`
+				Y int `xml:"y,attr"`
+			} `xml:"rect"`
+			Line struct {
+				X2 int `xml:"x2,attr"`
+				Y2 int `xml:"y2,attr"`
+			} `xml:"line"`
+		} `xml:"g"`
+	}
+	if err := xml.Unmarshal(b.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if want := 2*margin + 12*boxW + 11*gapX; doc.Width != want {
+		t.Errorf("width %d, want %d (12 columns)", doc.Width, want)
+	}
+	if want := rowSb + 3*boxH + 2*rowGap + margin; doc.Height != want {
+		t.Errorf("height %d, want %d (3 rows)", doc.Height, want)
+	}
+	top := map[string][2]int{}
+	for _, g := range doc.G {
+		if g.Class == "sandbox" {
+			top[g.Name] = [2]int{g.Rect.X + boxW/2, g.Rect.Y}
+		}
+	}
+	for i := range 30 {
+		name := fmt.Sprintf("s%02d", i)
+		if y := top[name][1]; y != rowSb+(i/12)*(boxH+rowGap) {
+			t.Errorf("%s is at y %d, want row %d", name, y, i/12)
+		}
+	}
+	ports := 0
+	for _, g := range doc.G {
+		if g.Class == "port" {
+			ports++
+			if end := [2]int{g.Line.X2, g.Line.Y2}; end != top[strings.TrimPrefix(g.Name, "ptv-")] {
+				t.Errorf("port %s ends at %v, not at the top of its sandbox %v", g.Name, end, top[strings.TrimPrefix(g.Name, "ptv-")])
+			}
+		}
+	}
+	if ports != 30 {
+		t.Errorf("%d ports drawn, want 30", ports)
 	}
 }

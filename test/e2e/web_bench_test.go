@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -99,6 +101,12 @@ func BenchmarkWebPage(b *testing.B) {
 		if d := browse(b, ctx, chromedp.Text(chromedp.CSS(`#details h2`))); d != "sandbox s0250" {
 			b.Fatalf("the click showed %q", d)
 		}
+		png := browse(b, ctx, chromedp.FullScreenshot(100))
+		shot := filepath.Join(artifactDir(b), "BenchmarkWebPage.png")
+		if err := os.WriteFile(shot, png, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("screenshot of the page with %d sandboxes: %s", sandboxes, shot)
 		cancel()
 
 		b.ReportMetric(first.FirstRenderMs, "first-render-ms")

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"pontoon/internal/testutil"
 )
@@ -247,6 +248,13 @@ func TestWebPage(t *testing.T) {
 		t.Errorf("the drift banner's colour is %s, want red", color)
 	}
 	notReloaded()
+
+	// The find box selects an object by name.
+	do("find web2", chromedp.SendKeys(css(`#find`), "web2"+kb.Enter), chromedp.WaitVisible(css(`g.sandbox.selected[data-name="web2"]`)))
+	if d := browse(t, ctx, chromedp.Text(css(`#details h2`))); d != "sandbox web2" {
+		t.Errorf("the find box selected %q, want sandbox web2", d)
+	}
+	do("select web1's port", chromedp.Click(css(`g.port[data-name=%q] text`, ep.HostIf)))
 
 	png := browse(t, ctx, chromedp.FullScreenshot(100))
 	shot := filepath.Join(artifactDir(t), "TestWebPage.png")

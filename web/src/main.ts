@@ -108,12 +108,17 @@ async function load(): Promise<void> {
     stats.lastFetchMs = t1 - t0;
     topo = view.topology;
     if (view.svg !== svgText) {
+      const first = svg === null;
       svgText = view.svg;
       svg = picture.draw($("picture"), svgText);
       picture.setFit(svg, fit);
+      // A picture wider than the panel opens at its middle, where the
+      // host and its networks are.
+      if (first) $("picture").scrollLeft = ($("picture").scrollWidth - $("picture").clientWidth) / 2;
     }
     picture.mark(svg, selected);
     summary(topo);
+    names(topo);
     details.show($("details"), topo, selected);
     await painted();
     const t2 = performance.now();
@@ -177,6 +182,38 @@ function summary(t: Topology): void {
     }),
   );
   $("drift").hidden = items.length === 0;
+}
+
+/** The names the find box offers, and what each is. */
+let known = new Map<string, Selection>();
+
+function names(t: Topology): void {
+  const next = new Map<string, Selection>();
+  for (const n of t.networks ?? []) {
+    next.set(n.name, { kind: "network", name: n.name });
+    for (const p of n.ports ?? []) next.set(p.host_if, { kind: "port", name: p.host_if });
+  }
+  // A sandbox wins over a network of the same name.
+  for (const s of t.sandboxes ?? []) next.set(s.name, { kind: "sandbox", name: s.name });
+  const same = next.size === known.size && [...next.keys()].every((k) => known.has(k));
+  known = next;
+  if (same) return;
+  $("names").replaceChildren(
+    ...[...next.keys()].sort().map((k) => {
+      const o = document.createElement("option");
+      o.value = k;
+      return o;
+    }),
+  );
+}
+
+function findByName(): void {
+  const input = $("find") as HTMLInputElement;
+  const sel = known.get(input.value.trim());
+  input.classList.toggle("not-found", input.value.trim() !== "" && !sel);
+  if (!sel) return;
+  select(sel);
+  picture.reveal(svg, sel);
 }
 
 function select(sel: Selection | null): void {
@@ -246,6 +283,10 @@ function wire(): void {
     if (!b?.dataset.select) return;
     const [kind, ...rest] = b.dataset.select.split(":");
     select({ kind: kind as Selection["kind"], name: rest.join(":") });
+  });
+  $("find").addEventListener("change", findByName);
+  $("find").addEventListener("keydown", (e) => {
+    if (e.key === "Enter") findByName();
   });
   const zoom = $("zoom");
   zoom.addEventListener("click", () => {

@@ -39,16 +39,22 @@ export function objectAt(target: EventTarget | null): Selection | null {
   return { kind, name: kind === "host" ? "" : (g.getAttribute("data-name") ?? "") };
 }
 
+function find(svg: SVGSVGElement, sel: Selection): Element | null {
+  return sel.kind === "host"
+    ? svg.querySelector("g.host")
+    : svg.querySelector(`g.${sel.kind}[data-name="${CSS.escape(sel.name)}"]`);
+}
+
 /** Marks the selected object (and only it) in the picture. */
 export function mark(svg: SVGSVGElement | null, sel: Selection | null): void {
   if (!svg) return;
   for (const g of svg.querySelectorAll(".selected")) g.classList.remove("selected");
-  if (!sel) return;
-  const g =
-    sel.kind === "host"
-      ? svg.querySelector("g.host")
-      : svg.querySelector(`g.${sel.kind}[data-name="${CSS.escape(sel.name)}"]`);
-  g?.classList.add("selected");
+  if (sel) find(svg, sel)?.classList.add("selected");
+}
+
+/** Scrolls the picture to show an object (the picture of 500 sandboxes is wide). */
+export function reveal(svg: SVGSVGElement | null, sel: Selection): void {
+  if (svg) find(svg, sel)?.scrollIntoView({ block: "nearest", inline: "center" });
 }
 
 /** Fits the picture in its panel, or shows it at its own size. */

@@ -227,12 +227,16 @@ function objectAt(target) {
   const kind = g.classList[0];
   return { kind, name: kind === "host" ? "" : g.getAttribute("data-name") ?? "" };
 }
+function find(svg2, sel) {
+  return sel.kind === "host" ? svg2.querySelector("g.host") : svg2.querySelector(`g.${sel.kind}[data-name="${CSS.escape(sel.name)}"]`);
+}
 function mark(svg2, sel) {
   if (!svg2) return;
-  for (const g2 of svg2.querySelectorAll(".selected")) g2.classList.remove("selected");
-  if (!sel) return;
-  const g = sel.kind === "host" ? svg2.querySelector("g.host") : svg2.querySelector(`g.${sel.kind}[data-name="${CSS.escape(sel.name)}"]`);
-  g?.classList.add("selected");
+  for (const g of svg2.querySelectorAll(".selected")) g.classList.remove("selected");
+  if (sel) find(svg2, sel)?.classList.add("selected");
+}
+function reveal(svg2, sel) {
+  if (svg2) find(svg2, sel)?.scrollIntoView({ block: "nearest", inline: "center" });
 }
 function setFit(svg2, fit2) {
   if (!svg2) return;
@@ -330,12 +334,15 @@ async function load() {
     stats.lastFetchMs = t1 - t0;
     topo = view.topology;
     if (view.svg !== svgText) {
+      const first = svg === null;
       svgText = view.svg;
       svg = draw($("picture"), svgText);
       setFit(svg, fit);
+      if (first) $("picture").scrollLeft = ($("picture").scrollWidth - $("picture").clientWidth) / 2;
     }
     mark(svg, selected);
     summary(topo);
+    names(topo);
     show($("details"), topo, selected);
     await painted();
     const t2 = performance.now();
@@ -395,6 +402,33 @@ function summary(t) {
     })
   );
   $("drift").hidden = items.length === 0;
+}
+var known = /* @__PURE__ */ new Map();
+function names(t) {
+  const next = /* @__PURE__ */ new Map();
+  for (const n of t.networks ?? []) {
+    next.set(n.name, { kind: "network", name: n.name });
+    for (const p of n.ports ?? []) next.set(p.host_if, { kind: "port", name: p.host_if });
+  }
+  for (const s of t.sandboxes ?? []) next.set(s.name, { kind: "sandbox", name: s.name });
+  const same = next.size === known.size && [...next.keys()].every((k) => known.has(k));
+  known = next;
+  if (same) return;
+  $("names").replaceChildren(
+    ...[...next.keys()].sort().map((k) => {
+      const o = document.createElement("option");
+      o.value = k;
+      return o;
+    })
+  );
+}
+function findByName() {
+  const input = $("find");
+  const sel = known.get(input.value.trim());
+  input.classList.toggle("not-found", input.value.trim() !== "" && !sel);
+  if (!sel) return;
+  select(sel);
+  reveal(svg, sel);
 }
 function select(sel) {
   selected = sel;
@@ -458,6 +492,10 @@ function wire() {
     if (!b?.dataset.select) return;
     const [kind, ...rest] = b.dataset.select.split(":");
     select({ kind, name: rest.join(":") });
+  });
+  $("find").addEventListener("change", findByName);
+  $("find").addEventListener("keydown", (e) => {
+    if (e.key === "Enter") findByName();
   });
   const zoom = $("zoom");
   zoom.addEventListener("click", () => {
