@@ -85,6 +85,28 @@ func browse[T any](t testing.TB, ctx context.Context, a chromedp.Action[T]) T {
 	return v
 }
 
+// pageText is the text of the first element that matches the CSS selector
+// sel ("" if none), read in one step: the page redraws its panels on each
+// snapshot, so a node found in one step may be gone in the next.
+func pageText(t testing.TB, ctx context.Context, sel string) string {
+	t.Helper()
+	return browse(t, ctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector(%q)?.innerText ?? ""`, sel)))
+}
+
+// click clicks the element that matches sel with the mouse, again if a
+// redraw replaced it between finding it and clicking.
+func click(t testing.TB, ctx context.Context, sel string) {
+	t.Helper()
+	var err error
+	for range 3 {
+		if err = chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel))); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("click %s: %v", sel, err)
+}
+
 // webToken reads the page's token from the daemon's --root.
 func webToken(t testing.TB, h *Host) string {
 	t.Helper()
@@ -212,22 +234,23 @@ func TestWebPage(t *testing.T) {
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`window.pontoonPage.lastEventToScreenMs !== null`, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
 		t.Errorf("no event led to a new picture: %v", err)
 	}
-	if evs := browse(t, ctx, chromedp.Text(css(`#events`))); !strings.Contains(evs, "sandbox-created") || !strings.Contains(evs, "sandbox web1") {
+	if evs := pageText(t, ctx, `#events`); !strings.Contains(evs, "sandbox-created") || !strings.Contains(evs, "sandbox web1") {
 		t.Errorf("the events list does not show web1's creation:\n%s", evs)
 	}
 
 	// Clicking it shows its details, from the topology.
 	ep := h.Sandbox("web1").Endpoints[0]
-	do("click web1", chromedp.Click(css(`g.sandbox[data-name="web1"] rect`)), chromedp.WaitVisible(css(`#details h2`)))
-	details := browse(t, ctx, chromedp.Text(css(`#details`)))
+	do("see web1's port", chromedp.WaitVisible(css(`g.port[data-name=%q]`, ep.HostIf)))
+	click(t, ctx, `g.sandbox[data-name="web1"] rect`)
+	details := pageText(t, ctx, `#details`)
 	for _, want := range []string{"sandbox web1", h.SandboxNS("web1"), ep.IP.String(), ep.HostIf} {
 		if !strings.Contains(details, want) {
 			t.Errorf("the details of web1 do not show %q:\n%s", want, details)
 		}
 	}
 	// And a click on its port line, the port's.
-	do("click web1's port", chromedp.Click(css(`g.port[data-name=%q] text`, ep.HostIf)))
-	details = browse(t, ctx, chromedp.Text(css(`#details`)))
+	click(t, ctx, fmt.Sprintf(`g.port[data-name=%q] text`, ep.HostIf))
+	details = pageText(t, ctx, `#details`)
 	for _, want := range []string{"port " + ep.HostIf, ep.MAC, "8080:80/tcp"} {
 		if !strings.Contains(details, want) {
 			t.Errorf("the details of port %s do not show %q:\n%s", ep.HostIf, want, details)
@@ -239,10 +262,10 @@ func TestWebPage(t *testing.T) {
 	h.In(h.NS, "ip", "link", "set", ep.HostIf, "down")
 	h.P("sandbox", "create", "web2", "--network", "app")
 	do("see the drift", chromedp.WaitVisible(css(`g.sandbox[data-name="web2"]`)), chromedp.WaitVisible(css(`#drift`)))
-	banner := browse(t, ctx, chromedp.Text(css(`#drift`)))
-	stroke := browse(t, ctx, chromedp.AttributeValue(css(`g.port[data-name=%q] line`, ep.HostIf), "stroke"))
-	if stroke.Value != "#d00" || !strings.Contains(banner, ep.HostIf+" is down") {
-		t.Errorf("drift: web1's port line is drawn in %q (want red, #d00); banner %q", stroke.Value, banner)
+	banner := pageText(t, ctx, `#drift`)
+	stroke := browse(t, ctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector('g.port[data-name=%q] line').getAttribute("stroke")`, ep.HostIf)))
+	if stroke != "#d00" || !strings.Contains(banner, ep.HostIf+" is down") {
+		t.Errorf("drift: web1's port line is drawn in %q (want red, #d00); banner %q", stroke, banner)
 	}
 	if color := browse(t, ctx, chromedp.Evaluate[string](`getComputedStyle(document.getElementById("drift")).color`)); color != "rgb(221, 0, 0)" {
 		t.Errorf("the drift banner's colour is %s, want red", color)
@@ -251,10 +274,10 @@ func TestWebPage(t *testing.T) {
 
 	// The find box selects an object by name.
 	do("find web2", chromedp.SendKeys(css(`#find`), "web2"+kb.Enter), chromedp.WaitVisible(css(`g.sandbox.selected[data-name="web2"]`)))
-	if d := browse(t, ctx, chromedp.Text(css(`#details h2`))); d != "sandbox web2" {
+	if d := pageText(t, ctx, `#details h2`); d != "sandbox web2" {
 		t.Errorf("the find box selected %q, want sandbox web2", d)
 	}
-	do("select web1's port", chromedp.Click(css(`g.port[data-name=%q] text`, ep.HostIf)))
+	click(t, ctx, fmt.Sprintf(`g.port[data-name=%q] text`, ep.HostIf))
 
 	png := browse(t, ctx, chromedp.FullScreenshot(100))
 	shot := filepath.Join(artifactDir(t), "TestWebPage.png")
@@ -264,10 +287,10 @@ func TestWebPage(t *testing.T) {
 	t.Logf("screenshot of the page: %s", shot)
 
 	// Removed, it disappears, and its details say it is gone.
-	do("select web1", chromedp.Click(css(`g.sandbox[data-name="web1"] rect`)))
+	click(t, ctx, `g.sandbox[data-name="web1"] rect`)
 	h.P("sandbox", "rm", "web1")
 	do("see web1 go", chromedp.WaitNotPresent(css(`g.sandbox[data-name="web1"]`)))
-	if details := browse(t, ctx, chromedp.Text(css(`#details`))); !strings.Contains(details, "sandbox web1 is gone") {
+	if details := pageText(t, ctx, `#details`); !strings.Contains(details, "sandbox web1 is gone") {
 		t.Errorf("the details of the removed sandbox say:\n%s", details)
 	}
 	if n := browse(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll("g.sandbox").length`)); n != 2 {

@@ -31,7 +31,13 @@ async function getJSON<T>(path: string): Promise<T> {
 }
 
 export const getConfig = (): Promise<Config> => getJSON<Config>("/api/config");
-export const getView = (): Promise<View> => getJSON<View>("/api/topology");
+/** A snapshot of the topology and its picture, with its text to compare. */
+export async function getView(): Promise<{ view: View; raw: string }> {
+  const res = await fetch("/api/topology", { credentials: "same-origin", cache: "no-store" });
+  if (!res.ok) throw await failure(res);
+  const raw = await res.text();
+  return { view: JSON.parse(raw) as View, raw };
+}
 
 export async function postJSON<T>(path: string, body: unknown): Promise<T> {
   const res = await fetch(path, {

@@ -53,6 +53,7 @@ const $ = (id: string): HTMLElement => {
 };
 
 let topo: Topology | null = null;
+let lastRaw = "";
 let svgText = "";
 let svg: SVGSVGElement | null = null;
 let selected: Selection | null = null;
@@ -103,8 +104,12 @@ async function load(): Promise<void> {
   askedAt = null;
   const t0 = performance.now();
   try {
-    const view = await getView();
+    const { view, raw } = await getView();
     const t1 = performance.now();
+    // Nothing changed (a backstop refresh, or an event whose change an
+    // earlier snapshot already showed): leave the page alone.
+    if (raw === lastRaw) return;
+    lastRaw = raw;
     stats.lastFetchMs = t1 - t0;
     topo = view.topology;
     if (view.svg !== svgText) {

@@ -21,7 +21,12 @@ async function getJSON(path) {
   return await res.json();
 }
 var getConfig = () => getJSON("/api/config");
-var getView = () => getJSON("/api/topology");
+async function getView() {
+  const res = await fetch("/api/topology", { credentials: "same-origin", cache: "no-store" });
+  if (!res.ok) throw await failure(res);
+  const raw = await res.text();
+  return { view: JSON.parse(raw), raw };
+}
 async function postJSON(path, body) {
   const res = await fetch(path, {
     method: "POST",
@@ -290,6 +295,7 @@ var $ = (id) => {
   return e;
 };
 var topo = null;
+var lastRaw = "";
 var svgText = "";
 var svg = null;
 var selected = null;
@@ -329,8 +335,10 @@ async function load() {
   askedAt = null;
   const t0 = performance.now();
   try {
-    const view = await getView();
+    const { view, raw } = await getView();
     const t1 = performance.now();
+    if (raw === lastRaw) return;
+    lastRaw = raw;
     stats.lastFetchMs = t1 - t0;
     topo = view.topology;
     if (view.svg !== svgText) {
