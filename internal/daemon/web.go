@@ -77,7 +77,7 @@ func startWeb(o Options, srv *Server, log *slog.Logger) (pageURL string, stop fu
 	// The page's event streams last as long as the page: they end when
 	// this context does, so that Shutdown does not wait for them.
 	ctx, cancel := context.WithCancel(context.Background())
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() { _ = hs.Serve(l) }()
 	if remote {
 		log.Warn("the web page is reachable from other machines (--web-allow-remote), over plain HTTP: whoever sees its traffic sees the token",
