@@ -12,11 +12,12 @@
 //	GET  /api/config     {"version", "trace"}: what the page may offer
 //	GET  /api/topology   {"topology": GET /v1/topology, "svg": topoview.SVG of it}, one snapshot
 //	GET  /api/events     GET /v1/events, its query passed on (follow, since, filters)
-//	POST /api/trace      POST /v1/trace, only with Options.Trace (--web-trace)
+//	POST /api/trace      POST /v1/trace, only with Options.Trace (--web-trace), predictions only
 //
 // Each /api route calls the daemon's API handler in-process; nothing else
-// of the API is reachable, so the web server can change nothing but by an
-// explicitly allowed trace (which itself changes nothing either).
+// of the API is reachable, so the web server changes nothing: even an
+// allowed trace is a prediction (a live one, which arms a firewall trace
+// and sends a probe, is refused).
 //
 // # Who may use it
 //
@@ -302,8 +303,25 @@ func (h *Handler) trace(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnsupportedMediaType, "invalid", "POST /api/trace takes Content-Type: application/json")
 		return
 	}
-	body := http.MaxBytesReader(w, r.Body, 64<<10)
-	h.o.API.ServeHTTP(w, h.inner(r, http.MethodPost, "/v1/trace", "", body))
+	var spec model.TraceSpec
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&spec); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("the body is not a trace request: %v (see docs/api.md)", err))
+		return
+	}
+	// A live trace adds a table to the host's firewall and sends a packet
+	// from a sandbox: the page changes nothing, so it only predicts.
+	if spec.Live {
+		writeError(w, http.StatusBadRequest, "invalid", "the web page predicts only, it sends no probe: run `pontoon trace` for a live trace")
+		return
+	}
+	body, err := json.Marshal(spec)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	h.o.API.ServeHTTP(w, h.inner(r, http.MethodPost, "/v1/trace", "", bytes.NewReader(body)))
 }
 
 // inner makes the in-process request to the API: only the method, path,

@@ -265,6 +265,14 @@ func TestTrace(t *testing.T) {
 	if w := do(h, "POST", "/api/trace", `src=a`, post); w.Code != http.StatusUnsupportedMediaType {
 		t.Fatalf("form-encoded trace: %d", w.Code)
 	}
+	// The page predicts only: a live trace changes the host's firewall.
+	post["Content-Type"] = "application/json"
+	if w := do(h, "POST", "/api/trace", `{"src":"a","dst":"b","live":true}`, post); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "pontoon trace") {
+		t.Fatalf("live trace: %d %s", w.Code, w.Body)
+	}
+	if w := do(h, "POST", "/api/trace", `{"src":"a","dst":"b","evil":1}`, post); w.Code != http.StatusBadRequest {
+		t.Fatalf("unknown field: %d %s", w.Code, w.Body)
+	}
 	if api.traced.Load() != 1 {
 		t.Fatalf("traces: %d, want 1", api.traced.Load())
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"pontoon/internal/model"
 	"pontoon/internal/testutil"
 )
 
@@ -298,6 +300,11 @@ func TestWebPage(t *testing.T) {
 	}
 	notReloaded()
 
+	// Without --web-trace there is no trace form.
+	if shown := browse(t, ctx, chromedp.Evaluate[bool](`!document.getElementById("trace").hidden`)); shown {
+		t.Error("the trace form shows without --web-trace")
+	}
+
 	// Another origin in the same browser (a page of another server on
 	// this host, which the page's cookie would go along to: same site)
 	// cannot read the API.
@@ -341,6 +348,41 @@ func TestWebPage(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(h.Root, "web-token")); !os.IsNotExist(err) {
 		t.Errorf("web-token is still there after the daemon stopped: %v", err)
 	}
+}
+
+// With --web-trace the page traces a packet: the form's answer is the
+// daemon's prediction, as `pontoon trace --predict` prints it.
+func TestWebTrace(t *testing.T) {
+	chromium := requireChromium(t)
+	h := NewHost(t, "--web", webAddr, "--web-trace")
+	h.P("sandbox", "create", "a")
+	h.P("sandbox", "create", "b")
+	var want model.Trace
+	if err := json.Unmarshal([]byte(h.P("trace", "a", "b:80/tcp", "--predict", "--format", "json")), &want); err != nil {
+		t.Fatal(err)
+	}
+	ctx := browser(t, chromium, h.NS)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+webAddr+"/?token="+webToken(t, h)),
+		chromedp.WaitVisible(chromedp.CSS(`#trace-form`)),
+		chromedp.SendKeys(chromedp.CSS(`#trace-form input[name=src]`), "a"),
+		chromedp.SendKeys(chromedp.CSS(`#trace-form input[name=dst]`), "b:80/tcp"),
+		chromedp.Click(chromedp.CSS(`#trace-form button`)),
+		chromedp.WaitVisible(chromedp.CSS(`#trace-result .verdict`))); err != nil {
+		t.Fatalf("trace from the page: %v", err)
+	}
+	if got := pageText(t, ctx, `#trace-result .verdict`); got != want.Verdict.Sentence || got == "" {
+		t.Errorf("the page's verdict %q, want %q", got, want.Verdict.Sentence)
+	}
+	if n := browse(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll("#trace-result li").length`)); n != len(want.Hops) {
+		t.Errorf("the page lists %d hops, the trace has %d", n, len(want.Hops))
+	}
+	shot := filepath.Join(artifactDir(t), "TestWebTrace.png")
+	if err := os.WriteFile(shot, browse(t, ctx, chromedp.FullScreenshot(100)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the page: %s", shot)
 }
 
 // serveForeignPage serves, inside ns on addr, a page that fetches target
