@@ -71,7 +71,7 @@ binaries and the CNI config, which the README's "Removing pontoon" lists.`,
 	f.StringVar(&o.MetricsAddr, "metrics-addr", "", "also serve Prometheus metrics (GET /metrics) on this TCP address, e.g. 127.0.0.1:9381; they are always on the API socket")
 	f.StringVar(&o.Web, "web", "", "serve a live web page of the host's topology on this address, e.g. 127.0.0.1:9380 (loopback only, unless --web-allow-remote); the ready log line prints its URL with the token it needs")
 	f.BoolVar(&o.WebAllowRemote, "web-allow-remote", false, "allow a --web address that is not loopback (the page is plain HTTP: prefer an SSH tunnel)")
-	f.BoolVar(&o.WebTrace, "web-trace", false, "let the web page run `trace` (read-only, but it costs the daemon work); the page is read-only without it")
+	f.BoolVar(&o.WebTrace, "web-trace", false, "give the web page a form that traces a packet, as pontoon trace --predict does (it sends no probe)")
 	f.BoolVar(&o.SelfHeal, "self-heal", o.SelfHeal, "repair drift (a deleted bridge or veth, a removed address, route or rule, a flushed firewall, ip_forward off) as soon as the kernel reports it, and release sandboxes whose adopted namespace died; with --self-heal=false drift is only reported by doctor")
 	f.DurationVar(&o.HealPeriod, "heal-period", o.HealPeriod, "how often self-healing also checks everything without an event (a backstop; every 10th check also looks inside every adopted sandbox, whose namespace pontoon does not watch)")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
