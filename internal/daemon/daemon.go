@@ -49,7 +49,7 @@ type Options struct {
 
 	Web            string // serve the web page on this TCP address ("": no page; see package web)
 	WebAllowRemote bool   // allow a --web address that is not loopback
-	WebTrace       bool   // let the page run traces
+	WebTrace       bool   // give the page a trace form (predictions only)
 
 	SelfHeal   bool          // repair drift from the store as soon as the kernel reports it
 	HealPeriod time.Duration // the periodic backstop check (0: engine.DefaultHealPeriod)
