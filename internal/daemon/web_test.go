@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -40,8 +41,10 @@ func TestStartWebTrace(t *testing.T) {
 		{true, true, true},
 	} {
 		srv := NewServer(nil, slog.New(slog.DiscardHandler))
-		if c.route {
-			srv.patterns = append(srv.patterns, "POST /v1/trace")
+		if !c.route { // a daemon built without the trace feature
+			srv.patterns = slices.DeleteFunc(srv.patterns, func(p string) bool { return p == "POST /v1/trace" })
+		} else if !slices.Contains(srv.patterns, "POST /v1/trace") {
+			t.Fatal("the server has no POST /v1/trace route")
 		}
 		root := t.TempDir()
 		pageURL, stop, err := startWeb(Options{Root: root, Web: "127.0.0.1:0", WebTrace: c.flag}, srv, slog.New(slog.DiscardHandler))
