@@ -15,7 +15,15 @@ if [ -n "$unformatted" ]; then
 fi
 echo "== web page bundle"
 if command -v npm >/dev/null 2>&1; then
-  ./scripts/web.sh --check
+  # Exit 3: the toolchain could not be installed (no registry): say so and
+  # go on; the Go tests use the committed bundle either way.
+  rc=0
+  ./scripts/web.sh --check || rc=$?
+  if [ "$rc" = 3 ]; then
+    echo "warning: could not install the web toolchain; internal/web/dist was not checked against web/src" >&2
+  elif [ "$rc" != 0 ]; then
+    exit "$rc"
+  fi
 else
   echo "npm is not installed: not checking that internal/web/dist is built from web/src"
 fi

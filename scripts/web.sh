@@ -17,7 +17,10 @@ if ! command -v npm >/dev/null 2>&1; then
   exit 1
 fi
 if [ ! -x node_modules/.bin/esbuild ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund --loglevel=error
+  if ! npm ci --no-audit --no-fund --loglevel=error; then
+    echo "scripts/web.sh: npm ci failed (is the npm registry reachable?): the toolchain is not installed" >&2
+    exit 3
+  fi
 fi
 npx --no-install tsc --noEmit -p .
 if [ "${1:-}" = "--check" ]; then
