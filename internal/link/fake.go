@@ -206,7 +206,7 @@ func (f *Fake) ListLinks(prefixes ...string) ([]LinkInfo, error) {
 	var out []LinkInfo
 	for name, b := range f.bridges {
 		if len(prefixes) == 0 || hasAnyPrefix(name, prefixes) {
-			out = append(out, LinkInfo{Name: name, Index: b.index, Type: "bridge", MTU: b.MTU})
+			out = append(out, LinkInfo{Name: name, Index: b.index, Type: "bridge", MTU: b.MTU, Up: !b.down})
 		}
 	}
 	for name, v := range f.veths {
@@ -215,7 +215,7 @@ func (f *Fake) ListLinks(prefixes ...string) ([]LinkInfo, error) {
 			if v.disabled {
 				m = ""
 			}
-			out = append(out, LinkInfo{Name: name, Index: v.index, Type: "veth", Master: m, MTU: v.MTU})
+			out = append(out, LinkInfo{Name: name, Index: v.index, Type: "veth", Master: m, MTU: v.MTU, Up: !v.disabled})
 		}
 	}
 	slices.SortFunc(out, func(a, b LinkInfo) int { return strings.Compare(a.Name, b.Name) })
