@@ -20,10 +20,15 @@
 // batches — one kernel RCU wait per batch instead of one per veth — and only
 // then releases the addresses, so an address is never on two live links.
 //
+// Removing a sandbox works the same way: the request returns once the
+// sandbox is recorded "removing" and carries no traffic; the namespace pin,
+// the veths and the record go in the background.
+//
 // Locking: bbolt serialises write transactions, which is what keeps IPAM
 // and the endpoint/network relations consistent. On top of that, operations
-// on one sandbox are serialised by a per-sandbox mutex, and network
-// create/remove by netMu (they also rewrite the firewall).
+// on one sandbox are serialised by a per-sandbox mutex (a background
+// removal holds it until it is done), and network create/remove by netMu
+// (they also rewrite the firewall).
 package engine
 
 import (
@@ -98,6 +103,9 @@ type Engine struct {
 
 	sbMu  sync.Mutex
 	sbLck map[string]*sync.Mutex
+	// removals holds, by sandbox name, the background removals under way
+	// (closed when done); guarded by sbMu.
+	removals map[string]chan struct{}
 
 	reaper    *reaper
 	flows     *flowCleaner // stale conntrack entries (conntrack.go)
@@ -125,7 +133,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg: cfg, st: cfg.Store, link: cfg.Link, fw: cfg.Firewall, ns: cfg.Netns,
-		log: cfg.Log, sbLck: map[string]*sync.Mutex{},
+		log: cfg.Log, sbLck: map[string]*sync.Mutex{}, removals: map[string]chan struct{}{},
 	}
 	e.reaper = newReaper(e)
 	e.flows = newFlowCleaner(e)
@@ -135,20 +143,23 @@ func New(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// Close stops the background reaper and resolv.conf writer after finishing
-// their queues. It does not touch sandboxes: stopping the daemon never
-// interrupts their traffic. Closing twice is harmless.
+// Close finishes the sandbox removals under way, then stops the background
+// reaper and resolv.conf writer after finishing their queues. It does not
+// touch other sandboxes: stopping the daemon never interrupts their
+// traffic. Closing twice is harmless.
 func (e *Engine) Close() {
 	e.closeOnce.Do(func() {
+		e.waitRemovals()
 		e.reaper.stop()
 		e.flows.stop() // after the reaper, which feeds it
 		e.resolv.stop()
 	})
 }
 
-// Flush finishes pending background work now: teardowns of detached
-// endpoints, conntrack clean-ups, then resolv.conf files.
+// Flush finishes pending background work now: sandbox removals, teardowns
+// of detached endpoints, conntrack clean-ups, then resolv.conf files.
 func (e *Engine) Flush() {
+	e.waitRemovals()
 	e.reaper.flush()
 	e.flows.flush()
 	e.resolv.flush()

@@ -208,6 +208,11 @@ func TestAttachDetach(t *testing.T) {
 	if err := env.e.RemoveSandbox(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
+	// Gone for users at once; the veths go in the background.
+	if _, err := env.e.Sandbox("a"); !errors.Is(err, model.ErrNotFound) {
+		t.Fatalf("inspect after rm: %v", err)
+	}
+	env.e.Flush()
 	if v := env.link.Veths(); len(v) != 0 {
 		t.Fatalf("veths left: %v", v)
 	}

@@ -21,6 +21,17 @@ func (e *Engine) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (_ *
 	if err := model.ValidateName("sandbox", spec.Name); err != nil {
 		return nil, err
 	}
+	unlock := e.lockSandbox(spec.Name)
+	defer unlock()
+	if _, err := e.createSandboxLocked(ctx, spec); err != nil {
+		return nil, err
+	}
+	return e.Sandbox(spec.Name)
+}
+
+// createSandboxLocked is CreateSandbox under the sandbox's lock; it returns
+// the endpoints it made, in the order of spec.Networks.
+func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec) ([]*model.Endpoint, error) {
 	sb := &model.Sandbox{
 		ID: model.NewID(), Name: spec.Name, ContainerID: spec.ContainerID,
 		Labels: spec.Labels, State: model.SandboxCreating, Created: time.Now().UTC(),
@@ -104,8 +115,6 @@ func (e *Engine) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (_ *
 		}
 	}
 
-	unlock := e.lockSandbox(spec.Name)
-	defer unlock()
 	if err := e.st.Update(func(tx store.Tx) error {
 		if _, err := tx.Sandbox(spec.Name); err == nil {
 			return model.Conflictf("sandbox %q already exists: pick another name or remove it with `pontoon sandbox rm %s`", spec.Name, spec.Name)
@@ -118,7 +127,7 @@ func (e *Engine) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (_ *
 				return err
 			}
 			for _, o := range all {
-				if o.ContainerID == spec.ContainerID {
+				if o.ContainerID == spec.ContainerID && o.State != model.SandboxRemoving {
 					return model.Conflictf("container %s already has sandbox %s", spec.ContainerID, o.Name)
 				}
 			}
@@ -127,7 +136,7 @@ func (e *Engine) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (_ *
 	}); err != nil {
 		return nil, err
 	}
-	fail := func(cause error) (*model.SandboxInfo, error) {
+	fail := func(cause error) ([]*model.Endpoint, error) {
 		if err := e.removeSandboxLocked(spec.Name); err != nil {
 			e.log.Error("rollback: remove sandbox", "sandbox", spec.Name, "err", err)
 		}
@@ -146,11 +155,14 @@ func (e *Engine) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (_ *
 		}
 		sb.NetnsIno = ino
 	}
+	eps := make([]*model.Endpoint, 0, len(spec.Networks))
 	for _, a := range spec.Networks {
 		ip, _ := validateAttach(a)
-		if _, err := e.connectLocked(ctx, spec.Name, a, ip, true); err != nil {
+		ep, err := e.connectLocked(ctx, spec.Name, a, ip, true)
+		if err != nil {
 			return fail(err)
 		}
+		eps = append(eps, ep)
 	}
 	if err := e.hook("sandbox:ready"); err != nil {
 		return fail(err)
@@ -163,50 +175,80 @@ func (e *Engine) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (_ *
 	e.heal.sandboxChanged()
 	e.emit(Event{Kind: model.EventSandboxCreated, Sandbox: sb.Name, Detail: string(sb.Kind) + " " + sb.Netns})
 	e.log.Info("sandbox created", "sandbox", sb.Name, "kind", string(sb.Kind), "netns", sb.Netns, "networks", len(spec.Networks))
-	return e.Sandbox(spec.Name)
+	return eps, nil
 }
 
 // RemoveSandbox detaches a sandbox from every network and, if pontoon
 // created its namespace, deletes it. Only what pontoon added to an adopted
 // namespace is removed.
+//
+// It returns once the sandbox is recorded as removing, its names and
+// published ports are gone and its host ends are down and off their
+// bridges: it carries no traffic. The rest — deleting the veths (a kernel
+// RCU wait, ~20 ms), the namespace pin, releasing the addresses and the
+// record — happens in the background (see removeInBackground), as
+// Disconnect leaves its veth to the reaper.
 func (e *Engine) RemoveSandbox(ctx context.Context, name string) (err error) {
 	defer e.emitFailed("remove-sandbox", "", name, &err)
 	if err := model.ValidateName("sandbox", name); err != nil {
 		return err
 	}
 	unlock := e.lockSandbox(name)
-	defer unlock()
-	return e.removeSandboxLocked(name)
+	sb, eps, err := e.sandboxRecords(name)
+	if err != nil {
+		unlock()
+		return fmt.Errorf("remove sandbox %s: %w", name, err)
+	}
+	return e.removeInBackground(sb, eps, unlock)
 }
 
-func (e *Engine) removeSandboxLocked(name string) error {
-	var sb *model.Sandbox
-	var eps []*model.Endpoint
-	if err := e.st.View(func(tx store.Tx) error {
-		var err error
+// sandboxRecords reads a sandbox and all its endpoints.
+func (e *Engine) sandboxRecords(name string) (sb *model.Sandbox, eps []*model.Endpoint, err error) {
+	err = e.st.View(func(tx store.Tx) error {
 		if sb, err = tx.Sandbox(name); err != nil {
 			return err
 		}
 		eps, err = tx.EndpointsOfSandbox(name)
 		return err
-	}); err != nil {
+	})
+	return sb, eps, err
+}
+
+func (e *Engine) removeSandboxLocked(name string) error {
+	sb, eps, err := e.sandboxRecords(name)
+	if err != nil {
 		return fmt.Errorf("remove sandbox %s: %w", name, err)
 	}
 	return e.removeSandbox(sb, eps)
 }
 
-// removeSandbox records a sandbox and its endpoints as removing (so a crash
-// from here on finishes the removal at the next start), takes their names
-// out of DNS, and tears them down. Callers hold the sandbox's lock.
+// removeSandbox removes a sandbox and waits until it is gone: used where
+// the caller goes on with the name (a failed create rolls back, Reconcile,
+// self-healing). Callers hold the sandbox's lock.
 func (e *Engine) removeSandbox(sb *model.Sandbox, eps []*model.Endpoint) error {
+	if _, err := e.beginRemoval(sb, eps); err != nil {
+		return err
+	}
+	return e.finishRemoval(sb, eps)
+}
+
+// beginRemoval records a sandbox and its endpoints as removing (so a crash
+// from here on finishes the removal at the next start), takes their names
+// out of DNS and their ports off the host, and queues the endpoints for the
+// reaper (whoever flushes it next — a network removal, say — finds them
+// there).
+func (e *Engine) beginRemoval(sb *model.Sandbox, eps []*model.Endpoint) (live []*model.Endpoint, err error) {
 	start := time.Now()
 	wasReady := map[string]bool{}
 	for _, ep := range eps {
+		if ep.State != model.StateRemoving {
+			live = append(live, ep) // the others were detached before
+		}
 		wasReady[ep.ID] = ep.State == model.StateReady
 	}
 	if err := e.st.Update(func(tx store.Tx) error {
 		sb.State = model.SandboxRemoving
-		for _, ep := range eps {
+		for _, ep := range live {
 			ep.State = model.StateRemoving
 			if err := tx.PutEndpoint(ep); err != nil {
 				return err
@@ -214,9 +256,9 @@ func (e *Engine) removeSandbox(sb *model.Sandbox, eps []*model.Endpoint) error {
 		}
 		return tx.PutSandbox(sb)
 	}); err != nil {
-		return fmt.Errorf("remove sandbox %s: %w", sb.Name, err)
+		return nil, fmt.Errorf("remove sandbox %s: %w", sb.Name, err)
 	}
-	for _, ep := range eps {
+	for _, ep := range live {
 		if wasReady[ep.ID] {
 			e.emitTimed(model.Event{Kind: model.EventDetached, Network: ep.Network, Sandbox: sb.Name, Detail: ep.IfName + " " + ep.IP.String()}, start)
 			if len(ep.Ports) > 0 {
@@ -230,11 +272,69 @@ func (e *Engine) removeSandbox(sb *model.Sandbox, eps []*model.Endpoint) error {
 			}
 		}
 	}
-	return e.finishRemoval(sb, eps)
+	// Deleting the host ends removes the peers from adopted namespaces; in
+	// a pontoon namespace that finishRemoval unpins they go anyway. Those
+	// detached before are queued again: if their teardown failed, this
+	// retries it.
+	e.reaper.add(eps...)
+	return live, nil
 }
 
-// finishRemoval is the kernel half of a sandbox removal, also used by
-// Reconcile for sandboxes a crash left in state removing or creating.
+// removeInBackground is RemoveSandbox's path: beginRemoval, the host ends
+// taken down and off their bridges (traffic stops now), and finishRemoval
+// in a goroutine. The caller's hold of the sandbox's lock (unlock) passes
+// to that goroutine, so the next operation on the name — a create with
+// the same name, say — waits until the removal is complete. Addresses are
+// released by the reaper only once their veths are deleted, so none is
+// handed out while still on a live link; a daemon that dies meanwhile
+// finds the records "removing" and Reconcile finishes them.
+func (e *Engine) removeInBackground(sb *model.Sandbox, eps []*model.Endpoint, unlock func()) error {
+	live, err := e.beginRemoval(sb, eps)
+	if err != nil {
+		unlock()
+		return err
+	}
+	for _, ep := range live {
+		if err := e.link.DisableVeth(ep.HostIf); err != nil {
+			// The reaper deletes the link anyway; say so and go on.
+			e.log.Warn("take endpoint down", "sandbox", sb.Name, "link", ep.HostIf, "err", err)
+		}
+	}
+	done := make(chan struct{})
+	e.sbMu.Lock()
+	e.removals[sb.Name] = done
+	e.sbMu.Unlock()
+	go func() {
+		defer func() {
+			e.sbMu.Lock()
+			delete(e.removals, sb.Name)
+			e.sbMu.Unlock()
+			close(done)
+			unlock()
+		}()
+		if err := e.finishRemoval(sb, eps); err != nil {
+			e.log.Error("finish removing sandbox; the next start retries", "sandbox", sb.Name, "err", err)
+		}
+	}()
+	e.log.Debug("sandbox removing", "sandbox", sb.Name, "endpoints", len(eps))
+	return nil
+}
+
+// waitRemovals waits for the background removals under way.
+func (e *Engine) waitRemovals() {
+	e.sbMu.Lock()
+	pending := make([]chan struct{}, 0, len(e.removals))
+	for _, done := range e.removals {
+		pending = append(pending, done)
+	}
+	e.sbMu.Unlock()
+	for _, done := range pending {
+		<-done
+	}
+}
+
+// finishRemoval is the kernel half of a sandbox removal after
+// beginRemoval: the namespace pin, the veths, the record.
 func (e *Engine) finishRemoval(sb *model.Sandbox, eps []*model.Endpoint) error {
 	e.heal.unwatch(sb.Name) // a watch holds the namespace
 	if sb.Kind == model.KindPontoon {
@@ -242,10 +342,7 @@ func (e *Engine) finishRemoval(sb *model.Sandbox, eps []*model.Endpoint) error {
 			return fmt.Errorf("remove sandbox %s: delete namespace %s: %w", sb.Name, sb.Netns, err)
 		}
 	}
-	// Deleting the host ends removes the peers from adopted namespaces; in
-	// a namespace we just unpinned they are gone or going anyway.
-	e.reaper.add(eps...)
-	e.reaper.flush()
+	e.reaper.flush() // returns once beginRemoval's endpoints were torn down
 	e.resolv.sync(sb.Name)
 	if err := e.st.Update(func(tx store.Tx) error {
 		left, err := tx.EndpointsOfSandbox(sb.Name)
@@ -264,13 +361,17 @@ func (e *Engine) finishRemoval(sb *model.Sandbox, eps []*model.Endpoint) error {
 	return nil
 }
 
-// Sandbox returns one sandbox with its endpoints.
+// Sandbox returns one sandbox with its endpoints. A sandbox being removed
+// is gone for users (its removal finishes in the background).
 func (e *Engine) Sandbox(name string) (*model.SandboxInfo, error) {
 	var out *model.SandboxInfo
 	err := e.st.View(func(tx store.Tx) error {
 		sb, err := tx.Sandbox(name)
 		if err != nil {
 			return err
+		}
+		if sb.State == model.SandboxRemoving {
+			return model.NotFoundf("sandbox %s is being removed", name)
 		}
 		eps, err := tx.EndpointsOfSandbox(name)
 		if err != nil {
@@ -285,7 +386,7 @@ func (e *Engine) Sandbox(name string) (*model.SandboxInfo, error) {
 	return out, err
 }
 
-// Sandboxes lists sandboxes.
+// Sandboxes lists sandboxes, but not those being removed.
 func (e *Engine) Sandboxes() ([]*model.SandboxInfo, error) {
 	var out []*model.SandboxInfo
 	err := e.st.View(func(tx store.Tx) error {
@@ -294,6 +395,9 @@ func (e *Engine) Sandboxes() ([]*model.SandboxInfo, error) {
 			return err
 		}
 		for _, sb := range sbs {
+			if sb.State == model.SandboxRemoving {
+				continue
+			}
 			eps, err := tx.EndpointsOfSandbox(sb.Name)
 			if err != nil {
 				return err

@@ -1,0 +1,234 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"pontoon/internal/link"
+	"pontoon/internal/model"
+	"pontoon/internal/store"
+)
+
+// gatedLink holds DeleteVeths, while hold is set, until release is
+// closed: the kernel's RCU wait made as long as a test wants.
+type gatedLink struct {
+	*link.Fake
+	hold    atomic.Bool
+	release chan struct{}
+	once    sync.Once
+}
+
+func (g *gatedLink) DeleteVeths(names []string) error {
+	if g.hold.Load() {
+		<-g.release
+	}
+	return g.Fake.DeleteVeths(names)
+}
+
+func (g *gatedLink) open() { g.once.Do(func() { close(g.release) }) }
+
+func sandboxState(t *testing.T, st store.Store, name string) (model.SandboxState, []model.EndpointState) {
+	t.Helper()
+	var state model.SandboxState
+	var eps []model.EndpointState
+	if err := st.View(func(tx store.Tx) error {
+		sb, err := tx.Sandbox(name)
+		if err != nil {
+			return err
+		}
+		state = sb.State
+		all, err := tx.EndpointsOfSandbox(name)
+		for _, ep := range all {
+			eps = append(eps, ep.State)
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("read sandbox %s: %v", name, err)
+	}
+	return state, eps
+}
+
+// RemoveSandbox returns before the veths are deleted: the sandbox is then
+// recorded as removing, gone for users and off its bridge, and its address
+// still held. The next operation on its name waits for the removal; the
+// address is free once the veth is gone.
+func TestRemoveSandboxInBackground(t *testing.T) {
+	gl := &gatedLink{Fake: link.NewFake(), release: make(chan struct{})}
+	env := newEnv(t, func(c *Config) { c.Link = gl })
+	env.link = gl.Fake
+	t.Cleanup(gl.open) // runs before the engine's Close, which finishes the removal
+	gl.hold.Store(true)
+	ctx := context.Background()
+	const ip = "10.88.0.50"
+	info, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, IP: ip}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostIf := info.Endpoints[0].HostIf
+	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "b"}); err != nil {
+		t.Fatal(err)
+	}
+
+	returned := make(chan error, 1)
+	go func() { returned <- env.e.RemoveSandbox(ctx, "a") }()
+	select {
+	case err := <-returned:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		gl.open()
+		t.Fatal("RemoveSandbox waited for the veth deletion")
+	}
+	if _, err := env.e.Sandbox("a"); !errors.Is(err, model.ErrNotFound) {
+		t.Fatalf("inspect during the removal: %v, want not found", err)
+	}
+	all, _ := env.e.Sandboxes()
+	for _, sb := range all {
+		if sb.Name == "a" {
+			t.Fatal("ls lists a during its removal")
+		}
+	}
+	if st, eps := sandboxState(t, env.st, "a"); st != model.SandboxRemoving || len(eps) != 1 || eps[0] != model.StateRemoving {
+		t.Fatalf("records during the removal: sandbox %s, endpoints %v", st, eps)
+	}
+	if dump := env.link.Dump(); !strings.Contains(dump, "veth "+hostIf+" master pontoon0 down") {
+		t.Fatalf("the host end still carries traffic during the removal:\n%s", dump)
+	}
+	// The address is still on a (dead) link: nobody gets it.
+	if _, err := env.e.Connect(ctx, "b", model.AttachSpec{Network: model.DefaultNetwork, IP: ip}); !errors.Is(err, model.ErrConflict) {
+		t.Fatalf("static %s during the removal: %v, want a conflict", ip, err)
+	}
+	// The same name again waits for the removal to complete.
+	again := make(chan error, 1)
+	go func() {
+		_, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a"})
+		again <- err
+	}()
+	select {
+	case err := <-again:
+		t.Fatalf("create a during its removal returned %v before the removal finished", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	gl.open()
+	if err := <-again; err != nil {
+		t.Fatalf("create a after its removal: %v", err)
+	}
+	if v := env.link.Veths(); len(v) != 0 {
+		t.Fatalf("veths left: %v", v)
+	}
+	if _, err := env.e.Connect(ctx, "b", model.AttachSpec{Network: model.DefaultNetwork, IP: ip}); err != nil {
+		t.Fatalf("static %s after the removal: %v", ip, err)
+	}
+}
+
+// A background removal that fails (the veth could not be deleted) leaves
+// the records "removing" and the address held; the next start finishes it.
+func TestRemoveSandboxFailureFinishesAtStart(t *testing.T) {
+	env := newEnv(t)
+	ctx := context.Background()
+	const ip = "10.88.0.60"
+	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, IP: ip}}}); err != nil {
+		t.Fatal(err)
+	}
+	env.link.InjectError("DeleteVeths", errors.New("injected"))
+	if err := env.e.RemoveSandbox(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	env.e.Flush()
+	if st, _ := sandboxState(t, env.st, "a"); st != model.SandboxRemoving {
+		t.Fatalf("sandbox %s after a failed teardown, want removing", st)
+	}
+	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "b", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, IP: ip}}}); !errors.Is(err, model.ErrConflict) {
+		t.Fatalf("static %s while its veth lives: %v, want a conflict", ip, err)
+	}
+	env.link.InjectError("DeleteVeths", nil)
+	// "Restart": a new engine on the same store and kernel.
+	e2, err := New(Config{Store: env.st, Link: env.link, Firewall: env.fw, Netns: env.ns, NetnsDir: "/run/pt/netns"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e2.Close()
+	if err := e2.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.st.View(func(tx store.Tx) error { _, err := tx.Sandbox("a"); return err }); !errors.Is(err, model.ErrNotFound) {
+		t.Fatalf("record of a after the restart: %v", err)
+	}
+	if v := env.link.Veths(); len(v) != 0 {
+		t.Fatalf("veths left: %v", v)
+	}
+	if pins, _ := env.ns.Pins("/run/pt/netns"); len(pins) != 0 {
+		t.Fatalf("pins left: %v", pins)
+	}
+	if _, err := e2.CreateSandbox(ctx, model.SandboxSpec{Name: "b", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, IP: ip}}}); err != nil {
+		t.Fatalf("static %s after the restart: %v", ip, err)
+	}
+}
+
+// The CNI verbs: ADD creates or connects, ADD in a new namespace starts
+// afresh, DEL detaches and removes the sandbox with its last interface, a
+// second DEL succeeds.
+func TestCNIVerbs(t *testing.T) {
+	env := newEnv(t)
+	ctx := context.Background()
+	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnet: "10.90.1.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	env.ns.ext["/var/run/netns/c1"] = 501
+	add := func(netns, network, ifname string) (*model.Endpoint, error) {
+		return env.e.AddContainer(ctx, model.SandboxSpec{Name: "cni-c1", ContainerID: "c1", Netns: netns,
+			Networks: []model.AttachSpec{{Network: network, IfName: ifname}}})
+	}
+	ep0, err := add("/var/run/netns/c1", model.DefaultNetwork, "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep1, err := add("/var/run/netns/c1", "back", "net1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := env.e.Sandbox("cni-c1")
+	if err != nil || sb.Kind != model.KindNetns || sb.ContainerID != "c1" || len(sb.Endpoints) != 2 || !ep0.Primary || ep1.Primary || ep1.IfName != "net1" {
+		t.Fatalf("after two ADDs: %v %+v", err, sb)
+	}
+	// Another container may not take the sandbox.
+	if _, err := env.e.AddContainer(ctx, model.SandboxSpec{Name: "cni-c1", ContainerID: "c2", Netns: "/var/run/netns/c1",
+		Networks: []model.AttachSpec{{Network: model.DefaultNetwork, IfName: "eth9"}}}); !errors.Is(err, model.ErrConflict) {
+		t.Fatalf("ADD of another container into cni-c1: %v", err)
+	}
+	// DEL of one interface keeps the sandbox, DEL of the last removes it.
+	if err := env.e.DelContainer(ctx, "cni-c1", "back", "net1"); err != nil {
+		t.Fatal(err)
+	}
+	if sb, err := env.e.Sandbox("cni-c1"); err != nil || len(sb.Endpoints) != 1 {
+		t.Fatalf("after the first DEL: %v %+v", err, sb)
+	}
+	// The namespace path now names another namespace, without a DEL: the
+	// old attachment is dropped, the new one made.
+	env.ns.ext["/var/run/netns/c1"] = 502
+	ep, err := add("/var/run/netns/c1", model.DefaultNetwork, "eth0")
+	if err != nil {
+		t.Fatalf("ADD in a new namespace at the same path: %v", err)
+	}
+	if sb, err := env.e.Sandbox("cni-c1"); err != nil || sb.NetnsIno != 502 || len(sb.Endpoints) != 1 || sb.Endpoints[0].ID != ep.ID {
+		t.Fatalf("after the ADD in the new namespace: %v %+v", err, sb)
+	}
+	for i := range 2 {
+		if err := env.e.DelContainer(ctx, "cni-c1", model.DefaultNetwork, "eth0"); err != nil {
+			t.Fatalf("DEL #%d: %v", i+1, err)
+		}
+	}
+	if _, err := env.e.Sandbox("cni-c1"); !errors.Is(err, model.ErrNotFound) {
+		t.Fatalf("sandbox after the last DEL: %v", err)
+	}
+	env.e.Flush()
+	if v := env.link.Veths(); len(v) != 0 {
+		t.Fatalf("veths left: %v", v)
+	}
+}
