@@ -56,7 +56,7 @@ func (e *Engine) AddContainer(ctx context.Context, spec model.SandboxSpec) (*mod
 	case sb.ContainerID != spec.ContainerID:
 		return nil, model.Conflictf("sandbox %s belongs to container %s, not %s", sb.Name, sb.ContainerID, spec.ContainerID)
 	default:
-		return e.connectLocked(ctx, spec.Name, a, ip, false)
+		return e.attachLocked(ctx, spec.Name, a, ip, false)
 	}
 	made, err := e.createSandboxLocked(ctx, spec)
 	if err != nil {

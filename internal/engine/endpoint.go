@@ -94,7 +94,7 @@ func (e *Engine) Connect(ctx context.Context, sandbox string, a model.AttachSpec
 	}
 	unlock := e.lockSandbox(sandbox)
 	defer unlock()
-	return e.connectLocked(ctx, sandbox, a, ip, false)
+	return e.attachLocked(ctx, sandbox, a, ip, false)
 }
 
 // connectLocked does the attach; creating is true while the sandbox itself

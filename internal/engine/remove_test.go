@@ -100,17 +100,21 @@ func TestRemoveSandboxInBackground(t *testing.T) {
 	if dump := env.link.Dump(); !strings.Contains(dump, "veth "+hostIf+" master pontoon0 down") {
 		t.Fatalf("the host end still carries traffic during the removal:\n%s", dump)
 	}
-	// The address is still on a (dead) link: nobody gets it.
-	if _, err := env.e.Connect(ctx, "b", model.AttachSpec{Network: model.DefaultNetwork, IP: ip}); !errors.Is(err, model.ErrConflict) {
-		t.Fatalf("static %s during the removal: %v, want a conflict", ip, err)
-	}
-	// The same name again waits for the removal to complete.
+	// The address is still on a (dead) link: a static claim on it waits
+	// for the veth's deletion, as does the next operation on the name.
+	claim := make(chan error, 1)
+	go func() {
+		_, err := env.e.Connect(ctx, "b", model.AttachSpec{Network: model.DefaultNetwork, IP: ip})
+		claim <- err
+	}()
 	again := make(chan error, 1)
 	go func() {
 		_, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a"})
 		again <- err
 	}()
 	select {
+	case err := <-claim:
+		t.Fatalf("static %s during the removal returned %v before the veth was deleted", ip, err)
 	case err := <-again:
 		t.Fatalf("create a during its removal returned %v before the removal finished", err)
 	case <-time.After(100 * time.Millisecond):
@@ -119,11 +123,12 @@ func TestRemoveSandboxInBackground(t *testing.T) {
 	if err := <-again; err != nil {
 		t.Fatalf("create a after its removal: %v", err)
 	}
-	if v := env.link.Veths(); len(v) != 0 {
-		t.Fatalf("veths left: %v", v)
-	}
-	if _, err := env.e.Connect(ctx, "b", model.AttachSpec{Network: model.DefaultNetwork, IP: ip}); err != nil {
+	if err := <-claim; err != nil {
 		t.Fatalf("static %s after the removal: %v", ip, err)
+	}
+	info, _ = env.e.Sandbox("b")
+	if v := env.link.Veths(); len(v) != 1 || v[0] != info.Endpoints[0].HostIf {
+		t.Fatalf("veths %v, want b's only", v)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -158,7 +159,7 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 	eps := make([]*model.Endpoint, 0, len(spec.Networks))
 	for _, a := range spec.Networks {
 		ip, _ := validateAttach(a)
-		ep, err := e.connectLocked(ctx, spec.Name, a, ip, true)
+		ep, err := e.attachLocked(ctx, spec.Name, a, ip, true)
 		if err != nil {
 			return fail(err)
 		}
@@ -176,6 +177,36 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 	e.emit(Event{Kind: model.EventSandboxCreated, Sandbox: sb.Name, Detail: string(sb.Kind) + " " + sb.Netns})
 	e.log.Info("sandbox created", "sandbox", sb.Name, "kind", string(sb.Kind), "netns", sb.Netns, "networks", len(spec.Networks))
 	return eps, nil
+}
+
+// attachLocked is connectLocked, waiting for a static address that an
+// endpoint being torn down still holds: its veth lives until the reaper
+// deleted it, so the address is not handed out before (a runtime that
+// removes a container and attaches another with its address gets the
+// address ~20 ms later instead of a conflict naming a sandbox that is gone).
+func (e *Engine) attachLocked(ctx context.Context, sandbox string, a model.AttachSpec, ip netip.Addr, creating bool) (*model.Endpoint, error) {
+	ep, err := e.connectLocked(ctx, sandbox, a, ip, creating)
+	if err == nil || !ip.IsValid() || !errors.Is(err, model.ErrConflict) || !e.heldByRemoving(a.Network, ip) {
+		return ep, err
+	}
+	e.reaper.flush()
+	return e.connectLocked(ctx, sandbox, a, ip, creating)
+}
+
+// heldByRemoving reports whether an endpoint being torn down holds ip on
+// network.
+func (e *Engine) heldByRemoving(network string, ip netip.Addr) bool {
+	held := false
+	_ = e.st.View(func(tx store.Tx) error {
+		eps, err := tx.EndpointsOnNetwork(network)
+		for _, ep := range eps {
+			if ep.IP == ip && ep.State == model.StateRemoving {
+				held = true
+			}
+		}
+		return err
+	})
+	return held
 }
 
 // RemoveSandbox detaches a sandbox from every network and, if pontoon
