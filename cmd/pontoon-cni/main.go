@@ -13,7 +13,10 @@
 //
 // A container (CNI_CONTAINERID) is one pontoon sandbox named
 // cni-<container ID> that adopts CNI_NETNS; each (network, CNI_IFNAME) is an
-// endpoint of it. The binary stays small: it links only the API client.
+// endpoint of it. ADD and DEL are one API request each (POST /v1/cni/add
+// and /v1/cni/del): the daemon does the steps. The binary stays small and
+// starts fast — a runtime execs it for every verb: it links only the API
+// client, which does not link net/http (see internal/api/wire.go).
 package main
 
 import (
@@ -22,8 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -34,7 +35,6 @@ import (
 
 	"pontoon/internal/api"
 	"pontoon/internal/model"
-	"pontoon/internal/netns"
 )
 
 // LabelNetwork marks sandboxes made through CNI with the CNI network name,
@@ -102,17 +102,6 @@ func loadConf(data []byte) (*netConf, error) {
 	return c, nil
 }
 
-var unsafe = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
-
-// sandboxName is the pontoon sandbox of a container.
-func sandboxName(containerID string) string {
-	s := "cni-" + unsafe.ReplaceAllString(containerID, "-")
-	if len(s) > model.MaxNameLen {
-		s = s[:model.MaxNameLen]
-	}
-	return s
-}
-
 // open is how every verb starts: its network config, a client of the
 // daemon that config names, and a deadline for the call.
 func open(args *skel.CmdArgs) (*netConf, *api.Client, context.Context, context.CancelFunc, error) {
@@ -159,58 +148,24 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if len(c.RuntimeConfig.IPs) == 1 {
 		ip, _, _ = strings.Cut(c.RuntimeConfig.IPs[0], "/")
 	}
-	name := sandboxName(args.ContainerID)
-	att := model.AttachSpec{Network: c.Network, IP: ip, IfName: args.IfName, MAC: c.RuntimeConfig.MAC}
+	req := api.CNIAddRequest{
+		ContainerID: args.ContainerID, Netns: args.Netns, IfName: args.IfName, Network: c.Network,
+		IP: ip, MAC: c.RuntimeConfig.MAC, Labels: map[string]string{LabelNetwork: c.Name},
+	}
 	for _, pm := range c.RuntimeConfig.PortMappings {
-		att.Ports = append(att.Ports, pm.spec())
+		req.Ports = append(req.Ports, pm.spec())
 	}
-	var ep *model.Endpoint
-	sb, err := cl.Sandbox(cx, name)
-	if err == nil && staleNetns(sb, args.Netns) {
-		// The runtime lost the namespace it attached before (a crash, a
-		// reboot of the VM) and asks again with a new one, without a DEL:
-		// the old attachment is dead. Drop it and start afresh.
-		if err := cl.RemoveSandbox(cx, name); err != nil && !errors.Is(err, model.ErrNotFound) {
-			return cniError("ADD", fmt.Errorf("drop the attachment of container %s to its previous namespace %s: %w", args.ContainerID, sb.Netns, err))
-		}
-		err = model.NotFoundf("sandbox %s was dropped", name)
+	// One request: the daemon creates the container's sandbox or connects
+	// it, and starts afresh when the runtime lost the namespace it attached
+	// before (engine.AddContainer).
+	res, err := cl.CNIAdd(cx, req)
+	if err != nil {
+		return cniError("ADD", c.explain(err))
 	}
-	switch {
-	case errors.Is(err, model.ErrNotFound):
-		sb, err = cl.CreateSandbox(cx, model.SandboxSpec{
-			Name: name, Netns: args.Netns, ContainerID: args.ContainerID,
-			Labels: map[string]string{LabelNetwork: c.Name}, Networks: []model.AttachSpec{att},
-		})
-		if err != nil {
-			return cniError("ADD", c.explain(err))
-		}
-		ep = findEndpoint(sb, c.Network, args.IfName)
-	case err != nil:
-		return cniError("ADD", err)
-	default:
-		if sb.ContainerID != args.ContainerID {
-			return types.NewError(types.ErrInternal, fmt.Sprintf("ADD: sandbox %s belongs to container %s, not %s", name, sb.ContainerID, args.ContainerID), "")
-		}
-		ep, err = cl.Connect(cx, c.Network, api.ConnectRequest{Sandbox: name, IP: att.IP, IfName: att.IfName, MAC: att.MAC, Ports: att.Ports})
-		if err != nil {
-			return cniError("ADD", c.explain(err))
-		}
-	}
-	if ep == nil {
+	if res.Endpoint == nil {
 		return types.NewError(types.ErrInternal, "ADD: the daemon reported no endpoint for "+args.IfName, "")
 	}
-	return types.PrintResult(resultOf(ep, sb.Netns, c.CNIVersion), c.CNIVersion)
-}
-
-// staleNetns reports whether a sandbox's recorded namespace is not the one
-// at netns: another path, or the same path naming another namespace (the
-// recorded one is gone and the path was pinned again).
-func staleNetns(sb *model.SandboxInfo, netnsPath string) bool {
-	if filepath.Clean(sb.Netns) != filepath.Clean(netnsPath) {
-		return true
-	}
-	ino, err := netns.Ino(netnsPath)
-	return err == nil && sb.NetnsIno != 0 && ino != sb.NetnsIno
+	return types.PrintResult(resultOf(res.Endpoint, res.Netns, c.CNIVersion), c.CNIVersion)
 }
 
 func findEndpoint(sb *model.SandboxInfo, network, ifname string) *model.Endpoint {
@@ -252,36 +207,10 @@ func cmdDel(args *skel.CmdArgs) error {
 		return err
 	}
 	defer cancel()
-	name := sandboxName(args.ContainerID)
-	sb, err := cl.Sandbox(cx, name)
-	if errors.Is(err, model.ErrNotFound) {
-		return nil // already gone: DEL is idempotent
-	}
-	if err != nil {
-		return cniError("DEL", err)
-	}
-	if ep := findEndpoint(sb, c.Network, args.IfName); ep != nil {
-		if err := cl.Disconnect(cx, c.Network, name); err != nil && !errors.Is(err, model.ErrNotFound) {
-			return cniError("DEL", err)
-		}
-	}
-	return removeIfEmpty(cx, cl, name)
-}
-
-// removeIfEmpty removes a CNI sandbox once its last endpoint is gone (only
-// what pontoon added to the runtime's namespace goes with it).
-func removeIfEmpty(cx context.Context, cl *api.Client, name string) error {
-	sb, err := cl.Sandbox(cx, name)
-	if errors.Is(err, model.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return cniError("DEL", err)
-	}
-	if len(sb.Endpoints) > 0 {
-		return nil
-	}
-	if err := cl.RemoveSandbox(cx, name); err != nil && !errors.Is(err, model.ErrNotFound) {
+	// One request: the daemon detaches the interface, removes the sandbox
+	// with its last one, and answers success when there is nothing to
+	// delete (engine.DelContainer).
+	if err := cl.CNIDel(cx, api.CNIDelRequest{ContainerID: args.ContainerID, IfName: args.IfName, Network: c.Network}); err != nil {
 		return cniError("DEL", err)
 	}
 	return nil
@@ -293,7 +222,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 		return err
 	}
 	defer cancel()
-	name := sandboxName(args.ContainerID)
+	name := model.CNISandboxName(args.ContainerID)
 	sb, err := cl.Sandbox(cx, name)
 	if errors.Is(err, model.ErrNotFound) {
 		return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("CHECK: pontoon has no attachment for container %s", args.ContainerID), "")
@@ -329,7 +258,7 @@ func cmdGC(args *skel.CmdArgs) error {
 	defer cancel()
 	valid := map[string]bool{}
 	for _, a := range c.ValidAttachments {
-		valid[sandboxName(a.ContainerID)+"\x00"+a.IfName] = true
+		valid[a.ContainerID+"\x00"+a.IfName] = true
 	}
 	sbs, err := cl.Sandboxes(cx)
 	if err != nil {
@@ -337,19 +266,21 @@ func cmdGC(args *skel.CmdArgs) error {
 	}
 	var errs []error
 	for _, sb := range sbs {
-		if sb.ContainerID == "" || sb.Labels[LabelNetwork] != c.Name {
+		if sb.ContainerID == "" || sb.Labels[LabelNetwork] != c.Name || sb.Name != model.CNISandboxName(sb.ContainerID) {
 			continue
 		}
-		for _, ep := range sb.Endpoints {
-			if ep.Network != c.Network || valid[sb.Name+"\x00"+ep.IfName] {
-				continue
-			}
-			if err := cl.Disconnect(cx, c.Network, sb.Name); err != nil && !errors.Is(err, model.ErrNotFound) {
+		del := func(ifname string) {
+			if err := cl.CNIDel(cx, api.CNIDelRequest{ContainerID: sb.ContainerID, IfName: ifname, Network: c.Network}); err != nil {
 				errs = append(errs, err)
 			}
 		}
-		if err := removeIfEmpty(cx, cl, sb.Name); err != nil {
-			errs = append(errs, err)
+		if len(sb.Endpoints) == 0 {
+			del("") // an attachment left with no interface: the sandbox goes
+		}
+		for _, ep := range sb.Endpoints {
+			if ep.Network == c.Network && !valid[sb.ContainerID+"\x00"+ep.IfName] {
+				del(ep.IfName)
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

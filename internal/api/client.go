@@ -343,3 +343,16 @@ func (c *Client) Topology(ctx context.Context) (*model.Topology, error) {
 	var t model.Topology
 	return &t, c.do(ctx, "GET", "/v1/topology", nil, &t)
 }
+
+// CNIAdd is a CNI ADD of one interface of a container (one request; see
+// docs/api.md).
+func (c *Client) CNIAdd(ctx context.Context, req CNIAddRequest) (*CNIAddResult, error) {
+	var v CNIAddResult
+	return &v, c.do(ctx, "POST", "/v1/cni/add", req, &v)
+}
+
+// CNIDel is a CNI DEL of one interface of a container; a container with no
+// attachment is success.
+func (c *Client) CNIDel(ctx context.Context, req CNIDelRequest) error {
+	return c.do(ctx, "POST", "/v1/cni/del", req, nil)
+}

@@ -4,6 +4,8 @@
 // CLI and the CNI plugin — do not link the engine's kernel adapters.
 package api
 
+import "pontoon/internal/model"
+
 // Version of the API, in the path of every route.
 const Version = "v1"
 
@@ -43,6 +45,35 @@ type ConnectRequest struct {
 // DisconnectRequest is the body of POST /v1/networks/{name}/disconnect.
 type DisconnectRequest struct {
 	Sandbox string `json:"sandbox"`
+}
+
+// CNIAddRequest is the body of POST /v1/cni/add: a CNI ADD of one
+// interface of a runtime's container, as one request (the plugin sends it).
+// The container's sandbox is named model.CNISandboxName(ContainerID).
+type CNIAddRequest struct {
+	ContainerID string            `json:"container_id"`
+	Netns       string            `json:"netns"`
+	IfName      string            `json:"ifname"`
+	Network     string            `json:"network"`
+	IP          string            `json:"ip,omitempty"`
+	MAC         string            `json:"mac,omitempty"`
+	Ports       []string          `json:"ports,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+// CNIAddResult is the answer of POST /v1/cni/add.
+type CNIAddResult struct {
+	Sandbox  string          `json:"sandbox"`
+	Netns    string          `json:"netns"`
+	Endpoint *model.Endpoint `json:"endpoint"`
+}
+
+// CNIDelRequest is the body of POST /v1/cni/del: a CNI DEL of one
+// interface of a container.
+type CNIDelRequest struct {
+	ContainerID string `json:"container_id"`
+	IfName      string `json:"ifname"`
+	Network     string `json:"network"`
 }
 
 // ErrorBody is the JSON of every error answer.

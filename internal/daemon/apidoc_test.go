@@ -43,6 +43,7 @@ func TestAPIDocMatchesAPI(t *testing.T) {
 	}
 	for _, v := range []any{
 		api.Status{}, api.Healing{}, api.ConnectRequest{}, api.DisconnectRequest{}, api.ErrorBody{}, api.Problem{}, api.Finding{},
+		api.CNIAddRequest{}, api.CNIAddResult{}, api.CNIDelRequest{},
 		model.NetworkSpec{}, model.Network{}, model.NetworkInfo{}, model.SandboxSpec{}, model.SandboxInfo{},
 		model.AttachSpec{}, model.Endpoint{}, model.PortMapping{}, model.PortInfo{}, model.Event{},
 		model.Topology{}, model.TopoUplink{}, model.TopoNetwork{}, model.TopoPort{}, model.TopoSandbox{},

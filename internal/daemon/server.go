@@ -66,6 +66,8 @@ func (s *Server) routes() {
 	s.handle("GET /v1/sandboxes/{name}", s.getSandbox)
 	s.handle("DELETE /v1/sandboxes/{name}", s.removeSandbox)
 	s.handle("POST /v1/sandboxes/{name}/check", s.checkSandbox)
+	s.handle("POST /v1/cni/add", s.cniAdd)
+	s.handle("POST /v1/cni/del", s.cniDel)
 	s.handle("GET /v1/dns", s.dnsStats)
 	s.handle("GET /v1/doctor", s.doctor)
 	s.handle("GET /v1/ports", s.ports)
@@ -177,6 +179,35 @@ func (s *Server) disconnect(r *http.Request) (int, any, error) {
 		return 0, nil, err
 	}
 	return http.StatusOK, struct{}{}, s.eng.Disconnect(r.Context(), r.PathValue("name"), req.Sandbox)
+}
+
+// cniAdd and cniDel are the CNI plugin's verbs, one request each (see
+// engine.AddContainer and engine.DelContainer).
+func (s *Server) cniAdd(r *http.Request) (int, any, error) {
+	var req api.CNIAddRequest
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	if req.ContainerID == "" || req.Netns == "" || req.IfName == "" || req.Network == "" {
+		return 0, nil, model.Invalidf("a CNI ADD needs container_id, netns, ifname and network")
+	}
+	name := model.CNISandboxName(req.ContainerID)
+	ep, err := s.eng.AddContainer(r.Context(), model.SandboxSpec{
+		Name: name, Netns: req.Netns, ContainerID: req.ContainerID, Labels: req.Labels,
+		Networks: []model.AttachSpec{{Network: req.Network, IP: req.IP, IfName: req.IfName, MAC: req.MAC, Ports: req.Ports}},
+	})
+	return http.StatusCreated, api.CNIAddResult{Sandbox: name, Netns: req.Netns, Endpoint: ep}, err
+}
+
+func (s *Server) cniDel(r *http.Request) (int, any, error) {
+	var req api.CNIDelRequest
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	if req.ContainerID == "" {
+		return 0, nil, model.Invalidf("a CNI DEL needs container_id")
+	}
+	return http.StatusOK, struct{}{}, s.eng.DelContainer(r.Context(), model.CNISandboxName(req.ContainerID), req.Network, req.IfName)
 }
 
 func (s *Server) listSandboxes(r *http.Request) (int, any, error) {

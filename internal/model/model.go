@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -158,6 +159,19 @@ func BridgeName(networkID string) string {
 // HostVethName returns the host end of an endpoint's veth pair.
 func HostVethName(endpointID string) string {
 	return HostVethPrefix + shortHash(endpointID, 10)
+}
+
+// CNISandboxName is the sandbox of a CNI container: "cni-" and the
+// container ID, each character a name may not hold replaced by '-', cut to
+// MaxNameLen.
+func CNISandboxName(containerID string) string {
+	s := "cni-" + strings.Map(func(r rune) rune {
+		if r < 0x80 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-') {
+			return r
+		}
+		return '-'
+	}, containerID)
+	return s[:min(len(s), MaxNameLen)]
 }
 
 func shortHash(s string, n int) string {

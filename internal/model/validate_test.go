@@ -204,3 +204,22 @@ func TestNamesAreDeterministicAndShort(t *testing.T) {
 		t.Fatal("broadcast")
 	}
 }
+
+// A CNI container's sandbox name is a valid name whatever the runtime's
+// container ID, and the same as the plugin made before the daemon did.
+func TestCNISandboxName(t *testing.T) {
+	for id, want := range map[string]string{
+		"ctr1":                     "cni-ctr1",
+		"k8s_pod/ns:a b":           "cni-k8s_pod-ns-a-b",
+		"é€x":                      "cni---x",
+		strings.Repeat("0123", 20): "cni-" + strings.Repeat("0123", 20)[:MaxNameLen-4],
+	} {
+		got := CNISandboxName(id)
+		if got != want {
+			t.Errorf("CNISandboxName(%q) = %q, want %q", id, got, want)
+		}
+		if err := ValidateName("sandbox", got); err != nil {
+			t.Errorf("CNISandboxName(%q) = %q: %v", id, got, err)
+		}
+	}
+}
