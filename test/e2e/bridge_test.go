@@ -169,7 +169,10 @@ func TestAdoptByPIDAndShareNamespace(t *testing.T) {
 	// Something pontoon did not add survives removal.
 	h.In(nsPath, "ip", "link", "add", "mine0", "type", "bridge")
 	h.P("sandbox", "rm", "legacy")
-	out := h.In(nsPath, "ip", "-o", "link", "show")
+	out, _ := within(5*time.Second, func() (string, bool) {
+		out := h.In(nsPath, "ip", "-o", "link", "show")
+		return out, !strings.Contains(out, "eth0")
+	})
 	if strings.Contains(out, "eth0") || !strings.Contains(out, "mine0") {
 		t.Fatalf("after rm of an adopted sandbox, want eth0 gone and mine0 kept:\n%s", out)
 	}
@@ -328,13 +331,17 @@ func TestRemoveLeavesNothing(t *testing.T) {
 	h.P("sandbox", "create", "b")
 	h.P("sandbox", "rm", "a", "b")
 	h.P("network", "rm", "tmp")
-	if l := h.HostLinks(model.HostVethPrefix); len(l) > 0 {
+	// Removals finish in the background, within the kernel's RCU waits.
+	if l, ok := within(5*time.Second, func() (string, bool) {
+		l := h.HostLinks(model.HostVethPrefix)
+		return strings.Join(l, " "), len(l) == 0
+	}); !ok {
 		t.Fatalf("veths left: %v", l)
 	}
 	if l := h.HostLinks(model.BridgePrefix); len(l) > 0 {
 		t.Fatalf("bridges left: %v", l)
 	}
-	if p := h.Pins(); len(p) > 0 {
+	if p, ok := within(5*time.Second, func() (string, bool) { p := h.Pins(); return strings.Join(p, " "), len(p) == 0 }); !ok {
 		t.Fatalf("pins left: %v", p)
 	}
 	ft := h.In(h.NS, "nft", "list", "table", "inet", "pontoon")

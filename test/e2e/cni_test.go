@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
@@ -151,7 +152,12 @@ func TestCNIChainedAddCheckDel(t *testing.T) {
 	if _, err := h.TryP("sandbox", "inspect", "cni-ctr1"); err == nil {
 		t.Fatal("DEL left the sandbox")
 	}
-	if out := h.In(ns1, "ip", "-o", "link"); strings.Contains(out, "eth0") {
+	// DEL returns once eth0 carries no traffic; the veth pair is deleted
+	// in the background (the kernel's RCU wait).
+	if out, ok := within(5*time.Second, func() (string, bool) {
+		out := h.In(ns1, "ip", "-o", "link")
+		return out, !strings.Contains(out, "eth0")
+	}); !ok {
 		t.Fatalf("DEL left eth0 in the namespace:\n%s", out)
 	}
 }
@@ -206,7 +212,7 @@ func TestCNICheckStatusGCAndRecovery(t *testing.T) {
 	if err := c.in(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, list, rt("c3", ns3)) }); err != nil {
 		t.Fatalf("DEL after the netns was deleted: %v", err)
 	}
-	if l := h.HostLinks(hostIf); len(l) > 0 {
+	if _, ok := within(5*time.Second, func() (string, bool) { return "", len(h.HostLinks(hostIf)) == 0 }); !ok {
 		t.Fatalf("veth %s left", hostIf)
 	}
 

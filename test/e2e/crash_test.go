@@ -54,10 +54,14 @@ func TestKillDuringParallelAttaches(t *testing.T) {
 	// Remove them all: nothing is left.
 	args := append([]string{"sandbox", "rm"}, ready...)
 	h.P(args...)
-	if l := h.HostLinks(model.HostVethPrefix); len(l) > 0 {
+	// Removals finish in the background, within the kernel's RCU waits.
+	if l, ok := within(5*time.Second, func() (string, bool) {
+		l := h.HostLinks(model.HostVethPrefix)
+		return strings.Join(l, " "), len(l) == 0
+	}); !ok {
 		t.Fatalf("veths left: %v", l)
 	}
-	if p := h.Pins(); len(p) > 0 {
+	if p, ok := within(5*time.Second, func() (string, bool) { p := h.Pins(); return strings.Join(p, " "), len(p) == 0 }); !ok {
 		t.Fatalf("pins left: %v", p)
 	}
 }

@@ -453,3 +453,17 @@ func (l *lockedBuffer) String() string {
 }
 
 var _ = io.Discard
+
+// within polls check until it reports done or d passed, and returns its
+// last output. For what the daemon finishes in the background after it
+// answered: a removed sandbox's veths, pins and interfaces.
+func within(d time.Duration, check func() (string, bool)) (string, bool) {
+	deadline := time.Now().Add(d)
+	for {
+		out, done := check()
+		if done || time.Now().After(deadline) {
+			return out, done
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -203,7 +203,10 @@ func TestHealPathReusedIsNeverEntered(t *testing.T) {
 			if got := snapshot(); got != want {
 				t.Fatalf("the namespace now at %s was changed:\nbefore:\n%s\nafter:\n%s", old, want, got)
 			}
-			if l := h.HostLinks(model.HostVethPrefix); len(l) > 0 {
+			if l, ok := within(5*time.Second, func() (string, bool) {
+				l := h.HostLinks(model.HostVethPrefix)
+				return strings.Join(l, " "), len(l) == 0
+			}); !ok {
 				t.Fatalf("host veths left: %v", l)
 			}
 		})
