@@ -54,6 +54,8 @@ func TestMain(m *testing.M) {
 		}
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "./cmd/"+b)
 		cmd.Dir = "../.."
+		// As scripts/build.sh builds them: static, without cgo.
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Println("e2e: build", b, "failed:", err)
