@@ -10,6 +10,7 @@ pkgs=(
   iputils-ping      # ping, for tests
   containernetworking-plugins  # the CNI reference plugins (bridge, host-local, …) for tests and benchmarks
   iperf3            # throughput benchmarks
+  hyperfine         # start-up benchmark of the binaries (test/e2e BenchmarkStart)
   busybox           # nslookup and small tools inside sandboxes in tests
   util-linux        # nsenter, unshare
   procps
