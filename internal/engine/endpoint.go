@@ -419,6 +419,7 @@ func (e *Engine) disconnectLocked(network, sandbox string) error {
 		}
 	}
 	e.resolv.sync(sandbox)
+	e.heal.expectGone(ep.HostIf)
 	if err := e.link.DisableVeth(ep.HostIf); err != nil {
 		// The reaper deletes the link anyway; say so and go on.
 		e.log.Warn("take endpoint down", "link", ep.HostIf, "err", err)

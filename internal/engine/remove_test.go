@@ -237,3 +237,56 @@ func TestCNIVerbs(t *testing.T) {
 		t.Fatalf("veths left: %v", v)
 	}
 }
+
+// A detach and a sandbox removal take their host ends down and delete
+// them: those notifications are pontoon's own and cost no healing pass
+// (each lists every link and reads every endpoint), while the same
+// notification for a link pontoon did not remove still does.
+func TestOwnRemovalsCostNoHealPass(t *testing.T) {
+	env := newEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := env.e.StartHealing(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Adopted namespaces, as CNI's: the healer watches no namespace of
+	// theirs (the fake would hand it the host's events too).
+	def := []model.AttachSpec{{Network: model.DefaultNetwork}}
+	env.ns.ext["/run/netns/a"], env.ns.ext["/run/netns/b"] = 601, 602
+	a, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a", Netns: "/run/netns/a", Networks: def})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "b", Netns: "/run/netns/b", Networks: def})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := func() uint64 { // the passes the start and the creates asked for are done
+		t.Helper()
+		for last := env.e.HealStatus().Passes; ; {
+			time.Sleep(300 * time.Millisecond)
+			now := env.e.HealStatus().Passes
+			if now == last && now > 0 {
+				return now
+			}
+			last = now
+		}
+	}
+	before := quiet()
+	if err := env.e.Disconnect(ctx, model.DefaultNetwork, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.e.RemoveSandbox(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{a.Endpoints[0].HostIf, b.Endpoints[0].HostIf} {
+		env.link.Emit(link.Event{Kind: link.LinkChanged, Name: name, Up: false})
+		env.link.Emit(link.Event{Kind: link.LinkDeleted, Name: name})
+	}
+	env.e.Flush()
+	if after := quiet(); after != before {
+		t.Fatalf("pontoon's own detach and removal cost %d healing pass(es)", after-before)
+	}
+	env.link.Emit(link.Event{Kind: link.LinkDeleted, Name: model.HostVethPrefix + "0000000000"})
+	waitFor(t, "a pass after an unexpected deletion", func() bool { return env.e.HealStatus().Passes > before })
+}
