@@ -3,11 +3,14 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,15 +35,27 @@ import (
 //
 // It prints p50/p99 per size and the ratios the issue sets targets for:
 //
-//	go test ./test/e2e -run XXX -bench RuntimePath -benchtime 1x
+//	go test ./test/e2e -run XXX -bench RuntimePath -benchtime 1x [-args -present 40,500 -rounds 100]
 func BenchmarkRuntimePath(b *testing.B) {
-	const rounds = 100
+	var sizes []int
+	for _, f := range strings.Split(*benchPresent, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 {
+			b.Fatalf("-present %q: want a comma-separated list of counts", *benchPresent)
+		}
+		sizes = append(sizes, n)
+	}
 	for b.Loop() {
-		for _, n := range []int{40, 500} {
-			runtimePath(b, n, rounds)
+		for _, n := range sizes {
+			runtimePath(b, n, *benchRounds)
 		}
 	}
 }
+
+var (
+	benchPresent = flag.String("present", "40,500", "BenchmarkRuntimePath: attachments present on each plugin's network while it measures")
+	benchRounds  = flag.Int("rounds", 100, "BenchmarkRuntimePath: measured ADD/DEL and connect rounds")
+)
 
 func runtimePath(b *testing.B, present, rounds int) {
 	h := NewHost(b, "--log-level", "info")
