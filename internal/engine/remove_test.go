@@ -207,6 +207,10 @@ func TestCNIVerbs(t *testing.T) {
 		Networks: []model.AttachSpec{{Network: model.DefaultNetwork, IfName: "eth9"}}}); !errors.Is(err, model.ErrConflict) {
 		t.Fatalf("ADD of another container into cni-c1: %v", err)
 	}
+	// A container has one sandbox, whatever its name.
+	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "other", ContainerID: "c1"}); !errors.Is(err, model.ErrConflict) {
+		t.Fatalf("a second sandbox for container c1: %v", err)
+	}
 	// DEL of one interface keeps the sandbox, DEL of the last removes it.
 	if err := env.e.DelContainer(ctx, "cni-c1", "back", "net1"); err != nil {
 		t.Fatal(err)
@@ -231,6 +235,10 @@ func TestCNIVerbs(t *testing.T) {
 	}
 	if _, err := env.e.Sandbox("cni-c1"); !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("sandbox after the last DEL: %v", err)
+	}
+	// A sandbox being removed holds its container no more.
+	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "other", ContainerID: "c1"}); err != nil {
+		t.Fatalf("a new sandbox for container c1 after its DEL: %v", err)
 	}
 	env.e.Flush()
 	if v := env.link.Veths(); len(v) != 0 {

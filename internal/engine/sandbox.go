@@ -122,15 +122,14 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 		} else if !errors.Is(err, model.ErrNotFound) {
 			return err
 		}
-		if spec.ContainerID != "" {
-			all, err := tx.Sandboxes()
-			if err != nil {
-				return err
-			}
-			for _, o := range all {
-				if o.ContainerID == spec.ContainerID && o.State != model.SandboxRemoving {
-					return model.Conflictf("container %s already has sandbox %s", spec.ContainerID, o.Name)
-				}
+		// A container has one sandbox; one being removed holds nothing.
+		others, err := tx.SandboxesOfContainer(spec.ContainerID)
+		if err != nil {
+			return err
+		}
+		for _, name := range others {
+			if o, err := tx.Sandbox(name); err == nil && o.State != model.SandboxRemoving {
+				return model.Conflictf("container %s already has sandbox %s", spec.ContainerID, o.Name)
 			}
 		}
 		return tx.PutSandbox(sb)

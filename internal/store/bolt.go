@@ -117,9 +117,10 @@ func Open(path string, log *slog.Logger) (Store, error) {
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
 	s := &boltStore{db: db, snapshot: path + networksSuffix}
-	migrated, indexed := 0, -1
+	migrated, indexed, indexedCtr := 0, -1, -1
 	if err := db.Update(func(btx *bolt.Tx) error {
 		noNames := btx.Bucket([]byte(bEpNames)) == nil
+		noContainers := btx.Bucket([]byte(bSbContainers)) == nil
 		for _, b := range buckets {
 			if _, err := btx.CreateBucketIfNotExists([]byte(b)); err != nil {
 				return err
@@ -130,6 +131,13 @@ func Open(path string, log *slog.Logger) (Store, error) {
 			var err error
 			if indexed, err = (tx{kv: boltKV{tx: btx}}).indexAllNames(); err != nil {
 				return fmt.Errorf("index endpoint names: %w", err)
+			}
+		}
+		if noContainers {
+			// A state file from before the container index: build it.
+			var err error
+			if indexedCtr, err = (tx{kv: boltKV{tx: btx}}).indexAllContainers(); err != nil {
+				return fmt.Errorf("index sandboxes by container: %w", err)
 			}
 		}
 		if fresh {
@@ -157,6 +165,9 @@ func Open(path string, log *slog.Logger) (Store, error) {
 	}
 	if indexed > 0 {
 		log.Info("state file: indexed the DNS names of endpoints", "path", path, "endpoints", indexed)
+	}
+	if indexedCtr > 0 {
+		log.Info("state file: indexed sandboxes by container ID", "path", path, "sandboxes", indexedCtr)
 	}
 	if boot != "" && !sameBoot {
 		if err := writeFileSync(path+bootSuffix, []byte(boot+"\n")); err != nil {

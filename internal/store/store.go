@@ -35,6 +35,10 @@ type Tx interface {
 	Sandboxes() ([]*model.Sandbox, error) // sorted by name
 	PutSandbox(s *model.Sandbox) error
 	DeleteSandbox(name string) error
+	// SandboxesOfContainer returns the names of the sandboxes recorded
+	// with a container ID, sorted; it reads an index kept by PutSandbox
+	// and DeleteSandbox.
+	SandboxesOfContainer(containerID string) ([]string, error)
 
 	// Endpoints are keyed by (sandbox, network): a sandbox has at most one
 	// endpoint per network.

@@ -41,7 +41,7 @@ const (
 	bMeta      = "meta"
 )
 
-var buckets = []string{bNetworks, bSandboxes, bEndpoints, bEpByNet, bEpNames, bIPAM, bCursors, bMeta}
+var buckets = []string{bNetworks, bSandboxes, bSbContainers, bEndpoints, bEpByNet, bEpNames, bIPAM, bCursors, bMeta}
 
 // ipamBucket names the bucket of a network's reservations.
 func ipamBucket(network string) string { return bIPAM + "/" + network }
@@ -134,9 +134,30 @@ func (t tx) Sandbox(name string) (*model.Sandbox, error) {
 
 func (t tx) Sandboxes() ([]*model.Sandbox, error) { return list[model.Sandbox](t, bSandboxes, nil) }
 
-func (t tx) PutSandbox(s *model.Sandbox) error { return t.put(bSandboxes, []byte(s.Name), s) }
+func (t tx) PutSandbox(s *model.Sandbox) error {
+	old, err := t.storedSandbox(s.Name)
+	if err != nil {
+		return err
+	}
+	if err := t.put(bSandboxes, []byte(s.Name), s); err != nil {
+		return err
+	}
+	return t.reindexContainer(old, s)
+}
 
-func (t tx) DeleteSandbox(name string) error { return t.del(bSandboxes, []byte(name)) }
+func (t tx) DeleteSandbox(name string) error {
+	if err := t.checkWritable(); err != nil {
+		return err
+	}
+	old, err := t.storedSandbox(name)
+	if err != nil {
+		return err
+	}
+	if err := t.del(bSandboxes, []byte(name)); err != nil {
+		return err
+	}
+	return t.reindexContainer(old, nil)
+}
 
 func (t tx) Endpoint(sandbox, network string) (*model.Endpoint, error) {
 	v := t.kv.get(bEndpoints, key2(sandbox, network))
