@@ -102,8 +102,9 @@ type healer struct {
 	lastPass   time.Time
 	bridges    map[string]bool // names of the networks' bridges (events are filtered by name)
 	// leaving holds host ends that pontoon itself takes down and deletes
-	// (detaches, sandbox removals) until their deletion is notified.
-	leaving map[string]bool
+	// (detaches, sandbox removals), with when their deletion was notified
+	// (the kernel notifies it more than once).
+	leaving map[string]time.Time
 	watches map[string]*sandboxWatch
 	kick    chan struct{}
 }
@@ -124,7 +125,7 @@ func newHealer(e *Engine) *healer {
 		p = DefaultHealPeriod
 	}
 	return &healer{e: e, period: p, repairs: map[string]uint64{}, unrepaired: map[string]string{},
-		bridges: map[string]bool{}, leaving: map[string]bool{}, watches: map[string]*sandboxWatch{}, kick: make(chan struct{}, 1),
+		bridges: map[string]bool{}, leaving: map[string]time.Time{}, watches: map[string]*sandboxWatch{}, kick: make(chan struct{}, 1),
 		dirty: dirtySet{sandboxes: map[string]bool{}}}
 }
 
@@ -216,8 +217,12 @@ func (h *healer) unwatch(name string) {
 	}
 }
 
-// maxLeaving bounds leaving: a lost notification must not let it grow.
-const maxLeaving = 4096
+// maxLeaving bounds leaving, and leavingLinger is how long an entry stays
+// after the link's deletion was notified.
+const (
+	maxLeaving    = 4096
+	leavingLinger = 10 * time.Second
+)
 
 // expectGone tells the healer that pontoon takes these host ends down and
 // deletes them (a detach, a sandbox removal): their notifications are not
@@ -229,11 +234,17 @@ func (h *healer) expectGone(names ...string) {
 	if !h.running {
 		return // no events are read
 	}
+	now := time.Now()
+	for n, gone := range h.leaving {
+		if !gone.IsZero() && now.Sub(gone) > leavingLinger {
+			delete(h.leaving, n)
+		}
+	}
 	if len(h.leaving)+len(names) > maxLeaving {
-		clear(h.leaving)
+		clear(h.leaving) // lost notifications must not let it grow
 	}
 	for _, n := range names {
-		h.leaving[n] = true
+		h.leaving[n] = time.Time{}
 	}
 }
 
@@ -245,9 +256,9 @@ func (h *healer) hostEvent(ev link.Event) {
 	case link.LinkDeleted, link.LinkChanged:
 		h.mu.Lock()
 		ours := h.bridges[ev.Name] || strings.HasPrefix(ev.Name, model.HostVethPrefix) || strings.HasPrefix(ev.Name, model.BridgePrefix)
-		leaving := h.leaving[ev.Name]
-		if leaving && ev.Kind == link.LinkDeleted {
-			delete(h.leaving, ev.Name)
+		gone, leaving := h.leaving[ev.Name]
+		if leaving && ev.Kind == link.LinkDeleted && gone.IsZero() {
+			h.leaving[ev.Name] = time.Now()
 		}
 		h.mu.Unlock()
 		if !ours || leaving && (ev.Kind == link.LinkDeleted || !ev.Up) {

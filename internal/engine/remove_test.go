@@ -288,6 +288,9 @@ func TestOwnRemovalsCostNoHealPass(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{a.Endpoints[0].HostIf, b.Endpoints[0].HostIf} {
+		// What the kernel sends: down, deleted, and deleted again.
+		env.link.Emit(link.Event{Kind: link.LinkChanged, Name: name, Up: false})
+		env.link.Emit(link.Event{Kind: link.LinkDeleted, Name: name})
 		env.link.Emit(link.Event{Kind: link.LinkChanged, Name: name, Up: false})
 		env.link.Emit(link.Event{Kind: link.LinkDeleted, Name: name})
 	}

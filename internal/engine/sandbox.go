@@ -172,7 +172,11 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 		return fail(err)
 	}
 	e.resolv.sync(sb.Name)
-	e.heal.sandboxChanged()
+	if sb.Kind == model.KindPontoon {
+		// Only namespaces pontoon made are watched; telling the healer of
+		// others would cost a read of every sandbox for nothing.
+		e.heal.sandboxChanged()
+	}
 	e.emit(Event{Kind: model.EventSandboxCreated, Sandbox: sb.Name, Detail: string(sb.Kind) + " " + sb.Netns})
 	e.log.Info("sandbox created", "sandbox", sb.Name, "kind", string(sb.Kind), "netns", sb.Netns, "networks", len(spec.Networks))
 	return eps, nil
