@@ -33,6 +33,7 @@ func (e *Engine) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (_ *
 // createSandboxLocked is CreateSandbox under the sandbox's lock; it returns
 // the endpoints it made, in the order of spec.Networks.
 func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec) ([]*model.Endpoint, error) {
+	t0 := time.Now()
 	sb := &model.Sandbox{
 		ID: model.NewID(), Name: spec.Name, ContainerID: spec.ContainerID,
 		Labels: spec.Labels, State: model.SandboxCreating, Created: time.Now().UTC(),
@@ -116,6 +117,7 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 		}
 	}
 
+	tValid := time.Now()
 	if err := e.st.Update(func(tx store.Tx) error {
 		if _, err := tx.Sandbox(spec.Name); err == nil {
 			return model.Conflictf("sandbox %q already exists: pick another name or remove it with `pontoon sandbox rm %s`", spec.Name, spec.Name)
@@ -155,6 +157,7 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 		}
 		sb.NetnsIno = ino
 	}
+	tRecord := time.Now()
 	eps := make([]*model.Endpoint, 0, len(spec.Networks))
 	for _, a := range spec.Networks {
 		ip, _ := validateAttach(a)
@@ -167,6 +170,7 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 	if err := e.hook("sandbox:ready"); err != nil {
 		return fail(err)
 	}
+	tAttach := time.Now()
 	sb.State = model.SandboxReady
 	if err := e.st.Update(func(tx store.Tx) error { return tx.PutSandbox(sb) }); err != nil {
 		return fail(err)
@@ -179,6 +183,8 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 	}
 	e.emit(Event{Kind: model.EventSandboxCreated, Sandbox: sb.Name, Detail: string(sb.Kind) + " " + sb.Netns})
 	e.log.Info("sandbox created", "sandbox", sb.Name, "kind", string(sb.Kind), "netns", sb.Netns, "networks", len(spec.Networks))
+	e.log.Debug("sandbox create phases", "sandbox", sb.Name, "validate", tValid.Sub(t0), "record", tRecord.Sub(tValid),
+		"attach", tAttach.Sub(tRecord), "ready", time.Since(tAttach))
 	return eps, nil
 }
 
