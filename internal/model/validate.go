@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strings"
 )
 
@@ -48,7 +47,20 @@ type kindError struct {
 func (e *kindError) Error() string        { return e.msg }
 func (e *kindError) Is(target error) bool { return target == e.kind }
 
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+// validName reports whether name is a letter or digit, then letters,
+// digits, '_', '.' or '-' (ASCII). A function rather than a regular
+// expression: compiling one at start-up costs every process that imports
+// this package, the CNI plugin's included.
+func validName(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
+			return false
+		}
+	}
+	return name != ""
+}
 
 // MaxNameLen bounds network, sandbox and alias names (a DNS label is ≤ 63).
 const MaxNameLen = 63
@@ -60,7 +72,7 @@ func ValidateName(what, name string) error {
 		return Invalidf("%s name is empty: give a name of letters, digits, '_', '.' or '-'", what)
 	case len(name) > MaxNameLen:
 		return Invalidf("%s name %q is %d characters long: use at most %d", what, name, len(name), MaxNameLen)
-	case !nameRE.MatchString(name):
+	case !validName(name):
 		return Invalidf("%s name %q has characters that are not allowed: start with a letter or digit, then use letters, digits, '_', '.' or '-'", what, name)
 	}
 	return nil

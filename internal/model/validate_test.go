@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"net/netip"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -222,4 +223,23 @@ func TestCNISandboxName(t *testing.T) {
 			t.Errorf("CNISandboxName(%q) = %q: %v", id, got, err)
 		}
 	}
+}
+
+// validName accepts exactly what the regular expression it replaced did.
+func TestValidNameMatchesItsRegexp(t *testing.T) {
+	re := regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+	alphabet := []string{"a", "Z", "0", "9", "_", ".", "-", " ", "/", "é", "\x00", ":", "\n"}
+	var walk func(prefix string, depth int)
+	walk = func(prefix string, depth int) {
+		if got, want := validName(prefix), re.MatchString(prefix); got != want {
+			t.Errorf("validName(%q) = %v, the regexp says %v", prefix, got, want)
+		}
+		if depth == 0 {
+			return
+		}
+		for _, c := range alphabet {
+			walk(prefix+c, depth-1)
+		}
+	}
+	walk("", 3)
 }
