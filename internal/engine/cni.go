@@ -28,7 +28,12 @@ import (
 //     it attached before (a crash, a reboot of the VM) and asks again
 //     without a DEL. The old attachment is dead: it is removed and the
 //     sandbox made afresh.
-func (e *Engine) AddContainer(ctx context.Context, spec model.SandboxSpec) (*model.Endpoint, error) {
+func (e *Engine) AddContainer(ctx context.Context, spec model.SandboxSpec) (_ *model.Endpoint, err error) {
+	network := ""
+	if len(spec.Networks) > 0 {
+		network = spec.Networks[0].Network
+	}
+	defer e.emitFailed("cni-add", network, spec.Name, &err)
 	if err := model.ValidateName("sandbox", spec.Name); err != nil {
 		return nil, err
 	}
@@ -82,7 +87,8 @@ func (e *Engine) staleNetns(sb *model.Sandbox, path string) bool {
 // returns as Disconnect and RemoveSandbox do, once the interface carries no
 // traffic; the veth is deleted in the background. A sandbox or interface
 // that is gone already is success: DEL is idempotent.
-func (e *Engine) DelContainer(ctx context.Context, sandbox, network, ifname string) error {
+func (e *Engine) DelContainer(ctx context.Context, sandbox, network, ifname string) (err error) {
+	defer e.emitFailed("cni-del", network, sandbox, &err)
 	if err := model.ValidateName("sandbox", sandbox); err != nil {
 		return err
 	}
