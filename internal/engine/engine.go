@@ -105,7 +105,7 @@ type Engine struct {
 	sbLck map[string]*sync.Mutex
 	// removals holds, by sandbox name, the background removals under way
 	// (closed when done); guarded by sbMu.
-	removals map[string]chan struct{}
+	removals map[string]*removal
 
 	reaper    *reaper
 	flows     *flowCleaner // stale conntrack entries (conntrack.go)
@@ -133,7 +133,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg: cfg, st: cfg.Store, link: cfg.Link, fw: cfg.Firewall, ns: cfg.Netns,
-		log: cfg.Log, sbLck: map[string]*sync.Mutex{}, removals: map[string]chan struct{}{},
+		log: cfg.Log, sbLck: map[string]*sync.Mutex{}, removals: map[string]*removal{},
 	}
 	e.reaper = newReaper(e)
 	e.flows = newFlowCleaner(e)

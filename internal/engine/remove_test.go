@@ -301,3 +301,37 @@ func TestOwnRemovalsCostNoHealPass(t *testing.T) {
 	env.link.Emit(link.Event{Kind: link.LinkDeleted, Name: model.HostVethPrefix + "0000000000"})
 	waitFor(t, "a pass after an unexpected deletion", func() bool { return env.e.HealStatus().Passes > before })
 }
+
+// A runtime that keeps a namespace and attaches its next container there
+// right after the DEL of the previous one: the new eth0 waits for the old
+// one's deletion instead of finding the name taken.
+func TestAddWaitsForRemovalInSameNamespace(t *testing.T) {
+	gl := &gatedLink{Fake: link.NewFake(), release: make(chan struct{})}
+	env := newEnv(t, func(c *Config) { c.Link = gl })
+	env.link = gl.Fake
+	t.Cleanup(gl.open)
+	ctx := context.Background()
+	env.ns.ext["/var/run/netns/pod"] = 700
+	add := func(ctr string) (*model.Endpoint, error) {
+		return env.e.AddContainer(ctx, model.SandboxSpec{Name: model.CNISandboxName(ctr), ContainerID: ctr, Netns: "/var/run/netns/pod",
+			Networks: []model.AttachSpec{{Network: model.DefaultNetwork, IfName: "eth0"}}})
+	}
+	if _, err := add("c1"); err != nil {
+		t.Fatal(err)
+	}
+	gl.hold.Store(true)
+	if err := env.e.DelContainer(ctx, "cni-c1", model.DefaultNetwork, "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan error, 1)
+	go func() { _, err := add("c2"); second <- err }()
+	select {
+	case err := <-second:
+		t.Fatalf("ADD of c2 returned %v while c1's eth0 was still in the namespace", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	gl.open()
+	if err := <-second; err != nil {
+		t.Fatalf("ADD of c2 after c1's removal: %v", err)
+	}
+}

@@ -80,6 +80,7 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 		if own, err := e.ns.Ino("/proc/self/ns/net"); err == nil && own == ino {
 			return nil, model.Invalidf("cannot adopt %s: it is the daemon's own network namespace (the host's); use --network host for a sandbox that shares it", sb.Netns)
 		}
+		e.waitRemovalsIn(sb.Netns, ino)
 	}
 	// Validate every attachment before anything is created.
 	seen := map[string]bool{}
@@ -341,16 +342,16 @@ func (e *Engine) removeInBackground(sb *model.Sandbox, eps []*model.Endpoint, un
 			e.log.Warn("take endpoint down", "sandbox", sb.Name, "link", ep.HostIf, "err", err)
 		}
 	}
-	done := make(chan struct{})
+	r := &removal{done: make(chan struct{}), netns: filepath.Clean(sb.Netns), ino: sb.NetnsIno}
 	e.sbMu.Lock()
-	e.removals[sb.Name] = done
+	e.removals[sb.Name] = r
 	e.sbMu.Unlock()
 	go func() {
 		defer func() {
 			e.sbMu.Lock()
 			delete(e.removals, sb.Name)
 			e.sbMu.Unlock()
-			close(done)
+			close(r.done)
 			unlock()
 		}()
 		if err := e.finishRemoval(sb, eps); err != nil {
@@ -361,12 +362,33 @@ func (e *Engine) removeInBackground(sb *model.Sandbox, eps []*model.Endpoint, un
 	return nil
 }
 
+// removal is a sandbox removal under way in the background.
+type removal struct {
+	done  chan struct{} // closed when it is complete
+	netns string        // the sandbox's namespace: path and identity
+	ino   uint64
+}
+
 // waitRemovals waits for the background removals under way.
-func (e *Engine) waitRemovals() {
+func (e *Engine) waitRemovals() { e.waitRemovalsIf(func(*removal) bool { return true }) }
+
+// waitRemovalsIn waits for the background removals of sandboxes in the
+// namespace at path (identity ino, when known): their interfaces are still
+// there until the reaper deleted them, and a new sandbox in the same
+// namespace — a runtime's next container in a namespace it keeps — would
+// find their names (eth0) taken.
+func (e *Engine) waitRemovalsIn(path string, ino uint64) {
+	path = filepath.Clean(path)
+	e.waitRemovalsIf(func(r *removal) bool { return r.netns == path || ino != 0 && r.ino == ino })
+}
+
+func (e *Engine) waitRemovalsIf(match func(*removal) bool) {
 	e.sbMu.Lock()
-	pending := make([]chan struct{}, 0, len(e.removals))
-	for _, done := range e.removals {
-		pending = append(pending, done)
+	var pending []chan struct{}
+	for _, r := range e.removals {
+		if match(r) {
+			pending = append(pending, r.done)
+		}
 	}
 	e.sbMu.Unlock()
 	for _, done := range pending {
