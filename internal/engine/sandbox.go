@@ -313,6 +313,9 @@ func (e *Engine) beginRemoval(sb *model.Sandbox, eps []*model.Endpoint) (live []
 			}
 		}
 	}
+	// Gone for users from here on (reads hide it): the event follows the
+	// order of the requests, not that of the kernel's deletions.
+	e.emit(Event{Kind: model.EventSandboxRemoved, Sandbox: sb.Name})
 	// Deleting the host ends removes the peers from adopted namespaces; in
 	// a pontoon namespace that finishRemoval unpins they go anyway. Those
 	// detached before are queued again: if their teardown failed, this
@@ -419,7 +422,6 @@ func (e *Engine) finishRemoval(sb *model.Sandbox, eps []*model.Endpoint) error {
 	}); err != nil {
 		return fmt.Errorf("remove sandbox %s: %w", sb.Name, err)
 	}
-	e.emit(Event{Kind: model.EventSandboxRemoved, Sandbox: sb.Name})
 	e.log.Info("sandbox removed", "sandbox", sb.Name)
 	return nil
 }
