@@ -62,7 +62,10 @@ func TestHealerRepairsFromTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	env.fw.Emit(firewall.Event{})
-	waitFor(t, "firewall", func() bool { return env.e.FirewallDrift(ctx) == "" })
+	// The table is whole a moment before the repair is counted.
+	waitFor(t, "firewall", func() bool {
+		return env.e.FirewallDrift(ctx) == "" && env.e.HealStatus().Repairs[RepairFirewall] > 0
+	})
 
 	st := env.e.HealStatus()
 	for _, k := range []string{RepairBridge, RepairVeth, RepairSysctl, RepairFirewall} {
