@@ -1,12 +1,15 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/user"
@@ -50,56 +53,62 @@ func (e *Error) Is(target error) bool {
 	return false
 }
 
-// Client talks to the daemon over its unix socket (HTTP/1.1, see wire.go).
-// It is safe for concurrent use.
+// Client talks to the daemon over its unix socket.
 type Client struct {
 	socket string
-	tr     *transport
+	hc     *http.Client
 }
 
 // NewClient returns a client for the daemon at socket.
 func NewClient(socket string) *Client {
-	return &Client{socket: socket, tr: &transport{socket: socket}}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+		MaxIdleConnsPerHost: 16,
+	}
+	return &Client{socket: socket, hc: &http.Client{Transport: tr, Timeout: 5 * time.Minute}}
 }
 
 // Socket returns the socket path the client uses.
 func (c *Client) Socket() string { return c.socket }
 
-// requestTimeout bounds a request whose context sets no deadline.
-const requestTimeout = 5 * time.Minute
-
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	var body []byte
+	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err
 		}
-		body = b
+		body = bytes.NewReader(b)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, requestTimeout)
-		defer cancel()
-	}
-	wc, err := c.tr.get(ctx)
+	req, err := http.NewRequestWithContext(ctx, method, "http://pontoon"+path, body)
 	if err != nil {
-		return c.unreachable(err)
+		return err
 	}
-	code, data, keep, err := wc.roundTrip(ctx, method, path, body)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
 	if err != nil {
-		wc.c.Close()
-		return fmt.Errorf("%w: %s %s: %w", ErrUnavailable, method, path, err)
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("%w: cannot reach the pontoon daemon at %s: start it with `pontoon daemon`, or point --socket / PONTOON_SOCKET at its socket", ErrUnavailable, c.socket)
+		}
+		if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
+			return permissionError(c.socket, err)
+		}
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	if keep {
-		c.tr.put(wc)
-	} else {
-		wc.c.Close()
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
 	}
-	if code >= 300 {
-		e := &Error{Status: code}
+	if resp.StatusCode >= 300 {
+		e := &Error{Status: resp.StatusCode}
 		if json.Unmarshal(data, &e.Body) != nil || e.Body.Error == "" {
-			e.Body = ErrorBody{Error: fmt.Sprintf("daemon answered %d %s", code, strings.TrimSpace(string(data))), Kind: "internal"}
+			e.Body = ErrorBody{Error: fmt.Sprintf("daemon answered %s", resp.Status), Kind: "internal"}
 		}
 		return e
 	}
@@ -109,17 +118,6 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 	}
 	return nil
-}
-
-// unreachable says why the daemon's socket could not be dialed.
-func (c *Client) unreachable(err error) error {
-	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("%w: cannot reach the pontoon daemon at %s: start it with `pontoon daemon`, or point --socket / PONTOON_SOCKET at its socket", ErrUnavailable, c.socket)
-	}
-	if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
-		return permissionError(c.socket, err)
-	}
-	return fmt.Errorf("%w: %v", ErrUnavailable, err)
 }
 
 // ErrPermission means the daemon's socket refused this user (it matches
@@ -173,10 +171,10 @@ func permissionError(socket string, err error) error {
 // Status asks whether the daemon is up and ready.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
 	var st Status
-	err := c.do(ctx, "GET", "/v1/status", nil, &st)
+	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
 	if err != nil {
 		var ae *Error
-		if errors.As(err, &ae) && ae.Status == 503 {
+		if errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable {
 			return &st, fmt.Errorf("%w: the daemon is starting", ErrUnavailable)
 		}
 		return nil, err
@@ -186,17 +184,17 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 
 func (c *Client) Networks(ctx context.Context) ([]*model.NetworkInfo, error) {
 	var v []*model.NetworkInfo
-	return v, c.do(ctx, "GET", "/v1/networks", nil, &v)
+	return v, c.do(ctx, http.MethodGet, "/v1/networks", nil, &v)
 }
 
 func (c *Client) Network(ctx context.Context, name string) (*model.NetworkInfo, error) {
 	var v model.NetworkInfo
-	return &v, c.do(ctx, "GET", "/v1/networks/"+url.PathEscape(name), nil, &v)
+	return &v, c.do(ctx, http.MethodGet, "/v1/networks/"+url.PathEscape(name), nil, &v)
 }
 
 func (c *Client) CreateNetwork(ctx context.Context, spec model.NetworkSpec) (*model.Network, error) {
 	var v model.Network
-	return &v, c.do(ctx, "POST", "/v1/networks", spec, &v)
+	return &v, c.do(ctx, http.MethodPost, "/v1/networks", spec, &v)
 }
 
 func (c *Client) RemoveNetwork(ctx context.Context, name string, force bool) error {
@@ -204,48 +202,48 @@ func (c *Client) RemoveNetwork(ctx context.Context, name string, force bool) err
 	if force {
 		q = "?force=true"
 	}
-	return c.do(ctx, "DELETE", "/v1/networks/"+url.PathEscape(name)+q, nil, nil)
+	return c.do(ctx, http.MethodDelete, "/v1/networks/"+url.PathEscape(name)+q, nil, nil)
 }
 
 func (c *Client) Connect(ctx context.Context, network string, req ConnectRequest) (*model.Endpoint, error) {
 	var v model.Endpoint
-	return &v, c.do(ctx, "POST", "/v1/networks/"+url.PathEscape(network)+"/connect", req, &v)
+	return &v, c.do(ctx, http.MethodPost, "/v1/networks/"+url.PathEscape(network)+"/connect", req, &v)
 }
 
 func (c *Client) Disconnect(ctx context.Context, network, sandbox string) error {
-	return c.do(ctx, "POST", "/v1/networks/"+url.PathEscape(network)+"/disconnect", DisconnectRequest{Sandbox: sandbox}, nil)
+	return c.do(ctx, http.MethodPost, "/v1/networks/"+url.PathEscape(network)+"/disconnect", DisconnectRequest{Sandbox: sandbox}, nil)
 }
 
 func (c *Client) Sandboxes(ctx context.Context) ([]*model.SandboxInfo, error) {
 	var v []*model.SandboxInfo
-	return v, c.do(ctx, "GET", "/v1/sandboxes", nil, &v)
+	return v, c.do(ctx, http.MethodGet, "/v1/sandboxes", nil, &v)
 }
 
 func (c *Client) Sandbox(ctx context.Context, name string) (*model.SandboxInfo, error) {
 	var v model.SandboxInfo
-	return &v, c.do(ctx, "GET", "/v1/sandboxes/"+url.PathEscape(name), nil, &v)
+	return &v, c.do(ctx, http.MethodGet, "/v1/sandboxes/"+url.PathEscape(name), nil, &v)
 }
 
 func (c *Client) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (*model.SandboxInfo, error) {
 	var v model.SandboxInfo
-	return &v, c.do(ctx, "POST", "/v1/sandboxes", spec, &v)
+	return &v, c.do(ctx, http.MethodPost, "/v1/sandboxes", spec, &v)
 }
 
 func (c *Client) RemoveSandbox(ctx context.Context, name string) error {
-	return c.do(ctx, "DELETE", "/v1/sandboxes/"+url.PathEscape(name), nil, nil)
+	return c.do(ctx, http.MethodDelete, "/v1/sandboxes/"+url.PathEscape(name), nil, nil)
 }
 
 // CheckSandbox asks the daemon to compare a sandbox's kernel state with its
 // records; an empty answer means no drift.
 func (c *Client) CheckSandbox(ctx context.Context, name string) ([]Problem, error) {
 	var v []Problem
-	return v, c.do(ctx, "POST", "/v1/sandboxes/"+url.PathEscape(name)+"/check", nil, &v)
+	return v, c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(name)+"/check", nil, &v)
 }
 
 // Doctor asks the daemon to check the host (it changes nothing).
 func (c *Client) Doctor(ctx context.Context) ([]Finding, error) {
 	var v []Finding
-	return v, c.do(ctx, "GET", "/v1/doctor", nil, &v)
+	return v, c.do(ctx, http.MethodGet, "/v1/doctor", nil, &v)
 }
 
 // Ports lists published ports, of one sandbox when sandbox is not "".
@@ -255,7 +253,7 @@ func (c *Client) Ports(ctx context.Context, sandbox string) ([]model.PortInfo, e
 	if sandbox != "" {
 		q = "?sandbox=" + url.QueryEscape(sandbox)
 	}
-	return v, c.do(ctx, "GET", "/v1/ports"+q, nil, &v)
+	return v, c.do(ctx, http.MethodGet, "/v1/ports"+q, nil, &v)
 }
 
 // EventQuery selects events: after the event with ID Since, or at or after
@@ -293,37 +291,28 @@ func (c *Client) Events(ctx context.Context, q EventQuery, fn func(model.Event) 
 	for _, k := range q.Kinds {
 		v.Add("kind", k)
 	}
-	// A connection of its own, with no overall timeout: a followed stream
-	// lasts as long as the reader.
-	wc, err := c.tr.dial(ctx)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://pontoon/v1/events?"+v.Encode(), nil)
 	if err != nil {
-		return c.unreachable(err)
+		return err
 	}
-	defer wc.c.Close()
-	stop := context.AfterFunc(ctx, func() { _ = wc.c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	fail := func(err error) error {
+	// No overall timeout: a followed stream lasts as long as the reader.
+	resp, err := (&http.Client{Transport: c.hc.Transport}).Do(req)
+	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	if err := wc.send("GET", "/v1/events?"+v.Encode(), nil); err != nil {
-		return fail(err)
-	}
-	code, body, _, err := wc.answer("GET")
-	if err != nil {
-		return fail(err)
-	}
-	if code != 200 {
-		data, _ := io.ReadAll(io.LimitReader(body, maxBody))
-		var eb ErrorBody
-		if json.Unmarshal(data, &eb) != nil {
-			eb = ErrorBody{Error: strings.TrimSpace(string(data)), Kind: "internal"}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(resp.Body)
+		var body ErrorBody
+		if json.Unmarshal(data, &body) != nil {
+			body = ErrorBody{Error: strings.TrimSpace(string(data)), Kind: "internal"}
 		}
-		return &Error{Status: code, Body: eb}
+		return &Error{Status: resp.StatusCode, Body: body}
 	}
-	dec := json.NewDecoder(body)
+	dec := json.NewDecoder(resp.Body)
 	for {
 		var ev model.Event
 		if err := dec.Decode(&ev); err != nil {
@@ -341,7 +330,7 @@ func (c *Client) Events(ctx context.Context, q EventQuery, fn func(model.Event) 
 // Topology returns the picture of the host (GET /v1/topology).
 func (c *Client) Topology(ctx context.Context) (*model.Topology, error) {
 	var t model.Topology
-	return &t, c.do(ctx, "GET", "/v1/topology", nil, &t)
+	return &t, c.do(ctx, http.MethodGet, "/v1/topology", nil, &t)
 }
 
 // CNIAdd is a CNI ADD of one interface of a container (one request; see

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -264,20 +263,10 @@ func (s *Server) removeSandbox(r *http.Request) (int, any, error) {
 	return http.StatusOK, struct{}{}, s.eng.RemoveSandbox(r.Context(), r.PathValue("name"))
 }
 
-// writeJSON answers with v as JSON and its Content-Length, so that no
-// answer is chunked (clients read a body of known length; see
-// api/wire.go).
 func writeJSON(w http.ResponseWriter, code int, v any) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		code = http.StatusInternalServerError
-		data, _ = json.Marshal(api.ErrorBody{Error: "encode the answer: " + err.Error(), Kind: "internal"})
-	}
-	data = append(data, '\n')
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	w.WriteHeader(code)
-	_, _ = w.Write(data)
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 func writeErrorStatus(w http.ResponseWriter, code int, kind, msg string) {
