@@ -14,6 +14,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sys/unix"
+
+	"pontoon/internal/group"
 )
 
 // ErrLocked is returned by Open when another process (another pontoon
@@ -117,6 +119,7 @@ func Open(path string, log *slog.Logger) (Store, error) {
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
 	s := &boltStore{db: db, snapshot: path + networksSuffix}
+	s.group.Run = func(fns []func(Tx) error) []error { return commitBatch(fns, s.runBatch) }
 	migrated, indexed, indexedCtr := 0, -1, -1
 	if err := db.Update(func(btx *bolt.Tx) error {
 		noNames := btx.Bucket([]byte(bEpNames)) == nil
@@ -322,21 +325,38 @@ func migrateFlatIPAM(btx *bolt.Tx) (int, error) {
 type boltStore struct {
 	db       *bolt.DB
 	snapshot string // path of the saved networks
+	group    group.Batcher[func(Tx) error]
 }
 
-// Update commits fn's writes; when they touched a network or a meta key,
-// the snapshot of those is saved (fsynced) before the commit.
+// Update commits fn's writes, in one commit with the Updates that queued
+// while the previous commit ran (group commit, group.go); when they touched
+// a network or a meta key, the snapshot of those is saved (fsynced) before
+// the commit. fn may run more than once.
 func (s *boltStore) Update(fn func(Tx) error) error {
-	return s.db.Update(func(btx *bolt.Tx) error {
+	return s.group.Do(fn)
+}
+
+// runBatch runs fns in one bbolt transaction and commits it (commitBatch).
+func (s *boltStore) runBatch(fns []func(Tx) error) (int, error) {
+	failed, ferr := -1, error(nil)
+	err := s.db.Update(func(btx *bolt.Tx) error {
 		var durable bool
-		if err := fn(tx{kv: boltKV{tx: btx, durable: &durable}}); err != nil {
-			return err
+		t := tx{kv: boltKV{tx: btx, durable: &durable}}
+		for i, fn := range fns {
+			if err := fn(t); err != nil {
+				failed, ferr = i, err
+				return errBatchFailed
+			}
 		}
 		if durable {
 			return s.writeSnapshot(btx)
 		}
 		return nil
 	})
+	if failed >= 0 {
+		return failed, ferr
+	}
+	return -1, err
 }
 
 func (s *boltStore) View(fn func(Tx) error) error {

@@ -15,7 +15,11 @@ import (
 // Store is a transactional state store.
 type Store interface {
 	// Update runs fn in a read-write transaction, committed when fn
-	// returns nil and rolled back otherwise.
+	// returns nil and rolled back otherwise; it returns after the commit.
+	// Concurrent Updates may share one commit (group commit), and fn may
+	// run more than once before it commits: it must have no side effects
+	// outside the transaction, except setting variables it sets afresh on
+	// every run. NewMemory runs every successful fn twice to catch those.
 	Update(fn func(Tx) error) error
 	// View runs fn in a read-only transaction (write methods fail).
 	View(fn func(Tx) error) error

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -648,12 +649,14 @@ func BenchmarkUpdate(b *testing.B) {
 	}
 }
 
-// Updates run one at a time and Views beside them; under -race this also
-// checks the memory store's locking. Every writer reserves the next free
-// address it reads: none may be handed out twice.
+// Updates run one at a time (or in group commits) and Views beside them;
+// under -race this also checks the memory store's locking and the group
+// commit's hand-overs. Every writer reserves the next free address it
+// reads: none may be handed out twice. 32 writers: what 32 parallel
+// attaches make.
 func TestConcurrentUpdatesAndViews(t *testing.T) {
 	forEach(t, func(t *testing.T, s Store) {
-		const writers, each = 4, 25
+		const writers, each = 32, 10
 		var wg sync.WaitGroup
 		errs := make(chan error, 2*writers*each) // one per Update and per View
 		for w := range writers {
@@ -677,7 +680,13 @@ func TestConcurrentUpdatesAndViews(t *testing.T) {
 					errs <- s.View(func(tx Tx) error {
 						res, err := tx.Reservations("n")
 						c, _ := tx.Cursor("n")
-						if err == nil && c.IsValid() && len(res) != int(c.As4()[3]) {
+						// The cursor is the base address plus the count (a
+						// 32-bit sum: 320 addresses run past one byte).
+						if err != nil || !c.IsValid() {
+							return err
+						}
+						b4, c4 := addr("10.90.0.0").As4(), c.As4()
+						if n := int(binary.BigEndian.Uint32(c4[:]) - binary.BigEndian.Uint32(b4[:])); len(res) != n {
 							err = fmt.Errorf("view saw %d reservations with cursor %v", len(res), c)
 						}
 						return err
@@ -871,5 +880,104 @@ func TestBoltSecondDaemonDoesNotSetFileAside(t *testing.T) {
 	}
 	if _, err := os.Stat(path + previousSuffix); err == nil {
 		t.Error("an open state file was set aside")
+	}
+}
+
+// Updates queued behind a commit share the next one; a function that
+// fails leaves none of its writes and gets the error a serial run gives
+// (here: the address is taken by an earlier Update), and the others
+// commit.
+func TestBoltGroupCommit(t *testing.T) {
+	s := impls[1].open(t).(*boltStore)
+	var mu sync.Mutex
+	commits, runs := 0, 0
+	run := s.group.Run
+	s.group.Run = func(fns []func(Tx) error) []error {
+		mu.Lock()
+		commits++
+		mu.Unlock()
+		return run(fns)
+	}
+	count := func(fn func(Tx) error) func(Tx) error {
+		return func(tx Tx) error {
+			mu.Lock()
+			runs++
+			mu.Unlock()
+			return fn(tx)
+		}
+	}
+	release, started := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	first := make(chan error, 1)
+	go func() {
+		first <- s.Update(func(tx Tx) error {
+			once.Do(func() { close(started) })
+			<-release // holds the writer while the others queue
+			return tx.Reserve("n", addr("10.1.0.1"), "first")
+		})
+	}()
+	<-started
+	const n = 20
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = s.Update(count(func(tx Tx) error {
+				if err := tx.Reserve("n", addr(fmt.Sprintf("10.1.1.%d", i)), fmt.Sprint(i)); err != nil {
+					return err
+				}
+				if i%5 == 4 { // after a write of its own, claim what first holds
+					return tx.Reserve("n", addr("10.1.0.1"), fmt.Sprint(i))
+				}
+				return nil
+			}))
+		})
+	}
+	waitUntil(t, func() bool { return queued(s) == n })
+	close(release)
+	wg.Wait()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		if (i%5 == 4) != errors.Is(err, model.ErrConflict) || (i%5 != 4 && err != nil) {
+			t.Errorf("Update %d: %v", i, err)
+		}
+	}
+	if commits != 2 {
+		t.Errorf("%d batches for 1 + %d Updates, want 2", commits, n)
+	}
+	if runs <= n {
+		t.Errorf("%d runs of %d functions: the failures did not make the batch run again", runs, n)
+	}
+	view(t, s, func(tx Tx) error {
+		res, err := tx.Reservations("n")
+		if err != nil {
+			return err
+		}
+		want := map[netip.Addr]string{addr("10.1.0.1"): "first"}
+		for i := range n {
+			if i%5 != 4 {
+				want[addr(fmt.Sprintf("10.1.1.%d", i))] = fmt.Sprint(i)
+			}
+		}
+		if diff := cmp.Diff(want, res, netipEqual...); diff != "" {
+			t.Errorf("reservations (-want +got):\n%s", diff)
+		}
+		return nil
+	})
+}
+
+// queued is how many Updates wait for the next batch.
+func queued(s *boltStore) int { return s.group.Queued() }
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
