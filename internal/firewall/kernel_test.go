@@ -8,9 +8,12 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	gnft "github.com/google/nftables"
 
 	"pontoon/internal/testutil"
 )
@@ -259,6 +262,67 @@ func TestKernelUnguardTwiceKeepsConnection(t *testing.T) {
 		}
 		if out := runIn(t, ns, "nft", "list", "set", "bridge", TableName, setGuardPorts); strings.Contains(out, g[0].Port) {
 			t.Errorf("element still there:\n%s", out)
+		}
+		return nil
+	})
+}
+
+// Concurrent writers share one transaction; when the kernel refuses it (one
+// writer names a set that does not exist), each write is sent again alone:
+// that writer gets its error and every other's elements are in place.
+func TestKernelConcurrentWritesShareATransaction(t *testing.T) {
+	ns := testutil.NewNetns(t)
+	const n = 32
+	withFirewall(t, ns, func(fw Interface) error {
+		ctx := context.Background()
+		if err := fw.Sync(ctx, State{Networks: []Network{{Name: "pontoon", Bridge: "pontoon0", Subnet: netip.MustParsePrefix("10.88.0.0/16")}}}); err != nil {
+			return err
+		}
+		w := fw.(*nft).guards.(netlinkGuards).w
+		// The first batch waits until every writer has queued behind it,
+		// so the rest go out together.
+		run := w.batch.Run
+		var batches []int
+		w.batch.Run = func(ws []nlWrite) []error {
+			if len(batches) == 0 {
+				deadline := time.Now().Add(5 * time.Second)
+				for w.batch.Queued() < n-1 && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			batches = append(batches, len(ws))
+			return run(ws)
+		}
+		gs := make([]Guarded, n)
+		for i := range gs {
+			ip := netip.AddrFrom4([4]byte{10, 88, 1, byte(i)})
+			gs[i] = Guarded{Port: fmt.Sprintf("ptv-%010d", i), MAC: net.HardwareAddr{2, 0x42, 10, 88, 1, byte(i)}, IP: ip}
+		}
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				if i == n/2 {
+					errs[i] = w.write(true, []nlElem{{family: gnft.TableFamilyBridge, set: "no-such-set", key: ifnameField("x")}})
+					return
+				}
+				errs[i] = fw.Guard(ctx, gs[i:i+1])
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if (i == n/2) != (err != nil) {
+				t.Errorf("write %d: %v", i, err)
+			}
+		}
+		if len(batches) < 2 || batches[1] != n-1 {
+			t.Errorf("batches of %v writes, want the other %d together after the first", batches, n-1)
+		}
+		out := runIn(t, ns, "nft", "list", "set", "bridge", TableName, setGuardIP)
+		for i, g := range gs {
+			if i != n/2 && !strings.Contains(out, g.IP.String()) {
+				t.Errorf("%s missing from the anti-spoofing set:\n%s", g.IP, out)
+			}
 		}
 		return nil
 	})
