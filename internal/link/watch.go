@@ -165,6 +165,8 @@ func parseEvent(m syscall.NetlinkMessage) (Event, bool) {
 		ev := Event{Kind: LinkChanged, Index: int(info.Index), Up: info.Flags&unix.IFF_UP != 0}
 		if m.Header.Type == unix.RTM_DELLINK {
 			ev.Kind = LinkDeleted
+		} else if !linkNews(info) {
+			return Event{}, false
 		}
 		attrs, err := nl.ParseRouteAttr(m.Data[unix.SizeofIfInfomsg:])
 		if err != nil {
@@ -194,6 +196,29 @@ func parseEvent(m syscall.NetlinkMessage) (Event, bool) {
 		return Event{Kind: ConfChanged}, true
 	}
 	return Event{}, false
+}
+
+// linkNews reports whether an RTM_NEWLINK can tell of drift: a link taken
+// down, or changed while up (moved off its bridge, say). Three kinds of
+// notification cannot, and every attach causes them — the host end and the
+// peer being registered, and the peer's settings changed before it comes
+// up — so reporting them made the healer check the sandbox and the host
+// after every attach (measured: a fifth of the daemon's CPU in a burst of
+// attaches, docs/benchmarks.md):
+//   - a link being registered (ifi_change ~0): a new link is not drift;
+//   - a link that is down and was down already (IFF_UP not in ifi_change):
+//     the notification that took it down, if it was ever up, said so;
+//   - AF_INET6 notifications (IPv6 settings of a link, not its state).
+func linkNews(info *nl.IfInfomsg) bool {
+	switch {
+	case info.Family == unix.AF_INET6:
+		return false
+	case info.Change == ^uint32(0):
+		return false
+	case info.Flags&unix.IFF_UP == 0 && info.Change&unix.IFF_UP == 0:
+		return false
+	}
+	return true
 }
 
 func trimZero(b []byte) []byte {
