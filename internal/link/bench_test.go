@@ -136,3 +136,69 @@ func BenchmarkDeleteVeths50(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDeleteStall measures what a group delete of N veths costs an
+// attach running beside it: the kernel holds RTNL while it unregisters the
+// group, and every other rtnetlink request (an attach makes six) waits.
+// It reports the group delete's time and the longest wait of a one-request
+// probe (set the bridge's MTU to what it is) sent every 0.2 ms meanwhile.
+//
+//	go test -run '^$' -bench DeleteStall -benchtime 3x ./internal/link/
+func BenchmarkDeleteStall(b *testing.B) {
+	for _, n := range []int{16, 32, 64, 256} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			l := benchHost(b)
+			nl := l.(*netlinkLinks)
+			sandboxes := make([]string, benchSandboxes)
+			for i := range sandboxes {
+				sandboxes[i] = testutil.NewNetns(b)
+			}
+			var worst, total time.Duration
+			for i := range b.N {
+				names := make([]string, n)
+				for j := range n {
+					v := benchVeth(i*n+j, sandboxes)
+					v.PeerName = fmt.Sprintf("e%d", i*n+j)
+					if _, err := l.AddVeth(v); err != nil {
+						b.Fatal(err)
+					}
+					names[j] = v.HostName
+				}
+				br, err := nl.h.LinkByName("br0")
+				if err != nil {
+					b.Fatal(err)
+				}
+				stop := make(chan struct{})
+				probed := make(chan time.Duration)
+				go func() {
+					var max time.Duration
+					for {
+						select {
+						case <-stop:
+							probed <- max
+							return
+						default:
+						}
+						t := time.Now()
+						_ = nl.h.LinkSetMTU(br, 1500)
+						if d := time.Since(t); d > max {
+							max = d
+						}
+						time.Sleep(200 * time.Microsecond)
+					}
+				}()
+				time.Sleep(5 * time.Millisecond)
+				t := time.Now()
+				if err := l.DeleteVeths(names); err != nil {
+					b.Fatal(err)
+				}
+				total += time.Since(t)
+				time.Sleep(5 * time.Millisecond)
+				close(stop)
+				worst = max(worst, <-probed)
+			}
+			b.ReportMetric(float64(total.Microseconds())/float64(b.N)/1000, "delete-ms")
+			b.ReportMetric(float64(worst.Microseconds())/1000, "worst-probe-ms")
+		})
+	}
+}
