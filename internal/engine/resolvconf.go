@@ -14,30 +14,30 @@ import (
 
 // resolvFiles keeps sandboxes' resolv.conf files in step with the store,
 // off the request path: creating a directory and a file costs 0.5–2 ms on
-// this VM class's ext4 (more than the rest of an attach), and only a
-// process started in the sandbox reads the file. Requests queue a sandbox's
-// name; one worker, in order, makes its file match the store as it is
-// then (written, or removed). Whoever hands the path out (Sandbox, hence
-// `pontoon exec` and `run`) first waits for that sandbox's queued writes.
+// this VM class's ext4 (more than the rest of an attach; in a burst of
+// parallel attaches the inode allocations took a third of the machine's
+// CPU, docs/benchmarks.md), and only a process started in the sandbox
+// reads the file. Requests queue a sandbox's name; a worker makes its file
+// match the store as it is then (written, or removed). The worker's thread
+// runs at the lowest priority (SCHED_IDLE): in a burst the requests get the
+// CPU and the files follow as soon as the burst leaves it idle. Whoever
+// hands the path out (Sandbox, hence `pontoon exec` and `run`) first waits
+// for that sandbox's queued write — and does it itself, at its own
+// priority, if the worker has not started it: nobody waits for the idle
+// thread.
 type resolvFiles struct {
 	e      *Engine
 	mu     sync.Mutex
 	cond   *sync.Cond
-	queue  []resolvItem
-	last   map[string]uint64 // newest queued sequence number per sandbox
-	next   uint64
-	done   uint64 // every item up to done is finished (FIFO)
+	queue  []string        // sandboxes to write, in order (may hold names no longer queued)
+	queued map[string]bool // sandboxes whose write has not started
+	busy   map[string]bool // sandboxes being written now
 	closed bool
 	exited chan struct{}
 }
 
-type resolvItem struct {
-	sandbox string
-	seq     uint64
-}
-
 func newResolvFiles(e *Engine) *resolvFiles {
-	r := &resolvFiles{e: e, last: map[string]uint64{}, exited: make(chan struct{})}
+	r := &resolvFiles{e: e, queued: map[string]bool{}, busy: map[string]bool{}, exited: make(chan struct{})}
 	r.cond = sync.NewCond(&r.mu)
 	go r.run()
 	return r
@@ -54,19 +54,40 @@ func (r *resolvFiles) sync(sandbox string) {
 		r.e.writeResolvConf(sandbox) // after Close: nobody to hand it to
 		return
 	}
-	r.next++
-	r.last[sandbox] = r.next
-	r.queue = append(r.queue, resolvItem{sandbox, r.next})
+	// A write already queued (not started) reads the store when it runs:
+	// it covers this change too.
+	if !r.queued[sandbox] {
+		r.queued[sandbox] = true
+		r.queue = append(r.queue, sandbox)
+	}
 	r.cond.Broadcast()
 }
 
-// wait returns once every write queued for sandbox so far is done.
+// write writes sandbox's file; r.mu is held on entry and on return.
+func (r *resolvFiles) write(sandbox string) {
+	delete(r.queued, sandbox)
+	r.busy[sandbox] = true
+	r.mu.Unlock()
+	r.e.writeResolvConf(sandbox)
+	r.mu.Lock()
+	delete(r.busy, sandbox)
+	r.cond.Broadcast()
+}
+
+// wait returns once every write queued for sandbox so far is done; it
+// writes the file itself when the worker has not started it.
 func (r *resolvFiles) wait(sandbox string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	target := r.last[sandbox]
-	for r.done < target && !r.closed {
-		r.cond.Wait()
+	for !r.closed {
+		switch {
+		case r.busy[sandbox]:
+			r.cond.Wait()
+		case r.queued[sandbox]:
+			r.write(sandbox)
+		default:
+			return
+		}
 	}
 }
 
@@ -74,37 +95,34 @@ func (r *resolvFiles) wait(sandbox string) {
 func (r *resolvFiles) flush() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	target := r.next
-	for r.done < target && !r.closed {
+	for (len(r.queued) > 0 || len(r.busy) > 0) && !r.closed {
 		r.cond.Wait()
 	}
 }
 
 func (r *resolvFiles) run() {
 	defer close(r.exited)
+	idlePriority(r.e.log)
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	for {
 		for len(r.queue) == 0 && !r.closed {
 			r.cond.Wait()
 		}
 		if len(r.queue) == 0 {
-			r.mu.Unlock()
 			return
 		}
-		it := r.queue[0]
+		sb := r.queue[0]
 		r.queue = r.queue[1:]
-		// A newer item for the same sandbox makes this one redundant.
-		stale := r.last[it.sandbox] != it.seq
-		r.mu.Unlock()
-		if !stale {
-			r.e.writeResolvConf(it.sandbox)
+		if !r.queued[sb] {
+			continue // written by a waiter meanwhile
 		}
-		r.mu.Lock()
-		r.done = it.seq
-		if r.last[it.sandbox] == it.seq {
-			delete(r.last, it.sandbox)
+		for r.busy[sb] { // a waiter writes it; then write it again
+			r.cond.Wait()
 		}
-		r.cond.Broadcast()
+		if r.queued[sb] {
+			r.write(sb)
+		}
 	}
 }
 

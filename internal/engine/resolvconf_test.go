@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"pontoon/internal/dns"
@@ -97,5 +98,29 @@ func TestResolvConfFollowsPrimaryNetwork(t *testing.T) {
 	e.Flush()
 	if _, err := os.Stat(filepath.Join(etc, "a")); !os.IsNotExist(err) {
 		t.Errorf("removed sandbox's resolv.conf directory: %v", err)
+	}
+}
+
+// Whoever asks for the path never waits for the low-priority worker: with
+// no worker at all, asking writes the file.
+func TestResolvConfWaiterWritesItself(t *testing.T) {
+	etc := t.TempDir()
+	e := newEnv(t, func(c *Config) { c.Resolver, c.EtcNetnsDir = nopResolver{}, etc }).e
+	e.resolv.stop()
+	stalled := &resolvFiles{e: e, queued: map[string]bool{}, busy: map[string]bool{}, exited: make(chan struct{})}
+	stalled.cond = sync.NewCond(&stalled.mu)
+	close(stalled.exited) // no worker: Close has nothing to wait for
+	e.resolv = stalled
+	ctx := context.Background()
+	info, err := e.CreateSandbox(ctx, model.SandboxSpec{Name: "a", Networks: []model.AttachSpec{{Network: model.DefaultNetwork}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(info.ResolvConf)
+	if err != nil || !strings.Contains(string(data), "nameserver 10.88.0.1") {
+		t.Fatalf("resolv.conf %q handed out: %q, %v", info.ResolvConf, data, err)
+	}
+	if len(stalled.queued) != 0 || len(stalled.queue) != 1 {
+		t.Errorf("queued %v, queue %v: the waiter's write should have left a stale queue entry only", stalled.queued, stalled.queue)
 	}
 }
