@@ -53,6 +53,10 @@ type Options struct {
 
 	SelfHeal   bool          // repair drift from the store as soon as the kernel reports it
 	HealPeriod time.Duration // the periodic backstop check (0: engine.DefaultHealPeriod)
+
+	// Pprof is a unix socket path for Go's profiling handlers ("" = off;
+	// default from the PONTOON_PPROF environment variable, see PprofEnv).
+	Pprof string
 }
 
 // DefaultOptions are the embedded defaults.
@@ -68,6 +72,7 @@ func DefaultOptions() Options {
 		EtcNetnsDir:   "/etc/netns",
 		SelfHeal:      true,
 		HealPeriod:    engine.DefaultHealPeriod,
+		Pprof:         os.Getenv(PprofEnv),
 	}
 }
 
@@ -168,6 +173,13 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	}
 	defer eng.Close()
 
+	if opts.Pprof != "" {
+		pctx, stopPprof := context.WithCancel(context.Background())
+		defer stopPprof()
+		if err := servePprof(pctx, opts.Pprof, log); err != nil {
+			return err
+		}
+	}
 	srv := NewServer(eng, log)
 	srv.dns = resolver
 	srv.doc = &doctor{eng: eng, link: lk, netnsDir: opts.NetnsDir, dns: resolver}
