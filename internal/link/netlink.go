@@ -44,12 +44,13 @@ type netlinkLinks struct {
 	// never act on another namespace whatever thread calls them. Deletes
 	// have their own socket: their sendmsg returns only after the kernel's
 	// RCU wait (tens of ms), which must not hold up an attach.
-	raw *rawSocket
+	raw *rawPool
 	del *rawSocket
 
 	delMu sync.Mutex // one group delete at a time: the group is shared
 
 	self vnetns.NsHandle // the namespace New ran in (Watch of "")
+	hub  watchHub        // every Watch's socket (watch.go)
 
 	brMu    sync.Mutex
 	brIndex map[string]int // bridge name → ifindex cache (dropped on error)
@@ -74,20 +75,28 @@ func New(log *slog.Logger) (Interface, error) {
 		return nil, fmt.Errorf("open own network namespace: %w", err)
 	}
 	n := &netlinkLinks{log: log, h: h, brIndex: map[string]int{}, self: self}
-	for _, p := range []**rawSocket{&n.raw, &n.del} {
-		s, err := nl.GetNetlinkSocketAt(vnetns.None(), vnetns.None(), unix.NETLINK_ROUTE)
-		if err != nil {
-			h.Close()
-			return nil, fmt.Errorf("open netlink: %w", err)
-		}
-		*p = &rawSocket{s: s}
+	n.raw = &rawPool{open: func() (*nl.NetlinkSocket, error) {
+		// In the adapter's namespace, whatever thread asks.
+		return nl.GetNetlinkSocketAt(self, vnetns.None(), unix.NETLINK_ROUTE)
+	}}
+	s, err := nl.GetNetlinkSocketAt(vnetns.None(), vnetns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("open netlink: %w", err)
 	}
-	s, err := nl.GetNetlinkSocketAt(vnetns.None(), vnetns.None(), unix.NETLINK_NETFILTER)
+	n.del = &rawSocket{s: s}
+	first, err := nl.GetNetlinkSocketAt(vnetns.None(), vnetns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("open netlink: %w", err)
+	}
+	n.raw.free = append(n.raw.free, first)
+	ct, err := nl.GetNetlinkSocketAt(vnetns.None(), vnetns.None(), unix.NETLINK_NETFILTER)
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("open netlink (netfilter): %w", err)
 	}
-	n.ct = map[int]*nl.SocketHandle{unix.NETLINK_NETFILTER: {Socket: s}}
+	n.ct = map[int]*nl.SocketHandle{unix.NETLINK_NETFILTER: {Socket: ct}}
 	return n, nil
 }
 
@@ -97,14 +106,87 @@ type rawSocket struct {
 	s  *nl.NetlinkSocket
 }
 
-// transact sends reqs on the raw socket, batchSize to a sendmsg, and waits
-// for every ack. The kernel handles the messages of one sendmsg in order
-// and keeps going after one fails, so each gets its own error (nil on
-// success). echo collects the RTM_NEWLINK messages the kernel sends back
-// for requests with NLM_F_ECHO, keyed by sequence number.
 func (rs *rawSocket) transact(reqs []*nl.NetlinkRequest, echo map[uint32][]byte) ([]error, error) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
+	return transact(rs.s, reqs, echo)
+}
+
+// execute sends one request and returns the kernel's answer to it.
+func (rs *rawSocket) execute(req *nl.NetlinkRequest) error {
+	errs, err := rs.transact([]*nl.NetlinkRequest{req}, nil)
+	if err != nil {
+		return err
+	}
+	return errs[0]
+}
+
+// rawPool is a set of netlink sockets, one per exchange in flight: parallel
+// attaches each send their requests on a socket of their own and queue
+// only for the kernel's RTNL, not for a socket in front of it (with one
+// socket, half of 8 parallel attaches waited for it at any time: the
+// daemon's mutex profile, docs/benchmarks.md). A socket goes back to the
+// pool after its exchange; the pool holds as many as were ever in use at
+// once.
+type rawPool struct {
+	mu   sync.Mutex
+	free []*nl.NetlinkSocket
+	open func() (*nl.NetlinkSocket, error)
+}
+
+func (p *rawPool) get() (*nl.NetlinkSocket, error) {
+	p.mu.Lock()
+	if k := len(p.free); k > 0 {
+		s := p.free[k-1]
+		p.free = p.free[:k-1]
+		p.mu.Unlock()
+		return s, nil
+	}
+	p.mu.Unlock()
+	s, err := p.open()
+	if err != nil {
+		return nil, fmt.Errorf("open netlink: %w", err)
+	}
+	return s, nil
+}
+
+func (p *rawPool) put(s *nl.NetlinkSocket) {
+	p.mu.Lock()
+	p.free = append(p.free, s)
+	p.mu.Unlock()
+}
+
+func (p *rawPool) transact(reqs []*nl.NetlinkRequest, echo map[uint32][]byte) ([]error, error) {
+	s, err := p.get()
+	if err != nil {
+		return nil, err
+	}
+	errs, err := transact(s, reqs, echo)
+	if err != nil {
+		// The exchange broke off: late answers may still come on this
+		// socket. Close it rather than hand them to the next exchange.
+		s.Close()
+		return nil, err
+	}
+	p.put(s)
+	return errs, nil
+}
+
+// execute sends one request and returns the kernel's answer to it.
+func (p *rawPool) execute(req *nl.NetlinkRequest) error {
+	errs, err := p.transact([]*nl.NetlinkRequest{req}, nil)
+	if err != nil {
+		return err
+	}
+	return errs[0]
+}
+
+// transact sends reqs on s, batchSize to a sendmsg, and waits for every
+// ack. The kernel handles the messages of one sendmsg in order and keeps
+// going after one fails, so each gets its own error (nil on success). echo
+// collects the RTM_NEWLINK messages the kernel sends back for requests
+// with NLM_F_ECHO, keyed by sequence number. One exchange at a time on s.
+func transact(s *nl.NetlinkSocket, reqs []*nl.NetlinkRequest, echo map[uint32][]byte) ([]error, error) {
 	errs := make([]error, len(reqs))
 	for start := 0; start < len(reqs); start += batchSize {
 		chunk := reqs[start:min(start+batchSize, len(reqs))]
@@ -114,11 +196,11 @@ func (rs *rawSocket) transact(reqs []*nl.NetlinkRequest, echo map[uint32][]byte)
 			pending[r.Seq] = start + i
 			buf = append(buf, r.Serialize()...)
 		}
-		if err := unix.Sendto(rs.s.GetFd(), buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		if err := unix.Sendto(s.GetFd(), buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 			return nil, fmt.Errorf("netlink send: %w", err)
 		}
 		for len(pending) > 0 {
-			msgs, from, err := rs.s.Receive()
+			msgs, from, err := s.Receive()
 			if err != nil {
 				return nil, fmt.Errorf("netlink receive: %w", err)
 			}
@@ -147,15 +229,6 @@ func (rs *rawSocket) transact(reqs []*nl.NetlinkRequest, echo map[uint32][]byte)
 		}
 	}
 	return errs, nil
-}
-
-// execute sends one request and returns the kernel's answer to it.
-func (rs *rawSocket) execute(req *nl.NetlinkRequest) error {
-	errs, err := rs.transact([]*nl.NetlinkRequest{req}, nil)
-	if err != nil {
-		return err
-	}
-	return errs[0]
 }
 
 func notFound(err error) bool {

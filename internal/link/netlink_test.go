@@ -550,3 +550,78 @@ func TestKernelWatchAndRepair(t *testing.T) {
 		t.Fatalf("a link was made in the namespace:\n%s", out)
 	}
 }
+
+// Every watch shares one socket: a namespace without an ID gets one, each
+// watch hears only its own namespace (and the host watch only the host),
+// two watches of one namespace both hear it, and the socket closes with
+// the last watch.
+func TestKernelWatchesShareOneSocket(t *testing.T) {
+	l, host := newKernelHost(t)
+	nl := l.(*netlinkLinks)
+	a, b := testutil.NewNetns(t), testutil.NewNetns(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	hostEv, err := l.Watch(ctx, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aEv, err := l.Watch(ctx, a, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2Ev, err := l.Watch(ctx, a, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bEv, err := l.Watch(ctx, b, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl.hub.mu.Lock()
+	keys := len(nl.hub.watchers)
+	nl.hub.mu.Unlock()
+	if keys != 3 {
+		t.Fatalf("%d namespaces in the hub, want 3 (host, a, b)", keys)
+	}
+	for _, c := range []struct{ ns, name string }{{a, "wa"}, {b, "wb"}, {host, "wh"}} {
+		if out, err := run(t, c.ns, "ip", "link", "add", c.name, "type", "veth", "peer", "name", c.name+"p"); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if out, err := run(t, c.ns, "ip", "link", "del", c.name); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	// Each watch sees the deletion in its namespace and nothing of the
+	// others' (their dummies are named apart).
+	heard := func(ch <-chan Event, want string) {
+		t.Helper()
+		timeout := time.After(2 * time.Second)
+		for {
+			select {
+			case ev := <-ch:
+				if ev.Kind == LinkDeleted && ev.Name == want {
+					return
+				}
+				if strings.HasPrefix(ev.Name, "w") && !strings.HasPrefix(ev.Name, want) {
+					t.Fatalf("watch of %s heard %s %s", want, ev.Kind, ev.Name)
+				}
+			case <-timeout:
+				t.Fatalf("no deletion of %s heard", want)
+			}
+		}
+	}
+	heard(aEv, "wa")
+	heard(a2Ev, "wa")
+	heard(bEv, "wb")
+	heard(hostEv, "wh")
+	cancel()
+	for _, ch := range []<-chan Event{hostEv, aEv, a2Ev, bEv} {
+		for range ch { // closed once the watch ends
+		}
+	}
+	nl.hub.mu.Lock()
+	open := nl.hub.file != nil
+	nl.hub.mu.Unlock()
+	if open {
+		t.Error("the watch socket is still open after the last watch ended")
+	}
+}
