@@ -84,6 +84,7 @@ func validateAttach(a model.AttachSpec) (netip.Addr, error) {
 // Connect attaches a sandbox to a network (see the package comment for the
 // steps). The sandbox must exist and be ready.
 func (e *Engine) Connect(ctx context.Context, sandbox string, a model.AttachSpec) (_ *model.Endpoint, err error) {
+	defer e.request()()
 	defer e.emitFailed("attach", a.Network, sandbox, &err)
 	ip, err := validateAttach(a)
 	if err != nil {
@@ -371,6 +372,7 @@ func (e *Engine) hasRemoving(sandbox string) bool {
 // Disconnect detaches a sandbox from a network. It returns once the
 // endpoint carries no more traffic; the veth is deleted in the background.
 func (e *Engine) Disconnect(ctx context.Context, network, sandbox string) (err error) {
+	defer e.request()()
 	defer e.emitFailed("detach", network, sandbox, &err)
 	if err := model.ValidateName("sandbox", sandbox); err != nil {
 		return err

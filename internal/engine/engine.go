@@ -107,6 +107,11 @@ type Engine struct {
 	// (closed when done); guarded by sbMu.
 	removals map[string]*removal
 
+	// inFlight counts requests that attach or detach (Connect,
+	// Disconnect, CreateSandbox, RemoveSandbox): background work nobody
+	// waits for (resolv.conf files) defers to them.
+	inFlight atomic.Int64
+
 	reaper    *reaper
 	flows     *flowCleaner // stale conntrack entries (conntrack.go)
 	resolv    *resolvFiles
@@ -163,6 +168,12 @@ func (e *Engine) Flush() {
 	e.reaper.flush()
 	e.flows.flush()
 	e.resolv.flush()
+}
+
+// request counts a request in flight until the returned func is called.
+func (e *Engine) request() func() {
+	e.inFlight.Add(1)
+	return func() { e.inFlight.Add(-1) }
 }
 
 func (e *Engine) lockSandbox(name string) func() {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"pontoon/internal/dns"
 	"pontoon/internal/model"
@@ -18,9 +19,13 @@ import (
 // parallel attaches the inode allocations took a third of the machine's
 // CPU, docs/benchmarks.md), and only a process started in the sandbox
 // reads the file. Requests queue a sandbox's name; a worker makes its file
-// match the store as it is then (written, or removed). The worker's thread
-// runs at the lowest priority (SCHED_IDLE): in a burst the requests get the
-// CPU and the files follow as soon as the burst leaves it idle. Whoever
+// match the store as it is then (written, or removed). The worker defers to
+// requests: while any is in flight it waits, for at most resolvMaxDefer per
+// file, and its thread runs at the lowest priority (SCHED_IDLE). In a burst
+// the requests get the CPU and the files follow when it ends. (SCHED_IDLE
+// alone was not enough: this kernel does not preempt kernel code, and an
+// inode allocation on this VM's ext4, which has no journal and so skips
+// recently deleted inodes one by one, runs for milliseconds.) Whoever
 // hands the path out (Sandbox, hence `pontoon exec` and `run`) first waits
 // for that sandbox's queued write — and does it itself, at its own
 // priority, if the worker has not started it: nobody waits for the idle
@@ -29,12 +34,24 @@ type resolvFiles struct {
 	e      *Engine
 	mu     sync.Mutex
 	cond   *sync.Cond
-	queue  []string        // sandboxes to write, in order (may hold names no longer queued)
+	queue  []resolvItem    // sandboxes to write, in order (may hold names no longer queued)
 	queued map[string]bool // sandboxes whose write has not started
 	busy   map[string]bool // sandboxes being written now
 	closed bool
 	exited chan struct{}
 }
+
+type resolvItem struct {
+	sandbox string
+	at      time.Time // when it was queued
+}
+
+// resolvMaxDefer bounds how long the worker defers a file to requests in
+// flight; resolvPoll is how often it looks whether they are done.
+const (
+	resolvMaxDefer = time.Second
+	resolvPoll     = 5 * time.Millisecond
+)
 
 func newResolvFiles(e *Engine) *resolvFiles {
 	r := &resolvFiles{e: e, queued: map[string]bool{}, busy: map[string]bool{}, exited: make(chan struct{})}
@@ -58,7 +75,7 @@ func (r *resolvFiles) sync(sandbox string) {
 	// it covers this change too.
 	if !r.queued[sandbox] {
 		r.queued[sandbox] = true
-		r.queue = append(r.queue, sandbox)
+		r.queue = append(r.queue, resolvItem{sandbox, time.Now()})
 	}
 	r.cond.Broadcast()
 }
@@ -112,11 +129,18 @@ func (r *resolvFiles) run() {
 		if len(r.queue) == 0 {
 			return
 		}
-		sb := r.queue[0]
-		r.queue = r.queue[1:]
+		it := r.queue[0]
+		sb := it.sandbox
 		if !r.queued[sb] {
+			r.queue = r.queue[1:]
 			continue // written by a waiter meanwhile
 		}
+		for !r.closed && r.e.inFlight.Load() > 0 && time.Since(it.at) < resolvMaxDefer {
+			r.mu.Unlock()
+			time.Sleep(resolvPoll)
+			r.mu.Lock()
+		}
+		r.queue = r.queue[1:]
 		for r.busy[sb] { // a waiter writes it; then write it again
 			r.cond.Wait()
 		}

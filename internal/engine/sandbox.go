@@ -18,6 +18,7 @@ import (
 // requested networks. Everything is validated first; on any failure the
 // sandbox and whatever was attached are removed again.
 func (e *Engine) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (_ *model.SandboxInfo, err error) {
+	defer e.request()()
 	defer e.emitFailed("create-sandbox", "", spec.Name, &err)
 	if err := model.ValidateName("sandbox", spec.Name); err != nil {
 		return nil, err
@@ -230,6 +231,7 @@ func (e *Engine) heldByRemoving(network string, ip netip.Addr) bool {
 // record — happens in the background (see removeInBackground), as
 // Disconnect leaves its veth to the reaper.
 func (e *Engine) RemoveSandbox(ctx context.Context, name string) (err error) {
+	defer e.request()()
 	defer e.emitFailed("remove-sandbox", "", name, &err)
 	if err := model.ValidateName("sandbox", name); err != nil {
 		return err
