@@ -196,6 +196,9 @@ type result struct {
 	// Wall-clock time of each whole phase; DetachDone runs until the last
 	// veth is gone (pontoon deletes them in the background).
 	AttachWall, DetachWall, DetachDone time.Duration `json:"-"`
+	// FilesDone: from the start of the attach phase until every sandbox's
+	// resolv.conf is written (pontoon writes them in the background).
+	FilesDone time.Duration `json:"-"`
 	// Mixed: attaches while as many detaches run (-mixed).
 	MixedAttach []time.Duration `json:"-"`
 	MixedWall   time.Duration   `json:"-"`
@@ -205,6 +208,7 @@ type result struct {
 	DetachFirstP50, DetachLastP50              float64 // the same for detach
 	AttachRate, DetachRate                     float64
 	DetachDoneRate                             float64 // detaches per second until the last veth is gone
+	FilesDoneMs                                float64
 	MixedAttachP50, MixedAttachP99             float64
 	MixedAttachRate                            float64 // attaches per second in the mixed phase
 }
@@ -220,6 +224,7 @@ func (r result) named(who, mode string) result {
 		r.DetachDone = r.DetachWall
 	}
 	r.DetachDoneRate = rate(len(r.Detach), r.DetachDone)
+	r.FilesDoneMs = float64(r.FilesDone.Microseconds()) / 1000
 	r.MixedAttachP50, r.MixedAttachP99 = pct(r.MixedAttach, 50), pct(r.MixedAttach, 99)
 	r.MixedAttachRate = rate(len(r.MixedAttach), r.MixedWall)
 	return r
@@ -262,13 +267,17 @@ func report(res []result, n int, mixed bool) {
 			r.AttachP50, r.AttachP99, r.FirstP50, r.LastP50, r.AttachRate,
 			r.DetachP50, r.DetachP99, r.DetachFirstP50, r.DetachLastP50, r.DetachRate)
 	}
-	fmt.Printf("\n%-12s %-12s %12s", "who", "mode", "det done/s")
+	fmt.Printf("\n%-12s %-12s %12s %16s", "who", "mode", "det done/s", "att files ms")
 	if mixed {
 		fmt.Printf(" | %-34s %8s %8s %8s", "mixed: attaches beside detaches", "att p50", "att p99", "att/s")
 	}
 	fmt.Println()
 	for _, r := range res {
-		fmt.Printf("%-12s %-12s %12.0f", r.Who, r.Mode, r.DetachDoneRate)
+		files := "-"
+		if r.FilesDone > 0 {
+			files = fmt.Sprintf("%.0f", r.FilesDoneMs)
+		}
+		fmt.Printf("%-12s %-12s %12.0f %16s", r.Who, r.Mode, r.DetachDoneRate, files)
 		if mixed {
 			fmt.Printf(" | %-34s %8.2f %8.2f %8.0f", "", r.MixedAttachP50, r.MixedAttachP99, r.MixedAttachRate)
 		}
@@ -310,6 +319,7 @@ type bench struct {
 	client    *api.Client
 	nsCount   int
 	cniBin    string // pontoon-cni, for -cni-pontoon
+	etcNetns  string // the daemon's --etc-netns-dir
 
 	profileDir string // -profile
 	pprofSock  string // the daemon's profiling endpoint
@@ -349,6 +359,12 @@ func newBench(bin, logLevel string, profile bool, daemonArgs []string) (*bench, 
 		// Keep the sandboxes' resolv.conf files out of the host's /etc, and
 		// never forward a query to the machine's real resolvers.
 		"--etc-netns-dir", filepath.Join(dir, "etc-netns"), "--dns", "198.51.100.53:53"}
+	b.etcNetns = filepath.Join(dir, "etc-netns")
+	for _, a := range daemonArgs {
+		if v, ok := strings.CutPrefix(a, "--etc-netns-dir="); ok {
+			b.etcNetns = v // "": no resolv.conf files
+		}
+	}
 	b.daemon = exec.Command("nsenter", append(args, daemonArgs...)...)
 	b.daemon.Stderr = os.Stderr
 	b.daemon.Env = os.Environ()
@@ -421,10 +437,15 @@ func (b *bench) dropNamespaces(ps []string) {
 	}
 }
 
-// settle waits (at most 30 s) until the machine is nearly idle: the kernel
-// tears namespaces down in the background, seconds after the runs that
-// deleted them, and every run should start from the same quiet machine
-// instead of paying for the one before it.
+// settle waits (at most a minute) until the machine is nearly idle and the
+// kernel has finished tearing down namespaces: it does that in the
+// background, seconds after the runs that deleted them, holding RTNL for
+// long stretches, and every run should start from the same quiet machine
+// instead of paying for the one before it. Idle CPU alone is not enough:
+// the teardown also waits for RCU grace periods, with the CPUs idle, and
+// then takes RTNL again. So it also waits until the number of network
+// namespaces (the net_namespace slab, /proc/slabinfo) has not changed for
+// a second.
 func settle() {
 	idle := func() (idle, total uint64) {
 		data, err := os.ReadFile("/proc/stat")
@@ -441,12 +462,30 @@ func settle() {
 		}
 		return idle, total
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	namespaces := func() int {
+		data, err := os.ReadFile("/proc/slabinfo")
+		if err != nil {
+			return -1
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(line); len(f) > 1 && f[0] == "net_namespace" {
+				n, _ := strconv.Atoi(f[1])
+				return n
+			}
+		}
+		return -1
+	}
+	deadline := time.Now().Add(time.Minute)
+	last, since := namespaces(), time.Now()
 	for time.Now().Before(deadline) {
 		i0, t0 := idle()
 		time.Sleep(250 * time.Millisecond)
 		i1, t1 := idle()
-		if t1 <= t0 || float64(i1-i0)/float64(t1-t0) >= 0.95 {
+		if n := namespaces(); n != last {
+			last, since = n, time.Now()
+		}
+		quiet := t1 <= t0 || float64(i1-i0)/float64(t1-t0) >= 0.95
+		if quiet && time.Since(since) >= time.Second {
 			return
 		}
 	}
@@ -521,6 +560,9 @@ func (b *bench) runPontoon(n, c int) (result, error) {
 	}); err != nil {
 		return r, err
 	}
+	if r.FilesDone, err = b.filesWritten(names, r.AttachWall); err != nil {
+		return r, err
+	}
 	// Detach and done: the API returns once the endpoint carries no
 	// traffic; the reaper deletes the veths behind it.
 	attach := func(i int) error {
@@ -528,14 +570,14 @@ func (b *bench) runPontoon(n, c int) (result, error) {
 		return err
 	}
 	detach := func(i int) error { return b.client.Disconnect(ctx, netName, names[i]) }
-	start := time.Now()
 	if r.Detach, r.DetachWall, err = b.timed("pontoon-detach", n, c, detach); err != nil {
 		return r, err
 	}
+	end := time.Now()
 	if err := b.linksGone(model.HostVethPrefix); err != nil {
 		return r, err
 	}
-	r.DetachDone = time.Since(start)
+	r.DetachDone = r.DetachWall + time.Since(end)
 	if b.mixed {
 		if r.MixedAttach, r.MixedWall, err = b.runMixed("pontoon-mixed", n, c, attach, detach); err != nil {
 			return r, err
@@ -665,6 +707,30 @@ func (b *bench) runMixed(name string, n, c int, attach, detach func(i int) error
 	}
 	_, err = run(half, c, func(i int) error { return detach(half + i) })
 	return att, wall, err
+}
+
+// filesWritten waits (at most a minute) until every sandbox of names has
+// its resolv.conf, and returns the time since the attach phase began (it
+// ended wall ago).
+func (b *bench) filesWritten(names []string, wall time.Duration) (time.Duration, error) {
+	if b.etcNetns == "" {
+		return 0, nil
+	}
+	start := time.Now().Add(-wall)
+	deadline := time.Now().Add(time.Minute)
+	for _, name := range names {
+		p := filepath.Join(b.etcNetns, name, "resolv.conf")
+		for {
+			if _, err := os.Stat(p); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return 0, fmt.Errorf("%s not written after a minute", p)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return time.Since(start), nil
 }
 
 // linksGone waits (at most a minute) until the daemon's host namespace
