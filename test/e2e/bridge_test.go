@@ -283,43 +283,78 @@ func TestRestartKeepsTraffic(t *testing.T) {
 }
 
 // 64 parallel attaches get 64 distinct addresses, and the sandboxes reach
-// each other.
+// each other: 64 sandbox creations all at once, and 64 connects of
+// sandboxes without a network, 32 at a time (concurrent attaches share
+// store commits and firewall transactions).
 func TestParallelAttachesDistinct(t *testing.T) {
-	h := NewHost(t)
 	const n = 64
+	for _, tc := range []struct {
+		name     string
+		parallel int
+		connect  bool // create the sandboxes first, then connect them
+	}{
+		{"create all at once", n, false},
+		{"connect 32 at a time", 32, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewHost(t)
+			if tc.connect {
+				for i := range n {
+					h.P("sandbox", "create", fmt.Sprintf("s%02d", i), "--network", "none")
+				}
+			}
+			errs := make(chan error, n)
+			parallel(n, tc.parallel, func(i int) {
+				args := []string{"sandbox", "create", fmt.Sprintf("s%02d", i)}
+				if tc.connect {
+					args = []string{"network", "connect", "pontoon", fmt.Sprintf("s%02d", i)}
+				}
+				if out, err := h.TryP(args...); err != nil {
+					errs <- fmt.Errorf("s%02d: %v %s", i, err, out)
+				}
+			})
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			var sbs []*model.SandboxInfo
+			if err := json.Unmarshal([]byte(h.P("sandbox", "ls", "--format", "json")), &sbs); err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]string{}
+			for _, sb := range sbs {
+				for _, ep := range sb.Endpoints {
+					if o, dup := seen[ep.IP.String()]; dup {
+						t.Fatalf("address %s given to %s and %s", ep.IP, o, sb.Name)
+					}
+					seen[ep.IP.String()] = sb.Name
+				}
+			}
+			if len(seen) != n {
+				t.Fatalf("%d distinct addresses for %d sandboxes", len(seen), n)
+			}
+			h.MustPing("s00", h.IP("s63", "pontoon"))
+			h.MustPing("s63", h.IP("s31", "pontoon"))
+		})
+	}
+}
+
+// parallel runs f(0) … f(n-1), c at a time.
+func parallel(n, c int, f func(i int)) {
+	next := make(chan int)
 	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			if out, err := h.TryP("sandbox", "create", fmt.Sprintf("s%02d", i)); err != nil {
-				errs <- fmt.Errorf("s%02d: %v %s", i, err, out)
+	for range c {
+		wg.Go(func() {
+			for i := range next {
+				f(i)
 			}
-		}(i)
+		})
 	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	var sbs []*model.SandboxInfo
-	if err := json.Unmarshal([]byte(h.P("sandbox", "ls", "--format", "json")), &sbs); err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]string{}
-	for _, sb := range sbs {
-		for _, ep := range sb.Endpoints {
-			if o, dup := seen[ep.IP.String()]; dup {
-				t.Fatalf("address %s given to %s and %s", ep.IP, o, sb.Name)
-			}
-			seen[ep.IP.String()] = sb.Name
-		}
-	}
-	if len(seen) != n {
-		t.Fatalf("%d distinct addresses for %d sandboxes", len(seen), n)
-	}
-	h.MustPing("s00", h.IP("s63", "pontoon"))
 }
 
 // After removing everything, nothing of pontoon's is left but the default

@@ -6,30 +6,69 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"pontoon/internal/model"
 )
 
-// SIGKILL the daemon while 50 sandboxes are being created in parallel;
-// after a restart nothing leaks and no address is handed out twice.
+// SIGKILL the daemon while sandboxes are being attached in parallel: 50
+// sandbox creations all at once, and 64 connects of sandboxes without a
+// network 32 at a time (concurrent attaches share store commits and
+// firewall transactions); after each restart nothing leaks, the store and
+// the kernel agree and no address is handed out twice.
 func TestKillDuringParallelAttaches(t *testing.T) {
 	h := NewHost(t)
-	for round, delay := range []time.Duration{30 * time.Millisecond, 120 * time.Millisecond} {
-		var wg sync.WaitGroup
-		for i := 0; i < 50; i++ {
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				_, _ = h.TryP("sandbox", "create", fmt.Sprintf("k%d-%02d", round, i))
-			}(i)
+	for round, r := range []struct {
+		delay    time.Duration // kill this long after the start, or
+		after    int64         // once this many have succeeded
+		n, par   int
+		connects bool
+	}{
+		{30 * time.Millisecond, 0, 50, 50, false},
+		{120 * time.Millisecond, 0, 50, 50, false},
+		{0, 4, 64, 32, true},
+		{0, 40, 64, 32, true},
+	} {
+		name := func(i int) string { return fmt.Sprintf("k%d-%02d", round, i) }
+		if r.connects {
+			for i := range r.n {
+				h.P("sandbox", "create", name(i), "--network", "none")
+			}
 		}
-		time.Sleep(delay)
+		var wg sync.WaitGroup
+		var ok atomic.Int64
+		wg.Go(func() {
+			parallel(r.n, r.par, func(i int) {
+				var err error
+				if r.connects {
+					_, err = h.TryP("network", "connect", "pontoon", name(i))
+				} else {
+					_, err = h.TryP("sandbox", "create", name(i))
+				}
+				if err == nil {
+					ok.Add(1)
+				}
+			})
+		})
+		time.Sleep(r.delay)
+		for deadline := time.Now().Add(30 * time.Second); ok.Load() < r.after && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
 		h.Kill()
 		wg.Wait()
 		h.Start()
-		checkConsistent(t, h)
+		sbs := checkConsistent(t, h)
+		if r.connects {
+			connected := 0
+			for _, sb := range sbs {
+				if strings.HasPrefix(sb.Name, name(0)[:3]) && len(sb.Endpoints) > 0 {
+					connected++
+				}
+			}
+			t.Logf("round %d: %d of %d connected before the kill", round, connected, r.n)
+		}
 	}
 	// New sandboxes after the crashes get fresh, distinct addresses.
 	for i := 0; i < 10; i++ {
