@@ -104,6 +104,7 @@ func newEnv(t *testing.T, opts ...func(*Config)) *testEnv {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	env.st = cfg.Store
 	e, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
