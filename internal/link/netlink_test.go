@@ -625,3 +625,22 @@ func TestKernelWatchesShareOneSocket(t *testing.T) {
 		t.Error("the watch socket is still open after the last watch ended")
 	}
 }
+
+// A watch whose reader falls behind loses events for one Overflow queued
+// after them, then gets events again, in order.
+func TestWatcherOverflow(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := &watcher{out: make(chan Event, 2), ctx: ctx}
+	for i := range 5 {
+		w.push(Event{Kind: LinkChanged, Index: i})
+	}
+	got := []Event{<-w.out, <-w.out, <-w.out}
+	w.wg.Wait() // the Overflow is queued: events flow again
+	w.push(Event{Kind: LinkDeleted, Index: 9})
+	got = append(got, <-w.out)
+	want := []Event{{Kind: LinkChanged, Index: 0}, {Kind: LinkChanged, Index: 1}, {Kind: Overflow}, {Kind: LinkDeleted, Index: 9}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+}

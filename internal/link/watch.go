@@ -83,23 +83,22 @@ func (n *netlinkLinks) Watch(ctx context.Context, netnsPath string, ino uint64) 
 		}
 		key, ns = id, h
 	}
-	w := &watcher{kick: make(chan struct{}, 1)}
+	out := make(chan Event, watchQueue)
+	w := &watcher{out: out, ctx: ctx}
 	if err := n.hub.add(n, key, w); err != nil {
 		if ns.IsOpen() {
 			ns.Close()
 		}
 		return nil, err
 	}
-	out := make(chan Event, 64)
 	go func() {
-		defer close(out)
-		defer func() {
-			if ns.IsOpen() {
-				ns.Close()
-			}
-		}()
-		defer n.hub.remove(key, w)
-		w.forward(ctx, out)
+		<-ctx.Done()
+		n.hub.remove(key, w) // no event is handed to w after this
+		w.wg.Wait()
+		close(out)
+		if ns.IsOpen() {
+			ns.Close()
+		}
 	}()
 	return out, nil
 }
@@ -272,62 +271,49 @@ func (h *watchHub) deliver(key *int32, ev Event) {
 	}
 }
 
-// watcher is one watch: the hub queues its events without waiting, and a
-// goroutine of its own forwards them to its channel, so a slow reader of
-// one watch never holds up the others. If it falls watcherQueue events
-// behind, they are dropped for one Overflow (anything may have changed).
+// watcher is one watch. The hub's reader hands it events in order without
+// ever waiting: when its channel is full (its reader fell watchQueue
+// events behind), events are dropped until one Overflow (anything may have
+// changed) is in the channel after them. No goroutine per watch: an event
+// costs one wake-up, its reader's.
 type watcher struct {
-	mu      sync.Mutex
-	pending []Event
-	lost    bool
-	kick    chan struct{}
+	out  chan Event
+	ctx  context.Context
+	mu   sync.Mutex
+	lost bool           // dropping until the Overflow is queued
+	wg   sync.WaitGroup // the goroutine queueing the Overflow
 }
 
-const watcherQueue = 4096
+// watchQueue is a watch's channel capacity.
+const watchQueue = 256
 
+// push hands ev to the watch; the hub calls it with its lock held, so
+// never after remove.
 func (w *watcher) push(ev Event) {
 	w.mu.Lock()
-	if len(w.pending) >= watcherQueue || ev.Kind == Overflow {
-		w.pending, w.lost = nil, true
-	} else {
-		w.pending = append(w.pending, ev)
+	defer w.mu.Unlock()
+	if w.lost {
+		return
 	}
-	w.mu.Unlock()
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
-}
-
-func (w *watcher) forward(ctx context.Context, out chan<- Event) {
-	for {
+	if ev.Kind != Overflow {
 		select {
-		case <-ctx.Done():
+		case w.out <- ev:
 			return
-		case <-w.kick:
+		default:
+		}
+	}
+	w.lost = true
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		select {
+		case w.out <- Event{Kind: Overflow}:
+		case <-w.ctx.Done():
 		}
 		w.mu.Lock()
-		evs, lost := w.pending, w.lost
-		w.pending, w.lost = nil, false
+		w.lost = false
 		w.mu.Unlock()
-		if lost && !send(ctx, out, Event{Kind: Overflow}) {
-			return
-		}
-		for _, ev := range evs {
-			if !send(ctx, out, ev) {
-				return
-			}
-		}
-	}
-}
-
-func send(ctx context.Context, out chan<- Event, ev Event) bool {
-	select {
-	case out <- ev:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	}()
 }
 
 // parseEvent turns one rtnetlink message into an Event; ok is false for
