@@ -66,7 +66,9 @@ func NewClient(socket string) *Client {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socket)
 		},
-		MaxIdleConnsPerHost: 16,
+		// A runtime attaching 32 at a time keeps its 32 connections
+		// instead of dialing half of them again for every request.
+		MaxIdleConnsPerHost: 64,
 	}
 	return &Client{socket: socket, hc: &http.Client{Transport: tr, Timeout: 5 * time.Minute}}
 }
