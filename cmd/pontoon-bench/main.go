@@ -902,8 +902,10 @@ func (b *bench) observe(name string, c int) func() {
 		})
 	}
 	return func() {
-		for _, s := range stops {
-			s()
+		// Last started, first stopped: the daemon's profiles end with the
+		// phase, before perf takes its time to write its file.
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
 		}
 	}
 }
