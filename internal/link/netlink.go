@@ -542,14 +542,21 @@ func vethRequest(v Veth, brIdx, nsFd int) *nl.NetlinkRequest {
 // configureVeth finishes a pair createVeth made: port isolation, then the
 // peer's address, up, routes and rule. It returns the host end's ifindex
 // (found here when createVeth could not learn it).
+//
+// The peer's requests go out in one sendmsg on a socket in the sandbox
+// (sandboxRequests): the kernel runs them in order in that one call, each
+// taking RTNL in turn, instead of one round trip to user space between
+// them — where another attach's request would take RTNL, and this attach
+// would queue for it again, up to four times.
 func (n *netlinkLinks) configureVeth(v Veth, ns vnetns.NsHandle, hostIdx, peerIdx int) (int, error) {
-	sh, err := handleAt(ns)
-	if err != nil {
-		return hostIdx, err
-	}
-	defer sh.Close()
 	if peerIdx == 0 {
+		// No echo from createVeth (kernel before 6.3): look the peer up.
+		sh, err := handleAt(ns)
+		if err != nil {
+			return hostIdx, err
+		}
 		peer, err := sh.LinkByName(v.PeerName)
+		sh.Close()
 		if err != nil {
 			return hostIdx, fmt.Errorf("find %s in the sandbox: %w", v.PeerName, err)
 		}
@@ -564,41 +571,172 @@ func (n *netlinkLinks) configureVeth(v Veth, ns vnetns.NsHandle, hostIdx, peerId
 	if err := n.raw.execute(brportRequest(hostIdx, v.Isolated)); err != nil {
 		return hostIdx, fmt.Errorf("set bridge port flags of %s: %w", v.HostName, err)
 	}
-	peer := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: peerIdx, Name: v.PeerName}}
-	if err := sh.AddrAdd(peer, &netlink.Addr{IPNet: ipNet(v.Addr)}); err != nil {
-		return hostIdx, fmt.Errorf("add %s to %s in the sandbox: %w", v.Addr, v.PeerName, err)
+	s, err := doIn(ns, func() (*nl.NetlinkSocket, error) {
+		return nl.GetNetlinkSocketAt(vnetns.None(), vnetns.None(), unix.NETLINK_ROUTE)
+	})
+	if err != nil {
+		return hostIdx, fmt.Errorf("open netlink in sandbox namespace: %w", err)
 	}
-	// addrgenmode none: the peer gets no IPv6 link-local address, so it
-	// sends no DAD, router solicitation or MLD report when it comes up.
-	// Endpoints are IPv4, and the bridge floods each such multicast to all
-	// its ports: an attach cost grew with the number of sandboxes on the
-	// network (measured at 1000 ports: 1.3 → 5.9 ms mean, p99 3 → 27 ms).
-	// IPv6 stays enabled; addresses can be added by hand. It must be set
-	// before the link is up (the address is made on NETDEV_UP), and the
-	// kernel rejects IFLA_AF_SPEC in the creating RTM_NEWLINK (EAFNOSUPPORT
-	// on 6.18: no inet6_dev yet), hence its own request.
-	if err := sh.LinkSetIP6AddrGenMode(peer, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
-		return hostIdx, fmt.Errorf("set addrgenmode none on %s in the sandbox: %w", v.PeerName, err)
+	defer s.Close()
+	reqs, what := sandboxRequests(v, peerIdx)
+	errs, err := transact(s, reqs, nil)
+	if err != nil {
+		return hostIdx, fmt.Errorf("configure %s in the sandbox: %w", v.PeerName, err)
 	}
-	if err := sh.LinkSetUp(peer); err != nil {
-		return hostIdx, fmt.Errorf("bring %s up in the sandbox: %w", v.PeerName, err)
-	}
-	if v.DefaultRoute {
-		if err := sh.RouteReplace(&netlink.Route{LinkIndex: peerIdx, Gw: v.Gateway.AsSlice()}); err != nil {
-			return hostIdx, fmt.Errorf("add default route via %s dev %s: %w", v.Gateway, v.PeerName, err)
-		}
-	}
-	if v.Table != 0 {
-		for _, r := range policyRoutes(v, peerIdx) {
-			if err := sh.RouteReplace(r); err != nil {
-				return hostIdx, fmt.Errorf("add route %s in table %d: %w", routeString(r), v.Table, err)
-			}
-		}
-		if err := sh.RuleAdd(policyRule(v.Addr.Addr(), v.Table)); err != nil && !errors.Is(err, unix.EEXIST) {
-			return hostIdx, fmt.Errorf("add rule from %s lookup %d: %w", v.Addr.Addr(), v.Table, err)
+	for i, e := range errs {
+		if e != nil && !(what[i].okExists && errors.Is(e, unix.EEXIST)) {
+			return hostIdx, fmt.Errorf("%s: %w", what[i].what, e)
 		}
 	}
 	return hostIdx, nil
+}
+
+// sandboxStep names one request of sandboxRequests for its error.
+type sandboxStep struct {
+	what     string
+	okExists bool // EEXIST is success (the rule is there already)
+}
+
+// sandboxRequests are the requests that configure a veth's peer (index
+// peerIdx in the sandbox), in order: address; addrgenmode none; up; the
+// default route (first network) or, for a further network, its table's
+// routes and the rule that selects it.
+//
+// addrgenmode none: the peer gets no IPv6 link-local address, so it sends
+// no DAD, router solicitation or MLD report when it comes up. Endpoints are
+// IPv4, and the bridge floods each such multicast to all its ports: an
+// attach cost grew with the number of sandboxes on the network (measured
+// at 1000 ports: 1.3 → 5.9 ms mean, p99 3 → 27 ms). IPv6 stays enabled;
+// addresses can be added by hand. It must be set before the link is up
+// (the address is made on NETDEV_UP), and the kernel rejects IFLA_AF_SPEC
+// in the creating RTM_NEWLINK (EAFNOSUPPORT on 6.18: no inet6_dev yet),
+// hence its own request.
+func sandboxRequests(v Veth, peerIdx int) ([]*nl.NetlinkRequest, []sandboxStep) {
+	var reqs []*nl.NetlinkRequest
+	var what []sandboxStep
+	add := func(r *nl.NetlinkRequest, step sandboxStep) {
+		reqs = append(reqs, r)
+		what = append(what, step)
+	}
+	add(addrRequest(peerIdx, v.Addr), sandboxStep{what: fmt.Sprintf("add %s to %s in the sandbox", v.Addr, v.PeerName)})
+	add(addrGenModeNoneRequest(peerIdx), sandboxStep{what: fmt.Sprintf("set addrgenmode none on %s in the sandbox", v.PeerName)})
+	add(linkUpRequest(peerIdx), sandboxStep{what: fmt.Sprintf("bring %s up in the sandbox", v.PeerName)})
+	if v.DefaultRoute {
+		add(routeReplaceRequest(&netlink.Route{LinkIndex: peerIdx, Gw: v.Gateway.AsSlice()}),
+			sandboxStep{what: fmt.Sprintf("add default route via %s dev %s", v.Gateway, v.PeerName)})
+	}
+	if v.Table != 0 {
+		for _, r := range policyRoutes(v, peerIdx) {
+			add(routeReplaceRequest(r), sandboxStep{what: fmt.Sprintf("add route %s in table %d", routeString(r), v.Table)})
+		}
+		add(ruleAddRequest(v.Addr.Addr(), v.Table),
+			sandboxStep{what: fmt.Sprintf("add rule from %s lookup %d", v.Addr.Addr(), v.Table), okExists: true})
+	}
+	return reqs, what
+}
+
+// addrRequest adds an IPv4 address (RTM_NEWADDR, as netlink.AddrAdd does:
+// local and address the same, the subnet's broadcast address).
+func addrRequest(index int, p netip.Prefix) *nl.NetlinkRequest {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	msg := nl.NewIfAddrmsg(unix.AF_INET)
+	msg.Index = uint32(index)
+	msg.Prefixlen = uint8(p.Bits())
+	req.AddData(msg)
+	a := p.Addr().As4()
+	req.AddData(nl.NewRtAttr(unix.IFA_LOCAL, a[:]))
+	req.AddData(nl.NewRtAttr(unix.IFA_ADDRESS, a[:]))
+	if p.Bits() < 31 {
+		mask := net.CIDRMask(p.Bits(), 32)
+		brd := make([]byte, 4)
+		for i := range brd {
+			brd[i] = a[i] | ^mask[i]
+		}
+		req.AddData(nl.NewRtAttr(unix.IFA_BROADCAST, brd))
+	}
+	return req
+}
+
+// addrGenModeNoneRequest sets IFLA_INET6_ADDR_GEN_MODE to none.
+func addrGenModeNoneRequest(index int) *nl.NetlinkRequest {
+	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	spec := nl.NewRtAttr(unix.IFLA_AF_SPEC, nil)
+	spec.AddRtAttr(unix.AF_INET6, nil).AddRtAttr(unix.IFLA_INET6_ADDR_GEN_MODE, []byte{nl.IN6_ADDR_GEN_MODE_NONE})
+	req.AddData(spec)
+	return req
+}
+
+// linkUpRequest brings a link up.
+func linkUpRequest(index int) *nl.NetlinkRequest {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Change, msg.Flags = unix.IFF_UP, unix.IFF_UP
+	msg.Index = int32(index)
+	req.AddData(msg)
+	return req
+}
+
+// routeReplaceRequest is netlink.RouteReplace's request for the IPv4
+// routes pontoon makes: a gateway, or a destination with a source, on a
+// link, in the main table or another.
+func routeReplaceRequest(r *netlink.Route) *nl.NetlinkRequest {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_REPLACE|unix.NLM_F_ACK)
+	msg := nl.NewRtMsg()
+	msg.Family = unix.AF_INET
+	msg.Scope = uint8(r.Scope)
+	if r.Dst != nil {
+		ones, _ := r.Dst.Mask.Size()
+		msg.Dst_len = uint8(ones)
+	}
+	table := r.Table
+	if table == 0 {
+		table = unix.RT_TABLE_MAIN
+	}
+	if table < 256 {
+		msg.Table = uint8(table)
+	} else {
+		msg.Table = unix.RT_TABLE_UNSPEC
+	}
+	req.AddData(msg)
+	if r.Dst != nil {
+		req.AddData(nl.NewRtAttr(unix.RTA_DST, r.Dst.IP.To4()))
+	}
+	if r.Src != nil {
+		req.AddData(nl.NewRtAttr(unix.RTA_PREFSRC, r.Src.To4()))
+	}
+	if r.Gw != nil {
+		req.AddData(nl.NewRtAttr(unix.RTA_GATEWAY, r.Gw.To4()))
+	}
+	if table >= 256 {
+		req.AddData(nl.NewRtAttr(unix.RTA_TABLE, nl.Uint32Attr(uint32(table))))
+	}
+	req.AddData(nl.NewRtAttr(unix.RTA_OIF, nl.Uint32Attr(uint32(r.LinkIndex))))
+	return req
+}
+
+// ruleAddRequest is netlink.RuleAdd's request for policyRule(ip, table).
+func ruleAddRequest(ip netip.Addr, table int) *nl.NetlinkRequest {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWRULE, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	hdr := nl.NewRtMsg() // a fib_rule_hdr has the same layout
+	hdr.Family = unix.AF_INET
+	hdr.Src_len = 32
+	hdr.Type = nl.FR_ACT_TO_TBL
+	if table < 256 {
+		hdr.Table = uint8(table)
+	} else {
+		hdr.Table = unix.RT_TABLE_UNSPEC
+	}
+	req.AddData(hdr)
+	a := ip.As4()
+	req.AddData(nl.NewRtAttr(nl.FRA_SRC, a[:]))
+	req.AddData(nl.NewRtAttr(nl.FRA_PRIORITY, nl.Uint32Attr(uint32(table))))
+	if table >= 256 {
+		req.AddData(nl.NewRtAttr(nl.FRA_TABLE, nl.Uint32Attr(uint32(table))))
+	}
+	return req
 }
 
 func ipNet(p netip.Prefix) *net.IPNet {
