@@ -261,10 +261,13 @@ func (h *watchHub) read(rc syscall.RawConn, self int32) {
 func (h *watchHub) deliver(key *int32, ev Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for k, ws := range h.watchers {
-		if key != nil && k != *key {
-			continue
+	if key != nil {
+		for w := range h.watchers[*key] {
+			w.push(ev)
 		}
+		return
+	}
+	for _, ws := range h.watchers {
 		for w := range ws {
 			w.push(ev)
 		}
