@@ -278,8 +278,10 @@ func report(res []result, n int, mixed bool) {
 			files = fmt.Sprintf("%.0f", r.FilesDoneMs)
 		}
 		fmt.Printf("%-12s %-12s %12.0f %16s", r.Who, r.Mode, r.DetachDoneRate, files)
-		if mixed {
+		if mixed && r.MixedWall > 0 {
 			fmt.Printf(" | %-34s %8.2f %8.2f %8.0f", "", r.MixedAttachP50, r.MixedAttachP99, r.MixedAttachRate)
+		} else if mixed {
+			fmt.Printf(" | %-34s %8s %8s %8s", "", "-", "-", "-")
 		}
 		fmt.Println()
 	}
