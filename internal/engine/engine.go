@@ -24,11 +24,14 @@
 // sandbox is recorded "removing" and carries no traffic; the namespace pin,
 // the veths and the record go in the background.
 //
-// Locking: bbolt serialises write transactions, which is what keeps IPAM
-// and the endpoint/network relations consistent. On top of that, operations
-// on one sandbox are serialised by a per-sandbox mutex (a background
-// removal holds it until it is done), and network create/remove by netMu
-// (they also rewrite the firewall).
+// Locking: the store runs write transactions one at a time (bbolt's single
+// writer; concurrent ones share a commit, but run in order in it), which is
+// what keeps IPAM and the endpoint/network relations consistent. On top of
+// that, operations on one sandbox are serialised by a per-sandbox mutex (a
+// background removal holds it until it is done), and network create/remove
+// by netMu (they also rewrite the firewall). Nothing else is held across a
+// kernel call: parallel attaches of different sandboxes queue only for the
+// kernel's RTNL (docs/benchmarks.md, "Parallel attach and detach").
 package engine
 
 import (
