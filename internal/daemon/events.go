@@ -86,11 +86,6 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) topology(r *http.Request) (int, any, error) {
-	t, err := s.eng.Topology(r.Context())
-	return http.StatusOK, t, err
-}
-
 func eventFilter(networks, sandboxes, kinds []string) func(model.Event) bool {
 	in := func(set []string, v string) bool {
 		if len(set) == 0 {

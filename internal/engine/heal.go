@@ -94,7 +94,6 @@ type healer struct {
 
 	mu         sync.Mutex
 	running    bool
-	ctx        context.Context
 	dirty      dirtySet
 	repairs    map[string]uint64
 	unrepaired map[string]string
@@ -142,7 +141,7 @@ func (e *Engine) StartHealing(ctx context.Context) error {
 		e.log.Warn("cannot watch nftables; firewall drift is found by the periodic check only", "err", err)
 	}
 	h.mu.Lock()
-	h.running, h.ctx = true, ctx
+	h.running = true
 	h.dirty.all, h.dirty.watches = true, true
 	h.mu.Unlock()
 	go func() {

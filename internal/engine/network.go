@@ -248,19 +248,6 @@ func (e *Engine) Networks() ([]*model.NetworkInfo, error) {
 	return out, err
 }
 
-// NetworkCount returns how many networks there are, without reading their
-// endpoints (the firewall drift check runs it after every burst of
-// nftables events, attaches included).
-func (e *Engine) NetworkCount() (int, error) {
-	var n int
-	err := e.st.View(func(tx store.Tx) error {
-		nets, err := tx.Networks()
-		n = len(nets)
-		return err
-	})
-	return n, err
-}
-
 // Network returns one network.
 func (e *Engine) Network(name string) (*model.NetworkInfo, error) {
 	var out *model.NetworkInfo

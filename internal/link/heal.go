@@ -42,14 +42,7 @@ func (n *netlinkLinks) CheckBridge(b Bridge) []string {
 		out = append(out, fmt.Sprintf("bridge %s has route_localnet off (the host cannot reach published ports through 127.0.0.1)", b.Name))
 	}
 	if b.Gateway.IsValid() {
-		addrs, _ := n.h.AddrList(l, netlink.FAMILY_V4)
-		found := false
-		for _, a := range addrs {
-			if p, ok := toPrefix(a.IPNet); ok && p == b.Gateway {
-				found = true
-			}
-		}
-		if !found {
+		if !hasAddr(n.h, l, b.Gateway) {
 			out = append(out, fmt.Sprintf("bridge %s does not have address %s", b.Name, b.Gateway))
 		}
 	}
@@ -129,14 +122,7 @@ func (n *netlinkLinks) RepairVeth(v Veth) (int, []Fix, error) {
 	if v.MTU > 0 && a.MTU != v.MTU {
 		fix("link", fmt.Sprintf("set MTU %d on %s", v.MTU, v.PeerName), sh.LinkSetMTU(peer, v.MTU))
 	}
-	addrs, _ := sh.AddrList(peer, netlink.FAMILY_V4)
-	has := false
-	for _, ad := range addrs {
-		if p, ok := toPrefix(ad.IPNet); ok && p == v.Addr {
-			has = true
-		}
-	}
-	if !has {
+	if !hasAddr(sh, peer, v.Addr) {
 		fix("address", "added "+v.Addr.String()+" to "+v.PeerName, sh.AddrReplace(peer, &netlink.Addr{IPNet: ipNet(v.Addr)}))
 	}
 	if a.Flags&net.FlagUp == 0 {
@@ -209,4 +195,16 @@ func (n *netlinkLinks) SetIPForward() error {
 		return fmt.Errorf("write %s: %w", ipForwardPath, err)
 	}
 	return nil
+}
+
+// hasAddr reports whether a link has the IPv4 address p (with its prefix
+// length).
+func hasAddr(h *netlink.Handle, l netlink.Link, p netip.Prefix) bool {
+	addrs, _ := h.AddrList(l, netlink.FAMILY_V4)
+	for _, a := range addrs {
+		if got, ok := toPrefix(a.IPNet); ok && got == p {
+			return true
+		}
+	}
+	return false
 }

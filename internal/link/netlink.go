@@ -1099,14 +1099,7 @@ func (n *netlinkLinks) CheckVeth(v Veth) []string {
 	if v.MTU > 0 && a.MTU != v.MTU {
 		out = append(out, fmt.Sprintf("%s has MTU %d, want %d", v.PeerName, a.MTU, v.MTU))
 	}
-	addrs, _ := sh.AddrList(peer, netlink.FAMILY_V4)
-	found := false
-	for _, ad := range addrs {
-		if p, ok := toPrefix(ad.IPNet); ok && p == v.Addr {
-			found = true
-		}
-	}
-	if !found {
+	if !hasAddr(sh, peer, v.Addr) {
 		out = append(out, fmt.Sprintf("%s does not have address %s", v.PeerName, v.Addr))
 	}
 	if v.DefaultRoute && !hasRoute(sh, &netlink.Route{LinkIndex: a.Index, Gw: v.Gateway.AsSlice()}) {

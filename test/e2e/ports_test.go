@@ -28,29 +28,7 @@ func (u *udpEcho) Peers() []string {
 
 func serveUDP(t *testing.T, ns, addr string) *udpEcho {
 	t.Helper()
-	var pc net.PacketConn
-	if err := testutil.InNetns(t, ns, func() (err error) {
-		pc, err = net.ListenPacket("udp4", addr)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	u := &udpEcho{}
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			u.mu.Lock()
-			u.peers = append(u.peers, from.String())
-			u.mu.Unlock()
-			_, _ = pc.WriteTo(append([]byte("echo "), buf[:n]...), from)
-		}
-	}()
-	return u
+	return serveUDPAs(t, ns, addr, "echo")
 }
 
 // udpAsk sends one datagram from a namespace and waits 1 s for the answer.
