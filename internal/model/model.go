@@ -193,3 +193,28 @@ func IfNameFor(n int) string { return fmt.Sprintf("eth%d", n) }
 // RouteTableFor returns the policy-routing table used for replies that leave
 // through the n-th interface (n ≥ 1). eth0 uses the main table.
 func RouteTableFor(n int) int { return 100 + n }
+
+// Subnet is one address family's part of a network: its prefix, the
+// bridge's address in it, where automatic addresses come from and whether
+// traffic from it that leaves the host is masqueraded.
+type Subnet struct {
+	Prefix     netip.Prefix `json:"subnet"`
+	Gateway    netip.Addr   `json:"gateway"`
+	IPRange    netip.Prefix `json:"ip_range,omitzero"`
+	Masquerade bool         `json:"masquerade"`
+}
+
+// AllocRange is the prefix addresses are handed out from: IPRange when set,
+// the subnet otherwise.
+func (s Subnet) AllocRange() netip.Prefix {
+	if s.IPRange.IsValid() {
+		return s.IPRange
+	}
+	return s.Prefix
+}
+
+// Address is one of an endpoint's addresses, with its family's gateway.
+type Address struct {
+	Addr    netip.Prefix `json:"addr"` // the address with its subnet's length
+	Gateway netip.Addr   `json:"gateway,omitzero"`
+}
