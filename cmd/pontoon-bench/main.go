@@ -544,7 +544,7 @@ func (b *bench) runPontoon(n, c int) (result, error) {
 	ctx := context.Background()
 	runID++
 	netName := fmt.Sprintf("bench%d", runID)
-	if _, err := b.client.CreateNetwork(ctx, model.NetworkSpec{Name: netName, Subnet: fmt.Sprintf("10.%d.0.0/16", 100+runID)}); err != nil {
+	if _, err := b.client.CreateNetwork(ctx, model.NetworkSpec{Name: netName, Subnets: []model.Subnet{{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(100 + runID), 0, 0}), 16)}}}); err != nil {
 		return result{}, err
 	}
 	names := make([]string, n)
@@ -838,7 +838,7 @@ func (b *bench) runPontoonCNI(n, c int) (result, error) {
 	ctx := context.Background()
 	runID++
 	netName := fmt.Sprintf("benchcni%d", runID)
-	if _, err := b.client.CreateNetwork(ctx, model.NetworkSpec{Name: netName, Subnet: fmt.Sprintf("10.%d.0.0/16", 100+runID)}); err != nil {
+	if _, err := b.client.CreateNetwork(ctx, model.NetworkSpec{Name: netName, Subnets: []model.Subnet{{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(100 + runID), 0, 0}), 16)}}}); err != nil {
 		return r, err
 	}
 	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"type":"pontoon","network":%q,"socket":%q}`, netName, netName, b.sock)

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -64,17 +65,21 @@ type portMapping struct {
 	HostIP        string `json:"hostIP,omitempty"`
 }
 
-// spec renders it in pontoon's -p syntax.
-func (p portMapping) spec() string {
-	proto := p.Protocol
-	if proto == "" {
-		proto = "tcp"
+// mapping is the entry as pontoon's port mapping.
+func (p portMapping) mapping() (model.PortMapping, error) {
+	m := model.PortMapping{Proto: strings.ToLower(p.Protocol)}
+	if p.HostPort < 1 || p.HostPort > 65535 || p.ContainerPort < 1 || p.ContainerPort > 65535 {
+		return m, fmt.Errorf("port mapping %d:%d: ports run from 1 to 65535", p.HostPort, p.ContainerPort)
 	}
-	s := fmt.Sprintf("%d:%d/%s", p.HostPort, p.ContainerPort, strings.ToLower(proto))
+	m.HostPort, m.Port = uint16(p.HostPort), uint16(p.ContainerPort)
 	if p.HostIP != "" {
-		s = p.HostIP + ":" + s
+		ip, err := netip.ParseAddr(p.HostIP)
+		if err != nil {
+			return m, fmt.Errorf("port mapping %d:%d: hostIP %q is not an IP address", p.HostPort, p.ContainerPort, p.HostIP)
+		}
+		m.HostIP = ip.Unmap()
 	}
-	return s
+	return m, m.Normalize()
 }
 
 func main() {
@@ -96,8 +101,8 @@ func loadConf(data []byte) (*netConf, error) {
 	if c.Socket == "" {
 		c.Socket = api.DefaultSocket
 	}
-	if len(c.RuntimeConfig.IPs) > 1 {
-		return nil, types.NewError(types.ErrInvalidNetworkConfig, "pontoon networks are IPv4-only: give at most one address in runtimeConfig.ips", "")
+	if len(c.RuntimeConfig.IPs) > 2 {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, "too many addresses in runtimeConfig.ips: give at most one per family (IPv4 and IPv6)", "")
 	}
 	return c, nil
 }
@@ -144,16 +149,25 @@ func cmdAdd(args *skel.CmdArgs) error {
 		return err
 	}
 	defer cancel()
-	ip := ""
-	if len(c.RuntimeConfig.IPs) == 1 {
-		ip, _, _ = strings.Cut(c.RuntimeConfig.IPs[0], "/")
+	var ips []netip.Addr
+	for _, s := range c.RuntimeConfig.IPs {
+		s, _, _ = strings.Cut(s, "/") // the capability may give a length
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("runtimeConfig.ips: %q is not an IP address", s), "")
+		}
+		ips = append(ips, ip.Unmap())
 	}
 	req := api.CNIAddRequest{
 		ContainerID: args.ContainerID, Netns: args.Netns, IfName: args.IfName, Network: c.Network,
-		IP: ip, MAC: c.RuntimeConfig.MAC, Labels: map[string]string{LabelNetwork: c.Name},
+		IPs: ips, MAC: c.RuntimeConfig.MAC, Labels: map[string]string{LabelNetwork: c.Name},
 	}
 	for _, pm := range c.RuntimeConfig.PortMappings {
-		req.Ports = append(req.Ports, pm.spec())
+		m, err := pm.mapping()
+		if err != nil {
+			return types.NewError(types.ErrInvalidNetworkConfig, "runtimeConfig.portMappings: "+err.Error(), "")
+		}
+		req.Ports = append(req.Ports, m)
 	}
 	// One request: the daemon creates the container's sandbox or connects
 	// it, and starts afresh when the runtime lost the namespace it attached
@@ -185,19 +199,25 @@ func resultOf(ep *model.Endpoint, netns, cniVersion string) *current.Result {
 			{Name: ep.HostIf},
 			{Name: ep.IfName, Mac: ep.MAC, Sandbox: netns},
 		},
-		IPs: []*current.IPConfig{{
+	}
+	// One IPConfig per address, IPv4 first, each with its family's
+	// gateway; the primary interface has a default route per family.
+	r.DNS = types.DNS{Search: []string{ep.Network}, Options: []string{"ndots:0"}}
+	for _, a := range ep.Addresses {
+		bits := a.Addr.Addr().BitLen()
+		r.IPs = append(r.IPs, &current.IPConfig{
 			Interface: &idx,
-			Address:   net.IPNet{IP: ep.IP.AsSlice(), Mask: net.CIDRMask(ep.Prefix, 32)},
-			Gateway:   ep.Gateway.AsSlice(),
-		}},
+			Address:   net.IPNet{IP: a.Addr.Addr().AsSlice(), Mask: net.CIDRMask(a.Addr.Bits(), bits)},
+			Gateway:   a.Gateway.AsSlice(),
+		})
+		if ep.Primary {
+			r.Routes = append(r.Routes, &types.Route{Dst: net.IPNet{IP: make(net.IP, bits/8), Mask: net.CIDRMask(0, bits)}, GW: a.Gateway.AsSlice()})
+		}
+		// The daemon runs a resolver on every gateway of a network:
+		// sandboxes find each other by name (NAME and NAME.NETWORK) and
+		// the rest is forwarded.
+		r.DNS.Nameservers = append(r.DNS.Nameservers, a.Gateway.String())
 	}
-	if ep.Primary {
-		_, def, _ := net.ParseCIDR("0.0.0.0/0")
-		r.Routes = []*types.Route{{Dst: *def, GW: ep.Gateway.AsSlice()}}
-	}
-	// The daemon runs a resolver on every network's gateway: sandboxes find
-	// each other by name (NAME and NAME.NETWORK) and the rest is forwarded.
-	r.DNS = types.DNS{Nameservers: []string{ep.Gateway.String()}, Search: []string{ep.Network}, Options: []string{"ndots:0"}}
 	return r
 }
 

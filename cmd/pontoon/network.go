@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,10 +27,13 @@ func newNetworkCmd(g *globals) *cobra.Command {
 
 func newNetworkCreateCmd(g *globals) *cobra.Command {
 	var (
-		spec   model.NetworkSpec
-		icc    bool
-		masq   bool
-		labels []string
+		spec     model.NetworkSpec
+		icc      bool
+		masq     bool
+		labels   []string
+		subnets  []string
+		gateways []string
+		ranges   []string
 	)
 	cmd := &cobra.Command{
 		Use:   "create NAME",
@@ -57,26 +61,80 @@ network publishes no ports.`,
 			if spec.Labels, err = parseLabels(labels); err != nil {
 				return err
 			}
+			if spec.Subnets, err = parseSubnets(subnets, gateways, ranges); err != nil {
+				return err
+			}
 			n, err := g.client().CreateNetwork(cmd.Context(), spec)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\t%s\n", n.Name, n.Subnet, n.Bridge)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\t%s\n", n.Name, strings.ReplaceAll(n.SubnetString(), " ", ""), n.Bridge)
 			return nil
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&spec.Subnet, "subnet", "", "IPv4 subnet in CIDR form, e.g. 10.90.1.0/24")
-	f.StringVar(&spec.Gateway, "gateway", "", "gateway address (default: the subnet's first address)")
-	f.StringVar(&spec.IPRange, "ip-range", "", "pick addresses automatically only from this sub-range (CIDR); --ip may still ask for any address of the subnet")
+	f.StringArrayVar(&subnets, "subnet", nil, "subnet in CIDR form, e.g. 10.90.1.0/24 or fd00:1::/64 (once per family)")
+	f.StringArrayVar(&gateways, "gateway", nil, "gateway address of the subnet of its family (default: the subnet's first host address)")
+	f.StringArrayVar(&ranges, "ip-range", nil, "pick addresses automatically only from this sub-range (CIDR) of the subnet of its family; --ip may still ask for any address of the subnet")
+	f.BoolVar(&spec.IPv6, "ipv6", false, "give the network an IPv6 subnet too: a /64 of the daemon's ULA pool unless --subnet gives one")
 	f.BoolVar(&spec.Internal, "internal", false, "no route out, no NAT, no published ports: sandboxes reach only each other")
 	f.IntVar(&spec.MTU, "mtu", 0, "MTU of the bridge and the endpoints (default 1500)")
 	f.BoolVar(&icc, "icc", true, "let sandboxes on this network reach each other (false: only the gateway and the outside)")
-	f.BoolVar(&masq, "masquerade", true, "source-NAT traffic that leaves the host")
+	f.BoolVar(&masq, "masquerade", true, "source-NAT traffic that leaves the host (default: IPv4 and ULA IPv6 subnets yes, global IPv6 subnets no)")
 	f.StringVar(&spec.Bridge, "bridge", "", "name of the bridge (default: ptbr-<id>; an existing bridge is reused and kept)")
 	f.StringArrayVar(&labels, "label", nil, "label as key=value (repeatable)")
 	f.StringVar(&spec.Driver, "driver", model.DriverBridge, "network driver (bridge)")
 	return cmd
+}
+
+// parseSubnets turns --subnet, --gateway and --ip-range into subnets,
+// pairing each gateway and range with the subnet of its family.
+func parseSubnets(subnets, gateways, ranges []string) ([]model.Subnet, error) {
+	var out []model.Subnet
+	for _, s := range subnets {
+		p, err := model.ParsePrefix("subnet", s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, model.Subnet{Prefix: p})
+	}
+	of := func(what string, a netip.Addr) (*model.Subnet, error) {
+		for i := range out {
+			if out[i].Prefix.Addr().Is6() == a.Is6() {
+				return &out[i], nil
+			}
+		}
+		return nil, model.Invalidf("%s %s has no --subnet of its family: give the subnet it belongs to", what, a)
+	}
+	for _, g := range gateways {
+		a, err := model.ParseAddr("gateway", g)
+		if err != nil {
+			return nil, err
+		}
+		sub, err := of("--gateway", a)
+		if err != nil {
+			return nil, err
+		}
+		if sub.Gateway.IsValid() {
+			return nil, model.Invalidf("two gateways for subnet %s: give one --gateway per subnet", sub.Prefix)
+		}
+		sub.Gateway = a
+	}
+	for _, r := range ranges {
+		p, err := model.ParsePrefixLoose("ip-range", r)
+		if err != nil {
+			return nil, err
+		}
+		sub, err := of("--ip-range", p.Addr())
+		if err != nil {
+			return nil, err
+		}
+		if sub.IPRange.IsValid() {
+			return nil, model.Invalidf("two ip ranges for subnet %s: give one --ip-range per subnet", sub.Prefix)
+		}
+		sub.IPRange = p
+	}
+	return out, nil
 }
 
 func parseLabels(in []string) (map[string]string, error) {
@@ -133,7 +191,7 @@ func newNetworkLsCmd(g *globals) *cobra.Command {
 			}
 			t := newTable(cmd, "NAME", "DRIVER", "SUBNET", "GATEWAY", "BRIDGE", "INTERNAL", "ICC", "ENDPOINTS")
 			for _, n := range nets {
-				t.row(n.Name, n.Driver, n.Subnet.String(), n.Gateway.String(), n.Bridge,
+				t.row(n.Name, n.Driver, strings.ReplaceAll(n.SubnetString(), " ", ""), joinIPs(n.Gateways()), n.Bridge,
 					strconv.FormatBool(n.Internal), strconv.FormatBool(n.ICC), strconv.Itoa(len(n.Endpoints)))
 			}
 			return t.flush()
@@ -180,14 +238,16 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 				kv.row("ID:", n.ID)
 				kv.row("Driver:", n.Driver)
 				kv.row("Bridge:", n.Bridge+map[bool]string{true: " (adopted, kept on rm)", false: ""}[n.BridgeAdopted])
-				kv.row("Subnet:", n.Subnet.String())
-				kv.row("Gateway:", n.Gateway.String())
-				if n.IPRange.IsValid() {
-					kv.row("IP range:", n.IPRange.String())
+				for _, sub := range n.Subnets {
+					line := sub.Prefix.String() + "  gateway " + sub.Gateway.String()
+					if sub.IPRange.IsValid() {
+						line += "  ip-range " + sub.IPRange.String()
+					}
+					line += "  masquerade " + strconv.FormatBool(sub.Masquerade)
+					kv.row("Subnet:", line)
 				}
 				kv.row("Internal:", strconv.FormatBool(n.Internal))
 				kv.row("ICC:", strconv.FormatBool(n.ICC))
-				kv.row("Masquerade:", strconv.FormatBool(n.Masquerade))
 				kv.row("MTU:", strconv.Itoa(n.MTU))
 				for _, k := range slices.Sorted(maps.Keys(n.Labels)) {
 					kv.row("Label:", k+"="+n.Labels[k])
@@ -198,7 +258,7 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 				fmt.Fprintln(w, "Endpoints:")
 				t := newTable(cmd, "  SANDBOX", "IFACE", "IP", "MAC", "HOST-IF", "HOST-IFINDEX")
 				for _, ep := range n.Endpoints {
-					t.row("  "+ep.Sandbox, ep.IfName, fmt.Sprintf("%s/%d", ep.IP, ep.Prefix), ep.MAC, ep.HostIf, strconv.Itoa(ep.HostIfIndex))
+					t.row("  "+ep.Sandbox, ep.IfName, addrList(ep.Addresses), ep.MAC, ep.HostIf, strconv.Itoa(ep.HostIfIndex))
 				}
 				if err := t.flush(); err != nil {
 					return err
@@ -253,13 +313,23 @@ func newNetworkConnectCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s/%d\t%s\n", ep.IfName, ep.IP, ep.Prefix, ep.MAC)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\t%s\n", ep.IfName, addrList(ep.Addresses), ep.MAC)
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&req.IP, "ip", "", "static address, anywhere in the subnet (default: the next free one in the ip-range)")
+	var ip, ip6 string
+	var ports []string
+	cmd.PreRunE = func(*cobra.Command, []string) (err error) {
+		if req.IPs, err = parseIPs(ip, ip6); err != nil {
+			return err
+		}
+		req.Ports, err = parsePorts(ports)
+		return err
+	}
+	cmd.Flags().StringVar(&ip, "ip", "", "static IPv4 address, anywhere in the subnet (default: the next free one in the ip-range)")
+	cmd.Flags().StringVar(&ip6, "ip6", "", "static IPv6 address, anywhere in the IPv6 subnet")
 	cmd.Flags().StringArrayVar(&req.Aliases, "alias", nil, "extra DNS name on this network (repeatable)")
-	cmd.Flags().StringArrayVarP(&req.Ports, "publish", "p", nil, "publish a port on the host: [hostIP:]hostPort[-end]:port[-end][/tcp|udp|sctp] (repeatable)")
+	cmd.Flags().StringArrayVarP(&ports, "publish", "p", nil, "publish a port on the host: [hostIP:]hostPort[-end]:port[-end][/tcp|udp|sctp], [::1]:8080:80 for IPv6 (repeatable)")
 	return cmd
 }
 
@@ -273,4 +343,60 @@ func newNetworkDisconnectCmd(g *globals) *cobra.Command {
 			return g.client().Disconnect(cmd.Context(), args[0], args[1])
 		},
 	}
+}
+
+// joinIPs renders addresses as one table cell: "10.90.1.1,fd00:1::1".
+func joinIPs(ips []netip.Addr) string {
+	out := make([]string, len(ips))
+	for i, a := range ips {
+		out[i] = a.String()
+	}
+	return strings.Join(out, ",")
+}
+
+// addrList renders an endpoint's addresses with their lengths as one
+// table cell: "10.90.1.5/24,fd00:1::5/64".
+func addrList(as []model.Address) string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.Addr.String()
+	}
+	return strings.Join(out, ",")
+}
+
+// parseIPs parses --ip (IPv4) and --ip6 (IPv6); empty ones are left out.
+func parseIPs(ip, ip6 string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, f := range []struct {
+		flag, val string
+		v6        bool
+	}{{"--ip", ip, false}, {"--ip6", ip6, true}} {
+		if f.val == "" {
+			continue
+		}
+		a, err := model.ParseAddr(f.flag, f.val)
+		if err != nil {
+			return nil, err
+		}
+		if a.Is6() != f.v6 {
+			other := map[bool]string{true: "--ip", false: "--ip6"}[f.v6]
+			return nil, model.Invalidf("%s %s is of the other family: give it with %s", f.flag, a, other)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// parsePorts parses -p specs once, at the edge: the API carries them
+// structured.
+func parsePorts(specs []string) ([]model.PortMapping, error) {
+	var out []model.PortMapping
+	for _, s := range specs {
+		m, err := model.ParsePortMapping(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
 }

@@ -16,7 +16,7 @@ func newPortCmd(g *globals) *cobra.Command {
 		}
 		t := newTable(cmd, "SANDBOX", "NETWORK", "MAPPING", "TO", "REACHABLE FROM")
 		for _, p := range ps {
-			t.row(p.Sandbox, p.Network, p.Mapping.String(), p.IP, p.Reachable)
+			t.row(p.Sandbox, p.Network, p.Mapping.String(), joinIPs(p.IPs), p.Reachable)
 		}
 		return t.flush()
 	}

@@ -36,6 +36,7 @@ func newSandboxCmd(g *globals) *cobra.Command {
 type attachFlags struct {
 	networks []string
 	ip       string
+	ip6      string
 	aliases  []string
 	ports    []string
 }
@@ -43,7 +44,8 @@ type attachFlags struct {
 func (a *attachFlags) add(cmd *cobra.Command, g *globals) {
 	cmd.Flags().StringArrayVar(&a.networks, "network", nil, `network to attach to (repeatable; default: the default network; "none": loopback only)`)
 	_ = cmd.RegisterFlagCompletionFunc("network", completeNetworkFlag(g, cmd.Name() == "run"))
-	cmd.Flags().StringVar(&a.ip, "ip", "", "static address on the first network")
+	cmd.Flags().StringVar(&a.ip, "ip", "", "static IPv4 address on the first network")
+	cmd.Flags().StringVar(&a.ip6, "ip6", "", "static IPv6 address on the first network")
 	cmd.Flags().StringArrayVar(&a.aliases, "alias", nil, "extra DNS name on the first network (repeatable)")
 	cmd.Flags().StringArrayVarP(&a.ports, "publish", "p", nil, "publish a port on the host: [hostIP:]hostPort[-end]:port[-end][/tcp|udp|sctp] (repeatable)")
 }
@@ -60,16 +62,24 @@ func (a *attachFlags) specs() (specs []model.AttachSpec, special string, err err
 			if len(nets) > 1 {
 				return nil, "", fmt.Errorf("--network %s cannot be combined with other networks", n)
 			}
-			if a.ip != "" || len(a.aliases) > 0 || len(a.ports) > 0 {
-				return nil, "", fmt.Errorf("--ip, --alias and --publish need a network, not --network %s", n)
+			if a.ip != "" || a.ip6 != "" || len(a.aliases) > 0 || len(a.ports) > 0 {
+				return nil, "", fmt.Errorf("--ip, --ip6, --alias and --publish need a network, not --network %s", n)
 			}
 			return nil, n, nil
 		}
 	}
+	ips, err := parseIPs(a.ip, a.ip6)
+	if err != nil {
+		return nil, "", err
+	}
+	ports, err := parsePorts(a.ports)
+	if err != nil {
+		return nil, "", err
+	}
 	for i, n := range nets {
 		s := model.AttachSpec{Network: n}
 		if i == 0 {
-			s.IP, s.Aliases, s.Ports = a.ip, a.aliases, a.ports
+			s.IPs, s.Aliases, s.Ports = ips, a.aliases, ports
 		}
 		specs = append(specs, s)
 	}
@@ -128,7 +138,7 @@ started with --net=none) and later removes only what it added there.`,
 func printSandboxLine(cmd *cobra.Command, sb *model.SandboxInfo) {
 	var addrs []string
 	for _, ep := range sb.Endpoints {
-		addrs = append(addrs, fmt.Sprintf("%s=%s", ep.IfName, ep.IP))
+		addrs = append(addrs, fmt.Sprintf("%s=%s", ep.IfName, joinIPs(ep.IPs())))
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\t%s\n", sb.Name, sb.Netns, strings.Join(addrs, ","))
 }
@@ -178,7 +188,7 @@ func newSandboxLsCmd(g *globals) *cobra.Command {
 				var nets, addrs []string
 				for _, ep := range sb.Endpoints {
 					nets = append(nets, ep.Network)
-					addrs = append(addrs, ep.IP.String())
+					addrs = append(addrs, joinIPs(ep.IPs()))
 				}
 				t.row(sb.Name, string(sb.Kind), dash(strings.Join(nets, ",")), dash(strings.Join(addrs, ",")),
 					dash(shortID(sb.ContainerID)), sb.Netns)
@@ -266,12 +276,20 @@ func printSandboxes(cmd *cobra.Command, format string, all []*model.SandboxInfo)
 		fmt.Fprintln(w, "Endpoints:")
 		t := newTable(cmd, "  IFACE", "NETWORK", "IP", "MAC", "GATEWAY", "HOST-IF", "HOST-IFINDEX", "ALIASES")
 		for _, ep := range sb.Endpoints {
-			gw := ep.Gateway.String()
-			if ep.Primary {
-				gw += " (default)"
+			// One row per address: every address of every endpoint, per
+			// family, with that family's gateway.
+			for i, a := range ep.Addresses {
+				gw := a.Gateway.String()
+				if ep.Primary {
+					gw += " (default)"
+				}
+				if i == 0 {
+					t.row("  "+ep.IfName, ep.Network, a.Addr.String(), ep.MAC, gw,
+						ep.HostIf, strconv.Itoa(ep.HostIfIndex), dash(strings.Join(ep.Aliases, ",")))
+				} else {
+					t.row("  ", "", a.Addr.String(), "", gw, "", "", "")
+				}
 			}
-			t.row("  "+ep.IfName, ep.Network, fmt.Sprintf("%s/%d", ep.IP, ep.Prefix), ep.MAC, gw,
-				ep.HostIf, strconv.Itoa(ep.HostIfIndex), dash(strings.Join(ep.Aliases, ",")))
 		}
 		if err := t.flush(); err != nil {
 			return err

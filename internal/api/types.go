@@ -4,7 +4,11 @@
 // CLI and the CNI plugin — do not link the engine's kernel adapters.
 package api
 
-import "pontoon/internal/model"
+import (
+	"net/netip"
+
+	"pontoon/internal/model"
+)
 
 // Version of the API, in the path of every route.
 const Version = "v1"
@@ -33,13 +37,10 @@ type Healing struct {
 }
 
 // ConnectRequest is the body of POST /v1/networks/{name}/connect.
+// The attachment is a model.AttachSpec (its network is the path's).
 type ConnectRequest struct {
-	Sandbox string   `json:"sandbox"`
-	IP      string   `json:"ip,omitempty"`
-	Aliases []string `json:"aliases,omitempty"`
-	IfName  string   `json:"ifname,omitempty"`
-	MAC     string   `json:"mac,omitempty"`
-	Ports   []string `json:"ports,omitempty"`
+	Sandbox string `json:"sandbox"`
+	model.AttachSpec
 }
 
 // DisconnectRequest is the body of POST /v1/networks/{name}/disconnect.
@@ -51,14 +52,15 @@ type DisconnectRequest struct {
 // interface of a runtime's container, as one request (the plugin sends it).
 // The container's sandbox is named model.CNISandboxName(ContainerID).
 type CNIAddRequest struct {
-	ContainerID string            `json:"container_id"`
-	Netns       string            `json:"netns"`
-	IfName      string            `json:"ifname"`
-	Network     string            `json:"network"`
-	IP          string            `json:"ip,omitempty"`
-	MAC         string            `json:"mac,omitempty"`
-	Ports       []string          `json:"ports,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
+	ContainerID string `json:"container_id"`
+	Netns       string `json:"netns"`
+	IfName      string `json:"ifname"`
+	Network     string `json:"network"`
+	// IPs are static addresses (CNI's "ips" capability), one per family.
+	IPs    []netip.Addr        `json:"ips,omitempty"`
+	MAC    string              `json:"mac,omitempty"`
+	Ports  []model.PortMapping `json:"ports,omitempty"`
+	Labels map[string]string   `json:"labels,omitempty"`
 }
 
 // CNIAddResult is the answer of POST /v1/cni/add.

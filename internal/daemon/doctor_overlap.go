@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"slices"
 	"strings"
 
 	"pontoon/internal/api"
@@ -29,33 +30,35 @@ func (d *doctor) hostOverlap(nets []*model.NetworkInfo) []api.Finding {
 	host := engine.HostOwnNets(all, plain)
 	var out []api.Finding
 	for _, n := range nets {
-		over := engine.HostOverlaps(n.Subnet, host)
-		if len(over) == 0 {
-			continue
-		}
-		var what []string
-		for _, h := range over {
-			what = append(what, engine.DescribeHostNet(h))
-		}
-		var taken []string
-		for _, h := range over {
-			a := h.Prefix.Addr()
-			if h.Kind != link.HostAddress || !n.Subnet.Contains(a) {
+		for _, sub := range n.Subnets {
+			over := engine.HostOverlaps(sub.Prefix, host)
+			if len(over) == 0 {
 				continue
 			}
-			for _, ep := range n.Endpoints {
-				if ep.IP == a {
-					taken = append(taken, "sandbox "+ep.Sandbox+" has "+a.String())
+			var what []string
+			for _, h := range over {
+				what = append(what, engine.DescribeHostNet(h))
+			}
+			var taken []string
+			for _, h := range over {
+				a := h.Prefix.Addr()
+				if h.Kind != link.HostAddress || !sub.Prefix.Contains(a) {
+					continue
+				}
+				for _, ep := range n.Endpoints {
+					if slices.Contains(ep.IPs(), a) {
+						taken = append(taken, "sandbox "+ep.Sandbox+" has "+a.String())
+					}
 				}
 			}
+			held := ""
+			if len(taken) > 0 {
+				held = " (" + strings.Join(taken, ", ") + ")"
+			}
+			out = append(out, finding(api.LevelError, "host-overlap",
+				"network %s (subnet %s) overlaps %s, the host's own network: the host's traffic to those addresses reaches only one of the two, and sandboxes can be given addresses of the host or its LAN%s; remove the address or route from the host, or recreate the network with another --subnet",
+				n.Name, sub.Prefix, strings.Join(what, ", "), held))
 		}
-		held := ""
-		if len(taken) > 0 {
-			held = " (" + strings.Join(taken, ", ") + ")"
-		}
-		out = append(out, finding(api.LevelError, "host-overlap",
-			"network %s (subnet %s) overlaps %s, the host's own network: the host's traffic to those addresses reaches only one of the two, and sandboxes can be given addresses of the host or its LAN%s; remove the address or route from the host, or recreate the network with another --subnet",
-			n.Name, n.Subnet, strings.Join(what, ", "), held))
 	}
 	if len(out) == 0 {
 		out = append(out, finding(api.LevelOK, "host-overlap", "no network overlaps the host's own addresses or routes"))

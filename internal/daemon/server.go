@@ -168,7 +168,9 @@ func (s *Server) connect(r *http.Request) (int, any, error) {
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
-	ep, err := s.eng.Connect(r.Context(), req.Sandbox, model.AttachSpec{Network: r.PathValue("name"), IP: req.IP, Aliases: req.Aliases, IfName: req.IfName, MAC: req.MAC, Ports: req.Ports})
+	a := req.AttachSpec
+	a.Network = r.PathValue("name")
+	ep, err := s.eng.Connect(r.Context(), req.Sandbox, a)
 	return http.StatusCreated, ep, err
 }
 
@@ -193,7 +195,7 @@ func (s *Server) cniAdd(r *http.Request) (int, any, error) {
 	name := model.CNISandboxName(req.ContainerID)
 	ep, err := s.eng.AddContainer(r.Context(), model.SandboxSpec{
 		Name: name, Netns: req.Netns, ContainerID: req.ContainerID, Labels: req.Labels,
-		Networks: []model.AttachSpec{{Network: req.Network, IP: req.IP, IfName: req.IfName, MAC: req.MAC, Ports: req.Ports}},
+		Networks: []model.AttachSpec{{Network: req.Network, IPs: req.IPs, IfName: req.IfName, MAC: req.MAC, Ports: req.Ports}},
 	})
 	return http.StatusCreated, api.CNIAddResult{Sandbox: name, Netns: req.Netns, Endpoint: ep}, err
 }

@@ -41,8 +41,7 @@ func (e *Engine) AddContainer(ctx context.Context, spec model.SandboxSpec) (_ *m
 		return nil, model.Invalidf("a CNI ADD needs a container ID, a netns path and one network")
 	}
 	a := spec.Networks[0]
-	ip, err := validateAttach(a)
-	if err != nil {
+	if err := validateAttach(a); err != nil {
 		return nil, err
 	}
 	unlock := e.lockSandbox(spec.Name)
@@ -61,7 +60,7 @@ func (e *Engine) AddContainer(ctx context.Context, spec model.SandboxSpec) (_ *m
 	case sb.ContainerID != spec.ContainerID:
 		return nil, model.Conflictf("sandbox %s belongs to container %s, not %s", sb.Name, sb.ContainerID, spec.ContainerID)
 	default:
-		return e.attachLocked(ctx, spec.Name, a, ip, false)
+		return e.attachLocked(ctx, spec.Name, a, false)
 	}
 	made, err := e.createSandboxLocked(ctx, spec)
 	if err != nil {

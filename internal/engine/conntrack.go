@@ -52,7 +52,13 @@ import (
 
 // portFlows selects the entries to a mapping's host ports, for its UDP and
 // SCTP mappings; keep (if valid) exempts flows that already go to it.
-func portFlows(ports []model.PortMapping, keep netip.Addr) []link.ConntrackFilter {
+func portFlows(ports []model.PortMapping, keeps ...netip.Addr) []link.ConntrackFilter {
+	var keep netip.Addr
+	for _, k := range keeps {
+		if k.Is4() {
+			keep = k // only IPv4's table is read
+		}
+	}
 	var out []link.ConntrackFilter
 	for _, m := range ports {
 		if m.Proto != "udp" && m.Proto != "sctp" {
@@ -71,7 +77,7 @@ func addressFlows(ip netip.Addr) []link.ConntrackFilter {
 
 // flowsPublished queues the cleanup after ep's mappings were published.
 func (e *Engine) flowsPublished(ep *model.Endpoint) {
-	if fs := portFlows(ep.Ports, ep.IP); len(fs) > 0 {
+	if fs := portFlows(ep.Ports, ep.IPs()...); len(fs) > 0 {
 		e.flows.add("published "+ep.Sandbox, fs)
 	}
 }
@@ -86,10 +92,14 @@ func (e *Engine) flowsGone(eps []*model.Endpoint) {
 	var names []string
 	hasPorts := false
 	for _, ep := range eps {
-		fs = append(fs, addressFlows(ep.IP)...)
-		addrs = append(addrs, ep.IP)
+		for _, ip := range ep.IPs() {
+			if ip.Is4() { // only IPv4's table is read
+				fs = append(fs, addressFlows(ip)...)
+			}
+			addrs = append(addrs, ip)
+		}
 		names = append(names, ep.Sandbox)
-		hasPorts = hasPorts || len(portFlows(ep.Ports, netip.Addr{})) > 0
+		hasPorts = hasPorts || len(portFlows(ep.Ports)) > 0
 	}
 	if hasPorts {
 		gone := map[string]bool{}
@@ -113,7 +123,7 @@ func (e *Engine) flowsGone(eps []*model.Endpoint) {
 					taken = taken || o.Overlaps(m)
 				}
 				if !taken {
-					fs = append(fs, portFlows([]model.PortMapping{m}, netip.Addr{})...)
+					fs = append(fs, portFlows([]model.PortMapping{m})...)
 				}
 			}
 		}
@@ -127,7 +137,7 @@ func (e *Engine) flowsResync(eps []*model.Endpoint) {
 	var fs []link.ConntrackFilter
 	for _, ep := range eps {
 		if ep.State == model.StateReady {
-			fs = append(fs, portFlows(ep.Ports, ep.IP)...)
+			fs = append(fs, portFlows(ep.Ports, ep.IPs()...)...)
 		}
 	}
 	if len(fs) > 0 {

@@ -43,11 +43,11 @@ func TestConntrackCleanup(t *testing.T) {
 	ctCalls(env) // start-up
 	create := func(name string, ports ...string) netip.Addr {
 		t.Helper()
-		info, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: name, Networks: []model.AttachSpec{{Network: model.DefaultNetwork, Ports: ports}}})
+		info, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: name, Networks: []model.AttachSpec{{Network: model.DefaultNetwork, Ports: tPorts(ports...)}}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return info.Endpoints[0].IP
+		return info.Endpoints[0].FirstIP()
 	}
 
 	// An attach without UDP or SCTP ports asks nothing of conntrack.
@@ -93,7 +93,7 @@ func TestConntrackCleanup(t *testing.T) {
 	if err := env.e.RemoveSandbox(ctx, "plain"); err != nil {
 		t.Fatal(err)
 	}
-	ip := plain.Endpoints[0].IP.String()
+	ip := plain.Endpoints[0].FirstIP().String()
 	if diff := cmp.Diff(sortedStrings("--reply-src "+ip, "--orig-src "+ip), ctCalls(env)); diff != "" {
 		t.Errorf("after removing a sandbox without ports (-want +got):\n%s", diff)
 	}
@@ -134,7 +134,7 @@ func TestConntrackRollback(t *testing.T) {
 		}
 		return nil
 	}
-	_, err := env.e.Connect(ctx, "a", model.AttachSpec{Network: model.DefaultNetwork, IP: "10.88.0.77", Ports: []string{"5090:5090/udp"}})
+	_, err := env.e.Connect(ctx, "a", model.AttachSpec{Network: model.DefaultNetwork, IPs: tIPs("10.88.0.77"), Ports: tPorts("5090:5090/udp")})
 	env.e.testHook = nil
 	if err == nil {
 		t.Fatal("injected failure swallowed")
@@ -151,11 +151,11 @@ func TestConntrackRollback(t *testing.T) {
 func TestConntrackRemovedPortTaken(t *testing.T) {
 	env := newEnv(t)
 	ctx := context.Background()
-	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "new", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, Ports: []string{"5090:5090/udp"}}}}); err != nil {
+	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "new", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, Ports: tPorts("5090:5090/udp")}}}); err != nil {
 		t.Fatal(err)
 	}
 	ctCalls(env)
-	old := &model.Endpoint{ID: "old", Sandbox: "old", IP: netip.MustParseAddr("10.88.9.9"), Ports: []model.PortMapping{
+	old := &model.Endpoint{ID: "old", Sandbox: "old", Addresses: []model.Address{{Addr: tPrefix("10.88.9.9/16")}}, Ports: []model.PortMapping{
 		{HostPort: 5090, HostPortEnd: 5090, Port: 5090, PortEnd: 5090, Proto: "udp"},
 		{HostPort: 5091, HostPortEnd: 5091, Port: 5091, PortEnd: 5091, Proto: "udp"}}}
 	env.e.flowsGone([]*model.Endpoint{old})
@@ -202,7 +202,7 @@ func TestConntrackAddressReuseWaits(t *testing.T) {
 		c.Link = ol
 	})
 	ctx := context.Background()
-	spec := model.AttachSpec{Network: model.DefaultNetwork, IP: "10.88.0.50"}
+	spec := model.AttachSpec{Network: model.DefaultNetwork, IPs: tIPs("10.88.0.50")}
 	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a", Networks: []model.AttachSpec{spec}}); err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestConntrackBatches(t *testing.T) {
 	ctx := context.Background()
 	for i := range 5 {
 		if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: fmt.Sprintf("s%d", i), Networks: []model.AttachSpec{
-			{Network: model.DefaultNetwork, Ports: []string{fmt.Sprintf("%d:53/udp", 5300+i)}}}}); err != nil {
+			{Network: model.DefaultNetwork, Ports: tPorts(fmt.Sprintf("%d:53/udp", 5300+i))}}}); err != nil {
 			t.Fatal(err)
 		}
 		if i == 0 {

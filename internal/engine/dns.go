@@ -18,11 +18,12 @@ type Resolver interface {
 }
 
 func dnsNetwork(n *model.Network) dns.Network {
-	return dns.Network{Name: n.Name, Gateway: n.Gateway, Subnet: n.Subnet, Internal: n.Internal}
+	s, _ := n.Subnet4()
+	return dns.Network{Name: n.Name, Gateway: s.Gateway, Subnet: s.Prefix, Internal: n.Internal}
 }
 
 func dnsRecord(ep *model.Endpoint) dns.Record {
-	return dns.Record{Name: ep.Sandbox, Aliases: ep.Aliases, IP: ep.IP}
+	return dns.Record{Name: ep.Sandbox, Aliases: ep.Aliases, IP: ep.FirstIP()}
 }
 
 // syncResolverNetworks starts and stops per-network resolvers to match the
@@ -77,6 +78,6 @@ func (e *Engine) resolverAdd(ep *model.Endpoint) {
 
 func (e *Engine) resolverRemove(ep *model.Endpoint) {
 	if e.cfg.Resolver != nil {
-		e.cfg.Resolver.RemoveRecord(ep.Network, ep.IP)
+		e.cfg.Resolver.RemoveRecord(ep.Network, ep.FirstIP())
 	}
 }

@@ -17,68 +17,81 @@ import (
 	"pontoon/internal/store"
 )
 
-// parsePorts parses the -p specs of an attach.
-func parsePorts(specs []string) ([]model.PortMapping, error) {
+// checkPorts validates the port mappings of an attach (normalising them in
+// place: clients parse the -p syntax, JSON callers may leave ends out) and
+// that no two use the same host port.
+func checkPorts(ports []model.PortMapping) error {
 	var out []model.PortMapping
-	for _, s := range specs {
-		m, err := model.ParsePortMapping(s)
-		if err != nil {
-			return nil, err
+	for i := range ports {
+		if err := ports[i].Normalize(); err != nil {
+			return err
 		}
+		m := ports[i]
 		for _, o := range out {
 			if o.Overlaps(m) {
-				return nil, model.Invalidf("port mappings %s and %s use the same host port", o, m)
+				return model.Invalidf("port mappings %s and %s use the same host port", o, m)
 			}
 		}
 		out = append(out, m)
 	}
-	return out, nil
+	return nil
 }
 
 // guarded returns an endpoint's anti-spoofing identity.
 func guarded(ep *model.Endpoint) []firewall.Guarded {
-	return []firewall.Guarded{{Port: ep.HostIf, MAC: mustMAC(ep.MAC), IP: ep.IP}}
+	return []firewall.Guarded{{Port: ep.HostIf, MAC: mustMAC(ep.MAC), IP: ep.FirstIP()}}
 }
 
 // published returns an endpoint's mappings as the firewall wants them.
 func published(ep *model.Endpoint) []firewall.Published {
 	var out []firewall.Published
 	for _, m := range ep.Ports {
-		out = append(out, firewall.Published{PortMapping: m, Target: ep.IP})
+		out = append(out, firewall.Published{PortMapping: m, Target: ep.FirstIP()})
 	}
 	return out
 }
 
-func validateAttach(a model.AttachSpec) (netip.Addr, error) {
-	if _, err := parsePorts(a.Ports); err != nil {
-		return netip.Addr{}, err
+func validateAttach(a model.AttachSpec) error {
+	if err := checkPorts(a.Ports); err != nil {
+		return err
 	}
 	if err := model.ValidateName("network", a.Network); err != nil {
-		return netip.Addr{}, err
+		return err
 	}
 	for _, al := range a.Aliases {
 		if err := model.ValidateName("alias", al); err != nil {
-			return netip.Addr{}, err
+			return err
 		}
 	}
 	if a.IfName != "" {
 		if err := model.ValidateIfName("interface name", a.IfName); err != nil {
-			return netip.Addr{}, err
+			return err
 		}
 		if a.IfName == "lo" {
-			return netip.Addr{}, model.Invalidf("interface name lo is taken by the loopback device: pick another")
+			return model.Invalidf("interface name lo is taken by the loopback device: pick another")
 		}
 	}
 	if a.MAC != "" {
 		hw, err := net.ParseMAC(a.MAC)
 		if err != nil || len(hw) != 6 || hw[0]&1 == 1 {
-			return netip.Addr{}, model.Invalidf("mac %q is not a unicast Ethernet address like 02:42:0a:58:00:02", a.MAC)
+			return model.Invalidf("mac %q is not a unicast Ethernet address like 02:42:0a:58:00:02", a.MAC)
 		}
 	}
-	if a.IP == "" {
-		return netip.Addr{}, nil
+	var seen [2]bool
+	for _, ip := range a.IPs {
+		if !ip.IsValid() || ip.Zone() != "" || ip.Is4In6() {
+			return model.Invalidf("address %q is not a plain IPv4 or IPv6 address", ip)
+		}
+		fam := 0
+		if ip.Is6() {
+			fam = 1
+		}
+		if seen[fam] {
+			return model.Invalidf("two static addresses of one family given for network %s: a network has one address per family", a.Network)
+		}
+		seen[fam] = true
 	}
-	return model.ParseAddr("ip", a.IP)
+	return nil
 }
 
 // Connect attaches a sandbox to a network (see the package comment for the
@@ -86,8 +99,7 @@ func validateAttach(a model.AttachSpec) (netip.Addr, error) {
 func (e *Engine) Connect(ctx context.Context, sandbox string, a model.AttachSpec) (_ *model.Endpoint, err error) {
 	defer e.request()()
 	defer e.emitFailed("attach", a.Network, sandbox, &err)
-	ip, err := validateAttach(a)
-	if err != nil {
+	if err := validateAttach(a); err != nil {
 		return nil, err
 	}
 	if err := model.ValidateName("sandbox", sandbox); err != nil {
@@ -95,22 +107,25 @@ func (e *Engine) Connect(ctx context.Context, sandbox string, a model.AttachSpec
 	}
 	unlock := e.lockSandbox(sandbox)
 	defer unlock()
-	return e.attachLocked(ctx, sandbox, a, ip, false)
+	return e.attachLocked(ctx, sandbox, a, false)
 }
 
 // connectLocked does the attach; creating is true while the sandbox itself
 // is being created (it is then in state "creating").
-func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.AttachSpec, ip netip.Addr, creating bool) (*model.Endpoint, error) {
+func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.AttachSpec, creating bool) (*model.Endpoint, error) {
 	// An endpoint of this sandbox that is still being torn down holds an
 	// interface name and maybe the default route: finish it first.
 	t0 := time.Now()
 	if e.hasRemoving(sandbox) {
 		e.reaper.flush()
 	}
-	ports, _ := parsePorts(a.Ports) // validated by the caller
+	ports := a.Ports // validated by the caller
 	// A static address must not be the host's (CreateSandbox checked
 	// before it made anything).
-	if ip.IsValid() && !creating {
+	for _, ip := range a.IPs {
+		if creating {
+			break
+		}
 		if err := e.checkNotHostAddr(ip); err != nil {
 			return nil, fmt.Errorf("connect %s to %s: %w", sandbox, a.Network, err)
 		}
@@ -147,7 +162,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 			return model.Conflictf("sandbox %s is still being created: try again", sandbox)
 		}
 		if old, err := tx.Endpoint(sandbox, a.Network); err == nil {
-			return model.Conflictf("sandbox %s is already connected to network %s (%s, %s): disconnect it first", sandbox, a.Network, old.IfName, old.IP)
+			return model.Conflictf("sandbox %s is already connected to network %s (%s, %s): disconnect it first", sandbox, a.Network, old.IfName, old.IPString())
 		} else if !errors.Is(err, model.ErrNotFound) {
 			return err
 		}
@@ -188,28 +203,17 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		}
 		ep = &model.Endpoint{
 			ID: model.NewID(), Network: nw.Name, Sandbox: sandbox,
-			IfName: ifname, Gateway: nw.Gateway, Prefix: nw.Subnet.Bits(),
-			MTU: nw.MTU, Primary: primary, Aliases: a.Aliases, Ports: ports,
+			IfName: ifname, MTU: nw.MTU, Primary: primary, Aliases: a.Aliases, Ports: ports,
 			State: model.StateCreating, Created: time.Now().UTC(),
 		}
 		ep.HostIf = model.HostVethName(ep.ID)
 		if !primary {
 			ep.Table = table
 		}
-		if ip.IsValid() {
-			if err := model.CheckStaticIP(nw, ip); err != nil {
-				return err
-			}
-			if err := ipam.ReserveStatic(tx, nw, ip, ep.ID, e.ownerName(tx, nw.Name)); err != nil {
-				return err
-			}
-			ep.IP = ip
-		} else {
-			if ep.IP, err = ipam.Allocate(tx, nw, ep.ID); err != nil {
-				return err
-			}
+		if ep.Addresses, err = e.reserveAddrs(tx, nw, ep.ID, a.IPs); err != nil {
+			return err
 		}
-		ep.MAC = model.MACFromIP(ep.IP).String()
+		ep.MAC = model.MACFromIP(ep.FirstIP()).String()
 		if a.MAC != "" {
 			hw, _ := net.ParseMAC(a.MAC)
 			ep.MAC = hw.String()
@@ -236,12 +240,14 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		e.flowsGone([]*model.Endpoint{ep})
 		// The source rule lives in the sandbox's namespace, not on the link.
 		if ep.Table != 0 {
-			if err := e.link.DeleteRule(sb.Netns, sb.NetnsIno, ep.IP, ep.Table); err != nil {
-				e.log.Error("rollback: delete source rule", "sandbox", sandbox, "err", err)
+			for _, ip := range ep.IPs() {
+				if err := e.link.DeleteRule(sb.Netns, sb.NetnsIno, ip, ep.Table); err != nil {
+					e.log.Error("rollback: delete source rule", "sandbox", sandbox, "err", err)
+				}
 			}
 		}
 		if err := e.st.Update(func(tx store.Tx) error {
-			if err := tx.Release(ep.Network, ep.IP); err != nil {
+			if err := releaseAddrs(tx, ep); err != nil {
 				return err
 			}
 			return tx.DeleteEndpoint(ep.Sandbox, ep.Network)
@@ -251,7 +257,9 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		return fmt.Errorf("connect %s to %s: %w", sandbox, a.Network, cause)
 	}
 	// The address's previous owner's flows go before it lives again.
-	e.flows.waitAddr(ep.IP)
+	for _, ip := range ep.IPs() {
+		e.flows.waitAddr(ip)
+	}
 	tStore := time.Now()
 	// Anti-spoofing before the link exists (the elements name the port):
 	// the sandbox never sends a frame unguarded.
@@ -290,13 +298,55 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 	if !creating {
 		e.resolv.sync(sandbox)
 	}
-	e.emitTimed(Event{Kind: model.EventAttached, Network: nw.Name, Sandbox: sandbox, Detail: ep.IfName + " " + ep.IP.String()}, t0)
+	e.emitTimed(Event{Kind: model.EventAttached, Network: nw.Name, Sandbox: sandbox, Detail: ep.IfName + " " + ep.IPString()}, t0)
 	if len(ep.Ports) > 0 {
 		e.emitTimed(Event{Kind: model.EventPublished, Network: nw.Name, Sandbox: sandbox, Detail: portList(ep.Ports)}, t0)
 	}
-	e.log.Debug("endpoint attached", "sandbox", sandbox, "network", nw.Name, "ip", ep.IP.String(), "if", ep.IfName, "host_if", ep.HostIf,
+	e.log.Debug("endpoint attached", "sandbox", sandbox, "network", nw.Name, "ip", ep.IPString(), "if", ep.IfName, "host_if", ep.HostIf,
 		"reserve", tStore.Sub(t0), "guard", t1.Sub(tStore), "kernel", t2.Sub(t1), "record", t3.Sub(t2), "dns", t4.Sub(t3), "resolvconf", time.Since(t4))
 	return ep, nil
+}
+
+// reserveAddrs reserves an endpoint's addresses on nw, one per subnet:
+// the static address of that family when one is given, else the IPAM's
+// next free one. Inside the store transaction tx.
+func (e *Engine) reserveAddrs(tx store.Tx, nw *model.Network, owner string, static []netip.Addr) ([]model.Address, error) {
+	for _, ip := range static {
+		if err := model.CheckStaticIP(nw, ip); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]model.Address, 0, len(nw.Subnets))
+	for _, s := range nw.Subnets {
+		var ip netip.Addr
+		for _, a := range static {
+			if a.Is6() == s.Prefix.Addr().Is6() {
+				ip = a
+			}
+		}
+		if ip.IsValid() {
+			if err := ipam.ReserveStatic(tx, nw, ip, owner, e.ownerName(tx, nw.Name)); err != nil {
+				return nil, err
+			}
+		} else {
+			var err error
+			if ip, err = ipam.Allocate(tx, nw.Name, s, owner); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, model.Address{Addr: netip.PrefixFrom(ip, s.Prefix.Bits()), Gateway: s.Gateway})
+	}
+	return out, nil
+}
+
+// releaseAddrs releases every address of ep, inside a store transaction.
+func releaseAddrs(tx store.Tx, ep *model.Endpoint) error {
+	for _, ip := range ep.IPs() {
+		if err := tx.Release(ep.Network, ip); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ownerName returns a func that names the holder of an address for error
@@ -345,7 +395,7 @@ func vethOf(nw *model.Network, sb *model.Sandbox, ep *model.Endpoint) link.Veth 
 	return link.Veth{
 		HostName: ep.HostIf, Bridge: nw.Bridge, MTU: ep.MTU, Isolated: !nw.ICC,
 		Netns: sb.Netns, NetnsIno: sb.NetnsIno, PeerName: ep.IfName, MAC: mustMAC(ep.MAC),
-		Addr: netip.PrefixFrom(ep.IP, ep.Prefix), Gateway: ep.Gateway,
+		Addr: ep.Addresses[0].Addr, Gateway: ep.Addresses[0].Gateway,
 		DefaultRoute: ep.Primary && !nw.Internal, Table: ep.Table,
 	}
 }
@@ -427,10 +477,10 @@ func (e *Engine) disconnectLocked(network, sandbox string) error {
 		e.log.Warn("take endpoint down", "link", ep.HostIf, "err", err)
 	}
 	e.reaper.add(ep)
-	e.emitTimed(Event{Kind: model.EventDetached, Network: network, Sandbox: sandbox, Detail: ep.IfName + " " + ep.IP.String()}, start)
+	e.emitTimed(Event{Kind: model.EventDetached, Network: network, Sandbox: sandbox, Detail: ep.IfName + " " + ep.IPString()}, start)
 	if len(ep.Ports) > 0 {
 		e.emit(Event{Kind: model.EventUnpublished, Network: network, Sandbox: sandbox, Detail: portList(ep.Ports)})
 	}
-	e.log.Debug("endpoint detached", "sandbox", sandbox, "network", network, "ip", ep.IP.String())
+	e.log.Debug("endpoint detached", "sandbox", sandbox, "network", network, "ip", ep.IPString())
 	return nil
 }

@@ -79,6 +79,11 @@ type Config struct {
 	// from, PoolBits long each.
 	Pool     []netip.Prefix
 	PoolBits int
+	// Pool6 is where IPv6 subnets for networks created with --ipv6 and no
+	// IPv6 --subnet come from, Pool6Bits long each (default: /64s of
+	// ipam.DefaultPool6, a ULA /48).
+	Pool6     []netip.Prefix
+	Pool6Bits int
 	// SetIPForward enables net.ipv4.ip_forward in the daemon's namespace.
 	SetIPForward bool
 	// Resolver serves names per network (nil: no DNS).
@@ -135,6 +140,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Pool6Bits == 0 {
+		cfg.Pool6Bits = 64
 	}
 	if cfg.PoolBits == 0 {
 		cfg.PoolBits = 24

@@ -126,7 +126,7 @@ func (env *testEnv) snapshot(t *testing.T) string {
 	err := env.st.View(func(tx store.Tx) error {
 		nets, _ := tx.Networks()
 		for _, n := range nets {
-			fmt.Fprintf(&b, "network %s %s %s\n", n.Name, n.Subnet, n.Bridge)
+			fmt.Fprintf(&b, "network %s %s %s\n", n.Name, n.Subnets[0].Prefix, n.Bridge)
 			res, _ := tx.Reservations(n.Name)
 			var ips []string
 			for ip, o := range res {
@@ -141,7 +141,7 @@ func (env *testEnv) snapshot(t *testing.T) string {
 		}
 		eps, _ := tx.Endpoints()
 		for _, ep := range eps {
-			fmt.Fprintf(&b, "endpoint %s/%s %s %s %s\n", ep.Sandbox, ep.Network, ep.IfName, ep.IP, ep.State)
+			fmt.Fprintf(&b, "endpoint %s/%s %s %s %s\n", ep.Sandbox, ep.Network, ep.IfName, ep.FirstIP(), ep.State)
 		}
 		return nil
 	})
@@ -167,10 +167,10 @@ func (env *testEnv) snapshot(t *testing.T) string {
 func TestAttachDetach(t *testing.T) {
 	env := newEnv(t)
 	ctx := context.Background()
-	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnet: "10.90.1.0/24"}); err != nil {
+	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnets: []model.Subnet{{Prefix: tPrefix("10.90.1.0/24")}}}); err != nil {
 		t.Fatal(err)
 	}
-	sb, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a", Networks: []model.AttachSpec{{Network: model.DefaultNetwork}, {Network: "back", IP: "10.90.1.10"}}})
+	sb, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a", Networks: []model.AttachSpec{{Network: model.DefaultNetwork}, {Network: "back", IPs: tIPs("10.90.1.10")}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,10 +178,10 @@ func TestAttachDetach(t *testing.T) {
 		t.Fatalf("endpoints %+v", sb.Endpoints)
 	}
 	e0, e1 := sb.Endpoints[0], sb.Endpoints[1]
-	if e0.IfName != "eth0" || !e0.Primary || e0.Table != 0 || e0.IP.String() != "10.88.0.2" {
+	if e0.IfName != "eth0" || !e0.Primary || e0.Table != 0 || e0.FirstIP().String() != "10.88.0.2" {
 		t.Fatalf("eth0: %+v", e0)
 	}
-	if e1.IfName != "eth1" || e1.Primary || e1.Table != 101 || e1.IP.String() != "10.90.1.10" || e1.MAC != "02:42:0a:5a:01:0a" {
+	if e1.IfName != "eth1" || e1.Primary || e1.Table != 101 || e1.FirstIP().String() != "10.90.1.10" || e1.MAC != "02:42:0a:5a:01:0a" {
 		t.Fatalf("eth1: %+v", e1)
 	}
 	dump := env.link.Dump()
@@ -202,7 +202,7 @@ func TestAttachDetach(t *testing.T) {
 		t.Fatalf("after disconnect:\n%s", env.link.Dump())
 	}
 	// The address is free again, and the next attach gets eth1 back.
-	ep, err := env.e.Connect(ctx, "a", model.AttachSpec{Network: "back", IP: "10.90.1.10"})
+	ep, err := env.e.Connect(ctx, "a", model.AttachSpec{Network: "back", IPs: tIPs("10.90.1.10")})
 	if err != nil || ep.IfName != "eth1" {
 		t.Fatalf("reconnect: %v %+v", err, ep)
 	}
@@ -230,7 +230,7 @@ func TestRollbackAtEveryStep(t *testing.T) {
 	ctx := context.Background()
 	ops := []op{
 		{"create network", []string{"network:bridge", "network:firewall", "EnsureBridge"}, func(e *Engine) error {
-			_, err := e.CreateNetwork(ctx, model.NetworkSpec{Name: "n2", Subnet: "10.91.0.0/24"})
+			_, err := e.CreateNetwork(ctx, model.NetworkSpec{Name: "n2", Subnets: []model.Subnet{{Prefix: tPrefix("10.91.0.0/24")}}})
 			return err
 		}},
 		{"create sandbox on two networks", []string{"sandbox:netns", "attach:veth", "attach:ready", "sandbox:ready", "AddVeth"}, func(e *Engine) error {
@@ -242,11 +242,11 @@ func TestRollbackAtEveryStep(t *testing.T) {
 			return err
 		}},
 		{"connect with published ports", []string{"attach:veth", "attach:publish", "attach:ready", "AddVeth"}, func(e *Engine) error {
-			_, err := e.Connect(ctx, "a", model.AttachSpec{Network: "back", Ports: []string{"8080:80", "127.0.0.1:9090:90/udp"}})
+			_, err := e.Connect(ctx, "a", model.AttachSpec{Network: "back", Ports: tPorts("8080:80", "127.0.0.1:9090:90/udp")})
 			return err
 		}},
 		{"connect", []string{"attach:veth", "attach:ready", "AddVeth"}, func(e *Engine) error {
-			_, err := e.Connect(ctx, "a", model.AttachSpec{Network: "back", IP: "10.90.1.20"})
+			_, err := e.Connect(ctx, "a", model.AttachSpec{Network: "back", IPs: tIPs("10.90.1.20")})
 			return err
 		}},
 	}
@@ -255,7 +255,7 @@ func TestRollbackAtEveryStep(t *testing.T) {
 		for _, step := range o.steps {
 			t.Run(o.name+"/"+step, func(t *testing.T) {
 				env := newEnv(t)
-				if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnet: "10.90.1.0/24"}); err != nil {
+				if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnets: []model.Subnet{{Prefix: tPrefix("10.90.1.0/24")}}}); err != nil {
 					t.Fatal(err)
 				}
 				if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a", Networks: []model.AttachSpec{{Network: model.DefaultNetwork}}}); err != nil {
@@ -312,7 +312,7 @@ func TestReconcileAfterCrash(t *testing.T) {
 	sbB, _ := env.e.Sandbox("b")
 	_ = env.link.DeleteVeths([]string{sbB.Endpoints[0].HostIf})
 	// A crash during an attach of a to "back": reservation, record, veth.
-	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnet: "10.90.1.0/24"}); err != nil {
+	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnets: []model.Subnet{{Prefix: tPrefix("10.90.1.0/24")}}}); err != nil {
 		t.Fatal(err)
 	}
 	env.e.testHook = func(s string) error {
@@ -375,7 +375,7 @@ func TestReconcileAfterCrash(t *testing.T) {
 func TestRandomTransitions(t *testing.T) {
 	env := newEnv(t)
 	ctx := context.Background()
-	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "small", Subnet: "10.90.2.0/29"}); err != nil {
+	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "small", Subnets: []model.Subnet{{Prefix: tPrefix("10.90.2.0/29")}}}); err != nil {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(1, 2))
@@ -412,7 +412,7 @@ func checkInvariants(t *testing.T, env *testEnv, step int) {
 				t.Fatalf("step %d: endpoint %s/%s is %s after flush", step, ep.Sandbox, ep.Network, ep.State)
 			}
 			hostIfs = append(hostIfs, ep.HostIf)
-			k := ep.Network + "/" + ep.IP.String()
+			k := ep.Network + "/" + ep.FirstIP().String()
 			if held[k] {
 				t.Fatalf("step %d: %s held twice", step, k)
 			}
@@ -446,8 +446,8 @@ func TestPrimaryMovesOnDetach(t *testing.T) {
 	env := newEnv(t)
 	ctx := context.Background()
 	for _, spec := range []model.NetworkSpec{
-		{Name: "int", Subnet: "10.90.3.0/24", Internal: true},
-		{Name: "back", Subnet: "10.90.1.0/24"},
+		{Name: "int", Subnets: []model.Subnet{{Prefix: tPrefix("10.90.3.0/24")}}, Internal: true},
+		{Name: "back", Subnets: []model.Subnet{{Prefix: tPrefix("10.90.1.0/24")}}},
 	} {
 		if _, err := env.e.CreateNetwork(ctx, spec); err != nil {
 			t.Fatal(err)

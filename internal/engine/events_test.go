@@ -18,10 +18,10 @@ func TestEvents(t *testing.T) {
 	_, sub := env.e.Subscribe(0, false)
 	defer sub.Close()
 	start := env.e.events.next
-	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "app", Subnet: "10.90.1.0/24"}); err != nil {
+	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "app", Subnets: []model.Subnet{{Prefix: tPrefix("10.90.1.0/24")}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a", Networks: []model.AttachSpec{{Network: "app", Ports: []string{"8080:80"}}}}); err != nil {
+	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a", Networks: []model.AttachSpec{{Network: "app", Ports: tPorts("8080:80")}}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := env.e.Connect(ctx, "a", model.AttachSpec{Network: "nope"}); err == nil {

@@ -100,7 +100,7 @@ func TestHealerReleasesDeadAdoptedNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ip := sb.Endpoints[0].IP.String()
+	ip := sb.Endpoints[0].FirstIP().String()
 	// The process exits; its PID is taken by another process in another
 	// namespace.
 	env.ns.mu.Lock()
@@ -111,7 +111,7 @@ func TestHealerReleasesDeadAdoptedNamespace(t *testing.T) {
 	if _, err := env.e.Sandbox("p"); err == nil {
 		t.Fatal("sandbox p still exists after its namespace was replaced")
 	}
-	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "q", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, IP: ip}}}); err != nil {
+	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "q", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, IPs: tIPs(ip)}}}); err != nil {
 		t.Fatalf("address %s not free: %v", ip, err)
 	}
 	if env.e.HealStatus().Repairs[ReleaseGone] != 1 {

@@ -69,23 +69,28 @@ func checkHostNets(n *model.Network, all []link.HostNet, nets []*model.Network) 
 			continue
 		}
 		a := h.Prefix.Addr()
-		if h.Kind == link.HostAddress && a != n.Gateway && n.AllocRange().Contains(a) {
-			return model.Conflictf("bridge %s already has address %s, inside the addresses network %s hands out (%s): a sandbox could be given the host's address; make it the gateway with --gateway %s, give an --ip-range without it, or remove it from %s",
-				n.Bridge, h.Prefix, n.Name, n.AllocRange(), a, n.Bridge)
+		for _, s := range n.Subnets {
+			if h.Kind == link.HostAddress && a != s.Gateway && s.AllocRange().Contains(a) {
+				return model.Conflictf("bridge %s already has address %s, inside the addresses network %s hands out (%s): a sandbox could be given the host's address; make it the gateway with --gateway %s, give an --ip-range without it, or remove it from %s",
+					n.Bridge, h.Prefix, n.Name, s.AllocRange(), a, n.Bridge)
+			}
 		}
 	}
-	o := HostOverlaps(n.Subnet, host)
-	if len(o) == 0 {
-		return nil
-	}
-	gw := ""
-	for _, h := range host {
-		if h.Kind == link.HostAddress && h.Prefix.Addr() == n.Gateway {
-			gw = fmt.Sprintf(", and its gateway %s would be the host's address on %s", n.Gateway, h.Link)
+	for _, s := range n.Subnets {
+		o := HostOverlaps(s.Prefix, host)
+		if len(o) == 0 {
+			continue
 		}
+		gw := ""
+		for _, h := range host {
+			if h.Kind == link.HostAddress && h.Prefix.Addr() == s.Gateway {
+				gw = fmt.Sprintf(", and its gateway %s would be the host's address on %s", s.Gateway, h.Link)
+			}
+		}
+		return model.Conflictf("subnet %s overlaps %s, the host's own network%s: the host would lose its way to that network and sandboxes would get its addresses; pick another subnet, or leave --subnet out to get a free one",
+			s.Prefix, DescribeHostNet(o[0]), gw)
 	}
-	return model.Conflictf("subnet %s overlaps %s, the host's own network%s: the host would lose its way to that network and sandboxes would get its addresses; pick another subnet, or leave --subnet out to get a free one",
-		n.Subnet, DescribeHostNet(o[0]), gw)
+	return nil
 }
 
 // checkNotHostAddr refuses a static address (--ip) that the host has: the
@@ -115,8 +120,4 @@ func checkPortsOnNetwork(nw *model.Network, ports []model.PortMapping) error {
 	return nil
 }
 
-// mustPorts parses -p specs that validateAttach accepted.
-func mustPorts(specs []string) []model.PortMapping {
-	ps, _ := parsePorts(specs)
-	return ps
-}
+

@@ -39,21 +39,21 @@ func TestCreateNetworkRefusesHostNets(t *testing.T) {
 		spec model.NetworkSpec
 		want string
 	}{
-		{model.NetworkSpec{Subnet: "198.51.100.0/24"}, "subnet 198.51.100.0/24 overlaps 198.51.100.0/24 on uplink0 (host address 198.51.100.1), the host's own network"},
-		{model.NetworkSpec{Subnet: "198.51.100.128/25"}, "overlaps 198.51.100.0/24 on uplink0 (host address 198.51.100.1)"},
-		{model.NetworkSpec{Subnet: "198.51.0.0/16"}, "overlaps 198.51.100.0/24 on uplink0"},
+		{model.NetworkSpec{Subnets: []model.Subnet{{Prefix: tPrefix("198.51.100.0/24")}}}, "subnet 198.51.100.0/24 overlaps 198.51.100.0/24 on uplink0 (host address 198.51.100.1), the host's own network"},
+		{model.NetworkSpec{Subnets: []model.Subnet{{Prefix: tPrefix("198.51.100.128/25")}}}, "overlaps 198.51.100.0/24 on uplink0 (host address 198.51.100.1)"},
+		{model.NetworkSpec{Subnets: []model.Subnet{{Prefix: tPrefix("198.51.0.0/16")}}}, "overlaps 198.51.100.0/24 on uplink0"},
 		// A connected route with no address of the host in it.
-		{model.NetworkSpec{Subnet: "192.0.2.0/24"}, "subnet 192.0.2.0/24 overlaps 192.0.2.0/25 on uplink0, the host's own network"},
+		{model.NetworkSpec{Subnets: []model.Subnet{{Prefix: tPrefix("192.0.2.0/24")}}}, "subnet 192.0.2.0/24 overlaps 192.0.2.0/25 on uplink0, the host's own network"},
 		// A subnet that contains a host address: the gateway (first
 		// address) would not be it, a sandbox could be.
-		{model.NetworkSpec{Subnet: "10.5.0.0/24"}, "overlaps 10.5.0.7/32 on lo (host address 10.5.0.7)"},
-		{model.NetworkSpec{Subnet: "127.42.0.0/16"}, "overlaps 127.0.0.0/8 on lo"},
+		{model.NetworkSpec{Subnets: []model.Subnet{{Prefix: tPrefix("10.5.0.0/24")}}}, "overlaps 10.5.0.7/32 on lo (host address 10.5.0.7)"},
+		{model.NetworkSpec{Subnets: []model.Subnet{{Prefix: tPrefix("127.42.0.0/16")}}}, "overlaps 127.0.0.0/8 on lo"},
 		// The gateway itself: named as such, the default one too.
-		{model.NetworkSpec{Subnet: "10.5.0.0/24", Gateway: "10.5.0.7"}, "the host's own network, and its gateway 10.5.0.7 would be the host's address on lo"},
-		{model.NetworkSpec{Subnet: "198.51.100.0/24", Gateway: "198.51.100.1"}, "and its gateway 198.51.100.1 would be the host's address on uplink0"},
-		{model.NetworkSpec{Subnet: "198.51.100.0/25"}, "and its gateway 198.51.100.1 would be the host's address on uplink0"},
+		{model.NetworkSpec{Subnets: []model.Subnet{{Prefix: tPrefix("10.5.0.0/24"), Gateway: tAddr("10.5.0.7")}}}, "the host's own network, and its gateway 10.5.0.7 would be the host's address on lo"},
+		{model.NetworkSpec{Subnets: []model.Subnet{{Prefix: tPrefix("198.51.100.0/24"), Gateway: tAddr("198.51.100.1")}}}, "and its gateway 198.51.100.1 would be the host's address on uplink0"},
+		{model.NetworkSpec{Subnets: []model.Subnet{{Prefix: tPrefix("198.51.100.0/25")}}}, "and its gateway 198.51.100.1 would be the host's address on uplink0"},
 		// An ip-range cannot move the collision out of the subnet.
-		{model.NetworkSpec{Subnet: "198.51.100.0/24", IPRange: "198.51.100.128/25"}, "overlaps 198.51.100.0/24 on uplink0"},
+		{model.NetworkSpec{Subnets: []model.Subnet{{Prefix: tPrefix("198.51.100.0/24"), IPRange: tPrefix("198.51.100.128/25")}}}, "overlaps 198.51.100.0/24 on uplink0"},
 	} {
 		c.spec.Name = "clash"
 		_, err := env.e.CreateNetwork(ctx, c.spec)
@@ -65,13 +65,13 @@ func TestCreateNetworkRefusesHostNets(t *testing.T) {
 		t.Errorf("a refused network changed the state:\n%s\nwas\n%s", after, before)
 	}
 	// Next to the host's networks is fine, and so is a subnet picked for us.
-	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "near", Subnet: "198.51.101.0/24"}); err != nil {
+	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "near", Subnets: []model.Subnet{{Prefix: tPrefix("198.51.101.0/24")}}}); err != nil {
 		t.Fatalf("a subnet next to the host's: %v", err)
 	}
 	if n, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "auto"}); err != nil {
 		t.Fatalf("automatic subnet: %v", err)
-	} else if o := HostOverlaps(n.Subnet, uplink); len(o) != 0 {
-		t.Fatalf("automatic subnet %s overlaps the host's %v", n.Subnet, o)
+	} else if o := HostOverlaps(n.Subnets[0].Prefix, uplink); len(o) != 0 {
+		t.Fatalf("automatic subnet %s overlaps the host's %v", n.Subnets[0].Prefix, o)
 	}
 }
 
@@ -82,14 +82,14 @@ func TestOwnBridgesAreNotTheHosts(t *testing.T) {
 	env := newEnv(t)
 	env.link.Nets = uplink
 	ctx := context.Background()
-	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "front", Subnet: "10.60.0.0/24"}); err != nil {
+	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "front", Subnets: []model.Subnet{{Prefix: tPrefix("10.60.0.0/24")}}}); err != nil {
 		t.Fatal(err)
 	}
 	all, _ := env.link.HostNets()
 	if !slices.ContainsFunc(all, func(h link.HostNet) bool { return h.Prefix == netip.MustParsePrefix("10.60.0.1/24") }) {
 		t.Fatalf("the fake does not report front's bridge address, so this test proves nothing: %v", all)
 	}
-	_, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "again", Subnet: "10.60.0.0/25"})
+	_, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "again", Subnets: []model.Subnet{{Prefix: tPrefix("10.60.0.0/25")}}})
 	if err == nil || !strings.Contains(err.Error(), `of network "front"`) || strings.Contains(err.Error(), "host's own") {
 		t.Fatalf("overlap with a pontoon network: %v, want it named as network front", err)
 	}
@@ -115,18 +115,18 @@ func TestAdoptedBridgeAddresses(t *testing.T) {
 		hostNet("10.62.0.5/24", "userbr2", link.HostAddress),
 		hostNet("10.62.0.0/24", "userbr2", link.HostRoute),
 	}
-	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "a", Subnet: "10.61.0.0/24", Bridge: "userbr"}); err != nil {
+	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "a", Subnets: []model.Subnet{{Prefix: tPrefix("10.61.0.0/24")}}, Bridge: "userbr"}); err != nil {
 		t.Fatalf("adopting a bridge whose address is the gateway: %v", err)
 	}
-	_, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "b", Subnet: "10.62.0.0/24", Bridge: "userbr2"})
+	_, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "b", Subnets: []model.Subnet{{Prefix: tPrefix("10.62.0.0/24")}}, Bridge: "userbr2"})
 	if !errors.Is(err, model.ErrConflict) || !strings.Contains(err.Error(), "bridge userbr2 already has address 10.62.0.5/24") {
 		t.Fatalf("adopting a bridge with an address sandboxes could get: %v", err)
 	}
-	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "b", Subnet: "10.62.0.0/24", Bridge: "userbr2", IPRange: "10.62.0.128/25"}); err != nil {
+	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "b", Subnets: []model.Subnet{{Prefix: tPrefix("10.62.0.0/24"), IPRange: tPrefix("10.62.0.128/25")}}, Bridge: "userbr2"}); err != nil {
 		t.Fatalf("the address outside --ip-range: %v", err)
 	}
 	// Someone else's bridge is the host's, like any link.
-	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "c", Subnet: "10.61.0.0/16"}); err == nil {
+	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "c", Subnets: []model.Subnet{{Prefix: tPrefix("10.61.0.0/16")}}}); err == nil {
 		t.Fatal("a subnet over another network was accepted")
 	}
 }
@@ -136,7 +136,7 @@ func TestAdoptedBridgeAddresses(t *testing.T) {
 func TestStaticIPNeverAHostAddress(t *testing.T) {
 	env := newEnv(t)
 	ctx := context.Background()
-	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnet: "10.90.1.0/24"}); err != nil {
+	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnets: []model.Subnet{{Prefix: tPrefix("10.90.1.0/24")}}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a"}); err != nil {
@@ -144,18 +144,18 @@ func TestStaticIPNeverAHostAddress(t *testing.T) {
 	}
 	env.link.Nets = []link.HostNet{hostNet("10.90.1.9/24", "eth9", link.HostAddress), hostNet("10.88.0.200/32", "lo", link.HostAddress)}
 	before := env.snapshot(t)
-	_, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "b", Networks: []model.AttachSpec{{Network: "back", IP: "10.90.1.9"}}})
+	_, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "b", Networks: []model.AttachSpec{{Network: "back", IPs: tIPs("10.90.1.9")}}})
 	if !errors.Is(err, model.ErrConflict) || !strings.Contains(err.Error(), "address 10.90.1.9 is an address of the host, on eth9") {
 		t.Errorf("sandbox create --ip <host address>: %v", err)
 	}
-	_, err = env.e.Connect(ctx, "a", model.AttachSpec{Network: model.DefaultNetwork, IP: "10.88.0.200"})
+	_, err = env.e.Connect(ctx, "a", model.AttachSpec{Network: model.DefaultNetwork, IPs: tIPs("10.88.0.200")})
 	if !errors.Is(err, model.ErrConflict) || !strings.Contains(err.Error(), "on lo") {
 		t.Errorf("network connect --ip <host address>: %v", err)
 	}
 	if after := env.snapshot(t); after != before {
 		t.Errorf("a refused static address changed the state:\n%s\nwas\n%s", after, before)
 	}
-	if _, err := env.e.Connect(ctx, "a", model.AttachSpec{Network: "back", IP: "10.90.1.10"}); err != nil {
+	if _, err := env.e.Connect(ctx, "a", model.AttachSpec{Network: "back", IPs: tIPs("10.90.1.10")}); err != nil {
 		t.Fatalf("another address: %v", err)
 	}
 }
@@ -165,7 +165,7 @@ func TestStaticIPNeverAHostAddress(t *testing.T) {
 func TestInternalNetworkRefusesPorts(t *testing.T) {
 	env := newEnv(t)
 	ctx := context.Background()
-	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnet: "10.91.1.0/24", Internal: true}); err != nil {
+	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnets: []model.Subnet{{Prefix: tPrefix("10.91.1.0/24")}}, Internal: true}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a"}); err != nil {
@@ -173,16 +173,16 @@ func TestInternalNetworkRefusesPorts(t *testing.T) {
 	}
 	before := env.snapshot(t)
 	want := "network back is --internal: it has no way in or out, so it cannot publish ports (7100:80/tcp); publish ports from a non-internal network"
-	_, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "i2", Networks: []model.AttachSpec{{Network: "back", Ports: []string{"7100:80"}}}})
+	_, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "i2", Networks: []model.AttachSpec{{Network: "back", Ports: tPorts("7100:80")}}})
 	if !errors.Is(err, model.ErrInvalid) || !strings.Contains(err.Error(), want) {
 		t.Errorf("sandbox create -p on an internal network: %v", err)
 	}
 	// Listed after a good attachment: nothing of that one is left either.
-	_, err = env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "i3", Networks: []model.AttachSpec{{Network: model.DefaultNetwork}, {Network: "back", Ports: []string{"7100:80"}}}})
+	_, err = env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "i3", Networks: []model.AttachSpec{{Network: model.DefaultNetwork}, {Network: "back", Ports: tPorts("7100:80")}}})
 	if !errors.Is(err, model.ErrInvalid) {
 		t.Errorf("sandbox create with -p on its second, internal, network: %v", err)
 	}
-	_, err = env.e.Connect(ctx, "a", model.AttachSpec{Network: "back", Ports: []string{"7100:80"}})
+	_, err = env.e.Connect(ctx, "a", model.AttachSpec{Network: "back", Ports: tPorts("7100:80")})
 	if !errors.Is(err, model.ErrInvalid) || !strings.Contains(err.Error(), want) {
 		t.Errorf("network connect -p to an internal network: %v", err)
 	}
@@ -190,12 +190,12 @@ func TestInternalNetworkRefusesPorts(t *testing.T) {
 		t.Errorf("a refused mapping changed the state:\n%s\nwas\n%s", after, before)
 	}
 	// A sandbox on an internal network publishes through its other one.
-	sb, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "dual", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, Ports: []string{"7100:80"}}, {Network: "back"}}})
+	sb, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "dual", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, Ports: tPorts("7100:80")}, {Network: "back"}}})
 	if err != nil {
 		t.Fatalf("ports on the non-internal network of a sandbox also on an internal one: %v", err)
 	}
 	ps, err := env.e.Ports("dual")
-	if err != nil || len(ps) != 1 || ps[0].Network != model.DefaultNetwork || ps[0].IP != sb.Endpoints[0].IP.String() {
+	if err != nil || len(ps) != 1 || ps[0].Network != model.DefaultNetwork || ps[0].IPs[0] != sb.Endpoints[0].FirstIP() {
 		t.Fatalf("ports of dual: %+v %v", ps, err)
 	}
 	if !slices.Equal(ps[0].ReachableFrom, []string{firewall.FromLAN, firewall.FromHost, firewall.FromSandboxes}) {
@@ -208,10 +208,10 @@ func TestInternalNetworkRefusesPorts(t *testing.T) {
 func TestPortsOfOlderInternalMapping(t *testing.T) {
 	env := newEnv(t)
 	ctx := context.Background()
-	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnet: "10.91.1.0/24"}); err != nil {
+	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnets: []model.Subnet{{Prefix: tPrefix("10.91.1.0/24")}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "i2", Networks: []model.AttachSpec{{Network: "back", Ports: []string{"7100:80"}}}}); err != nil {
+	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "i2", Networks: []model.AttachSpec{{Network: "back", Ports: tPorts("7100:80")}}}); err != nil {
 		t.Fatal(err)
 	}
 	// What an older pontoon could store: the same network, internal.

@@ -19,7 +19,7 @@ import (
 func TestNamesDifferingOnlyInCase(t *testing.T) {
 	env := newEnv(t)
 	ctx := context.Background()
-	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "app", Subnet: "10.90.1.0/24"}); err != nil {
+	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "app", Subnets: []model.Subnet{{Prefix: tPrefix("10.90.1.0/24")}}}); err != nil {
 		t.Fatal(err)
 	}
 	on := func(aliases ...string) []model.AttachSpec {
@@ -97,7 +97,7 @@ func TestNamesDifferingOnlyInCase(t *testing.T) {
 func TestNameRace(t *testing.T) {
 	env := newEnv(t)
 	ctx := context.Background()
-	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "app", Subnet: "10.90.1.0/24"}); err != nil {
+	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "app", Subnets: []model.Subnet{{Prefix: tPrefix("10.90.1.0/24")}}}); err != nil {
 		t.Fatal(err)
 	}
 	names := []string{"race", "Race", "RACE", "rAcE"}

@@ -28,13 +28,8 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 	if err := model.ValidateNetworkName(spec.Name); err != nil {
 		return nil, err
 	}
-	var subnet netip.Prefix
-	if spec.Subnet != "" {
-		p, err := model.ParsePrefix("subnet", spec.Subnet)
-		if err != nil {
-			return nil, err
-		}
-		subnet = p
+	if err := spec.CheckSubnets(); err != nil {
+		return nil, err
 	}
 	var nets []*model.Network
 	if err := e.st.View(func(tx store.Tx) (err error) {
@@ -48,29 +43,42 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 			return nil, model.Conflictf("network %q already exists: pick another name or remove it with `pontoon network rm %s`", spec.Name, spec.Name)
 		}
 	}
-	if subnet.IsValid() {
-		for _, n := range nets {
-			if n.Subnet.Overlaps(subnet) {
-				return nil, model.Conflictf("subnet %s overlaps %s of network %q: pick a subnet that overlaps no other network", subnet, n.Subnet, n.Name)
+	// One prefix per family: the one asked for, or one picked from the
+	// family's pool (IPv4 always, IPv6 with --ipv6).
+	var prefixes []netip.Prefix
+	var taken []netip.Prefix
+	for _, v6 := range []bool{false, true} {
+		if given, ok := spec.SubnetFor(v6); ok {
+			for _, n := range nets {
+				for _, s := range n.Subnets {
+					if s.Prefix.Overlaps(given.Prefix) {
+						return nil, model.Conflictf("subnet %s overlaps %s of network %q: pick a subnet that overlaps no other network", given.Prefix, s.Prefix, n.Name)
+					}
+				}
 			}
+			prefixes = append(prefixes, given.Prefix)
+			continue
 		}
-	} else {
-		taken := make([]netip.Prefix, 0, len(nets))
-		for _, n := range nets {
-			taken = append(taken, n.Subnet)
+		if v6 && !spec.IPv6 {
+			continue
 		}
-		host, err := e.link.HostPrefixes()
-		if err != nil {
-			return nil, fmt.Errorf("list host addresses and routes: %w", err)
+		if taken == nil {
+			for _, n := range nets {
+				taken = append(taken, n.Prefixes()...)
+			}
+			host, err := e.link.HostPrefixes()
+			if err != nil {
+				return nil, fmt.Errorf("list host addresses and routes: %w", err)
+			}
+			taken = append(taken, host...)
 		}
-		taken = append(taken, host...)
-		p, err := e.pickSubnet(spec.Name, taken)
+		p, err := e.pickSubnet(spec.Name, v6, taken)
 		if err != nil {
 			return nil, err
 		}
-		subnet = p
+		prefixes = append(prefixes, p)
 	}
-	n, err := model.BuildNetwork(spec, subnet, model.NewID())
+	n, err := model.BuildNetwork(spec, prefixes, model.NewID())
 	if err != nil {
 		return nil, err
 	}
@@ -126,12 +134,26 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 		return nil, err
 	}
 	e.syncResolverNetworks()
-	e.emit(Event{Kind: model.EventNetworkCreated, Network: n.Name, Detail: n.Subnet.String() + " on " + n.Bridge})
-	e.log.Info("network created", "network", n.Name, "subnet", n.Subnet.String(), "bridge", n.Bridge, "internal", n.Internal)
+	e.emit(Event{Kind: model.EventNetworkCreated, Network: n.Name, Detail: n.SubnetString() + " on " + n.Bridge})
+	e.log.Info("network created", "network", n.Name, "subnets", n.SubnetString(), "bridge", n.Bridge, "internal", n.Internal)
 	return n, nil
 }
 
-func (e *Engine) pickSubnet(name string, taken []netip.Prefix) (netip.Prefix, error) {
+// pickSubnet picks a free subnet of one family for a network created
+// without --subnet: the configured default for the default network, else
+// the first free one of the family's pool.
+func (e *Engine) pickSubnet(name string, v6 bool, taken []netip.Prefix) (netip.Prefix, error) {
+	if v6 {
+		pool, bits := e.cfg.Pool6, e.cfg.Pool6Bits
+		if len(pool) == 0 {
+			pool = ipam.DefaultPool6
+		}
+		p, err := ipam.PickSubnet(pool, bits, taken)
+		if err != nil {
+			return netip.Prefix{}, model.Exhaustedf("no free IPv6 /%d subnet left in the pool (%v) for network %s: give one with --subnet", bits, pool, name)
+		}
+		return p, nil
+	}
 	if name == model.DefaultNetwork && e.cfg.DefaultSubnet.IsValid() {
 		free := true
 		for _, t := range taken {
@@ -156,7 +178,8 @@ func (e *Engine) pickSubnet(name string, taken []netip.Prefix) (netip.Prefix, er
 }
 
 func bridgeOf(n *model.Network) link.Bridge {
-	return link.Bridge{Name: n.Bridge, Gateway: netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), MTU: n.MTU}
+	s, _ := n.Subnet4()
+	return link.Bridge{Name: n.Bridge, Gateway: netip.PrefixFrom(s.Gateway, s.Prefix.Bits()), MTU: n.MTU}
 }
 
 // RemoveNetwork removes a network: refused while it has endpoints unless

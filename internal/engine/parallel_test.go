@@ -33,7 +33,7 @@ func TestParallelAttachDetach(t *testing.T) {
 			}
 			env := newEnv(t, func(c *Config) { c.Store = st })
 			e, ctx := env.e, context.Background()
-			if _, err := e.CreateNetwork(ctx, model.NetworkSpec{Name: "n", Subnet: "10.90.0.0/24"}); err != nil {
+			if _, err := e.CreateNetwork(ctx, model.NetworkSpec{Name: "n", Subnets: []model.Subnet{{Prefix: tPrefix("10.90.0.0/24")}}}); err != nil {
 				t.Fatal(err)
 			}
 			const n = 32
@@ -48,9 +48,9 @@ func TestParallelAttachDetach(t *testing.T) {
 						return
 					}
 					a := model.AttachSpec{Network: "n", Aliases: []string{fmt.Sprintf("a%02d", i)},
-						Ports: []string{fmt.Sprintf("%d:80/tcp", 20000+i)}}
+						Ports: tPorts(fmt.Sprintf("%d:80/tcp", 20000+i))}
 					if i%4 == 0 {
-						a.IP = fmt.Sprintf("10.90.0.%d", 200+i/4%4) // two sandboxes want each
+						a.IPs = tIPs(fmt.Sprintf("10.90.0.%d", 200+i/4%4)) // two sandboxes want each
 					}
 					eps[i], errs[i] = e.Connect(ctx, name, a)
 					// The winners of a static address stay: a detach would free
@@ -96,8 +96,8 @@ func TestParallelAttachDetach(t *testing.T) {
 				}
 				for _, ep := range all {
 					want, ok := live[ep.HostIf]
-					if !ok || ep.State != model.StateReady || ep.IP != want.IP || res[ep.IP] != ep.ID {
-						t.Errorf("store: endpoint %s/%s %s %s (reserved by %s), want %v", ep.Sandbox, ep.Network, ep.IP, ep.State, res[ep.IP], want)
+					if !ok || ep.State != model.StateReady || ep.FirstIP() != want.FirstIP() || res[ep.FirstIP()] != ep.ID {
+						t.Errorf("store: endpoint %s/%s %s %s (reserved by %s), want %v", ep.Sandbox, ep.Network, ep.FirstIP(), ep.State, res[ep.FirstIP()], want)
 					}
 				}
 				return nil
@@ -117,11 +117,11 @@ func TestParallelAttachDetach(t *testing.T) {
 					}
 					continue
 				}
-				if _, ok := live[ep.HostIf]; !ok || !strings.Contains(guards, ep.HostIf) || !strings.Contains(guards, ep.IP.String()) {
-					t.Errorf("s%02d: %s %s missing from the veths or the anti-spoofing elements", i, ep.HostIf, ep.IP)
+				if _, ok := live[ep.HostIf]; !ok || !strings.Contains(guards, ep.HostIf) || !strings.Contains(guards, ep.FirstIP().String()) {
+					t.Errorf("s%02d: %s %s missing from the veths or the anti-spoofing elements", i, ep.HostIf, ep.FirstIP())
 				}
-				if !strings.Contains(ports, port+" : "+ep.IP.String()) {
-					t.Errorf("s%02d: port %d not published to %s:\n%s", i, 20000+i, ep.IP, ports)
+				if !strings.Contains(ports, port+" : "+ep.FirstIP().String()) {
+					t.Errorf("s%02d: port %d not published to %s:\n%s", i, 20000+i, ep.FirstIP(), ports)
 				}
 			}
 			if strings.Count(guards, "ptv-") != 3*len(live) {

@@ -41,7 +41,7 @@ func (e *Engine) Ports(sandbox string) ([]model.PortInfo, error) {
 			}
 			for _, m := range ep.Ports {
 				r := firewall.Reachable(m, fn)
-				out = append(out, model.PortInfo{Sandbox: ep.Sandbox, Network: ep.Network, IP: ep.IP.String(),
+				out = append(out, model.PortInfo{Sandbox: ep.Sandbox, Network: ep.Network, IPs: ep.IPs(),
 					Mapping: m, Reachable: r.Text, ReachableFrom: r.From})
 			}
 		}
@@ -52,5 +52,6 @@ func (e *Engine) Ports(sandbox string) ([]model.PortInfo, error) {
 
 // fwNetwork is what the firewall knows of a network.
 func fwNetwork(n *model.Network) firewall.Network {
-	return firewall.Network{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, Internal: n.Internal, Masquerade: n.Masquerade}
+	s, _ := n.Subnet4()
+	return firewall.Network{Name: n.Name, Bridge: n.Bridge, Subnet: s.Prefix, Internal: n.Internal, Masquerade: s.Masquerade}
 }

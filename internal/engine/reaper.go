@@ -122,8 +122,10 @@ func (e *Engine) teardown(eps []*model.Endpoint) {
 		if sb == nil || sb.Kind == model.KindHost || sb.Kind == model.KindPontoon && sb.State == model.SandboxRemoving {
 			continue
 		}
-		if err := e.link.DeleteRule(sb.Netns, sb.NetnsIno, ep.IP, ep.Table); err != nil {
-			e.log.Warn("delete source rule", "sandbox", ep.Sandbox, "ip", ep.IP.String(), "table", ep.Table, "err", err)
+		for _, ip := range ep.IPs() {
+			if err := e.link.DeleteRule(sb.Netns, sb.NetnsIno, ip, ep.Table); err != nil {
+				e.log.Warn("delete source rule", "sandbox", ep.Sandbox, "ip", ip.String(), "table", ep.Table, "err", err)
+			}
 		}
 	}
 	err := e.st.Update(func(tx store.Tx) error {
@@ -132,7 +134,7 @@ func (e *Engine) teardown(eps []*model.Endpoint) {
 			if err != nil || cur.ID != ep.ID {
 				continue // already gone
 			}
-			if err := tx.Release(ep.Network, ep.IP); err != nil {
+			if err := releaseAddrs(tx, ep); err != nil {
 				return err
 			}
 			if err := tx.DeleteEndpoint(ep.Sandbox, ep.Network); err != nil {
@@ -218,9 +220,11 @@ func (e *Engine) promote(sandbox string) {
 	if err != nil || next == nil {
 		return
 	}
-	if err := e.link.SetDefaultRoute(sb.Netns, sb.NetnsIno, next.IfName, nw.Gateway); err != nil {
-		e.log.Warn("move the default route to the next network", "sandbox", sandbox, "if", next.IfName, "err", err)
-		return
+	for _, s := range nw.Subnets {
+		if err := e.link.SetDefaultRoute(sb.Netns, sb.NetnsIno, next.IfName, s.Gateway); err != nil {
+			e.log.Warn("move the default route to the next network", "sandbox", sandbox, "if", next.IfName, "gateway", s.Gateway, "err", err)
+			return
+		}
 	}
 	e.resolv.sync(sandbox)
 	e.log.Info("default route moved", "sandbox", sandbox, "network", next.Network, "if", next.IfName)

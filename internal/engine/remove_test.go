@@ -65,7 +65,7 @@ func TestRemoveSandboxInBackground(t *testing.T) {
 	gl.hold.Store(true)
 	ctx := context.Background()
 	const ip = "10.88.0.50"
-	info, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, IP: ip}}})
+	info, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, IPs: tIPs(ip)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestRemoveSandboxInBackground(t *testing.T) {
 	// for the veth's deletion, as does the next operation on the name.
 	claim := make(chan error, 1)
 	go func() {
-		_, err := env.e.Connect(ctx, "b", model.AttachSpec{Network: model.DefaultNetwork, IP: ip})
+		_, err := env.e.Connect(ctx, "b", model.AttachSpec{Network: model.DefaultNetwork, IPs: tIPs(ip)})
 		claim <- err
 	}()
 	again := make(chan error, 1)
@@ -138,7 +138,7 @@ func TestRemoveSandboxFailureFinishesAtStart(t *testing.T) {
 	env := newEnv(t)
 	ctx := context.Background()
 	const ip = "10.88.0.60"
-	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, IP: ip}}}); err != nil {
+	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, IPs: tIPs(ip)}}}); err != nil {
 		t.Fatal(err)
 	}
 	env.link.InjectError("DeleteVeths", errors.New("injected"))
@@ -149,7 +149,7 @@ func TestRemoveSandboxFailureFinishesAtStart(t *testing.T) {
 	if st, _ := sandboxState(t, env.st, "a"); st != model.SandboxRemoving {
 		t.Fatalf("sandbox %s after a failed teardown, want removing", st)
 	}
-	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "b", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, IP: ip}}}); !errors.Is(err, model.ErrConflict) {
+	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "b", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, IPs: tIPs(ip)}}}); !errors.Is(err, model.ErrConflict) {
 		t.Fatalf("static %s while its veth lives: %v, want a conflict", ip, err)
 	}
 	env.link.InjectError("DeleteVeths", nil)
@@ -171,7 +171,7 @@ func TestRemoveSandboxFailureFinishesAtStart(t *testing.T) {
 	if pins, _ := env.ns.Pins("/run/pt/netns"); len(pins) != 0 {
 		t.Fatalf("pins left: %v", pins)
 	}
-	if _, err := e2.CreateSandbox(ctx, model.SandboxSpec{Name: "b", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, IP: ip}}}); err != nil {
+	if _, err := e2.CreateSandbox(ctx, model.SandboxSpec{Name: "b", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, IPs: tIPs(ip)}}}); err != nil {
 		t.Fatalf("static %s after the restart: %v", ip, err)
 	}
 }
@@ -182,7 +182,7 @@ func TestRemoveSandboxFailureFinishesAtStart(t *testing.T) {
 func TestCNIVerbs(t *testing.T) {
 	env := newEnv(t)
 	ctx := context.Background()
-	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnet: "10.90.1.0/24"}); err != nil {
+	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnets: []model.Subnet{{Prefix: tPrefix("10.90.1.0/24")}}}); err != nil {
 		t.Fatal(err)
 	}
 	env.ns.ext["/var/run/netns/c1"] = 501

@@ -29,7 +29,7 @@ func TestResolvConfFollowsPrimaryNetwork(t *testing.T) {
 	etc := t.TempDir()
 	e := newEnv(t, func(c *Config) { c.Resolver, c.EtcNetnsDir = nopResolver{}, etc }).e
 	ctx := context.Background()
-	if _, err := e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnet: "10.90.1.0/24"}); err != nil {
+	if _, err := e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnets: []model.Subnet{{Prefix: tPrefix("10.90.1.0/24")}}}); err != nil {
 		t.Fatal(err)
 	}
 	nameserver := func(sb string) string {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -86,8 +87,7 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 	// Validate every attachment before anything is created.
 	seen := map[string]bool{}
 	for _, a := range spec.Networks {
-		ip, err := validateAttach(a)
-		if err != nil {
+		if err := validateAttach(a); err != nil {
 			return nil, err
 		}
 		if seen[a.Network] {
@@ -102,17 +102,19 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 			if err := checkNames(tx, nw.Name, spec.Name, a.Aliases); err != nil {
 				return err
 			}
-			if err := checkPortsOnNetwork(nw, mustPorts(a.Ports)); err != nil {
+			if err := checkPortsOnNetwork(nw, a.Ports); err != nil {
 				return err
 			}
-			if ip.IsValid() {
-				return model.CheckStaticIP(nw, ip)
+			for _, ip := range a.IPs {
+				if err := model.CheckStaticIP(nw, ip); err != nil {
+					return err
+				}
 			}
 			return nil
 		}); err != nil {
 			return nil, err
 		}
-		if ip.IsValid() {
+		for _, ip := range a.IPs {
 			if err := e.checkNotHostAddr(ip); err != nil {
 				return nil, err
 			}
@@ -162,8 +164,7 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 	tRecord := time.Now()
 	eps := make([]*model.Endpoint, 0, len(spec.Networks))
 	for _, a := range spec.Networks {
-		ip, _ := validateAttach(a)
-		ep, err := e.attachLocked(ctx, spec.Name, a, ip, true)
+		ep, err := e.attachLocked(ctx, spec.Name, a, true)
 		if err != nil {
 			return fail(err)
 		}
@@ -195,23 +196,23 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 // deleted it, so the address is not handed out before (a runtime that
 // removes a container and attaches another with its address gets the
 // address ~20 ms later instead of a conflict naming a sandbox that is gone).
-func (e *Engine) attachLocked(ctx context.Context, sandbox string, a model.AttachSpec, ip netip.Addr, creating bool) (*model.Endpoint, error) {
-	ep, err := e.connectLocked(ctx, sandbox, a, ip, creating)
-	if err == nil || !ip.IsValid() || !errors.Is(err, model.ErrConflict) || !e.heldByRemoving(a.Network, ip) {
+func (e *Engine) attachLocked(ctx context.Context, sandbox string, a model.AttachSpec, creating bool) (*model.Endpoint, error) {
+	ep, err := e.connectLocked(ctx, sandbox, a, creating)
+	if err == nil || len(a.IPs) == 0 || !errors.Is(err, model.ErrConflict) || !e.heldByRemoving(a.Network, a.IPs) {
 		return ep, err
 	}
 	e.reaper.flush()
-	return e.connectLocked(ctx, sandbox, a, ip, creating)
+	return e.connectLocked(ctx, sandbox, a, creating)
 }
 
-// heldByRemoving reports whether an endpoint being torn down holds ip on
-// network.
-func (e *Engine) heldByRemoving(network string, ip netip.Addr) bool {
+// heldByRemoving reports whether an endpoint being torn down holds one of
+// ips on network.
+func (e *Engine) heldByRemoving(network string, ips []netip.Addr) bool {
 	held := false
 	_ = e.st.View(func(tx store.Tx) error {
 		eps, err := tx.EndpointsOnNetwork(network)
 		for _, ep := range eps {
-			if ep.IP == ip && ep.State == model.StateRemoving {
+			if ep.State == model.StateRemoving && slices.ContainsFunc(ep.IPs(), func(a netip.Addr) bool { return slices.Contains(ips, a) }) {
 				held = true
 			}
 		}
@@ -303,7 +304,7 @@ func (e *Engine) beginRemoval(sb *model.Sandbox, eps []*model.Endpoint) (live []
 	}
 	for _, ep := range live {
 		if wasReady[ep.ID] {
-			e.emitTimed(model.Event{Kind: model.EventDetached, Network: ep.Network, Sandbox: sb.Name, Detail: ep.IfName + " " + ep.IP.String()}, start)
+			e.emitTimed(model.Event{Kind: model.EventDetached, Network: ep.Network, Sandbox: sb.Name, Detail: ep.IfName + " " + ep.IPString()}, start)
 			if len(ep.Ports) > 0 {
 				e.emit(model.Event{Kind: model.EventUnpublished, Network: ep.Network, Sandbox: sb.Name, Detail: portList(ep.Ports)})
 			}

@@ -50,7 +50,7 @@ func (e *Engine) Topology(ctx context.Context) (*model.Topology, error) {
 	}
 	byNet := map[string]*model.TopoNetwork{}
 	for _, n := range nets {
-		tn := &model.TopoNetwork{Name: n.Name, Driver: n.Driver, Subnet: n.Subnet.String(), Gateway: n.Gateway.String(),
+		tn := &model.TopoNetwork{Name: n.Name, Driver: n.Driver, Subnets: n.Subnets,
 			Internal: n.Internal, Bridge: n.Bridge, BridgeIndex: have[n.Bridge].Index, Ports: []*model.TopoPort{},
 			Drift: e.link.CheckBridge(bridgeOf(n))}
 		t.Networks = append(t.Networks, tn)
@@ -78,7 +78,7 @@ func (e *Engine) Topology(ctx context.Context) (*model.Topology, error) {
 			continue
 		}
 		p := &model.TopoPort{Sandbox: ep.Sandbox, HostIf: ep.HostIf, HostIndex: ep.HostIfIndex, IfName: ep.IfName,
-			IP: ep.IP.String(), MAC: ep.MAC, Names: append([]string{ep.Sandbox}, ep.Aliases...)}
+			IPs: ep.IPs(), MAC: ep.MAC, Names: append([]string{ep.Sandbox}, ep.Aliases...)}
 		for _, m := range ep.Ports {
 			p.Published = append(p.Published, m.String())
 		}

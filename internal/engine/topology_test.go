@@ -56,11 +56,11 @@ func topologyGolden(t *testing.T, env *testEnv, name string) {
 func TestTopologyGolden(t *testing.T) {
 	env := newEnv(t)
 	ctx := context.Background()
-	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnet: "10.90.1.0/24", Internal: true}); err != nil {
+	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "back", Subnets: []model.Subnet{{Prefix: tPrefix("10.90.1.0/24")}}, Internal: true}); err != nil {
 		t.Fatal(err)
 	}
 	a, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a", Networks: []model.AttachSpec{
-		{Network: model.DefaultNetwork, Aliases: []string{"web"}, Ports: []string{"8080:80"}}, {Network: "back", IP: "10.90.1.10"}}})
+		{Network: model.DefaultNetwork, Aliases: []string{"web"}, Ports: tPorts("8080:80")}, {Network: "back", IPs: tIPs("10.90.1.10")}}})
 	if err != nil {
 		t.Fatal(err)
 	}

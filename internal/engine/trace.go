@@ -113,17 +113,21 @@ func (e *Engine) traceTopology() (*trace.Topology, error) {
 		return nil, err
 	}
 	top := &trace.Topology{Firewall: firewall.NewEvaluator(firewallState(nets, eps))}
+	// The tracer follows IPv4 packets: it knows each network's IPv4
+	// subnet and each endpoint's IPv4 address.
 	for _, n := range nets {
-		top.Networks = append(top.Networks, trace.Network{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, Gateway: n.Gateway,
-			Internal: n.Internal, ICC: n.ICC, Masquerade: n.Masquerade})
+		s, _ := n.Subnet4()
+		top.Networks = append(top.Networks, trace.Network{Name: n.Name, Bridge: n.Bridge, Subnet: s.Prefix, Gateway: s.Gateway,
+			Internal: n.Internal, ICC: n.ICC, Masquerade: s.Masquerade})
 	}
 	for _, ep := range eps {
 		if ep.State != model.StateReady {
 			continue
 		}
 		mac, _ := net.ParseMAC(ep.MAC)
+		a4, _ := ep.Addr4()
 		te := trace.Endpoint{Sandbox: ep.Sandbox, Network: ep.Network, IfName: ep.IfName, HostIf: ep.HostIf, HostIfIndex: ep.HostIfIndex,
-			IP: ep.IP, MAC: mac, Gateway: ep.Gateway}
+			IP: a4.Addr.Addr(), MAC: mac, Gateway: a4.Gateway}
 		if n := findNetwork(nets, ep.Network); n != nil {
 			te.DefaultRoute = ep.Primary && !n.Internal
 		}

@@ -15,12 +15,12 @@ import (
 func TestTrace(t *testing.T) {
 	env := newEnv(t)
 	ctx := context.Background()
-	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "other", Subnet: "10.95.0.0/24"}); err != nil {
+	if _, err := env.e.CreateNetwork(ctx, model.NetworkSpec{Name: "other", Subnets: []model.Subnet{{Prefix: tPrefix("10.95.0.0/24")}}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []model.SandboxSpec{
 		{Name: "a", Networks: []model.AttachSpec{{Network: model.DefaultNetwork}}},
-		{Name: "b", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, Ports: []string{"8080:80"}}}},
+		{Name: "b", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, Ports: tPorts("8080:80")}}},
 		{Name: "c", Networks: []model.AttachSpec{{Network: "other"}}},
 	} {
 		if _, err := env.e.CreateSandbox(ctx, s); err != nil {

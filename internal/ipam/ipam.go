@@ -50,6 +50,9 @@ var (
 		}
 		return p
 	}()
+	// DefaultPool6 is where IPv6 subnets come from: a ULA /48 (RFC 4193)
+	// split into /64s.
+	DefaultPool6 = []netip.Prefix{netip.MustParsePrefix("fdd0:ba5e:1::/48")}
 )
 
 // DefaultPoolBits is the prefix length of subnets picked from the pool.
@@ -66,14 +69,14 @@ func addr(v uint32) netip.Addr {
 
 // bounds returns the first and last usable address of n's allocation range:
 // never the subnet's network or broadcast address, never outside the subnet.
-func bounds(n *model.Network) (lo, hi uint32, err error) {
+func bounds(network string, n model.Subnet) (lo, hi uint32, err error) {
 	r := n.AllocRange()
-	if !n.Subnet.Addr().Is4() || !r.Addr().Is4() {
-		return 0, 0, model.Invalidf("network %s has no IPv4 subnet (%v): pontoon allocates IPv4 addresses only", n.Name, r)
+	if !n.Prefix.Addr().Is4() || !r.Addr().Is4() {
+		return 0, 0, model.Invalidf("network %s has no IPv4 subnet (%v): pontoon allocates IPv4 addresses only", network, r)
 	}
 	lo, hi = u32(r.Masked().Addr()), u32(model.Broadcast(r))
-	lo = max(lo, u32(n.Subnet.Masked().Addr())+1)
-	hi = min(hi, u32(model.Broadcast(n.Subnet))-1)
+	lo = max(lo, u32(n.Prefix.Masked().Addr())+1)
+	hi = min(hi, u32(model.Broadcast(n.Prefix))-1)
 	return lo, hi, nil
 }
 
@@ -86,17 +89,17 @@ func bounds(n *model.Network) (lo, hi uint32, err error) {
 // nearly full and fragmented. A just-released address is handed out again
 // only after the cursor has gone round, so stale ARP entries for it age out
 // first.
-func Allocate(r Reservations, n *model.Network, owner string) (netip.Addr, error) {
-	lo, hi, err := bounds(n)
+func Allocate(r Reservations, network string, n model.Subnet, owner string) (netip.Addr, error) {
+	lo, hi, err := bounds(network, n)
 	if err != nil {
 		return netip.Addr{}, err
 	}
 	if hi < lo {
-		return netip.Addr{}, model.Exhaustedf("network %s has no usable address in %s: create a network with a larger subnet", n.Name, n.AllocRange())
+		return netip.Addr{}, model.Exhaustedf("network %s has no usable address in %s: create a network with a larger subnet", network, n.AllocRange())
 	}
 	size := uint64(hi-lo) + 1
 	start := lo
-	if c, err := r.Cursor(n.Name); err != nil {
+	if c, err := r.Cursor(network); err != nil {
 		return netip.Addr{}, err
 	} else if c.Is4() {
 		if cv := u32(c); cv >= lo && cv < hi {
@@ -111,15 +114,15 @@ func Allocate(r Reservations, n *model.Network, owner string) (netip.Addr, error
 	for range size {
 		if !hasGW || v != gw {
 			a := addr(v)
-			_, held, err := r.Reservation(n.Name, a)
+			_, held, err := r.Reservation(network, a)
 			if err != nil {
 				return netip.Addr{}, err
 			}
 			if !held {
-				if err := r.Reserve(n.Name, a, owner); err != nil {
+				if err := r.Reserve(network, a, owner); err != nil {
 					return netip.Addr{}, err
 				}
-				if err := r.SetCursor(n.Name, a); err != nil {
+				if err := r.SetCursor(network, a); err != nil {
 					return netip.Addr{}, err
 				}
 				return a, nil
@@ -135,7 +138,7 @@ func Allocate(r Reservations, n *model.Network, owner string) (netip.Addr, error
 	if hasGW && gw >= lo && gw <= hi {
 		used--
 	}
-	return netip.Addr{}, model.Exhaustedf("network %s has no free address left in %s (%d in use): remove a sandbox from it or create a network with a larger subnet", n.Name, n.AllocRange(), used)
+	return netip.Addr{}, model.Exhaustedf("network %s has no free address left in %s (%d in use): remove a sandbox from it or create a network with a larger subnet", network, n.AllocRange(), used)
 }
 
 // ReserveStatic reserves an address a user asked for (--ip): it must pass

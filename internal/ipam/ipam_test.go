@@ -16,7 +16,14 @@ import (
 
 func network(t testing.TB, subnet, rng, gw string) *model.Network {
 	t.Helper()
-	n, err := model.BuildNetwork(model.NetworkSpec{Name: "n", IPRange: rng, Gateway: gw}, netip.MustParsePrefix(subnet), "id")
+	sub := model.Subnet{Prefix: netip.MustParsePrefix(subnet)}
+	if rng != "" {
+		sub.IPRange = netip.MustParsePrefix(rng)
+	}
+	if gw != "" {
+		sub.Gateway = netip.MustParseAddr(gw)
+	}
+	n, err := model.BuildNetwork(model.NetworkSpec{Name: "n", Subnets: []model.Subnet{sub}}, []netip.Prefix{sub.Prefix}, "id")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +34,7 @@ func alloc(t testing.TB, st store.Store, n *model.Network, owner string) (netip.
 	t.Helper()
 	var a netip.Addr
 	err := st.Update(func(tx store.Tx) (err error) {
-		a, err = Allocate(tx, n, owner)
+		a, err = Allocate(tx, n.Name, n.Subnets[0], owner)
 		return err
 	})
 	return a, err
@@ -137,7 +144,7 @@ func TestAllocateRolledBack(t *testing.T) {
 	n := network(t, "10.90.1.0/24", "", "")
 	boom := errors.New("boom")
 	if err := st.Update(func(tx store.Tx) error {
-		if _, err := Allocate(tx, n, "x"); err != nil {
+		if _, err := Allocate(tx, n.Name, n.Subnets[0], "x"); err != nil {
 			return err
 		}
 		return boom
@@ -173,7 +180,7 @@ func TestReserveStatic(t *testing.T) {
 		{ip: "10.90.1.200", owner: "ep-c", kind: model.ErrConflict, msg: "already in use by ep-b"},
 		{ip: "10.90.1.255", owner: "ep-b", kind: model.ErrInvalid, msg: "broadcast"},
 		{ip: "10.90.2.1", owner: "ep-b", kind: model.ErrInvalid, msg: "outside subnet"},
-		{ip: "fd00::1", owner: "ep-b", kind: model.ErrInvalid, msg: "outside subnet"},
+		{ip: "fd00::1", owner: "ep-b", kind: model.ErrInvalid, msg: "no IPv6 subnet"},
 	} {
 		err := st.Update(func(tx store.Tx) error {
 			return ReserveStatic(tx, n, netip.MustParseAddr(tc.ip), tc.owner, tc.name)
@@ -277,7 +284,7 @@ func TestAllocateIsNextFit(t *testing.T) {
 		c := &countingTx{Tx: tx}
 		for i := 1; i <= 1000; i++ {
 			c.lookups = 0
-			if _, err := Allocate(c, n, fmt.Sprint(i)); err != nil {
+			if _, err := Allocate(c, n.Name, n.Subnets[0], fmt.Sprint(i)); err != nil {
 				t.Fatal(err)
 			}
 			if c.lookups != 1 {
@@ -315,16 +322,16 @@ var randomNets = []struct{ subnet, rng, gw string }{
 func runOps(t *testing.T, netSel uint8, ops []byte) {
 	cfg := randomNets[int(netSel)%len(randomNets)]
 	n := network(t, cfg.subnet, cfg.rng, cfg.gw)
-	lo, hi, _ := bounds(n)
+	lo, hi, _ := bounds(n.Name, n.Subnets[0])
 	usable := map[netip.Addr]bool{} // what Allocate may hand out
 	for v := lo; v <= hi; v++ {
-		if a := addr(v); a != n.Gateway {
+		if a := addr(v); a != n.Subnets[0].Gateway {
 			usable[a] = true
 		}
 	}
 	staticOK := map[netip.Addr]bool{} // what --ip may ask for
-	for v := u32(n.Subnet.Addr()) + 1; v < u32(model.Broadcast(n.Subnet)); v++ {
-		if a := addr(v); a != n.Gateway {
+	for v := u32(n.Subnets[0].Prefix.Addr()) + 1; v < u32(model.Broadcast(n.Subnets[0].Prefix)); v++ {
+		if a := addr(v); a != n.Subnets[0].Gateway {
 			staticOK[a] = true
 		}
 	}
@@ -367,13 +374,13 @@ func runOps(t *testing.T, netSel uint8, ops []byte) {
 			if o, dup := held[a]; dup {
 				fail(step, "%s handed to %s while %s holds it", a, owner, o)
 			}
-			if !usable[a] || !n.AllocRange().Contains(a) || a == n.Subnet.Addr() || a == model.Broadcast(n.Subnet) || a == n.Gateway {
+			if !usable[a] || !n.Subnets[0].AllocRange().Contains(a) || a == n.Subnets[0].Prefix.Addr() || a == model.Broadcast(n.Subnets[0].Prefix) || a == n.Subnets[0].Gateway {
 				fail(step, "handed out %s, not a usable address of %v", a, cfg)
 			}
 			held[a] = owner
 		case 2: // static reservation of any address in the subnet, valid or not
 			arg := takeArg()
-			a := addr(u32(n.Subnet.Addr()) + uint32(arg)%(1<<(32-n.Subnet.Bits())))
+			a := addr(u32(n.Subnets[0].Prefix.Addr()) + uint32(arg)%(1<<(32-n.Subnets[0].Prefix.Bits())))
 			err := st.Update(func(tx store.Tx) error { return ReserveStatic(tx, n, a, owner, nil) })
 			_, dup := held[a]
 			switch {
@@ -405,7 +412,7 @@ func runOps(t *testing.T, netSel uint8, ops []byte) {
 			delete(held, a)
 		case 4: // allocate in a transaction that then fails: nothing changes
 			_ = st.Update(func(tx store.Tx) error {
-				_, err := Allocate(tx, n, owner)
+				_, err := Allocate(tx, n.Name, n.Subnets[0], owner)
 				return errors.Join(err, errors.New("rolled back"))
 			})
 		}
@@ -488,7 +495,7 @@ func BenchmarkAllocate(b *testing.B) {
 				n := network(b, "10.0.0.0/8", "", "")
 				if err := st.Update(func(tx store.Tx) error {
 					for i := range already {
-						if _, err := Allocate(tx, n, fmt.Sprint("pre", i)); err != nil {
+						if _, err := Allocate(tx, n.Name, n.Subnets[0], fmt.Sprint("pre", i)); err != nil {
 							return err
 						}
 					}

@@ -1,22 +1,27 @@
 package model
 
+import "net/netip"
+
 // Request and response shapes shared by the engine, the API server and its
 // clients (CLI, CNI plugin). They live here so that a client does not link
 // the engine and its kernel adapters.
 
 // AttachSpec asks for a sandbox's endpoint on a network.
 type AttachSpec struct {
-	Network string   `json:"network"`
-	IP      string   `json:"ip,omitempty"`
-	Aliases []string `json:"aliases,omitempty"`
+	Network string `json:"network"`
+	// IPs asks for static addresses, at most one per family of the
+	// network; a family left out gets an address from the IPAM.
+	IPs     []netip.Addr `json:"ips,omitempty"`
+	Aliases []string     `json:"aliases,omitempty"`
 	// IfName names the interface inside the sandbox (CNI_IFNAME); default
 	// the lowest free ethN.
 	IfName string `json:"ifname,omitempty"`
 	// MAC overrides the MAC derived from the address (CNI's "mac"
 	// capability).
 	MAC string `json:"mac,omitempty"`
-	// Ports to publish, in the -p syntax ([hostIP:]hostPort[-end]:port[-end][/proto]).
-	Ports []string `json:"ports,omitempty"`
+	// Ports to publish (clients parse the -p syntax with
+	// ParsePortMapping).
+	Ports []PortMapping `json:"ports,omitempty"`
 }
 
 // SandboxSpec asks for a sandbox.
@@ -51,10 +56,12 @@ type NetworkInfo struct {
 
 // PortInfo is one published mapping as GET /v1/ports lists it.
 type PortInfo struct {
-	Sandbox string      `json:"sandbox"`
-	Network string      `json:"network"`
-	IP      string      `json:"ip"`
-	Mapping PortMapping `json:"mapping"`
+	Sandbox string `json:"sandbox"`
+	Network string `json:"network"`
+	// IPs are the endpoint's addresses the mapping forwards to, one per
+	// family.
+	IPs     []netip.Addr `json:"ips"`
+	Mapping PortMapping  `json:"mapping"`
 	// Reachable says from where, for people: "LAN, host, sandboxes (every
 	// host address; …)", "host only (127.0.0.1)".
 	Reachable string `json:"reachable"`

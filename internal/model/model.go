@@ -17,6 +17,7 @@ package model
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -37,33 +38,101 @@ const (
 	DefaultMTU   = 1500
 )
 
-// Network is an L2 segment with a subnet: a Linux bridge on the host.
+// Network is an L2 segment with its subnets (at most one per address
+// family, IPv4 first): a Linux bridge on the host.
 type Network struct {
-	ID         string            `json:"id"`
-	Name       string            `json:"name"`
-	Driver     string            `json:"driver"`
-	Bridge     string            `json:"bridge"`
-	Subnet     netip.Prefix      `json:"subnet"`
-	Gateway    netip.Addr        `json:"gateway"`
-	IPRange    netip.Prefix      `json:"ip_range,omitzero"`
-	Internal   bool              `json:"internal"`
-	ICC        bool              `json:"icc"`
-	Masquerade bool              `json:"masquerade"`
-	MTU        int               `json:"mtu"`
-	Labels     map[string]string `json:"labels,omitempty"`
+	ID       string            `json:"id"`
+	Name     string            `json:"name"`
+	Driver   string            `json:"driver"`
+	Bridge   string            `json:"bridge"`
+	Subnets  []Subnet          `json:"subnets"`
+	Internal bool              `json:"internal"`
+	ICC      bool              `json:"icc"`
+	MTU      int               `json:"mtu"`
+	Labels   map[string]string `json:"labels,omitempty"`
 	// BridgeAdopted is true when the bridge existed before pontoon created the
 	// network (given with --bridge): pontoon then never deletes it.
 	BridgeAdopted bool      `json:"bridge_adopted,omitempty"`
 	Created       time.Time `json:"created"`
 }
 
-// AllocRange is the prefix addresses are handed out from: IPRange when set,
-// the subnet otherwise.
-func (n *Network) AllocRange() netip.Prefix {
-	if n.IPRange.IsValid() {
-		return n.IPRange
+// Subnet4 returns the network's IPv4 subnet.
+func (n *Network) Subnet4() (Subnet, bool) { return n.family(false) }
+
+// Subnet6 returns the network's IPv6 subnet.
+func (n *Network) Subnet6() (Subnet, bool) { return n.family(true) }
+
+func (n *Network) family(v6 bool) (Subnet, bool) {
+	for _, s := range n.Subnets {
+		if s.Prefix.Addr().Is6() == v6 {
+			return s, true
+		}
 	}
-	return n.Subnet
+	return Subnet{}, false
+}
+
+// SubnetFor returns the subnet of the network that contains ip.
+func (n *Network) SubnetFor(ip netip.Addr) (Subnet, bool) {
+	for _, s := range n.Subnets {
+		if s.Prefix.Contains(ip) {
+			return s, true
+		}
+	}
+	return Subnet{}, false
+}
+
+// Prefixes lists the network's subnets' prefixes.
+func (n *Network) Prefixes() []netip.Prefix {
+	ps := make([]netip.Prefix, len(n.Subnets))
+	for i, s := range n.Subnets {
+		ps[i] = s.Prefix
+	}
+	return ps
+}
+
+// Gateways lists the network's gateway addresses, one per family.
+func (n *Network) Gateways() []netip.Addr {
+	gs := make([]netip.Addr, len(n.Subnets))
+	for i, s := range n.Subnets {
+		gs[i] = s.Gateway
+	}
+	return gs
+}
+
+// SubnetString renders the subnets for people: "10.90.1.0/24, fd00:1::/64".
+func (n *Network) SubnetString() string {
+	var b strings.Builder
+	for i, s := range n.Subnets {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(s.Prefix.String())
+	}
+	return b.String()
+}
+
+// UpgradeFrom fills the subnets of a network read from a record written
+// before subnets were plural (IPv4 only: top-level subnet, gateway,
+// ip_range and masquerade), so that a state file from an older pontoon
+// opens and serves. A record in today's layout is left as it is. The store
+// calls it after decoding each record.
+func (n *Network) UpgradeFrom(record []byte) error {
+	if len(n.Subnets) > 0 {
+		return nil
+	}
+	var v struct {
+		Subnet     netip.Prefix `json:"subnet"`
+		Gateway    netip.Addr   `json:"gateway"`
+		IPRange    netip.Prefix `json:"ip_range"`
+		Masquerade *bool        `json:"masquerade"`
+	}
+	if err := json.Unmarshal(record, &v); err != nil {
+		return err
+	}
+	if v.Subnet.IsValid() {
+		n.Subnets = []Subnet{{Prefix: v.Subnet, Gateway: v.Gateway, IPRange: v.IPRange, Masquerade: v.Masquerade == nil || *v.Masquerade}}
+	}
+	return nil
 }
 
 // SandboxKind says where a sandbox's namespace comes from.
@@ -123,20 +192,19 @@ const (
 
 // Endpoint is a sandbox's interface on one network.
 type Endpoint struct {
-	ID          string     `json:"id"`
-	Network     string     `json:"network"`
-	Sandbox     string     `json:"sandbox"`
-	IfName      string     `json:"ifname"`  // inside the sandbox: eth0, eth1, …
-	HostIf      string     `json:"host_if"` // host end of the veth
-	HostIfIndex int        `json:"host_ifindex,omitempty"`
-	IP          netip.Addr `json:"ip"`
-	MAC         string     `json:"mac"`
-	Gateway     netip.Addr `json:"gateway"`
-	Prefix      int        `json:"prefix_len"`
-	MTU         int        `json:"mtu"`
+	ID          string `json:"id"`
+	Network     string `json:"network"`
+	Sandbox     string `json:"sandbox"`
+	IfName      string `json:"ifname"`  // inside the sandbox: eth0, eth1, …
+	HostIf      string `json:"host_if"` // host end of the veth
+	HostIfIndex int    `json:"host_ifindex,omitempty"`
+	// Addresses has one address per family of the network, IPv4 first.
+	Addresses []Address `json:"addresses"`
+	MAC       string    `json:"mac"`
+	MTU       int       `json:"mtu"`
 	// Table is the policy-routing table for replies on this interface
 	// (100 + interface index); 0 for the sandbox's first endpoint, whose
-	// gateway is the default route of the main table.
+	// gateways are the default routes of the main table.
 	Table   int      `json:"table,omitempty"`
 	Primary bool     `json:"primary"`
 	Aliases []string `json:"aliases,omitempty"`
@@ -144,6 +212,72 @@ type Endpoint struct {
 	Ports   []PortMapping `json:"ports,omitempty"`
 	State   EndpointState `json:"state"`
 	Created time.Time     `json:"created"`
+}
+
+// IPs lists the endpoint's addresses without their lengths, IPv4 first.
+func (e *Endpoint) IPs() []netip.Addr {
+	ips := make([]netip.Addr, len(e.Addresses))
+	for i, a := range e.Addresses {
+		ips[i] = a.Addr.Addr()
+	}
+	return ips
+}
+
+// Addr4 returns the endpoint's IPv4 address.
+func (e *Endpoint) Addr4() (Address, bool) { return e.family(false) }
+
+// Addr6 returns the endpoint's IPv6 address.
+func (e *Endpoint) Addr6() (Address, bool) { return e.family(true) }
+
+func (e *Endpoint) family(v6 bool) (Address, bool) {
+	for _, a := range e.Addresses {
+		if a.Addr.Addr().Is6() == v6 {
+			return a, true
+		}
+	}
+	return Address{}, false
+}
+
+// FirstIP is the endpoint's first address (IPv4 when it has one), the one
+// shown where a single address is wanted.
+func (e *Endpoint) FirstIP() netip.Addr {
+	if len(e.Addresses) == 0 {
+		return netip.Addr{}
+	}
+	return e.Addresses[0].Addr.Addr()
+}
+
+// IPString renders the addresses for people: "10.90.1.5, fd00:1::5".
+func (e *Endpoint) IPString() string {
+	var b strings.Builder
+	for i, a := range e.Addresses {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(a.Addr.Addr().String())
+	}
+	return b.String()
+}
+
+// UpgradeFrom fills the addresses of an endpoint read from a record
+// written before addresses were plural (ip, prefix_len, gateway); see
+// Network.UpgradeFrom.
+func (e *Endpoint) UpgradeFrom(record []byte) error {
+	if len(e.Addresses) > 0 {
+		return nil
+	}
+	var v struct {
+		IP      netip.Addr `json:"ip"`
+		Prefix  int        `json:"prefix_len"`
+		Gateway netip.Addr `json:"gateway"`
+	}
+	if err := json.Unmarshal(record, &v); err != nil {
+		return err
+	}
+	if v.IP.IsValid() {
+		e.Addresses = []Address{{Addr: netip.PrefixFrom(v.IP, v.Prefix), Gateway: v.Gateway}}
+	}
+	return nil
 }
 
 // NewID returns a random 128-bit ID as 32 hex characters.
@@ -179,12 +313,14 @@ func shortHash(s string, n int) string {
 	return hex.EncodeToString(sum[:])[:n]
 }
 
-// MACFromIP derives a locally administered unicast MAC from an IPv4 address,
-// the way Docker does (02:42 followed by the address), so that an endpoint
-// keeps its MAC across restarts and a reader can tell the IP from the MAC.
+// MACFromIP derives a locally administered unicast MAC from an address,
+// the way Docker does (02:42 followed by the last four bytes: all of an
+// IPv4 address, the low 32 bits of an IPv6 one), so that an endpoint keeps
+// its MAC across restarts and a reader can tell the IP from the MAC.
+// Endpoints with an IPv4 address take their MAC from it.
 func MACFromIP(ip netip.Addr) net.HardwareAddr {
-	b := ip.As4()
-	return net.HardwareAddr{0x02, 0x42, b[0], b[1], b[2], b[3]}
+	b := ip.As16()
+	return net.HardwareAddr{0x02, 0x42, b[12], b[13], b[14], b[15]}
 }
 
 // IfNameFor returns the name of the n-th interface inside a sandbox.

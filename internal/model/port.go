@@ -8,8 +8,9 @@ import (
 )
 
 // PortMapping publishes sandbox ports on the host: HostIP:HostPort-HostPortEnd
-// → sandbox Port-PortEnd, for one protocol. A zero HostIP means every IPv4
-// address of the host.
+// → sandbox Port-PortEnd, for one protocol. A zero HostIP means every
+// address of the host, of both families (to the sandbox's address of the
+// same family).
 type PortMapping struct {
 	HostIP      netip.Addr `json:"host_ip,omitzero"`
 	HostPort    uint16     `json:"host_port"`
@@ -25,7 +26,10 @@ func (p PortMapping) Len() int { return int(p.HostPortEnd) - int(p.HostPort) + 1
 // String renders the mapping in the -p syntax.
 func (p PortMapping) String() string {
 	var b strings.Builder
-	if p.HostIP.IsValid() {
+	switch {
+	case p.HostIP.Is6():
+		b.WriteString("[" + p.HostIP.String() + "]:")
+	case p.HostIP.IsValid():
 		b.WriteString(p.HostIP.String() + ":")
 	}
 	b.WriteString(portRange(p.HostPort, p.HostPortEnd) + ":" + portRange(p.Port, p.PortEnd) + "/" + p.Proto)
@@ -54,7 +58,7 @@ func (p PortMapping) Overlaps(o PortMapping) bool {
 // ParsePortMapping parses [hostIP:]hostPort[-end]:sandboxPort[-end][/tcp|udp|sctp].
 func ParsePortMapping(s string) (PortMapping, error) {
 	bad := func(why string) (PortMapping, error) {
-		return PortMapping{}, Invalidf("port mapping %q %s: write it as [hostIP:]hostPort[-end]:sandboxPort[-end][/tcp|udp|sctp], e.g. 8080:80 or 127.0.0.1:9090:90/udp", s, why)
+		return PortMapping{}, Invalidf("port mapping %q %s: write it as [hostIP:]hostPort[-end]:sandboxPort[-end][/tcp|udp|sctp], e.g. 8080:80, 127.0.0.1:9090:90/udp or [::1]:8080:80", s, why)
 	}
 	spec, proto, hasProto := strings.Cut(s, "/")
 	if !hasProto {
@@ -64,22 +68,35 @@ func ParsePortMapping(s string) (PortMapping, error) {
 	if proto != "tcp" && proto != "udp" && proto != "sctp" {
 		return bad("has an unknown protocol " + strconv.Quote(proto))
 	}
-	parts := strings.Split(spec, ":")
 	var m PortMapping
 	m.Proto = proto
-	switch len(parts) {
-	case 2:
-	case 3:
-		ip, err := netip.ParseAddr(parts[0])
-		if err != nil || !ip.Is4() {
-			return bad("has a host address that is not IPv4")
+	host := ""
+	if strings.HasPrefix(spec, "[") {
+		// [IPv6]:hostPort:port, as Docker writes it.
+		h, rest, ok := strings.Cut(spec[1:], "]:")
+		if !ok {
+			return bad("has an IPv6 host address without its closing \"]:\"")
 		}
-		if !ip.IsUnspecified() {
-			m.HostIP = ip
-		}
-		parts = parts[1:]
+		host, spec = h, rest
+	} else if i := strings.LastIndex(spec, ":"); strings.Count(spec, ":") > 2 && i > 0 {
+		return bad("has an IPv6 host address without brackets (write [::1]:8080:80)")
+	}
+	parts := strings.Split(spec, ":")
+	switch {
+	case len(parts) == 3 && host == "":
+		host, parts = parts[0], parts[1:]
+	case len(parts) == 2:
 	default:
 		return bad("is not in the right form")
+	}
+	if host != "" {
+		ip, err := netip.ParseAddr(host)
+		if err != nil || ip.Zone() != "" {
+			return bad("has a host address that is not an IP address")
+		}
+		if ip = ip.Unmap(); !ip.IsUnspecified() {
+			m.HostIP = ip
+		}
 	}
 	var err error
 	if m.HostPort, m.HostPortEnd, err = parsePortRange(parts[0]); err != nil {
@@ -119,4 +136,37 @@ func parsePort(s string) (uint16, error) {
 		return 0, fmt.Errorf("%q is not a port from 1 to 65535", s)
 	}
 	return uint16(n), nil
+}
+
+// Normalize checks a mapping that came as structured data (JSON) rather
+// than through ParsePortMapping, and fills what may be left out: a zero
+// end means a single port, an empty protocol means tcp.
+func (p *PortMapping) Normalize() error {
+	if p.Proto == "" {
+		p.Proto = "tcp"
+	}
+	if p.HostPortEnd == 0 {
+		p.HostPortEnd = p.HostPort
+	}
+	if p.PortEnd == 0 {
+		p.PortEnd = p.Port
+	}
+	bad := func(why string) error {
+		return Invalidf("port mapping %s %s", p, why)
+	}
+	switch {
+	case p.Proto != "tcp" && p.Proto != "udp" && p.Proto != "sctp":
+		return bad("has an unknown protocol: use tcp, udp or sctp")
+	case p.HostPort == 0 || p.Port == 0:
+		return bad("has port 0: ports run from 1 to 65535")
+	case p.HostPortEnd < p.HostPort || p.PortEnd < p.Port:
+		return bad("has a range that ends before it starts")
+	case p.HostPortEnd-p.HostPort != p.PortEnd-p.Port:
+		return bad("maps ranges of different lengths")
+	case p.HostIP.IsValid() && (p.HostIP.Zone() != "" || p.HostIP.Is4In6()):
+		return bad("has a host address that is not a plain IPv4 or IPv6 address")
+	case p.HostIP.IsUnspecified():
+		p.HostIP = netip.Addr{}
+	}
+	return nil
 }

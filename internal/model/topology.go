@@ -1,5 +1,7 @@
 package model
 
+import "net/netip"
+
 // Topology is the picture of one host as it is now: networks, their
 // bridges and ports, each port's veth pair and sandbox, addresses,
 // published ports and DNS names, with drift marked where the kernel
@@ -24,8 +26,7 @@ type TopoUplink struct {
 type TopoNetwork struct {
 	Name        string      `json:"name"`
 	Driver      string      `json:"driver"`
-	Subnet      string      `json:"subnet"`
-	Gateway     string      `json:"gateway"`
+	Subnets     []Subnet    `json:"subnets"`
 	Internal    bool        `json:"internal"`
 	Bridge      string      `json:"bridge"`
 	BridgeIndex int         `json:"bridge_ifindex"`
@@ -36,15 +37,15 @@ type TopoNetwork struct {
 // TopoPort is one endpoint: a bridge port (the host end of a veth pair)
 // and its peer inside a sandbox.
 type TopoPort struct {
-	Sandbox   string   `json:"sandbox"`
-	HostIf    string   `json:"host_if"`
-	HostIndex int      `json:"host_ifindex"`
-	IfName    string   `json:"ifname"`
-	IP        string   `json:"ip"`
-	MAC       string   `json:"mac"`
-	Names     []string `json:"names"`               // DNS names on the network
-	Published []string `json:"published,omitempty"` // host side → sandbox port
-	Drift     []string `json:"drift,omitempty"`
+	Sandbox   string       `json:"sandbox"`
+	HostIf    string       `json:"host_if"`
+	HostIndex int          `json:"host_ifindex"`
+	IfName    string       `json:"ifname"`
+	IPs       []netip.Addr `json:"ips"`
+	MAC       string       `json:"mac"`
+	Names     []string     `json:"names"`               // DNS names on the network
+	Published []string     `json:"published,omitempty"` // host side → sandbox port
+	Drift     []string     `json:"drift,omitempty"`
 }
 
 // TopoSandbox is a sandbox and where its namespace comes from.
@@ -54,4 +55,30 @@ type TopoSandbox struct {
 	Netns    string   `json:"netns"`
 	Networks []string `json:"networks"`
 	Drift    []string `json:"drift,omitempty"`
+}
+
+// SubnetString renders the network's subnets: "10.90.1.0/24, fd00:1::/64".
+func (n *TopoNetwork) SubnetString() string {
+	return joinAddrs(n.Subnets, func(s Subnet) string { return s.Prefix.String() })
+}
+
+// GatewayString renders the network's gateways: "10.90.1.1, fd00:1::1".
+func (n *TopoNetwork) GatewayString() string {
+	return joinAddrs(n.Subnets, func(s Subnet) string { return s.Gateway.String() })
+}
+
+// IPString renders the port's addresses: "10.90.1.5, fd00:1::5".
+func (p *TopoPort) IPString() string {
+	return joinAddrs(p.IPs, netip.Addr.String)
+}
+
+func joinAddrs[T any](xs []T, f func(T) string) string {
+	s := ""
+	for i, x := range xs {
+		if i > 0 {
+			s += ", "
+		}
+		s += f(x)
+	}
+	return s
 }

@@ -1,11 +1,13 @@
 package model
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -113,89 +115,178 @@ func ValidateIfName(what, name string) error {
 // NetworkSpec is what a user asks for when creating a network. Zero values
 // mean "choose for me".
 type NetworkSpec struct {
-	Name       string            `json:"name"`
-	Driver     string            `json:"driver,omitempty"`
-	Subnet     string            `json:"subnet,omitempty"`
-	Gateway    string            `json:"gateway,omitempty"`
-	IPRange    string            `json:"ip_range,omitempty"`
-	Internal   bool              `json:"internal,omitempty"`
-	ICC        *bool             `json:"icc,omitempty"`        // default true
-	Masquerade *bool             `json:"masquerade,omitempty"` // default true
+	Name   string `json:"name"`
+	Driver string `json:"driver,omitempty"`
+	// Subnets asked for, at most one per family. Each needs its Prefix;
+	// Gateway (default: the first host address) and IPRange are optional.
+	// Masquerade is set by the network-wide switch below, not here. With
+	// no IPv4 subnet given, one is picked from the pool.
+	Subnets []Subnet `json:"subnets,omitempty"`
+	// IPv6 adds an IPv6 subnet from the pool (a /64 of a ULA /48) when
+	// Subnets has none.
+	IPv6     bool  `json:"ipv6,omitempty"`
+	Internal bool  `json:"internal,omitempty"`
+	ICC      *bool `json:"icc,omitempty"` // default true
+	// Masquerade switches source NAT for every subnet. Unset: on for IPv4
+	// and for ULA IPv6 subnets (fc00::/7), off for global IPv6 subnets,
+	// which are expected to be routed to the host.
+	Masquerade *bool             `json:"masquerade,omitempty"`
 	MTU        int               `json:"mtu,omitempty"`
 	Bridge     string            `json:"bridge,omitempty"`
 	Labels     map[string]string `json:"labels,omitempty"`
 }
 
-// ParsePrefix parses an IPv4 CIDR that must be given in canonical form
-// (host bits zero).
+// WantsIPv6 reports whether a network built from spec has an IPv6 subnet.
+func (spec NetworkSpec) WantsIPv6() bool {
+	_, ok := spec.SubnetFor(true)
+	return ok || spec.IPv6
+}
+
+// SubnetFor returns the subnet spec asks for in one family.
+func (spec NetworkSpec) SubnetFor(v6 bool) (Subnet, bool) {
+	for _, s := range spec.Subnets {
+		if s.Prefix.Addr().Is6() == v6 {
+			return s, true
+		}
+	}
+	return Subnet{}, false
+}
+
+// CheckSubnets validates the subnets of a spec: canonical prefixes of a
+// usable size, at most one per family, gateways and ranges inside them.
+func (spec NetworkSpec) CheckSubnets() error {
+	var seen [2]bool
+	for _, s := range spec.Subnets {
+		if !s.Prefix.IsValid() {
+			return Invalidf("a subnet's gateway or ip-range was given without the subnet: give --subnet too")
+		}
+		if err := CheckPrefix("subnet", s.Prefix); err != nil {
+			return err
+		}
+		fam := 0
+		if s.Prefix.Addr().Is6() {
+			fam = 1
+		}
+		if seen[fam] {
+			return Invalidf("two %s subnets given: a network has at most one subnet per address family", familyName(s.Prefix.Addr()))
+		}
+		seen[fam] = true
+		if s.Gateway.IsValid() {
+			if err := checkHostAddr("gateway", s.Gateway, s.Prefix); err != nil {
+				return err
+			}
+		}
+		if s.IPRange.IsValid() {
+			r := s.IPRange
+			if r.Masked() != r {
+				return Invalidf("ip-range %s has host bits set: did you mean %s?", r, r.Masked())
+			}
+			if !s.Prefix.Contains(r.Addr()) || r.Bits() < s.Prefix.Bits() {
+				return Invalidf("ip-range %s is not inside subnet %s: give a range within the subnet of its family", r, s.Prefix)
+			}
+		}
+	}
+	for _, s := range spec.Subnets {
+		if s.Gateway.IsValid() && s.Gateway.Is4() != s.Prefix.Addr().Is4() {
+			return Invalidf("gateway %s is not in the family of subnet %s", s.Gateway, s.Prefix)
+		}
+	}
+	return nil
+}
+
+func familyName(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// ParsePrefix parses a CIDR of either family that must be given in
+// canonical form (host bits zero) and be of a usable size.
 func ParsePrefix(what, s string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
-		return netip.Prefix{}, Invalidf("%s %q is not a CIDR: write it like 10.90.1.0/24", what, s)
+		return netip.Prefix{}, Invalidf("%s %q is not a CIDR: write it like 10.90.1.0/24 or fd00:1::/64", what, s)
 	}
-	if !p.Addr().Is4() {
-		return netip.Prefix{}, Invalidf("%s %q is not IPv4: pontoon's bridge driver supports IPv4 subnets only", what, s)
+	return p, CheckPrefix(what, p)
+}
+
+// CheckPrefix checks that a subnet is canonical and of a usable size: an
+// IPv4 /8 to /30, an IPv6 /16 to /124.
+func CheckPrefix(what string, p netip.Prefix) error {
+	if p.Addr().Is4In6() || p.Addr().Zone() != "" {
+		return Invalidf("%s %s is not a plain IPv4 or IPv6 prefix", what, p)
 	}
 	if p.Masked() != p {
-		return netip.Prefix{}, Invalidf("%s %q has host bits set: did you mean %s?", what, s, p.Masked())
+		return Invalidf("%s %s has host bits set: did you mean %s?", what, p, p.Masked())
 	}
-	if p.Bits() > 30 {
-		return netip.Prefix{}, Invalidf("%s %q is too small: use a /30 or larger so there is room for a gateway and a sandbox", what, s)
+	lo, hi := 8, 30
+	if p.Addr().Is6() {
+		lo, hi = 16, 124
+		if p.Addr().IsLinkLocalUnicast() || p.Addr().IsMulticast() {
+			return Invalidf("%s %s is link-local or multicast: give a ULA (fd00::/8) or global prefix", what, p)
+		}
 	}
-	if p.Bits() < 8 {
-		return netip.Prefix{}, Invalidf("%s %q is too large: use a /8 or smaller", what, s)
+	if p.Bits() > hi {
+		return Invalidf("%s %s is too small: use a /%d or larger so there is room for a gateway and a sandbox", what, p, hi)
 	}
-	return p, nil
+	if p.Bits() < lo {
+		return Invalidf("%s %s is too large: use a /%d or smaller", what, p, lo)
+	}
+	return nil
 }
 
-// ParseAddr parses an IPv4 address.
+// ParseAddr parses an IP address of either family.
 func ParseAddr(what, s string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(s)
-	if err != nil || !a.Is4() {
-		return netip.Addr{}, Invalidf("%s %q is not an IPv4 address", what, s)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, Invalidf("%s %q is not an IP address: write it like 10.90.1.10 or fd00:1::10", what, s)
 	}
-	return a, nil
+	return a.Unmap(), nil
 }
 
-// Broadcast returns the last address of an IPv4 prefix.
+// Broadcast returns the last address of a prefix (for IPv4, the broadcast
+// address).
 func Broadcast(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().As4()
-	host := 32 - p.Bits()
-	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-	v |= (1 << host) - 1
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
 }
 
 // Overlaps reports whether two prefixes share an address.
 func Overlaps(a, b netip.Prefix) bool { return a.Overlaps(b) }
 
-// BuildNetwork validates a spec whose subnet is already chosen and returns
-// the network to create. It does not check conflicts with other networks;
-// the engine does, under its lock.
-func BuildNetwork(spec NetworkSpec, subnet netip.Prefix, id string) (*Network, error) {
+// BuildNetwork validates a spec whose subnets are already chosen (one
+// prefix per family, IPv4 first) and returns the network to create. It
+// does not check conflicts with other networks; the engine does, under its
+// lock.
+func BuildNetwork(spec NetworkSpec, prefixes []netip.Prefix, id string) (*Network, error) {
 	if err := ValidateNetworkName(spec.Name); err != nil {
 		return nil, err
 	}
 	if spec.Driver != "" && spec.Driver != DriverBridge {
 		return nil, Invalidf("driver %q is not supported: use %q", spec.Driver, DriverBridge)
 	}
+	if err := spec.CheckSubnets(); err != nil {
+		return nil, err
+	}
 	n := &Network{
-		ID: id, Name: spec.Name, Driver: DriverBridge, Subnet: subnet,
-		Internal: spec.Internal, ICC: true, Masquerade: true, MTU: DefaultMTU,
+		ID: id, Name: spec.Name, Driver: DriverBridge,
+		Internal: spec.Internal, ICC: true, MTU: DefaultMTU,
 		Labels: spec.Labels,
 	}
 	if spec.ICC != nil {
 		n.ICC = *spec.ICC
 	}
-	if spec.Masquerade != nil {
-		n.Masquerade = *spec.Masquerade
-	}
-	if n.Internal {
-		n.Masquerade = false
-	}
 	if spec.MTU != 0 {
 		if spec.MTU < 576 || spec.MTU > 65535 {
 			return nil, Invalidf("mtu %d is out of range: use a value from 576 to 65535", spec.MTU)
+		}
+		if spec.WantsIPv6() && spec.MTU < 1280 {
+			return nil, Invalidf("mtu %d is below IPv6's minimum of 1280: use 1280 or more on a network with an IPv6 subnet", spec.MTU)
 		}
 		n.MTU = spec.MTU
 	}
@@ -204,27 +295,34 @@ func BuildNetwork(spec NetworkSpec, subnet netip.Prefix, id string) (*Network, e
 			return nil, Invalidf("label with an empty key: write labels as key=value")
 		}
 	}
-	if spec.Gateway != "" {
-		gw, err := ParseAddr("gateway", spec.Gateway)
-		if err != nil {
+	for _, p := range prefixes {
+		if err := CheckPrefix("subnet", p); err != nil {
 			return nil, err
 		}
-		if err := checkHostAddr("gateway", gw, subnet); err != nil {
-			return nil, err
+		s := Subnet{Prefix: p, Gateway: p.Addr().Next()}
+		if given, ok := spec.SubnetFor(p.Addr().Is6()); ok && given.Prefix == p {
+			if given.Gateway.IsValid() {
+				s.Gateway = given.Gateway
+			}
+			s.IPRange = given.IPRange
 		}
-		n.Gateway = gw
-	} else {
-		n.Gateway = subnet.Addr().Next()
+		switch {
+		case n.Internal:
+		case spec.Masquerade != nil:
+			s.Masquerade = *spec.Masquerade
+		default:
+			s.Masquerade = p.Addr().Is4() || p.Addr().IsPrivate()
+		}
+		if _, dup := n.family(p.Addr().Is6()); dup {
+			return nil, Invalidf("two %s subnets: a network has at most one subnet per address family", familyName(p.Addr()))
+		}
+		n.Subnets = append(n.Subnets, s)
 	}
-	if spec.IPRange != "" {
-		r, err := ParsePrefixLoose("ip-range", spec.IPRange)
-		if err != nil {
-			return nil, err
-		}
-		if !subnet.Contains(r.Addr()) || r.Bits() < subnet.Bits() {
-			return nil, Invalidf("ip-range %s is not inside subnet %s: give a range within the subnet", r, subnet)
-		}
-		n.IPRange = r
+	slices.SortStableFunc(n.Subnets, func(a, b Subnet) int {
+		return cmp.Compare(a.Prefix.Addr().BitLen(), b.Prefix.Addr().BitLen())
+	})
+	if len(n.Subnets) == 0 {
+		return nil, Invalidf("network %s has no subnet", spec.Name)
 	}
 	if spec.Bridge != "" {
 		if err := ValidateIfName("bridge name", spec.Bridge); err != nil {
@@ -239,12 +337,12 @@ func BuildNetwork(spec NetworkSpec, subnet netip.Prefix, id string) (*Network, e
 	return n, nil
 }
 
-// ParsePrefixLoose parses an IPv4 CIDR that may be as small as a /32 (used
-// for ip ranges).
+// ParsePrefixLoose parses a CIDR of either family that may be as small as
+// a single address (used for ip ranges).
 func ParsePrefixLoose(what, s string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(s)
-	if err != nil || !p.Addr().Is4() {
-		return netip.Prefix{}, Invalidf("%s %q is not an IPv4 CIDR: write it like 10.90.1.128/25", what, s)
+	if err != nil {
+		return netip.Prefix{}, Invalidf("%s %q is not a CIDR: write it like 10.90.1.128/25 or fd00:1::100/120", what, s)
 	}
 	if p.Masked() != p {
 		return netip.Prefix{}, Invalidf("%s %q has host bits set: did you mean %s?", what, s, p.Masked())
@@ -252,14 +350,20 @@ func ParsePrefixLoose(what, s string) (netip.Prefix, error) {
 	return p, nil
 }
 
+// checkHostAddr checks that a is a host address of subnet: inside it, not
+// its first address (IPv4's network address, IPv6's subnet-router
+// anycast) and, for IPv4, not its broadcast address.
 func checkHostAddr(what string, a netip.Addr, subnet netip.Prefix) error {
 	if !subnet.Contains(a) {
 		return Invalidf("%s %s is outside subnet %s: give an address inside the subnet", what, a, subnet)
 	}
 	if a == subnet.Addr() {
+		if a.Is6() {
+			return Invalidf("%s %s is the subnet-router anycast address of %s: give a host address", what, a, subnet)
+		}
 		return Invalidf("%s %s is the network address of %s: give a host address", what, a, subnet)
 	}
-	if a == Broadcast(subnet) {
+	if a.Is4() && a == Broadcast(subnet) {
 		return Invalidf("%s %s is the broadcast address of %s: give a host address", what, a, subnet)
 	}
 	return nil
@@ -267,14 +371,18 @@ func checkHostAddr(what string, a netip.Addr, subnet netip.Prefix) error {
 
 // CheckStaticIP validates an address a user asked for on a network (not
 // whether it is free: the IPAM does that under the store's transaction).
-// Any host address of the subnet but the gateway will do: like Docker's
-// --ip-range, the network's IPRange limits only the addresses pontoon
-// picks itself, so static addresses can be kept outside it.
+// Any host address of the subnet of its family but the gateway will do:
+// like Docker's --ip-range, the subnet's IPRange limits only the addresses
+// pontoon picks itself, so static addresses can be kept outside it.
 func CheckStaticIP(n *Network, ip netip.Addr) error {
-	if err := checkHostAddr("address", ip, n.Subnet); err != nil {
+	s, ok := n.family(ip.Is6())
+	if !ok {
+		return Invalidf("address %s is %s but network %s has no %s subnet: give an address in %s", ip, familyName(ip), n.Name, familyName(ip), n.SubnetString())
+	}
+	if err := checkHostAddr("address", ip, s.Prefix); err != nil {
 		return err
 	}
-	if ip == n.Gateway {
+	if ip == s.Gateway {
 		return Invalidf("address %s is the gateway of network %s: pick another address", ip, n.Name)
 	}
 	return nil

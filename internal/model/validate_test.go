@@ -1,9 +1,11 @@
 package model
 
 import (
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -43,7 +45,7 @@ func TestValidateNetworkNameRefusesReserved(t *testing.T) {
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "reserved") {
 			t.Errorf("ValidateNetworkName(%q) = %v, want ErrInvalid saying reserved", name, err)
 		}
-		if _, err := BuildNetwork(NetworkSpec{Name: name}, netip.MustParsePrefix("10.90.1.0/24"), NewID()); !errors.Is(err, ErrInvalid) {
+		if _, err := BuildNetwork(NetworkSpec{Name: name}, []netip.Prefix{netip.MustParsePrefix("10.90.1.0/24")}, NewID()); !errors.Is(err, ErrInvalid) {
 			t.Errorf("BuildNetwork(%q) = %v, want ErrInvalid", name, err)
 		}
 	}
@@ -85,7 +87,11 @@ func TestParsePrefix(t *testing.T) {
 		{"10.0.0.0/7", false, "too large"},
 		{"10.90.1.5/24", false, "host bits"},
 		{"10.90.1.0/33", false, "not a CIDR"},
-		{"fd00::/64", false, "not IPv4"},
+		{"fd00::/64", true, ""},
+		{"2001:db8::/48", true, ""},
+		{"fd00::/125", false, "too small"},
+		{"fd00::1/64", false, "host bits"},
+		{"fe80::/64", false, "link-local"},
 		{"nonsense", false, "not a CIDR"},
 	} {
 		_, err := ParsePrefix("subnet", c.in)
@@ -97,58 +103,95 @@ func TestParsePrefix(t *testing.T) {
 
 func TestBuildNetwork(t *testing.T) {
 	sub := netip.MustParsePrefix("10.90.1.0/24")
-	f := false
+	ula := netip.MustParsePrefix("fd00:1::/64")
+	global := netip.MustParsePrefix("2001:db8:1::/64")
+	a := netip.MustParseAddr
+	p := netip.MustParsePrefix
+	f, tr := false, true
+	v4 := func(n *Network) Subnet { s, _ := n.Subnet4(); return s }
+	v6 := func(n *Network) Subnet { s, _ := n.Subnet6(); return s }
 	for _, c := range []struct {
-		name string
-		spec NetworkSpec
-		want string // error substring; "" = ok
-		chk  func(*Network) string
+		name     string
+		spec     NetworkSpec
+		prefixes []netip.Prefix // default: sub
+		want     string         // error substring; "" = ok
+		chk      func(*Network) string
 	}{
-		{"defaults", NetworkSpec{Name: "n"}, "", func(n *Network) string {
-			if n.Gateway.String() != "10.90.1.1" || !n.ICC || !n.Masquerade || n.MTU != 1500 || !strings.HasPrefix(n.Bridge, BridgePrefix) || len(n.Bridge) > MaxIfNameLen {
+		{"defaults", NetworkSpec{Name: "n"}, nil, "", func(n *Network) string {
+			if len(n.Subnets) != 1 || v4(n).Gateway.String() != "10.90.1.1" || !n.ICC || !v4(n).Masquerade || n.MTU != 1500 || !strings.HasPrefix(n.Bridge, BridgePrefix) || len(n.Bridge) > MaxIfNameLen {
 				return "unexpected defaults"
 			}
 			return ""
 		}},
-		{"default network bridge", NetworkSpec{Name: DefaultNetwork}, "", func(n *Network) string {
+		{"default network bridge", NetworkSpec{Name: DefaultNetwork}, nil, "", func(n *Network) string {
 			if n.Bridge != DefaultBridge {
 				return "bridge " + n.Bridge
 			}
 			return ""
 		}},
-		{"internal implies no masquerade", NetworkSpec{Name: "n", Internal: true}, "", func(n *Network) string {
-			if n.Masquerade {
+		{"internal implies no masquerade", NetworkSpec{Name: "n", Internal: true}, []netip.Prefix{sub, ula}, "", func(n *Network) string {
+			if v4(n).Masquerade || v6(n).Masquerade {
 				return "masquerade on an internal network"
 			}
 			return ""
 		}},
-		{"icc off", NetworkSpec{Name: "n", ICC: &f}, "", func(n *Network) string {
+		{"icc off", NetworkSpec{Name: "n", ICC: &f}, nil, "", func(n *Network) string {
 			if n.ICC {
 				return "icc"
 			}
 			return ""
 		}},
-		{"gateway given", NetworkSpec{Name: "n", Gateway: "10.90.1.254"}, "", func(n *Network) string {
-			if n.Gateway.String() != "10.90.1.254" {
-				return n.Gateway.String()
+		{"gateway given", NetworkSpec{Name: "n", Subnets: []Subnet{{Prefix: sub, Gateway: a("10.90.1.254")}}}, nil, "", func(n *Network) string {
+			if v4(n).Gateway.String() != "10.90.1.254" {
+				return v4(n).Gateway.String()
 			}
 			return ""
 		}},
-		{"gateway outside", NetworkSpec{Name: "n", Gateway: "10.90.2.1"}, "outside subnet", nil},
-		{"gateway network addr", NetworkSpec{Name: "n", Gateway: "10.90.1.0"}, "network address", nil},
-		{"gateway broadcast", NetworkSpec{Name: "n", Gateway: "10.90.1.255"}, "broadcast", nil},
-		{"gateway not ip", NetworkSpec{Name: "n", Gateway: "x"}, "not an IPv4", nil},
-		{"range inside", NetworkSpec{Name: "n", IPRange: "10.90.1.128/25"}, "", nil},
-		{"range outside", NetworkSpec{Name: "n", IPRange: "10.90.2.0/25"}, "not inside", nil},
-		{"range larger", NetworkSpec{Name: "n", IPRange: "10.90.0.0/16"}, "not inside", nil},
-		{"mtu low", NetworkSpec{Name: "n", MTU: 100}, "mtu", nil},
-		{"mtu ok", NetworkSpec{Name: "n", MTU: 9000}, "", nil},
-		{"driver", NetworkSpec{Name: "n", Driver: "overlay"}, "not supported", nil},
-		{"bridge long", NetworkSpec{Name: "n", Bridge: "abcdefghijklmnop"}, "at most 15", nil},
-		{"label empty key", NetworkSpec{Name: "n", Labels: map[string]string{"": "v"}}, "empty key", nil},
+		{"gateway outside", NetworkSpec{Name: "n", Subnets: []Subnet{{Prefix: sub, Gateway: a("10.90.2.1")}}}, nil, "outside subnet", nil},
+		{"gateway network addr", NetworkSpec{Name: "n", Subnets: []Subnet{{Prefix: sub, Gateway: a("10.90.1.0")}}}, nil, "network address", nil},
+		{"gateway broadcast", NetworkSpec{Name: "n", Subnets: []Subnet{{Prefix: sub, Gateway: a("10.90.1.255")}}}, nil, "broadcast", nil},
+		{"gateway without subnet", NetworkSpec{Name: "n", Subnets: []Subnet{{Gateway: a("10.90.1.5")}}}, nil, "without the subnet", nil},
+		{"range inside", NetworkSpec{Name: "n", Subnets: []Subnet{{Prefix: sub, IPRange: p("10.90.1.128/25")}}}, nil, "", func(n *Network) string {
+			if v4(n).AllocRange() != p("10.90.1.128/25") {
+				return "range " + v4(n).AllocRange().String()
+			}
+			return ""
+		}},
+		{"range outside", NetworkSpec{Name: "n", Subnets: []Subnet{{Prefix: sub, IPRange: p("10.90.2.0/25")}}}, nil, "not inside", nil},
+		{"range larger", NetworkSpec{Name: "n", Subnets: []Subnet{{Prefix: sub, IPRange: p("10.90.0.0/16")}}}, nil, "not inside", nil},
+		{"two of a family", NetworkSpec{Name: "n", Subnets: []Subnet{{Prefix: sub}, {Prefix: p("10.91.0.0/24")}}}, nil, "at most one subnet per address family", nil},
+		{"dual stack", NetworkSpec{Name: "n", Subnets: []Subnet{{Prefix: ula, Gateway: a("fd00:1::fe")}, {Prefix: sub}}}, []netip.Prefix{ula, sub}, "", func(n *Network) string {
+			if len(n.Subnets) != 2 || !n.Subnets[0].Prefix.Addr().Is4() || v6(n).Gateway != a("fd00:1::fe") || !v6(n).Masquerade {
+				return "want v4 first, the v6 gateway given and ULA masqueraded"
+			}
+			return ""
+		}},
+		{"v6 anycast gateway", NetworkSpec{Name: "n", Subnets: []Subnet{{Prefix: ula, Gateway: a("fd00:1::")}}}, []netip.Prefix{sub, ula}, "subnet-router anycast", nil},
+		{"global v6 not masqueraded", NetworkSpec{Name: "n"}, []netip.Prefix{sub, global}, "", func(n *Network) string {
+			if !v4(n).Masquerade || v6(n).Masquerade {
+				return "want v4 masqueraded and the global v6 subnet routed"
+			}
+			return ""
+		}},
+		{"global v6 masquerade asked", NetworkSpec{Name: "n", Masquerade: &tr}, []netip.Prefix{sub, global}, "", func(n *Network) string {
+			if !v6(n).Masquerade {
+				return "masquerade asked for"
+			}
+			return ""
+		}},
+		{"mtu below v6 minimum", NetworkSpec{Name: "n", IPv6: true, MTU: 1000}, []netip.Prefix{sub, ula}, "1280", nil},
+		{"mtu low", NetworkSpec{Name: "n", MTU: 100}, nil, "mtu", nil},
+		{"mtu ok", NetworkSpec{Name: "n", MTU: 9000}, nil, "", nil},
+		{"driver", NetworkSpec{Name: "n", Driver: "overlay"}, nil, "not supported", nil},
+		{"bridge long", NetworkSpec{Name: "n", Bridge: "abcdefghijklmnop"}, nil, "at most 15", nil},
+		{"label empty key", NetworkSpec{Name: "n", Labels: map[string]string{"": "v"}}, nil, "empty key", nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			n, err := BuildNetwork(c.spec, sub, "0123456789abcdef")
+			ps := c.prefixes
+			if ps == nil {
+				ps = []netip.Prefix{sub}
+			}
+			n, err := BuildNetwork(c.spec, ps, "0123456789abcdef")
 			if c.want != "" {
 				if err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, ErrInvalid) {
 					t.Fatalf("err = %v, want ErrInvalid saying %q", err, c.want)
@@ -168,22 +211,69 @@ func TestBuildNetwork(t *testing.T) {
 }
 
 func TestCheckStaticIP(t *testing.T) {
-	n := &Network{Name: "n", Subnet: netip.MustParsePrefix("10.90.1.0/24"), Gateway: netip.MustParseAddr("10.90.1.1"), IPRange: netip.MustParsePrefix("10.90.1.0/25")}
+	n := &Network{Name: "n", Subnets: []Subnet{
+		{Prefix: netip.MustParsePrefix("10.90.1.0/24"), Gateway: netip.MustParseAddr("10.90.1.1"), IPRange: netip.MustParsePrefix("10.90.1.0/25")},
+		{Prefix: netip.MustParsePrefix("fd00:1::/64"), Gateway: netip.MustParseAddr("fd00:1::1")},
+	}}
+	v4only := &Network{Name: "four", Subnets: n.Subnets[:1]}
 	for _, c := range []struct {
+		n        *Network
 		ip, want string
 	}{
-		{"10.90.1.10", ""},
-		{"10.90.1.1", "gateway"},
-		{"10.90.1.0", "network address"},
-		{"10.90.1.255", "broadcast"},
-		{"10.90.1.200", ""}, // outside the ip-range: it limits only automatic allocation
-		{"10.90.1.254", ""},
-		{"10.90.2.10", "outside subnet"},
+		{n, "10.90.1.10", ""},
+		{n, "10.90.1.1", "gateway"},
+		{n, "10.90.1.0", "network address"},
+		{n, "10.90.1.255", "broadcast"},
+		{n, "10.90.1.200", ""}, // outside the ip-range: it limits only automatic allocation
+		{n, "10.90.1.254", ""},
+		{n, "10.90.2.10", "outside subnet"},
+		{n, "fd00:1::10", ""},
+		{n, "fd00:1::ffff:ffff:ffff:ffff", ""}, // no broadcast in IPv6
+		{n, "fd00:1::1", "gateway"},
+		{n, "fd00:1::", "subnet-router anycast"},
+		{n, "fd00:2::10", "outside subnet"},
+		{v4only, "fd00:1::10", "no IPv6 subnet"},
 	} {
-		err := CheckStaticIP(n, netip.MustParseAddr(c.ip))
+		err := CheckStaticIP(c.n, netip.MustParseAddr(c.ip))
 		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
-			t.Errorf("CheckStaticIP(%s) = %v, want %q", c.ip, err, c.want)
+			t.Errorf("CheckStaticIP(%s, %s) = %v, want %q", c.n.Name, c.ip, err, c.want)
 		}
+	}
+}
+
+// A state file written by the IPv4-only layout (singular subnet, gateway,
+// ip_range and masquerade on the network; ip, prefix_len and gateway on
+// the endpoint) reads into today's plural shapes.
+func TestOldLayoutMigrates(t *testing.T) {
+	var n Network
+	old := []byte(`{"id":"x","name":"app","driver":"bridge","bridge":"ptbr-1","subnet":"10.90.1.0/24","gateway":"10.90.1.1","ip_range":"10.90.1.128/25","internal":false,"icc":true,"masquerade":false,"mtu":1500}`)
+	if err := json.Unmarshal(old, &n); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.UpgradeFrom(old); err != nil {
+		t.Fatal(err)
+	}
+	want := []Subnet{{Prefix: netip.MustParsePrefix("10.90.1.0/24"), Gateway: netip.MustParseAddr("10.90.1.1"), IPRange: netip.MustParsePrefix("10.90.1.128/25"), Masquerade: false}}
+	if !slices.Equal(n.Subnets, want) || n.Name != "app" || !n.ICC || n.MTU != 1500 {
+		t.Fatalf("network %+v, want subnets %+v", n, want)
+	}
+	var ep Endpoint
+	oldEp := []byte(`{"id":"e","network":"app","sandbox":"a","ifname":"eth0","host_if":"ptv-1","ip":"10.90.1.5","mac":"02:42:0a:5a:01:05","gateway":"10.90.1.1","prefix_len":24,"mtu":1500,"primary":true,"state":"ready"}`)
+	if err := json.Unmarshal(oldEp, &ep); err != nil {
+		t.Fatal(err)
+	}
+	if err := ep.UpgradeFrom(oldEp); err != nil {
+		t.Fatal(err)
+	}
+	wantA := []Address{{Addr: netip.MustParsePrefix("10.90.1.5/24"), Gateway: netip.MustParseAddr("10.90.1.1")}}
+	if !slices.Equal(ep.Addresses, wantA) || ep.Sandbox != "a" || !ep.Primary || ep.State != StateReady {
+		t.Fatalf("endpoint %+v, want addresses %+v", ep, wantA)
+	}
+	// Today's layout round-trips and is not read as the old one.
+	b, _ := json.Marshal(&ep)
+	var back Endpoint
+	if err := json.Unmarshal(b, &back); err != nil || back.UpgradeFrom(b) != nil || !slices.Equal(back.Addresses, wantA) {
+		t.Fatalf("round trip: %v %+v", err, back)
 	}
 }
 
@@ -200,6 +290,12 @@ func TestNamesAreDeterministicAndShort(t *testing.T) {
 	}
 	if got := MACFromIP(netip.MustParseAddr("10.88.0.2")).String(); got != "02:42:0a:58:00:02" {
 		t.Fatalf("MAC %s", got)
+	}
+	if got := MACFromIP(netip.MustParseAddr("fd00:1::a:5")).String(); got != "02:42:00:0a:00:05" {
+		t.Fatalf("MAC of an IPv6 address %s", got)
+	}
+	if Broadcast(netip.MustParsePrefix("fd00:1::/120")).String() != "fd00:1::ff" {
+		t.Fatal("last address of a v6 prefix")
 	}
 	if Broadcast(netip.MustParsePrefix("10.90.1.0/24")).String() != "10.90.1.255" {
 		t.Fatal("broadcast")

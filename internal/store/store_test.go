@@ -69,8 +69,9 @@ func TestNetworks(t *testing.T) {
 		mk := func(name string) *model.Network {
 			return &model.Network{
 				ID: "id-" + name, Name: name, Driver: model.DriverBridge, Bridge: "br-" + name,
-				Subnet: netip.MustParsePrefix("10.90.1.0/24"), Gateway: addr("10.90.1.1"),
-				IPRange: netip.MustParsePrefix("10.90.1.128/25"), ICC: true, MTU: 1500,
+				Subnets: []model.Subnet{{Prefix: netip.MustParsePrefix("10.90.1.0/24"), Gateway: addr("10.90.1.1"), IPRange: netip.MustParsePrefix("10.90.1.128/25")},
+					{Prefix: netip.MustParsePrefix("fd00:1::/64"), Gateway: addr("fd00:1::1")}},
+				ICC: true, MTU: 1500,
 				Labels: map[string]string{"a": "b"}, Created: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
 			}
 		}
@@ -185,8 +186,8 @@ func TestSandboxes(t *testing.T) {
 func TestEndpoints(t *testing.T) {
 	forEach(t, func(t *testing.T, s Store) {
 		eps := []*model.Endpoint{
-			{ID: "1", Sandbox: "sb", Network: "net", IfName: "eth10", IP: addr("10.90.1.2"), Gateway: addr("10.90.1.1"),
-				Prefix: 24, Aliases: []string{"x"}, Ports: []model.PortMapping{{}}, State: model.StateReady},
+			{ID: "1", Sandbox: "sb", Network: "net", IfName: "eth10", Addresses: []model.Address{{Addr: netip.MustParsePrefix("10.90.1.2/24"), Gateway: addr("10.90.1.1")}},
+				Aliases: []string{"x"}, Ports: []model.PortMapping{{}}, State: model.StateReady},
 			{ID: "2", Sandbox: "sb", Network: "z", IfName: "eth2"},
 			{ID: "3", Sandbox: "sb", Network: "a", IfName: "eth0"},
 			{ID: "4", Sandbox: "sb", Network: "b", IfName: "eth1"},
@@ -640,7 +641,7 @@ func BenchmarkUpdate(b *testing.B) {
 					return errors.Join(
 						tx.Reserve("n", ip, fmt.Sprint(i)),
 						tx.SetCursor("n", ip),
-						tx.PutEndpoint(&model.Endpoint{ID: fmt.Sprint(i), Sandbox: fmt.Sprint("sb", i), Network: "n", IfName: "eth0", IP: ip}))
+						tx.PutEndpoint(&model.Endpoint{ID: fmt.Sprint(i), Sandbox: fmt.Sprint("sb", i), Network: "n", IfName: "eth0", Addresses: []model.Address{{Addr: netip.PrefixFrom(ip, 24)}}}))
 				}); err != nil {
 					b.Fatal(err)
 				}
@@ -733,7 +734,7 @@ func fillForReboot(t *testing.T, s Store) {
 	t.Helper()
 	update(t, s, func(tx Tx) error {
 		return errors.Join(
-			tx.PutNetwork(&model.Network{Name: "kept", Subnet: netip.MustParsePrefix("10.90.1.0/24")}),
+			tx.PutNetwork(&model.Network{Name: "kept", Subnets: []model.Subnet{{Prefix: netip.MustParsePrefix("10.90.1.0/24")}}}),
 			tx.PutNetwork(&model.Network{Name: "gone"}),
 			tx.PutSandbox(&model.Sandbox{Name: "sb"}),
 			tx.PutEndpoint(&model.Endpoint{Sandbox: "sb", Network: "kept", IfName: "eth0"}),
@@ -768,7 +769,7 @@ func TestBoltNewBootKeepsOnlyNetworks(t *testing.T) {
 		res, _ := tx.Reservations("kept")
 		c, _ := tx.Cursor("kept")
 		m, _ := tx.Meta("schema")
-		if len(nets) != 1 || nets[0].Name != "kept" || nets[0].Subnet != netip.MustParsePrefix("10.90.1.0/24") {
+		if len(nets) != 1 || nets[0].Name != "kept" || nets[0].Subnets[0].Prefix != netip.MustParsePrefix("10.90.1.0/24") {
 			t.Errorf("networks after a new boot: %+v", nets)
 		}
 		if len(sbs) != 0 || len(eps) != 0 || len(res) != 0 || c.IsValid() {

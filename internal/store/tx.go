@@ -84,6 +84,12 @@ func decode[T any](data []byte) (*T, error) {
 	if err := json.Unmarshal(data, v); err != nil {
 		return nil, fmt.Errorf("store: corrupt record: %w", err)
 	}
+	// Records written by an older layout are read into today's.
+	if u, ok := any(v).(interface{ UpgradeFrom([]byte) error }); ok {
+		if err := u.UpgradeFrom(data); err != nil {
+			return nil, fmt.Errorf("store: upgrade record: %w", err)
+		}
+	}
 	return v, nil
 }
 

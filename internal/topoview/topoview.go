@@ -32,7 +32,7 @@ func Text(w io.Writer, t *model.Topology) error {
 		if n.Internal {
 			kind = " internal"
 		}
-		fmt.Fprintf(&b, "network %s%s  %s  gateway %s  bridge %s (ifindex %d)\n", n.Name, kind, n.Subnet, n.Gateway, n.Bridge, n.BridgeIndex)
+		fmt.Fprintf(&b, "network %s%s  %s  gateway %s  bridge %s (ifindex %d)\n", n.Name, kind, n.SubnetString(), n.GatewayString(), n.Bridge, n.BridgeIndex)
 		for _, d := range n.Drift {
 			fmt.Fprintf(&b, "│ ✗ %s\n", d)
 		}
@@ -44,7 +44,7 @@ func Text(w io.Writer, t *model.Topology) error {
 			if i == len(n.Ports)-1 {
 				branch, cont = "└── ", "    "
 			}
-			fmt.Fprintf(&b, "%s%s (ifindex %d) ⇄ %s in sandbox %s  %s  %s\n", branch, p.HostIf, p.HostIndex, p.IfName, p.Sandbox, p.IP, p.MAC)
+			fmt.Fprintf(&b, "%s%s (ifindex %d) ⇄ %s in sandbox %s  %s  %s\n", branch, p.HostIf, p.HostIndex, p.IfName, p.Sandbox, p.IPString(), p.MAC)
 			fmt.Fprintf(&b, "%s  names %s", cont, strings.Join(p.Names, ", "))
 			if len(p.Published) > 0 {
 				fmt.Fprintf(&b, "  published %s", strings.Join(p.Published, ", "))
@@ -83,8 +83,8 @@ func DOT(w io.Writer, t *model.Topology) error {
 		if len(n.Drift) > 0 {
 			color = "red"
 		}
-		fmt.Fprintf(&b, "  subgraph cluster_%d {\n    label=%s;\n    color=%s;\n", i, q("network "+n.Name+" "+n.Subnet), color)
-		fmt.Fprintf(&b, "    %s [label=%s, shape=box, style=rounded, color=%s];\n", q("br:"+n.Bridge), q(n.Bridge+"\\n"+n.Gateway), color)
+		fmt.Fprintf(&b, "  subgraph cluster_%d {\n    label=%s;\n    color=%s;\n", i, q("network "+n.Name+" "+n.SubnetString()), color)
+		fmt.Fprintf(&b, "    %s [label=%s, shape=box, style=rounded, color=%s];\n", q("br:"+n.Bridge), q(n.Bridge+"\\n"+n.GatewayString()), color)
 		for _, p := range n.Ports {
 			pc := "black"
 			if len(p.Drift) > 0 {
@@ -105,7 +105,7 @@ func DOT(w io.Writer, t *model.Topology) error {
 	}
 	for _, n := range t.Networks {
 		for _, p := range n.Ports {
-			fmt.Fprintf(&b, "  %s -> %s [dir=none, label=%s];\n", q("port:"+p.HostIf), q("sb:"+p.Sandbox), q(p.IfName+" "+p.IP))
+			fmt.Fprintf(&b, "  %s -> %s [dir=none, label=%s];\n", q("port:"+p.HostIf), q("sb:"+p.Sandbox), q(p.IfName+" "+p.IPString()))
 		}
 	}
 	b.WriteString("}\n")
@@ -179,7 +179,7 @@ func SVG(w io.Writer, t *model.Topology) error {
 		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#999"/>`+"\n", hx+boxW/2, rowHost+boxH, nx+boxW/2, rowNet)
 		fmt.Fprintf(&b, `<g class="network" data-name="%s"><rect x="%d" y="%d" width="%d" height="%d" rx="10" fill="#efe" stroke="%s"/>`, e(n.Name), nx, rowNet, boxW, boxH, color)
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" font-weight="bold">%s</text>`, nx+boxW/2, rowNet+18, e("network "+n.Name))
-		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`, nx+boxW/2, rowNet+34, e(n.Bridge+" "+n.Subnet))
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`, nx+boxW/2, rowNet+34, e(n.Bridge+" "+n.SubnetString()))
 		if len(n.Drift) > 0 {
 			fmt.Fprintf(&b, `<title>%s</title>`, e(strings.Join(n.Drift, "; ")))
 		}
@@ -220,7 +220,7 @@ func SVG(w io.Writer, t *model.Topology) error {
 				}
 			}
 			fmt.Fprintf(&b, `<g class="port" data-name="%s"><line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="1.5"%s/>`, e(p.HostIf), x1, y1, x2, y2, color, faint)
-			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" fill="%s">%s</text>`, lx, ly, color, e(p.HostIf+" ⇄ "+p.IfName+" "+p.IP))
+			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" fill="%s">%s</text>`, lx, ly, color, e(p.HostIf+" ⇄ "+p.IfName+" "+p.IPString()))
 			if len(p.Drift) > 0 {
 				fmt.Fprintf(&b, `<title>%s</title>`, e(strings.Join(p.Drift, "; ")))
 			}

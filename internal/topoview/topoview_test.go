@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,15 +28,15 @@ func known() *model.Topology {
 		Uplinks: []model.TopoUplink{{Name: "uplink0", Index: 2, MTU: 1500}},
 		Drift:   []string{"firewall: the set of bridges holds 1 of 2 networks"},
 		Networks: []*model.TopoNetwork{
-			{Name: "pontoon", Driver: "bridge", Subnet: "10.88.0.0/16", Gateway: "10.88.0.1", Bridge: "pontoon0", BridgeIndex: 4,
+			{Name: "pontoon", Driver: "bridge", Subnets: []model.Subnet{{Prefix: netip.MustParsePrefix("10.88.0.0/16"), Gateway: netip.MustParseAddr("10.88.0.1")}}, Bridge: "pontoon0", BridgeIndex: 4,
 				Ports: []*model.TopoPort{
-					{Sandbox: "a", HostIf: "ptv-aaaaaaaaaa", HostIndex: 7, IfName: "eth0", IP: "10.88.0.2", MAC: "02:42:0a:58:00:02", Names: []string{"a"}},
-					{Sandbox: "web", HostIf: "ptv-bbbbbbbbbb", HostIndex: 9, IfName: "eth0", IP: "10.88.0.3", MAC: "02:42:0a:58:00:03", Names: []string{"web", "www"},
+					{Sandbox: "a", HostIf: "ptv-aaaaaaaaaa", HostIndex: 7, IfName: "eth0", IPs: []netip.Addr{netip.MustParseAddr("10.88.0.2")}, MAC: "02:42:0a:58:00:02", Names: []string{"a"}},
+					{Sandbox: "web", HostIf: "ptv-bbbbbbbbbb", HostIndex: 9, IfName: "eth0", IPs: []netip.Addr{netip.MustParseAddr("10.88.0.3")}, MAC: "02:42:0a:58:00:03", Names: []string{"web", "www"},
 						Published: []string{"8080:80/tcp"}, Drift: []string{"host end ptv-bbbbbbbbbb is down"}},
 				}},
-			{Name: "back", Driver: "bridge", Subnet: "10.90.1.0/24", Gateway: "10.90.1.1", Internal: true, Bridge: "ptbr-12345678", BridgeIndex: 5,
+			{Name: "back", Driver: "bridge", Subnets: []model.Subnet{{Prefix: netip.MustParsePrefix("10.90.1.0/24"), Gateway: netip.MustParseAddr("10.90.1.1")}}, Internal: true, Bridge: "ptbr-12345678", BridgeIndex: 5,
 				Ports: []*model.TopoPort{
-					{Sandbox: "a", HostIf: "ptv-cccccccccc", HostIndex: 8, IfName: "eth1", IP: "10.90.1.10", MAC: "02:42:0a:5a:01:0a", Names: []string{"a", "db"}},
+					{Sandbox: "a", HostIf: "ptv-cccccccccc", HostIndex: 8, IfName: "eth1", IPs: []netip.Addr{netip.MustParseAddr("10.90.1.10")}, MAC: "02:42:0a:5a:01:0a", Names: []string{"a", "db"}},
 				}},
 		},
 		Sandboxes: []*model.TopoSandbox{

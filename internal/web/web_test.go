@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -34,8 +35,8 @@ func newFakeAPI() *fakeAPI {
 			return
 		}
 		t := model.Topology{Host: "h1",
-			Networks: []*model.TopoNetwork{{Name: "app", Bridge: "ptbr-1", Subnet: "10.90.1.0/24",
-				Ports: []*model.TopoPort{{Sandbox: "a", HostIf: "ptv-a", IfName: "eth0", IP: "10.90.1.2", Drift: []string{"host end ptv-a is down"}}}}},
+			Networks: []*model.TopoNetwork{{Name: "app", Bridge: "ptbr-1", Subnets: []model.Subnet{{Prefix: netip.MustParsePrefix("10.90.1.0/24")}},
+				Ports: []*model.TopoPort{{Sandbox: "a", HostIf: "ptv-a", IfName: "eth0", IPs: []netip.Addr{netip.MustParseAddr("10.90.1.2")}, Drift: []string{"host end ptv-a is down"}}}}},
 			Sandboxes: []*model.TopoSandbox{{Name: "a", Kind: "pontoon", Networks: []string{"app"}}}}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(t)
@@ -228,7 +229,7 @@ func TestTopologyView(t *testing.T) {
 	if err := json.Unmarshal(w.Body.Bytes(), &v); err != nil {
 		t.Fatal(err)
 	}
-	if v.Topology.Host != "h1" || len(v.Topology.Networks) != 1 || v.Topology.Networks[0].Ports[0].IP != "10.90.1.2" {
+	if v.Topology.Host != "h1" || len(v.Topology.Networks) != 1 || v.Topology.Networks[0].Ports[0].IPString() != "10.90.1.2" {
 		t.Errorf("topology: %+v", v.Topology)
 	}
 	// The picture is of the same snapshot, with its drift in red.

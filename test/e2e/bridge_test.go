@@ -53,8 +53,8 @@ func TestTwoSandboxesOnTheDefaultNetwork(t *testing.T) {
 	if !strings.Contains(out, fmt.Sprintf("eth0@if%d:", ep.HostIfIndex)) {
 		t.Fatalf("eth0's peer is not ifindex %d (inspect): %s", ep.HostIfIndex, out)
 	}
-	if ep.MAC != model.MACFromIP(ep.IP).String() {
-		t.Fatalf("MAC %s is not derived from %s", ep.MAC, ep.IP)
+	if ep.MAC != model.MACFromIP(ep.FirstIP()).String() {
+		t.Fatalf("MAC %s is not derived from %s", ep.MAC, ep.FirstIP())
 	}
 	hostOut := h.In(h.NS, "ip", "-o", "link", "show", ep.HostIf)
 	if !strings.Contains(hostOut, "master pontoon0") {
@@ -65,7 +65,7 @@ func TestTwoSandboxesOnTheDefaultNetwork(t *testing.T) {
 	h.P("network", "create", "back", "--subnet", "10.90.1.0/24", "--internal")
 	h.P("network", "connect", "back", "a", "--ip", "10.90.1.10")
 	sb = h.Sandbox("a")
-	if len(sb.Endpoints) != 2 || sb.Endpoints[1].IfName != "eth1" || sb.Endpoints[1].IP.String() != "10.90.1.10" {
+	if len(sb.Endpoints) != 2 || sb.Endpoints[1].IfName != "eth1" || sb.Endpoints[1].FirstIP().String() != "10.90.1.10" {
 		t.Fatalf("after connect: %+v", sb.Endpoints)
 	}
 	addr := h.P("exec", "a", "--", "ip", "-o", "addr", "show", "eth1")
@@ -324,10 +324,10 @@ func TestParallelAttachesDistinct(t *testing.T) {
 			seen := map[string]string{}
 			for _, sb := range sbs {
 				for _, ep := range sb.Endpoints {
-					if o, dup := seen[ep.IP.String()]; dup {
-						t.Fatalf("address %s given to %s and %s", ep.IP, o, sb.Name)
+					if o, dup := seen[ep.FirstIP().String()]; dup {
+						t.Fatalf("address %s given to %s and %s", ep.FirstIP(), o, sb.Name)
 					}
-					seen[ep.IP.String()] = sb.Name
+					seen[ep.FirstIP().String()] = sb.Name
 				}
 			}
 			if len(seen) != n {

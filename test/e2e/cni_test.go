@@ -115,7 +115,7 @@ func TestCNIChainedAddCheckDel(t *testing.T) {
 		t.Fatalf("sandbox ls:\n%s", ls)
 	}
 	sb := h.Sandbox("cni-ctr1")
-	if sb.ContainerID != "ctr1" || sb.Kind != model.KindNetns || sb.Endpoints[0].IP.String() != "10.99.5.50" {
+	if sb.ContainerID != "ctr1" || sb.Kind != model.KindNetns || sb.Endpoints[0].FirstIP().String() != "10.99.5.50" {
 		t.Fatalf("inspect: %+v", sb)
 	}
 	// The chained plugins did their part: tuning's sysctl, bandwidth's qdisc.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"pontoon/internal/api"
+	"pontoon/internal/model"
 )
 
 // BenchmarkConntrackCleanup: what the stale-conntrack clean-up costs an
@@ -41,7 +42,7 @@ func BenchmarkConntrackCleanup(b *testing.B) {
 				h.P("sandbox", "create", name, "--network", "none")
 				time.Sleep(20 * time.Millisecond) // an idle daemon: no clean-up running
 				t0 := time.Now()
-				if _, err := cl.Connect(ctx, "pontoon", api.ConnectRequest{Sandbox: name, Ports: m.ports(i)}); err != nil {
+				if _, err := cl.Connect(ctx, "pontoon", api.ConnectRequest{Sandbox: name, AttachSpec: model.AttachSpec{Ports: Ports(m.ports(i)...)}}); err != nil {
 					b.Fatal(err)
 				}
 				attach[m.name] = append(attach[m.name], time.Since(t0))
@@ -52,7 +53,7 @@ func BenchmarkConntrackCleanup(b *testing.B) {
 				}
 				detach[m.name] = append(detach[m.name], time.Since(t0))
 				time.Sleep(20 * time.Millisecond)
-				if _, err := cl.Connect(ctx, "pontoon", api.ConnectRequest{Sandbox: name, Ports: m.ports(i)}); err != nil {
+				if _, err := cl.Connect(ctx, "pontoon", api.ConnectRequest{Sandbox: name, AttachSpec: model.AttachSpec{Ports: Ports(m.ports(i)...)}}); err != nil {
 					b.Fatal(err)
 				}
 				time.Sleep(20 * time.Millisecond)
@@ -73,7 +74,7 @@ func BenchmarkConntrackCleanup(b *testing.B) {
 			for i := range 30 {
 				name := fmt.Sprintf("y%d-%s", i, strings.Fields(strings.TrimPrefix(m.name, "-p "))[0])
 				t0 := time.Now()
-				if _, err := cl.Connect(ctx, "pontoon", api.ConnectRequest{Sandbox: name, Ports: m.ports(100 + i)}); err != nil {
+				if _, err := cl.Connect(ctx, "pontoon", api.ConnectRequest{Sandbox: name, AttachSpec: model.AttachSpec{Ports: Ports(m.ports(100 + i)...)}}); err != nil {
 					b.Fatal(err)
 				}
 				burst[m.name] = append(burst[m.name], time.Since(t0))

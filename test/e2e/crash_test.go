@@ -124,10 +124,10 @@ func checkConsistent(t *testing.T, h *Host) []*model.SandboxInfo {
 			pins = append(pins, sb.Name)
 		}
 		for _, ep := range sb.Endpoints {
-			if o, dup := ips[ep.IP.String()]; dup {
-				t.Fatalf("address %s is on %s and %s", ep.IP, o, sb.Name)
+			if o, dup := ips[ep.FirstIP().String()]; dup {
+				t.Fatalf("address %s is on %s and %s", ep.FirstIP(), o, sb.Name)
 			}
-			ips[ep.IP.String()] = sb.Name
+			ips[ep.FirstIP().String()] = sb.Name
 			veths = append(veths, ep.HostIf)
 		}
 	}

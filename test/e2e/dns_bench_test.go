@@ -62,7 +62,7 @@ func BenchmarkDNSUnderChurn(b *testing.B) {
 					_ = cl.Disconnect(context.Background(), "app", "churn")
 				} else if ep, err := cl.Connect(context.Background(), "app", api.ConnectRequest{Sandbox: "churn"}); err == nil {
 					churnMu.Lock()
-					churnIPs[ep.IP.String()] = true
+					churnIPs[ep.FirstIP().String()] = true
 					churnMu.Unlock()
 				}
 				on = !on

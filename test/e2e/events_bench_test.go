@@ -87,7 +87,7 @@ func BenchmarkTopology(b *testing.B) {
 		ctx := context.Background()
 		for i := range 500 {
 			if _, err := cl.CreateSandbox(ctx, model.SandboxSpec{Name: fmt.Sprintf("t%03d", i), Networks: []model.AttachSpec{{Network: "pontoon",
-				Ports: []string{fmt.Sprintf("%d:80", 20000+2*i), fmt.Sprintf("%d:81/udp", 20001+2*i)}}}}); err != nil {
+				Ports: Ports(fmt.Sprintf("%d:80", 20000+2*i), fmt.Sprintf("%d:81/udp", 20001+2*i))}}}); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -292,7 +292,7 @@ func (h *Host) IP(sandbox, network string) string {
 	h.t.Helper()
 	for _, ep := range h.Sandbox(sandbox).Endpoints {
 		if ep.Network == network {
-			return ep.IP.String()
+			return ep.FirstIP().String()
 		}
 	}
 	h.t.Fatalf("sandbox %s has no endpoint on %s", sandbox, network)
@@ -468,4 +468,18 @@ func within(d time.Duration, check func() (string, bool)) (string, bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Ports parses -p specs for API requests in tests (the API carries them
+// structured).
+func Ports(specs ...string) []model.PortMapping {
+	var out []model.PortMapping
+	for _, s := range specs {
+		m, err := model.ParsePortMapping(s)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, m)
+	}
+	return out
 }

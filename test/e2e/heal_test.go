@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -100,13 +101,13 @@ func TestHealHostVethDeleted(t *testing.T) {
 	h.P("sandbox", "create", "a")
 	h.P("sandbox", "create", "b", "-p", "8080:80")
 	before := h.Sandbox("b").Endpoints[0]
-	h.MustPing("a", before.IP.String())
+	h.MustPing("a", before.FirstIP().String())
 	start := time.Now()
 	h.In(h.NS, "ip", "link", "del", before.HostIf)
-	took := h.waitPing(t, start, healWithin, "a", before.IP.String())
+	took := h.waitPing(t, start, healWithin, "a", before.FirstIP().String())
 	t.Logf("traffic back %v after `ip link del %s`", took.Round(time.Millisecond), before.HostIf)
 	after := h.Sandbox("b").Endpoints[0]
-	if after.HostIf != before.HostIf || after.IP != before.IP || after.MAC != before.MAC || after.State != model.StateReady {
+	if after.HostIf != before.HostIf || !slices.Equal(after.IPs(), before.IPs()) || after.MAC != before.MAC || after.State != model.StateReady {
 		t.Fatalf("endpoint after the repair: %+v, want the same name, IP and MAC as %+v", after, before)
 	}
 	// Its published port still reaches it (anti-spoofing and the DNAT map
@@ -244,8 +245,8 @@ func TestCNIAddAfterLostNamespace(t *testing.T) {
 				t.Fatalf("sandbox after the second ADD: %+v", sb)
 			}
 			h.P("sandbox", "create", "peer", "--network", "cninet")
-			h.MustPing("peer", sb.Endpoints[0].IP.String())
-			if sb.Endpoints[0].IP.String() != ip {
+			h.MustPing("peer", sb.Endpoints[0].FirstIP().String())
+			if sb.Endpoints[0].FirstIP().String() != ip {
 				// Not required, but the old address must then be free.
 				h.P("sandbox", "create", "reuse", "--network", "cninet", "--ip", ip)
 			}
@@ -328,10 +329,10 @@ func checkWorld(t *testing.T, h *Host, start time.Time, what string) {
 	}
 	for _, sb := range sbs {
 		for _, ep := range sb.Endpoints {
-			if o, dup := seen[ep.IP.String()]; dup {
-				t.Fatalf("after %s: %s has %s's address %s", what, sb.Name, o, ep.IP)
+			if o, dup := seen[ep.FirstIP().String()]; dup {
+				t.Fatalf("after %s: %s has %s's address %s", what, sb.Name, o, ep.FirstIP())
 			}
-			seen[ep.IP.String()] = sb.Name
+			seen[ep.FirstIP().String()] = sb.Name
 		}
 	}
 	// A repair may still be settling when traffic already flows (the

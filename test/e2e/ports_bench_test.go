@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"pontoon/internal/api"
+	"pontoon/internal/model"
 	"pontoon/internal/testutil"
 )
 
@@ -69,7 +70,7 @@ func BenchmarkPortsScale(b *testing.B) {
 				name := fmt.Sprintf("x%d", i)
 				h.P("sandbox", "create", name, "--network", "none")
 				t0 := time.Now()
-				if _, err := cl.Connect(context.Background(), "pontoon", api.ConnectRequest{Sandbox: name, Ports: []string{fmt.Sprintf("%d:80", 9000+i)}}); err != nil {
+				if _, err := cl.Connect(context.Background(), "pontoon", api.ConnectRequest{Sandbox: name, AttachSpec: model.AttachSpec{Ports: Ports(fmt.Sprintf("%d:80", 9000+i))}}); err != nil {
 					b.Fatal(err)
 				}
 				adds = append(adds, time.Since(t0))

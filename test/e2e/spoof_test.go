@@ -22,7 +22,7 @@ func TestAntiSpoofing(t *testing.T) {
 	toB := serveUDP(t, h.SandboxNS("b"), "0.0.0.0:5000")
 	toHost := serveUDP(t, h.NS, "10.88.0.1:5002")
 	toOut := serveUDP(t, h.Outside, RouterIP+":5001")
-	bIP, router := b.IP, netip.MustParseAddr(RouterIP)
+	bIP, router := b.FirstIP(), netip.MustParseAddr(RouterIP)
 	fake := netip.MustParseAddr("10.88.0.99")
 	forged := net.HardwareAddr{0x02, 0x42, 10, 88, 0, 99}
 
@@ -41,15 +41,15 @@ func TestAntiSpoofing(t *testing.T) {
 		port     uint16
 		pass     bool
 	}{
-		{"to a neighbour, real", toB, bMAC, aMAC, a.IP, bIP, 5000, true},
+		{"to a neighbour, real", toB, bMAC, aMAC, a.FirstIP(), bIP, 5000, true},
 		{"to a neighbour, forged address", toB, bMAC, aMAC, fake, bIP, 5000, false},
-		{"to a neighbour, forged MAC", toB, bMAC, forged, a.IP, bIP, 5000, false},
+		{"to a neighbour, forged MAC", toB, bMAC, forged, a.FirstIP(), bIP, 5000, false},
 		{"to a neighbour, another sandbox's address", toB, bMAC, aMAC, bIP, bIP, 5000, false},
-		{"to the host, real", toHost, gwMAC, aMAC, a.IP, netip.MustParseAddr("10.88.0.1"), 5002, true},
+		{"to the host, real", toHost, gwMAC, aMAC, a.FirstIP(), netip.MustParseAddr("10.88.0.1"), 5002, true},
 		{"to the host, forged address", toHost, gwMAC, aMAC, fake, netip.MustParseAddr("10.88.0.1"), 5002, false},
-		{"to the outside, real", toOut, gwMAC, aMAC, a.IP, router, 5001, true},
+		{"to the outside, real", toOut, gwMAC, aMAC, a.FirstIP(), router, 5001, true},
 		{"to the outside, forged address", toOut, gwMAC, aMAC, netip.MustParseAddr("203.0.113.9"), router, 5001, false},
-		{"to the outside, forged MAC", toOut, gwMAC, forged, a.IP, router, 5001, false},
+		{"to the outside, forged MAC", toOut, gwMAC, forged, a.FirstIP(), router, 5001, false},
 	} {
 		before := len(c.recv.Peers())
 		send(c.what, c.dstMAC, c.srcMAC, c.src, c.dst, c.port)

@@ -38,7 +38,7 @@ func TestTopology(t *testing.T) {
 	}
 	a := app.Ports[0]
 	ep := h.Sandbox("a").Endpoints[0]
-	if a.Sandbox != "a" || a.HostIf != ep.HostIf || a.IP != ep.IP.String() || a.MAC != ep.MAC ||
+	if a.Sandbox != "a" || a.HostIf != ep.HostIf || a.IPString() != ep.FirstIP().String() || a.MAC != ep.MAC ||
 		strings.Join(a.Names, ",") != "a,web" || strings.Join(a.Published, ",") != "8080:80/tcp" || a.HostIndex == 0 {
 		t.Fatalf("port of a: %+v (endpoint %+v)", a, ep)
 	}

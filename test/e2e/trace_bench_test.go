@@ -28,7 +28,7 @@ func BenchmarkTraceScale(b *testing.B) {
 		t0 := time.Now()
 		for i := range sandboxes {
 			spec := model.SandboxSpec{Name: fmt.Sprintf("s%d", i), Networks: []model.AttachSpec{{Network: model.DefaultNetwork,
-				Ports: []string{fmt.Sprintf("%d:80", 20000+2*i), fmt.Sprintf("%d:81", 20001+2*i)}}}}
+				Ports: Ports(fmt.Sprintf("%d:80", 20000+2*i), fmt.Sprintf("%d:81", 20001+2*i))}}}
 			if _, err := cl.CreateSandbox(ctx, spec); err != nil {
 				b.Fatal(err)
 			}

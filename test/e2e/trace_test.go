@@ -130,7 +130,7 @@ func TestTraceScenarios(t *testing.T) {
 		tr := h.Trace("a", "b:80/tcp")
 		wantVerdict(t, tr, model.VerdictDelivered, "intra", "sandbox b")
 		wantLive(t, tr)
-		if !strings.HasPrefix(tr.Live.Answer, "reply") || !strings.HasPrefix(tr.Live.Probe, "TCP SYN "+a.IP.String()+":") {
+		if !strings.HasPrefix(tr.Live.Answer, "reply") || !strings.HasPrefix(tr.Live.Probe, "TCP SYN "+a.FirstIP().String()+":") {
 			t.Errorf("probe %q answered %q, want b's server to accept it", tr.Live.Probe, tr.Live.Answer)
 		}
 		if hp := nftHop(tr, "inet pontoon forward"); hp == nil || hp.Rule != "intra" || hp.Verdict != "accept" {
@@ -145,10 +145,10 @@ func TestTraceScenarios(t *testing.T) {
 		if hp := hopOf(tr, model.HopRoute, "sandbox a"); hp == nil || hp.Kernel == "" {
 			t.Errorf("a's route lookup: %+v", hp)
 		}
-		if got, err := DialFrom(t, h.SandboxNS("a"), b.IP.String()+":80"); err != nil || !strings.HasPrefix(got, "hello") {
+		if got, err := DialFrom(t, h.SandboxNS("a"), b.FirstIP().String()+":80"); err != nil || !strings.HasPrefix(got, "hello") {
 			t.Fatalf("real traffic a → b:80: %q %v", got, err)
 		}
-		if p := onB.Peers(); len(p) == 0 || !strings.HasPrefix(p[len(p)-1], a.IP.String()+":") {
+		if p := onB.Peers(); len(p) == 0 || !strings.HasPrefix(p[len(p)-1], a.FirstIP().String()+":") {
 			t.Errorf("b saw %v, want a's own address (no NAT inside a network)", p)
 		}
 		// Now that a has talked to b, the kernel's ARP and FDB lookups
@@ -195,13 +195,13 @@ func TestTraceScenarios(t *testing.T) {
 		toB := serveUDP(t, h.SandboxNS("b"), "0.0.0.0:5000")
 		aMAC, _ := net.ParseMAC(a.MAC)
 		bMAC, _ := net.ParseMAC(b.MAC)
-		for _, src := range []string{"10.88.0.99", a.IP.String()} {
-			if err := rawUDP(t, h.SandboxNS("a"), "eth0", bMAC, aMAC, netip.MustParseAddr(src), b.IP, 5000); err != nil {
+		for _, src := range []string{"10.88.0.99", a.FirstIP().String()} {
+			if err := rawUDP(t, h.SandboxNS("a"), "eth0", bMAC, aMAC, netip.MustParseAddr(src), b.FirstIP(), 5000); err != nil {
 				t.Fatal(err)
 			}
 		}
 		waitFor(func() bool { return len(toB.Peers()) > 0 })
-		if p := toB.Peers(); len(p) != 1 || !strings.HasPrefix(p[0], a.IP.String()+":") {
+		if p := toB.Peers(); len(p) != 1 || !strings.HasPrefix(p[0], a.FirstIP().String()+":") {
 			t.Errorf("b received from %v, want only a's real address", p)
 		}
 	})
@@ -211,7 +211,7 @@ func TestTraceScenarios(t *testing.T) {
 		wantVerdict(t, tr, model.VerdictLeft, "policy", "uplink0")
 		wantLive(t, tr)
 		hp := nftHop(tr, "inet pontoon postrouting")
-		if hp == nil || hp.Rule != "masquerade" || hp.NAT != "masquerade "+a.IP.String()+" → "+HostUplinkIP {
+		if hp == nil || hp.Rule != "masquerade" || hp.NAT != "masquerade "+a.FirstIP().String()+" → "+HostUplinkIP {
 			t.Errorf("postrouting hop %+v", hp)
 		}
 		out := serveUDP(t, h.Outside, RouterIP+":5300")
@@ -227,7 +227,7 @@ func TestTraceScenarios(t *testing.T) {
 		tr := h.Trace("--from-lan", RouterIP, "host:8080/tcp")
 		wantVerdict(t, tr, model.VerdictDelivered, "published", "sandbox b")
 		hp := nftHop(tr, "inet pontoon prerouting")
-		if hp == nil || hp.Rule != "publish-any" || hp.NAT != "dnat "+HostUplinkIP+":8080 → "+b.IP.String()+":80 (map ports-any)" {
+		if hp == nil || hp.Rule != "publish-any" || hp.NAT != "dnat "+HostUplinkIP+":8080 → "+b.FirstIP().String()+":80 (map ports-any)" {
 			t.Errorf("prerouting hop %+v", hp)
 		}
 		before := len(onB.Peers())
@@ -243,7 +243,7 @@ func TestTraceScenarios(t *testing.T) {
 		tr := h.Trace("a", "host:8080")
 		wantVerdict(t, tr, model.VerdictDelivered, "intra", "sandbox b")
 		wantLive(t, tr)
-		if hp := nftHop(tr, "inet pontoon postrouting"); hp == nil || hp.Rule != "hairpin" || hp.NAT != "masquerade "+a.IP.String()+" → 10.88.0.1" {
+		if hp := nftHop(tr, "inet pontoon postrouting"); hp == nil || hp.Rule != "hairpin" || hp.NAT != "masquerade "+a.FirstIP().String()+" → 10.88.0.1" {
 			t.Errorf("postrouting hop %+v", hp)
 		}
 		before := len(onB.Peers())
@@ -289,7 +289,7 @@ func TestTraceScenarios(t *testing.T) {
 		if hp := nftHop(tr, "inet blocker fwdchain"); hp == nil || !hp.Foreign || hp.Verdict != "drop" || hp.Seen != "yes" {
 			t.Errorf("foreign hop %+v", hp)
 		}
-		if _, err := DialFrom(t, h.SandboxNS("a"), b.IP.String()+":80"); err == nil {
+		if _, err := DialFrom(t, h.SandboxNS("a"), b.FirstIP().String()+":80"); err == nil {
 			t.Error("real traffic a → b got through the foreign drop")
 		}
 	})

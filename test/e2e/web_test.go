@@ -245,7 +245,7 @@ func TestWebPage(t *testing.T) {
 	do("see web1's port", chromedp.WaitVisible(css(`g.port[data-name=%q]`, ep.HostIf)))
 	click(t, ctx, `g.sandbox[data-name="web1"] rect`)
 	details := pageText(t, ctx, `#details`)
-	for _, want := range []string{"sandbox web1", h.SandboxNS("web1"), ep.IP.String(), ep.HostIf} {
+	for _, want := range []string{"sandbox web1", h.SandboxNS("web1"), ep.FirstIP().String(), ep.HostIf} {
 		if !strings.Contains(details, want) {
 			t.Errorf("the details of web1 do not show %q:\n%s", want, details)
 		}

@@ -65,7 +65,7 @@ function portLine(network: string, p: TopoPort): HTMLElement {
   const li = el("li", p.drift?.length ? "drifted" : undefined);
   li.append(
     link("network", network),
-    ` ${p.ifname} ${p.ip} `,
+    ` ${p.ifname} ${(p.ips ?? []).join(", ")} `,
     link("port", p.host_if, `${p.host_if} (ifindex ${p.host_ifindex})`),
   );
   return li;
@@ -111,8 +111,8 @@ export function show(panel: HTMLElement, t: Topology | null, sel: Selection | nu
         heading("network", n.name, !!n.drift?.length),
         rows([
           ["driver", n.driver],
-          ["subnet", n.subnet],
-          ["gateway", n.gateway],
+          ["subnets", (n.subnets ?? []).map((s) => s.subnet).join(", ")],
+          ["gateways", (n.subnets ?? []).map((s) => s.gateway).join(", ")],
           ["internal", n.internal ? "yes: no way out, no published ports" : "no"],
           ["bridge", `${n.bridge} (ifindex ${n.bridge_ifindex})`],
           ["ports", String(n.ports?.length ?? 0)],
@@ -149,7 +149,7 @@ export function show(panel: HTMLElement, t: Topology | null, sel: Selection | nu
             ["network", link("network", n.name)],
             ["sandbox", link("sandbox", p.sandbox)],
             ["veth pair", `${p.host_if} (ifindex ${p.host_ifindex}) on ${n.bridge} ⇄ ${p.ifname} in ${p.sandbox}`],
-            ["address", p.ip],
+            ["addresses", (p.ips ?? []).join(", ")],
             ["MAC", p.mac],
             ["DNS names", (p.names ?? []).join(", ")],
             ["published", (p.published ?? []).join(", ")],

@@ -16,11 +16,18 @@ export interface TopoUplink {
   mtu: number;
 }
 
+// One address family's part of a network (model.Subnet).
+export interface TopoSubnet {
+  subnet: string;
+  gateway: string;
+  ip_range?: string;
+  masquerade: boolean;
+}
+
 export interface TopoNetwork {
   name: string;
   driver: string;
-  subnet: string;
-  gateway: string;
+  subnets: TopoSubnet[] | null;
   internal: boolean;
   bridge: string;
   bridge_ifindex: number;
@@ -33,7 +40,7 @@ export interface TopoPort {
   host_if: string;
   host_ifindex: number;
   ifname: string;
-  ip: string;
+  ips: string[] | null;
   mac: string;
   names: string[] | null;
   published?: string[];

@@ -109,7 +109,7 @@ function portLine(network, p) {
   const li = el("li", p.drift?.length ? "drifted" : void 0);
   li.append(
     link("network", network),
-    ` ${p.ifname} ${p.ip} `,
+    ` ${p.ifname} ${(p.ips ?? []).join(", ")} `,
     link("port", p.host_if, `${p.host_if} (ifindex ${p.host_ifindex})`)
   );
   return li;
@@ -151,8 +151,8 @@ function show(panel, t, sel) {
         heading("network", n.name, !!n.drift?.length),
         rows([
           ["driver", n.driver],
-          ["subnet", n.subnet],
-          ["gateway", n.gateway],
+          ["subnets", (n.subnets ?? []).map((s) => s.subnet).join(", ")],
+          ["gateways", (n.subnets ?? []).map((s) => s.gateway).join(", ")],
           ["internal", n.internal ? "yes: no way out, no published ports" : "no"],
           ["bridge", `${n.bridge} (ifindex ${n.bridge_ifindex})`],
           ["ports", String(n.ports?.length ?? 0)]
@@ -189,7 +189,7 @@ function show(panel, t, sel) {
             ["network", link("network", n.name)],
             ["sandbox", link("sandbox", p.sandbox)],
             ["veth pair", `${p.host_if} (ifindex ${p.host_ifindex}) on ${n.bridge} ⇄ ${p.ifname} in ${p.sandbox}`],
-            ["address", p.ip],
+            ["addresses", (p.ips ?? []).join(", ")],
             ["MAC", p.mac],
             ["DNS names", (p.names ?? []).join(", ")],
             ["published", (p.published ?? []).join(", ")]
