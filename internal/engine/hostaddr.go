@@ -119,5 +119,3 @@ func checkPortsOnNetwork(nw *model.Network, ports []model.PortMapping) error {
 	}
 	return nil
 }
-
-
