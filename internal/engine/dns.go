@@ -18,11 +18,11 @@ type Resolver interface {
 }
 
 func dnsNetwork(n *model.Network) dns.Network {
-	return dns.Network{Name: n.Name, Gateway: n.Gateway, Subnet: n.Subnet, Internal: n.Internal}
+	return dns.Network{Name: n.Name, Gateways: []netip.Prefix{netip.PrefixFrom(n.Gateway, n.Subnet.Bits())}, Internal: n.Internal}
 }
 
 func dnsRecord(ep *model.Endpoint) dns.Record {
-	return dns.Record{Name: ep.Sandbox, Aliases: ep.Aliases, IP: ep.IP}
+	return dns.Record{Name: ep.Sandbox, Aliases: ep.Aliases, IPs: []netip.Addr{ep.IP}}
 }
 
 // syncResolverNetworks starts and stops per-network resolvers to match the
