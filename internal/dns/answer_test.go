@@ -37,9 +37,9 @@ func (w *fakeWriter) TsigTimersOnly(bool)         {}
 func (w *fakeWriter) Hijack()                     {}
 
 var (
-	appNet   = Network{Name: "app", Gateway: netip.MustParseAddr("10.88.0.1"), Subnet: netip.MustParsePrefix("10.88.0.0/24")}
-	otherNet = Network{Name: "other", Gateway: netip.MustParseAddr("10.99.0.1"), Subnet: netip.MustParsePrefix("10.99.0.0/24")}
-	internal = Network{Name: "vault", Gateway: netip.MustParseAddr("10.77.0.1"), Subnet: netip.MustParsePrefix("10.77.0.0/24"), Internal: true}
+	appNet   = Network{Name: "app", Gateways: prefixes("10.88.0.1/24", "fd00:88::1/64")}
+	otherNet = Network{Name: "other", Gateways: prefixes("fd00:99::1/64", "10.99.0.1/24")} // not sorted
+	internal = Network{Name: "vault", Gateways: prefixes("10.77.0.1/24", "fd00:77::1/64"), Internal: true}
 )
 
 // emptyResolvConf gives a server without upstreams, without reading /etc.
@@ -73,11 +73,13 @@ func newTestServer(t *testing.T, o Options) *Server {
 	t.Cleanup(func() { s.Close() })
 	configure(s, appNet, otherNet, internal)
 	s.ReplaceRecords("app", []Record{
-		{Name: "db", Aliases: []string{"database", "DB-Primary"}, IP: netip.MustParseAddr("10.88.0.2")},
-		{Name: "Web", IP: netip.MustParseAddr("10.88.0.3")},
+		{Name: "db", Aliases: []string{"database", "DB-Primary"}, IPs: addrs("fd00:88::2", "10.88.0.2")},
+		{Name: "Web", IPs: addrs("10.88.0.3")},
+		{Name: "six", Aliases: []string{"web"}, IPs: addrs("fd00:88::6")},
+		{Name: "legacy", IPs: addrs("10.88.0.5")},
 	})
-	s.SetRecord("other", Record{Name: "secret", IP: netip.MustParseAddr("10.99.0.2")})
-	s.SetRecord("vault", Record{Name: "keys", IP: netip.MustParseAddr("10.77.0.2")})
+	s.SetRecord("other", Record{Name: "secret", IPs: addrs("10.99.0.2", "fd00:99::2")})
+	s.SetRecord("vault", Record{Name: "keys", IPs: addrs("10.77.0.2")})
 	return s
 }
 
@@ -110,6 +112,8 @@ func answers(m *mdns.Msg) []string {
 		switch rr := rr.(type) {
 		case *mdns.A:
 			out = append(out, "A "+rr.A.String())
+		case *mdns.AAAA:
+			out = append(out, "AAAA "+rr.AAAA.String())
 		case *mdns.PTR:
 			out = append(out, "PTR "+rr.Ptr)
 		case *mdns.SOA:
@@ -123,7 +127,7 @@ func answers(m *mdns.Msg) []string {
 
 func TestAnswers(t *testing.T) {
 	s := newTestServer(t, emptyResolvConf(t))
-	const client = "10.88.0.50"
+	const client, client6 = "10.88.0.50", "fd00:88::50"
 	tests := []struct {
 		network, src, name string
 		qtype              uint16
@@ -139,10 +143,22 @@ func TestAnswers(t *testing.T) {
 		{"app", client, "db.app.", mdns.TypeA, mdns.RcodeSuccess, true, []string{"A 10.88.0.2"}},
 		{"app", client, "Database.APP.", mdns.TypeA, mdns.RcodeSuccess, true, []string{"A 10.88.0.2"}},
 		{"app", client, "web.", mdns.TypeA, mdns.RcodeSuccess, true, []string{"A 10.88.0.3"}},
-		{"app", client, "web.", mdns.TypeANY, mdns.RcodeSuccess, true, []string{"A 10.88.0.3"}},
+		// A and AAAA from the same record; a shared alias has both
+		// endpoints' addresses, each under its type.
+		{"app", client, "db.", mdns.TypeAAAA, mdns.RcodeSuccess, true, []string{"AAAA fd00:88::2"}},
+		{"app", client, "Database.app.", mdns.TypeAAAA, mdns.RcodeSuccess, true, []string{"AAAA fd00:88::2"}},
+		{"app", client, "db.", mdns.TypeANY, mdns.RcodeSuccess, true, []string{"A 10.88.0.2", "AAAA fd00:88::2"}},
+		{"app", client, "web.", mdns.TypeAAAA, mdns.RcodeSuccess, true, []string{"AAAA fd00:88::6"}},
+		{"app", client, "web.", mdns.TypeANY, mdns.RcodeSuccess, true, []string{"A 10.88.0.3", "AAAA fd00:88::6"}},
+		{"app", client, "six.app.", mdns.TypeAAAA, mdns.RcodeSuccess, true, []string{"AAAA fd00:88::6"}},
 		// An existing name without that type: NODATA, not NXDOMAIN.
-		{"app", client, "db.", mdns.TypeAAAA, mdns.RcodeSuccess, true, nil},
+		{"app", client, "six.", mdns.TypeA, mdns.RcodeSuccess, true, nil},
+		{"app", client, "legacy.app.", mdns.TypeAAAA, mdns.RcodeSuccess, true, nil},
 		{"app", client, "db.app.", mdns.TypeMX, mdns.RcodeSuccess, true, nil},
+		// Over IPv6 transport, the same answers.
+		{"app", client6, "db.", mdns.TypeA, mdns.RcodeSuccess, true, []string{"A 10.88.0.2"}},
+		{"app", client6, "db.", mdns.TypeAAAA, mdns.RcodeSuccess, true, []string{"AAAA fd00:88::2"}},
+		{"app", client6, "nope.app.", mdns.TypeAAAA, mdns.RcodeNameError, true, nil},
 		// pontoon's zone: authoritative NXDOMAIN.
 		{"app", client, "nope.", mdns.TypeA, mdns.RcodeNameError, true, nil},
 		{"app", client, "nope.app.", mdns.TypeA, mdns.RcodeNameError, true, nil},
@@ -163,10 +179,25 @@ func TestAnswers(t *testing.T) {
 		{"app", client, "3.0.88.10.IN-ADDR.ARPA.", mdns.TypePTR, mdns.RcodeSuccess, true, []string{"PTR web.app."}},
 		{"app", client, "9.0.88.10.in-addr.arpa.", mdns.TypePTR, mdns.RcodeNameError, true, nil},
 		{"app", client, "2.0.88.10.in-addr.arpa.", mdns.TypeA, mdns.RcodeSuccess, true, nil},
-		// PTR outside the subnet (another network's too): forwarded.
+		// ip6.arpa: the 32 nibbles of fd00:88::2, of fd00:88::6, of an
+		// address without a record; upper case too.
+		{"app", client, rev6("fd00:88::2"), mdns.TypePTR, mdns.RcodeSuccess, true, []string{"PTR db.app."}},
+		{"app", client6, strings.ToUpper(rev6("fd00:88::6")), mdns.TypePTR, mdns.RcodeSuccess, true, []string{"PTR six.app."}},
+		{"app", client6, rev6("fd00:88::9"), mdns.TypePTR, mdns.RcodeNameError, true, nil},
+		{"app", client6, rev6("fd00:88::2"), mdns.TypeAAAA, mdns.RcodeSuccess, true, nil},
+		// PTR outside the subnets (another network's too), or a partial
+		// reverse name: forwarded.
 		{"app", client, "2.0.99.10.in-addr.arpa.", mdns.TypePTR, mdns.RcodeServerFailure, false, nil},
-		// Sources outside the subnet are refused, even for local names.
+		{"app", client, rev6("fd00:99::2"), mdns.TypePTR, mdns.RcodeServerFailure, false, nil},
+		{"app", client, rev6("fd00:88::2")[2:], mdns.TypePTR, mdns.RcodeServerFailure, false, nil},
+		{"app", client, "0.88.10.in-addr.arpa.", mdns.TypePTR, mdns.RcodeServerFailure, false, nil},
+		// ::ffff:10.88.0.2 spelled in ip6.arpa is no address of app's.
+		{"app", client, "2.0.0.0.8.5.a.0.f.f.f.f.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.", mdns.TypePTR, mdns.RcodeServerFailure, false, nil},
+		// Sources outside the subnets are refused, even for local names.
 		{"app", "10.99.0.2", "db.", mdns.TypeA, mdns.RcodeRefused, false, nil},
+		{"app", "fd00:99::2", "db.", mdns.TypeAAAA, mdns.RcodeRefused, false, nil},
+		{"app", "fe80::2", "db.", mdns.TypeAAAA, mdns.RcodeRefused, false, nil},
+		{"other", "fd00:99::9", "secret.", mdns.TypeAAAA, mdns.RcodeSuccess, true, []string{"AAAA fd00:99::2"}},
 		{"app", "198.51.100.7", "example.org.", mdns.TypeA, mdns.RcodeRefused, false, nil},
 		// Internal networks resolve their names and refuse the rest.
 		{"vault", "10.77.0.9", "keys.", mdns.TypeA, mdns.RcodeSuccess, true, []string{"A 10.77.0.2"}},
@@ -215,17 +246,17 @@ func TestRecordUpdates(t *testing.T) {
 	const c = "10.88.0.50"
 	a := func(name string) []string { return answers(query(t, s, "app", c, name, mdns.TypeA)) }
 
-	s.SetRecord("app", Record{Name: "cache", Aliases: []string{"redis"}, IP: netip.MustParseAddr("10.88.0.4")})
+	s.SetRecord("app", Record{Name: "cache", Aliases: []string{"redis"}, IPs: addrs("10.88.0.4")})
 	if got := a("redis.app."); !slices.Equal(got, []string{"A 10.88.0.4"}) {
 		t.Fatalf("after SetRecord: %v", got)
 	}
 	// Replacing the endpoint's record drops its old alias.
-	s.SetRecord("app", Record{Name: "cache", IP: netip.MustParseAddr("10.88.0.4")})
+	s.SetRecord("app", Record{Name: "cache", IPs: addrs("10.88.0.4")})
 	if m := query(t, s, "app", c, "redis.", mdns.TypeA); m.Rcode != mdns.RcodeNameError {
 		t.Fatalf("old alias: %s", mdns.RcodeToString[m.Rcode])
 	}
 	// A shared alias returns every endpoint, sorted.
-	s.SetRecord("app", Record{Name: "web2", Aliases: []string{"web"}, IP: netip.MustParseAddr("10.88.0.10")})
+	s.SetRecord("app", Record{Name: "web2", Aliases: []string{"web"}, IPs: addrs("10.88.0.10")})
 	if got := a("web."); !slices.Equal(got, []string{"A 10.88.0.3", "A 10.88.0.10"}) {
 		t.Fatalf("shared alias: %v", got)
 	}
@@ -241,7 +272,51 @@ func TestRecordUpdates(t *testing.T) {
 			t.Errorf("%s after RemoveRecord: %s", n, mdns.RcodeToString[m.Rcode])
 		}
 	}
-	s.ReplaceRecords("app", []Record{{Name: "only", IP: netip.MustParseAddr("10.88.0.20")}})
+	// An address identifies the endpoint: a record sharing one replaces
+	// the old record whole, its other address and names too.
+	s.SetRecord("app", Record{Name: "dual", Aliases: []string{"d"}, IPs: addrs("10.88.0.30", "fd00:88::30")})
+	if got := answers(query(t, s, "app", c, "d.", mdns.TypeANY)); !slices.Equal(got, []string{"A 10.88.0.30", "AAAA fd00:88::30"}) {
+		t.Fatalf("dual: %v", got)
+	}
+	s.SetRecord("app", Record{Name: "dual", IPs: addrs("10.88.0.31", "fd00:88::30")})
+	if got := answers(query(t, s, "app", c, "dual.", mdns.TypeANY)); !slices.Equal(got, []string{"A 10.88.0.31", "AAAA fd00:88::30"}) {
+		t.Fatalf("dual after its v4 address changed: %v", got)
+	}
+	for _, n := range []string{"d.", "30.0.88.10.in-addr.arpa."} {
+		if m := query(t, s, "app", c, n, mdns.TypeANY); m.Rcode != mdns.RcodeNameError {
+			t.Errorf("%s after the record was replaced: %s %v", n, mdns.RcodeToString[m.Rcode], answers(m))
+		}
+	}
+	// Removing by either address removes both, and both PTRs.
+	s.RemoveRecord("app", netip.MustParseAddr("fd00:88::30"))
+	for _, n := range []string{"dual.", "31.0.88.10.in-addr.arpa.", rev6("fd00:88::30")} {
+		if m := query(t, s, "app", c, n, mdns.TypeANY); m.Rcode != mdns.RcodeNameError {
+			t.Errorf("%s after RemoveRecord by the v6 address: %s %v", n, mdns.RcodeToString[m.Rcode], answers(m))
+		}
+	}
+	// Invalid and mapped addresses: dropped and unmapped.
+	s.SetRecord("app", Record{Name: "mapped", IPs: []netip.Addr{{}, netip.MustParseAddr("::ffff:10.88.0.40")}})
+	if got := a("mapped."); !slices.Equal(got, []string{"A 10.88.0.40"}) {
+		t.Errorf("mapped: %v", got)
+	}
+	s.SetRecord("app", Record{Name: "none", IPs: []netip.Addr{{}}})
+	if m := query(t, s, "app", c, "none.", mdns.TypeA); m.Rcode != mdns.RcodeNameError {
+		t.Errorf("record without a valid address: %s", mdns.RcodeToString[m.Rcode])
+	}
+
+	// ReplaceRecords: a later record sharing an address replaces the
+	// earlier one, as SetRecord would.
+	s.ReplaceRecords("app", []Record{
+		{Name: "first", IPs: addrs("10.88.0.21", "fd00:88::21")},
+		{Name: "only", IPs: addrs("10.88.0.20", "fd00:88::21")},
+	})
+	if m := query(t, s, "app", c, "first.", mdns.TypeA); m.Rcode != mdns.RcodeNameError {
+		t.Errorf("first after ReplaceRecords: %s", mdns.RcodeToString[m.Rcode])
+	}
+	if got := answers(query(t, s, "app", c, rev6("fd00:88::21"), mdns.TypePTR)); !slices.Equal(got, []string{"PTR only.app."}) {
+		t.Errorf("PTR after ReplaceRecords: %v", got)
+	}
+	s.ReplaceRecords("app", []Record{{Name: "only", IPs: addrs("10.88.0.20")}})
 	if m := query(t, s, "app", c, "db.", mdns.TypeA); m.Rcode != mdns.RcodeNameError {
 		t.Errorf("db after ReplaceRecords: %s", mdns.RcodeToString[m.Rcode])
 	}
@@ -276,12 +351,90 @@ func TestNetworkRemovedRefuses(t *testing.T) {
 
 func TestSetNetworksValidation(t *testing.T) {
 	s := newTestServer(t, emptyResolvConf(t))
-	err := s.SetNetworks([]Network{
-		{Name: "", Gateway: appNet.Gateway, Subnet: appNet.Subnet},
-		{Name: "bad", Gateway: netip.MustParseAddr("10.1.0.1"), Subnet: appNet.Subnet},
-	})
-	if err == nil {
-		t.Fatal("invalid networks accepted")
+	for _, tt := range []struct {
+		n    Network
+		want string
+	}{
+		{Network{Name: "app"}, "no gateway"},
+		{Network{Name: "app", Gateways: []netip.Prefix{{}}}, "invalid gateway"},
+		{Network{Name: "app", Gateways: prefixes("10.88.0.1/24", "10.89.0.1/24")}, "two gateways of one family"},
+		{Network{Name: "app", Gateways: prefixes("fd00:88::1/64", "::ffff:10.88.0.1/120", "fd00:89::1/64")}, "two gateways of one family"},
+		{Network{Name: "app", Gateways: prefixes("0.0.0.0/0")}, "refusing to listen on 0.0.0.0"},
+		{Network{Name: "app", Gateways: prefixes("::/64")}, "refusing to listen on ::"},
+		{Network{Name: "app", Gateways: prefixes("fe80::1/64")}, "refusing to listen on fe80::1"},
+		{Network{Name: "app", Gateways: prefixes("127.0.0.1/8")}, "refusing to listen on 127.0.0.1"},
+		{Network{Name: "app", Gateways: []netip.Prefix{netip.PrefixFrom(netip.MustParseAddr("::ffff:10.88.0.1"), 64)}}, "invalid gateway"},
+		// Last: app is not listed, so it goes.
+		{Network{Gateways: appNet.Gateways}, "without a name"},
+	} {
+		// (Only invalid networks here: this test runs in the machine's
+		// namespace, where nothing may be bound.)
+		err := s.SetNetworks([]Network{tt.n})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: error %v, want one saying %q", tt.n, err, tt.want)
+		}
+		// A bad configuration of app leaves app as it was.
+		if tt.n.Name != "app" {
+			continue
+		}
+		if m := query(t, s, "app", "fd00:88::9", "db.", mdns.TypeAAAA); m.Rcode != mdns.RcodeSuccess || len(m.Answer) != 1 {
+			t.Fatalf("%+v: app no longer answers after a bad SetNetworks: %v", tt.n, m)
+		}
+	}
+	// An IPv4-mapped gateway is taken as the IPv4 address it is.
+	n, err := normNetwork(Network{Name: "x", Gateways: prefixes("fd00:1::1/64", "::ffff:10.1.0.1/120")})
+	if err != nil || !slices.Equal(n.Gateways, prefixes("10.1.0.1/24", "fd00:1::1/64")) {
+		t.Errorf("normNetwork: %v %v", n.Gateways, err)
+	}
+}
+
+// rev6 is the ip6.arpa name of an IPv6 address, as the library spells it.
+func rev6(s string) string {
+	r, err := mdns.ReverseAddr(s)
+	if err != nil || !strings.HasSuffix(r, ".ip6.arpa.") {
+		panic(fmt.Sprintf("ReverseAddr(%s) = %q, %v", s, r, err))
+	}
+	return r
+}
+
+func TestReverseAddr(t *testing.T) {
+	good := []string{"fd00:88::2", "2001:db8::1234:5678:9abc:def0", "::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fd00::a58:2"}
+	for _, a := range good {
+		name := normName(rev6(a))
+		ip, isRev := reverseAddr(name)
+		if !isRev || ip != netip.MustParseAddr(a) {
+			t.Errorf("%s: %v %v, want %s", name, ip, isRev, a)
+		}
+	}
+	if ip, isRev := reverseAddr("2.0.88.10.in-addr.arpa"); !isRev || ip != netip.MustParseAddr("10.88.0.2") {
+		t.Errorf("in-addr.arpa: %v %v", ip, isRev)
+	}
+	full := normName(rev6("fd00:88::2")) // 2.0.0.0.….d.f.ip6.arpa
+	nibbles := strings.TrimSuffix(full, ".ip6.arpa")
+	malformed := []string{
+		".ip6.arpa",
+		nibbles[2:] + ".ip6.arpa",         // 31 nibbles
+		"0." + full,                       // 33
+		"g" + full[1:],                    // not hex
+		"A" + full[1:],                    // upper case (names arrive lower-cased)
+		"20" + full[1:],                   // a two-digit label
+		"2." + nibbles[4:] + "..ip6.arpa", // an empty label
+		"2-" + full[2:],                   // no dot between labels
+		strings.ReplaceAll(nibbles, ".", "") + strings.Repeat("0", 31) + ".ip6.arpa", // right length, no dots
+		"02.0.88.10.in-addr.arpa",  // leading zero
+		"0.88.10.in-addr.arpa",     // partial
+		"256.0.88.10.in-addr.arpa", // out of range
+		"1.2.0.88.10.in-addr.arpa", // five labels
+	}
+	for _, name := range malformed {
+		if ip, isRev := reverseAddr(name); !isRev || ip.IsValid() {
+			t.Errorf("%q: %v %v, want a reverse name that is no address", name, ip, isRev)
+		}
+	}
+	for _, name := range []string{"ip6.arpa", "ip6.arpa.example", "x.ip6-arpa", "in-addr.arpa", "db.app"} {
+		if _, isRev := reverseAddr(name); isRev {
+			t.Errorf("%q taken for a reverse name", name)
+		}
 	}
 }
 
@@ -335,7 +488,7 @@ func writeFile(t *testing.T, dir, name, text string) string {
 
 func TestUpstreamsFromResolvConf(t *testing.T) {
 	dir := t.TempDir()
-	plain := writeFile(t, dir, "plain", "# comment\nsearch corp.example\nnameserver 192.0.2.1\nnameserver  2001:db8::53 \nnameserver bogus\noptions edns0\n")
+	plain := writeFile(t, dir, "plain", "# comment\nsearch corp.example\nnameserver 192.0.2.1\nnameserver  2001:db8::53 \nnameserver fe80::1%eth0\nnameserver bogus\noptions edns0\n")
 	stubOnly := writeFile(t, dir, "stub", "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n")
 	resolved := writeFile(t, dir, "resolved", "nameserver 192.0.2.10\nnameserver 127.0.0.1\nnameserver 192.0.2.11\n")
 	mixed := writeFile(t, dir, "mixed", "nameserver 127.0.0.1\nnameserver 192.0.2.7\n")
@@ -347,7 +500,7 @@ func TestUpstreamsFromResolvConf(t *testing.T) {
 		want             []string
 		err              bool
 	}{
-		{"plain", plain, resolved, []string{"192.0.2.1:53", "[2001:db8::53]:53"}, false},
+		{"plain", plain, resolved, []string{"192.0.2.1:53", "[2001:db8::53]:53", "[fe80::1%eth0]:53"}, false},
 		{"systemd stub", stubOnly, resolved, []string{"192.0.2.10:53", "192.0.2.11:53"}, false},
 		{"stub without resolved file keeps loopback", stubOnly, missing, []string{"127.0.0.53:53"}, false},
 		{"stub with empty resolved file", stubOnly, empty, []string{"127.0.0.53:53"}, false},
@@ -397,12 +550,23 @@ func TestParseUpstreams(t *testing.T) {
 }
 
 func TestResolvConf(t *testing.T) {
-	got := ResolvConf(Network{Name: "App", Gateway: netip.MustParseAddr("10.88.0.1"), Subnet: appNet.Subnet})
-	want := "# Generated by pontoon for network App.\nnameserver 10.88.0.1\nsearch app\noptions ndots:0\n"
-	if got != want {
-		t.Errorf("got\n%s\nwant\n%s", got, want)
+	for _, tt := range []struct {
+		gws  []netip.Prefix
+		want string
+	}{
+		{prefixes("10.88.0.1/24"), "nameserver 10.88.0.1\n"},
+		{prefixes("fd00:88::1/64"), "nameserver fd00:88::1\n"},
+		// IPv4 first, whatever the order given.
+		{prefixes("fd00:88::1/64", "10.88.0.1/24"), "nameserver 10.88.0.1\nnameserver fd00:88::1\n"},
+		{prefixes("::ffff:10.88.0.1/120", "fd00:88::1/64"), "nameserver 10.88.0.1\nnameserver fd00:88::1\n"},
+	} {
+		got := ResolvConf(Network{Name: "App", Gateways: tt.gws})
+		want := "# Generated by pontoon for network App.\n" + tt.want + "search app\noptions ndots:0\n"
+		if got != want {
+			t.Errorf("%v: got\n%s\nwant\n%s", tt.gws, got, want)
+		}
 	}
-	if got := ResolvConf(internal); !strings.Contains(got, "nameserver 10.77.0.1\n") || !strings.Contains(got, "Internal") {
+	if got := ResolvConf(internal); !strings.Contains(got, "nameserver 10.77.0.1\nnameserver fd00:77::1\n") || !strings.Contains(got, "Internal") {
 		t.Errorf("internal: %s", got)
 	}
 }
@@ -534,7 +698,7 @@ func TestEDNSReply(t *testing.T) {
 func addPool(s *Server) {
 	for i := range 45 {
 		s.SetRecord("app", Record{Name: fmt.Sprintf("p%d", i), Aliases: []string{"pool"},
-			IP: netip.AddrFrom4([4]byte{10, 88, 0, byte(100 + i)})})
+			IPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 88, 0, byte(100 + i)})}})
 	}
 }
 

@@ -30,7 +30,7 @@ func (e *netEntry) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 // answer builds the reply to r from a client at src. It never returns nil.
 func (s *Server) answer(e *netEntry, src netip.Addr, tcp bool, r *mdns.Msg) *mdns.Msg {
 	cfg := e.cfg.Load()
-	if cfg == nil || !src.IsValid() || !cfg.Subnet.Contains(src) {
+	if cfg == nil || !src.IsValid() || !cfg.contains(src) {
 		s.stats.refusedSource.Add(1)
 		return reply(r, mdns.RcodeRefused)
 	}

@@ -4,10 +4,29 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
+
+// addrs parses addresses.
+func addrs(ss ...string) []netip.Addr {
+	out := make([]netip.Addr, len(ss))
+	for i, s := range ss {
+		out[i] = netip.MustParseAddr(s)
+	}
+	return out
+}
+
+// prefixes parses prefixes, host bits and all.
+func prefixes(ss ...string) []netip.Prefix {
+	out := make([]netip.Prefix, len(ss))
+	for i, s := range ss {
+		out[i] = netip.MustParsePrefix(s)
+	}
+	return out
+}
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 

@@ -92,7 +92,10 @@ func nameservers(path string) ([]netip.Addr, error) {
 
 // ResolvConf returns the resolv.conf of a sandbox whose first network is n.
 //
-// The only nameserver is the network's resolver: it answers "db" and
+// The nameservers are the network's resolver, on each of its gateways,
+// IPv4 first. It answers the same on both, so it does not matter which one
+// a stub resolver asks (glibc asks the first and fails over to the next,
+// musl asks all at once and takes the first answer). It answers "db" and
 // "db.NETWORK" itself and forwards the rest, so every stub resolver gets the
 // same answers whichever order it tries names in. "search NETWORK" lets
 // glibc and musl complete a bare name when they try the search list;
@@ -108,8 +111,14 @@ func ResolvConf(n Network) string {
 	if n.Internal {
 		b.WriteString("# Internal network: only names of its sandboxes resolve.\n")
 	}
-	if n.Gateway.IsValid() {
-		b.WriteString("nameserver " + n.Gateway.Unmap().String() + "\n")
+	gws := make([]netip.Prefix, 0, len(n.Gateways))
+	for _, g := range n.Gateways {
+		if g = unmapPrefix(g); g.IsValid() {
+			gws = append(gws, g)
+		}
+	}
+	for _, g := range v4First(gws) {
+		b.WriteString("nameserver " + g.Addr().String() + "\n")
 	}
 	if z := normName(n.Name); z != "" {
 		b.WriteString("search " + z + "\n")

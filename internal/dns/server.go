@@ -1,6 +1,7 @@
 // Package dns is pontoon's embedded resolver: one per network, listening on
-// the network's gateway address (UDP and TCP, port 53) in the daemon's
-// namespace, so that sandboxes on the network find each other by name.
+// each of the network's gateway addresses (IPv4 and IPv6; UDP and TCP, port
+// 53) in the daemon's namespace, so that sandboxes on the network find each
+// other by name, over either family.
 //
 // # Zone rules
 //
@@ -8,8 +9,9 @@
 // or without the trailing dot):
 //
 //   - a sandbox name or alias on N, alone ("db") or under the network
-//     ("db.N"), answers A with the endpoint's address (several endpoints may
-//     share an alias: all their addresses are returned, sorted; a sandbox
+//     ("db.N"), answers A with the endpoint's IPv4 address and AAAA with its
+//     IPv6 address, from the same record (several endpoints may share an
+//     alias: all their addresses are returned, sorted; a sandbox
 //     name belongs to one member only, which the engine enforces up to
 //     case when it reserves an endpoint). Other types for an existing name
 //     answer NOERROR with no records (NODATA), never NXDOMAIN, so that an
@@ -18,8 +20,10 @@
 //   - any other single-label name, and anything under ".N." (a.b.N too), is
 //     pontoon's: authoritative NXDOMAIN. N itself (the zone apex) exists:
 //     NODATA, or its SOA when asked for SOA.
-//   - PTR for an address in N's subnet answers NAME.N. (the endpoint's sandbox
-//     name) or authoritative NXDOMAIN.
+//   - PTR for an address in one of N's subnets, in-addr.arpa for IPv4 and
+//     ip6.arpa (32 nibbles, RFC 3596 §2.5) for IPv6, answers NAME.N. (the
+//     endpoint's sandbox name) or authoritative NXDOMAIN. A partial reverse
+//     name (a zone cut such as 0.88.10.in-addr.arpa) is not pontoon's.
 //   - everything else (including names under another pontoon network's name:
 //     a resolver only knows its own network's sandboxes) is forwarded to the
 //     upstreams. On an internal network it is answered REFUSED instead: the
@@ -40,7 +44,7 @@
 // is spelled once and pointed at afterwards. Over UDP an answer larger than
 // the client's buffer is truncated (TC set) after compression.
 //
-// Queries whose source address is outside the network's subnet are answered
+// Queries whose source address is outside the network's subnets are answered
 // REFUSED (a short answer, no amplification, and the sender learns at once
 // that it asked the wrong server instead of timing out).
 //
@@ -58,14 +62,34 @@
 // Listening sockets are created by SetNetworks on the calling goroutine's OS
 // thread, so they belong to that thread's network namespace and stay there
 // whichever goroutine serves them later. Upstream sockets are created per
-// query by Options.Dial (default: the daemon's namespace).
+// query by Options.Dial (default: the daemon's namespace); upstreams may be
+// of either family, whatever the family a query arrived on.
+//
+// # Tentative IPv6 gateways
+//
+// An IPv6 address is tentative for about two seconds after it is added
+// (duplicate address detection), and bind() on it fails with
+// EADDRNOTAVAIL meanwhile. When that happens and the address is on an
+// interface of the namespace, tentative, the listener binds with
+// IPV6_FREEBIND (IP_FREEBIND for IPv4: the same code, and IPv4 has no
+// tentative state): the socket exists at once and receives from the moment
+// the kernel makes the address usable, without SetNetworks being called
+// again. Retrying instead would hold SetNetworks (and the engine's lock
+// around it) for the whole detection, or give up and leave the network
+// without a v6 resolver until the next network change; IFA_F_NODAD on the
+// bridge address avoids the wait but is the bridge's owner's choice, and
+// addresses added by an older version or by hand lack it. An address on no
+// interface, or one that failed detection (IFA_F_DADFAILED), is still an
+// error: freebind would hide a gateway that will never work.
 package dns
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -119,17 +143,35 @@ type Options struct {
 
 // Network is what the resolver needs to know of a pontoon network.
 type Network struct {
-	Name     string
-	Gateway  netip.Addr   // listen address; must be on the bridge before SetNetworks
-	Subnet   netip.Prefix // queries from outside it are refused; PTR zone
-	Internal bool         // no forwarding: outside names are REFUSED
+	Name string
+	// Gateways are the bridge's addresses, each with its subnet's length
+	// (10.88.0.1/24, fd00:1::1/64), at most one per family. The resolver
+	// listens on each (the address must be on the bridge before
+	// SetNetworks), refuses queries from outside the subnets and answers
+	// PTR for addresses inside them.
+	Gateways []netip.Prefix
+	Internal bool // no forwarding: outside names are REFUSED
+}
+
+// contains reports whether ip is in one of the network's subnets.
+func (n *Network) contains(ip netip.Addr) bool {
+	for _, g := range n.Gateways {
+		if g.Contains(ip) { // Contains ignores the host bits of g
+			return true
+		}
+	}
+	return false
 }
 
 // Record is one endpoint's names on one network.
 type Record struct {
 	Name    string // the sandbox name
 	Aliases []string
-	IP      netip.Addr
+	// IPs are the endpoint's addresses, one per family (more are served
+	// too): the names answer A with the IPv4 ones and AAAA with the IPv6
+	// ones, and each has a PTR. Any one of them identifies the endpoint
+	// (see SetRecord).
+	IPs []netip.Addr
 }
 
 // Server is the set of per-network resolvers of one daemon.
@@ -166,10 +208,14 @@ type netEntry struct {
 	zone *zone // guarded by zmu; never nil
 
 	// Guarded by Server.mu.
-	records    map[netip.Addr]Record
+	records    map[netip.Addr]*Record // every address of every record
 	configured bool
-	udp, tcp   *mdns.Server
-	listenAddr netip.AddrPort
+	listeners  map[netip.AddrPort]*listener
+}
+
+// listener is the UDP and TCP server on one gateway address.
+type listener struct {
+	udp, tcp *mdns.Server
 }
 
 // New returns a Server with no networks. It fails only on an invalid
@@ -239,7 +285,8 @@ func (s *Server) Upstreams() []string {
 func (s *Server) entryLocked(network string) *netEntry {
 	e := s.nets[network]
 	if e == nil {
-		e = &netEntry{srv: s, name: network, zname: normName(network), records: map[netip.Addr]Record{}}
+		e = &netEntry{srv: s, name: network, zname: normName(network),
+			records: map[netip.Addr]*Record{}, listeners: map[netip.AddrPort]*listener{}}
 		e.zone = newZone(e.zname)
 		s.nets[network] = e
 	}
@@ -247,11 +294,12 @@ func (s *Server) entryLocked(network string) *netEntry {
 }
 
 // SetNetworks makes the set of served networks exactly nets: listeners start
-// for new networks, stop for removed ones (whose records are dropped), and
-// restart when a gateway changed; subnet and Internal changes apply at once.
-// It is idempotent. A network whose listener cannot bind (typically: its
-// gateway address is not on the bridge yet) is reported in the joined error
-// and retried by the next call; the others are served regardless.
+// for new networks and new gateways, stop for removed ones (a removed
+// network's records are dropped); subnet and Internal changes apply at once,
+// and a gateway that stays keeps its sockets. It is idempotent. A gateway
+// that cannot be bound (typically: its address is not on the bridge yet) is
+// reported in the joined error and retried by the next call; the other
+// gateways and networks are served regardless.
 func (s *Server) SetNetworks(nets []Network) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -259,10 +307,13 @@ func (s *Server) SetNetworks(nets []Network) error {
 		return errors.New("dns: server closed")
 	}
 	var errs []error
-	want := map[string]bool{}
+	want, keep := map[string]bool{}, map[string]bool{}
+	var local localAddrs // read from the kernel once, when a bind needs it
 	// Add and update before removing.
 	for _, n := range nets {
-		if err := validateNetwork(n); err != nil {
+		n, err := normNetwork(n)
+		if err != nil {
+			keep[n.Name] = true // a network that was served stays as it was
 			errs = append(errs, err)
 			continue
 		}
@@ -271,22 +322,35 @@ func (s *Server) SetNetworks(nets []Network) error {
 			continue
 		}
 		want[n.Name] = true
-		n.Gateway = n.Gateway.Unmap()
-		n.Subnet = netip.PrefixFrom(n.Subnet.Addr().Unmap(), n.Subnet.Bits()).Masked()
 		e := s.entryLocked(n.Name)
 		e.configured = true
 		e.cfg.Store(&n)
-		addr := netip.AddrPortFrom(n.Gateway, s.opts.Port)
-		if e.udp != nil && e.listenAddr == addr {
-			continue
+		addrs := make([]netip.AddrPort, len(n.Gateways))
+		for i, g := range n.Gateways {
+			addrs[i] = netip.AddrPortFrom(g.Addr(), s.opts.Port)
 		}
-		e.stopLocked()
-		if err := e.listenLocked(addr); err != nil {
-			errs = append(errs, fmt.Errorf("dns: listen for network %s on %s: %w", n.Name, addr, err))
+		var gone []*listener
+		for addr, l := range e.listeners {
+			if !slices.Contains(addrs, addr) {
+				gone = append(gone, l)
+				delete(e.listeners, addr)
+			}
+		}
+		stopAll(gone)
+		for _, addr := range addrs {
+			if e.listeners[addr] != nil {
+				continue
+			}
+			l, err := s.listen(addr, e, &local)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("dns: listen for network %s on %s: %w", n.Name, addr, err))
+				continue
+			}
+			e.listeners[addr] = l
 		}
 	}
 	for name, e := range s.nets {
-		if want[name] || !e.configured {
+		if want[name] || keep[name] || !e.configured {
 			continue
 		}
 		e.cfg.Store(nil)
@@ -297,113 +361,121 @@ func (s *Server) SetNetworks(nets []Network) error {
 	return errors.Join(errs...)
 }
 
-func validateNetwork(n Network) error {
-	switch {
-	case n.Name == "":
-		return errors.New("dns: network without a name")
-	case !n.Gateway.IsValid() || !n.Subnet.IsValid():
-		return fmt.Errorf("dns: network %s: gateway and subnet are required", n.Name)
-	case n.Gateway.IsUnspecified():
-		return fmt.Errorf("dns: network %s: refusing to listen on %s", n.Name, n.Gateway)
-	case !n.Subnet.Contains(n.Gateway.Unmap()):
-		return fmt.Errorf("dns: network %s: gateway %s not in subnet %s", n.Name, n.Gateway, n.Subnet)
+// normNetwork checks n and returns it with its gateways unmapped, IPv4
+// first, in a slice of its own.
+func normNetwork(n Network) (Network, error) {
+	if n.Name == "" {
+		return n, errors.New("dns: network without a name")
 	}
-	return nil
-}
-
-// listenLocked binds UDP and TCP on addr in the calling thread's namespace
-// and serves them from background goroutines.
-func (e *netEntry) listenLocked(addr netip.AddrPort) error {
-	udpNet, tcpNet := "udp4", "tcp4"
-	if addr.Addr().Is6() {
-		udpNet, tcpNet = "udp6", "tcp6"
+	if len(n.Gateways) == 0 {
+		return n, fmt.Errorf("dns: network %s: no gateway address to listen on", n.Name)
 	}
-	pc, err := net.ListenPacket(udpNet, addr.String())
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen(tcpNet, addr.String())
-	if err != nil {
-		pc.Close()
-		return err
-	}
-	udp := &mdns.Server{PacketConn: pc, Handler: e}
-	tcp := &mdns.Server{Listener: ln, Handler: e}
-	if err := e.srv.activate(udp); err != nil {
-		pc.Close()
-		ln.Close()
-		return err
-	}
-	if err := e.srv.activate(tcp); err != nil {
-		shutdown(udp)
-		ln.Close()
-		return err
-	}
-	e.udp, e.tcp, e.listenAddr = udp, tcp, addr
-	return nil
-}
-
-// activate serves srv in the background and waits until it runs, so that a
-// Shutdown right after it cannot find it "not started" and leak the socket.
-func (s *Server) activate(srv *mdns.Server) error {
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ActivateAndServe() }()
-	select {
-	case <-started:
-		go func() {
-			if err := <-errc; err != nil {
-				s.log.Warn("dns: listener stopped", "err", err)
+	gws := make([]netip.Prefix, 0, len(n.Gateways))
+	for _, g := range n.Gateways {
+		g = unmapPrefix(g)
+		switch {
+		case !g.IsValid():
+			return n, fmt.Errorf("dns: network %s: invalid gateway %s: want an address with its subnet's length, e.g. 10.88.0.1/24", n.Name, g)
+		case !g.Addr().IsGlobalUnicast(): // 10/8 and fd00::/8 are "global" here
+			return n, fmt.Errorf("dns: network %s: refusing to listen on %s: want a unicast address of the network's subnet (not unspecified, loopback, link-local or multicast)", n.Name, g.Addr())
+		}
+		for _, o := range gws {
+			if o.Addr().Is4() == g.Addr().Is4() {
+				return n, fmt.Errorf("dns: network %s: two gateways of one family (%s, %s): at most one IPv4 and one IPv6", n.Name, o, g)
 			}
-		}()
-		return nil
-	case err := <-errc:
-		if err == nil {
-			err = errors.New("listener stopped at once")
 		}
-		return err
+		gws = append(gws, g)
 	}
+	n.Gateways = v4First(gws)
+	return n, nil
 }
 
-func shutdown(srv *mdns.Server) {
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	_ = srv.ShutdownContext(ctx) // closes the socket even when ctx expires
+// unmapPrefix turns ::ffff:10.88.0.1/120 into 10.88.0.1/24 (invalid when
+// the length does not fit IPv4).
+func unmapPrefix(p netip.Prefix) netip.Prefix {
+	if !p.Addr().Is4In6() {
+		return p
+	}
+	if p.Bits() < 96 {
+		return netip.Prefix{}
+	}
+	return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 }
 
+// v4First sorts gateways IPv4 first, in place, and returns them.
+func v4First(gws []netip.Prefix) []netip.Prefix {
+	slices.SortStableFunc(gws, func(a, b netip.Prefix) int {
+		return cmp.Compare(a.Addr().BitLen(), b.Addr().BitLen())
+	})
+	return gws
+}
+
+// stopLocked stops all of the network's listeners.
 func (e *netEntry) stopLocked() {
-	var wg sync.WaitGroup
-	for _, srv := range []*mdns.Server{e.udp, e.tcp} {
-		if srv != nil {
-			wg.Go(func() { shutdown(srv) })
-		}
-	}
-	wg.Wait()
-	e.udp, e.tcp, e.listenAddr = nil, nil, netip.AddrPort{}
+	stopAll(slices.Collect(maps.Values(e.listeners)))
+	clear(e.listeners)
 }
 
-// SetRecord adds or replaces the endpoint with r.IP on network.
+// normRecord returns r with its addresses valid, unmapped, sorted and
+// unique, and slices of its own; ok is false when none is left.
+func normRecord(r Record) (_ *Record, ok bool) {
+	ips := make([]netip.Addr, 0, len(r.IPs))
+	for _, ip := range r.IPs {
+		if ip.IsValid() {
+			ips = append(ips, ip.Unmap())
+		}
+	}
+	if len(ips) == 0 {
+		return nil, false
+	}
+	slices.SortFunc(ips, netip.Addr.Compare)
+	r.IPs = slices.Compact(ips)
+	r.Aliases = slices.Clone(r.Aliases)
+	return &r, true
+}
+
+// putLocked adds r to records and z, replacing the records that hold any of
+// its addresses (entirely: all their addresses and names go).
+func putLocked(records map[netip.Addr]*Record, z *zone, r *Record) {
+	for _, ip := range r.IPs {
+		if old := records[ip]; old != nil {
+			dropLocked(records, z, old)
+		}
+	}
+	for _, ip := range r.IPs {
+		records[ip] = r
+	}
+	z.set(*r)
+}
+
+// dropLocked removes r, and every address of it, from records and z.
+func dropLocked(records map[netip.Addr]*Record, z *zone, r *Record) {
+	for _, ip := range r.IPs {
+		delete(records, ip)
+	}
+	z.unset(*r)
+}
+
+// SetRecord adds an endpoint's record to network. An address identifies an
+// endpoint: a record holding any of r.IPs is replaced, all of it (an
+// endpoint whose addresses changed is set with its new ones; its old
+// record goes as soon as they share one). Invalid addresses are ignored; a
+// record with none is.
 func (s *Server) SetRecord(network string, r Record) {
-	if !r.IP.IsValid() {
+	nr, ok := normRecord(r)
+	if !ok {
 		return
 	}
-	r.IP = r.IP.Unmap()
-	r.Aliases = slices.Clone(r.Aliases)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.entryLocked(network)
-	old, had := e.records[r.IP]
-	e.records[r.IP] = r
 	e.zmu.Lock()
-	if had {
-		e.zone.unset(old)
-	}
-	e.zone.set(r)
+	putLocked(e.records, e.zone, nr)
 	e.zmu.Unlock()
 }
 
-// RemoveRecord removes the endpoint with ip from network; absent is fine.
+// RemoveRecord removes from network the endpoint that has ip among its
+// addresses, with all its addresses; absent is fine.
 func (s *Server) RemoveRecord(network string, ip netip.Addr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -411,31 +483,30 @@ func (s *Server) RemoveRecord(network string, ip netip.Addr) {
 	if e == nil {
 		return
 	}
-	old, ok := e.records[ip.Unmap()]
-	if !ok {
+	old := e.records[ip.Unmap()]
+	if old == nil {
 		return
 	}
-	delete(e.records, ip.Unmap())
 	e.zmu.Lock()
-	e.zone.unset(old)
+	dropLocked(e.records, e.zone, old)
 	e.zmu.Unlock()
 }
 
-// ReplaceRecords sets all of a network's records at once.
+// ReplaceRecords sets all of a network's records at once, as SetRecord
+// would one after the other (a later record sharing an address with an
+// earlier one replaces it).
 func (s *Server) ReplaceRecords(network string, rs []Record) {
-	m := make(map[netip.Addr]Record, len(rs))
+	m := make(map[netip.Addr]*Record, len(rs))
+	z := newZone(normName(network))
 	for _, r := range rs {
-		if r.IP.IsValid() {
-			r.IP = r.IP.Unmap()
-			r.Aliases = slices.Clone(r.Aliases)
-			m[r.IP] = r
+		if nr, ok := normRecord(r); ok {
+			putLocked(m, z, nr) // m and z are still this goroutine's own
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.entryLocked(network)
 	e.records = m
-	z := buildZone(e.zname, m)
 	e.zmu.Lock()
 	e.zone = z
 	e.zmu.Unlock()
@@ -462,22 +533,26 @@ func (s *Server) Close() error {
 func (s *Server) updateOwnLocked() {
 	own := map[string]bool{}
 	for _, e := range s.nets {
-		if e.udp != nil {
-			own[e.listenAddr.String()] = true
+		for addr := range e.listeners {
+			own[addr.String()] = true
 		}
 	}
 	s.own.Store(&own)
 }
 
-// listening returns the networks with a running listener, sorted.
+// listening returns the networks with a running listener on every one of
+// their gateways, sorted: a network missing from it has a gateway that
+// SetNetworks could not bind (and reported).
 func (s *Server) listening() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []string
 	for name, e := range s.nets {
-		if e.udp != nil {
-			out = append(out, name)
+		cfg := e.cfg.Load()
+		if cfg == nil || len(e.listeners) == 0 || len(e.listeners) != len(cfg.Gateways) {
+			continue
 		}
+		out = append(out, name)
 	}
 	slices.Sort(out)
 	return out

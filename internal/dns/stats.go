@@ -32,7 +32,8 @@ type Stats struct {
 	// passed on (failover included), for successful forwards.
 	ForwardLatency Latency  `json:"forward_latency"`
 	Upstreams      []string `json:"upstreams"`
-	// Listening: networks whose listener runs.
+	// Listening: networks with a running listener on each of their
+	// gateways (a network missing here has one SetNetworks could not bind).
 	Listening []string `json:"listening"`
 }
 

@@ -23,34 +23,32 @@ func newZone(zname string) *zone {
 	return &zone{name: zname, names: map[string][]netip.Addr{}, ptr: map[netip.Addr]string{}}
 }
 
-// buildZone makes a zone holding recs.
-func buildZone(zname string, recs map[netip.Addr]Record) *zone {
-	z := newZone(zname)
-	for _, r := range recs {
-		z.set(r)
-	}
-	return z
-}
-
-// set adds r (r.IP must not be in the zone: unset an old record first).
+// set adds r: each of its names gets each of its addresses, and each
+// address a PTR to its first name. None of r.IPs may be in the zone: unset
+// the old record first.
 func (z *zone) set(r Record) {
 	names := recordNames(r)
-	for _, n := range names {
-		z.add(n, r.IP)
-		z.add(n+"."+z.name, r.IP)
-	}
-	if len(names) > 0 {
-		z.ptr[r.IP] = names[0] + "." + z.name + "."
+	for _, ip := range r.IPs {
+		for _, n := range names {
+			z.add(n, ip)
+			z.add(n+"."+z.name, ip)
+		}
+		if len(names) > 0 {
+			z.ptr[ip] = names[0] + "." + z.name + "."
+		}
 	}
 }
 
 // unset removes r, as set added it.
 func (z *zone) unset(r Record) {
-	for _, n := range recordNames(r) {
-		z.drop(n, r.IP)
-		z.drop(n+"."+z.name, r.IP)
+	names := recordNames(r)
+	for _, ip := range r.IPs {
+		for _, n := range names {
+			z.drop(n, ip)
+			z.drop(n+"."+z.name, ip)
+		}
+		delete(z.ptr, ip)
 	}
-	delete(z.ptr, r.IP)
 }
 
 // add inserts ip into name's sorted addresses (once).
@@ -118,7 +116,7 @@ func answerLocal(z *zone, cfg *Network, r *mdns.Msg) (m *mdns.Msg, ok bool) {
 	m.RecursionAvailable = !cfg.Internal
 
 	if ip, isRev := reverseAddr(qn); isRev {
-		if !ip.IsValid() || !cfg.Subnet.Contains(ip) {
+		if !ip.IsValid() || !cfg.contains(ip) {
 			return nil, false
 		}
 		target, found := z.ptr[ip]
@@ -188,22 +186,63 @@ func (z *zone) soa() mdns.RR {
 	}
 }
 
-// reverseAddr parses "4.3.2.1.in-addr.arpa" (lower-case, no trailing dot).
-// isRev reports the suffix; ip is invalid unless the name is a full IPv4
-// address.
+// reverseAddr parses a reverse-lookup name (lower-case, no trailing dot):
+// "4.3.2.1.in-addr.arpa", or the 32 nibbles, least significant first, of
+// an IPv6 address under ip6.arpa (RFC 3596 §2.5). isRev reports either
+// suffix; ip is invalid unless the name spells one whole address.
 func reverseAddr(qn string) (ip netip.Addr, isRev bool) {
-	rest, isRev := strings.CutSuffix(qn, ".in-addr.arpa")
-	if !isRev {
-		return netip.Addr{}, false
+	if rest, ok := strings.CutSuffix(qn, ".in-addr.arpa"); ok {
+		return reverse4(rest), true
 	}
+	if rest, ok := strings.CutSuffix(qn, ".ip6.arpa"); ok {
+		return reverse6(rest), true
+	}
+	return netip.Addr{}, false
+}
+
+// reverse4 parses "4.3.2.1" as 1.2.3.4.
+func reverse4(rest string) netip.Addr {
 	labels := strings.Split(rest, ".")
 	if len(labels) != 4 {
-		return netip.Addr{}, true
+		return netip.Addr{}
 	}
 	slices.Reverse(labels)
 	ip, err := netip.ParseAddr(strings.Join(labels, "."))
 	if err != nil || !ip.Is4() {
-		return netip.Addr{}, true
+		return netip.Addr{}
 	}
-	return ip, true
+	return ip
+}
+
+// reverse6 parses "b.a.9.8.….0.0.d.f" (32 one-digit hex labels) as fd00:….
+func reverse6(rest string) netip.Addr {
+	const nibbles = 32
+	if len(rest) != 2*nibbles-1 {
+		return netip.Addr{}
+	}
+	var a [16]byte
+	for i := range nibbles {
+		if i > 0 && rest[2*i-1] != '.' {
+			return netip.Addr{}
+		}
+		v, ok := hexDigit(rest[2*i])
+		if !ok {
+			return netip.Addr{}
+		}
+		// Label i is nibble 31-i of the address: the low half of byte
+		// 15-i/2 when i is even.
+		a[15-i/2] |= v << (4 * (i % 2))
+	}
+	return netip.AddrFrom16(a)
+}
+
+// hexDigit parses one lower-case hex digit.
+func hexDigit(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
 }

@@ -18,12 +18,15 @@ type Resolver interface {
 }
 
 func dnsNetwork(n *model.Network) dns.Network {
-	s, _ := n.Subnet4()
-	return dns.Network{Name: n.Name, Gateway: s.Gateway, Subnet: s.Prefix, Internal: n.Internal}
+	gws := make([]netip.Prefix, 0, len(n.Subnets))
+	for _, s := range n.Subnets {
+		gws = append(gws, netip.PrefixFrom(s.Gateway, s.Prefix.Bits()))
+	}
+	return dns.Network{Name: n.Name, Gateways: gws, Internal: n.Internal}
 }
 
 func dnsRecord(ep *model.Endpoint) dns.Record {
-	return dns.Record{Name: ep.Sandbox, Aliases: ep.Aliases, IP: ep.FirstIP()}
+	return dns.Record{Name: ep.Sandbox, Aliases: ep.Aliases, IPs: ep.IPs()}
 }
 
 // syncResolverNetworks starts and stops per-network resolvers to match the
