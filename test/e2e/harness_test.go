@@ -90,6 +90,11 @@ const (
 	HostUplinkIP = "198.51.100.1" // host's address towards the outside
 	RouterIP     = "198.51.100.2" // the outside's router, default gateway of the host
 	LANClientIP  = "203.0.113.2"  // a client behind the router
+
+	// The same for IPv6 (documentation prefix 2001:db8::/32).
+	HostUplinkIP6 = "2001:db8:100::1"
+	RouterIP6     = "2001:db8:100::2"
+	LANClientIP6  = "2001:db8:113::2"
 )
 
 // NewHost builds the namespaces and starts the daemon.
@@ -124,6 +129,12 @@ func (h *Host) wire() {
 	// This kernel has no dummy module: the LAN client's address lives on
 	// the outside namespace's lo.
 	h.In(h.Outside, "ip", "addr", "add", LANClientIP+"/32", "dev", "lo")
+	// IPv6 on the same cable, without DAD so that addresses are usable at
+	// once; the LAN client's /128 is reached through the router.
+	h.In(h.NS, "ip", "addr", "add", HostUplinkIP6+"/64", "dev", "uplink0", "nodad")
+	h.In(h.NS, "ip", "-6", "route", "add", "default", "via", RouterIP6)
+	h.In(h.Outside, "ip", "addr", "add", RouterIP6+"/64", "dev", "wan0", "nodad")
+	h.In(h.Outside, "ip", "addr", "add", LANClientIP6+"/128", "dev", "lo")
 }
 
 // serveUpstream runs the outside world's resolver at RouterIP:53 (UDP),
@@ -287,7 +298,8 @@ func (h *Host) Sandbox(name string) *model.SandboxInfo {
 	return v[0]
 }
 
-// IP returns the address of a sandbox on a network.
+// IP returns the (first: IPv4 when it has one) address of a sandbox on a
+// network.
 func (h *Host) IP(sandbox, network string) string {
 	h.t.Helper()
 	for _, ep := range h.Sandbox(sandbox).Endpoints {
@@ -296,6 +308,18 @@ func (h *Host) IP(sandbox, network string) string {
 		}
 	}
 	h.t.Fatalf("sandbox %s has no endpoint on %s", sandbox, network)
+	return ""
+}
+
+// IP6 returns the IPv6 address of a sandbox on a network.
+func (h *Host) IP6(sandbox, network string) string {
+	h.t.Helper()
+	for _, ep := range h.Sandbox(sandbox).Endpoints {
+		if a, ok := ep.Addr6(); ok && ep.Network == network {
+			return a.Addr.Addr().String()
+		}
+	}
+	h.t.Fatalf("sandbox %s has no IPv6 address on %s", sandbox, network)
 	return ""
 }
 
@@ -342,7 +366,7 @@ func ServeTCP(t testing.TB, ns, addr string) *TCPServer {
 	t.Helper()
 	var l net.Listener
 	if err := testutil.InNetns(t, ns, func() (err error) {
-		l, err = net.Listen("tcp4", addr)
+		l, err = net.Listen("tcp", addr)
 		return err
 	}); err != nil {
 		t.Fatalf("listen %s in %s: %v", addr, ns, err)
@@ -371,7 +395,7 @@ func DialFrom(t *testing.T, ns, addr string) (string, error) {
 	t.Helper()
 	var line string
 	err := testutil.InNetns(t, ns, func() error {
-		c, err := net.DialTimeout("tcp4", addr, 2*time.Second)
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 		if err != nil {
 			return err
 		}

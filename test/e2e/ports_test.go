@@ -36,7 +36,7 @@ func udpAsk(t *testing.T, ns, addr string) (string, error) {
 	t.Helper()
 	var reply string
 	err := testutil.InNetns(t, ns, func() error {
-		c, err := net.Dial("udp4", addr)
+		c, err := net.Dial("udp", addr)
 		if err != nil {
 			return err
 		}
