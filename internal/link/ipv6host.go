@@ -111,9 +111,9 @@ const ipv6Sys = "/proc/sys/net/ipv6"
 // link's name).
 func confPath(link, key string) string { return filepath.Join(ipv6Sys, "conf", link, key) }
 
-// confName is net.ipv6.conf.LINK.KEY as sysctl(8) writes it: a dot in a
-// link's name (a VLAN, eth0.100) becomes a slash.
-func confName(link, key string) string {
+// IPv6ConfName is net.ipv6.conf.LINK.KEY as sysctl(8) writes it: a dot
+// in a link's name (a VLAN, eth0.100) becomes a slash.
+func IPv6ConfName(link, key string) string {
 	return "net.ipv6.conf." + strings.ReplaceAll(link, ".", "/") + "." + key
 }
 
@@ -135,10 +135,10 @@ func planIPv6Forward(h IPv6Host) ([]SysctlChange, error) {
 	var out []SysctlChange
 	for _, u := range h.Uplinks {
 		if u.AcceptRA == 1 {
-			out = append(out, SysctlChange{Name: confName(u.Name, "accept_ra"), Link: u.Name, From: "1", To: "2", Why: whyAcceptRA})
+			out = append(out, SysctlChange{Name: IPv6ConfName(u.Name, "accept_ra"), Link: u.Name, From: "1", To: "2", Why: whyAcceptRA})
 		}
 	}
-	return append(out, SysctlChange{Name: confName("all", "forwarding"), From: "0", To: "1", Why: whyForwarding}), nil
+	return append(out, SysctlChange{Name: IPv6ConfName("all", "forwarding"), From: "0", To: "1", Why: whyForwarding}), nil
 }
 
 // inOwnNetns runs fn on a thread in the adapter's namespace (the one New
