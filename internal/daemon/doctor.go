@@ -46,6 +46,7 @@ func (d *doctor) run(ctx context.Context) ([]api.Finding, error) {
 	out = append(out, d.bridges(nets)...)
 	out = append(out, d.endpoints(ctx, sbs)...)
 	out = append(out, d.forwarding()...)
+	out = append(out, d.ipv6(nets)...)
 	out = append(out, d.brNetfilter()...)
 	out = append(out, d.mtu(nets)...)
 	out = append(out, d.rpFilter(ctx, sbs)...)

@@ -2,16 +2,12 @@ package daemon
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"pontoon/internal/model"
+	"pontoon/internal/probe"
 )
 
 // probePorts refuses a mapping whose host port a process on the host
@@ -19,11 +15,15 @@ import (
 // tries to bind each port in the daemon's namespace (the host's) and, when
 // that fails, names the process that holds it.
 //
+// A mapping on every address is probed in both families: 0.0.0.0 and,
+// apart, [::] (IPV6_V6ONLY), so that a server that listens only on IPv6
+// is found too. A mapping on one address is probed on that address.
+//
 // A mapping bound to an address the host does not have is refused too:
 // the kernel would never deliver a packet for it (bind says EADDRNOTAVAIL).
 func probePorts(m model.PortMapping) error {
 	if m.HostIP.IsValid() {
-		l, err := net.Listen("tcp4", netip.AddrPortFrom(m.HostIP, 0).String())
+		l, err := net.Listen(bindNetwork("tcp", m.HostIP), netip.AddrPortFrom(m.HostIP, 0).String())
 		if errors.Is(err, syscall.EADDRNOTAVAIL) {
 			return model.Invalidf("host address %s of mapping %s is not an address of this host: give one of the host's addresses, or leave it out to publish on all of them", m.HostIP, m)
 		}
@@ -34,61 +34,51 @@ func probePorts(m model.PortMapping) error {
 	if m.Proto == "sctp" {
 		return nil // no portable bind probe; pontoon's own conflicts are still checked
 	}
-	ip := m.HostIP
-	if !ip.IsValid() {
-		ip = netip.IPv4Unspecified()
+	ips := []netip.Addr{m.HostIP}
+	if !m.HostIP.IsValid() {
+		ips = []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()}
 	}
 	for p := int(m.HostPort); p <= int(m.HostPortEnd); p++ {
-		addr := netip.AddrPortFrom(ip, uint16(p)).String()
-		var err error
-		if m.Proto == "udp" {
-			var c net.PacketConn
-			if c, err = net.ListenPacket("udp4", addr); err == nil {
-				c.Close()
+		for _, ip := range ips {
+			if err := tryBind(m.Proto, ip, uint16(p)); errors.Is(err, syscall.EADDRINUSE) {
+				return model.Conflictf("host port %d/%s is in use by %s on the host: stop it or publish another host port", p, m.Proto, holder(m.Proto, ip, uint16(p)))
 			}
-		} else {
-			var l net.Listener
-			if l, err = net.Listen("tcp4", addr); err == nil {
-				l.Close()
-			}
-		}
-		if err != nil && errors.Is(err, syscall.EADDRINUSE) {
-			return model.Conflictf("host port %d/%s is in use by %s on the host: stop it or publish another host port", p, m.Proto, holder(m.Proto, p))
 		}
 	}
 	return nil
 }
 
-// holder finds the process owning a socket bound to port: the socket's
-// inode from /proc/net/{tcp,udp}, then the process with that fd.
-func holder(proto string, port int) string {
-	data, err := os.ReadFile("/proc/net/" + proto)
-	if err != nil {
-		return "a process"
+// bindNetwork is proto with ip's family: "tcp6" binds [::] with
+// IPV6_V6ONLY, where "tcp" would make a dual-stack socket.
+func bindNetwork(proto string, ip netip.Addr) string {
+	if ip.Is4() {
+		return proto + "4"
 	}
-	hexPort := fmt.Sprintf(":%04X", port)
-	inode := ""
-	for _, line := range strings.Split(string(data), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) > 9 && strings.HasSuffix(f[1], hexPort) {
-			inode = f[9]
-			break
+	return proto + "6"
+}
+
+// tryBind binds ip:port and lets it go at once.
+func tryBind(proto string, ip netip.Addr, port uint16) error {
+	addr := netip.AddrPortFrom(ip, port).String()
+	if proto == "udp" {
+		c, err := net.ListenPacket(bindNetwork("udp", ip), addr)
+		if err == nil {
+			c.Close()
 		}
+		return err
 	}
-	if inode == "" {
-		return "a process"
+	l, err := net.Listen(bindNetwork("tcp", ip), addr)
+	if err == nil {
+		l.Close()
 	}
-	want := "socket:[" + inode + "]"
-	procs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, p := range procs {
-		fds, _ := os.ReadDir(filepath.Join(p, "fd"))
-		for _, fd := range fds {
-			if t, err := os.Readlink(filepath.Join(p, "fd", fd.Name())); err == nil && t == want {
-				comm, _ := os.ReadFile(filepath.Join(p, "comm"))
-				pid, _ := strconv.Atoi(filepath.Base(p))
-				return fmt.Sprintf("process %d (%s)", pid, strings.TrimSpace(string(comm)))
-			}
-		}
+	return err
+}
+
+// holder names the process holding proto port on ip (both families'
+// socket tables: a dual-stack server on [::] is listed only in tcp6).
+func holder(proto string, ip netip.Addr, port uint16) string {
+	if h, ok := probe.PortHolder(proto, ip, port); ok {
+		return h.String()
 	}
 	return "a process"
 }

@@ -26,7 +26,10 @@ type Fake struct {
 	Host []netip.Prefix
 	// Forwarding is what IPForward reports; SetIPForward sets it.
 	Forwarding bool
-	watchers   []chan Event
+	// IPv6 is what IPv6Host reports; SetIPv6Forward changes it as the
+	// kernel would be changed (NewFake: IPv6 available, forwarding off).
+	IPv6     IPv6Host
+	watchers []chan Event
 	// Nets holds the host's own networks HostNets reports (HostPrefixes
 	// reports them too). HostNets adds every bridge's gateway address and
 	// connected route, as the kernel would.
@@ -47,13 +50,13 @@ type fakeVeth struct {
 
 // NewFake returns an empty fake.
 func NewFake() *Fake {
-	return &Fake{next: 10, bridges: map[string]*fakeBridge{}, veths: map[string]*fakeVeth{}, rules: map[string]bool{}, fail: map[string]error{}}
+	return &Fake{IPv6: IPv6Host{Available: true}, next: 10, bridges: map[string]*fakeBridge{}, veths: map[string]*fakeVeth{}, rules: map[string]bool{}, fail: map[string]error{}}
 }
 
 // InjectError makes every later call of op (a method name of Interface
 // that can fail: "EnsureBridge", "DeleteBridge", "AddVeth", "DisableVeth",
 // "DeleteVeths", "DeleteRule", "ListLinks", "LinkIndex", "HostPrefixes",
-// "HostNets", "DeleteConntrack")
+// "HostNets", "DeleteConntrack", "IPv6Host", "SetIPv6Forward")
 // fail with err, changing nothing; nil clears it.
 func (f *Fake) InjectError(op string, err error) {
 	f.mu.Lock()

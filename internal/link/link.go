@@ -156,6 +156,17 @@ type Interface interface {
 	// namespace; SetIPForward turns it on.
 	IPForward() (bool, error)
 	SetIPForward() error
+	// IPv6Host reads the host namespace's IPv6 state: whether the kernel
+	// has IPv6 and it is on, forwarding, and each uplink's router
+	// advertisement settings and IPv6 default route (for doctor).
+	IPv6Host() (IPv6Host, error)
+	// SetIPv6Forward turns net.ipv6.conf.all.forwarding on in the host
+	// namespace, first setting accept_ra=2 on each uplink whose accept_ra
+	// is 1 so that the host keeps its RA-learned IPv6 default route (a
+	// warning is logged for each). It returns what it changed, in order;
+	// nothing when forwarding is already on. ErrIPv6Unavailable or
+	// ErrIPv6Disabled (wrapped): nothing changed.
+	SetIPv6Forward() ([]SysctlChange, error)
 
 	// Watch streams link, address, route, rule and IPv4 setting
 	// notifications of the host namespace (netns "") or of a sandbox's

@@ -10,6 +10,9 @@
 // once (SO_LINGER 0), so the server sees at most a connection that closes.
 // A forged source (Spec.Forged) is written whole with IP_HDRINCL through a
 // raw socket: no answer can come back to it.
+//
+// PortHolder (holder.go) answers the other question the daemon asks of
+// the host's sockets: which process holds a port a mapping wants.
 package probe
 
 import (
