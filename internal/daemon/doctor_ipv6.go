@@ -10,7 +10,7 @@ import (
 )
 
 // wantsIPv6 reports whether a network has an IPv6 subnet.
-func wantsIPv6(n *model.Network) bool { return n.Subnet.Addr().Is6() }
+func wantsIPv6(n *model.Network) bool { _, ok := n.Subnet6(); return ok }
 
 // ipv6 checks what networks with an IPv6 subnet need from the host: IPv6
 // there and on, IPv6 forwarding, and uplinks that still take router

@@ -115,8 +115,8 @@ func TestDoctorIPv6(t *testing.T) {
 	f := link.NewFake()
 	f.IPv6.Uplinks = []link.IPv6Uplink{{Name: "eth0", AcceptRA: 1, DefaultRoute6: "ra"}}
 	d := &doctor{link: f}
-	v4 := &model.NetworkInfo{Network: model.Network{Name: "four", Subnet: netip.MustParsePrefix("10.90.1.0/24")}}
-	v6 := &model.NetworkInfo{Network: model.Network{Name: "six", Subnet: netip.MustParsePrefix("fd00:1::/64")}}
+	v4 := &model.NetworkInfo{Network: model.Network{Name: "four", Subnets: []model.Subnet{{Prefix: netip.MustParsePrefix("10.90.1.0/24")}}}}
+	v6 := &model.NetworkInfo{Network: model.Network{Name: "six", Subnets: []model.Subnet{{Prefix: netip.MustParsePrefix("fd00:1::/64")}}}}
 	check := func(nets []*model.NetworkInfo, check, level, says string) {
 		t.Helper()
 		for _, fi := range d.ipv6(nets) {
