@@ -342,6 +342,7 @@ func (h *healer) pass(ctx context.Context, d dirtySet) {
 	}
 	if (d.forward || d.all) && e.cfg.SetIPForward {
 		h.healForward()
+		h.healForward6()
 	}
 	if d.all || d.sweep {
 		// Adopted namespaces: check that they still live (a stat each);
@@ -730,6 +731,30 @@ func (h *healer) healForward() {
 	h.count(RepairSysctl, 1)
 	e.emit(Event{Kind: model.EventRepaired, Op: RepairSysctl, Detail: "net.ipv4.ip_forward was 0"})
 	e.log.Info("self-healing: turned net.ipv4.ip_forward back on", "why", "it was 0: sandboxes had no way out")
+}
+
+// healForward6 turns IPv6 forwarding back on while a network has an IPv6
+// subnet.
+func (h *healer) healForward6() {
+	e := h.e
+	if !e.hasIPv6Network() {
+		return
+	}
+	st, err := e.link.IPv6Host()
+	if err != nil || st.Forwarding {
+		if err == nil {
+			h.ok("sysctl net.ipv6.conf.all.forwarding")
+		}
+		return
+	}
+	if err := e.ensureIPv6Forward(); err != nil {
+		h.failed("sysctl net.ipv6.conf.all.forwarding", fmt.Sprintf("is 0 and cannot be set: %v", err))
+		return
+	}
+	h.ok("sysctl net.ipv6.conf.all.forwarding")
+	h.count(RepairSysctl, 1)
+	e.emit(Event{Kind: model.EventRepaired, Op: RepairSysctl, Detail: "net.ipv6.conf.all.forwarding was 0"})
+	e.log.Info("self-healing: turned IPv6 forwarding back on", "why", "it was 0: IPv6 sandboxes had no way out")
 }
 
 // syncWatches watches the namespace of every ready sandbox pontoon created

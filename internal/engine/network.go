@@ -117,6 +117,11 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 		}
 		return cause
 	}
+	if _, v6 := n.Subnet6(); v6 {
+		if err := e.ensureIPv6Forward(); err != nil {
+			return nil, undo(fmt.Errorf("network %s has an IPv6 subnet: %w", n.Name, err))
+		}
+	}
 	if err := e.hook("network:bridge"); err != nil {
 		return nil, undo(err)
 	}
@@ -175,6 +180,40 @@ func (e *Engine) pickSubnet(name string, v6 bool, taken []netip.Prefix) (netip.P
 		return netip.Prefix{}, model.Exhaustedf("no free /%d subnet left in the default pool for network %s: give one with --subnet", e.cfg.PoolBits, name)
 	}
 	return p, nil
+}
+
+// ensureIPv6Forward turns IPv6 forwarding on in the daemon's namespace when
+// a network has an IPv6 subnet (and the daemon manages forwarding). The
+// adapter first sets accept_ra=2 on uplinks that take router
+// advertisements, so the host keeps its RA-learned default route; each
+// change is logged.
+func (e *Engine) ensureIPv6Forward() error {
+	if !e.cfg.SetIPForward || !e.hasIPv6Network() {
+		return nil
+	}
+	changes, err := e.link.SetIPv6Forward()
+	for _, c := range changes {
+		e.log.Warn("changed a host sysctl for IPv6 forwarding", "change", c.String(), "why", c.Why)
+	}
+	if err != nil {
+		return fmt.Errorf("enable IPv6 forwarding: %w", err)
+	}
+	return nil
+}
+
+// hasIPv6Network reports whether some network has an IPv6 subnet.
+func (e *Engine) hasIPv6Network() bool {
+	found := false
+	_ = e.st.View(func(tx store.Tx) error {
+		nets, err := tx.Networks()
+		for _, n := range nets {
+			if _, ok := n.Subnet6(); ok {
+				found = true
+			}
+		}
+		return err
+	})
+	return found
 }
 
 func bridgeOf(n *model.Network) link.Bridge {

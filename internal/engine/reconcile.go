@@ -32,6 +32,9 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("enable ip forwarding: %w", err))
 		}
 	}
+	if err := e.ensureIPv6Forward(); err != nil {
+		errs = append(errs, err)
+	}
 	e.netMu.Lock()
 	err := e.reconcileNetworksLocked(ctx)
 	e.netMu.Unlock()
