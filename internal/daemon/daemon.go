@@ -39,6 +39,8 @@ type Options struct {
 	DefaultSubnet string // subnet of the default network
 	Pool          string // comma-separated prefixes for networks created without --subnet
 	PoolBits      int
+	Pool6         string // the same for IPv6 subnets (networks created with --ipv6)
+	Pool6Bits     int
 
 	DNS         string        // comma-separated upstream resolvers ("ip[:port]"); "" = from ResolvConf
 	ResolvConf  string        // the host's resolv.conf, read for upstreams
@@ -67,6 +69,7 @@ func DefaultOptions() Options {
 		NetnsDir:      "/run/pontoon/netns",
 		DefaultSubnet: ipam.DefaultSubnet.String(),
 		PoolBits:      24,
+		Pool6Bits:     64,
 		ResolvConf:    dns.DefaultResolvConf,
 		DNSTimeout:    dns.DefaultTimeout,
 		EtcNetnsDir:   "/etc/netns",
@@ -273,6 +276,24 @@ func parseOptions(o Options) (engine.Config, error) {
 	for _, p := range cfg.Pool {
 		if p.Bits() > cfg.PoolBits {
 			return cfg, fmt.Errorf("--pool entry %s is smaller than --pool-size /%d", p, cfg.PoolBits)
+		}
+	}
+	if o.Pool6 != "" {
+		for _, s := range strings.Split(o.Pool6, ",") {
+			p, err := netip.ParsePrefix(strings.TrimSpace(s))
+			if err != nil || !p.Addr().Is6() || p.Addr().Is4In6() || p.Masked() != p {
+				return cfg, fmt.Errorf("--ipv6-pool entry %q is not an IPv6 CIDR like fd00:1::/48", s)
+			}
+			cfg.Pool6 = append(cfg.Pool6, p)
+		}
+	}
+	cfg.Pool6Bits = o.Pool6Bits
+	if cfg.Pool6Bits != 0 && (cfg.Pool6Bits < 16 || cfg.Pool6Bits > 124) {
+		return cfg, fmt.Errorf("--ipv6-pool-size /%d is out of range: use 16 to 124 (64 lets SLAAC-minded tools work)", cfg.Pool6Bits)
+	}
+	for _, p := range cfg.Pool6 {
+		if p.Bits() > cfg.Pool6Bits {
+			return cfg, fmt.Errorf("--ipv6-pool entry %s is smaller than --ipv6-pool-size /%d", p, cfg.Pool6Bits)
 		}
 	}
 	return cfg, nil
