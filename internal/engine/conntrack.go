@@ -52,13 +52,7 @@ import (
 
 // portFlows selects the entries to a mapping's host ports, for its UDP and
 // SCTP mappings; keep (if valid) exempts flows that already go to it.
-func portFlows(ports []model.PortMapping, keeps ...netip.Addr) []link.ConntrackFilter {
-	var keep netip.Addr
-	for _, k := range keeps {
-		if k.Is4() {
-			keep = k // only IPv4's table is read
-		}
-	}
+func portFlows(ports []model.PortMapping, keep ...netip.Addr) []link.ConntrackFilter {
 	var out []link.ConntrackFilter
 	for _, m := range ports {
 		if m.Proto != "udp" && m.Proto != "sctp" {
@@ -93,9 +87,7 @@ func (e *Engine) flowsGone(eps []*model.Endpoint) {
 	hasPorts := false
 	for _, ep := range eps {
 		for _, ip := range ep.IPs() {
-			if ip.Is4() { // only IPv4's table is read
-				fs = append(fs, addressFlows(ip)...)
-			}
+			fs = append(fs, addressFlows(ip)...)
 			addrs = append(addrs, ip)
 		}
 		names = append(names, ep.Sandbox)

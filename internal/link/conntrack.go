@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -30,7 +31,9 @@ import (
 // entry's tuple, ID and zone), with a tuple parser that reads every
 // protocol's ports; matching is its ConntrackFilter.
 
-// ConntrackFilter selects IPv4 conntrack entries of the host namespace.
+// ConntrackFilter selects conntrack entries (IPv4 and IPv6) of the host
+// namespace. A filter with an address matches entries of that address's
+// family only; one without matches both tables.
 // Every field that is set must match; unset fields match anything. A
 // filter must set at least one of Proto, OrigSrc, OrigDst and ReplySrc.
 type ConntrackFilter struct {
@@ -48,9 +51,10 @@ type ConntrackFilter struct {
 	// ReplySrc is the reply direction's source: the address that answers
 	// (after DNAT, the sandbox the flow was sent to).
 	ReplySrc netip.Addr
-	// KeepReplySrc exempts entries whose reply source is this address:
-	// those flows already go where they should.
-	KeepReplySrc netip.Addr
+	// KeepReplySrc exempts entries whose reply source is one of these
+	// addresses (an endpoint's, one per family): those flows already go
+	// where they should.
+	KeepReplySrc []netip.Addr
 }
 
 // String describes the filter in conntrack(8)'s terms, for logs and tests.
@@ -81,8 +85,8 @@ func (f ConntrackFilter) String() string {
 	if f.ReplySrc.IsValid() {
 		add("--reply-src", f.ReplySrc.String())
 	}
-	if f.KeepReplySrc.IsValid() {
-		add("except --reply-src", f.KeepReplySrc.String())
+	for _, k := range f.KeepReplySrc {
+		add("except --reply-src", k.String())
 	}
 	return s
 }
@@ -98,7 +102,7 @@ var protoNumbers = map[string]uint8{"tcp": unix.IPPROTO_TCP, "udp": unix.IPPROTO
 
 // Validate refuses filters that would match more than meant: an empty one
 // (every entry), ports without a protocol, an unknown protocol, a reversed
-// range, IPv6 addresses (only the IPv4 table is read).
+// range, addresses of two families in one filter.
 func (f ConntrackFilter) Validate() error {
 	if f.Proto != "" {
 		if _, ok := protoNumbers[f.Proto]; !ok {
@@ -116,12 +120,33 @@ func (f ConntrackFilter) Validate() error {
 	} else if hi < lo {
 		return fmt.Errorf("conntrack filter %q: port range %d-%d is reversed", f, lo, hi)
 	}
-	for _, a := range []netip.Addr{f.OrigSrc, f.OrigDst, f.ReplySrc, f.KeepReplySrc} {
-		if a.IsValid() && !a.Is4() {
-			return fmt.Errorf("conntrack filter %q: %s is not an IPv4 address", f, a)
+	fam := 0
+	for _, a := range []netip.Addr{f.OrigSrc, f.OrigDst, f.ReplySrc} {
+		switch {
+		case !a.IsValid():
+		case a.Is4In6() || a.Zone() != "":
+			return fmt.Errorf("conntrack filter %q: %s is not a plain IPv4 or IPv6 address", f, a)
+		case fam == 0:
+			fam = a.BitLen()
+		case fam != a.BitLen():
+			return fmt.Errorf("conntrack filter %q mixes IPv4 and IPv6 addresses: an entry has one family", f)
 		}
 	}
 	return nil
+}
+
+// families returns the address families (AF_INET, AF_INET6) whose tables
+// the filter can match.
+func (f ConntrackFilter) families() []uint8 {
+	for _, a := range []netip.Addr{f.OrigSrc, f.OrigDst, f.ReplySrc} {
+		switch {
+		case a.Is4():
+			return []uint8{unix.AF_INET}
+		case a.Is6():
+			return []uint8{unix.AF_INET6}
+		}
+	}
+	return []uint8{unix.AF_INET, unix.AF_INET6}
 }
 
 // flowMatcher is a ConntrackFilter in vishvananda/netlink's terms: its
@@ -130,7 +155,7 @@ func (f ConntrackFilter) Validate() error {
 type flowMatcher struct {
 	base   *netlink.ConntrackFilter
 	lo, hi uint16
-	keep   net.IP
+	keep   []net.IP
 }
 
 func newFlowMatcher(f ConntrackFilter) (*flowMatcher, error) {
@@ -154,8 +179,8 @@ func newFlowMatcher(f ConntrackFilter) (*flowMatcher, error) {
 			}
 		}
 	}
-	if f.KeepReplySrc.IsValid() {
-		m.keep = f.KeepReplySrc.AsSlice()
+	for _, k := range f.KeepReplySrc {
+		m.keep = append(m.keep, k.AsSlice())
 	}
 	return m, nil
 }
@@ -167,7 +192,12 @@ func (m *flowMatcher) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
 	if m.lo != 0 && (flow.Forward.DstPort < m.lo || flow.Forward.DstPort > m.hi) {
 		return false
 	}
-	return m.keep == nil || !m.keep.Equal(flow.Reverse.SrcIP)
+	for _, k := range m.keep {
+		if k.Equal(flow.Reverse.SrcIP) {
+			return false
+		}
+	}
+	return true
 }
 
 // ctEntry is one dumped conntrack entry: the parsed flow, and the raw
@@ -184,18 +214,28 @@ func (n *netlinkLinks) DeleteConntrack(filters []ConntrackFilter) (int, error) {
 		return 0, nil
 	}
 	ms := make([]*flowMatcher, 0, len(filters))
+	var fams []uint8 // the tables to read, each once
 	for _, f := range filters {
 		m, err := newFlowMatcher(f)
 		if err != nil {
 			return 0, err
 		}
 		ms = append(ms, m)
+		for _, fam := range f.families() {
+			if !slices.Contains(fams, fam) {
+				fams = append(fams, fam)
+			}
+		}
 	}
 	n.ctMu.Lock()
 	defer n.ctMu.Unlock()
-	entries, err := n.dumpConntrack()
-	if err != nil {
-		return 0, err
+	var entries []ctEntry
+	for _, fam := range fams {
+		es, err := n.dumpConntrack(fam)
+		if err != nil {
+			return 0, err
+		}
+		entries = append(entries, es...)
 	}
 	deleted, failed := 0, 0
 	var firstErr error
@@ -211,7 +251,7 @@ func (n *netlinkLinks) DeleteConntrack(filters []ConntrackFilter) (int, error) {
 		if !matched {
 			continue
 		}
-		req := n.ctRequest(nl.IPCTNL_MSG_CT_DELETE, unix.NLM_F_ACK)
+		req := n.ctRequest(ent.flow.FamilyType, nl.IPCTNL_MSG_CT_DELETE, unix.NLM_F_ACK)
 		req.AddRawData(ent.key)
 		if _, err := req.Execute(unix.NETLINK_NETFILTER, 0); err == nil || errors.Is(err, fs.ErrNotExist) {
 			deleted++ // ENOENT: it expired, or someone else deleted it
@@ -228,7 +268,7 @@ func (n *netlinkLinks) DeleteConntrack(filters []ConntrackFilter) (int, error) {
 	return deleted, nil
 }
 
-func (n *netlinkLinks) ctRequest(msg, flags int) *nl.NetlinkRequest {
+func (n *netlinkLinks) ctRequest(family uint8, msg, flags int) *nl.NetlinkRequest {
 	req := &nl.NetlinkRequest{
 		NlMsghdr: unix.NlMsghdr{
 			Len:   unix.SizeofNlMsghdr,
@@ -237,15 +277,16 @@ func (n *netlinkLinks) ctRequest(msg, flags int) *nl.NetlinkRequest {
 		},
 		Sockets: n.ct,
 	}
-	req.AddData(&nl.Nfgenmsg{NfgenFamily: unix.AF_INET, Version: nl.NFNETLINK_V0})
+	req.AddData(&nl.Nfgenmsg{NfgenFamily: family, Version: nl.NFNETLINK_V0})
 	return req
 }
 
-// dumpConntrack reads the host namespace's IPv4 conntrack table. A dump
-// the kernel marks interrupted is read again (a few times at most).
-func (n *netlinkLinks) dumpConntrack() ([]ctEntry, error) {
+// dumpConntrack reads the host namespace's conntrack table of one family
+// (AF_INET or AF_INET6). A dump the kernel marks interrupted is read again
+// (a few times at most).
+func (n *netlinkLinks) dumpConntrack(family uint8) ([]ctEntry, error) {
 	msgs, err := retryDump(func() ([][]byte, error) {
-		return n.ctRequest(nl.IPCTNL_MSG_CT_GET, unix.NLM_F_DUMP).Execute(unix.NETLINK_NETFILTER, 0)
+		return n.ctRequest(family, nl.IPCTNL_MSG_CT_GET, unix.NLM_F_DUMP).Execute(unix.NETLINK_NETFILTER, 0)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dump conntrack table: %w", err)

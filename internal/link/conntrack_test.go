@@ -192,7 +192,7 @@ add rule ip t pre sctp dport 5093 dnat to 10.70.0.2`)
 	}
 	// Invalid filters are refused and delete nothing.
 	for _, bad := range []ConntrackFilter{{}, {OrigDstPort: 5090}, {Proto: "icmp"}, {Proto: "udp", OrigDstPort: 10, OrigDstPortEnd: 5},
-		{KeepReplySrc: netip.MustParseAddr("10.70.0.2")}, {ReplySrc: netip.MustParseAddr("fd00::1")}} {
+		{KeepReplySrc: []netip.Addr{netip.MustParseAddr("10.70.0.2")}}, {OrigSrc: netip.MustParseAddr("10.70.0.2"), ReplySrc: netip.MustParseAddr("fd00::1")}} {
 		if n, err := lab.l.DeleteConntrack([]ConntrackFilter{{Proto: "udp", OrigDstPort: 6003}, bad}); err == nil || n != 0 {
 			t.Errorf("DeleteConntrack(%+v) = %d, %v; want an error", bad, n, err)
 		}
@@ -212,7 +212,7 @@ add rule ip t pre sctp dport 5093 dnat to 10.70.0.2`)
 	check("sctp 5093")
 
 	keep := netip.MustParseAddr("10.70.0.2")
-	del("udp 5090 except to s1", 1, ConntrackFilter{Proto: "udp", OrigDstPort: 5090, KeepReplySrc: keep})
+	del("udp 5090 except to s1", 1, ConntrackFilter{Proto: "udp", OrigDstPort: 5090, KeepReplySrc: []netip.Addr{keep}})
 	gone["H"] = true
 	check("udp 5090 except to s1")
 
@@ -252,7 +252,7 @@ func TestKernelConntrackStaleUDP(t *testing.T) {
 	if _, _, err := s2.ReadFrom(buf); err == nil {
 		t.Fatal("s2 got the datagram while the old entry steers it to s1: the kernel forgets NAT decisions, this test proves nothing")
 	}
-	if n, err := lab.l.DeleteConntrack([]ConntrackFilter{{Proto: "udp", OrigDstPort: 5090, KeepReplySrc: netip.MustParseAddr("10.70.0.3")}}); err != nil || n != 1 {
+	if n, err := lab.l.DeleteConntrack([]ConntrackFilter{{Proto: "udp", OrigDstPort: 5090, KeepReplySrc: []netip.Addr{netip.MustParseAddr("10.70.0.3")}}}); err != nil || n != 1 {
 		t.Fatalf("DeleteConntrack = %d, %v", n, err)
 	}
 	lab.udp(t, lab.client, src, "198.51.100.1:5090")
@@ -298,7 +298,7 @@ func BenchmarkDeleteConntrack(b *testing.B) {
 		for i := range size {
 			add(net.IP{203, 0, 113, byte(1 + i/60000)}, uint16(1024+i%60000), 53)
 		}
-		miss := []ConntrackFilter{{Proto: "udp", OrigDstPort: 5090, KeepReplySrc: netip.MustParseAddr("10.70.0.9")}}
+		miss := []ConntrackFilter{{Proto: "udp", OrigDstPort: 5090, KeepReplySrc: []netip.Addr{netip.MustParseAddr("10.70.0.9")}}}
 		b.Run(fmt.Sprintf("entries=%d/miss", size), func(b *testing.B) {
 			for b.Loop() {
 				if n, err := l.DeleteConntrack(miss); err != nil || n != 0 {
