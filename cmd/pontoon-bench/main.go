@@ -90,6 +90,7 @@ func main() {
 	cniPontoon := flag.Bool("cni-pontoon", false, "also measure pontoon's CNI plugin (ADD and DEL exec'd like the reference plugin)")
 	cniBin := flag.String("pontoon-cni", "", "pontoon-cni binary for -cni-pontoon (default: build ./cmd/pontoon-cni)")
 	skipFloor := flag.Bool("skip-floor", false, "do not measure the raw-netlink floor")
+	dual := flag.Bool("dual-stack", false, "also measure pontoon on a dual-stack network (an IPv4 and an IPv6 address per attach), in the same run")
 	mixed := flag.Bool("mixed", false, "also measure attaches while as many detaches run (pontoon and floor)")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
 	logLevel := flag.String("log-level", "warn", "the daemon's --log-level (debug logs each attach's phases)")
@@ -147,11 +148,18 @@ func main() {
 		if c > 1 {
 			mode = fmt.Sprintf("%d at a time", c)
 		}
-		r, err := b.runPontoon(*n, c)
+		r, err := b.runPontoon(*n, c, false)
 		if err != nil {
 			fail("pontoon: " + err.Error())
 		}
 		res = append(res, r.named("pontoon", mode))
+		if *dual {
+			r, err := b.runPontoon(*n, c, true)
+			if err != nil {
+				fail("pontoon dual-stack: " + err.Error())
+			}
+			res = append(res, r.named("pontoon-dual", mode))
+		}
 		if !*skipFloor {
 			r, err = b.runFloor(*n, c)
 			if err != nil {
@@ -540,11 +548,18 @@ func run(n, c int, f func(i int) error) ([]time.Duration, error) {
 
 var runID int
 
-func (b *bench) runPontoon(n, c int) (result, error) {
+// runPontoon measures n attaches and detaches through the API, c at a
+// time, on a new network: IPv4 only, or dual-stack (an IPv4 and an IPv6
+// address per attach).
+func (b *bench) runPontoon(n, c int, dual bool) (result, error) {
 	ctx := context.Background()
 	runID++
 	netName := fmt.Sprintf("bench%d", runID)
-	if _, err := b.client.CreateNetwork(ctx, model.NetworkSpec{Name: netName, Subnets: []model.Subnet{{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(100 + runID), 0, 0}), 16)}}}); err != nil {
+	subnets := []model.Subnet{{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(100 + runID), 0, 0}), 16)}}
+	if dual {
+		subnets = append(subnets, model.Subnet{Prefix: netip.MustParsePrefix(fmt.Sprintf("fd00:%x::/64", 100+runID))})
+	}
+	if _, err := b.client.CreateNetwork(ctx, model.NetworkSpec{Name: netName, Subnets: subnets}); err != nil {
 		return result{}, err
 	}
 	names := make([]string, n)
