@@ -3,7 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"net"
+	"slices"
+
 	"net/netip"
 	"strings"
 	"sync"
@@ -322,4 +323,38 @@ func TestIPv6KillDuringParallelAttaches(t *testing.T) {
 	}
 }
 
-var _ = net.IPv6loopback
+// BenchmarkIPv6Throughput: iperf3 over IPv6 against IPv4 on the same
+// dual-stack sandboxes (bridge), and through an IPv6 published port
+// against straight to the sandbox's IPv6 address, from the outside
+// namespace and from the host ([::1]):
+//
+//	go test ./test/e2e -run XXX -bench IPv6Throughput -benchtime 1x
+func BenchmarkIPv6Throughput(b *testing.B) {
+	for b.Loop() {
+		h := NewHost(b)
+		h.P("network", "create", "ds", "--subnet", "10.90.72.0/24", "--subnet", "fd00:72::/64")
+		h.P("sandbox", "create", "web", "--network", "ds", "-p", "15201:5201")
+		h.P("sandbox", "create", "client", "--network", "ds")
+		web := h.SandboxNS("web")
+		web4, web6 := h.IP("web", "ds"), h.IP6("web", "ds")
+		// Straight to the sandbox from outside: a route, and an accept for
+		// this one address ahead of pontoon's "nothing unsolicited" drop.
+		h.In(h.Outside, "ip", "-6", "route", "add", "fd00:72::/64", "via", HostUplinkIP6)
+		h.In(h.NS, "nft", "insert", "rule", "inet", "pontoon", "forward", "ip6", "daddr", web6, "accept")
+		var v6S, v4S, outPortS, outDirectS, hostLoS, hostDirectS []float64
+		for range 5 {
+			v6S = append(v6S, iperf3Gbps(b, h, web, h.SandboxNS("client"), web6, 5201))
+			v4S = append(v4S, iperf3Gbps(b, h, web, h.SandboxNS("client"), web4, 5201))
+			outPortS = append(outPortS, iperf3Gbps(b, h, web, h.Outside, HostUplinkIP6, 15201))
+			outDirectS = append(outDirectS, iperf3Gbps(b, h, web, h.Outside, web6, 5201))
+			hostLoS = append(hostLoS, iperf3Gbps(b, h, web, h.NS, "::1", 15201))
+			hostDirectS = append(hostDirectS, iperf3Gbps(b, h, web, h.NS, web6, 5201))
+		}
+		med := func(v []float64) float64 { s := slices.Clone(v); slices.Sort(s); return s[len(s)/2] }
+		v6, v4, outPort, outDirect, hostLo, hostDirect := med(v6S), med(v4S), med(outPortS), med(outDirectS), med(hostLoS), med(hostDirectS)
+		fmt.Printf("\niperf3, median of 5 runs of 3 s (Gbit/s)\n")
+		fmt.Printf("sandbox → sandbox over IPv6 %.2f   over IPv4 %.2f   ratio %.2f\n", v6, v4, v6/v4)
+		fmt.Printf("outside → [host]:port %.2f   outside → [sandbox] %.2f   ratio %.2f\n", outPort, outDirect, outPort/outDirect)
+		fmt.Printf("host → [::1]:port %.2f   host → [sandbox] %.2f   ratio %.2f\n", hostLo, hostDirect, hostLo/hostDirect)
+	}
+}
