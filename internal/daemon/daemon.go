@@ -27,6 +27,7 @@ import (
 	"pontoon/internal/ipam"
 	"pontoon/internal/link"
 	"pontoon/internal/netns"
+	"pontoon/internal/relay"
 	"pontoon/internal/store"
 )
 
@@ -170,6 +171,9 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	cfg.PortProbe = probePorts
 	cfg.EtcNetnsDir = opts.EtcNetnsDir
 	cfg.HealPeriod = opts.HealPeriod
+	rl := relay.New(log)
+	defer rl.Close()
+	cfg.Relay = rl
 	eng, err := engine.New(cfg)
 	if err != nil {
 		return err

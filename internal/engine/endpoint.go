@@ -230,6 +230,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 			if err := e.fw.Unpublish(ctx, published(ep)); err != nil {
 				e.log.Error("rollback: unpublish ports", "sandbox", sandbox, "err", err)
 			}
+			e.relayUnpublish(ep)
 		}
 		if err := e.link.DeleteVeths([]string{ep.HostIf}); err != nil {
 			e.log.Error("rollback: delete veth", "link", ep.HostIf, "err", err)
@@ -282,6 +283,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		if err := e.fw.Publish(ctx, published(ep)); err != nil {
 			return nil, undo(err)
 		}
+		e.relayPublish(ep)
 		e.flowsPublished(ep)
 	}
 	if err := e.hook("attach:ready"); err != nil {
@@ -469,6 +471,7 @@ func (e *Engine) disconnectLocked(network, sandbox string) error {
 		if err := e.fw.Unpublish(context.Background(), published(ep)); err != nil {
 			e.log.Warn("unpublish ports; the next firewall sync drops them", "sandbox", sandbox, "err", err)
 		}
+		e.relayUnpublish(ep)
 	}
 	e.resolv.sync(sandbox)
 	e.heal.expectGone(ep.HostIf)

@@ -84,6 +84,8 @@ type Config struct {
 	// ipam.DefaultPool6, a ULA /48).
 	Pool6     []netip.Prefix
 	Pool6Bits int
+	// Relay answers published ports on [::1] (nil: they are not).
+	Relay Relay
 	// SetIPForward enables net.ipv4.ip_forward in the daemon's namespace.
 	SetIPForward bool
 	// Resolver serves names per network (nil: no DNS).

@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"net/netip"
+
 	"pontoon/internal/firewall"
 	"pontoon/internal/model"
+	"pontoon/internal/relay"
 	"pontoon/internal/store"
 )
 
@@ -54,4 +57,64 @@ func (e *Engine) Ports(sandbox string) ([]model.PortInfo, error) {
 func fwNetwork(n *model.Network) firewall.Network {
 	s, _ := n.Subnet4()
 	return firewall.Network{Name: n.Name, Bridge: n.Bridge, Subnet: s.Prefix, Internal: n.Internal, Masquerade: s.Masquerade}
+}
+
+// Relay answers published ports on the host's [::1] in user space, where
+// the kernel cannot DNAT (relay.Relay; nil in Config: no relay).
+type Relay interface {
+	Publish(m model.PortMapping, target netip.Addr) error
+	Unpublish(m model.PortMapping)
+	Sync(ts []relay.Target) error
+}
+
+// relayTarget is where a relayed connection of ep goes: its IPv6 address,
+// or its IPv4 one on a network without IPv6.
+func relayTarget(ep *model.Endpoint) netip.Addr {
+	if a, ok := ep.Addr6(); ok {
+		return a.Addr.Addr()
+	}
+	return ep.FirstIP()
+}
+
+func (e *Engine) relayPublish(ep *model.Endpoint) {
+	if e.cfg.Relay == nil {
+		return
+	}
+	for _, m := range ep.Ports {
+		if err := e.cfg.Relay.Publish(m, relayTarget(ep)); err != nil {
+			e.log.Warn("published port not answered on [::1]", "sandbox", ep.Sandbox, "mapping", m.String(), "err", err)
+		}
+	}
+}
+
+func (e *Engine) relayUnpublish(ep *model.Endpoint) {
+	if e.cfg.Relay == nil {
+		return
+	}
+	for _, m := range ep.Ports {
+		e.cfg.Relay.Unpublish(m)
+	}
+}
+
+// syncRelay makes the [::1] relays match the ready endpoints' mappings.
+func (e *Engine) syncRelay() {
+	if e.cfg.Relay == nil {
+		return
+	}
+	var ts []relay.Target
+	_ = e.st.View(func(tx store.Tx) error {
+		eps, err := tx.Endpoints()
+		for _, ep := range eps {
+			if ep.State != model.StateReady {
+				continue
+			}
+			for _, m := range ep.Ports {
+				ts = append(ts, relay.Target{Mapping: m, Addr: relayTarget(ep)})
+			}
+		}
+		return err
+	})
+	if err := e.cfg.Relay.Sync(ts); err != nil {
+		e.log.Warn("some published ports are not answered on [::1]", "err", err)
+	}
 }

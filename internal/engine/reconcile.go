@@ -44,6 +44,7 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 	if err := e.reconcileSandboxes(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	e.syncRelay()
 	if err := e.collectGarbage(); err != nil {
 		errs = append(errs, err)
 	}

@@ -314,6 +314,7 @@ func (e *Engine) beginRemoval(sb *model.Sandbox, eps []*model.Endpoint) (live []
 			if err := e.fw.Unpublish(context.Background(), published(ep)); err != nil {
 				e.log.Warn("unpublish ports; the next firewall sync drops them", "sandbox", sb.Name, "err", err)
 			}
+			e.relayUnpublish(ep)
 		}
 	}
 	// Gone for users from here on (reads hide it): the event follows the
