@@ -345,7 +345,7 @@ func vethOf(nw *model.Network, sb *model.Sandbox, ep *model.Endpoint) link.Veth 
 	return link.Veth{
 		HostName: ep.HostIf, Bridge: nw.Bridge, MTU: ep.MTU, Isolated: !nw.ICC,
 		Netns: sb.Netns, NetnsIno: sb.NetnsIno, PeerName: ep.IfName, MAC: mustMAC(ep.MAC),
-		Addr: netip.PrefixFrom(ep.IP, ep.Prefix), Gateway: ep.Gateway,
+		Addrs:        []link.Address{{Addr: netip.PrefixFrom(ep.IP, ep.Prefix), Gateway: ep.Gateway}},
 		DefaultRoute: ep.Primary && !nw.Internal, Table: ep.Table,
 	}
 }

@@ -156,7 +156,11 @@ func (e *Engine) pickSubnet(name string, taken []netip.Prefix) (netip.Prefix, er
 }
 
 func bridgeOf(n *model.Network) link.Bridge {
-	return link.Bridge{Name: n.Bridge, Gateway: netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), MTU: n.MTU}
+	b := link.Bridge{Name: n.Bridge, MTU: n.MTU}
+	if n.Gateway.IsValid() {
+		b.Gateways = []netip.Prefix{netip.PrefixFrom(n.Gateway, n.Subnet.Bits())}
+	}
+	return b
 }
 
 // RemoveNetwork removes a network: refused while it has endpoints unless
