@@ -176,7 +176,7 @@ type orderedLink struct {
 
 func (o *orderedLink) AddVeth(v link.Veth) (int, error) {
 	o.mu.Lock()
-	o.log = append(o.log, "plumb "+v.Addr.Addr().String())
+	o.log = append(o.log, "plumb "+v.Addrs[0].Addr.Addr().String())
 	o.mu.Unlock()
 	return o.Fake.AddVeth(v)
 }

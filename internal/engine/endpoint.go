@@ -397,9 +397,19 @@ func vethOf(nw *model.Network, sb *model.Sandbox, ep *model.Endpoint) link.Veth 
 	return link.Veth{
 		HostName: ep.HostIf, Bridge: nw.Bridge, MTU: ep.MTU, Isolated: !nw.ICC,
 		Netns: sb.Netns, NetnsIno: sb.NetnsIno, PeerName: ep.IfName, MAC: mustMAC(ep.MAC),
-		Addr: ep.Addresses[0].Addr, Gateway: ep.Addresses[0].Gateway,
+		Addrs:        linkAddrs(ep.Addresses),
 		DefaultRoute: ep.Primary && !nw.Internal, Table: ep.Table,
 	}
+}
+
+// linkAddrs is an endpoint's addresses as link wants them (the same
+// shape).
+func linkAddrs(as []model.Address) []link.Address {
+	out := make([]link.Address, len(as))
+	for i, a := range as {
+		out[i] = link.Address(a)
+	}
+	return out
 }
 
 func mustMAC(s string) net.HardwareAddr {

@@ -217,8 +217,11 @@ func (e *Engine) hasIPv6Network() bool {
 }
 
 func bridgeOf(n *model.Network) link.Bridge {
-	s, _ := n.Subnet4()
-	return link.Bridge{Name: n.Bridge, Gateway: netip.PrefixFrom(s.Gateway, s.Prefix.Bits()), MTU: n.MTU}
+	b := link.Bridge{Name: n.Bridge, MTU: n.MTU}
+	for _, s := range n.Subnets {
+		b.Gateways = append(b.Gateways, netip.PrefixFrom(s.Gateway, s.Prefix.Bits()))
+	}
+	return b
 }
 
 // RemoveNetwork removes a network: refused while it has endpoints unless

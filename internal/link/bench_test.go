@@ -5,9 +5,13 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os/exec"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"pontoon/internal/testutil"
 )
@@ -15,6 +19,13 @@ import (
 // benchHost is a throwaway host namespace with bridge br0 (10.80.0.1/16) and
 // the real Interface bound to it.
 func benchHost(b *testing.B) Interface {
+	b.Helper()
+	l, _ := benchHostAt(b)
+	return l
+}
+
+// benchHostAt is benchHost, and the path of the host namespace.
+func benchHostAt(b *testing.B) (Interface, string) {
 	b.Helper()
 	host := testutil.NewNetns(b)
 	var l Interface
@@ -24,10 +35,10 @@ func benchHost(b *testing.B) Interface {
 	}); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := l.EnsureBridge(Bridge{Name: "br0", Gateway: netip.MustParsePrefix("10.80.0.1/16"), MTU: 1500}); err != nil {
+	if _, err := l.EnsureBridge(Bridge{Name: "br0", Gateways: []netip.Prefix{netip.MustParsePrefix("10.80.0.1/16")}, MTU: 1500}); err != nil {
 		b.Fatal(err)
 	}
-	return l
+	return l, host
 }
 
 // benchSandboxes is how many sandbox namespaces the veths are spread over.
@@ -40,8 +51,8 @@ func benchVeth(i int, sandboxes []string) Veth {
 	return Veth{
 		HostName: fmt.Sprintf("ptv-b%d", i), Bridge: "br0", MTU: 1500,
 		Netns: sandboxes[i%len(sandboxes)], PeerName: fmt.Sprintf("eth%d", i/len(sandboxes)),
-		MAC: net.HardwareAddr{2, 0x42, 10, 80, ip.As4()[2], ip.As4()[3]}, Addr: netip.PrefixFrom(ip, 16),
-		Gateway: netip.MustParseAddr("10.80.0.1"), DefaultRoute: true,
+		MAC: net.HardwareAddr{2, 0x42, 10, 80, ip.As4()[2], ip.As4()[3]}, Addrs: []Address{{Addr: netip.PrefixFrom(ip, 16), Gateway: netip.MustParseAddr("10.80.0.1")}},
+		DefaultRoute: true,
 	}
 }
 
@@ -200,5 +211,140 @@ func BenchmarkDeleteStall(b *testing.B) {
 			b.ReportMetric(float64(total.Microseconds())/float64(b.N)/1000, "delete-ms")
 			b.ReportMetric(float64(worst.Microseconds())/1000, "worst-probe-ms")
 		})
+	}
+}
+
+// BenchmarkAddVethDualStack compares an IPv4-only attach with a
+// dual-stack one (IPv6 address and link-local address with IFA_F_NODAD,
+// IPv6 default route, accept_ra and autoconf off in the sandbox), with a
+// dual-stack one whose IPv6 addresses go through duplicate address
+// detection (dad), and with a dual-stack one on a host that drops MLD
+// reports from bridge ports (nomld: one nft rule in the bridge family).
+// Besides AddVeth's time (p50-ns, p99-ns) it reports the time from the
+// start of AddVeth until every address of the peer is usable — none
+// tentative (usable-p50-ms, usable-p99-ms) — polled every 0.5 ms. The
+// dad mode waits 1–2 s per attach: run it with a small -benchtime.
+//
+// Each IPv6 endpoint sends two or three MLD reports as it comes up (one
+// more for its link-local address), and with multicast snooping off the
+// bridge floods each to every port: the dual-stack attach grows with the
+// number of IPv6 sandboxes on the bridge, unless the reports are dropped
+// (nomld). No one listens to them: without snooping and a multicast
+// router the bridge floods multicast to every port anyway.
+//
+//	go test -run '^$' -bench 'AddVethDualStack/(v4|dual|dual-nomld)$' -benchtime 600x ./internal/link/
+//	go test -run '^$' -bench 'AddVethDualStack/dual-dad' -benchtime 20x ./internal/link/
+func BenchmarkAddVethDualStack(b *testing.B) {
+	for _, mode := range []struct {
+		name             string
+		dual, dad, nomld bool
+	}{{"v4", false, false, false}, {"dual", true, false, false}, {"dual-dad", true, true, false}, {"dual-nomld", true, false, true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			if b.N > 1000 {
+				b.Fatalf("-benchtime %dx: a bridge takes at most 1023 ports", b.N)
+			}
+			l, host := benchHostAt(b)
+			if mode.nomld {
+				if err := testutil.InNetns(b, host, func() error {
+					out, err := exec.Command("nft", "add table bridge bench; add chain bridge bench pre { type filter hook prerouting priority -300; }; "+
+						"add rule bridge bench pre icmpv6 type { mld-listener-report, mld2-listener-report } drop").CombinedOutput()
+					if err != nil {
+						return fmt.Errorf("nft: %v: %s", err, out)
+					}
+					return nil
+				}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			gw6 := netip.MustParsePrefix("fd00:80::1/64")
+			if _, err := l.EnsureBridge(Bridge{Name: "br0", Gateways: []netip.Prefix{netip.MustParsePrefix("10.80.0.1/16"), gw6}, MTU: 1500}); err != nil {
+				b.Fatal(err)
+			}
+			l.(*netlinkLinks).dad = mode.dad
+			sandboxes := make([]string, benchSandboxes)
+			handles := make([]*netlink.Handle, benchSandboxes)
+			for i := range sandboxes {
+				sandboxes[i] = testutil.NewNetns(b)
+				h, err := handleAtPath(sandboxes[i], 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer h.Close()
+				handles[i] = h
+			}
+			var times, usable []time.Duration
+			b.ResetTimer()
+			for i := range b.N {
+				v := benchVeth(i, sandboxes)
+				if mode.dual {
+					b6 := gw6.Addr().As16()
+					b6[14], b6[15] = byte((i+2)>>8), byte(i+2)
+					v.Addrs = append(v.Addrs, Address{Addr: netip.PrefixFrom(netip.AddrFrom16(b6), 64), Gateway: gw6.Addr()})
+				}
+				want := len(peerAddrs(v))
+				start := time.Now()
+				if _, err := l.AddVeth(v); err != nil {
+					b.Fatal(err)
+				}
+				times = append(times, time.Since(start))
+				h := handles[i%len(handles)]
+				for try := 0; ; try++ {
+					if n, tentative := peerAddrCount(h, v.PeerName); n == want && !tentative {
+						break
+					}
+					if try == 20000 {
+						b.Fatalf("%s: addresses not usable after 10 s", v.PeerName)
+					}
+					time.Sleep(500 * time.Microsecond)
+				}
+				usable = append(usable, time.Since(start))
+			}
+			b.StopTimer()
+			slices.Sort(times)
+			slices.Sort(usable)
+			b.ReportMetric(float64(times[len(times)/2].Nanoseconds()), "p50-ns")
+			b.ReportMetric(float64(times[len(times)*99/100].Nanoseconds()), "p99-ns")
+			b.ReportMetric(float64(usable[len(usable)/2].Microseconds())/1000, "usable-p50-ms")
+			b.ReportMetric(float64(usable[len(usable)*99/100].Microseconds())/1000, "usable-p99-ms")
+		})
+	}
+}
+
+// peerAddrCount counts a link's addresses (both families) and says
+// whether one of them is tentative.
+func peerAddrCount(h *netlink.Handle, name string) (n int, tentative bool) {
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return 0, false
+	}
+	addrs, _ := h.AddrList(l, netlink.FAMILY_ALL)
+	for _, a := range addrs {
+		if a.Flags&unix.IFA_F_TENTATIVE != 0 {
+			tentative = true
+		}
+	}
+	return len(addrs), tentative
+}
+
+// BenchmarkNoAutoconf measures what turning off router advertisements
+// costs an IPv6 attach: two /proc/sys writes on a thread inside the
+// sandbox (which configureVeth enters anyway).
+//
+//	go test -run '^$' -bench NoAutoconf ./internal/link/
+func BenchmarkNoAutoconf(b *testing.B) {
+	ns := testutil.NewNetns(b)
+	err := testutil.InNetns(b, ns, func() error {
+		if out, err := exec.Command("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1").CombinedOutput(); err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		for b.Loop() {
+			if err := noAutoconf("eth0"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
 }

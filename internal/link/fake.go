@@ -77,12 +77,20 @@ func (f *Fake) EnsureBridge(b Bridge) (int, error) {
 		return 0, err
 	}
 	if br, ok := f.bridges[b.Name]; ok {
+		if err := b.check(); err != nil {
+			return 0, err
+		}
+		b.Gateways = slices.Clone(b.Gateways)
 		br.Bridge, br.down = b, false
 		return br.index, nil
 	}
 	if _, ok := f.veths[b.Name]; ok {
 		return 0, fmt.Errorf("%s exists and is a veth, not a bridge", b.Name)
 	}
+	if err := b.check(); err != nil {
+		return 0, err
+	}
+	b.Gateways = slices.Clone(b.Gateways)
 	f.next++
 	f.bridges[b.Name] = &fakeBridge{Bridge: b, index: f.next}
 	return f.next, nil
@@ -104,6 +112,9 @@ func (f *Fake) AddVeth(v Veth) (int, error) {
 	if err := f.failed("AddVeth"); err != nil {
 		return 0, err
 	}
+	if err := v.check(); err != nil {
+		return 0, err
+	}
 	if _, ok := f.bridges[v.Bridge]; !ok {
 		return 0, fmt.Errorf("bridge %s: link not found", v.Bridge)
 	}
@@ -116,9 +127,12 @@ func (f *Fake) AddVeth(v Veth) (int, error) {
 		}
 	}
 	f.next++
+	v.Addrs = slices.Clone(v.Addrs)
 	f.veths[v.HostName] = &fakeVeth{Veth: v, index: f.next}
 	if v.Table != 0 {
-		f.rules[ruleKey(v.Netns, v.Addr.Addr(), v.Table)] = true
+		for _, a := range v.Addrs {
+			f.rules[ruleKey(v.Netns, a.Addr.Addr(), v.Table)] = true
+		}
 	}
 	return f.next, nil
 }
@@ -179,8 +193,10 @@ func (f *Fake) CheckVeth(v Veth) []string {
 	if have.Netns != v.Netns || have.PeerName != v.PeerName {
 		return append(out, fmt.Sprintf("%s is missing in the sandbox", v.PeerName))
 	}
-	if have.Addr != v.Addr {
-		out = append(out, fmt.Sprintf("%s does not have address %s", v.PeerName, v.Addr))
+	for _, a := range v.Addrs {
+		if !slices.ContainsFunc(have.Addrs, func(h Address) bool { return h.Addr == a.Addr }) {
+			out = append(out, fmt.Sprintf("%s does not have address %s", v.PeerName, a.Addr))
+		}
 	}
 	if v.MAC != nil && have.MAC.String() != v.MAC.String() {
 		out = append(out, fmt.Sprintf("%s has MAC %s, want %s", v.PeerName, have.MAC, v.MAC))
@@ -188,14 +204,24 @@ func (f *Fake) CheckVeth(v Veth) []string {
 	if v.MTU > 0 && have.MTU != v.MTU {
 		out = append(out, fmt.Sprintf("%s has MTU %d, want %d", v.PeerName, have.MTU, v.MTU))
 	}
-	if v.DefaultRoute && (!have.DefaultRoute || have.Gateway != v.Gateway) {
-		out = append(out, fmt.Sprintf("no default route via %s dev %s", v.Gateway, v.PeerName))
+	for _, a := range v.Addrs {
+		if !a.Gateway.IsValid() {
+			continue
+		}
+		hasGw := slices.ContainsFunc(have.Addrs, func(h Address) bool { return h.Gateway == a.Gateway })
+		if v.DefaultRoute && (!have.DefaultRoute || !hasGw) {
+			out = append(out, fmt.Sprintf("no default route via %s dev %s", a.Gateway, v.PeerName))
+		}
+		if v.Table != 0 && (have.Table != v.Table || !hasGw) {
+			out = append(out, fmt.Sprintf("no route default via %s dev %s in table %d", a.Gateway, v.PeerName, v.Table))
+		}
 	}
-	if v.Table != 0 && (have.Table != v.Table || have.Gateway != v.Gateway) {
-		out = append(out, fmt.Sprintf("no route default via %s dev %s in table %d", v.Gateway, v.PeerName, v.Table))
-	}
-	if v.Table != 0 && !f.rules[ruleKey(v.Netns, v.Addr.Addr(), v.Table)] {
-		out = append(out, fmt.Sprintf("no rule from %s lookup %d", v.Addr.Addr(), v.Table))
+	if v.Table != 0 {
+		for _, a := range v.Addrs {
+			if !f.rules[ruleKey(v.Netns, a.Addr.Addr(), v.Table)] {
+				out = append(out, fmt.Sprintf("no rule from %s lookup %d", a.Addr.Addr(), v.Table))
+			}
+		}
 	}
 	return out
 }
@@ -273,7 +299,7 @@ func (f *Fake) HostNets() ([]HostNet, error) {
 	}
 	slices.Sort(names)
 	for _, n := range names {
-		if gw := f.bridges[n].Gateway; gw.IsValid() {
+		for _, gw := range f.bridges[n].Gateways {
 			out = append(out, HostNet{Prefix: gw, Link: n, Kind: HostAddress},
 				HostNet{Prefix: gw.Masked(), Link: n, Kind: HostRoute})
 		}
@@ -287,16 +313,24 @@ func (f *Fake) Dump() string {
 	defer f.mu.Unlock()
 	var lines []string
 	for _, b := range f.bridges {
-		lines = append(lines, fmt.Sprintf("bridge %s addr %s mtu %d", b.Name, b.Gateway, b.MTU))
+		lines = append(lines, fmt.Sprintf("bridge %s addr %s mtu %d", b.Name, joinAddrs(b.Gateways), b.MTU))
 	}
 	for _, v := range f.veths {
 		state := "up"
 		if v.disabled {
 			state = "down"
 		}
-		l := fmt.Sprintf("veth %s master %s %s peer %s netns %s addr %s mac %s", v.HostName, v.Bridge, state, v.PeerName, v.Netns, v.Addr, v.MAC)
+		var addrs []netip.Prefix
+		var gws []netip.Addr
+		for _, a := range v.Addrs {
+			addrs = append(addrs, a.Addr)
+			if a.Gateway.IsValid() {
+				gws = append(gws, a.Gateway)
+			}
+		}
+		l := fmt.Sprintf("veth %s master %s %s peer %s netns %s addr %s mac %s", v.HostName, v.Bridge, state, v.PeerName, v.Netns, joinAddrs(addrs), v.MAC)
 		if v.DefaultRoute {
-			l += " default via " + v.Gateway.String()
+			l += " default via " + joinAddrs(gws)
 		}
 		if v.Table != 0 {
 			l += fmt.Sprintf(" table %d", v.Table)
@@ -313,6 +347,23 @@ func (f *Fake) Dump() string {
 	return strings.Join(lines, "\n")
 }
 
+// joinAddrs prints addresses for Dump: one as it is (invalid ones as
+// "invalid Prefix" and the like, as before), several separated by commas.
+func joinAddrs[T fmt.Stringer](as []T) string {
+	switch len(as) {
+	case 0:
+		var zero T
+		return zero.String()
+	case 1:
+		return as[0].String()
+	}
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
 // Veths returns the names of the veths the fake holds.
 func (f *Fake) Veths() []string {
 	f.mu.Lock()
@@ -325,7 +376,9 @@ func (f *Fake) Veths() []string {
 	return out
 }
 
-// SetDefaultRoute records the default route as a "default" line in Dump.
+// SetDefaultRoute records the default route of gw's family (the peer's
+// "default via" in Dump): it becomes the gateway of the peer's address of
+// that family.
 func (f *Fake) SetDefaultRoute(netns string, _ uint64, ifname string, gw netip.Addr) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -334,8 +387,14 @@ func (f *Fake) SetDefaultRoute(netns string, _ uint64, ifname string, gw netip.A
 	}
 	for _, v := range f.veths {
 		if v.Netns == netns && v.PeerName == ifname {
-			v.DefaultRoute, v.Gateway = true, gw
-			return nil
+			for i, a := range v.Addrs {
+				if a.Addr.Addr().Is4() == gw.Is4() {
+					v.Addrs[i].Gateway = gw
+					v.DefaultRoute = true
+					return nil
+				}
+			}
+			return fmt.Errorf("default route via %s dev %s: %s has no address of that family", gw, ifname, ifname)
 		}
 	}
 	return fmt.Errorf("%s: link not found in %s", ifname, netns)
@@ -352,8 +411,10 @@ func (f *Fake) CheckBridge(b Bridge) []string {
 	if br.down {
 		out = append(out, "bridge "+b.Name+" is down")
 	}
-	if b.Gateway.IsValid() && br.Gateway != b.Gateway {
-		out = append(out, fmt.Sprintf("bridge %s does not have address %s", b.Name, b.Gateway))
+	for _, gw := range b.Gateways {
+		if !slices.Contains(br.Gateways, gw) {
+			out = append(out, fmt.Sprintf("bridge %s does not have address %s", b.Name, gw))
+		}
 	}
 	return out
 }
@@ -421,7 +482,7 @@ func (f *Fake) Emit(ev Event) {
 // Break changes the fake's state as someone outside pontoon would:
 // "delete NAME" removes a bridge or veth, "down NAME" takes it down,
 // "nomaster NAME" takes a veth off its bridge, "unaddr NAME" removes a
-// bridge's address or a veth peer's address, "noforward" turns
+// bridge's addresses or a veth peer's addresses, "noforward" turns
 // forwarding off. It emits the matching event.
 func (f *Fake) Break(what, name string) {
 	f.mu.Lock()
@@ -444,10 +505,10 @@ func (f *Fake) Break(what, name string) {
 		}
 	case "unaddr":
 		if b, ok := f.bridges[name]; ok {
-			b.Gateway = netip.Prefix{}
+			b.Gateways = nil
 		}
 		if v, ok := f.veths[name]; ok {
-			v.Addr = netip.Prefix{}
+			v.Addrs = nil
 		}
 		ev.Kind = AddrDeleted
 	case "noforward":

@@ -2,7 +2,9 @@ package link
 
 import (
 	"errors"
+	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -20,16 +22,16 @@ var (
 func fakeVethFor(host, ns, ip string) Veth {
 	a := netip.MustParseAddr(ip)
 	return Veth{HostName: host, Bridge: "br0", MTU: 1500, Netns: ns, PeerName: "eth0",
-		MAC: model.MACFromIP(a), Addr: netip.PrefixFrom(a, 24), Gateway: gw0.Addr(), DefaultRoute: true}
+		MAC: model.MACFromIP(a), Addrs: []Address{{Addr: netip.PrefixFrom(a, 24), Gateway: gw0.Addr()}}, DefaultRoute: true}
 }
 
 func TestFakeLifecycle(t *testing.T) {
 	f := NewFake()
-	br, err := f.EnsureBridge(Bridge{Name: "br0", Gateway: gw0, MTU: 1500})
+	br, err := f.EnsureBridge(Bridge{Name: "br0", Gateways: []netip.Prefix{gw0}, MTU: 1500})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again, _ := f.EnsureBridge(Bridge{Name: "br0", Gateway: gw0, MTU: 1400}); again != br {
+	if again, _ := f.EnsureBridge(Bridge{Name: "br0", Gateways: []netip.Prefix{gw0}, MTU: 1400}); again != br {
 		t.Errorf("EnsureBridge again = %d, want %d", again, br)
 	}
 	a := fakeVethFor("ptv-a", "/run/ns/a", "10.70.0.2")
@@ -81,12 +83,12 @@ func TestFakeLifecycle(t *testing.T) {
 		t.Errorf("CheckVeth(c) = %v", probs)
 	}
 	drift := a
-	drift.MTU, drift.Addr = 9000, netip.MustParsePrefix("10.70.0.9/24")
+	drift.MTU, drift.Addrs = 9000, []Address{{Addr: netip.MustParsePrefix("10.70.0.9/24"), Gateway: gw0.Addr()}}
 	if probs := f.CheckVeth(drift); len(probs) != 2 {
 		t.Errorf("CheckVeth(drift) = %v", probs)
 	}
 
-	if err := f.DeleteRule("/run/ns/a", 0, c.Addr.Addr(), 101); err != nil {
+	if err := f.DeleteRule("/run/ns/a", 0, c.Addrs[0].Addr.Addr(), 101); err != nil {
 		t.Fatal(err)
 	}
 	if probs := f.CheckVeth(c); len(probs) != 1 {
@@ -111,7 +113,7 @@ func TestFakeRefuses(t *testing.T) {
 	if _, err := f.AddVeth(fakeVethFor("ptv-a", "/ns/a", "10.70.0.2")); err == nil {
 		t.Error("AddVeth onto a missing bridge")
 	}
-	f.EnsureBridge(Bridge{Name: "br0", Gateway: gw0})
+	f.EnsureBridge(Bridge{Name: "br0", Gateways: []netip.Prefix{gw0}})
 	if _, err := f.AddVeth(fakeVethFor("ptv-a", "/ns/a", "10.70.0.2")); err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +145,7 @@ func TestFakeInjectError(t *testing.T) {
 	for op, call := range calls {
 		t.Run(op, func(t *testing.T) {
 			f := NewFake()
-			f.EnsureBridge(Bridge{Name: "br0", Gateway: gw0})
+			f.EnsureBridge(Bridge{Name: "br0", Gateways: []netip.Prefix{gw0}})
 			f.AddVeth(fakeVethFor("ptv-a", "/ns/a", "10.70.0.2"))
 			before := f.Dump()
 			f.InjectError(op, boom)
@@ -158,5 +160,88 @@ func TestFakeInjectError(t *testing.T) {
 				t.Fatalf("%s after clearing the error: %v", op, err)
 			}
 		})
+	}
+}
+
+// The fake keeps both families of a dual-stack endpoint: addresses,
+// gateways, a rule per family; it refuses what the kernel adapter
+// refuses.
+func TestFakeDualStack(t *testing.T) {
+	f := NewFake()
+	v6gw := netip.MustParsePrefix("fd00:70::1/64")
+	if _, err := f.EnsureBridge(Bridge{Name: "br0", Gateways: []netip.Prefix{gw0, v6gw}, MTU: 1500}); err != nil {
+		t.Fatal(err)
+	}
+	a := fakeVethFor("ptv-a", "/run/ns/a", "10.70.0.2")
+	a.Addrs = append(a.Addrs, Address{Addr: netip.MustParsePrefix("fd00:70::2/64"), Gateway: v6gw.Addr()})
+	c := fakeVethFor("ptv-c", "/run/ns/a", "10.70.0.4")
+	c.Addrs = append(c.Addrs, Address{Addr: netip.MustParsePrefix("fd00:70::4/64"), Gateway: v6gw.Addr()})
+	c.PeerName, c.DefaultRoute, c.Table = "eth1", false, 101
+	for _, v := range []Veth{a, c} {
+		if _, err := f.AddVeth(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := strings.Join([]string{
+		"bridge br0 addr 10.70.0.1/24,fd00:70::1/64 mtu 1500",
+		"rule /run/ns/a|10.70.0.4|101",
+		"rule /run/ns/a|fd00:70::4|101",
+		"veth ptv-a master br0 up peer eth0 netns /run/ns/a addr 10.70.0.2/24,fd00:70::2/64 mac 02:42:0a:46:00:02 default via 10.70.0.1,fd00:70::1",
+		"veth ptv-c master br0 up peer eth1 netns /run/ns/a addr 10.70.0.4/24,fd00:70::4/64 mac 02:42:0a:46:00:04 table 101",
+	}, "\n")
+	if diff := cmp.Diff(want, f.Dump()); diff != "" {
+		t.Errorf("Dump (-want +got):\n%s", diff)
+	}
+	for _, v := range []Veth{a, c} {
+		if p := f.CheckVeth(v); len(p) != 0 {
+			t.Errorf("CheckVeth(%s) = %v", v.HostName, p)
+		}
+	}
+	if err := f.DeleteRule("/run/ns/a", 0, netip.MustParseAddr("fd00:70::4"), 101); err != nil {
+		t.Fatal(err)
+	}
+	if p := f.CheckVeth(c); !slices.Equal(p, []string{"no rule from fd00:70::4 lookup 101"}) {
+		t.Errorf("CheckVeth(c without its IPv6 rule) = %v", p)
+	}
+	if p := f.CheckBridge(Bridge{Name: "br0", Gateways: []netip.Prefix{gw0, netip.MustParsePrefix("fd00:99::1/64")}}); len(p) != 1 {
+		t.Errorf("CheckBridge with another IPv6 gateway = %v", p)
+	}
+	nets, _ := f.HostNets()
+	if !slices.Contains(nets, HostNet{Prefix: v6gw.Masked(), Link: "br0", Kind: HostRoute}) {
+		t.Errorf("HostNets lacks the bridge's IPv6 route: %v", nets)
+	}
+	// Replacing the IPv6 default route leaves the IPv4 one.
+	if err := f.SetDefaultRoute("/run/ns/a", 0, "eth0", netip.MustParseAddr("fd00:70::99")); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.Dump(); !strings.Contains(d, "default via 10.70.0.1,fd00:70::99") {
+		t.Errorf("after SetDefaultRoute:\n%s", d)
+	}
+	before := f.Dump()
+	bad := fakeVethFor("ptv-x", "/run/ns/x", "10.70.0.9")
+	bad.Addrs = append(bad.Addrs, Address{Addr: netip.MustParsePrefix("10.70.0.10/24")})
+	if _, err := f.AddVeth(bad); err == nil {
+		t.Error("AddVeth with two IPv4 addresses")
+	}
+	bad = fakeVethFor("ptv-x", "/run/ns/x", "10.70.0.9")
+	bad.MAC = nil
+	bad.Addrs = append(bad.Addrs, Address{Addr: netip.MustParsePrefix("fd00:70::9/64")})
+	if _, err := f.AddVeth(bad); err == nil {
+		t.Error("AddVeth of IPv6 without a MAC")
+	}
+	if _, err := f.EnsureBridge(Bridge{Name: "br0", Gateways: []netip.Prefix{v6gw, v6gw}}); err == nil {
+		t.Error("EnsureBridge with two IPv6 gateways")
+	}
+	if after := f.Dump(); after != before {
+		t.Errorf("refused calls changed the state:\n%s\nwas\n%s", after, before)
+	}
+}
+
+// LinkLocal is the modified EUI-64 address (RFC 4291 appendix A), as the
+// kernel would make it.
+func TestLinkLocal(t *testing.T) {
+	mac, _ := net.ParseMAC("00:16:3e:12:34:56")
+	if got := LinkLocal(mac).String(); got != "fe80::216:3eff:fe12:3456/64" {
+		t.Errorf("LinkLocal(%s) = %s", mac, got)
 	}
 }

@@ -5,8 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"strings"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -36,15 +35,25 @@ func (n *netlinkLinks) CheckBridge(b Bridge) []string {
 	if br, ok := l.(*netlink.Bridge); ok && br.MulticastSnooping != nil && *br.MulticastSnooping {
 		out = append(out, fmt.Sprintf("bridge %s has multicast snooping on", b.Name))
 	}
-	// route_localnet (set by EnsureBridge, see routeLocalnetRequest) has
-	// no netlink notification: read it where sysctl does.
-	if v, err := os.ReadFile("/proc/sys/net/ipv4/conf/" + b.Name + "/route_localnet"); err == nil && strings.TrimSpace(string(v)) != "1" {
-		out = append(out, fmt.Sprintf("bridge %s has route_localnet off (the host cannot reach published ports through 127.0.0.1)", b.Name))
-	}
-	if b.Gateway.IsValid() {
-		if !hasAddr(n.h, l, b.Gateway) {
-			out = append(out, fmt.Sprintf("bridge %s does not have address %s", b.Name, b.Gateway))
+	// route_localnet (set by EnsureBridge, see routeLocalnetRequest) and
+	// accept_ra (bridgeIPv6) have no netlink notification: read them where
+	// sysctl does, in the adapter's namespace.
+	_ = n.inSelf(func() error {
+		if v, err := readSysctl("/proc/sys/net/ipv4/conf/" + b.Name + "/route_localnet"); err == nil && v != "1" {
+			out = append(out, fmt.Sprintf("bridge %s has route_localnet off (the host cannot reach published ports through 127.0.0.1)", b.Name))
 		}
+		if v, err := readSysctl(ipv6Conf + b.Name + "/accept_ra"); err == nil && v != "0" {
+			out = append(out, fmt.Sprintf("bridge %s accepts router advertisements (accept_ra=%s): a sandbox could give the host a route", b.Name, v))
+		}
+		return nil
+	})
+	for _, gw := range b.Gateways {
+		if !hasAddr(n.h, l, gw) {
+			out = append(out, fmt.Sprintf("bridge %s does not have address %s", b.Name, gw))
+		}
+	}
+	if _, ok := b.gateway(ipv6); ok && !hasLinkLocal(n.h, l) {
+		out = append(out, fmt.Sprintf("bridge %s has no IPv6 link-local address (the host cannot resolve sandboxes' addresses for packets it forwards)", b.Name))
 	}
 	return out
 }
@@ -59,8 +68,11 @@ type Fix struct {
 // RepairVeth brings an endpoint back to v and says what it changed. A pair
 // with a missing end is made again (deleting either end of a veth deletes
 // both); otherwise only what differs is set, in place: bridge port, port
-// flags, up, and in the sandbox MAC, MTU, address, up, routes and rule.
+// flags, up, and in the sandbox MAC, MTU, addresses, up, routes and rules.
 func (n *netlinkLinks) RepairVeth(v Veth) (int, []Fix, error) {
+	if err := v.check(); err != nil {
+		return 0, nil, err
+	}
 	host, err := n.h.LinkByName(v.HostName)
 	if notFound(err) {
 		n.forgetBridge(v.Bridge)
@@ -122,15 +134,23 @@ func (n *netlinkLinks) RepairVeth(v Veth) (int, []Fix, error) {
 	if v.MTU > 0 && a.MTU != v.MTU {
 		fix("link", fmt.Sprintf("set MTU %d on %s", v.MTU, v.PeerName), sh.LinkSetMTU(peer, v.MTU))
 	}
-	if !hasAddr(sh, peer, v.Addr) {
-		fix("address", "added "+v.Addr.String()+" to "+v.PeerName, sh.AddrReplace(peer, &netlink.Addr{IPNet: ipNet(v.Addr)}))
+	// Addresses (NODAD, as AddVeth adds them) before the routes whose
+	// src they are. An IPv6 address is lost when its link goes down
+	// (keep_addr_on_down=0): bringing the peer up does not bring it back.
+	for _, p := range peerAddrs(v) {
+		if !hasAddr(sh, peer, p) {
+			fix("address", "added "+p.String()+" to "+v.PeerName, sh.AddrReplace(peer, hostAddr(p)))
+		}
 	}
 	if a.Flags&net.FlagUp == 0 {
 		fix("link", "brought "+v.PeerName+" up", sh.LinkSetUp(peer))
 	}
-	if v.DefaultRoute && !hasRoute(sh, &netlink.Route{LinkIndex: a.Index, Gw: v.Gateway.AsSlice()}) {
-		fix("route", "added default route via "+v.Gateway.String()+" dev "+v.PeerName,
-			sh.RouteReplace(&netlink.Route{LinkIndex: a.Index, Gw: v.Gateway.AsSlice()}))
+	if v.DefaultRoute {
+		for _, r := range defaultRoutes(v, a.Index) {
+			if !hasRoute(sh, r) {
+				fix("route", "added default route via "+r.Gw.String()+" dev "+v.PeerName, sh.RouteReplace(r))
+			}
+		}
 	}
 	if v.Table != 0 {
 		for _, r := range policyRoutes(v, a.Index) {
@@ -138,13 +158,15 @@ func (n *netlinkLinks) RepairVeth(v Veth) (int, []Fix, error) {
 				fix("route", fmt.Sprintf("added route %s dev %s table %d", routeString(r), v.PeerName, v.Table), sh.RouteReplace(r))
 			}
 		}
-		rules, _ := sh.RuleListFiltered(netlink.FAMILY_V4, policyRule(v.Addr.Addr(), v.Table), netlink.RT_FILTER_SRC|netlink.RT_FILTER_TABLE)
-		if len(rules) == 0 {
-			err := sh.RuleAdd(policyRule(v.Addr.Addr(), v.Table))
-			if errors.Is(err, unix.EEXIST) {
-				err = nil
+		for _, ad := range v.Addrs {
+			ip := ad.Addr.Addr()
+			if !hasRule(sh, ip, v.Table) {
+				err := sh.RuleAdd(policyRule(ip, v.Table))
+				if errors.Is(err, unix.EEXIST) {
+					err = nil
+				}
+				fix("rule", fmt.Sprintf("added rule from %s lookup %d", ip, v.Table), err)
 			}
-			fix("rule", fmt.Sprintf("added rule from %s lookup %d", v.Addr.Addr(), v.Table), err)
 		}
 	}
 	if len(fixed) > 0 {
@@ -153,16 +175,20 @@ func (n *netlinkLinks) RepairVeth(v Veth) (int, []Fix, error) {
 		// every retrans_time (1 s), so traffic would stay dead that long
 		// after the repair. Dropping them makes the next packet resolve
 		// at once.
-		n.forgetUnresolved(sh, a.Index, netip.Addr{})
-		n.forgetUnresolved(n.h, brIdx, v.Addr.Addr())
+		n.forgetUnresolved(sh, a.Index, nil)
+		ips := make([]netip.Addr, len(v.Addrs))
+		for i, ad := range v.Addrs {
+			ips[i] = ad.Addr.Addr()
+		}
+		n.forgetUnresolved(n.h, brIdx, ips)
 	}
 	return hostIdx, fixed, errors.Join(errs...)
 }
 
-// forgetUnresolved deletes the IPv4 neighbour entries of a link that are
-// INCOMPLETE or FAILED (only those for ip, when it is valid).
-func (n *netlinkLinks) forgetUnresolved(h *netlink.Handle, index int, ip netip.Addr) {
-	neighs, err := h.NeighList(index, netlink.FAMILY_V4)
+// forgetUnresolved deletes the neighbour entries (ARP and NDP) of a link
+// that are INCOMPLETE or FAILED (only those for ips, when given).
+func (n *netlinkLinks) forgetUnresolved(h *netlink.Handle, index int, ips []netip.Addr) {
+	neighs, err := h.NeighList(index, netlink.FAMILY_ALL)
 	if err != nil {
 		return
 	}
@@ -170,7 +196,7 @@ func (n *netlinkLinks) forgetUnresolved(h *netlink.Handle, index int, ip netip.A
 		if ne.State&(netlink.NUD_INCOMPLETE|netlink.NUD_FAILED) == 0 {
 			continue
 		}
-		if a, ok := netip.AddrFromSlice(ne.IP.To4()); ip.IsValid() && (!ok || a != ip) {
+		if a, ok := addrOf(ne.IP); ips != nil && (!ok || !slices.Contains(ips, a)) {
 			continue
 		}
 		_ = h.NeighDel(&ne)
@@ -179,30 +205,43 @@ func (n *netlinkLinks) forgetUnresolved(h *netlink.Handle, index int, ip netip.A
 
 const ipForwardPath = "/proc/sys/net/ipv4/ip_forward"
 
-// IPForward reports net.ipv4.ip_forward of the daemon's namespace (/proc/sys
-// shows the namespace of the process that reads it).
+// IPForward reports net.ipv4.ip_forward of the adapter's namespace (the
+// daemon's; /proc/sys shows the namespace of the thread that reads it).
 func (n *netlinkLinks) IPForward() (bool, error) {
-	b, err := os.ReadFile(ipForwardPath)
+	var v string
+	err := n.inSelf(func() (err error) {
+		v, err = readSysctl(ipForwardPath)
+		return err
+	})
 	if err != nil {
 		return false, fmt.Errorf("read %s: %w", ipForwardPath, err)
 	}
-	return strings.TrimSpace(string(b)) == "1", nil
+	return v == "1", nil
 }
 
-// SetIPForward sets net.ipv4.ip_forward to 1.
+// SetIPForward sets net.ipv4.ip_forward to 1 in the adapter's namespace.
 func (n *netlinkLinks) SetIPForward() error {
-	if err := os.WriteFile(ipForwardPath, []byte("1\n"), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", ipForwardPath, err)
-	}
-	return nil
+	return n.inSelf(func() error { return writeSysctl(ipForwardPath, "1") })
 }
 
-// hasAddr reports whether a link has the IPv4 address p (with its prefix
-// length).
+// hasAddr reports whether a link has the address p (with its prefix
+// length), of either family. A tentative IPv6 address (still in duplicate
+// address detection) counts: it is there, and becomes usable by itself.
 func hasAddr(h *netlink.Handle, l netlink.Link, p netip.Prefix) bool {
-	addrs, _ := h.AddrList(l, netlink.FAMILY_V4)
+	addrs, _ := h.AddrList(l, familyOf(p.Addr()).af)
 	for _, a := range addrs {
 		if got, ok := toPrefix(a.IPNet); ok && got == p {
+			return true
+		}
+	}
+	return false
+}
+
+// hasLinkLocal reports whether a link has an IPv6 link-local address.
+func hasLinkLocal(h *netlink.Handle, l netlink.Link) bool {
+	addrs, _ := h.AddrList(l, netlink.FAMILY_V6)
+	for _, a := range addrs {
+		if p, ok := toPrefix(a.IPNet); ok && p.Addr().IsLinkLocalUnicast() {
 			return true
 		}
 	}

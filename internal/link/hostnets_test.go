@@ -8,8 +8,9 @@ import (
 	"testing"
 )
 
-// HostNets reports addresses and connected routes with their links, and
-// leaves out the default route, routes through a gateway and blackholes.
+// HostNets reports addresses and connected routes of both families with
+// their links, and leaves out the default routes, routes through a
+// gateway, blackholes, and IPv6 link-local and multicast prefixes.
 func TestKernelHostNets(t *testing.T) {
 	l, host := newKernelHost(t)
 	for _, argv := range [][]string{
@@ -23,10 +24,21 @@ func TestKernelHostNets(t *testing.T) {
 		{"ip", "route", "add", "192.0.2.0/25", "dev", "uplink0"},
 		{"ip", "route", "add", "blackhole", "10.99.0.0/16"},
 		{"ip", "addr", "add", "10.5.0.7/32", "dev", "lo"},
+		{"ip", "-6", "addr", "add", "2001:db8:1::1/64", "dev", "uplink0", "nodad"},
+		{"ip", "-6", "route", "add", "default", "via", "2001:db8:1::2"},
+		{"ip", "-6", "route", "add", "2001:db8:2::/48", "via", "2001:db8:1::2"},
+		{"ip", "-6", "route", "add", "2001:db8:3::/64", "dev", "uplink0"},
+		{"ip", "-6", "route", "add", "blackhole", "2001:db8:4::/64"},
+		{"ip", "-6", "route", "add", "ff0e::/16", "dev", "uplink0"},
 	} {
 		if out, err := run(t, host, argv...); err != nil {
 			t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
 		}
+	}
+	// The kernel gave uplink0 a link-local address (and its fe80::/64
+	// route): HostNets must leave them out.
+	if out, _ := run(t, host, "ip", "-6", "addr", "show", "dev", "uplink0"); !strings.Contains(out, "fe80::") {
+		t.Fatalf("uplink0 has no link-local address to leave out:\n%s", out)
 	}
 	got, err := l.HostNets()
 	if err != nil {
@@ -42,15 +54,33 @@ func TestKernelHostNets(t *testing.T) {
 		"address 10.70.0.1/24 br0",
 		"address 127.0.0.1/8 lo",
 		"address 198.51.100.1/24 uplink0",
+		"address 2001:db8:1::1/64 uplink0",
+		"address ::1/128 lo",
 		"route 10.70.0.0/24 br0",
 		"route 192.0.2.0/25 uplink0",
 		"route 198.51.100.0/24 uplink0",
+		"route 2001:db8:1::/64 uplink0",
+		"route 2001:db8:3::/64 uplink0",
 	}
 	if !slices.Equal(lines, want) {
 		t.Errorf("HostNets:\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
 	}
 	if n := (HostNet{Prefix: netip.MustParsePrefix("198.51.100.1/24")}).Network(); n != netip.MustParsePrefix("198.51.100.0/24") {
 		t.Errorf("Network() = %s", n)
+	}
+	pfx, err := l.HostPrefixes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"2001:db8:1::/64", "2001:db8:2::/48", "2001:db8:3::/64", "198.51.100.0/24", "203.0.113.0/24"} {
+		if !slices.Contains(pfx, netip.MustParsePrefix(want)) {
+			t.Errorf("HostPrefixes lacks %s: %v", want, pfx)
+		}
+	}
+	for _, p := range pfx {
+		if hostScoped(p) {
+			t.Errorf("HostPrefixes has %s", p)
+		}
 	}
 }
 
@@ -59,7 +89,7 @@ func TestKernelHostNets(t *testing.T) {
 func TestFakeHostNets(t *testing.T) {
 	f := NewFake()
 	f.Nets = []HostNet{{Prefix: netip.MustParsePrefix("198.51.100.1/24"), Link: "uplink0", Kind: HostAddress}}
-	if _, err := f.EnsureBridge(Bridge{Name: "br0", Gateway: gw0}); err != nil {
+	if _, err := f.EnsureBridge(Bridge{Name: "br0", Gateways: []netip.Prefix{gw0}}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := f.HostNets()

@@ -279,10 +279,10 @@ func (n *netlinkLinks) SetIPv6Forward() ([]SysctlChange, error) {
 			if c.Link != "" {
 				n.log.Warn("setting accept_ra=2 on an uplink before turning IPv6 forwarding on", "sysctl", c.Name, "was", c.From, "why", c.Why)
 			}
-			if err := writeSysctl(c); err != nil {
+			if err := writeChange(c); err != nil {
 				for _, d := range slices.Backward(done) {
 					d.From, d.To = d.To, d.From
-					if uerr := writeSysctl(d); uerr != nil {
+					if uerr := writeChange(d); uerr != nil {
 						n.log.Error("undo a sysctl change", "sysctl", d.Name, "err", uerr)
 					}
 				}
@@ -299,14 +299,14 @@ func (n *netlinkLinks) SetIPv6Forward() ([]SysctlChange, error) {
 	return done, err
 }
 
-// writeSysctl writes c.To to c's file: net.ipv6.conf.LINK.KEY, "all"
+// writeChange writes c.To to c's file: net.ipv6.conf.LINK.KEY, "all"
 // for a namespace-wide change (the only kind SetIPv6Forward makes).
-func writeSysctl(c SysctlChange) error {
+func writeChange(c SysctlChange) error {
 	link := c.Link
 	if link == "" {
 		link = "all"
 	}
-	return os.WriteFile(confPath(link, c.Name[strings.LastIndex(c.Name, ".")+1:]), []byte(c.To+"\n"), 0o644)
+	return writeSysctl(confPath(link, c.Name[strings.LastIndex(c.Name, ".")+1:]), c.To)
 }
 
 func readInt(path string) (int, error) {

@@ -177,7 +177,7 @@ func TestKernelSetIPv6Forward(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.EnsureBridge(Bridge{Name: "br0", Gateway: gw0, MTU: 1500}); err != nil {
+	if _, err := l.EnsureBridge(Bridge{Name: "br0", Gateways: []netip.Prefix{gw0}, MTU: 1500}); err != nil {
 		t.Fatal(err)
 	}
 	for _, argv := range [][]string{
@@ -238,7 +238,7 @@ func TestKernelSetIPv6Forward(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("changes:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	for link, want := range map[string]string{"up0": "2", "up1": "2", "up2": "0", "side0": "1", "br0": "1"} {
+	for link, want := range map[string]string{"up0": "2", "up1": "2", "up2": "0", "side0": "1", "br0": "0"} {
 		if v := readConf(t, lan.host, link, "accept_ra"); v != want {
 			t.Errorf("accept_ra of %s is %s, want %s", link, v, want)
 		}

@@ -11,6 +11,13 @@
 //   - Deleting a veth costs ~20 ms of RCU wait in the kernel. DeleteVeths
 //     deletes many at once (one RTM_DELLINK by interface group), so the cost
 //     is paid once per batch.
+//   - Addresses are plural and of either family, at most one per family;
+//     every request is built by one function from the address it carries
+//     (family.go). IPv6 addresses pontoon sets are added without duplicate
+//     address detection (unique by construction; DAD would keep them
+//     unusable for 1–2 s); IPv6 sandboxes and bridges get a link-local
+//     address derived from their MAC, and accept no router advertisements.
+//     Host ends of veths have no IPv6 addresses at all.
 package link
 
 import (
@@ -21,9 +28,19 @@ import (
 
 // Bridge describes a network's bridge on the host.
 type Bridge struct {
-	Name    string
-	Gateway netip.Prefix // gateway address with the subnet's length, e.g. 10.88.0.1/16
-	MTU     int
+	Name string
+	// Gateways are the bridge's addresses, one per family of the network
+	// (IPv4 first), each with its subnet's length: 10.88.0.1/16,
+	// fd00:1::1/64.
+	Gateways []netip.Prefix
+	MTU      int
+}
+
+// Address is one of an endpoint's addresses, with its family's gateway.
+// It has the shape of model.Address: link.Address(a) converts one.
+type Address struct {
+	Addr    netip.Prefix // the peer's address with its subnet's length: 10.88.0.5/16, fd00:1::5/64
+	Gateway netip.Addr   // that family's gateway; zero: none (no default route in the family)
 }
 
 // Veth describes one endpoint's cable.
@@ -36,18 +53,23 @@ type Veth struct {
 	Netns    string           // path of the sandbox namespace
 	NetnsIno uint64           // its identity (netns.Ino); 0: not checked
 	PeerName string           // eth0, eth1, … inside the sandbox
-	MAC      net.HardwareAddr // of the peer
-	Addr     netip.Prefix     // peer's address with the subnet's length
-	Gateway  netip.Addr
+	MAC      net.HardwareAddr // of the peer; required with an IPv6 address
+	// Addrs are the peer's addresses, at most one per family (IPv4
+	// first). An IPv6 address comes with the link-local address derived
+	// from MAC (LinkLocal), and with router advertisements and address
+	// autoconfiguration off on the peer.
+	Addrs []Address
 
-	// DefaultRoute: add "default via Gateway dev PeerName" to the main table
-	// (the sandbox's first network).
+	// DefaultRoute: add "default via GATEWAY dev PeerName" to the main
+	// table, for each address with a gateway (the sandbox's first network).
 	DefaultRoute bool
 	// Table ≠ 0: source-based policy routing for a secondary interface, so
 	// that the sandbox answers through the interface a request came in on:
-	// table Table gets "SUBNET dev PeerName src IP" and "default via Gateway
-	// dev PeerName", and a rule "from IP lookup Table" (priority Table) is
-	// added — the seeds' dual-NIC `ip rule` example.
+	// for each address, table Table gets "SUBNET dev PeerName src IP" and
+	// (with a gateway) "default via GATEWAY dev PeerName", and a rule "from
+	// IP lookup Table" (priority Table) is added — the seeds' dual-NIC `ip
+	// rule` example. Each family has its own table and rules in the
+	// kernel, so the same number serves both.
 	Table int
 }
 
@@ -73,7 +95,8 @@ const (
 	HostRoute HostNetKind = "route"
 )
 
-// HostNet is one of the host's own IPv4 networks, where the kernel has it.
+// HostNet is one of the host's own networks (IPv4 or IPv6), where the
+// kernel has it.
 type HostNet struct {
 	Prefix netip.Prefix
 	Link   string // the interface it is on, e.g. uplink0
@@ -87,16 +110,21 @@ func (h HostNet) Network() netip.Prefix { return h.Prefix.Masked() }
 // Interface is what the engine needs from the kernel's links.
 type Interface interface {
 	// EnsureBridge creates the bridge (or, when one with that name exists,
-	// reuses it), sets its MTU, adds the gateway address if missing and
-	// brings it up. It returns the bridge's ifindex.
+	// reuses it), sets its MTU, adds the gateway addresses if missing and
+	// brings it up. The bridge never accepts router advertisements nor
+	// autoconfigures addresses; with an IPv6 gateway it also gets the
+	// link-local address derived from its MAC. It returns the bridge's
+	// ifindex.
 	EnsureBridge(b Bridge) (int, error)
 	// DeleteBridge deletes a bridge. A bridge that does not exist is success.
 	DeleteBridge(name string) error
 
 	// AddVeth creates the pair, the peer directly in v.Netns, configures
-	// it (MAC, MTU, address, up, routes, rule), joins the host end to the
-	// bridge (port isolation if asked) and brings it up. It returns the host
-	// end's ifindex. On error it removes whatever it created.
+	// it (MAC, MTU, addresses, up, routes, rules), joins the host end to
+	// the bridge (port isolation if asked) and brings it up. It returns the
+	// host end's ifindex. On error it removes whatever it created; invalid
+	// addresses (two of a family, a gateway of the other family, IPv6
+	// without a MAC) are refused before anything is made.
 	AddVeth(v Veth) (hostIndex int, err error)
 	// DisableVeth takes the host end down and out of its bridge: the
 	// endpoint stops carrying traffic at once (fast, no RCU wait). A missing
@@ -115,13 +143,15 @@ type Interface interface {
 	// that now names another namespace fails with ErrNetnsGone and nothing
 	// in that namespace is touched.
 	//
-	// DeleteRule removes the policy rule "from addr lookup table" from the
-	// namespace at netns (a detached secondary endpoint's). Missing rule or
-	// namespace is success.
+	// DeleteRule removes the policy rule "from addr lookup table" (in
+	// addr's family) from the namespace at netns (a detached secondary
+	// endpoint's); call it once per address. Missing rule or namespace is
+	// success.
 	DeleteRule(netns string, ino uint64, addr netip.Addr, table int) error
 
 	// SetDefaultRoute makes "default via gw dev ifname" the main table's
-	// default route in the namespace at netns (replacing any other).
+	// default route of gw's family in the namespace at netns (replacing
+	// any other of that family); call it once per family.
 	SetDefaultRoute(netns string, ino uint64, ifname string, gw netip.Addr) error
 
 	// ListLinks lists the host namespace's links whose names start with one
@@ -131,19 +161,23 @@ type Interface interface {
 	// does not exist.
 	LinkIndex(name string) (int, error)
 
-	// HostPrefixes lists the IPv4 addresses (as prefixes) and routes'
-	// destinations of the host namespace, for choosing subnets that do not
-	// overlap with the host's.
+	// HostPrefixes lists the IPv4 and IPv6 addresses (as prefixes) and
+	// routes' destinations of the host namespace, for choosing subnets that
+	// do not overlap with the host's. IPv6 link-local and multicast
+	// prefixes are left out.
 	HostPrefixes() ([]netip.Prefix, error)
-	// HostNets lists the host namespace's own IPv4 networks with the link
-	// each is on: every address, and every connected route (main table,
-	// no gateway, not the default route). pontoon's bridges are included:
-	// callers that mean "the host's, not pontoon's" leave them out by name.
+	// HostNets lists the host namespace's own IPv4 and IPv6 networks with
+	// the link each is on: every address, and every connected route (main
+	// table, no gateway, not the default route), leaving out IPv6
+	// link-local (fe80::/10) and multicast ones. pontoon's bridges are
+	// included: callers that mean "the host's, not pontoon's" leave them
+	// out by name.
 	HostNets() ([]HostNet, error)
 
 	// CheckBridge compares the kernel with b (exists, is a bridge, up, MTU,
-	// multicast snooping off, gateway address) and describes each
-	// difference; nil when they match. EnsureBridge repairs them all.
+	// multicast snooping off, gateway addresses, router advertisements
+	// off) and describes each difference; nil when they match.
+	// EnsureBridge repairs them all.
 	CheckBridge(b Bridge) []string
 	// RepairVeth brings an endpoint's kernel state back to v, changing only
 	// what differs, and says what it changed: a missing pair is made again
@@ -168,8 +202,8 @@ type Interface interface {
 	// ErrIPv6Disabled (wrapped): nothing changed.
 	SetIPv6Forward() ([]SysctlChange, error)
 
-	// Watch streams link, address, route, rule and IPv4 setting
-	// notifications of the host namespace (netns "") or of a sandbox's
+	// Watch streams link, address, route, rule (both families) and IPv4
+	// setting notifications of the host namespace (netns "") or of a sandbox's
 	// (checked against ino) until ctx ends. The watch holds a reference to
 	// the namespace while it is open.
 	Watch(ctx context.Context, netns string, ino uint64) (<-chan Event, error)

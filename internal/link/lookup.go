@@ -26,8 +26,9 @@ type Lookups interface {
 	// FDBGet is the bridge's forwarding entry for mac (`bridge fdb show br
 	// BRIDGE`); a zero FDBInfo when it has not learned it.
 	FDBGet(bridge string, mac net.HardwareAddr) (FDBInfo, error)
-	// HostRoutes lists the host's main-table IPv4 routes (default route
-	// included) and HostAddrs its IPv4 addresses.
+	// HostRoutes lists the host's main-table routes of both families
+	// (default routes included) and HostAddrs its addresses, leaving out
+	// IPv6 link-local and multicast ones.
 	HostRoutes() ([]RouteEntry, error)
 	HostAddrs() ([]AddrInfo, error)
 	// LinkName is the name of the host link with that ifindex.
@@ -73,7 +74,7 @@ type RouteEntry struct {
 	Gateway netip.Addr
 }
 
-// AddrInfo is one IPv4 address of a link.
+// AddrInfo is one address of a link.
 type AddrInfo struct {
 	Dev    string
 	Prefix netip.Prefix
@@ -126,10 +127,10 @@ func (n *netlinkLinks) RouteGet(netns string, ino uint64, dst, src netip.Addr, i
 	if l, err := h.LinkByIndex(r.LinkIndex); err == nil {
 		out.Dev = l.Attrs().Name
 	}
-	if a, ok := netip.AddrFromSlice(r.Gw.To4()); ok && r.Gw != nil {
+	if a, ok := addrOf(r.Gw); ok {
 		out.Gateway = a
 	}
-	if a, ok := netip.AddrFromSlice(r.Src.To4()); ok && r.Src != nil {
+	if a, ok := addrOf(r.Src); ok {
 		out.Src = a
 	}
 	return out, nil
@@ -149,12 +150,12 @@ func (n *netlinkLinks) NeighGet(netns string, ino uint64, dev string, addr netip
 	if err != nil {
 		return NeighInfo{}, fmt.Errorf("find %s: %w", dev, err)
 	}
-	ns, err := retryDump(func() ([]netlink.Neigh, error) { return h.NeighList(l.Attrs().Index, netlink.FAMILY_V4) })
+	ns, err := retryDump(func() ([]netlink.Neigh, error) { return h.NeighList(l.Attrs().Index, familyOf(addr).af) })
 	if err != nil {
 		return NeighInfo{}, fmt.Errorf("ip neigh show dev %s: %w", dev, err)
 	}
 	for _, nb := range ns {
-		if a, ok := netip.AddrFromSlice(nb.IP.To4()); ok && a == addr {
+		if a, ok := addrOf(nb.IP); ok && a == addr {
 			st := neighStates[nb.State]
 			if st == "" {
 				st = fmt.Sprintf("state %#x", nb.State)
@@ -211,9 +212,9 @@ func (n *netlinkLinks) FDBGet(bridge string, mac net.HardwareAddr) (FDBInfo, err
 }
 
 func (n *netlinkLinks) HostRoutes() ([]RouteEntry, error) {
-	routes, err := retryDump(func() ([]netlink.Route, error) { return n.h.RouteList(nil, netlink.FAMILY_V4) })
+	routes, err := n.hostRoutes()
 	if err != nil {
-		return nil, fmt.Errorf("list routes: %w", err)
+		return nil, err
 	}
 	names := map[int]string{}
 	var out []RouteEntry
@@ -221,12 +222,9 @@ func (n *netlinkLinks) HostRoutes() ([]RouteEntry, error) {
 		if r.Type != unix.RTN_UNICAST || r.LinkIndex == 0 {
 			continue
 		}
-		p, ok := toPrefix(r.Dst)
-		if !ok {
-			p = netip.PrefixFrom(netip.IPv4Unspecified(), 0) // the default route
-		}
+		p, _ := toPrefix(r.Dst) // the default route too: netlink reports 0.0.0.0/0, ::/0
 		e := RouteEntry{Dst: p.Masked(), Dev: n.linkName(names, r.LinkIndex)}
-		if a, ok := netip.AddrFromSlice(r.Gw.To4()); ok && r.Gw != nil {
+		if a, ok := addrOf(r.Gw); ok {
 			e.Gateway = a
 		}
 		out = append(out, e)
@@ -235,16 +233,15 @@ func (n *netlinkLinks) HostRoutes() ([]RouteEntry, error) {
 }
 
 func (n *netlinkLinks) HostAddrs() ([]AddrInfo, error) {
-	addrs, err := retryDump(func() ([]netlink.Addr, error) { return n.h.AddrList(nil, netlink.FAMILY_V4) })
+	addrs, err := n.hostAddrs()
 	if err != nil {
-		return nil, fmt.Errorf("list addresses: %w", err)
+		return nil, err
 	}
 	names := map[int]string{}
 	var out []AddrInfo
 	for _, a := range addrs {
-		if p, ok := toPrefix(a.IPNet); ok {
-			out = append(out, AddrInfo{Dev: n.linkName(names, a.LinkIndex), Prefix: p})
-		}
+		p, _ := toPrefix(a.IPNet)
+		out = append(out, AddrInfo{Dev: n.linkName(names, a.LinkIndex), Prefix: p})
 	}
 	return out, nil
 }

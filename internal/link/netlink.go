@@ -60,6 +60,10 @@ type netlinkLinks struct {
 	// holds up an attach. ctMu: one dump-and-delete at a time.
 	ct   map[int]*nl.SocketHandle
 	ctMu sync.Mutex
+
+	// dad: add sandboxes' IPv6 addresses with duplicate address detection
+	// (without IFA_F_NODAD), for BenchmarkAddVethDualStack's comparison.
+	dad bool
 }
 
 // New returns the netlink implementation of Interface, acting on the
@@ -298,22 +302,33 @@ func handleAtPath(path string, ino uint64) (*netlink.Handle, error) {
 
 // bridgeMAC derives a stable MAC for a bridge from its gateway address, so
 // that the gateway's MAC does not change as ports come and go (a bridge
-// otherwise takes the lowest MAC of its ports, and sandboxes' ARP caches go
-// stale).
-func bridgeMAC(gw netip.Addr) net.HardwareAddr {
-	b := gw.As4()
-	return net.HardwareAddr{0x02, 0x42, b[0], b[1], b[2], b[3]}
+// otherwise takes the lowest MAC of its ports, and sandboxes' ARP and
+// neighbour caches go stale): 02:42 and the last four bytes of the IPv4
+// gateway, or of the IPv6 one on an IPv6-only network — the scheme
+// endpoints' MACs follow, and the gateway is an address no endpoint has.
+// nil without a gateway.
+func bridgeMAC(b Bridge) net.HardwareAddr {
+	gw, ok := b.gateway(ipv4)
+	if !ok {
+		if gw, ok = b.gateway(ipv6); !ok {
+			return nil
+		}
+	}
+	a := gw.Addr().AsSlice()
+	a = a[len(a)-4:]
+	return net.HardwareAddr{0x02, 0x42, a[0], a[1], a[2], a[3]}
 }
 
 func (n *netlinkLinks) EnsureBridge(b Bridge) (int, error) {
+	if err := b.check(); err != nil {
+		return 0, err
+	}
 	l, err := n.h.LinkByName(b.Name)
 	switch {
 	case notFound(err):
 		off := false
 		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: b.Name, MTU: b.MTU}, MulticastSnooping: &off}
-		if b.Gateway.IsValid() {
-			br.HardwareAddr = bridgeMAC(b.Gateway.Addr())
-		}
+		br.HardwareAddr = bridgeMAC(b)
 		if err := n.h.LinkAdd(br); err != nil {
 			return 0, fmt.Errorf("create bridge %s: %w", b.Name, err)
 		}
@@ -343,9 +358,18 @@ func (n *netlinkLinks) EnsureBridge(b Bridge) (int, error) {
 			return 0, fmt.Errorf("set MTU of %s to %d: %w", b.Name, b.MTU, err)
 		}
 	}
-	if b.Gateway.IsValid() {
-		if err := n.h.AddrReplace(l, &netlink.Addr{IPNet: ipNet(b.Gateway)}); err != nil {
-			return 0, fmt.Errorf("add %s to %s: %w", b.Gateway, b.Name, err)
+	if err := n.bridgeIPv6(b, l); err != nil {
+		return 0, err
+	}
+	for _, gw := range b.Gateways {
+		if err := n.h.AddrReplace(l, hostAddr(gw)); err != nil {
+			return 0, fmt.Errorf("add %s to %s: %w", gw, b.Name, addrErr(err, gw, b.Name))
+		}
+	}
+	if _, ok := b.gateway(ipv6); ok && !hasLinkLocal(n.h, l) {
+		ll := LinkLocal(l.Attrs().HardwareAddr)
+		if err := n.h.AddrReplace(l, hostAddr(ll)); err != nil {
+			return 0, fmt.Errorf("add link-local %s to %s: %w", ll, b.Name, addrErr(err, ll, b.Name))
 		}
 	}
 	if err := n.h.LinkSetUp(l); err != nil {
@@ -358,6 +382,52 @@ func (n *netlinkLinks) EnsureBridge(b Bridge) (int, error) {
 	n.brIndex[b.Name] = l.Attrs().Index
 	n.brMu.Unlock()
 	return l.Attrs().Index, nil
+}
+
+// bridgeIPv6 sets a bridge's IPv6 behaviour before it is up, whatever its
+// families:
+//   - addrgenmode none: the kernel makes no link-local address of its own,
+//     which it would first check for duplicates (DAD: 1–2 s tentative).
+//     A bridge with an IPv6 gateway gets one from EnsureBridge instead,
+//     without DAD: the host needs it as the source of its neighbour
+//     solicitations for packets it forwards to a sandbox (ndisc_send_ns
+//     sends none while the link has no usable link-local address, so
+//     inbound traffic to a sandbox it has not heard from yet would be
+//     dropped until DAD ends).
+//   - accept_ra=0, autoconf=0: a sandbox that sends a router advertisement
+//     must not give the host a route or an address through the bridge.
+//     Without IPv6 in the kernel there is nothing to turn off.
+func (n *netlinkLinks) bridgeIPv6(b Bridge, l netlink.Link) error {
+	_, v6 := b.gateway(ipv6)
+	// EAFNOSUPPORT: the kernel has no IPv6 (ipv6.disable=1).
+	if err := n.raw.execute(addrGenModeNoneRequest(l.Attrs().Index)); err != nil && (v6 || !errors.Is(err, unix.EAFNOSUPPORT)) {
+		return fmt.Errorf("set addrgenmode none on %s: %w", b.Name, err)
+	}
+	if err := n.inSelf(func() error { return noAutoconf(b.Name) }); err != nil && (v6 || !errors.Is(err, errNoIPv6)) {
+		return fmt.Errorf("bridge %s: %w", b.Name, err)
+	}
+	return nil
+}
+
+// hostAddr is the netlink.Addr for one of pontoon's own addresses: IPv6
+// ones without duplicate address detection (IFA_F_NODAD: pontoon's
+// addresses are unique by construction, and DAD keeps an address
+// tentative, unusable, for 1–2 s).
+func hostAddr(p netip.Prefix) *netlink.Addr {
+	a := &netlink.Addr{IPNet: ipNet(p)}
+	if p.Addr().Is6() {
+		a.Flags = unix.IFA_F_NODAD
+	}
+	return a
+}
+
+// addrErr explains the error the kernel gives for an IPv6 address on a
+// link with IPv6 turned off.
+func addrErr(err error, p netip.Prefix, link string) error {
+	if p.Addr().Is6() && errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("%w (IPv6 is disabled on %s: net.ipv6.conf.%s.disable_ipv6=1; set it to 0, or leave the network IPv4-only)", err, link, link)
+	}
+	return err
 }
 
 // brportRequest sets a bridge port's hairpin mode, and isolation when asked,
@@ -431,6 +501,9 @@ func (n *netlinkLinks) bridgeIndex(name string) (int, error) {
 }
 
 func (n *netlinkLinks) AddVeth(v Veth) (int, error) {
+	if err := v.check(); err != nil {
+		return 0, err
+	}
 	brIdx, err := n.bridgeIndex(v.Bridge)
 	if err != nil {
 		return 0, fmt.Errorf("add veth %s: %w", v.HostName, err)
@@ -539,9 +612,10 @@ func vethRequest(v Veth, brIdx, nsFd int) *nl.NetlinkRequest {
 	return req
 }
 
-// configureVeth finishes a pair createVeth made: port isolation, then the
-// peer's address, up, routes and rule. It returns the host end's ifindex
-// (found here when createVeth could not learn it).
+// configureVeth finishes a pair createVeth made: port flags and the host
+// end's addrgenmode, then the peer's addresses, up, routes and rules. It
+// returns the host end's ifindex (found here when createVeth could not
+// learn it).
 //
 // The peer's requests go out in one sendmsg on a socket in the sandbox
 // (sandboxRequests): the kernel runs them in order in that one call, each
@@ -568,18 +642,38 @@ func (n *netlinkLinks) configureVeth(v Veth, ns vnetns.NsHandle, hostIdx, peerId
 	// sandbox reach its own published port: br_netfilter bridges a DNATed
 	// frame whose new destination is on the same bridge straight back out
 	// of the port it came in on, which a bridge does only in hairpin mode.
-	if err := n.raw.execute(brportRequest(hostIdx, v.Isolated)); err != nil {
-		return hostIdx, fmt.Errorf("set bridge port flags of %s: %w", v.HostName, err)
+	// In the same sendmsg, addrgenmode none on the host end, also before
+	// it has carrier (the kernel makes a link-local address when the link
+	// becomes ready): a bridge port's own IPv6 is never used — frames
+	// arriving on it belong to the bridge — and a link-local address on
+	// each would cost a DAD and an fe80::/64 route per endpoint on the
+	// host.
+	errs, err := n.raw.transact([]*nl.NetlinkRequest{brportRequest(hostIdx, v.Isolated), addrGenModeNoneRequest(hostIdx)}, nil)
+	switch {
+	case err != nil:
+		return hostIdx, fmt.Errorf("set bridge port flags and addrgenmode of %s: %w", v.HostName, err)
+	case errs[0] != nil:
+		return hostIdx, fmt.Errorf("set bridge port flags of %s: %w", v.HostName, errs[0])
+	case errs[1] != nil:
+		return hostIdx, fmt.Errorf("set addrgenmode none on %s: %w", v.HostName, errs[1])
 	}
+	v6 := v.hasIPv6()
 	s, err := doIn(ns, func() (*nl.NetlinkSocket, error) {
+		// The thread is in the sandbox already (for the socket): its
+		// /proc/sys/net is the sandbox's, and the peer is not up yet.
+		if v6 {
+			if err := noAutoconf(v.PeerName); err != nil {
+				return nil, fmt.Errorf("in the sandbox: %w", err)
+			}
+		}
 		return nl.GetNetlinkSocketAt(vnetns.None(), vnetns.None(), unix.NETLINK_ROUTE)
 	})
 	if err != nil {
-		return hostIdx, fmt.Errorf("open netlink in sandbox namespace: %w", err)
+		return hostIdx, fmt.Errorf("configure %s: %w", v.PeerName, err)
 	}
 	defer s.Close()
-	reqs, what := sandboxRequests(v, peerIdx)
-	errs, err := transact(s, reqs, nil)
+	reqs, what := sandboxRequests(v, peerIdx, n.dad)
+	errs, err = transact(s, reqs, nil)
 	if err != nil {
 		return hostIdx, fmt.Errorf("configure %s in the sandbox: %w", v.PeerName, err)
 	}
@@ -598,55 +692,93 @@ type sandboxStep struct {
 }
 
 // sandboxRequests are the requests that configure a veth's peer (index
-// peerIdx in the sandbox), in order: address; addrgenmode none; up; the
-// default route (first network) or, for a further network, its table's
-// routes and the rule that selects it.
+// peerIdx in the sandbox), in order: addresses; addrgenmode none; up; the
+// default routes (first network) or, for a further network, its table's
+// routes and the rules that select it — each for every address's family.
 //
-// addrgenmode none: the peer gets no IPv6 link-local address, so it sends
-// no DAD, router solicitation or MLD report when it comes up. Endpoints are
-// IPv4, and the bridge floods each such multicast to all its ports: an
-// attach cost grew with the number of sandboxes on the network (measured
-// at 1000 ports: 1.3 → 5.9 ms mean, p99 3 → 27 ms). IPv6 stays enabled;
-// addresses can be added by hand. It must be set before the link is up
-// (the address is made on NETDEV_UP), and the kernel rejects IFLA_AF_SPEC
-// in the creating RTM_NEWLINK (EAFNOSUPPORT on 6.18: no inet6_dev yet),
-// hence its own request.
-func sandboxRequests(v Veth, peerIdx int) ([]*nl.NetlinkRequest, []sandboxStep) {
+// addrgenmode none: the kernel makes no IPv6 link-local address of its
+// own, so the peer sends no DAD, router solicitation or MLD report for one
+// when it comes up. The bridge floods each such multicast to all its
+// ports: an attach cost grew with the number of sandboxes on the network
+// (measured at 1000 ports: 1.3 → 5.9 ms mean, p99 3 → 27 ms). It must be
+// set before the link is up (the address is made on NETDEV_UP), and the
+// kernel rejects IFLA_AF_SPEC in the creating RTM_NEWLINK (EAFNOSUPPORT on
+// 6.18: no inet6_dev yet), hence its own request.
+//
+// An IPv4-only peer then has no IPv6 address at all. An IPv6 peer gets
+// its address and, from us, a link-local address (LinkLocal of its MAC),
+// both with IFA_F_NODAD (see addrRequest). It needs the link-local one:
+// the kernel sends a neighbour solicitation without a packet to take the
+// source from — the unicast probes that confirm a cached neighbour
+// (NUD_PROBE) — only from a link-local address (ndisc_send_ns returns
+// without one), so without it every neighbour entry of the sandbox would
+// expire to FAILED and be resolved again from scratch; RFC 4291 requires
+// one on every IPv6 interface, and tools (ping ff02::1%eth0, DHCPv6, a
+// routing daemon in the sandbox) expect it. It is not free: the kernel
+// reports the peer's multicast groups once more when a link-local address
+// becomes usable, so an IPv6 peer sends three MLD reports as it comes up
+// instead of two, and the bridge (snooping off) floods each to every port.
+// At 600 IPv6 sandboxes on one bridge an attach took 1.7 ms p50 with it,
+// 1.0 without, 0.8 IPv4-only; with MLD reports from sandboxes dropped at
+// the bridge (no one listens to them) 0.97 ms with it
+// (BenchmarkAddVethDualStack, dual and dual-nomld). Router advertisements
+// and autoconfiguration are off on IPv6 peers (configureVeth): a sandbox
+// never takes a route or an address from another sandbox.
+//
+// dad (benchmarks only) adds the IPv6 addresses without IFA_F_NODAD.
+func sandboxRequests(v Veth, peerIdx int, dad bool) ([]*nl.NetlinkRequest, []sandboxStep) {
 	var reqs []*nl.NetlinkRequest
 	var what []sandboxStep
 	add := func(r *nl.NetlinkRequest, step sandboxStep) {
 		reqs = append(reqs, r)
 		what = append(what, step)
 	}
-	add(addrRequest(peerIdx, v.Addr), sandboxStep{what: fmt.Sprintf("add %s to %s in the sandbox", v.Addr, v.PeerName)})
+	for _, p := range peerAddrs(v) {
+		add(addrRequest(peerIdx, p, dad), sandboxStep{what: fmt.Sprintf("add %s to %s in the sandbox", p, v.PeerName)})
+	}
 	add(addrGenModeNoneRequest(peerIdx), sandboxStep{what: fmt.Sprintf("set addrgenmode none on %s in the sandbox", v.PeerName)})
 	add(linkUpRequest(peerIdx), sandboxStep{what: fmt.Sprintf("bring %s up in the sandbox", v.PeerName)})
 	if v.DefaultRoute {
-		add(routeReplaceRequest(&netlink.Route{LinkIndex: peerIdx, Gw: v.Gateway.AsSlice()}),
-			sandboxStep{what: fmt.Sprintf("add default route via %s dev %s", v.Gateway, v.PeerName)})
+		for _, r := range defaultRoutes(v, peerIdx) {
+			add(routeReplaceRequest(r), sandboxStep{what: fmt.Sprintf("add default route via %s dev %s", r.Gw, v.PeerName)})
+		}
 	}
 	if v.Table != 0 {
 		for _, r := range policyRoutes(v, peerIdx) {
 			add(routeReplaceRequest(r), sandboxStep{what: fmt.Sprintf("add route %s in table %d", routeString(r), v.Table)})
 		}
-		add(ruleAddRequest(v.Addr.Addr(), v.Table),
-			sandboxStep{what: fmt.Sprintf("add rule from %s lookup %d", v.Addr.Addr(), v.Table), okExists: true})
+		for _, a := range v.Addrs {
+			add(ruleAddRequest(a.Addr.Addr(), v.Table),
+				sandboxStep{what: fmt.Sprintf("add rule from %s lookup %d", a.Addr.Addr(), v.Table), okExists: true})
+		}
 	}
 	return reqs, what
 }
 
-// addrRequest adds an IPv4 address (RTM_NEWADDR, as netlink.AddrAdd does:
-// local and address the same, the subnet's broadcast address).
-func addrRequest(index int, p netip.Prefix) *nl.NetlinkRequest {
+// addrRequest adds an address to a link, as netlink.AddrAdd does (local
+// and address the same; for IPv4 the subnet's broadcast address).
+//
+// IPv6 addresses get IFA_F_NODAD: pontoon's addresses are unique by
+// construction (the IPAM's, and link-local ones from unique MACs), and
+// duplicate address detection would keep each tentative — unusable as a
+// source, and refused as a route's src — for 1–2 s after the link comes
+// up (BenchmarkAddVethDualStack: time until usable). A NODAD address is
+// never tentative, so the routes with src that follow in the same batch
+// are accepted.
+func addrRequest(index int, p netip.Prefix, dad bool) *nl.NetlinkRequest {
+	f := familyOf(p.Addr())
 	req := nl.NewNetlinkRequest(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
-	msg := nl.NewIfAddrmsg(unix.AF_INET)
+	msg := nl.NewIfAddrmsg(f.af)
 	msg.Index = uint32(index)
 	msg.Prefixlen = uint8(p.Bits())
+	if f.af == unix.AF_INET6 && !dad {
+		msg.Flags = unix.IFA_F_NODAD
+	}
 	req.AddData(msg)
-	a := p.Addr().As4()
-	req.AddData(nl.NewRtAttr(unix.IFA_LOCAL, a[:]))
-	req.AddData(nl.NewRtAttr(unix.IFA_ADDRESS, a[:]))
-	if p.Bits() < 31 {
+	a := p.Addr().AsSlice()
+	req.AddData(nl.NewRtAttr(unix.IFA_LOCAL, a))
+	req.AddData(nl.NewRtAttr(unix.IFA_ADDRESS, a))
+	if f.af == unix.AF_INET && p.Bits() < 31 {
 		mask := net.CIDRMask(p.Bits(), 32)
 		brd := make([]byte, 4)
 		for i := range brd {
@@ -679,13 +811,31 @@ func linkUpRequest(index int) *nl.NetlinkRequest {
 	return req
 }
 
-// routeReplaceRequest is netlink.RouteReplace's request for the IPv4
-// routes pontoon makes: a gateway, or a destination with a source, on a
-// link, in the main table or another.
+// routeFamily is the family of a route pontoon makes: its gateway's, or
+// its destination's.
+func routeFamily(r *netlink.Route) family {
+	ip := r.Gw
+	if ip == nil && r.Dst != nil {
+		ip = r.Dst.IP
+	}
+	a, _ := addrOf(ip)
+	return familyOf(a)
+}
+
+// routeReplaceRequest is netlink.RouteReplace's request for the routes
+// pontoon makes, of either family: a gateway, or a destination with a
+// source, on a link, in the main table or another.
 func routeReplaceRequest(r *netlink.Route) *nl.NetlinkRequest {
+	f := routeFamily(r)
+	bytes := func(ip net.IP) []byte {
+		if f.af == unix.AF_INET {
+			return ip.To4()
+		}
+		return ip.To16()
+	}
 	req := nl.NewNetlinkRequest(unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_REPLACE|unix.NLM_F_ACK)
 	msg := nl.NewRtMsg()
-	msg.Family = unix.AF_INET
+	msg.Family = uint8(f.af)
 	msg.Scope = uint8(r.Scope)
 	if r.Dst != nil {
 		ones, _ := r.Dst.Mask.Size()
@@ -702,13 +852,13 @@ func routeReplaceRequest(r *netlink.Route) *nl.NetlinkRequest {
 	}
 	req.AddData(msg)
 	if r.Dst != nil {
-		req.AddData(nl.NewRtAttr(unix.RTA_DST, r.Dst.IP.To4()))
+		req.AddData(nl.NewRtAttr(unix.RTA_DST, bytes(r.Dst.IP)))
 	}
 	if r.Src != nil {
-		req.AddData(nl.NewRtAttr(unix.RTA_PREFSRC, r.Src.To4()))
+		req.AddData(nl.NewRtAttr(unix.RTA_PREFSRC, bytes(r.Src)))
 	}
 	if r.Gw != nil {
-		req.AddData(nl.NewRtAttr(unix.RTA_GATEWAY, r.Gw.To4()))
+		req.AddData(nl.NewRtAttr(unix.RTA_GATEWAY, bytes(r.Gw)))
 	}
 	if table >= 256 {
 		req.AddData(nl.NewRtAttr(unix.RTA_TABLE, nl.Uint32Attr(uint32(table))))
@@ -717,12 +867,14 @@ func routeReplaceRequest(r *netlink.Route) *nl.NetlinkRequest {
 	return req
 }
 
-// ruleAddRequest is netlink.RuleAdd's request for policyRule(ip, table).
+// ruleAddRequest is netlink.RuleAdd's request for policyRule(ip, table),
+// in ip's family.
 func ruleAddRequest(ip netip.Addr, table int) *nl.NetlinkRequest {
+	f := familyOf(ip)
 	req := nl.NewNetlinkRequest(unix.RTM_NEWRULE, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
 	hdr := nl.NewRtMsg() // a fib_rule_hdr has the same layout
-	hdr.Family = unix.AF_INET
-	hdr.Src_len = 32
+	hdr.Family = uint8(f.af)
+	hdr.Src_len = uint8(f.bits)
 	hdr.Type = nl.FR_ACT_TO_TBL
 	if table < 256 {
 		hdr.Table = uint8(table)
@@ -730,8 +882,7 @@ func ruleAddRequest(ip netip.Addr, table int) *nl.NetlinkRequest {
 		hdr.Table = unix.RT_TABLE_UNSPEC
 	}
 	req.AddData(hdr)
-	a := ip.As4()
-	req.AddData(nl.NewRtAttr(nl.FRA_SRC, a[:]))
+	req.AddData(nl.NewRtAttr(nl.FRA_SRC, ip.AsSlice()))
 	req.AddData(nl.NewRtAttr(nl.FRA_PRIORITY, nl.Uint32Attr(uint32(table))))
 	if table >= 256 {
 		req.AddData(nl.NewRtAttr(nl.FRA_TABLE, nl.Uint32Attr(uint32(table))))
@@ -743,13 +894,31 @@ func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
-// policyRoutes are table v.Table's routes: the subnet on the peer with the
-// endpoint's address as source, and a default route through the gateway.
-func policyRoutes(v Veth, peerIdx int) []*netlink.Route {
-	return []*netlink.Route{
-		{LinkIndex: peerIdx, Dst: ipNet(v.Addr.Masked()), Src: v.Addr.Addr().AsSlice(), Scope: netlink.SCOPE_LINK, Table: v.Table},
-		{LinkIndex: peerIdx, Gw: v.Gateway.AsSlice(), Table: v.Table},
+// defaultRoutes are the main table's default routes of an endpoint: one
+// through each address's gateway.
+func defaultRoutes(v Veth, peerIdx int) []*netlink.Route {
+	var out []*netlink.Route
+	for _, a := range v.Addrs {
+		if a.Gateway.IsValid() {
+			out = append(out, &netlink.Route{LinkIndex: peerIdx, Gw: a.Gateway.AsSlice()})
+		}
 	}
+	return out
+}
+
+// policyRoutes are table v.Table's routes, for each address: the subnet on
+// the peer with the address as source, and a default route through the
+// family's gateway.
+func policyRoutes(v Veth, peerIdx int) []*netlink.Route {
+	var out []*netlink.Route
+	for _, a := range v.Addrs {
+		f := familyOf(a.Addr.Addr())
+		out = append(out, &netlink.Route{LinkIndex: peerIdx, Dst: ipNet(a.Addr.Masked()), Src: a.Addr.Addr().AsSlice(), Scope: f.connected, Table: v.Table})
+		if a.Gateway.IsValid() {
+			out = append(out, &netlink.Route{LinkIndex: peerIdx, Gw: a.Gateway.AsSlice(), Table: v.Table})
+		}
+	}
+	return out
 }
 
 func routeString(r *netlink.Route) string {
@@ -759,9 +928,12 @@ func routeString(r *netlink.Route) string {
 	return r.Dst.String()
 }
 
+// policyRule is "from ip lookup table" (priority table) in ip's family:
+// a /32 or /128 source.
 func policyRule(ip netip.Addr, table int) *netlink.Rule {
 	r := netlink.NewRule()
-	r.Src = ipNet(netip.PrefixFrom(ip, 32))
+	r.Family = familyOf(ip).af
+	r.Src = ipNet(netip.PrefixFrom(ip, ip.BitLen()))
 	r.Table = table
 	r.Priority = table
 	return r
@@ -925,7 +1097,7 @@ func (n *netlinkLinks) ListLinks(prefixes ...string) ([]LinkInfo, error) {
 }
 
 func (n *netlinkLinks) Uplinks() ([]LinkInfo, error) {
-	routes, err := retryDump(func() ([]netlink.Route, error) { return n.h.RouteList(nil, netlink.FAMILY_V4) })
+	routes, err := retryDump(func() ([]netlink.Route, error) { return n.h.RouteList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list routes: %w", err)
 	}
@@ -968,24 +1140,58 @@ func (n *netlinkLinks) LinkIndex(name string) (int, error) {
 	return l.Attrs().Index, nil
 }
 
-func (n *netlinkLinks) HostPrefixes() ([]netip.Prefix, error) {
-	addrs, err := retryDump(func() ([]netlink.Addr, error) { return n.h.AddrList(nil, netlink.FAMILY_V4) })
+// hostAddrs lists the host namespace's addresses of both families in one
+// dump, leaving out what hostScoped names.
+func (n *netlinkLinks) hostAddrs() ([]netlink.Addr, error) {
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return n.h.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}
-	var out []netip.Prefix
-	for _, a := range addrs {
-		if p, ok := toPrefix(a.IPNet); ok {
-			out = append(out, p.Masked())
-		}
-	}
+	return slices.DeleteFunc(addrs, func(a netlink.Addr) bool {
+		p, ok := toPrefix(a.IPNet)
+		return !ok || hostScoped(p)
+	}), nil
+}
+
+// hostRoutes lists the host namespace's main-table routes of both families
+// in one dump, leaving out what hostScoped names.
+func (n *netlinkLinks) hostRoutes() ([]netlink.Route, error) {
 	// Main table only: RouteList leaves the others out without a filter.
-	routes, err := retryDump(func() ([]netlink.Route, error) { return n.h.RouteList(nil, netlink.FAMILY_V4) })
+	routes, err := retryDump(func() ([]netlink.Route, error) { return n.h.RouteList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list routes: %w", err)
 	}
+	return slices.DeleteFunc(routes, func(r netlink.Route) bool {
+		p, ok := toPrefix(r.Dst)
+		return !ok || (r.Family != unix.AF_INET && r.Family != unix.AF_INET6) || hostScoped(p)
+	}), nil
+}
+
+// hostDump is hostAddrs and hostRoutes.
+func (n *netlinkLinks) hostDump() ([]netlink.Addr, []netlink.Route, error) {
+	addrs, err := n.hostAddrs()
+	if err != nil {
+		return nil, nil, err
+	}
+	routes, err := n.hostRoutes()
+	if err != nil {
+		return nil, nil, err
+	}
+	return addrs, routes, nil
+}
+
+func (n *netlinkLinks) HostPrefixes() ([]netip.Prefix, error) {
+	addrs, routes, err := n.hostDump()
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	for _, a := range addrs {
+		p, _ := toPrefix(a.IPNet)
+		out = append(out, p.Masked())
+	}
 	for _, r := range routes {
-		if p, ok := toPrefix(r.Dst); ok && p.Bits() > 0 {
+		if p, _ := toPrefix(r.Dst); p.Bits() > 0 {
 			out = append(out, p.Masked())
 		}
 	}
@@ -993,61 +1199,33 @@ func (n *netlinkLinks) HostPrefixes() ([]netip.Prefix, error) {
 }
 
 func (n *netlinkLinks) HostNets() ([]HostNet, error) {
-	addrs, err := retryDump(func() ([]netlink.Addr, error) { return n.h.AddrList(nil, netlink.FAMILY_V4) })
+	addrs, routes, err := n.hostDump()
 	if err != nil {
-		return nil, fmt.Errorf("list addresses: %w", err)
+		return nil, err
 	}
-	routes, err := retryDump(func() ([]netlink.Route, error) { return n.h.RouteList(nil, netlink.FAMILY_V4) })
-	if err != nil {
-		return nil, fmt.Errorf("list routes: %w", err)
-	}
-	// Few links carry IPv4 addresses or routes (veths of sandboxes carry
-	// none on the host side): look each up by index rather than dumping
-	// every link.
+	// Few links carry addresses or routes (veths of sandboxes carry none
+	// on the host side): look each up by index rather than dumping every
+	// link.
 	names := map[int]string{}
-	name := func(idx int) string {
-		if nm, ok := names[idx]; ok {
-			return nm
-		}
-		nm := fmt.Sprintf("ifindex %d", idx)
-		if l, err := n.h.LinkByIndex(idx); err == nil {
-			nm = l.Attrs().Name
-		}
-		names[idx] = nm
-		return nm
-	}
 	var out []HostNet
 	for _, a := range addrs {
-		if p, ok := toPrefix(a.IPNet); ok {
-			out = append(out, HostNet{Prefix: p, Link: name(a.LinkIndex), Kind: HostAddress})
-		}
+		p, _ := toPrefix(a.IPNet)
+		out = append(out, HostNet{Prefix: p, Link: n.linkName(names, a.LinkIndex), Kind: HostAddress})
 	}
 	for _, r := range routes {
-		p, ok := toPrefix(r.Dst)
-		if !ok || p.Bits() == 0 || r.Gw != nil || len(r.MultiPath) > 0 || r.Type != unix.RTN_UNICAST || r.LinkIndex == 0 {
+		p, _ := toPrefix(r.Dst)
+		if p.Bits() == 0 || r.Gw != nil || len(r.MultiPath) > 0 || r.Type != unix.RTN_UNICAST || r.LinkIndex == 0 {
 			continue // the default route, routes through a gateway, blackholes
 		}
-		out = append(out, HostNet{Prefix: p.Masked(), Link: name(r.LinkIndex), Kind: HostRoute})
+		out = append(out, HostNet{Prefix: p.Masked(), Link: n.linkName(names, r.LinkIndex), Kind: HostRoute})
 	}
 	return out, nil
 }
 
-func toPrefix(n *net.IPNet) (netip.Prefix, bool) {
-	if n == nil {
-		return netip.Prefix{}, false
-	}
-	a, ok := netip.AddrFromSlice(n.IP.To4())
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	ones, bits := n.Mask.Size()
-	if bits != 32 {
-		return netip.Prefix{}, false
-	}
-	return netip.PrefixFrom(a, ones), true
-}
-
 func (n *netlinkLinks) DeleteRule(netnsPath string, ino uint64, addr netip.Addr, table int) error {
+	if !addr.IsValid() || addr.Is4In6() {
+		return fmt.Errorf("delete rule from %s lookup %d: give the endpoint's IPv4 or IPv6 address", addr, table)
+	}
 	sh, err := handleAtPath(netnsPath, ino)
 	if errors.Is(err, ErrNetnsGone) {
 		return nil // namespace gone (or not the sandbox's any more): so is the rule
@@ -1099,11 +1277,17 @@ func (n *netlinkLinks) CheckVeth(v Veth) []string {
 	if v.MTU > 0 && a.MTU != v.MTU {
 		out = append(out, fmt.Sprintf("%s has MTU %d, want %d", v.PeerName, a.MTU, v.MTU))
 	}
-	if !hasAddr(sh, peer, v.Addr) {
-		out = append(out, fmt.Sprintf("%s does not have address %s", v.PeerName, v.Addr))
+	for _, p := range peerAddrs(v) {
+		if !hasAddr(sh, peer, p) {
+			out = append(out, fmt.Sprintf("%s does not have address %s", v.PeerName, p))
+		}
 	}
-	if v.DefaultRoute && !hasRoute(sh, &netlink.Route{LinkIndex: a.Index, Gw: v.Gateway.AsSlice()}) {
-		out = append(out, fmt.Sprintf("no default route via %s dev %s", v.Gateway, v.PeerName))
+	if v.DefaultRoute {
+		for _, r := range defaultRoutes(v, a.Index) {
+			if !hasRoute(sh, r) {
+				out = append(out, fmt.Sprintf("no default route via %s dev %s", r.Gw, v.PeerName))
+			}
+		}
 	}
 	if v.Table != 0 {
 		for _, r := range policyRoutes(v, a.Index) {
@@ -1111,23 +1295,49 @@ func (n *netlinkLinks) CheckVeth(v Veth) []string {
 				out = append(out, fmt.Sprintf("no route %s dev %s in table %d", routeString(r), v.PeerName, v.Table))
 			}
 		}
-		rules, _ := sh.RuleListFiltered(netlink.FAMILY_V4, policyRule(v.Addr.Addr(), v.Table), netlink.RT_FILTER_SRC|netlink.RT_FILTER_TABLE)
-		if len(rules) == 0 {
-			out = append(out, fmt.Sprintf("no rule from %s lookup %d", v.Addr.Addr(), v.Table))
+		for _, ad := range v.Addrs {
+			if !hasRule(sh, ad.Addr.Addr(), v.Table) {
+				out = append(out, fmt.Sprintf("no rule from %s lookup %d", ad.Addr.Addr(), v.Table))
+			}
 		}
 	}
 	return out
 }
 
+// peerAddrs are the addresses a veth's peer has: its own, and its
+// link-local address with IPv6.
+func peerAddrs(v Veth) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(v.Addrs)+1)
+	for _, a := range v.Addrs {
+		out = append(out, a.Addr)
+	}
+	if ll, ok := v.linkLocal(); ok {
+		out = append(out, ll)
+	}
+	return out
+}
+
+// hasRule reports whether the namespace has the rule "from ip lookup
+// table".
+func hasRule(h *netlink.Handle, ip netip.Addr, table int) bool {
+	rules, _ := h.RuleListFiltered(familyOf(ip).af, policyRule(ip, table), netlink.RT_FILTER_SRC|netlink.RT_FILTER_TABLE)
+	return len(rules) > 0
+}
+
 // hasRoute reports whether the namespace has route want (destination,
-// gateway, device and table).
+// gateway, device and table), in want's family.
 func hasRoute(h *netlink.Handle, want *netlink.Route) bool {
-	filter := &netlink.Route{LinkIndex: want.LinkIndex, Table: want.Table, Dst: want.Dst}
+	f := routeFamily(want)
+	dst := want.Dst
+	if dst == nil {
+		dst = f.defaultDst()
+	}
+	filter := &netlink.Route{LinkIndex: want.LinkIndex, Table: want.Table, Dst: dst}
 	mask := netlink.RT_FILTER_OIF | netlink.RT_FILTER_DST
 	if want.Table != 0 {
 		mask |= netlink.RT_FILTER_TABLE
 	}
-	routes, _ := h.RouteListFiltered(netlink.FAMILY_V4, filter, mask)
+	routes, _ := h.RouteListFiltered(f.af, filter, mask)
 	for _, r := range routes {
 		if want.Gw == nil || r.Gw.Equal(want.Gw) {
 			return true
@@ -1137,6 +1347,9 @@ func hasRoute(h *netlink.Handle, want *netlink.Route) bool {
 }
 
 func (n *netlinkLinks) SetDefaultRoute(netnsPath string, ino uint64, ifname string, gw netip.Addr) error {
+	if !gw.IsValid() || gw.Is4In6() || gw.IsUnspecified() {
+		return fmt.Errorf("default route via %q dev %s: give the network's IPv4 or IPv6 gateway", gw, ifname)
+	}
 	sh, err := handleAtPath(netnsPath, ino)
 	if err != nil {
 		return err

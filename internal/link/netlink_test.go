@@ -44,7 +44,7 @@ func newKernelHost(t *testing.T) (Interface, string) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.EnsureBridge(Bridge{Name: "br0", Gateway: gw0, MTU: 1500}); err != nil {
+	if _, err := l.EnsureBridge(Bridge{Name: "br0", Gateways: []netip.Prefix{gw0}, MTU: 1500}); err != nil {
 		t.Fatal(err)
 	}
 	return l, host
@@ -61,9 +61,11 @@ func run(t *testing.T, ns string, argv ...string) (string, error) {
 	return string(out), err
 }
 
+// ping sends echo requests 0.2 s apart until one is answered, for at most
+// 2 s: a request answered late on a loaded machine is no failure.
 func ping(t *testing.T, from, to string) error {
 	t.Helper()
-	out, err := run(t, from, "ping", "-c1", "-W1", to)
+	out, err := run(t, from, "ping", "-c1", "-i0.2", "-w2", to)
 	if err != nil {
 		return fmt.Errorf("ping %s: %w\n%s", to, err, out)
 	}
@@ -74,8 +76,8 @@ func ping(t *testing.T, from, to string) error {
 func veth(host, ns, ip string) Veth {
 	a := netip.MustParseAddr(ip)
 	return Veth{HostName: host, Bridge: "br0", MTU: 1500, Netns: ns, PeerName: "eth0",
-		MAC: net.HardwareAddr{2, 0x42, 10, 70, 0, a.As4()[3]}, Addr: netip.PrefixFrom(a, 24),
-		Gateway: gw0.Addr(), DefaultRoute: true}
+		MAC: net.HardwareAddr{2, 0x42, 10, 70, 0, a.As4()[3]}, Addrs: []Address{{Addr: netip.PrefixFrom(a, 24), Gateway: gw0.Addr()}},
+		DefaultRoute: true}
 }
 
 // nsHandle is a netlink handle inside the namespace at path.
@@ -110,7 +112,7 @@ func TestKernelEnsureBridge(t *testing.T) {
 		t.Fatalf("LinkIndex(br0) = %d, %v", idx, err)
 	}
 	// Again, with a new MTU: same bridge, MTU changed, one address.
-	again, err := l.EnsureBridge(Bridge{Name: "br0", Gateway: gw0, MTU: 1400})
+	again, err := l.EnsureBridge(Bridge{Name: "br0", Gateways: []netip.Prefix{gw0}, MTU: 1400})
 	if err != nil || again != idx {
 		t.Fatalf("second EnsureBridge = %d, %v; want %d", again, err, idx)
 	}
@@ -137,7 +139,7 @@ func TestKernelEnsureBridge(t *testing.T) {
 	if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "userbr"}, MulticastSnooping: &on}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.EnsureBridge(Bridge{Name: "userbr", Gateway: gw1}); err != nil {
+	if _, err := l.EnsureBridge(Bridge{Name: "userbr", Gateways: []netip.Prefix{gw1}}); err != nil {
 		t.Fatal(err)
 	}
 	if ub, err := h.LinkByName("userbr"); err != nil {
@@ -149,7 +151,7 @@ func TestKernelEnsureBridge(t *testing.T) {
 	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "notbr0"}, PeerName: "notbr1"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.EnsureBridge(Bridge{Name: "notbr0", Gateway: gw1}); err == nil || !strings.Contains(err.Error(), "not a bridge") {
+	if _, err := l.EnsureBridge(Bridge{Name: "notbr0", Gateways: []netip.Prefix{gw1}}); err == nil || !strings.Contains(err.Error(), "not a bridge") {
 		t.Errorf("EnsureBridge over a veth: %v", err)
 	}
 	pfx, err := l.HostPrefixes()
@@ -220,7 +222,7 @@ func TestKernelAttachPingDelete(t *testing.T) {
 		t.Errorf("CheckVeth on a good veth: %v", probs)
 	}
 	wrong := va
-	wrong.Addr, wrong.MTU = netip.MustParsePrefix("10.70.0.9/24"), 1400
+	wrong.Addrs, wrong.MTU = []Address{{Addr: netip.MustParsePrefix("10.70.0.9/24"), Gateway: gw0.Addr()}}, 1400
 	if probs := l.CheckVeth(wrong); len(probs) != 2 {
 		t.Errorf("CheckVeth with wrong address and MTU: %v", probs)
 	}
@@ -314,16 +316,16 @@ func TestKernelIsolatedPorts(t *testing.T) {
 // bridge pings it.
 func TestKernelPolicyRouting(t *testing.T) {
 	l, _ := newKernelHost(t)
-	if _, err := l.EnsureBridge(Bridge{Name: "br1", Gateway: gw1, MTU: 1500}); err != nil {
+	if _, err := l.EnsureBridge(Bridge{Name: "br1", Gateways: []netip.Prefix{gw1}, MTU: 1500}); err != nil {
 		t.Fatal(err)
 	}
 	dual, c0, c1 := testutil.NewNetns(t), testutil.NewNetns(t), testutil.NewNetns(t)
 	second := Veth{HostName: "ptv-d1", Bridge: "br1", MTU: 1500, Netns: dual, PeerName: "eth1",
-		MAC: net.HardwareAddr{2, 0x42, 10, 71, 0, 10}, Addr: netip.MustParsePrefix("10.71.0.10/24"),
-		Gateway: gw1.Addr(), Table: 101}
+		MAC: net.HardwareAddr{2, 0x42, 10, 71, 0, 10}, Addrs: []Address{{Addr: netip.MustParsePrefix("10.71.0.10/24"), Gateway: gw1.Addr()}},
+		Table: 101}
 	c1v := Veth{HostName: "ptv-c1", Bridge: "br1", MTU: 1500, Netns: c1, PeerName: "eth0",
-		MAC: net.HardwareAddr{2, 0x42, 10, 71, 0, 20}, Addr: netip.MustParsePrefix("10.71.0.20/24"),
-		Gateway: gw1.Addr(), DefaultRoute: true}
+		MAC: net.HardwareAddr{2, 0x42, 10, 71, 0, 20}, Addrs: []Address{{Addr: netip.MustParsePrefix("10.71.0.20/24"), Gateway: gw1.Addr()}},
+		DefaultRoute: true}
 	for _, v := range []Veth{veth("ptv-d0", dual, "10.70.0.10"), second, veth("ptv-c0", c0, "10.70.0.20"), c1v} {
 		if _, err := l.AddVeth(v); err != nil {
 			t.Fatal(err)
@@ -338,7 +340,7 @@ func TestKernelPolicyRouting(t *testing.T) {
 		}
 	}
 	h := nsHandle(t, dual)
-	rules, _ := h.RuleListFiltered(netlink.FAMILY_V4, policyRule(second.Addr.Addr(), 101), netlink.RT_FILTER_SRC|netlink.RT_FILTER_TABLE)
+	rules, _ := h.RuleListFiltered(netlink.FAMILY_V4, policyRule(second.Addrs[0].Addr.Addr(), 101), netlink.RT_FILTER_SRC|netlink.RT_FILTER_TABLE)
 	if len(rules) != 1 || rules[0].Priority != 101 {
 		t.Fatalf("rules: %+v", rules)
 	}
@@ -355,14 +357,14 @@ func TestKernelPolicyRouting(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if err := l.DeleteRule(dual, 0, second.Addr.Addr(), 101); err != nil {
+		if err := l.DeleteRule(dual, 0, second.Addrs[0].Addr.Addr(), 101); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if out, _ := run(t, dual, "ip", "rule"); strings.Contains(out, "lookup 101") {
 		t.Fatalf("rule left: %s", out)
 	}
-	if err := l.DeleteRule("/nonexistent/ns", 0, second.Addr.Addr(), 101); err != nil {
+	if err := l.DeleteRule("/nonexistent/ns", 0, second.Addrs[0].Addr.Addr(), 101); err != nil {
 		t.Errorf("DeleteRule in a missing namespace: %v", err)
 	}
 }
@@ -382,7 +384,7 @@ func TestKernelAddVethFailureLeavesNothing(t *testing.T) {
 	// Fails after the pair exists: the gateway is not on the subnet, so the
 	// default route is refused. The rollback deletes the pair.
 	v = veth("ptv-y", a, "10.70.0.2")
-	v.Gateway = netip.MustParseAddr("10.99.0.1")
+	v.Addrs[0].Gateway = netip.MustParseAddr("10.99.0.1")
 	if _, err := l.AddVeth(v); err == nil || !strings.Contains(err.Error(), "default route") {
 		t.Fatalf("AddVeth with an unreachable gateway: %v", err)
 	}
@@ -524,7 +526,7 @@ func TestKernelWatchAndRepair(t *testing.T) {
 	if _, err := run(t, host, "ip", "link", "set", "br0", "down"); err != nil {
 		t.Fatal(err)
 	}
-	b := Bridge{Name: "br0", Gateway: gw0, MTU: 1500}
+	b := Bridge{Name: "br0", Gateways: []netip.Prefix{gw0}, MTU: 1500}
 	if p := l.CheckBridge(b); len(p) != 1 || !strings.Contains(p[0], "down") {
 		t.Fatalf("CheckBridge of a downed bridge: %v", p)
 	}
@@ -537,7 +539,7 @@ func TestKernelWatchAndRepair(t *testing.T) {
 	// Another identity: nothing is entered.
 	other := v
 	other.NetnsIno = ino + 1
-	if _, err := l.AddVeth(Veth{HostName: "ptv-w2", Bridge: "br0", Netns: ns, NetnsIno: ino + 1, PeerName: "eth9", Addr: netip.MustParsePrefix("10.70.0.9/24")}); !errors.Is(err, ErrNetnsGone) {
+	if _, err := l.AddVeth(Veth{HostName: "ptv-w2", Bridge: "br0", Netns: ns, NetnsIno: ino + 1, PeerName: "eth9", Addrs: []Address{{Addr: netip.MustParsePrefix("10.70.0.9/24")}}}); !errors.Is(err, ErrNetnsGone) {
 		t.Fatalf("AddVeth into a namespace with another identity: %v", err)
 	}
 	if _, _, err := l.RepairVeth(other); !errors.Is(err, ErrNetnsGone) {

@@ -23,8 +23,8 @@ const (
 	LinkChanged EventKind = iota
 	// LinkDeleted: a link is gone (RTM_DELLINK).
 	LinkDeleted
-	// AddrDeleted, RouteDeleted, RuleDeleted: an IPv4 address, route or
-	// policy rule was removed.
+	// AddrDeleted, RouteDeleted, RuleDeleted: an address, route or policy
+	// rule (IPv4 or IPv6) was removed.
 	AddrDeleted
 	RouteDeleted
 	RuleDeleted
@@ -50,12 +50,17 @@ type Event struct {
 }
 
 // watchGroups are the rtnetlink multicast groups a watch joins (as the
-// legacy RTMGRP_* bit mask; every group here is below 32).
+// legacy RTMGRP_* bit mask; every group here is below 32). IPv6 addresses,
+// routes and rules as well as IPv4 ones: an endpoint's IPv6 address goes
+// with its link when the link goes down, and must be noticed. Links whose
+// IPv6 is not used (host ends, IPv4-only peers: addrgenmode none) have no
+// IPv6 address or route to be notified of.
 const watchGroups = 1<<(unix.RTNLGRP_LINK-1) | 1<<(unix.RTNLGRP_IPV4_IFADDR-1) |
-	1<<(unix.RTNLGRP_IPV4_ROUTE-1) | 1<<(unix.RTNLGRP_IPV4_RULE-1) | 1<<(unix.RTNLGRP_IPV4_NETCONF-1)
+	1<<(unix.RTNLGRP_IPV4_ROUTE-1) | 1<<(unix.RTNLGRP_IPV4_RULE-1) | 1<<(unix.RTNLGRP_IPV4_NETCONF-1) |
+	1<<(unix.RTNLGRP_IPV6_IFADDR-1) | 1<<(unix.RTNLGRP_IPV6_ROUTE-1) | 1<<(unix.RTNLGRP_IPV6_RULE-1)
 
-// Watch streams link, IPv4 address, route, rule and setting notifications of
-// a namespace until ctx ends; then the channel is closed. netnsPath "" is
+// Watch streams link, address, route and rule notifications (both
+// families) and IPv4 setting notifications of a namespace until ctx ends; then the channel is closed. netnsPath "" is
 // the daemon's (host) namespace; otherwise the namespace at netnsPath, which
 // must have identity ino (0: any).
 //

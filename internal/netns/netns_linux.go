@@ -48,6 +48,8 @@ func isMountPoint(path string) bool {
 }
 
 // Create makes a new network namespace with lo up and pins it at path.
+// Interfaces made in it later accept no IPv6 router advertisements and
+// autoconfigure no addresses from them (noRouterAdverts).
 func Create(path string) error {
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
@@ -67,6 +69,9 @@ func Create(path string) error {
 		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
 		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("pin namespace at %s: %w", path, err)
+		}
+		if err := noRouterAdverts(); err != nil {
+			return err
 		}
 		return loUp()
 	})
@@ -115,6 +120,35 @@ func onThreadIn(enter, fn func() error) error {
 		errc <- err
 	}()
 	return <-errc
+}
+
+// noRouterAdverts sets net.ipv6.conf.default.accept_ra and .autoconf to 0
+// in the calling thread's namespace (a new one: /proc/sys/net shows the
+// namespace of the thread that opens the file). Every interface made there
+// later copies them: a sandbox never takes a route or an address from a
+// router advertisement another sandbox sends over the bridge — IPv4-only
+// endpoints included, which have IPv6 on but no address (pontoon's link
+// adapter sets both per interface too, for namespaces it did not make).
+// Without IPv6 in the kernel there is nothing to turn off.
+func noRouterAdverts() error {
+	for _, key := range []string{"accept_ra", "autoconf"} {
+		path := "/proc/sys/net/ipv6/conf/default/" + key
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // no IPv6 (ipv6.disable=1)
+		}
+		if err != nil {
+			return fmt.Errorf("open %s: %w", path, err)
+		}
+		_, err = f.WriteString("0\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+	}
+	return nil
 }
 
 // loUp brings lo up in the calling thread's namespace with one ioctl.

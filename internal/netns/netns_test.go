@@ -92,6 +92,25 @@ func TestKernelCreateDelete(t *testing.T) {
 	if err != nil || same {
 		t.Fatalf("Same(new, own) = %v, %v", same, err)
 	}
+	// Interfaces made in it take no router advertisements.
+	err = netns.Do(p, func() error {
+		if out, err := exec.Command("ip", "link", "add", "ra0", "type", "veth", "peer", "name", "ra1").CombinedOutput(); err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		for _, f := range []string{"default/accept_ra", "default/autoconf", "ra0/accept_ra", "ra0/autoconf", "ra1/accept_ra"} {
+			b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + f)
+			if err != nil {
+				return err
+			}
+			if v := strings.TrimSpace(string(b)); v != "0" {
+				return fmt.Errorf("net.ipv6.conf.%s is %s in a new namespace, want 0", strings.ReplaceAll(f, "/", "."), v)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	pins, err := netns.Pins(dir)
 	if err != nil || len(pins) != 1 || pins[0] != p {
 		t.Fatalf("Pins = %v, %v", pins, err)
