@@ -31,7 +31,7 @@ func (p *podman) runArgs() []string {
 	return []string{"--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768", "--cgroup-parent", "/" + p.e.cgroup}
 }
 
-func newPodman(t *testing.T) *podman {
+func newPodman(t testing.TB) *podman {
 	t.Helper()
 	requireTools(t, "podman runc", "podman", "runc", "conmon")
 	layer := busyboxLayer(t)

@@ -43,7 +43,7 @@ import (
 // rtEnv is one runtime test's world: the mount namespace, the daemon's
 // host and the CNI directories.
 type rtEnv struct {
-	t   *testing.T
+	t   testing.TB
 	h   *Host
 	dir string
 	// mnt is the mount namespace (/proc/PID/ns/mnt of a process that
@@ -61,9 +61,18 @@ type rtEnv struct {
 // running in it. With defaultPaths, the test's conflist and plugin
 // directories are also mounted over CNI's default ones, /etc/cni/net.d and
 // /opt/cni/bin, for a runtime that cannot be pointed elsewhere (ctr).
-func newRuntimeEnv(t *testing.T, defaultPaths bool) *rtEnv {
+func newRuntimeEnv(t testing.TB, defaultPaths bool) *rtEnv {
 	t.Helper()
 	testutil.RequireRoot(t)
+	if defaultPaths {
+		// Mounted over, never written: /etc/cni/net.d comes with Podman's
+		// package, /opt with Debian's base system.
+		for _, d := range []string{"/etc/cni/net.d", "/opt"} {
+			if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+				t.Skipf("%s does not exist, so the test cannot hide it behind its own directory (apt-get install podman makes /etc/cni/net.d)", d)
+			}
+		}
+	}
 	e := &rtEnv{t: t, dir: t.TempDir()}
 	e.confDir, e.pluginDir = filepath.Join(e.dir, "net.d"), filepath.Join(e.dir, "plugins")
 	for _, d := range []string{e.confDir, e.pluginDir} {
@@ -115,13 +124,6 @@ func newRuntimeEnv(t *testing.T, defaultPaths bool) *rtEnv {
 	script := []string{"set -e", "mount -t tmpfs tmpfs /run", "mkdir /run/netns", "mount -t tmpfs tmpfs /var/lib",
 		"mount -t tmpfs tmpfs /dev/shm"}
 	if defaultPaths {
-		// Mounted over, never written: /etc/cni/net.d comes with Podman's
-		// package, /opt with Debian's base system.
-		for _, d := range []string{"/etc/cni/net.d", "/opt"} {
-			if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
-				t.Skipf("%s does not exist, so the test cannot hide it behind its own directory (apt-get install podman makes /etc/cni/net.d)", d)
-			}
-		}
 		script = append(script, "mount --bind "+e.confDir+" /etc/cni/net.d", "mount -t tmpfs tmpfs /opt", "mkdir /opt/cni",
 			"ln -s "+e.pluginDir+" /opt/cni/bin")
 	}
@@ -134,7 +136,7 @@ func newRuntimeEnv(t *testing.T, defaultPaths bool) *rtEnv {
 
 // removeCgroups removes the cgroup name, with what is below it, from
 // every hierarchy it was made in.
-func removeCgroups(t *testing.T, name string) {
+func removeCgroups(t testing.TB, name string) {
 	roots, _ := filepath.Glob("/sys/fs/cgroup/*/" + name)
 	if fi, err := os.Stat("/sys/fs/cgroup/" + name); err == nil && fi.IsDir() {
 		roots = append(roots, "/sys/fs/cgroup/"+name)
@@ -225,7 +227,7 @@ func (e *rtEnv) conflist(file, name string) {
 }
 
 // requireTools skips the test when a program it drives is not installed.
-func requireTools(t *testing.T, pkgs string, progs ...string) {
+func requireTools(t testing.TB, pkgs string, progs ...string) {
 	t.Helper()
 	for _, p := range progs {
 		if _, err := exec.LookPath(p); err != nil {
@@ -241,7 +243,7 @@ var busyboxApplets = []string{"sh", "ping", "ip", "nslookup", "sleep", "cat", "e
 // Debian's static busybox as /bin/busybox with its applets as links, and
 // the directories a runtime mounts over. Skips the test when /bin/busybox
 // is not static (the busybox package rather than busybox-static).
-func busyboxLayer(t *testing.T) []byte {
+func busyboxLayer(t testing.TB) []byte {
 	t.Helper()
 	bin, err := os.ReadFile("/bin/busybox")
 	if err != nil {
@@ -275,7 +277,7 @@ func busyboxLayer(t *testing.T) []byte {
 
 // ociArchive wraps a layer into an OCI image layout archive, which
 // `ctr images import` reads, with the image name in the index.
-func ociArchive(t *testing.T, layer []byte, name string) []byte {
+func ociArchive(t testing.TB, layer []byte, name string) []byte {
 	t.Helper()
 	blobs := map[string][]byte{}
 	blob := func(b []byte) map[string]any {
@@ -319,7 +321,7 @@ func ociArchive(t *testing.T, layer []byte, name string) []byte {
 
 // httpGetFrom sends a GET to addr from inside the namespace at ns and
 // returns the body.
-func httpGetFrom(t *testing.T, ns, addr string) (string, error) {
+func httpGetFrom(t testing.TB, ns, addr string) (string, error) {
 	t.Helper()
 	var body string
 	err := testutil.InNetns(t, ns, func() error {
