@@ -180,6 +180,14 @@ func TestPodmanCNI(t *testing.T) {
 	}
 	fromLAN()
 
+	// A conflist in an older CNI version (Podman writes its own in 0.4.0)
+	// works too: the plugin answers in that version (the unit tests check
+	// the answer's version).
+	p.e.conflistFor("pold.conflist", "pold", "pnet", "0.4.0")
+	if out := p.must(append(append([]string{"run", "--rm"}, p.runArgs()...), "--network", "pold", "localhost/bb", "ping", "-c1", "-W2", "10.91.0.6")...); !strings.Contains(out, "1 packets received") {
+		t.Fatalf("a container on a 0.4.0 conflist did not reach web1:\n%s", out)
+	}
+
 	// Bad input: a clear error, nothing made.
 	before := h.P("sandbox", "ls", "-q")
 	out, err := p.try(append(append([]string{"run", "--rm", "--name", "bad"}, p.runArgs()...), "--network", "pnet", "--ip", "10.92.0.6", "localhost/bb", "true")...)

@@ -215,10 +215,14 @@ func (e *rtEnv) start(log string, argv ...string) *exec.Cmd {
 // conflist writes the CNI config of a pontoon network as the docs give it:
 // cniVersion 1.0.0 (Debian 12's runtimes cannot read 1.1.0 results), the
 // capabilities Podman and containerd use, the test daemon's socket.
-func (e *rtEnv) conflist(file, name string) {
+func (e *rtEnv) conflist(file, name string) { e.conflistFor(file, name, name, "1.0.0") }
+
+// conflistFor writes a conflist named name for the pontoon network
+// network, in CNI version version.
+func (e *rtEnv) conflistFor(file, name, network, version string) {
 	e.t.Helper()
-	data, _ := json.MarshalIndent(map[string]any{"cniVersion": "1.0.0", "name": name, "plugins": []any{map[string]any{
-		"type": "pontoon", "socket": e.h.Socket,
+	data, _ := json.MarshalIndent(map[string]any{"cniVersion": version, "name": name, "plugins": []any{map[string]any{
+		"type": "pontoon", "network": network, "socket": e.h.Socket,
 		"capabilities": map[string]bool{"ips": true, "mac": true, "portMappings": true, "aliases": true},
 	}}}, "", "  ")
 	if err := os.WriteFile(filepath.Join(e.confDir, file), data, 0o644); err != nil {
