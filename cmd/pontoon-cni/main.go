@@ -212,7 +212,7 @@ func pickIP(capIPs []string, argIP string) (string, error) {
 	if len(capIPs) == 1 {
 		a, err := parseIP(capIPs[0])
 		if err != nil {
-			return "", types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("runtimeConfig.ips: %q is not an IPv4 address like 10.88.0.5 or 10.88.0.5/24", capIPs[0]), "")
+			return "", types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("runtimeConfig.ips: %q is not an IP address like 10.88.0.5 or 10.88.0.5/24", capIPs[0]), "")
 		}
 		fromCap = a
 	}
@@ -222,7 +222,7 @@ func pickIP(capIPs []string, argIP string) (string, error) {
 		}
 		a, err := parseIP(argIP)
 		if err != nil {
-			return "", types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_ARGS IP=%s is not an IPv4 address like 10.88.0.5 (the runtime's --ip)", argIP), "")
+			return "", types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_ARGS IP=%s is not an IP address like 10.88.0.5 (the runtime's --ip)", argIP), "")
 		}
 		fromArg = a
 	}

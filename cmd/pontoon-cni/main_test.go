@@ -129,7 +129,7 @@ func TestAddRequestAddresses(t *testing.T) {
 		{conf: withIPs, args: "IP=10.91.0.8", error: "two addresses asked for: 10.91.0.7 in runtimeConfig.ips and 10.91.0.8 in CNI_ARGS IP"},
 		{conf: withIPs, args: "MAC=02:00:00:00:00:08", error: "two MACs asked for"},
 		{args: "IP=10.91.0.8/24", ip: "10.91.0.8"},
-		{args: "IP=10.91.0", error: "CNI_ARGS IP=10.91.0 is not an IPv4 address"},
+		{args: "IP=10.91.0", error: "CNI_ARGS IP=10.91.0 is not an IP address"},
 		{args: "IP=10.91.0.8,10.91.0.9", error: "give one address"},
 		{args: "MAC=zz:00:00:00:00:08", error: "CNI_ARGS MAC=zz:00:00:00:00:08 is not a MAC address"},
 		{args: "FOO=1", error: "pass IgnoreUnknown=1"},
