@@ -151,8 +151,11 @@ func TestPodmanCNI(t *testing.T) {
 
 	// By name, by alias and by name under the network, through the
 	// resolver Podman wrote into resolv.conf from the CNI result.
-	if out := p.must("exec", "web2", "cat", "/etc/resolv.conf"); !strings.Contains(out, "nameserver 10.91.0.1") {
-		t.Fatalf("web2's resolv.conf has not pontoon's resolver:\n%s", out)
+	// Then the host's name servers: the test's mount namespace gives
+	// the outside world's, never the machine's.
+	if out := p.must("exec", "web2", "cat", "/etc/resolv.conf"); !strings.HasPrefix(out, "search pnet\nnameserver 10.91.0.1\n") ||
+		!strings.HasSuffix(out, "nameserver "+RouterIP) {
+		t.Fatalf("web2's resolv.conf has not pontoon's resolver first and the outside world's after it:\n%s", out)
 	}
 	byName := func(from string, names ...string) {
 		t.Helper()

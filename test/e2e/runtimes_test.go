@@ -9,9 +9,10 @@ package e2e
 // results under /var/lib/cni, ctr reads /etc/cni/net.d and execs plugins
 // from /opt/cni/bin. So each test runs the runtime, the processes it
 // starts and the pontoon daemon in a mount namespace of their own, with
-// empty tmpfs over /run, /var/lib and /dev/shm and the test's own
-// directories over the CNI paths: nothing of the machine's is read or
-// changed there, and the daemon sees the runtime's namespace pins. The
+// empty tmpfs over /run, /var/lib and /dev/shm, the test's own
+// directories over the CNI paths and its own /etc/resolv.conf (the
+// outside world's resolver): nothing of the machine's is read or changed
+// there, and the daemon sees the runtime's namespace pins. The
 // network side is the harness's: everything runs in the throwaway host
 // namespace.
 
@@ -121,8 +122,14 @@ func newRuntimeEnv(t testing.TB, defaultPaths bool) *rtEnv {
 		_ = keeper.Process.Kill()
 		_ = keeper.Wait()
 	})
+	// The runtimes copy the host's name servers into containers (Podman
+	// after the network's resolver): they get the outside world's.
+	resolv := filepath.Join(e.dir, "resolv.conf")
+	if err := os.WriteFile(resolv, []byte("nameserver "+RouterIP+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	script := []string{"set -e", "mount -t tmpfs tmpfs /run", "mkdir /run/netns", "mount -t tmpfs tmpfs /var/lib",
-		"mount -t tmpfs tmpfs /dev/shm"}
+		"mount -t tmpfs tmpfs /dev/shm", "mount --bind " + resolv + " /etc/resolv.conf"}
 	if defaultPaths {
 		script = append(script, "mount --bind "+e.confDir+" /etc/cni/net.d", "mount -t tmpfs tmpfs /opt", "mkdir /opt/cni",
 			"ln -s "+e.pluginDir+" /opt/cni/bin")
