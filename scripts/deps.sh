@@ -11,7 +11,10 @@ pkgs=(
   containernetworking-plugins  # the CNI reference plugins (bridge, host-local, …) for tests and benchmarks
   iperf3            # throughput benchmarks
   hyperfine         # start-up benchmark of the binaries (test/e2e BenchmarkStart)
-  busybox           # nslookup and small tools inside sandboxes in tests
+  busybox-static    # nslookup and small tools inside sandboxes in tests; static, so /bin/busybox alone is the runtime tests' image (replaces busybox)
+  podman            # the runtime tests: Podman 4 on its CNI backend (test/e2e/podman_test.go)
+  runc              # the OCI runtime Podman and containerd run containers with in those tests
+  containerd        # the runtime tests: containerd and ctr run --cni (test/e2e/containerd_test.go)
   util-linux        # nsenter, unshare
   procps
   ca-certificates

@@ -1,15 +1,21 @@
-// Command pontoon-cni is pontoon's CNI plugin (spec 1.1.0; accepts 0.4.0,
-// 1.0.0 and 1.1.0 configs). It does no networking itself: every verb is
-// forwarded to the pontoon daemon over its API, so a CNI attachment is an
-// ordinary pontoon endpoint that `pontoon sandbox ls` shows with its
-// container ID and netns path.
+// Command pontoon-cni is pontoon's CNI plugin (spec 1.1.0; accepts configs
+// of every version from 0.1.0 on and answers in the version asked for, so
+// runtimes whose libcni predates 1.1 work with a 1.0.0 config). It does no
+// networking itself: every verb is forwarded to the pontoon daemon over its
+// API, so a CNI attachment is an ordinary pontoon endpoint that `pontoon
+// sandbox ls` shows with its container ID and netns path.
 //
 // Config:
 //
-//	{"cniVersion": "1.1.0", "name": "mynet", "type": "pontoon",
+//	{"cniVersion": "1.0.0", "name": "mynet", "type": "pontoon",
 //	 "network": "NAME",                       // pontoon network (default: the config's name)
 //	 "socket": "/run/pontoon/pontoon.sock",   // daemon API socket (default)
-//	 "capabilities": {"ips": true, "mac": true}}
+//	 "capabilities": {"ips": true, "mac": true, "portMappings": true, "aliases": true}}
+//
+// From CNI_ARGS it reads IP and MAC (as Podman passes --ip and
+// --mac-address), K8S_POD_NAME (the container's or pod's name, registered
+// as its first DNS name), K8S_POD_NAMESPACE and K8S_POD_INFRA_CONTAINER_ID
+// (kept as labels); from the aliases capability the network's aliases.
 //
 // A container (CNI_CONTAINERID) is one pontoon sandbox named
 // cni-<container ID> that adopts CNI_NETNS; each (network, CNI_IFNAME) is an
@@ -24,8 +30,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
+	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,6 +51,24 @@ import (
 // so GC only looks at its own network's attachments.
 const LabelNetwork = "cni.network"
 
+// Labels that keep what the runtime said about the container in CNI_ARGS.
+const (
+	LabelPodName          = "cni.pod_name"           // K8S_POD_NAME: Podman's container name, or the pod's
+	LabelPodNamespace     = "cni.pod_namespace"      // K8S_POD_NAMESPACE
+	LabelInfraContainerID = "cni.infra_container_id" // K8S_POD_INFRA_CONTAINER_ID
+)
+
+// cniArgs is what pontoon reads from CNI_ARGS ("K=V;K=V"). Runtimes pass
+// IgnoreUnknown=1 with keys meant for other plugins.
+type cniArgs struct {
+	types.CommonArgs
+	IP                         types.UnmarshallableString
+	MAC                        types.UnmarshallableString
+	K8S_POD_NAME               types.UnmarshallableString // fields are named as the keys
+	K8S_POD_NAMESPACE          types.UnmarshallableString
+	K8S_POD_INFRA_CONTAINER_ID types.UnmarshallableString
+}
+
 type netConf struct {
 	types.PluginConf
 	Network       string `json:"network,omitempty"`
@@ -50,6 +77,9 @@ type netConf struct {
 		IPs          []string      `json:"ips,omitempty"`
 		MAC          string        `json:"mac,omitempty"`
 		PortMappings []portMapping `json:"portMappings,omitempty"`
+		// Aliases maps a CNI network's name to the container's aliases on
+		// it (Podman's --network-alias).
+		Aliases map[string][]string `json:"aliases,omitempty"`
 	} `json:"runtimeConfig"`
 
 	// networkFromName: the config set no "network", so Network is its
@@ -84,7 +114,7 @@ func (p portMapping) mapping() (model.PortMapping, error) {
 
 func main() {
 	skel.PluginMainFuncs(skel.CNIFuncs{Add: cmdAdd, Del: cmdDel, Check: cmdCheck, GC: cmdGC, Status: cmdStatus},
-		version.PluginSupports("0.4.0", "1.0.0", "1.1.0"), "pontoon: container networking through the pontoon daemon")
+		version.All, "pontoon: container networking through the pontoon daemon")
 }
 
 func loadConf(data []byte) (*netConf, error) {
@@ -143,31 +173,149 @@ func cniError(what string, err error) error {
 	return types.NewError(types.ErrInternal, what+": "+err.Error(), "")
 }
 
+// addRequest is the daemon request for an ADD: the config's capabilities
+// and CNI_ARGS merged. An address or MAC given both ways must agree; a bad
+// one is refused here, before anything is made.
+func addRequest(args *skel.CmdArgs, c *netConf) (api.CNIAddRequest, error) {
+	var ca cniArgs
+	if err := types.LoadArgs(args.Args, &ca); err != nil {
+		return api.CNIAddRequest{}, types.NewError(types.ErrInvalidEnvironmentVariables,
+			fmt.Sprintf("CNI_ARGS %q cannot be read: %v (pontoon reads IP, MAC, K8S_POD_NAME, K8S_POD_NAMESPACE and K8S_POD_INFRA_CONTAINER_ID; pass IgnoreUnknown=1 with keys meant for other plugins)", args.Args, err), "")
+	}
+	req := api.CNIAddRequest{
+		ContainerID: args.ContainerID, Netns: args.Netns, IfName: args.IfName, Network: c.Network,
+		Labels: map[string]string{LabelNetwork: c.Name},
+	}
+	ips, err := pickIPs(c.RuntimeConfig.IPs, string(ca.IP))
+	if err != nil {
+		return req, err
+	}
+	req.IPs = ips
+	if req.MAC, err = pickMAC(c.RuntimeConfig.MAC, string(ca.MAC)); err != nil {
+		return req, err
+	}
+	for k, v := range map[string]types.UnmarshallableString{LabelPodName: ca.K8S_POD_NAME, LabelPodNamespace: ca.K8S_POD_NAMESPACE,
+		LabelInfraContainerID: ca.K8S_POD_INFRA_CONTAINER_ID} {
+		if v != "" {
+			req.Labels[k] = string(v)
+		}
+	}
+	if req.Aliases, err = dnsNames(string(ca.K8S_POD_NAME), c.RuntimeConfig.Aliases[c.Name], c.Name); err != nil {
+		return req, err
+	}
+	for _, pm := range c.RuntimeConfig.PortMappings {
+		m, err := pm.mapping()
+		if err != nil {
+			return req, types.NewError(types.ErrInvalidNetworkConfig, "runtimeConfig.portMappings: "+err.Error(), "")
+		}
+		req.Ports = append(req.Ports, m)
+	}
+	return req, nil
+}
+
+// pickIPs returns the requested addresses, at most one per family: from
+// the ips capability (runtimeConfig.ips, CIDR or plain) or from CNI_ARGS
+// IP (Podman's --ip; several comma-separated), which must agree when both
+// are given.
+func pickIPs(capIPs []string, argIP string) ([]netip.Addr, error) {
+	var fromCap, fromArg []netip.Addr
+	for _, s := range capIPs {
+		a, err := parseIP(s)
+		if err != nil {
+			return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("runtimeConfig.ips: %q is not an IP address like 10.88.0.5, 10.88.0.5/24 or fd00::5", s), "")
+		}
+		fromCap = append(fromCap, a)
+	}
+	if argIP != "" {
+		for _, s := range strings.Split(argIP, ",") {
+			a, err := parseIP(strings.TrimSpace(s))
+			if err != nil {
+				return nil, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_ARGS IP=%s: %q is not an IP address like 10.88.0.5 or fd00::5 (the runtime's --ip)", argIP, s), "")
+			}
+			fromArg = append(fromArg, a)
+		}
+	}
+	for _, l := range [][]netip.Addr{fromCap, fromArg} {
+		if len(l) == 2 && l[0].Is4() == l[1].Is4() || len(l) > 2 {
+			return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("addresses %v: give at most one per family (IPv4 and IPv6)", l), "")
+		}
+	}
+	switch {
+	case len(fromCap) > 0 && len(fromArg) > 0:
+		for _, a := range fromArg {
+			if !slices.Contains(fromCap, a) {
+				return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("two sets of addresses asked for: %v in runtimeConfig.ips and %v in CNI_ARGS IP: give one", fromCap, fromArg), "")
+			}
+		}
+		return fromCap, nil
+	case len(fromCap) > 0:
+		return fromCap, nil
+	}
+	return fromArg, nil
+}
+
+// parseIP reads an address, alone or with a prefix length.
+func parseIP(s string) (netip.Addr, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Addr().Unmap(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	return a.Unmap(), err
+}
+
+// pickMAC returns the requested MAC: from the mac capability or from
+// CNI_ARGS MAC (Podman's --mac-address), which must agree when both are
+// given. The daemon checks that it is a unicast Ethernet address.
+func pickMAC(capMAC, argMAC string) (string, error) {
+	if argMAC != "" {
+		if _, err := net.ParseMAC(argMAC); err != nil {
+			return "", types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_ARGS MAC=%s is not a MAC address like 02:42:0a:58:00:02 (the runtime's --mac-address)", argMAC), "")
+		}
+	}
+	switch {
+	case capMAC != "" && argMAC != "" && !strings.EqualFold(capMAC, argMAC):
+		return "", types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("two MACs asked for: %s in runtimeConfig.mac and %s in CNI_ARGS MAC: give one", capMAC, argMAC), "")
+	case capMAC != "":
+		return capMAC, nil
+	}
+	return argMAC, nil
+}
+
+// dnsNames returns the names the container answers to on the network
+// besides its sandbox name: its name (K8S_POD_NAME) first, then the
+// aliases the runtime gave for the CNI network, each once. A name that
+// cannot be a pontoon name (Kubernetes allows pod names of 253 characters)
+// is only kept as a label; an alias the user asked for must be valid.
+func dnsNames(podName string, aliases []string, cniNetwork string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	add := func(n string) {
+		if k := model.DNSKey(n); !seen[k] {
+			seen[k] = true
+			out = append(out, n)
+		}
+	}
+	if podName != "" && model.ValidateName("alias", podName) == nil {
+		add(podName)
+	}
+	for _, a := range aliases {
+		if err := model.ValidateName("alias", a); err != nil {
+			return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("runtimeConfig.aliases[%q]: %v", cniNetwork, err), "")
+		}
+		add(a)
+	}
+	return out, nil
+}
+
 func cmdAdd(args *skel.CmdArgs) error {
 	c, cl, cx, cancel, err := open(args)
 	if err != nil {
 		return err
 	}
 	defer cancel()
-	var ips []netip.Addr
-	for _, s := range c.RuntimeConfig.IPs {
-		s, _, _ = strings.Cut(s, "/") // the capability may give a length
-		ip, err := netip.ParseAddr(s)
-		if err != nil {
-			return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("runtimeConfig.ips: %q is not an IP address", s), "")
-		}
-		ips = append(ips, ip.Unmap())
-	}
-	req := api.CNIAddRequest{
-		ContainerID: args.ContainerID, Netns: args.Netns, IfName: args.IfName, Network: c.Network,
-		IPs: ips, MAC: c.RuntimeConfig.MAC, Labels: map[string]string{LabelNetwork: c.Name},
-	}
-	for _, pm := range c.RuntimeConfig.PortMappings {
-		m, err := pm.mapping()
-		if err != nil {
-			return types.NewError(types.ErrInvalidNetworkConfig, "runtimeConfig.portMappings: "+err.Error(), "")
-		}
-		req.Ports = append(req.Ports, m)
+	req, err := addRequest(args, c)
+	if err != nil {
+		return err
 	}
 	// One request: the daemon creates the container's sandbox or connects
 	// it, and starts afresh when the runtime lost the namespace it attached
@@ -179,7 +327,21 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if res.Endpoint == nil {
 		return types.NewError(types.ErrInternal, "ADD: the daemon reported no endpoint for "+args.IfName, "")
 	}
-	return types.PrintResult(resultOf(res.Endpoint, res.Netns, c.CNIVersion), c.CNIVersion)
+	return printResult(os.Stdout, resultOf(res.Endpoint, res.Netns), c.CNIVersion)
+}
+
+// printResult writes the result in the version the config asked for: the
+// spec wants the result's version to be the config's, and a runtime whose
+// libcni predates 1.1 cannot read a 1.1.0 result (it asks for 1.0.0).
+func printResult(w io.Writer, r *current.Result, cniVersion string) error {
+	if cniVersion == "" {
+		cniVersion = "0.1.0" // the spec: a config without cniVersion is 0.1.0
+	}
+	v, err := r.GetAsVersion(cniVersion)
+	if err != nil {
+		return types.NewError(types.ErrIncompatibleCNIVersion, fmt.Sprintf("ADD: cannot express the result in CNI version %s: %v", cniVersion, err), "")
+	}
+	return v.PrintTo(w)
 }
 
 func findEndpoint(sb *model.SandboxInfo, network, ifname string) *model.Endpoint {
@@ -191,7 +353,7 @@ func findEndpoint(sb *model.SandboxInfo, network, ifname string) *model.Endpoint
 	return nil
 }
 
-func resultOf(ep *model.Endpoint, netns, cniVersion string) *current.Result {
+func resultOf(ep *model.Endpoint, netns string) *current.Result {
 	idx := 1
 	r := &current.Result{
 		CNIVersion: current.ImplementedSpecVersion,

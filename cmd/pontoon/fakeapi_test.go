@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -23,6 +24,7 @@ type fakeDaemon struct {
 	sandboxes []string
 	labels    map[string]map[string]string // by network or sandbox name
 	attached  map[string][]string          // sandbox → networks
+	container map[string]string            // sandbox → container ID
 
 	mu   sync.Mutex
 	reqs []string
@@ -68,7 +70,7 @@ func newFakeDaemon(t *testing.T, networks, sandboxes []string) *fakeDaemon {
 	mux.HandleFunc("GET /v1/sandboxes", func(w http.ResponseWriter, r *http.Request) {
 		var v []*model.SandboxInfo
 		for _, n := range f.sandboxes {
-			sb := &model.SandboxInfo{Sandbox: model.Sandbox{Name: n, Kind: model.KindPontoon, Labels: f.labels[n]}}
+			sb := &model.SandboxInfo{Sandbox: model.Sandbox{Name: n, Kind: model.KindPontoon, Labels: f.labels[n], ContainerID: f.container[n]}}
 			for _, net := range f.attached[n] {
 				sb.Endpoints = append(sb.Endpoints, &model.Endpoint{Network: net, Sandbox: n})
 			}
@@ -225,5 +227,51 @@ func TestLsFilter(t *testing.T) {
 	}
 	if _, _, err := runWith(t, f, "sandbox", "ls", "-f", "colour=red"); err == nil || !strings.Contains(err.Error(), "KEY one of name, label, network, kind") {
 		t.Errorf("unknown filter key: %v", err)
+	}
+}
+
+// sandbox ls cuts container IDs to a prefix that stays unique among the
+// listed sandboxes (ctr's IDs share long prefixes), at least 12
+// characters; --no-trunc and JSON show them whole.
+func TestSandboxLsContainerIDs(t *testing.T) {
+	f := newFakeDaemon(t, nil, []string{"a", "b", "c", "d"})
+	long := "4f3c2a1b0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b"
+	f.container = map[string]string{"a": "default-web-1", "b": "default-web-2", "c": long, "d": "default-web-1x"}
+	out, _, err := runWith(t, f, "sandbox", "ls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"a": " default-web-1 ", "b": " default-web-2 ", "c": " " + long[:12] + " ", "d": " default-web-1x "} {
+		var row string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, name+" ") {
+				row = l + " "
+			}
+		}
+		if !strings.Contains(row, want) {
+			t.Errorf("sandbox %s: row %q, want the ID shown as %q\n%s", name, row, want, out)
+		}
+	}
+	out, _, err = runWith(t, f, "sandbox", "ls", "--no-trunc")
+	if err != nil || !strings.Contains(out, long) {
+		t.Errorf("--no-trunc (%v):\n%s", err, out)
+	}
+	out, _, err = runWith(t, f, "sandbox", "ls", "--format", "json")
+	if err != nil || !strings.Contains(out, `"container_id": "`+long+`"`) {
+		t.Errorf("json (%v):\n%s", err, out)
+	}
+}
+
+func TestShortIDs(t *testing.T) {
+	got := shortIDs([]string{"", "abcdefghijklmnop1", "abcdefghijklmnop2", "abcdefghijklmnop2", "abc", "zzzzzzzzzzzzzzzzzzz"}, 12)
+	want := map[string]string{"": "", "abc": "abc", "abcdefghijklmnop1": "abcdefghijklmnop1", "abcdefghijklmnop2": "abcdefghijklmnop2",
+		"zzzzzzzzzzzzzzzzzzz": "zzzzzzzzzzzz"}
+	if !maps.Equal(got, want) {
+		t.Fatalf("shortIDs: %v, want %v", got, want)
+	}
+	got = shortIDs([]string{"0123456789abcdef", "0123456789abcXYZ", "0123456789abZZZZ"}, 12)
+	want = map[string]string{"0123456789abcdef": "0123456789abcd", "0123456789abcXYZ": "0123456789abcX", "0123456789abZZZZ": "0123456789abZ"}
+	if !maps.Equal(got, want) {
+		t.Fatalf("shortIDs: %v, want %v", got, want)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -147,6 +148,7 @@ func newSandboxLsCmd(g *globals) *cobra.Command {
 	var (
 		format   string
 		quiet    bool
+		noTrunc  bool
 		filterIn []string
 	)
 	cmd := &cobra.Command{
@@ -184,6 +186,14 @@ func newSandboxLsCmd(g *globals) *cobra.Command {
 				return printJSON(cmd, sbs)
 			}
 			t := newTable(cmd, "NAME", "KIND", "NETWORKS", "ADDRESSES", "CONTAINER", "NETNS")
+			var ids []string
+			for _, sb := range sbs {
+				ids = append(ids, sb.ContainerID)
+			}
+			short := shortIDs(ids, shortIDLen)
+			if noTrunc {
+				short = nil
+			}
 			for _, sb := range sbs {
 				var nets, addrs []string
 				for _, ep := range sb.Endpoints {
@@ -191,13 +201,14 @@ func newSandboxLsCmd(g *globals) *cobra.Command {
 					addrs = append(addrs, joinIPs(ep.IPs()))
 				}
 				t.row(sb.Name, string(sb.Kind), dash(strings.Join(nets, ",")), dash(strings.Join(addrs, ",")),
-					dash(shortID(sb.ContainerID)), sb.Netns)
+					dash(cmp.Or(short[sb.ContainerID], sb.ContainerID)), sb.Netns)
 			}
 			return t.flush()
 		},
 	}
 	addFormatFlag(cmd, &format)
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the names (pontoon sandbox rm $(pontoon sandbox ls -q) removes them all)")
+	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "show container IDs whole (by default: the shortest prefix of at least 12 characters that no other listed ID shares; JSON always has them whole)")
 	addFilterFlag(cmd, &filterIn, "only sandboxes that match: name=PART, label=KEY[=VALUE], network=NET, kind=pontoon|netns|pid|host (repeatable: one key's values are alternatives, keys must all match)")
 	return cmd
 }
@@ -209,11 +220,39 @@ func dash(s string) string {
 	return s
 }
 
-func shortID(s string) string {
-	if len(s) > 12 {
-		return s[:12]
+// shortIDLen is the least a container ID is cut to, as Docker and Podman
+// show theirs.
+const shortIDLen = 12
+
+// shortIDs maps every ID to its shortest prefix, least characters or more,
+// that no other of the IDs starts with, as git shortens hashes: ctr's IDs
+// ("default-web-1", "default-web-2") share long prefixes. An ID that is a
+// prefix of another is shown whole.
+func shortIDs(ids []string, least int) map[string]string {
+	sorted := slices.Clone(ids)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	common := func(a, b string) int {
+		n := 0
+		for n < len(a) && n < len(b) && a[n] == b[n] {
+			n++
+		}
+		return n
 	}
-	return s
+	out := make(map[string]string, len(sorted))
+	for i, id := range sorted {
+		// In sorted order, the ID sharing the longest prefix with id is
+		// one of its neighbours.
+		n := 0
+		if i > 0 {
+			n = max(n, common(id, sorted[i-1]))
+		}
+		if i+1 < len(sorted) {
+			n = max(n, common(id, sorted[i+1]))
+		}
+		out[id] = id[:min(len(id), max(least, n+1))]
+	}
+	return out
 }
 
 func newSandboxInspectCmd(g *globals) *cobra.Command {

@@ -61,6 +61,10 @@ type CNIAddRequest struct {
 	MAC    string              `json:"mac,omitempty"`
 	Ports  []model.PortMapping `json:"ports,omitempty"`
 	Labels map[string]string   `json:"labels,omitempty"`
+	// Aliases are DNS names of the container on the network besides its
+	// sandbox name: its name (CNI_ARGS K8S_POD_NAME) first, then the
+	// runtime's aliases (the aliases capability).
+	Aliases []string `json:"aliases,omitempty"`
 }
 
 // CNIAddResult is the answer of POST /v1/cni/add.

@@ -195,7 +195,7 @@ func (s *Server) cniAdd(r *http.Request) (int, any, error) {
 	name := model.CNISandboxName(req.ContainerID)
 	ep, err := s.eng.AddContainer(r.Context(), model.SandboxSpec{
 		Name: name, Netns: req.Netns, ContainerID: req.ContainerID, Labels: req.Labels,
-		Networks: []model.AttachSpec{{Network: req.Network, IPs: req.IPs, IfName: req.IfName, MAC: req.MAC, Ports: req.Ports}},
+		Networks: []model.AttachSpec{{Network: req.Network, IPs: req.IPs, Aliases: req.Aliases, IfName: req.IfName, MAC: req.MAC, Ports: req.Ports}},
 	})
 	return http.StatusCreated, api.CNIAddResult{Sandbox: name, Netns: req.Netns, Endpoint: ep}, err
 }

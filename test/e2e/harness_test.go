@@ -76,6 +76,10 @@ type Host struct {
 	Socket   string
 	Root     string
 	NetnsDir string
+	// MountNS, when set, is the mount namespace the daemon runs in
+	// (nsenter --mount): the runtimes' tests give it theirs, so that it
+	// sees the namespace pins the runtimes make there.
+	MountNS string
 
 	mu     sync.Mutex
 	daemon *exec.Cmd
@@ -100,9 +104,16 @@ const (
 // NewHost builds the namespaces and starts the daemon.
 func NewHost(t testing.TB, daemonArgs ...string) *Host {
 	t.Helper()
+	return newHostIn(t, "", daemonArgs...)
+}
+
+// newHostIn is NewHost with the daemon in the mount namespace mountNS
+// ("": the test's own).
+func newHostIn(t testing.TB, mountNS string, daemonArgs ...string) *Host {
+	t.Helper()
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
-	h := &Host{t: t, Dir: dir, Root: filepath.Join(dir, "root"), Socket: filepath.Join(dir, "pontoon.sock"), NetnsDir: filepath.Join(dir, "netns")}
+	h := &Host{t: t, Dir: dir, Root: filepath.Join(dir, "root"), Socket: filepath.Join(dir, "pontoon.sock"), NetnsDir: filepath.Join(dir, "netns"), MountNS: mountNS}
 	h.NS = testutil.NewNetns(t)
 	h.Outside = testutil.NewNetns(t)
 	// Unmount whatever the daemon pinned under our directory, after it
@@ -189,12 +200,16 @@ func (h *Host) Start(extra ...string) {
 	h.t.Helper()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	args := []string{"--net=" + h.NS, "--", filepath.Join(binDir, "pontoon"), "daemon",
+	args := []string{"--net=" + h.NS}
+	if h.MountNS != "" {
+		args = append(args, "--mount="+h.MountNS)
+	}
+	args = append(args, "--", filepath.Join(binDir, "pontoon"), "daemon",
 		"--root", h.Root, "--socket", h.Socket, "--netns-dir", h.NetnsDir, "--log-level", "debug",
 		// Names outside pontoon's go to a resolver in the outside-world
 		// namespace, never to the machine's own; resolv.conf files stay in
 		// the test's directory, never /etc.
-		"--etc-netns-dir", filepath.Join(h.Dir, "etc-netns"), "--dns", RouterIP + ":53", "--dns-timeout", "500ms"}
+		"--etc-netns-dir", filepath.Join(h.Dir, "etc-netns"), "--dns", RouterIP+":53", "--dns-timeout", "500ms")
 	args = append(args, extra...)
 	cmd := exec.Command("nsenter", args...)
 	if h.logBuf == nil {
