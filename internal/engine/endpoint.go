@@ -200,12 +200,12 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 			if err := model.CheckStaticIP(nw, ip); err != nil {
 				return err
 			}
-			if err := ipam.ReserveStatic(tx, nw, ip, ep.ID, e.ownerName(tx, nw.Name)); err != nil {
+			if err := ipam.ReserveStatic(tx, nw.Name, subnetOf(nw), ip, ep.ID, e.ownerName(tx, nw.Name)); err != nil {
 				return err
 			}
 			ep.IP = ip
 		} else {
-			if ep.IP, err = ipam.Allocate(tx, nw, ep.ID); err != nil {
+			if ep.IP, err = ipam.Allocate(tx, nw.Name, subnetOf(nw), ep.ID); err != nil {
 				return err
 			}
 		}
@@ -433,4 +433,10 @@ func (e *Engine) disconnectLocked(network, sandbox string) error {
 	}
 	e.log.Debug("endpoint detached", "sandbox", sandbox, "network", network, "ip", ep.IP.String())
 	return nil
+}
+
+// subnetOf is the network's IPv4 subnet in the shape the IPAM takes,
+// until networks hold a list of subnets (issue #11).
+func subnetOf(nw *model.Network) model.Subnet {
+	return model.Subnet{Prefix: nw.Subnet, Gateway: nw.Gateway, IPRange: nw.IPRange, Masquerade: nw.Masquerade}
 }
