@@ -64,7 +64,7 @@ binaries and the CNI config, which the README's "Removing pontoon" lists.`,
 	f.StringVar(&o.DefaultSubnet, "default-subnet", o.DefaultSubnet, "subnet of the default network (another is picked if it overlaps the host's)")
 	f.StringVar(&o.Pool, "pool", o.Pool, "comma-separated prefixes that subnets of networks created without --subnet come from (default 10.89.0.0/16 … 10.127.0.0/16 as /24s, skipping 10.96.0.0/12, Kubernetes' service range)")
 	f.IntVar(&o.PoolBits, "pool-size", o.PoolBits, "prefix length of subnets picked from the pool")
-	f.StringVar(&o.Pool6, "ipv6-pool", o.Pool6, "comma-separated IPv6 prefixes that subnets of networks created with --ipv6 (and no IPv6 --subnet) come from (default fdd0:ba5e:1::/48, a ULA prefix)")
+	f.StringVar(&o.Pool6, "ipv6-pool", o.Pool6, "comma-separated IPv6 prefixes that subnets of networks created with --ipv6 (and no IPv6 --subnet) come from (default fd2b:225b:c0de::/48, a ULA prefix)")
 	f.IntVar(&o.Pool6Bits, "ipv6-pool-size", o.Pool6Bits, "prefix length of IPv6 subnets picked from the IPv6 pool")
 	f.StringVar(&o.DNS, "dns", "", "upstream resolvers for names outside pontoon's, comma-separated ip[:port] (default: from --resolv-conf)")
 	f.StringVar(&o.ResolvConf, "resolv-conf", o.ResolvConf, "the host's resolv.conf, read for upstream resolvers (a 127.0.0.53 stub is followed to systemd-resolved's upstreams)")

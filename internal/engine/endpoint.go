@@ -327,7 +327,7 @@ func (e *Engine) reserveAddrs(tx store.Tx, nw *model.Network, owner string, stat
 			}
 		}
 		if ip.IsValid() {
-			if err := ipam.ReserveStatic(tx, nw, ip, owner, e.ownerName(tx, nw.Name)); err != nil {
+			if err := ipam.ReserveStatic(tx, nw.Name, s, ip, owner, e.ownerName(tx, nw.Name)); err != nil {
 				return nil, err
 			}
 		} else {

@@ -151,7 +151,8 @@ func (e *Engine) pickSubnet(name string, v6 bool, taken []netip.Prefix) (netip.P
 	if v6 {
 		pool, bits := e.cfg.Pool6, e.cfg.Pool6Bits
 		if len(pool) == 0 {
-			pool = ipam.DefaultPool6
+			def, _ := ipam.PoolFor(ipam.DefaultPools, true)
+			pool = def.Prefixes
 		}
 		p, err := ipam.PickSubnet(pool, bits, taken)
 		if err != nil {

@@ -1,17 +1,28 @@
-// Package ipam hands out addresses and subnets. It is pure logic over a
-// Reservations interface (store.Tx satisfies it), like host-local's
-// allocator over its Store: the daemon runs it inside one store transaction,
-// which is what makes a reservation and the endpoint that owns it atomic.
+// Package ipam hands out addresses and subnets, IPv4 and IPv6 alike. It is
+// pure logic over a Reservations interface (store.Tx satisfies it), like
+// host-local's allocator over its Store: the daemon runs it inside one
+// store transaction, which is what makes a reservation and the endpoint
+// that owns it atomic.
 //
-// Allocation is next-fit: it starts after the last address handed out on a
-// network (the cursor), so with addresses mostly handed out in order the
-// 500th allocation costs what the 1st did, and a just-released address is
-// not handed out again at once (stale ARP entries elsewhere age out first).
+// It works on one model.Subnet of a network at a time; a dual-stack
+// network calls it once per subnet. The code is the same for both
+// families: addresses are netip.Addr and stepping is Addr.Next, never
+// integer arithmetic on a family's width.
+//
+// Allocation is next-fit: it starts after the last address handed out in
+// the network's subnet of that family (the cursor, one per family), so
+// with addresses mostly handed out in order the 500th allocation costs
+// what the 1st did, and a just-released address is not handed out again
+// at once (stale ARP and neighbour entries elsewhere age out first).
+// Nothing is sized by the subnet: a /64 costs what a /24 does, since only
+// reservations are stored, never a bitmap of the range.
 package ipam
 
 import (
-	"errors"
+	"encoding/binary"
 	"fmt"
+	"math"
+	"math/bits"
 	"net/netip"
 
 	"pontoon/internal/model"
@@ -22,140 +33,215 @@ type Reservations interface {
 	Reservation(network string, ip netip.Addr) (owner string, ok bool, err error)
 	Reserve(network string, ip netip.Addr, owner string) error
 	Release(network string, ip netip.Addr) error
-	Cursor(network string) (netip.Addr, error)
+	// Reservations returns every address held on the network, of both
+	// families. Allocate reads it only when a walk from the cursor meets
+	// more than scanLookups held addresses in a row.
+	Reservations(network string) (map[netip.Addr]string, error)
+	// Cursor is the last address handed out on the network in the family
+	// (IPv6 when v6); the zero Addr when none. SetCursor sets the cursor
+	// of ip's family.
+	Cursor(network string, v6 bool) (netip.Addr, error)
 	SetCursor(network string, ip netip.Addr) error
 }
 
-// Default address plan, all inside 10.0.0.0/8 (RFC 1918), laid out like
-// Podman's (10.88.0.0/16 default, /24s from 10.89.0.0 up for others):
-//
-//   - the default network gets DefaultSubnet, unless it overlaps a network
-//     or route the host already has; then the engine picks from the pool;
-//   - networks created without --subnet get a /DefaultPoolBits from
-//     DefaultPool, the first that overlaps nothing (PickSubnet).
-//
-// The pool leaves out 10.96.0.0/12, Kubernetes' default service range:
-// service addresses have no host route, so overlap detection cannot see
-// them, and pontoon also runs as a CNI plugin on Kubernetes nodes.
-// What is left holds 23 × 256 = 5888 /24 networks.
-var (
-	DefaultSubnet = netip.MustParsePrefix("10.88.0.0/16")
-	DefaultPool   = func() []netip.Prefix {
-		var p []netip.Prefix
-		for b := 89; b <= 127; b++ {
-			if b >= 96 && b <= 111 { // 10.96.0.0/12
-				continue
-			}
-			p = append(p, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(b), 0, 0}), 16))
-		}
-		return p
-	}()
-	// DefaultPool6 is where IPv6 subnets come from: a ULA /48 (RFC 4193)
-	// split into /64s.
-	DefaultPool6 = []netip.Prefix{netip.MustParsePrefix("fdd0:ba5e:1::/48")}
-)
+// scanLookups is how many addresses Allocate looks up one by one after the
+// cursor before it reads all of the network's reservations at once. Ranges
+// up to this size are simply walked through; beyond it, meeting that many
+// held addresses in a row means the range is crowded, and one read of the
+// reservations tells whether any address is free and bounds the rest of
+// the walk.
+const scanLookups = 256
 
-// DefaultPoolBits is the prefix length of subnets picked from the pool.
-const DefaultPoolBits = 24
-
-func u32(a netip.Addr) uint32 {
-	b := a.As4()
-	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-}
-
-func addr(v uint32) netip.Addr {
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-}
-
-// bounds returns the first and last usable address of n's allocation range:
-// never the subnet's network or broadcast address, never outside the subnet.
-func bounds(network string, n model.Subnet) (lo, hi uint32, err error) {
-	r := n.AllocRange()
-	if !n.Prefix.Addr().Is4() || !r.Addr().Is4() {
-		return 0, 0, model.Invalidf("network %s has no IPv4 subnet (%v): pontoon allocates IPv4 addresses only", network, r)
+// lastAddr returns the last address of p: IPv4's broadcast address, or
+// the address with every host bit set in IPv6.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
 	}
-	lo, hi = u32(r.Masked().Addr()), u32(model.Broadcast(r))
-	lo = max(lo, u32(n.Prefix.Masked().Addr())+1)
-	hi = min(hi, u32(model.Broadcast(n.Prefix))-1)
-	return lo, hi, nil
+	a, _ := netip.AddrFromSlice(b)
+	return a
 }
 
-// Allocate reserves for owner the next free address of n after the cursor
-// (next-fit, wrapping round the range), and moves the cursor to it. It
-// skips the subnet's network and broadcast addresses and the gateway.
+// count returns how many addresses lo..hi holds (hi ≥ lo, same family),
+// saturating at math.MaxUint64: a range that large is never walked
+// through, only into (see Allocate).
+func count(lo, hi netip.Addr) uint64 {
+	a, b := lo.As16(), hi.As16()
+	dlo, borrow := bits.Sub64(binary.BigEndian.Uint64(b[8:]), binary.BigEndian.Uint64(a[8:]), 0)
+	dhi, _ := bits.Sub64(binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(a[:8]), borrow)
+	if dhi != 0 || dlo == math.MaxUint64 {
+		return math.MaxUint64
+	}
+	return dlo + 1
+}
+
+// within reports whether lo ≤ a ≤ hi.
+func within(a, lo, hi netip.Addr) bool { return lo.Compare(a) <= 0 && a.Compare(hi) <= 0 }
+
+// hostRange returns the first and last host address of a subnet: never
+// its first address (IPv4's network address, IPv6's subnet-router anycast
+// address, RFC 4291 2.6.1) nor, in IPv4, its broadcast address. ok is
+// false when the subnet has no host address (an IPv4 /31 or /32, an IPv6
+// /128).
+func hostRange(p netip.Prefix) (first, last netip.Addr, ok bool) {
+	p = p.Masked()
+	first, last = p.Addr().Next(), lastAddr(p)
+	if p.Addr().Is4() {
+		last = last.Prev()
+	}
+	return first, last, first.IsValid() && last.IsValid() && first.Compare(last) <= 0
+}
+
+// bounds returns the first and last address Allocate may hand out in s:
+// its allocation range clipped to the host addresses of its prefix. ok is
+// false when there is none.
+func bounds(network string, s model.Subnet) (lo, hi netip.Addr, ok bool, err error) {
+	p, r := s.Prefix.Masked(), s.AllocRange().Masked()
+	if !p.IsValid() || !r.IsValid() {
+		return lo, hi, false, model.Invalidf("network %s has no valid subnet (%v): give one like 10.90.1.0/24 or fd00:1::/64", network, s.Prefix)
+	}
+	if r.Addr().Is4() != p.Addr().Is4() {
+		return lo, hi, false, model.Invalidf("network %s: ip-range %s is not of the family of subnet %s: give a range inside the subnet", network, r, p)
+	}
+	first, last, ok := hostRange(p)
+	if !ok {
+		return lo, hi, false, nil
+	}
+	lo, hi = r.Addr(), lastAddr(r)
+	if lo.Less(first) {
+		lo = first
+	}
+	if last.Less(hi) {
+		hi = last
+	}
+	return lo, hi, lo.Compare(hi) <= 0, nil
+}
+
+// Allocate reserves for owner the next free address of s after the
+// cursor of s's family (next-fit, wrapping round the range), and moves
+// the cursor to it. It hands out addresses of s.AllocRange() only, never
+// the subnet's first address (IPv4 network, IPv6 subnet-router anycast),
+// IPv4's broadcast address or the gateway.
 //
-// Cost: one point lookup per address it steps over. While addresses are
-// handed out in order that is one lookup; it only scans when the range is
-// nearly full and fragmented. A just-released address is handed out again
-// only after the cursor has gone round, so stale ARP entries for it age out
-// first.
-func Allocate(r Reservations, network string, n model.Subnet, owner string) (netip.Addr, error) {
-	lo, hi, err := bounds(network, n)
+// Cost: one point lookup per address it steps over, and one lookup when
+// addresses are handed out in order. After scanLookups held addresses in
+// a row it reads the network's reservations once (one scan of what is
+// held, never of the range): when every address is taken that is an
+// ErrExhausted, else the walk goes on over the map and ends within as
+// many steps as addresses are held, plus two. So Allocate always ends,
+// on a /64 too, and a full small range is an ErrExhausted.
+//
+// A just-released address is handed out again only after the cursor has
+// gone round, so stale neighbour entries for it age out first.
+func Allocate(r Reservations, network string, s model.Subnet, owner string) (netip.Addr, error) {
+	lo, hi, ok, err := bounds(network, s)
 	if err != nil {
 		return netip.Addr{}, err
 	}
-	if hi < lo {
-		return netip.Addr{}, model.Exhaustedf("network %s has no usable address in %s: create a network with a larger subnet", network, n.AllocRange())
-	}
-	size := uint64(hi-lo) + 1
-	start := lo
-	if c, err := r.Cursor(network); err != nil {
-		return netip.Addr{}, err
-	} else if c.Is4() {
-		if cv := u32(c); cv >= lo && cv < hi {
-			start = cv + 1
+	size, usable := uint64(0), uint64(0)
+	if ok {
+		size = count(lo, hi)
+		usable = size
+		if within(s.Gateway, lo, hi) && usable != math.MaxUint64 {
+			usable--
 		}
 	}
-	gw, hasGW := uint32(0), n.Gateway.Is4()
-	if hasGW {
-		gw = u32(n.Gateway)
+	if usable == 0 {
+		return netip.Addr{}, model.Exhaustedf("network %s has no usable address in %s: create a network with a larger subnet", network, s.AllocRange())
 	}
+	start := lo
+	if c, err := r.Cursor(network, lo.Is6()); err != nil {
+		return netip.Addr{}, err
+	} else if c.IsValid() && lo.Compare(c) <= 0 && c.Less(hi) {
+		start = c.Next()
+	}
+	next := func(a netip.Addr) netip.Addr {
+		if a == hi {
+			return lo
+		}
+		return a.Next()
+	}
+	take := func(a netip.Addr) (netip.Addr, error) {
+		if err := r.Reserve(network, a, owner); err != nil {
+			return netip.Addr{}, err
+		}
+		if err := r.SetCursor(network, a); err != nil {
+			return netip.Addr{}, err
+		}
+		return a, nil
+	}
+	exhausted := func(used uint64) error {
+		return model.Exhaustedf("network %s has no free address left in %s (%d in use): remove a sandbox from it or create a network with a larger subnet", network, s.AllocRange(), used)
+	}
+
 	v := start
-	for range size {
-		if !hasGW || v != gw {
-			a := addr(v)
-			_, held, err := r.Reservation(network, a)
+	for range min(size, scanLookups) {
+		if v != s.Gateway {
+			_, held, err := r.Reservation(network, v)
 			if err != nil {
 				return netip.Addr{}, err
 			}
 			if !held {
-				if err := r.Reserve(network, a, owner); err != nil {
-					return netip.Addr{}, err
-				}
-				if err := r.SetCursor(network, a); err != nil {
-					return netip.Addr{}, err
-				}
-				return a, nil
+				return take(v)
 			}
 		}
-		if v == hi {
-			v = lo
-		} else {
-			v++
+		v = next(v)
+	}
+	if size <= scanLookups {
+		return netip.Addr{}, exhausted(usable)
+	}
+
+	// Crowded: count what is held in the range. Among any held+2
+	// consecutive addresses at most held are taken and one is the
+	// gateway, so when an address is free the walk below finds one
+	// within min(size, held+2) steps.
+	all, err := r.Reservations(network)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	var held uint64
+	for a := range all {
+		if a != s.Gateway && within(a, lo, hi) {
+			held++
 		}
 	}
-	used := size
-	if hasGW && gw >= lo && gw <= hi {
-		used--
+	if held >= usable {
+		return netip.Addr{}, exhausted(held)
 	}
-	return netip.Addr{}, model.Exhaustedf("network %s has no free address left in %s (%d in use): remove a sandbox from it or create a network with a larger subnet", network, n.AllocRange(), used)
+	for range min(size, held+2) {
+		if _, taken := all[v]; !taken && v != s.Gateway {
+			return take(v)
+		}
+		v = next(v)
+	}
+	return netip.Addr{}, fmt.Errorf("ipam: network %s: %d of %d addresses of %s are held, yet none was free after the cursor: the reservations are inconsistent", network, held, usable, s.AllocRange())
 }
 
-// ReserveStatic reserves an address a user asked for (--ip): it must pass
-// model.CheckStaticIP (inside the subnet, not the network, broadcast or
-// gateway address: else ErrInvalid). It may lie outside the network's
-// ip-range, which limits only what Allocate hands out. Reserving an address
-// owner already holds is success.
+// CheckStatic validates an address a user asked for (--ip, --ip6) in
+// subnet s of a network: any host address of the subnet but the gateway
+// will do (ErrInvalid otherwise), whether it is free is for
+// ReserveStatic. Like Docker's --ip-range, the subnet's IPRange limits
+// only the addresses pontoon picks itself, so static addresses can be
+// kept outside it.
+func CheckStatic(network string, s model.Subnet, ip netip.Addr) error {
+	return s.CheckStatic(network, ip)
+}
+
+// ReserveStatic reserves an address a user asked for in subnet s of a
+// network: it must pass CheckStatic (else ErrInvalid). It may lie outside
+// the subnet's ip-range, which limits only what Allocate hands out.
+// Reserving an address owner already holds is success.
 //
 // When another owner holds it, the error is an ErrConflict that names the
 // holder: name turns the holder's owner ID (an endpoint ID) into words for
 // people, e.g. "sandbox web"; nil prints the ID. The caller resolves the
 // name because only it knows what owner IDs stand for.
-func ReserveStatic(r Reservations, n *model.Network, ip netip.Addr, owner string, name func(owner string) string) error {
-	if err := model.CheckStaticIP(n, ip); err != nil {
+func ReserveStatic(r Reservations, network string, s model.Subnet, ip netip.Addr, owner string, name func(owner string) string) error {
+	if err := CheckStatic(network, s, ip); err != nil {
 		return err
 	}
-	holder, held, err := r.Reservation(n.Name, ip)
+	holder, held, err := r.Reservation(network, ip)
 	if err != nil {
 		return err
 	}
@@ -164,48 +250,11 @@ func ReserveStatic(r Reservations, n *model.Network, ip netip.Addr, owner string
 		if name != nil {
 			who = name(holder)
 		}
-		return model.Conflictf("address %s on network %s is already in use by %s: pick another address, or leave --ip out to get a free one", ip, n.Name, who)
-	}
-	return r.Reserve(n.Name, ip, owner)
-}
-
-// ErrNoSubnet is returned by PickSubnet when the pool is full; the error
-// is also an model.ErrExhausted.
-var ErrNoSubnet = errors.New("no free subnet in the pool")
-
-// PickSubnet returns the first prefix of length bits inside pool (in order)
-// that overlaps none of taken (the subnets of existing networks and the
-// host's routes and addresses). Pool entries longer than bits (too small
-// to hold such a prefix) are skipped; a taken prefix larger than bits is
-// jumped over in one step.
-func PickSubnet(pool []netip.Prefix, bits int, taken []netip.Prefix) (netip.Prefix, error) {
-	for _, p := range pool {
-		if !p.Addr().Is4() || bits < p.Bits() || bits > 32 {
-			continue
+		flag := "--ip"
+		if ip.Is6() {
+			flag = "--ip6"
 		}
-		step := uint64(1) << (32 - bits)
-		first := uint64(u32(p.Masked().Addr()))
-		last := uint64(u32(model.Broadcast(p)))
-		for v := first; v+step-1 <= last; v += step {
-			cand := netip.PrefixFrom(addr(uint32(v)), bits)
-			free := true
-			for _, t := range taken {
-				if t.Overlaps(cand) {
-					free = false
-					// Skip past the taken prefix when it is larger.
-					if t.Bits() < bits {
-						end := uint64(u32(model.Broadcast(t.Masked())))
-						if end+1 > v+step {
-							v = (end+1)/step*step - step
-						}
-					}
-					break
-				}
-			}
-			if free {
-				return cand, nil
-			}
-		}
+		return model.Conflictf("address %s on network %s is already in use by %s: pick another address, or leave %s out to get a free one", ip, network, who, flag)
 	}
-	return netip.Prefix{}, fmt.Errorf("%w: every /%d of the pool overlaps a network or route the host has (%w)", ErrNoSubnet, bits, model.ErrExhausted)
+	return r.Reserve(network, ip, owner)
 }

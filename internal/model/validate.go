@@ -379,11 +379,18 @@ func CheckStaticIP(n *Network, ip netip.Addr) error {
 	if !ok {
 		return Invalidf("address %s is %s but network %s has no %s subnet: give an address in %s", ip, familyName(ip), n.Name, familyName(ip), n.SubnetString())
 	}
+	return s.CheckStatic(n.Name, ip)
+}
+
+// CheckStatic checks ip as a static address in subnet s of network: a
+// host address of the subnet (not its first address, not IPv4's
+// broadcast address) and not its gateway.
+func (s Subnet) CheckStatic(network string, ip netip.Addr) error {
 	if err := checkHostAddr("address", ip, s.Prefix); err != nil {
 		return err
 	}
 	if ip == s.Gateway {
-		return Invalidf("address %s is the gateway of network %s: pick another address", ip, n.Name)
+		return Invalidf("address %s is the gateway of network %s: pick another address", ip, network)
 	}
 	return nil
 }

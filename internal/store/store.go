@@ -59,14 +59,17 @@ type Tx interface {
 	// of the network's endpoints.
 	NameHolders(network, key string, alias bool) ([]string, error)
 
-	// IP reservations, per network. Owner is an endpoint ID.
+	// IP reservations, per network, IPv4 and IPv6 alike. Owner is an
+	// endpoint ID. An address with a zone, or the zero Addr, is an
+	// ErrInvalid.
 	Reservation(network string, ip netip.Addr) (owner string, ok bool, err error)
 	Reserve(network string, ip netip.Addr, owner string) error // ErrConflict if held
 	Release(network string, ip netip.Addr) error               // missing is success
 	Reservations(network string) (map[netip.Addr]string, error)
-	// Cursor is the last address handed out on a network (next-fit
-	// allocation); the zero Addr when none.
-	Cursor(network string) (netip.Addr, error)
+	// Cursor is the last address handed out on a network in a family
+	// (IPv6 when v6; next-fit allocation); the zero Addr when none.
+	// SetCursor sets the cursor of ip's family.
+	Cursor(network string, v6 bool) (netip.Addr, error)
 	SetCursor(network string, ip netip.Addr) error
 
 	// Meta is a small key/value space (schema version, etc.).

@@ -373,7 +373,7 @@ func TestRollback(t *testing.T) {
 			if res, _ := tx.Reservations("new"); len(res) != 0 {
 				t.Errorf("reservations of a rolled-back network: %v", res)
 			}
-			if c, _ := tx.Cursor("kept"); c != ip {
+			if c, _ := tx.Cursor("kept", false); c != ip {
 				t.Errorf("cursor after rollback: %v", c)
 			}
 			if v, _ := tx.Meta("k"); v != "" {
@@ -401,9 +401,12 @@ func TestRollback(t *testing.T) {
 func TestReservations(t *testing.T) {
 	forEach(t, func(t *testing.T, s Store) {
 		a, b := addr("10.90.1.5"), addr("10.90.1.6")
+		a6, b6 := addr("fd00:1::5"), addr("fd00:1::6")
 		update(t, s, func(tx Tx) error {
-			if c, err := tx.Cursor("n"); c.IsValid() || err != nil {
-				t.Errorf("unset cursor: %v %v", c, err)
+			for _, v6 := range []bool{false, true} {
+				if c, err := tx.Cursor("n", v6); c.IsValid() || err != nil {
+					t.Errorf("unset cursor (v6 %v): %v %v", v6, c, err)
+				}
 			}
 			if _, ok, err := tx.Reservation("n", a); ok || err != nil {
 				t.Errorf("unreserved: %v %v", ok, err)
@@ -414,50 +417,71 @@ func TestReservations(t *testing.T) {
 			if err := tx.Reserve("n", a, "ep-a"); err != nil {
 				return fmt.Errorf("same owner again: %w", err)
 			}
-			if err := tx.Reserve("n", b, "ep-b"); err != nil {
-				return err
-			}
-			if err := tx.Reserve("other", a, "ep-c"); err != nil { // per network
-				return err
-			}
-			return tx.SetCursor("n", b)
+			return errors.Join(
+				tx.Reserve("n", b, "ep-b"),
+				tx.Reserve("n", a6, "ep-a"), // one endpoint holds one address per family
+				tx.Reserve("n", b6, "ep-b"),
+				tx.Reserve("other", a, "ep-c"), // per network
+				tx.SetCursor("n", b),
+				tx.SetCursor("n", a6))
 		})
-		err := s.Update(func(tx Tx) error { return tx.Reserve("n", a, "ep-x") })
-		if !errors.Is(err, model.ErrConflict) || !strings.Contains(err.Error(), "ep-a") || !strings.Contains(err.Error(), "10.90.1.5") {
-			t.Errorf("conflict: %v", err)
+		for _, ip := range []netip.Addr{a, a6} {
+			err := s.Update(func(tx Tx) error { return tx.Reserve("n", ip, "ep-x") })
+			if !errors.Is(err, model.ErrConflict) || !strings.Contains(err.Error(), "ep-a") || !strings.Contains(err.Error(), ip.String()) {
+				t.Errorf("conflict on %s: %v", ip, err)
+			}
 		}
 		view(t, s, func(tx Tx) error {
-			if o, ok, _ := tx.Reservation("n", a); !ok || o != "ep-a" {
-				t.Errorf("Reservation: %q %v", o, ok)
+			for _, ip := range []netip.Addr{a, a6} {
+				if o, ok, _ := tx.Reservation("n", ip); !ok || o != "ep-a" {
+					t.Errorf("Reservation(%s): %q %v", ip, o, ok)
+				}
 			}
 			res, _ := tx.Reservations("n")
-			if want := map[netip.Addr]string{a: "ep-a", b: "ep-b"}; !cmp.Equal(res, want, netipEqual...) {
+			if want := map[netip.Addr]string{a: "ep-a", b: "ep-b", a6: "ep-a", b6: "ep-b"}; !cmp.Equal(res, want, netipEqual...) {
 				t.Errorf("Reservations: %v", res)
 			}
-			if c, _ := tx.Cursor("n"); c != b {
-				t.Errorf("cursor %v", c)
+			// One cursor per family: setting the v6 one left the v4 one.
+			c4, err4 := tx.Cursor("n", false)
+			c6, err6 := tx.Cursor("n", true)
+			if c4 != b || c6 != a6 || err4 != nil || err6 != nil {
+				t.Errorf("cursors: %v %v, %v %v", c4, err4, c6, err6)
 			}
 			return nil
 		})
 		update(t, s, func(tx Tx) error {
-			if err := tx.Release("n", a); err != nil {
-				return err
+			for _, ip := range []netip.Addr{a, a6} {
+				if err := tx.Release("n", ip); err != nil {
+					return err
+				}
+				if err := tx.Release("n", ip); err != nil { // missing is success
+					return err
+				}
+				if err := tx.Reserve("n", ip, "ep-x"); err != nil { // free again
+					return err
+				}
 			}
-			if err := tx.Release("n", a); err != nil { // missing is success
-				return err
-			}
-			return tx.Reserve("n", a, "ep-x") // free again
+			return nil
 		})
-		// Non-IPv4 addresses are refused, not a panic.
-		for _, bad := range []netip.Addr{{}, addr("fd00::1")} {
-			if err := s.Update(func(tx Tx) error { return tx.Reserve("n", bad, "o") }); !errors.Is(err, model.ErrInvalid) {
-				t.Errorf("Reserve(%v): %v", bad, err)
+		// Addresses that cannot be keys are refused, not a panic, and
+		// change nothing.
+		for _, bad := range []netip.Addr{{}, addr("fe80::1%eth0")} {
+			for name, fn := range map[string]func(Tx) error{
+				"Reserve":   func(tx Tx) error { return tx.Reserve("n", bad, "o") },
+				"Release":   func(tx Tx) error { return tx.Release("n", bad) },
+				"SetCursor": func(tx Tx) error { return tx.SetCursor("n", bad) },
+			} {
+				if err := s.Update(fn); !errors.Is(err, model.ErrInvalid) {
+					t.Errorf("%s(%v): %v", name, bad, err)
+				}
 			}
 		}
-		update(t, s, func(tx Tx) error { return tx.SetCursor("n", netip.Addr{}) }) // zero clears
 		view(t, s, func(tx Tx) error {
-			if c, _ := tx.Cursor("n"); c.IsValid() {
-				t.Errorf("cursor not cleared: %v", c)
+			res, _ := tx.Reservations("n")
+			c4, _ := tx.Cursor("n", false)
+			c6, _ := tx.Cursor("n", true)
+			if len(res) != 4 || c4 != b || c6 != a6 {
+				t.Errorf("after refused writes: %v, cursors %v %v", res, c4, c6)
 			}
 			return nil
 		})
@@ -468,10 +492,12 @@ func TestReservations(t *testing.T) {
 // only those: not those of a network whose name it is a prefix of.
 func TestDeleteNetworkCleansUp(t *testing.T) {
 	forEach(t, func(t *testing.T, s Store) {
-		ip := addr("10.90.1.5")
+		ip, ip6 := addr("10.90.1.5"), addr("fd00:1::5")
 		update(t, s, func(tx Tx) error {
 			for _, n := range []string{"n", "n2", "n.x"} {
-				if err := errors.Join(tx.PutNetwork(&model.Network{Name: n}), tx.Reserve(n, ip, "o-"+n), tx.SetCursor(n, ip)); err != nil {
+				if err := errors.Join(tx.PutNetwork(&model.Network{Name: n}),
+					tx.Reserve(n, ip, "o-"+n), tx.SetCursor(n, ip),
+					tx.Reserve(n, ip6, "o-"+n), tx.SetCursor(n, ip6)); err != nil {
 					return err
 				}
 			}
@@ -485,15 +511,19 @@ func TestDeleteNetworkCleansUp(t *testing.T) {
 			if _, ok, _ := tx.Reservation("n", ip); ok {
 				t.Errorf("DeleteNetwork left a reservation")
 			}
-			if c, _ := tx.Cursor("n"); c.IsValid() {
-				t.Errorf("DeleteNetwork left cursor %v", c)
+			for _, v6 := range []bool{false, true} {
+				if c, _ := tx.Cursor("n", v6); c.IsValid() {
+					t.Errorf("DeleteNetwork left cursor %v", c)
+				}
 			}
 			for _, other := range []string{"n2", "n.x"} {
-				if res, _ := tx.Reservations(other); res[ip] != "o-"+other {
+				if res, _ := tx.Reservations(other); res[ip] != "o-"+other || res[ip6] != "o-"+other {
 					t.Errorf("DeleteNetwork(n) touched %s: %v", other, res)
 				}
-				if c, _ := tx.Cursor(other); c != ip {
-					t.Errorf("DeleteNetwork(n) touched the cursor of %s", other)
+				c4, _ := tx.Cursor(other, false)
+				c6, _ := tx.Cursor(other, true)
+				if c4 != ip || c6 != ip6 {
+					t.Errorf("DeleteNetwork(n) touched the cursors of %s: %v %v", other, c4, c6)
 				}
 			}
 			return nil
@@ -549,7 +579,7 @@ func TestBoltReopen(t *testing.T) {
 			t.Errorf("after reopen: %v %v", on, err)
 		}
 		o, _, _ := tx.Reservation("kept", ip)
-		c, _ := tx.Cursor("kept")
+		c, _ := tx.Cursor("kept", false)
 		m, _ := tx.Meta("schema")
 		if o != "o" || c != ip || m != "1" {
 			t.Errorf("after reopen: owner %q cursor %v meta %q", o, c, m)
@@ -614,6 +644,95 @@ func TestBoltMigratesFlatReservations(t *testing.T) {
 	})
 }
 
+// A state file written by the IPv4-only layout (reservation keys and the
+// cursor of 4 bytes, the cursor keyed by the network's name alone) opens
+// with no migration and serves: its reservations and cursor read back,
+// IPv6 reservations and a v6 cursor go in beside them, and the v4 keys
+// stay 4 bytes on disk.
+func TestBoltReadsIPv4OnlyLayout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(btx *bolt.Tx) error {
+		for _, name := range []string{"networks", "sandboxes", "sandbox-containers", "endpoints", "endpoints-net", "endpoint-names", "ipam", "cursors", "meta"} {
+			if _, err := btx.CreateBucket([]byte(name)); err != nil {
+				return err
+			}
+		}
+		ipam, err := btx.Bucket([]byte("ipam")).CreateBucket([]byte("app"))
+		if err != nil {
+			return err
+		}
+		return errors.Join(
+			btx.Bucket([]byte("networks")).Put([]byte("app"), []byte(`{"id":"x","name":"app","driver":"bridge","bridge":"ptbr-x","subnet":"10.90.1.0/24","gateway":"10.90.1.1"}`)),
+			ipam.Put([]byte{10, 90, 1, 2}, []byte("ep-a")),
+			ipam.Put([]byte{10, 90, 1, 3}, []byte("ep-b")),
+			btx.Bucket([]byte("cursors")).Put([]byte("app"), []byte{10, 90, 1, 3}))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	s := mustOpen(t, path)
+	c6 := addr("fd00:1::2")
+	view(t, s, func(tx Tx) error {
+		res, err := tx.Reservations("app")
+		if want := map[netip.Addr]string{addr("10.90.1.2"): "ep-a", addr("10.90.1.3"): "ep-b"}; err != nil || !cmp.Equal(res, want, netipEqual...) {
+			t.Errorf("old reservations: %v %v", res, err)
+		}
+		c4, err4 := tx.Cursor("app", false)
+		c6, err6 := tx.Cursor("app", true)
+		if c4 != addr("10.90.1.3") || err4 != nil || c6.IsValid() || err6 != nil {
+			t.Errorf("old cursor: v4 %v %v, v6 %v %v", c4, err4, c6, err6)
+		}
+		return nil
+	})
+	update(t, s, func(tx Tx) error {
+		return errors.Join(tx.Reserve("app", addr("10.90.1.4"), "ep-c"), tx.SetCursor("app", addr("10.90.1.4")),
+			tx.Reserve("app", c6, "ep-c"), tx.SetCursor("app", c6))
+	})
+	s.Close()
+
+	// On disk: v4 keys and cursor of 4 bytes under the old keys, v6 of 16.
+	db, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.View(func(btx *bolt.Tx) error {
+		var keys []string
+		_ = btx.Bucket([]byte("ipam")).Bucket([]byte("app")).ForEach(func(k, v []byte) error {
+			keys = append(keys, fmt.Sprintf("%x=%s", k, v))
+			return nil
+		})
+		want := []string{"0a5a0102=ep-a", "0a5a0103=ep-b", "0a5a0104=ep-c", "fd000001000000000000000000000002=ep-c"}
+		if !slices.Equal(keys, want) {
+			t.Errorf("reservation keys on disk: %v, want %v", keys, want)
+		}
+		cur := btx.Bucket([]byte("cursors"))
+		if v4, v6 := cur.Get([]byte("app")), cur.Get([]byte("app\x00ipv6")); !bytes.Equal(v4, []byte{10, 90, 1, 4}) || !bytes.Equal(v6, c6.AsSlice()) {
+			t.Errorf("cursors on disk: %x %x", v4, v6)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	s = mustOpen(t, path)
+	defer s.Close()
+	view(t, s, func(tx Tx) error {
+		res, _ := tx.Reservations("app")
+		c4, _ := tx.Cursor("app", false)
+		c, _ := tx.Cursor("app", true)
+		if len(res) != 4 || res[c6] != "ep-c" || c4 != addr("10.90.1.4") || c != c6 {
+			t.Errorf("reopened: %v, cursors %v %v", res, c4, c)
+		}
+		return nil
+	})
+}
+
 // BenchmarkUpdate measures one small committed write (what an attach
 // does: reserve an address, move the cursor, write the endpoint). bolt
 // commits without fsync (runtime state, see Open); bolt-fsync is how every
@@ -664,7 +783,7 @@ func TestConcurrentUpdatesAndViews(t *testing.T) {
 			wg.Go(func() {
 				for i := range each {
 					errs <- s.Update(func(tx Tx) error {
-						c, err := tx.Cursor("n")
+						c, err := tx.Cursor("n", false)
 						if err != nil {
 							return err
 						}
@@ -680,7 +799,7 @@ func TestConcurrentUpdatesAndViews(t *testing.T) {
 				for range each {
 					errs <- s.View(func(tx Tx) error {
 						res, err := tx.Reservations("n")
-						c, _ := tx.Cursor("n")
+						c, _ := tx.Cursor("n", false)
 						// The cursor is the base address plus the count (a
 						// 32-bit sum: 320 addresses run past one byte).
 						if err != nil || !c.IsValid() {
@@ -767,7 +886,7 @@ func TestBoltNewBootKeepsOnlyNetworks(t *testing.T) {
 		sbs, _ := tx.Sandboxes()
 		eps, _ := tx.Endpoints()
 		res, _ := tx.Reservations("kept")
-		c, _ := tx.Cursor("kept")
+		c, _ := tx.Cursor("kept", false)
 		m, _ := tx.Meta("schema")
 		if len(nets) != 1 || nets[0].Name != "kept" || nets[0].Subnets[0].Prefix != netip.MustParsePrefix("10.90.1.0/24") {
 			t.Errorf("networks after a new boot: %+v", nets)

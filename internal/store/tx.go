@@ -36,8 +36,8 @@ const (
 	bSandboxes = "sandboxes"
 	bEndpoints = "endpoints"     // sandbox \x00 network → endpoint
 	bEpByNet   = "endpoints-net" // network \x00 sandbox → empty (index)
-	bIPAM      = "ipam"          // parent of ipam/<network>: 4-byte IP → owner
-	bCursors   = "cursors"       // network → 4-byte IP
+	bIPAM      = "ipam"          // parent of ipam/<network>: IP (4 or 16 bytes) → owner
+	bCursors   = "cursors"       // network → IPv4 (4 bytes); network \x00 "ipv6" → IPv6 (16 bytes)
 	bMeta      = "meta"
 )
 
@@ -127,7 +127,10 @@ func (t tx) DeleteNetwork(name string) error {
 	if err := t.kv.dropBucket(ipamBucket(name)); err != nil {
 		return err
 	}
-	return t.del(bCursors, []byte(name))
+	if err := t.del(bCursors, cursorKey(name, false)); err != nil {
+		return err
+	}
+	return t.del(bCursors, cursorKey(name, true))
 }
 
 func (t tx) Sandbox(name string) (*model.Sandbox, error) {
@@ -239,14 +242,32 @@ func (t tx) DeleteEndpoint(sandbox, network string) error {
 	return t.del(bEpByNet, key2(network, sandbox))
 }
 
-// ipKey is the reservation key of an address: its 4 bytes, so that keys
-// sort like addresses.
+// ipKey is the reservation key of an address: its 4 bytes for IPv4 (the
+// layout state files have had from the start) and its 16 for IPv6, so
+// that within a family keys sort like addresses.
 func ipKey(ip netip.Addr) ([]byte, error) {
-	if !ip.Is4() {
-		return nil, model.Invalidf("address %v is not IPv4: pontoon reserves IPv4 addresses only", ip)
+	switch {
+	case !ip.IsValid():
+		return nil, model.Invalidf("store: reservation of no address")
+	case ip.Zone() != "":
+		return nil, model.Invalidf("address %s has a zone: reserve it without one", ip)
+	case ip.Is4():
+		b := ip.As4()
+		return b[:], nil
 	}
-	b := ip.As4()
+	b := ip.As16()
 	return b[:], nil
+}
+
+// keyIP is the address of a reservation key or cursor value (ipKey).
+func keyIP(k []byte) (netip.Addr, bool) {
+	switch len(k) {
+	case 4:
+		return netip.AddrFrom4([4]byte(k)), true
+	case 16:
+		return netip.AddrFrom16([16]byte(k)), true
+	}
+	return netip.Addr{}, false
 }
 
 func (t tx) Reservation(network string, ip netip.Addr) (string, bool, error) {
@@ -295,27 +316,37 @@ func (t tx) Release(network string, ip netip.Addr) error {
 func (t tx) Reservations(network string) (map[netip.Addr]string, error) {
 	out := map[netip.Addr]string{}
 	err := t.kv.scan(ipamBucket(network), nil, func(k, v []byte) error {
-		if len(k) != 4 {
-			return fmt.Errorf("store: bad reservation key %q on network %s", k, network)
+		ip, ok := keyIP(k)
+		if !ok {
+			return fmt.Errorf("store: bad reservation key %x on network %s", k, network)
 		}
-		out[netip.AddrFrom4([4]byte(k))] = string(v)
+		out[ip] = string(v)
 		return nil
 	})
 	return out, err
 }
 
-func (t tx) Cursor(network string) (netip.Addr, error) {
-	v := t.kv.get(bCursors, []byte(network))
-	switch len(v) {
-	case 0:
+// cursorKey is the key of a network's cursor of a family in bCursors: the
+// network's name for IPv4 (the key state files have had from the start),
+// the name and "\x00ipv6" for IPv6 (no name holds a NUL).
+func cursorKey(network string, v6 bool) []byte {
+	if v6 {
+		return key2(network, "ipv6")
+	}
+	return []byte(network)
+}
+
+func (t tx) Cursor(network string, v6 bool) (netip.Addr, error) {
+	v := t.kv.get(bCursors, cursorKey(network, v6))
+	if len(v) == 0 {
 		return netip.Addr{}, nil
-	case 4:
-		return netip.AddrFrom4([4]byte(v)), nil
+	}
+	if ip, ok := keyIP(v); ok && ip.Is6() == v6 {
+		return ip, nil
 	}
 	return netip.Addr{}, fmt.Errorf("store: bad cursor %x on network %s", v, network)
 }
 
-// SetCursor with the zero Addr removes the cursor.
 func (t tx) SetCursor(network string, ip netip.Addr) error {
 	if err := t.checkWritable(); err != nil {
 		return err
@@ -323,14 +354,11 @@ func (t tx) SetCursor(network string, ip netip.Addr) error {
 	if network == "" {
 		return model.Invalidf("store: cursor of a network with an empty name")
 	}
-	if !ip.IsValid() {
-		return t.kv.del(bCursors, []byte(network))
-	}
 	k, err := ipKey(ip)
 	if err != nil {
 		return err
 	}
-	return t.kv.put(bCursors, []byte(network), k)
+	return t.kv.put(bCursors, cursorKey(network, ip.Is6()), k)
 }
 
 func (t tx) Meta(key string) (string, error) { return string(t.kv.get(bMeta, []byte(key))), nil }
