@@ -114,7 +114,9 @@ func askUDP(addr, msg string) (string, error) {
 	return string(buf[:n]), err
 }
 
-func port(a net.Addr) uint16 { return uint16(a.(interface{ AddrPort() netip.AddrPort }).AddrPort().Port()) }
+func port(a net.Addr) uint16 {
+	return uint16(a.(interface{ AddrPort() netip.AddrPort }).AddrPort().Port())
+}
 
 func TestKernelRelay(t *testing.T) {
 	if inThrowawayNetns(t) {
