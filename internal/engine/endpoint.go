@@ -37,14 +37,14 @@ func parsePorts(specs []string) ([]model.PortMapping, error) {
 
 // guarded returns an endpoint's anti-spoofing identity.
 func guarded(ep *model.Endpoint) []firewall.Guarded {
-	return []firewall.Guarded{{Port: ep.HostIf, MAC: mustMAC(ep.MAC), IP: ep.IP}}
+	return []firewall.Guarded{{Port: ep.HostIf, MAC: mustMAC(ep.MAC), IPs: []netip.Addr{ep.IP}}}
 }
 
 // published returns an endpoint's mappings as the firewall wants them.
 func published(ep *model.Endpoint) []firewall.Published {
 	var out []firewall.Published
 	for _, m := range ep.Ports {
-		out = append(out, firewall.Published{PortMapping: m, Target: ep.IP})
+		out = append(out, firewall.Published{PortMapping: m, Targets: []netip.Addr{ep.IP}})
 	}
 	return out
 }

@@ -52,5 +52,6 @@ func (e *Engine) Ports(sandbox string) ([]model.PortInfo, error) {
 
 // fwNetwork is what the firewall knows of a network.
 func fwNetwork(n *model.Network) firewall.Network {
-	return firewall.Network{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, Internal: n.Internal, Masquerade: n.Masquerade}
+	return firewall.Network{Name: n.Name, Bridge: n.Bridge, Internal: n.Internal,
+		Subnets: []model.Subnet{{Prefix: n.Subnet, Gateway: n.Gateway, IPRange: n.IPRange, Masquerade: n.Masquerade}}}
 }

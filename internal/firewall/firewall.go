@@ -23,11 +23,14 @@ const TableName = "pontoon"
 
 // Network is what the firewall needs to know of a network.
 type Network struct {
-	Name       string
-	Bridge     string
-	Subnet     netip.Prefix
-	Internal   bool // no route out, no NAT, not reachable from outside
-	Masquerade bool // source NAT for traffic that leaves the host
+	Name   string
+	Bridge string
+	// Subnets are the network's subnets, at most one per family (IPv4
+	// first, as in model.Network). Each says whether traffic from it is
+	// masqueraded when it leaves the host; the firewall reads only Prefix
+	// and Masquerade.
+	Subnets  []model.Subnet
+	Internal bool // no route out, no NAT, not reachable from outside
 }
 
 // State is the whole desired firewall state.
@@ -40,10 +43,17 @@ type State struct {
 	Guards []Guarded
 }
 
-// Published is one port mapping of one endpoint: host side → Target.
+// Published is one port mapping of one endpoint: host side → Targets.
+//
+// Targets are the endpoint's addresses, at most one per family. A mapping
+// on every host address (HostIP zero) is one DNAT element per target:
+// IPv4 clients reach the IPv4 target, IPv6 clients the IPv6 one (NAT does
+// not cross families). A mapping bound to one host address needs a target
+// of that address's family, and is one element. A mapping bound to ::1
+// cannot be DNATed (see loopback6 in family.go) and is refused.
 type Published struct {
 	model.PortMapping
-	Target netip.Addr // the endpoint's address
+	Targets []netip.Addr
 }
 
 // Interface is what the engine needs. Implementations: New (real nft via

@@ -72,7 +72,7 @@ func TestKernelSyncAndDelete(t *testing.T) {
 	ns := testutil.NewNetns(t)
 	ctx := context.Background()
 	// A bridge name with a dot: must reach nft quoted.
-	dotted := Network{Name: "vlan10", Bridge: "br.10", Subnet: netip.MustParsePrefix("10.94.0.0/24"), Masquerade: true}
+	dotted := Network{Name: "vlan10", Bridge: "br.10", Subnets: v4(netip.MustParsePrefix("10.94.0.0/24"), true)}
 	all := State{Networks: []Network{defaultNet, backNet, dotted}}
 
 	syncIn(t, ns, all)
@@ -241,10 +241,10 @@ func TestKernelForeignForwardDropNone(t *testing.T) {
 // the connection, and dialing a new one into the namespace costs ~7 ms.
 func TestKernelUnguardTwiceKeepsConnection(t *testing.T) {
 	ns := testutil.NewNetns(t)
-	g := []Guarded{{Port: "ptv-0123456789", MAC: net.HardwareAddr{2, 0x42, 10, 88, 0, 2}, IP: netip.MustParseAddr("10.88.0.2")}}
+	g := []Guarded{{Port: "ptv-0123456789", MAC: net.HardwareAddr{2, 0x42, 10, 88, 0, 2}, IPs: []netip.Addr{netip.MustParseAddr("10.88.0.2")}}}
 	withFirewall(t, ns, func(fw Interface) error {
 		ctx := context.Background()
-		if err := fw.Sync(ctx, State{Networks: []Network{{Name: "pontoon", Bridge: "pontoon0", Subnet: netip.MustParsePrefix("10.88.0.0/16")}}}); err != nil {
+		if err := fw.Sync(ctx, State{Networks: []Network{{Name: "pontoon", Bridge: "pontoon0", Subnets: v4(netip.MustParsePrefix("10.88.0.0/16"), false)}}}); err != nil {
 			return err
 		}
 		if err := fw.Guard(ctx, g); err != nil {
@@ -275,7 +275,7 @@ func TestKernelConcurrentWritesShareATransaction(t *testing.T) {
 	const n = 32
 	withFirewall(t, ns, func(fw Interface) error {
 		ctx := context.Background()
-		if err := fw.Sync(ctx, State{Networks: []Network{{Name: "pontoon", Bridge: "pontoon0", Subnet: netip.MustParsePrefix("10.88.0.0/16")}}}); err != nil {
+		if err := fw.Sync(ctx, State{Networks: []Network{{Name: "pontoon", Bridge: "pontoon0", Subnets: v4(netip.MustParsePrefix("10.88.0.0/16"), false)}}}); err != nil {
 			return err
 		}
 		w := fw.(*nft).guards.(netlinkGuards).w
@@ -296,7 +296,7 @@ func TestKernelConcurrentWritesShareATransaction(t *testing.T) {
 		gs := make([]Guarded, n)
 		for i := range gs {
 			ip := netip.AddrFrom4([4]byte{10, 88, 1, byte(i)})
-			gs[i] = Guarded{Port: fmt.Sprintf("ptv-%010d", i), MAC: net.HardwareAddr{2, 0x42, 10, 88, 1, byte(i)}, IP: ip}
+			gs[i] = Guarded{Port: fmt.Sprintf("ptv-%010d", i), MAC: net.HardwareAddr{2, 0x42, 10, 88, 1, byte(i)}, IPs: []netip.Addr{ip}}
 		}
 		errs := make([]error, n)
 		var wg sync.WaitGroup
@@ -320,8 +320,8 @@ func TestKernelConcurrentWritesShareATransaction(t *testing.T) {
 		}
 		out := runIn(t, ns, "nft", "list", "set", "bridge", TableName, setGuardIP)
 		for i, g := range gs {
-			if i != n/2 && !strings.Contains(out, g.IP.String()) {
-				t.Errorf("%s missing from the anti-spoofing set:\n%s", g.IP, out)
+			if i != n/2 && !strings.Contains(out, g.IPs[0].String()) {
+				t.Errorf("%s missing from the anti-spoofing set:\n%s", g.IPs[0], out)
 			}
 		}
 		return nil

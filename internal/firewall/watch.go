@@ -143,14 +143,16 @@ func checkNftables(want State) string {
 	if n, ok := count(tbl, "bridges"); !ok || n < len(want.Networks) {
 		return fmt.Sprintf("the set of bridges holds %d of %d networks", n, len(want.Networks))
 	}
-	ports := 0
-	for _, p := range want.Ports {
-		ports += p.Len()
+	ports, _ := portElements(want.Ports)
+	have, ok := 0, true
+	for _, f := range IPFamilies {
+		for _, m := range []string{f.name(mapPortsAny), f.name(mapPortsIP)} {
+			n, found := count(tbl, m)
+			have, ok = have+n, ok && found
+		}
 	}
-	nAny, ok1 := count(tbl, mapPortsAny)
-	nIP, ok2 := count(tbl, mapPortsIP)
-	if ok1 && ok2 && nAny+nIP < ports {
-		return fmt.Sprintf("the maps of published ports hold %d of %d ports", nAny+nIP, ports)
+	if ok && have < len(ports) {
+		return fmt.Sprintf("the maps of published ports hold %d of %d ports", have, len(ports))
 	}
 	if brTbl != nil {
 		if n, ok := count(brTbl, setGuardPorts); ok && n < len(want.Guards) {
