@@ -34,6 +34,8 @@ type IPFamily struct {
 	AddrType string
 	// Label names the family for people, in comments and messages.
 	Label string
+	// Xtables is the family's iptables command (for Docker's DOCKER-USER).
+	Xtables string
 	// Loopback is the host's loopback prefix, as nft writes it.
 	Loopback string
 	// LoopbackDNAT says whether published ports can answer the host on the
@@ -45,9 +47,9 @@ type IPFamily struct {
 
 // The two families, and the order in which rules are built for them.
 var (
-	IPv4 = IPFamily{Name: "ip", NFProto: "ipv4", Suffix: "", AddrType: "ipv4_addr", Label: "IPv4",
+	IPv4 = IPFamily{Name: "ip", NFProto: "ipv4", Suffix: "", AddrType: "ipv4_addr", Label: "IPv4", Xtables: "iptables",
 		Loopback: "127.0.0.0/8", LoopbackDNAT: true}
-	IPv6 = IPFamily{Name: "ip6", NFProto: "ipv6", Suffix: "6", AddrType: "ipv6_addr", Label: "IPv6",
+	IPv6 = IPFamily{Name: "ip6", NFProto: "ipv6", Suffix: "6", AddrType: "ipv6_addr", Label: "IPv6", Xtables: "ip6tables",
 		Loopback: "::1", LoopbackDNAT: false}
 	IPFamilies = []IPFamily{IPv4, IPv6}
 )

@@ -245,6 +245,17 @@ func TestKernelTraffic6(t *testing.T) {
 	reach("internal network to its gateway", b1, "fd00:b::1")
 	want("front still goes out", l.seen(a1, "2001:db8:f::2", 7777), "2001:db8:f::1")
 
+	t.Log("Docker's FORWARD policy drop, in ip6tables too")
+	emulateDocker(t, l.host)
+	// Control: Docker's drop does cut bridged IPv6 (br_netfilter), which
+	// is what the DOCKER-USER rules are for.
+	blocked("same network, Docker's drop, before Sync", a1, "fd00:a::3")
+	syncIn(t, l.host, state())
+	reach("same network behind Docker", a1, "fd00:a::3")
+	want("front goes out behind Docker", l.seen(a1, "2001:db8:f::2", 7777), "2001:db8:f::1")
+	blocked("front to back behind Docker", a1, "fd00:b::2")
+	blocked("outside into a sandbox behind Docker", l.outside, "fd00:a::2")
+
 	t.Log("icc=false on front: bridge port isolation, IPv6 neighbour discovery included")
 	for _, v := range []string{"ptv-a1", "ptv-a2"} {
 		runIn(t, l.host, "bridge", "link", "set", "dev", v, "isolated", "on")

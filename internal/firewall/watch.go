@@ -57,10 +57,11 @@ func watchNftables(ctx context.Context) (<-chan Event, error) {
 	return out, nil
 }
 
-// dockerEvent reports whether an event touched Docker's filter table as a
-// whole or its FORWARD or DOCKER-USER chain, where pontoon keeps rules.
+// dockerEvent reports whether an event touched Docker's filter table (of
+// either family) as a whole or its FORWARD or DOCKER-USER chain, where
+// pontoon keeps rules.
 func dockerEvent(ev *gnft.MonitorEvent, t *gnft.Table) bool {
-	if t.Family != gnft.TableFamilyIPv4 || t.Name != "filter" {
+	if (t.Family != gnft.TableFamilyIPv4 && t.Family != gnft.TableFamilyIPv6) || t.Name != "filter" {
 		return false
 	}
 	var chain string
