@@ -9,6 +9,12 @@
 // Per-network facts are elements of sets (bridges, internal bridges,
 // masqueraded subnets, intra-network pairs), so the rules are static and
 // the per-packet cost does not grow with the number of networks.
+//
+// Dual stack: IPv4 and IPv6 share the table. Rules that match no address
+// (the forward chain) judge both families; rules that match one are built
+// once per family from one description (family.go), with per-family sets
+// and maps. Published ports on [::1] are the exception the kernel forces:
+// see loopback6 in family.go.
 package firewall
 
 import (
@@ -72,13 +78,15 @@ type Interface interface {
 	// Dump returns the current table as nft text (for doctor / debug).
 	Dump(ctx context.Context) (string, error)
 	// Publish adds the DNAT map elements of port mappings (one element per
-	// port) and Unpublish removes them (missing is success). Each is one
-	// netlink transaction, no nft process: it costs the same whatever is
-	// already published.
+	// port and target family) and Unpublish removes them (missing is
+	// success). Each is one netlink transaction, no nft process: it costs
+	// the same whatever is already published. A mapping that cannot be
+	// written (bound to ::1, or to a host address of a family the endpoint
+	// has no address of) is refused before anything is written.
 	Publish(ctx context.Context, ps []Published) error
 	Unpublish(ctx context.Context, ps []Published) error
 	// Guard adds an endpoint's anti-spoofing elements (its port, MAC and
-	// address) and Unguard removes them (missing is success); one netlink
+	// addresses) and Unguard removes them (missing is success); one netlink
 	// transaction each.
 	Guard(ctx context.Context, gs []Guarded) error
 	Unguard(ctx context.Context, gs []Guarded) error

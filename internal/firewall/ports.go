@@ -29,35 +29,12 @@ type portElement struct {
 // family for one bound to it. It refuses what cannot be written, or would
 // publish nothing, and says why.
 func (p Published) elements() ([]portElement, error) {
-	what := "published port " + p.PortMapping.String()
-	if _, ok := protoNumbers[p.Proto]; !ok {
-		return nil, fmt.Errorf("%s: protocol %q is not tcp, udp or sctp", what, p.Proto)
+	if err := p.check(); err != nil {
+		return nil, fmt.Errorf("published port %s: %w", p.PortMapping, err)
 	}
-	if p.HostPortEnd < p.HostPort || p.PortEnd-p.Port != p.HostPortEnd-p.HostPort || p.HostPort == 0 || p.Port == 0 {
-		return nil, fmt.Errorf("%s: the host and sandbox port ranges must be non-empty, from 1, and of the same length", what)
-	}
-	if p.HostIP.IsValid() {
-		if err := addrError(what+": host address", p.HostIP); err != nil {
-			return nil, err
-		}
-		if isLoopbackOnly(p.HostIP) {
-			return nil, fmt.Errorf("%s: the kernel cannot forward [%s] to a sandbox with NAT (it drops ::1 on any interface but lo); serve it with a userspace relay, or publish on 127.0.0.1 or a host address", what, p.HostIP)
-		}
-	}
-	if len(p.Targets) == 0 {
-		return nil, fmt.Errorf("%s: no target address", what)
-	}
-	var out []portElement
-	seen := map[string]netip.Addr{}
+	out := make([]portElement, 0, p.Len()*len(p.Targets))
 	for _, t := range p.Targets {
-		if err := addrError(what+": target", t); err != nil {
-			return nil, err
-		}
 		f, _ := familyOf(t)
-		if other, dup := seen[f.Name]; dup {
-			return nil, fmt.Errorf("%s: two %s targets (%s, %s): an endpoint has one address per family", what, f.Label, other, t)
-		}
-		seen[f.Name] = t
 		if p.HostIP.IsValid() && !f.Has(p.HostIP) {
 			continue // NAT does not cross families
 		}
@@ -66,11 +43,49 @@ func (p Published) elements() ([]portElement, error) {
 				target: t, port: p.Port + uint16(i)})
 		}
 	}
-	if len(out) == 0 {
-		f, _ := familyOf(p.HostIP)
-		return nil, fmt.Errorf("%s: bound to the %s address %s, but the endpoint has no %s address to forward it to", what, f.Label, p.HostIP, f.Label)
-	}
 	return out, nil
+}
+
+// check says why p cannot be published, or nil.
+func (p Published) check() error {
+	if _, ok := protoNumbers[p.Proto]; !ok {
+		return fmt.Errorf("protocol %q is not tcp, udp or sctp", p.Proto)
+	}
+	if p.HostPortEnd < p.HostPort || p.PortEnd-p.Port != p.HostPortEnd-p.HostPort || p.HostPort == 0 || p.Port == 0 {
+		return fmt.Errorf("the host and sandbox port ranges must be non-empty, from 1, and of the same length")
+	}
+	if p.HostIP.IsValid() {
+		if err := addrError("host address", p.HostIP); err != nil {
+			return err
+		}
+		if isLoopbackOnly(p.HostIP) {
+			return fmt.Errorf("the kernel cannot forward [%s] to a sandbox with NAT (it drops ::1 on any interface but lo); serve it with a userspace relay, or publish on 127.0.0.1 or a host address", p.HostIP)
+		}
+	}
+	if len(p.Targets) == 0 {
+		return fmt.Errorf("no target address")
+	}
+	var seen [2]netip.Addr // by family: IPv4, IPv6
+	hostFamily := false
+	for _, t := range p.Targets {
+		if err := addrError("target", t); err != nil {
+			return err
+		}
+		i := 0
+		if t.Is6() {
+			i = 1
+		}
+		if seen[i].IsValid() {
+			return fmt.Errorf("two %s targets (%s, %s): an endpoint has one address per family", IPFamilies[i].Label, seen[i], t)
+		}
+		seen[i] = t
+		hostFamily = hostFamily || !p.HostIP.IsValid() || IPFamilies[i].Has(p.HostIP)
+	}
+	if !hostFamily {
+		f, _ := familyOf(p.HostIP)
+		return fmt.Errorf("bound to the %s address %s, but the endpoint has no %s address to forward it to", f.Label, p.HostIP, f.Label)
+	}
+	return nil
 }
 
 // portElements expands mappings into one element per port and target,
