@@ -14,6 +14,7 @@ import (
 	"pontoon/internal/ipam"
 	"pontoon/internal/link"
 	"pontoon/internal/model"
+	"pontoon/internal/relay"
 	"pontoon/internal/store"
 )
 
@@ -39,14 +40,23 @@ func checkPorts(ports []model.PortMapping) error {
 
 // guarded returns an endpoint's anti-spoofing identity.
 func guarded(ep *model.Endpoint) []firewall.Guarded {
-	return []firewall.Guarded{{Port: ep.HostIf, MAC: mustMAC(ep.MAC), IP: ep.FirstIP()}}
+	ips := ep.IPs()
+	if _, v6 := ep.Addr6(); v6 {
+		// Neighbour discovery answers from the link-local address link
+		// gives the sandbox's interface.
+		ips = append(ips, link.LinkLocal(mustMAC(ep.MAC)).Addr())
+	}
+	return []firewall.Guarded{{Port: ep.HostIf, MAC: mustMAC(ep.MAC), IPs: ips}}
 }
 
 // published returns an endpoint's mappings as the firewall wants them.
 func published(ep *model.Endpoint) []firewall.Published {
 	var out []firewall.Published
 	for _, m := range ep.Ports {
-		out = append(out, firewall.Published{PortMapping: m, Target: ep.FirstIP()})
+		if m.HostIP == relay.Loopback {
+			continue // the kernel cannot DNAT from [::1]: the relay answers there
+		}
+		out = append(out, firewall.Published{PortMapping: m, Targets: ep.IPs()})
 	}
 	return out
 }

@@ -55,8 +55,7 @@ func (e *Engine) Ports(sandbox string) ([]model.PortInfo, error) {
 
 // fwNetwork is what the firewall knows of a network.
 func fwNetwork(n *model.Network) firewall.Network {
-	s, _ := n.Subnet4()
-	return firewall.Network{Name: n.Name, Bridge: n.Bridge, Subnet: s.Prefix, Internal: n.Internal, Masquerade: s.Masquerade}
+	return firewall.Network{Name: n.Name, Bridge: n.Bridge, Internal: n.Internal, Subnets: n.Subnets}
 }
 
 // Relay answers published ports on the host's [::1] in user space, where

@@ -19,7 +19,7 @@ func BenchmarkSync(b *testing.B) {
 		var s State
 		for i := range n {
 			s.Networks = append(s.Networks, Network{Name: "n" + strconv.Itoa(i), Bridge: "ptbr-" + strconv.Itoa(i),
-				Subnet: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 100, byte(i), 0}), 24), Masquerade: i%2 == 0, Internal: i%5 == 0})
+				Subnets: v4(netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 100, byte(i), 0}), 24), i%2 == 0), Internal: i%5 == 0})
 		}
 		b.Run(strconv.Itoa(n)+"-networks", func(b *testing.B) {
 			withFirewall(b, ns, func(fw Interface) error {
@@ -43,13 +43,13 @@ func BenchmarkPublish(b *testing.B) {
 	for _, n := range []int{0, 1000, 5000} {
 		b.Run(strconv.Itoa(n)+"-published", func(b *testing.B) {
 			ns := testutil.NewNetns(b)
-			s := State{Networks: []Network{{Name: "pontoon", Bridge: "pontoon0", Subnet: netip.MustParsePrefix("10.88.0.0/16"), Masquerade: true}}}
+			s := State{Networks: []Network{{Name: "pontoon", Bridge: "pontoon0", Subnets: v4(netip.MustParsePrefix("10.88.0.0/16"), true)}}}
 			if n > 0 {
 				s.Ports = []Published{{PortMapping: model.PortMapping{HostPort: 10000, HostPortEnd: uint16(10000 + n - 1),
-					Port: 10000, PortEnd: uint16(10000 + n - 1), Proto: "tcp"}, Target: netip.MustParseAddr("10.88.0.2")}}
+					Port: 10000, PortEnd: uint16(10000 + n - 1), Proto: "tcp"}, Targets: []netip.Addr{netip.MustParseAddr("10.88.0.2")}}}
 			}
 			one := []Published{{PortMapping: model.PortMapping{HostPort: 8080, HostPortEnd: 8080, Port: 80, PortEnd: 80, Proto: "tcp"},
-				Target: netip.MustParseAddr("10.88.0.3")}}
+				Targets: []netip.Addr{netip.MustParseAddr("10.88.0.3")}}}
 			withFirewall(b, ns, func(fw Interface) error {
 				if err := fw.Sync(context.Background(), s); err != nil {
 					return err
@@ -75,9 +75,9 @@ func BenchmarkPublish(b *testing.B) {
 //	go test ./internal/firewall -run '^$' -bench Guard -benchtime 2000x
 func BenchmarkGuard(b *testing.B) {
 	ns := testutil.NewNetns(b)
-	g := []Guarded{{Port: "ptv-0123456789", MAC: net.HardwareAddr{2, 0x42, 10, 88, 0, 2}, IP: netip.MustParseAddr("10.88.0.2")}}
+	g := []Guarded{{Port: "ptv-0123456789", MAC: net.HardwareAddr{2, 0x42, 10, 88, 0, 2}, IPs: []netip.Addr{netip.MustParseAddr("10.88.0.2")}}}
 	withFirewall(b, ns, func(fw Interface) error {
-		if err := fw.Sync(context.Background(), State{Networks: []Network{{Name: "pontoon", Bridge: "pontoon0", Subnet: netip.MustParsePrefix("10.88.0.0/16")}}}); err != nil {
+		if err := fw.Sync(context.Background(), State{Networks: []Network{{Name: "pontoon", Bridge: "pontoon0", Subnets: v4(netip.MustParsePrefix("10.88.0.0/16"), false)}}}); err != nil {
 			return err
 		}
 		b.ResetTimer()

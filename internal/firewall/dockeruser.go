@@ -38,6 +38,12 @@ import (
 // syntax into an iptables-nft table may be one iptables (and Docker) cannot
 // parse any more. Both run only when Sync runs, never per endpoint.
 //
+// Both families: Docker with IPv6 (ip6tables, on by default in recent
+// releases) has the same layout in table ip6 filter, and br_netfilter
+// sends bridged IPv6 frames through its FORWARD too. The same rules go
+// into both, from one description (dockerUserRules), through iptables and
+// ip6tables; a family whose DOCKER-USER does not exist is left alone.
+//
 // Not handled: Docker on iptables-legacy (its rules are not on the nftables
 // hooks pontoon sees; `iptables-legacy -S DOCKER-USER` would be needed), and
 // other firewalls that drop on forward (ufw, firewalld); ForeignForwardDrop
@@ -80,21 +86,39 @@ type noDockerUser struct{}
 
 func (noDockerUser) sync(context.Context, []Network) error { return nil }
 
+// iptablesDockerUser manages DOCKER-USER of one family.
 type iptablesDockerUser struct {
 	log     *slog.Logger
-	save    string // iptables
-	restore string // iptables-restore
+	family  string // nft's family of the table: ip, ip6
+	name    string // iptables, ip6tables
+	save    string // its path
+	restore string // the path of its -restore
+}
+
+// dockerUsers is DOCKER-USER of every family there is a tool for.
+type dockerUsers []dockerUser
+
+func (ds dockerUsers) sync(ctx context.Context, nets []Network) error {
+	var errs []error
+	for _, d := range ds {
+		errs = append(errs, d.sync(ctx, nets)) // keep going: the other family may still be fixed
+	}
+	return errors.Join(errs...)
 }
 
 func newDockerUser(log *slog.Logger) dockerUser {
-	save, err1 := exec.LookPath("iptables")
-	restore, err2 := exec.LookPath("iptables-restore")
-	if err1 != nil || err2 != nil {
-		// No iptables: nothing can have made Docker's chain.
-		log.Debug("iptables not found: DOCKER-USER not managed")
-		return noDockerUser{}
+	var ds dockerUsers
+	for _, f := range IPFamilies {
+		save, err1 := exec.LookPath(f.Xtables)
+		restore, err2 := exec.LookPath(f.Xtables + "-restore")
+		if err1 != nil || err2 != nil {
+			// No such tool: nothing can have made Docker's chain there.
+			log.Debug(f.Xtables + " not found: its DOCKER-USER not managed")
+			continue
+		}
+		ds = append(ds, &iptablesDockerUser{log: log, family: f.Name, name: f.Xtables, save: save, restore: restore})
 	}
-	return &iptablesDockerUser{log: log, save: save, restore: restore}
+	return ds
 }
 
 // errNoChain: DOCKER-USER (or table ip filter) does not exist.
@@ -113,10 +137,10 @@ func (d *iptablesDockerUser) list(ctx context.Context) ([][]string, error) {
 		// `DOCKER-USER' in table `filter' is incompatible", the same words
 		// as for a chain it cannot parse: ask nft which it is. (Listing
 		// creates nothing, neither here nor there.)
-		if !chainExists(ctx, "ip", "filter", dockerUserChain) {
+		if !chainExists(ctx, d.family, "filter", dockerUserChain) {
 			return nil, errNoChain
 		}
-		return nil, fmt.Errorf("iptables -S %s: %w: %s", dockerUserChain, err, strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("%s -S %s: %w: %s", d.name, dockerUserChain, err, strings.TrimSpace(stderr.String()))
 	}
 	var rules [][]string
 	for _, line := range strings.Split(stdout.String(), "\n") {
@@ -126,7 +150,7 @@ func (d *iptablesDockerUser) list(ctx context.Context) ([][]string, error) {
 		}
 		args, err := splitArgs(rest)
 		if err != nil {
-			return nil, fmt.Errorf("iptables -S %s: %w", dockerUserChain, err)
+			return nil, fmt.Errorf("%s -S %s: %w", d.name, dockerUserChain, err)
 		}
 		rules = append(rules, args)
 	}
@@ -188,19 +212,19 @@ func (d *iptablesDockerUser) sync(ctx context.Context, nets []Network) error {
 		fmt.Fprintf(&in, "-D %s %s\n", dockerUserChain, joinArgs(r))
 	}
 	in.WriteString("COMMIT\n")
-	d.log.Debug("iptables-restore --noflush", "text", in.String())
+	d.log.Debug(d.name+"-restore --noflush", "text", in.String())
 	cmd := exec.CommandContext(ctx, d.restore, "-w", "5", "--noflush")
 	cmd.Stdin = strings.NewReader(in.String())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("iptables-restore --noflush: %w: %s\ninput:\n%s", err, strings.TrimSpace(stderr.String()), in.String())
+		return fmt.Errorf("%s-restore --noflush: %w: %s\ninput:\n%s", d.name, err, strings.TrimSpace(stderr.String()), in.String())
 	}
 	for _, r := range insert {
-		d.log.Info("DOCKER-USER: added rule so that Docker's FORWARD chain lets a pontoon network through", "rule", joinArgs(r))
+		d.log.Info("DOCKER-USER: added rule so that Docker's FORWARD chain lets a pontoon network through", "table", d.family+" filter", "rule", joinArgs(r))
 	}
 	for _, r := range del {
-		d.log.Info("DOCKER-USER: removed pontoon rule no longer needed", "rule", joinArgs(r))
+		d.log.Info("DOCKER-USER: removed pontoon rule no longer needed", "table", d.family+" filter", "rule", joinArgs(r))
 	}
 	return nil
 }

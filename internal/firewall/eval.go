@@ -29,15 +29,23 @@ type Packet struct {
 	// the host sends). br_netfilter shows a bridged frame to the IP hooks
 	// with the bridge as IIF (and OIF, in forward and postrouting).
 	IIF, OIF string
-	// EtherType is "ip" (the default), "arp" or "ip6"; EtherSrc the
-	// source MAC and ARPSender an ARP frame's sender address (bridge hooks).
+	// EtherType is "ip", "arp" or "ip6" (empty: the family of Src); EtherSrc
+	// the source MAC and ARPSender an ARP frame's sender address (bridge
+	// hooks).
 	EtherType string
 	EtherSrc  net.HardwareAddr
 	ARPSender netip.Addr
 
+	// Src and Dst are IPv4 or IPv6 addresses: the rules built for each
+	// family (family.go) see the packets of theirs.
 	Src, Dst     netip.Addr
-	Proto        string // tcp, udp, sctp, icmp
+	Proto        string // tcp, udp, sctp, icmp, icmpv6
 	SPort, DPort uint16
+	// ICMPType is an ICMPv6 message's type as nft names it
+	// (nd-neighbor-advert, nd-router-advert, …); NDTarget a neighbour
+	// advertisement's target address.
+	ICMPType string
+	NDTarget netip.Addr
 
 	// CTState is the connection's conntrack state: "new" (the default),
 	// "established" or "related". Only new connections reach nat chains.
@@ -109,7 +117,7 @@ func NewEvaluator(s State) *Evaluator {
 			e.sets[setID(FamilyInet, v.Name)] = &evalSet{keys: map[string]bool{}, values: map[string][]string{}}
 		}
 	}
-	for _, name := range []string{setGuardPorts, setGuardMAC, setGuardIP} {
+	for _, name := range guardSetNames() {
 		e.sets[setID(FamilyBridge, name)] = &evalSet{keys: map[string]bool{}}
 	}
 	add := func(fam Family, el *knftables.Element) {
@@ -235,13 +243,16 @@ func (e *Evaluator) apply(r *Rule, p *Packet) (string, bool) {
 	}
 	switch r.Action.Verb {
 	case Masquerade:
-		if !p.OIFAddr.IsValid() {
+		if !p.OIFAddr.IsValid() || p.OIFAddr.Is4() != p.Src.Is4() {
 			return "masquerade (to " + p.OIF + "'s address)", true
 		}
 		from := p.Src
 		p.Src = p.OIFAddr
 		return fmt.Sprintf("masquerade %s → %s", from, p.Src), true
 	case DNAT:
+		if packetFamily(p) != r.Action.Family {
+			return "", false // the kernel's NAT leaves the other family alone
+		}
 		key, ok := e.key(r.Action.MapKeys, p)
 		if !ok {
 			return "", false
@@ -282,8 +293,18 @@ func (e *Evaluator) match(m Match, p *Packet) bool {
 	return hit != m.Not
 }
 
-// literal compares a field's value with a literal as nft writes it.
+// literal compares a field's value with a literal as nft writes it: a
+// value, a prefix (an address field in it), a list of conntrack states or
+// status bits, or an anonymous set "{ a, b }" of any of them.
 func literal(k Key, lit, v string) bool {
+	if inner, ok := strings.CutPrefix(lit, "{"); ok {
+		for _, el := range strings.Split(strings.TrimSuffix(inner, "}"), ",") {
+			if literal(k, strings.TrimSpace(el), v) {
+				return true
+			}
+		}
+		return false
+	}
 	switch k {
 	case KeyCTState, KeyCTStatus: // a list of states, or of status bits
 		for _, s := range strings.Split(v, ",") {
@@ -292,10 +313,13 @@ func literal(k Key, lit, v string) bool {
 			}
 		}
 		return false
-	case KeyIPSaddr, KeyIPDaddr:
+	}
+	if a, err := netip.ParseAddr(v); err == nil {
 		if pr, err := netip.ParsePrefix(lit); err == nil {
-			a, err := netip.ParseAddr(v)
-			return err == nil && pr.Contains(a)
+			return pr.Contains(a)
+		}
+		if b, err := netip.ParseAddr(lit); err == nil {
+			return a == b
 		}
 	}
 	return strings.Trim(lit, `"`) == v
@@ -315,8 +339,29 @@ func (e *Evaluator) key(ks []Key, p *Packet) (string, bool) {
 	return strings.Join(parts, " . "), true
 }
 
+// packetFamily is the IP family of p as nft names it ("ip", "ip6"), or ""
+// for a frame that carries neither (ARP).
+func packetFamily(p *Packet) string {
+	switch p.EtherType {
+	case "ip", "ip6":
+		return p.EtherType
+	case "":
+		a := p.Src
+		if !a.IsValid() {
+			a = p.Dst
+		}
+		if f, ok := familyOf(a); ok {
+			return f.Name
+		}
+	}
+	return ""
+}
+
 func field(k Key, p *Packet) (string, bool) {
-	ipv4 := (p.EtherType == "" || p.EtherType == "ip") && p.Src.Is4() && p.Dst.Is4()
+	fam := packetFamily(p)
+	addr := func(f IPFamily, a netip.Addr) (string, bool) { return a.String(), fam == f.Name && f.Has(a) }
+	l4 := fam != "" && p.Proto != ""
+	icmp6 := fam == IPv6.Name && p.Proto == "icmpv6"
 	switch k {
 	case KeyIIFName:
 		return p.IIF, p.IIF != ""
@@ -324,7 +369,7 @@ func field(k Key, p *Packet) (string, bool) {
 		return p.OIF, p.OIF != ""
 	case KeyEtherType:
 		if p.EtherType == "" {
-			return "ip", true
+			return cmp.Or(fam, IPv4.Name), true
 		}
 		return p.EtherType, true
 	case KeyEtherSaddr:
@@ -332,13 +377,32 @@ func field(k Key, p *Packet) (string, bool) {
 	case KeyARPSaddrIP:
 		return p.ARPSender.String(), p.EtherType == "arp" && p.ARPSender.IsValid()
 	case KeyIPSaddr:
-		return p.Src.String(), ipv4
+		return addr(IPv4, p.Src)
 	case KeyIPDaddr:
-		return p.Dst.String(), ipv4
+		return addr(IPv4, p.Dst)
+	case KeyIP6Saddr:
+		return addr(IPv6, p.Src)
+	case KeyIP6Daddr:
+		return addr(IPv6, p.Dst)
+	case KeyNFProto:
+		for _, f := range IPFamilies {
+			if f.Name == fam {
+				return f.NFProto, true
+			}
+		}
+		return "", false
 	case KeyL4Proto:
-		return p.Proto, ipv4 && p.Proto != ""
+		return p.Proto, l4
 	case KeyTHDport:
-		return strconv.Itoa(int(p.DPort)), ipv4 && (p.Proto == "tcp" || p.Proto == "udp" || p.Proto == "sctp")
+		return strconv.Itoa(int(p.DPort)), l4 && (p.Proto == "tcp" || p.Proto == "udp" || p.Proto == "sctp")
+	case KeyUDPSport:
+		return strconv.Itoa(int(p.SPort)), l4 && p.Proto == "udp"
+	case KeyUDPDport:
+		return strconv.Itoa(int(p.DPort)), l4 && p.Proto == "udp"
+	case KeyICMPv6Type:
+		return p.ICMPType, icmp6 && p.ICMPType != ""
+	case KeyNDTarget:
+		return ndTarget(p.NDTarget), icmp6 && p.NDTarget.Is6()
 	case KeyCTState:
 		if p.CTState == "" {
 			return "new", true

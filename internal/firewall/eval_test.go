@@ -29,10 +29,10 @@ func evalState() State {
 	return State{
 		Networks: []Network{defaultNet, frontNet, backNet},
 		Ports: []Published{
-			{PortMapping: model.PortMapping{HostPort: 8080, HostPortEnd: 8080, Port: 80, PortEnd: 80, Proto: "tcp"}, Target: addrB},
-			{PortMapping: model.PortMapping{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 9090, HostPortEnd: 9090, Port: 90, PortEnd: 90, Proto: "udp"}, Target: addrB},
+			{PortMapping: model.PortMapping{HostPort: 8080, HostPortEnd: 8080, Port: 80, PortEnd: 80, Proto: "tcp"}, Targets: []netip.Addr{addrB}},
+			{PortMapping: model.PortMapping{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 9090, HostPortEnd: 9090, Port: 90, PortEnd: 90, Proto: "udp"}, Targets: []netip.Addr{addrB}},
 		},
-		Guards: []Guarded{{Port: portA, MAC: macA, IP: addrA}},
+		Guards: []Guarded{{Port: portA, MAC: macA, IPs: []netip.Addr{addrA}}},
 	}
 }
 
@@ -212,7 +212,10 @@ func TestEvaluateAntiSpoofing(t *testing.T) {
 		{"forged MAC", Packet{EtherSrc: forgedMAC, Src: addrA, Dst: addrB, Proto: "icmp"}, "drop by spoofed-mac"},
 		{"ARP for itself", Packet{EtherType: "arp", EtherSrc: macA, ARPSender: addrA}, "accept by policy"},
 		{"ARP claiming another address", Packet{EtherType: "arp", EtherSrc: macA, ARPSender: addrB}, "drop by spoofed-arp"},
-		{"IPv6", Packet{EtherType: "ip6", EtherSrc: macA}, "drop by no-ipv6"},
+		// a has no IPv6 address: it may solicit neighbours from its
+		// link-local address, and send nothing else over IPv6.
+		{"IPv6 from an IPv4-only endpoint", Packet{EtherSrc: macA, Src: netip.MustParseAddr("fd00:1::99"), Dst: netip.MustParseAddr("fd00:1::2"), Proto: "udp", DPort: 53}, "drop by spoofed-ip"},
+		{"IPv4-only endpoint soliciting", Packet{EtherSrc: macA, Src: netip.MustParseAddr("fe80::1"), Dst: netip.MustParseAddr("ff02::1:ff00:2"), Proto: "icmpv6", ICMPType: "nd-neighbor-solicit"}, "accept by link-local-nd"},
 	} {
 		c.p.Family, c.p.Hook, c.p.IIF = FamilyBridge, HookPrerouting, portA
 		r := ev.Evaluate(c.p)
@@ -235,14 +238,22 @@ func TestEvaluateAntiSpoofing(t *testing.T) {
 // and comment (what trace events and nft list give) back to it.
 func TestRulesAsData(t *testing.T) {
 	seen := map[string]bool{}
+	names := map[string]int{}
 	for fam, chains := range map[Family][]Chain{FamilyInet: InetChains, FamilyBridge: BridgeChains} {
 		for _, c := range chains {
 			for _, r := range c.Rules {
+				// A name may repeat in a chain, once per IP family (the
+				// same rule built for each); the comment never does: the
+				// trace finds a rule by chain and comment.
 				id := c.Name + "/" + r.Name
-				if seen[id] {
-					t.Errorf("rule name %s used twice in one chain", id)
+				if key := c.Name + "/" + r.Comment; seen[key] {
+					t.Errorf("comment %q used twice in chain %s", r.Comment, c.Name)
+				} else {
+					seen[key] = true
 				}
-				seen[id] = true
+				if names[id]++; names[id] > len(IPFamilies) {
+					t.Errorf("rule name %s used %d times in one chain", id, names[id])
+				}
 				_, got, ok := FindRule(fam, c.Name, r.Comment)
 				if !ok || got.Name != r.Name {
 					t.Errorf("FindRule(%s, %s, %q) = %v, %v", fam, c.Name, r.Comment, got.Name, ok)
@@ -289,16 +300,16 @@ func bigState(sandboxes, ports int) State {
 	var s State
 	for n := range 10 {
 		s.Networks = append(s.Networks, Network{Name: fmt.Sprintf("net%d", n), Bridge: fmt.Sprintf("ptbr-%08d", n),
-			Subnet: netip.MustParsePrefix(fmt.Sprintf("10.100.%d.0/24", n)), Masquerade: true})
+			Subnets: v4(netip.MustParsePrefix(fmt.Sprintf("10.100.%d.0/24", n)), true)})
 	}
 	for i := range sandboxes {
 		ip := netip.AddrFrom4([4]byte{10, 100, byte(i % 10), byte(2 + i/10)})
-		s.Guards = append(s.Guards, Guarded{Port: fmt.Sprintf("ptv-%010d", i), MAC: model.MACFromIP(ip), IP: ip})
+		s.Guards = append(s.Guards, Guarded{Port: fmt.Sprintf("ptv-%010d", i), MAC: model.MACFromIP(ip), IPs: []netip.Addr{ip}})
 	}
 	for i := range ports {
 		g := s.Guards[i%sandboxes]
 		s.Ports = append(s.Ports, Published{PortMapping: model.PortMapping{HostPort: uint16(20000 + i), HostPortEnd: uint16(20000 + i),
-			Port: 80, PortEnd: 80, Proto: "tcp"}, Target: g.IP})
+			Port: 80, PortEnd: 80, Proto: "tcp"}, Targets: g.IPs})
 	}
 	return s
 }

@@ -9,6 +9,12 @@
 // Per-network facts are elements of sets (bridges, internal bridges,
 // masqueraded subnets, intra-network pairs), so the rules are static and
 // the per-packet cost does not grow with the number of networks.
+//
+// Dual stack: IPv4 and IPv6 share the table. Rules that match no address
+// (the forward chain) judge both families; rules that match one are built
+// once per family from one description (family.go), with per-family sets
+// and maps. Published ports on [::1] are the exception the kernel forces:
+// see loopback6 in family.go.
 package firewall
 
 import (
@@ -23,11 +29,14 @@ const TableName = "pontoon"
 
 // Network is what the firewall needs to know of a network.
 type Network struct {
-	Name       string
-	Bridge     string
-	Subnet     netip.Prefix
-	Internal   bool // no route out, no NAT, not reachable from outside
-	Masquerade bool // source NAT for traffic that leaves the host
+	Name   string
+	Bridge string
+	// Subnets are the network's subnets, at most one per family (IPv4
+	// first, as in model.Network). Each says whether traffic from it is
+	// masqueraded when it leaves the host; the firewall reads only Prefix
+	// and Masquerade.
+	Subnets  []model.Subnet
+	Internal bool // no route out, no NAT, not reachable from outside
 }
 
 // State is the whole desired firewall state.
@@ -40,10 +49,17 @@ type State struct {
 	Guards []Guarded
 }
 
-// Published is one port mapping of one endpoint: host side → Target.
+// Published is one port mapping of one endpoint: host side → Targets.
+//
+// Targets are the endpoint's addresses, at most one per family. A mapping
+// on every host address (HostIP zero) is one DNAT element per target:
+// IPv4 clients reach the IPv4 target, IPv6 clients the IPv6 one (NAT does
+// not cross families). A mapping bound to one host address needs a target
+// of that address's family, and is one element. A mapping bound to ::1
+// cannot be DNATed (see loopback6 in family.go) and is refused.
 type Published struct {
 	model.PortMapping
-	Target netip.Addr // the endpoint's address
+	Targets []netip.Addr
 }
 
 // Interface is what the engine needs. Implementations: New (real nft via
@@ -62,13 +78,15 @@ type Interface interface {
 	// Dump returns the current table as nft text (for doctor / debug).
 	Dump(ctx context.Context) (string, error)
 	// Publish adds the DNAT map elements of port mappings (one element per
-	// port) and Unpublish removes them (missing is success). Each is one
-	// netlink transaction, no nft process: it costs the same whatever is
-	// already published.
+	// port and target family) and Unpublish removes them (missing is
+	// success). Each is one netlink transaction, no nft process: it costs
+	// the same whatever is already published. A mapping that cannot be
+	// written (bound to ::1, or to a host address of a family the endpoint
+	// has no address of) is refused before anything is written.
 	Publish(ctx context.Context, ps []Published) error
 	Unpublish(ctx context.Context, ps []Published) error
 	// Guard adds an endpoint's anti-spoofing elements (its port, MAC and
-	// address) and Unguard removes them (missing is success); one netlink
+	// addresses) and Unguard removes them (missing is success); one netlink
 	// transaction each.
 	Guard(ctx context.Context, gs []Guarded) error
 	Unguard(ctx context.Context, gs []Guarded) error

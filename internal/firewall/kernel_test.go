@@ -72,7 +72,7 @@ func TestKernelSyncAndDelete(t *testing.T) {
 	ns := testutil.NewNetns(t)
 	ctx := context.Background()
 	// A bridge name with a dot: must reach nft quoted.
-	dotted := Network{Name: "vlan10", Bridge: "br.10", Subnet: netip.MustParsePrefix("10.94.0.0/24"), Masquerade: true}
+	dotted := Network{Name: "vlan10", Bridge: "br.10", Subnets: v4(netip.MustParsePrefix("10.94.0.0/24"), true)}
 	all := State{Networks: []Network{defaultNet, backNet, dotted}}
 
 	syncIn(t, ns, all)
@@ -140,57 +140,72 @@ func TestKernelSyncAndDelete(t *testing.T) {
 	}
 }
 
-// emulateDocker installs Docker's layout in ns: FORWARD policy drop, jumping
-// to DOCKER-USER first, which ends with RETURN.
+// emulateDocker installs Docker's layout in ns, for IPv4 and IPv6 (Docker
+// with ip6tables): FORWARD policy drop, jumping to DOCKER-USER first,
+// which ends with RETURN.
 func emulateDocker(t testing.TB, ns string) {
 	t.Helper()
-	runIn(t, ns, "iptables", "-P", "FORWARD", "DROP")
-	runIn(t, ns, "iptables", "-N", "DOCKER-USER")
-	runIn(t, ns, "iptables", "-A", "DOCKER-USER", "-j", "RETURN")
-	runIn(t, ns, "iptables", "-I", "FORWARD", "-j", "DOCKER-USER")
+	for _, ipt := range xtables {
+		runIn(t, ns, ipt, "-P", "FORWARD", "DROP")
+		runIn(t, ns, ipt, "-N", "DOCKER-USER")
+		runIn(t, ns, ipt, "-A", "DOCKER-USER", "-j", "RETURN")
+		runIn(t, ns, ipt, "-I", "FORWARD", "-j", "DOCKER-USER")
+	}
 }
 
-func dockerUserLines(t testing.TB, ns string) []string {
+var xtables = []string{IPv4.Xtables, IPv6.Xtables}
+
+func dockerUserLines(t testing.TB, ns, ipt string) []string {
 	t.Helper()
-	return strings.Split(strings.TrimSpace(runIn(t, ns, "iptables", "-S", "DOCKER-USER")), "\n")
+	return strings.Split(strings.TrimSpace(runIn(t, ns, ipt, "-S", "DOCKER-USER")), "\n")
 }
 
+// Docker's DOCKER-USER in both families (iptables and ip6tables): the
+// same rules at the top of each, the user's own rules kept.
 func TestKernelDockerUser(t *testing.T) {
 	ns := testutil.NewNetns(t)
 	emulateDocker(t, ns)
-	// A rule of the user's own, which must stay where it is.
-	runIn(t, ns, "iptables", "-I", "DOCKER-USER", "-s", "192.0.2.1", "-m", "comment", "--comment", "user rule", "-j", "DROP")
+	// A rule of the user's own in each family, which must stay where it is.
+	userSrc := map[string]string{IPv4.Xtables: "192.0.2.1", IPv6.Xtables: "2001:db8::1"}
+	user := map[string]string{}
+	for _, ipt := range xtables {
+		runIn(t, ns, ipt, "-I", "DOCKER-USER", "-s", userSrc[ipt], "-m", "comment", "--comment", "user rule", "-j", "DROP")
+		bits := map[string]string{IPv4.Xtables: "/32", IPv6.Xtables: "/128"}[ipt]
+		user[ipt] = `-A DOCKER-USER -s ` + userSrc[ipt] + bits + ` -m comment --comment "user rule" -j DROP`
+	}
 
 	rule := func(dir, br, net string) string {
 		return `-A DOCKER-USER ` + dir + ` ` + br + ` -m comment --comment "pontoon: network ` + net +
 			` (managed by pontoon; removed with the network)" -j ACCEPT`
 	}
-	user := `-A DOCKER-USER -s 192.0.2.1/32 -m comment --comment "user rule" -j DROP`
+	// expect checks DOCKER-USER of both families: ours, then the user's
+	// rule and Docker's RETURN.
+	expect := func(stage string, ours ...string) {
+		t.Helper()
+		for _, ipt := range xtables {
+			want := append(append([]string{"-N DOCKER-USER"}, ours...), user[ipt], "-A DOCKER-USER -j RETURN")
+			if diff := cmp.Diff(want, dockerUserLines(t, ns, ipt)); diff != "" {
+				t.Fatalf("%s DOCKER-USER %s (-want +got):\n%s", ipt, stage, diff)
+			}
+		}
+	}
 
 	syncIn(t, ns, State{Networks: []Network{defaultNet, backNet}})
-	want := []string{"-N DOCKER-USER",
-		rule("-i", backNet.Bridge, "back"), rule("-o", backNet.Bridge, "back"),
-		rule("-i", "pontoon0", "pontoon"), rule("-o", "pontoon0", "pontoon"),
-		user, "-A DOCKER-USER -j RETURN"}
-	if diff := cmp.Diff(want, dockerUserLines(t, ns)); diff != "" {
-		t.Fatalf("DOCKER-USER after Sync (-want +got):\n%s", diff)
-	}
+	both := []string{rule("-i", backNet.Bridge, "back"), rule("-o", backNet.Bridge, "back"),
+		rule("-i", "pontoon0", "pontoon"), rule("-o", "pontoon0", "pontoon")}
+	expect("after Sync", both...)
 	syncIn(t, ns, State{Networks: []Network{defaultNet, backNet}}) // no change
-	if diff := cmp.Diff(want, dockerUserLines(t, ns)); diff != "" {
-		t.Fatalf("DOCKER-USER after second Sync (-want +got):\n%s", diff)
-	}
+	expect("after a second Sync", both...)
 
 	syncIn(t, ns, State{Networks: []Network{defaultNet}})
-	want = []string{"-N DOCKER-USER", rule("-i", "pontoon0", "pontoon"), rule("-o", "pontoon0", "pontoon"),
-		user, "-A DOCKER-USER -j RETURN"}
-	if diff := cmp.Diff(want, dockerUserLines(t, ns)); diff != "" {
-		t.Fatalf("DOCKER-USER after removing back (-want +got):\n%s", diff)
-	}
+	expect("after removing back", rule("-i", "pontoon0", "pontoon"), rule("-o", "pontoon0", "pontoon"))
 
 	// A network added later goes to the top too.
 	syncIn(t, ns, State{Networks: []Network{defaultNet, frontNet}})
-	if got := dockerUserLines(t, ns); !slices.Equal(got[1:3], []string{rule("-i", frontNet.Bridge, "front"), rule("-o", frontNet.Bridge, "front")}) {
-		t.Fatalf("front's rules not at the top:\n%s", strings.Join(got, "\n"))
+	for _, ipt := range xtables {
+		if got := dockerUserLines(t, ns, ipt); !slices.Equal(got[1:3], []string{rule("-i", frontNet.Bridge, "front"), rule("-o", frontNet.Bridge, "front")}) {
+			t.Fatalf("%s: front's rules not at the top:\n%s", ipt, strings.Join(got, "\n"))
+		}
 	}
 
 	withFirewall(t, ns, func(Interface) error {
@@ -198,22 +213,21 @@ func TestKernelDockerUser(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if diff := cmp.Diff([]string{"ip filter FORWARD"}, got); diff != "" {
+		if diff := cmp.Diff([]string{"ip filter FORWARD", "ip6 filter FORWARD"}, got); diff != "" {
 			t.Errorf("ForeignForwardDrop (-want +got):\n%s", diff)
 		}
 		return nil
 	})
 
 	deleteIn(t, ns)
-	want = []string{"-N DOCKER-USER", user, "-A DOCKER-USER -j RETURN"}
-	if diff := cmp.Diff(want, dockerUserLines(t, ns)); diff != "" {
-		t.Fatalf("DOCKER-USER after Delete (-want +got):\n%s", diff)
-	}
+	expect("after Delete")
 	// iptables still understands the whole table, Docker's FORWARD too.
-	out := runIn(t, ns, "iptables", "-S")
-	for _, want := range []string{"-P FORWARD DROP", "-A FORWARD -j DOCKER-USER"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("iptables -S lacks %q:\n%s", want, out)
+	for _, ipt := range xtables {
+		out := runIn(t, ns, ipt, "-S")
+		for _, want := range []string{"-P FORWARD DROP", "-A FORWARD -j DOCKER-USER"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s -S lacks %q:\n%s", ipt, want, out)
+			}
 		}
 	}
 	if out, err := tryIn(t, ns, "nft", "list", "table", "inet", TableName); err == nil {
@@ -241,10 +255,10 @@ func TestKernelForeignForwardDropNone(t *testing.T) {
 // the connection, and dialing a new one into the namespace costs ~7 ms.
 func TestKernelUnguardTwiceKeepsConnection(t *testing.T) {
 	ns := testutil.NewNetns(t)
-	g := []Guarded{{Port: "ptv-0123456789", MAC: net.HardwareAddr{2, 0x42, 10, 88, 0, 2}, IP: netip.MustParseAddr("10.88.0.2")}}
+	g := []Guarded{{Port: "ptv-0123456789", MAC: net.HardwareAddr{2, 0x42, 10, 88, 0, 2}, IPs: []netip.Addr{netip.MustParseAddr("10.88.0.2")}}}
 	withFirewall(t, ns, func(fw Interface) error {
 		ctx := context.Background()
-		if err := fw.Sync(ctx, State{Networks: []Network{{Name: "pontoon", Bridge: "pontoon0", Subnet: netip.MustParsePrefix("10.88.0.0/16")}}}); err != nil {
+		if err := fw.Sync(ctx, State{Networks: []Network{{Name: "pontoon", Bridge: "pontoon0", Subnets: v4(netip.MustParsePrefix("10.88.0.0/16"), false)}}}); err != nil {
 			return err
 		}
 		if err := fw.Guard(ctx, g); err != nil {
@@ -275,7 +289,7 @@ func TestKernelConcurrentWritesShareATransaction(t *testing.T) {
 	const n = 32
 	withFirewall(t, ns, func(fw Interface) error {
 		ctx := context.Background()
-		if err := fw.Sync(ctx, State{Networks: []Network{{Name: "pontoon", Bridge: "pontoon0", Subnet: netip.MustParsePrefix("10.88.0.0/16")}}}); err != nil {
+		if err := fw.Sync(ctx, State{Networks: []Network{{Name: "pontoon", Bridge: "pontoon0", Subnets: v4(netip.MustParsePrefix("10.88.0.0/16"), false)}}}); err != nil {
 			return err
 		}
 		w := fw.(*nft).guards.(netlinkGuards).w
@@ -296,7 +310,7 @@ func TestKernelConcurrentWritesShareATransaction(t *testing.T) {
 		gs := make([]Guarded, n)
 		for i := range gs {
 			ip := netip.AddrFrom4([4]byte{10, 88, 1, byte(i)})
-			gs[i] = Guarded{Port: fmt.Sprintf("ptv-%010d", i), MAC: net.HardwareAddr{2, 0x42, 10, 88, 1, byte(i)}, IP: ip}
+			gs[i] = Guarded{Port: fmt.Sprintf("ptv-%010d", i), MAC: net.HardwareAddr{2, 0x42, 10, 88, 1, byte(i)}, IPs: []netip.Addr{ip}}
 		}
 		errs := make([]error, n)
 		var wg sync.WaitGroup
@@ -320,8 +334,8 @@ func TestKernelConcurrentWritesShareATransaction(t *testing.T) {
 		}
 		out := runIn(t, ns, "nft", "list", "set", "bridge", TableName, setGuardIP)
 		for i, g := range gs {
-			if i != n/2 && !strings.Contains(out, g.IP.String()) {
-				t.Errorf("%s missing from the anti-spoofing set:\n%s", g.IP, out)
+			if i != n/2 && !strings.Contains(out, g.IPs[0].String()) {
+				t.Errorf("%s missing from the anti-spoofing set:\n%s", g.IPs[0], out)
 			}
 		}
 		return nil

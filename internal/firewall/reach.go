@@ -44,7 +44,17 @@ type Reach struct {
 //     host through 127.0.0.1 (masqueraded to the gateway), and sandboxes of
 //     that network through its gateway ((a) accepts, hairpin masquerade).
 //     pontoon refuses new mappings there; this describes older ones.
+//   - [::1]: nowhere through the firewall. The kernel cannot DNAT ::1
+//     (loopback6 in family.go); Publish refuses such mappings, and a
+//     userspace relay must serve them.
+//
+// A mapping on every host address answers on the host's IPv4 and IPv6
+// addresses alike when the endpoint has an address of each family (one
+// DNAT element per family).
 func Reachable(p model.PortMapping, n Network) Reach {
+	if isLoopbackOnly(p.HostIP) {
+		return Reach{From: []string{}, Text: "not through the firewall ([" + p.HostIP.String() + "] cannot be DNATed: a userspace relay must serve it)"}
+	}
 	loopback := p.HostIP.IsValid() && p.HostIP.IsLoopback()
 	if n.Internal {
 		switch {

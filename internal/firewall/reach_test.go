@@ -132,9 +132,9 @@ func TestKernelReachable(t *testing.T) {
 		}()
 	}
 
-	front := Network{Name: "front", Bridge: "ptbr-ffff", Subnet: netip.MustParsePrefix("10.202.1.0/24"), Masquerade: true}
-	side := Network{Name: "side", Bridge: "ptbr-gggg", Subnet: netip.MustParsePrefix("10.202.3.0/24"), Masquerade: true}
-	back := Network{Name: "back", Bridge: "ptbr-iiii", Subnet: netip.MustParsePrefix("10.202.2.0/24"), Internal: true}
+	front := Network{Name: "front", Bridge: "ptbr-ffff", Subnets: v4(netip.MustParsePrefix("10.202.1.0/24"), true)}
+	side := Network{Name: "side", Bridge: "ptbr-gggg", Subnets: v4(netip.MustParsePrefix("10.202.3.0/24"), true)}
+	back := Network{Name: "back", Bridge: "ptbr-iiii", Subnets: v4(netip.MustParsePrefix("10.202.2.0/24"), false), Internal: true}
 	type mapped struct {
 		m      model.PortMapping
 		n      Network
@@ -155,7 +155,7 @@ func TestKernelReachable(t *testing.T) {
 			t.Fatal("host ports must differ")
 		}
 		cases = append(cases, mapped{m, c.n, netip.MustParseAddr(c.target)})
-		s.Ports = append(s.Ports, Published{PortMapping: m, Target: netip.MustParseAddr(c.target)})
+		s.Ports = append(s.Ports, Published{PortMapping: m, Targets: []netip.Addr{netip.MustParseAddr(c.target)}})
 	}
 	s.Networks = []Network{front, side, back}
 	syncIn(t, host, s)
@@ -193,7 +193,7 @@ func TestKernelReachable(t *testing.T) {
 		if p.class == FromHost {
 			return a.IsLoopback()
 		}
-		return p.class == FromSandboxes && p.net.Name == c.n.Name && c.n.Subnet.Contains(a)
+		return p.class == FromSandboxes && p.net.Name == c.n.Name && c.n.Subnets[0].Prefix.Contains(a)
 	}
 	dial := func(p place, addr string, port uint16) bool {
 		ok := false

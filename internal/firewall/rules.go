@@ -53,21 +53,33 @@ const (
 	KeyOIFName      Key = "oifname"
 	KeyEtherType    Key = "ether type"
 	KeyEtherSaddr   Key = "ether saddr"
-	KeyIPSaddr      Key = "ip saddr"
-	KeyIPDaddr      Key = "ip daddr"
+	KeyIPSaddr      Key = "ip saddr"  // IPv4.Saddr()
+	KeyIPDaddr      Key = "ip daddr"  // IPv4.Daddr()
+	KeyIP6Saddr     Key = "ip6 saddr" // IPv6.Saddr()
+	KeyIP6Daddr     Key = "ip6 daddr" // IPv6.Daddr()
+	KeyNFProto      Key = "meta nfproto"
 	KeyARPSaddrIP   Key = "arp saddr ip"
 	KeyCTState      Key = "ct state"
 	KeyCTStatus     Key = "ct status"
 	KeyFibDaddrType Key = "fib daddr type"
 	KeyL4Proto      Key = "meta l4proto"
 	KeyTHDport      Key = "th dport"
+	KeyUDPSport     Key = "udp sport"
+	KeyUDPDport     Key = "udp dport"
+	KeyICMPv6Type   Key = "icmpv6 type"
+	// KeyNDTarget is the target address of a neighbour advertisement: the
+	// 128 bits after the ICMPv6 header's first 8 bytes. nft 1.0.6 has no
+	// name for it (icmpv6 taddr came later), so it is a raw payload
+	// expression, and the set it is looked up in is declared by typeof.
+	KeyNDTarget Key = "@th,64,128"
 )
 
 // Match is one condition of a rule: Keys (one field, or several
 // concatenated) compared with a set (Set, a lookup) or a literal Value as
-// nft writes it. Not negates it; a packet that lacks one of the fields
-// (no input interface in postrouting, no IPv4 header in an ARP frame)
-// never matches, negated or not — nft adds the same dependency.
+// nft writes it (an anonymous set "{ a, b }" is one of them). Not negates
+// it; a packet that lacks one of the fields (no input interface in
+// postrouting, no IPv4 header in an ARP frame or an IPv6 packet) never
+// matches, negated or not — nft adds the same dependency.
 type Match struct {
 	Keys  []Key
 	Not   bool
@@ -89,8 +101,11 @@ const (
 
 // Action is a rule's statement: a verdict, or NAT. A DNAT looks MapKeys up
 // in map Map (address . port values); a key not in the map does not match.
+// Family is the DNAT's IP family ("ip", "ip6"): in an inet table the
+// kernel applies it only to packets of that family.
 type Action struct {
 	Verb    Verb
+	Family  string
 	MapKeys []Key
 	Map     string
 }
@@ -130,7 +145,7 @@ func (m Match) text() string {
 
 func (a Action) text() string {
 	if a.Verb == DNAT {
-		return "dnat ip to " + joinKeys(a.MapKeys) + " map @" + a.Map
+		return "dnat " + a.Family + " to " + joinKeys(a.MapKeys) + " map @" + a.Map
 	}
 	return string(a.Verb)
 }
@@ -184,7 +199,9 @@ func is(k Key, v string) Match            { return Match{Keys: []Key{k}, Value: 
 func isNot(k Key, v string) Match         { return Match{Keys: []Key{k}, Value: v, Not: true} }
 func verdict(v Verb) Action               { return Action{Verb: v} }
 
-// Rule names (see InetChains and BridgeChains).
+// Rule names (see InetChains and BridgeChains). A rule built for each IP
+// family has the same name in both (its comment says the family): the
+// name says what it does, the packet which family it was.
 const (
 	RuleIntra         = "intra"
 	RuleReplies       = "replies"
@@ -203,20 +220,27 @@ const (
 	RuleSpoofedMAC    = "spoofed-mac"
 	RuleSpoofedIP     = "spoofed-ip"
 	RuleSpoofedARP    = "spoofed-arp"
-	RuleNoIPv6        = "no-ipv6"
+	RuleNotARouter    = "not-a-router"
+	RuleDHCPv6Server  = "dhcpv6-server"
+	RuleSpoofedND     = "spoofed-nd"
+	RuleLinkLocalND   = "link-local-nd"
 )
 
 // InetChains are the chains of table inet pontoon, in the order a
 // transaction adds them.
-var InetChains = []Chain{forwardChain, postroutingChain, publishChain(chainPrerouting, HookPrerouting,
+var InetChains = []Chain{forwardChain, postroutingChain(), publishChain(chainPrerouting, HookPrerouting,
 	"published ports, reached from outside and from sandboxes"), publishChain(chainOutput, HookOutput,
-	"published ports, reached from the host itself"), loopbackGuardChain}
+	"published ports, reached from the host itself"), loopbackGuardChain()}
 
 // forwardChain: what may be forwarded to, from and between pontoon's
 // bridges. The policy is accept and must stay so: pontoon never drops what
 // is not its own (traffic between two non-pontoon interfaces passes
 // untouched), and another table on this hook may still drop what we accept
 // (see dockeruser.go).
+//
+// Its rules match interfaces and conntrack state, never an address: each
+// judges IPv4 and IPv6 alike (br_netfilter passes bridged IPv6 frames
+// here too: net.bridge.bridge-nf-call-ip6tables is 1 as well).
 var forwardChain = Chain{Family: FamilyInet, Name: chainForward, Type: knftables.FilterType, Hook: HookForward,
 	Priority: knftables.FilterPriority, Policy: knftables.AcceptPolicy,
 	Comment: "forwarding to, from and between pontoon networks",
@@ -261,7 +285,8 @@ var forwardChain = Chain{Family: FamilyInet, Name: chainForward, Type: knftables
 			Why: "the two sandboxes are on different networks, and networks are isolated from each other; connect the source to the destination's network (or publish the port and use the host's address) to allow it"},
 		// (f) Anything else from outside into a sandbox: not solicited, not
 		// published. Without this, any host on the LAN that routes the
-		// subnet to us could reach every sandbox.
+		// subnet to us could reach every sandbox — with IPv6 and routed
+		// global subnets, that is anyone on the internet.
 		{Name: RuleUnsolicited, Match: []Match{in(setBridges, KeyOIFName)}, Action: verdict(Drop),
 			Comment: "(f) no unsolicited traffic into sandboxes",
 			Why:     "sandboxes are not reachable from outside their host except through published ports; publish the port (-p HOSTPORT:PORT) and use a host address"},
@@ -269,86 +294,162 @@ var forwardChain = Chain{Family: FamilyInet, Name: chainForward, Type: knftables
 		// accept.
 	}}
 
-// postroutingChain: source NAT for masqueraded networks.
-var postroutingChain = Chain{Family: FamilyInet, Name: chainPostrouting, Type: knftables.NATType, Hook: HookPostrouting,
-	Priority: knftables.SNATPriority, Comment: "source NAT for masqueraded networks",
-	Rules: []Rule{
-		// Leaving through any interface that is not a pontoon bridge: the
-		// uplink, but also docker0 or a VPN — whoever is there has no route
-		// back to our subnets. Not through a pontoon bridge: inside a
-		// network the peer sees the real address (and with br_netfilter
-		// bridged frames pass here with oifname = the bridge); across
-		// networks (d) dropped it. Only the first packet of a connection
-		// reaches a nat chain.
-		{Name: RuleMasquerade, Match: []Match{in(setMasq, KeyIPSaddr), notIn(setBridges, KeyOIFName)},
-			Action: verdict(Masquerade), Comment: "masqueraded subnets leaving through a non-pontoon interface"},
-		// Hairpin: a sandbox reaching a published port (through a host
-		// address) must get the replies back through the host, so its
-		// source becomes the gateway. Matched on addresses, not on iifname:
-		// for a frame br_netfilter bridges back onto the same bridge
-		// (bridged DNAT), postrouting sees no input device.
-		{Name: RuleHairpin, Match: []Match{is(KeyCTStatus, "dnat"), in(setSubnets, KeyIPSaddr), in(setBridges, KeyOIFName)},
-			Action: verdict(Masquerade), Comment: "a sandbox reaching a published port"},
-		// The host reaching a published port through 127.0.0.1: the sandbox
-		// cannot answer 127.0.0.1 (needs route_localnet on the bridge too).
-		{Name: RuleLoopbackNAT, Match: []Match{is(KeyCTStatus, "dnat"), is(KeyIPSaddr, "127.0.0.0/8")},
-			Action: verdict(Masquerade), Comment: "the host reaching a published port through 127.0.0.1"},
-	}}
+// postroutingChain: source NAT for masqueraded subnets, per family.
+func postroutingChain() Chain {
+	var rules []Rule
+	// Leaving through any interface that is not a pontoon bridge: the
+	// uplink, but also docker0 or a VPN — whoever is there has no route
+	// back to our subnets. Not through a pontoon bridge: inside a network
+	// the peer sees the real address (and with br_netfilter bridged frames
+	// pass here with oifname = the bridge); across networks (d) dropped
+	// it. Only the first packet of a connection reaches a nat chain.
+	// Which subnets are in masq-subnets is per subnet (model.Subnet's
+	// Masquerade): the engine turns it on by default for IPv4 and ULA
+	// subnets, and leaves it to the user for routed global IPv6 ones.
+	for _, f := range IPFamilies {
+		rules = append(rules, Rule{Name: RuleMasquerade, Match: []Match{in(f.name(setMasq), f.Saddr()), notIn(setBridges, KeyOIFName)},
+			Action: verdict(Masquerade), Comment: f.comment("masqueraded subnets leaving through a non-pontoon interface")})
+	}
+	// Hairpin: a sandbox reaching a published port (through a host
+	// address) must get the replies back through the host, so its source
+	// becomes the gateway. Matched on addresses, not on iifname: for a
+	// frame br_netfilter bridges back onto the same bridge (bridged DNAT),
+	// postrouting sees no input device.
+	for _, f := range IPFamilies {
+		rules = append(rules, Rule{Name: RuleHairpin, Match: []Match{is(KeyCTStatus, "dnat"), in(f.name(setSubnets), f.Saddr()), in(setBridges, KeyOIFName)},
+			Action: verdict(Masquerade), Comment: f.comment("a sandbox reaching a published port")})
+	}
+	// The host reaching a published port through 127.0.0.1: the sandbox
+	// cannot answer 127.0.0.1 (needs route_localnet on the bridge too).
+	// Only where the family can (IPv4; ::1 is never DNATed, see loopback6).
+	for _, f := range IPFamilies {
+		if f.LoopbackDNAT {
+			rules = append(rules, Rule{Name: RuleLoopbackNAT, Match: []Match{is(KeyCTStatus, "dnat"), is(f.Saddr(), f.Loopback)},
+				Action: verdict(Masquerade), Comment: f.comment("the host reaching a published port through 127.0.0.1")})
+		}
+	}
+	return Chain{Family: FamilyInet, Name: chainPostrouting, Type: knftables.NATType, Hook: HookPostrouting,
+		Priority: knftables.SNATPriority, Comment: "source NAT for masqueraded networks", Rules: rules}
+}
 
 // publishChain returns a chain of published ports: one static rule per map
 // and hook, one map element per port. Traffic to a local address — from
 // outside (prerouting) or from the host itself, 127.0.0.1 included
 // (output) — is DNATed by a map lookup; a key that is not in a map does not
-// match.
+// match. Each family has its maps (ports-ip, ports-any; ports-ip6,
+// ports-any6), and a DNAT of one family leaves the other's packets alone.
 func publishChain(name string, hook Hook, comment string) Chain {
 	local := is(KeyFibDaddrType, "local")
+	var rules []Rule
+	for _, f := range IPFamilies {
+		// A family's address in the key says which packets the rule is
+		// for; the map of every host address has none, so it says so.
+		every := []Match{local, is(KeyNFProto, f.NFProto)}
+		if !f.LoopbackDNAT {
+			// ::1 cannot be DNATed (loopback6): leave it to whoever
+			// listens there (the userspace relay), rather than send the
+			// connection where it cannot be answered.
+			every = append(every, isNot(f.Daddr(), f.Loopback))
+		}
+		rules = append(rules,
+			Rule{Name: RulePublishIP, Match: []Match{local},
+				Action:  Action{Verb: DNAT, Family: f.Name, MapKeys: []Key{f.Daddr(), KeyL4Proto, KeyTHDport}, Map: f.name(mapPortsIP)},
+				Comment: f.comment("mappings bound to one host address")},
+			Rule{Name: RulePublishAny, Match: every,
+				Action:  Action{Verb: DNAT, Family: f.Name, MapKeys: []Key{KeyL4Proto, KeyTHDport}, Map: f.name(mapPortsAny)},
+				Comment: f.comment("mappings on every host address")})
+	}
 	return Chain{Family: FamilyInet, Name: name, Type: knftables.NATType, Hook: hook, Priority: knftables.DNATPriority,
-		Comment: comment,
-		Rules: []Rule{
-			{Name: RulePublishIP, Match: []Match{local},
-				Action:  Action{Verb: DNAT, MapKeys: []Key{KeyIPDaddr, KeyL4Proto, KeyTHDport}, Map: mapPortsIP},
-				Comment: "mappings bound to one host address"},
-			{Name: RulePublishAny, Match: []Match{local},
-				Action:  Action{Verb: DNAT, MapKeys: []Key{KeyL4Proto, KeyTHDport}, Map: mapPortsAny},
-				Comment: "mappings on every host address"},
-		}}
+		Comment: comment, Rules: rules}
 }
 
 // loopbackGuardChain: prerouting DNAT happens before the kernel's martian
 // check, so a LAN neighbour that routes packets for 127.0.0.1 at us would
 // reach a mapping bound to 127.0.0.1 (Docker's CVE-2020-8558 class). Drop
-// them before NAT sees them.
-var loopbackGuardChain = Chain{Family: FamilyInet, Name: chainGuard, Type: knftables.FilterType, Hook: HookPrerouting,
-	Priority: knftables.RawPriority, Comment: "loopback addresses only from lo",
-	Rules: []Rule{
-		{Name: RuleLoopbackGuard, Match: []Match{isNot(KeyIIFName, `"lo"`), is(KeyIPDaddr, "127.0.0.0/8")},
-			Action: verdict(Drop), Comment: "127.0.0.0/8 from outside is never ours",
-			Why: "127.0.0.0/8 is the host's own: it is never accepted from another interface than lo (the CVE-2020-8558 class); use one of the host's other addresses"},
-	}}
+// them before NAT sees them. (The kernel already drops ::1 arriving on
+// another interface than lo, before any hook — RFC 4291's rule, in
+// ip6_rcv_core — so the IPv6 rule only says what the kernel does.)
+func loopbackGuardChain() Chain {
+	var rules []Rule
+	for _, f := range IPFamilies {
+		rules = append(rules, Rule{Name: RuleLoopbackGuard, Match: []Match{isNot(KeyIIFName, `"lo"`), is(f.Daddr(), f.Loopback)},
+			Action: verdict(Drop), Comment: f.Loopback + " from outside is never ours",
+			Why: f.Loopback + " is the host's own: it is never accepted from another interface than lo (the CVE-2020-8558 class); use one of the host's other addresses"})
+	}
+	return Chain{Family: FamilyInet, Name: chainGuard, Type: knftables.FilterType, Hook: HookPrerouting,
+		Priority: knftables.RawPriority, Comment: "loopback addresses only from lo", Rules: rules}
+}
 
 // BridgeChains are the chains of table bridge pontoon (anti-spoofing; see
 // guard.go). Only the bridge family sees frames with the sandbox's bridge
 // port as input interface and their Ethernet header intact.
 var BridgeChains = []Chain{{Family: FamilyBridge, Name: chainGuardIn, Type: knftables.FilterType, Hook: HookPrerouting,
 	Priority: knftables.FilterPriority, Comment: "frames from a sandbox carry its own MAC and address",
-	Rules: []Rule{
+	Rules: guardRules()}}
+
+func guardRules() []Rule {
+	rules := []Rule{
 		{Name: RuleNotASandbox, Match: []Match{notIn(setGuardPorts, KeyIIFName)}, Action: verdict(Accept),
 			Comment: "not a sandbox's port"},
 		{Name: RuleSpoofedMAC, Match: []Match{notIn(setGuardMAC, KeyIIFName, KeyEtherSaddr)}, Action: verdict(Drop),
 			Comment: "source MAC is not the endpoint's",
 			Why:     "a sandbox may only send with its own MAC address (anti-spoofing); send from the endpoint's own MAC"},
-		{Name: RuleSpoofedIP, Match: []Match{is(KeyEtherType, "ip"), notIn(setGuardIP, KeyIIFName, KeyEtherSaddr, KeyIPSaddr)},
-			Action: verdict(Drop), Comment: "source address is not the endpoint's",
-			Why: "a sandbox may only send from its own address (anti-spoofing); send from the endpoint's address, or give the sandbox that address"},
-		{Name: RuleSpoofedARP, Match: []Match{is(KeyEtherType, "arp"), notIn(setGuardIP, KeyIIFName, KeyEtherSaddr, KeyARPSaddrIP)},
-			Action: verdict(Drop), Comment: "ARP sender is not the endpoint",
-			Why: "a sandbox may only announce its own address in ARP (anti-spoofing)"},
-		// pontoon networks are IPv4 and sandbox ends have no IPv6 address
-		// (addrgenmode none): IPv6 from a sandbox could only be spoofed.
-		{Name: RuleNoIPv6, Match: []Match{is(KeyEtherType, "ip6")}, Action: verdict(Drop),
-			Comment: "no IPv6 on pontoon networks",
-			Why:     "pontoon networks are IPv4 only: IPv6 from a sandbox could only be spoofed"},
-	}}}
+	}
+	for _, f := range IPFamilies {
+		ether := is(KeyEtherType, f.Name)
+		spoofed := Rule{Name: RuleSpoofedIP, Match: []Match{ether, notIn(f.name(setGuardIP), KeyIIFName, KeyEtherSaddr, f.Saddr())},
+			Action: verdict(Drop), Comment: f.comment("source address is not the endpoint's"),
+			Why: "a sandbox may only send from its own address (anti-spoofing); send from the endpoint's address, or give the sandbox that address"}
+		switch f.Name {
+		case IPv4.Name:
+			rules = append(rules, spoofed,
+				Rule{Name: RuleSpoofedARP, Match: []Match{is(KeyEtherType, "arp"), notIn(setGuardIP, KeyIIFName, KeyEtherSaddr, KeyARPSaddrIP)},
+					Action: verdict(Drop), Comment: "ARP sender is not the endpoint",
+					Why: "a sandbox may only announce its own address in ARP (anti-spoofing)"})
+		case IPv6.Name:
+			rules = append(rules, nd6Rules(ether)...)
+			rules = append(rules, spoofed)
+		}
+	}
+	return rules
+}
+
+// nd6Rules are IPv6's neighbour discovery checks, before its source
+// address check. Neighbour discovery is IPv6's ARP, and more: a router
+// advertisement or a DHCPv6 reply from a sandbox would give the other
+// sandboxes on its network a default route, addresses or DNS servers of
+// its choosing (Docker's CVE-2020-13401: containers accepted router
+// advertisements from each other). So from a sandbox's port:
+//
+//   - no router advertisement, no redirect, no DHCPv6 server reply;
+//   - a neighbour advertisement only for one of its own addresses (the
+//     target is what a neighbour advertisement claims; its source is
+//     checked too, below);
+//   - link-local (fe80::/10) and unspecified (::) sources only for
+//     neighbour and router solicitations, neighbour advertisements and
+//     multicast listener reports (an interface uses its link-local
+//     address, or :: before it has one, for these, whatever its global
+//     addresses); every other packet comes from one of its addresses.
+//
+// A sandbox's own link-local address is one of its addresses when the
+// engine lists it in Guarded.IPs: only then may it advertise it (answer a
+// neighbour solicitation for it) or send ordinary traffic from it.
+func nd6Rules(ether Match) []Rule {
+	return []Rule{
+		{Name: RuleNotARouter, Match: []Match{ether, is(KeyICMPv6Type, "{ nd-router-advert, nd-redirect }")},
+			Action: verdict(Drop), Comment: "router advertisements and redirects come from the host, not from sandboxes",
+			Why: "a sandbox is not a router of its network: its router advertisements and redirects would reroute the other sandboxes (the CVE-2020-13401 class)"},
+		{Name: RuleDHCPv6Server, Match: []Match{ether, is(KeyUDPSport, "547"), is(KeyUDPDport, "546")},
+			Action: verdict(Drop), Comment: "no DHCPv6 server on a sandbox's port",
+			Why: "a sandbox is not its network's DHCPv6 server: its replies would configure the other sandboxes"},
+		{Name: RuleSpoofedND, Match: []Match{ether, is(KeyICMPv6Type, "nd-neighbor-advert"), notIn(setGuardTarget6, KeyIIFName, KeyEtherSaddr, KeyNDTarget)},
+			Action: verdict(Drop), Comment: "neighbour advertisement for an address not the endpoint's",
+			Why: "a sandbox may only advertise its own addresses in neighbour discovery (anti-spoofing)"},
+		{Name: RuleLinkLocalND, Match: []Match{ether, is(KeyIP6Saddr, "{ ::, fe80::/10 }"),
+			is(KeyICMPv6Type, "{ nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld-listener-report, mld-listener-done, mld2-listener-report }")},
+			Action: verdict(Accept), Comment: "neighbour discovery and MLD from link-local or unspecified addresses"},
+	}
+}
 
 // FindRule returns the rule of pontoon's table family whose chain and
 // comment are these (what the kernel's trace events and `nft list` give),

@@ -3,10 +3,13 @@ package firewall
 import (
 	"cmp"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
 	"sigs.k8s.io/knftables"
+
+	"pontoon/internal/model"
 )
 
 // The ruleset of table inet pontoon.
@@ -15,30 +18,31 @@ import (
 // costs a few hash lookups however many networks there are, and adding a
 // network never adds a rule.
 //
-//	set bridges       ifname            every pontoon bridge
-//	set internal      ifname            bridges of --internal networks
-//	set intra         ifname . ifname   (bridge . bridge): traffic inside one network
-//	set masq-subnets  ipv4_addr, interval   subnets source-NATed when they leave the host
+//	set bridges        ifname            every pontoon bridge
+//	set internal       ifname            bridges of --internal networks
+//	set intra          ifname . ifname   (bridge . bridge): traffic inside one network
+//	set masq-subnets   ipv4_addr, interval   subnets source-NATed when they leave the host
+//	set masq-subnets6  ipv6_addr, interval   the same, IPv6
+//	set subnets, subnets6                    every network's subnets
+//	map ports-any, ports-any6                proto . port : sandbox . port
+//	map ports-ip, ports-ip6                  host addr . proto . port : sandbox . port
 //
-//	chain forward      filter hook forward priority filter; policy accept
-//	chain postrouting  nat hook postrouting priority srcnat
+//	chain forward         filter hook forward priority filter; policy accept
+//	chain postrouting     nat hook postrouting priority srcnat
+//	chain prerouting      nat hook prerouting priority dstnat (published ports)
+//	chain output          nat hook output priority dstnat (published ports, from the host)
+//	chain loopback-guard  filter hook prerouting priority raw
 //
-// Room for what comes later, without changing what is here:
-//   - published ports: a `nat` prerouting/output chain with
-//     `dnat ip to ip daddr . meta l4proto . th dport map @published-ports`;
-//     rule (e) below already accepts what such a DNAT lets in.
-//   - anti-spoofing: a set of `ifname . ipv4_addr` (host veth . address)
-//     elements checked where the veth is still the input interface (bridge
-//     family, or prerouting); one element per endpoint.
-//
-// Both will be elements too, so Sync keeps building the whole table from
-// State and per-endpoint updates can add elements between Syncs.
+// Per-family sets and maps are built from one declaration each, for each
+// of IPFamilies (family.go). Anti-spoofing is table bridge pontoon
+// (guard.go). Sync builds the whole table from State; per-endpoint updates
+// (ports, anti-spoofing) add elements between Syncs.
 const (
 	setBridges  = "bridges"
 	setInternal = "internal"
 	setIntra    = "intra"
-	setMasq     = "masq-subnets"
-	setSubnets  = "subnets" // every network's subnet
+	setMasq     = "masq-subnets" // + the family's suffix
+	setSubnets  = "subnets"      // every network's subnets; + the family's suffix
 
 	chainForward     = "forward"
 	chainPostrouting = "postrouting"
@@ -46,8 +50,8 @@ const (
 	chainOutput      = "output"
 	chainGuard       = "loopback-guard"
 
-	mapPortsAny = "ports-any" // proto . port → sandbox addr . port, on every local address
-	mapPortsIP  = "ports-ip"  // host addr . proto . port → sandbox addr . port
+	mapPortsAny = "ports-any" // proto . port → sandbox addr . port, on every local address; + suffix
+	mapPortsIP  = "ports-ip"  // host addr . proto . port → sandbox addr . port; + suffix
 )
 
 const tableComment = "managed by pontoon: rebuilt from its state on every change; do not edit"
@@ -67,8 +71,29 @@ func validate(s State) error {
 			return fmt.Errorf("networks %s and %s share bridge %s", other, n.Name, n.Bridge)
 		}
 		bridges[n.Bridge] = n.Name
-		if masquerades(n) && (!n.Subnet.IsValid() || !n.Subnet.Addr().Is4()) {
-			return fmt.Errorf("network %s: masquerade needs an IPv4 subnet, got %q", n.Name, n.Subnet)
+		seen := map[string]netip.Prefix{}
+		for _, sub := range n.Subnets {
+			if !sub.Prefix.IsValid() {
+				return fmt.Errorf("network %s: subnet %q is not a prefix", n.Name, sub.Prefix)
+			}
+			if err := addrError("network "+n.Name+": subnet", sub.Prefix.Addr()); err != nil {
+				return err
+			}
+			f, _ := familyOf(sub.Prefix.Addr())
+			if other, dup := seen[f.Name]; dup {
+				return fmt.Errorf("network %s: two %s subnets (%s, %s): a network has at most one per family", n.Name, f.Label, other, sub.Prefix)
+			}
+			seen[f.Name] = sub.Prefix
+		}
+	}
+	for _, p := range s.Ports {
+		if _, err := p.elements(); err != nil {
+			return err
+		}
+	}
+	for _, g := range s.Guards {
+		if err := g.validate(); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -79,20 +104,20 @@ func validate(s State) error {
 // names are [a-z0-9-], adopted bridges are rarely stranger than [A-Za-z0-9_.@-].
 func validIfName(name string) error {
 	if name == "" || len(name) > 15 {
-		return fmt.Errorf("bridge name %q: want 1 to 15 bytes", name)
+		return fmt.Errorf("interface name %q: want 1 to 15 bytes", name)
 	}
 	for _, r := range name {
 		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_.@-", r)
 		if !ok {
-			return fmt.Errorf("bridge name %q: only letters, digits and _.@- are supported", name)
+			return fmt.Errorf("interface name %q: only letters, digits and _.@- are supported", name)
 		}
 	}
 	return nil
 }
 
-// masquerades reports whether traffic of n is source-NATed on the way out.
-// Internal wins: an internal network has no way out to NAT.
-func masquerades(n Network) bool { return n.Masquerade && !n.Internal }
+// masquerades reports whether traffic from subnet sub of n is source-NATed
+// on the way out. Internal wins: an internal network has no way out to NAT.
+func masquerades(n Network, sub model.Subnet) bool { return sub.Masquerade && !n.Internal }
 
 // build adds to tx everything that makes table inet pontoon equal to s,
 // whatever was there before.
@@ -144,36 +169,49 @@ func inetElements(s State) []*knftables.Element {
 		if n.Internal {
 			out = append(out, &knftables.Element{Set: setInternal, Key: []string{br}, Comment: c})
 		}
-		if masquerades(n) {
-			out = append(out, &knftables.Element{Set: setMasq, Key: []string{n.Subnet.Masked().String()}, Comment: c})
-		}
-		if n.Subnet.IsValid() {
-			out = append(out, &knftables.Element{Set: setSubnets, Key: []string{n.Subnet.Masked().String()}, Comment: c})
+		for _, f := range IPFamilies {
+			for _, sub := range n.Subnets {
+				if !f.Has(sub.Prefix.Addr()) {
+					continue
+				}
+				key := []string{sub.Prefix.Masked().String()}
+				if masquerades(n, sub) {
+					out = append(out, &knftables.Element{Set: f.name(setMasq), Key: key, Comment: c})
+				}
+				out = append(out, &knftables.Element{Set: f.name(setSubnets), Key: key, Comment: c})
+			}
 		}
 	}
-	for _, e := range portElements(s.Ports) {
+	els, _ := portElements(s.Ports) // validate refused what would fail
+	for _, e := range els {
 		out = append(out, e.knft())
 	}
 	return out
 }
 
 // inetSets declares the sets and maps of table inet pontoon (their
-// elements come from inetElements).
+// elements come from inetElements): the family-less ones, then each
+// family's.
 func inetSets() []knftables.Object {
-	return []knftables.Object{
+	out := []knftables.Object{
 		&knftables.Set{Name: setBridges, Type: "ifname",
 			Comment: knftables.PtrTo("bridges of all pontoon networks")},
 		&knftables.Set{Name: setInternal, Type: "ifname",
 			Comment: knftables.PtrTo("bridges of internal networks: no traffic in or out but their own")},
 		&knftables.Set{Name: setIntra, Type: "ifname . ifname",
 			Comment: knftables.PtrTo("bridge . bridge: traffic that stays inside one network")},
-		&knftables.Set{Name: setMasq, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag},
-			Comment: knftables.PtrTo("subnets masqueraded when they leave the host")},
-		&knftables.Set{Name: setSubnets, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag},
-			Comment: knftables.PtrTo("subnets of all pontoon networks")},
-		&knftables.Map{Name: mapPortsAny, Type: "inet_proto . inet_service : ipv4_addr . inet_service",
-			Comment: knftables.PtrTo("published ports on every host address: proto . port : sandbox . port")},
-		&knftables.Map{Name: mapPortsIP, Type: "ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service",
-			Comment: knftables.PtrTo("published ports bound to one host address")},
 	}
+	for _, f := range IPFamilies {
+		addr := f.AddrType
+		out = append(out,
+			&knftables.Set{Name: f.name(setMasq), Type: addr, Flags: []knftables.SetFlag{knftables.IntervalFlag},
+				Comment: knftables.PtrTo(f.comment("subnets masqueraded when they leave the host"))},
+			&knftables.Set{Name: f.name(setSubnets), Type: addr, Flags: []knftables.SetFlag{knftables.IntervalFlag},
+				Comment: knftables.PtrTo(f.comment("subnets of all pontoon networks"))},
+			&knftables.Map{Name: f.name(mapPortsAny), Type: "inet_proto . inet_service : " + addr + " . inet_service",
+				Comment: knftables.PtrTo(f.comment("published ports on every host address: proto . port : sandbox . port"))},
+			&knftables.Map{Name: f.name(mapPortsIP), Type: addr + " . inet_proto . inet_service : " + addr + " . inet_service",
+				Comment: knftables.PtrTo(f.comment("published ports bound to one host address"))})
+	}
+	return out
 }

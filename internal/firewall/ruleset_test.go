@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -17,10 +18,19 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 var (
-	defaultNet = Network{Name: "pontoon", Bridge: "pontoon0", Subnet: netip.MustParsePrefix("10.88.0.0/16"), Masquerade: true}
-	backNet    = Network{Name: "back", Bridge: "ptbr-0a0b0c0d", Subnet: netip.MustParsePrefix("10.90.1.0/24"), Internal: true, Masquerade: true}
-	routedNet  = Network{Name: "routed", Bridge: "ptbr-12345678", Subnet: netip.MustParsePrefix("10.93.0.0/24")}
-	frontNet   = Network{Name: "front", Bridge: "ptbr-deadbeef", Subnet: netip.MustParsePrefix("10.91.0.0/24"), Masquerade: true}
+	defaultNet = Network{Name: "pontoon", Bridge: "pontoon0", Subnets: v4(netip.MustParsePrefix("10.88.0.0/16"), true)}
+	backNet    = Network{Name: "back", Bridge: "ptbr-0a0b0c0d", Subnets: v4(netip.MustParsePrefix("10.90.1.0/24"), true), Internal: true}
+	routedNet  = Network{Name: "routed", Bridge: "ptbr-12345678", Subnets: v4(netip.MustParsePrefix("10.93.0.0/24"), false)}
+	frontNet   = Network{Name: "front", Bridge: "ptbr-deadbeef", Subnets: v4(netip.MustParsePrefix("10.91.0.0/24"), true)}
+	// dualNet is dual-stack, both subnets masqueraded (a ULA IPv6 subnet:
+	// the engine's default); globalNet has a routed global IPv6 subnet,
+	// not masqueraded.
+	dualNet = Network{Name: "app", Bridge: "ptbr-0000a990", Subnets: []model.Subnet{
+		{Prefix: netip.MustParsePrefix("10.90.2.0/24"), Gateway: netip.MustParseAddr("10.90.2.1"), Masquerade: true},
+		{Prefix: netip.MustParsePrefix("fd00:1::/64"), Gateway: netip.MustParseAddr("fd00:1::1"), Masquerade: true}}}
+	globalNet = Network{Name: "global", Bridge: "ptbr-0000db80", Subnets: []model.Subnet{
+		{Prefix: netip.MustParsePrefix("10.92.0.0/24"), Masquerade: true},
+		{Prefix: netip.MustParsePrefix("2001:db8:1::/64"), Masquerade: false}}}
 )
 
 // golden compares got with testdata/name.golden (-update rewrites it).
@@ -51,9 +61,23 @@ func TestGolden(t *testing.T) {
 		{"internal", State{Networks: []Network{backNet}}},
 		{"several", State{Networks: []Network{routedNet, backNet, defaultNet, frontNet}}},
 		{"ports", State{Networks: []Network{defaultNet}, Ports: []Published{
-			{PortMapping: model.PortMapping{HostPort: 8080, HostPortEnd: 8080, Port: 80, PortEnd: 80, Proto: "tcp"}, Target: netip.MustParseAddr("10.88.0.2")},
-			{PortMapping: model.PortMapping{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 9090, HostPortEnd: 9090, Port: 90, PortEnd: 90, Proto: "udp"}, Target: netip.MustParseAddr("10.88.0.2")},
-			{PortMapping: model.PortMapping{HostPort: 30000, HostPortEnd: 30001, Port: 31000, PortEnd: 31001, Proto: "tcp"}, Target: netip.MustParseAddr("10.88.0.3")},
+			{PortMapping: model.PortMapping{HostPort: 8080, HostPortEnd: 8080, Port: 80, PortEnd: 80, Proto: "tcp"}, Targets: []netip.Addr{netip.MustParseAddr("10.88.0.2")}},
+			{PortMapping: model.PortMapping{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 9090, HostPortEnd: 9090, Port: 90, PortEnd: 90, Proto: "udp"}, Targets: []netip.Addr{netip.MustParseAddr("10.88.0.2")}},
+			{PortMapping: model.PortMapping{HostPort: 30000, HostPortEnd: 30001, Port: 31000, PortEnd: 31001, Proto: "tcp"}, Targets: []netip.Addr{netip.MustParseAddr("10.88.0.3")}},
+		}}},
+		// Dual stack: one network with an IPv4 and a ULA subnet (both
+		// masqueraded), one with a routed global IPv6 subnet (not), next to
+		// the IPv4-only default. A mapping on every host address is one
+		// element per family; one bound to a host address only its family's.
+		{"dualstack", State{Networks: []Network{globalNet, dualNet, defaultNet}, Ports: []Published{
+			{PortMapping: model.PortMapping{HostPort: 8080, HostPortEnd: 8080, Port: 80, PortEnd: 80, Proto: "tcp"},
+				Targets: []netip.Addr{netip.MustParseAddr("10.90.2.2"), netip.MustParseAddr("fd00:1::2")}},
+			{PortMapping: model.PortMapping{HostIP: netip.MustParseAddr("2001:db8::1"), HostPort: 5353, HostPortEnd: 5353, Port: 53, PortEnd: 53, Proto: "udp"},
+				Targets: []netip.Addr{netip.MustParseAddr("10.90.2.2"), netip.MustParseAddr("fd00:1::2")}},
+			{PortMapping: model.PortMapping{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 9090, HostPortEnd: 9090, Port: 90, PortEnd: 90, Proto: "tcp"},
+				Targets: []netip.Addr{netip.MustParseAddr("10.90.2.2"), netip.MustParseAddr("fd00:1::2")}},
+			{PortMapping: model.PortMapping{HostPort: 8443, HostPortEnd: 8443, Port: 443, PortEnd: 443, Proto: "tcp"},
+				Targets: []netip.Addr{netip.MustParseAddr("2001:db8:1::2")}},
 		}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -166,20 +190,44 @@ func TestFakeExistsDelete(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	v6 := Network{Name: "six", Bridge: "br6", Subnet: netip.MustParsePrefix("fd00::/64"), Masquerade: true}
+	six := Network{Name: "six", Bridge: "br6", Subnets: []model.Subnet{{Prefix: netip.MustParsePrefix("fd00::/64"), Masquerade: true}}}
+	port := func(host string, targets ...string) Published {
+		p := Published{PortMapping: model.PortMapping{HostPort: 8080, HostPortEnd: 8080, Port: 80, PortEnd: 80, Proto: "tcp"}}
+		if host != "" {
+			p.HostIP = netip.MustParseAddr(host)
+		}
+		for _, a := range targets {
+			p.Targets = append(p.Targets, netip.MustParseAddr(a))
+		}
+		return p
+	}
+	guard := Guarded{Port: "ptv-0000000001", MAC: net.HardwareAddr{2, 0x42, 10, 88, 0, 2}, IPs: []netip.Addr{netip.MustParseAddr("10.88.0.2")}}
 	for _, c := range []struct {
 		name string
 		s    State
 		ok   bool
 	}{
 		{"ok", State{Networks: []Network{defaultNet, backNet}}, true},
-		{"v6 internal needs no masq subnet", State{Networks: []Network{{Name: "i6", Bridge: "br6", Subnet: v6.Subnet, Internal: true, Masquerade: true}}}, true},
-		{"v6 masquerade", State{Networks: []Network{v6}}, false},
+		{"dual stack", State{Networks: []Network{dualNet, globalNet}}, true},
+		{"v6 masquerade", State{Networks: []Network{six}}, true},
+		{"v6 internal", State{Networks: []Network{{Name: "i6", Bridge: "br6", Subnets: six.Subnets, Internal: true}}}, true},
+		{"two IPv4 subnets", State{Networks: []Network{{Name: "x", Bridge: "br0", Subnets: append(v4(netip.MustParsePrefix("10.1.0.0/24"), true), v4(netip.MustParsePrefix("10.2.0.0/24"), true)...)}}}, false},
+		{"no prefix", State{Networks: []Network{{Name: "x", Bridge: "br0", Subnets: []model.Subnet{{Masquerade: true}}}}}, false},
+		{"IPv4-mapped subnet", State{Networks: []Network{{Name: "x", Bridge: "br0", Subnets: v4(netip.MustParsePrefix("::ffff:10.1.0.0/120"), true)}}}, false},
 		{"no bridge", State{Networks: []Network{{Name: "x"}}}, false},
 		{"long bridge", State{Networks: []Network{{Name: "x", Bridge: "a-very-long-bridge"}}}, false},
 		{"quote in bridge", State{Networks: []Network{{Name: "x", Bridge: `br"0`}}}, false},
 		{"shared bridge", State{Networks: []Network{defaultNet, {Name: "other", Bridge: defaultNet.Bridge}}}, false},
 		{"no name", State{Networks: []Network{{Bridge: "br0"}}}, false},
+		{"ports of both families", State{Ports: []Published{port("", "10.88.0.2", "fd00::2"), port("2001:db8::1", "10.88.0.2", "fd00::2")}}, true},
+		{"port on ::1", State{Ports: []Published{port("::1", "10.88.0.2", "fd00::2")}}, false},
+		{"IPv6 host address, IPv4 endpoint", State{Ports: []Published{port("2001:db8::1", "10.88.0.2")}}, false},
+		{"two IPv4 targets", State{Ports: []Published{port("", "10.88.0.2", "10.88.0.3")}}, false},
+		{"no target", State{Ports: []Published{port("")}}, false},
+		{"unknown protocol", State{Ports: []Published{{PortMapping: model.PortMapping{HostPort: 1, HostPortEnd: 1, Port: 1, PortEnd: 1, Proto: "dccp"}, Targets: []netip.Addr{netip.MustParseAddr("10.88.0.2")}}}}, false},
+		{"guard", State{Guards: []Guarded{guard}}, true},
+		{"guard without MAC", State{Guards: []Guarded{{Port: guard.Port, IPs: guard.IPs}}}, false},
+		{"guard with an IPv4-mapped address", State{Guards: []Guarded{{Port: guard.Port, MAC: guard.MAC, IPs: []netip.Addr{netip.MustParseAddr("::ffff:10.88.0.2")}}}}, false},
 	} {
 		f := NewFake()
 		err := f.Sync(context.Background(), c.s)
@@ -269,4 +317,9 @@ func TestSyncLogsTransaction(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, buf.String())
 		}
 	}
+}
+
+// v4 is a network's one IPv4 subnet.
+func v4(p netip.Prefix, masquerade bool) []model.Subnet {
+	return []model.Subnet{{Prefix: p, Masquerade: masquerade}}
 }

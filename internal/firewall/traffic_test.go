@@ -133,8 +133,8 @@ func TestKernelTraffic(t *testing.T) {
 		}
 	}
 
-	front := Network{Name: "front", Bridge: "ptbr-aaaa", Subnet: netip.MustParsePrefix("10.201.1.0/24"), Masquerade: true}
-	back := Network{Name: "back", Bridge: "ptbr-bbbb", Subnet: netip.MustParsePrefix("10.201.2.0/24"), Masquerade: true}
+	front := Network{Name: "front", Bridge: "ptbr-aaaa", Subnets: v4(netip.MustParsePrefix("10.201.1.0/24"), true)}
+	back := Network{Name: "back", Bridge: "ptbr-bbbb", Subnets: v4(netip.MustParsePrefix("10.201.2.0/24"), true)}
 
 	t.Log("two masqueraded networks")
 	syncIn(t, host, State{Networks: []Network{front, back}})
@@ -157,10 +157,10 @@ func TestKernelTraffic(t *testing.T) {
 	wantSeen("front still goes out", a1, "198.51.100.1")
 
 	t.Log("front without masquerade")
-	front.Masquerade = false
+	front.Subnets[0].Masquerade = false
 	syncIn(t, host, State{Networks: []Network{front, back}})
 	wantSeen("unmasqueraded network keeps its address", a1, "10.201.1.2")
-	front.Masquerade = true
+	front.Subnets[0].Masquerade = true
 
 	t.Log("Docker's FORWARD policy drop")
 	emulateDocker(t, host)

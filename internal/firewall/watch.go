@@ -57,10 +57,11 @@ func watchNftables(ctx context.Context) (<-chan Event, error) {
 	return out, nil
 }
 
-// dockerEvent reports whether an event touched Docker's filter table as a
-// whole or its FORWARD or DOCKER-USER chain, where pontoon keeps rules.
+// dockerEvent reports whether an event touched Docker's filter table (of
+// either family) as a whole or its FORWARD or DOCKER-USER chain, where
+// pontoon keeps rules.
 func dockerEvent(ev *gnft.MonitorEvent, t *gnft.Table) bool {
-	if t.Family != gnft.TableFamilyIPv4 || t.Name != "filter" {
+	if (t.Family != gnft.TableFamilyIPv4 && t.Family != gnft.TableFamilyIPv6) || t.Name != "filter" {
 		return false
 	}
 	var chain string
@@ -143,14 +144,16 @@ func checkNftables(want State) string {
 	if n, ok := count(tbl, "bridges"); !ok || n < len(want.Networks) {
 		return fmt.Sprintf("the set of bridges holds %d of %d networks", n, len(want.Networks))
 	}
-	ports := 0
-	for _, p := range want.Ports {
-		ports += p.Len()
+	ports, _ := portElements(want.Ports)
+	have, ok := 0, true
+	for _, f := range IPFamilies {
+		for _, m := range []string{f.name(mapPortsAny), f.name(mapPortsIP)} {
+			n, found := count(tbl, m)
+			have, ok = have+n, ok && found
+		}
 	}
-	nAny, ok1 := count(tbl, mapPortsAny)
-	nIP, ok2 := count(tbl, mapPortsIP)
-	if ok1 && ok2 && nAny+nIP < ports {
-		return fmt.Sprintf("the maps of published ports hold %d of %d ports", nAny+nIP, ports)
+	if ok && have < len(ports) {
+		return fmt.Sprintf("the maps of published ports hold %d of %d ports", have, len(ports))
 	}
 	if brTbl != nil {
 		if n, ok := count(brTbl, setGuardPorts); ok && n < len(want.Guards) {

@@ -38,12 +38,12 @@ func testTopology() *Topology {
 	}
 	eps := []Endpoint{ep("a", "pontoon", "10.88.0.2", 10), ep("b", "pontoon", "10.88.0.3", 11), ep("c", "other", "10.95.0.2", 12),
 		ep("q1", "quiet", "10.94.0.2", 13), ep("q2", "quiet", "10.94.0.3", 14), ep("i", "back", "10.91.7.2", 15)}
-	fs := firewall.State{Ports: []firewall.Published{{PortMapping: model.PortMapping{HostPort: 8080, HostPortEnd: 8080, Port: 80, PortEnd: 80, Proto: "tcp"}, Target: ip("10.88.0.3")}}}
+	fs := firewall.State{Ports: []firewall.Published{{PortMapping: model.PortMapping{HostPort: 8080, HostPortEnd: 8080, Port: 80, PortEnd: 80, Proto: "tcp"}, Targets: []netip.Addr{ip("10.88.0.3")}}}}
 	for _, n := range nets {
-		fs.Networks = append(fs.Networks, firewall.Network{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, Internal: n.Internal, Masquerade: n.Masquerade})
+		fs.Networks = append(fs.Networks, firewall.Network{Name: n.Name, Bridge: n.Bridge, Subnets: []model.Subnet{{Prefix: n.Subnet, Gateway: n.Gateway, Masquerade: n.Masquerade}}, Internal: n.Internal})
 	}
 	for _, e := range eps {
-		fs.Guards = append(fs.Guards, firewall.Guarded{Port: e.HostIf, MAC: e.MAC, IP: e.IP})
+		fs.Guards = append(fs.Guards, firewall.Guarded{Port: e.HostIf, MAC: e.MAC, IPs: []netip.Addr{e.IP}})
 	}
 	return &Topology{Networks: nets, Endpoints: eps,
 		Addrs:    []HostAddr{{Dev: "uplink0", Prefix: pfx("198.51.100.1/24")}, {Dev: "pontoon0", Prefix: pfx("10.88.0.1/16")}},
@@ -369,17 +369,17 @@ func BenchmarkPredict(b *testing.B) {
 	top := testTopology()
 	fs := firewall.State{}
 	for _, n := range top.Networks {
-		fs.Networks = append(fs.Networks, firewall.Network{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, Internal: n.Internal, Masquerade: n.Masquerade})
+		fs.Networks = append(fs.Networks, firewall.Network{Name: n.Name, Bridge: n.Bridge, Subnets: []model.Subnet{{Prefix: n.Subnet, Gateway: n.Gateway, Masquerade: n.Masquerade}}, Internal: n.Internal})
 	}
 	for i := range 500 {
 		a := netip.AddrFrom4([4]byte{10, 88, byte(1 + i/250), byte(2 + i%250)})
 		e := Endpoint{Sandbox: fmt.Sprintf("s%d", i), Network: "pontoon", IfName: "eth0", HostIf: fmt.Sprintf("ptv-%010d", i), IP: a,
 			MAC: model.MACFromIP(a), Gateway: ip("10.88.0.1"), DefaultRoute: true}
 		top.Endpoints = append(top.Endpoints, e)
-		fs.Guards = append(fs.Guards, firewall.Guarded{Port: e.HostIf, MAC: e.MAC, IP: e.IP})
+		fs.Guards = append(fs.Guards, firewall.Guarded{Port: e.HostIf, MAC: e.MAC, IPs: []netip.Addr{e.IP}})
 		for j := range 2 {
 			fs.Ports = append(fs.Ports, firewall.Published{PortMapping: model.PortMapping{HostPort: uint16(20000 + 2*i + j), HostPortEnd: uint16(20000 + 2*i + j),
-				Port: 80, PortEnd: 80, Proto: "tcp"}, Target: a})
+				Port: 80, PortEnd: 80, Proto: "tcp"}, Targets: []netip.Addr{a}})
 		}
 	}
 	top.Firewall = firewall.NewEvaluator(fs)
