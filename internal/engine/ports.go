@@ -44,6 +44,9 @@ func (e *Engine) Ports(sandbox string) ([]model.PortInfo, error) {
 			}
 			for _, m := range ep.Ports {
 				r := firewall.Reachable(m, fn)
+				if m.HostIP == relay.Loopback && e.cfg.Relay != nil {
+					r = firewall.Reach{From: []string{firewall.FromHost}, Text: "host only ([::1], through the daemon's relay)"}
+				}
 				out = append(out, model.PortInfo{Sandbox: ep.Sandbox, Network: ep.Network, IPs: ep.IPs(),
 					Mapping: m, Reachable: r.Text, ReachableFrom: r.From})
 			}
