@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 
 	"pontoon/internal/model"
@@ -41,7 +42,17 @@ func probePorts(m model.PortMapping) error {
 	for p := int(m.HostPort); p <= int(m.HostPortEnd); p++ {
 		for _, ip := range ips {
 			if err := tryBind(m.Proto, ip, uint16(p)); errors.Is(err, syscall.EADDRINUSE) {
-				return model.Conflictf("host port %d/%s is in use by %s on the host: stop it or publish another host port", p, m.Proto, holder(m.Proto, ip, uint16(p)))
+				h, ok := probe.PortHolder(m.Proto, ip, uint16(p))
+				if ok && h.PID == os.Getpid() {
+					// The daemon's own [::1] relay of a mapping pontoon
+					// published: the engine's own check names it.
+					continue
+				}
+				who := "a process"
+				if ok {
+					who = h.String()
+				}
+				return model.Conflictf("host port %d/%s is in use by %s on the host: stop it or publish another host port", p, m.Proto, who)
 			}
 		}
 	}
@@ -72,13 +83,4 @@ func tryBind(proto string, ip netip.Addr, port uint16) error {
 		l.Close()
 	}
 	return err
-}
-
-// holder names the process holding proto port on ip (both families'
-// socket tables: a dual-stack server on [::] is listed only in tcp6).
-func holder(proto string, ip netip.Addr, port uint16) string {
-	if h, ok := probe.PortHolder(proto, ip, port); ok {
-		return h.String()
-	}
-	return "a process"
 }
