@@ -224,6 +224,7 @@ const (
 	RuleDHCPv6Server  = "dhcpv6-server"
 	RuleSpoofedND     = "spoofed-nd"
 	RuleLinkLocalND   = "link-local-nd"
+	RuleNoMLD         = "no-mld"
 )
 
 // InetChains are the chains of table inet pontoon, in the order a
@@ -425,11 +426,13 @@ func guardRules() []Rule {
 //   - a neighbour advertisement only for one of its own addresses (the
 //     target is what a neighbour advertisement claims; its source is
 //     checked too, below);
+//   - no multicast listener discovery (MLD): the bridges snoop nothing and
+//     have no querier, so reports only cost a flood to every port;
 //   - link-local (fe80::/10) and unspecified (::) sources only for
-//     neighbour and router solicitations, neighbour advertisements and
-//     multicast listener reports (an interface uses its link-local
-//     address, or :: before it has one, for these, whatever its global
-//     addresses); every other packet comes from one of its addresses.
+//     neighbour and router solicitations and neighbour advertisements (an
+//     interface uses its link-local address, or :: before it has one, for
+//     these, whatever its global addresses); every other packet comes from
+//     one of its addresses.
 //
 // A sandbox's own link-local address is one of its addresses when the
 // engine lists it in Guarded.IPs: only then may it advertise it (answer a
@@ -445,9 +448,12 @@ func nd6Rules(ether Match) []Rule {
 		{Name: RuleSpoofedND, Match: []Match{ether, is(KeyICMPv6Type, "nd-neighbor-advert"), notIn(setGuardTarget6, KeyIIFName, KeyEtherSaddr, KeyNDTarget)},
 			Action: verdict(Drop), Comment: "neighbour advertisement for an address not the endpoint's",
 			Why: "a sandbox may only advertise its own addresses in neighbour discovery (anti-spoofing)"},
+		{Name: RuleNoMLD, Match: []Match{ether, is(KeyICMPv6Type, "{ mld-listener-query, mld-listener-report, mld-listener-done, mld2-listener-report }")},
+			Action: verdict(Drop), Comment: "no multicast listener discovery from sandboxes",
+			Why: "pontoon's bridges do no multicast snooping and have no querier, so MLD from a sandbox tells no one anything; flooded to every port, each new IPv6 endpoint's reports would make attaches cost more the more sandboxes a network has"},
 		{Name: RuleLinkLocalND, Match: []Match{ether, is(KeyIP6Saddr, "{ ::, fe80::/10 }"),
-			is(KeyICMPv6Type, "{ nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld-listener-report, mld-listener-done, mld2-listener-report }")},
-			Action: verdict(Accept), Comment: "neighbour discovery and MLD from link-local or unspecified addresses"},
+			is(KeyICMPv6Type, "{ nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert }")},
+			Action: verdict(Accept), Comment: "neighbour discovery from link-local or unspecified addresses"},
 	}
 }
 
