@@ -194,7 +194,11 @@ func (e *Engine) ensureIPv6Forward() error {
 	}
 	changes, err := e.link.SetIPv6Forward()
 	for _, c := range changes {
-		e.log.Warn("changed a host sysctl for IPv6 forwarding", "change", c.String(), "why", c.Why)
+		if c.Link == "" { // forwarding itself: expected
+			e.log.Info("turned IPv6 forwarding on", "change", c.String(), "why", c.Why)
+			continue
+		}
+		e.log.Warn("changed an uplink's sysctl before turning IPv6 forwarding on", "change", c.String(), "why", c.Why)
 	}
 	if err != nil {
 		return fmt.Errorf("enable IPv6 forwarding: %w", err)
