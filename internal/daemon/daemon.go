@@ -26,6 +26,7 @@ import (
 	"pontoon/internal/firewall"
 	"pontoon/internal/ipam"
 	"pontoon/internal/link"
+	"pontoon/internal/model"
 	"pontoon/internal/netns"
 	"pontoon/internal/relay"
 	"pontoon/internal/store"
@@ -168,11 +169,11 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		}
 	}()
 	cfg.Resolver = resolver
-	cfg.PortProbe = probePorts
-	cfg.EtcNetnsDir = opts.EtcNetnsDir
-	cfg.HealPeriod = opts.HealPeriod
 	rl := relay.New(log)
 	defer rl.Close()
+	cfg.PortProbe = func(m model.PortMapping) error { return probePorts(m, rl.Holds) }
+	cfg.EtcNetnsDir = opts.EtcNetnsDir
+	cfg.HealPeriod = opts.HealPeriod
 	cfg.Relay = rl
 	eng, err := engine.New(cfg)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"os"
 	"syscall"
 
 	"pontoon/internal/model"
@@ -22,7 +21,11 @@ import (
 //
 // A mapping bound to an address the host does not have is refused too:
 // the kernel would never deliver a packet for it (bind says EADDRNOTAVAIL).
-func probePorts(m model.PortMapping) error {
+//
+// ours reports host ports the daemon itself holds (its [::1] relays of
+// mappings pontoon published): those are not a host process's, and the
+// engine's own conflict check names the sandbox; nil: none.
+func probePorts(m model.PortMapping, ours func(proto string, port uint16) bool) error {
 	if m.HostIP.IsValid() {
 		l, err := net.Listen(bindNetwork("tcp", m.HostIP), netip.AddrPortFrom(m.HostIP, 0).String())
 		if errors.Is(err, syscall.EADDRNOTAVAIL) {
@@ -42,12 +45,10 @@ func probePorts(m model.PortMapping) error {
 	for p := int(m.HostPort); p <= int(m.HostPortEnd); p++ {
 		for _, ip := range ips {
 			if err := tryBind(m.Proto, ip, uint16(p)); errors.Is(err, syscall.EADDRINUSE) {
-				h, ok := probe.PortHolder(m.Proto, ip, uint16(p))
-				if ok && h.PID == os.Getpid() {
-					// The daemon's own [::1] relay of a mapping pontoon
-					// published: the engine's own check names it.
+				if ours != nil && ours(m.Proto, uint16(p)) {
 					continue
 				}
+				h, ok := probe.PortHolder(m.Proto, ip, uint16(p))
 				who := "a process"
 				if ok {
 					who = h.String()

@@ -73,7 +73,7 @@ func TestKernelProbePorts(t *testing.T) {
 		{m("2001:db8::7", 9000, "tcp"), model.ErrInvalid, "host address 2001:db8::7 of mapping"},
 	} {
 		var err error
-		if derr := netns.Do(ns, func() error { err = probePorts(c.m); return nil }); derr != nil {
+		if derr := netns.Do(ns, func() error { err = probePorts(c.m, nil); return nil }); derr != nil {
 			t.Fatal(derr)
 		}
 		switch {

@@ -123,6 +123,14 @@ func (r *Relay) Close() {
 	}
 }
 
+// Holds reports whether the relay listens on [::1]:port for proto.
+func (r *Relay) Holds(proto string, port uint16) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.ls[key(proto, port)]
+	return ok
+}
+
 // Listening lists the relayed host ports as proto/port, for tests and
 // status.
 func (r *Relay) Listening() []string {
