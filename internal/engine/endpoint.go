@@ -160,6 +160,9 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		if err := checkPortsOnNetwork(nw, ports); err != nil {
 			return err
 		}
+		if err := model.CheckVLAN(nw, a.VLAN); err != nil {
+			return err
+		}
 		if sb, err = tx.Sandbox(sandbox); err != nil {
 			return err
 		}
@@ -213,7 +216,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		}
 		ep = &model.Endpoint{
 			ID: model.NewID(), Network: nw.Name, Sandbox: sandbox,
-			IfName: ifname, MTU: nw.MTU, Primary: primary, Aliases: a.Aliases, Ports: ports,
+			IfName: ifname, MTU: nw.MTU, Primary: primary, Aliases: a.Aliases, Ports: ports, VLAN: a.VLAN,
 			State: model.StateCreating, Created: time.Now().UTC(),
 		}
 		ep.HostIf = model.HostVethName(ep.ID)
@@ -406,6 +409,7 @@ func nextSlot(eps []*model.Endpoint) (slot, table int, primary bool) {
 func vethOf(nw *model.Network, sb *model.Sandbox, ep *model.Endpoint) link.Veth {
 	return link.Veth{
 		HostName: ep.HostIf, Bridge: nw.Bridge, MTU: ep.MTU, Isolated: !nw.ICC,
+		NoHairpin: !nw.BridgeOptions.HairpinOn(), VLAN: ep.VLAN,
 		Netns: sb.Netns, NetnsIno: sb.NetnsIno, PeerName: ep.IfName, MAC: mustMAC(ep.MAC),
 		Addrs:        linkAddrs(ep.Addresses),
 		DefaultRoute: ep.Primary && !nw.Internal, Table: ep.Table,

@@ -126,6 +126,9 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 		return nil, undo(err)
 	}
 	if _, err := e.link.EnsureBridge(bridgeOf(n)); err != nil {
+		if errors.Is(err, link.ErrNoVLANFiltering) {
+			return nil, undo(model.Invalidf("network %s: %v", n.Name, err))
+		}
 		return nil, undo(fmt.Errorf("create bridge %s for network %s: %w", n.Bridge, n.Name, err))
 	}
 	if err := e.hook("network:firewall"); err != nil {
@@ -223,6 +226,12 @@ func (e *Engine) hasIPv6Network() bool {
 
 func bridgeOf(n *model.Network) link.Bridge {
 	b := link.Bridge{Name: n.Bridge, MTU: n.MTU}
+	if o := n.BridgeOptions; o != nil {
+		b.Options = &link.BridgeOptions{
+			STP: o.STP, ForwardDelay: o.ForwardDelay, AgeingTime: o.AgeingTime,
+			VLANFiltering: o.VLANFiltering, MulticastSnooping: o.MulticastSnooping,
+		}
+	}
 	for _, s := range n.Subnets {
 		b.Gateways = append(b.Gateways, netip.PrefixFrom(s.Gateway, s.Prefix.Bits()))
 	}

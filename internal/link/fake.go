@@ -81,6 +81,7 @@ func (f *Fake) EnsureBridge(b Bridge) (int, error) {
 			return 0, err
 		}
 		b.Gateways = slices.Clone(b.Gateways)
+		b.Options = cloneOptions(b.Options)
 		br.Bridge, br.down = b, false
 		return br.index, nil
 	}
@@ -91,6 +92,7 @@ func (f *Fake) EnsureBridge(b Bridge) (int, error) {
 		return 0, err
 	}
 	b.Gateways = slices.Clone(b.Gateways)
+	b.Options = cloneOptions(b.Options)
 	f.next++
 	f.bridges[b.Name] = &fakeBridge{Bridge: b, index: f.next}
 	return f.next, nil
@@ -313,7 +315,11 @@ func (f *Fake) Dump() string {
 	defer f.mu.Unlock()
 	var lines []string
 	for _, b := range f.bridges {
-		lines = append(lines, fmt.Sprintf("bridge %s addr %s mtu %d", b.Name, joinAddrs(b.Gateways), b.MTU))
+		l := fmt.Sprintf("bridge %s addr %s mtu %d", b.Name, joinAddrs(b.Gateways), b.MTU)
+		if o := b.Options; o != nil {
+			l += fmt.Sprintf(" stp %v forward_delay %d ageing_time %d vlan_filtering %v mcast_snooping %v", o.STP, o.ForwardDelay, o.AgeingTime, o.VLANFiltering, o.MulticastSnooping)
+		}
+		lines = append(lines, l)
 	}
 	for _, v := range f.veths {
 		state := "up"
@@ -337,6 +343,12 @@ func (f *Fake) Dump() string {
 		}
 		if v.Isolated {
 			l += " isolated"
+		}
+		if v.NoHairpin {
+			l += " nohairpin"
+		}
+		if v.VLAN != 0 {
+			l += fmt.Sprintf(" vlan %d", v.VLAN)
 		}
 		lines = append(lines, l)
 	}
@@ -415,6 +427,9 @@ func (f *Fake) CheckBridge(b Bridge) []string {
 		if !slices.Contains(br.Gateways, gw) {
 			out = append(out, fmt.Sprintf("bridge %s does not have address %s", b.Name, gw))
 		}
+	}
+	if b.Options != nil && (br.Options == nil || *br.Options != *b.Options) {
+		out = append(out, fmt.Sprintf("bridge %s has other STP, ageing, VLAN or multicast settings", b.Name))
 	}
 	return out
 }
@@ -546,4 +561,12 @@ func (f *Fake) ConntrackCalls() [][]ConntrackFilter {
 	out := f.conntrack
 	f.conntrack = nil
 	return out
+}
+
+func cloneOptions(o *BridgeOptions) *BridgeOptions {
+	if o == nil {
+		return nil
+	}
+	c := *o
+	return &c
 }

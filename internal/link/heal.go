@@ -32,7 +32,13 @@ func (n *netlinkLinks) CheckBridge(b Bridge) []string {
 	if b.MTU > 0 && l.Attrs().MTU != b.MTU {
 		out = append(out, fmt.Sprintf("bridge %s has MTU %d, want %d", b.Name, l.Attrs().MTU, b.MTU))
 	}
-	if br, ok := l.(*netlink.Bridge); ok && br.MulticastSnooping != nil && *br.MulticastSnooping {
+	if b.Options != nil {
+		data, err := n.bridgeData(l.Attrs().Index)
+		if err != nil {
+			out = append(out, fmt.Sprintf("bridge %s: cannot read its settings: %v", b.Name, err))
+		}
+		out = append(out, checkBridgeOptions(b.Name, data, b.Options)...)
+	} else if br, ok := l.(*netlink.Bridge); ok && br.MulticastSnooping != nil && *br.MulticastSnooping {
 		out = append(out, fmt.Sprintf("bridge %s has multicast snooping on", b.Name))
 	}
 	// route_localnet (set by EnsureBridge, see routeLocalnetRequest) and
@@ -121,8 +127,8 @@ func (n *netlinkLinks) RepairVeth(v Veth) (int, []Fix, error) {
 	if host.Attrs().MasterIndex != brIdx {
 		fix("port", "joined "+v.HostName+" to bridge "+v.Bridge, n.h.LinkSetMasterByIndex(host, brIdx))
 	}
-	if p, err := n.h.LinkGetProtinfo(host); err != nil || p.Isolated != v.Isolated || !p.Hairpin {
-		fix("port", "set bridge port flags of "+v.HostName, n.raw.execute(brportRequest(hostIdx, v.Isolated)))
+	if p, err := n.h.LinkGetProtinfo(host); err != nil || p.Isolated != v.Isolated || p.Hairpin == v.NoHairpin {
+		fix("port", "set bridge port flags of "+v.HostName, n.raw.execute(brportRequest(hostIdx, v.Isolated, !v.NoHairpin)))
 	}
 	if host.Attrs().Flags&net.FlagUp == 0 {
 		fix("port", "brought "+v.HostName+" up", n.h.LinkSetUp(host))

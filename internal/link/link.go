@@ -34,6 +34,10 @@ type Bridge struct {
 	// fd00:1::1/64.
 	Gateways []netip.Prefix
 	MTU      int
+	// Options: STP, ageing, VLAN filtering, multicast snooping. nil: the
+	// defaults pontoon always had (multicast snooping off, the rest left
+	// as the kernel or, for an adopted bridge, its owner has them).
+	Options *BridgeOptions
 }
 
 // Address is one of an endpoint's addresses, with its family's gateway.
@@ -49,6 +53,12 @@ type Veth struct {
 	Bridge   string
 	MTU      int
 	Isolated bool // bridge port isolation (network with icc=false)
+	// NoHairpin: the port is not in hairpin mode (it is by default, so
+	// that a sandbox reaches its own published ports).
+	NoHairpin bool
+	// VLAN ≠ 0: the port's PVID, untagged, on a VLAN-filtering bridge
+	// (see vlanRequests).
+	VLAN int
 
 	Netns    string           // path of the sandbox namespace
 	NetnsIno uint64           // its identity (netns.Ino); 0: not checked
@@ -175,8 +185,8 @@ type Interface interface {
 	HostNets() ([]HostNet, error)
 
 	// CheckBridge compares the kernel with b (exists, is a bridge, up, MTU,
-	// multicast snooping off, gateway addresses, router advertisements
-	// off) and describes each difference; nil when they match.
+	// multicast snooping off or, with Options, each option, gateway
+	// addresses, router advertisements off) and describes each difference; nil when they match.
 	// EnsureBridge repairs them all.
 	CheckBridge(b Bridge) []string
 	// RepairVeth brings an endpoint's kernel state back to v, changing only

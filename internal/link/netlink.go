@@ -346,8 +346,18 @@ func (n *netlinkLinks) EnsureBridge(b Bridge) (int, error) {
 	// locks per port), so an attach cost grows with the number of
 	// sandboxes on the network. Without a multicast querier on the
 	// network — the default — a snooping bridge floods multicast to every
-	// port anyway, which is what it does now, always.
-	if br, ok := l.(*netlink.Bridge); ok && (br.MulticastSnooping == nil || *br.MulticastSnooping) {
+	// port anyway, which is what it does now, always. A network with
+	// bridge options sets them all, snooping included, in one request.
+	if b.Options != nil {
+		br, _ := l.(*netlink.Bridge)
+		vlanOn := br != nil && br.VlanFiltering != nil && *br.VlanFiltering
+		if err := n.raw.execute(bridgeOptionsRequest(l.Attrs().Index, b.Options, vlanOn)); err != nil {
+			if b.Options.VLANFiltering && errors.Is(err, unix.EOPNOTSUPP) {
+				return 0, fmt.Errorf("bridge %s: %w", b.Name, ErrNoVLANFiltering)
+			}
+			return 0, fmt.Errorf("set STP, ageing, VLAN filtering and multicast snooping of %s: %w", b.Name, err)
+		}
+	} else if br, ok := l.(*netlink.Bridge); ok && (br.MulticastSnooping == nil || *br.MulticastSnooping) {
 		off := false
 		if err := n.h.LinkModify(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Index: l.Attrs().Index, Name: b.Name}, MulticastSnooping: &off}); err != nil {
 			return 0, fmt.Errorf("turn multicast snooping off on %s: %w", b.Name, err)
@@ -430,15 +440,15 @@ func addrErr(err error, p netip.Prefix, link string) error {
 	return err
 }
 
-// brportRequest sets a bridge port's hairpin mode, and isolation when asked,
-// in one RTM_SETLINK (AF_BRIDGE, IFLA_PROTINFO).
-func brportRequest(index int, isolated bool) *nl.NetlinkRequest {
+// brportRequest sets a bridge port's hairpin mode and isolation in one
+// RTM_SETLINK (AF_BRIDGE, IFLA_PROTINFO).
+func brportRequest(index int, isolated, hairpin bool) *nl.NetlinkRequest {
 	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_BRIDGE)
 	msg.Index = int32(index)
 	req.AddData(msg)
 	info := nl.NewRtAttr(unix.IFLA_PROTINFO|unix.NLA_F_NESTED, nil)
-	info.AddRtAttr(nl.IFLA_BRPORT_MODE, []byte{1})
+	info.AddRtAttr(nl.IFLA_BRPORT_MODE, boolByte(hairpin))
 	if isolated {
 		info.AddRtAttr(nl.IFLA_BRPORT_ISOLATED, []byte{1})
 	}
@@ -520,7 +530,7 @@ func (n *netlinkLinks) AddVeth(v Veth) (int, error) {
 		n.forgetBridge(v.Bridge)
 		return 0, err
 	}
-	if hostIdx, err = n.configureVeth(v, ns, hostIdx, peerIdx); err != nil {
+	if hostIdx, err = n.configureVeth(v, ns, brIdx, hostIdx, peerIdx); err != nil {
 		// Delete what we created, by its ifindex: by name we could hit a
 		// link someone made since. The peer goes with it.
 		if hostIdx != 0 {
@@ -622,7 +632,7 @@ func vethRequest(v Veth, brIdx, nsFd int) *nl.NetlinkRequest {
 // taking RTNL in turn, instead of one round trip to user space between
 // them — where another attach's request would take RTNL, and this attach
 // would queue for it again, up to four times.
-func (n *netlinkLinks) configureVeth(v Veth, ns vnetns.NsHandle, hostIdx, peerIdx int) (int, error) {
+func (n *netlinkLinks) configureVeth(v Veth, ns vnetns.NsHandle, brIdx, hostIdx, peerIdx int) (int, error) {
 	if peerIdx == 0 {
 		// No echo from createVeth (kernel before 6.3): look the peer up.
 		sh, err := handleAt(ns)
@@ -648,7 +658,12 @@ func (n *netlinkLinks) configureVeth(v Veth, ns vnetns.NsHandle, hostIdx, peerId
 	// arriving on it belong to the bridge — and a link-local address on
 	// each would cost a DAD and an fe80::/64 route per endpoint on the
 	// host.
-	errs, err := n.raw.transact([]*nl.NetlinkRequest{brportRequest(hostIdx, v.Isolated), addrGenModeNoneRequest(hostIdx)}, nil)
+	// A port in a VLAN gets it in the same sendmsg (vlanRequests).
+	reqs := []*nl.NetlinkRequest{brportRequest(hostIdx, v.Isolated, !v.NoHairpin), addrGenModeNoneRequest(hostIdx)}
+	if v.VLAN != 0 {
+		reqs = append(reqs, vlanRequests(hostIdx, brIdx, v.VLAN, v.MAC)...)
+	}
+	errs, err := n.raw.transact(reqs, nil)
 	switch {
 	case err != nil:
 		return hostIdx, fmt.Errorf("set bridge port flags and addrgenmode of %s: %w", v.HostName, err)
@@ -656,6 +671,11 @@ func (n *netlinkLinks) configureVeth(v Veth, ns vnetns.NsHandle, hostIdx, peerId
 		return hostIdx, fmt.Errorf("set bridge port flags of %s: %w", v.HostName, errs[0])
 	case errs[1] != nil:
 		return hostIdx, fmt.Errorf("set addrgenmode none on %s: %w", v.HostName, errs[1])
+	}
+	for _, e := range errs[2:] {
+		if e != nil {
+			return hostIdx, fmt.Errorf("put %s in VLAN %d (is VLAN filtering on on bridge %s?): %w", v.HostName, v.VLAN, v.Bridge, e)
+		}
 	}
 	v6 := v.hasIPv6()
 	s, err := doIn(ns, func() (*nl.NetlinkSocket, error) {
@@ -1252,8 +1272,13 @@ func (n *netlinkLinks) CheckVeth(v Veth) []string {
 	if host.Attrs().Flags&net.FlagUp == 0 {
 		out = append(out, fmt.Sprintf("host end %s is down", v.HostName))
 	}
-	if p, err := n.h.LinkGetProtinfo(host); err == nil && p.Isolated != v.Isolated {
-		out = append(out, fmt.Sprintf("host end %s has port isolation %v, want %v", v.HostName, p.Isolated, v.Isolated))
+	if p, err := n.h.LinkGetProtinfo(host); err == nil {
+		if p.Isolated != v.Isolated {
+			out = append(out, fmt.Sprintf("host end %s has port isolation %v, want %v", v.HostName, p.Isolated, v.Isolated))
+		}
+		if p.Hairpin == v.NoHairpin {
+			out = append(out, fmt.Sprintf("host end %s has hairpin mode %v, want %v", v.HostName, p.Hairpin, !v.NoHairpin))
+		}
 	}
 	sh, err := handleAtPath(v.Netns, v.NetnsIno)
 	if err != nil {

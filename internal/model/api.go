@@ -22,6 +22,9 @@ type AttachSpec struct {
 	// Ports to publish (clients parse the -p syntax with
 	// ParsePortMapping).
 	Ports []PortMapping `json:"ports,omitempty"`
+	// VLAN puts the endpoint in that VLAN (1–4094), on a network created
+	// with vlan_filtering only.
+	VLAN int `json:"vlan,omitempty"`
 }
 
 // SandboxSpec asks for a sandbox.

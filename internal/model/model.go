@@ -52,8 +52,11 @@ type Network struct {
 	Labels   map[string]string `json:"labels,omitempty"`
 	// BridgeAdopted is true when the bridge existed before pontoon created the
 	// network (given with --bridge): pontoon then never deletes it.
-	BridgeAdopted bool      `json:"bridge_adopted,omitempty"`
-	Created       time.Time `json:"created"`
+	BridgeAdopted bool `json:"bridge_adopted,omitempty"`
+	// BridgeOptions are the bridge's STP, ageing, VLAN, hairpin and
+	// multicast settings; nil: the defaults.
+	BridgeOptions *BridgeOptions `json:"bridge_options,omitempty"`
+	Created       time.Time      `json:"created"`
 }
 
 // Subnet4 returns the network's IPv4 subnet.
@@ -208,6 +211,9 @@ type Endpoint struct {
 	Table   int      `json:"table,omitempty"`
 	Primary bool     `json:"primary"`
 	Aliases []string `json:"aliases,omitempty"`
+	// VLAN is the endpoint's VLAN (1–4094) on a network with VLAN
+	// filtering; 0: the bridge's default, VLAN 1.
+	VLAN int `json:"vlan,omitempty"`
 	// Ports are the endpoint's published ports: they live and go with it.
 	Ports   []PortMapping `json:"ports,omitempty"`
 	State   EndpointState `json:"state"`
@@ -354,3 +360,81 @@ type Address struct {
 	Addr    netip.Prefix `json:"addr"` // the address with its subnet's length
 	Gateway netip.Addr   `json:"gateway,omitzero"`
 }
+
+// BridgeOptions are the bridge driver's own settings of a network (the
+// brctl knobs). nil on a network: the defaults (STP off, the kernel's
+// ageing time, no VLAN filtering, hairpin on, multicast snooping off).
+// They are set when the network is created and cannot be changed on an
+// existing network (there is no update): remove and create it again.
+type BridgeOptions struct {
+	// STP turns the spanning tree protocol on, for bridges that are
+	// joined to other bridges (a loop would otherwise storm). A port
+	// forwards only after 2×ForwardDelay (listening, learning).
+	STP bool `json:"stp,omitempty"`
+	// ForwardDelay in seconds, 2–30, only with STP; 0: the kernel's 15.
+	ForwardDelay int `json:"forward_delay,omitempty"`
+	// AgeingTime in seconds a learned MAC stays in the forwarding
+	// database, 10–1000000; 0: the kernel's 300.
+	AgeingTime int `json:"ageing_time,omitempty"`
+	// VLANFiltering makes the bridge VLAN-aware: an endpoint attached
+	// with a VLAN (AttachSpec.VLAN) reaches, at L2, only the endpoints of
+	// its VLAN; the others are in VLAN 1.
+	VLANFiltering bool `json:"vlan_filtering,omitempty"`
+	// Hairpin puts each endpoint's bridge port in hairpin mode (default
+	// on): a sandbox reaches its own published ports through the host's
+	// address. Off, it cannot.
+	Hairpin *bool `json:"hairpin,omitempty"`
+	// MulticastSnooping makes the bridge forward multicast only to ports
+	// that joined the group. Default off: each attach then costs more the
+	// more endpoints the network has, and without a querier on the
+	// network the bridge floods anyway.
+	MulticastSnooping bool `json:"multicast_snooping,omitempty"`
+}
+
+// HairpinOn reports whether endpoints' ports are in hairpin mode (the
+// default, also with o nil).
+func (o *BridgeOptions) HairpinOn() bool { return o == nil || o.Hairpin == nil || *o.Hairpin }
+
+// VLANs reports whether the bridge filters VLANs.
+func (o *BridgeOptions) VLANs() bool { return o != nil && o.VLANFiltering }
+
+// String renders the options for people: "stp forward-delay=4s
+// ageing=30s vlan-filtering hairpin=off multicast-snooping"; "defaults".
+func (o *BridgeOptions) String() string {
+	if o == nil {
+		return "defaults (stp off, ageing 300s, no vlan filtering, hairpin on, multicast snooping off)"
+	}
+	var parts []string
+	if o.STP {
+		fd := o.ForwardDelay
+		if fd == 0 {
+			fd = DefaultForwardDelay
+		}
+		parts = append(parts, fmt.Sprintf("stp forward-delay=%ds", fd))
+	} else {
+		parts = append(parts, "stp off")
+	}
+	ag := o.AgeingTime
+	if ag == 0 {
+		ag = DefaultAgeingTime
+	}
+	parts = append(parts, fmt.Sprintf("ageing=%ds", ag))
+	if o.VLANFiltering {
+		parts = append(parts, "vlan-filtering")
+	}
+	if o.HairpinOn() {
+		parts = append(parts, "hairpin=on")
+	} else {
+		parts = append(parts, "hairpin=off")
+	}
+	if o.MulticastSnooping {
+		parts = append(parts, "multicast-snooping")
+	}
+	return strings.Join(parts, " ")
+}
+
+// Kernel defaults of the bridge options, in seconds.
+const (
+	DefaultForwardDelay = 15
+	DefaultAgeingTime   = 300
+)

@@ -134,6 +134,9 @@ type NetworkSpec struct {
 	MTU        int               `json:"mtu,omitempty"`
 	Bridge     string            `json:"bridge,omitempty"`
 	Labels     map[string]string `json:"labels,omitempty"`
+	// BridgeOptions: STP, ageing, VLAN filtering, hairpin, multicast
+	// snooping; nil: the defaults.
+	BridgeOptions *BridgeOptions `json:"bridge_options,omitempty"`
 }
 
 // WantsIPv6 reports whether a network built from spec has an IPv6 subnet.
@@ -290,6 +293,13 @@ func BuildNetwork(spec NetworkSpec, prefixes []netip.Prefix, id string) (*Networ
 		}
 		n.MTU = spec.MTU
 	}
+	if spec.BridgeOptions != nil {
+		if err := spec.BridgeOptions.Check(); err != nil {
+			return nil, err
+		}
+		o := *spec.BridgeOptions
+		n.BridgeOptions = &o
+	}
 	for k := range spec.Labels {
 		if k == "" {
 			return nil, Invalidf("label with an empty key: write labels as key=value")
@@ -335,6 +345,41 @@ func BuildNetwork(spec NetworkSpec, prefixes []netip.Prefix, id string) (*Networ
 		n.Bridge = BridgeName(id)
 	}
 	return n, nil
+}
+
+// Check validates bridge options: a forward delay only with STP and
+// within the kernel's 2–30 s, an ageing time within 10–1000000 s.
+func (o *BridgeOptions) Check() error {
+	if o == nil {
+		return nil
+	}
+	if o.ForwardDelay != 0 {
+		if !o.STP {
+			return Invalidf("forward delay %ds given without STP: the forward delay is STP's listening and learning time; add --stp or leave --forward-delay out", o.ForwardDelay)
+		}
+		if o.ForwardDelay < 2 || o.ForwardDelay > 30 {
+			return Invalidf("forward delay %ds is out of range: with STP the kernel takes 2 to 30 seconds", o.ForwardDelay)
+		}
+	}
+	if o.AgeingTime != 0 && (o.AgeingTime < 10 || o.AgeingTime > 1000000) {
+		return Invalidf("ageing time %ds is out of range: use 10 to 1000000 seconds (or leave it out for the kernel's 300)", o.AgeingTime)
+	}
+	return nil
+}
+
+// CheckVLAN validates an endpoint's VLAN on network n: 1–4094, and only
+// on a network with VLAN filtering. 0 (none) is always fine.
+func CheckVLAN(n *Network, vlan int) error {
+	if vlan == 0 {
+		return nil
+	}
+	if vlan < 1 || vlan > 4094 {
+		return Invalidf("VLAN %d is out of range: use 1 to 4094 (0 and 4095 are reserved by 802.1Q)", vlan)
+	}
+	if !n.BridgeOptions.VLANs() {
+		return Invalidf("VLAN %d asked on network %s, which has no VLAN filtering: create the network with --vlan-filtering, or leave --vlan out", vlan, n.Name)
+	}
+	return nil
 }
 
 // ParsePrefixLoose parses a CIDR of either family that may be as small as
