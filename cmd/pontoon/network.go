@@ -34,6 +34,8 @@ func newNetworkCreateCmd(g *globals) *cobra.Command {
 		subnets  []string
 		gateways []string
 		ranges   []string
+		bo       model.BridgeOptions
+		hairpin  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "create NAME",
@@ -45,9 +47,20 @@ prefixes that overlap the host's addresses and routes or another network.
 A --subnet that overlaps another network, an address of the host or a
 connected route of the host (its LAN) is refused: the host would lose its
 way to that network and sandboxes would get its addresses. An --internal
-network publishes no ports.`,
+network publishes no ports.
+
+Bridge options (--stp, --forward-delay, --ageing, --vlan-filtering,
+--hairpin, --multicast-snooping) are set at creation and cannot be changed
+on an existing network: remove it and create it again. With --bridge of an
+existing bridge they are applied to that bridge. --hairpin=false means a
+sandbox can no longer reach its own published ports through the host.
+--vlan-filtering needs a kernel with CONFIG_BRIDGE_VLAN_FILTERING; then
+'network connect --vlan N' (and sandbox create --vlan) puts an interface in
+VLAN N: sandboxes reach at L2 only those of their VLAN, and every sandbox
+keeps its gateway.`,
 		Example: `  pontoon network create back --subnet 10.90.1.0/24 --internal
-  pontoon network create front --subnet 10.90.2.0/24 --ip-range 10.90.2.128/25 --icc=false`,
+  pontoon network create front --subnet 10.90.2.0/24 --ip-range 10.90.2.128/25 --icc=false
+  pontoon network create app --stp --forward-delay 4 --ageing 30`,
 		Args: exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec.Name = args[0]
@@ -63,6 +76,15 @@ network publishes no ports.`,
 			}
 			if spec.Subnets, err = parseSubnets(subnets, gateways, ranges); err != nil {
 				return err
+			}
+			fs := cmd.Flags()
+			if fs.Changed("hairpin") {
+				bo.Hairpin = &hairpin
+			}
+			for _, name := range []string{"stp", "forward-delay", "ageing", "vlan-filtering", "hairpin", "multicast-snooping"} {
+				if fs.Changed(name) {
+					spec.BridgeOptions = &bo
+				}
 			}
 			n, err := g.client().CreateNetwork(cmd.Context(), spec)
 			if err != nil {
@@ -84,6 +106,12 @@ network publishes no ports.`,
 	f.StringVar(&spec.Bridge, "bridge", "", "name of the bridge (default: ptbr-<id>; an existing bridge is reused and kept)")
 	f.StringArrayVar(&labels, "label", nil, "label as key=value (repeatable)")
 	f.StringVar(&spec.Driver, "driver", model.DriverBridge, "network driver (bridge)")
+	f.BoolVar(&bo.STP, "stp", false, "spanning tree protocol on the bridge (for bridges joined to others; ports forward after 2x the forward delay)")
+	f.IntVar(&bo.ForwardDelay, "forward-delay", 0, "STP forward delay in seconds, 2-30 (default 15; needs --stp)")
+	f.IntVar(&bo.AgeingTime, "ageing", 0, "seconds a learned MAC address is kept, 10-1000000 (default 300)")
+	f.BoolVar(&bo.VLANFiltering, "vlan-filtering", false, "VLAN-aware bridge: interfaces connected with --vlan N reach only their VLAN")
+	f.BoolVar(&hairpin, "hairpin", true, "hairpin mode on each port, so that a sandbox reaches its own published ports (false breaks that)")
+	f.BoolVar(&bo.MulticastSnooping, "multicast-snooping", false, "IGMP/MLD snooping (each attach then costs more the more sandboxes the network has)")
 	return cmd
 }
 
@@ -249,6 +277,7 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 				kv.row("Internal:", strconv.FormatBool(n.Internal))
 				kv.row("ICC:", strconv.FormatBool(n.ICC))
 				kv.row("MTU:", strconv.Itoa(n.MTU))
+				kv.row("Bridge options:", n.BridgeOptions.String())
 				for _, k := range slices.Sorted(maps.Keys(n.Labels)) {
 					kv.row("Label:", k+"="+n.Labels[k])
 				}
@@ -256,9 +285,17 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 					return err
 				}
 				fmt.Fprintln(w, "Endpoints:")
-				t := newTable(cmd, "  SANDBOX", "IFACE", "IP", "MAC", "HOST-IF", "HOST-IFINDEX")
+				cols := []string{"  SANDBOX", "IFACE", "IP", "MAC", "HOST-IF", "HOST-IFINDEX"}
+				if n.BridgeOptions.VLANs() {
+					cols = append(cols, "VLAN")
+				}
+				t := newTable(cmd, cols...)
 				for _, ep := range n.Endpoints {
-					t.row("  "+ep.Sandbox, ep.IfName, addrList(ep.Addresses), ep.MAC, ep.HostIf, strconv.Itoa(ep.HostIfIndex))
+					row := []string{"  " + ep.Sandbox, ep.IfName, addrList(ep.Addresses), ep.MAC, ep.HostIf, strconv.Itoa(ep.HostIfIndex)}
+					if n.BridgeOptions.VLANs() {
+						row = append(row, strconv.Itoa(max(ep.VLAN, 1)))
+					}
+					t.row(row...)
 				}
 				if err := t.flush(); err != nil {
 					return err
@@ -319,7 +356,10 @@ func newNetworkConnectCmd(g *globals) *cobra.Command {
 	}
 	var ip, ip6 string
 	var ports []string
-	cmd.PreRunE = func(*cobra.Command, []string) (err error) {
+	cmd.PreRunE = func(cmd *cobra.Command, _ []string) (err error) {
+		if err := checkVLANFlag(cmd.Flags(), req.VLAN); err != nil {
+			return err
+		}
 		if req.IPs, err = parseIPs(ip, ip6); err != nil {
 			return err
 		}
@@ -329,6 +369,7 @@ func newNetworkConnectCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&ip, "ip", "", "static IPv4 address, anywhere in the subnet (default: the next free one in the ip-range)")
 	cmd.Flags().StringVar(&ip6, "ip6", "", "static IPv6 address, anywhere in the IPv6 subnet")
 	cmd.Flags().StringArrayVar(&req.Aliases, "alias", nil, "extra DNS name on this network (repeatable)")
+	cmd.Flags().IntVar(&req.VLAN, "vlan", 0, "VLAN (1-4094) of the interface, on a network created with --vlan-filtering")
 	cmd.Flags().StringArrayVarP(&ports, "publish", "p", nil, "publish a port on the host: [hostIP:]hostPort[-end]:port[-end][/tcp|udp|sctp], [::1]:8080:80 for IPv6 (repeatable)")
 	return cmd
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
 	"pontoon/internal/model"
@@ -40,6 +41,8 @@ type attachFlags struct {
 	ip6      string
 	aliases  []string
 	ports    []string
+	vlan     int
+	fs       *pflag.FlagSet
 }
 
 func (a *attachFlags) add(cmd *cobra.Command, g *globals) {
@@ -49,6 +52,8 @@ func (a *attachFlags) add(cmd *cobra.Command, g *globals) {
 	cmd.Flags().StringVar(&a.ip6, "ip6", "", "static IPv6 address on the first network")
 	cmd.Flags().StringArrayVar(&a.aliases, "alias", nil, "extra DNS name on the first network (repeatable)")
 	cmd.Flags().StringArrayVarP(&a.ports, "publish", "p", nil, "publish a port on the host: [hostIP:]hostPort[-end]:port[-end][/tcp|udp|sctp] (repeatable)")
+	cmd.Flags().IntVar(&a.vlan, "vlan", 0, "VLAN (1-4094) of the interface on the first network, which needs --vlan-filtering")
+	a.fs = cmd.Flags()
 }
 
 // specs turns the flags into attach specs. special is "none", "host" or
@@ -63,8 +68,8 @@ func (a *attachFlags) specs() (specs []model.AttachSpec, special string, err err
 			if len(nets) > 1 {
 				return nil, "", fmt.Errorf("--network %s cannot be combined with other networks", n)
 			}
-			if a.ip != "" || a.ip6 != "" || len(a.aliases) > 0 || len(a.ports) > 0 {
-				return nil, "", fmt.Errorf("--ip, --ip6, --alias and --publish need a network, not --network %s", n)
+			if a.ip != "" || a.ip6 != "" || len(a.aliases) > 0 || len(a.ports) > 0 || a.vlan != 0 {
+				return nil, "", fmt.Errorf("--ip, --ip6, --alias, --publish and --vlan need a network, not --network %s", n)
 			}
 			return nil, n, nil
 		}
@@ -77,14 +82,27 @@ func (a *attachFlags) specs() (specs []model.AttachSpec, special string, err err
 	if err != nil {
 		return nil, "", err
 	}
+	if err := checkVLANFlag(a.fs, a.vlan); err != nil {
+		return nil, "", err
+	}
 	for i, n := range nets {
 		s := model.AttachSpec{Network: n}
 		if i == 0 {
-			s.IPs, s.Aliases, s.Ports = ips, a.aliases, ports
+			s.IPs, s.Aliases, s.Ports, s.VLAN = ips, a.aliases, ports, a.vlan
 		}
 		specs = append(specs, s)
 	}
 	return specs, "", nil
+}
+
+// checkVLANFlag refuses --vlan 0, which the API would take for "no
+// VLAN"; the daemon checks the rest (1–4094, a network with VLAN
+// filtering).
+func checkVLANFlag(fs *pflag.FlagSet, vlan int) error {
+	if fs != nil && fs.Changed("vlan") && vlan == 0 {
+		return model.Invalidf("VLAN 0 is out of range: use 1 to 4094 (0 and 4095 are reserved by 802.1Q), or leave --vlan out")
+	}
+	return nil
 }
 
 func newSandboxCreateCmd(g *globals) *cobra.Command {
