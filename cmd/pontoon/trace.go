@@ -13,7 +13,7 @@ import (
 func newTraceCmd(g *globals) *cobra.Command {
 	var (
 		format, fromLAN, srcIP, wait string
-		predict                      bool
+		predict, ipv6                bool
 	)
 	cmd := &cobra.Command{
 		Use:   "trace SOURCE DEST[:PORT][/PROTO]",
@@ -62,7 +62,7 @@ sent, as ping's.`,
 		},
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			spec := model.TraceSpec{FromLAN: fromLAN, SrcIP: srcIP, Dst: args[len(args)-1], Wait: wait}
+			spec := model.TraceSpec{FromLAN: fromLAN, SrcIP: srcIP, Dst: args[len(args)-1], Wait: wait, IPv6: ipv6}
 			if fromLAN == "" {
 				spec.Src = args[0]
 				spec.Live = !predict
@@ -99,6 +99,7 @@ sent, as ping's.`,
 	cmd.Flags().StringVar(&fromLAN, "from-lan", "", "trace a packet arriving from this outside address (then give only DEST)")
 	cmd.Flags().StringVar(&srcIP, "src-ip", "", "a forged source address for the packet from SOURCE (anti-spoofing drops it)")
 	cmd.Flags().BoolVar(&predict, "predict", false, "predict only: send no probe")
+	cmd.Flags().BoolVarP(&ipv6, "ipv6", "6", false, "trace an IPv6 packet between sandboxes named by name (an address given anywhere decides by itself); IPv6 is predicted only: use with --predict")
 	cmd.Flags().StringVar(&wait, "wait", "", "how long the probe's fate is awaited (default 1s); with --from-lan, how long the trace waits for the packet to arrive")
 	return cmd
 }

@@ -22,11 +22,14 @@ import (
 //
 // Everything is validated before anything is sent or armed.
 func (e *Engine) Trace(ctx context.Context, spec model.TraceSpec) (*model.Trace, error) {
-	pr, wait, err := traceProbe(spec)
+	pr, wait, v6, err := traceProbe(spec)
 	if err != nil {
 		return nil, err
 	}
-	top, err := e.traceTopology()
+	if v6 && spec.Live {
+		return nil, model.Invalidf("a live trace follows IPv4 packets only: trace IPv6 with --predict (the prediction and the kernel's lookups cover it)")
+	}
+	top, err := e.traceTopology(v6)
 	if err != nil {
 		return nil, err
 	}
@@ -51,30 +54,47 @@ const (
 	traceWaitMax     = time.Minute
 )
 
-// traceProbe validates a request into a probe.
-func traceProbe(spec model.TraceSpec) (trace.Probe, time.Duration, error) {
+// traceProbe validates a request into a probe, and says whether it is an
+// IPv6 packet: the family of an address in the spec, else spec.IPv6.
+func traceProbe(spec model.TraceSpec) (trace.Probe, time.Duration, bool, error) {
 	var pr trace.Probe
 	to, port, proto, err := trace.ParseDst(spec.Dst)
 	if err != nil {
-		return pr, 0, err
+		return pr, 0, false, err
 	}
 	pr.To, pr.Port, pr.Proto, pr.From = to, port, proto, spec.Src
+	var fams []netip.Addr // addresses given, whose family decides
 	if spec.FromLAN != "" {
 		if spec.Src != "" {
-			return pr, 0, model.Invalidf("give a source sandbox (%s) or --from-lan (%s), not both", spec.Src, spec.FromLAN)
+			return pr, 0, false, model.Invalidf("give a source sandbox (%s) or --from-lan (%s), not both", spec.Src, spec.FromLAN)
 		}
 		a, err := netip.ParseAddr(spec.FromLAN)
-		if err != nil || !a.Is4() {
-			return pr, 0, model.Invalidf("--from-lan %q is not an IPv4 address", spec.FromLAN)
+		if err != nil || a.Zone() != "" {
+			return pr, 0, false, model.Invalidf("--from-lan %q is not an IP address", spec.FromLAN)
 		}
-		pr.FromLAN = a
+		pr.FromLAN = a.Unmap()
+		fams = append(fams, pr.FromLAN)
 	}
 	if spec.SrcIP != "" {
 		a, err := netip.ParseAddr(spec.SrcIP)
-		if err != nil || !a.Is4() {
-			return pr, 0, model.Invalidf("source address %q is not an IPv4 address", spec.SrcIP)
+		if err != nil || a.Zone() != "" {
+			return pr, 0, false, model.Invalidf("source address %q is not an IP address", spec.SrcIP)
 		}
-		pr.SrcIP = a
+		pr.SrcIP = a.Unmap()
+		fams = append(fams, pr.SrcIP)
+	}
+	if a, err := netip.ParseAddr(to); err == nil {
+		pr.To = a.Unmap().String()
+		fams = append(fams, a.Unmap())
+	}
+	v6 := spec.IPv6
+	for i, a := range fams {
+		if i == 0 && !spec.IPv6 {
+			v6 = a.Is6()
+		}
+		if a.Is6() != v6 {
+			return pr, 0, false, model.Invalidf("trace: %s is not of the packet's family (%s): give addresses of one family", a, map[bool]string{true: "IPv6", false: "IPv4"}[v6])
+		}
 	}
 	wait := traceWaitSandbox
 	if pr.FromLAN.IsValid() {
@@ -83,17 +103,18 @@ func traceProbe(spec model.TraceSpec) (trace.Probe, time.Duration, error) {
 	if spec.Wait != "" {
 		d, err := time.ParseDuration(spec.Wait)
 		if err != nil || d <= 0 || d > traceWaitMax {
-			return pr, 0, model.Invalidf("wait %q: want a duration from 1ms to %s, e.g. 2s", spec.Wait, traceWaitMax)
+			return pr, 0, false, model.Invalidf("wait %q: want a duration from 1ms to %s, e.g. 2s", spec.Wait, traceWaitMax)
 		}
 		wait = d
 	}
-	return pr, wait, nil
+	return pr, wait, v6, nil
 }
 
-// traceTopology reads what Predict needs: networks and ready endpoints
-// from the store, the firewall's state as Sync would write it, and the
-// host's addresses and routes.
-func (e *Engine) traceTopology() (*trace.Topology, error) {
+// traceTopology reads what Predict needs, for packets of one family (v6:
+// IPv6): networks and ready endpoints from the store with that family's
+// subnet and address, the firewall's state as Sync would write it, and
+// the host's addresses and routes of that family.
+func (e *Engine) traceTopology(v6 bool) (*trace.Topology, error) {
 	var nets []*model.Network
 	var eps []*model.Endpoint
 	sbs := map[string]*model.Sandbox{}
@@ -113,21 +134,35 @@ func (e *Engine) traceTopology() (*trace.Topology, error) {
 		return nil, err
 	}
 	top := &trace.Topology{Firewall: firewall.NewEvaluator(firewallState(nets, eps))}
-	// The tracer follows IPv4 packets: it knows each network's IPv4
-	// subnet and each endpoint's IPv4 address.
 	for _, n := range nets {
-		s, _ := n.Subnet4()
-		top.Networks = append(top.Networks, trace.Network{Name: n.Name, Bridge: n.Bridge, Subnet: s.Prefix, Gateway: s.Gateway,
-			Internal: n.Internal, ICC: n.ICC, Masquerade: s.Masquerade})
+		s, ok := n.Subnet4()
+		if v6 {
+			s, ok = n.Subnet6()
+		}
+		if !ok {
+			continue // the network carries no packet of this family
+		}
+		tn := trace.Network{Name: n.Name, Bridge: n.Bridge, Subnet: s.Prefix, Gateway: s.Gateway,
+			Internal: n.Internal, ICC: n.ICC, Masquerade: s.Masquerade}
+		if s4, ok := n.Subnet4(); ok {
+			tn.MAC = model.MACFromIP(s4.Gateway) // the bridge's MAC comes from its IPv4 gateway
+		}
+		top.Networks = append(top.Networks, tn)
 	}
 	for _, ep := range eps {
 		if ep.State != model.StateReady {
 			continue
 		}
 		mac, _ := net.ParseMAC(ep.MAC)
-		a4, _ := ep.Addr4()
+		a, ok := ep.Addr4()
+		if v6 {
+			a, ok = ep.Addr6()
+		}
+		if !ok {
+			continue
+		}
 		te := trace.Endpoint{Sandbox: ep.Sandbox, Network: ep.Network, IfName: ep.IfName, HostIf: ep.HostIf, HostIfIndex: ep.HostIfIndex,
-			IP: a4.Addr.Addr(), MAC: mac, Gateway: a4.Gateway}
+			IP: a.Addr.Addr(), MAC: mac, Gateway: a.Gateway}
 		if n := findNetwork(nets, ep.Network); n != nil {
 			te.DefaultRoute = ep.Primary && !n.Internal
 		}
@@ -142,14 +177,18 @@ func (e *Engine) traceTopology() (*trace.Topology, error) {
 			return nil, fmt.Errorf("trace: %w", err)
 		}
 		for _, a := range addrs {
-			top.Addrs = append(top.Addrs, trace.HostAddr{Dev: a.Dev, Prefix: a.Prefix})
+			if a.Prefix.Addr().Is6() == v6 {
+				top.Addrs = append(top.Addrs, trace.HostAddr{Dev: a.Dev, Prefix: a.Prefix})
+			}
 		}
 		routes, err := l.HostRoutes()
 		if err != nil {
 			return nil, fmt.Errorf("trace: %w", err)
 		}
 		for _, r := range routes {
-			top.Routes = append(top.Routes, trace.HostRoute{Dst: r.Dst, Dev: r.Dev, Gateway: r.Gateway})
+			if r.Dst.Addr().Is6() == v6 {
+				top.Routes = append(top.Routes, trace.HostRoute{Dst: r.Dst, Dev: r.Dev, Gateway: r.Gateway})
+			}
 		}
 		return top, nil
 	}
@@ -160,6 +199,9 @@ func (e *Engine) traceTopology() (*trace.Topology, error) {
 		return nil, fmt.Errorf("trace: %w", err)
 	}
 	for _, h := range hns {
+		if h.Prefix.Addr().Is6() != v6 {
+			continue
+		}
 		if h.Kind == link.HostAddress {
 			top.Addrs = append(top.Addrs, trace.HostAddr{Dev: h.Link, Prefix: h.Prefix})
 		} else {

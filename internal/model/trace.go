@@ -11,9 +11,14 @@ type TraceSpec struct {
 	// spoofing sandbox would send); empty: the endpoint's own.
 	SrcIP string `json:"src_ip,omitempty"`
 	// Dst is DEST[:PORT][/PROTO]: DEST a sandbox's name, "host" (the
-	// host's address towards the source), or an IPv4 address; PROTO tcp
-	// (the default with a port), udp, sctp or icmp (the default without).
+	// host's address towards the source), or an address (an IPv6 one in
+	// brackets when a port follows: [fd00:1::5]:80); PROTO tcp (the
+	// default with a port), udp, sctp or icmp (the default without).
 	Dst string `json:"dst"`
+	// IPv6 traces an IPv6 packet between sandboxes and the host named by
+	// name (the family of an address given anywhere in the spec decides
+	// by itself). Only the prediction follows IPv6: a live trace is IPv4.
+	IPv6 bool `json:"ipv6,omitempty"`
 	// Live sends a real probe (from Src) and reads the kernel's trace of
 	// it; with FromLAN it arms the trace and waits Wait for the packet to
 	// arrive from outside. Without Live, the answer is the prediction and

@@ -29,7 +29,9 @@ import (
 	"pontoon/internal/model"
 )
 
-// Network is what the tracer needs of a network.
+// Network is what the tracer needs of a network, in the family of the
+// packet traced: a Topology is built for one family (IPv4 or IPv6), with
+// that family's subnet and gateway of each network that has one.
 type Network struct {
 	Name       string
 	Bridge     string
@@ -38,11 +40,19 @@ type Network struct {
 	Internal   bool
 	ICC        bool
 	Masquerade bool
+	// MAC is the bridge's own MAC (link.bridgeMAC: from the IPv4 gateway
+	// when the network has one); nil: derived from Gateway.
+	MAC net.HardwareAddr
 }
 
-// BridgeMAC is the bridge's own MAC: pontoon derives it from the gateway
+// BridgeMAC is the bridge's own MAC: pontoon derives it from a gateway
 // address (link.bridgeMAC), as it does an endpoint's.
-func (n Network) BridgeMAC() net.HardwareAddr { return model.MACFromIP(n.Gateway) }
+func (n Network) BridgeMAC() net.HardwareAddr {
+	if n.MAC != nil {
+		return n.MAC
+	}
+	return model.MACFromIP(n.Gateway)
+}
 
 // Endpoint is a sandbox's interface on a network.
 type Endpoint struct {
@@ -61,7 +71,8 @@ type Endpoint struct {
 	NetnsIno uint64
 }
 
-// HostAddr is one of the host's IPv4 addresses, on Dev.
+// HostAddr is one of the host's addresses (of the topology's family), on
+// Dev.
 type HostAddr struct {
 	Dev    string
 	Prefix netip.Prefix
@@ -93,7 +104,8 @@ type Probe struct {
 	FromLAN netip.Addr
 	// SrcIP forges the source address of a packet from a sandbox.
 	SrcIP netip.Addr
-	// To is a sandbox's name, "host", or an IPv4 address.
+	// To is a sandbox's name, "host", or an address (of the topology's
+	// family).
 	To      string
 	Proto   string
 	Port    uint16
@@ -104,15 +116,27 @@ type Probe struct {
 // no port is ICMP (echo).
 func ParseDst(s string) (to string, port uint16, proto string, err error) {
 	to, proto, _ = strings.Cut(s, "/")
-	if h, p, ok := strings.Cut(to, ":"); ok {
+	hasPort, p := false, ""
+	switch {
+	case strings.HasPrefix(to, "["):
+		// [IPv6]:PORT, or [IPv6] alone.
+		h, rest, ok := strings.Cut(to[1:], "]")
+		if !ok || rest != "" && !strings.HasPrefix(rest, ":") {
+			return "", 0, "", model.Invalidf("destination %q: write an IPv6 address with a port as [ADDRESS]:PORT", s)
+		}
+		to, hasPort, p = h, rest != "", strings.TrimPrefix(rest, ":")
+	case strings.Count(to, ":") == 1: // NAME:PORT or IPv4:PORT; more colons: a bare IPv6 address
+		to, p, hasPort = strings.Cut(to, ":")
+	}
+	if hasPort {
 		n, err := strconv.ParseUint(p, 10, 16)
 		if err != nil || n == 0 {
 			return "", 0, "", model.Invalidf("destination %q: port %q is not a number from 1 to 65535", s, p)
 		}
-		to, port = h, uint16(n)
+		port = uint16(n)
 	}
 	if to == "" {
-		return "", 0, "", model.Invalidf("destination %q has no sandbox, \"host\" or address: want DEST[:PORT][/PROTO], e.g. b:80/tcp", s)
+		return "", 0, "", model.Invalidf("destination %q has no sandbox, \"host\" or address: want DEST[:PORT][/PROTO], e.g. b:80/tcp or [fd00:1::5]:80", s)
 	}
 	switch {
 	case proto == "" && port != 0:
@@ -189,9 +213,6 @@ func (w *walk) resolve() error {
 	var srcEPs []*Endpoint
 	switch {
 	case pr.FromLAN.IsValid():
-		if !pr.FromLAN.Is4() {
-			return model.Invalidf("--from-lan %s: only IPv4 is supported", pr.FromLAN)
-		}
 		if w.isHostAddr(pr.FromLAN) || w.endpointByIP(pr.FromLAN) != nil {
 			return model.Invalidf("--from-lan %s is an address of this host or of a sandbox, not of the LAN", pr.FromLAN)
 		}
@@ -220,14 +241,11 @@ func (w *walk) resolve() error {
 	case to == "host":
 		p.Dst = w.hostAddrTowards(p.Src, srcEPs)
 		if !p.Dst.IsValid() {
-			return model.NotFoundf("the host has no IPv4 address outside pontoon's bridges to trace to")
+			return model.NotFoundf("the host has no address of this family outside pontoon's bridges to trace to")
 		}
 		probe.To = "host"
 	default:
 		if a, err := netip.ParseAddr(to); err == nil {
-			if !a.Is4() {
-				return model.Invalidf("destination %s: only IPv4 is supported", a)
-			}
 			p.Dst = a
 			probe.To = a.String()
 			w.dstEP = w.endpointByIP(a)
@@ -240,7 +258,7 @@ func (w *walk) resolve() error {
 			}
 		}
 		if len(dsts) == 0 {
-			return model.NotFoundf("no sandbox %q with an endpoint: the destination is a sandbox, \"host\" or an IPv4 address", to)
+			return model.NotFoundf("no sandbox %q with an endpoint (of this address family): the destination is a sandbox, \"host\" or an address", to)
 		}
 		// The address on a network the source shares, else the first.
 		w.dstEP = dsts[0]
@@ -266,6 +284,15 @@ func (w *walk) resolve() error {
 	probe.Src, probe.Dst = addrString(p.Src), p.Dst.String()
 	w.pkt, w.pr, w.trace.Probe = p, pr, probe
 	return nil
+}
+
+// neighWord names the protocol that resolves a's neighbour: ARP for IPv4,
+// neighbour discovery (ND) for IPv6.
+func neighWord(a netip.Addr) string {
+	if a.Is6() {
+		return "ND"
+	}
+	return "ARP"
 }
 
 func addrString(a netip.Addr) string {
@@ -390,7 +417,11 @@ func (w *walk) hostAddrTowards(src netip.Addr, _ []*Endpoint) netip.Addr {
 			}
 		}
 	}
-	if r, ok := w.hostRoute(netip.IPv4Unspecified()); ok && r.Dst.Bits() == 0 {
+	unspec := netip.IPv4Unspecified()
+	if w.pkt.Dst.Is6() {
+		unspec = netip.IPv6Unspecified()
+	}
+	if r, ok := w.hostRoute(unspec); ok && r.Dst.Bits() == 0 {
 		if a := w.addrOn(r.Dev); a.IsValid() {
 			return a
 		}
@@ -480,25 +511,25 @@ func (w *walk) fromSandbox() {
 	switch {
 	case next == n.Gateway:
 		nextMAC = n.BridgeMAC()
-		w.hop(model.TraceHop{Kind: model.HopNeigh, Where: sb, Text: fmt.Sprintf("ARP %s is at %s (the gateway: bridge %s itself)", next, nextMAC, n.Bridge)})
+		w.hop(model.TraceHop{Kind: model.HopNeigh, Where: sb, Text: fmt.Sprintf("%s %s is at %s (the gateway: bridge %s itself)", neighWord(next), next, nextMAC, n.Bridge)})
 	default:
 		peer = w.endpointOn(n.Name, next)
 		if peer == nil {
-			w.hop(model.TraceHop{Kind: model.HopNeigh, Where: sb, Text: fmt.Sprintf("ARP who-has %s on %s: no answer (no sandbox of network %s has that address)", next, ep.IfName, n.Name)})
+			w.hop(model.TraceHop{Kind: model.HopNeigh, Where: sb, Text: fmt.Sprintf("%s who-has %s on %s: no answer (no sandbox of network %s has that address)", neighWord(next), next, ep.IfName, n.Name)})
 			w.lookupSandboxNeigh(ep, next, nil)
 			w.verdict(model.VerdictUnreachable, sb, "", fmt.Sprintf("not sent: no sandbox of network %s has %s, so its ARP request goes unanswered", n.Name, next))
 			return
 		}
 		nextMAC = peer.MAC
 		if !n.ICC {
-			w.hop(model.TraceHop{Kind: model.HopNeigh, Where: sb, Text: fmt.Sprintf("ARP who-has %s on %s: no answer (bridge %s does not forward between isolated ports)", next, ep.IfName, n.Bridge)})
+			w.hop(model.TraceHop{Kind: model.HopNeigh, Where: sb, Text: fmt.Sprintf("%s who-has %s on %s: no answer (bridge %s does not forward between isolated ports)", neighWord(next), next, ep.IfName, n.Bridge)})
 			w.lookupSandboxNeigh(ep, next, nil)
 			w.portHops(ep, n)
 			w.verdict(model.VerdictDropped, "bridge "+n.Bridge, "port isolation",
 				fmt.Sprintf("dropped by bridge %s: network %s has icc=false, so the ports of %s and %s are isolated from each other (bridge port isolation, not a firewall rule: not even ARP passes); create the network without --icc=false to let its sandboxes talk", n.Bridge, n.Name, ep.Sandbox, peer.Sandbox))
 			return
 		}
-		w.hop(model.TraceHop{Kind: model.HopNeigh, Where: sb, Text: fmt.Sprintf("ARP %s is at %s (sandbox %s's %s)", next, nextMAC, peer.Sandbox, peer.IfName)})
+		w.hop(model.TraceHop{Kind: model.HopNeigh, Where: sb, Text: fmt.Sprintf("%s %s is at %s (sandbox %s's %s)", neighWord(next), next, nextMAC, peer.Sandbox, peer.IfName)})
 	}
 	w.lookupSandboxNeigh(ep, next, nextMAC)
 	w.portHops(ep, n)
@@ -659,11 +690,11 @@ func (w *walk) outOf(r HostRoute) {
 	if n := w.networkOfBridge(r.Dev); n != nil {
 		peer := w.endpointOn(n.Name, w.pkt.Dst)
 		if peer == nil {
-			w.hop(model.TraceHop{Kind: model.HopNeigh, Where: "host", Text: fmt.Sprintf("ARP who-has %s on %s: no answer (no sandbox of network %s has it)", w.pkt.Dst, n.Bridge, n.Name)})
+			w.hop(model.TraceHop{Kind: model.HopNeigh, Where: "host", Text: fmt.Sprintf("%s who-has %s on %s: no answer (no sandbox of network %s has it)", neighWord(w.pkt.Dst), w.pkt.Dst, n.Bridge, n.Name)})
 			w.verdict(model.VerdictUnreachable, "bridge "+n.Bridge, "", fmt.Sprintf("no sandbox of network %s has %s: the host's ARP request on %s goes unanswered", n.Name, w.pkt.Dst, n.Bridge))
 			return
 		}
-		w.hop(model.TraceHop{Kind: model.HopNeigh, Where: "host", Text: fmt.Sprintf("ARP %s is at %s on %s (sandbox %s)", w.pkt.Dst, peer.MAC, n.Bridge, peer.Sandbox)})
+		w.hop(model.TraceHop{Kind: model.HopNeigh, Where: "host", Text: fmt.Sprintf("%s %s is at %s on %s (sandbox %s)", neighWord(w.pkt.Dst), w.pkt.Dst, peer.MAC, n.Bridge, peer.Sandbox)})
 		w.lookupHostNeigh(n.Bridge, w.pkt.Dst, peer.MAC)
 		w.hop(model.TraceHop{Kind: model.HopFDB, Where: "host", Text: fmt.Sprintf("bridge %s: %s is on port %s (sandbox %s)", n.Bridge, peer.MAC, peer.HostIf, peer.Sandbox)})
 		w.lookupFDB(n.Bridge, peer.MAC, peer.HostIf)

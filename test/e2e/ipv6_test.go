@@ -78,6 +78,19 @@ func TestIPv6DualStackBetweenSandboxes(t *testing.T) {
 	if p := srv.Peers(); len(p) != 1 || !strings.HasPrefix(p[0], "[fd00:61::10]:") {
 		t.Fatalf("b saw %v, want [fd00:61::10]", p)
 	}
+	// The path of an IPv6 packet, predicted with the kernel's lookups.
+	var tr model.Trace
+	if err := json.Unmarshal([]byte(h.P("trace", "--predict", "-6", "--format", "json", "a", "b:7061")), &tr); err != nil {
+		t.Fatal(err)
+	}
+	if tr.Probe.Dst != b6 || tr.Verdict.Result != model.VerdictDelivered {
+		t.Fatalf("trace -6 a b:7061: %+v", tr)
+	}
+	for _, hop := range tr.Hops {
+		if hop.Differs {
+			t.Fatalf("the kernel (%s) disagrees with the IPv6 prediction at %+v", hop.Kernel, hop)
+		}
+	}
 	// inspect shows every address per family.
 	insp := h.P("sandbox", "inspect", "a")
 	for _, want := range []string{"10.90.61.10/24", "fd00:61::10/64", "fd00:61::1"} {
