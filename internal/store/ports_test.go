@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -121,5 +122,52 @@ func TestBoltIndexesPortsOfOldFile(t *testing.T) {
 			t.Errorf("after reopening: %q", got)
 		}
 		return nil
+	})
+}
+
+// BenchmarkEndpointsOnHostPort: who publishes a host port, among 1000
+// endpoints each publishing one, from the index and, for comparison, by
+// reading every endpoint (what each attach with a published port did
+// before the index).
+//
+//	go test -run '^$' -bench EndpointsOnHostPort ./internal/store/
+func BenchmarkEndpointsOnHostPort(b *testing.B) {
+	s, err := Open(filepath.Join(b.TempDir(), "state.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Update(func(tx Tx) error {
+		for i := range 1000 {
+			if err := tx.PutEndpoint(&model.Endpoint{ID: fmt.Sprint(i), Sandbox: fmt.Sprintf("sb%04d", i), Network: "app",
+				IfName: "eth0", State: model.StateReady, Ports: []model.PortMapping{pm("", uint16(10000+i), uint16(10000+i), "tcp")}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	want := pm("", 10500, 10500, "tcp")
+	b.Run("index", func(b *testing.B) {
+		for b.Loop() {
+			_ = s.View(func(tx Tx) error {
+				_, err := tx.EndpointsOnHostPort("tcp", 10500)
+				return err
+			})
+		}
+	})
+	b.Run("scan", func(b *testing.B) {
+		for b.Loop() {
+			_ = s.View(func(tx Tx) error {
+				eps, err := tx.Endpoints()
+				for _, e := range eps {
+					for _, m := range e.Ports {
+						_ = m.Overlaps(want)
+					}
+				}
+				return err
+			})
+		}
 	})
 }
