@@ -98,27 +98,19 @@ func (e *Engine) flowsGone(eps []*model.Endpoint) {
 		for _, ep := range eps {
 			gone[ep.ID] = true
 		}
-		var live []model.PortMapping
+		skip := func(o *model.Endpoint) bool { return gone[o.ID] || o.State == model.StateRemoving }
 		_ = e.st.View(func(tx store.Tx) error {
-			all, err := tx.Endpoints()
-			for _, o := range all {
-				if !gone[o.ID] && o.State != model.StateRemoving {
-					live = append(live, o.Ports...)
+			for _, ep := range eps {
+				for _, m := range ep.Ports {
+					// Unreadable: clean up; a flow of a live mapping is
+					// made again by its next packet.
+					if o, _, err := portHolder(tx, m, skip); err != nil || o == nil {
+						fs = append(fs, portFlows([]model.PortMapping{m})...)
+					}
 				}
 			}
-			return err
+			return nil
 		})
-		for _, ep := range eps {
-			for _, m := range ep.Ports {
-				taken := false
-				for _, o := range live {
-					taken = taken || o.Overlaps(m)
-				}
-				if !taken {
-					fs = append(fs, portFlows([]model.PortMapping{m})...)
-				}
-			}
-		}
 	}
 	e.flows.add("removed "+strings.Join(names, ","), fs, addrs...)
 }

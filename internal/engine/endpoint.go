@@ -186,22 +186,13 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		if err != nil {
 			return err
 		}
-		if len(ports) > 0 {
-			all, err := tx.Endpoints()
+		for _, m := range ports {
+			o, om, err := portHolder(tx, m, func(o *model.Endpoint) bool { return o.State == model.StateRemoving })
 			if err != nil {
 				return err
 			}
-			for _, o := range all {
-				if o.State == model.StateRemoving {
-					continue
-				}
-				for _, om := range o.Ports {
-					for _, m := range ports {
-						if om.Overlaps(m) {
-							return model.Conflictf("host port %s is already published by sandbox %s (%s): pick another host port", m, o.Sandbox, om)
-						}
-					}
-				}
+			if o != nil {
+				return model.Conflictf("host port %s is already published by sandbox %s (%s): pick another host port", m, o.Sandbox, om)
 			}
 		}
 		slot, table, primary := nextSlot(eps)
@@ -352,6 +343,32 @@ func (e *Engine) reserveAddrs(tx store.Tx, nw *model.Network, owner string, stat
 		out = append(out, model.Address{Addr: netip.PrefixFrom(ip, s.Prefix.Bits()), Gateway: s.Gateway})
 	}
 	return out, nil
+}
+
+// portHolder returns an endpoint, other than those skip names, with a
+// mapping that overlaps m, and that mapping; nil if none. It reads the
+// store's host port index: its cost is that of m's ports and their
+// holders, not of every endpoint on the host.
+func portHolder(tx store.Tx, m model.PortMapping, skip func(*model.Endpoint) bool) (*model.Endpoint, model.PortMapping, error) {
+	seen := map[string]bool{}
+	for p := int(m.HostPort); p <= int(m.HostPortEnd); p++ {
+		eps, err := tx.EndpointsOnHostPort(m.Proto, uint16(p))
+		if err != nil {
+			return nil, model.PortMapping{}, err
+		}
+		for _, o := range eps {
+			if seen[o.ID] || skip(o) {
+				continue
+			}
+			seen[o.ID] = true
+			for _, om := range o.Ports {
+				if om.Overlaps(m) {
+					return o, om, nil
+				}
+			}
+		}
+	}
+	return nil, model.PortMapping{}, nil
 }
 
 // releaseAddrs releases every address of ep, inside a store transaction.

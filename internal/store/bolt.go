@@ -120,10 +120,11 @@ func Open(path string, log *slog.Logger) (Store, error) {
 	}
 	s := &boltStore{db: db, snapshot: path + networksSuffix}
 	s.group.Run = func(fns []func(Tx) error) []error { return commitBatch(fns, s.runBatch) }
-	migrated, indexed, indexedCtr := 0, -1, -1
+	migrated, indexed, indexedCtr, indexedPorts := 0, -1, -1, -1
 	if err := db.Update(func(btx *bolt.Tx) error {
 		noNames := btx.Bucket([]byte(bEpNames)) == nil
 		noContainers := btx.Bucket([]byte(bSbContainers)) == nil
+		noPorts := btx.Bucket([]byte(bEpPorts)) == nil
 		for _, b := range buckets {
 			if _, err := btx.CreateBucketIfNotExists([]byte(b)); err != nil {
 				return err
@@ -141,6 +142,13 @@ func Open(path string, log *slog.Logger) (Store, error) {
 			var err error
 			if indexedCtr, err = (tx{kv: boltKV{tx: btx}}).indexAllContainers(); err != nil {
 				return fmt.Errorf("index sandboxes by container: %w", err)
+			}
+		}
+		if noPorts {
+			// A state file from before the host port index: build it.
+			var err error
+			if indexedPorts, err = (tx{kv: boltKV{tx: btx}}).indexAllPorts(); err != nil {
+				return fmt.Errorf("index published host ports: %w", err)
 			}
 		}
 		if fresh {
@@ -171,6 +179,9 @@ func Open(path string, log *slog.Logger) (Store, error) {
 	}
 	if indexedCtr > 0 {
 		log.Info("state file: indexed sandboxes by container ID", "path", path, "sandboxes", indexedCtr)
+	}
+	if indexedPorts > 0 {
+		log.Info("state file: indexed published host ports", "path", path, "endpoints", indexedPorts)
 	}
 	if boot != "" && !sameBoot {
 		if err := writeFileSync(path+bootSuffix, []byte(boot+"\n")); err != nil {

@@ -58,6 +58,12 @@ type Tx interface {
 	// PutEndpoint and DeleteEndpoint: its cost is that of the holders, not
 	// of the network's endpoints.
 	NameHolders(network, key string, alias bool) ([]string, error)
+	// EndpointsOnHostPort returns the endpoints, in any state, with a
+	// mapping of proto that covers host port port, on any host address;
+	// sorted by sandbox, then network. It reads an index kept by
+	// PutEndpoint and DeleteEndpoint: its cost is that of the holders, not
+	// of every endpoint (port conflict checks).
+	EndpointsOnHostPort(proto string, port uint16) ([]*model.Endpoint, error)
 
 	// IP reservations, per network, IPv4 and IPv6 alike. Owner is an
 	// endpoint ID. An address with a zone, or the zero Addr, is an

@@ -41,7 +41,7 @@ const (
 	bMeta      = "meta"
 )
 
-var buckets = []string{bNetworks, bSandboxes, bSbContainers, bEndpoints, bEpByNet, bEpNames, bIPAM, bCursors, bMeta}
+var buckets = []string{bNetworks, bSandboxes, bSbContainers, bEndpoints, bEpByNet, bEpNames, bEpPorts, bIPAM, bCursors, bMeta}
 
 // ipamBucket names the bucket of a network's reservations.
 func ipamBucket(network string) string { return bIPAM + "/" + network }
@@ -222,6 +222,9 @@ func (t tx) PutEndpoint(e *model.Endpoint) error {
 	if err := t.reindexNames(old, e); err != nil {
 		return err
 	}
+	if err := t.reindexPorts(old, e); err != nil {
+		return err
+	}
 	return t.kv.put(bEpByNet, key2(e.Network, e.Sandbox), []byte{})
 }
 
@@ -237,6 +240,9 @@ func (t tx) DeleteEndpoint(sandbox, network string) error {
 		return err
 	}
 	if err := t.reindexNames(old, nil); err != nil {
+		return err
+	}
+	if err := t.reindexPorts(old, nil); err != nil {
 		return err
 	}
 	return t.del(bEpByNet, key2(network, sandbox))
