@@ -49,7 +49,8 @@ func (e *Engine) CheckSandbox(ctx context.Context, name string) ([]api.Problem, 
 		if ep.State != model.StateReady {
 			continue
 		}
-		for _, p := range e.link.CheckVeth(vethOf(nets[ep.Network], sb, ep)) {
+		nw := nets[ep.Network]
+		for _, p := range e.drv(nw).CheckEndpoint(nw, sb, ep) {
 			out = append(out, api.Problem{Network: ep.Network, IfName: ep.IfName, Problem: p})
 		}
 	}
@@ -59,7 +60,7 @@ func (e *Engine) CheckSandbox(ctx context.Context, name string) ([]api.Problem, 
 // CheckBridge compares a network's bridge with the store. It changes
 // nothing.
 func (e *Engine) CheckBridge(n *model.Network) []string {
-	return e.link.CheckBridge(bridgeOf(n))
+	return e.drv(n).CheckNetwork(n)
 }
 
 // FirewallDrift says what the store wants of the firewall that the kernel

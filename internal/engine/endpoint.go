@@ -236,7 +236,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 			}
 			e.relayUnpublish(ep)
 		}
-		if err := e.link.DeleteVeths([]string{ep.HostIf}); err != nil {
+		if err := e.drv(nw).Delete([]*model.Endpoint{ep}); err != nil {
 			e.log.Error("rollback: delete veth", "link", ep.HostIf, "err", err)
 		}
 		if err := e.fw.Unguard(ctx, guarded(ep)); err != nil {
@@ -275,7 +275,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		return nil, undo(err)
 	}
 	t1 := time.Now()
-	idx, err := e.link.AddVeth(vethOf(nw, sb, ep))
+	idx, err := e.drv(nw).Plumb(nw, sb, ep)
 	if err != nil {
 		return nil, undo(err)
 	}
@@ -481,14 +481,15 @@ func (e *Engine) Disconnect(ctx context.Context, network, sandbox string) (err e
 func (e *Engine) disconnectLocked(network, sandbox string) error {
 	start := time.Now()
 	var ep *model.Endpoint
+	var nw *model.Network
 	err := e.st.Update(func(tx store.Tx) error {
 		if _, err := tx.Sandbox(sandbox); err != nil {
 			return err
 		}
-		if _, err := tx.Network(network); err != nil {
+		var err error
+		if nw, err = tx.Network(network); err != nil {
 			return err
 		}
-		var err error
 		ep, err = tx.Endpoint(sandbox, network)
 		if errors.Is(err, model.ErrNotFound) {
 			return model.NotFoundf("sandbox %s is not connected to network %s: see `pontoon sandbox inspect %s`", sandbox, network, sandbox)
@@ -516,7 +517,7 @@ func (e *Engine) disconnectLocked(network, sandbox string) error {
 	}
 	e.resolv.sync(sandbox)
 	e.heal.expectGone(ep.HostIf)
-	if err := e.link.DisableVeth(ep.HostIf); err != nil {
+	if err := e.drv(nw).Disable(ep); err != nil {
 		// The reaper deletes the link anyway; say so and go on.
 		e.log.Warn("take endpoint down", "link", ep.HostIf, "err", err)
 	}

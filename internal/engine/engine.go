@@ -103,13 +103,15 @@ type Config struct {
 
 // Engine is the single writer of pontoon's state.
 type Engine struct {
-	cfg   Config
-	st    store.Store
-	link  link.Interface
-	fw    firewall.Interface
-	ns    Namespaces
-	log   *slog.Logger
-	netMu sync.Mutex
+	cfg  Config
+	st   store.Store
+	link link.Interface
+	fw   firewall.Interface
+	// drivers are the network drivers by name (driver.go).
+	drivers map[string]Driver
+	ns      Namespaces
+	log     *slog.Logger
+	netMu   sync.Mutex
 
 	sbMu  sync.Mutex
 	sbLck map[string]*sync.Mutex
@@ -151,7 +153,8 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg: cfg, st: cfg.Store, link: cfg.Link, fw: cfg.Firewall, ns: cfg.Netns,
-		log: cfg.Log, sbLck: map[string]*sync.Mutex{}, removals: map[string]*removal{},
+		drivers: map[string]Driver{model.DriverBridge: bridgeDriver{cfg.Link}},
+		log:     cfg.Log, sbLck: map[string]*sync.Mutex{}, removals: map[string]*removal{},
 	}
 	e.reaper = newReaper(e)
 	e.flows = newFlowCleaner(e)

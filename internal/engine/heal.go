@@ -444,7 +444,7 @@ func (h *healer) healHost(ctx context.Context, bridgesRepaired *bool) map[string
 	h.mu.Unlock()
 	for _, n := range nets {
 		obj := "bridge " + n.Bridge
-		problems := e.link.CheckBridge(bridgeOf(n))
+		problems := e.drv(n).CheckNetwork(n)
 		if len(problems) == 0 {
 			h.ok(obj)
 			continue
@@ -491,7 +491,7 @@ func (h *healer) repairBridge(ctx context.Context, n *model.Network, problems []
 	if err != nil || cur.ID != n.ID {
 		return false // removed (or replaced) meanwhile: not ours to repair
 	}
-	problems = e.link.CheckBridge(bridgeOf(cur))
+	problems = e.drv(cur).CheckNetwork(cur)
 	if len(problems) == 0 {
 		h.ok(obj)
 		return false
@@ -503,7 +503,7 @@ func (h *healer) repairBridge(ctx context.Context, n *model.Network, problems []
 		return false
 	}
 	start := time.Now()
-	if _, err := e.link.EnsureBridge(bridgeOf(cur)); err != nil {
+	if err := e.drv(cur).EnsureNetwork(cur); err != nil {
 		h.failed(obj, fmt.Sprintf("%s; repair failed: %v", strings.Join(problems, "; "), err))
 		e.log.Error("self-healing: repair bridge", "network", cur.Name, "bridge", cur.Bridge, "why", strings.Join(problems, "; "), "err", err)
 		return false
@@ -587,14 +587,13 @@ func (h *healer) healSandbox(ctx context.Context, name string) {
 func (h *healer) healEndpoint(sb *model.Sandbox, nw *model.Network, ep *model.Endpoint) {
 	e := h.e
 	obj := fmt.Sprintf("sandbox %s %s on %s", sb.Name, ep.IfName, nw.Name)
-	v := vethOf(nw, sb, ep)
-	problems := e.link.CheckVeth(v)
+	problems := e.drv(nw).CheckEndpoint(nw, sb, ep)
 	if len(problems) == 0 {
 		h.ok(obj)
 		return
 	}
 	start := time.Now()
-	idx, fixes, err := e.link.RepairVeth(v)
+	idx, fixes, err := e.drv(nw).RepairEndpoint(nw, sb, ep)
 	for _, f := range fixes {
 		h.count(f.Kind, 1)
 	}

@@ -82,6 +82,13 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 	if err != nil {
 		return nil, err
 	}
+	drv, err := e.driverFor(n)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCaps(drv, n); err != nil {
+		return nil, err
+	}
 	for _, o := range nets {
 		if o.Bridge == n.Bridge {
 			return nil, model.Conflictf("bridge %s is already used by network %q: pick another --bridge", n.Bridge, o.Name)
@@ -107,10 +114,8 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 		return nil, fmt.Errorf("record network %s: %w", n.Name, err)
 	}
 	undo := func(cause error) error {
-		if !n.BridgeAdopted {
-			if err := e.link.DeleteBridge(n.Bridge); err != nil {
-				e.log.Error("rollback: delete bridge", "bridge", n.Bridge, "err", err)
-			}
+		if err := drv.RemoveNetwork(n); err != nil {
+			e.log.Error("rollback: remove the network's kernel objects", "network", n.Name, "bridge", n.Bridge, "err", err)
 		}
 		if err := e.st.Update(func(tx store.Tx) error { return tx.DeleteNetwork(n.Name) }); err != nil {
 			e.log.Error("rollback: delete network record", "network", n.Name, "err", err)
@@ -125,7 +130,7 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 	if err := e.hook("network:bridge"); err != nil {
 		return nil, undo(err)
 	}
-	if _, err := e.link.EnsureBridge(bridgeOf(n)); err != nil {
+	if err := drv.EnsureNetwork(n); err != nil {
 		if errors.Is(err, link.ErrNoVLANFiltering) {
 			return nil, undo(model.Invalidf("network %s: %v", n.Name, err))
 		}
@@ -290,10 +295,8 @@ func (e *Engine) RemoveNetwork(ctx context.Context, name string, force bool) (er
 	if err := e.syncFirewall(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	if !n.BridgeAdopted {
-		if err := e.link.DeleteBridge(n.Bridge); err != nil {
-			errs = append(errs, fmt.Errorf("delete bridge %s: %w", n.Bridge, err))
-		}
+	if err := e.drv(n).RemoveNetwork(n); err != nil {
+		errs = append(errs, fmt.Errorf("remove the kernel objects of network %s (bridge %s): %w", n.Name, n.Bridge, err))
 	}
 	e.emit(Event{Kind: model.EventNetworkRemoved, Network: name})
 	e.log.Info("network removed", "network", name)

@@ -88,16 +88,12 @@ func (e *Engine) teardown(eps []*model.Endpoint) {
 	if eps = e.stillRecorded(eps); len(eps) == 0 {
 		return
 	}
-	names := make([]string, 0, len(eps))
-	for _, ep := range eps {
-		names = append(names, ep.HostIf)
-	}
 	start := time.Now()
-	if err := e.link.DeleteVeths(names); err != nil {
-		e.log.Error("delete veths; will retry at next start", "count", len(names), "err", err)
+	if err := e.deleteEndpoints(eps); err != nil {
+		e.log.Error("delete veths; will retry at next start", "count", len(eps), "err", err)
 		return
 	}
-	e.log.Debug("veths deleted", "count", len(names), "took", time.Since(start))
+	e.log.Debug("veths deleted", "count", len(eps), "took", time.Since(start))
 	e.flowsGone(eps)
 	// The ports are gone: their anti-spoofing elements go too (before the
 	// names can be reused — they cannot, they derive from endpoint IDs).

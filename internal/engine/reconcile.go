@@ -72,7 +72,7 @@ func (e *Engine) reconcileNetworksLocked(ctx context.Context) error {
 		if n.Name == model.DefaultNetwork {
 			hasDefault = true
 		}
-		if _, err := e.link.EnsureBridge(bridgeOf(n)); err != nil {
+		if err := e.drv(n).EnsureNetwork(n); err != nil {
 			errs = append(errs, fmt.Errorf("network %s: bridge %s: %w", n.Name, n.Bridge, err))
 		}
 	}
@@ -182,12 +182,12 @@ func (e *Engine) reconcileSandboxLocked(sb *model.Sandbox, eps []*model.Endpoint
 		}
 		e.log.Warn("reconcile: rebuilding endpoint", "sandbox", sb.Name, "network", ep.Network, "link", ep.HostIf, "present", ok, "master", m)
 		if ok {
-			if err := e.link.DeleteVeths([]string{ep.HostIf}); err != nil {
+			if err := e.drv(nw).Delete([]*model.Endpoint{ep}); err != nil {
 				errs = append(errs, err)
 				continue
 			}
 		}
-		idx, err := e.link.AddVeth(vethOf(nw, sb, ep))
+		idx, err := e.drv(nw).Plumb(nw, sb, ep)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("sandbox %s: rebuild endpoint on %s: %w", sb.Name, ep.Network, err))
 			continue
@@ -261,7 +261,11 @@ func (e *Engine) collectGarbage() error {
 	}
 	knownLinks, knownPins := known, known
 	var errs []error
-	links, err := e.link.ListLinks(model.HostVethPrefix, model.BridgePrefix)
+	var prefixes []string
+	for _, d := range e.drivers {
+		prefixes = append(prefixes, d.Prefixes()...)
+	}
+	links, err := e.link.ListLinks(prefixes...)
 	if err != nil {
 		return fmt.Errorf("list links: %w", err)
 	}

@@ -342,13 +342,7 @@ func (e *Engine) removeInBackground(sb *model.Sandbox, eps []*model.Endpoint, un
 		unlock()
 		return err
 	}
-	for _, ep := range live {
-		e.heal.expectGone(ep.HostIf)
-		if err := e.link.DisableVeth(ep.HostIf); err != nil {
-			// The reaper deletes the link anyway; say so and go on.
-			e.log.Warn("take endpoint down", "sandbox", sb.Name, "link", ep.HostIf, "err", err)
-		}
-	}
+	e.disableEndpoints(live)
 	r := &removal{done: make(chan struct{}), netns: filepath.Clean(sb.Netns), ino: sb.NetnsIno}
 	e.sbMu.Lock()
 	e.removals[sb.Name] = r

@@ -438,3 +438,14 @@ const (
 	DefaultForwardDelay = 15
 	DefaultAgeingTime   = 300
 )
+
+// DriverCaps is what a network driver honours; the API refuses an option
+// a network's driver cannot, and says why.
+type DriverCaps struct {
+	Isolation    bool `json:"isolation"`     // networks apart from each other, --internal
+	ICC          bool `json:"icc"`           // --icc=false: sandboxes of a network apart
+	AntiSpoofing bool `json:"anti_spoofing"` // a sandbox sends only from its own MAC and addresses
+	Ports        bool `json:"ports"`         // published ports
+	DNS          bool `json:"dns"`           // names on the network's resolver
+	Hairpin      bool `json:"hairpin"`       // a sandbox reaches its own published port
+}

@@ -270,14 +270,19 @@ func BuildNetwork(spec NetworkSpec, prefixes []netip.Prefix, id string) (*Networ
 	if err := ValidateNetworkName(spec.Name); err != nil {
 		return nil, err
 	}
-	if spec.Driver != "" && spec.Driver != DriverBridge {
-		return nil, Invalidf("driver %q is not supported: use %q", spec.Driver, DriverBridge)
+	driver := DriverBridge
+	if spec.Driver != "" {
+		// Which drivers exist is the engine's to say (it has them).
+		if err := ValidateName("driver", spec.Driver); err != nil {
+			return nil, err
+		}
+		driver = spec.Driver
 	}
 	if err := spec.CheckSubnets(); err != nil {
 		return nil, err
 	}
 	n := &Network{
-		ID: id, Name: spec.Name, Driver: DriverBridge,
+		ID: id, Name: spec.Name, Driver: driver,
 		Internal: spec.Internal, ICC: true, MTU: DefaultMTU,
 		Labels: spec.Labels,
 	}

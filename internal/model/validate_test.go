@@ -182,7 +182,7 @@ func TestBuildNetwork(t *testing.T) {
 		{"mtu below v6 minimum", NetworkSpec{Name: "n", IPv6: true, MTU: 1000}, []netip.Prefix{sub, ula}, "1280", nil},
 		{"mtu low", NetworkSpec{Name: "n", MTU: 100}, nil, "mtu", nil},
 		{"mtu ok", NetworkSpec{Name: "n", MTU: 9000}, nil, "", nil},
-		{"driver", NetworkSpec{Name: "n", Driver: "overlay"}, nil, "not supported", nil},
+		{"driver name", NetworkSpec{Name: "n", Driver: "bad driver"}, nil, "not allowed", nil},
 		{"bridge long", NetworkSpec{Name: "n", Bridge: "abcdefghijklmnop"}, nil, "at most 15", nil},
 		{"label empty key", NetworkSpec{Name: "n", Labels: map[string]string{"": "v"}}, nil, "empty key", nil},
 	} {

@@ -1,0 +1,189 @@
+package engine
+
+import (
+	"errors"
+	"slices"
+	"strings"
+
+	"pontoon/internal/link"
+	"pontoon/internal/model"
+	"pontoon/internal/store"
+)
+
+// Driver is what differs between network drivers (../shared/DESIGN.md,
+// "Seams for what comes next"): the engine calls its network's driver to
+// make and remove the network's kernel objects and an endpoint's, to check
+// and repair them, and to know which host links are its own. Everything
+// else — the store, IPAM, names, ports, the firewall's sets, events — is
+// the engine's, the same for every driver.
+//
+// Today there is one driver, bridge; the next ones (link, macvlan, ovs)
+// implement the same methods and declare what they honour in Caps.
+type Driver interface {
+	// Name is the driver's name, as in Network.Driver.
+	Name() string
+	// Caps says what a network of this driver honours; the engine refuses
+	// a network option a driver cannot honour, before anything is made.
+	Caps() model.DriverCaps
+
+	// EnsureNetwork makes the network's kernel objects exist and match n
+	// (idempotent: also the repair). RemoveNetwork removes them (never a
+	// device pontoon did not create); missing is success.
+	EnsureNetwork(n *model.Network) error
+	RemoveNetwork(n *model.Network) error
+	// CheckNetwork describes each way the kernel differs from n; nil when
+	// it matches. It changes nothing.
+	CheckNetwork(n *model.Network) []string
+
+	// Plumb makes an endpoint's link in its sandbox and configures it
+	// (addresses, routes, rules, MAC, MTU), returning the host end's
+	// ifindex (0 when it has none). On error it leaves nothing.
+	Plumb(n *model.Network, sb *model.Sandbox, ep *model.Endpoint) (int, error)
+	// Disable takes an endpoint out of service at once (fast, no RCU
+	// wait); Delete removes endpoints' links in one batch. Missing is
+	// success for both.
+	Disable(ep *model.Endpoint) error
+	Delete(eps []*model.Endpoint) error
+	// CheckEndpoint describes how the kernel differs from ep; nil when it
+	// matches. RepairEndpoint puts it back, returning the host end's
+	// ifindex and what it fixed.
+	CheckEndpoint(n *model.Network, sb *model.Sandbox, ep *model.Endpoint) []string
+	RepairEndpoint(n *model.Network, sb *model.Sandbox, ep *model.Endpoint) (int, []link.Fix, error)
+
+	// Prefixes are the name prefixes of the host links the driver
+	// creates: a link with one of them that no record explains is
+	// garbage (collected at start-up).
+	Prefixes() []string
+}
+
+// drivers are the network drivers by name.
+func (e *Engine) driverFor(n *model.Network) (Driver, error) {
+	d, ok := e.drivers[n.Driver]
+	if !ok {
+		names := make([]string, 0, len(e.drivers))
+		for name := range e.drivers {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		return nil, model.Invalidf("driver %q is not supported: use one of %s", n.Driver, strings.Join(names, ", "))
+	}
+	return d, nil
+}
+
+// drv is driverFor for networks already in the store, whose driver was
+// checked when they were created.
+func (e *Engine) drv(n *model.Network) Driver {
+	if d, err := e.driverFor(n); err == nil {
+		return d
+	}
+	return e.drivers[model.DriverBridge]
+}
+
+// checkCaps refuses a network whose options its driver cannot honour.
+func checkCaps(d Driver, n *model.Network) error {
+	c := d.Caps()
+	switch {
+	case !n.ICC && !c.ICC:
+		return model.Invalidf("driver %s cannot keep sandboxes of a network from each other (--icc=false): use the bridge driver", d.Name())
+	case n.Internal && !c.Isolation:
+		return model.Invalidf("driver %s cannot make a network --internal: its frames never pass the host's firewall", d.Name())
+	}
+	return nil
+}
+
+// bridgeDriver is a Linux bridge per network, a veth pair per endpoint.
+type bridgeDriver struct{ link link.Interface }
+
+func (bridgeDriver) Name() string { return model.DriverBridge }
+
+func (bridgeDriver) Caps() model.DriverCaps {
+	return model.DriverCaps{Isolation: true, ICC: true, AntiSpoofing: true, Ports: true, DNS: true, Hairpin: true}
+}
+
+func (d bridgeDriver) EnsureNetwork(n *model.Network) error {
+	_, err := d.link.EnsureBridge(bridgeOf(n))
+	return err
+}
+
+func (d bridgeDriver) RemoveNetwork(n *model.Network) error {
+	if n.BridgeAdopted {
+		return nil
+	}
+	return d.link.DeleteBridge(n.Bridge)
+}
+
+func (d bridgeDriver) CheckNetwork(n *model.Network) []string { return d.link.CheckBridge(bridgeOf(n)) }
+
+func (d bridgeDriver) Plumb(n *model.Network, sb *model.Sandbox, ep *model.Endpoint) (int, error) {
+	return d.link.AddVeth(vethOf(n, sb, ep))
+}
+
+func (d bridgeDriver) Disable(ep *model.Endpoint) error { return d.link.DisableVeth(ep.HostIf) }
+
+func (d bridgeDriver) Delete(eps []*model.Endpoint) error {
+	names := make([]string, 0, len(eps))
+	for _, ep := range eps {
+		names = append(names, ep.HostIf)
+	}
+	return d.link.DeleteVeths(names)
+}
+
+func (d bridgeDriver) CheckEndpoint(n *model.Network, sb *model.Sandbox, ep *model.Endpoint) []string {
+	return d.link.CheckVeth(vethOf(n, sb, ep))
+}
+
+func (d bridgeDriver) RepairEndpoint(n *model.Network, sb *model.Sandbox, ep *model.Endpoint) (int, []link.Fix, error) {
+	return d.link.RepairVeth(vethOf(n, sb, ep))
+}
+
+func (bridgeDriver) Prefixes() []string { return []string{model.HostVethPrefix, model.BridgePrefix} }
+
+// byDriver groups endpoints by the driver of their network (one store
+// read for all of them). An endpoint whose network is gone goes to the
+// bridge driver, which owns every endpoint made before drivers existed.
+func (e *Engine) byDriver(eps []*model.Endpoint) map[Driver][]*model.Endpoint {
+	out := map[Driver][]*model.Endpoint{}
+	nets := map[string]*model.Network{}
+	_ = e.st.View(func(tx store.Tx) error {
+		for _, ep := range eps {
+			if _, ok := nets[ep.Network]; !ok {
+				n, _ := tx.Network(ep.Network)
+				nets[ep.Network] = n
+			}
+		}
+		return nil
+	})
+	for _, ep := range eps {
+		d := e.drivers[model.DriverBridge]
+		if n := nets[ep.Network]; n != nil {
+			d = e.drv(n)
+		}
+		out[d] = append(out[d], ep)
+	}
+	return out
+}
+
+// disableEndpoints takes endpoints out of service at once (detach, sandbox
+// removal); the reaper deletes their links later.
+func (e *Engine) disableEndpoints(eps []*model.Endpoint) {
+	for d, group := range e.byDriver(eps) {
+		for _, ep := range group {
+			e.heal.expectGone(ep.HostIf)
+			if err := d.Disable(ep); err != nil {
+				// The reaper deletes the link anyway; say so and go on.
+				e.log.Warn("take endpoint down", "sandbox", ep.Sandbox, "link", ep.HostIf, "err", err)
+			}
+		}
+	}
+}
+
+// deleteEndpoints removes endpoints' links, a batch per driver.
+func (e *Engine) deleteEndpoints(eps []*model.Endpoint) error {
+	var errs []error
+	for d, group := range e.byDriver(eps) {
+		if err := d.Delete(group); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
