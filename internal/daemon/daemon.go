@@ -265,43 +265,43 @@ func parseOptions(o Options) (engine.Config, error) {
 		}
 		cfg.DefaultSubnet = p
 	}
-	if o.Pool != "" {
-		for _, s := range strings.Split(o.Pool, ",") {
-			p, err := netip.ParsePrefix(strings.TrimSpace(s))
-			if err != nil || !p.Addr().Is4() || p.Masked() != p {
-				return cfg, fmt.Errorf("--pool entry %q is not an IPv4 CIDR like 10.89.0.0/16", s)
-			}
-			cfg.Pool = append(cfg.Pool, p)
-		}
+	var err error
+	if cfg.Pool, cfg.PoolBits, err = parsePool("--pool", o.Pool, o.PoolBits, false); err != nil {
+		return cfg, err
 	}
-	cfg.PoolBits = o.PoolBits
-	if cfg.PoolBits != 0 && (cfg.PoolBits < 8 || cfg.PoolBits > 30) {
-		return cfg, fmt.Errorf("--pool-size /%d is out of range: use 8 to 30", cfg.PoolBits)
-	}
-	for _, p := range cfg.Pool {
-		if p.Bits() > cfg.PoolBits {
-			return cfg, fmt.Errorf("--pool entry %s is smaller than --pool-size /%d", p, cfg.PoolBits)
-		}
-	}
-	if o.Pool6 != "" {
-		for _, s := range strings.Split(o.Pool6, ",") {
-			p, err := netip.ParsePrefix(strings.TrimSpace(s))
-			if err != nil || !p.Addr().Is6() || p.Addr().Is4In6() || p.Masked() != p {
-				return cfg, fmt.Errorf("--ipv6-pool entry %q is not an IPv6 CIDR like fd00:1::/48", s)
-			}
-			cfg.Pool6 = append(cfg.Pool6, p)
-		}
-	}
-	cfg.Pool6Bits = o.Pool6Bits
-	if cfg.Pool6Bits != 0 && (cfg.Pool6Bits < 16 || cfg.Pool6Bits > 124) {
-		return cfg, fmt.Errorf("--ipv6-pool-size /%d is out of range: use 16 to 124 (64 lets SLAAC-minded tools work)", cfg.Pool6Bits)
-	}
-	for _, p := range cfg.Pool6 {
-		if p.Bits() > cfg.Pool6Bits {
-			return cfg, fmt.Errorf("--ipv6-pool entry %s is smaller than --ipv6-pool-size /%d", p, cfg.Pool6Bits)
-		}
+	if cfg.Pool6, cfg.Pool6Bits, err = parsePool("--ipv6-pool", o.Pool6, o.Pool6Bits, true); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
+}
+
+// parsePool parses a comma-separated pool of one family (--pool,
+// --ipv6-pool) and the length of the subnets picked from it (its -size
+// flag; 0: the engine's default).
+func parsePool(flag, list string, bits int, v6 bool) ([]netip.Prefix, int, error) {
+	fam, example, lo, hi := "IPv4", "10.89.0.0/16", 8, 30
+	if v6 {
+		fam, example, lo, hi = "IPv6", "fd00:1::/48", 16, 124
+	}
+	var pool []netip.Prefix
+	if list != "" {
+		for _, s := range strings.Split(list, ",") {
+			p, err := netip.ParsePrefix(strings.TrimSpace(s))
+			if err != nil || p.Addr().Is6() != v6 || p.Addr().Is4In6() || p.Masked() != p {
+				return nil, 0, fmt.Errorf("%s entry %q is not an %s CIDR like %s", flag, s, fam, example)
+			}
+			pool = append(pool, p)
+		}
+	}
+	if bits != 0 && (bits < lo || bits > hi) {
+		return nil, 0, fmt.Errorf("%s-size /%d is out of range: use %d to %d", flag, bits, lo, hi)
+	}
+	for _, p := range pool {
+		if bits != 0 && p.Bits() > bits {
+			return nil, 0, fmt.Errorf("%s entry %s is smaller than %s-size /%d", flag, p, flag, bits)
+		}
+	}
+	return pool, bits, nil
 }
 
 // Namespaces adapts package netns to engine.Namespaces.

@@ -342,7 +342,6 @@ func (h *healer) pass(ctx context.Context, d dirtySet) {
 	}
 	if (d.forward || d.all) && e.cfg.SetIPForward {
 		h.healForward()
-		h.healForward6()
 	}
 	if d.all || d.sweep {
 		// Adopted namespaces: check that they still live (a stat each);
@@ -713,47 +712,38 @@ func (h *healer) wantFirewall() firewall.State {
 	return firewallState(nets, eps)
 }
 
+// healForward turns forwarding back on: IPv4's always (the daemon manages
+// it), IPv6's while a network has an IPv6 subnet.
 func (h *healer) healForward() {
 	e := h.e
-	on, err := e.link.IPForward()
-	if err != nil || on {
-		if err == nil {
-			h.ok("sysctl net.ipv4.ip_forward")
-		}
-		return
+	h.healSysctl("net.ipv4.ip_forward", "sandboxes had no way out", e.link.IPForward, e.link.SetIPForward)
+	if e.hasIPv6Network() {
+		h.healSysctl("net.ipv6.conf.all.forwarding", "IPv6 sandboxes had no way out", func() (bool, error) {
+			st, err := e.link.IPv6Host()
+			return st.Forwarding, err
+		}, e.ensureIPv6Forward)
 	}
-	if err := e.link.SetIPForward(); err != nil {
-		h.failed("sysctl net.ipv4.ip_forward", fmt.Sprintf("is 0 and cannot be set: %v", err))
-		return
-	}
-	h.ok("sysctl net.ipv4.ip_forward")
-	h.count(RepairSysctl, 1)
-	e.emit(Event{Kind: model.EventRepaired, Op: RepairSysctl, Detail: "net.ipv4.ip_forward was 0"})
-	e.log.Info("self-healing: turned net.ipv4.ip_forward back on", "why", "it was 0: sandboxes had no way out")
 }
 
-// healForward6 turns IPv6 forwarding back on while a network has an IPv6
-// subnet.
-func (h *healer) healForward6() {
+// healSysctl turns a forwarding switch back on when it reads 0.
+func (h *healer) healSysctl(name, why string, read func() (bool, error), set func() error) {
 	e := h.e
-	if !e.hasIPv6Network() {
-		return
-	}
-	st, err := e.link.IPv6Host()
-	if err != nil || st.Forwarding {
+	obj := "sysctl " + name
+	on, err := read()
+	if err != nil || on {
 		if err == nil {
-			h.ok("sysctl net.ipv6.conf.all.forwarding")
+			h.ok(obj)
 		}
 		return
 	}
-	if err := e.ensureIPv6Forward(); err != nil {
-		h.failed("sysctl net.ipv6.conf.all.forwarding", fmt.Sprintf("is 0 and cannot be set: %v", err))
+	if err := set(); err != nil {
+		h.failed(obj, fmt.Sprintf("is 0 and cannot be set: %v", err))
 		return
 	}
-	h.ok("sysctl net.ipv6.conf.all.forwarding")
+	h.ok(obj)
 	h.count(RepairSysctl, 1)
-	e.emit(Event{Kind: model.EventRepaired, Op: RepairSysctl, Detail: "net.ipv6.conf.all.forwarding was 0"})
-	e.log.Info("self-healing: turned IPv6 forwarding back on", "why", "it was 0: IPv6 sandboxes had no way out")
+	e.emit(Event{Kind: model.EventRepaired, Op: RepairSysctl, Detail: name + " was 0"})
+	e.log.Info("self-healing: turned "+name+" back on", "why", "it was 0: "+why)
 }
 
 // syncWatches watches the namespace of every ready sandbox pontoon created
