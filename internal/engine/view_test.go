@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -155,3 +157,103 @@ var cmpSet = cmp.Transformer("sort", func(in []string) map[string]bool {
 	}
 	return out
 })
+
+// What the API's ls and inspect say of drift is what the topology says,
+// per object; the records-only reads (the answer of a create, metrics)
+// say nothing of the kernel.
+func TestReadModelDrift(t *testing.T) {
+	// A few host links are looked up one by one, more are dumped: both
+	// ways say the same.
+	for _, few := range []int{fewLinks, 0} {
+		t.Run(fmt.Sprintf("fewLinks=%d", few), func(t *testing.T) {
+			defer func(old int) { fewLinks = old }(fewLinks)
+			fewLinks = few
+			testReadModelDrift(t)
+		})
+	}
+}
+
+func testReadModelDrift(t *testing.T) {
+	env := newEnv(t)
+	viewSetup(t, env)
+	ctx := context.Background()
+	a, err := env.e.Sandbox("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := a.Endpoints[1] // a's eth1, on back
+	env.link.Break("down", down.HostIf)
+	env.link.Break("unaddr", "ptbr-"+bridgeSuffix(t, env, "back"))
+	env.ns.mu.Lock()
+	env.ns.ext["/proc/4242/ns/net"] = 78 // p's PID now names another namespace
+	env.ns.mu.Unlock()
+
+	tp, err := env.e.Topology(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var portDrift, bridgeDrift, nsDrift []string
+	for _, n := range tp.Networks {
+		if n.Name == "back" {
+			bridgeDrift = n.Drift
+		}
+		for _, p := range n.Ports {
+			if p.HostIf == down.HostIf {
+				portDrift = p.Drift
+			}
+		}
+	}
+	for _, s := range tp.Sandboxes {
+		if s.Name == "p" {
+			nsDrift = s.Drift
+		}
+	}
+	if len(portDrift) == 0 || len(bridgeDrift) == 0 || len(nsDrift) == 0 {
+		t.Fatalf("the topology shows no drift: port %v, bridge %v, namespace %v", portDrift, bridgeDrift, nsDrift)
+	}
+	prefixed := func(p string, ds []string) []string {
+		var out []string
+		for _, d := range ds {
+			out = append(out, p+d)
+		}
+		return out
+	}
+
+	wantSb := map[string][]string{"a": prefixed("eth1: ", portDrift), "p": nsDrift}
+	wantNet := map[string][]string{"back": append(slices.Clone(bridgeDrift), prefixed("sandbox a eth1: ", portDrift)...)}
+	sbs, err := env.e.ListSandboxes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sb := range sbs {
+		one, err := env.e.InspectSandbox(ctx, sb.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(wantSb[sb.Name], sb.Drift); d != "" {
+			t.Errorf("sandbox ls, %s (-want +got):\n%s", sb.Name, d)
+		}
+		if d := cmp.Diff(wantSb[sb.Name], one.Drift); d != "" {
+			t.Errorf("sandbox inspect %s (-want +got):\n%s", sb.Name, d)
+		}
+		if rec, _ := env.e.Sandbox(sb.Name); len(rec.Drift) > 0 {
+			t.Errorf("the records-only read of %s has drift %v", sb.Name, rec.Drift)
+		}
+	}
+	nets, err := env.e.ListNetworks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nets {
+		one, err := env.e.InspectNetwork(ctx, n.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(wantNet[n.Name], n.Drift); d != "" {
+			t.Errorf("network ls, %s (-want +got):\n%s", n.Name, d)
+		}
+		if d := cmp.Diff(wantNet[n.Name], one.Drift); d != "" {
+			t.Errorf("network inspect %s (-want +got):\n%s", n.Name, d)
+		}
+	}
+}
