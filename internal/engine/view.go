@@ -23,9 +23,10 @@ import (
 //
 // Reading the kernel costs what the query asks for: nothing for the
 // daemon's own reads (the answer of an attach, metrics, DNS), the host
-// side (one link dump, a check per bridge, a stat per adopted namespace;
-// no sandbox is entered) for what users read, and the host-wide checks
-// (the firewall's elements, ip_forward, uplinks) for the topology only.
+// side for what users read (the host ends: a lookup each for one sandbox,
+// one link dump for many; a check per bridge; a stat per namespace; no
+// sandbox is entered), and the host-wide checks (the firewall's elements,
+// ip_forward, uplinks) for the topology only.
 
 // kernelReads says how much of the kernel a view reads.
 type kernelReads int
@@ -33,10 +34,11 @@ type kernelReads int
 const (
 	// recordsOnly reads the store only.
 	recordsOnly kernelReads = iota
-	// hostSide adds one link dump of the host namespace, each network's
+	// hostSide adds the host ends (see readHostSide), each network's
 	// bridge check and each sandbox's namespace identity.
 	hostSide
-	// hostWide adds the firewall's check, ip_forward and the uplinks.
+	// hostWide adds the firewall's check, ip_forward and the uplinks; for
+	// a view of everything only (the firewall is checked against it).
 	hostWide
 )
 
