@@ -25,6 +25,7 @@ type fakeDaemon struct {
 	labels    map[string]map[string]string // by network or sandbox name
 	attached  map[string][]string          // sandbox → networks
 	container map[string]string            // sandbox → container ID
+	drift     map[string][]string          // by network or sandbox name
 
 	mu   sync.Mutex
 	reqs []string
@@ -63,14 +64,14 @@ func newFakeDaemon(t *testing.T, networks, sandboxes []string) *fakeDaemon {
 	mux.HandleFunc("GET /v1/networks", func(w http.ResponseWriter, r *http.Request) {
 		var v []*model.NetworkInfo
 		for _, n := range f.networks {
-			v = append(v, &model.NetworkInfo{Network: model.Network{Name: n, Driver: model.DriverBridge, Labels: f.labels[n]}})
+			v = append(v, &model.NetworkInfo{Network: model.Network{Name: n, Driver: model.DriverBridge, Labels: f.labels[n]}, Drift: f.drift[n]})
 		}
 		reply(w, 200, v)
 	})
 	mux.HandleFunc("GET /v1/sandboxes", func(w http.ResponseWriter, r *http.Request) {
 		var v []*model.SandboxInfo
 		for _, n := range f.sandboxes {
-			sb := &model.SandboxInfo{Sandbox: model.Sandbox{Name: n, Kind: model.KindPontoon, Labels: f.labels[n], ContainerID: f.container[n]}}
+			sb := &model.SandboxInfo{Sandbox: model.Sandbox{Name: n, Kind: model.KindPontoon, Labels: f.labels[n], ContainerID: f.container[n]}, Drift: f.drift[n]}
 			for _, net := range f.attached[n] {
 				sb.Endpoints = append(sb.Endpoints, &model.Endpoint{Network: net, Sandbox: n})
 			}
@@ -87,9 +88,9 @@ func newFakeDaemon(t *testing.T, networks, sandboxes []string) *fakeDaemon {
 				return
 			}
 			if kind == "networks" {
-				reply(w, 200, &model.NetworkInfo{Network: model.Network{Name: name}})
+				reply(w, 200, &model.NetworkInfo{Network: model.Network{Name: name}, Drift: f.drift[name]})
 			} else {
-				reply(w, 200, &model.SandboxInfo{Sandbox: model.Sandbox{Name: name}})
+				reply(w, 200, &model.SandboxInfo{Sandbox: model.Sandbox{Name: name}, Drift: f.drift[name]})
 			}
 		})
 		mux.HandleFunc("DELETE /v1/"+kind+"/{name}", func(w http.ResponseWriter, r *http.Request) {
@@ -259,6 +260,36 @@ func TestSandboxLsContainerIDs(t *testing.T) {
 	out, _, err = runWith(t, f, "sandbox", "ls", "--format", "json")
 	if err != nil || !strings.Contains(out, `"container_id": "`+long+`"`) {
 		t.Errorf("json (%v):\n%s", err, out)
+	}
+}
+
+// Drift the daemon reports shows in inspect as rows, and under ls on
+// stderr, so that ls's table stays one row per object for scripts.
+func TestDriftInLsAndInspect(t *testing.T) {
+	f := newFakeDaemon(t, []string{"app"}, []string{"a", "b"})
+	f.drift = map[string][]string{
+		"a":   {"eth0: host end ptv-1 is down"},
+		"app": {"bridge ptbr-1 is down", "sandbox a eth0: host end ptv-1 is down"},
+	}
+	out, errOut, err := runWith(t, f, "sandbox", "ls")
+	if err != nil || strings.Contains(out, "✗") || errOut != "✗ sandbox a: eth0: host end ptv-1 is down\n" {
+		t.Errorf("sandbox ls (%v): stdout\n%s\nstderr\n%s", err, out, errOut)
+	}
+	out, errOut, err = runWith(t, f, "network", "ls")
+	if err != nil || strings.Contains(out, "✗") || errOut != "✗ network app: bridge ptbr-1 is down\n✗ network app: sandbox a eth0: host end ptv-1 is down\n" {
+		t.Errorf("network ls (%v): stdout\n%s\nstderr\n%s", err, out, errOut)
+	}
+	out, _, err = runWith(t, f, "sandbox", "inspect", "a")
+	if err != nil || !strings.Contains(out, "Drift:    ✗ eth0: host end ptv-1 is down\n") {
+		t.Errorf("sandbox inspect a (%v):\n%s", err, out)
+	}
+	out, _, err = runWith(t, f, "sandbox", "inspect", "b")
+	if err != nil || strings.Contains(out, "Drift") {
+		t.Errorf("sandbox inspect b, which has no drift (%v):\n%s", err, out)
+	}
+	out, _, err = runWith(t, f, "network", "inspect", "app")
+	if err != nil || !strings.Contains(out, "Drift:     ✗ bridge ptbr-1 is down\n") || !strings.Contains(out, "✗ sandbox a eth0: host end ptv-1 is down") {
+		t.Errorf("network inspect app (%v):\n%s", err, out)
 	}
 }
 

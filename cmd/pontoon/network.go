@@ -222,7 +222,13 @@ func newNetworkLsCmd(g *globals) *cobra.Command {
 				t.row(n.Name, n.Driver, strings.ReplaceAll(n.SubnetString(), " ", ""), joinIPs(n.Gateways()), n.Bridge,
 					strconv.FormatBool(n.Internal), strconv.FormatBool(n.ICC), strconv.Itoa(len(n.Endpoints)))
 			}
-			return t.flush()
+			if err := t.flush(); err != nil {
+				return err
+			}
+			for _, n := range nets {
+				printDrift(cmd, "network "+n.Name, n.Drift)
+			}
+			return nil
 		},
 	}
 	addFormatFlag(cmd, &format)
@@ -280,6 +286,9 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 				kv.row("Bridge options:", n.BridgeOptions.String())
 				for _, k := range slices.Sorted(maps.Keys(n.Labels)) {
 					kv.row("Label:", k+"="+n.Labels[k])
+				}
+				for _, d := range n.Drift {
+					kv.row("Drift:", "✗ "+d)
 				}
 				if err := kv.flush(); err != nil {
 					return err

@@ -221,7 +221,13 @@ func newSandboxLsCmd(g *globals) *cobra.Command {
 				t.row(sb.Name, string(sb.Kind), dash(strings.Join(nets, ",")), dash(strings.Join(addrs, ",")),
 					dash(cmp.Or(short[sb.ContainerID], sb.ContainerID)), sb.Netns)
 			}
-			return t.flush()
+			if err := t.flush(); err != nil {
+				return err
+			}
+			for _, sb := range sbs {
+				printDrift(cmd, "sandbox "+sb.Name, sb.Drift)
+			}
+			return nil
 		},
 	}
 	addFormatFlag(cmd, &format)
@@ -229,6 +235,14 @@ func newSandboxLsCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "show container IDs whole (by default: the shortest prefix of at least 12 characters that no other listed ID shares; JSON always has them whole)")
 	addFilterFlag(cmd, &filterIn, "only sandboxes that match: name=PART, label=KEY[=VALUE], network=NET, kind=pontoon|netns|pid|host (repeatable: one key's values are alternatives, keys must all match)")
 	return cmd
+}
+
+// printDrift notes, on stderr under a table (which stays one row per
+// object for scripts), where the kernel disagrees with an object's records.
+func printDrift(cmd *cobra.Command, what string, drift []string) {
+	for _, d := range drift {
+		fmt.Fprintf(cmd.ErrOrStderr(), "✗ %s: %s\n", what, d)
+	}
 }
 
 func dash(s string) string {
@@ -327,6 +341,9 @@ func printSandboxes(cmd *cobra.Command, format string, all []*model.SandboxInfo)
 			kv.row("Container:", sb.ContainerID)
 		}
 		kv.row("Created:", sb.Created.Format(time.RFC3339))
+		for _, d := range sb.Drift {
+			kv.row("Drift:", "✗ "+d)
+		}
 		if err := kv.flush(); err != nil {
 			return err
 		}

@@ -137,7 +137,7 @@ func decode(r *http.Request, v any) error {
 }
 
 func (s *Server) listNetworks(r *http.Request) (int, any, error) {
-	v, err := s.eng.Networks()
+	v, err := s.eng.ListNetworks(r.Context())
 	if v == nil {
 		v = []*model.NetworkInfo{}
 	}
@@ -154,7 +154,7 @@ func (s *Server) createNetwork(r *http.Request) (int, any, error) {
 }
 
 func (s *Server) getNetwork(r *http.Request) (int, any, error) {
-	v, err := s.eng.Network(r.PathValue("name"))
+	v, err := s.eng.InspectNetwork(r.Context(), r.PathValue("name"))
 	return http.StatusOK, v, err
 }
 
@@ -212,7 +212,7 @@ func (s *Server) cniDel(r *http.Request) (int, any, error) {
 }
 
 func (s *Server) listSandboxes(r *http.Request) (int, any, error) {
-	v, err := s.eng.Sandboxes()
+	v, err := s.eng.ListSandboxes(r.Context())
 	if v == nil {
 		v = []*model.SandboxInfo{}
 	}
@@ -229,7 +229,7 @@ func (s *Server) createSandbox(r *http.Request) (int, any, error) {
 }
 
 func (s *Server) getSandbox(r *http.Request) (int, any, error) {
-	v, err := s.eng.Sandbox(r.PathValue("name"))
+	v, err := s.eng.InspectSandbox(r.Context(), r.PathValue("name"))
 	return http.StatusOK, v, err
 }
 

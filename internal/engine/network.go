@@ -310,44 +310,6 @@ func first(s []string, n int) []string {
 	return s
 }
 
-// Networks lists networks.
-func (e *Engine) Networks() ([]*model.NetworkInfo, error) {
-	var out []*model.NetworkInfo
-	err := e.st.View(func(tx store.Tx) error {
-		nets, err := tx.Networks()
-		if err != nil {
-			return err
-		}
-		for _, n := range nets {
-			eps, err := tx.EndpointsOnNetwork(n.Name)
-			if err != nil {
-				return err
-			}
-			out = append(out, &model.NetworkInfo{Network: *n, Endpoints: liveEndpoints(eps)})
-		}
-		return nil
-	})
-	return out, err
-}
-
-// Network returns one network.
-func (e *Engine) Network(name string) (*model.NetworkInfo, error) {
-	var out *model.NetworkInfo
-	err := e.st.View(func(tx store.Tx) error {
-		n, err := tx.Network(name)
-		if err != nil {
-			return err
-		}
-		eps, err := tx.EndpointsOnNetwork(name)
-		if err != nil {
-			return err
-		}
-		out = &model.NetworkInfo{Network: *n, Endpoints: liveEndpoints(eps)}
-		return nil
-	})
-	return out, err
-}
-
 func liveEndpoints(eps []*model.Endpoint) []*model.Endpoint {
 	out := make([]*model.Endpoint, 0, len(eps))
 	for _, ep := range eps {

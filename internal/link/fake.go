@@ -275,6 +275,20 @@ func (f *Fake) LinkIndex(name string) (int, error) {
 	return 0, nil
 }
 
+// Link is ListLinks' entry for name.
+func (f *Fake) Link(name string) (LinkInfo, bool, error) {
+	all, err := f.ListLinks(name)
+	if err != nil {
+		return LinkInfo{}, false, err
+	}
+	for _, l := range all {
+		if l.Name == name {
+			return l, true, nil
+		}
+	}
+	return LinkInfo{}, false, nil
+}
+
 func (f *Fake) HostPrefixes() ([]netip.Prefix, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -170,6 +170,10 @@ type Interface interface {
 	// LinkIndex returns a host link's ifindex, or 0 and no error when it
 	// does not exist.
 	LinkIndex(name string) (int, error)
+	// Link describes one host link, as ListLinks would, without dumping
+	// them all (for reading a few of many); ok is false when it does not
+	// exist.
+	Link(name string) (l LinkInfo, ok bool, err error)
 
 	// HostPrefixes lists the IPv4 and IPv6 addresses (as prefixes) and
 	// routes' destinations of the host namespace, for choosing subnets that

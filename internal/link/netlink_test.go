@@ -183,6 +183,13 @@ func TestKernelAttachPingDelete(t *testing.T) {
 	if len(ls) != 1 || ls[0].Index != ia || ls[0].Master != "br0" || ls[0].Type != "veth" {
 		t.Errorf("ListLinks(ptv-a) = %+v, AddVeth returned index %d", ls, ia)
 	}
+	// Link says what ListLinks says, for one link; nothing for a missing one.
+	if one, ok, err := l.Link("ptv-a"); err != nil || !ok || len(ls) != 1 || one != ls[0] || !one.Up {
+		t.Errorf("Link(ptv-a) = %+v, %v, %v; ListLinks said %+v", one, ok, err, ls)
+	}
+	if _, ok, err := l.Link("ptv-none"); ok || err != nil {
+		t.Errorf("Link(ptv-none) = %v, %v; want not found and no error", ok, err)
+	}
 
 	// Inside sandbox a, through a netlink handle bound to it.
 	h := nsHandle(t, a)
@@ -644,5 +651,47 @@ func TestWatcherOverflow(t *testing.T) {
 	want := []Event{{Kind: LinkChanged, Index: 0}, {Kind: LinkChanged, Index: 1}, {Kind: Overflow}, {Kind: LinkDeleted, Index: 9}}
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
+	}
+}
+
+// Uplinks are the links with a default route, of either family, each
+// once, described as ListLinks describes them.
+func TestKernelUplinks(t *testing.T) {
+	l, host := newKernelHost(t)
+	for _, c := range [][]string{
+		{"ip", "link", "add", "up0", "type", "veth", "peer", "name", "up0p"},
+		{"ip", "link", "add", "up1", "type", "veth", "peer", "name", "up1p"},
+		{"ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan0p"},
+		{"ip", "link", "set", "up0", "up"},
+		{"ip", "link", "set", "up1", "up"},
+		{"ip", "link", "set", "lan0", "up"},
+		{"ip", "addr", "add", "198.51.100.2/24", "dev", "up0"},
+		{"ip", "addr", "add", "203.0.113.2/24", "dev", "lan0"},
+		{"ip", "route", "add", "default", "via", "198.51.100.1", "dev", "up0"},
+		{"ip", "-6", "addr", "add", "2001:db8::2/64", "dev", "up1", "nodad"},
+		{"ip", "-6", "route", "add", "default", "via", "2001:db8::1", "dev", "up1"},
+		{"ip", "-6", "addr", "add", "2001:db8:1::2/64", "dev", "up0", "nodad"},
+		{"ip", "-6", "route", "add", "default", "via", "2001:db8:1::1", "dev", "up0", "metric", "200"},
+	} {
+		if out, err := run(t, host, c...); err != nil {
+			t.Fatalf("%v: %v\n%s", c, err, out)
+		}
+	}
+	ups, err := l.Uplinks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := l.ListLinks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []LinkInfo
+	for _, li := range all {
+		if li.Name == "up0" || li.Name == "up1" {
+			want = append(want, li)
+		}
+	}
+	if !slices.Equal(ups, want) || len(ups) != 2 {
+		t.Fatalf("Uplinks() = %+v, want up0 and up1 as ListLinks has them: %+v", ups, want)
 	}
 }

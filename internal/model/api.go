@@ -49,12 +49,20 @@ type SandboxInfo struct {
 	// ResolvConf is the sandbox's resolv.conf (its primary network's
 	// resolver), bind-mounted over /etc/resolv.conf by `pontoon exec`.
 	ResolvConf string `json:"resolv_conf,omitempty"`
+	// Drift says where the host's kernel disagrees with the records: the
+	// namespace, and each endpoint's host end ("eth0: host end ptv-… is
+	// down"), as the topology reports them. Absent when they agree.
+	Drift []string `json:"drift,omitempty"`
 }
 
 // NetworkInfo is a network with its endpoints.
 type NetworkInfo struct {
 	Network
 	Endpoints []*Endpoint `json:"endpoints"`
+	// Drift says where the host's kernel disagrees with the records: the
+	// bridge, and each endpoint's host end ("sandbox a eth0: host end
+	// ptv-… is down"), as the topology reports them. Absent when they agree.
+	Drift []string `json:"drift,omitempty"`
 }
 
 // PortInfo is one published mapping as GET /v1/ports lists it.

@@ -127,13 +127,56 @@ const (
 	rowGap = 44
 )
 
-// SVG writes the topology as an SVG picture: the host on top, a row of
-// networks (bridges) under it, the sandboxes at the bottom (in rows of at
-// most 12), a line per port from a bridge to a sandbox labelled with the
-// veth's ends and the address; drift is drawn in red. The lines are drawn
-// before the sandboxes, so that lines to lower rows pass behind the boxes
-// of upper ones.
+// Picture is the SVG drawing of a topology as a frame (the root element
+// and a white background) and parts: one <g> element per object, each
+// named by the object's kind and name, in drawing order. SVG writes it
+// whole; the web page keeps the parts it has and replaces only those whose
+// text changed (the picture of 500 sandboxes has some 4000 elements).
+type Picture struct {
+	Width  int `json:"width"`
+	Height int `json:"height"`
+	// Head is the start of the SVG text: the root element and the
+	// background; the parts follow, then "</svg>".
+	Head  string `json:"head"`
+	Parts []Part `json:"parts"`
+}
+
+// Part is one object of a Picture: Kind is host, hostlink (the line from
+// the host to a network's bridge, named by the network), network, port
+// (named by its host end) or sandbox; SVG is its <g> element, with
+// class=Kind and data-name=Name.
+type Part struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	SVG  string `json:"svg"`
+}
+
+func head(width, height int) string {
+	return fmt.Sprintf(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">`+"\n"+
+		`<rect width="100%%" height="100%%" fill="white"/>`+"\n", width, height, width, height)
+}
+
+// SVG writes the topology as an SVG picture (see Draw).
 func SVG(w io.Writer, t *model.Topology) error {
+	p := Draw(t)
+	var b strings.Builder
+	b.WriteString(p.Head)
+	for _, part := range p.Parts {
+		b.WriteString(part.SVG)
+		b.WriteString("\n")
+	}
+	b.WriteString("</svg>\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// Draw lays the topology out: the host on top, a row of networks
+// (bridges) under it, the sandboxes at the bottom (in rows of at most 12),
+// a line per port from a bridge to a sandbox labelled with the veth's
+// ends and the address; drift is drawn in red. The lines are drawn before
+// the sandboxes, so that lines to lower rows pass behind the boxes of
+// upper ones.
+func Draw(t *model.Topology) *Picture {
 	nets := t.Networks
 	sbs := append([]*model.TopoSandbox(nil), t.Sandboxes...)
 	sort.Slice(sbs, func(i, j int) bool { return sbs[i].Name < sbs[j].Name })
@@ -150,9 +193,12 @@ func SVG(w io.Writer, t *model.Topology) error {
 		return (width-total)/2 + i*(boxW+gapX)
 	}
 	e := html.EscapeString
+	pic := &Picture{Width: width, Height: height, Head: head(width, height), Parts: make([]Part, 0, 1+2*len(nets)+2*len(sbs))}
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">`+"\n", width, height, width, height)
-	b.WriteString(`<rect width="100%" height="100%" fill="white"/>` + "\n")
+	part := func(kind, name string) {
+		pic.Parts = append(pic.Parts, Part{Kind: kind, Name: name, SVG: b.String()})
+		b.Reset()
+	}
 	hx := x(0, 1)
 	hostColor := "#333"
 	if len(t.Drift) > 0 {
@@ -167,7 +213,8 @@ func SVG(w io.Writer, t *model.Topology) error {
 	for _, d := range t.Drift {
 		fmt.Fprintf(&b, `<title>%s</title>`, e(d))
 	}
-	b.WriteString("</g>\n")
+	b.WriteString("</g>")
+	part("host", "")
 	netX := map[string]int{}
 	for i, n := range nets {
 		nx := x(i, len(nets))
@@ -176,14 +223,16 @@ func SVG(w io.Writer, t *model.Topology) error {
 		if len(n.Drift) > 0 {
 			color = "#d00"
 		}
-		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#999"/>`+"\n", hx+boxW/2, rowHost+boxH, nx+boxW/2, rowNet)
+		fmt.Fprintf(&b, `<g class="hostlink" data-name="%s"><line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#999"/></g>`, e(n.Name), hx+boxW/2, rowHost+boxH, nx+boxW/2, rowNet)
+		part("hostlink", n.Name)
 		fmt.Fprintf(&b, `<g class="network" data-name="%s"><rect x="%d" y="%d" width="%d" height="%d" rx="10" fill="#efe" stroke="%s"/>`, e(n.Name), nx, rowNet, boxW, boxH, color)
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" font-weight="bold">%s</text>`, nx+boxW/2, rowNet+18, e("network "+n.Name))
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`, nx+boxW/2, rowNet+34, e(n.Bridge+" "+n.SubnetString()))
 		if len(n.Drift) > 0 {
 			fmt.Fprintf(&b, `<title>%s</title>`, e(strings.Join(n.Drift, "; ")))
 		}
-		b.WriteString("</g>\n")
+		b.WriteString("</g>")
+		part("network", n.Name)
 	}
 	type at struct{ x, y int }
 	sbAt := map[string]at{}
@@ -224,7 +273,8 @@ func SVG(w io.Writer, t *model.Topology) error {
 			if len(p.Drift) > 0 {
 				fmt.Fprintf(&b, `<title>%s</title>`, e(strings.Join(p.Drift, "; ")))
 			}
-			b.WriteString("</g>\n")
+			b.WriteString("</g>")
+			part("port", p.HostIf)
 		}
 	}
 	for _, s := range sbs {
@@ -239,9 +289,8 @@ func SVG(w io.Writer, t *model.Topology) error {
 		if len(s.Drift) > 0 {
 			fmt.Fprintf(&b, `<title>%s</title>`, e(strings.Join(s.Drift, "; ")))
 		}
-		b.WriteString("</g>\n")
+		b.WriteString("</g>")
+		part("sandbox", s.Name)
 	}
-	b.WriteString("</svg>\n")
-	_, err := io.WriteString(w, b.String())
-	return err
+	return pic
 }

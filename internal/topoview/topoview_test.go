@@ -170,3 +170,39 @@ func TestSVGRows(t *testing.T) {
 		t.Errorf("%d ports drawn, want 30", ports)
 	}
 }
+
+// The picture's parts are what SVG writes, one element each, named by
+// kind and name once: what the web page keys its updates on.
+func TestDrawParts(t *testing.T) {
+	p := Draw(known())
+	var b bytes.Buffer
+	if err := SVG(&b, known()); err != nil {
+		t.Fatal(err)
+	}
+	whole := p.Head
+	seen := map[string]bool{}
+	kinds := map[string]int{}
+	for _, part := range p.Parts {
+		whole += part.SVG + "\n"
+		key := part.Kind + ":" + part.Name
+		if seen[key] {
+			t.Errorf("two parts named %s", key)
+		}
+		seen[key] = true
+		kinds[part.Kind]++
+		var g struct {
+			XMLName xml.Name
+			Class   string `xml:"class,attr"`
+			Name    string `xml:"data-name,attr"`
+		}
+		if err := xml.Unmarshal([]byte(part.SVG), &g); err != nil || g.XMLName.Local != "g" || g.Class != part.Kind || g.Name != part.Name {
+			t.Errorf("part %s is not one <g class=%q data-name=%q>: %v\n%s", key, part.Kind, part.Name, err, part.SVG)
+		}
+	}
+	if whole+"</svg>\n" != b.String() {
+		t.Errorf("the parts are not the SVG:\n%s", whole)
+	}
+	if want := map[string]int{"host": 1, "hostlink": 2, "network": 2, "port": 3, "sandbox": 3}; !cmp.Equal(kinds, want) {
+		t.Errorf("parts %v, want %v", kinds, want)
+	}
+}

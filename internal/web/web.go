@@ -1,5 +1,5 @@
 // Package web serves the page of `pontoon daemon --web`: a live picture of
-// the host (the topology read model drawn by topoview.SVG), updated as the
+// the host (the topology read model drawn by topoview.Draw), updated as the
 // event feed reports changes, with details of the object clicked.
 //
 // The page's code is built from web/ at the repository's root by
@@ -10,9 +10,10 @@
 //
 //	GET  /               the page (dist/index.html), and its /assets/*
 //	GET  /api/config     {"version", "trace"}: what the page may offer
-//	GET  /api/topology   {"topology": GET /v1/topology, "svg": topoview.SVG of it}, one snapshot
+//	GET  /api/topology   {"topology": GET /v1/topology, "picture": topoview.Draw of it}, one snapshot
 //	GET  /api/events     GET /v1/events, its query passed on (follow, since, filters)
-//	POST /api/trace      POST /v1/trace, only with Options.Trace (--web-trace), predictions only
+//	POST /api/trace      POST /v1/trace and the path it takes on the picture (topoview.TracePath),
+//	                     only with Options.Trace (--web-trace), predictions only
 //
 // Each /api route calls the daemon's API handler in-process; nothing else
 // of the API is reachable, so the web server changes nothing: even an
@@ -257,30 +258,37 @@ func (h *Handler) config(w http.ResponseWriter, r *http.Request) {
 }
 
 // View is the answer of GET /api/topology: one snapshot of the topology and
-// its picture, so that what is drawn and what a click shows agree.
+// its picture, so that what is drawn and what a click shows agree. The
+// picture comes in parts (topoview.Draw), which the page diffs against
+// what it shows.
 type View struct {
-	Topology json.RawMessage `json:"topology"`
-	SVG      string          `json:"svg"`
+	Topology json.RawMessage   `json:"topology"`
+	Picture  *topoview.Picture `json:"picture"`
 }
 
 func (h *Handler) topology(w http.ResponseWriter, r *http.Request) {
+	t, raw, ok := h.readTopology(w, r)
+	if !ok {
+		return
+	}
+	writeJSONRaw(w, http.StatusOK, View{Topology: raw, Picture: topoview.Draw(t)})
+}
+
+// readTopology gets GET /v1/topology from the API, as the API's JSON and
+// decoded; on failure it has answered w.
+func (h *Handler) readTopology(w http.ResponseWriter, r *http.Request) (*model.Topology, json.RawMessage, bool) {
 	rec := newRecorder()
 	h.o.API.ServeHTTP(rec, h.inner(r, http.MethodGet, "/v1/topology", "", nil))
 	if rec.code != http.StatusOK {
 		rec.copyTo(w)
-		return
+		return nil, nil, false
 	}
 	var t model.Topology
 	if err := json.Unmarshal(rec.body.Bytes(), &t); err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", fmt.Sprintf("the daemon's topology is not valid JSON: %v", err))
-		return
+		return nil, nil, false
 	}
-	var svg strings.Builder
-	if err := topoview.SVG(&svg, &t); err != nil {
-		writeError(w, http.StatusInternalServerError, "internal", fmt.Sprintf("draw the topology: %v", err))
-		return
-	}
-	writeJSON(w, http.StatusOK, View{Topology: bytes.TrimSpace(rec.body.Bytes()), SVG: svg.String()})
+	return &t, bytes.TrimSpace(rec.body.Bytes()), true
 }
 
 // events streams the daemon's event feed: the API handler writes to this
@@ -321,7 +329,30 @@ func (h *Handler) trace(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	h.o.API.ServeHTTP(w, h.inner(r, http.MethodPost, "/v1/trace", "", bytes.NewReader(body)))
+	rec := newRecorder()
+	h.o.API.ServeHTTP(rec, h.inner(r, http.MethodPost, "/v1/trace", "", bytes.NewReader(body)))
+	if rec.code != http.StatusOK {
+		rec.copyTo(w)
+		return
+	}
+	var ans TraceAnswer
+	if err := json.Unmarshal(rec.body.Bytes(), &ans.Trace); err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", fmt.Sprintf("the daemon's trace is not valid JSON: %v", err))
+		return
+	}
+	t, _, ok := h.readTopology(w, r)
+	if !ok {
+		return
+	}
+	ans.Path = topoview.TracePath(t, &ans.Trace)
+	writeJSON(w, http.StatusOK, ans)
+}
+
+// TraceAnswer is the answer of POST /api/trace: the daemon's trace, and
+// the objects of the picture its path crosses (drawn on the page).
+type TraceAnswer struct {
+	model.Trace
+	Path *topoview.Path `json:"path"`
 }
 
 // inner makes the in-process request to the API: only the method, path,
@@ -375,4 +406,16 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeJSONRaw is writeJSON without escaping <, > and & in strings: the
+// picture's SVG text has thousands of them, which would each take six
+// bytes (and the answer is JSON, never HTML: nosniff is set).
+func writeJSONRaw(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
 }

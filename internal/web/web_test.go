@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"pontoon/internal/model"
+	"pontoon/internal/topoview"
 )
 
 const token = "0123456789abcdef0123456789abcdef"
@@ -49,12 +50,20 @@ func newFakeAPI() *fakeAPI {
 	})
 	f.mux.HandleFunc("POST /v1/trace", func(w http.ResponseWriter, r *http.Request) {
 		f.traced.Add(1)
-		var spec map[string]any
+		var spec model.TraceSpec
 		if err := json.NewDecoder(r.Body).Decode(&spec); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"verdict": map[string]any{"result": "delivered"}, "spec": spec})
+		// A packet from a, dropped at its bridge; the probe says what was asked.
+		_ = json.NewEncoder(w).Encode(model.Trace{Probe: model.TraceProbe{From: "sandbox " + spec.Src, To: spec.Dst},
+			Hops: []model.TraceHop{
+				{Kind: model.HopRoute, Where: "sandbox a", Text: "10.90.1.3 dev eth0 src 10.90.1.2"},
+				{Kind: model.HopLink, Where: "host", Text: "eth0 → ptv-a (ifindex 7): the host end of the veth pair"},
+				{Kind: model.HopBridge, Where: "host", Text: "ptv-a is a port of bridge ptbr-1"},
+				{Kind: model.HopNft, Where: "host", Text: "bridge pontoon anti-spoof (prerouting, iif ptv-a): drop"},
+			},
+			Verdict: model.TraceVerdict{Result: model.VerdictDropped, Where: "bridge ptbr-1", Sentence: "dropped"}})
 	})
 	f.mux.HandleFunc("POST /v1/sandboxes", func(w http.ResponseWriter, r *http.Request) { f.mutated.Add(1) })
 	f.mux.HandleFunc("DELETE /v1/sandboxes/{name}", func(w http.ResponseWriter, r *http.Request) { f.mutated.Add(1) })
@@ -223,8 +232,8 @@ func TestTopologyView(t *testing.T) {
 		t.Fatalf("%d %s", w.Code, w.Body)
 	}
 	var v struct {
-		Topology model.Topology `json:"topology"`
-		SVG      string         `json:"svg"`
+		Topology model.Topology   `json:"topology"`
+		Picture  topoview.Picture `json:"picture"`
 	}
 	if err := json.Unmarshal(w.Body.Bytes(), &v); err != nil {
 		t.Fatal(err)
@@ -232,11 +241,23 @@ func TestTopologyView(t *testing.T) {
 	if v.Topology.Host != "h1" || len(v.Topology.Networks) != 1 || v.Topology.Networks[0].Ports[0].IPString() != "10.90.1.2" {
 		t.Errorf("topology: %+v", v.Topology)
 	}
-	// The picture is of the same snapshot, with its drift in red.
-	for _, want := range []string{`<g class="sandbox" data-name="a">`, `<g class="network" data-name="app">`, `<g class="port" data-name="ptv-a">`, `stroke="#d00"`} {
-		if !strings.Contains(v.SVG, want) {
-			t.Errorf("svg lacks %s:\n%s", want, v.SVG)
+	// The picture is of the same snapshot, in parts, with its drift in red;
+	// its SVG is sent as is (no \u003c for each <).
+	if strings.Contains(w.Body.String(), `\u003c`) {
+		t.Errorf("the picture's SVG is escaped for HTML:\n%s", w.Body)
+	}
+	svg := map[string]string{}
+	for _, p := range v.Picture.Parts {
+		svg[p.Kind+":"+p.Name] = p.SVG
+	}
+	for key, want := range map[string]string{"sandbox:a": `<g class="sandbox" data-name="a">`, "network:app": `<g class="network" data-name="app">`,
+		"port:ptv-a": `<g class="port" data-name="ptv-a"><line x1="`, "hostlink:app": `<g class="hostlink" data-name="app">`} {
+		if !strings.HasPrefix(svg[key], want) {
+			t.Errorf("part %s is %q, want it to start %s", key, svg[key], want)
 		}
+	}
+	if !strings.Contains(svg["port:ptv-a"], `stroke="#d00"`) || v.Picture.Width == 0 || v.Picture.Height == 0 {
+		t.Errorf("the drifted port is not red, or the picture has no size: %+v", v.Picture)
 	}
 }
 
@@ -258,8 +279,17 @@ func TestTrace(t *testing.T) {
 	}
 	post := map[string]string{"Authorization": "Bearer " + token, "Content-Type": "application/json"}
 	w := do(h, "POST", "/api/trace", `{"src":"a","dst":"b:80/tcp"}`, post)
-	if w.Code != 200 || !strings.Contains(w.Body.String(), `"dst":"b:80/tcp"`) {
-		t.Fatalf("trace: %d %s", w.Code, w.Body)
+	var ans TraceAnswer
+	if err := json.Unmarshal(w.Body.Bytes(), &ans); w.Code != 200 || err != nil || ans.Probe.To != "b:80/tcp" || len(ans.Hops) != 4 {
+		t.Fatalf("trace (%v): %d %s", err, w.Code, w.Body)
+	}
+	// With the path on the picture: the objects crossed, and where it stops.
+	var steps []string
+	for _, s := range ans.Path.Steps {
+		steps = append(steps, s.Kind+":"+s.Name)
+	}
+	if got := strings.Join(steps, " "); got != "sandbox:a port:ptv-a network:app" || ans.Path.Stop == nil || ans.Path.Stop.Name != "app" || ans.Path.Result != model.VerdictDropped {
+		t.Errorf("path %s, stop %+v, result %s; want sandbox:a port:ptv-a network:app, stopped at network app", got, ans.Path.Stop, ans.Path.Result)
 	}
 	// A form of another site can only send form encodings.
 	post["Content-Type"] = "application/x-www-form-urlencoded"

@@ -76,8 +76,12 @@ func BenchmarkEventsCost(b *testing.B) {
 	}
 }
 
-// BenchmarkTopology: GET /v1/topology with 500 sandboxes and 1000
-// published ports (two per sandbox), 30 times:
+// BenchmarkTopology: the read model with 500 sandboxes and 1000
+// published ports (two per sandbox): GET /v1/topology, and the reads of
+// `ls` and `inspect` that come from the same view (GET /v1/sandboxes,
+// /v1/networks, /v1/sandboxes/{name}, /v1/networks/{name}), 30 times each
+// through the API, then `pontoon sandbox ls` as a user runs it (the CLI's
+// own start-up included):
 //
 //	go test ./test/e2e -run XXX -bench Topology -benchtime 1x
 func BenchmarkTopology(b *testing.B) {
@@ -91,20 +95,49 @@ func BenchmarkTopology(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		var ds []time.Duration
-		for range 30 {
-			t0 := time.Now()
-			tp, err := cl.Topology(ctx)
-			if err != nil {
-				b.Fatal(err)
+		timed := func(what string, f func() error) {
+			b.Helper()
+			var ds []time.Duration
+			for range 30 {
+				t0 := time.Now()
+				if err := f(); err != nil {
+					b.Fatalf("%s: %v", what, err)
+				}
+				ds = append(ds, time.Since(t0))
 			}
-			ds = append(ds, time.Since(t0))
-			if len(tp.Networks[0].Ports) != 500 {
-				b.Fatalf("%d ports", len(tp.Networks[0].Ports))
-			}
+			fmt.Printf("%-34s p50 %5.1f ms, p99 %5.1f ms\n", what, float64(pct(ds, 0.5).Microseconds())/1000, float64(pct(ds, 0.99).Microseconds())/1000)
 		}
-		fmt.Printf("\ntopology with 500 sandboxes and 1000 published ports: p50 %.1f ms, p99 %.1f ms (API round trip, JSON)\n",
-			float64(pct(ds, 0.5).Microseconds())/1000, float64(pct(ds, 0.99).Microseconds())/1000)
+		fmt.Printf("\nthe read model with 500 sandboxes and 1000 published ports (API round trip, JSON):\n")
+		timed("GET /v1/topology", func() error {
+			tp, err := cl.Topology(ctx)
+			if err == nil && len(tp.Networks[0].Ports) != 500 {
+				err = fmt.Errorf("%d ports", len(tp.Networks[0].Ports))
+			}
+			return err
+		})
+		timed("GET /v1/sandboxes (sandbox ls)", func() error {
+			sbs, err := cl.Sandboxes(ctx)
+			if err == nil && len(sbs) != 500 {
+				err = fmt.Errorf("%d sandboxes", len(sbs))
+			}
+			return err
+		})
+		timed("GET /v1/networks (network ls)", func() error {
+			_, err := cl.Networks(ctx)
+			return err
+		})
+		timed("GET /v1/sandboxes/t250 (inspect)", func() error {
+			_, err := cl.Sandbox(ctx, "t250")
+			return err
+		})
+		timed("GET /v1/networks/pontoon (inspect)", func() error {
+			_, err := cl.Network(ctx, "pontoon")
+			return err
+		})
+		timed("pontoon sandbox ls (the CLI)", func() error {
+			_, err := h.try("sandbox", "ls")
+			return err
+		})
 		h.Stop()
 	}
 }

@@ -61,6 +61,26 @@ func TestTopology(t *testing.T) {
 			t.Errorf("the downed bridge is not marked: %+v", n)
 		}
 	}
+	// inspect and ls read the same view: the same drift, per object.
+	if out := h.P("sandbox", "inspect", "a"); !strings.Contains(out, "✗ eth0: host end "+a.HostIf+" is down") {
+		t.Errorf("sandbox inspect a does not show its host end down:\n%s", out)
+	}
+	if sb := h.Sandbox("b"); len(sb.Drift) != 0 {
+		t.Errorf("sandbox b has drift %v, want none", sb.Drift)
+	}
+	if out := h.P("network", "inspect", "pontoon"); !strings.Contains(out, "✗ bridge pontoon0 is down") {
+		t.Errorf("network inspect pontoon does not show its bridge down:\n%s", out)
+	}
+	var sbs []*model.SandboxInfo
+	if err := json.Unmarshal([]byte(h.P("sandbox", "ls", "--format", "json")), &sbs); err != nil {
+		t.Fatal(err)
+	}
+	for _, sb := range sbs {
+		want := map[string]string{"a": "eth0: host end " + a.HostIf + " is down", "b": ""}[sb.Name]
+		if got := strings.Join(sb.Drift, "; "); got != want {
+			t.Errorf("sandbox ls: %s has drift %q, want %q", sb.Name, got, want)
+		}
+	}
 	svg := h.P("topology", "--format", "svg")
 	if err := xml.Unmarshal([]byte(svg), new(struct{})); err != nil || !strings.Contains(svg, `stroke="#d00"`) {
 		t.Errorf("svg: %v, drift in red: %v", err, strings.Contains(svg, `stroke="#d00"`))

@@ -19,9 +19,12 @@ import (
 // in the host namespace. First render (navigation start to the picture of
 // the 500 on screen, as the page measures it), then 10 sandboxes created
 // and 10 removed one at a time, each waited for in the picture: the page's
-// own split (event received → snapshot fetched → drawn and painted) and
-// the wall time from the API's answer to the change seen by the test;
-// last, a click on a sandbox to its details on screen:
+// own split (event received → snapshot fetched → patched → painted), the
+// parts of the picture it changed, and the wall time from the API's answer
+// to the change seen by the test. The names of these sort after the 500:
+// nothing else moves. Then 3 created and removed whose names sort before
+// them, so that every sandbox moves (the worst case for a partial
+// redraw). Last, a click on a sandbox to its details on screen:
 //
 //	go test ./test/e2e -run XXX -bench WebPage -benchtime 1x
 func BenchmarkWebPage(b *testing.B) {
@@ -53,6 +56,8 @@ func BenchmarkWebPage(b *testing.B) {
 			FirstRenderMs       float64 `json:"firstRenderMs"`
 			LastFetchMs         float64 `json:"lastFetchMs"`
 			LastDrawMs          float64 `json:"lastDrawMs"`
+			LastPatchMs         float64 `json:"lastPatchMs"`
+			LastChanged         float64 `json:"lastChanged"`
 			LastEventToScreenMs float64 `json:"lastEventToScreenMs"`
 			Renders             int     `json:"renders"`
 		}
@@ -61,7 +66,8 @@ func BenchmarkWebPage(b *testing.B) {
 		domReady := browse(b, ctx, chromedp.Evaluate[float64](`performance.getEntriesByType("navigation")[0].domContentLoadedEventEnd`))
 		elements := browse(b, ctx, chromedp.Evaluate[int](`document.querySelectorAll("svg *").length`))
 
-		var fetch, draw, eventToScreen, wall []float64
+		var fetch, draw, patch, changed, eventToScreen, wall []float64
+		var shiftDraw, shiftPatch, shiftChanged, shiftEventToScreen []float64
 		step := func(name string, present bool) {
 			// Let the snapshots of the last change finish, so that the
 			// one measured is the first to show this one.
@@ -84,10 +90,20 @@ func BenchmarkWebPage(b *testing.B) {
 			// The picture changed, and the page has noted its timings
 			// (once it is painted).
 			wait(fmt.Sprintf(`%sdocument.querySelector('g.sandbox[data-name="%s"]') && window.pontoonPage.renders > %d`, want, name, renders))
-			wall = append(wall, webMs(time.Since(t1)))
+			seen := webMs(time.Since(t1))
 			s := read()
+			if name[0] == 'a' { // sorts first: every sandbox moves
+				shiftDraw = append(shiftDraw, s.LastDrawMs)
+				shiftPatch = append(shiftPatch, s.LastPatchMs)
+				shiftChanged = append(shiftChanged, s.LastChanged)
+				shiftEventToScreen = append(shiftEventToScreen, s.LastEventToScreenMs)
+				return
+			}
+			wall = append(wall, seen)
 			fetch = append(fetch, s.LastFetchMs)
 			draw = append(draw, s.LastDrawMs)
+			patch = append(patch, s.LastPatchMs)
+			changed = append(changed, s.LastChanged)
 			eventToScreen = append(eventToScreen, s.LastEventToScreenMs)
 		}
 		for i := range updates {
@@ -95,6 +111,10 @@ func BenchmarkWebPage(b *testing.B) {
 		}
 		for i := range updates {
 			step(fmt.Sprintf("upd%02d", i), false)
+		}
+		for i := range 3 {
+			step(fmt.Sprintf("a%02d", i), true)
+			step(fmt.Sprintf("a%02d", i), false)
 		}
 		click := browse(b, ctx, chromedp.Evaluate[float64](`new Promise(done => {
 			const t0 = performance.now();
@@ -119,12 +139,19 @@ func BenchmarkWebPage(b *testing.B) {
 		b.ReportMetric(float64(elements), "svg-elements")
 		b.ReportMetric(webMedian(fetch), "update-fetch-p50-ms")
 		b.ReportMetric(webMedian(draw), "update-draw-p50-ms")
+		b.ReportMetric(webMedian(patch), "update-patch-p50-ms")
+		b.ReportMetric(webMedian(changed), "update-parts-p50")
+		b.ReportMetric(webMedian(shiftDraw), "shift-draw-p50-ms")
+		b.ReportMetric(webMedian(shiftPatch), "shift-patch-p50-ms")
+		b.ReportMetric(webMedian(shiftChanged), "shift-parts-p50")
+		b.ReportMetric(webMedian(shiftEventToScreen), "shift-event-to-screen-p50-ms")
 		b.ReportMetric(webMedian(eventToScreen), "update-event-to-screen-p50-ms")
 		b.ReportMetric(slices.Max(eventToScreen), "update-event-to-screen-max-ms")
 		b.ReportMetric(webMedian(wall), "update-api-to-seen-p50-ms")
 		b.ReportMetric(click, "click-to-details-ms")
-		b.Logf("first render %.0f ms (page loaded at %.0f; fetch %.0f, draw %.0f) for %d sandboxes, %d SVG elements; updates: fetch %v, draw %v, event→screen %v, API answer→seen by the test %v (ms); click→details %.1f ms",
-			first.FirstRenderMs, domReady, first.LastFetchMs, first.LastDrawMs, sandboxes, elements, webRounded(fetch), webRounded(draw), webRounded(eventToScreen), webRounded(wall), click)
+		b.Logf("first render %.0f ms (page loaded at %.0f; fetch %.0f, draw %.0f) for %d sandboxes, %d SVG elements; updates: fetch %v, draw %v (of which the page's own code %v), parts changed %v, event→screen %v, API answer→seen by the test %v (ms); every sandbox moving: draw %v (page's code %v), parts changed %v, event→screen %v; click→details %.1f ms",
+			first.FirstRenderMs, domReady, first.LastFetchMs, first.LastDrawMs, sandboxes, elements, webRounded(fetch), webRounded(draw), webRounded(patch), webRounded(changed), webRounded(eventToScreen), webRounded(wall),
+			webRounded(shiftDraw), webRounded(shiftPatch), webRounded(shiftChanged), webRounded(shiftEventToScreen), click)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -351,38 +352,101 @@ func TestWebPage(t *testing.T) {
 }
 
 // With --web-trace the page traces a packet: the form's answer is the
-// daemon's prediction, as `pontoon trace --predict` prints it.
+// daemon's prediction, as `pontoon trace --predict` prints it, and the
+// path is drawn on the picture: the objects the packet crosses marked,
+// the one where it is dropped in red.
 func TestWebTrace(t *testing.T) {
 	chromium := requireChromium(t)
 	h := NewHost(t, "--web", webAddr, "--web-trace")
+	h.P("network", "create", "other", "--subnet", "10.97.11.0/24")
 	h.P("sandbox", "create", "a")
 	h.P("sandbox", "create", "b")
-	var want model.Trace
-	if err := json.Unmarshal([]byte(h.P("trace", "a", "b:80/tcp", "--predict", "--format", "json")), &want); err != nil {
-		t.Fatal(err)
+	h.P("sandbox", "create", "c", "--network", "other")
+	predict := func(dst string) model.Trace {
+		// (It exits 1 when the packet is dropped.)
+		out, _ := h.try("trace", "a", dst, "--predict", "--format", "json")
+		var tr model.Trace
+		if err := json.Unmarshal([]byte(out), &tr); err != nil {
+			t.Fatalf("pontoon trace a %s --predict: %v\n%s", dst, err, out)
+		}
+		return tr
 	}
+	portA, portB := h.Sandbox("a").Endpoints[0].HostIf, h.Sandbox("b").Endpoints[0].HostIf
 	ctx := browser(t, chromium, h.NS)
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+webAddr+"/?token="+webToken(t, h)),
 		chromedp.WaitVisible(chromedp.CSS(`#trace-form`)),
-		chromedp.SendKeys(chromedp.CSS(`#trace-form input[name=src]`), "a"),
-		chromedp.SendKeys(chromedp.CSS(`#trace-form input[name=dst]`), "b:80/tcp"),
-		chromedp.Click(chromedp.CSS(`#trace-form button`)),
-		chromedp.WaitVisible(chromedp.CSS(`#trace-result .verdict`))); err != nil {
-		t.Fatalf("trace from the page: %v", err)
+		chromedp.WaitVisible(chromedp.CSS(`g.sandbox[data-name="c"]`))); err != nil {
+		t.Fatalf("open the page: %v", err)
 	}
-	if got := pageText(t, ctx, `#trace-result .verdict`); got != want.Verdict.Sentence || got == "" {
-		t.Errorf("the page's verdict %q, want %q", got, want.Verdict.Sentence)
+	// marked lists the picture's objects with class cls, as kind:name.
+	marked := func(cls string) []string {
+		return browse(t, ctx, chromedp.Evaluate[[]string](fmt.Sprintf(
+			`[...document.querySelectorAll("#picture g.%s")].map(g => g.classList[0] + ":" + (g.dataset.name ?? ""))`, cls)))
 	}
-	if n := browse(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll("#trace-result li").length`)); n != len(want.Hops) {
-		t.Errorf("the page lists %d hops, the trace has %d", n, len(want.Hops))
+	for _, c := range []struct {
+		dst, shot string
+		path      []string // the objects crossed, in the picture's order
+		stop      string
+	}{
+		// On one bridge: a's veth, the bridge, b's veth, delivered.
+		{"b:80/tcp", "TestWebTrace-delivered.png",
+			[]string{"network:pontoon", "port:" + portA, "port:" + portB, "sandbox:a", "sandbox:b"}, ""},
+		// To another network: up to the host, where isolation drops it.
+		{"c:80/tcp", "TestWebTrace.png",
+			[]string{"host:", "hostlink:pontoon", "network:pontoon", "port:" + portA, "sandbox:a"}, "host:"},
+	} {
+		want := predict(c.dst)
+		form := chromedp.CSS(`#trace-form input[name=dst]`)
+		if err := chromedp.Do(ctx,
+			chromedp.SetValue(chromedp.CSS(`#trace-form input[name=src]`), "a"),
+			chromedp.SetValue(form, c.dst),
+			chromedp.Click(chromedp.CSS(`#trace-form button[type=submit]`))); err != nil {
+			t.Fatalf("trace a → %s from the page: %v", c.dst, err)
+		}
+		if _, err := chromedp.Run(ctx, chromedp.Poll[bool](fmt.Sprintf(`document.querySelector("#trace-result .verdict")?.innerText === %q`, want.Verdict.Sentence),
+			chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+			t.Fatalf("trace a → %s from the page (want the verdict %q): %v\n%s", c.dst, want.Verdict.Sentence, err, pageText(t, ctx, "#trace-result"))
+		}
+		if n := browse(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll("#trace-result li").length`)); n != len(want.Hops) {
+			t.Errorf("a → %s: the page lists %d hops, the trace has %d", c.dst, n, len(want.Hops))
+		}
+		if got := marked("on-path"); !slices.Equal(got, c.path) {
+			t.Errorf("a → %s: the path on the picture is %v, want %v", c.dst, got, c.path)
+		}
+		stop := strings.Join(marked("path-stop"), " ")
+		if stop != c.stop {
+			t.Errorf("a → %s: the path stops at %q on the picture, want %q", c.dst, stop, c.stop)
+		}
+		if stop != "" {
+			// Drawn in red, whatever the SVG says.
+			if color := browse(t, ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("#picture g.path-stop > rect")).stroke`)); color != "rgb(221, 0, 0)" {
+				t.Errorf("a → %s: the object where it stops is drawn in %s, want red", c.dst, color)
+			}
+		}
+		png := browse(t, ctx, chromedp.FullScreenshot(100))
+		shot := filepath.Join(artifactDir(t), c.shot)
+		if err := os.WriteFile(shot, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot of the page with the path of a → %s: %s", c.dst, shot)
 	}
-	shot := filepath.Join(artifactDir(t), "TestWebTrace.png")
-	if err := os.WriteFile(shot, browse(t, ctx, chromedp.FullScreenshot(100)), 0o644); err != nil {
+
+	// The path stays through an update of the picture, until cleared.
+	h.P("sandbox", "create", "d")
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`g.sandbox[data-name="d"]`))); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("screenshot of the page: %s", shot)
+	if got := marked("path-stop"); len(got) != 1 || len(marked("on-path")) != 5 {
+		t.Errorf("after an update the path is %v, stopping at %v", marked("on-path"), got)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#trace-clear`))); err != nil {
+		t.Fatal(err)
+	}
+	if got := marked("on-path"); len(got) != 0 || browse(t, ctx, chromedp.Evaluate[bool](`document.querySelector("#picture svg").classList.contains("tracing")`)) {
+		t.Errorf("after Clear the path is still drawn: %v", got)
+	}
 }
 
 // serveForeignPage serves, inside ns on addr, a page that fetches target

@@ -1,7 +1,8 @@
 // The page of `pontoon daemon --web`: the host's topology as a picture,
 // kept live by the event feed. Each event asks for a new snapshot of the
 // topology; requests are coalesced, so a burst of events (500 sandboxes
-// created by a script) costs a few snapshots, not one each.
+// created by a script) costs a few snapshots, not one each. A snapshot
+// changes only the parts of the picture that differ (picture.ts).
 
 import { HttpError, followEvents, getConfig, getView } from "./api";
 import * as details from "./details";
@@ -20,6 +21,11 @@ export interface PageStats {
   lastFetchMs: number | null;
   /** ms the last picture took to go on screen (DOM and a frame). */
   lastDrawMs: number | null;
+  /** ms the last picture took in the page's own code (the DOM changes, before the browser paints). */
+  lastPatchMs: number | null;
+  /** Parts of the picture the last snapshot put in (new or changed), and removed. */
+  lastChanged: number | null;
+  lastRemoved: number | null;
   /** ms from the event that asked for the last snapshot to its picture on screen. */
   lastEventToScreenMs: number | null;
   /** Events received. */
@@ -37,6 +43,9 @@ const stats: PageStats = {
   firstRenderMs: null,
   lastFetchMs: null,
   lastDrawMs: null,
+  lastPatchMs: null,
+  lastChanged: null,
+  lastRemoved: null,
   lastEventToScreenMs: null,
   events: 0,
 };
@@ -54,7 +63,6 @@ const $ = (id: string): HTMLElement => {
 
 let topo: Topology | null = null;
 let lastRaw = "";
-let svgText = "";
 let svg: SVGSVGElement | null = null;
 let selected: Selection | null = null;
 let fit = false;
@@ -112,19 +120,21 @@ async function load(): Promise<void> {
     lastRaw = raw;
     stats.lastFetchMs = t1 - t0;
     topo = view.topology;
-    if (view.svg !== svgText) {
-      const first = svg === null;
-      svgText = view.svg;
-      svg = picture.draw($("picture"), svgText);
+    const drawn = picture.update($("picture"), view.picture);
+    svg = drawn.svg;
+    if (drawn.first) {
       picture.setFit(svg, fit);
       // A picture wider than the panel opens at its middle, where the
       // host and its networks are.
-      if (first) $("picture").scrollLeft = ($("picture").scrollWidth - $("picture").clientWidth) / 2;
+      $("picture").scrollLeft = ($("picture").scrollWidth - $("picture").clientWidth) / 2;
     }
     picture.mark(svg, selected);
     summary(topo);
     names(topo);
     details.show($("details"), topo, selected);
+    stats.lastPatchMs = performance.now() - t1;
+    stats.lastChanged = drawn.changed;
+    stats.lastRemoved = drawn.removed;
     await painted();
     const t2 = performance.now();
     stats.lastDrawMs = t2 - t1;

@@ -1,5 +1,5 @@
 // The JSON of the daemon's API, as the page reads it (Go: model.Topology,
-// model.Event, web.View and web.Config; docs/api.md).
+// model.Event, web.View, web.TraceAnswer and web.Config; docs/api.md).
 
 export interface Topology {
   host: string;
@@ -67,9 +67,46 @@ export interface PontoonEvent {
   lost?: number;
 }
 
+/** The picture of a topology in parts (Go: topoview.Picture). */
+export interface Picture {
+  width: number;
+  height: number;
+  /** The root element and the background: the parts follow it. */
+  head: string;
+  parts: Part[];
+}
+
+/** One object of the picture: one <g class=kind data-name=name> element. */
+export interface Part {
+  kind: "host" | "hostlink" | "network" | "port" | "sandbox";
+  name: string;
+  svg: string;
+}
+
 export interface View {
   topology: Topology;
-  svg: string;
+  picture: Picture;
+}
+
+/** A trace's path on the picture (Go: topoview.Path). */
+export interface TracePath {
+  steps: PathStep[];
+  result: string;
+  stop?: PathStep;
+}
+
+export interface PathStep {
+  kind: Part["kind"];
+  name: string;
+  /** The first hop that reached it; -1: the probe's source. */
+  hop: number;
+}
+
+/** POST /api/trace: a model.Trace and its path. */
+export interface TraceAnswer {
+  hops?: { kind?: string; where?: string; text?: string; differs?: boolean }[];
+  verdict?: { result?: string; where?: string; sentence?: string };
+  path?: TracePath;
 }
 
 export interface Config {

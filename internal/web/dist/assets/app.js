@@ -15,8 +15,8 @@ async function failure(res) {
   }
   return new HttpError(res.status, msg);
 }
-async function getJSON(path) {
-  const res = await fetch(path, { credentials: "same-origin", cache: "no-store" });
+async function getJSON(path2) {
+  const res = await fetch(path2, { credentials: "same-origin", cache: "no-store" });
   if (!res.ok) throw await failure(res);
   return await res.json();
 }
@@ -27,8 +27,8 @@ async function getView() {
   const raw = await res.text();
   return { view: JSON.parse(raw), raw };
 }
-async function postJSON(path, body) {
-  const res = await fetch(path, {
+async function postJSON(path2, body) {
+  const res = await fetch(path2, {
     method: "POST",
     credentials: "same-origin",
     headers: { "Content-Type": "application/json" },
@@ -210,20 +210,73 @@ function show(panel, t, sel) {
 
 // src/picture.ts
 var objects = "g.host, g.network, g.sandbox, g.port";
-function draw(container, svgText2) {
-  const doc = new DOMParser().parseFromString(svgText2, "image/svg+xml");
+var svgNS = "http://www.w3.org/2000/svg";
+var root = null;
+var shown = /* @__PURE__ */ new Map();
+var path = null;
+var key = (kind, name) => `${kind}:${name}`;
+function parse(text) {
+  const doc = new DOMParser().parseFromString(text, "image/svg+xml");
   const err = doc.querySelector("parsererror");
   if (err) throw new Error(`the server's picture is not valid SVG: ${err.textContent ?? ""}`);
-  const svg2 = document.importNode(doc.documentElement, true);
-  for (const line of svg2.querySelectorAll("g.port > line")) {
+  return doc.documentElement;
+}
+function decorate(el2) {
+  if (!el2.classList.contains("port")) return;
+  for (const line of el2.querySelectorAll(":scope > line")) {
     const hit = line.cloneNode();
     hit.setAttribute("class", "hit");
     hit.setAttribute("stroke", "transparent");
     hit.setAttribute("stroke-width", "12");
+    hit.removeAttribute("stroke-opacity");
     line.after(hit);
   }
-  container.replaceChildren(svg2);
-  return svg2;
+}
+function update(container, pic) {
+  let first = false;
+  if (!root || !container.contains(root)) {
+    root = document.importNode(parse(pic.head + "</svg>"), true);
+    for (const n of Array.from(root.childNodes)) if (n.nodeType === Node.TEXT_NODE) n.remove();
+    shown = /* @__PURE__ */ new Map();
+    container.replaceChildren(root);
+    first = true;
+  }
+  const svg2 = root;
+  for (const a of ["width", "height"]) {
+    if (svg2.getAttribute(a) !== String(pic[a])) svg2.setAttribute(a, String(pic[a]));
+  }
+  const box = `0 0 ${pic.width} ${pic.height}`;
+  if (svg2.getAttribute("viewBox") !== box) svg2.setAttribute("viewBox", box);
+  const changed = pic.parts.filter((p) => shown.get(key(p.kind, p.name))?.svg !== p.svg);
+  const fresh = /* @__PURE__ */ new Map();
+  if (changed.length > 0) {
+    const doc = parse(`<svg xmlns="${svgNS}">${changed.map((p) => p.svg).join("")}</svg>`);
+    const els = Array.from(doc.children);
+    if (els.length !== changed.length) throw new Error(`the server's picture has ${els.length} elements for ${changed.length} parts`);
+    els.forEach((el2, i) => {
+      const imported = document.importNode(el2, true);
+      decorate(imported);
+      fresh.set(key(changed[i].kind, changed[i].name), imported);
+    });
+  }
+  const next = /* @__PURE__ */ new Map();
+  for (const p of pic.parts) next.set(key(p.kind, p.name), { svg: p.svg, el: fresh.get(key(p.kind, p.name)) ?? shown.get(key(p.kind, p.name)).el });
+  let removed = 0;
+  for (const [k, s] of shown) {
+    if (next.get(k)?.el !== s.el) {
+      s.el.remove();
+      if (!next.has(k)) removed++;
+    }
+  }
+  let cursor = svg2.firstElementChild?.nextSibling ?? null;
+  for (const p of pic.parts) {
+    const el2 = next.get(key(p.kind, p.name)).el;
+    if (el2 === cursor) cursor = cursor.nextSibling;
+    else svg2.insertBefore(el2, cursor);
+  }
+  shown = next;
+  markPath(svg2);
+  return { svg: svg2, first, changed: changed.length, removed };
 }
 function objectAt(target) {
   if (!(target instanceof Element)) return null;
@@ -232,20 +285,35 @@ function objectAt(target) {
   const kind = g.classList[0];
   return { kind, name: kind === "host" ? "" : g.getAttribute("data-name") ?? "" };
 }
-function find(svg2, sel) {
-  return sel.kind === "host" ? svg2.querySelector("g.host") : svg2.querySelector(`g.${sel.kind}[data-name="${CSS.escape(sel.name)}"]`);
+function element(kind, name) {
+  return shown.get(key(kind, kind === "host" ? "" : name))?.el ?? null;
 }
 function mark(svg2, sel) {
   if (!svg2) return;
   for (const g of svg2.querySelectorAll(".selected")) g.classList.remove("selected");
-  if (sel) find(svg2, sel)?.classList.add("selected");
+  if (sel) element(sel.kind, sel.name)?.classList.add("selected");
 }
 function reveal(svg2, sel) {
-  if (svg2) find(svg2, sel)?.scrollIntoView({ block: "nearest", inline: "center" });
+  if (svg2) element(sel.kind, sel.name)?.scrollIntoView({ block: "nearest", inline: "center" });
 }
 function setFit(svg2, fit2) {
   if (!svg2) return;
   svg2.classList.toggle("fit", fit2);
+}
+function setPath(p) {
+  path = p;
+  if (root) markPath(root);
+}
+function markPath(svg2) {
+  for (const g of svg2.querySelectorAll(".on-path, .path-stop")) g.classList.remove("on-path", "path-stop");
+  svg2.classList.toggle("tracing", path !== null);
+  if (!path) return;
+  for (const s of path.steps) element(s.kind, s.name)?.classList.add("on-path");
+  if (path.stop) element(path.stop.kind, path.stop.name)?.classList.add("path-stop");
+}
+function revealPath() {
+  const s = path?.steps[0];
+  if (s) element(s.kind, s.name)?.scrollIntoView({ block: "nearest", inline: "center" });
 }
 
 // src/trace.ts
@@ -253,24 +321,40 @@ function setupTrace(cfg) {
   const section = document.getElementById("trace");
   const form = document.getElementById("trace-form");
   const out = document.getElementById("trace-result");
-  if (!cfg.trace || !section || !form || !out) return;
+  const clear = document.getElementById("trace-clear");
+  if (!cfg.trace || !section || !form || !out || !clear) return;
   section.hidden = false;
+  clear.addEventListener("click", () => {
+    setPath(null);
+    out.replaceChildren();
+    clear.hidden = true;
+  });
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const data = new FormData(form);
     out.textContent = "tracing…";
+    setPath(null);
     postJSON("/api/trace", { src: data.get("src"), dst: data.get("dst") }).then((t) => {
+      const reached = /* @__PURE__ */ new Map();
+      for (const s of t.path?.steps ?? []) {
+        if (s.hop < 0 || s.kind === "hostlink") continue;
+        reached.set(s.hop, s.kind === "host" ? "the host" : `${s.kind} ${s.name}`);
+      }
       const ol = document.createElement("ol");
-      for (const h of t.hops ?? []) {
+      (t.hops ?? []).forEach((h, i) => {
         const li = document.createElement("li");
         li.textContent = h.text ?? "";
         if (h.differs) li.className = "drifted";
+        if (reached.has(i)) li.dataset.reaches = reached.get(i);
         ol.append(li);
-      }
+      });
       const verdict = document.createElement("p");
-      verdict.className = "verdict";
+      verdict.className = `verdict verdict-${t.verdict?.result ?? "unknown"}`;
       verdict.textContent = t.verdict?.sentence ?? t.verdict?.result ?? "";
       out.replaceChildren(ol, verdict);
+      setPath(t.path ?? null);
+      revealPath();
+      clear.hidden = !t.path;
     }).catch((err) => {
       out.textContent = String(err instanceof Error ? err.message : err);
     });
@@ -283,6 +367,9 @@ var stats = {
   firstRenderMs: null,
   lastFetchMs: null,
   lastDrawMs: null,
+  lastPatchMs: null,
+  lastChanged: null,
+  lastRemoved: null,
   lastEventToScreenMs: null,
   events: 0
 };
@@ -296,7 +383,6 @@ var $ = (id) => {
 };
 var topo = null;
 var lastRaw = "";
-var svgText = "";
 var svg = null;
 var selected = null;
 var fit = false;
@@ -341,17 +427,19 @@ async function load() {
     lastRaw = raw;
     stats.lastFetchMs = t1 - t0;
     topo = view.topology;
-    if (view.svg !== svgText) {
-      const first = svg === null;
-      svgText = view.svg;
-      svg = draw($("picture"), svgText);
+    const drawn = update($("picture"), view.picture);
+    svg = drawn.svg;
+    if (drawn.first) {
       setFit(svg, fit);
-      if (first) $("picture").scrollLeft = ($("picture").scrollWidth - $("picture").clientWidth) / 2;
+      $("picture").scrollLeft = ($("picture").scrollWidth - $("picture").clientWidth) / 2;
     }
     mark(svg, selected);
     summary(topo);
     names(topo);
     show($("details"), topo, selected);
+    stats.lastPatchMs = performance.now() - t1;
+    stats.lastChanged = drawn.changed;
+    stats.lastRemoved = drawn.removed;
     await painted();
     const t2 = performance.now();
     stats.lastDrawMs = t2 - t1;
