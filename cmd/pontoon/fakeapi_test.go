@@ -288,7 +288,7 @@ func TestDriftInLsAndInspect(t *testing.T) {
 		t.Errorf("sandbox inspect b, which has no drift (%v):\n%s", err, out)
 	}
 	out, _, err = runWith(t, f, "network", "inspect", "app")
-	if err != nil || !strings.Contains(out, "Drift:     ✗ bridge ptbr-1 is down\n") || !strings.Contains(out, "✗ sandbox a eth0: host end ptv-1 is down") {
+	if err != nil || !strings.Contains(out, "✗ bridge ptbr-1 is down\n") || !strings.Contains(out, "✗ sandbox a eth0: host end ptv-1 is down") {
 		t.Errorf("network inspect app (%v):\n%s", err, out)
 	}
 }

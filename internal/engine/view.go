@@ -246,7 +246,7 @@ func (e *Engine) readHostSide(v *view, byNet map[string]*netView) error {
 	}
 	for _, nv := range v.nets {
 		nv.bridgeIndex = have[nv.n.Bridge].Index
-		nv.drift = e.link.CheckBridge(bridgeOf(nv.n))
+		nv.drift = e.drv(nv.n).CheckNetwork(nv.n)
 	}
 	for _, ev := range eps {
 		nv := byNet[ev.ep.Network]

@@ -27,13 +27,13 @@ func pathHost() (*trace.Topology, *model.Topology) {
 		Routes: []trace.HostRoute{{Dst: netip.MustParsePrefix("198.51.100.0/24"), Dev: "uplink0"}, {Dst: netip.MustParsePrefix("0.0.0.0/0"), Dev: "uplink0", Gateway: netip.MustParseAddr("198.51.100.2")}},
 	}
 	mt := &model.Topology{Host: "h1", Uplinks: []model.TopoUplink{{Name: "uplink0", Index: 2, MTU: 1500}}}
-	fs := firewall.State{Ports: []firewall.Published{{PortMapping: model.PortMapping{HostPort: 8080, HostPortEnd: 8080, Port: 80, PortEnd: 80, Proto: "tcp"}, Target: netip.MustParseAddr("10.88.0.3")}}}
+	fs := firewall.State{Ports: []firewall.Published{{PortMapping: model.PortMapping{HostPort: 8080, HostPortEnd: 8080, Port: 80, PortEnd: 80, Proto: "tcp"}, Targets: []netip.Addr{netip.MustParseAddr("10.88.0.3")}}}}
 	byName := map[string]*model.TopoNetwork{}
 	gws := map[string]netip.Addr{}
 	for _, n := range nets {
 		p, gw := netip.MustParsePrefix(n.subnet), netip.MustParseAddr(n.gw)
 		tt.Networks = append(tt.Networks, trace.Network{Name: n.name, Bridge: n.bridge, Subnet: p, Gateway: gw, ICC: n.name != "quiet", Masquerade: true})
-		fs.Networks = append(fs.Networks, firewall.Network{Name: n.name, Bridge: n.bridge, Subnet: p, Masquerade: true})
+		fs.Networks = append(fs.Networks, firewall.Network{Name: n.name, Bridge: n.bridge, Subnets: []model.Subnet{{Prefix: p, Gateway: gw, Masquerade: true}}})
 		tn := &model.TopoNetwork{Name: n.name, Bridge: n.bridge, Subnets: []model.Subnet{{Prefix: p, Gateway: gw}}}
 		mt.Networks = append(mt.Networks, tn)
 		byName[n.name] = tn
@@ -44,7 +44,7 @@ func pathHost() (*trace.Topology, *model.Topology) {
 		hostIf := fmt.Sprintf("ptv-%010d", i)
 		tt.Endpoints = append(tt.Endpoints, trace.Endpoint{Sandbox: s.name, Network: s.network, IfName: "eth0", HostIf: hostIf, HostIfIndex: 10 + i,
 			IP: a, MAC: model.MACFromIP(a), Gateway: gws[s.network], DefaultRoute: true})
-		fs.Guards = append(fs.Guards, firewall.Guarded{Port: hostIf, MAC: model.MACFromIP(a), IP: a})
+		fs.Guards = append(fs.Guards, firewall.Guarded{Port: hostIf, MAC: model.MACFromIP(a), IPs: []netip.Addr{a}})
 		byName[s.network].Ports = append(byName[s.network].Ports, &model.TopoPort{Sandbox: s.name, HostIf: hostIf, IfName: "eth0", IPs: []netip.Addr{a}})
 		mt.Sandboxes = append(mt.Sandboxes, &model.TopoSandbox{Name: s.name, Kind: "pontoon", Networks: []string{s.network}})
 	}
