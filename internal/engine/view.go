@@ -195,9 +195,10 @@ func (e *Engine) view(ctx context.Context, q viewQuery) (*view, error) {
 }
 
 // fewLinks is up to how many host links a view looks up one by one; more
-// are read in one dump. A dump of the host's links costs the kernel about
-// 10 µs a link (5 ms with 500 sandboxes), a lookup about 30 µs. (A
-// variable for tests.)
+// are read in one dump. A dump of the host's links costs about 15 µs a
+// link (7.5 ms with 500 sandboxes), a lookup of one link and its bridge
+// about 0.1 ms (docs/benchmarks.md, "ls and inspect from the read model").
+// (A variable for tests.)
 var fewLinks = 16
 
 // readHostSide marks the view's drift from the host namespace: each host
