@@ -218,18 +218,9 @@ func Allocate(r Reservations, network string, s model.Subnet, owner string) (net
 	return netip.Addr{}, fmt.Errorf("ipam: network %s: %d of %d addresses of %s are held, yet none was free after the cursor: the reservations are inconsistent", network, held, usable, s.AllocRange())
 }
 
-// CheckStatic validates an address a user asked for (--ip, --ip6) in
-// subnet s of a network: any host address of the subnet but the gateway
-// will do (ErrInvalid otherwise), whether it is free is for
-// ReserveStatic. Like Docker's --ip-range, the subnet's IPRange limits
-// only the addresses pontoon picks itself, so static addresses can be
-// kept outside it.
-func CheckStatic(network string, s model.Subnet, ip netip.Addr) error {
-	return s.CheckStatic(network, ip)
-}
-
 // ReserveStatic reserves an address a user asked for in subnet s of a
-// network: it must pass CheckStatic (else ErrInvalid). It may lie outside
+// network: it must pass model.Subnet.CheckStatic (a host address of the
+// subnet, not its gateway; else ErrInvalid). It may lie outside
 // the subnet's ip-range, which limits only what Allocate hands out.
 // Reserving an address owner already holds is success.
 //
@@ -238,7 +229,7 @@ func CheckStatic(network string, s model.Subnet, ip netip.Addr) error {
 // people, e.g. "sandbox web"; nil prints the ID. The caller resolves the
 // name because only it knows what owner IDs stand for.
 func ReserveStatic(r Reservations, network string, s model.Subnet, ip netip.Addr, owner string, name func(owner string) string) error {
-	if err := CheckStatic(network, s, ip); err != nil {
+	if err := s.CheckStatic(network, ip); err != nil {
 		return err
 	}
 	holder, held, err := r.Reservation(network, ip)
