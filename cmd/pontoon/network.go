@@ -42,8 +42,11 @@ func newNetworkCreateCmd(g *globals) *cobra.Command {
 		Short: "Create a bridge network",
 		Long: `Create a network: a Linux bridge holding the gateway address, a subnet
 to hand addresses out from, NAT to the outside unless --internal.
-Without --subnet, a free /24 is picked from the daemon's pool, skipping
-prefixes that overlap the host's addresses and routes or another network.
+Without an IPv4 --subnet, a free /24 is picked from the daemon's pool,
+skipping prefixes that overlap the host's addresses and routes or another
+network. Give --subnet once per family for a dual-stack network (an IPv4
+and an IPv6 subnet), or --ipv6 for an IPv6 /64 from the daemon's ULA pool;
+--gateway and --ip-range go to the subnet of their family.
 A --subnet that overlaps another network, an address of the host or a
 connected route of the host (its LAN) is refused: the host would lose its
 way to that network and sandboxes would get its addresses. An --internal
@@ -58,7 +61,9 @@ sandbox can no longer reach its own published ports through the host.
 'network connect --vlan N' (and sandbox create --vlan) puts an interface in
 VLAN N: sandboxes reach at L2 only those of their VLAN, and every sandbox
 keeps its gateway.`,
-		Example: `  pontoon network create back --subnet 10.90.1.0/24 --internal
+		Example: `  pontoon network create app --subnet 10.90.1.0/24 --subnet fd00:1::/64
+  pontoon network create six --ipv6
+  pontoon network create back --subnet 10.90.1.0/24 --internal
   pontoon network create front --subnet 10.90.2.0/24 --ip-range 10.90.2.128/25 --icc=false
   pontoon network create app --stp --forward-delay 4 --ageing 30`,
 		Args: exactArgs(1, "NAME"),
