@@ -52,17 +52,6 @@ type Reservations interface {
 // the walk.
 const scanLookups = 256
 
-// lastAddr returns the last address of p: IPv4's broadcast address, or
-// the address with every host bit set in IPv6.
-func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().AsSlice()
-	for i := p.Bits(); i < len(b)*8; i++ {
-		b[i/8] |= 0x80 >> (i % 8)
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
-}
-
 // count returns how many addresses lo..hi holds (hi ≥ lo, same family),
 // saturating at math.MaxUint64: a range that large is never walked
 // through, only into (see Allocate).
@@ -86,7 +75,7 @@ func within(a, lo, hi netip.Addr) bool { return lo.Compare(a) <= 0 && a.Compare(
 // /128).
 func hostRange(p netip.Prefix) (first, last netip.Addr, ok bool) {
 	p = p.Masked()
-	first, last = p.Addr().Next(), lastAddr(p)
+	first, last = p.Addr().Next(), model.Broadcast(p)
 	if p.Addr().Is4() {
 		last = last.Prev()
 	}
@@ -108,7 +97,7 @@ func bounds(network string, s model.Subnet) (lo, hi netip.Addr, ok bool, err err
 	if !ok {
 		return lo, hi, false, nil
 	}
-	lo, hi = r.Addr(), lastAddr(r)
+	lo, hi = r.Addr(), model.Broadcast(r)
 	if lo.Less(first) {
 		lo = first
 	}

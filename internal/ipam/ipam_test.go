@@ -541,7 +541,7 @@ func runOps(t *testing.T, subnets []model.Subnet, ops []byte) {
 	// broadcast (v4) and the gateway.
 	staticOK := func(i int, a netip.Addr) bool {
 		p := subnets[i].Prefix
-		return p.Contains(a) && a != p.Addr() && a != subnets[i].Gateway && (a.Is6() || a != lastAddr(p))
+		return p.Contains(a) && a != p.Addr() && a != subnets[i].Gateway && (a.Is6() || a != model.Broadcast(p))
 	}
 	heldUsable := func(held map[netip.Addr]string, i int) (c int) {
 		for a := range held {
@@ -584,7 +584,7 @@ func runOps(t *testing.T, subnets []model.Subnet, ops []byte) {
 			if o, dup := held[a]; dup {
 				fail(step, "%s handed to %s while %s holds it", a, owner, o)
 			}
-			if !usable[i][a] || !s.AllocRange().Contains(a) || a == s.Prefix.Addr() || a.Is4() && a == lastAddr(s.Prefix) || a == s.Gateway {
+			if !usable[i][a] || !s.AllocRange().Contains(a) || a == s.Prefix.Addr() || a.Is4() && a == model.Broadcast(s.Prefix) || a == s.Gateway {
 				fail(step, "handed out %s, not a usable address of %+v", a, s)
 			}
 			held[a] = owner
@@ -594,7 +594,7 @@ func runOps(t *testing.T, subnets []model.Subnet, ops []byte) {
 			if arg&0x80 != 0 {
 				p = s.AllocRange()
 			}
-			a := addN(p.Addr(), uint64(arg&0x7f)%count(p.Addr(), lastAddr(p)))
+			a := addN(p.Addr(), uint64(arg&0x7f)%count(p.Addr(), model.Broadcast(p)))
 			err := st.Update(func(tx store.Tx) error { return ReserveStatic(tx, netName, s, a, owner, nil) })
 			_, dup := held[a]
 			switch {

@@ -146,7 +146,7 @@ func PickSubnet(pool []netip.Prefix, bits int, taken []netip.Prefix) (netip.Pref
 		p = p.Masked()
 		for v := p.Addr(); v.IsValid() && p.Contains(v); {
 			cand := netip.PrefixFrom(v, bits)
-			next := lastAddr(cand).Next()
+			next := model.Broadcast(cand).Next()
 			free := true
 			for _, t := range taken {
 				if t.Overlaps(cand) {
@@ -154,7 +154,7 @@ func PickSubnet(pool []netip.Prefix, bits int, taken []netip.Prefix) (netip.Pref
 					// Skip past the taken prefix when it is larger: its
 					// end is also the end of a candidate.
 					if t.Bits() < bits {
-						if end := lastAddr(t).Next(); !end.IsValid() || next.IsValid() && next.Less(end) {
+						if end := model.Broadcast(t).Next(); !end.IsValid() || next.IsValid() && next.Less(end) {
 							next = end
 						}
 					}

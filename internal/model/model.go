@@ -104,14 +104,7 @@ func (n *Network) Gateways() []netip.Addr {
 
 // SubnetString renders the subnets for people: "10.90.1.0/24, fd00:1::/64".
 func (n *Network) SubnetString() string {
-	var b strings.Builder
-	for i, s := range n.Subnets {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(s.Prefix.String())
-	}
-	return b.String()
+	return joinAddrs(n.Subnets, func(s Subnet) string { return s.Prefix.String() })
 }
 
 // UpgradeFrom fills the subnets of a network read from a record written
@@ -255,14 +248,7 @@ func (e *Endpoint) FirstIP() netip.Addr {
 
 // IPString renders the addresses for people: "10.90.1.5, fd00:1::5".
 func (e *Endpoint) IPString() string {
-	var b strings.Builder
-	for i, a := range e.Addresses {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(a.Addr.Addr().String())
-	}
-	return b.String()
+	return joinAddrs(e.IPs(), netip.Addr.String)
 }
 
 // UpgradeFrom fills the addresses of an endpoint read from a record
