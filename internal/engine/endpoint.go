@@ -425,10 +425,18 @@ func nextSlot(eps []*model.Endpoint) (slot, table int, primary bool) {
 
 func vethOf(nw *model.Network, sb *model.Sandbox, ep *model.Endpoint) link.Veth {
 	return link.Veth{
-		HostName: ep.HostIf, Bridge: nw.Bridge, MTU: ep.MTU, Isolated: !nw.ICC,
+		HostName: ep.HostIf, Bridge: nw.Bridge, Isolated: !nw.ICC,
 		NoHairpin: !nw.BridgeOptions.HairpinOn(), VLAN: ep.VLAN,
-		Netns: sb.Netns, NetnsIno: sb.NetnsIno, PeerName: ep.IfName, MAC: mustMAC(ep.MAC),
-		Addrs:        linkAddrs(ep.Addresses),
+		Iface: ifaceOf(nw, sb, ep),
+	}
+}
+
+// ifaceOf is how an endpoint's interface is configured in its sandbox,
+// whatever driver plumbed it.
+func ifaceOf(nw *model.Network, sb *model.Sandbox, ep *model.Endpoint) link.Iface {
+	return link.Iface{
+		Netns: sb.Netns, NetnsIno: sb.NetnsIno, IfName: ep.IfName,
+		MAC: mustMAC(ep.MAC), MTU: ep.MTU, Addrs: linkAddrs(ep.Addresses),
 		DefaultRoute: ep.Primary && !nw.Internal, Table: ep.Table,
 	}
 }

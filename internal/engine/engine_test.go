@@ -328,7 +328,7 @@ func TestReconcileAfterCrash(t *testing.T) {
 	env.e.testHook = nil
 	// Garbage with pontoon's names.
 	_, _ = env.link.EnsureBridge(link.Bridge{Name: model.BridgePrefix + "deadbeef"})
-	_, _ = env.link.AddVeth(link.Veth{HostName: model.HostVethPrefix + "0000000000", Bridge: "pontoon0", Netns: "/x", PeerName: "eth0"})
+	_, _ = env.link.AddVeth(link.Veth{HostName: model.HostVethPrefix + "0000000000", Bridge: "pontoon0", Iface: link.Iface{Netns: "/x", IfName: "eth0"}})
 	_ = env.ns.Create("/run/pt/netns/ghost")
 
 	// "Restart": a new engine on the same store and kernel.

@@ -48,12 +48,7 @@ var benchSandboxes = 16
 // getting eth0, eth1, … so that the namespaces are reused.
 func benchVeth(i int, sandboxes []string) Veth {
 	ip := netip.AddrFrom4([4]byte{10, 80, byte(1 + i/250), byte(1 + i%250)})
-	return Veth{
-		HostName: fmt.Sprintf("ptv-b%d", i), Bridge: "br0", MTU: 1500,
-		Netns: sandboxes[i%len(sandboxes)], PeerName: fmt.Sprintf("eth%d", i/len(sandboxes)),
-		MAC: net.HardwareAddr{2, 0x42, 10, 80, ip.As4()[2], ip.As4()[3]}, Addrs: []Address{{Addr: netip.PrefixFrom(ip, 16), Gateway: netip.MustParseAddr("10.80.0.1")}},
-		DefaultRoute: true,
-	}
+	return Veth{HostName: fmt.Sprintf("ptv-b%d", i), Bridge: "br0", Iface: Iface{MTU: 1500, Netns: sandboxes[i%len(sandboxes)], IfName: fmt.Sprintf("eth%d", i/len(sandboxes)), MAC: net.HardwareAddr{2, 0x42, 10, 80, ip.As4()[2], ip.As4()[3]}, Addrs: []Address{{Addr: netip.PrefixFrom(ip, 16), Gateway: netip.MustParseAddr("10.80.0.1")}}, DefaultRoute: true}}
 }
 
 // BenchmarkAddVeth measures one attach's kernel work: veth pair with the peer
@@ -169,7 +164,7 @@ func BenchmarkDeleteStall(b *testing.B) {
 				names := make([]string, n)
 				for j := range n {
 					v := benchVeth(i*n+j, sandboxes)
-					v.PeerName = fmt.Sprintf("e%d", i*n+j)
+					v.IfName = fmt.Sprintf("e%d", i*n+j)
 					if _, err := l.AddVeth(v); err != nil {
 						b.Fatal(err)
 					}
@@ -281,7 +276,7 @@ func BenchmarkAddVethDualStack(b *testing.B) {
 					b6[14], b6[15] = byte((i+2)>>8), byte(i+2)
 					v.Addrs = append(v.Addrs, Address{Addr: netip.PrefixFrom(netip.AddrFrom16(b6), 64), Gateway: gw6.Addr()})
 				}
-				want := len(peerAddrs(v))
+				want := len(v.addrs())
 				start := time.Now()
 				if _, err := l.AddVeth(v); err != nil {
 					b.Fatal(err)
@@ -289,11 +284,11 @@ func BenchmarkAddVethDualStack(b *testing.B) {
 				times = append(times, time.Since(start))
 				h := handles[i%len(handles)]
 				for try := 0; ; try++ {
-					if n, tentative := peerAddrCount(h, v.PeerName); n == want && !tentative {
+					if n, tentative := peerAddrCount(h, v.IfName); n == want && !tentative {
 						break
 					}
 					if try == 20000 {
-						b.Fatalf("%s: addresses not usable after 10 s", v.PeerName)
+						b.Fatalf("%s: addresses not usable after 10 s", v.IfName)
 					}
 					time.Sleep(500 * time.Microsecond)
 				}

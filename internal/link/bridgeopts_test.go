@@ -300,8 +300,7 @@ func TestKernelSTPLoop(t *testing.T) {
 	mk := func(port, br, ip string) string {
 		ns := testutil.NewNetns(t)
 		a := netip.MustParseAddr(ip)
-		v := Veth{HostName: port, Bridge: br, MTU: 1500, Netns: ns, PeerName: "eth0",
-			MAC: net.HardwareAddr{2, 0x42, 10, 72, 0, a.As4()[3]}, Addrs: []Address{{Addr: netip.PrefixFrom(a, 24)}}}
+		v := Veth{HostName: port, Bridge: br, Iface: Iface{MTU: 1500, Netns: ns, IfName: "eth0", MAC: net.HardwareAddr{2, 0x42, 10, 72, 0, a.As4()[3]}, Addrs: []Address{{Addr: netip.PrefixFrom(a, 24)}}}}
 		if _, err := l.AddVeth(v); err != nil {
 			t.Fatal(err)
 		}

@@ -290,18 +290,14 @@ func TestKernelPolicyRoutingBothFamilies(t *testing.T) {
 		}
 	}
 	dual, client := testutil.NewNetns(t), testutil.NewNetns(t)
-	second := Veth{HostName: "ptv-d1", Bridge: "br1", MTU: 1500, Netns: dual, PeerName: "eth1",
-		MAC: net.HardwareAddr{2, 0x42, 10, 71, 0, 10}, Table: 101,
-		Addrs: []Address{
-			{Addr: netip.MustParsePrefix("10.71.0.10/24"), Gateway: gw1.Addr()},
-			{Addr: netip.MustParsePrefix("fd00:71::10/64"), Gateway: gw1v6.Addr()},
-		}}
-	cv := Veth{HostName: "ptv-c", Bridge: "br2", MTU: 1500, Netns: client, PeerName: "eth0",
-		MAC: net.HardwareAddr{2, 0x42, 10, 72, 0, 20}, DefaultRoute: true,
-		Addrs: []Address{
-			{Addr: netip.MustParsePrefix("10.72.0.20/24"), Gateway: gw2.Addr()},
-			{Addr: netip.MustParsePrefix("fd00:72::20/64"), Gateway: gw2v6.Addr()},
-		}}
+	second := Veth{HostName: "ptv-d1", Bridge: "br1", Iface: Iface{MTU: 1500, Netns: dual, IfName: "eth1", MAC: net.HardwareAddr{2, 0x42, 10, 71, 0, 10}, Table: 101, Addrs: []Address{
+		{Addr: netip.MustParsePrefix("10.71.0.10/24"), Gateway: gw1.Addr()},
+		{Addr: netip.MustParsePrefix("fd00:71::10/64"), Gateway: gw1v6.Addr()},
+	}}}
+	cv := Veth{HostName: "ptv-c", Bridge: "br2", Iface: Iface{MTU: 1500, Netns: client, IfName: "eth0", MAC: net.HardwareAddr{2, 0x42, 10, 72, 0, 20}, DefaultRoute: true, Addrs: []Address{
+		{Addr: netip.MustParsePrefix("10.72.0.20/24"), Gateway: gw2.Addr()},
+		{Addr: netip.MustParsePrefix("fd00:72::20/64"), Gateway: gw2v6.Addr()},
+	}}}
 	for _, v := range []Veth{dualVeth("ptv-d0", dual, 10), second, cv} {
 		if _, err := l.AddVeth(v); err != nil {
 			t.Fatal(err)
@@ -406,12 +402,10 @@ func TestKernelSetDefaultRouteBothFamilies(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns := testutil.NewNetns(t)
-	second := Veth{HostName: "ptv-s1", Bridge: "br1", MTU: 1500, Netns: ns, PeerName: "eth1",
-		MAC: net.HardwareAddr{2, 0x42, 10, 71, 0, 10},
-		Addrs: []Address{
-			{Addr: netip.MustParsePrefix("10.71.0.10/24"), Gateway: gw1.Addr()},
-			{Addr: netip.MustParsePrefix("fd00:71::10/64"), Gateway: gw1v6.Addr()},
-		}}
+	second := Veth{HostName: "ptv-s1", Bridge: "br1", Iface: Iface{MTU: 1500, Netns: ns, IfName: "eth1", MAC: net.HardwareAddr{2, 0x42, 10, 71, 0, 10}, Addrs: []Address{
+		{Addr: netip.MustParsePrefix("10.71.0.10/24"), Gateway: gw1.Addr()},
+		{Addr: netip.MustParsePrefix("fd00:71::10/64"), Gateway: gw1v6.Addr()},
+	}}}
 	for _, v := range []Veth{dualVeth("ptv-s0", ns, 10), second} {
 		if _, err := l.AddVeth(v); err != nil {
 			t.Fatal(err)

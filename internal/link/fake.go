@@ -124,8 +124,8 @@ func (f *Fake) AddVeth(v Veth) (int, error) {
 		return 0, fmt.Errorf("create veth %s: file exists", v.HostName)
 	}
 	for _, o := range f.veths {
-		if o.Netns == v.Netns && o.PeerName == v.PeerName {
-			return 0, fmt.Errorf("create veth %s: %s exists in %s", v.HostName, v.PeerName, v.Netns)
+		if o.Netns == v.Netns && o.IfName == v.IfName {
+			return 0, fmt.Errorf("create veth %s: %s exists in %s", v.HostName, v.IfName, v.Netns)
 		}
 	}
 	f.next++
@@ -192,19 +192,19 @@ func (f *Fake) CheckVeth(v Veth) []string {
 	if have.Isolated != v.Isolated {
 		out = append(out, fmt.Sprintf("host end %s has port isolation %v, want %v", v.HostName, have.Isolated, v.Isolated))
 	}
-	if have.Netns != v.Netns || have.PeerName != v.PeerName {
-		return append(out, fmt.Sprintf("%s is missing in the sandbox", v.PeerName))
+	if have.Netns != v.Netns || have.IfName != v.IfName {
+		return append(out, fmt.Sprintf("%s is missing in the sandbox", v.IfName))
 	}
 	for _, a := range v.Addrs {
 		if !slices.ContainsFunc(have.Addrs, func(h Address) bool { return h.Addr == a.Addr }) {
-			out = append(out, fmt.Sprintf("%s does not have address %s", v.PeerName, a.Addr))
+			out = append(out, fmt.Sprintf("%s does not have address %s", v.IfName, a.Addr))
 		}
 	}
 	if v.MAC != nil && have.MAC.String() != v.MAC.String() {
-		out = append(out, fmt.Sprintf("%s has MAC %s, want %s", v.PeerName, have.MAC, v.MAC))
+		out = append(out, fmt.Sprintf("%s has MAC %s, want %s", v.IfName, have.MAC, v.MAC))
 	}
 	if v.MTU > 0 && have.MTU != v.MTU {
-		out = append(out, fmt.Sprintf("%s has MTU %d, want %d", v.PeerName, have.MTU, v.MTU))
+		out = append(out, fmt.Sprintf("%s has MTU %d, want %d", v.IfName, have.MTU, v.MTU))
 	}
 	for _, a := range v.Addrs {
 		if !a.Gateway.IsValid() {
@@ -212,10 +212,10 @@ func (f *Fake) CheckVeth(v Veth) []string {
 		}
 		hasGw := slices.ContainsFunc(have.Addrs, func(h Address) bool { return h.Gateway == a.Gateway })
 		if v.DefaultRoute && (!have.DefaultRoute || !hasGw) {
-			out = append(out, fmt.Sprintf("no default route via %s dev %s", a.Gateway, v.PeerName))
+			out = append(out, fmt.Sprintf("no default route via %s dev %s", a.Gateway, v.IfName))
 		}
 		if v.Table != 0 && (have.Table != v.Table || !hasGw) {
-			out = append(out, fmt.Sprintf("no route default via %s dev %s in table %d", a.Gateway, v.PeerName, v.Table))
+			out = append(out, fmt.Sprintf("no route default via %s dev %s in table %d", a.Gateway, v.IfName, v.Table))
 		}
 	}
 	if v.Table != 0 {
@@ -348,7 +348,7 @@ func (f *Fake) Dump() string {
 				gws = append(gws, a.Gateway)
 			}
 		}
-		l := fmt.Sprintf("veth %s master %s %s peer %s netns %s addr %s mac %s", v.HostName, v.Bridge, state, v.PeerName, v.Netns, joinAddrs(addrs), v.MAC)
+		l := fmt.Sprintf("veth %s master %s %s peer %s netns %s addr %s mac %s", v.HostName, v.Bridge, state, v.IfName, v.Netns, joinAddrs(addrs), v.MAC)
 		if v.DefaultRoute {
 			l += " default via " + joinAddrs(gws)
 		}
@@ -412,7 +412,7 @@ func (f *Fake) SetDefaultRoute(netns string, _ uint64, ifname string, gw netip.A
 		return err
 	}
 	for _, v := range f.veths {
-		if v.Netns == netns && v.PeerName == ifname {
+		if v.Netns == netns && v.IfName == ifname {
 			for i, a := range v.Addrs {
 				if a.Addr.Addr().Is4() == gw.Is4() {
 					v.Addrs[i].Gateway = gw

@@ -21,8 +21,7 @@ var (
 
 func fakeVethFor(host, ns, ip string) Veth {
 	a := netip.MustParseAddr(ip)
-	return Veth{HostName: host, Bridge: "br0", MTU: 1500, Netns: ns, PeerName: "eth0",
-		MAC: model.MACFromIP(a), Addrs: []Address{{Addr: netip.PrefixFrom(a, 24), Gateway: gw0.Addr()}}, DefaultRoute: true}
+	return Veth{HostName: host, Bridge: "br0", Iface: Iface{MTU: 1500, Netns: ns, IfName: "eth0", MAC: model.MACFromIP(a), Addrs: []Address{{Addr: netip.PrefixFrom(a, 24), Gateway: gw0.Addr()}}, DefaultRoute: true}}
 }
 
 func TestFakeLifecycle(t *testing.T) {
@@ -38,7 +37,7 @@ func TestFakeLifecycle(t *testing.T) {
 	b := fakeVethFor("ptv-b", "/run/ns/b", "10.70.0.3")
 	b.Isolated = true
 	c := fakeVethFor("ptv-c", "/run/ns/a", "10.70.0.4")
-	c.PeerName, c.DefaultRoute, c.Table = "eth1", false, 101
+	c.IfName, c.DefaultRoute, c.Table = "eth1", false, 101
 	for _, v := range []Veth{a, b, c} {
 		if _, err := f.AddVeth(v); err != nil {
 			t.Fatal(err)
@@ -176,7 +175,7 @@ func TestFakeDualStack(t *testing.T) {
 	a.Addrs = append(a.Addrs, Address{Addr: netip.MustParsePrefix("fd00:70::2/64"), Gateway: v6gw.Addr()})
 	c := fakeVethFor("ptv-c", "/run/ns/a", "10.70.0.4")
 	c.Addrs = append(c.Addrs, Address{Addr: netip.MustParsePrefix("fd00:70::4/64"), Gateway: v6gw.Addr()})
-	c.PeerName, c.DefaultRoute, c.Table = "eth1", false, 101
+	c.IfName, c.DefaultRoute, c.Table = "eth1", false, 101
 	for _, v := range []Veth{a, c} {
 		if _, err := f.AddVeth(v); err != nil {
 			t.Fatal(err)

@@ -122,42 +122,7 @@ func checkAddrs(what string, ps []netip.Prefix) error {
 }
 
 // check refuses a Veth whose addresses cannot be configured as asked.
-func (v Veth) check() error {
-	what := "veth " + v.HostName
-	ps := make([]netip.Prefix, len(v.Addrs))
-	for i, a := range v.Addrs {
-		ps[i] = a.Addr
-		if a.Gateway.IsValid() && (a.Gateway.Is4() != a.Addr.Addr().Is4() || a.Gateway.Is4In6()) {
-			return fmt.Errorf("%s: gateway %s is not in the family of address %s: give each address its own family's gateway", what, a.Gateway, a.Addr)
-		}
-	}
-	if err := checkAddrs(what, ps); err != nil {
-		return err
-	}
-	if v.hasIPv6() && len(v.MAC) != 6 {
-		return fmt.Errorf("%s: an IPv6 address needs the peer's MAC (its link-local address is derived from it): give a MAC", what)
-	}
-	return nil
-}
-
-// hasIPv6 reports whether the endpoint has an IPv6 address.
-func (v Veth) hasIPv6() bool {
-	for _, a := range v.Addrs {
-		if a.Addr.Addr().Is6() {
-			return true
-		}
-	}
-	return false
-}
-
-// linkLocal is the peer's link-local address (see sandboxRequests), when
-// it has an IPv6 address at all.
-func (v Veth) linkLocal() (netip.Prefix, bool) {
-	if !v.hasIPv6() {
-		return netip.Prefix{}, false
-	}
-	return LinkLocal(v.MAC), true
-}
+func (v Veth) check() error { return v.Iface.check("veth " + v.HostName) }
 
 // check refuses a Bridge whose gateways cannot be configured.
 func (b Bridge) check() error { return checkAddrs("bridge "+b.Name, b.Gateways) }

@@ -8,7 +8,6 @@ import (
 	"slices"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"pontoon/internal/netns"
 )
@@ -86,7 +85,7 @@ func (n *netlinkLinks) RepairVeth(v Veth) (int, []Fix, error) {
 		if err != nil {
 			return 0, nil, err
 		}
-		return idx, []Fix{{"veth", "recreated veth pair " + v.HostName + "/" + v.PeerName}}, nil
+		return idx, []Fix{{"veth", "recreated veth pair " + v.HostName + "/" + v.IfName}}, nil
 	}
 	if err != nil {
 		return 0, nil, fmt.Errorf("look up %s: %w", v.HostName, err)
@@ -96,7 +95,7 @@ func (n *netlinkLinks) RepairVeth(v Veth) (int, []Fix, error) {
 		return 0, nil, err
 	}
 	defer sh.Close()
-	peer, err := sh.LinkByName(v.PeerName)
+	peer, err := sh.LinkByName(v.IfName)
 	if err != nil || peer.Attrs().ParentIndex != host.Attrs().Index {
 		// The host end's peer is not the sandbox's interface: start again.
 		if err := n.deleteEach([]string{v.HostName}); err != nil {
@@ -107,7 +106,7 @@ func (n *netlinkLinks) RepairVeth(v Veth) (int, []Fix, error) {
 		if err != nil {
 			return 0, nil, err
 		}
-		return idx, []Fix{{"veth", "recreated veth pair " + v.HostName + "/" + v.PeerName + " (" + v.PeerName + " was missing in the sandbox)"}}, nil
+		return idx, []Fix{{"veth", "recreated veth pair " + v.HostName + "/" + v.IfName + " (" + v.IfName + " was missing in the sandbox)"}}, nil
 	}
 	var fixed []Fix
 	var errs []error
@@ -134,47 +133,7 @@ func (n *netlinkLinks) RepairVeth(v Veth) (int, []Fix, error) {
 		fix("port", "brought "+v.HostName+" up", n.h.LinkSetUp(host))
 	}
 	a := peer.Attrs()
-	if v.MAC != nil && a.HardwareAddr.String() != v.MAC.String() {
-		fix("link", "set MAC "+v.MAC.String()+" on "+v.PeerName, sh.LinkSetHardwareAddr(peer, v.MAC))
-	}
-	if v.MTU > 0 && a.MTU != v.MTU {
-		fix("link", fmt.Sprintf("set MTU %d on %s", v.MTU, v.PeerName), sh.LinkSetMTU(peer, v.MTU))
-	}
-	// Addresses (NODAD, as AddVeth adds them) before the routes whose
-	// src they are. An IPv6 address is lost when its link goes down
-	// (keep_addr_on_down=0): bringing the peer up does not bring it back.
-	for _, p := range peerAddrs(v) {
-		if !hasAddr(sh, peer, p) {
-			fix("address", "added "+p.String()+" to "+v.PeerName, sh.AddrReplace(peer, hostAddr(p)))
-		}
-	}
-	if a.Flags&net.FlagUp == 0 {
-		fix("link", "brought "+v.PeerName+" up", sh.LinkSetUp(peer))
-	}
-	if v.DefaultRoute {
-		for _, r := range defaultRoutes(v, a.Index) {
-			if !hasRoute(sh, r) {
-				fix("route", "added default route via "+r.Gw.String()+" dev "+v.PeerName, sh.RouteReplace(r))
-			}
-		}
-	}
-	if v.Table != 0 {
-		for _, r := range policyRoutes(v, a.Index) {
-			if !hasRoute(sh, r) {
-				fix("route", fmt.Sprintf("added route %s dev %s table %d", routeString(r), v.PeerName, v.Table), sh.RouteReplace(r))
-			}
-		}
-		for _, ad := range v.Addrs {
-			ip := ad.Addr.Addr()
-			if !hasRule(sh, ip, v.Table) {
-				err := sh.RuleAdd(policyRule(ip, v.Table))
-				if errors.Is(err, unix.EEXIST) {
-					err = nil
-				}
-				fix("rule", fmt.Sprintf("added rule from %s lookup %d", ip, v.Table), err)
-			}
-		}
-	}
+	repairIface(sh, peer, v.Iface, fix)
 	if len(fixed) > 0 {
 		// Packets sent while the endpoint was broken left neighbour
 		// entries INCOMPLETE or FAILED; the kernel retries them only

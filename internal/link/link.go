@@ -47,11 +47,42 @@ type Address struct {
 	Gateway netip.Addr   // that family's gateway; zero: none (no default route in the family)
 }
 
-// Veth describes one endpoint's cable.
+// Iface is an interface inside a sandbox as pontoon configures it (L3):
+// its name, MAC, MTU, addresses, routes and rules. It is the same whatever
+// made the link (a veth's peer, a macvlan, the far end of a direct link):
+// plumbing (L2) is each kind's own, configuring is one step for all
+// (configureIface, checkIface, repairIface).
+type Iface struct {
+	Netns    string           // path of the sandbox namespace
+	NetnsIno uint64           // its identity (netns.Ino); 0: not checked
+	IfName   string           // eth0, eth1, … inside the sandbox
+	MAC      net.HardwareAddr // required with an IPv6 address
+	MTU      int              // 0: the kernel's default
+	// Addrs are the interface's addresses, at most one per family (IPv4
+	// first). An IPv6 address comes with the link-local address derived
+	// from MAC (LinkLocal), and with router advertisements and address
+	// autoconfiguration off on the interface. None: the link is only
+	// brought up (an endpoint whose addresses are someone else's).
+	Addrs []Address
+
+	// DefaultRoute: add "default via GATEWAY dev IfName" to the main
+	// table, for each address with a gateway (the sandbox's first network).
+	DefaultRoute bool
+	// Table ≠ 0: source-based policy routing for a secondary interface, so
+	// that the sandbox answers through the interface a request came in on:
+	// for each address, table Table gets "SUBNET dev IfName src IP" and
+	// (with a gateway) "default via GATEWAY dev IfName", and a rule "from
+	// IP lookup Table" (priority Table) is added — the seeds' dual-NIC `ip
+	// rule` example. Each family has its own table and rules in the
+	// kernel, so the same number serves both.
+	Table int
+}
+
+// Veth describes one endpoint's cable: a pair whose host end is a port of
+// Bridge and whose peer is Iface in the sandbox (its MTU is the pair's).
 type Veth struct {
 	HostName string // host end, joins Bridge
 	Bridge   string
-	MTU      int
 	Isolated bool // bridge port isolation (network with icc=false)
 	// NoHairpin: the port is not in hairpin mode (it is by default, so
 	// that a sandbox reaches its own published ports).
@@ -60,27 +91,7 @@ type Veth struct {
 	// (see vlanRequests).
 	VLAN int
 
-	Netns    string           // path of the sandbox namespace
-	NetnsIno uint64           // its identity (netns.Ino); 0: not checked
-	PeerName string           // eth0, eth1, … inside the sandbox
-	MAC      net.HardwareAddr // of the peer; required with an IPv6 address
-	// Addrs are the peer's addresses, at most one per family (IPv4
-	// first). An IPv6 address comes with the link-local address derived
-	// from MAC (LinkLocal), and with router advertisements and address
-	// autoconfiguration off on the peer.
-	Addrs []Address
-
-	// DefaultRoute: add "default via GATEWAY dev PeerName" to the main
-	// table, for each address with a gateway (the sandbox's first network).
-	DefaultRoute bool
-	// Table ≠ 0: source-based policy routing for a secondary interface, so
-	// that the sandbox answers through the interface a request came in on:
-	// for each address, table Table gets "SUBNET dev PeerName src IP" and
-	// (with a gateway) "default via GATEWAY dev PeerName", and a rule "from
-	// IP lookup Table" (priority Table) is added — the seeds' dual-NIC `ip
-	// rule` example. Each family has its own table and rules in the
-	// kernel, so the same number serves both.
-	Table int
+	Iface // the peer
 }
 
 // LinkInfo is what ListLinks reports about a host link.

@@ -560,13 +560,13 @@ func (n *netlinkLinks) createVeth(v Veth, brIdx int, ns vnetns.NsHandle) (hostId
 	}
 	if err != nil {
 		if errors.Is(err, unix.EEXIST) {
-			return 0, 0, fmt.Errorf("create veth %s with peer %s: an interface with one of these names exists: %w", v.HostName, v.PeerName, err)
+			return 0, 0, fmt.Errorf("create veth %s with peer %s: an interface with one of these names exists: %w", v.HostName, v.IfName, err)
 		}
 		if errors.Is(err, unix.EXFULL) {
 			// br_add_if: a bridge has at most BR_MAX_PORTS-1 = 1023 ports.
 			return 0, 0, fmt.Errorf("create veth %s: bridge %s has the kernel's maximum of 1023 ports: %w", v.HostName, v.Bridge, err)
 		}
-		return 0, 0, fmt.Errorf("create veth %s with peer %s in %s: %w", v.HostName, v.PeerName, v.Netns, err)
+		return 0, 0, fmt.Errorf("create veth %s with peer %s in %s: %w", v.HostName, v.IfName, v.Netns, err)
 	}
 	if data, ok := echo[req.Seq]; ok && len(data) >= unix.SizeofIfInfomsg {
 		hostIdx = int(nl.DeserializeIfInfomsg(data).Index)
@@ -610,7 +610,7 @@ func vethRequest(v Veth, brIdx, nsFd int) *nl.NetlinkRequest {
 	// configures it before the pair is linked, and veth_open then fails
 	// with ENOTCONN (seen on 6.18). configureVeth brings it up.
 	nl.NewIfInfomsgChild(peer, unix.AF_UNSPEC)
-	peer.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(v.PeerName))
+	peer.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(v.IfName))
 	if v.MTU > 0 {
 		peer.AddRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(v.MTU)))
 	}
@@ -628,7 +628,7 @@ func vethRequest(v Veth, brIdx, nsFd int) *nl.NetlinkRequest {
 // learn it).
 //
 // The peer's requests go out in one sendmsg on a socket in the sandbox
-// (sandboxRequests): the kernel runs them in order in that one call, each
+// (ifaceRequests): the kernel runs them in order in that one call, each
 // taking RTNL in turn, instead of one round trip to user space between
 // them — where another attach's request would take RTNL, and this attach
 // would queue for it again, up to four times.
@@ -639,10 +639,10 @@ func (n *netlinkLinks) configureVeth(v Veth, ns vnetns.NsHandle, brIdx, hostIdx,
 		if err != nil {
 			return hostIdx, err
 		}
-		peer, err := sh.LinkByName(v.PeerName)
+		peer, err := sh.LinkByName(v.IfName)
 		sh.Close()
 		if err != nil {
-			return hostIdx, fmt.Errorf("find %s in the sandbox: %w", v.PeerName, err)
+			return hostIdx, fmt.Errorf("find %s in the sandbox: %w", v.IfName, err)
 		}
 		// The peer's IFLA_LINK is the host end's ifindex.
 		peerIdx, hostIdx = peer.Attrs().Index, peer.Attrs().ParentIndex
@@ -677,102 +677,10 @@ func (n *netlinkLinks) configureVeth(v Veth, ns vnetns.NsHandle, brIdx, hostIdx,
 			return hostIdx, fmt.Errorf("put %s in VLAN %d (is VLAN filtering on on bridge %s?): %w", v.HostName, v.VLAN, v.Bridge, e)
 		}
 	}
-	v6 := v.hasIPv6()
-	s, err := doIn(ns, func() (*nl.NetlinkSocket, error) {
-		// The thread is in the sandbox already (for the socket): its
-		// /proc/sys/net is the sandbox's, and the peer is not up yet.
-		if v6 {
-			if err := noAutoconf(v.PeerName); err != nil {
-				return nil, fmt.Errorf("in the sandbox: %w", err)
-			}
-		}
-		return nl.GetNetlinkSocketAt(vnetns.None(), vnetns.None(), unix.NETLINK_ROUTE)
-	})
-	if err != nil {
-		return hostIdx, fmt.Errorf("configure %s: %w", v.PeerName, err)
-	}
-	defer s.Close()
-	reqs, what := sandboxRequests(v, peerIdx, n.dad)
-	errs, err = transact(s, reqs, nil)
-	if err != nil {
-		return hostIdx, fmt.Errorf("configure %s in the sandbox: %w", v.PeerName, err)
-	}
-	for i, e := range errs {
-		if e != nil && !(what[i].okExists && errors.Is(e, unix.EEXIST)) {
-			return hostIdx, fmt.Errorf("%s: %w", what[i].what, e)
-		}
+	if err := n.configureIface(ns, peerIdx, v.Iface); err != nil {
+		return hostIdx, err
 	}
 	return hostIdx, nil
-}
-
-// sandboxStep names one request of sandboxRequests for its error.
-type sandboxStep struct {
-	what     string
-	okExists bool // EEXIST is success (the rule is there already)
-}
-
-// sandboxRequests are the requests that configure a veth's peer (index
-// peerIdx in the sandbox), in order: addresses; addrgenmode none; up; the
-// default routes (first network) or, for a further network, its table's
-// routes and the rules that select it — each for every address's family.
-//
-// addrgenmode none: the kernel makes no IPv6 link-local address of its
-// own, so the peer sends no DAD, router solicitation or MLD report for one
-// when it comes up. The bridge floods each such multicast to all its
-// ports: an attach cost grew with the number of sandboxes on the network
-// (measured at 1000 ports: 1.3 → 5.9 ms mean, p99 3 → 27 ms). It must be
-// set before the link is up (the address is made on NETDEV_UP), and the
-// kernel rejects IFLA_AF_SPEC in the creating RTM_NEWLINK (EAFNOSUPPORT on
-// 6.18: no inet6_dev yet), hence its own request.
-//
-// An IPv4-only peer then has no IPv6 address at all. An IPv6 peer gets
-// its address and, from us, a link-local address (LinkLocal of its MAC),
-// both with IFA_F_NODAD (see addrRequest). It needs the link-local one:
-// the kernel sends a neighbour solicitation without a packet to take the
-// source from — the unicast probes that confirm a cached neighbour
-// (NUD_PROBE) — only from a link-local address (ndisc_send_ns returns
-// without one), so without it every neighbour entry of the sandbox would
-// expire to FAILED and be resolved again from scratch; RFC 4291 requires
-// one on every IPv6 interface, and tools (ping ff02::1%eth0, DHCPv6, a
-// routing daemon in the sandbox) expect it. It is not free: the kernel
-// reports the peer's multicast groups once more when a link-local address
-// becomes usable, so an IPv6 peer sends three MLD reports as it comes up
-// instead of two, and the bridge (snooping off) floods each to every port.
-// At 600 IPv6 sandboxes on one bridge an attach took 1.7 ms p50 with it,
-// 1.0 without, 0.8 IPv4-only; with MLD reports from sandboxes dropped at
-// the bridge (no one listens to them) 0.97 ms with it
-// (BenchmarkAddVethDualStack, dual and dual-nomld). Router advertisements
-// and autoconfiguration are off on IPv6 peers (configureVeth): a sandbox
-// never takes a route or an address from another sandbox.
-//
-// dad (benchmarks only) adds the IPv6 addresses without IFA_F_NODAD.
-func sandboxRequests(v Veth, peerIdx int, dad bool) ([]*nl.NetlinkRequest, []sandboxStep) {
-	var reqs []*nl.NetlinkRequest
-	var what []sandboxStep
-	add := func(r *nl.NetlinkRequest, step sandboxStep) {
-		reqs = append(reqs, r)
-		what = append(what, step)
-	}
-	for _, p := range peerAddrs(v) {
-		add(addrRequest(peerIdx, p, dad), sandboxStep{what: fmt.Sprintf("add %s to %s in the sandbox", p, v.PeerName)})
-	}
-	add(addrGenModeNoneRequest(peerIdx), sandboxStep{what: fmt.Sprintf("set addrgenmode none on %s in the sandbox", v.PeerName)})
-	add(linkUpRequest(peerIdx), sandboxStep{what: fmt.Sprintf("bring %s up in the sandbox", v.PeerName)})
-	if v.DefaultRoute {
-		for _, r := range defaultRoutes(v, peerIdx) {
-			add(routeReplaceRequest(r), sandboxStep{what: fmt.Sprintf("add default route via %s dev %s", r.Gw, v.PeerName)})
-		}
-	}
-	if v.Table != 0 {
-		for _, r := range policyRoutes(v, peerIdx) {
-			add(routeReplaceRequest(r), sandboxStep{what: fmt.Sprintf("add route %s in table %d", routeString(r), v.Table)})
-		}
-		for _, a := range v.Addrs {
-			add(ruleAddRequest(a.Addr.Addr(), v.Table),
-				sandboxStep{what: fmt.Sprintf("add rule from %s lookup %d", a.Addr.Addr(), v.Table), okExists: true})
-		}
-	}
-	return reqs, what
 }
 
 // addrRequest adds an address to a link, as netlink.AddrAdd does (local
@@ -912,33 +820,6 @@ func ruleAddRequest(ip netip.Addr, table int) *nl.NetlinkRequest {
 
 func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
-}
-
-// defaultRoutes are the main table's default routes of an endpoint: one
-// through each address's gateway.
-func defaultRoutes(v Veth, peerIdx int) []*netlink.Route {
-	var out []*netlink.Route
-	for _, a := range v.Addrs {
-		if a.Gateway.IsValid() {
-			out = append(out, &netlink.Route{LinkIndex: peerIdx, Gw: a.Gateway.AsSlice()})
-		}
-	}
-	return out
-}
-
-// policyRoutes are table v.Table's routes, for each address: the subnet on
-// the peer with the address as source, and a default route through the
-// family's gateway.
-func policyRoutes(v Veth, peerIdx int) []*netlink.Route {
-	var out []*netlink.Route
-	for _, a := range v.Addrs {
-		f := familyOf(a.Addr.Addr())
-		out = append(out, &netlink.Route{LinkIndex: peerIdx, Dst: ipNet(a.Addr.Masked()), Src: a.Addr.Addr().AsSlice(), Scope: f.connected, Table: v.Table})
-		if a.Gateway.IsValid() {
-			out = append(out, &netlink.Route{LinkIndex: peerIdx, Gw: a.Gateway.AsSlice(), Table: v.Table})
-		}
-	}
-	return out
 }
 
 func routeString(r *netlink.Route) string {
@@ -1321,61 +1202,14 @@ func (n *netlinkLinks) CheckVeth(v Veth) []string {
 		return append(out, fmt.Sprintf("sandbox namespace: %v", err))
 	}
 	defer sh.Close()
-	peer, err := sh.LinkByName(v.PeerName)
+	peer, err := sh.LinkByName(v.IfName)
 	if err != nil {
-		return append(out, fmt.Sprintf("%s is missing in the sandbox", v.PeerName))
+		return append(out, fmt.Sprintf("%s is missing in the sandbox", v.IfName))
 	}
-	a := peer.Attrs()
-	if a.Flags&net.FlagUp == 0 {
-		out = append(out, fmt.Sprintf("%s is down", v.PeerName))
+	if peer.Attrs().ParentIndex != host.Attrs().Index {
+		out = append(out, fmt.Sprintf("%s in the sandbox is not the peer of %s", v.IfName, v.HostName))
 	}
-	if a.ParentIndex != host.Attrs().Index {
-		out = append(out, fmt.Sprintf("%s in the sandbox is not the peer of %s", v.PeerName, v.HostName))
-	}
-	if v.MAC != nil && a.HardwareAddr.String() != v.MAC.String() {
-		out = append(out, fmt.Sprintf("%s has MAC %s, want %s", v.PeerName, a.HardwareAddr, v.MAC))
-	}
-	if v.MTU > 0 && a.MTU != v.MTU {
-		out = append(out, fmt.Sprintf("%s has MTU %d, want %d", v.PeerName, a.MTU, v.MTU))
-	}
-	for _, p := range peerAddrs(v) {
-		if !hasAddr(sh, peer, p) {
-			out = append(out, fmt.Sprintf("%s does not have address %s", v.PeerName, p))
-		}
-	}
-	if v.DefaultRoute {
-		for _, r := range defaultRoutes(v, a.Index) {
-			if !hasRoute(sh, r) {
-				out = append(out, fmt.Sprintf("no default route via %s dev %s", r.Gw, v.PeerName))
-			}
-		}
-	}
-	if v.Table != 0 {
-		for _, r := range policyRoutes(v, a.Index) {
-			if !hasRoute(sh, r) {
-				out = append(out, fmt.Sprintf("no route %s dev %s in table %d", routeString(r), v.PeerName, v.Table))
-			}
-		}
-		for _, ad := range v.Addrs {
-			if !hasRule(sh, ad.Addr.Addr(), v.Table) {
-				out = append(out, fmt.Sprintf("no rule from %s lookup %d", ad.Addr.Addr(), v.Table))
-			}
-		}
-	}
-	return out
-}
-
-// peerAddrs are the addresses a veth's peer has: its own, and its
-// link-local address with IPv6.
-func peerAddrs(v Veth) []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(v.Addrs)+1)
-	for _, a := range v.Addrs {
-		out = append(out, a.Addr)
-	}
-	if ll, ok := v.linkLocal(); ok {
-		out = append(out, ll)
-	}
-	return out
+	return append(out, checkIface(sh, peer, v.Iface)...)
 }
 
 // hasRule reports whether the namespace has the rule "from ip lookup

@@ -75,9 +75,7 @@ func ping(t *testing.T, from, to string) error {
 // veth is eth0 on br0 with address ip/24 and a default route.
 func veth(host, ns, ip string) Veth {
 	a := netip.MustParseAddr(ip)
-	return Veth{HostName: host, Bridge: "br0", MTU: 1500, Netns: ns, PeerName: "eth0",
-		MAC: net.HardwareAddr{2, 0x42, 10, 70, 0, a.As4()[3]}, Addrs: []Address{{Addr: netip.PrefixFrom(a, 24), Gateway: gw0.Addr()}},
-		DefaultRoute: true}
+	return Veth{HostName: host, Bridge: "br0", Iface: Iface{MTU: 1500, Netns: ns, IfName: "eth0", MAC: net.HardwareAddr{2, 0x42, 10, 70, 0, a.As4()[3]}, Addrs: []Address{{Addr: netip.PrefixFrom(a, 24), Gateway: gw0.Addr()}}, DefaultRoute: true}}
 }
 
 // nsHandle is a netlink handle inside the namespace at path.
@@ -271,7 +269,7 @@ func TestKernelDeleteVethsConcurrent(t *testing.T) {
 	var names [3][]string
 	for i := range 30 {
 		v := veth(fmt.Sprintf("ptv-%d", i), sb, fmt.Sprintf("10.70.0.%d", 10+i))
-		v.PeerName, v.DefaultRoute = fmt.Sprintf("eth%d", i), false
+		v.IfName, v.DefaultRoute = fmt.Sprintf("eth%d", i), false
 		if _, err := l.AddVeth(v); err != nil {
 			t.Fatal(err)
 		}
@@ -327,12 +325,8 @@ func TestKernelPolicyRouting(t *testing.T) {
 		t.Fatal(err)
 	}
 	dual, c0, c1 := testutil.NewNetns(t), testutil.NewNetns(t), testutil.NewNetns(t)
-	second := Veth{HostName: "ptv-d1", Bridge: "br1", MTU: 1500, Netns: dual, PeerName: "eth1",
-		MAC: net.HardwareAddr{2, 0x42, 10, 71, 0, 10}, Addrs: []Address{{Addr: netip.MustParsePrefix("10.71.0.10/24"), Gateway: gw1.Addr()}},
-		Table: 101}
-	c1v := Veth{HostName: "ptv-c1", Bridge: "br1", MTU: 1500, Netns: c1, PeerName: "eth0",
-		MAC: net.HardwareAddr{2, 0x42, 10, 71, 0, 20}, Addrs: []Address{{Addr: netip.MustParsePrefix("10.71.0.20/24"), Gateway: gw1.Addr()}},
-		DefaultRoute: true}
+	second := Veth{HostName: "ptv-d1", Bridge: "br1", Iface: Iface{MTU: 1500, Netns: dual, IfName: "eth1", MAC: net.HardwareAddr{2, 0x42, 10, 71, 0, 10}, Addrs: []Address{{Addr: netip.MustParsePrefix("10.71.0.10/24"), Gateway: gw1.Addr()}}, Table: 101}}
+	c1v := Veth{HostName: "ptv-c1", Bridge: "br1", Iface: Iface{MTU: 1500, Netns: c1, IfName: "eth0", MAC: net.HardwareAddr{2, 0x42, 10, 71, 0, 20}, Addrs: []Address{{Addr: netip.MustParsePrefix("10.71.0.20/24"), Gateway: gw1.Addr()}}, DefaultRoute: true}}
 	for _, v := range []Veth{veth("ptv-d0", dual, "10.70.0.10"), second, veth("ptv-c0", c0, "10.70.0.20"), c1v} {
 		if _, err := l.AddVeth(v); err != nil {
 			t.Fatal(err)
@@ -546,7 +540,7 @@ func TestKernelWatchAndRepair(t *testing.T) {
 	// Another identity: nothing is entered.
 	other := v
 	other.NetnsIno = ino + 1
-	if _, err := l.AddVeth(Veth{HostName: "ptv-w2", Bridge: "br0", Netns: ns, NetnsIno: ino + 1, PeerName: "eth9", Addrs: []Address{{Addr: netip.MustParsePrefix("10.70.0.9/24")}}}); !errors.Is(err, ErrNetnsGone) {
+	if _, err := l.AddVeth(Veth{HostName: "ptv-w2", Bridge: "br0", Iface: Iface{Netns: ns, NetnsIno: ino + 1, IfName: "eth9", Addrs: []Address{{Addr: netip.MustParsePrefix("10.70.0.9/24")}}}}); !errors.Is(err, ErrNetnsGone) {
 		t.Fatalf("AddVeth into a namespace with another identity: %v", err)
 	}
 	if _, _, err := l.RepairVeth(other); !errors.Is(err, ErrNetnsGone) {
