@@ -19,7 +19,8 @@ type Fake struct {
 	next        int
 	bridges     map[string]*fakeBridge
 	veths       map[string]*fakeVeth
-	rules       map[string]bool // netns|addr|table
+	pairs       map[string]*Pair // direct links, by each end (fake_pair.go)
+	rules       map[string]bool  // netns|addr|table
 	fail        map[string]error
 	conntrack   [][]ConntrackFilter
 	// Host holds the prefixes HostPrefixes reports.

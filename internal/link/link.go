@@ -159,6 +159,17 @@ type Interface interface {
 	// (missing link, address, MAC, MTU, route, rule, bridge port); nil when
 	// they match. It changes nothing.
 	CheckVeth(v Veth) []string
+
+	// AddPair creates a direct link (Pair): one veth pair made with each
+	// end directly in its sandbox, both ends configured as their Iface
+	// says. On error nothing is left. DeletePair deletes the pair one of
+	// whose ends is a (missing link or namespace: success). CheckPair
+	// describes how the kernel differs from p (nil: it matches);
+	// RepairPair puts it back (a missing end makes the pair again).
+	AddPair(p Pair) error
+	DeletePair(a Iface) error
+	CheckPair(p Pair) []string
+	RepairPair(p Pair) ([]Fix, error)
 	// Every method that enters a sandbox's namespace first checks that it is
 	// the one with the identity it is given (Veth.NetnsIno, ino): a path
 	// that now names another namespace fails with ErrNetnsGone and nothing
