@@ -29,10 +29,16 @@ import (
 const (
 	DefaultNetwork = "pontoon"  // the network that exists from the first start
 	DefaultBridge  = "pontoon0" // its bridge
-	DriverBridge   = "bridge"
+
+	// Network drivers (Network.Driver). See DriverCaps for what each
+	// honours and docs/drivers.md for how.
+	DriverBridge  = "bridge"  // a Linux bridge per network, a veth pair per endpoint
+	DriverLink    = "link"    // two members joined by one veth pair, no bridge, no host presence
+	DriverMacvlan = "macvlan" // members are macvlans of a host link, on its segment
 
 	BridgePrefix   = "ptbr-" // bridges pontoon creates for user networks
 	HostVethPrefix = "ptv-"  // host ends of endpoint veth pairs
+	ShimPrefix     = "ptm-"  // the host's own macvlan on a macvlan network (--shim)
 
 	MaxIfNameLen = 15
 	DefaultMTU   = 1500
@@ -54,10 +60,42 @@ type Network struct {
 	// network (given with --bridge): pontoon then never deletes it.
 	BridgeAdopted bool `json:"bridge_adopted,omitempty"`
 	// BridgeOptions are the bridge's STP, ageing, VLAN, hairpin and
-	// multicast settings; nil: the defaults.
+	// multicast settings; nil: the defaults. Bridge driver only.
 	BridgeOptions *BridgeOptions `json:"bridge_options,omitempty"`
-	Created       time.Time      `json:"created"`
+	// Macvlan is a macvlan network's parent, mode, VLAN and shim. Macvlan
+	// driver only.
+	Macvlan *MacvlanOptions `json:"macvlan,omitempty"`
+	Created time.Time       `json:"created"`
 }
+
+// MacvlanOptions are the settings of a macvlan network.
+type MacvlanOptions struct {
+	// Parent is the host link whose segment the members join (eth0).
+	Parent string `json:"parent"`
+	// Mode is the macvlan mode: bridge (members reach each other inside
+	// the parent), private (they do not), vepa (through the external
+	// switch, which must hairpin), passthru (one member, which takes the
+	// parent over).
+	Mode string `json:"mode"`
+	// VLAN ≠ 0 (1–4094): members hang off the 802.1Q sub-interface
+	// PARENT.VLAN instead of the parent itself.
+	VLAN int `json:"vlan,omitempty"`
+	// Shim: the host gets a macvlan of its own on the segment (ShimName)
+	// with an address from the network's range, and a route to the range
+	// through it, so that it can reach the members (a macvlan's frames to
+	// or from its own parent's host never cross).
+	Shim bool `json:"shim,omitempty"`
+	// Link is the host link the members' macvlans are made on: Parent, or
+	// the VLAN sub-interface. LinkCreated: pontoon made that sub-interface
+	// and removes it with the network.
+	Link        string `json:"link"`
+	LinkCreated bool   `json:"link_created,omitempty"`
+	// ShimAddrs are the shim's addresses, one per family (with --shim).
+	ShimAddrs []netip.Addr `json:"shim_addrs,omitempty"`
+}
+
+// MacvlanModes are the macvlan modes pontoon accepts, the default first.
+var MacvlanModes = []string{"bridge", "private", "vepa", "passthru"}
 
 // Subnet4 returns the network's IPv4 subnet.
 func (n *Network) Subnet4() (Subnet, bool) { return n.family(false) }
@@ -280,6 +318,11 @@ func NewID() string {
 // BridgeName returns the bridge pontoon creates for a network with that ID.
 func BridgeName(networkID string) string {
 	return BridgePrefix + shortHash(networkID, 8)
+}
+
+// ShimName returns the name of a macvlan network's shim on the host.
+func ShimName(networkID string) string {
+	return ShimPrefix + shortHash(networkID, 8)
 }
 
 // HostVethName returns the host end of an endpoint's veth pair.

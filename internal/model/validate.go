@@ -135,8 +135,11 @@ type NetworkSpec struct {
 	Bridge     string            `json:"bridge,omitempty"`
 	Labels     map[string]string `json:"labels,omitempty"`
 	// BridgeOptions: STP, ageing, VLAN filtering, hairpin, multicast
-	// snooping; nil: the defaults.
+	// snooping; nil: the defaults. Bridge driver only.
 	BridgeOptions *BridgeOptions `json:"bridge_options,omitempty"`
+	// Macvlan: parent (required), mode, VLAN and shim of a macvlan
+	// network; Link and LinkCreated are the engine's to fill.
+	Macvlan *MacvlanOptions `json:"macvlan,omitempty"`
 }
 
 // WantsIPv6 reports whether a network built from spec has an IPv6 subnet.
@@ -298,23 +301,27 @@ func BuildNetwork(spec NetworkSpec, prefixes []netip.Prefix, id string) (*Networ
 		}
 		n.MTU = spec.MTU
 	}
-	if spec.BridgeOptions != nil {
-		if err := spec.BridgeOptions.Check(); err != nil {
-			return nil, err
-		}
-		o := *spec.BridgeOptions
-		n.BridgeOptions = &o
-	}
 	for k := range spec.Labels {
 		if k == "" {
 			return nil, Invalidf("label with an empty key: write labels as key=value")
 		}
 	}
+	if err := n.buildDriverOptions(spec); err != nil {
+		return nil, err
+	}
+	// Gateways: a bridge network's is its bridge's address (the first
+	// host address unless given); a link or macvlan network has none
+	// unless one is given (a member that routes, the LAN's router).
+	hostGateway := n.Driver == DriverBridge
 	for _, p := range prefixes {
 		if err := CheckPrefix("subnet", p); err != nil {
 			return nil, err
 		}
-		s := Subnet{Prefix: p, Gateway: p.Addr().Next()}
+		s := Subnet{}
+		s.Prefix = p
+		if hostGateway {
+			s.Gateway = p.Addr().Next()
+		}
 		if given, ok := spec.SubnetFor(p.Addr().Is6()); ok && given.Prefix == p {
 			if given.Gateway.IsValid() {
 				s.Gateway = given.Gateway
@@ -322,7 +329,11 @@ func BuildNetwork(spec NetworkSpec, prefixes []netip.Prefix, id string) (*Networ
 			s.IPRange = given.IPRange
 		}
 		switch {
-		case n.Internal:
+		case n.Internal, !hostGateway:
+			// Nothing leaves through the host: no source NAT.
+			if spec.Masquerade != nil && *spec.Masquerade && !hostGateway {
+				return nil, Invalidf("driver %s cannot masquerade: its traffic never passes the host (give no --masquerade)", n.Driver)
+			}
 		case spec.Masquerade != nil:
 			s.Masquerade = *spec.Masquerade
 		default:
@@ -339,17 +350,72 @@ func BuildNetwork(spec NetworkSpec, prefixes []netip.Prefix, id string) (*Networ
 	if len(n.Subnets) == 0 {
 		return nil, Invalidf("network %s has no subnet", spec.Name)
 	}
-	if spec.Bridge != "" {
+	switch {
+	case n.Driver != DriverBridge:
+		if spec.Bridge != "" {
+			return nil, Invalidf("driver %s has no bridge: give no --bridge", n.Driver)
+		}
+	case spec.Bridge != "":
 		if err := ValidateIfName("bridge name", spec.Bridge); err != nil {
 			return nil, err
 		}
 		n.Bridge = spec.Bridge
-	} else if spec.Name == DefaultNetwork {
+	case spec.Name == DefaultNetwork:
 		n.Bridge = DefaultBridge
-	} else {
+	default:
 		n.Bridge = BridgeName(id)
 	}
 	return n, nil
+}
+
+// buildDriverOptions checks the spec's driver-specific options against
+// its driver and copies them into n: bridge options for the bridge
+// driver, macvlan options (parent required) for macvlan, none for link.
+func (n *Network) buildDriverOptions(spec NetworkSpec) error {
+	if spec.BridgeOptions != nil && n.Driver != DriverBridge {
+		return Invalidf("bridge options (--stp, --ageing, --vlan-filtering, --hairpin, --multicast-snooping) are for the bridge driver, not %s", n.Driver)
+	}
+	if spec.Macvlan != nil && n.Driver != DriverMacvlan {
+		return Invalidf("macvlan options (--parent, --macvlan-mode, --vlan, --shim) are for the macvlan driver, not %s: add --driver macvlan", n.Driver)
+	}
+	if spec.BridgeOptions != nil {
+		if err := spec.BridgeOptions.Check(); err != nil {
+			return err
+		}
+		o := *spec.BridgeOptions
+		n.BridgeOptions = &o
+	}
+	if n.Driver != DriverMacvlan {
+		return nil
+	}
+	if spec.Macvlan == nil || spec.Macvlan.Parent == "" {
+		return Invalidf("a macvlan network needs the host link its members join: give --parent (e.g. --parent eth0)")
+	}
+	o := MacvlanOptions{Parent: spec.Macvlan.Parent, Mode: spec.Macvlan.Mode, VLAN: spec.Macvlan.VLAN, Shim: spec.Macvlan.Shim}
+	if err := ValidateIfName("parent", o.Parent); err != nil {
+		return err
+	}
+	if o.Mode == "" {
+		o.Mode = MacvlanModes[0]
+	}
+	if !slices.Contains(MacvlanModes, o.Mode) {
+		return Invalidf("macvlan mode %q is not one of %s", o.Mode, strings.Join(MacvlanModes, ", "))
+	}
+	if o.VLAN < 0 || o.VLAN > 4094 {
+		return Invalidf("vlan %d is out of range: use 1 to 4094", o.VLAN)
+	}
+	o.Link = o.Parent
+	if o.VLAN != 0 {
+		o.Link = fmt.Sprintf("%s.%d", o.Parent, o.VLAN)
+		if len(o.Link) > MaxIfNameLen {
+			return Invalidf("the VLAN sub-interface %s would be longer than the kernel's %d characters: create it yourself (ip link add link %s name SHORT type vlan id %d) and give it as --parent, without --vlan", o.Link, MaxIfNameLen, o.Parent, o.VLAN)
+		}
+	}
+	if o.Shim && o.Mode != "bridge" {
+		return Invalidf("--shim needs macvlan mode bridge (the host's macvlan reaches the members inside the parent only in that mode), not %s", o.Mode)
+	}
+	n.Macvlan = &o
+	return nil
 }
 
 // Check validates bridge options: a forward delay only with STP and
