@@ -36,10 +36,11 @@ func newNetworkCreateCmd(g *globals) *cobra.Command {
 		ranges   []string
 		bo       model.BridgeOptions
 		hairpin  bool
+		mv       model.MacvlanOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "create NAME",
-		Short: "Create a bridge network",
+		Short: "Create a network (bridge, direct link or macvlan)",
 		Long: `Create a network: a Linux bridge holding the gateway address, a subnet
 to hand addresses out from, NAT to the outside unless --internal.
 Without an IPv4 --subnet, a free /24 is picked from the daemon's pool,
@@ -60,8 +61,28 @@ sandbox can no longer reach its own published ports through the host.
 --vlan-filtering needs a kernel with CONFIG_BRIDGE_VLAN_FILTERING; then
 'network connect --vlan N' (and sandbox create --vlan) puts an interface in
 VLAN N: sandboxes reach at L2 only those of their VLAN, and every sandbox
-keeps its gateway.`,
+keeps its gateway.
+
+Drivers (--driver):
+  bridge   (default) a Linux bridge per network, a veth pair per sandbox,
+           NAT, published ports, anti-spoofing, names on the gateway.
+  link     exactly two sandboxes joined by one veth pair: no bridge and
+           nothing on the host, a /30 from the pool unless --subnet, no
+           gateway unless --gateway names one of the two members (which
+           then routes for the other). A third sandbox is refused. Names
+           resolve inside each sandbox (127.0.0.11). No ports, no NAT.
+  macvlan  each sandbox gets a macvlan of --parent, on that link's own
+           segment (the LAN): --subnet is the LAN's, --gateway its router,
+           --ip-range the part pontoon may hand out. --macvlan-mode
+           bridge|private|vepa|passthru, --vlan N puts the members on an
+           802.1Q sub-interface PARENT.N (made and removed with the
+           network). The host cannot reach its own macvlans unless --shim
+           gives it one of its own. Frames between members and to the LAN
+           never pass the host's firewall: no isolation, anti-spoofing,
+           --internal or published ports. See docs/drivers.md.`,
 		Example: `  pontoon network create app --subnet 10.90.1.0/24 --subnet fd00:1::/64
+  pontoon network create wire --driver link
+  pontoon network create lan --driver macvlan --parent eth0 --subnet 192.168.1.0/24 --gateway 192.168.1.1 --ip-range 192.168.1.192/27
   pontoon network create six --ipv6
   pontoon network create back --subnet 10.90.1.0/24 --internal
   pontoon network create front --subnet 10.90.2.0/24 --ip-range 10.90.2.128/25 --icc=false
@@ -91,11 +112,16 @@ keeps its gateway.`,
 					spec.BridgeOptions = &bo
 				}
 			}
+			for _, name := range []string{"parent", "macvlan-mode", "vlan", "shim"} {
+				if fs.Changed(name) {
+					spec.Macvlan = &mv
+				}
+			}
 			n, err := g.client().CreateNetwork(cmd.Context(), spec)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\t%s\n", n.Name, strings.ReplaceAll(n.SubnetString(), " ", ""), n.Bridge)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\t%s\n", n.Name, strings.ReplaceAll(n.SubnetString(), " ", ""), strings.ReplaceAll(n.Where(), " ", "-"))
 			return nil
 		},
 	}
@@ -110,7 +136,11 @@ keeps its gateway.`,
 	f.BoolVar(&masq, "masquerade", true, "source-NAT traffic that leaves the host (default: IPv4 and ULA IPv6 subnets yes, global IPv6 subnets no)")
 	f.StringVar(&spec.Bridge, "bridge", "", "name of the bridge (default: ptbr-<id>; an existing bridge is reused and kept)")
 	f.StringArrayVar(&labels, "label", nil, "label as key=value (repeatable)")
-	f.StringVar(&spec.Driver, "driver", model.DriverBridge, "network driver (bridge)")
+	f.StringVar(&spec.Driver, "driver", model.DriverBridge, "network driver: bridge, link or macvlan")
+	f.StringVar(&mv.Parent, "parent", "", "macvlan: the host link whose segment the sandboxes join (e.g. eth0)")
+	f.StringVar(&mv.Mode, "macvlan-mode", "", "macvlan: bridge (default), private, vepa or passthru")
+	f.IntVar(&mv.VLAN, "vlan", 0, "macvlan: put the members on the 802.1Q sub-interface PARENT.VLAN (1-4094)")
+	f.BoolVar(&mv.Shim, "shim", false, "macvlan: give the host a macvlan of its own on the segment, so that it reaches the members")
 	f.BoolVar(&bo.STP, "stp", false, "spanning tree protocol on the bridge (for bridges joined to others; ports forward after 2x the forward delay)")
 	f.IntVar(&bo.ForwardDelay, "forward-delay", 0, "STP forward delay in seconds, 2-30 (default 15; needs --stp)")
 	f.IntVar(&bo.AgeingTime, "ageing", 0, "seconds a learned MAC address is kept, 10-1000000 (default 300)")
@@ -222,9 +252,9 @@ func newNetworkLsCmd(g *globals) *cobra.Command {
 			if format == "json" {
 				return printJSON(cmd, nets)
 			}
-			t := newTable(cmd, "NAME", "DRIVER", "SUBNET", "GATEWAY", "BRIDGE", "INTERNAL", "ICC", "ENDPOINTS")
+			t := newTable(cmd, "NAME", "DRIVER", "SUBNET", "GATEWAY", "ON", "INTERNAL", "ICC", "ENDPOINTS")
 			for _, n := range nets {
-				t.row(n.Name, n.Driver, strings.ReplaceAll(n.SubnetString(), " ", ""), joinIPs(n.Gateways()), n.Bridge,
+				t.row(n.Name, n.Driver, strings.ReplaceAll(n.SubnetString(), " ", ""), orDash(joinIPs(n.Gateways())), strings.ReplaceAll(n.Where(), " ", "-"),
 					strconv.FormatBool(n.Internal), strconv.FormatBool(n.ICC), strconv.Itoa(len(n.Endpoints)))
 			}
 			if err := t.flush(); err != nil {
@@ -276,9 +306,25 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 				kv.row("Name:", n.Name)
 				kv.row("ID:", n.ID)
 				kv.row("Driver:", n.Driver)
-				kv.row("Bridge:", n.Bridge+map[bool]string{true: " (adopted, kept on rm)", false: ""}[n.BridgeAdopted])
+				if n.Bridge != "" {
+					kv.row("Bridge:", n.Bridge+map[bool]string{true: " (adopted, kept on rm)", false: ""}[n.BridgeAdopted])
+				}
+				if m := n.Macvlan; m != nil {
+					line := "parent " + m.Parent + "  mode " + m.Mode
+					if m.VLAN != 0 {
+						line += fmt.Sprintf("  vlan %d (%s)", m.VLAN, m.Link)
+					}
+					if m.Shim {
+						line += "  shim " + model.ShimName(n.ID) + " " + joinIPs(m.ShimAddrs)
+					}
+					kv.row("Macvlan:", line)
+				}
 				for _, sub := range n.Subnets {
-					line := sub.Prefix.String() + "  gateway " + sub.Gateway.String()
+					gw := "none"
+					if sub.Gateway.IsValid() {
+						gw = sub.Gateway.String()
+					}
+					line := sub.Prefix.String() + "  gateway " + gw
 					if sub.IPRange.IsValid() {
 						line += "  ip-range " + sub.IPRange.String()
 					}
@@ -288,7 +334,9 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 				kv.row("Internal:", strconv.FormatBool(n.Internal))
 				kv.row("ICC:", strconv.FormatBool(n.ICC))
 				kv.row("MTU:", strconv.Itoa(n.MTU))
-				kv.row("Bridge options:", n.BridgeOptions.String())
+				if n.Driver == model.DriverBridge {
+					kv.row("Bridge options:", n.BridgeOptions.String())
+				}
 				for _, k := range slices.Sorted(maps.Keys(n.Labels)) {
 					kv.row("Label:", k+"="+n.Labels[k])
 				}
@@ -305,7 +353,7 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 				}
 				t := newTable(cmd, cols...)
 				for _, ep := range n.Endpoints {
-					row := []string{"  " + ep.Sandbox, ep.IfName, addrList(ep.Addresses), ep.MAC, ep.HostIf, strconv.Itoa(ep.HostIfIndex)}
+					row := []string{"  " + ep.Sandbox, ep.IfName, addrList(ep.Addresses), ep.MAC, orDash(ep.HostIf), strconv.Itoa(ep.HostIfIndex)}
 					if n.BridgeOptions.VLANs() {
 						row = append(row, strconv.Itoa(max(ep.VLAN, 1)))
 					}
@@ -401,12 +449,24 @@ func newNetworkDisconnectCmd(g *globals) *cobra.Command {
 }
 
 // joinIPs renders addresses as one table cell: "10.90.1.1,fd00:1::1".
+// joinIPs renders addresses as one table cell, leaving out zero ones (a
+// subnet without a gateway).
 func joinIPs(ips []netip.Addr) string {
-	out := make([]string, len(ips))
-	for i, a := range ips {
-		out[i] = a.String()
+	out := make([]string, 0, len(ips))
+	for _, a := range ips {
+		if a.IsValid() {
+			out = append(out, a.String())
+		}
 	}
 	return strings.Join(out, ",")
+}
+
+// orDash is s, or "-" for an empty table cell.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // addrList renders an endpoint's addresses with their lengths as one

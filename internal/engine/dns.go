@@ -46,6 +46,9 @@ func (e *Engine) syncResolverNetworks() {
 	}
 	var dn []dns.Network
 	for _, n := range nets {
+		if !n.HasHostGateway() {
+			continue // no gateway on the host to listen on
+		}
 		dn = append(dn, dnsNetwork(n))
 	}
 	if err := e.cfg.Resolver.SetNetworks(dn); err != nil {

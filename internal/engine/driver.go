@@ -17,8 +17,11 @@ import (
 // else — the store, IPAM, names, ports, the firewall's sets, events — is
 // the engine's, the same for every driver.
 //
-// Today there is one driver, bridge; the next ones (link, macvlan, ovs)
-// implement the same methods and declare what they honour in Caps.
+// Drivers: bridge (here), link (driver_link.go), macvlan
+// (driver_macvlan.go). Each declares what it honours in Caps; the engine
+// leaves out what a driver does not (anti-spoofing elements for an
+// endpoint without a host end, the firewall's sets for a network without
+// a bridge).
 type Driver interface {
 	// Name is the driver's name, as in Network.Driver.
 	Name() string
@@ -34,6 +37,12 @@ type Driver interface {
 	// CheckNetwork describes each way the kernel differs from n; nil when
 	// it matches. It changes nothing.
 	CheckNetwork(n *model.Network) []string
+
+	// Prepare fills an endpoint's driver-specific parts (the name of its
+	// host end, when it has one) and refuses an endpoint the network
+	// cannot take, inside the attach's store transaction: it has no side
+	// effects and is safe to retry.
+	Prepare(tx store.Tx, n *model.Network, ep *model.Endpoint) error
 
 	// Plumb makes an endpoint's link in its sandbox and configures it
 	// (addresses, routes, rules, MAC, MTU), returning the host end's
@@ -91,6 +100,15 @@ func checkCaps(d Driver, n *model.Network) error {
 	return nil
 }
 
+// checkEndpointCaps refuses an endpoint option its network's driver
+// cannot honour.
+func checkEndpointCaps(d Driver, n *model.Network, a model.AttachSpec) error {
+	if len(a.Ports) > 0 && !d.Caps().Ports {
+		return model.Invalidf("network %s (driver %s) cannot publish ports: its traffic never passes the host's NAT; publish from a bridge network", n.Name, d.Name())
+	}
+	return nil
+}
+
 // bridgeDriver is a Linux bridge per network, a veth pair per endpoint.
 type bridgeDriver struct{ link link.Interface }
 
@@ -113,6 +131,11 @@ func (d bridgeDriver) RemoveNetwork(n *model.Network) error {
 }
 
 func (d bridgeDriver) CheckNetwork(n *model.Network) []string { return d.link.CheckBridge(bridgeOf(n)) }
+
+func (bridgeDriver) Prepare(_ store.Tx, _ *model.Network, ep *model.Endpoint) error {
+	ep.HostIf = model.HostVethName(ep.ID)
+	return nil
+}
 
 func (d bridgeDriver) Plumb(n *model.Network, sb *model.Sandbox, ep *model.Endpoint) (int, error) {
 	return d.link.AddVeth(vethOf(n, sb, ep))

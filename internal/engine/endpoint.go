@@ -40,6 +40,9 @@ func checkPorts(ports []model.PortMapping) error {
 
 // guarded returns an endpoint's anti-spoofing identity.
 func guarded(ep *model.Endpoint) []firewall.Guarded {
+	if ep.HostIf == "" {
+		return nil // no host end: frames never pass the host's bridge
+	}
 	ips := ep.IPs()
 	if _, v6 := ep.Addr6(); v6 {
 		// Neighbour discovery answers from the link-local address link
@@ -160,6 +163,9 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		if err := checkPortsOnNetwork(nw, ports); err != nil {
 			return err
 		}
+		if err := checkEndpointCaps(e.drv(nw), nw, a); err != nil {
+			return err
+		}
 		if err := model.CheckVLAN(nw, a.VLAN); err != nil {
 			return err
 		}
@@ -210,7 +216,9 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 			IfName: ifname, MTU: nw.MTU, Primary: primary, Aliases: a.Aliases, Ports: ports, VLAN: a.VLAN,
 			State: model.StateCreating, Created: time.Now().UTC(),
 		}
-		ep.HostIf = model.HostVethName(ep.ID)
+		if err := e.drv(nw).Prepare(tx, nw, ep); err != nil {
+			return err
+		}
 		if !primary {
 			ep.Table = table
 		}
@@ -331,7 +339,11 @@ func (e *Engine) reserveAddrs(tx store.Tx, nw *model.Network, owner string, stat
 			}
 		}
 		if ip.IsValid() {
-			if err := ipam.ReserveStatic(tx, nw.Name, s, ip, owner, e.ownerName(tx, nw.Name)); err != nil {
+			rs := s
+			if nw.Driver == model.DriverLink && ip == s.Gateway {
+				rs.Gateway = netip.Addr{} // a member may be the link's gateway
+			}
+			if err := ipam.ReserveStatic(tx, nw.Name, rs, ip, owner, e.ownerName(tx, nw.Name)); err != nil {
 				return nil, err
 			}
 		} else {
@@ -340,7 +352,13 @@ func (e *Engine) reserveAddrs(tx store.Tx, nw *model.Network, owner string, stat
 				return nil, err
 			}
 		}
-		out = append(out, model.Address{Addr: netip.PrefixFrom(ip, s.Prefix.Bits()), Gateway: s.Gateway})
+		gw := s.Gateway
+		if ip == gw {
+			// A direct link's member that is its gateway routes for the
+			// other: it has no default route through itself.
+			gw = netip.Addr{}
+		}
+		out = append(out, model.Address{Addr: netip.PrefixFrom(ip, s.Prefix.Bits()), Gateway: gw})
 	}
 	return out, nil
 }

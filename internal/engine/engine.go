@@ -153,8 +153,11 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg: cfg, st: cfg.Store, link: cfg.Link, fw: cfg.Firewall, ns: cfg.Netns,
-		drivers: map[string]Driver{model.DriverBridge: bridgeDriver{cfg.Link}},
-		log:     cfg.Log, sbLck: map[string]*sync.Mutex{}, removals: map[string]*removal{},
+		drivers: map[string]Driver{
+			model.DriverBridge: bridgeDriver{cfg.Link},
+			model.DriverLink:   &linkDriver{link: cfg.Link, st: cfg.Store},
+		},
+		log: cfg.Log, sbLck: map[string]*sync.Mutex{}, removals: map[string]*removal{},
 	}
 	e.reaper = newReaper(e)
 	e.flows = newFlowCleaner(e)
@@ -221,6 +224,9 @@ func firewallState(nets []*model.Network, eps []*model.Endpoint) firewall.State 
 		}
 	}
 	for _, n := range nets {
+		if !n.HasHostGateway() {
+			continue // its traffic never passes the host
+		}
 		s.Networks = append(s.Networks, fwNetwork(n))
 	}
 	return s

@@ -148,6 +148,9 @@ func (env *testEnv) snapshot(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, p := range env.link.Pairs() {
+		b.WriteString("pair " + p + "\n")
+	}
 	// Rules live in their namespace: a deleted namespace took them along.
 	for _, line := range strings.Split(env.link.Dump(), "\n") {
 		if ns, ok := strings.CutPrefix(line, "rule "); ok {

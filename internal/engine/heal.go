@@ -471,6 +471,12 @@ func (h *healer) healHost(ctx context.Context, bridgesRepaired *bool) map[string
 		if ep.State != model.StateReady || !ready[ep.Sandbox] || nw == nil {
 			continue
 		}
+		if ep.HostIf == "" {
+			// No host end to read off the host's links (a direct link, a
+			// macvlan): its driver checks it in the sandbox.
+			suspects[ep.Sandbox] = true
+			continue
+		}
 		if l, ok := have[ep.HostIf]; !ok || !l.Up || l.Master != nw.Bridge {
 			suspects[ep.Sandbox] = true
 		}

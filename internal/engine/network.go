@@ -72,7 +72,10 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 			}
 			taken = append(taken, host...)
 		}
-		p, err := e.pickSubnet(spec.Name, v6, taken)
+		if spec.Driver == model.DriverMacvlan {
+			return nil, model.Invalidf("a macvlan network is on its parent's segment: give that segment's --subnet (and --gateway, the LAN's router); pontoon does not pick one")
+		}
+		p, err := e.pickSubnet(spec.Name, spec.Driver, v6, taken)
 		if err != nil {
 			return nil, err
 		}
@@ -90,7 +93,7 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 		return nil, err
 	}
 	for _, o := range nets {
-		if o.Bridge == n.Bridge {
+		if n.Bridge != "" && o.Bridge == n.Bridge {
 			return nil, model.Conflictf("bridge %s is already used by network %q: pick another --bridge", n.Bridge, o.Name)
 		}
 	}
@@ -147,15 +150,17 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 		return nil, err
 	}
 	e.syncResolverNetworks()
-	e.emit(Event{Kind: model.EventNetworkCreated, Network: n.Name, Detail: n.SubnetString() + " on " + n.Bridge})
-	e.log.Info("network created", "network", n.Name, "subnets", n.SubnetString(), "bridge", n.Bridge, "internal", n.Internal)
+	e.emit(Event{Kind: model.EventNetworkCreated, Network: n.Name, Detail: n.SubnetString() + " on " + n.Where()})
+	e.log.Info("network created", "network", n.Name, "driver", n.Driver, "subnets", n.SubnetString(), "on", n.Where(), "internal", n.Internal)
 	return n, nil
 }
 
 // pickSubnet picks a free subnet of one family for a network created
 // without --subnet: the configured default for the default network, else
 // the first free one of the family's pool.
-func (e *Engine) pickSubnet(name string, v6 bool, taken []netip.Prefix) (netip.Prefix, error) {
+//
+// A direct link (driver link) gets a /30 of the pool: two members.
+func (e *Engine) pickSubnet(name, driver string, v6 bool, taken []netip.Prefix) (netip.Prefix, error) {
 	if v6 {
 		pool, bits := e.cfg.Pool6, e.cfg.Pool6Bits
 		if len(pool) == 0 {
@@ -180,13 +185,16 @@ func (e *Engine) pickSubnet(name string, v6 bool, taken []netip.Prefix) (netip.P
 			return e.cfg.DefaultSubnet, nil
 		}
 	}
-	pool := e.cfg.Pool
+	pool, bits := e.cfg.Pool, e.cfg.PoolBits
 	if len(pool) == 0 {
 		pool = ipam.DefaultPool
 	}
-	p, err := ipam.PickSubnet(pool, e.cfg.PoolBits, taken)
+	if driver == model.DriverLink {
+		bits = 30
+	}
+	p, err := ipam.PickSubnet(pool, bits, taken)
 	if err != nil {
-		return netip.Prefix{}, model.Exhaustedf("no free /%d subnet left in the default pool for network %s: give one with --subnet", e.cfg.PoolBits, name)
+		return netip.Prefix{}, model.Exhaustedf("no free /%d subnet left in the default pool for network %s: give one with --subnet", bits, name)
 	}
 	return p, nil
 }

@@ -176,6 +176,18 @@ func (e *Engine) reconcileSandboxLocked(sb *model.Sandbox, eps []*model.Endpoint
 			stale = append(stale, ep)
 			continue
 		}
+		if ep.HostIf == "" && !recreated {
+			// No host end (a direct link, a macvlan): the driver checks
+			// and repairs it in the sandbox.
+			d := e.drv(nw)
+			if problems := d.CheckEndpoint(nw, sb, ep); len(problems) > 0 {
+				e.log.Warn("reconcile: repairing endpoint", "sandbox", sb.Name, "network", ep.Network, "why", strings.Join(problems, "; "))
+				if _, _, err := d.RepairEndpoint(nw, sb, ep); err != nil {
+					errs = append(errs, fmt.Errorf("sandbox %s: repair endpoint on %s: %w", sb.Name, ep.Network, err))
+				}
+			}
+			continue
+		}
 		m, ok := master[ep.HostIf]
 		if ok && m == nw.Bridge && !recreated {
 			continue

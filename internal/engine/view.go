@@ -213,13 +213,18 @@ func (e *Engine) readHostSide(v *view, byNet map[string]*netView) error {
 		for _, ev := range evs {
 			if !seen[ev] {
 				seen[ev] = true
+				if ev.ep.HostIf == "" {
+					continue // no host end: nothing to read on the host
+				}
 				eps = append(eps, ev)
 				names = append(names, ev.ep.HostIf)
 			}
 		}
 	}
 	for _, nv := range v.nets {
-		names = append(names, nv.n.Bridge)
+		if nv.n.Bridge != "" {
+			names = append(names, nv.n.Bridge)
+		}
 		add(nv.eps)
 	}
 	for _, sv := range v.sbs {

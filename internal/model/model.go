@@ -97,6 +97,26 @@ type MacvlanOptions struct {
 // MacvlanModes are the macvlan modes pontoon accepts, the default first.
 var MacvlanModes = []string{"bridge", "private", "vepa", "passthru"}
 
+// HasHostGateway reports whether the network's driver gives it a
+// presence on the host — a bridge with the gateway addresses, where the
+// resolver listens and the host's firewall sees its traffic. Direct links
+// and macvlan networks have none.
+func (n *Network) HasHostGateway() bool {
+	return n.Driver != DriverLink && n.Driver != DriverMacvlan
+}
+
+// Where says where a network lives on the host, for people: its bridge
+// ("ptbr-…"), "macvlan on eth0.50", "direct link".
+func (n *Network) Where() string {
+	switch {
+	case n.Macvlan != nil:
+		return "macvlan on " + n.Macvlan.Link
+	case n.Driver == DriverLink:
+		return "direct link"
+	}
+	return n.Bridge
+}
+
 // Subnet4 returns the network's IPv4 subnet.
 func (n *Network) Subnet4() (Subnet, bool) { return n.family(false) }
 

@@ -312,7 +312,7 @@ func BuildNetwork(spec NetworkSpec, prefixes []netip.Prefix, id string) (*Networ
 	// Gateways: a bridge network's is its bridge's address (the first
 	// host address unless given); a link or macvlan network has none
 	// unless one is given (a member that routes, the LAN's router).
-	hostGateway := n.Driver == DriverBridge
+	hostGateway := n.HasHostGateway()
 	for _, p := range prefixes {
 		if err := CheckPrefix("subnet", p); err != nil {
 			return nil, err
@@ -351,7 +351,7 @@ func BuildNetwork(spec NetworkSpec, prefixes []netip.Prefix, id string) (*Networ
 		return nil, Invalidf("network %s has no subnet", spec.Name)
 	}
 	switch {
-	case n.Driver != DriverBridge:
+	case !hostGateway:
 		if spec.Bridge != "" {
 			return nil, Invalidf("driver %s has no bridge: give no --bridge", n.Driver)
 		}
@@ -494,6 +494,10 @@ func CheckStaticIP(n *Network, ip netip.Addr) error {
 	s, ok := n.family(ip.Is6())
 	if !ok {
 		return Invalidf("address %s is %s but network %s has no %s subnet: give an address in %s", ip, familyName(ip), n.Name, familyName(ip), n.SubnetString())
+	}
+	if n.Driver == DriverLink && ip == s.Gateway {
+		// A direct link's gateway is one of its two members.
+		return checkHostAddr("address", ip, s.Prefix)
 	}
 	return s.CheckStatic(n.Name, ip)
 }
