@@ -29,6 +29,12 @@ type Driver interface {
 	// a network option a driver cannot honour, before anything is made.
 	Caps() model.DriverCaps
 
+	// Validate checks the host for what a new network needs (a macvlan's
+	// parent) and fills in what the driver decides at creation (whether it
+	// makes a VLAN sub-interface), before the network is recorded. It
+	// changes nothing in the kernel.
+	Validate(n *model.Network) error
+
 	// EnsureNetwork makes the network's kernel objects exist and match n
 	// (idempotent: also the repair). RemoveNetwork removes them (never a
 	// device pontoon did not create); missing is success.
@@ -118,6 +124,8 @@ func (bridgeDriver) Caps() model.DriverCaps {
 	return model.DriverCaps{Isolation: true, ICC: true, AntiSpoofing: true, Ports: true, DNS: true, Hairpin: true}
 }
 
+func (bridgeDriver) Validate(*model.Network) error { return nil }
+
 func (d bridgeDriver) EnsureNetwork(n *model.Network) error {
 	_, err := d.link.EnsureBridge(bridgeOf(n))
 	return err
@@ -160,6 +168,16 @@ func (d bridgeDriver) RepairEndpoint(n *model.Network, sb *model.Sandbox, ep *mo
 }
 
 func (bridgeDriver) Prefixes() []string { return []string{model.HostVethPrefix, model.BridgePrefix} }
+
+// sandboxOf reads a sandbox record; nil when there is none.
+func sandboxOf(st store.Store, name string) *model.Sandbox {
+	var sb *model.Sandbox
+	_ = st.View(func(tx store.Tx) (err error) {
+		sb, err = tx.Sandbox(name)
+		return err
+	})
+	return sb
+}
 
 // byDriver groups endpoints by the driver of their network (one store
 // read for all of them). An endpoint whose network is gone goes to the

@@ -36,6 +36,7 @@ func (*linkDriver) Caps() model.DriverCaps {
 	return model.DriverCaps{Isolation: true, ICC: true, DNS: true}
 }
 
+func (*linkDriver) Validate(*model.Network) error        { return nil }
 func (*linkDriver) EnsureNetwork(*model.Network) error   { return nil }
 func (*linkDriver) RemoveNetwork(*model.Network) error   { return nil }
 func (*linkDriver) CheckNetwork(*model.Network) []string { return nil }
@@ -53,7 +54,7 @@ func (d *linkDriver) Disable(ep *model.Endpoint) error {
 func (d *linkDriver) Delete(eps []*model.Endpoint) error {
 	var errs []error
 	for _, ep := range eps {
-		sb := d.sandbox(ep.Sandbox)
+		sb := sandboxOf(d.st, ep.Sandbox)
 		if sb == nil || sb.Kind == model.KindHost {
 			continue // its namespace, and the pair's end in it, are gone
 		}
@@ -83,15 +84,6 @@ func (*linkDriver) Prepare(tx store.Tx, n *model.Network, ep *model.Endpoint) er
 		return model.Conflictf("network %s is a direct link (driver link) and joins exactly two sandboxes, %s already: disconnect one first, or use a bridge network for more", n.Name, strings.Join(members, " and "))
 	}
 	return nil
-}
-
-func (d *linkDriver) sandbox(name string) *model.Sandbox {
-	var sb *model.Sandbox
-	_ = d.st.View(func(tx store.Tx) (err error) {
-		sb, err = tx.Sandbox(name)
-		return err
-	})
-	return sb
 }
 
 // pair returns the direct link ep is one end of, when the network has its

@@ -61,19 +61,35 @@ func DescribeHostNet(h link.HostNet) string {
 // --bridge that exists already (adopted) is the network's own: what is on
 // it does not count as the host's, but an address on it that sandboxes
 // could be given is refused.
+//
+// A macvlan network is on its parent's segment by design: the host's
+// networks on the parent (or its VLAN sub-interface) are the network's
+// own, and only a host address among those it hands out is refused.
 func checkHostNets(n *model.Network, all []link.HostNet, nets []*model.Network) error {
+	own := map[string]bool{}
+	if n.Bridge != "" {
+		own[n.Bridge] = true
+	}
+	if m := n.Macvlan; m != nil {
+		own[m.Parent], own[m.Link] = true, true
+	}
 	var host []link.HostNet
 	for _, h := range HostOwnNets(all, nets) {
-		if h.Link != n.Bridge {
+		if !own[h.Link] {
 			host = append(host, h)
 			continue
 		}
 		a := h.Prefix.Addr()
 		for _, s := range n.Subnets {
-			if h.Kind == link.HostAddress && a != s.Gateway && s.AllocRange().Contains(a) {
-				return model.Conflictf("bridge %s already has address %s, inside the addresses network %s hands out (%s): a sandbox could be given the host's address; make it the gateway with --gateway %s, give an --ip-range without it, or remove it from %s",
-					n.Bridge, h.Prefix, n.Name, s.AllocRange(), a, n.Bridge)
+			if h.Kind != link.HostAddress || a == s.Gateway || !s.AllocRange().Contains(a) {
+				continue
 			}
+			if n.Macvlan != nil {
+				return model.Conflictf("the host has address %s on %s, inside the addresses macvlan network %s hands out (%s): a sandbox could be given the host's address; give an --ip-range of the LAN without it (the part of the LAN that pontoon may hand out, outside its DHCP pool)",
+					h.Prefix, h.Link, n.Name, s.AllocRange())
+			}
+			return model.Conflictf("bridge %s already has address %s, inside the addresses network %s hands out (%s): a sandbox could be given the host's address; make it the gateway with --gateway %s, give an --ip-range without it, or remove it from %s",
+				n.Bridge, h.Prefix, n.Name, s.AllocRange(), a, n.Bridge)
 		}
 	}
 	for _, s := range n.Subnets {

@@ -92,6 +92,9 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 	if err := checkCaps(drv, n); err != nil {
 		return nil, err
 	}
+	if err := drv.Validate(n); err != nil {
+		return nil, err
+	}
 	for _, o := range nets {
 		if n.Bridge != "" && o.Bridge == n.Bridge {
 			return nil, model.Conflictf("bridge %s is already used by network %q: pick another --bridge", n.Bridge, o.Name)
@@ -113,7 +116,19 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 	}
 	n.Created = time.Now().UTC()
 
-	if err := e.st.Update(func(tx store.Tx) error { return tx.PutNetwork(n) }); err != nil {
+	if err := e.st.Update(func(tx store.Tx) error {
+		if err := tx.PutNetwork(n); err != nil {
+			return err
+		}
+		// Addresses the host takes on the network (a macvlan shim's) are
+		// never handed to a sandbox.
+		for _, a := range n.HostAddrs() {
+			if err := tx.Reserve(n.Name, a, hostOwner); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
 		return nil, fmt.Errorf("record network %s: %w", n.Name, err)
 	}
 	undo := func(cause error) error {
@@ -154,6 +169,10 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 	e.log.Info("network created", "network", n.Name, "driver", n.Driver, "subnets", n.SubnetString(), "on", n.Where(), "internal", n.Internal)
 	return n, nil
 }
+
+// hostOwner owns the reservations of the host's own addresses on a
+// network (a macvlan shim's).
+const hostOwner = "host"
 
 // pickSubnet picks a free subnet of one family for a network created
 // without --subnet: the configured default for the default network, else

@@ -105,6 +105,16 @@ func (n *Network) HasHostGateway() bool {
 	return n.Driver != DriverLink && n.Driver != DriverMacvlan
 }
 
+// HostAddrs are the addresses the host itself takes on the network
+// besides its gateways (a macvlan network's shim): reserved when the
+// network is made, never handed out.
+func (n *Network) HostAddrs() []netip.Addr {
+	if n.Macvlan != nil {
+		return n.Macvlan.ShimAddrs
+	}
+	return nil
+}
+
 // Where says where a network lives on the host, for people: its bridge
 // ("ptbr-…"), "macvlan on eth0.50", "direct link".
 func (n *Network) Where() string {
