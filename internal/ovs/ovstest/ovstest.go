@@ -104,8 +104,8 @@ func (o *OVS) start(t testing.TB, bins map[string]string, name string, args ...s
 	cmd.Env = o.env()
 	cmd.Dir = o.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
+	var stderr strings.Builder
+	cmd.Stderr = &stderr // what goes wrong before the log file is open
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -122,7 +122,7 @@ func (o *OVS) start(t testing.TB, bins map[string]string, name string, args ...s
 			<-done
 		}
 		if t.Failed() {
-			t.Logf("%s output:\n%s\n%s log:\n%s", name, out.String(), name, o.Log(name))
+			t.Logf("%s log:\n%s%s", name, o.Log(name), stderr.String())
 		}
 	})
 }
