@@ -112,6 +112,11 @@ type Client struct {
 // ensures other_config:userspace-tso-enable=true on the Open_vSwitch row
 // (creating the row on a fresh database, as `ovs-vsctl init` would).
 func Dial(ctx context.Context, endpoint string) (*Client, error) {
+	return dial(ctx, endpoint, true)
+}
+
+// dial is Dial; the tests turn tso off to show what the flag is for.
+func dial(ctx context.Context, endpoint string, tso bool) (*Client, error) {
 	dbModel, err := model.NewClientDBModel("Open_vSwitch", map[string]model.Model{
 		"Open_vSwitch": &openvSwitch{},
 		"Bridge":       &bridgeRow{},
@@ -152,7 +157,7 @@ func Dial(ctx context.Context, endpoint string) (*Client, error) {
 		db.Close()
 		return nil, fmt.Errorf("ovs: monitor %s: %w", endpoint, err)
 	}
-	if err := c.ensureTSO(ctx); err != nil {
+	if err := c.ensureTSO(ctx, tso); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -224,12 +229,13 @@ func (c *Client) root() (*openvSwitch, error) {
 
 var errNoRoot = errors.New("the database has no Open_vSwitch row")
 
-// ensureTSO sets other_config:userspace-tso-enable=true, creating the root
-// row on a fresh database.
-func (c *Client) ensureTSO(ctx context.Context) error {
+// ensureTSO sets other_config:userspace-tso-enable=true (or, for tests,
+// false), creating the root row on a fresh database.
+func (c *Client) ensureTSO(ctx context.Context, tso bool) error {
+	want := fmt.Sprint(tso)
 	o, err := c.root()
 	if errors.Is(err, errNoRoot) {
-		ops, err := c.db.Create(&openvSwitch{UUID: "root", OtherConfig: map[string]string{tsoKey: "true"}})
+		ops, err := c.db.Create(&openvSwitch{UUID: "root", OtherConfig: map[string]string{tsoKey: want}})
 		if err != nil {
 			return fmt.Errorf("ovs: create the Open_vSwitch row: %w", err)
 		}
@@ -239,17 +245,17 @@ func (c *Client) ensureTSO(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ovs: read the Open_vSwitch row: %w", err)
 	}
-	if o.OtherConfig[tsoKey] == "true" {
+	if o.OtherConfig[tsoKey] == want {
 		return nil
 	}
 	// Delete then insert: a map insert keeps an existing key's value.
 	ops, err := c.db.Where(o).Mutate(o,
 		model.Mutation{Field: &o.OtherConfig, Mutator: ovsdb.MutateOperationDelete, Value: []string{tsoKey}},
-		model.Mutation{Field: &o.OtherConfig, Mutator: ovsdb.MutateOperationInsert, Value: map[string]string{tsoKey: "true"}})
+		model.Mutation{Field: &o.OtherConfig, Mutator: ovsdb.MutateOperationInsert, Value: map[string]string{tsoKey: want}})
 	if err != nil {
 		return fmt.Errorf("ovs: set other_config:%s: %w", tsoKey, err)
 	}
-	_, err = c.transact(ctx, "set other_config:"+tsoKey+"=true", ops)
+	_, err = c.transact(ctx, "set other_config:"+tsoKey+"="+want, ops)
 	return err
 }
 

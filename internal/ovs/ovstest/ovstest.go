@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -94,23 +95,37 @@ func (o *OVS) env() []string {
 }
 
 // start runs name in the foreground inside the namespace and registers its
-// stop. Pdeathsig stops it should the test binary die before its cleanup;
-// the forking thread is an ordinary runtime thread, which lives as long as
-// the process.
+// stop.
+//
+// Pdeathsig stops the daemon should the test binary die before its
+// cleanup. The kernel sends it when the thread that forked the daemon
+// exits, not the process, and Go ends threads whenever a goroutine that
+// locked one returns (testutil.InNetns does, many times per test). So the
+// daemon is forked from a goroutine that keeps its thread locked and waits
+// for the daemon there: that thread outlives the daemon.
 func (o *OVS) start(t testing.TB, bins map[string]string, name string, args ...string) {
 	t.Helper()
-	argv := append([]string{"--net=" + o.Netns, "--", bins[name]}, args...)
+	argv := append([]string{"--net=" + o.Netns, "--", bins[name], "-vconsole:off"}, args...)
 	cmd := exec.Command(bins["nsenter"], argv...)
 	cmd.Env = o.env()
 	cmd.Dir = o.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr // what goes wrong before the log file is open
-	if err := cmd.Start(); err != nil {
+	started := make(chan error, 1)
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: see above
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		done <- cmd.Wait()
+	}()
+	if err := <-started; err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		// Only the PID started here: nsenter exec'd the daemon, so it is
 		// the daemon's own.
