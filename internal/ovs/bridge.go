@@ -46,8 +46,9 @@ func (b Bridge) validate() error {
 
 // EnsureBridge makes bridge b (datapath netdev) unless it exists, corrects
 // its datapath type and MTU request if they differ, and waits (bounded)
-// until ovs-vswitchd has made the internal interface. It returns that
-// interface's ifindex in vswitchd's network namespace.
+// until ovs-vswitchd has made the internal interface (with the MTU, if
+// one is requested). It returns that interface's ifindex in vswitchd's
+// network namespace.
 func (c *Client) EnsureBridge(ctx context.Context, b Bridge) (int, error) {
 	if err := b.validate(); err != nil {
 		return 0, err
@@ -80,6 +81,9 @@ func (c *Client) EnsureBridge(ctx context.Context, b Bridge) (int, error) {
 		}
 		if it.Error != nil && *it.Error != "" {
 			return false, fmt.Errorf("ovs: bridge %s: ovs-vswitchd: %s", b.Name, *it.Error)
+		}
+		if b.MTU != 0 && (it.MTU == nil || *it.MTU != b.MTU) {
+			return false, nil
 		}
 		if it.Ifindex != nil && *it.Ifindex > 0 {
 			ifindex = *it.Ifindex

@@ -41,6 +41,9 @@ func (c *Client) CheckBridge(ctx context.Context, b Bridge) ([]string, error) {
 	if !equalPtr(it.MTURequest, want) {
 		diffs = append(diffs, fmt.Sprintf("bridge %s: mtu_request %s, want %s", b.Name, fmtPtr(it.MTURequest), fmtPtr(want)))
 	}
+	if want != nil && !equalPtr(it.MTU, want) {
+		diffs = append(diffs, fmt.Sprintf("bridge %s: internal interface MTU %s, want %d", b.Name, fmtPtr(it.MTU), b.MTU))
+	}
 	diffs = append(diffs, vswitchdDiffs("bridge "+b.Name+": internal interface", it, true)...)
 	return diffs, nil
 }

@@ -400,3 +400,57 @@ func TestTCPNeedsUserspaceTSO(t *testing.T) {
 		t.Error("TCP worked without userspace-tso-enable")
 	}
 }
+
+// TestBridgeMTU: without a request the internal interface follows the
+// smallest MTU of the bridge's ports; mtu_request pins it, and a second
+// EnsureBridge changes it in place.
+func TestBridgeMTU(t *testing.T) {
+	h := newHost(t)
+	ctx := context.Background()
+	h.bridgeUp(t)
+	mtu := func() int {
+		t.Helper()
+		l, err := h.h.LinkByName(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.Attrs().MTU
+	}
+	if got := mtu(); got != 1500 {
+		t.Errorf("MTU of a bridge without ports: %d, want 1500", got)
+	}
+	h.sandbox(t, "vm1", "10.80.0.51")
+	v, err := h.h.LinkByName("vm1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.h.LinkSetMTU(v, 1400); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.c.AddPort(ctx, Port{Name: "vm1", Bridge: br}); err != nil {
+		t.Fatal(err)
+	}
+	// vswitchd applies the port's MTU to the internal interface after it
+	// attached the port: wait for it, bounded.
+	for i := 0; i < 100 && mtu() != 1400; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := mtu(); got != 1400 {
+		t.Errorf("MTU with a 1400 port: %d, want 1400 (the smallest port's)", got)
+	}
+	for _, want := range []int{9000, 1280} {
+		ifindex, err := h.c.EnsureBridge(ctx, Bridge{Name: br, MTU: want})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l, err := h.h.LinkByIndex(ifindex); err != nil || l.Attrs().MTU != want {
+			t.Errorf("EnsureBridge MTU %d: link %v, %v", want, l, err)
+		}
+		if diffs, err := h.c.CheckBridge(ctx, Bridge{Name: br, MTU: want}); err != nil || diffs != nil {
+			t.Errorf("CheckBridge MTU %d: %q, %v", want, diffs, err)
+		}
+	}
+	if diffs, _ := h.c.CheckBridge(ctx, Bridge{Name: br}); len(diffs) != 1 || !strings.Contains(diffs[0], "mtu_request 1280, want none") {
+		t.Errorf("CheckBridge without the MTU request: %q", diffs)
+	}
+}
