@@ -15,6 +15,7 @@ pkgs=(
   podman            # the runtime tests: Podman 4 on its CNI backend (test/e2e/podman_test.go)
   runc              # the OCI runtime Podman and containerd run containers with in those tests
   containerd        # the runtime tests: containerd and ctr run --cni (test/e2e/containerd_test.go)
+  openvswitch-switch # ovsdb-server, ovs-vswitchd: internal/ovs and its tests (userspace datapath, so no openvswitch kernel module)
   util-linux        # nsenter, unshare
   procps
   ca-certificates
