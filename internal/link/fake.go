@@ -19,7 +19,7 @@ type Fake struct {
 	next        int
 	bridges     map[string]*fakeBridge
 	veths       map[string]*fakeVeth
-	taps        map[string]*fakeTap // fake_tap.go
+	taps        map[string]*fakeTap
 	rules       map[string]bool // netns|addr|table
 	fail        map[string]error
 	conntrack   [][]ConntrackFilter
