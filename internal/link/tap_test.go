@@ -2,6 +2,7 @@ package link
 
 import (
 	"cmp"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -232,5 +233,53 @@ func TestKernelTapRefusals(t *testing.T) {
 	// The existing tap was not taken over: still persistent, on br0.
 	if probs := l.CheckTap(ok); len(probs) != 0 {
 		t.Errorf("CheckTap(existing) after the refusals = %q", probs)
+	}
+}
+
+// BenchmarkAddTap measures making a VM's tap (AddTap) and deleting it
+// (DeleteVeths of one name), per op, reporting each step's median and
+// 99th percentile besides the mean of the pair.
+//
+//	go test -run '^$' -bench AddTap -benchtime 200x ./internal/link/
+func BenchmarkAddTap(b *testing.B) {
+	for _, mode := range []struct {
+		name  string
+		apply func(*Tap)
+	}{
+		{"default", func(*Tap) {}},
+		{"owner", func(t *Tap) { t.Owner, t.Group = 1000, 1000 }},
+		// 256 queues where a single-queue tap has one (tun_set_iff:
+		// MAX_TAP_QUEUES), each with its sysfs entries.
+		{"multiqueue", func(t *Tap) { t.MultiQueue = true }},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			l := benchHost(b)
+			adds := make([]time.Duration, 0, b.N)
+			dels := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := range b.N {
+				tp := Tap{Name: fmt.Sprintf("ptt-b%d", i), Bridge: "br0", MTU: 1500, Owner: -1, Group: -1}
+				mode.apply(&tp)
+				start := time.Now()
+				if _, err := l.AddTap(tp); err != nil {
+					b.Fatal(err)
+				}
+				mid := time.Now()
+				if err := l.DeleteVeths([]string{tp.Name}); err != nil {
+					b.Fatal(err)
+				}
+				adds = append(adds, mid.Sub(start))
+				dels = append(dels, time.Since(mid))
+			}
+			b.StopTimer()
+			for _, m := range []struct {
+				name string
+				d    []time.Duration
+			}{{"add", adds}, {"del", dels}} {
+				slices.Sort(m.d)
+				b.ReportMetric(float64(m.d[len(m.d)/2].Nanoseconds()), m.name+"-p50-ns")
+				b.ReportMetric(float64(m.d[len(m.d)*99/100].Nanoseconds()), m.name+"-p99-ns")
+			}
+		})
 	}
 }
