@@ -20,7 +20,8 @@ type Fake struct {
 	bridges     map[string]*fakeBridge
 	veths       map[string]*fakeVeth
 	pairs       map[string]*Pair // direct links, by each end (fake_pair.go)
-	rules       map[string]bool  // netns|addr|table
+	taps        map[string]*fakeTap
+	rules       map[string]bool // netns|addr|table
 	fail        map[string]error
 	conntrack   [][]ConntrackFilter
 	// Host holds the prefixes HostPrefixes reports.
@@ -57,7 +58,8 @@ func NewFake() *Fake {
 // InjectError makes every later call of op (a method name of Interface
 // that can fail: "EnsureBridge", "DeleteBridge", "AddVeth", "DisableVeth",
 // "DeleteVeths", "DeleteRule", "ListLinks", "LinkIndex", "HostPrefixes",
-// "HostNets", "DeleteConntrack", "IPv6Host", "SetIPv6Forward")
+// "HostNets", "DeleteConntrack", "IPv6Host", "SetIPv6Forward", "AddTap",
+// "RepairTap")
 // fail with err, changing nothing; nil clears it.
 func (f *Fake) InjectError(op string, err error) {
 	f.mu.Lock()
@@ -162,6 +164,7 @@ func (f *Fake) DeleteVeths(names []string) error {
 	}
 	for _, n := range names {
 		delete(f.veths, n)
+		delete(f.taps, n)
 	}
 	return nil
 }
@@ -250,6 +253,7 @@ func (f *Fake) ListLinks(prefixes ...string) ([]LinkInfo, error) {
 			out = append(out, LinkInfo{Name: name, Index: v.index, Type: "veth", Master: m, MTU: v.MTU, Up: !v.disabled})
 		}
 	}
+	out = append(out, f.tapLinksLocked(prefixes)...)
 	slices.SortFunc(out, func(a, b LinkInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
@@ -272,6 +276,9 @@ func (f *Fake) LinkIndex(name string) (int, error) {
 	}
 	if v, ok := f.veths[name]; ok {
 		return v.index, nil
+	}
+	if t, ok := f.taps[name]; ok {
+		return t.index, nil
 	}
 	return 0, nil
 }
@@ -370,6 +377,7 @@ func (f *Fake) Dump() string {
 	for r := range f.rules {
 		lines = append(lines, "rule "+r)
 	}
+	lines = append(lines, f.tapDumpLocked()...)
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
 }
@@ -510,13 +518,14 @@ func (f *Fake) Emit(ev Event) {
 }
 
 // Break changes the fake's state as someone outside pontoon would:
-// "delete NAME" removes a bridge or veth, "down NAME" takes it down,
-// "nomaster NAME" takes a veth off its bridge, "unaddr NAME" removes a
+// "delete NAME" removes a bridge, veth or tap, "down NAME" takes it down,
+// "nomaster NAME" takes a veth or tap off its bridge, "unaddr NAME" removes a
 // bridge's addresses or a veth peer's addresses, "noforward" turns
 // forwarding off. It emits the matching event.
 func (f *Fake) Break(what, name string) {
 	f.mu.Lock()
 	ev := Event{Kind: LinkChanged, Name: name}
+	f.breakTapLocked(what, name)
 	switch what {
 	case "delete":
 		delete(f.bridges, name)

@@ -151,9 +151,28 @@ type Interface interface {
 	// endpoint stops carrying traffic at once (fast, no RCU wait). A missing
 	// link is success.
 	DisableVeth(hostName string) error
-	// DeleteVeths deletes host-side veths (the peers go with them) in one
-	// batch. Links that do not exist are success.
+	// DeleteVeths deletes host links by name in one batch: host ends of
+	// veths (the peers go with them) and taps (AddTap) alike, a tap even
+	// while a VM has it open. Links that do not exist are success.
 	DeleteVeths(hostNames []string) error
+
+	// AddTap creates a persistent tap (IFF_TAP, IFF_NO_PI, multi-queue if
+	// asked, with its owner and group), joins it to the bridge with the
+	// port's flags and VLAN exactly as AddVeth does a veth's host end, and
+	// brings it up; it returns its ifindex. It has no carrier until a
+	// process (the VM) opens it. A link with that name is an error. On
+	// error nothing is left behind.
+	AddTap(t Tap) (index int, err error)
+	// CheckTap compares the kernel with t (exists, is a tap, multi-queue,
+	// persistent, owner, group, bridge port, port flags, up, MTU) and
+	// describes each difference; nil when they match. No carrier is no
+	// difference. It changes nothing.
+	CheckTap(t Tap) []string
+	// RepairTap brings a tap back to t, changing only what differs, and
+	// says what it changed: a missing tap is made again, one of the wrong
+	// kind (multi-queue, owner, group, not persistent) is deleted and made
+	// again, a tap off its bridge rejoins it. It returns its ifindex.
+	RepairTap(t Tap) (index int, fixed []Fix, err error)
 
 	// CheckVeth compares the kernel with v and describes each difference
 	// (missing link, address, MAC, MTU, route, rule, bridge port); nil when
