@@ -25,6 +25,15 @@ type AttachSpec struct {
 	// VLAN puts the endpoint in that VLAN (1–4094), on a network created
 	// with vlan_filtering only.
 	VLAN int `json:"vlan,omitempty"`
+	// Tap makes the endpoint a VM's tap device; set by SandboxSpec.Tap.
+	Tap *TapSpec `json:"-"`
+}
+
+// TapSpec asks for a VM's tap device (`pontoon tap create`).
+type TapSpec struct {
+	// Name of the tap device; default ptt- and a hash of the endpoint.
+	Name string `json:"name,omitempty"`
+	TapOptions
 }
 
 // SandboxSpec asks for a sandbox.
@@ -37,6 +46,9 @@ type SandboxSpec struct {
 	// Host makes a sandbox that stands for the host's own namespace
 	// (`--network host`): no new namespace, no endpoints.
 	Host        bool              `json:"host,omitempty"`
+	// Tap makes a VM's sandbox: no namespace, one network (Networks holds
+	// exactly one), whose endpoint is a tap device the hypervisor opens.
+	Tap *TapSpec `json:"tap,omitempty"`
 	ContainerID string            `json:"container_id,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Networks    []AttachSpec      `json:"networks,omitempty"`

@@ -39,6 +39,7 @@ const (
 	BridgePrefix   = "ptbr-" // bridges pontoon creates for user networks
 	HostVethPrefix = "ptv-"  // host ends of endpoint veth pairs
 	ShimPrefix     = "ptm-"  // the host's own macvlan on a macvlan network (--shim)
+	TapPrefix      = "ptt-"  // tap devices for VMs
 
 	MaxIfNameLen = 15
 	DefaultMTU   = 1500
@@ -211,6 +212,10 @@ const (
 	KindPID SandboxKind = "pid"
 	// KindHost: the host's own namespace (`--network host`); takes no endpoints.
 	KindHost SandboxKind = "host"
+	// KindVM: a virtual machine's place on a network, with no namespace:
+	// its one endpoint is a tap device on the host that the hypervisor
+	// opens (`pontoon tap create`).
+	KindVM SandboxKind = "vm"
 )
 
 // Sandbox is a network namespace pontoon knows.
@@ -275,6 +280,9 @@ type Endpoint struct {
 	// VLAN is the endpoint's VLAN (1–4094) on a network with VLAN
 	// filtering; 0: the bridge's default, VLAN 1.
 	VLAN int `json:"vlan,omitempty"`
+	// Tap: the endpoint is a VM's tap device (HostIf), not a veth; its
+	// addresses and MAC are the VM's to configure.
+	Tap *TapOptions `json:"tap,omitempty"`
 	// Ports are the endpoint's published ports: they live and go with it.
 	Ports   []PortMapping `json:"ports,omitempty"`
 	State   EndpointState `json:"state"`
@@ -353,6 +361,23 @@ func BridgeName(networkID string) string {
 // ShimName returns the name of a macvlan network's shim on the host.
 func ShimName(networkID string) string {
 	return ShimPrefix + shortHash(networkID, 8)
+}
+
+// TapName returns the name of a VM endpoint's tap device.
+func TapName(endpointID string) string {
+	return TapPrefix + shortHash(endpointID, 10)
+}
+
+// TapOptions are how a VM's tap device is made (Endpoint.Tap).
+type TapOptions struct {
+	// Owner and Group may open the tap without CAP_NET_ADMIN (the
+	// hypervisor's user and group); -1: anyone may (the kernel checks
+	// neither). Both 0: root only.
+	Owner int `json:"owner"`
+	Group int `json:"group"`
+	// MultiQueue: one queue per vCPU (QEMU's queues=N); the hypervisor
+	// must open it with the same setting.
+	MultiQueue bool `json:"multi_queue,omitempty"`
 }
 
 // HostVethName returns the host end of an endpoint's veth pair.
