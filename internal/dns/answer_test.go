@@ -356,6 +356,9 @@ func TestSetNetworksValidation(t *testing.T) {
 		want string
 	}{
 		{Network{Name: "app"}, "no gateway"},
+		{Network{Name: "app", Gateways: appNet.Gateways, Subnets: prefixes("10.88.0.0/24")}, "both gateways and subnets"},
+		{Network{Name: "app", Subnets: []netip.Prefix{{}}}, "invalid subnet"},
+		{Network{Name: "app", Subnets: prefixes("10.88.0.0/24", "10.89.0.0/24")}, "two subnets of one family"},
 		{Network{Name: "app", Gateways: []netip.Prefix{{}}}, "invalid gateway"},
 		{Network{Name: "app", Gateways: prefixes("10.88.0.1/24", "10.89.0.1/24")}, "two gateways of one family"},
 		{Network{Name: "app", Gateways: prefixes("fd00:88::1/64", "::ffff:10.88.0.1/120", "fd00:89::1/64")}, "two gateways of one family"},
@@ -381,8 +384,13 @@ func TestSetNetworksValidation(t *testing.T) {
 			t.Fatalf("%+v: app no longer answers after a bad SetNetworks: %v", tt.n, m)
 		}
 	}
+	// Subnets: masked, unmapped, IPv4 first.
+	n, err := normNetwork(Network{Name: "x", Subnets: prefixes("fd00:1::5/64", "::ffff:10.1.0.7/120")})
+	if err != nil || !slices.Equal(n.Subnets, prefixes("10.1.0.0/24", "fd00:1::/64")) {
+		t.Errorf("normNetwork: %v %v", n.Subnets, err)
+	}
 	// An IPv4-mapped gateway is taken as the IPv4 address it is.
-	n, err := normNetwork(Network{Name: "x", Gateways: prefixes("fd00:1::1/64", "::ffff:10.1.0.1/120")})
+	n, err = normNetwork(Network{Name: "x", Gateways: prefixes("fd00:1::1/64", "::ffff:10.1.0.1/120")})
 	if err != nil || !slices.Equal(n.Gateways, prefixes("10.1.0.1/24", "fd00:1::1/64")) {
 		t.Errorf("normNetwork: %v %v", n.Gateways, err)
 	}

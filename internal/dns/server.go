@@ -150,6 +150,14 @@ type Network struct {
 	// SetNetworks), refuses queries from outside the subnets and answers
 	// PTR for addresses inside them.
 	Gateways []netip.Prefix
+	// Subnets are the subnets (10.88.0.0/24, fd00:1::/64, at most one per
+	// family) of a network without gateways: one whose sandboxes have no
+	// way to the host (a veth pair between two sandboxes, macvlan). It
+	// gets no listener here; its sandboxes ask the resolver SetSandbox
+	// makes inside each of them, and the subnets say which addresses have
+	// a PTR answer. Set either Gateways or Subnets, never both: the
+	// gateways carry their subnets.
+	Subnets  []netip.Prefix
 	Internal bool // no forwarding: outside names are REFUSED
 }
 
@@ -157,6 +165,11 @@ type Network struct {
 func (n *Network) contains(ip netip.Addr) bool {
 	for _, g := range n.Gateways {
 		if g.Contains(ip) { // Contains ignores the host bits of g
+			return true
+		}
+	}
+	for _, p := range n.Subnets {
+		if p.Contains(ip) {
 			return true
 		}
 	}
@@ -367,8 +380,14 @@ func normNetwork(n Network) (Network, error) {
 	if n.Name == "" {
 		return n, errors.New("dns: network without a name")
 	}
+	if len(n.Gateways) > 0 && len(n.Subnets) > 0 {
+		return n, fmt.Errorf("dns: network %s: both gateways and subnets given: give the gateways (with their subnet's length) for a network the host reaches, the subnets for one it does not", n.Name)
+	}
+	if len(n.Subnets) > 0 {
+		return normSubnets(n)
+	}
 	if len(n.Gateways) == 0 {
-		return n, fmt.Errorf("dns: network %s: no gateway address to listen on", n.Name)
+		return n, fmt.Errorf("dns: network %s: no gateway address to listen on, and no subnets: give Subnets for a network without gateways", n.Name)
 	}
 	gws := make([]netip.Prefix, 0, len(n.Gateways))
 	for _, g := range n.Gateways {
@@ -387,6 +406,27 @@ func normNetwork(n Network) (Network, error) {
 		gws = append(gws, g)
 	}
 	n.Gateways = v4First(gws)
+	return n, nil
+}
+
+// normSubnets checks the subnets of a network without gateways and returns
+// it with them masked, unmapped, IPv4 first, in a slice of their own.
+func normSubnets(n Network) (Network, error) {
+	ps := make([]netip.Prefix, 0, len(n.Subnets))
+	for _, p := range n.Subnets {
+		p = unmapPrefix(p)
+		if !p.IsValid() {
+			return n, fmt.Errorf("dns: network %s: invalid subnet %s: want a prefix, e.g. 10.88.0.0/24", n.Name, p)
+		}
+		p = p.Masked()
+		for _, o := range ps {
+			if o.Addr().Is4() == p.Addr().Is4() {
+				return n, fmt.Errorf("dns: network %s: two subnets of one family (%s, %s): at most one IPv4 and one IPv6", n.Name, o, p)
+			}
+		}
+		ps = append(ps, p)
+	}
+	n.Subnets = v4First(ps)
 	return n, nil
 }
 
