@@ -203,9 +203,13 @@ type Server struct {
 	// Timeout per upstream, and a flood must not grow that without limit.
 	inflight chan struct{}
 
-	mu     sync.Mutex
-	nets   map[string]*netEntry // by network name
-	closed bool
+	mu        sync.Mutex
+	nets      map[string]*netEntry // by network name
+	sandboxes map[string]*sandbox  // by namespace path (SetSandbox)
+	closed    bool
+	// entries is a copy of nets, replaced whenever an entry comes or goes
+	// (publishLocked), for sandbox queries to look networks up without mu.
+	entries atomic.Pointer[map[string]*netEntry]
 }
 
 // netEntry is one network: its records, its configuration and listeners. It
@@ -251,8 +255,9 @@ func New(o Options) (*Server, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: o, log: o.Log, dial: o.Dial, nets: map[string]*netEntry{},
-		inflight: make(chan struct{}, maxInflightForwards)}
+		sandboxes: map[string]*sandbox{}, inflight: make(chan struct{}, maxInflightForwards)}
 	s.own.Store(&map[string]bool{})
+	s.entries.Store(&map[string]*netEntry{})
 	if s.dial == nil {
 		d := &net.Dialer{}
 		s.dial = d.DialContext
@@ -302,6 +307,7 @@ func (s *Server) entryLocked(network string) *netEntry {
 			records: map[netip.Addr]*Record{}, listeners: map[netip.AddrPort]*listener{}}
 		e.zone = newZone(e.zname)
 		s.nets[network] = e
+		s.publishLocked()
 	}
 	return e
 }
@@ -370,6 +376,7 @@ func (s *Server) SetNetworks(nets []Network) error {
 		e.stopLocked()
 		delete(s.nets, name)
 	}
+	s.publishLocked()
 	s.updateOwnLocked()
 	return errors.Join(errs...)
 }
@@ -552,7 +559,8 @@ func (s *Server) ReplaceRecords(network string, rs []Record) {
 	e.zmu.Unlock()
 }
 
-// Close stops all listeners. Queries in flight are given shutdownGrace.
+// Close stops all listeners, the networks' and the sandboxes'. Queries in
+// flight are given shutdownGrace.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -565,8 +573,15 @@ func (s *Server) Close() error {
 		e.cfg.Store(nil)
 		wg.Go(e.stopLocked)
 	}
+	var sbs []*listener
+	for _, sb := range s.sandboxes {
+		sbs = append(sbs, sb.l)
+	}
+	wg.Go(func() { stopAll(sbs) })
 	wg.Wait()
 	clear(s.nets)
+	clear(s.sandboxes)
+	s.publishLocked()
 	return nil
 }
 
