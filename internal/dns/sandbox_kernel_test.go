@@ -436,6 +436,28 @@ func BenchmarkSetSandbox(b *testing.B) {
 			}
 		}
 	})
+	// The two halves: SetSandbox alone (RemoveSandbox outside the timer),
+	// RemoveSandbox alone.
+	b.Run("set", func(b *testing.B) {
+		for b.Loop() {
+			if err := s.SetSandbox(p, ino, nets); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			s.RemoveSandbox(p)
+			b.StartTimer()
+		}
+	})
+	b.Run("remove", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			if err := s.SetSandbox(p, ino, nets); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			s.RemoveSandbox(p)
+		}
+	})
 	b.Run("update", func(b *testing.B) { // a second network attached
 		if err := s.SetSandbox(p, ino, nets); err != nil {
 			b.Fatal(err)
@@ -447,4 +469,43 @@ func BenchmarkSetSandbox(b *testing.B) {
 		}
 		s.RemoveSandbox(p)
 	})
+}
+
+// TestKernelSandboxGlibc: glibc's stub resolver (getent), inside the
+// sandbox with SandboxResolvConf's file as its /etc/resolv.conf (bound over
+// it in a private mount namespace of the child only), finds the names.
+// The sandbox has its interface and address, as on a link network:
+// getaddrinfo's AI_ADDRCONFIG (getent ahosts sets it) asks for no IPv4
+// name at all while a namespace has no IPv4 address but loopback ones.
+func TestKernelSandboxGlibc(t *testing.T) {
+	p := testutil.NewNetns(t)
+	for _, c := range []string{"link add eth0 type veth peer name eth1", "addr add 10.60.0.2/24 dev eth0",
+		"link set eth0 up", "link set eth1 up"} {
+		if out, err := exec.Command("nsenter", append([]string{"--net=" + p, "ip"}, strings.Fields(c)...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v %s", c, err, out)
+		}
+	}
+	s := sandboxServer(t)
+	if err := s.SetSandbox(p, 0, []string{"pair", "mac"}); err != nil {
+		t.Fatal(err)
+	}
+	rc := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(rc, []byte(SandboxResolvConf(pairNet)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ name, want string }{
+		{"a", "10.60.0.2 10.61.0.2"}, // ndots:0: sent as is
+		{"m.mac", "10.61.0.2"},
+		{"b", "10.60.0.3"},
+	} {
+		script := "mount --bind " + rc + " /etc/resolv.conf && getent ahostsv4 " + tt.name + " | awk '{print $1}' | sort -u | tr '\\n' ' '"
+		cmd := exec.Command("nsenter", "--net="+p, "unshare", "--mount", "--propagation", "private", "sh", "-c", script)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("getent %s: %v %s", tt.name, err, out)
+		}
+		if got := strings.TrimSpace(string(out)); got != tt.want {
+			t.Errorf("getent ahostsv4 %s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
 }

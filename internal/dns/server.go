@@ -48,6 +48,20 @@
 // REFUSED (a short answer, no amplification, and the sender learns at once
 // that it asked the wrong server instead of timing out).
 //
+// # Sandbox resolvers
+//
+// A network the host cannot reach (a veth pair between two sandboxes,
+// macvlan) is declared with Subnets instead of Gateways and gets no
+// listener. SetSandbox starts, for each of its sandboxes, a resolver on
+// 127.0.0.11:53 inside the sandbox's own namespace (what Docker does for
+// every container), listing the networks whose names it answers; the
+// sandbox's resolv.conf is SandboxResolvConf. The zone rules above apply
+// with the sandbox's networks taken together: a name on any of them
+// exists, a name on several answers with the addresses of all, PTR
+// answers for an address in any of their subnets, and outside names are
+// forwarded unless every one of the networks is internal. No source is
+// refused: only the sandbox's namespace reaches the socket.
+//
 // # Concurrency
 //
 // Each network's names (a map from name to addresses and from address to
@@ -61,7 +75,10 @@
 //
 // Listening sockets are created by SetNetworks on the calling goroutine's OS
 // thread, so they belong to that thread's network namespace and stay there
-// whichever goroutine serves them later. Upstream sockets are created per
+// whichever goroutine serves them later. SetSandbox makes its sockets on a
+// locked thread that enters the sandbox's namespace and returns to its own
+// before it is unlocked (netns.DoChecked); a socket keeps a reference to
+// its namespace, so a sandbox's lives until RemoveSandbox or Close. Upstream sockets are created per
 // query by Options.Dial (default: the daemon's namespace); upstreams may be
 // of either family, whatever the family a query arrived on.
 //
