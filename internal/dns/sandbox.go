@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync/atomic"
+	"syscall"
 
 	mdns "github.com/miekg/dns"
 
@@ -137,7 +138,10 @@ func (s *Server) listenIn(path string, ino uint64, h mdns.Handler) (*listener, u
 		if errors.Is(err, netns.ErrGone) {
 			return nil, 0, fmt.Errorf("dns: sandbox resolver not started: %w", err)
 		}
-		return nil, 0, fmt.Errorf("dns: listen on %s in network namespace %s (is lo up there?): %w", addr, path, err)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, 0, fmt.Errorf("dns: listen on %s in network namespace %s: %w: a DNS server in the sandbox holds port %d, or this namespace has a resolver under another path", addr, path, err, addr.Port())
+		}
+		return nil, 0, fmt.Errorf("dns: listen on %s in network namespace %s: %w", addr, path, err)
 	}
 	l, err := s.serve(pc, ln, h)
 	if err != nil {

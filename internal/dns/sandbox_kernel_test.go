@@ -180,6 +180,23 @@ func TestKernelSandbox(t *testing.T) {
 		t.Errorf("A's listener in netns cookie %d (%v), A is %d", got, err, want)
 	}
 
+	// The same namespace under another path: its port is taken, and the
+	// error says why; nothing changes.
+	alias := filepath.Join(t.TempDir(), "alias")
+	if err := os.WriteFile(alias, nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(nsB, alias, "none", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(alias, unix.MNT_DETACH) })
+	if err := s.SetSandbox(alias, 0, []string{"mac"}); !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), "another path") {
+		t.Errorf("SetSandbox on B under another path: %v, want EADDRINUSE and why", err)
+	}
+	if n := s.Stats().Sandboxes; n != 2 {
+		t.Errorf("stats: %d sandboxes after a failed SetSandbox, want 2", n)
+	}
+
 	// A new list: the same sockets serve it.
 	if err := s.SetSandbox(nsB, inoOf(t, nsB), []string{"mac", "pair"}); err != nil {
 		t.Fatal(err)
