@@ -32,7 +32,13 @@ func (s *Server) listen(addr netip.AddrPort, e *netEntry, local *localAddrs) (*l
 	if err != nil {
 		return nil, err
 	}
-	l := &listener{udp: &mdns.Server{PacketConn: pc, Handler: e}, tcp: &mdns.Server{Listener: ln, Handler: e}}
+	return s.serve(pc, ln, e)
+}
+
+// serve serves the bound sockets pc and ln for h from background
+// goroutines; on error both are closed.
+func (s *Server) serve(pc net.PacketConn, ln net.Listener, h mdns.Handler) (*listener, error) {
+	l := &listener{udp: &mdns.Server{PacketConn: pc, Handler: h}, tcp: &mdns.Server{Listener: ln, Handler: h}}
 	if err := s.activate(l.udp); err != nil {
 		pc.Close()
 		ln.Close()

@@ -48,6 +48,20 @@
 // REFUSED (a short answer, no amplification, and the sender learns at once
 // that it asked the wrong server instead of timing out).
 //
+// # Sandbox resolvers
+//
+// A network the host cannot reach (a veth pair between two sandboxes,
+// macvlan) is declared with Subnets instead of Gateways and gets no
+// listener. SetSandbox starts, for each of its sandboxes, a resolver on
+// 127.0.0.11:53 inside the sandbox's own namespace (what Docker does for
+// every container), listing the networks whose names it answers; the
+// sandbox's resolv.conf is SandboxResolvConf. The zone rules above apply
+// with the sandbox's networks taken together: a name on any of them
+// exists, a name on several answers with the addresses of all, PTR
+// answers for an address in any of their subnets, and outside names are
+// forwarded unless every one of the networks is internal. No source is
+// refused: only the sandbox's namespace reaches the socket.
+//
 // # Concurrency
 //
 // Each network's names (a map from name to addresses and from address to
@@ -61,7 +75,10 @@
 //
 // Listening sockets are created by SetNetworks on the calling goroutine's OS
 // thread, so they belong to that thread's network namespace and stay there
-// whichever goroutine serves them later. Upstream sockets are created per
+// whichever goroutine serves them later. SetSandbox makes its sockets on a
+// locked thread that enters the sandbox's namespace and returns to its own
+// before it is unlocked (netns.DoChecked); a socket keeps a reference to
+// its namespace, so a sandbox's lives until RemoveSandbox or Close. Upstream sockets are created per
 // query by Options.Dial (default: the daemon's namespace); upstreams may be
 // of either family, whatever the family a query arrived on.
 //
@@ -150,6 +167,14 @@ type Network struct {
 	// SetNetworks), refuses queries from outside the subnets and answers
 	// PTR for addresses inside them.
 	Gateways []netip.Prefix
+	// Subnets are the subnets (10.88.0.0/24, fd00:1::/64, at most one per
+	// family) of a network without gateways: one whose sandboxes have no
+	// way to the host (a veth pair between two sandboxes, macvlan). It
+	// gets no listener here; its sandboxes ask the resolver SetSandbox
+	// makes inside each of them, and the subnets say which addresses have
+	// a PTR answer. Set either Gateways or Subnets, never both: the
+	// gateways carry their subnets.
+	Subnets  []netip.Prefix
 	Internal bool // no forwarding: outside names are REFUSED
 }
 
@@ -157,6 +182,11 @@ type Network struct {
 func (n *Network) contains(ip netip.Addr) bool {
 	for _, g := range n.Gateways {
 		if g.Contains(ip) { // Contains ignores the host bits of g
+			return true
+		}
+	}
+	for _, p := range n.Subnets {
+		if p.Contains(ip) {
 			return true
 		}
 	}
@@ -190,9 +220,13 @@ type Server struct {
 	// Timeout per upstream, and a flood must not grow that without limit.
 	inflight chan struct{}
 
-	mu     sync.Mutex
-	nets   map[string]*netEntry // by network name
-	closed bool
+	mu        sync.Mutex
+	nets      map[string]*netEntry // by network name
+	sandboxes map[string]*sandbox  // by namespace path (SetSandbox)
+	closed    bool
+	// entries is a copy of nets, replaced whenever an entry comes or goes
+	// (publishLocked), for sandbox queries to look networks up without mu.
+	entries atomic.Pointer[map[string]*netEntry]
 }
 
 // netEntry is one network: its records, its configuration and listeners. It
@@ -238,8 +272,9 @@ func New(o Options) (*Server, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: o, log: o.Log, dial: o.Dial, nets: map[string]*netEntry{},
-		inflight: make(chan struct{}, maxInflightForwards)}
+		sandboxes: map[string]*sandbox{}, inflight: make(chan struct{}, maxInflightForwards)}
 	s.own.Store(&map[string]bool{})
+	s.entries.Store(&map[string]*netEntry{})
 	if s.dial == nil {
 		d := &net.Dialer{}
 		s.dial = d.DialContext
@@ -289,6 +324,7 @@ func (s *Server) entryLocked(network string) *netEntry {
 			records: map[netip.Addr]*Record{}, listeners: map[netip.AddrPort]*listener{}}
 		e.zone = newZone(e.zname)
 		s.nets[network] = e
+		s.publishLocked()
 	}
 	return e
 }
@@ -357,6 +393,7 @@ func (s *Server) SetNetworks(nets []Network) error {
 		e.stopLocked()
 		delete(s.nets, name)
 	}
+	s.publishLocked()
 	s.updateOwnLocked()
 	return errors.Join(errs...)
 }
@@ -367,8 +404,14 @@ func normNetwork(n Network) (Network, error) {
 	if n.Name == "" {
 		return n, errors.New("dns: network without a name")
 	}
+	if len(n.Gateways) > 0 && len(n.Subnets) > 0 {
+		return n, fmt.Errorf("dns: network %s: both gateways and subnets given: give the gateways (with their subnet's length) for a network the host reaches, the subnets for one it does not", n.Name)
+	}
+	if len(n.Subnets) > 0 {
+		return normSubnets(n)
+	}
 	if len(n.Gateways) == 0 {
-		return n, fmt.Errorf("dns: network %s: no gateway address to listen on", n.Name)
+		return n, fmt.Errorf("dns: network %s: no gateway address to listen on, and no subnets: give Subnets for a network without gateways", n.Name)
 	}
 	gws := make([]netip.Prefix, 0, len(n.Gateways))
 	for _, g := range n.Gateways {
@@ -387,6 +430,27 @@ func normNetwork(n Network) (Network, error) {
 		gws = append(gws, g)
 	}
 	n.Gateways = v4First(gws)
+	return n, nil
+}
+
+// normSubnets checks the subnets of a network without gateways and returns
+// it with them masked, unmapped, IPv4 first, in a slice of their own.
+func normSubnets(n Network) (Network, error) {
+	ps := make([]netip.Prefix, 0, len(n.Subnets))
+	for _, p := range n.Subnets {
+		p = unmapPrefix(p)
+		if !p.IsValid() {
+			return n, fmt.Errorf("dns: network %s: invalid subnet %s: want a prefix, e.g. 10.88.0.0/24", n.Name, p)
+		}
+		p = p.Masked()
+		for _, o := range ps {
+			if o.Addr().Is4() == p.Addr().Is4() {
+				return n, fmt.Errorf("dns: network %s: two subnets of one family (%s, %s): at most one IPv4 and one IPv6", n.Name, o, p)
+			}
+		}
+		ps = append(ps, p)
+	}
+	n.Subnets = v4First(ps)
 	return n, nil
 }
 
@@ -512,7 +576,8 @@ func (s *Server) ReplaceRecords(network string, rs []Record) {
 	e.zmu.Unlock()
 }
 
-// Close stops all listeners. Queries in flight are given shutdownGrace.
+// Close stops all listeners, the networks' and the sandboxes'. Queries in
+// flight are given shutdownGrace.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -525,8 +590,15 @@ func (s *Server) Close() error {
 		e.cfg.Store(nil)
 		wg.Go(e.stopLocked)
 	}
+	var sbs []*listener
+	for _, sb := range s.sandboxes {
+		sbs = append(sbs, sb.l)
+	}
+	wg.Go(func() { stopAll(sbs) })
 	wg.Wait()
 	clear(s.nets)
+	clear(s.sandboxes)
+	s.publishLocked()
 	return nil
 }
 

@@ -15,7 +15,8 @@ type Stats struct {
 	Answers map[string]uint64 `json:"answers"`
 	// Local: answered from pontoon's records (names, NXDOMAIN, PTR).
 	Local uint64 `json:"local"`
-	// RefusedSource: REFUSED because the source was outside the subnet.
+	// RefusedSource: REFUSED because the source was outside the subnet
+	// (or, inside a sandbox, none of its networks is configured).
 	RefusedSource uint64 `json:"refused_source"`
 	// RefusedInternal: outside names asked on an internal network.
 	RefusedInternal uint64 `json:"refused_internal"`
@@ -35,6 +36,8 @@ type Stats struct {
 	// Listening: networks with a running listener on each of their
 	// gateways (a network missing here has one SetNetworks could not bind).
 	Listening []string `json:"listening"`
+	// Sandboxes: sandboxes with a resolver of their own (SetSandbox).
+	Sandboxes int `json:"sandboxes"`
 }
 
 // Latency is a histogram in the Prometheus style: cumulative buckets by
@@ -150,6 +153,7 @@ func (s *Server) Stats() Stats {
 		ForwardLatency:  c.latency.snapshot(),
 		Upstreams:       s.Upstreams(),
 		Listening:       s.listening(),
+		Sandboxes:       s.sandboxCount(),
 	}
 	for rc := range c.rcodes {
 		if n := c.rcodes[rc].Load(); n > 0 {

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 	"strings"
@@ -166,6 +167,67 @@ func answerLocal(z *zone, cfg *Network, r *mdns.Msg) (m *mdns.Msg, ok bool) {
 		return nil, false
 	}
 	return m, true
+}
+
+// answerViews answers r from the zones of nets, each read under its lock,
+// as answerLocal does for one network; ok is false when the name is none of
+// theirs. Several networks (a sandbox's) answer as one: a name that exists
+// on any of them exists (NOERROR wins over NXDOMAIN), a name on several
+// answers with the addresses of all (sorted, each once), and PTR answers
+// for an address of any of them. internal: every one of nets is.
+func answerViews(nets []view, internal bool, r *mdns.Msg) (m *mdns.Msg, ok bool) {
+	for _, v := range nets {
+		v.e.zmu.RLock()
+		one, found := answerLocal(v.e.zone, v.cfg, r)
+		v.e.zmu.RUnlock()
+		switch {
+		case !found:
+		case m == nil:
+			m = one
+		default:
+			m = mergeAnswers(m, one)
+		}
+	}
+	if m == nil {
+		return nil, false
+	}
+	m.RecursionAvailable = !internal
+	return m, true
+}
+
+// mergeAnswers combines two networks' local answers to one question.
+func mergeAnswers(a, b *mdns.Msg) *mdns.Msg {
+	switch {
+	case b.Rcode != mdns.RcodeSuccess:
+		return a // a exists, or neither does
+	case a.Rcode != mdns.RcodeSuccess:
+		return b
+	}
+	a.Answer = append(a.Answer, b.Answer...)
+	if len(a.Answer) == 0 {
+		return a // NODATA on both
+	}
+	a.Ns = nil // no SOA of a NODATA next to answers
+	slices.SortStableFunc(a.Answer, compareRR)
+	a.Answer = slices.CompactFunc(a.Answer, func(x, y mdns.RR) bool { return compareRR(x, y) == 0 })
+	return a
+}
+
+// compareRR orders the records of local answers (A, AAAA, PTR, all with
+// the question's name as owner): by type, then address or target.
+func compareRR(x, y mdns.RR) int {
+	if c := cmp.Compare(x.Header().Rrtype, y.Header().Rrtype); c != 0 {
+		return c
+	}
+	switch x := x.(type) {
+	case *mdns.A:
+		return slices.Compare(x.A.To4(), y.(*mdns.A).A.To4())
+	case *mdns.AAAA:
+		return slices.Compare(x.AAAA.To16(), y.(*mdns.AAAA).AAAA.To16())
+	case *mdns.PTR:
+		return cmp.Compare(x.Ptr, y.(*mdns.PTR).Ptr)
+	}
+	return cmp.Compare(x.String(), y.String())
 }
 
 func hdr(name string, t uint16) mdns.RR_Header {
