@@ -112,6 +112,9 @@ func checkEndpointCaps(d Driver, n *model.Network, a model.AttachSpec) error {
 	if len(a.Ports) > 0 && !d.Caps().Ports {
 		return model.Invalidf("network %s (driver %s) cannot publish ports: its traffic never passes the host's NAT; publish from a bridge network", n.Name, d.Name())
 	}
+	if a.Tap != nil && !d.Caps().Taps {
+		return model.Invalidf("network %s (driver %s) cannot take a VM's tap device: a tap is a port of a bridge; use a bridge network", n.Name, d.Name())
+	}
 	return nil
 }
 
@@ -121,7 +124,7 @@ type bridgeDriver struct{ link link.Interface }
 func (bridgeDriver) Name() string { return model.DriverBridge }
 
 func (bridgeDriver) Caps() model.DriverCaps {
-	return model.DriverCaps{Isolation: true, ICC: true, AntiSpoofing: true, Ports: true, DNS: true, Hairpin: true}
+	return model.DriverCaps{Isolation: true, ICC: true, AntiSpoofing: true, Ports: true, DNS: true, Hairpin: true, Taps: true}
 }
 
 func (bridgeDriver) Validate(*model.Network) error { return nil }
@@ -140,13 +143,34 @@ func (d bridgeDriver) RemoveNetwork(n *model.Network) error {
 
 func (d bridgeDriver) CheckNetwork(n *model.Network) []string { return d.link.CheckBridge(bridgeOf(n)) }
 
+// Prepare names the host end: a veth's, or a VM's tap (the name asked
+// for, else ptt- and a hash).
 func (bridgeDriver) Prepare(_ store.Tx, _ *model.Network, ep *model.Endpoint) error {
+	if ep.Tap != nil {
+		if ep.HostIf == "" {
+			ep.HostIf = model.TapName(ep.ID)
+		}
+		return nil
+	}
 	ep.HostIf = model.HostVethName(ep.ID)
 	return nil
 }
 
 func (d bridgeDriver) Plumb(n *model.Network, sb *model.Sandbox, ep *model.Endpoint) (int, error) {
+	if ep.Tap != nil {
+		return d.link.AddTap(tapOf(n, ep))
+	}
 	return d.link.AddVeth(vethOf(n, sb, ep))
+}
+
+// tapOf is a VM endpoint's tap as link makes it: a port of the bridge like
+// a veth's host end.
+func tapOf(n *model.Network, ep *model.Endpoint) link.Tap {
+	return link.Tap{
+		Name: ep.HostIf, Bridge: n.Bridge, MTU: ep.MTU, MAC: mustMAC(ep.MAC),
+		Owner: ep.Tap.Owner, Group: ep.Tap.Group, MultiQueue: ep.Tap.MultiQueue,
+		Isolated: !n.ICC, NoHairpin: !n.BridgeOptions.HairpinOn(), VLAN: ep.VLAN,
+	}
 }
 
 func (d bridgeDriver) Disable(ep *model.Endpoint) error { return d.link.DisableVeth(ep.HostIf) }
@@ -160,14 +184,22 @@ func (d bridgeDriver) Delete(eps []*model.Endpoint) error {
 }
 
 func (d bridgeDriver) CheckEndpoint(n *model.Network, sb *model.Sandbox, ep *model.Endpoint) []string {
+	if ep.Tap != nil {
+		return d.link.CheckTap(tapOf(n, ep))
+	}
 	return d.link.CheckVeth(vethOf(n, sb, ep))
 }
 
 func (d bridgeDriver) RepairEndpoint(n *model.Network, sb *model.Sandbox, ep *model.Endpoint) (int, []link.Fix, error) {
+	if ep.Tap != nil {
+		return d.link.RepairTap(tapOf(n, ep))
+	}
 	return d.link.RepairVeth(vethOf(n, sb, ep))
 }
 
-func (bridgeDriver) Prefixes() []string { return []string{model.HostVethPrefix, model.BridgePrefix} }
+func (bridgeDriver) Prefixes() []string {
+	return []string{model.HostVethPrefix, model.BridgePrefix, model.TapPrefix}
+}
 
 // sandboxOf reads a sandbox record; nil when there is none.
 func sandboxOf(st store.Store, name string) *model.Sandbox {

@@ -175,6 +175,8 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		switch {
 		case sb.Kind == model.KindHost:
 			return model.Invalidf("sandbox %s uses the host's network namespace and cannot be connected to a network", sandbox)
+		case sb.Kind == model.KindVM && !creating:
+			return model.Invalidf("sandbox %s is a VM's, with one tap device: give the VM another with `pontoon tap create`", sandbox)
 		case sb.State == model.SandboxRemoving:
 			return model.Conflictf("sandbox %s is being removed", sandbox)
 		case sb.State == model.SandboxCreating && !creating:
@@ -215,6 +217,10 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 			ID: model.NewID(), Network: nw.Name, Sandbox: sandbox,
 			IfName: ifname, MTU: nw.MTU, Primary: primary, Aliases: a.Aliases, Ports: ports, VLAN: a.VLAN,
 			State: model.StateCreating, Created: time.Now().UTC(),
+		}
+		if a.Tap != nil {
+			o := a.Tap.TapOptions
+			ep.Tap, ep.HostIf = &o, a.Tap.Name
 		}
 		if err := e.drv(nw).Prepare(tx, nw, ep); err != nil {
 			return err

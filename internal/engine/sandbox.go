@@ -41,15 +41,26 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 		Labels: spec.Labels, State: model.SandboxCreating, Created: time.Now().UTC(),
 	}
 	modes := 0
-	for _, set := range []bool{spec.Netns != "", spec.PID != 0, spec.Host} {
+	for _, set := range []bool{spec.Netns != "", spec.PID != 0, spec.Host, spec.Tap != nil} {
 		if set {
 			modes++
 		}
 	}
 	if modes > 1 {
-		return nil, model.Invalidf("give at most one of --netns, --pid and host networking")
+		return nil, model.Invalidf("give at most one of --netns, --pid, host networking and a tap")
 	}
 	switch {
+	case spec.Tap != nil:
+		sb.Kind = model.KindVM
+		if len(spec.Networks) != 1 {
+			return nil, model.Invalidf("a VM's tap is on exactly one network: give one (pontoon tap create NAME --network NET)")
+		}
+		if err := spec.Tap.Check(); err != nil {
+			return nil, err
+		}
+		a := spec.Networks[0]
+		a.Tap = spec.Tap
+		spec.Networks = []model.AttachSpec{a}
 	case spec.Host:
 		sb.Kind = model.KindHost
 		sb.Netns = fmt.Sprintf("/proc/%d/ns/net", os.Getpid())

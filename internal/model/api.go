@@ -36,6 +36,20 @@ type TapSpec struct {
 	TapOptions
 }
 
+// Check validates a tap request: a valid interface name when one is
+// given, owner and group -1 (anyone) or a user and group ID.
+func (t *TapSpec) Check() error {
+	if t.Name != "" {
+		if err := ValidateIfName("tap name", t.Name); err != nil {
+			return err
+		}
+	}
+	if t.Owner < -1 || t.Group < -1 {
+		return Invalidf("tap owner %d, group %d: give a user and group ID, or -1 for anyone", t.Owner, t.Group)
+	}
+	return nil
+}
+
 // SandboxSpec asks for a sandbox.
 type SandboxSpec struct {
 	Name string `json:"name"`
@@ -45,10 +59,10 @@ type SandboxSpec struct {
 	PID   int    `json:"pid,omitempty"`
 	// Host makes a sandbox that stands for the host's own namespace
 	// (`--network host`): no new namespace, no endpoints.
-	Host        bool              `json:"host,omitempty"`
+	Host bool `json:"host,omitempty"`
 	// Tap makes a VM's sandbox: no namespace, one network (Networks holds
 	// exactly one), whose endpoint is a tap device the hypervisor opens.
-	Tap *TapSpec `json:"tap,omitempty"`
+	Tap         *TapSpec          `json:"tap,omitempty"`
 	ContainerID string            `json:"container_id,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Networks    []AttachSpec      `json:"networks,omitempty"`

@@ -532,4 +532,5 @@ type DriverCaps struct {
 	Ports        bool `json:"ports"`         // published ports
 	DNS          bool `json:"dns"`           // names on the network's resolver
 	Hairpin      bool `json:"hairpin"`       // a sandbox reaches its own published port
+	Taps         bool `json:"taps"`          // VMs' tap devices (pontoon tap create)
 }
