@@ -34,6 +34,8 @@ type Fake struct {
 	// reports them too). HostNets adds every bridge's gateway address and
 	// connected route, as the kernel would.
 	Nets []HostNet
+	// mv: macvlans, VLAN links and shims (fake_macvlan.go).
+	mv *fakeMacvlans
 }
 
 type fakeBridge struct {
@@ -249,6 +251,7 @@ func (f *Fake) ListLinks(prefixes ...string) ([]LinkInfo, error) {
 			out = append(out, LinkInfo{Name: name, Index: v.index, Type: "veth", Master: m, MTU: v.MTU, Up: !v.disabled})
 		}
 	}
+	out = append(out, f.macvlanLinksLocked(prefixes)...)
 	slices.SortFunc(out, func(a, b LinkInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
@@ -271,6 +274,9 @@ func (f *Fake) LinkIndex(name string) (int, error) {
 	}
 	if v, ok := f.veths[name]; ok {
 		return v.index, nil
+	}
+	if l, ok := f.hostLinkLocked(name); ok {
+		return l.Index, nil
 	}
 	return 0, nil
 }
@@ -369,6 +375,7 @@ func (f *Fake) Dump() string {
 	for r := range f.rules {
 		lines = append(lines, "rule "+r)
 	}
+	lines = append(lines, f.macvlanDumpLocked()...)
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
 }
