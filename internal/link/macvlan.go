@@ -429,18 +429,19 @@ func (n *netlinkLinks) RepairMacvlan(m Macvlan) ([]Fix, error) {
 	}
 	defer sh.Close()
 	l, err := sh.LinkByName(m.IfName)
-	if err != nil && !notFound(err) {
+	switch {
+	case notFound(err):
+		l = nil
+	case err != nil:
 		return fixed, fmt.Errorf("look up %s in the sandbox: %w", m.IfName, err)
-	}
-	if err == nil {
+	default:
 		if bad := macvlanMismatch(m, l, p); bad != "" {
+			// Not ours, or not as asked (mode, parent): made again.
 			if err := sh.LinkDel(l); err != nil && !notFound(err) {
 				return fixed, fmt.Errorf("%s: delete it: %w", bad, err)
 			}
 			l = nil
 		}
-	} else {
-		l = nil
 	}
 	if l == nil {
 		if err := n.AddMacvlan(m); err != nil {
