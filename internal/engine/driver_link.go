@@ -58,7 +58,7 @@ func (d *linkDriver) Delete(eps []*model.Endpoint) error {
 		if sb == nil || sb.Kind == model.KindHost {
 			continue // its namespace, and the pair's end in it, are gone
 		}
-		err := d.link.DeletePair(link.Iface{Netns: sb.Netns, NetnsIno: sb.NetnsIno, IfName: ep.IfName})
+		err := d.link.DeleteIface(sb.Netns, sb.NetnsIno, ep.IfName)
 		if err != nil && !errors.Is(err, link.ErrNetnsGone) {
 			errs = append(errs, err)
 		}
@@ -127,7 +127,7 @@ func (d *linkDriver) Plumb(n *model.Network, sb *model.Sandbox, ep *model.Endpoi
 	}
 	// What is left of an old pair (an end the other member kept) goes
 	// first: its names are the new pair's.
-	_ = d.link.DeletePair(p.B)
+	_ = d.link.DeleteIface(p.B.Netns, p.B.NetnsIno, p.B.IfName)
 	return 0, d.link.AddPair(p)
 }
 

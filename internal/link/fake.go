@@ -36,6 +36,8 @@ type Fake struct {
 	// reports them too). HostNets adds every bridge's gateway address and
 	// connected route, as the kernel would.
 	Nets []HostNet
+	// mv: macvlans, VLAN links and shims (fake_macvlan.go).
+	mv *fakeMacvlans
 }
 
 type fakeBridge struct {
@@ -254,6 +256,7 @@ func (f *Fake) ListLinks(prefixes ...string) ([]LinkInfo, error) {
 		}
 	}
 	out = append(out, f.tapLinksLocked(prefixes)...)
+	out = append(out, f.macvlanLinksLocked(prefixes)...)
 	slices.SortFunc(out, func(a, b LinkInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
@@ -279,6 +282,9 @@ func (f *Fake) LinkIndex(name string) (int, error) {
 	}
 	if t, ok := f.taps[name]; ok {
 		return t.index, nil
+	}
+	if l, ok := f.hostLinkLocked(name); ok {
+		return l.Index, nil
 	}
 	return 0, nil
 }
@@ -378,6 +384,7 @@ func (f *Fake) Dump() string {
 		lines = append(lines, "rule "+r)
 	}
 	lines = append(lines, f.tapDumpLocked()...)
+	lines = append(lines, f.macvlanDumpLocked()...)
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
 }

@@ -41,22 +41,9 @@ func (f *Fake) ifaceTaken(end Iface) bool {
 	return false
 }
 
-func (f *Fake) DeletePair(a Iface) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.fail["DeletePair"]; err != nil {
-		return err
-	}
-	if p := f.pairs[pairKey(a)]; p != nil {
-		delete(f.pairs, pairKey(p.A))
-		delete(f.pairs, pairKey(p.B))
-	}
-	return nil
-}
-
 // BreakPair deletes a direct link as if someone ran `ip link del` in a
 // sandbox (tests of self-healing).
-func (f *Fake) BreakPair(a Iface) { _ = f.DeletePair(a) }
+func (f *Fake) BreakPair(a Iface) { _ = f.DeleteIface(a.Netns, a.NetnsIno, a.IfName) }
 
 func (f *Fake) CheckPair(p Pair) []string {
 	f.mu.Lock()
@@ -84,8 +71,7 @@ func (f *Fake) RepairPair(p Pair) ([]Fix, error) {
 	if f.CheckPair(p) == nil {
 		return nil, nil
 	}
-	_ = f.DeletePair(p.A)
-	_ = f.DeletePair(p.B)
+	_ = f.DeleteIface(p.A.Netns, 0, p.A.IfName)
 	if err := f.AddPair(p); err != nil {
 		return nil, err
 	}

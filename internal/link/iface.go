@@ -20,7 +20,9 @@ import (
 // namespace ns as ifc says: addresses, addrgenmode none, up, routes and
 // rules, in one sendmsg on a socket in the sandbox (ifaceRequests). The
 // link must be down and have ifc's MAC and MTU already (the plumbing sets
-// them when it creates the link).
+// them when it creates the link). idx 0: look the link up by name first,
+// on the same socket (a link created into the sandbox from the host, as a
+// macvlan is, has no ifindex the creator can learn: see createMacvlan).
 func (n *netlinkLinks) configureIface(ns vnetns.NsHandle, idx int, ifc Iface) error {
 	v6 := ifc.hasIPv6()
 	s, err := doIn(ns, func() (*nl.NetlinkSocket, error) {
@@ -37,6 +39,11 @@ func (n *netlinkLinks) configureIface(ns vnetns.NsHandle, idx int, ifc Iface) er
 		return fmt.Errorf("configure %s: %w", ifc.IfName, err)
 	}
 	defer s.Close()
+	if idx == 0 {
+		if idx, err = linkIndexOn(s, ifc.IfName); err != nil {
+			return fmt.Errorf("configure %s: find it in the sandbox: %w", ifc.IfName, err)
+		}
+	}
 	reqs, what := ifaceRequests(ifc, idx, n.dad)
 	errs, err := transact(s, reqs, nil)
 	if err != nil {
@@ -48,6 +55,27 @@ func (n *netlinkLinks) configureIface(ns vnetns.NsHandle, idx int, ifc Iface) er
 		}
 	}
 	return nil
+}
+
+// linkIndexOn returns the ifindex of the link named name in the namespace
+// of socket s: one RTM_GETLINK, answered by an RTM_NEWLINK and the ack.
+func linkIndexOn(s *nl.NetlinkSocket, name string) (int, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	reply := map[uint32][]byte{}
+	errs, err := transact(s, []*nl.NetlinkRequest{req}, reply)
+	if err == nil {
+		err = errs[0]
+	}
+	if err != nil {
+		return 0, err
+	}
+	data, ok := reply[req.Seq]
+	if !ok || len(data) < unix.SizeofIfInfomsg {
+		return 0, fmt.Errorf("no answer to the lookup of %s", name)
+	}
+	return int(nl.DeserializeIfInfomsg(data).Index), nil
 }
 
 // sandboxStep names one request of ifaceRequests for its error.

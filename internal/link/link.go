@@ -181,12 +181,11 @@ type Interface interface {
 
 	// AddPair creates a direct link (Pair): one veth pair made with each
 	// end directly in its sandbox, both ends configured as their Iface
-	// says. On error nothing is left. DeletePair deletes the pair one of
-	// whose ends is a (missing link or namespace: success). CheckPair
-	// describes how the kernel differs from p (nil: it matches);
-	// RepairPair puts it back (a missing end makes the pair again).
+	// says. On error nothing is left. DeleteIface of either end deletes
+	// the pair. CheckPair describes how the kernel differs from p (nil:
+	// it matches); RepairPair puts it back (a missing end makes the pair
+	// again).
 	AddPair(p Pair) error
-	DeletePair(a Iface) error
 	CheckPair(p Pair) []string
 	RepairPair(p Pair) ([]Fix, error)
 	// Every method that enters a sandbox's namespace first checks that it is
@@ -240,6 +239,50 @@ type Interface interface {
 	// a missing address, route or rule in the sandbox is added back. It
 	// returns the host end's ifindex.
 	RepairVeth(v Veth) (hostIndex int, fixed []Fix, err error)
+
+	// AddMacvlan creates m as a macvlan on its parent (a host link),
+	// directly in m.Netns, with its MAC, MTU and mode, and configures it
+	// as AddVeth does its peer (addresses, up, routes, rules). The parent
+	// is brought up if it is down. Bad input (missing or unsuitable
+	// parent, unknown mode, MTU above the parent's, a MAC that is the
+	// parent's) is refused before anything is made; on a later error the
+	// macvlan is deleted again.
+	AddMacvlan(m Macvlan) error
+	// CheckMacvlan compares the kernel with m (parent there and up, the
+	// macvlan in the sandbox on that parent in that mode, and its MAC,
+	// MTU, addresses, routes and rules) and describes each difference;
+	// nil when they match. It changes nothing.
+	CheckMacvlan(m Macvlan) []string
+	// RepairMacvlan brings an endpoint back to m, changing only what
+	// differs, and says what it changed: a missing macvlan (or another
+	// link of its name) is made again; a parent that is down is brought
+	// up. A missing parent is an error: its macvlans went with it.
+	RepairMacvlan(m Macvlan) ([]Fix, error)
+	// DeleteIface deletes the interface ifname inside the sandbox at netns
+	// (an endpoint without a host end, such as a macvlan). A missing link
+	// or namespace (or one that is no longer ino) is success.
+	DeleteIface(netns string, ino uint64, ifname string) error
+
+	// EnsureVLAN makes the 802.1Q link <parent>.<id> on the host, up (the
+	// parent too), for a macvlan network on a VLAN. An existing VLAN id
+	// on parent of that name is reused (created false); any other link of
+	// that name, or a name longer than the kernel's 15 characters, is an
+	// error.
+	EnsureVLAN(parent string, id int) (name string, created bool, err error)
+	// DeleteVLAN deletes a VLAN link of the host. A missing link is
+	// success; a link that is not a VLAN is left alone, with an error.
+	DeleteVLAN(name string) error
+
+	// EnsureShim makes (or repairs) the host's macvlan on a macvlan
+	// network's parent (bridge mode) with the host's addresses and routes
+	// through it, up: the host cannot reach its macvlans through the
+	// parent itself. s.Name starts with ShimPrefix.
+	EnsureShim(s Shim) error
+	// CheckShim compares the kernel with s and describes each difference;
+	// nil when they match.
+	CheckShim(s Shim) []string
+	// DeleteShim deletes a shim. A missing link is success.
+	DeleteShim(name string) error
 
 	// IPForward reports whether net.ipv4.ip_forward is on in the host
 	// namespace; SetIPForward turns it on.

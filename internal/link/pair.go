@@ -114,41 +114,6 @@ func (n *netlinkLinks) AddPair(p Pair) error {
 	return nil
 }
 
-// deleteIn deletes the link named name in namespace ns; missing is
-// success.
-func deleteIn(ns vnetns.NsHandle, name string) error {
-	h, err := handleAt(ns)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	l, err := h.LinkByName(name)
-	if notFound(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if err := h.LinkDel(l); err != nil && !notFound(err) {
-		return fmt.Errorf("delete %s: %w", name, err)
-	}
-	return nil
-}
-
-// DeletePair deletes the pair whose end is a (the other end goes with
-// it). A missing link or namespace is success.
-func (n *netlinkLinks) DeletePair(a Iface) error {
-	ns, err := netns.OpenChecked(a.Netns, a.NetnsIno)
-	if errors.Is(err, netns.ErrGone) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	return deleteIn(ns, a.IfName)
-}
-
 // pairEnds looks both ends up: each link, the handle of its namespace
 // (the caller closes them), and the first difference that makes the pair
 // unrepairable in place (an end missing, or not the other's peer).

@@ -77,12 +77,12 @@ func TestKernelPair(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// DeletePair removes both ends; again is success.
-	if err := l.DeletePair(p.B); err != nil {
+	// DeleteIface of one end removes both; again is success.
+	if err := l.DeleteIface(p.B.Netns, 0, p.B.IfName); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.DeletePair(p.B); err != nil {
-		t.Fatalf("DeletePair of a missing pair: %v", err)
+	if err := l.DeleteIface(p.B.Netns, 0, p.B.IfName); err != nil {
+		t.Fatalf("DeleteIface of a missing pair: %v", err)
 	}
 	for _, ns := range []string{a, b} {
 		if out, _ := run(t, ns, "ip", "-o", "link", "show", "eth0"); out != "" && !strings.Contains(out, "does not exist") {
@@ -140,7 +140,7 @@ func BenchmarkAddPair(b *testing.B) {
 		if err := l.AddPair(p); err != nil {
 			b.Fatal(err)
 		}
-		if err := l.DeletePair(p.A); err != nil {
+		if err := l.DeleteIface(p.A.Netns, 0, p.A.IfName); err != nil {
 			b.Fatal(err)
 		}
 	}
