@@ -15,9 +15,21 @@ type Resolver interface {
 	SetRecord(network string, r dns.Record)
 	RemoveRecord(network string, ip netip.Addr)
 	ReplaceRecords(network string, rs []dns.Record)
+	// SetSandbox serves the names of networks inside a sandbox's
+	// namespace, at 127.0.0.11 (for sandboxes on networks with no gateway
+	// on the host); RemoveSandbox stops that.
+	SetSandbox(netns string, ino uint64, networks []string) error
+	RemoveSandbox(netns string) error
 }
 
+// dnsNetwork is a network as the resolver knows it: its gateways, where it
+// listens; or, for a network with none on the host (a direct link, a
+// macvlan), its subnets, whose sandboxes ask the resolver in their own
+// namespace (syncSandboxResolver).
 func dnsNetwork(n *model.Network) dns.Network {
+	if !n.HasHostGateway() {
+		return dns.Network{Name: n.Name, Subnets: n.Prefixes(), Internal: n.Internal}
+	}
 	gws := make([]netip.Prefix, 0, len(n.Subnets))
 	for _, s := range n.Subnets {
 		gws = append(gws, netip.PrefixFrom(s.Gateway, s.Prefix.Bits()))
@@ -46,9 +58,6 @@ func (e *Engine) syncResolverNetworks() {
 	}
 	var dn []dns.Network
 	for _, n := range nets {
-		if !n.HasHostGateway() {
-			continue // no gateway on the host to listen on
-		}
 		dn = append(dn, dnsNetwork(n))
 	}
 	if err := e.cfg.Resolver.SetNetworks(dn); err != nil {
@@ -85,5 +94,79 @@ func (e *Engine) resolverAdd(ep *model.Endpoint) {
 func (e *Engine) resolverRemove(ep *model.Endpoint) {
 	if e.cfg.Resolver != nil {
 		e.cfg.Resolver.RemoveRecord(ep.Network, ep.FirstIP())
+	}
+}
+
+// sandboxNets lists the networks of a sandbox's live endpoints, and
+// whether one of them has no gateway on the host: such a sandbox asks the
+// resolver in its own namespace, for all of its networks' names.
+func sandboxNets(tx store.Tx, sandbox string) (names []string, inSandbox bool, err error) {
+	eps, err := tx.EndpointsOfSandbox(sandbox)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, ep := range eps {
+		if ep.State == model.StateRemoving {
+			continue
+		}
+		n, err := tx.Network(ep.Network)
+		if err != nil {
+			continue
+		}
+		names = append(names, n.Name)
+		if !n.HasHostGateway() {
+			inSandbox = true
+		}
+	}
+	return names, inSandbox, nil
+}
+
+// syncSandboxResolver starts, updates or stops the resolver inside a
+// sandbox's namespace to match its networks (after an attach or detach).
+func (e *Engine) syncSandboxResolver(sandbox string) {
+	if e.cfg.Resolver == nil {
+		return
+	}
+	var sb *model.Sandbox
+	var nets []string
+	var inSandbox bool
+	if err := e.st.View(func(tx store.Tx) (err error) {
+		if sb, err = tx.Sandbox(sandbox); err != nil {
+			return err
+		}
+		nets, inSandbox, err = sandboxNets(tx, sandbox)
+		return err
+	}); err != nil || sb.Kind == model.KindHost || sb.Kind == model.KindVM {
+		return
+	}
+	if !inSandbox || sb.State == model.SandboxRemoving {
+		if err := e.cfg.Resolver.RemoveSandbox(sb.Netns); err != nil {
+			e.log.Warn("dns: stop the resolver in a sandbox", "sandbox", sandbox, "err", err)
+		}
+		return
+	}
+	if err := e.cfg.Resolver.SetSandbox(sb.Netns, sb.NetnsIno, nets); err != nil {
+		e.log.Warn("dns: start the resolver in a sandbox; its names do not resolve", "sandbox", sandbox, "err", err)
+	}
+}
+
+// syncSandboxResolvers starts the resolvers inside sandboxes that need one
+// (start-up).
+func (e *Engine) syncSandboxResolvers() {
+	if e.cfg.Resolver == nil {
+		return
+	}
+	var want []string
+	_ = e.st.View(func(tx store.Tx) error {
+		sbs, err := tx.Sandboxes()
+		for _, sb := range sbs {
+			if _, in, _ := sandboxNets(tx, sb.Name); in {
+				want = append(want, sb.Name)
+			}
+		}
+		return err
+	})
+	for _, name := range want {
+		e.syncSandboxResolver(name)
 	}
 }

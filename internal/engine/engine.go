@@ -154,8 +154,9 @@ func New(cfg Config) (*Engine, error) {
 	e := &Engine{
 		cfg: cfg, st: cfg.Store, link: cfg.Link, fw: cfg.Firewall, ns: cfg.Netns,
 		drivers: map[string]Driver{
-			model.DriverBridge: bridgeDriver{cfg.Link},
-			model.DriverLink:   &linkDriver{link: cfg.Link, st: cfg.Store},
+			model.DriverBridge:  bridgeDriver{cfg.Link},
+			model.DriverLink:    &linkDriver{link: cfg.Link, st: cfg.Store},
+			model.DriverMacvlan: &macvlanDriver{link: cfg.Link, st: cfg.Store},
 		},
 		log: cfg.Log, sbLck: map[string]*sync.Mutex{}, removals: map[string]*removal{},
 	}

@@ -672,7 +672,11 @@ func (h *healer) recreateNamespace(sb *model.Sandbox) error {
 		return err
 	}
 	sb.NetnsIno = ino
-	return e.st.Update(func(tx store.Tx) error { return tx.PutSandbox(sb) })
+	if err := e.st.Update(func(tx store.Tx) error { return tx.PutSandbox(sb) }); err != nil {
+		return err
+	}
+	e.syncSandboxResolver(sb.Name) // into the new namespace
+	return nil
 }
 
 // healFirewall restores pontoon's tables when they lost something the store

@@ -55,6 +55,7 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 	e.syncResolverNetworks()
 	e.netMu.Unlock()
 	e.syncResolverRecords()
+	e.syncSandboxResolvers()
 	return errors.Join(errs...)
 }
 

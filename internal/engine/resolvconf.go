@@ -180,6 +180,7 @@ func (e *Engine) writeResolvConf(sandbox string) {
 	}
 	var sb *model.Sandbox
 	var nw *model.Network
+	inSandbox, allInternal := false, true
 	_ = e.st.View(func(tx store.Tx) error {
 		var err error
 		if sb, err = tx.Sandbox(sandbox); err != nil {
@@ -190,11 +191,15 @@ func (e *Engine) writeResolvConf(sandbox string) {
 			return err
 		}
 		for _, ep := range liveEndpoints(eps) {
-			if ep.Primary || nw == nil {
-				if n, err := tx.Network(ep.Network); err == nil {
-					nw = n
-				}
+			n, err := tx.Network(ep.Network)
+			if err != nil {
+				continue
 			}
+			if ep.Primary || nw == nil {
+				nw = n
+			}
+			inSandbox = inSandbox || !n.HasHostGateway()
+			allInternal = allInternal && n.Internal
 		}
 		return nil
 	})
@@ -203,6 +208,13 @@ func (e *Engine) writeResolvConf(sandbox string) {
 		return
 	}
 	content := []byte(dns.ResolvConf(dnsNetwork(nw)))
+	if inSandbox {
+		// A network with no gateway on the host: the resolver listens
+		// inside the sandbox, for all of its networks.
+		dn := dnsNetwork(nw)
+		dn.Internal = allInternal
+		content = []byte(dns.SandboxResolvConf(dn))
+	}
 	// Most attaches leave the primary network, and so the file, as it was.
 	// Rewriting it anyway costs a millisecond or more: ext4 flushes a file
 	// renamed over another (auto_da_alloc).

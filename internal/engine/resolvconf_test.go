@@ -22,6 +22,8 @@ func (nopResolver) SetNetworks([]dns.Network) error               { return nil }
 func (nopResolver) SetRecord(string, dns.Record)                  {}
 func (nopResolver) RemoveRecord(string, netip.Addr)               {}
 func (nopResolver) ReplaceRecords(network string, _ []dns.Record) {}
+func (nopResolver) SetSandbox(string, uint64, []string) error     { return nil }
+func (nopResolver) RemoveSandbox(string) error                    { return nil }
 
 // The files are written off the request path; whoever asks for the path
 // gets it only once the file matches the sandbox's primary network.
@@ -90,6 +92,25 @@ func TestResolvConfFollowsPrimaryNetwork(t *testing.T) {
 		if ns := nameserver(fmt.Sprintf("s%d", i)); ns != "10.90.1.1" {
 			t.Errorf("s%d: nameserver %q", i, ns)
 		}
+	}
+
+	// A network with no gateway on the host (a direct link): the sandbox
+	// asks the resolver in its own namespace, for all of its networks.
+	if _, err := e.CreateNetwork(ctx, model.NetworkSpec{Name: "wire", Driver: model.DriverLink}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Connect(ctx, "a", model.AttachSpec{Network: "wire"}); err != nil {
+		t.Fatal(err)
+	}
+	if ns := nameserver("a"); ns != "127.0.0.11" {
+		t.Errorf("on a direct link too: nameserver %q, want 127.0.0.11", ns)
+	}
+	if err := e.Disconnect(ctx, "wire", "a"); err != nil {
+		t.Fatal(err)
+	}
+	e.Flush()
+	if ns := nameserver("a"); ns != "10.88.0.1" {
+		t.Errorf("after leaving the direct link: nameserver %q, want 10.88.0.1", ns)
 	}
 
 	if err := e.RemoveSandbox(ctx, "a"); err != nil {

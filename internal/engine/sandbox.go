@@ -328,6 +328,8 @@ func (e *Engine) beginRemoval(sb *model.Sandbox, eps []*model.Endpoint) (live []
 			e.relayUnpublish(ep)
 		}
 	}
+	// The resolver's sockets in the namespace would keep it alive.
+	e.syncSandboxResolver(sb.Name)
 	// Gone for users from here on (reads hide it): the event follows the
 	// order of the requests, not that of the kernel's deletions.
 	e.emit(Event{Kind: model.EventSandboxRemoved, Sandbox: sb.Name})

@@ -29,6 +29,16 @@ func TestLinkDriver(t *testing.T) {
 	if p := srv.Peers(); len(p) != 1 || !strings.HasPrefix(p[0], l+":") {
 		t.Errorf("right saw %v, want a connection from %s", p, l)
 	}
+	// Names: the resolver listens inside each member's namespace.
+	if rc := h.P("exec", "left", "--", "cat", "/etc/resolv.conf"); !strings.Contains(rc, "nameserver 127.0.0.11") {
+		t.Errorf("left's resolv.conf:\n%s", rc)
+	}
+	if out, err := h.lookup("left", "right"); err != nil || !strings.Contains(out, r) {
+		t.Errorf("nslookup right from left: %v\n%s", err, out)
+	}
+	if out, err := h.lookup("right", "left.wire"); err != nil || !strings.Contains(out, l) {
+		t.Errorf("nslookup left.wire from right: %v\n%s", err, out)
+	}
 	// Nothing on the host: no bridge, no host end, no route to the pair.
 	if links := h.HostLinks("pt"); len(links) > 1 { // the default network's bridge only
 		t.Errorf("host links: %v", links)
