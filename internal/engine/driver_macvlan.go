@@ -54,10 +54,10 @@ func (d *macvlanDriver) Validate(n *model.Network) error {
 	if o.Shim {
 		o.ShimAddrs = nil
 		for _, s := range n.Subnets {
-			// The last address pontoon may hand out is the host's.
-			r := s.AllocRange()
-			last := model.Broadcast(r)
-			if last.Is4() {
+			// The last address pontoon may hand out is the host's (not
+			// the subnet's IPv4 broadcast address).
+			last := model.Broadcast(s.AllocRange())
+			if last.Is4() && last == model.Broadcast(s.Prefix) {
 				last = last.Prev()
 			}
 			o.ShimAddrs = append(o.ShimAddrs, last)
