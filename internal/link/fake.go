@@ -122,7 +122,7 @@ func (f *Fake) AddVeth(v Veth) (int, error) {
 	if err := v.check(); err != nil {
 		return 0, err
 	}
-	if _, ok := f.bridges[v.Bridge]; !ok {
+	if _, ok := f.bridges[v.Bridge]; !ok && v.Bridge != "" {
 		return 0, fmt.Errorf("bridge %s: link not found", v.Bridge)
 	}
 	if _, ok := f.veths[v.HostName]; ok {

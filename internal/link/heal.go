@@ -21,7 +21,7 @@ func (n *netlinkLinks) CheckBridge(b Bridge) []string {
 	if err != nil {
 		return []string{fmt.Sprintf("bridge %s is missing", b.Name)}
 	}
-	if l.Type() != "bridge" {
+	if l.Type() != "bridge" && !b.External {
 		return []string{fmt.Sprintf("%s is a %s, not a bridge", b.Name, l.Type())}
 	}
 	var out []string
@@ -31,7 +31,9 @@ func (n *netlinkLinks) CheckBridge(b Bridge) []string {
 	if b.MTU > 0 && l.Attrs().MTU != b.MTU {
 		out = append(out, fmt.Sprintf("bridge %s has MTU %d, want %d", b.Name, l.Attrs().MTU, b.MTU))
 	}
-	if b.Options != nil {
+	if b.External {
+		// The switch's own settings are its to check.
+	} else if b.Options != nil {
 		data, err := n.bridgeData(l.Attrs().Index)
 		if err != nil {
 			out = append(out, fmt.Sprintf("bridge %s: cannot read its settings: %v", b.Name, err))
@@ -118,16 +120,18 @@ func (n *netlinkLinks) RepairVeth(v Veth) (int, []Fix, error) {
 		fixed = append(fixed, Fix{kind, what})
 	}
 	hostIdx := host.Attrs().Index
-	n.forgetBridge(v.Bridge)
-	brIdx, err := n.bridgeIndex(v.Bridge)
-	if err != nil {
-		return hostIdx, nil, err
-	}
-	if host.Attrs().MasterIndex != brIdx {
-		fix("port", "joined "+v.HostName+" to bridge "+v.Bridge, n.h.LinkSetMasterByIndex(host, brIdx))
-	}
-	if p, err := n.h.LinkGetProtinfo(host); err != nil || p.Isolated != v.Isolated || p.Hairpin == v.NoHairpin {
-		fix("port", "set bridge port flags of "+v.HostName, n.raw.execute(brportRequest(hostIdx, v.Isolated, !v.NoHairpin)))
+	brIdx := 0
+	if v.Bridge != "" {
+		n.forgetBridge(v.Bridge)
+		if brIdx, err = n.bridgeIndex(v.Bridge); err != nil {
+			return hostIdx, nil, err
+		}
+		if host.Attrs().MasterIndex != brIdx {
+			fix("port", "joined "+v.HostName+" to bridge "+v.Bridge, n.h.LinkSetMasterByIndex(host, brIdx))
+		}
+		if p, err := n.h.LinkGetProtinfo(host); err != nil || p.Isolated != v.Isolated || p.Hairpin == v.NoHairpin {
+			fix("port", "set bridge port flags of "+v.HostName, n.raw.execute(brportRequest(hostIdx, v.Isolated, !v.NoHairpin)))
+		}
 	}
 	if host.Attrs().Flags&net.FlagUp == 0 {
 		fix("port", "brought "+v.HostName+" up", n.h.LinkSetUp(host))
@@ -145,7 +149,9 @@ func (n *netlinkLinks) RepairVeth(v Veth) (int, []Fix, error) {
 		for i, ad := range v.Addrs {
 			ips[i] = ad.Addr.Addr()
 		}
-		n.forgetUnresolved(n.h, brIdx, ips)
+		if brIdx != 0 {
+			n.forgetUnresolved(n.h, brIdx, ips)
+		}
 	}
 	return hostIdx, fixed, errors.Join(errs...)
 }

@@ -38,6 +38,12 @@ type Bridge struct {
 	// defaults pontoon always had (multicast snooping off, the rest left
 	// as the kernel or, for an adopted bridge, its owner has them).
 	Options *BridgeOptions
+	// External: the switch is not a Linux bridge but another's (an Open
+	// vSwitch bridge), which made the link Name (its internal port).
+	// EnsureBridge then only configures that link as the network's
+	// gateway (MTU, IPv6 settings, addresses, up) and CheckBridge checks
+	// only that; Options do not apply.
+	External bool
 }
 
 // Address is one of an endpoint's addresses, with its family's gateway.
@@ -82,6 +88,9 @@ type Iface struct {
 // Bridge and whose peer is Iface in the sandbox (its MTU is the pair's).
 type Veth struct {
 	HostName string // host end, joins Bridge
+	// Bridge is the Linux bridge the host end joins; "": none, the host
+	// end is left for another switch (an Open vSwitch port), without the
+	// port settings below.
 	Bridge   string
 	Isolated bool // bridge port isolation (network with icc=false)
 	// NoHairpin: the port is not in hairpin mode (it is by default, so

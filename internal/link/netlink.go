@@ -324,6 +324,12 @@ func (n *netlinkLinks) EnsureBridge(b Bridge) (int, error) {
 		return 0, err
 	}
 	l, err := n.h.LinkByName(b.Name)
+	if b.External {
+		if err != nil {
+			return 0, fmt.Errorf("look up %s, the switch's own port: %w", b.Name, err)
+		}
+		return n.configureGateway(b, l)
+	}
 	switch {
 	case notFound(err):
 		off := false
@@ -363,6 +369,19 @@ func (n *netlinkLinks) EnsureBridge(b Bridge) (int, error) {
 			return 0, fmt.Errorf("turn multicast snooping off on %s: %w", b.Name, err)
 		}
 	}
+	idx, err := n.configureGateway(b, l)
+	if err != nil {
+		return 0, err
+	}
+	n.brMu.Lock()
+	n.brIndex[b.Name] = idx
+	n.brMu.Unlock()
+	return idx, nil
+}
+
+// configureGateway makes link l the network's gateway: MTU, IPv6
+// behaviour, gateway and link-local addresses, up, route_localnet.
+func (n *netlinkLinks) configureGateway(b Bridge, l netlink.Link) (int, error) {
 	if b.MTU > 0 && l.Attrs().MTU != b.MTU {
 		if err := n.h.LinkSetMTU(l, b.MTU); err != nil {
 			return 0, fmt.Errorf("set MTU of %s to %d: %w", b.Name, b.MTU, err)
@@ -388,9 +407,6 @@ func (n *netlinkLinks) EnsureBridge(b Bridge) (int, error) {
 	if err := n.raw.execute(routeLocalnetRequest(l.Attrs().Index)); err != nil {
 		return 0, fmt.Errorf("set route_localnet on %s: %w", b.Name, err)
 	}
-	n.brMu.Lock()
-	n.brIndex[b.Name] = l.Attrs().Index
-	n.brMu.Unlock()
 	return l.Attrs().Index, nil
 }
 
@@ -514,9 +530,12 @@ func (n *netlinkLinks) AddVeth(v Veth) (int, error) {
 	if err := v.check(); err != nil {
 		return 0, err
 	}
-	brIdx, err := n.bridgeIndex(v.Bridge)
-	if err != nil {
-		return 0, fmt.Errorf("add veth %s: %w", v.HostName, err)
+	brIdx := 0
+	if v.Bridge != "" {
+		var err error
+		if brIdx, err = n.bridgeIndex(v.Bridge); err != nil {
+			return 0, fmt.Errorf("add veth %s: %w", v.HostName, err)
+		}
 	}
 	ns, err := netns.OpenChecked(v.Netns, v.NetnsIno)
 	if err != nil {
@@ -601,7 +620,9 @@ func vethRequest(v Veth, brIdx, nsFd int) *nl.NetlinkRequest {
 		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(v.MTU))))
 	}
 	// IFLA_MASTER at creation: rtnl_newlink enslaves the new link itself.
-	req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(brIdx))))
+	if brIdx != 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(brIdx))))
+	}
 	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
 	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
 	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
@@ -659,8 +680,13 @@ func (n *netlinkLinks) configureVeth(v Veth, ns vnetns.NsHandle, brIdx, hostIdx,
 	// each would cost a DAD and an fe80::/64 route per endpoint on the
 	// host.
 	// A port in a VLAN gets it in the same sendmsg (vlanRequests).
-	reqs := []*nl.NetlinkRequest{brportRequest(hostIdx, v.Isolated, !v.NoHairpin), addrGenModeNoneRequest(hostIdx)}
-	if v.VLAN != 0 {
+	// A host end for a switch other than a Linux bridge (Bridge "": an
+	// Open vSwitch port) gets only addrgenmode.
+	reqs := []*nl.NetlinkRequest{addrGenModeNoneRequest(hostIdx)}
+	if brIdx != 0 {
+		reqs = append(reqs, brportRequest(hostIdx, v.Isolated, !v.NoHairpin))
+	}
+	if v.VLAN != 0 && brIdx != 0 {
 		reqs = append(reqs, vlanRequests(hostIdx, brIdx, v.VLAN, v.MAC)...)
 	}
 	errs, err := n.raw.transact(reqs, nil)
@@ -668,11 +694,11 @@ func (n *netlinkLinks) configureVeth(v Veth, ns vnetns.NsHandle, brIdx, hostIdx,
 	case err != nil:
 		return hostIdx, fmt.Errorf("set bridge port flags and addrgenmode of %s: %w", v.HostName, err)
 	case errs[0] != nil:
-		return hostIdx, fmt.Errorf("set bridge port flags of %s: %w", v.HostName, errs[0])
-	case errs[1] != nil:
-		return hostIdx, fmt.Errorf("set addrgenmode none on %s: %w", v.HostName, errs[1])
+		return hostIdx, fmt.Errorf("set addrgenmode none on %s: %w", v.HostName, errs[0])
+	case len(errs) > 1 && errs[1] != nil:
+		return hostIdx, fmt.Errorf("set bridge port flags of %s: %w", v.HostName, errs[1])
 	}
-	for _, e := range errs[2:] {
+	for _, e := range errs[min(2, len(errs)):] {
 		if e != nil {
 			return hostIdx, fmt.Errorf("put %s in VLAN %d (is VLAN filtering on on bridge %s?): %w", v.HostName, v.VLAN, v.Bridge, e)
 		}
@@ -1183,13 +1209,15 @@ func (n *netlinkLinks) CheckVeth(v Veth) []string {
 	if err != nil {
 		return []string{fmt.Sprintf("host end %s is missing", v.HostName)}
 	}
-	if br, err := n.bridgeIndex(v.Bridge); err != nil || host.Attrs().MasterIndex != br {
-		out = append(out, fmt.Sprintf("host end %s is not a port of bridge %s", v.HostName, v.Bridge))
+	if v.Bridge != "" {
+		if br, err := n.bridgeIndex(v.Bridge); err != nil || host.Attrs().MasterIndex != br {
+			out = append(out, fmt.Sprintf("host end %s is not a port of bridge %s", v.HostName, v.Bridge))
+		}
 	}
 	if host.Attrs().Flags&net.FlagUp == 0 {
 		out = append(out, fmt.Sprintf("host end %s is down", v.HostName))
 	}
-	if p, err := n.h.LinkGetProtinfo(host); err == nil {
+	if p, err := n.h.LinkGetProtinfo(host); err == nil && v.Bridge != "" {
 		if p.Isolated != v.Isolated {
 			out = append(out, fmt.Sprintf("host end %s has port isolation %v, want %v", v.HostName, p.Isolated, v.Isolated))
 		}
