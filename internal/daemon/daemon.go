@@ -55,6 +55,10 @@ type Options struct {
 	WebAllowRemote bool   // allow a --web address that is not loopback
 	WebTrace       bool   // give the page a trace form (predictions only)
 
+	// OVSDB is Open vSwitch's database endpoint for networks of driver
+	// ovs ("": that driver says how to start OVS).
+	OVSDB string
+
 	SelfHeal   bool          // repair drift from the store as soon as the kernel reports it
 	HealPeriod time.Duration // the periodic backstop check (0: engine.DefaultHealPeriod)
 
@@ -258,6 +262,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 
 func parseOptions(o Options) (engine.Config, error) {
 	var cfg engine.Config
+	cfg.OVSDB = o.OVSDB
 	if o.DefaultSubnet != "" {
 		p, err := netip.ParsePrefix(o.DefaultSubnet)
 		if err != nil || !p.Addr().Is4() || p.Masked() != p {

@@ -71,14 +71,14 @@ func Uninstall(ctx context.Context, opts Options, log *slog.Logger) (*Uninstalle
 	// What carries pontoon's names but no record (a state directory
 	// removed by hand, another --root) goes too: with the state gone,
 	// nothing will ever collect it.
-	links, err := lk.ListLinks(model.HostVethPrefix, model.BridgePrefix, model.DefaultBridge)
+	links, err := lk.ListLinks(model.HostVethPrefix, model.BridgePrefix, model.DefaultBridge, model.TapPrefix, model.ShimPrefix)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("list links: %w", err))
 	}
 	var veths []string
 	for _, l := range links {
 		switch {
-		case strings.HasPrefix(l.Name, model.HostVethPrefix):
+		case strings.HasPrefix(l.Name, model.HostVethPrefix), strings.HasPrefix(l.Name, model.TapPrefix), strings.HasPrefix(l.Name, model.ShimPrefix):
 			veths = append(veths, l.Name)
 		case l.Name == model.DefaultBridge || strings.HasPrefix(l.Name, model.BridgePrefix):
 			if err := lk.DeleteBridge(l.Name); err != nil {

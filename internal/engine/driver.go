@@ -201,6 +201,16 @@ func (bridgeDriver) Prefixes() []string {
 	return []string{model.HostVethPrefix, model.BridgePrefix, model.TapPrefix}
 }
 
+// portMaster is the kernel master of an endpoint's host end on network n:
+// its Linux bridge, or none when another switch (Open vSwitch, in user
+// space) owns the port.
+func portMaster(n *model.Network) string {
+	if n.Driver == model.DriverOVS {
+		return ""
+	}
+	return n.Bridge
+}
+
 // sandboxOf reads a sandbox record; nil when there is none.
 func sandboxOf(st store.Store, name string) *model.Sandbox {
 	var sb *model.Sandbox

@@ -38,6 +38,14 @@ func checkPorts(ports []model.PortMapping) error {
 	return nil
 }
 
+// guards reports whether the host's anti-spoofing table can guard
+// endpoints of network n (nil: gone; its endpoints' elements are removed
+// as always): not when another switch forwards their frames (Open
+// vSwitch, in user space, never passes the bridge hooks).
+func guards(n *model.Network) bool {
+	return n == nil || n.Driver != model.DriverOVS
+}
+
 // guarded returns an endpoint's anti-spoofing identity.
 func guarded(ep *model.Endpoint) []firewall.Guarded {
 	if ep.HostIf == "" {
@@ -282,8 +290,10 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 	tStore := time.Now()
 	// Anti-spoofing before the link exists (the elements name the port):
 	// the sandbox never sends a frame unguarded.
-	if err := e.fw.Guard(ctx, guarded(ep)); err != nil {
-		return nil, undo(err)
+	if guards(nw) {
+		if err := e.fw.Guard(ctx, guarded(ep)); err != nil {
+			return nil, undo(err)
+		}
 	}
 	if err := e.hook("attach:veth"); err != nil {
 		return nil, undo(err)

@@ -96,6 +96,10 @@ type Config struct {
 	// EtcNetnsDir holds each sandbox's resolv.conf as NAME/resolv.conf
 	// (the `ip netns exec` convention; default /etc/netns in the daemon).
 	EtcNetnsDir string
+	// OVSDB is Open vSwitch's database endpoint for the ovs driver
+	// ("unix:/run/openvswitch/db.sock"); "": the driver refuses networks
+	// and says how to start OVS.
+	OVSDB string
 	// HealPeriod is how often the self-healing backstop pass runs
 	// (0: DefaultHealPeriod). Events trigger passes in between.
 	HealPeriod time.Duration
@@ -157,6 +161,7 @@ func New(cfg Config) (*Engine, error) {
 			model.DriverBridge:  bridgeDriver{cfg.Link},
 			model.DriverLink:    &linkDriver{link: cfg.Link, st: cfg.Store},
 			model.DriverMacvlan: &macvlanDriver{link: cfg.Link, st: cfg.Store},
+			model.DriverOVS:     &ovsDriver{link: cfg.Link, endpoint: cfg.OVSDB},
 		},
 		log: cfg.Log, sbLck: map[string]*sync.Mutex{}, removals: map[string]*removal{},
 	}
@@ -178,6 +183,9 @@ func (e *Engine) Close() {
 		e.reaper.stop()
 		e.flows.stop() // after the reaper, which feeds it
 		e.resolv.stop()
+		if d, ok := e.drivers[model.DriverOVS].(*ovsDriver); ok {
+			d.close()
+		}
 	})
 }
 
@@ -218,10 +226,16 @@ func (e *Engine) hook(step string) error {
 // firewallState builds the firewall's desired state from the store.
 func firewallState(nets []*model.Network, eps []*model.Endpoint) firewall.State {
 	var s firewall.State
+	byName := make(map[string]*model.Network, len(nets))
+	for _, n := range nets {
+		byName[n.Name] = n
+	}
 	for _, ep := range eps {
 		if ep.State == model.StateReady {
 			s.Ports = append(s.Ports, published(ep)...)
-			s.Guards = append(s.Guards, guarded(ep)...)
+			if guards(byName[ep.Network]) {
+				s.Guards = append(s.Guards, guarded(ep)...)
+			}
 		}
 	}
 	for _, n := range nets {

@@ -477,7 +477,7 @@ func (h *healer) healHost(ctx context.Context, bridgesRepaired *bool) map[string
 			suspects[ep.Sandbox] = true
 			continue
 		}
-		if l, ok := have[ep.HostIf]; !ok || !l.Up || l.Master != nw.Bridge {
+		if l, ok := have[ep.HostIf]; !ok || !l.Up || l.Master != portMaster(nw) {
 			suspects[ep.Sandbox] = true
 		}
 	}

@@ -190,7 +190,7 @@ func (e *Engine) reconcileSandboxLocked(sb *model.Sandbox, eps []*model.Endpoint
 			continue
 		}
 		m, ok := master[ep.HostIf]
-		if ok && m == nw.Bridge && !recreated {
+		if ok && m == portMaster(nw) && !recreated {
 			continue
 		}
 		e.log.Warn("reconcile: rebuilding endpoint", "sandbox", sb.Name, "network", ep.Network, "link", ep.HostIf, "present", ok, "master", m)

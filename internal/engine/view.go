@@ -265,7 +265,7 @@ func (e *Engine) readHostSide(v *view, byNet map[string]*netView) error {
 			continue
 		}
 		ev.hostIndex = l.Index
-		if l.Master != nv.n.Bridge {
+		if l.Master != portMaster(nv.n) {
 			ev.drift = append(ev.drift, "host end "+ev.ep.HostIf+" is not a port of "+nv.n.Bridge)
 		}
 		if !l.Up {

@@ -35,6 +35,7 @@ const (
 	DriverBridge  = "bridge"  // a Linux bridge per network, a veth pair per endpoint
 	DriverLink    = "link"    // two members joined by one veth pair, no bridge, no host presence
 	DriverMacvlan = "macvlan" // members are macvlans of a host link, on its segment
+	DriverOVS     = "ovs"     // an Open vSwitch bridge per network, a veth pair per endpoint
 
 	BridgePrefix   = "ptbr-" // bridges pontoon creates for user networks
 	HostVethPrefix = "ptv-"  // host ends of endpoint veth pairs

@@ -447,6 +447,9 @@ func CheckVLAN(n *Network, vlan int) error {
 	if vlan < 1 || vlan > 4094 {
 		return Invalidf("VLAN %d is out of range: use 1 to 4094 (0 and 4095 are reserved by 802.1Q)", vlan)
 	}
+	if n.Driver == DriverOVS {
+		return nil // an Open vSwitch access port: every OVS bridge has VLANs
+	}
 	if !n.BridgeOptions.VLANs() {
 		return Invalidf("VLAN %d asked on network %s, which has no VLAN filtering: create the network with --vlan-filtering, or leave --vlan out", vlan, n.Name)
 	}

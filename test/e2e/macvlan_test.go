@@ -36,7 +36,7 @@ func TestMacvlanDriver(t *testing.T) {
 		t.Fatalf("addresses %s, %s: want them in 198.51.100.128/28", a, b)
 	}
 	h.MustPing("m1", b)
-	h.MustPing("m1", RouterIP)   // the LAN's router, directly on the segment
+	h.MustPing("m1", RouterIP)    // the LAN's router, directly on the segment
 	h.MustPing("m2", LANClientIP) // behind the router: the members' default route
 	// The router saw the member's own address: no NAT on the way.
 	srv := ServeTCP(t, h.Outside, RouterIP+":7100")
