@@ -113,7 +113,7 @@ func checkEndpointCaps(d Driver, n *model.Network, a model.AttachSpec) error {
 		return model.Invalidf("network %s (driver %s) cannot publish ports: its traffic never passes the host's NAT; publish from a bridge network", n.Name, d.Name())
 	}
 	if a.Tap != nil && !d.Caps().Taps {
-		return model.Invalidf("network %s (driver %s) cannot take a VM's tap device: a tap is a port of a bridge; use a bridge network", n.Name, d.Name())
+		return model.Invalidf("network %s (driver %s) cannot take a VM's tap device: a tap is a port of a bridge; use a bridge or ovs network", n.Name, d.Name())
 	}
 	return nil
 }

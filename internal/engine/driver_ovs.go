@@ -40,7 +40,7 @@ const ovsTimeout = 15 * time.Second
 func (*ovsDriver) Name() string { return model.DriverOVS }
 
 func (*ovsDriver) Caps() model.DriverCaps {
-	return model.DriverCaps{Isolation: true, Ports: true, DNS: true, Hairpin: true}
+	return model.DriverCaps{Isolation: true, Ports: true, DNS: true, Hairpin: true, Taps: true}
 }
 
 func (*ovsDriver) Prefixes() []string { return nil }
@@ -127,9 +127,17 @@ func (d *ovsDriver) CheckNetwork(n *model.Network) []string {
 	return d.link.CheckBridge(d.gateway(n))
 }
 
-func (*ovsDriver) Prepare(_ store.Tx, _ *model.Network, ep *model.Endpoint) error {
-	ep.HostIf = model.HostVethName(ep.ID)
-	return nil
+// Prepare names the host end: a veth's, or a VM's tap (as the bridge
+// driver names it).
+func (*ovsDriver) Prepare(tx store.Tx, n *model.Network, ep *model.Endpoint) error {
+	return bridgeDriver{}.Prepare(tx, n, ep)
+}
+
+// tap is a VM endpoint's tap, an OVS port like a veth's host end.
+func (d *ovsDriver) tap(n *model.Network, ep *model.Endpoint) link.Tap {
+	t := tapOf(n, ep)
+	t.Bridge, t.Isolated, t.NoHairpin = "", false, false
+	return t
 }
 
 func (d *ovsDriver) veth(n *model.Network, sb *model.Sandbox, ep *model.Endpoint) link.Veth {
@@ -148,7 +156,12 @@ func (d *ovsDriver) Plumb(n *model.Network, sb *model.Sandbox, ep *model.Endpoin
 	if err != nil {
 		return 0, err
 	}
-	idx, err := d.link.AddVeth(d.veth(n, sb, ep))
+	var idx int
+	if ep.Tap != nil {
+		idx, err = d.link.AddTap(d.tap(n, ep))
+	} else {
+		idx, err = d.link.AddVeth(d.veth(n, sb, ep))
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -185,7 +198,12 @@ func (d *ovsDriver) Delete(eps []*model.Endpoint) error {
 }
 
 func (d *ovsDriver) CheckEndpoint(n *model.Network, sb *model.Sandbox, ep *model.Endpoint) []string {
-	out := d.link.CheckVeth(d.veth(n, sb, ep))
+	var out []string
+	if ep.Tap != nil {
+		out = d.link.CheckTap(d.tap(n, ep))
+	} else {
+		out = d.link.CheckVeth(d.veth(n, sb, ep))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), ovsTimeout)
 	defer cancel()
 	c, err := d.ovs(ctx)
@@ -206,7 +224,13 @@ func (d *ovsDriver) RepairEndpoint(n *model.Network, sb *model.Sandbox, ep *mode
 	if err != nil {
 		return 0, nil, err
 	}
-	idx, fixed, err := d.link.RepairVeth(d.veth(n, sb, ep))
+	var idx int
+	var fixed []link.Fix
+	if ep.Tap != nil {
+		idx, fixed, err = d.link.RepairTap(d.tap(n, ep))
+	} else {
+		idx, fixed, err = d.link.RepairVeth(d.veth(n, sb, ep))
+	}
 	if err != nil {
 		return idx, fixed, err
 	}

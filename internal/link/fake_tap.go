@@ -30,7 +30,7 @@ func (f *Fake) addTapLocked(t Tap) (int, error) {
 	if err := t.check(); err != nil {
 		return 0, err
 	}
-	if _, ok := f.bridges[t.Bridge]; !ok {
+	if _, ok := f.bridges[t.Bridge]; !ok && t.Bridge != "" {
 		return 0, fmt.Errorf("add tap %s: look up bridge %s: link not found (create the network first)", t.Name, t.Bridge)
 	}
 	if f.linkExistsLocked(t.Name) {
@@ -115,7 +115,7 @@ func (f *Fake) RepairTap(t Tap) (int, []Fix, error) {
 		}
 		return idx, []Fix{{"tap", "recreated tap " + t.Name}}, nil
 	}
-	if _, ok := f.bridges[t.Bridge]; !ok {
+	if _, ok := f.bridges[t.Bridge]; !ok && t.Bridge != "" {
 		return have.index, nil, fmt.Errorf("repair tap %s: look up bridge %s: link not found", t.Name, t.Bridge)
 	}
 	var fixed []Fix

@@ -108,7 +108,6 @@ func TestFakeTapRefusals(t *testing.T) {
 		{"empty name", func(t Tap) Tap { t.Name = ""; return t }, "no name given"},
 		{"long name", func(t Tap) Tap { t.Name = "ptt-0123456789ab"; return t }, "at most 15"},
 		{"template", func(t Tap) Tap { t.Name = "tap%d"; return t }, "not a valid interface name"},
-		{"no bridge", func(t Tap) Tap { t.Bridge = ""; return t }, "no bridge given"},
 		{"missing bridge", func(t Tap) Tap { t.Bridge = "br9"; return t }, "create the network first"},
 		{"bridge name", func(t Tap) Tap { t.Name = "br0"; return t }, "exists"},
 		{"owner", func(t Tap) Tap { t.Owner = -2; return t }, "-1 for none"},

@@ -48,9 +48,6 @@ func (t Tap) check() error {
 		return err
 	}
 	what := "tap " + t.Name
-	if t.Bridge == "" {
-		return fmt.Errorf("%s: no bridge given: give the network's bridge", what)
-	}
 	if t.MTU < 0 {
 		return fmt.Errorf("%s: MTU %d is negative: give 0 for the default or the network's MTU", what, t.MTU)
 	}
@@ -118,9 +115,12 @@ func (n *netlinkLinks) AddTap(t Tap) (int, error) {
 	if err := t.check(); err != nil {
 		return 0, err
 	}
-	brIdx, err := n.bridgeIndex(t.Bridge)
-	if err != nil {
-		return 0, fmt.Errorf("add tap %s: %w (create the network first)", t.Name, err)
+	brIdx := 0
+	if t.Bridge != "" {
+		var err error
+		if brIdx, err = n.bridgeIndex(t.Bridge); err != nil {
+			return 0, fmt.Errorf("add tap %s: %w (create the network first)", t.Name, err)
+		}
 	}
 	fd, idx, err := n.newTap(t)
 	if err != nil {
@@ -204,7 +204,24 @@ func setTap(fd int, t Tap) (int, error) {
 // veth's host end (configureVeth): master and MTU, then in the same
 // sendmsg the port's flags, addrgenmode none and its VLAN; then, only if
 // all of that worked, up — a port is never up with the wrong flags.
+//
+// Without a bridge (Bridge "": another switch, Open vSwitch, takes the
+// tap as its port) the master and port flags are left out.
 func (n *netlinkLinks) configureTap(t Tap, idx, brIdx int) error {
+	if brIdx == 0 {
+		reqs := []*nl.NetlinkRequest{addrGenModeNoneRequest(idx)}
+		if t.MTU > 0 {
+			reqs = append(reqs, tapMasterRequest(idx, 0, t.MTU))
+		}
+		errs, err := n.raw.transact(reqs, nil)
+		if err = errors.Join(append(errs, err)...); err != nil {
+			return fmt.Errorf("configure tap %s: %w", t.Name, err)
+		}
+		if err := n.raw.execute(linkUpRequest(idx)); err != nil {
+			return fmt.Errorf("bring tap %s up: %w", t.Name, err)
+		}
+		return nil
+	}
 	reqs := []*nl.NetlinkRequest{tapMasterRequest(idx, brIdx, t.MTU), brportRequest(idx, t.Isolated, !t.NoHairpin), addrGenModeNoneRequest(idx)}
 	if t.VLAN != 0 {
 		reqs = append(reqs, vlanRequests(idx, brIdx, t.VLAN, t.MAC)...)
@@ -244,7 +261,9 @@ func tapMasterRequest(idx, brIdx, mtu int) *nl.NetlinkRequest {
 	if mtu > 0 {
 		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(mtu))))
 	}
-	req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(brIdx))))
+	if brIdx != 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(brIdx))))
+	}
 	return req
 }
 
@@ -396,8 +415,10 @@ func (n *netlinkLinks) CheckTap(t Tap) []string {
 		return []string{fmt.Sprintf("%s is a %s, not a tap", t.Name, kindString(st.kind))}
 	}
 	out := st.fixedDiffs(t)
-	if br, err := n.bridgeIndex(t.Bridge); err != nil || st.master != br {
-		out = append(out, fmt.Sprintf("tap %s is not a port of bridge %s", t.Name, t.Bridge))
+	if t.Bridge != "" {
+		if br, err := n.bridgeIndex(t.Bridge); err != nil || st.master != br {
+			out = append(out, fmt.Sprintf("tap %s is not a port of bridge %s", t.Name, t.Bridge))
+		}
 	}
 	if !st.up {
 		out = append(out, fmt.Sprintf("tap %s is down", t.Name))
@@ -468,16 +489,21 @@ func (n *netlinkLinks) RepairTap(t Tap) (int, []Fix, error) {
 		}
 		fixed = append(fixed, Fix{kind, what})
 	}
-	n.forgetBridge(t.Bridge)
-	brIdx, err := n.bridgeIndex(t.Bridge)
-	if err != nil {
-		return st.index, nil, fmt.Errorf("repair tap %s: %w", t.Name, err)
+	brIdx := 0
+	if t.Bridge != "" {
+		n.forgetBridge(t.Bridge)
+		var err error
+		if brIdx, err = n.bridgeIndex(t.Bridge); err != nil {
+			return st.index, nil, fmt.Errorf("repair tap %s: %w", t.Name, err)
+		}
 	}
 	if st.master != brIdx || (t.MTU > 0 && st.mtu != t.MTU) {
 		fix("port", fmt.Sprintf("joined %s to bridge %s (MTU %d)", t.Name, t.Bridge, t.MTU), n.raw.execute(tapMasterRequest(st.index, brIdx, t.MTU)))
 	}
-	if p, err := n.h.LinkGetProtinfo(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: st.index}}); err != nil || p.Isolated != t.Isolated || p.Hairpin == t.NoHairpin {
-		fix("port", "set bridge port flags of "+t.Name, n.raw.execute(brportRequest(st.index, t.Isolated, !t.NoHairpin)))
+	if brIdx != 0 {
+		if p, err := n.h.LinkGetProtinfo(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: st.index}}); err != nil || p.Isolated != t.Isolated || p.Hairpin == t.NoHairpin {
+			fix("port", "set bridge port flags of "+t.Name, n.raw.execute(brportRequest(st.index, t.Isolated, !t.NoHairpin)))
+		}
 	}
 	if !st.up {
 		fix("port", "brought "+t.Name+" up", n.raw.execute(linkUpRequest(st.index)))

@@ -2,11 +2,16 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"pontoon/internal/model"
 	"pontoon/internal/ovs/ovstest"
+	"pontoon/internal/testutil/vmstub"
 )
 
 // The ovs driver: an Open vSwitch bridge (userspace datapath, started by
@@ -76,6 +81,25 @@ func TestOVSDriver(t *testing.T) {
 	h.P("sandbox", "create", "w10", "--network", "sw", "--vlan", "10")
 	h.MustPing("v10", h.IP("w10", "sw"))
 	h.MustNotPing("v10", h.IP("v20", "sw"))
+
+	// A VM's tap on the OVS bridge reaches a sandbox.
+	h.P("tap", "create", "vm1", "--network", "sw")
+	var vms []*model.SandboxInfo
+	if err := json.Unmarshal([]byte(h.P("tap", "ls", "--format", "json")), &vms); err != nil || len(vms) != 1 {
+		t.Fatalf("tap ls: %v %v", err, vms)
+	}
+	ep := vms[0].Endpoints[0]
+	a4, _ := ep.Addr4()
+	mac, _ := net.ParseMAC(ep.MAC)
+	vm, err := vmstub.Open(h.NS, ep.HostIf, mac, a4.Addr, a4.Gateway)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Ping(netip.MustParseAddr(a), 3*time.Second); err != nil {
+		t.Errorf("VM on OVS → sandbox: %v", err)
+	}
+	vm.Close()
+	h.P("tap", "rm", "vm1")
 
 	// Removal leaves nothing in OVSDB or the kernel.
 	h.P("sandbox", "rm", "a", "b", "v10", "v20", "w10")
