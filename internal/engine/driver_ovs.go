@@ -50,8 +50,13 @@ func (*ovsDriver) Prefixes() []string { return nil }
 func (d *ovsDriver) ovs(ctx context.Context) (*ovs.Client, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.client != nil {
+	if d.client != nil && d.client.Connected() {
 		return d.client, nil
+	}
+	if d.client != nil {
+		// ovsdb-server went away (restarted, say): connect again.
+		d.client.Close()
+		d.client = nil
 	}
 	if d.endpoint == "" {
 		return nil, model.Invalidf("the ovs driver needs Open vSwitch: start ovsdb-server and ovs-vswitchd (Debian: openvswitch-switch), and the daemon with --ovsdb unix:/run/openvswitch/db.sock")

@@ -185,6 +185,10 @@ func dialError(endpoint string, err error) error {
 // Close closes the connection.
 func (c *Client) Close() { c.db.Close() }
 
+// Connected reports whether the connection to the OVSDB server is up
+// (false once ovsdb-server went away: Dial again).
+func (c *Client) Connected() bool { return c.db.Connected() }
+
 func (c *Client) poke() {
 	c.mu.Lock()
 	close(c.changed)
