@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"pontoon/internal/dns"
+	"pontoon/internal/dockerdrv"
 	"pontoon/internal/engine"
 	"pontoon/internal/firewall"
 	"pontoon/internal/ipam"
@@ -58,6 +59,10 @@ type Options struct {
 	// OVSDB is Open vSwitch's database endpoint for networks of driver
 	// ovs ("": that driver says how to start OVS).
 	OVSDB string
+	// DockerPlugin is the unix socket where Docker's network and IPAM
+	// driver "pontoon" is served ("": not served;
+	// dockerdrv.DefaultSocket is where dockerd looks).
+	DockerPlugin string
 
 	SelfHeal   bool          // repair drift from the store as soon as the kernel reports it
 	HealPeriod time.Duration // the periodic backstop check (0: engine.DefaultHealPeriod)
@@ -238,6 +243,16 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		if err := eng.StartHealing(ctx); err != nil {
 			log.Warn("self-healing is off: cannot watch the kernel for drift; `pontoon doctor` still reports it", "err", err)
 		}
+	}
+	if opts.DockerPlugin != "" {
+		dd, err := dockerdrv.New(eng, filepath.Join(opts.Root, "docker-endpoints.json"), log)
+		if err != nil {
+			return err
+		}
+		if err := dd.Serve(serveCtx, opts.DockerPlugin); err != nil {
+			return err
+		}
+		log.Info("Docker network and IPAM driver served", "socket", opts.DockerPlugin, "use", "docker network create -d pontoon --ipam-driver pontoon --subnet …")
 	}
 	srv.SetReady(true)
 	ups := resolver.Upstreams()

@@ -236,6 +236,11 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		if !primary {
 			ep.Table = table
 		}
+		if a.Claim {
+			if err := claim(tx, nw.Name, a.IPs); err != nil {
+				return err
+			}
+		}
 		if ep.Addresses, err = e.reserveAddrs(tx, nw, ep.ID, a.IPs); err != nil {
 			return err
 		}

@@ -27,6 +27,10 @@ type AttachSpec struct {
 	VLAN int `json:"vlan,omitempty"`
 	// Tap makes the endpoint a VM's tap device; set by SandboxSpec.Tap.
 	Tap *TapSpec `json:"-"`
+	// Claim: the IPs were handed out ahead of the endpoint
+	// (engine.ReserveAddress, for Docker's IPAM) and the attach takes
+	// their reservations over. In-process callers only.
+	Claim bool `json:"-"`
 }
 
 // TapSpec asks for a VM's tap device (`pontoon tap create`).
