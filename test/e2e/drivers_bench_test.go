@@ -1,0 +1,572 @@
+package e2e
+
+import (
+	"cmp"
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	vnetns "github.com/vishvananda/netns"
+
+	"pontoon/internal/api"
+	"pontoon/internal/model"
+	"pontoon/internal/ovs"
+	"pontoon/internal/ovs/ovstest"
+	"pontoon/internal/testutil"
+)
+
+var driverN = flag.Int("driver-n", 100, "BenchmarkDriverAttach: attaches per driver")
+
+// driverHost is a throwaway host whose daemon can make networks of every
+// driver: a private OVS runs in its namespace (the daemon is restarted
+// with --ovsdb), and mvParent, a veth whose peer sits in a further
+// throwaway namespace, is the macvlan networks' parent.
+type driverHost struct {
+	*Host
+	cl  *api.Client
+	ovs *ovstest.OVS
+}
+
+const mvParent = "mvpar0"
+
+func newDriverHost(b *testing.B) *driverHost {
+	b.Helper()
+	h := NewHost(b)
+	o := ovstest.Start(b, h.NS)
+	h.Stop()
+	h.Start("--ovsdb", o.Endpoint)
+	peer := testutil.NewNetns(b)
+	h.In(h.NS, "ip", "link", "add", mvParent, "type", "veth", "peer", "name", "lan0", "netns", peer)
+	h.In(h.NS, "ip", "link", "set", mvParent, "up")
+	h.In(peer, "ip", "link", "set", "lan0", "up")
+	return &driverHost{Host: h, cl: api.NewClient(h.Socket), ovs: o}
+}
+
+// networks makes one network of each driver but link (a link network
+// has exactly two members: see linkNet): bench-bridge, bench-mv and
+// bench-ovs, each a /16 in 10.x.
+func (d *driverHost) networks() {
+	d.P("network", "create", "bench-bridge", "--subnet", "10.96.0.0/16")
+	d.P("network", "create", "bench-mv", "--driver", "macvlan", "--parent", mvParent,
+		"--subnet", "10.95.0.0/16", "--ip-range", "10.95.128.0/17")
+	d.P("network", "create", "bench-ovs", "--driver", "ovs", "--subnet", "10.93.0.0/16")
+}
+
+// linkNet makes link network i, a /30 of 10.97.0.0/16.
+func (d *driverHost) linkNet(i int) string {
+	name := fmt.Sprintf("bench-wire%d", i)
+	base := 4 * i
+	d.P("network", "create", name, "--driver", "link", "--subnet", fmt.Sprintf("10.97.%d.%d/30", base>>8, base&0xff))
+	return name
+}
+
+// sandboxes creates n sandboxes without networks, prefix0..prefix(n-1).
+func (d *driverHost) sandboxes(b *testing.B, prefix string, n int) []string {
+	b.Helper()
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s%d", prefix, i)
+		if _, err := d.cl.CreateSandbox(context.Background(), model.SandboxSpec{Name: names[i]}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return names
+}
+
+func (d *driverHost) connect(network, sandbox string) error {
+	_, err := d.cl.Connect(context.Background(), network, api.ConnectRequest{Sandbox: sandbox})
+	return err
+}
+
+// timeEach runs fn(0..n-1) serially and returns each call's duration.
+func timeEach(b *testing.B, what string, n int, fn func(i int) error) []time.Duration {
+	b.Helper()
+	d := make([]time.Duration, n)
+	for i := range n {
+		t0 := time.Now()
+		if err := fn(i); err != nil {
+			b.Fatalf("%s %d: %v", what, i, err)
+		}
+		d[i] = time.Since(t0)
+	}
+	return d
+}
+
+// quantileMs is the q-quantile (nearest rank) of d in milliseconds.
+func quantileMs(d []time.Duration, q float64) float64 {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(q * float64(len(s)))
+	if i >= len(s) {
+		i = len(s) - 1
+	}
+	return float64(s[i].Microseconds()) / 1000
+}
+
+// BenchmarkDriverAttach: for each network driver, N serial attaches
+// (Connect of a sandbox created beforehand, through the API) against the
+// floor, the same kernel objects made with raw netlink calls:
+//
+//	go test ./test/e2e -run XXX -bench DriverAttach -benchtime 1x [-args -driver-n 100]
+//
+// The floors, each call in the timed region like pontoon-bench's
+// runFloor (opening the sandbox's namespace and a netlink socket in it
+// included), every sandbox end with addrgenmode none as pontoon sets it:
+//   - bridge: a veth whose peer is made in the sandbox, its host end on a
+//     Linux bridge and up; in the sandbox address, addrgenmode, up,
+//     default route. In a namespace of its own, as runFloor does.
+//   - macvlan: a macvlan of the same parent made in the sandbox; address,
+//     addrgenmode, up, default route. In the daemon's namespace, where
+//     the parent is.
+//   - link: one veth pair with each end made directly in its sandbox;
+//     address, addrgenmode and up on each. Timed per pair; per end is half.
+//   - ovs: the bridge floor's veth without the Linux bridge, its host end
+//     made an OVS port with internal/ovs's AddPort (which waits for
+//     ovs-vswitchd to open it), on a bridge of the same private OVS.
+//
+// A link network's first member makes nothing in the kernel (the pair
+// waits for the second), so its attaches alternate cheap and full; the
+// second members' p50 is compared with the floor per pair on a line of
+// its own.
+func BenchmarkDriverAttach(b *testing.B) {
+	n := *driverN
+	if n < 2 || n%2 != 0 {
+		b.Fatalf("-driver-n %d: want an even number ≥ 2 (link attaches come in pairs)", n)
+	}
+	for b.Loop() {
+		d := newDriverHost(b)
+		d.networks()
+		pontoon := map[string][]time.Duration{}
+		for _, nw := range []struct{ driver, network, prefix string }{
+			{"bridge", "bench-bridge", "br"}, {"macvlan", "bench-mv", "mv"}, {"ovs", "bench-ovs", "ov"},
+		} {
+			names := d.sandboxes(b, nw.prefix, n)
+			pontoon[nw.driver] = timeEach(b, "connect "+nw.network, n, func(i int) error { return d.connect(nw.network, names[i]) })
+		}
+		wires := make([]string, n/2)
+		for i := range wires {
+			wires[i] = d.linkNet(i)
+		}
+		left, right := d.sandboxes(b, "ll", n/2), d.sandboxes(b, "lr", n/2)
+		pontoon["link"] = timeEach(b, "connect link", n, func(i int) error {
+			if i%2 == 0 {
+				return d.connect(wires[i/2], left[i/2])
+			}
+			return d.connect(wires[i/2], right[i/2])
+		})
+		var first, second []time.Duration
+		for i, t := range pontoon["link"] {
+			if i%2 == 0 {
+				first = append(first, t)
+			} else {
+				second = append(second, t)
+			}
+		}
+		// Nothing is left half-made: the last pair carries traffic.
+		if out, err := d.TryIn(d.SandboxNS(left[n/2-1]), "ping", "-c1", "-W2", d.IP(right[n/2-1], wires[n/2-1])); err != nil {
+			b.Fatalf("the last link pair: %v\n%s", err, out)
+		}
+
+		floor := map[string][]time.Duration{
+			"bridge":  floorBridge(b, n),
+			"macvlan": floorMacvlan(b, d.NS, n),
+			"ovs":     floorOVS(b, d.NS, d.ovs.Endpoint, n),
+		}
+		pairs := floorLink(b, n/2)
+		for _, t := range pairs {
+			floor["link"] = append(floor["link"], t/2, t/2)
+		}
+
+		fmt.Printf("\nattach latency, %d serial attaches per driver (ms)\n", n)
+		fmt.Printf("%-8s %12s %12s %12s %8s\n", "driver", "pontoon p50", "pontoon p90", "floor p50", "ratio")
+		for _, drv := range []string{"bridge", "link", "macvlan", "ovs"} {
+			p, f := quantileMs(pontoon[drv], 0.5), quantileMs(floor[drv], 0.5)
+			fmt.Printf("%-8s %12.2f %12.2f %12.2f %8.1f\n", drv, p, quantileMs(pontoon[drv], 0.9), f, p/f)
+		}
+		fmt.Printf("(link: floor per end, half a pair; pontoon over first and second members alike)\n")
+		s, f := quantileMs(second, 0.5), quantileMs(pairs, 0.5)
+		fmt.Printf("link second member p50 %.2f (p90 %.2f)  floor per pair p50 %.2f  ratio %.1f;  first member p50 %.2f\n",
+			s, quantileMs(second, 0.9), f, s/f, quantileMs(first, 0.5))
+	}
+}
+
+// handleIn opens a netlink socket in the namespace pinned at path.
+func handleIn(path string) (*netlink.Handle, error) {
+	fd, err := vnetns.GetFromPath(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fd.Close()
+	return netlink.NewHandleAt(fd)
+}
+
+// handleAtPath is handleIn for set-up: it fails the benchmark and closes
+// the socket when it ends.
+func handleAtPath(b *testing.B, path string) *netlink.Handle {
+	b.Helper()
+	h, err := handleIn(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(h.Close)
+	return h
+}
+
+// namespaces pins n throwaway namespaces.
+func namespaces(b *testing.B, n int) []string {
+	b.Helper()
+	nss := make([]string, n)
+	for i := range nss {
+		nss[i] = testutil.NewNetns(b)
+	}
+	return nss
+}
+
+// v4 is 10.a.(i>>8).(i&255)/bits.
+func v4(a byte, i, bits int) *netlink.Addr {
+	return &netlink.Addr{IPNet: &net.IPNet{IP: net.IPv4(10, a, byte(i>>8), byte(i)), Mask: net.CIDRMask(bits, 32)}}
+}
+
+// configureEnd gives the sandbox end named eth0 in the namespace at ns its
+// address, addrgenmode none, up and, when gw is not nil, a default route:
+// what pontoon's configureIface does in one sendmsg, here call by call.
+func configureEnd(ns string, addr *netlink.Addr, gw net.IP) error {
+	sh, err := handleIn(ns)
+	if err != nil {
+		return err
+	}
+	defer sh.Close()
+	l, err := sh.LinkByName("eth0")
+	if err != nil {
+		return err
+	}
+	if err := sh.AddrAdd(l, addr); err != nil {
+		return err
+	}
+	if err := sh.LinkSetIP6AddrGenMode(l, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
+		return err
+	}
+	if err := sh.LinkSetUp(l); err != nil {
+		return err
+	}
+	if gw == nil {
+		return nil
+	}
+	return sh.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw})
+}
+
+// vethInto makes a veth from the host handle h whose peer eth0 is made in
+// the namespace at ns, its host end up (on master, when not 0).
+func vethInto(h *netlink.Handle, name, ns string, master int) error {
+	fd, err := vnetns.GetFromPath(ns)
+	if err != nil {
+		return err
+	}
+	defer fd.Close()
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name, MasterIndex: master}, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(fd))}
+	if err := h.LinkAdd(v); err != nil {
+		return err
+	}
+	return h.LinkSetUp(v)
+}
+
+// floorBridge: runFloor's attach, n times, in a host namespace of its
+// own.
+func floorBridge(b *testing.B, n int) []time.Duration {
+	b.Helper()
+	h := handleAtPath(b, testutil.NewNetns(b))
+	off := false
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "flbr0"}, MulticastSnooping: &off}
+	if err := h.LinkAdd(br); err != nil {
+		b.Fatal(err)
+	}
+	if err := h.AddrAdd(br, v4(196, 1, 16)); err != nil {
+		b.Fatal(err)
+	}
+	if err := h.LinkSetUp(br); err != nil {
+		b.Fatal(err)
+	}
+	nss := namespaces(b, n)
+	gw := net.IPv4(10, 196, 0, 1)
+	return timeEach(b, "floor bridge", n, func(i int) error {
+		if err := vethInto(h, fmt.Sprintf("flb%d", i), nss[i], br.Index); err != nil {
+			return err
+		}
+		return configureEnd(nss[i], v4(196, i+2, 16), gw)
+	})
+}
+
+// floorMacvlan: a macvlan of mvParent made in each sandbox, from the
+// daemon's namespace (where the parent is).
+func floorMacvlan(b *testing.B, hostNS string, n int) []time.Duration {
+	b.Helper()
+	h := handleAtPath(b, hostNS)
+	parent, err := h.LinkByName(mvParent)
+	if err != nil {
+		b.Fatal(err)
+	}
+	nss := namespaces(b, n)
+	gw := net.IPv4(10, 195, 0, 1)
+	return timeEach(b, "floor macvlan", n, func(i int) error {
+		fd, err := vnetns.GetFromPath(nss[i])
+		if err != nil {
+			return err
+		}
+		defer fd.Close()
+		mv := &netlink.Macvlan{LinkAttrs: netlink.LinkAttrs{Name: "eth0", ParentIndex: parent.Attrs().Index, Namespace: netlink.NsFd(int(fd))}, Mode: netlink.MACVLAN_MODE_BRIDGE}
+		if err := h.LinkAdd(mv); err != nil {
+			return err
+		}
+		return configureEnd(nss[i], v4(195, 128<<8+i, 16), gw)
+	})
+}
+
+// floorLink: n veth pairs, each end made directly in its namespace, both
+// configured; one duration per pair.
+func floorLink(b *testing.B, n int) []time.Duration {
+	b.Helper()
+	h := handleAtPath(b, testutil.NewNetns(b))
+	left, right := namespaces(b, n), namespaces(b, n)
+	return timeEach(b, "floor link", n, func(i int) error {
+		lfd, err := vnetns.GetFromPath(left[i])
+		if err != nil {
+			return err
+		}
+		defer lfd.Close()
+		rfd, err := vnetns.GetFromPath(right[i])
+		if err != nil {
+			return err
+		}
+		defer rfd.Close()
+		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0", Namespace: netlink.NsFd(int(lfd))},
+			PeerName: "eth0", PeerNamespace: netlink.NsFd(int(rfd))}
+		if err := h.LinkAdd(v); err != nil {
+			return err
+		}
+		if err := configureEnd(left[i], v4(194, 4*i+1, 30), nil); err != nil {
+			return err
+		}
+		return configureEnd(right[i], v4(194, 4*i+2, 30), nil)
+	})
+}
+
+// floorOVS: a veth per sandbox whose host end becomes a port of an OVS
+// bridge of the daemon's private OVS (ovs.Client.AddPort, waiting for
+// ovs-vswitchd to open it), the sandbox end configured as the bridge
+// floor's.
+func floorOVS(b *testing.B, hostNS, endpoint string, n int) []time.Duration {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c, err := ovs.Dial(ctx, endpoint)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	const br = "flovs0"
+	idx, err := c.EnsureBridge(ctx, ovs.Bridge{Name: br})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		if err := c.DeleteBridge(context.Background(), br); err != nil {
+			b.Error(err)
+		}
+	}()
+	h := handleAtPath(b, hostNS)
+	brl, err := h.LinkByIndex(idx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := h.AddrAdd(brl, v4(193, 1, 16)); err != nil {
+		b.Fatal(err)
+	}
+	if err := h.LinkSetUp(brl); err != nil {
+		b.Fatal(err)
+	}
+	nss := namespaces(b, n)
+	gw := net.IPv4(10, 193, 0, 1)
+	return timeEach(b, "floor ovs", n, func(i int) error {
+		name := fmt.Sprintf("flo%d", i)
+		if err := vethInto(h, name, nss[i], 0); err != nil {
+			return err
+		}
+		if _, err := c.AddPort(ctx, ovs.Port{Name: name, Bridge: br}); err != nil {
+			return err
+		}
+		return configureEnd(nss[i], v4(193, i+2, 16), gw)
+	})
+}
+
+// BenchmarkDriverThroughput: iperf3 TCP between two members of a network
+// of each driver in the same host, median of 3 runs of 3 s (the drivers
+// take turns in each round), in Gbit/s and as a ratio to the bridge's.
+// For ovs it also reports where ovs-vswitchd spent its CPU during its
+// runs (per thread, from /proc) and the machine's CPU use:
+//
+//	go test ./test/e2e -run XXX -bench DriverThroughput -benchtime 1x
+func BenchmarkDriverThroughput(b *testing.B) {
+	for b.Loop() {
+		d := newDriverHost(b)
+		d.networks()
+		type pair struct {
+			driver, network string
+			client, server  string // namespaces
+			target          string
+			runs            []float64
+		}
+		var pairs []*pair
+		for _, nw := range []struct{ driver, network string }{
+			{"bridge", "bench-bridge"}, {"link", d.linkNet(0)}, {"macvlan", "bench-mv"}, {"ovs", "bench-ovs"},
+		} {
+			names := d.sandboxes(b, "t"+nw.driver, 2)
+			for _, s := range names {
+				if err := d.connect(nw.network, s); err != nil {
+					b.Fatal(err)
+				}
+			}
+			pairs = append(pairs, &pair{driver: nw.driver, network: nw.network,
+				client: d.SandboxNS(names[0]), server: d.SandboxNS(names[1]), target: d.IP(names[1], nw.network)})
+		}
+		vswitchd := readPID(b, filepath.Join(d.ovs.Dir, "ovs-vswitchd.pid"))
+		ctl := filepath.Join(d.ovs.Dir, "ovs-vswitchd.ctl")
+		_, _ = exec.Command("ovs-appctl", "-t", ctl, "dpif-netdev/pmd-stats-clear").CombinedOutput()
+		threads := map[string]float64{} // vswitchd's CPU seconds by thread name, over the ovs runs
+		var ovsWall time.Duration
+		var busy, total float64 // the machine's CPU ticks over the ovs runs
+		for range 3 {
+			for _, p := range pairs {
+				if p.driver != "ovs" {
+					p.runs = append(p.runs, iperf3Gbps(b, d.Host, p.server, p.client, p.target, 5201))
+					continue
+				}
+				before := threadCPU(b, vswitchd)
+				b0, t0 := machineCPU(b)
+				start := time.Now()
+				p.runs = append(p.runs, iperf3Gbps(b, d.Host, p.server, p.client, p.target, 5201))
+				ovsWall += time.Since(start)
+				after := threadCPU(b, vswitchd)
+				b1, t1 := machineCPU(b)
+				for tid, a := range after {
+					threads[a.comm] += a.secs - before[tid].secs
+				}
+				busy, total = busy+b1-b0, total+t1-t0
+			}
+		}
+		med := func(v []float64) float64 { s := slices.Clone(v); slices.Sort(s); return s[len(s)/2] }
+		bridge := med(pairs[0].runs)
+		fmt.Printf("\niperf3 TCP between two members, median of 3 runs of 3 s (Gbit/s)\n%-8s %8s %10s   %s\n", "driver", "Gbit/s", "/ bridge", "runs")
+		for _, p := range pairs {
+			m := med(p.runs)
+			fmt.Printf("%-8s %8.2f %10.2f   %.2f\n", p.driver, m, m/bridge, p.runs)
+		}
+		names := make([]string, 0, len(threads))
+		for name := range threads {
+			names = append(names, name)
+		}
+		slices.SortFunc(names, func(x, y string) int { return cmp.Compare(threads[y], threads[x]) })
+		var procSecs float64
+		for _, s := range threads {
+			procSecs += s
+		}
+		fmt.Printf("ovs-vswitchd during the ovs runs (%.1f s wall, iperf3's start-up included): %.0f%% of a core in all;", ovsWall.Seconds(), 100*procSecs/ovsWall.Seconds())
+		for _, name := range names[:min(3, len(names))] {
+			fmt.Printf(" %s %.0f%%", name, 100*threads[name]/ovsWall.Seconds())
+		}
+		fmt.Printf("\nthe machine's %d CPUs were %.0f%% busy meanwhile (iperf3's client and server included)\n", numCPU(b), 100*busy/total)
+		if out, err := exec.Command("ovs-appctl", "-t", ctl, "dpif-netdev/pmd-stats-show").CombinedOutput(); err == nil {
+			fmt.Printf("ovs-appctl dpif-netdev/pmd-stats-show over the ovs runs:\n%s", out)
+		}
+	}
+}
+
+func readPID(b *testing.B, path string) int {
+	b.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		b.Fatalf("%s: %v", path, err)
+	}
+	return pid
+}
+
+type threadTime struct {
+	comm string
+	secs float64
+}
+
+// clockTicks is USER_HZ, the unit of /proc's CPU times (100 on Linux).
+const clockTicks = 100
+
+// threadCPU reads the user+system CPU time of each thread of pid.
+func threadCPU(b *testing.B, pid int) map[string]threadTime {
+	b.Helper()
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tids, err := os.ReadDir(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := map[string]threadTime{}
+	for _, t := range tids {
+		raw, err := os.ReadFile(filepath.Join(dir, t.Name(), "stat"))
+		if err != nil {
+			continue // the thread ended
+		}
+		s := string(raw)
+		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || closing < open {
+			b.Fatalf("%s/%s/stat: %q", dir, t.Name(), s)
+		}
+		// After "pid (comm) ": state is field 3, utime and stime 14 and 15.
+		f := strings.Fields(s[closing+1:])
+		if len(f) < 13 {
+			b.Fatalf("%s/%s/stat: %q", dir, t.Name(), s)
+		}
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		out[t.Name()] = threadTime{comm: s[open+1 : closing], secs: (ut + st) / clockTicks}
+	}
+	return out
+}
+
+// machineCPU returns the busy and total ticks of all CPUs (/proc/stat).
+func machineCPU(b *testing.B) (busy, total float64) {
+	b.Helper()
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	for i, v := range f[1:] {
+		x, _ := strconv.ParseFloat(v, 64)
+		total += x
+		if i != 3 && i != 4 { // idle, iowait
+			busy += x
+		}
+	}
+	return busy, total
+}
+
+func numCPU(b *testing.B) int {
+	b.Helper()
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return strings.Count(string(raw), "\ncpu") // cpu0, cpu1, … after the "cpu" line
+}
