@@ -135,6 +135,11 @@ func quantileMs(d []time.Duration, q float64) float64 {
 //     made an OVS port with internal/ovs's AddPort (which waits for
 //     ovs-vswitchd to open it), on a bridge of the same private OVS.
 //
+// Per driver the floor runs first and removes what it made (the macvlans
+// and the OVS ports share the daemon's namespace, parent and OVS), then
+// pontoon's attaches follow; a 2-core machine shared with others drifts,
+// so one run is one sample.
+//
 // A link network's first member makes nothing in the kernel (the pair
 // waits for the second), so its attaches alternate cheap and full; the
 // second members' p50 is compared with the floor per pair on a line of
@@ -147,12 +152,28 @@ func BenchmarkDriverAttach(b *testing.B) {
 	for b.Loop() {
 		d := newDriverHost(b)
 		d.networks()
-		pontoon := map[string][]time.Duration{}
+		// Driver by driver, the floor first, its objects removed again
+		// before pontoon's attaches, so that both meet the same host: OVS
+		// in particular slows down with every port it has (ovs-vswitchd
+		// reconfigures all of them on each change).
+		pontoon, floor := map[string][]time.Duration{}, map[string][]time.Duration{}
 		for _, nw := range []struct{ driver, network, prefix string }{
 			{"bridge", "bench-bridge", "br"}, {"macvlan", "bench-mv", "mv"}, {"ovs", "bench-ovs", "ov"},
 		} {
+			switch nw.driver {
+			case "bridge":
+				floor["bridge"] = floorBridge(b, n)
+			case "macvlan":
+				floor["macvlan"] = floorMacvlan(b, d.NS, n)
+			case "ovs":
+				floor["ovs"] = floorOVS(b, d.NS, d.ovs.Endpoint, n)
+			}
 			names := d.sandboxes(b, nw.prefix, n)
 			pontoon[nw.driver] = timeEach(b, "connect "+nw.network, n, func(i int) error { return d.connect(nw.network, names[i]) })
+		}
+		pairs := floorLink(b, n/2)
+		for _, t := range pairs {
+			floor["link"] = append(floor["link"], t/2, t/2)
 		}
 		wires := make([]string, n/2)
 		for i := range wires {
@@ -176,16 +197,6 @@ func BenchmarkDriverAttach(b *testing.B) {
 		// Nothing is left half-made: the last pair carries traffic.
 		if out, err := d.TryIn(d.SandboxNS(left[n/2-1]), "ping", "-c1", "-W2", d.IP(right[n/2-1], wires[n/2-1])); err != nil {
 			b.Fatalf("the last link pair: %v\n%s", err, out)
-		}
-
-		floor := map[string][]time.Duration{
-			"bridge":  floorBridge(b, n),
-			"macvlan": floorMacvlan(b, d.NS, n),
-			"ovs":     floorOVS(b, d.NS, d.ovs.Endpoint, n),
-		}
-		pairs := floorLink(b, n/2)
-		for _, t := range pairs {
-			floor["link"] = append(floor["link"], t/2, t/2)
 		}
 
 		fmt.Printf("\nattach latency, %d serial attaches per driver (ms)\n", n)
@@ -308,7 +319,8 @@ func floorBridge(b *testing.B, n int) []time.Duration {
 }
 
 // floorMacvlan: a macvlan of mvParent made in each sandbox, from the
-// daemon's namespace (where the parent is).
+// daemon's namespace (where the parent is); they are deleted again
+// before it returns.
 func floorMacvlan(b *testing.B, hostNS string, n int) []time.Duration {
 	b.Helper()
 	h := handleAtPath(b, hostNS)
@@ -318,6 +330,13 @@ func floorMacvlan(b *testing.B, hostNS string, n int) []time.Duration {
 	}
 	nss := namespaces(b, n)
 	gw := net.IPv4(10, 195, 0, 1)
+	defer func() {
+		for _, ns := range nss {
+			if err := delEth0(ns); err != nil {
+				b.Error(err)
+			}
+		}
+	}()
 	return timeEach(b, "floor macvlan", n, func(i int) error {
 		fd, err := vnetns.GetFromPath(nss[i])
 		if err != nil {
@@ -330,6 +349,20 @@ func floorMacvlan(b *testing.B, hostNS string, n int) []time.Duration {
 		}
 		return configureEnd(nss[i], v4(195, 128<<8+i, 16), gw)
 	})
+}
+
+// delEth0 deletes eth0 in the namespace at ns.
+func delEth0(ns string) error {
+	h, err := handleIn(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	l, err := h.LinkByName("eth0")
+	if err != nil {
+		return err
+	}
+	return h.LinkDel(l)
 }
 
 // floorLink: n veth pairs, each end made directly in its namespace, both
@@ -361,10 +394,10 @@ func floorLink(b *testing.B, n int) []time.Duration {
 	})
 }
 
-// floorOVS: a veth per sandbox whose host end becomes a port of an OVS
-// bridge of the daemon's private OVS (ovs.Client.AddPort, waiting for
-// ovs-vswitchd to open it), the sandbox end configured as the bridge
-// floor's.
+// floorOVS: a veth per sandbox, the sandbox end configured as the bridge
+// floor's, whose host end then becomes a port of an OVS bridge of the
+// daemon's private OVS (ovs.Client.AddPort, waiting for ovs-vswitchd to
+// open it), in the order pontoon's ovs driver does it. The bridge and the veths are deleted again before it returns.
 func floorOVS(b *testing.B, hostNS, endpoint string, n int) []time.Duration {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -379,12 +412,18 @@ func floorOVS(b *testing.B, hostNS, endpoint string, n int) []time.Duration {
 	if err != nil {
 		b.Fatal(err)
 	}
+	h := handleAtPath(b, hostNS)
+	nss := namespaces(b, n)
 	defer func() {
 		if err := c.DeleteBridge(context.Background(), br); err != nil {
 			b.Error(err)
 		}
+		for _, ns := range nss {
+			if err := delEth0(ns); err != nil {
+				b.Error(err)
+			}
+		}
 	}()
-	h := handleAtPath(b, hostNS)
 	brl, err := h.LinkByIndex(idx)
 	if err != nil {
 		b.Fatal(err)
@@ -395,17 +434,17 @@ func floorOVS(b *testing.B, hostNS, endpoint string, n int) []time.Duration {
 	if err := h.LinkSetUp(brl); err != nil {
 		b.Fatal(err)
 	}
-	nss := namespaces(b, n)
 	gw := net.IPv4(10, 193, 0, 1)
 	return timeEach(b, "floor ovs", n, func(i int) error {
 		name := fmt.Sprintf("flo%d", i)
 		if err := vethInto(h, name, nss[i], 0); err != nil {
 			return err
 		}
-		if _, err := c.AddPort(ctx, ovs.Port{Name: name, Bridge: br}); err != nil {
+		if err := configureEnd(nss[i], v4(193, i+2, 16), gw); err != nil {
 			return err
 		}
-		return configureEnd(nss[i], v4(193, i+2, 16), gw)
+		_, err := c.AddPort(ctx, ovs.Port{Name: name, Bridge: br})
+		return err
 	})
 }
 
