@@ -451,8 +451,9 @@ func floorOVS(b *testing.B, hostNS, endpoint string, n int) []time.Duration {
 // BenchmarkDriverThroughput: iperf3 TCP between two members of a network
 // of each driver in the same host, median of 3 runs of 3 s (the drivers
 // take turns in each round), in Gbit/s and as a ratio to the bridge's.
-// For ovs it also reports where ovs-vswitchd spent its CPU during its
-// runs (per thread, from /proc) and the machine's CPU use:
+// For ovs it also reports what limits it: ovs-vswitchd's CPU per thread
+// and the machine's CPU use (from /proc, over 2 s in the middle of each
+// run), and how many packets vswitchd's datapath handled:
 //
 //	go test ./test/e2e -run XXX -bench DriverThroughput -benchtime 1x
 func BenchmarkDriverThroughput(b *testing.B) {
@@ -480,54 +481,115 @@ func BenchmarkDriverThroughput(b *testing.B) {
 		}
 		vswitchd := readPID(b, filepath.Join(d.ovs.Dir, "ovs-vswitchd.pid"))
 		ctl := filepath.Join(d.ovs.Dir, "ovs-vswitchd.ctl")
-		_, _ = exec.Command("ovs-appctl", "-t", ctl, "dpif-netdev/pmd-stats-clear").CombinedOutput()
-		threads := map[string]float64{} // vswitchd's CPU seconds by thread name, over the ovs runs
-		var ovsWall time.Duration
-		var busy, total float64 // the machine's CPU ticks over the ovs runs
+		if out, err := exec.Command("ovs-appctl", "-t", ctl, "dpif-netdev/pmd-stats-clear").CombinedOutput(); err != nil {
+			b.Fatalf("ovs-appctl dpif-netdev/pmd-stats-clear: %v\n%s", err, out)
+		}
+		var win cpuWindow // over the ovs runs
 		for range 3 {
 			for _, p := range pairs {
 				if p.driver != "ovs" {
 					p.runs = append(p.runs, iperf3Gbps(b, d.Host, p.server, p.client, p.target, 5201))
 					continue
 				}
-				before := threadCPU(b, vswitchd)
-				b0, t0 := machineCPU(b)
-				start := time.Now()
+				// The CPU is sampled over 2 s in the middle of the 3 s
+				// transfer (iperf3Gbps waits 200 ms for its server).
+				w := make(chan cpuWindow, 1)
+				go func() { w <- sampleCPU(vswitchd, 800*time.Millisecond, 2*time.Second) }()
 				p.runs = append(p.runs, iperf3Gbps(b, d.Host, p.server, p.client, p.target, 5201))
-				ovsWall += time.Since(start)
-				after := threadCPU(b, vswitchd)
-				b1, t1 := machineCPU(b)
-				for tid, a := range after {
-					threads[a.comm] += a.secs - before[tid].secs
+				if err := win.add(<-w); err != nil {
+					b.Fatal(err)
 				}
-				busy, total = busy+b1-b0, total+t1-t0
 			}
 		}
 		med := func(v []float64) float64 { s := slices.Clone(v); slices.Sort(s); return s[len(s)/2] }
 		bridge := med(pairs[0].runs)
 		fmt.Printf("\niperf3 TCP between two members, median of 3 runs of 3 s (Gbit/s)\n%-8s %8s %10s   %s\n", "driver", "Gbit/s", "/ bridge", "runs")
+		var ovsBytes float64
 		for _, p := range pairs {
 			m := med(p.runs)
 			fmt.Printf("%-8s %8.2f %10.2f   %.2f\n", p.driver, m, m/bridge, p.runs)
+			if p.driver == "ovs" {
+				for _, r := range p.runs {
+					ovsBytes += r * 1e9 / 8 * 3
+				}
+			}
 		}
-		names := make([]string, 0, len(threads))
-		for name := range threads {
+		names := make([]string, 0, len(win.threads))
+		var all float64
+		for name, secs := range win.threads {
 			names = append(names, name)
+			all += secs
 		}
-		slices.SortFunc(names, func(x, y string) int { return cmp.Compare(threads[y], threads[x]) })
-		var procSecs float64
-		for _, s := range threads {
-			procSecs += s
-		}
-		fmt.Printf("ovs-vswitchd during the ovs runs (%.1f s wall, iperf3's start-up included): %.0f%% of a core in all;", ovsWall.Seconds(), 100*procSecs/ovsWall.Seconds())
+		slices.SortFunc(names, func(x, y string) int { return cmp.Compare(win.threads[y], win.threads[x]) })
+		fmt.Printf("ovs-vswitchd over %.0f s in the middle of the ovs runs: %.0f%% of a core in all;", win.wall, 100*all/win.wall)
 		for _, name := range names[:min(3, len(names))] {
-			fmt.Printf(" %s %.0f%%", name, 100*threads[name]/ovsWall.Seconds())
+			fmt.Printf(" thread %s %.0f%%", name, 100*win.threads[name]/win.wall)
 		}
-		fmt.Printf("\nthe machine's %d CPUs were %.0f%% busy meanwhile (iperf3's client and server included)\n", numCPU(b), 100*busy/total)
-		if out, err := exec.Command("ovs-appctl", "-t", ctl, "dpif-netdev/pmd-stats-show").CombinedOutput(); err == nil {
-			fmt.Printf("ovs-appctl dpif-netdev/pmd-stats-show over the ovs runs:\n%s", out)
+		fmt.Printf("\nthe machine's %d CPUs were %.0f%% busy meanwhile (iperf3's client and server included)\n", win.cpus, 100*win.busy/win.total)
+		out, err := exec.Command("ovs-appctl", "-t", ctl, "dpif-netdev/pmd-stats-show").CombinedOutput()
+		if err != nil {
+			b.Fatalf("ovs-appctl dpif-netdev/pmd-stats-show: %v\n%s", err, out)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+			if pkts, err := strconv.ParseFloat(strings.TrimSpace(v), 64); ok && err == nil && k == "packets received" {
+				fmt.Printf("dpif-netdev: %.0f packets received in the ovs runs, %.1f kB of iperf3 payload per packet (both directions counted; userspace TSO passes whole segments)\n", pkts, ovsBytes/pkts/1e3)
+			}
 		}
 	}
+}
+
+// cpuWindow is what the CPUs did over a window: ovs-vswitchd's CPU
+// seconds by thread name and the machine's busy and total ticks.
+type cpuWindow struct {
+	wall        float64 // seconds
+	threads     map[string]float64
+	busy, total float64
+	cpus        int
+	err         error
+}
+
+func (w *cpuWindow) add(o cpuWindow) error {
+	if o.err != nil {
+		return o.err
+	}
+	if w.threads == nil {
+		w.threads = map[string]float64{}
+	}
+	w.wall += o.wall
+	for k, v := range o.threads {
+		w.threads[k] += v
+	}
+	w.busy, w.total, w.cpus = w.busy+o.busy, w.total+o.total, o.cpus
+	return nil
+}
+
+// sampleCPU waits delay, then measures the window of length d.
+func sampleCPU(pid int, delay, d time.Duration) cpuWindow {
+	time.Sleep(delay)
+	t0, err := threadCPU(pid)
+	if err != nil {
+		return cpuWindow{err: err}
+	}
+	b0, tot0, cpus, err := machineCPU()
+	if err != nil {
+		return cpuWindow{err: err}
+	}
+	start := time.Now()
+	time.Sleep(d)
+	t1, err := threadCPU(pid)
+	if err != nil {
+		return cpuWindow{err: err}
+	}
+	b1, tot1, _, err := machineCPU()
+	if err != nil {
+		return cpuWindow{err: err}
+	}
+	w := cpuWindow{wall: time.Since(start).Seconds(), threads: map[string]float64{}, busy: b1 - b0, total: tot1 - tot0, cpus: cpus}
+	for tid, a := range t1 {
+		w.threads[a.comm] += a.secs - t0[tid].secs
+	}
+	return w
 }
 
 func readPID(b *testing.B, path string) int {
@@ -552,12 +614,11 @@ type threadTime struct {
 const clockTicks = 100
 
 // threadCPU reads the user+system CPU time of each thread of pid.
-func threadCPU(b *testing.B, pid int) map[string]threadTime {
-	b.Helper()
+func threadCPU(pid int) (map[string]threadTime, error) {
 	dir := fmt.Sprintf("/proc/%d/task", pid)
 	tids, err := os.ReadDir(dir)
 	if err != nil {
-		b.Fatal(err)
+		return nil, err
 	}
 	out := map[string]threadTime{}
 	for _, t := range tids {
@@ -567,45 +628,44 @@ func threadCPU(b *testing.B, pid int) map[string]threadTime {
 		}
 		s := string(raw)
 		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || closing < open {
-			b.Fatalf("%s/%s/stat: %q", dir, t.Name(), s)
+		// After "pid (comm)": state is field 3, utime and stime 14 and 15.
+		var f []string
+		if open >= 0 && closing > open {
+			f = strings.Fields(s[closing+1:])
 		}
-		// After "pid (comm) ": state is field 3, utime and stime 14 and 15.
-		f := strings.Fields(s[closing+1:])
 		if len(f) < 13 {
-			b.Fatalf("%s/%s/stat: %q", dir, t.Name(), s)
+			return nil, fmt.Errorf("%s/%s/stat: unexpected %q", dir, t.Name(), s)
 		}
-		ut, _ := strconv.ParseFloat(f[11], 64)
-		st, _ := strconv.ParseFloat(f[12], 64)
+		ut, err1 := strconv.ParseFloat(f[11], 64)
+		st, err2 := strconv.ParseFloat(f[12], 64)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("%s/%s/stat: unexpected %q", dir, t.Name(), s)
+		}
 		out[t.Name()] = threadTime{comm: s[open+1 : closing], secs: (ut + st) / clockTicks}
 	}
-	return out
+	return out, nil
 }
 
-// machineCPU returns the busy and total ticks of all CPUs (/proc/stat).
-func machineCPU(b *testing.B) (busy, total float64) {
-	b.Helper()
+// machineCPU returns the busy and total ticks of all CPUs and their
+// number (/proc/stat).
+func machineCPU() (busy, total float64, cpus int, err error) {
 	raw, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		b.Fatal(err)
+		return 0, 0, 0, err
 	}
 	line, _, _ := strings.Cut(string(raw), "\n")
-	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
-	for i, v := range f[1:] {
-		x, _ := strconv.ParseFloat(v, 64)
+	// cpu user nice system idle iowait irq softirq steal guest guest_nice:
+	// guest time is counted in user already.
+	f := strings.Fields(line)
+	for i, v := range f[1:min(9, len(f))] {
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, 0, 0, fmt.Errorf("/proc/stat: %q: %w", line, err)
+		}
 		total += x
 		if i != 3 && i != 4 { // idle, iowait
 			busy += x
 		}
 	}
-	return busy, total
-}
-
-func numCPU(b *testing.B) int {
-	b.Helper()
-	raw, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		b.Fatal(err)
-	}
-	return strings.Count(string(raw), "\ncpu") // cpu0, cpu1, … after the "cpu" line
+	return busy, total, strings.Count(string(raw), "\ncpu"), nil // cpu0, cpu1, … after "cpu"
 }
