@@ -127,6 +127,28 @@ func (e *Engine) syncSandboxResolver(sandbox string) {
 	if e.cfg.Resolver == nil {
 		return
 	}
+	e.resolveInMu.Lock()
+	defer e.resolveInMu.Unlock()
+	e.syncSandboxResolverLocked(sandbox)
+}
+
+// maybeSyncSandboxResolver is syncSandboxResolver after an attach to or a
+// detach from nw (nil: the sandbox's removal): skipped, without reading
+// the store, for a sandbox that has no resolver of its own and a network
+// with a gateway on the host (the common case, on every bridge attach).
+func (e *Engine) maybeSyncSandboxResolver(sandbox string, nw *model.Network) {
+	if e.cfg.Resolver == nil {
+		return
+	}
+	e.resolveInMu.Lock()
+	defer e.resolveInMu.Unlock()
+	if (nw == nil || nw.HasHostGateway()) && !e.resolveIn[sandbox] {
+		return
+	}
+	e.syncSandboxResolverLocked(sandbox)
+}
+
+func (e *Engine) syncSandboxResolverLocked(sandbox string) {
 	var sb *model.Sandbox
 	var nets []string
 	var inSandbox bool
@@ -140,14 +162,19 @@ func (e *Engine) syncSandboxResolver(sandbox string) {
 		return
 	}
 	if !inSandbox || sb.State == model.SandboxRemoving {
-		if err := e.cfg.Resolver.RemoveSandbox(sb.Netns); err != nil {
-			e.log.Warn("dns: stop the resolver in a sandbox", "sandbox", sandbox, "err", err)
+		if e.resolveIn[sandbox] {
+			if err := e.cfg.Resolver.RemoveSandbox(sb.Netns); err != nil {
+				e.log.Warn("dns: stop the resolver in a sandbox", "sandbox", sandbox, "err", err)
+			}
+			delete(e.resolveIn, sandbox)
 		}
 		return
 	}
 	if err := e.cfg.Resolver.SetSandbox(sb.Netns, sb.NetnsIno, nets); err != nil {
 		e.log.Warn("dns: start the resolver in a sandbox; its names do not resolve", "sandbox", sandbox, "err", err)
+		return
 	}
+	e.resolveIn[sandbox] = true
 }
 
 // syncSandboxResolvers starts the resolvers inside sandboxes that need one

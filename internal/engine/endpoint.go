@@ -329,7 +329,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 	}
 	t3 := time.Now()
 	e.resolverAdd(ep)
-	e.syncSandboxResolver(sandbox)
+	e.maybeSyncSandboxResolver(sandbox, nw)
 	t4 := time.Now()
 	if !creating {
 		e.resolv.sync(sandbox)
@@ -557,7 +557,7 @@ func (e *Engine) disconnectLocked(network, sandbox string) error {
 	// Names and published ports go first: a query after this returns
 	// NXDOMAIN and a connection to the port finds nothing, at once.
 	e.resolverRemove(ep)
-	e.syncSandboxResolver(sandbox)
+	e.maybeSyncSandboxResolver(sandbox, nw)
 	if len(ep.Ports) > 0 {
 		if err := e.fw.Unpublish(context.Background(), published(ep)); err != nil {
 			e.log.Warn("unpublish ports; the next firewall sync drops them", "sandbox", sandbox, "err", err)

@@ -128,6 +128,11 @@ type Engine struct {
 	// waits for (resolv.conf files) defers to them.
 	inFlight atomic.Int64
 
+	// resolveIn holds the sandboxes with a resolver in their own
+	// namespace (dns.go), guarded by resolveInMu.
+	resolveInMu sync.Mutex
+	resolveIn   map[string]bool
+
 	reaper    *reaper
 	flows     *flowCleaner // stale conntrack entries (conntrack.go)
 	resolv    *resolvFiles
@@ -164,6 +169,7 @@ func New(cfg Config) (*Engine, error) {
 			model.DriverOVS:     &ovsDriver{link: cfg.Link, endpoint: cfg.OVSDB},
 		},
 		log: cfg.Log, sbLck: map[string]*sync.Mutex{}, removals: map[string]*removal{},
+		resolveIn: map[string]bool{},
 	}
 	e.reaper = newReaper(e)
 	e.flows = newFlowCleaner(e)

@@ -329,7 +329,7 @@ func (e *Engine) beginRemoval(sb *model.Sandbox, eps []*model.Endpoint) (live []
 		}
 	}
 	// The resolver's sockets in the namespace would keep it alive.
-	e.syncSandboxResolver(sb.Name)
+	e.maybeSyncSandboxResolver(sb.Name, nil)
 	// Gone for users from here on (reads hide it): the event follows the
 	// order of the requests, not that of the kernel's deletions.
 	e.emit(Event{Kind: model.EventSandboxRemoved, Sandbox: sb.Name})
