@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -198,16 +199,34 @@ func TestDockerRuns(t *testing.T) {
 		t.Fatalf("dockerd did not ask /run/docker/plugins/x.sock to activate; requests: %q", got)
 	}
 
-	// The cost of a container, for the later driver's figures.
-	var times []time.Duration
-	for range 5 {
-		start := time.Now()
-		d.run("run", "--rm", "--network", "none", dockerImage, "true")
-		times = append(times, time.Since(start))
-	}
-	slices.Sort(times)
-	t.Logf("docker run --rm --network none %s true: median %v of %v", dockerImage, times[2].Round(time.Millisecond), times)
 }
+
+// BenchmarkDockerRun measures what the test harness costs: dockerd's
+// start (exec until `docker version` answers), and `docker run --rm
+// --network none bb true`, exec of the client to its exit, the median of
+// -docker-runs runs after one warm-up — the baseline a pontoon network's
+// share is measured against:
+//
+//	go test ./test/e2e -run XXX -bench DockerRun -benchtime 1x
+func BenchmarkDockerRun(b *testing.B) {
+	d := newDocker(b)
+	for b.Loop() {
+		d.run("run", "--rm", "--network", "none", dockerImage, "true")
+		settle(b)
+		var times []time.Duration
+		for range *dockerRuns {
+			start := time.Now()
+			d.run("run", "--rm", "--network", "none", dockerImage, "true")
+			times = append(times, time.Since(start))
+		}
+		fmt.Printf("\ndockerd start-up %.1f ms; docker run --rm --network none bb true, %d runs (ms): p10 %.1f median %.1f p90 %.1f\n",
+			float64(d.startup.Microseconds())/1000, *dockerRuns, quantile(times, 10), quantile(times, 50), quantile(times, 90))
+		b.ReportMetric(float64(d.startup.Microseconds())/1000, "dockerd-start-ms")
+		b.ReportMetric(quantile(times, 50), "run-none-median-ms")
+	}
+}
+
+var dockerRuns = flag.Int("docker-runs", 5, "BenchmarkDockerRun: measured runs")
 
 // fakePlugin serves a Docker plugin named name on
 // /run/docker/plugins/NAME.sock of the env's mount namespace, answering
