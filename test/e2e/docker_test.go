@@ -18,20 +18,25 @@ import (
 
 // dockerEnv is a dockerd of the test's own: Debian 12's docker.io (20.10)
 // in the runtime tests' private mount namespace (rtEnv) and the
-// throwaway host namespace, with its data, state, socket, pidfile, key
-// and log in the test's directories. The pontoon daemon runs in the same
-// mount namespace, so /run/docker/plugins — where dockerd looks for
-// remote network and IPAM drivers — is the test's, and so are the
-// containers' namespace files (NetworkSettings.SandboxKey) the daemon is
-// handed at Join.
+// throwaway host namespace, with its data, socket, pidfile, config and
+// log in the test's directory and its exec root (state, containerd's
+// sockets, the containers' namespace files) in the namespace's /run. The
+// pontoon daemon runs in the same mount namespace, so
+// /run/docker/plugins — where dockerd looks for remote network and IPAM
+// drivers, and which it makes, in a /run/docker of mode 0700 — is the
+// test's, and so are the containers' namespace files
+// (NetworkSettings.SandboxKey) the driver is handed at Join. A driver
+// whose socket is missing or refuses connections costs 15 s: dockerd
+// retries the lookup that long before it fails the request.
 //
 // dockerd changes nothing of the machine's: no iptables rules, no
 // docker0, no userland proxy, no ip_forward (the host namespace's is
 // pontoon's to set); vfs storage (no overlay mounts); cgroupfs cgroups
 // under the test's cgroup; its own containerd, supervised under the exec
 // root (the machine's /run/containerd would not be seen anyway: /run is
-// the namespace's tmpfs). The image is imported from the same busybox
-// layer as Podman's, so no registry is needed.
+// the namespace's tmpfs, where containerd's shims also put their
+// sockets, /run/containerd/s). The image is imported from the same
+// busybox layer as Podman's, so no registry is needed.
 type dockerEnv struct {
 	e *rtEnv
 	// dir holds data-root, pidfile, log and the client's config.
@@ -39,7 +44,8 @@ type dockerEnv struct {
 	// host is the daemon's socket (-H unix://…).
 	host string
 	log  string
-	pid  int
+	// pid is dockerd's; it is stopped with SIGTERM when the test ends.
+	pid int
 	// startup is how long dockerd took to answer `docker version`.
 	startup time.Duration
 }
@@ -56,6 +62,9 @@ const dockerImage = "bb:latest"
 func newDocker(t testing.TB) *dockerEnv {
 	t.Helper()
 	requireTools(t, "docker.io runc containerd", "dockerd", dockerCLI, "containerd", "containerd-shim-runc-v2", "runc")
+	if fi, err := os.Stat("/etc/docker"); err != nil || !fi.IsDir() {
+		t.Skip("/etc/docker does not exist, so the test cannot hide it behind its own directory (apt-get install docker.io makes it)")
+	}
 	layer := busyboxLayer(t)
 	e := newRuntimeEnv(t, false)
 	d := &dockerEnv{e: e, dir: filepath.Join(e.dir, "docker")}
@@ -74,8 +83,9 @@ func newDocker(t testing.TB) *dockerEnv {
 	// What dockerd and its containerd would write outside the directories
 	// they are given is hidden in the namespace: /etc/docker (20.10 keeps
 	// its identity in /etc/docker/key.json and has no flag to move it)
-	// behind the test's directory, /opt (containerd's opt plugin makes /opt/containerd)
-	// behind a tmpfs.
+	// behind the test's directory, /opt (containerd's opt plugin makes
+	// /opt/containerd) behind a tmpfs. Without /etc/docker to mount over,
+	// dockerd would make it in the machine's /etc.
 	if out, err := e.run(nil, "sh", "-c", "set -e; mount --bind "+filepath.Join(d.dir, "etc")+" /etc/docker; mount -t tmpfs tmpfs /opt"); err != nil {
 		t.Fatalf("mounts for dockerd: %v\n%s", err, out)
 	}
@@ -112,8 +122,10 @@ func newDocker(t testing.TB) *dockerEnv {
 		// Signal 0: is it still there (or was it reaped, having failed)?
 		exited = err != nil && syscall.Kill(d.pid, 0) != nil
 		return out, err == nil || exited
-	}); !ok || exited {
-		t.Fatalf("dockerd did not answer within 60s (exited: %v): %s", exited, out)
+	}); exited {
+		t.Fatalf("dockerd exited during start-up: %s", out)
+	} else if !ok {
+		t.Fatalf("dockerd did not answer within 60s: %s", out)
 	}
 	d.startup = time.Since(start)
 	// Runs before dockerd is stopped (cleanups run last-registered
