@@ -15,6 +15,7 @@ pkgs=(
   podman            # the runtime tests: Podman 4 on its CNI backend (test/e2e/podman_test.go)
   runc              # the OCI runtime Podman and containerd run containers with in those tests
   containerd        # the runtime tests: containerd and ctr run --cni (test/e2e/containerd_test.go)
+  docker.io         # the runtime tests: dockerd 20.10 and its client /usr/bin/docker, run in the tests' own namespaces and directories (test/e2e/docker_test.go); the tests never use the machine's docker.service (which the package enables and, under systemd, starts)
   openvswitch-switch # ovsdb-server, ovs-vswitchd: internal/ovs and its tests (userspace datapath, so no openvswitch kernel module)
   util-linux        # nsenter, unshare
   procps
