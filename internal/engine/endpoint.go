@@ -474,6 +474,11 @@ func vethOf(nw *model.Network, sb *model.Sandbox, ep *model.Endpoint) link.Veth 
 // ifaceOf is how an endpoint's interface is configured in its sandbox,
 // whatever driver plumbed it.
 func ifaceOf(nw *model.Network, sb *model.Sandbox, ep *model.Endpoint) link.Iface {
+	if sb.Kind == model.KindDocker {
+		// Made on the host for dockerd to move into the container and
+		// configure (addresses, routes) from what the driver told it.
+		return link.Iface{IfName: model.PeerVethName(ep.ID), MAC: mustMAC(ep.MAC), MTU: ep.MTU}
+	}
 	return link.Iface{
 		Netns: sb.Netns, NetnsIno: sb.NetnsIno, IfName: ep.IfName,
 		MAC: mustMAC(ep.MAC), MTU: ep.MTU, Addrs: linkAddrs(ep.Addresses),

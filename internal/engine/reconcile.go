@@ -177,7 +177,7 @@ func (e *Engine) reconcileSandboxLocked(sb *model.Sandbox, eps []*model.Endpoint
 			stale = append(stale, ep)
 			continue
 		}
-		if ep.HostIf == "" && !recreated {
+		if (ep.HostIf == "" || sb.Kind == model.KindDocker) && !recreated {
 			// No host end (a direct link, a macvlan): the driver checks
 			// and repairs it in the sandbox.
 			d := e.drv(nw)

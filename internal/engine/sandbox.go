@@ -41,7 +41,7 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 		Labels: spec.Labels, State: model.SandboxCreating, Created: time.Now().UTC(),
 	}
 	modes := 0
-	for _, set := range []bool{spec.Netns != "", spec.PID != 0, spec.Host, spec.Tap != nil} {
+	for _, set := range []bool{spec.Netns != "" && !spec.Docker, spec.PID != 0, spec.Host, spec.Tap != nil, spec.Docker} {
 		if set {
 			modes++
 		}
@@ -50,6 +50,8 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 		return nil, model.Invalidf("give at most one of --netns, --pid, host networking and a tap")
 	}
 	switch {
+	case spec.Docker:
+		sb.Kind, sb.Netns = model.KindDocker, spec.Netns
 	case spec.Tap != nil:
 		sb.Kind = model.KindVM
 		if len(spec.Networks) != 1 {

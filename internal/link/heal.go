@@ -81,6 +81,11 @@ func (n *netlinkLinks) RepairVeth(v Veth) (int, []Fix, error) {
 		return 0, nil, err
 	}
 	host, err := n.h.LinkByName(v.HostName)
+	if notFound(err) && v.Netns == "" {
+		// The other end was handed over (Docker moved it into its
+		// container): a new pair would have no one to move it.
+		return 0, nil, fmt.Errorf("veth %s is gone, and its other end was the container runtime's to move: restart the container", v.HostName)
+	}
 	if notFound(err) {
 		n.forgetBridge(v.Bridge)
 		idx, err := n.AddVeth(v)
@@ -91,6 +96,9 @@ func (n *netlinkLinks) RepairVeth(v Veth) (int, []Fix, error) {
 	}
 	if err != nil {
 		return 0, nil, fmt.Errorf("look up %s: %w", v.HostName, err)
+	}
+	if v.Netns == "" {
+		return n.repairHostEnd(v, host)
 	}
 	sh, err := handleAtPath(v.Netns, v.NetnsIno)
 	if err != nil {
@@ -152,6 +160,38 @@ func (n *netlinkLinks) RepairVeth(v Veth) (int, []Fix, error) {
 		if brIdx != 0 {
 			n.forgetUnresolved(n.h, brIdx, ips)
 		}
+	}
+	return hostIdx, fixed, errors.Join(errs...)
+}
+
+// repairHostEnd repairs only the host end of a pair whose other end is
+// someone else's (Netns ""): its bridge, port flags and up.
+func (n *netlinkLinks) repairHostEnd(v Veth, host netlink.Link) (int, []Fix, error) {
+	var fixed []Fix
+	var errs []error
+	hostIdx := host.Attrs().Index
+	do := func(kind, what string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what, err))
+			return
+		}
+		fixed = append(fixed, Fix{kind, what})
+	}
+	if v.Bridge != "" {
+		n.forgetBridge(v.Bridge)
+		brIdx, err := n.bridgeIndex(v.Bridge)
+		if err != nil {
+			return hostIdx, nil, err
+		}
+		if host.Attrs().MasterIndex != brIdx {
+			do("port", "joined "+v.HostName+" to bridge "+v.Bridge, n.h.LinkSetMasterByIndex(host, brIdx))
+		}
+		if p, err := n.h.LinkGetProtinfo(host); err != nil || p.Isolated != v.Isolated || p.Hairpin == v.NoHairpin {
+			do("port", "set bridge port flags of "+v.HostName, n.raw.execute(brportRequest(hostIdx, v.Isolated, !v.NoHairpin)))
+		}
+	}
+	if host.Attrs().Flags&net.FlagUp == 0 {
+		do("port", "brought "+v.HostName+" up", n.h.LinkSetUp(host))
 	}
 	return hostIdx, fixed, errors.Join(errs...)
 }

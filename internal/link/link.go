@@ -100,7 +100,12 @@ type Veth struct {
 	// (see vlanRequests).
 	VLAN int
 
-	Iface // the peer
+	// Iface is the peer. With Netns empty the peer is made on the host,
+	// named IfName, with MAC and MTU, down and unconfigured, for someone
+	// else to move and configure (Docker moves a driver's interface into
+	// the container itself); Check and Repair then look at the host end
+	// only.
+	Iface
 }
 
 // LinkInfo is what ListLinks reports about a host link.

@@ -537,11 +537,14 @@ func (n *netlinkLinks) AddVeth(v Veth) (int, error) {
 			return 0, fmt.Errorf("add veth %s: %w", v.HostName, err)
 		}
 	}
-	ns, err := netns.OpenChecked(v.Netns, v.NetnsIno)
-	if err != nil {
-		return 0, fmt.Errorf("add veth %s: %w", v.HostName, err)
+	ns := vnetns.None()
+	if v.Netns != "" {
+		var err error
+		if ns, err = netns.OpenChecked(v.Netns, v.NetnsIno); err != nil {
+			return 0, fmt.Errorf("add veth %s: %w", v.HostName, err)
+		}
+		defer ns.Close()
 	}
-	defer ns.Close()
 	hostIdx, peerIdx, err := n.createVeth(v, brIdx, ns)
 	if err != nil {
 		// Nothing was created. The bridge may have been recreated under
@@ -638,7 +641,9 @@ func vethRequest(v Veth, brIdx, nsFd int) *nl.NetlinkRequest {
 	if v.MAC != nil {
 		peer.AddRtAttr(unix.IFLA_ADDRESS, []byte(v.MAC))
 	}
-	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(nsFd)))
+	if nsFd >= 0 {
+		peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(nsFd)))
+	}
 	req.AddData(info)
 	return req
 }
@@ -654,7 +659,7 @@ func vethRequest(v Veth, brIdx, nsFd int) *nl.NetlinkRequest {
 // them — where another attach's request would take RTNL, and this attach
 // would queue for it again, up to four times.
 func (n *netlinkLinks) configureVeth(v Veth, ns vnetns.NsHandle, brIdx, hostIdx, peerIdx int) (int, error) {
-	if peerIdx == 0 {
+	if peerIdx == 0 && v.Netns != "" {
 		// No echo from createVeth (kernel before 6.3): look the peer up.
 		sh, err := handleAt(ns)
 		if err != nil {
@@ -702,6 +707,11 @@ func (n *netlinkLinks) configureVeth(v Veth, ns vnetns.NsHandle, brIdx, hostIdx,
 		if e != nil {
 			return hostIdx, fmt.Errorf("put %s in VLAN %d (is VLAN filtering on on bridge %s?): %w", v.HostName, v.VLAN, v.Bridge, e)
 		}
+	}
+	if v.Netns == "" {
+		// The peer stays on the host, down, for someone else to move and
+		// configure (Docker moves it into the container itself).
+		return hostIdx, nil
 	}
 	if err := n.configureIface(ns, peerIdx, v.Iface); err != nil {
 		return hostIdx, err
@@ -1224,6 +1234,9 @@ func (n *netlinkLinks) CheckVeth(v Veth) []string {
 		if p.Hairpin == v.NoHairpin {
 			out = append(out, fmt.Sprintf("host end %s has hairpin mode %v, want %v", v.HostName, p.Hairpin, !v.NoHairpin))
 		}
+	}
+	if v.Netns == "" {
+		return out // the other end is someone else's (Docker's)
 	}
 	sh, err := handleAtPath(v.Netns, v.NetnsIno)
 	if err != nil {

@@ -66,7 +66,11 @@ type SandboxSpec struct {
 	Host bool `json:"host,omitempty"`
 	// Tap makes a VM's sandbox: no namespace, one network (Networks holds
 	// exactly one), whose endpoint is a tap device the hypervisor opens.
-	Tap         *TapSpec          `json:"tap,omitempty"`
+	Tap *TapSpec `json:"tap,omitempty"`
+	// Docker makes a Docker container's sandbox (Netns is dockerd's
+	// sandbox key, which need not be a namespace yet); set by pontoon's
+	// Docker driver, in process.
+	Docker      bool              `json:"-"`
 	ContainerID string            `json:"container_id,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Networks    []AttachSpec      `json:"networks,omitempty"`

@@ -41,6 +41,7 @@ const (
 	HostVethPrefix = "ptv-"  // host ends of endpoint veth pairs
 	ShimPrefix     = "ptm-"  // the host's own macvlan on a macvlan network (--shim)
 	TapPrefix      = "ptt-"  // tap devices for VMs
+	PeerPrefix     = "ptp-"  // the container end of a Docker endpoint's veth, until dockerd moves it
 
 	MaxIfNameLen = 15
 	DefaultMTU   = 1500
@@ -217,6 +218,11 @@ const (
 	// its one endpoint is a tap device on the host that the hypervisor
 	// opens (`pontoon tap create`).
 	KindVM SandboxKind = "vm"
+	// KindDocker: a Docker container's (pontoon as Docker's network
+	// driver). Netns is Docker's sandbox key; pontoon makes each
+	// endpoint's veth on the host and dockerd moves the other end into
+	// the container and configures it.
+	KindDocker SandboxKind = "docker"
 )
 
 // Sandbox is a network namespace pontoon knows.
@@ -362,6 +368,12 @@ func BridgeName(networkID string) string {
 // ShimName returns the name of a macvlan network's shim on the host.
 func ShimName(networkID string) string {
 	return ShimPrefix + shortHash(networkID, 8)
+}
+
+// PeerVethName returns the host-side name of the container end of a
+// Docker endpoint's veth (dockerd renames it when it moves it).
+func PeerVethName(endpointID string) string {
+	return PeerPrefix + shortHash(endpointID, 10)
 }
 
 // TapName returns the name of a VM endpoint's tap device.

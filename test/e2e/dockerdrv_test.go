@@ -1,0 +1,107 @@
+package e2e
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"pontoon/internal/model"
+)
+
+// pontoon as Docker's network and IPAM driver, driven by a real dockerd
+// (docker.io 20.10) in the test's namespaces: a network created with
+// `-d pontoon --ipam-driver pontoon`, containers on it reaching each other
+// by name and alias, a published port from the outside, connect and
+// disconnect, and everything gone from pontoon when Docker removes it.
+func TestDockerDriver(t *testing.T) {
+	d := newDocker(t)
+	h := d.e.h
+	h.Stop()
+	h.Start("--docker-plugin", "/run/docker/plugins/pontoon.sock")
+
+	d.run("network", "create", "-d", "pontoon", "--ipam-driver", "pontoon", "--subnet", "10.94.3.0/24", "app")
+	nid := d.run("network", "inspect", "-f", "{{.Id}}", "app")
+	var nets []*model.NetworkInfo
+	if err := json.Unmarshal([]byte(h.P("network", "ls", "--format", "json")), &nets); err != nil {
+		t.Fatal(err)
+	}
+	var pn *model.NetworkInfo
+	for _, n := range nets {
+		if n.Labels["docker.network.id"] == nid {
+			pn = n
+		}
+	}
+	if pn == nil || pn.SubnetString() != "10.94.3.0/24" || pn.Subnets[0].Gateway.String() != "10.94.3.1" {
+		t.Fatalf("pontoon's network for Docker's app: %+v", pn)
+	}
+
+	d.run("run", "-d", "--network", "app", "--name", "web", "--network-alias", "db", "-p", "8094:80", dockerImage,
+		"sh", "-c", "mkdir /www && echo hello from web > /www/index.html && exec httpd -f -p 80 -h /www")
+	webIP := d.run("inspect", "-f", "{{.NetworkSettings.Networks.app.IPAddress}}", "web")
+	if !strings.HasPrefix(webIP, "10.94.3.") {
+		t.Fatalf("web's address: %q", webIP)
+	}
+	// pontoon made and holds the interface: a sandbox for the container,
+	// an endpoint with Docker's address.
+	var sbs []*model.SandboxInfo
+	if err := json.Unmarshal([]byte(h.P("sandbox", "ls", "--format", "json")), &sbs); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, sb := range sbs {
+		for _, ep := range sb.Endpoints {
+			if ep.Network == pn.Name && ep.FirstIP().String() == webIP && strings.HasPrefix(sb.Name, "docker-") {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no pontoon sandbox holds %s:\n%s", webIP, h.P("sandbox", "ls"))
+	}
+	// Containers reach each other by name and alias (Docker's resolver,
+	// from the addresses pontoon's IPAM handed out), and the outside.
+	out := d.run("run", "--rm", "--network", "app", dockerImage, "sh", "-c",
+		"ping -c1 -W2 web && wget -qO- http://db/ && ping -c1 -W2 "+RouterIP)
+	if !strings.Contains(out, "hello from web") {
+		t.Errorf("by name and alias:\n%s", out)
+	}
+	// The published port, from the outside world.
+	if res, ok := within(5*time.Second, func() (string, bool) {
+		o, err := h.TryIn(h.Outside, "busybox", "wget", "-qO-", "-T", "2", "http://"+HostUplinkIP+":8094/")
+		return o, err == nil && strings.Contains(o, "hello from web")
+	}); !ok {
+		t.Errorf("published port from the outside: %s", res)
+	}
+	if p := h.P("port"); !strings.Contains(p, "8094") {
+		t.Errorf("pontoon port: %s", p)
+	}
+
+	// connect and disconnect.
+	d.run("network", "create", "-d", "pontoon", "--ipam-driver", "pontoon", "--subnet", "10.94.4.0/24", "back")
+	d.run("network", "connect", "back", "web")
+	if ip := d.run("inspect", "-f", "{{.NetworkSettings.Networks.back.IPAddress}}", "web"); !strings.HasPrefix(ip, "10.94.4.") {
+		t.Errorf("web on back: %q", ip)
+	}
+	out = d.run("run", "--rm", "--network", "back", dockerImage, "ping", "-c1", "-W2", "web")
+	if !strings.Contains(out, "1 packets received") {
+		t.Errorf("ping web on back:\n%s", out)
+	}
+	d.run("network", "disconnect", "back", "web")
+	if _, err := d.try("run", "--rm", "--network", "back", dockerImage, "ping", "-c1", "-W1", webIP); err == nil {
+		t.Error("web reached on back after disconnect")
+	}
+
+	// Removal: the container's sandbox and address go, then the network.
+	d.run("rm", "-f", "web")
+	if res, ok := within(5*time.Second, func() (string, bool) {
+		o := h.P("sandbox", "ls", "-q")
+		return o, !strings.Contains(o, "docker-")
+	}); !ok {
+		t.Errorf("docker sandboxes left: %s", res)
+	}
+	d.run("network", "rm", "app", "back")
+	if out := h.P("network", "ls", "-q"); strings.Contains(out, "docker-") {
+		t.Errorf("networks left: %s", out)
+	}
+}
