@@ -61,6 +61,19 @@ func TestEvaluateForward6(t *testing.T) {
 			t.Errorf("%s: %s, want %s", c.name, got, c.want)
 		}
 	}
+	// icc=false judges IPv6 as IPv4: routed through the gateway, dropped;
+	// to a published port after DNAT, accepted.
+	s := evalState6()
+	s.Networks[1].Isolated = true // dualNet
+	iso := NewEvaluator(s)
+	routed := Packet{Hook: HookForward, IIF: dualNet.Bridge, OIF: dualNet.Bridge, Src: addr6A, Dst: addr6B, Proto: "tcp", DPort: 80}
+	if got := decided(iso.Evaluate(routed)); got != "drop by no-icc" {
+		t.Errorf("icc=false, routed through the gateway: %s, want drop by no-icc", got)
+	}
+	routed.DNATed = true
+	if got := decided(iso.Evaluate(routed)); got != "accept by no-icc-published" {
+		t.Errorf("icc=false, published port after DNAT: %s, want accept by no-icc-published", got)
+	}
 }
 
 // Masquerade is per subnet: dualNet's ULA subnet is masqueraded,
