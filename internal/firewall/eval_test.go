@@ -261,6 +261,12 @@ func TestEvaluateAntiSpoofing(t *testing.T) {
 		{"forged MAC", Packet{EtherSrc: forgedMAC, Src: addrA, Dst: addrB, Proto: "icmp"}, "drop by spoofed-mac"},
 		{"ARP for itself", Packet{EtherType: "arp", EtherSrc: macA, ARPSender: addrA}, "accept by policy"},
 		{"ARP claiming another address", Packet{EtherType: "arp", EtherSrc: macA, ARPSender: addrB}, "drop by spoofed-arp"},
+		// A DHCP server's reply comes from its own address, which the
+		// source check passes: dropped by its own rule. A client's
+		// request (here a renewal, from its own address) passes.
+		{"DHCP server reply (offer) from its own address", Packet{EtherSrc: macA, Src: addrA, Dst: netip.MustParseAddr("255.255.255.255"), Proto: "udp", SPort: 67, DPort: 68}, "drop by dhcp-server"},
+		{"DHCP client request from its own address", Packet{EtherSrc: macA, Src: addrA, Dst: netip.MustParseAddr("255.255.255.255"), Proto: "udp", SPort: 68, DPort: 67}, "accept by policy"},
+		{"DHCP from port 67 to 67 (to a relay)", Packet{EtherSrc: macA, Src: addrA, Dst: netip.MustParseAddr("10.88.0.1"), Proto: "udp", SPort: 67, DPort: 67}, "accept by policy"},
 		// a has no IPv6 address: it may solicit neighbours from its
 		// link-local address, and send nothing else over IPv6.
 		{"IPv6 from an IPv4-only endpoint", Packet{EtherSrc: macA, Src: netip.MustParseAddr("fd00:1::99"), Dst: netip.MustParseAddr("fd00:1::2"), Proto: "udp", DPort: 53}, "drop by spoofed-ip"},

@@ -223,7 +223,7 @@ const (
 	RuleSpoofedIP      = "spoofed-ip"
 	RuleSpoofedARP     = "spoofed-arp"
 	RuleNotARouter     = "not-a-router"
-	RuleDHCPv6Server   = "dhcpv6-server"
+	RuleDHCPServer     = "dhcp-server"
 	RuleSpoofedND      = "spoofed-nd"
 	RuleLinkLocalND    = "link-local-nd"
 	RuleNoMLD          = "no-mld"
@@ -422,6 +422,14 @@ func guardRules() []Rule {
 	}
 	for _, f := range IPFamilies {
 		ether := is(KeyEtherType, f.Name)
+		// No DHCP server on a sandbox's port: its offers and replies would
+		// give the other sandboxes, and a VM on a tap, addresses, routes
+		// and DNS servers of its choosing. Before the source address
+		// check, which a server sending from its own address passes.
+		// Clients (DHCPClient → DHCPServer) pass.
+		rules = append(rules, Rule{Name: RuleDHCPServer, Match: []Match{ether, is(KeyUDPSport, f.DHCPServer), is(KeyUDPDport, f.DHCPClient)},
+			Action: verdict(Drop), Comment: "no " + f.DHCP + " server on a sandbox's port",
+			Why: "a sandbox is not its network's " + f.DHCP + " server: its replies would configure the other sandboxes (and VMs on its network's taps)"})
 		spoofed := Rule{Name: RuleSpoofedIP, Match: []Match{ether, notIn(f.name(setGuardIP), KeyIIFName, KeyEtherSaddr, f.Saddr())},
 			Action: verdict(Drop), Comment: f.comment("source address is not the endpoint's"),
 			Why: "a sandbox may only send from its own address (anti-spoofing); send from the endpoint's address, or give the sandbox that address"}
@@ -446,7 +454,8 @@ func guardRules() []Rule {
 // its choosing (Docker's CVE-2020-13401: containers accepted router
 // advertisements from each other). So from a sandbox's port:
 //
-//   - no router advertisement, no redirect, no DHCPv6 server reply;
+//   - no router advertisement, no redirect (and no DHCPv6 server reply:
+//     guardRules drops DHCP servers of both families);
 //   - a neighbour advertisement only for one of its own addresses (the
 //     target is what a neighbour advertisement claims; its source is
 //     checked too, below);
@@ -466,9 +475,6 @@ func nd6Rules(ether Match) []Rule {
 		{Name: RuleNotARouter, Match: []Match{ether, is(KeyICMPv6Type, "{ nd-router-advert, nd-redirect }")},
 			Action: verdict(Drop), Comment: "router advertisements and redirects come from the host, not from sandboxes",
 			Why: "a sandbox is not a router of its network: its router advertisements and redirects would reroute the other sandboxes (the CVE-2020-13401 class)"},
-		{Name: RuleDHCPv6Server, Match: []Match{ether, is(KeyUDPSport, "547"), is(KeyUDPDport, "546")},
-			Action: verdict(Drop), Comment: "no DHCPv6 server on a sandbox's port",
-			Why: "a sandbox is not its network's DHCPv6 server: its replies would configure the other sandboxes"},
 		{Name: RuleSpoofedND, Match: []Match{ether, is(KeyICMPv6Type, "nd-neighbor-advert"), notIn(setGuardTarget6, KeyIIFName, KeyEtherSaddr, KeyNDTarget)},
 			Action: verdict(Drop), Comment: "neighbour advertisement for an address not the endpoint's",
 			Why: "a sandbox may only advertise its own addresses in neighbour discovery (anti-spoofing)"},
