@@ -61,6 +61,19 @@ func TestEvaluateForward6(t *testing.T) {
 			t.Errorf("%s: %s, want %s", c.name, got, c.want)
 		}
 	}
+	// icc=false judges IPv6 as IPv4: routed through the gateway, dropped;
+	// to a published port after DNAT, accepted.
+	s := evalState6()
+	s.Networks[1].Isolated = true // dualNet
+	iso := NewEvaluator(s)
+	routed := Packet{Hook: HookForward, IIF: dualNet.Bridge, OIF: dualNet.Bridge, Src: addr6A, Dst: addr6B, Proto: "tcp", DPort: 80}
+	if got := decided(iso.Evaluate(routed)); got != "drop by no-icc" {
+		t.Errorf("icc=false, routed through the gateway: %s, want drop by no-icc", got)
+	}
+	routed.DNATed = true
+	if got := decided(iso.Evaluate(routed)); got != "accept by no-icc-published" {
+		t.Errorf("icc=false, published port after DNAT: %s, want accept by no-icc-published", got)
+	}
 }
 
 // Masquerade is per subnet: dualNet's ULA subnet is masqueraded,
@@ -161,7 +174,7 @@ func TestEvaluateAntiSpoofing6(t *testing.T) {
 		{"router solicitation", Packet{Src: ll6A, Dst: netip.MustParseAddr("ff02::2"), Proto: "icmpv6", ICMPType: "nd-router-solicit"}, "accept by link-local-nd"},
 		{"router advertisement", Packet{Src: ll6A, Dst: allNodes, Proto: "icmpv6", ICMPType: "nd-router-advert"}, "drop by not-a-router"},
 		{"redirect", Packet{Src: ll6A, Dst: netip.MustParseAddr("fe80::3"), Proto: "icmpv6", ICMPType: "nd-redirect"}, "drop by not-a-router"},
-		{"DHCPv6 server reply", Packet{Src: ll6A, Dst: netip.MustParseAddr("fe80::3"), Proto: "udp", SPort: 547, DPort: 546}, "drop by dhcpv6-server"},
+		{"DHCPv6 server reply", Packet{Src: ll6A, Dst: netip.MustParseAddr("fe80::3"), Proto: "udp", SPort: 547, DPort: 546}, "drop by dhcp-server"},
 		{"DHCPv6 client request", Packet{Src: ll6A, Dst: netip.MustParseAddr("ff02::1:2"), Proto: "udp", SPort: 546, DPort: 547}, "accept by policy"},
 		{"echo from ::", Packet{Src: netip.IPv6Unspecified(), Dst: addr6B, Proto: "icmpv6", ICMPType: "echo-request"}, "drop by spoofed-ip"},
 		{"its IPv4 address still", Packet{Src: netip.MustParseAddr("10.90.2.2"), Dst: netip.MustParseAddr("10.90.2.3"), Proto: "icmp"}, "accept by policy"},

@@ -89,6 +89,55 @@ func TestEvaluateForward(t *testing.T) {
 	}
 }
 
+// icc=false: two sandboxes of one network, apart on the bridge (port
+// isolation), stay apart when one routes to the other through the gateway
+// (forward sees iifname = oifname = the bridge); what the host let in
+// (replies, published ports through a host address) and the way out still
+// pass. The same network with icc=true lets the routed packet through.
+func TestEvaluateNoICC(t *testing.T) {
+	apart := apartNet
+	quiet := Network{Name: "quiet", Bridge: "ptbr-0000a9aa", Subnets: v4(netip.MustParsePrefix("10.96.0.0/24"), false), Internal: true, Isolated: true}
+	a, b := netip.MustParseAddr("10.95.0.2"), netip.MustParseAddr("10.95.0.3")
+	qa, qb := netip.MustParseAddr("10.96.0.2"), netip.MustParseAddr("10.96.0.3")
+	s := State{Networks: []Network{defaultNet, frontNet, apart, quiet},
+		Ports: []Published{{PortMapping: model.PortMapping{HostPort: 8080, HostPortEnd: 8080, Port: 80, PortEnd: 80, Proto: "tcp"}, Targets: []netip.Addr{b}}}}
+	ev := NewEvaluator(s)
+	br, qbr := apart.Bridge, quiet.Bridge
+	for _, c := range []struct {
+		name string
+		p    Packet
+		want string
+	}{
+		{"a to b routed through the gateway", Packet{IIF: br, OIF: br, Src: a, Dst: b, Proto: "tcp", DPort: 80}, "drop by no-icc"},
+		{"a to b, ICMP", Packet{IIF: br, OIF: br, Src: a, Dst: b, Proto: "icmp"}, "drop by no-icc"},
+		{"a reply between them (a connection the host let in)", Packet{IIF: br, OIF: br, Src: b, Dst: a, Proto: "tcp", SPort: 80, CTState: "established"}, "accept by replies"},
+		{"a to b's published port through a host address (after DNAT)", Packet{IIF: br, OIF: br, Src: a, Dst: b, Proto: "tcp", DPort: 80, DNATed: true}, "accept by no-icc-published"},
+		{"a to the outside", Packet{IIF: br, OIF: "uplink0", Src: a, Dst: netip.MustParseAddr("198.51.100.2"), Proto: "tcp", DPort: 443}, "accept by policy"},
+		{"a reply from the outside", Packet{IIF: "uplink0", OIF: br, Src: netip.MustParseAddr("198.51.100.2"), Dst: a, Proto: "tcp", SPort: 443, CTState: "established"}, "accept by replies"},
+		{"a to another network", Packet{IIF: br, OIF: "pontoon0", Src: a, Dst: addrA, Proto: "icmp"}, "drop by isolation"},
+		{"another network to b's published port", Packet{IIF: frontNet.Bridge, OIF: br, Src: addrC, Dst: b, Proto: "tcp", DPort: 80, DNATed: true}, "accept by published"},
+		{"the LAN straight to a", Packet{IIF: "uplink0", OIF: br, Src: lanIP, Dst: a, Proto: "tcp", DPort: 80}, "drop by unsolicited"},
+		{"icc=true: routed through the gateway still passes", Packet{IIF: "pontoon0", OIF: "pontoon0", Src: addrA, Dst: addrB, Proto: "tcp", DPort: 80}, "accept by intra"},
+		// Internal and icc=false: no-icc before (c), so the reason given
+		// is the right one; a published port through the gateway passes
+		// as (a) lets it on other internal networks.
+		{"internal, qa to qb routed", Packet{IIF: qbr, OIF: qbr, Src: qa, Dst: qb, Proto: "icmp"}, "drop by no-icc"},
+		{"internal, qa to qb's published port through the gateway", Packet{IIF: qbr, OIF: qbr, Src: qa, Dst: qb, Proto: "tcp", DPort: 80, DNATed: true}, "accept by no-icc-published"},
+		{"internal, out", Packet{IIF: qbr, OIF: "uplink0", Src: qa, Dst: netip.MustParseAddr("198.51.100.2"), Proto: "icmp"}, "drop by internal-out"},
+	} {
+		c.p.Hook = HookForward
+		if got := decided(ev.Evaluate(c.p)); got != c.want {
+			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
+	}
+	// The same network with icc=true: the routed packet is intra.
+	apart.Isolated = false
+	open := NewEvaluator(State{Networks: []Network{apart}})
+	if got := decided(open.Evaluate(Packet{Hook: HookForward, IIF: br, OIF: br, Src: a, Dst: b, Proto: "icmp"})); got != "accept by intra" {
+		t.Errorf("icc=true, routed through the gateway: %s, want accept by intra", got)
+	}
+}
+
 // A published port from the LAN: DNAT in prerouting (by the map of every
 // host address), accepted in forward as a DNATed connection, no source NAT
 // on the way in.
@@ -212,6 +261,12 @@ func TestEvaluateAntiSpoofing(t *testing.T) {
 		{"forged MAC", Packet{EtherSrc: forgedMAC, Src: addrA, Dst: addrB, Proto: "icmp"}, "drop by spoofed-mac"},
 		{"ARP for itself", Packet{EtherType: "arp", EtherSrc: macA, ARPSender: addrA}, "accept by policy"},
 		{"ARP claiming another address", Packet{EtherType: "arp", EtherSrc: macA, ARPSender: addrB}, "drop by spoofed-arp"},
+		// A DHCP server's reply comes from its own address, which the
+		// source check passes: dropped by its own rule. A client's
+		// request (here a renewal, from its own address) passes.
+		{"DHCP server reply (offer) from its own address", Packet{EtherSrc: macA, Src: addrA, Dst: netip.MustParseAddr("255.255.255.255"), Proto: "udp", SPort: 67, DPort: 68}, "drop by dhcp-server"},
+		{"DHCP client request from its own address", Packet{EtherSrc: macA, Src: addrA, Dst: netip.MustParseAddr("255.255.255.255"), Proto: "udp", SPort: 68, DPort: 67}, "accept by policy"},
+		{"DHCP from port 67 to 67 (to a relay)", Packet{EtherSrc: macA, Src: addrA, Dst: netip.MustParseAddr("10.88.0.1"), Proto: "udp", SPort: 67, DPort: 67}, "accept by policy"},
 		// a has no IPv6 address: it may solicit neighbours from its
 		// link-local address, and send nothing else over IPv6.
 		{"IPv6 from an IPv4-only endpoint", Packet{EtherSrc: macA, Src: netip.MustParseAddr("fd00:1::99"), Dst: netip.MustParseAddr("fd00:1::2"), Proto: "udp", DPort: 53}, "drop by spoofed-ip"},

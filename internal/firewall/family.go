@@ -43,14 +43,18 @@ type IPFamily struct {
 	// bridges lets a 127.0.0.1 source be routed out of them; the loopback-
 	// nat rule then masquerades it). False for IPv6: see loopback6 below.
 	LoopbackDNAT bool
+	// DHCP names the family's DHCP protocol, and DHCPServer and
+	// DHCPClient are its UDP ports as nft writes them: a server's replies
+	// go from DHCPServer to DHCPClient (RFC 2131, RFC 8415).
+	DHCP, DHCPServer, DHCPClient string
 }
 
 // The two families, and the order in which rules are built for them.
 var (
 	IPv4 = IPFamily{Name: "ip", NFProto: "ipv4", Suffix: "", AddrType: "ipv4_addr", Label: "IPv4", Xtables: "iptables",
-		Loopback: "127.0.0.0/8", LoopbackDNAT: true}
+		Loopback: "127.0.0.0/8", LoopbackDNAT: true, DHCP: "DHCP", DHCPServer: "67", DHCPClient: "68"}
 	IPv6 = IPFamily{Name: "ip6", NFProto: "ipv6", Suffix: "6", AddrType: "ipv6_addr", Label: "IPv6", Xtables: "ip6tables",
-		Loopback: "::1", LoopbackDNAT: false}
+		Loopback: "::1", LoopbackDNAT: false, DHCP: "DHCPv6", DHCPServer: "547", DHCPClient: "546"}
 	IPFamilies = []IPFamily{IPv4, IPv6}
 )
 

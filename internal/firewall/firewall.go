@@ -7,7 +7,8 @@
 // exists, because an accept in our table cannot undo a drop in theirs.
 //
 // Per-network facts are elements of sets (bridges, internal bridges,
-// masqueraded subnets, intra-network pairs), so the rules are static and
+// masqueraded subnets, intra-network pairs, the pairs of --icc=false
+// networks), so the rules are static and
 // the per-packet cost does not grow with the number of networks.
 //
 // Dual stack: IPv4 and IPv6 share the table. Rules that match no address
@@ -37,6 +38,13 @@ type Network struct {
 	// and Masquerade.
 	Subnets  []model.Subnet
 	Internal bool // no route out, no NAT, not reachable from outside
+	// Isolated is --icc=false: the network's sandboxes do not reach each
+	// other. Bridge port isolation keeps them apart on the bridge; the
+	// forward chain keeps them apart when one routes to another through
+	// the gateway (rule no-icc). Published ports still answer them through
+	// a host address. (Named for what it does, so that the zero value is
+	// the default, icc=true.)
+	Isolated bool
 }
 
 // State is the whole desired firewall state.

@@ -44,6 +44,13 @@ type Reach struct {
 //     host through 127.0.0.1 (masqueraded to the gateway), and sandboxes of
 //     that network through its gateway ((a) accepts, hairpin masquerade).
 //     pontoon refuses new mappings there; this describes older ones.
+//   - an icc=false target network: not from its own sandboxes, through
+//     any address. The firewall would let them (rule no-icc-published),
+//     but with br_netfilter the kernel bridges a DNAT to an address on
+//     the same bridge ("bridged DNAT", br_nf_pre_routing_finish) from the
+//     client's port to the target's, and bridge port isolation drops it —
+//     even back to the client's own port (TestKernelNoICC). Sandboxes of
+//     other networks are routed to it and do reach it.
 //   - [::1]: nowhere through the firewall. The kernel cannot DNAT ::1
 //     (loopback6 in family.go); Publish refuses such mappings, and a
 //     userspace relay must serve them.
@@ -62,6 +69,9 @@ func Reachable(p model.PortMapping, n Network) Reach {
 			return Reach{From: []string{FromHost}, Text: "host only (" + p.HostIP.String() + "; network " + n.Name + " is --internal)"}
 		case p.HostIP.IsValid():
 			return Reach{From: []string{}, Text: "nowhere (network " + n.Name + " is --internal: publish from a non-internal network)"}
+		case n.Isolated:
+			return Reach{From: []string{FromHost},
+				Text: "host through 127.0.0.1 only (network " + n.Name + " is --internal, and has icc=false: not even its own sandboxes; publish from a non-internal network)"}
 		}
 		return Reach{From: []string{FromHost, FromSandboxes},
 			Text: "host through 127.0.0.1, sandboxes of network " + n.Name + " through its gateway (it is --internal: publish from a non-internal network)"}
@@ -70,12 +80,16 @@ func Reachable(p model.PortMapping, n Network) Reach {
 	case loopback:
 		return Reach{From: []string{FromHost}, Text: "host only (" + p.HostIP.String() + ")"}
 	case p.HostIP.IsValid():
-		return reach("through " + p.HostIP.String() + " only")
+		return reach("through "+p.HostIP.String()+" only", n)
 	}
-	return reach("every host address")
+	return reach("every host address", n)
 }
 
-func reach(where string) Reach {
+func reach(where string, n Network) Reach {
 	from := []string{FromLAN, FromHost, FromSandboxes}
-	return Reach{From: from, Text: strings.Join([]string{"LAN", "host", "sandboxes"}, ", ") + " (" + where + "; not from sandboxes of --internal networks)"}
+	not := "not from sandboxes of --internal networks"
+	if n.Isolated {
+		not += " nor of network " + n.Name + " itself (icc=false)"
+	}
+	return Reach{From: from, Text: strings.Join([]string{"LAN", "host", "sandboxes"}, ", ") + " (" + where + "; " + not + ")"}
 }

@@ -28,6 +28,8 @@ func mapping(t *testing.T, spec string) model.PortMapping {
 func TestReachable(t *testing.T) {
 	open := Network{Name: "front"}
 	internal := Network{Name: "back", Internal: true}
+	apart := Network{Name: "apart", Isolated: true}
+	quiet := Network{Name: "quiet", Internal: true, Isolated: true}
 	all := []string{FromLAN, FromHost, FromSandboxes}
 	for _, c := range []struct {
 		spec string
@@ -41,6 +43,10 @@ func TestReachable(t *testing.T) {
 		{"8080:80", internal, []string{FromHost, FromSandboxes}, "host through 127.0.0.1, sandboxes of network back through its gateway"},
 		{"127.0.0.1:8080:80", internal, []string{FromHost}, "host only (127.0.0.1; network back is --internal)"},
 		{"198.51.100.1:8080:80", internal, []string{}, "nowhere (network back is --internal"},
+		{"8080:80", apart, all, "LAN, host, sandboxes (every host address; not from sandboxes of --internal networks nor of network apart itself (icc=false))"},
+		{"198.51.100.1:8080:80", apart, all, "LAN, host, sandboxes (through 198.51.100.1 only; not from sandboxes of --internal networks nor of network apart itself"},
+		{"127.0.0.1:8080:80", apart, []string{FromHost}, "host only (127.0.0.1)"},
+		{"8080:80", quiet, []string{FromHost}, "host through 127.0.0.1 only (network quiet is --internal, and has icc=false"},
 	} {
 		r := Reachable(mapping(t, c.spec), c.n)
 		if !slices.Equal(r.From, c.from) || !strings.HasPrefix(r.Text, c.text) {
@@ -58,11 +64,12 @@ func TestReachable(t *testing.T) {
 //	f1 (target), f2 ── ptbr-ffff 10.202.1.1/24 "front"
 //	s1             ── ptbr-gggg 10.202.3.1/24 "side"
 //	i1 (target), i2 ── ptbr-iiii 10.202.2.1/24 "back", --internal (no default route)
+//	a1 (target), a2 ── ptbr-aaaa 10.202.4.1/24 "apart", icc=false (ports isolated)
 //	host ── vout 198.51.100.1/24 ── outside 198.51.100.2, LAN client 203.0.113.2
 func TestKernelReachable(t *testing.T) {
 	host, outside := testutil.NewNetns(t), testutil.NewNetns(t)
 	ns := map[string]string{}
-	for _, n := range []string{"f1", "f2", "s1", "i1", "i2"} {
+	for _, n := range []string{"f1", "f2", "s1", "i1", "i2", "a1", "a2"} {
 		ns[n] = testutil.NewNetns(t)
 	}
 	ip := func(where, args string) {
@@ -74,8 +81,9 @@ func TestKernelReachable(t *testing.T) {
 		{"f1", "ptbr-ffff", "10.202.1.2", "10.202.1.1"}, {"f2", "ptbr-ffff", "10.202.1.3", "10.202.1.1"},
 		{"s1", "ptbr-gggg", "10.202.3.2", "10.202.3.1"},
 		{"i1", "ptbr-iiii", "10.202.2.2", "10.202.2.1"}, {"i2", "ptbr-iiii", "10.202.2.3", "10.202.2.1"},
+		{"a1", "ptbr-aaaa", "10.202.4.2", "10.202.4.1"}, {"a2", "ptbr-aaaa", "10.202.4.3", "10.202.4.1"},
 	}
-	for _, br := range []struct{ name, gw string }{{"ptbr-ffff", "10.202.1.1/24"}, {"ptbr-gggg", "10.202.3.1/24"}, {"ptbr-iiii", "10.202.2.1/24"}} {
+	for _, br := range []struct{ name, gw string }{{"ptbr-ffff", "10.202.1.1/24"}, {"ptbr-gggg", "10.202.3.1/24"}, {"ptbr-iiii", "10.202.2.1/24"}, {"ptbr-aaaa", "10.202.4.1/24"}} {
 		ip(host, "link add "+br.name+" type bridge")
 		ip(host, "addr add "+br.gw+" dev "+br.name)
 		ip(host, "link set "+br.name+" up")
@@ -87,6 +95,9 @@ func TestKernelReachable(t *testing.T) {
 		ip(host, "link add "+v+" type veth peer name eth0 netns "+ns[sb.name])
 		ip(host, "link set "+v+" master "+sb.bridge+" up")
 		runIn(t, host, "bridge", "link", "set", "dev", v, "hairpin", "on")
+		if sb.bridge == "ptbr-aaaa" {
+			runIn(t, host, "bridge", "link", "set", "dev", v, "isolated", "on")
+		}
 		ip(ns[sb.name], "addr add "+sb.addr+"/24 dev eth0")
 		ip(ns[sb.name], "link set eth0 up")
 		ip(ns[sb.name], "link set lo up")
@@ -105,7 +116,8 @@ func TestKernelReachable(t *testing.T) {
 	ip(outside, "addr add 203.0.113.2/32 dev lo")
 	if err := testutil.InNetns(t, host, func() error {
 		for _, f := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv4/conf/ptbr-ffff/route_localnet",
-			"/proc/sys/net/ipv4/conf/ptbr-gggg/route_localnet", "/proc/sys/net/ipv4/conf/ptbr-iiii/route_localnet"} {
+			"/proc/sys/net/ipv4/conf/ptbr-gggg/route_localnet", "/proc/sys/net/ipv4/conf/ptbr-iiii/route_localnet",
+			"/proc/sys/net/ipv4/conf/ptbr-aaaa/route_localnet"} {
 			if err := os.WriteFile(f, []byte("1"), 0o644); err != nil {
 				return err
 			}
@@ -114,7 +126,7 @@ func TestKernelReachable(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	for _, target := range []string{"f1", "i1"} {
+	for _, target := range []string{"f1", "i1", "a1"} {
 		var ln net.Listener
 		if err := testutil.InNetns(t, ns[target], func() (err error) { ln, err = net.Listen("tcp4", "0.0.0.0:80"); return err }); err != nil {
 			t.Fatal(err)
@@ -135,6 +147,7 @@ func TestKernelReachable(t *testing.T) {
 	front := Network{Name: "front", Bridge: "ptbr-ffff", Subnets: v4(netip.MustParsePrefix("10.202.1.0/24"), true)}
 	side := Network{Name: "side", Bridge: "ptbr-gggg", Subnets: v4(netip.MustParsePrefix("10.202.3.0/24"), true)}
 	back := Network{Name: "back", Bridge: "ptbr-iiii", Subnets: v4(netip.MustParsePrefix("10.202.2.0/24"), false), Internal: true}
+	apart := Network{Name: "apart", Bridge: "ptbr-aaaa", Subnets: v4(netip.MustParsePrefix("10.202.4.0/24"), true), Isolated: true}
 	type mapped struct {
 		m      model.PortMapping
 		n      Network
@@ -149,6 +162,7 @@ func TestKernelReachable(t *testing.T) {
 	}{
 		{"8001:80", front, "10.202.1.2"}, {"127.0.0.1:8002:80", front, "10.202.1.2"}, {"198.51.100.1:8003:80", front, "10.202.1.2"},
 		{"8004:80", back, "10.202.2.2"}, {"127.0.0.1:8005:80", back, "10.202.2.2"}, {"198.51.100.1:8006:80", back, "10.202.2.2"},
+		{"8007:80", apart, "10.202.4.2"},
 	} {
 		m := mapping(t, c.spec)
 		if int(m.HostPort) != 8001+i {
@@ -157,7 +171,7 @@ func TestKernelReachable(t *testing.T) {
 		cases = append(cases, mapped{m, c.n, netip.MustParseAddr(c.target)})
 		s.Ports = append(s.Ports, Published{PortMapping: m, Targets: []netip.Addr{netip.MustParseAddr(c.target)}})
 	}
-	s.Networks = []Network{front, side, back}
+	s.Networks = []Network{front, side, back, apart}
 	syncIn(t, host, s)
 
 	// A place, the class of claim it stands for, its network (for
@@ -174,11 +188,13 @@ func TestKernelReachable(t *testing.T) {
 		{name: "f2 (same network)", ns: ns["f2"], class: FromSandboxes, net: front, addrs: []string{"198.51.100.1", "10.202.1.1"}},
 		{name: "s1 (other network)", ns: ns["s1"], class: FromSandboxes, net: side, addrs: []string{"198.51.100.1", "10.202.3.1"}},
 		{name: "i2 (internal network)", ns: ns["i2"], class: FromSandboxes, net: back, addrs: []string{"198.51.100.1", "10.202.2.1"}},
+		{name: "a2 (icc=false network)", ns: ns["a2"], class: FromSandboxes, net: apart, addrs: []string{"198.51.100.1", "10.202.4.1"}},
 	}
 	// claimed reads a Reach the way its words say: a class in From, on the
 	// addresses the mapping answers on; sandboxes of --internal networks
-	// excepted; for an internal target, the host through 127.0.0.1 and
-	// sandboxes of that network through its gateway only.
+	// excepted, and those of an icc=false target's own network; for an
+	// internal target, the host through 127.0.0.1 and sandboxes of that
+	// network through its gateway only.
 	claimed := func(r Reach, c mapped, p place, addr string) bool {
 		if !slices.Contains(r.From, p.class) {
 			return false
@@ -188,7 +204,7 @@ func TestKernelReachable(t *testing.T) {
 			return false
 		}
 		if !c.n.Internal {
-			return !(p.class == FromSandboxes && p.net.Internal)
+			return !(p.class == FromSandboxes && (p.net.Internal || c.n.Isolated && p.net.Name == c.n.Name))
 		}
 		if p.class == FromHost {
 			return a.IsLoopback()

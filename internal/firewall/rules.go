@@ -203,28 +203,30 @@ func verdict(v Verb) Action               { return Action{Verb: v} }
 // family has the same name in both (its comment says the family): the
 // name says what it does, the packet which family it was.
 const (
-	RuleIntra         = "intra"
-	RuleReplies       = "replies"
-	RuleInternalOut   = "internal-out"
-	RuleInternalIn    = "internal-in"
-	RulePublished     = "published"
-	RuleIsolation     = "isolation"
-	RuleUnsolicited   = "unsolicited"
-	RuleMasquerade    = "masquerade"
-	RuleHairpin       = "hairpin"
-	RuleLoopbackNAT   = "loopback-nat"
-	RulePublishIP     = "publish-ip"
-	RulePublishAny    = "publish-any"
-	RuleLoopbackGuard = "loopback-guard"
-	RuleNotASandbox   = "not-a-sandbox"
-	RuleSpoofedMAC    = "spoofed-mac"
-	RuleSpoofedIP     = "spoofed-ip"
-	RuleSpoofedARP    = "spoofed-arp"
-	RuleNotARouter    = "not-a-router"
-	RuleDHCPv6Server  = "dhcpv6-server"
-	RuleSpoofedND     = "spoofed-nd"
-	RuleLinkLocalND   = "link-local-nd"
-	RuleNoMLD         = "no-mld"
+	RuleIntra          = "intra"
+	RuleNoICC          = "no-icc"
+	RuleNoICCPublished = "no-icc-published"
+	RuleReplies        = "replies"
+	RuleInternalOut    = "internal-out"
+	RuleInternalIn     = "internal-in"
+	RulePublished      = "published"
+	RuleIsolation      = "isolation"
+	RuleUnsolicited    = "unsolicited"
+	RuleMasquerade     = "masquerade"
+	RuleHairpin        = "hairpin"
+	RuleLoopbackNAT    = "loopback-nat"
+	RulePublishIP      = "publish-ip"
+	RulePublishAny     = "publish-any"
+	RuleLoopbackGuard  = "loopback-guard"
+	RuleNotASandbox    = "not-a-sandbox"
+	RuleSpoofedMAC     = "spoofed-mac"
+	RuleSpoofedIP      = "spoofed-ip"
+	RuleSpoofedARP     = "spoofed-arp"
+	RuleNotARouter     = "not-a-router"
+	RuleDHCPServer     = "dhcp-server"
+	RuleSpoofedND      = "spoofed-nd"
+	RuleLinkLocalND    = "link-local-nd"
+	RuleNoMLD          = "no-mld"
 )
 
 // InetChains are the chains of table inet pontoon, in the order a
@@ -250,8 +252,9 @@ var forwardChain = Chain{Family: FamilyInet, Name: chainForward, Type: knftables
 		// net.bridge.bridge-nf-call-iptables is 1 in every namespace, so
 		// frames bridged between two sandboxes of one network pass this hook
 		// too, with iifname = oifname = the bridge. They are the bulk of the
-		// traffic and always allowed (also on internal networks): accept
-		// them first, with one hash lookup.
+		// traffic and allowed (also on internal networks): accept them
+		// first, with one hash lookup. Not on --icc=false networks: their
+		// pair is in no-icc instead (see (h)).
 		{Name: RuleIntra, Match: []Match{in(setIntra, KeyIIFName, KeyOIFName)}, Action: verdict(Accept),
 			Comment: "(a) inside one network, also bridged frames (br_netfilter)"},
 		// (b) Replies to connections a sandbox opened, and ICMP errors about
@@ -262,6 +265,27 @@ var forwardChain = Chain{Family: FamilyInet, Name: chainForward, Type: knftables
 		// into an internal network or across two networks.
 		{Name: RuleReplies, Match: []Match{in(setBridges, KeyOIFName), is(KeyCTState, "established,related")},
 			Action: verdict(Accept), Comment: "(b) replies to connections sandboxes opened"},
+		// (h) --icc=false networks: bridge port isolation keeps their
+		// sandboxes apart on the bridge (no frame from one port reaches
+		// another), but a sandbox is root in its namespace and can route
+		// to another through the gateway (ip route add B via GATEWAY):
+		// the host routes the packet back out of the same bridge, with
+		// iifname = oifname = the bridge — what (a) accepts on other
+		// networks. Here only what the host let in passes: replies ((b),
+		// above) and connections to published ports (DNATed in
+		// prerouting: a sandbox reaching another's, or its own, published
+		// port through a host address, also on an internal network, as
+		// (a) allows elsewhere). Everything else between two sandboxes of
+		// the network is dropped, bridged or routed, before (c) and (d)
+		// would blame the wrong reason. (The published-port path is the
+		// firewall's half only: br_netfilter bridges a DNAT to an address
+		// on the same bridge from port to port, and port isolation drops
+		// it before this hook — see Reachable.)
+		{Name: RuleNoICCPublished, Match: []Match{in(setNoICC, KeyIIFName, KeyOIFName), is(KeyCTStatus, "dnat")},
+			Action: verdict(Accept), Comment: "(h) icc=false networks: connections to published ports"},
+		{Name: RuleNoICC, Match: []Match{in(setNoICC, KeyIIFName, KeyOIFName)}, Action: verdict(Drop),
+			Comment: "(h) icc=false networks: sandboxes apart, also routed through the gateway",
+			Why:     "the network has icc=false: its sandboxes do not reach each other, not even routed through the gateway; publish the port and use a host address, or create the network without --icc=false"},
 		// (c) Internal networks: nothing in or out but their own traffic,
 		// which (a) accepted. Both directions, so a sandbox there can
 		// neither leave nor be reached, whatever the routes say.
@@ -398,6 +422,14 @@ func guardRules() []Rule {
 	}
 	for _, f := range IPFamilies {
 		ether := is(KeyEtherType, f.Name)
+		// No DHCP server on a sandbox's port: its offers and replies would
+		// give the other sandboxes, and a VM on a tap, addresses, routes
+		// and DNS servers of its choosing. Before the source address
+		// check, which a server sending from its own address passes.
+		// Clients (DHCPClient → DHCPServer) pass.
+		rules = append(rules, Rule{Name: RuleDHCPServer, Match: []Match{ether, is(KeyUDPSport, f.DHCPServer), is(KeyUDPDport, f.DHCPClient)},
+			Action: verdict(Drop), Comment: "no " + f.DHCP + " server on a sandbox's port",
+			Why: "a sandbox is not its network's " + f.DHCP + " server: its replies would configure the other sandboxes (and VMs on its network's taps)"})
 		spoofed := Rule{Name: RuleSpoofedIP, Match: []Match{ether, notIn(f.name(setGuardIP), KeyIIFName, KeyEtherSaddr, f.Saddr())},
 			Action: verdict(Drop), Comment: f.comment("source address is not the endpoint's"),
 			Why: "a sandbox may only send from its own address (anti-spoofing); send from the endpoint's address, or give the sandbox that address"}
@@ -422,7 +454,8 @@ func guardRules() []Rule {
 // its choosing (Docker's CVE-2020-13401: containers accepted router
 // advertisements from each other). So from a sandbox's port:
 //
-//   - no router advertisement, no redirect, no DHCPv6 server reply;
+//   - no router advertisement, no redirect (and no DHCPv6 server reply:
+//     guardRules drops DHCP servers of both families);
 //   - a neighbour advertisement only for one of its own addresses (the
 //     target is what a neighbour advertisement claims; its source is
 //     checked too, below);
@@ -442,9 +475,6 @@ func nd6Rules(ether Match) []Rule {
 		{Name: RuleNotARouter, Match: []Match{ether, is(KeyICMPv6Type, "{ nd-router-advert, nd-redirect }")},
 			Action: verdict(Drop), Comment: "router advertisements and redirects come from the host, not from sandboxes",
 			Why: "a sandbox is not a router of its network: its router advertisements and redirects would reroute the other sandboxes (the CVE-2020-13401 class)"},
-		{Name: RuleDHCPv6Server, Match: []Match{ether, is(KeyUDPSport, "547"), is(KeyUDPDport, "546")},
-			Action: verdict(Drop), Comment: "no DHCPv6 server on a sandbox's port",
-			Why: "a sandbox is not its network's DHCPv6 server: its replies would configure the other sandboxes"},
 		{Name: RuleSpoofedND, Match: []Match{ether, is(KeyICMPv6Type, "nd-neighbor-advert"), notIn(setGuardTarget6, KeyIIFName, KeyEtherSaddr, KeyNDTarget)},
 			Action: verdict(Drop), Comment: "neighbour advertisement for an address not the endpoint's",
 			Why: "a sandbox may only advertise its own addresses in neighbour discovery (anti-spoofing)"},

@@ -21,6 +21,7 @@ import (
 //	set bridges        ifname            every pontoon bridge
 //	set internal       ifname            bridges of --internal networks
 //	set intra          ifname . ifname   (bridge . bridge): traffic inside one network
+//	set no-icc         ifname . ifname   (bridge . bridge) of --icc=false networks, not in intra
 //	set masq-subnets   ipv4_addr, interval   subnets source-NATed when they leave the host
 //	set masq-subnets6  ipv6_addr, interval   the same, IPv6
 //	set subnets, subnets6                    every network's subnets
@@ -41,6 +42,7 @@ const (
 	setBridges  = "bridges"
 	setInternal = "internal"
 	setIntra    = "intra"
+	setNoICC    = "no-icc"
 	setMasq     = "masq-subnets" // + the family's suffix
 	setSubnets  = "subnets"      // every network's subnets; + the family's suffix
 
@@ -164,8 +166,15 @@ func inetElements(s State) []*knftables.Element {
 		// Quoted: unquoted, nft would read "br.10" as a concatenation and
 		// "0abc" as something other than a string.
 		br := `"` + n.Bridge + `"`
-		out = append(out, &knftables.Element{Set: setBridges, Key: []string{br}, Comment: c},
-			&knftables.Element{Set: setIntra, Key: []string{br, br}, Comment: c})
+		out = append(out, &knftables.Element{Set: setBridges, Key: []string{br}, Comment: c})
+		// An --icc=false network's own pair is not intra: rule (a) would
+		// accept a sandbox routing to another through the gateway, which
+		// bridge port isolation (L2 only) does not see.
+		pair := setIntra
+		if n.Isolated {
+			pair = setNoICC
+		}
+		out = append(out, &knftables.Element{Set: pair, Key: []string{br, br}, Comment: c})
 		if n.Internal {
 			out = append(out, &knftables.Element{Set: setInternal, Key: []string{br}, Comment: c})
 		}
@@ -200,6 +209,8 @@ func inetSets() []knftables.Object {
 			Comment: knftables.PtrTo("bridges of internal networks: no traffic in or out but their own")},
 		&knftables.Set{Name: setIntra, Type: "ifname . ifname",
 			Comment: knftables.PtrTo("bridge . bridge: traffic that stays inside one network")},
+		&knftables.Set{Name: setNoICC, Type: "ifname . ifname",
+			Comment: knftables.PtrTo("bridge . bridge of --icc=false networks: their sandboxes apart, also routed through the gateway")},
 	}
 	for _, f := range IPFamilies {
 		addr := f.AddrType

@@ -22,6 +22,8 @@ var (
 	backNet    = Network{Name: "back", Bridge: "ptbr-0a0b0c0d", Subnets: v4(netip.MustParsePrefix("10.90.1.0/24"), true), Internal: true}
 	routedNet  = Network{Name: "routed", Bridge: "ptbr-12345678", Subnets: v4(netip.MustParsePrefix("10.93.0.0/24"), false)}
 	frontNet   = Network{Name: "front", Bridge: "ptbr-deadbeef", Subnets: v4(netip.MustParsePrefix("10.91.0.0/24"), true)}
+	// apartNet has icc=false: its pair goes to no-icc, not intra.
+	apartNet = Network{Name: "apart", Bridge: "ptbr-0000a9a9", Subnets: v4(netip.MustParsePrefix("10.95.0.0/24"), true), Isolated: true}
 	// dualNet is dual-stack, both subnets masqueraded (a ULA IPv6 subnet:
 	// the engine's default); globalNet has a routed global IPv6 subnet,
 	// not masqueraded.
@@ -59,7 +61,7 @@ func TestGolden(t *testing.T) {
 		{"empty", State{}},
 		{"default", State{Networks: []Network{defaultNet}}},
 		{"internal", State{Networks: []Network{backNet}}},
-		{"several", State{Networks: []Network{routedNet, backNet, defaultNet, frontNet}}},
+		{"several", State{Networks: []Network{routedNet, backNet, defaultNet, frontNet, apartNet}}},
 		{"ports", State{Networks: []Network{defaultNet}, Ports: []Published{
 			{PortMapping: model.PortMapping{HostPort: 8080, HostPortEnd: 8080, Port: 80, PortEnd: 80, Proto: "tcp"}, Targets: []netip.Addr{netip.MustParseAddr("10.88.0.2")}},
 			{PortMapping: model.PortMapping{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 9090, HostPortEnd: 9090, Port: 90, PortEnd: 90, Proto: "udp"}, Targets: []netip.Addr{netip.MustParseAddr("10.88.0.2")}},
