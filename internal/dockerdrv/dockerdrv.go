@@ -4,16 +4,18 @@
 // engine.
 //
 // Design notes:
-//   - pontoon plumbs the container's interface itself. At Join it adopts
-//     the container's namespace (the SandboxKey) as a sandbox and attaches
-//     it to the network as any other sandbox: a veth made directly in the
-//     namespace, addresses, routes and the rest. The Join answer names no
-//     interface, so dockerd moves none and configures none, and it
-//     disables Docker's gateway service (which would otherwise add a
-//     second interface on docker_gwbridge for a network whose driver gave
-//     no gateway). Docker's embedded resolver (127.0.0.11) still answers
-//     container names and --network-alias on the network from the
-//     addresses its IPAM handed out.
+//   - Docker joins an endpoint before the container's namespace exists
+//     (runc makes it; the sandbox key is a placeholder until then), and
+//     moves the driver's interface into it afterwards. So at Join pontoon
+//     records the container as a sandbox of kind docker and attaches it
+//     like any other — the address reserved, anti-spoofing, the veth's
+//     host end a port of the bridge — but makes the veth's other end on
+//     the host (ptp-…), with the endpoint's MAC and MTU, and answers with
+//     its name: dockerd moves it into the container, renames it ethN and
+//     gives it the address and the gateway the driver reported. Docker's
+//     gateway service is turned off (it would add a docker_gwbridge
+//     interface). Docker's embedded resolver (127.0.0.11) answers
+//     container names and --network-alias on the network.
 //   - Docker asks its IPAM for addresses before the endpoint exists (the
 //     gateway even before the network exists). pontoon's IPAM driver
 //     reserves them in pontoon's store under a placeholder owner
@@ -386,7 +388,7 @@ func (d *Driver) join(ctx context.Context, body []byte) (any, error) {
 	}
 	name := SandboxName(req.SandboxKey)
 	if sb, err := d.eng.Sandbox(name); errors.Is(err, model.ErrNotFound) {
-		spec := model.SandboxSpec{Name: name, Netns: req.SandboxKey, Labels: map[string]string{LabelSandbox: req.SandboxKey}}
+		spec := model.SandboxSpec{Name: name, Netns: req.SandboxKey, Docker: true, Labels: map[string]string{LabelSandbox: req.SandboxKey}}
 		if _, err := d.eng.CreateSandbox(ctx, spec); err != nil {
 			return nil, err
 		}
@@ -399,7 +401,8 @@ func (d *Driver) join(ctx context.Context, body []byte) (any, error) {
 	for _, p := range ep.Addrs {
 		a.IPs = append(a.IPs, p.Addr())
 	}
-	if _, err := d.eng.Connect(ctx, name, a); err != nil {
+	pe, err := d.eng.Connect(ctx, name, a)
+	if err != nil {
 		d.dropIfEmpty(ctx, name)
 		return nil, err
 	}
@@ -407,9 +410,17 @@ func (d *Driver) join(ctx context.Context, body []byte) (any, error) {
 	if err := d.save(); err != nil {
 		return nil, err
 	}
-	// No interface to move, no gateway to set (pontoon did both), and no
-	// docker_gwbridge interface either.
-	return map[string]any{"DisableGatewayService": true}, nil
+	resp := map[string]any{
+		"InterfaceName":         map[string]string{"SrcName": model.PeerVethName(pe.ID), "DstPrefix": "eth"},
+		"DisableGatewayService": true,
+	}
+	if a4, ok := pe.Addr4(); ok && a4.Gateway.IsValid() {
+		resp["Gateway"] = a4.Gateway.String()
+	}
+	if a6, ok := pe.Addr6(); ok && a6.Gateway.IsValid() {
+		resp["GatewayIPv6"] = a6.Gateway.String()
+	}
+	return resp, nil
 }
 
 // dropIfEmpty removes a Docker sandbox left with no endpoint (its

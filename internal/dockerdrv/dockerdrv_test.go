@@ -63,13 +63,17 @@ func (s *stubEngine) Sandbox(name string) (*model.SandboxInfo, error) {
 	return s.sandbox, nil
 }
 func (s *stubEngine) CreateSandbox(_ context.Context, spec model.SandboxSpec) (*model.SandboxInfo, error) {
-	s.sandbox = &model.SandboxInfo{Sandbox: model.Sandbox{Name: spec.Name, Netns: spec.Netns, Kind: model.KindNetns}}
+	if !spec.Docker {
+		panic("a Docker container's sandbox must be of kind docker")
+	}
+	s.sandbox = &model.SandboxInfo{Sandbox: model.Sandbox{Name: spec.Name, Netns: spec.Netns, Kind: model.KindDocker}}
 	s.calls = append(s.calls, "create-sandbox "+spec.Name+" "+spec.Netns)
 	return s.sandbox, nil
 }
 func (s *stubEngine) Connect(_ context.Context, sandbox string, a model.AttachSpec) (*model.Endpoint, error) {
 	s.attached = append(s.attached, a)
-	ep := &model.Endpoint{Network: a.Network, Sandbox: sandbox}
+	ep := &model.Endpoint{ID: "e1", Network: a.Network, Sandbox: sandbox,
+		Addresses: []model.Address{{Addr: netip.PrefixFrom(a.IPs[0], 24), Gateway: netip.MustParseAddr("10.90.9.1")}}}
 	s.sandbox.Endpoints = append(s.sandbox.Endpoints, ep)
 	s.calls = append(s.calls, "connect "+sandbox+" "+a.Network)
 	return ep, nil
@@ -150,7 +154,7 @@ func TestProtocolFlow(t *testing.T) {
 		t.Fatalf("CreateEndpoint: %v", ce)
 	}
 	j := post(t, h, "/NetworkDriver.Join", map[string]any{"NetworkID": nid, "EndpointID": eid, "SandboxKey": "/var/run/docker/netns/0123456789ab"})
-	if j["DisableGatewayService"] != true || j["InterfaceName"] != nil || j["Gateway"] != nil {
+	if name, _ := j["InterfaceName"].(map[string]any); j["DisableGatewayService"] != true || name["SrcName"] != model.PeerVethName("e1") || name["DstPrefix"] != "eth" || j["Gateway"] != "10.90.9.1" {
 		t.Fatalf("Join: %v", j)
 	}
 	if len(eng.attached) != 1 || !eng.attached[0].Claim || eng.attached[0].IPs[0] != netip.MustParseAddr("10.90.9.2") || eng.attached[0].MAC != "02:42:0a:5a:09:02" {

@@ -2,11 +2,15 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"pontoon/internal/model"
+	"pontoon/internal/testutil"
 )
 
 // pontoon as Docker's network and IPAM driver, driven by a real dockerd
@@ -37,10 +41,12 @@ func TestDockerDriver(t *testing.T) {
 	}
 
 	d.run("run", "-d", "--network", "app", "--name", "web", "--network-alias", "db", "-p", "8094:80", dockerImage,
-		"sh", "-c", "mkdir /www && echo hello from web > /www/index.html && exec httpd -f -p 80 -h /www")
+		"sh", "-c", "mkdir -p /srv && echo hello from web > /srv/index.html && exec httpd -f -p 80 -h /srv")
 	webIP := d.run("inspect", "-f", "{{.NetworkSettings.Networks.app.IPAddress}}", "web")
 	if !strings.HasPrefix(webIP, "10.94.3.") {
-		t.Fatalf("web's address: %q", webIP)
+		logs, _ := d.try("logs", "web")
+		ps, _ := d.try("ps", "-a")
+		t.Fatalf("web's address: %q\n%s\n%s", webIP, ps, logs)
 	}
 	// pontoon made and holds the interface: a sandbox for the container,
 	// an endpoint with Docker's address.
@@ -68,10 +74,13 @@ func TestDockerDriver(t *testing.T) {
 	}
 	// The published port, from the outside world.
 	if res, ok := within(5*time.Second, func() (string, bool) {
-		o, err := h.TryIn(h.Outside, "busybox", "wget", "-qO-", "-T", "2", "http://"+HostUplinkIP+":8094/")
+		o, err := httpGetIn(t, h.Outside, "http://"+HostUplinkIP+":8094/")
+		if err != nil {
+			o += err.Error()
+		}
 		return o, err == nil && strings.Contains(o, "hello from web")
 	}); !ok {
-		t.Errorf("published port from the outside: %s", res)
+		t.Errorf("published port from the outside: %s\n%s", res, h.P("port"))
 	}
 	if p := h.P("port"); !strings.Contains(p, "8094") {
 		t.Errorf("pontoon port: %s", p)
@@ -104,4 +113,25 @@ func TestDockerDriver(t *testing.T) {
 	if out := h.P("network", "ls", "-q"); strings.Contains(out, "docker-") {
 		t.Errorf("networks left: %s", out)
 	}
+}
+
+// httpGetIn fetches url from inside the namespace at ns (the socket is
+// made on a thread in it) and returns the body.
+func httpGetIn(t *testing.T, ns, url string) (string, error) {
+	t.Helper()
+	var conn net.Conn
+	host := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/")
+	if err := testutil.InNetns(t, ns, func() (err error) {
+		conn, err = net.DialTimeout("tcp", host, 2*time.Second)
+		return err
+	}); err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := fmt.Fprintf(conn, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", host); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(conn)
+	return string(b), err
 }
