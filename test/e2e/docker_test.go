@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -48,6 +49,9 @@ type dockerEnv struct {
 	pid int
 	// startup is how long dockerd took to answer `docker version`.
 	startup time.Duration
+	t       testing.TB
+	cmd     *exec.Cmd
+	starts  int // dockerd's starts so far (each logs to log.N)
 }
 
 // dockerCLI is docker.io's own client, 20.10 like its daemon. A newer
@@ -67,7 +71,7 @@ func newDocker(t testing.TB) *dockerEnv {
 	}
 	layer := busyboxLayer(t)
 	e := newRuntimeEnv(t, false)
-	d := &dockerEnv{e: e, dir: filepath.Join(e.dir, "docker")}
+	d := &dockerEnv{e: e, dir: filepath.Join(e.dir, "docker"), t: t}
 	d.host = "unix://" + filepath.Join(d.dir, "docker.sock")
 	d.log = filepath.Join(d.dir, "dockerd.log")
 	for _, sub := range []string{"", "etc", "client"} {
@@ -92,42 +96,15 @@ func newDocker(t testing.TB) *dockerEnv {
 	// Runs last: the log of a failed test, dockerd's shutdown included.
 	t.Cleanup(func() {
 		if t.Failed() {
-			b, _ := os.ReadFile(d.log)
-			t.Logf("dockerd log:\n%s", b)
+			logs, _ := filepath.Glob(d.log + ".*")
+			for _, l := range logs {
+				b, _ := os.ReadFile(l)
+				t.Logf("dockerd log %s:\n%s", filepath.Base(l), b)
+			}
 		}
 	})
-	start := time.Now()
-	cmd := e.start(d.log, "dockerd",
-		"--data-root", filepath.Join(d.dir, "root"),
-		// In the namespace's /run: short paths for the unix sockets
-		// dockerd and containerd make under it (108 bytes at most), gone
-		// with the namespace.
-		"--exec-root", "/run/pontoon-dockerd",
-		"--pidfile", filepath.Join(d.dir, "docker.pid"),
-		"-H", d.host,
-		"--config-file", filepath.Join(d.dir, "daemon.json"),
-		"--storage-driver", "vfs",
-		"--exec-opt", "native.cgroupdriver=cgroupfs",
-		"--cgroup-parent", "/"+e.cgroup,
-		"--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
-		"--bridge=none", "--userland-proxy=false",
-		// Lowering it needs CAP_SYS_RESOURCE, which root lacks in some
-		// containers (this machine's); nothing here needs it.
-		"--oom-score-adjust=0",
-		"--log-level", "debug")
-	d.pid = cmd.Process.Pid // nsenter execs dockerd: the same process
-	exited := false
-	if out, ok := within(60*time.Second, func() (string, bool) {
-		out, err := d.try("version", "--format", "{{.Server.Version}}")
-		// Signal 0: is it still there (or was it reaped, having failed)?
-		exited = err != nil && syscall.Kill(d.pid, 0) != nil
-		return out, err == nil || exited
-	}); exited {
-		t.Fatalf("dockerd exited during start-up: %s", out)
-	} else if !ok {
-		t.Fatalf("dockerd did not answer within 60s: %s", out)
-	}
-	d.startup = time.Since(start)
+	d.startDaemon()
+
 	// Runs before dockerd is stopped (cleanups run last-registered
 	// first): containers go with their namespaces, and the network
 	// driver — the pontoon daemon, stopped later — is told so. A shim
@@ -269,5 +246,59 @@ func fakePlugin(t testing.TB, e *rtEnv, name string) func() []string {
 		mu.Lock()
 		defer mu.Unlock()
 		return slices.Clone(seen)
+	}
+}
+
+// startDaemon starts dockerd with the test's flags and waits until it
+// answers; stopDaemon stops it (SIGTERM: it stops its containers first,
+// telling their network drivers). The environment's cleanup stops a
+// daemon still running at the end.
+func (d *dockerEnv) startDaemon() {
+	t, e := d.t, d.e
+	t.Helper()
+	start := time.Now()
+	cmd := e.start(d.log+fmt.Sprintf(".%d", d.starts), "dockerd",
+		"--data-root", filepath.Join(d.dir, "root"),
+		// In the namespace's /run: short paths for the unix sockets
+		// dockerd and containerd make under it (108 bytes at most), gone
+		// with the namespace.
+		"--exec-root", "/run/pontoon-dockerd",
+		"--pidfile", filepath.Join(d.dir, "docker.pid"),
+		"-H", d.host,
+		"--config-file", filepath.Join(d.dir, "daemon.json"),
+		"--storage-driver", "vfs",
+		"--exec-opt", "native.cgroupdriver=cgroupfs",
+		"--cgroup-parent", "/"+e.cgroup,
+		"--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
+		"--bridge=none", "--userland-proxy=false",
+		// Lowering it needs CAP_SYS_RESOURCE, which root lacks in some
+		// containers (this machine's); nothing here needs it.
+		"--oom-score-adjust=0",
+		// Containers here ignore SIGTERM (a shell or httpd as PID 1): stop
+		// them after 1 s, not 15, when dockerd shuts down.
+		"--shutdown-timeout", "1",
+		"--log-level", "debug")
+	d.pid = cmd.Process.Pid // nsenter execs dockerd: the same process
+	exited := false
+	if out, ok := within(60*time.Second, func() (string, bool) {
+		out, err := d.try("version", "--format", "{{.Server.Version}}")
+		// Signal 0: is it still there (or was it reaped, having failed)?
+		exited = err != nil && syscall.Kill(d.pid, 0) != nil
+		return out, err == nil || exited
+	}); exited {
+		t.Fatalf("dockerd exited during start-up: %s", out)
+	} else if !ok {
+		t.Fatalf("dockerd did not answer within 60s: %s", out)
+	}
+	d.startup = time.Since(start)
+	d.starts++
+	d.cmd = cmd
+}
+
+func (d *dockerEnv) stopDaemon() {
+	d.t.Helper()
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	if _, ok := within(60*time.Second, func() (string, bool) { return "", syscall.Kill(d.pid, 0) != nil }); !ok {
+		d.t.Fatalf("dockerd did not stop within 60 s")
 	}
 }

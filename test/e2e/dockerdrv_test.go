@@ -101,6 +101,43 @@ func TestDockerDriver(t *testing.T) {
 		t.Error("web reached on back after disconnect")
 	}
 
+	// Restarts, in either order, lose nothing. pontoon first: the
+	// running container keeps its network, and Docker's later calls find
+	// the driver's state.
+	reach := func(when string) {
+		t.Helper()
+		out := d.run("run", "--rm", "--network", "app", dockerImage, "wget", "-qO-", "http://web/")
+		if !strings.Contains(out, "hello from web") {
+			t.Errorf("%s: web by name: %s", when, out)
+		}
+		if res, ok := within(5*time.Second, func() (string, bool) {
+			o, err := httpGetIn(t, h.Outside, "http://"+HostUplinkIP+":8094/")
+			return o, err == nil && strings.Contains(o, "hello from web")
+		}); !ok {
+			t.Errorf("%s: published port: %s", when, res)
+		}
+	}
+	h.Stop()
+	h.Start("--docker-plugin", "/run/docker/plugins/pontoon.sock")
+	reach("after pontoon restarted")
+	// Then dockerd: it stops its containers (Leave) and starts them
+	// again when asked (a new Join).
+	d.stopDaemon()
+	d.startDaemon()
+	d.run("start", "web")
+	reach("after dockerd restarted")
+	// The other order: dockerd first, then pontoon, both with the
+	// container running through them.
+	d.stopDaemon()
+	h.Stop()
+	d.startDaemon()
+	h.Start("--docker-plugin", "/run/docker/plugins/pontoon.sock")
+	d.run("start", "web")
+	reach("after dockerd, then pontoon, restarted")
+	if n := strings.Count(h.P("sandbox", "ls", "-q"), "docker-"); n != 1 {
+		t.Errorf("%d docker sandboxes after the restarts, want 1 (web's):\n%s", n, h.P("sandbox", "ls"))
+	}
+
 	// Removal: the container's sandbox and address go, then the network.
 	d.run("rm", "-f", "web")
 	if res, ok := within(5*time.Second, func() (string, bool) {
