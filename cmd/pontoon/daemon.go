@@ -67,6 +67,7 @@ binaries and the CNI config, which the README's "Removing pontoon" lists.`,
 	f.StringVar(&o.Pool6, "ipv6-pool", o.Pool6, "comma-separated IPv6 prefixes that subnets of networks created with --ipv6 (and no IPv6 --subnet) come from (default fd2b:225b:c0de::/48, a ULA prefix)")
 	f.IntVar(&o.Pool6Bits, "ipv6-pool-size", o.Pool6Bits, "prefix length of IPv6 subnets picked from the IPv6 pool")
 	f.StringVar(&o.DockerPlugin, "docker-plugin", "", "serve the Docker network and IPAM driver \"pontoon\" on this unix socket: /run/docker/plugins/pontoon.sock is where dockerd looks (docker network create -d pontoon --ipam-driver pontoon)")
+	f.StringVar(&o.DockerAPI, "docker-api", o.DockerAPI, "Docker's API socket, asked for the ID and name of each container the Docker driver joins (\"\": not asked)")
 	f.StringVar(&o.OVSDB, "ovsdb", "", "Open vSwitch's database, for networks of driver ovs: unix:PATH or tcp:IP:PORT (Debian's openvswitch-switch: unix:/run/openvswitch/db.sock)")
 	f.StringVar(&o.DNS, "dns", "", "upstream resolvers for names outside pontoon's, comma-separated ip[:port] (default: from --resolv-conf)")
 	f.StringVar(&o.ResolvConf, "resolv-conf", o.ResolvConf, "the host's resolv.conf, read for upstream resolvers (a 127.0.0.53 stub is followed to systemd-resolved's upstreams)")

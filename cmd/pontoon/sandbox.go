@@ -218,8 +218,12 @@ func newSandboxLsCmd(g *globals) *cobra.Command {
 					nets = append(nets, ep.Network)
 					addrs = append(addrs, joinIPs(ep.IPs()))
 				}
+				ctr := cmp.Or(short[sb.ContainerID], sb.ContainerID)
+				if name := sb.Labels["docker.container.name"]; name != "" && ctr != "" {
+					ctr += " (" + name + ")" // a Docker container, named
+				}
 				t.row(sb.Name, string(sb.Kind), dash(strings.Join(nets, ",")), dash(strings.Join(addrs, ",")),
-					dash(cmp.Or(short[sb.ContainerID], sb.ContainerID)), sb.Netns)
+					dash(ctr), sb.Netns)
 			}
 			if err := t.flush(); err != nil {
 				return err

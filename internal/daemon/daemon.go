@@ -63,6 +63,9 @@ type Options struct {
 	// driver "pontoon" is served ("": not served;
 	// dockerdrv.DefaultSocket is where dockerd looks).
 	DockerPlugin string
+	// DockerAPI is Docker's API socket, asked for the containers' IDs
+	// and names ("": not asked).
+	DockerAPI string
 
 	SelfHeal   bool          // repair drift from the store as soon as the kernel reports it
 	HealPeriod time.Duration // the periodic backstop check (0: engine.DefaultHealPeriod)
@@ -87,6 +90,7 @@ func DefaultOptions() Options {
 		SelfHeal:      true,
 		HealPeriod:    engine.DefaultHealPeriod,
 		Pprof:         os.Getenv(PprofEnv),
+		DockerAPI:     "/var/run/docker.sock",
 	}
 }
 
@@ -245,7 +249,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		}
 	}
 	if opts.DockerPlugin != "" {
-		dd, err := dockerdrv.New(eng, filepath.Join(opts.Root, "docker-endpoints.json"), log)
+		dd, err := dockerdrv.New(eng, filepath.Join(opts.Root, "docker-endpoints.json"), opts.DockerAPI, log)
 		if err != nil {
 			return err
 		}

@@ -66,12 +66,14 @@ type Engine interface {
 	RemoveSandbox(ctx context.Context, name string) error
 	PublishPorts(ctx context.Context, network, sandbox string, ports []model.PortMapping) error
 	UnpublishPorts(ctx context.Context, network, sandbox string) error
+	SetContainer(sandbox, containerID string, labels map[string]string) error
 }
 
 // Labels pontoon puts on what it makes for Docker.
 const (
 	LabelNetworkID = "docker.network.id"
 	LabelSandbox   = "docker.sandbox.key"
+	LabelContainer = "docker.container.name"
 	// AddressSpace is the one address space pontoon's IPAM has.
 	AddressSpace = "pontoon"
 	// DefaultSocket is where dockerd finds the plugin named pontoon.
@@ -83,6 +85,9 @@ type Driver struct {
 	eng       Engine
 	log       *slog.Logger
 	statePath string
+	// api is Docker's API socket, asked which container an endpoint is
+	// for ("": not asked).
+	api string
 
 	mu  sync.Mutex // one protocol call changes state at a time
 	eps map[string]*endpoint
@@ -97,9 +102,11 @@ type endpoint struct {
 	Sandbox   string         `json:"sandbox,omitempty"` // pontoon's, once joined
 }
 
-// New returns a driver keeping its state in statePath.
-func New(eng Engine, statePath string, log *slog.Logger) (*Driver, error) {
-	d := &Driver{eng: eng, log: log, statePath: statePath, eps: map[string]*endpoint{}}
+// New returns a driver keeping its state in statePath. dockerAPI is the
+// path of Docker's API socket, asked for the ID and name of the container
+// each joined endpoint is for ("": not asked).
+func New(eng Engine, statePath, dockerAPI string, log *slog.Logger) (*Driver, error) {
+	d := &Driver{eng: eng, log: log, statePath: statePath, api: dockerAPI, eps: map[string]*endpoint{}}
 	data, err := os.ReadFile(statePath)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -410,6 +417,9 @@ func (d *Driver) join(ctx context.Context, body []byte) (any, error) {
 	if err := d.save(); err != nil {
 		return nil, err
 	}
+	if d.api != "" {
+		go d.identify(req.EndpointID, name)
+	}
 	resp := map[string]any{
 		"InterfaceName":         map[string]string{"SrcName": model.PeerVethName(pe.ID), "DstPrefix": "eth"},
 		"DisableGatewayService": true,
@@ -658,4 +668,54 @@ func (d *Driver) releaseAddress(_ context.Context, body []byte) (any, error) {
 		return struct{}{}, nil // the network went, and its reservations with it
 	}
 	return struct{}{}, d.eng.ReleaseAddress(network, ip)
+}
+
+// identify asks Docker's API which container endpoint eid is for, and
+// records its ID and name on the sandbox: the join itself does not carry
+// them, and the container lists the endpoint only once its start went on
+// past the join (so this polls, 20 times at most, 250 ms apart).
+func (d *Driver) identify(eid, sandbox string) {
+	cl := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var nd net.Dialer
+			return nd.DialContext(ctx, "unix", d.api)
+		}}}
+	defer cl.CloseIdleConnections()
+	for range 20 {
+		time.Sleep(250 * time.Millisecond)
+		resp, err := cl.Get("http://docker/containers/json?all=1")
+		if err != nil {
+			d.log.Debug("docker: ask the API for the container", "err", err)
+			continue
+		}
+		var cs []struct {
+			ID              string `json:"Id"`
+			Names           []string
+			NetworkSettings struct {
+				Networks map[string]struct{ EndpointID string }
+			}
+		}
+		err = json.NewDecoder(resp.Body).Decode(&cs)
+		resp.Body.Close()
+		if err != nil {
+			d.log.Warn("docker: read the API's container list", "err", err)
+			return
+		}
+		for _, c := range cs {
+			for _, n := range c.NetworkSettings.Networks {
+				if n.EndpointID != eid {
+					continue
+				}
+				var labels map[string]string
+				if len(c.Names) > 0 {
+					labels = map[string]string{LabelContainer: strings.TrimPrefix(c.Names[0], "/")}
+				}
+				if err := d.eng.SetContainer(sandbox, c.ID, labels); err != nil {
+					d.log.Warn("docker: record the container of a sandbox", "sandbox", sandbox, "err", err)
+				}
+				return
+			}
+		}
+	}
+	d.log.Warn("docker: no container found for an endpoint; its sandbox shows no container", "sandbox", sandbox, "endpoint", short(eid))
 }

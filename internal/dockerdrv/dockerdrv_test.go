@@ -92,6 +92,7 @@ func (s *stubEngine) PublishPorts(_ context.Context, _, _ string, ports []model.
 	s.ports = ports
 	return nil
 }
+func (s *stubEngine) SetContainer(string, string, map[string]string) error { return nil }
 func (s *stubEngine) UnpublishPorts(context.Context, string, string) error {
 	s.ports = nil
 	return nil
@@ -123,7 +124,7 @@ func post(t *testing.T, h http.Handler, path string, body any) map[string]any {
 // in dockerd's order.
 func TestProtocolFlow(t *testing.T) {
 	eng := &stubEngine{}
-	d, err := New(eng, filepath.Join(t.TempDir(), "state.json"), slog.New(slog.DiscardHandler))
+	d, err := New(eng, filepath.Join(t.TempDir(), "state.json"), "", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +168,7 @@ func TestProtocolFlow(t *testing.T) {
 	}
 
 	// A restarted daemon still knows the endpoint.
-	d2, err := New(eng, d.statePath, slog.New(slog.DiscardHandler))
+	d2, err := New(eng, d.statePath, "", slog.New(slog.DiscardHandler))
 	if err != nil || d2.eps[eid] == nil || d2.eps[eid].Sandbox != "docker-0123456789ab" {
 		t.Fatalf("state after restart: %v %+v", err, d2.eps)
 	}
@@ -188,7 +189,7 @@ func TestProtocolFlow(t *testing.T) {
 // Errors reach dockerd in the field it reads: Err for the network driver,
 // Error for IPAM.
 func TestProtocolErrors(t *testing.T) {
-	d, _ := New(&stubEngine{}, filepath.Join(t.TempDir(), "s.json"), slog.New(slog.DiscardHandler))
+	d, _ := New(&stubEngine{}, filepath.Join(t.TempDir(), "s.json"), "", slog.New(slog.DiscardHandler))
 	h := d.Handler()
 	for path, field := range map[string]string{"/NetworkDriver.Join": "Err", "/IpamDriver.RequestAddress": "Error"} {
 		rec := httptest.NewRecorder()

@@ -227,3 +227,36 @@ func (e *Engine) UnpublishPorts(ctx context.Context, network, sandbox string) er
 	e.emit(Event{Kind: model.EventUnpublished, Network: network, Sandbox: sandbox, Detail: portList(ep.Ports)})
 	return nil
 }
+
+// SetContainer records which runtime container a sandbox is: its ID and
+// labels (merged into the sandbox's). pontoon's Docker driver learns them
+// from Docker's API after the join, which does not carry them.
+func (e *Engine) SetContainer(sandbox, containerID string, labels map[string]string) error {
+	unlock := e.lockSandbox(sandbox)
+	defer unlock()
+	return e.st.Update(func(tx store.Tx) error {
+		sb, err := tx.Sandbox(sandbox)
+		if err != nil {
+			return err
+		}
+		if containerID != "" && containerID != sb.ContainerID {
+			others, err := tx.SandboxesOfContainer(containerID)
+			if err != nil {
+				return err
+			}
+			for _, o := range others {
+				if o != sandbox {
+					return model.Conflictf("container %s already has sandbox %s", containerID, o)
+				}
+			}
+			sb.ContainerID = containerID
+		}
+		if len(labels) > 0 && sb.Labels == nil {
+			sb.Labels = map[string]string{}
+		}
+		for k, v := range labels {
+			sb.Labels[k] = v
+		}
+		return tx.PutSandbox(sb)
+	})
+}

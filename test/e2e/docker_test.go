@@ -302,3 +302,10 @@ func (d *dockerEnv) stopDaemon() {
 		d.t.Fatalf("dockerd did not stop within 60 s")
 	}
 }
+
+// pontoonArgs are the pontoon daemon's flags for serving Docker's driver
+// to this dockerd: the plugin socket where dockerd looks, and the API
+// socket pontoon asks for the containers' IDs and names.
+func (d *dockerEnv) pontoonArgs() []string {
+	return []string{"--docker-plugin", "/run/docker/plugins/pontoon.sock", "--docker-api", strings.TrimPrefix(d.host, "unix://")}
+}

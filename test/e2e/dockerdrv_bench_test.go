@@ -34,7 +34,7 @@ func BenchmarkDockerDriver(b *testing.B) {
 	d := newDocker(b)
 	h := d.e.h
 	h.Stop()
-	h.Start("--docker-plugin", "/run/docker/plugins/pontoon.sock")
+	h.Start(d.pontoonArgs()...)
 
 	// Runs before the harness removes the containers and stops dockerd
 	// and the pontoon daemon (cleanups run last-registered first): the

@@ -22,7 +22,7 @@ func TestDockerDriver(t *testing.T) {
 	d := newDocker(t)
 	h := d.e.h
 	h.Stop()
-	h.Start("--docker-plugin", "/run/docker/plugins/pontoon.sock")
+	h.Start(d.pontoonArgs()...)
 
 	d.run("network", "create", "-d", "pontoon", "--ipam-driver", "pontoon", "--subnet", "10.94.3.0/24", "app")
 	nid := d.run("network", "inspect", "-f", "{{.Id}}", "app")
@@ -64,6 +64,24 @@ func TestDockerDriver(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no pontoon sandbox holds %s:\n%s", webIP, h.P("sandbox", "ls"))
+	}
+	// With the container's ID and name, from Docker's API.
+	webID := d.run("inspect", "-f", "{{.Id}}", "web")
+	if res, ok := within(10*time.Second, func() (string, bool) {
+		var sbs []*model.SandboxInfo
+		out := h.P("sandbox", "ls", "--format", "json")
+		_ = json.Unmarshal([]byte(out), &sbs)
+		for _, sb := range sbs {
+			if sb.ContainerID == webID && sb.Labels["docker.container.name"] == "web" {
+				return out, true
+			}
+		}
+		return out, false
+	}); !ok {
+		t.Errorf("no sandbox with web's container ID %s and name:\n%s", webID, res)
+	}
+	if out := h.P("sandbox", "ls"); !strings.Contains(out, webID[:12]+" (web)") {
+		t.Errorf("sandbox ls does not show web:\n%s", out)
 	}
 	// Containers reach each other by name and alias (Docker's resolver,
 	// from the addresses pontoon's IPAM handed out), and the outside.
@@ -118,7 +136,7 @@ func TestDockerDriver(t *testing.T) {
 		}
 	}
 	h.Stop()
-	h.Start("--docker-plugin", "/run/docker/plugins/pontoon.sock")
+	h.Start(d.pontoonArgs()...)
 	reach("after pontoon restarted")
 	// Then dockerd: it stops its containers (Leave) and starts them
 	// again when asked (a new Join).
@@ -131,7 +149,7 @@ func TestDockerDriver(t *testing.T) {
 	d.stopDaemon()
 	h.Stop()
 	d.startDaemon()
-	h.Start("--docker-plugin", "/run/docker/plugins/pontoon.sock")
+	h.Start(d.pontoonArgs()...)
 	d.run("start", "web")
 	reach("after dockerd, then pontoon, restarted")
 	if n := strings.Count(h.P("sandbox", "ls", "-q"), "docker-"); n != 1 {
