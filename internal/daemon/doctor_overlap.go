@@ -30,8 +30,17 @@ func (d *doctor) hostOverlap(nets []*model.NetworkInfo) []api.Finding {
 	host := engine.HostOwnNets(all, plain)
 	var out []api.Finding
 	for _, n := range nets {
+		seg := engine.SegmentOf(&n.Network)
 		for _, sub := range n.Subnets {
-			over := engine.HostOverlaps(sub.Prefix, host)
+			var over []link.HostNet
+			for _, h := range engine.HostOverlaps(sub.Prefix, host) {
+				// On a macvlan network's own segment only a host address
+				// among those the network hands out is a problem.
+				if seg[h.Link] && (h.Kind != link.HostAddress || !sub.AllocRange().Contains(h.Prefix.Addr())) {
+					continue
+				}
+				over = append(over, h)
+			}
 			if len(over) == 0 {
 				continue
 			}

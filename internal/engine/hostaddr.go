@@ -23,6 +23,9 @@ func HostOwnNets(all []link.HostNet, nets []*model.Network) []link.HostNet {
 	ours := make(map[string]bool, len(nets))
 	for _, n := range nets {
 		ours[n.Bridge] = true
+		if m := n.Macvlan; m != nil && m.Shim {
+			ours[model.ShimName(n.ID)] = true // the host's own macvlan on the network
+		}
 	}
 	out := make([]link.HostNet, 0, len(all))
 	for _, h := range all {
@@ -31,6 +34,17 @@ func HostOwnNets(all []link.HostNet, nets []*model.Network) []link.HostNet {
 		}
 	}
 	return out
+}
+
+// SegmentOf returns the host links whose segment network n is on by
+// design (a macvlan network's parent and its VLAN sub-interface): the
+// host's networks there are the network's own, and only a host address
+// among those it hands out is a problem.
+func SegmentOf(n *model.Network) map[string]bool {
+	if m := n.Macvlan; m != nil {
+		return map[string]bool{m.Parent: true, m.Link: true}
+	}
+	return nil
 }
 
 // HostOverlaps returns the host's own networks that subnet overlaps, in
@@ -66,12 +80,12 @@ func DescribeHostNet(h link.HostNet) string {
 // networks on the parent (or its VLAN sub-interface) are the network's
 // own, and only a host address among those it hands out is refused.
 func checkHostNets(n *model.Network, all []link.HostNet, nets []*model.Network) error {
-	own := map[string]bool{}
+	own := SegmentOf(n)
+	if own == nil {
+		own = map[string]bool{}
+	}
 	if n.Bridge != "" {
 		own[n.Bridge] = true
-	}
-	if m := n.Macvlan; m != nil {
-		own[m.Parent], own[m.Link] = true, true
 	}
 	var host []link.HostNet
 	for _, h := range HostOwnNets(all, nets) {

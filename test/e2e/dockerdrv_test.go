@@ -104,6 +104,9 @@ func TestDockerDriver(t *testing.T) {
 		t.Errorf("pontoon port: %s", p)
 	}
 
+	if out, err := h.TryP("doctor"); err != nil {
+		t.Errorf("doctor with Docker's containers: %v\n%s", err, out)
+	}
 	// connect and disconnect.
 	d.run("network", "create", "-d", "pontoon", "--ipam-driver", "pontoon", "--subnet", "10.94.4.0/24", "back")
 	d.run("network", "connect", "back", "web")

@@ -62,6 +62,10 @@ func TestLinkDriver(t *testing.T) {
 	if !strings.Contains(insp, "Driver:") || !strings.Contains(insp, "link") || strings.Contains(insp, "Bridge:") {
 		t.Errorf("inspect:\n%s", insp)
 	}
+	// doctor finds nothing wrong with a direct link.
+	if out, err := h.TryP("doctor"); err != nil {
+		t.Errorf("doctor: %v\n%s", err, out)
+	}
 	// A member leaves: the pair goes; a new member gets a new one.
 	h.P("sandbox", "rm", "left")
 	if out := h.In(h.SandboxNS("right"), "ip", "-o", "link"); strings.Contains(out, "eth0") {

@@ -65,6 +65,9 @@ func TestMacvlanDriver(t *testing.T) {
 	if !strings.Contains(insp, "parent uplink0  mode bridge") || !strings.Contains(insp, "shim ptm-") {
 		t.Errorf("inspect:\n%s", insp)
 	}
+	if out, err := h.TryP("doctor"); err != nil {
+		t.Errorf("doctor: %v\n%s", err, out)
+	}
 	// Detach: the member's macvlan goes at once.
 	h.P("network", "disconnect", "lan", "m2")
 	h.MustNotPing("m1", b)

@@ -82,6 +82,9 @@ func TestOVSDriver(t *testing.T) {
 	h.MustPing("v10", h.IP("w10", "sw"))
 	h.MustNotPing("v10", h.IP("v20", "sw"))
 
+	if out, err := h.TryP("doctor"); err != nil {
+		t.Errorf("doctor: %v\n%s", err, out)
+	}
 	// A VM's tap on the OVS bridge reaches a sandbox.
 	h.P("tap", "create", "vm1", "--network", "sw")
 	var vms []*model.SandboxInfo

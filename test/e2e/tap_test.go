@@ -53,6 +53,9 @@ func TestTapForVM(t *testing.T) {
 		t.Errorf("nslookup vm1 from s1: %v\n%s", err, out)
 	}
 	vm.Close()
+	if out, err := h.TryP("doctor"); err != nil {
+		t.Errorf("doctor: %v\n%s", err, out)
+	}
 
 	// A VM that takes an address it was not given gets nowhere.
 	spoofed := netip.MustParsePrefix("10.96.1.200/24")
