@@ -445,18 +445,32 @@ func (d *Driver) dropIfEmpty(ctx context.Context, name string) {
 	}
 }
 
-func (d *Driver) leave(ctx context.Context, body []byte) (any, error) {
+// joined decodes a request that names an endpoint and returns the
+// endpoint, nil when it is unknown or has not joined a container. It
+// returns with d.mu held: the caller unlocks.
+func (d *Driver) joined(body []byte) (ep *endpoint, id string, err error) {
 	var req struct{ NetworkID, EndpointID string }
 	if err := decode(body, &req); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	ep := d.eps[req.EndpointID]
+	ep = d.eps[req.EndpointID]
 	if ep == nil || ep.Sandbox == "" {
+		return nil, req.EndpointID, nil
+	}
+	return ep, req.EndpointID, nil
+}
+
+func (d *Driver) leave(ctx context.Context, body []byte) (any, error) {
+	ep, _, err := d.joined(body)
+	if err != nil {
+		return nil, err
+	}
+	defer d.mu.Unlock()
+	if ep == nil {
 		return struct{}{}, nil
 	}
-	err := d.eng.Disconnect(ctx, ep.Network, ep.Sandbox)
+	err = d.eng.Disconnect(ctx, ep.Network, ep.Sandbox)
 	if errors.Is(err, model.ErrNotFound) {
 		err = nil
 	}
@@ -538,14 +552,12 @@ func (d *Driver) programExternal(ctx context.Context, body []byte) (any, error) 
 }
 
 func (d *Driver) revokeExternal(ctx context.Context, body []byte) (any, error) {
-	var req struct{ NetworkID, EndpointID string }
-	if err := decode(body, &req); err != nil {
+	ep, _, err := d.joined(body)
+	if err != nil {
 		return nil, err
 	}
-	d.mu.Lock()
 	defer d.mu.Unlock()
-	ep := d.eps[req.EndpointID]
-	if ep == nil || ep.Sandbox == "" {
+	if ep == nil {
 		return struct{}{}, nil
 	}
 	return struct{}{}, d.eng.UnpublishPorts(ctx, ep.Network, ep.Sandbox)

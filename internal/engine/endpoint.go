@@ -202,14 +202,8 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		if err != nil {
 			return err
 		}
-		for _, m := range ports {
-			o, om, err := portHolder(tx, m, func(o *model.Endpoint) bool { return o.State == model.StateRemoving })
-			if err != nil {
-				return err
-			}
-			if o != nil {
-				return model.Conflictf("host port %s is already published by sandbox %s (%s): pick another host port", m, o.Sandbox, om)
-			}
+		if err := checkHostPortsFree(tx, ports); err != nil {
+			return err
 		}
 		slot, table, primary := nextSlot(eps)
 		ifname := model.IfNameFor(slot)
@@ -383,6 +377,21 @@ func (e *Engine) reserveAddrs(tx store.Tx, nw *model.Network, owner string, stat
 		out = append(out, model.Address{Addr: netip.PrefixFrom(ip, s.Prefix.Bits()), Gateway: gw})
 	}
 	return out, nil
+}
+
+// checkHostPortsFree refuses mappings whose host ports an endpoint that
+// is not being removed publishes already.
+func checkHostPortsFree(tx store.Tx, ports []model.PortMapping) error {
+	for _, m := range ports {
+		o, om, err := portHolder(tx, m, func(o *model.Endpoint) bool { return o.State == model.StateRemoving })
+		if err != nil {
+			return err
+		}
+		if o != nil {
+			return model.Conflictf("host port %s is already published by sandbox %s (%s): pick another host port", m, o.Sandbox, om)
+		}
+	}
+	return nil
 }
 
 // portHolder returns an endpoint, other than those skip names, with a

@@ -156,14 +156,8 @@ func (e *Engine) PublishPorts(ctx context.Context, network, sandbox string, port
 		if len(ep.Ports) > 0 {
 			return model.Conflictf("sandbox %s publishes ports on %s already (%s)", sandbox, network, portList(ep.Ports))
 		}
-		for _, m := range ports {
-			o, om, err := portHolder(tx, m, func(o *model.Endpoint) bool { return o.State == model.StateRemoving })
-			if err != nil {
-				return err
-			}
-			if o != nil {
-				return model.Conflictf("host port %s is already published by sandbox %s (%s): pick another host port", m, o.Sandbox, om)
-			}
+		if err := checkHostPortsFree(tx, ports); err != nil {
+			return err
 		}
 		ep.Ports = ports
 		return tx.PutEndpoint(ep)

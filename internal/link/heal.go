@@ -72,6 +72,25 @@ type Fix struct {
 	What string
 }
 
+// fixes collects what a repair changed and what it could not change.
+type fixes struct {
+	done []Fix
+	errs []error
+}
+
+// add records one change: done when err is nil, else the error with what
+// was tried.
+func (f *fixes) add(kind, what string, err error) {
+	if err != nil {
+		f.errs = append(f.errs, fmt.Errorf("%s: %w", what, err))
+		return
+	}
+	f.done = append(f.done, Fix{kind, what})
+}
+
+// result is what the repair changed and the errors, joined.
+func (f *fixes) result() ([]Fix, error) { return f.done, errors.Join(f.errs...) }
+
 // RepairVeth brings an endpoint back to v and says what it changed. A pair
 // with a missing end is made again (deleting either end of a veth deletes
 // both); otherwise only what differs is set, in place: bridge port, port
@@ -118,35 +137,15 @@ func (n *netlinkLinks) RepairVeth(v Veth) (int, []Fix, error) {
 		}
 		return idx, []Fix{{"veth", "recreated veth pair " + v.HostName + "/" + v.IfName + " (" + v.IfName + " was missing in the sandbox)"}}, nil
 	}
-	var fixed []Fix
-	var errs []error
-	fix := func(kind, what string, err error) {
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", what, err))
-			return
-		}
-		fixed = append(fixed, Fix{kind, what})
-	}
+	var fx fixes
 	hostIdx := host.Attrs().Index
-	brIdx := 0
-	if v.Bridge != "" {
-		n.forgetBridge(v.Bridge)
-		if brIdx, err = n.bridgeIndex(v.Bridge); err != nil {
-			return hostIdx, nil, err
-		}
-		if host.Attrs().MasterIndex != brIdx {
-			fix("port", "joined "+v.HostName+" to bridge "+v.Bridge, n.h.LinkSetMasterByIndex(host, brIdx))
-		}
-		if p, err := n.h.LinkGetProtinfo(host); err != nil || p.Isolated != v.Isolated || p.Hairpin == v.NoHairpin {
-			fix("port", "set bridge port flags of "+v.HostName, n.raw.execute(brportRequest(hostIdx, v.Isolated, !v.NoHairpin)))
-		}
-	}
-	if host.Attrs().Flags&net.FlagUp == 0 {
-		fix("port", "brought "+v.HostName+" up", n.h.LinkSetUp(host))
+	brIdx, err := n.repairPort(v, host, &fx)
+	if err != nil {
+		return hostIdx, nil, err
 	}
 	a := peer.Attrs()
-	repairIface(sh, peer, v.Iface, fix)
-	if len(fixed) > 0 {
+	repairIface(sh, peer, v.Iface, fx.add)
+	if len(fx.done) > 0 {
 		// Packets sent while the endpoint was broken left neighbour
 		// entries INCOMPLETE or FAILED; the kernel retries them only
 		// every retrans_time (1 s), so traffic would stay dead that long
@@ -161,39 +160,45 @@ func (n *netlinkLinks) RepairVeth(v Veth) (int, []Fix, error) {
 			n.forgetUnresolved(n.h, brIdx, ips)
 		}
 	}
-	return hostIdx, fixed, errors.Join(errs...)
+	return hostIdx, fx.done, errors.Join(fx.errs...)
 }
 
 // repairHostEnd repairs only the host end of a pair whose other end is
 // someone else's (Netns ""): its bridge, port flags and up.
 func (n *netlinkLinks) repairHostEnd(v Veth, host netlink.Link) (int, []Fix, error) {
-	var fixed []Fix
-	var errs []error
-	hostIdx := host.Attrs().Index
-	do := func(kind, what string, err error) {
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", what, err))
-			return
-		}
-		fixed = append(fixed, Fix{kind, what})
+	var fx fixes
+	if _, err := n.repairPort(v, host, &fx); err != nil {
+		return host.Attrs().Index, nil, err
 	}
-	if v.Bridge != "" {
-		n.forgetBridge(v.Bridge)
-		brIdx, err := n.bridgeIndex(v.Bridge)
-		if err != nil {
-			return hostIdx, nil, err
+	done, err := fx.result()
+	return host.Attrs().Index, done, err
+}
+
+// repairPort puts a veth's host end back on its bridge (none: another
+// switch's port) with its port flags, and up, recording each change in
+// fx; it returns the bridge's ifindex (0 without one).
+func (n *netlinkLinks) repairPort(v Veth, host netlink.Link, fx *fixes) (int, error) {
+	if v.Bridge == "" {
+		if host.Attrs().Flags&net.FlagUp == 0 {
+			fx.add("port", "brought "+v.HostName+" up", n.h.LinkSetUp(host))
 		}
-		if host.Attrs().MasterIndex != brIdx {
-			do("port", "joined "+v.HostName+" to bridge "+v.Bridge, n.h.LinkSetMasterByIndex(host, brIdx))
-		}
-		if p, err := n.h.LinkGetProtinfo(host); err != nil || p.Isolated != v.Isolated || p.Hairpin == v.NoHairpin {
-			do("port", "set bridge port flags of "+v.HostName, n.raw.execute(brportRequest(hostIdx, v.Isolated, !v.NoHairpin)))
-		}
+		return 0, nil
+	}
+	n.forgetBridge(v.Bridge)
+	brIdx, err := n.bridgeIndex(v.Bridge)
+	if err != nil {
+		return 0, err
+	}
+	if host.Attrs().MasterIndex != brIdx {
+		fx.add("port", "joined "+v.HostName+" to bridge "+v.Bridge, n.h.LinkSetMasterByIndex(host, brIdx))
+	}
+	if p, err := n.h.LinkGetProtinfo(host); err != nil || p.Isolated != v.Isolated || p.Hairpin == v.NoHairpin {
+		fx.add("port", "set bridge port flags of "+v.HostName, n.raw.execute(brportRequest(host.Attrs().Index, v.Isolated, !v.NoHairpin)))
 	}
 	if host.Attrs().Flags&net.FlagUp == 0 {
-		do("port", "brought "+v.HostName+" up", n.h.LinkSetUp(host))
+		fx.add("port", "brought "+v.HostName+" up", n.h.LinkSetUp(host))
 	}
-	return hostIdx, fixed, errors.Join(errs...)
+	return brIdx, nil
 }
 
 // forgetUnresolved deletes the neighbour entries (ARP and NDP) of a link

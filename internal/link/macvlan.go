@@ -411,21 +411,14 @@ func (n *netlinkLinks) RepairMacvlan(m Macvlan) ([]Fix, error) {
 	if err != nil {
 		return nil, err
 	}
-	var fixed []Fix
-	var errs []error
-	fix := func(kind, what string, err error) {
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", what, err))
-			return
-		}
-		fixed = append(fixed, Fix{kind, what})
-	}
+	var fx fixes
+	fix := fx.add
 	if p.Attrs().Flags&net.FlagUp == 0 {
 		fix("link", "brought parent "+m.Parent+" up", n.h.LinkSetUp(p))
 	}
 	sh, err := handleAtPath(m.Netns, m.NetnsIno)
 	if err != nil {
-		return fixed, err
+		return fx.done, err
 	}
 	defer sh.Close()
 	l, err := sh.LinkByName(m.IfName)
@@ -433,30 +426,30 @@ func (n *netlinkLinks) RepairMacvlan(m Macvlan) ([]Fix, error) {
 	case notFound(err):
 		l = nil
 	case err != nil:
-		return fixed, fmt.Errorf("look up %s in the sandbox: %w", m.IfName, err)
+		return fx.done, fmt.Errorf("look up %s in the sandbox: %w", m.IfName, err)
 	default:
 		if bad := macvlanMismatch(m, l, p); bad != "" {
 			// Not ours, or not as asked (mode, parent): made again.
 			if err := sh.LinkDel(l); err != nil && !notFound(err) {
-				return fixed, fmt.Errorf("%s: delete it: %w", bad, err)
+				return fx.done, fmt.Errorf("%s: delete it: %w", bad, err)
 			}
 			l = nil
 		}
 	}
 	if l == nil {
 		if err := n.AddMacvlan(m); err != nil {
-			return fixed, err
+			return fx.done, err
 		}
-		return append(fixed, Fix{"macvlan", "recreated macvlan " + m.IfName + " on " + m.Parent}), errors.Join(errs...)
+		return append(fx.done, Fix{"macvlan", "recreated macvlan " + m.IfName + " on " + m.Parent}), errors.Join(fx.errs...)
 	}
-	k := len(fixed)
+	k := len(fx.done)
 	repairIface(sh, l, ifc, fix)
-	if len(fixed) > k {
+	if len(fx.done) > k {
 		// As in RepairVeth: neighbour entries left INCOMPLETE or FAILED
 		// while the link was broken would hold traffic up for a second.
 		n.forgetUnresolved(sh, l.Attrs().Index, nil)
 	}
-	return fixed, errors.Join(errs...)
+	return fx.done, errors.Join(fx.errs...)
 }
 
 // vlanName is the 802.1Q sub-interface name of parent for VLAN id.

@@ -187,16 +187,9 @@ func (n *netlinkLinks) RepairPair(p Pair) ([]Fix, error) {
 		}
 		return []Fix{{"link", "recreated direct link " + p.A.IfName + "–" + p.B.IfName + " (" + broken + ")"}}, nil
 	}
-	var fixed []Fix
-	var errs []error
-	fix := func(kind, what string, err error) {
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", what, err))
-			return
-		}
-		fixed = append(fixed, Fix{kind, what})
-	}
+	var fx fixes
+	fix := fx.add
 	repairIface(ha, la, p.A, fix)
 	repairIface(hb, lb, p.B, fix)
-	return fixed, errors.Join(errs...)
+	return fx.done, errors.Join(fx.errs...)
 }

@@ -480,15 +480,8 @@ func (n *netlinkLinks) RepairTap(t Tap) (int, []Fix, error) {
 		}
 		return idx, []Fix{{"tap", "recreated tap " + t.Name + " (" + strings.Join(diffs, "; ") + ")"}}, nil
 	}
-	var fixed []Fix
-	var errs []error
-	fix := func(kind, what string, err error) {
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", what, err))
-			return
-		}
-		fixed = append(fixed, Fix{kind, what})
-	}
+	var fx fixes
+	fix := fx.add
 	brIdx := 0
 	if t.Bridge != "" {
 		n.forgetBridge(t.Bridge)
@@ -508,5 +501,5 @@ func (n *netlinkLinks) RepairTap(t Tap) (int, []Fix, error) {
 	if !st.up {
 		fix("port", "brought "+t.Name+" up", n.raw.execute(linkUpRequest(st.index)))
 	}
-	return st.index, fixed, errors.Join(errs...)
+	return st.index, fx.done, errors.Join(fx.errs...)
 }
