@@ -298,17 +298,31 @@ type etcdKV struct {
 	scans   map[string][]string         // bucket → escaped key prefixes scanned
 }
 
-// read reads from etcd at the snapshot's revision (the first read sets it).
+// read reads from etcd at the snapshot's revision. The first read sets it:
+// a linearizable read, so the snapshot holds every commit that returned
+// before the transaction began, whichever daemon made it.
 func (k *etcdKV) read(key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
 	if k.err != nil {
 		return nil, k.err
 	}
-	if k.rev != 0 {
-		opts = append(opts, clientv3.WithRev(k.rev))
-	}
 	ctx, cancel := context.WithTimeout(k.s.base, requestTimeout)
 	defer cancel()
-	resp, err := k.s.cli.Get(ctx, key, opts...)
+	var resp *clientv3.GetResponse
+	var err error
+	if k.rev != 0 {
+		// A revision's content never changes, so any member that has
+		// applied it may answer from its own state (serializable, no
+		// ReadIndex round: 0.22 against 0.35 ms here, one member on a
+		// unix socket). A member behind rev says so (ErrFutureRev); then
+		// the read is made linearizable.
+		opts = append(opts, clientv3.WithRev(k.rev))
+		resp, err = k.s.cli.Get(ctx, key, append(opts, clientv3.WithSerializable())...)
+		if errors.Is(err, rpctypes.ErrFutureRev) {
+			resp, err = k.s.cli.Get(ctx, key, opts...)
+		}
+	} else {
+		resp, err = k.s.cli.Get(ctx, key, opts...)
+	}
 	if err != nil {
 		k.err = fmt.Errorf("store: read %s from etcd: %w", key, err)
 		return nil, k.err

@@ -737,7 +737,9 @@ func TestBoltReadsIPv4OnlyLayout(t *testing.T) {
 // BenchmarkUpdate measures one small committed write (what an attach
 // does: reserve an address, move the cursor, write the endpoint). bolt
 // commits without fsync (runtime state, see Open); bolt-fsync is how every
-// commit was made before, and still is where the boot ID is unknown.
+// commit was made before, and still is where the boot ID is unknown. etcd
+// is one member on a unix socket (etcd_test.go), its WAL fsynced: two
+// reads and one Txn.
 //
 //	go test -run '^$' -bench Update ./internal/store/
 func BenchmarkUpdate(b *testing.B) {
