@@ -66,9 +66,15 @@ package store
 // (default 128) compares or writes. Reads covered by a scanned range need
 // no compare of their own, and when one bucket has more than
 // maxKeyCompares point reads they become one range compare over the whole
-// bucket plus its guard (coarser, still sound). So the compares of an
-// Update are at most two per bucket it read (about a dozen); its writes
-// are those of one Update, since Updates of one Store are not batched.
+// bucket plus its guard (coarser, still sound). So an Update's compares
+// grow with the buckets and prefixes it read, not with the keys: at most
+// maxKeyCompares key compares per bucket, one range compare per prefix
+// scanned and one guard per bucket scanned (a dozen or so for an attach).
+// Its writes are those of one Update, since Updates of one Store are not
+// batched; an Update that passes the limit fails with an error that says
+// so. Guards are never deleted (a deleted guard reads as revision 0 and
+// would pass the compare): a bucket that was ever deleted from keeps one
+// empty key, even after its network is gone.
 //
 // Updates of one Store run one at a time (as bbolt's single writer), so a
 // daemon's own Updates never conflict with each other: conflicts, and
@@ -543,7 +549,11 @@ func (k *etcdKV) commit() (bool, error) {
 	}
 	ctx, cancel := context.WithTimeout(k.s.base, requestTimeout)
 	defer cancel()
-	resp, err := k.s.cli.Txn(ctx).If(k.compares()...).Then(ops...).Commit()
+	cmps := k.compares()
+	resp, err := k.s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if errors.Is(err, rpctypes.ErrTooManyOps) {
+		return false, fmt.Errorf("store: commit %d writes and %d compares to etcd under %s: %w: raise etcd's --max-txn-ops (default 128)", len(ops), len(cmps), k.s.prefix, err)
+	}
 	if err != nil {
 		return false, fmt.Errorf("store: commit %d writes to etcd under %s: %w", len(ops), k.s.prefix, err)
 	}

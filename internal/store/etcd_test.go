@@ -355,3 +355,26 @@ func TestEsc(t *testing.T) {
 		}
 	}
 }
+
+// An Update with more writes than etcd takes in one Txn fails with an
+// error that names the limit, and writes nothing.
+func TestEtcdTooManyWrites(t *testing.T) {
+	s := openEtcd(t)
+	err := s.Update(func(tx Tx) error {
+		for i := range 200 {
+			if err := tx.SetMeta(fmt.Sprint("k", i), "v"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "--max-txn-ops") {
+		t.Fatalf("200 writes: %v", err)
+	}
+	view(t, s, func(tx Tx) error {
+		if v, _ := tx.Meta("k0"); v != "" {
+			t.Errorf("k0=%q", v)
+		}
+		return nil
+	})
+}
