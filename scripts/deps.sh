@@ -17,6 +17,7 @@ pkgs=(
   containerd        # the runtime tests: containerd and ctr run --cni (test/e2e/containerd_test.go)
   docker.io         # the runtime tests: dockerd 20.10 and its client /usr/bin/docker, run in the tests' own namespaces and directories (test/e2e/docker_test.go); the tests never use the machine's docker.service (which the package enables and, under systemd, starts)
   openvswitch-switch # ovsdb-server, ovs-vswitchd: internal/ovs and its tests (userspace datapath, so no openvswitch kernel module)
+  etcd-server       # etcd 3.4 for the etcd state store's tests (internal/store/etcdtest): each test starts its own server on unix sockets in a network namespace of its own; the tests never use the machine's etcd.service (which the package enables and, under systemd, starts)
   util-linux        # nsenter, unshare
   procps
   ca-certificates

@@ -1,0 +1,164 @@
+// Package etcdtest starts a throwaway etcd server for tests: Debian's
+// etcd-server package (etcd 3.4, scripts/deps.sh installs it), one
+// member, its data in a temporary directory.
+//
+// The server runs in a network namespace of its own (CLONE_NEWNET when
+// the child starts: the namespace has nothing in it and dies with the
+// process) and listens for clients and peers on unix sockets in its
+// directory, so it opens no port anywhere and the machine's own namespace
+// is untouched. Unix sockets are files, not part of a network namespace:
+// the test's client reaches the server from the test's own namespace, on
+// every goroutine gRPC dials from. etcd 3.4 wants host:port in its URLs
+// and makes "unix://c.sock:0" a socket file named "c.sock:0" in its
+// working directory.
+package etcdtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// startTimeout bounds how long Start waits for the server to answer.
+const startTimeout = 30 * time.Second
+
+// Start starts an etcd server for t and returns a client of it. The server
+// is stopped (by its PID) and its directory removed when t ends. It skips
+// t when not root (the new network namespace needs it) or when no etcd
+// binary is installed.
+func Start(t testing.TB) *clientv3.Client {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runs etcd in a network namespace of its own (CI runs tests as root)")
+	}
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		t.Skip("etcd is not installed (Debian package etcd-server; scripts/deps.sh installs it)")
+	}
+	// A short directory of our own, not t.TempDir(): a unix socket's path
+	// must fit in 108 bytes, and t.TempDir() has the test's name in it.
+	dir, err := os.MkdirTemp("", "etcd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	const client, peer = "unix://c.sock:0", "unix://p.sock:0"
+	cmd := exec.Command(bin,
+		"--name", "test",
+		"--data-dir", filepath.Join(dir, "data"),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "test="+peer,
+		"--initial-cluster-state", "new",
+		"--log-level", "warn",
+		// One member still waits out an election timeout before it
+		// serves: 100 ms instead of 1 s (start in ~0.1 s, not ~0.5 s).
+		"--heartbeat-interval", "10", "--election-timeout", "100",
+	)
+	cmd.Dir = dir
+	logPath := filepath.Join(dir, "etcd.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Pdeathsig: a test binary that dies (a timeout's panic) takes etcd
+	// with it. It fires when the forking thread ends, which in Go is the
+	// process's end, except for a thread discarded after LockOSThread;
+	// this package's callers do not discard threads.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatalf("start etcd: %v", err)
+	}
+	logf.Close()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	pid := cmd.Process.Pid
+	t.Cleanup(func() {
+		// Stop it by its PID: SIGTERM, then SIGKILL if it lingers.
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			<-exited
+		}
+	})
+	log := func() string {
+		data, _ := os.ReadFile(logPath)
+		s := string(data)
+		if len(s) > 4000 {
+			s = "…" + s[len(s)-4000:]
+		}
+		return strings.TrimSpace(s)
+	}
+
+	// Wait for the socket before the client dials: a dial that fails
+	// waits out gRPC's reconnect back-off (a second).
+	sock := filepath.Join(dir, "c.sock:0")
+	deadline := time.Now().Add(startTimeout)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		select {
+		case werr := <-exited:
+			exited <- werr // for the cleanup
+			t.Fatalf("etcd exited before listening (%v): %s", werr, log())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("etcd did not listen on %s within %v: %s", sock, startTimeout, log())
+		}
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{"unix://" + sock},
+		DialTimeout: startTimeout,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatalf("etcd client: %v", err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	for {
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		_, err := cli.Get(rctx, "ready")
+		rcancel()
+		if err == nil {
+			return cli
+		}
+		select {
+		case werr := <-exited:
+			exited <- werr // for the cleanup
+			t.Fatalf("etcd exited before answering (%v): %s", werr, log())
+		case <-ctx.Done():
+			t.Fatalf("etcd did not answer within %v: %v: %s", startTimeout, errors.Join(err, ctx.Err()), log())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// NewClient returns another client of the server cli talks to, closed when
+// t ends: a second pontoon daemon has a connection of its own.
+func NewClient(t testing.TB, cli *clientv3.Client) *clientv3.Client {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{Endpoints: cli.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(fmt.Errorf("second etcd client: %w", err))
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
