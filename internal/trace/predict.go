@@ -682,11 +682,12 @@ func (w *walk) routed(in string) {
 	if w.nft() {
 		return
 	}
-	w.outOf(r)
+	w.outOf(r, in)
 }
 
-// outOf: the packet leaves the host's stack through r.Dev.
-func (w *walk) outOf(r HostRoute) {
+// outOf: the packet leaves the host's stack through r.Dev (it came in
+// on in).
+func (w *walk) outOf(r HostRoute, in string) {
 	if n := w.networkOfBridge(r.Dev); n != nil {
 		peer := w.endpointOn(n.Name, w.pkt.Dst)
 		if peer == nil {
@@ -698,6 +699,13 @@ func (w *walk) outOf(r HostRoute) {
 		w.lookupHostNeigh(n.Bridge, w.pkt.Dst, peer.MAC)
 		w.hop(model.TraceHop{Kind: model.HopFDB, Where: "host", Text: fmt.Sprintf("bridge %s: %s is on port %s (sandbox %s)", n.Bridge, peer.MAC, peer.HostIf, peer.Sandbox)})
 		w.lookupFDB(n.Bridge, peer.MAC, peer.HostIf)
+		if !n.ICC && in == n.Bridge {
+			// A DNAT back onto the bridge it came from is bridged port to
+			// port by br_netfilter, past the host's routing.
+			w.verdict(model.VerdictDropped, "bridge "+n.Bridge, "port isolation",
+				fmt.Sprintf("dropped by bridge %s: the connection was DNATed back onto the bridge it came from, which br_netfilter forwards port to port, and network %s has icc=false, so its ports are isolated from each other (bridge port isolation, not a firewall rule): a network with icc=false does not reach its own published ports; sandboxes of other networks do", n.Bridge, n.Name))
+			return
+		}
 		w.deliverTo(peer, n)
 		return
 	}
@@ -768,7 +776,7 @@ func (w *walk) fromHost() {
 	if w.nft() {
 		return
 	}
-	w.outOf(r)
+	w.outOf(r, "")
 }
 
 // nft runs the packet through pontoon's chains on its current hook, adds

@@ -38,9 +38,12 @@ func testTopology() *Topology {
 	}
 	eps := []Endpoint{ep("a", "pontoon", "10.88.0.2", 10), ep("b", "pontoon", "10.88.0.3", 11), ep("c", "other", "10.95.0.2", 12),
 		ep("q1", "quiet", "10.94.0.2", 13), ep("q2", "quiet", "10.94.0.3", 14), ep("i", "back", "10.91.7.2", 15)}
-	fs := firewall.State{Ports: []firewall.Published{{PortMapping: model.PortMapping{HostPort: 8080, HostPortEnd: 8080, Port: 80, PortEnd: 80, Proto: "tcp"}, Targets: []netip.Addr{ip("10.88.0.3")}}}}
+	fs := firewall.State{Ports: []firewall.Published{
+		{PortMapping: model.PortMapping{HostPort: 8080, HostPortEnd: 8080, Port: 80, PortEnd: 80, Proto: "tcp"}, Targets: []netip.Addr{ip("10.88.0.3")}},
+		{PortMapping: model.PortMapping{HostPort: 8081, HostPortEnd: 8081, Port: 80, PortEnd: 80, Proto: "tcp"}, Targets: []netip.Addr{ip("10.94.0.3")}},
+	}}
 	for _, n := range nets {
-		fs.Networks = append(fs.Networks, firewall.Network{Name: n.Name, Bridge: n.Bridge, Subnets: []model.Subnet{{Prefix: n.Subnet, Gateway: n.Gateway, Masquerade: n.Masquerade}}, Internal: n.Internal})
+		fs.Networks = append(fs.Networks, firewall.Network{Name: n.Name, Bridge: n.Bridge, Subnets: []model.Subnet{{Prefix: n.Subnet, Gateway: n.Gateway, Masquerade: n.Masquerade}}, Internal: n.Internal, Isolated: !n.ICC})
 	}
 	for _, e := range eps {
 		fs.Guards = append(fs.Guards, firewall.Guarded{Port: e.HostIf, MAC: e.MAC, IPs: []netip.Addr{e.IP}})
@@ -392,5 +395,19 @@ func BenchmarkPredict(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A network with icc=false does not reach its own published port: the
+// DNAT back onto its bridge is bridged port to port, and isolation drops
+// it. A sandbox of another network does reach it.
+func TestPredictNoICCPublished(t *testing.T) {
+	tr := predict(t, from("q1").to("198.51.100.1:8081"), nil)
+	if tr.Verdict.Result != model.VerdictDropped || !strings.Contains(tr.Verdict.Sentence, "does not reach its own published ports") {
+		t.Errorf("q1 → its network's published port: %s: %s\n%s", tr.Verdict.Result, tr.Verdict.Sentence, strings.Join(path(tr), "\n"))
+	}
+	tr = predict(t, from("a").to("198.51.100.1:8081"), nil)
+	if tr.Verdict.Result != model.VerdictDelivered {
+		t.Errorf("a → quiet's published port: %s: %s", tr.Verdict.Result, tr.Verdict.Sentence)
 	}
 }
