@@ -98,7 +98,9 @@ func (d *ovsDriver) EnsureNetwork(n *model.Network) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.EnsureBridge(ctx, ovs.Bridge{Name: n.Bridge, MTU: n.MTU}); err != nil {
+	// The gateway's MAC pinned as a Linux bridge's is: vswitchd would
+	// otherwise take the lowest of its ports' MACs as they come and go.
+	if _, err := c.EnsureBridge(ctx, ovs.Bridge{Name: n.Bridge, MTU: n.MTU, MAC: link.BridgeMAC(d.gateway(n))}); err != nil {
 		return err
 	}
 	_, err = d.link.EnsureBridge(d.gateway(n))

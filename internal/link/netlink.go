@@ -300,14 +300,14 @@ func handleAtPath(path string, ino uint64) (*netlink.Handle, error) {
 	return handleAt(ns)
 }
 
-// bridgeMAC derives a stable MAC for a bridge from its gateway address, so
+// BridgeMAC derives a stable MAC for a bridge from its gateway address, so
 // that the gateway's MAC does not change as ports come and go (a bridge
 // otherwise takes the lowest MAC of its ports, and sandboxes' ARP and
 // neighbour caches go stale): 02:42 and the last four bytes of the IPv4
 // gateway, or of the IPv6 one on an IPv6-only network — the scheme
 // endpoints' MACs follow, and the gateway is an address no endpoint has.
 // nil without a gateway.
-func bridgeMAC(b Bridge) net.HardwareAddr {
+func BridgeMAC(b Bridge) net.HardwareAddr {
 	gw, ok := b.gateway(ipv4)
 	if !ok {
 		if gw, ok = b.gateway(ipv6); !ok {
@@ -334,7 +334,7 @@ func (n *netlinkLinks) EnsureBridge(b Bridge) (int, error) {
 	case notFound(err):
 		off := false
 		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: b.Name, MTU: b.MTU}, MulticastSnooping: &off}
-		br.HardwareAddr = bridgeMAC(b)
+		br.HardwareAddr = BridgeMAC(b)
 		if err := n.h.LinkAdd(br); err != nil {
 			return 0, fmt.Errorf("create bridge %s: %w", b.Name, err)
 		}

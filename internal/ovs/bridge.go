@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/ovn-kubernetes/libovsdb/client"
@@ -20,6 +21,11 @@ type Bridge struct {
 	// (mtu_request). Otherwise vswitchd gives it the smallest MTU of the
 	// bridge's other ports, 1500 while it has none.
 	MTU int
+	// MAC, when set, is the bridge's (its internal interface's) MAC
+	// (other_config:hwaddr). Otherwise vswitchd picks the lowest of its
+	// ports' MACs, which changes as ports come and go — and with it the
+	// gateway's MAC in every sandbox's neighbour cache.
+	MAC net.HardwareAddr
 }
 
 // validName checks an interface name as the kernel does (IFNAMSIZ).
@@ -67,6 +73,13 @@ func (c *Client) EnsureBridge(ctx context.Context, b Bridge) (int, error) {
 	}
 	if err != nil {
 		return 0, fmt.Errorf("ovs: ensure bridge %s: %w", b.Name, err)
+	}
+	if b.MAC != nil {
+		hw, err := c.hwaddrOps(b.Name, b.MAC.String(), ops)
+		if err != nil {
+			return 0, fmt.Errorf("ovs: ensure bridge %s: %w", b.Name, err)
+		}
+		ops = hw
 	}
 	if len(ops) > 0 {
 		if _, err := c.transact(ctx, "ensure bridge "+b.Name, ops); err != nil {
@@ -148,6 +161,34 @@ func (c *Client) fixBridgeOps(br *bridgeRow, mtu *int) ([]ovsdb.Operation, error
 		ops = append(ops, u...)
 	}
 	return ops, nil
+}
+
+// hwaddrOps adds to ops setting other_config:hwaddr on bridge name to
+// mac, when it differs. A bridge created by ops is updated by name in the
+// same transaction.
+func (c *Client) hwaddrOps(name, mac string, ops []ovsdb.Operation) ([]ovsdb.Operation, error) {
+	br, err := c.bridge(name)
+	if err != nil && !errors.Is(err, client.ErrNotFound) {
+		return nil, err
+	}
+	if br != nil && br.OtherConfig["hwaddr"] == mac {
+		return ops, nil
+	}
+	cfg := map[string]string{}
+	if br != nil {
+		for k, v := range br.OtherConfig {
+			cfg[k] = v
+		}
+	} else {
+		br = &bridgeRow{Name: name}
+	}
+	cfg["hwaddr"] = mac
+	br.OtherConfig = cfg
+	u, err := c.db.Where(br).Update(br, &br.OtherConfig)
+	if err != nil {
+		return nil, err
+	}
+	return append(ops, u...), nil
 }
 
 func equalPtr(a, b *int) bool {

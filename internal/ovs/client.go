@@ -78,6 +78,7 @@ type bridgeRow struct {
 	Ports        []string          `ovsdb:"ports"`
 	DatapathType string            `ovsdb:"datapath_type"`
 	ExternalIDs  map[string]string `ovsdb:"external_ids"`
+	OtherConfig  map[string]string `ovsdb:"other_config"`
 }
 
 type portRow struct {
@@ -153,7 +154,7 @@ func dial(ctx context.Context, endpoint string, tso bool) (*Client, error) {
 	)
 	if _, err := db.Monitor(ctx, db.NewMonitor(
 		client.WithTable(&o, &o.Bridges, &o.OtherConfig, &o.NextCfg, &o.CurCfg),
-		client.WithTable(&b, &b.Name, &b.Ports, &b.DatapathType, &b.ExternalIDs),
+		client.WithTable(&b, &b.Name, &b.Ports, &b.DatapathType, &b.ExternalIDs, &b.OtherConfig),
 		client.WithTable(&p, &p.Name, &p.Interfaces, &p.Tag, &p.ExternalIDs),
 		client.WithTable(&it, &it.Name, &it.Type, &it.OFPort, &it.Error, &it.Ifindex, &it.MTURequest, &it.MTU, &it.ExternalIDs),
 	)); err != nil {

@@ -454,3 +454,37 @@ func TestBridgeMTU(t *testing.T) {
 		t.Errorf("CheckBridge without the MTU request: %q", diffs)
 	}
 }
+
+// A bridge with a MAC keeps it as ports come: vswitchd would otherwise
+// give the internal interface the lowest of its ports' MACs.
+func TestBridgeMAC(t *testing.T) {
+	h := newHost(t)
+	ctx := context.Background()
+	mac := net.HardwareAddr{0x02, 0x42, 0x0a, 0x50, 0x00, 0x01}
+	ifindex, err := h.c.EnsureBridge(ctx, Bridge{Name: br, MAC: mac})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.sandbox(t, "vm1", "10.80.0.51")
+	if _, err := h.c.AddPort(ctx, Port{Name: "vm1", Bridge: br}); err != nil {
+		t.Fatal(err)
+	}
+	var got net.HardwareAddr
+	for i := 0; i < 100; i++ {
+		l, err := h.h.LinkByIndex(ifindex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got = l.Attrs().HardwareAddr; got.String() == mac.String() {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got.String() != mac.String() {
+		t.Errorf("internal interface MAC %s with a port, want %s", got, mac)
+	}
+	// Again is no change.
+	if _, err := h.c.EnsureBridge(ctx, Bridge{Name: br, MAC: mac}); err != nil {
+		t.Fatal(err)
+	}
+}
