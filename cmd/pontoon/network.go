@@ -40,7 +40,7 @@ func newNetworkCreateCmd(g *globals) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "create NAME",
-		Short: "Create a network (bridge, direct link or macvlan)",
+		Short: "Create a network (bridge, direct link, macvlan or Open vSwitch)",
 		Long: `Create a network: a Linux bridge holding the gateway address, a subnet
 to hand addresses out from, NAT to the outside unless --internal.
 Without an IPv4 --subnet, a free /24 is picked from the daemon's pool,
@@ -79,9 +79,15 @@ Drivers (--driver):
            network). The host cannot reach its own macvlans unless --shim
            gives it one of its own. Frames between members and to the LAN
            never pass the host's firewall: no isolation, anti-spoofing,
-           --internal or published ports. See docs/drivers.md.`,
+           --internal or published ports.
+  ovs      an Open vSwitch bridge (userspace datapath) with the same
+           endpoint semantics as a Linux bridge — isolation, NAT, ports,
+           names, taps, --vlan per sandbox — but no anti-spoofing and no
+           --icc=false. The daemon needs --ovsdb.
+See docs/drivers.md.`,
 		Example: `  pontoon network create app --subnet 10.90.1.0/24 --subnet fd00:1::/64
   pontoon network create wire --driver link
+  pontoon network create sw --driver ovs --subnet 10.93.0.0/24
   pontoon network create lan --driver macvlan --parent eth0 --subnet 192.168.1.0/24 --gateway 192.168.1.1 --ip-range 192.168.1.192/27
   pontoon network create six --ipv6
   pontoon network create back --subnet 10.90.1.0/24 --internal
@@ -136,7 +142,7 @@ Drivers (--driver):
 	f.BoolVar(&masq, "masquerade", true, "source-NAT traffic that leaves the host (default: IPv4 and ULA IPv6 subnets yes, global IPv6 subnets no)")
 	f.StringVar(&spec.Bridge, "bridge", "", "name of the bridge (default: ptbr-<id>; an existing bridge is reused and kept)")
 	f.StringArrayVar(&labels, "label", nil, "label as key=value (repeatable)")
-	f.StringVar(&spec.Driver, "driver", model.DriverBridge, "network driver: bridge, link or macvlan")
+	f.StringVar(&spec.Driver, "driver", model.DriverBridge, "network driver: bridge, link, macvlan or ovs")
 	f.StringVar(&mv.Parent, "parent", "", "macvlan: the host link whose segment the sandboxes join (e.g. eth0)")
 	f.StringVar(&mv.Mode, "macvlan-mode", "", "macvlan: bridge (default), private, vepa or passthru")
 	f.IntVar(&mv.VLAN, "vlan", 0, "macvlan: put the members on the 802.1Q sub-interface PARENT.VLAN (1-4094)")
