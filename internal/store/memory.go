@@ -50,7 +50,7 @@ func (m *memStore) Update(ctx context.Context, fn func(Tx) error) error {
 	// store's group commit may do: a closure with side effects (appending
 	// to a slice it does not reset, counting, sending) shows in unit tests.
 	for run := 0; ; run++ {
-		rec := &recorder{rev: m.rev}
+		rec := newRecorder(m.rev)
 		j := &memKV{base: m.data, rw: true, pend: map[string]map[string][]byte{}, dropped: map[string]bool{}, rec: rec}
 		rec.begin()
 		if err := fn(tx{kv: j}); err != nil {

@@ -23,12 +23,17 @@ package store
 // finds its next revision gone and ends with an Event whose Err wraps
 // ErrCompacted, and its channel closes. A Watch from a revision older than
 // the history, or from before the store was opened (the history is not
-// saved), fails with ErrCompacted at once. The bbolt revision is the meta
-// key revisionKey of the state file, saved with the networks' snapshot:
-// on a new boot (Open starts from the snapshot) it resumes from the last
-// commit that changed a network, so numbers given out after that commit
-// in the previous boot are given out again; watches do not outlive the
-// daemon, and a watch from before this Open is ErrCompacted.
+// saved), fails with ErrCompacted at once.
+//
+// bbolt keeps in the meta key revisionKey of the state file a ceiling of
+// the revisions it handed out, written every revisionBlock revisions
+// (bolt.go: writing it at every commit costs the hot path), so a reopen
+// goes on from above every revision the previous run gave, skipping up
+// to revisionBlock numbers. The key is saved with the networks' snapshot:
+// on a new boot (Open starts from the snapshot) it resumes from the
+// ceiling of the last commit that changed a network, so numbers given out
+// after that in the previous boot may be given out again; watches do not
+// outlive the daemon, and a watch from before this Open is ErrCompacted.
 //
 // etcd: the revision is etcd's, and Watch is etcd's own watch on the
 // store's prefix (etcd.go); compaction there is what ends the history.
@@ -214,6 +219,17 @@ type recorder struct {
 	writes  int      // writes of the running fn, indexes included
 	changes []change // the changes of every fn so far
 	commits []commit // one per fn that wrote
+	// Room for an attach's changes and commit, so that recording costs
+	// one allocation (the recorder) per commit.
+	changeBuf [4]change
+	commitBuf [1]commit
+}
+
+// newRecorder returns a recorder for a commit after revision rev.
+func newRecorder(rev int64) *recorder {
+	r := &recorder{rev: rev}
+	r.changes, r.commits = r.changeBuf[:0], r.commitBuf[:0]
+	return r
 }
 
 // commit is a revision's changes: changes[from:to] of its recorder.
