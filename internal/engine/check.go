@@ -15,7 +15,7 @@ func (e *Engine) CheckSandbox(ctx context.Context, name string) ([]api.Problem, 
 	var sb *model.Sandbox
 	var eps []*model.Endpoint
 	nets := map[string]*model.Network{}
-	if err := e.st.View(func(tx store.Tx) error {
+	if err := e.st.View(ctx, func(tx store.Tx) error {
 		var err error
 		if sb, err = tx.Sandbox(name); err != nil {
 			return err

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"net/netip"
 	"strings"
 	"sync"
@@ -99,7 +100,7 @@ func (e *Engine) flowsGone(eps []*model.Endpoint) {
 			gone[ep.ID] = true
 		}
 		skip := func(o *model.Endpoint) bool { return gone[o.ID] || o.State == model.StateRemoving }
-		_ = e.st.View(func(tx store.Tx) error {
+		_ = e.st.View(context.Background(), func(tx store.Tx) error {
 			for _, ep := range eps {
 				for _, m := range ep.Ports {
 					// Unreadable: clean up; a flow of a live mapping is

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"net/netip"
 
 	"pontoon/internal/dns"
@@ -49,7 +50,7 @@ func (e *Engine) syncResolverNetworks() {
 		return
 	}
 	var nets []*model.Network
-	if err := e.st.View(func(tx store.Tx) (err error) {
+	if err := e.st.View(context.Background(), func(tx store.Tx) (err error) {
 		nets, err = tx.Networks()
 		return err
 	}); err != nil {
@@ -152,7 +153,7 @@ func (e *Engine) syncSandboxResolverLocked(sandbox string) {
 	var sb *model.Sandbox
 	var nets []string
 	var inSandbox bool
-	if err := e.st.View(func(tx store.Tx) (err error) {
+	if err := e.st.View(context.Background(), func(tx store.Tx) (err error) {
 		if sb, err = tx.Sandbox(sandbox); err != nil {
 			return err
 		}
@@ -184,7 +185,7 @@ func (e *Engine) syncSandboxResolvers() {
 		return
 	}
 	var want []string
-	_ = e.st.View(func(tx store.Tx) error {
+	_ = e.st.View(context.Background(), func(tx store.Tx) error {
 		sbs, err := tx.Sandboxes()
 		for _, sb := range sbs {
 			if _, in, _ := sandboxNets(tx, sb.Name); in {

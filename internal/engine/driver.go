@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -214,7 +215,7 @@ func portMaster(n *model.Network) string {
 // sandboxOf reads a sandbox record; nil when there is none.
 func sandboxOf(st store.Store, name string) *model.Sandbox {
 	var sb *model.Sandbox
-	_ = st.View(func(tx store.Tx) (err error) {
+	_ = st.View(context.Background(), func(tx store.Tx) (err error) {
 		sb, err = tx.Sandbox(name)
 		return err
 	})
@@ -227,7 +228,7 @@ func sandboxOf(st store.Store, name string) *model.Sandbox {
 func (e *Engine) byDriver(eps []*model.Endpoint) map[Driver][]*model.Endpoint {
 	out := map[Driver][]*model.Endpoint{}
 	nets := map[string]*model.Network{}
-	_ = e.st.View(func(tx store.Tx) error {
+	_ = e.st.View(context.Background(), func(tx store.Tx) error {
 		for _, ep := range eps {
 			if _, ok := nets[ep.Network]; !ok {
 				n, _ := tx.Network(ep.Network)

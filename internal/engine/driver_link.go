@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -91,7 +92,7 @@ func (*linkDriver) Prepare(tx store.Tx, n *model.Network, ep *model.Endpoint) er
 func (d *linkDriver) pair(n *model.Network, sb *model.Sandbox, ep *model.Endpoint) (p link.Pair, ok bool) {
 	var osb *model.Sandbox
 	var oep *model.Endpoint
-	_ = d.st.View(func(tx store.Tx) error {
+	_ = d.st.View(context.Background(), func(tx store.Tx) error {
 		eps, err := tx.EndpointsOnNetwork(n.Name)
 		if err != nil {
 			return err

@@ -163,7 +163,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		sb *model.Sandbox
 		nw *model.Network
 	)
-	err := e.st.Update(func(tx store.Tx) error {
+	err := e.st.Update(ctx, func(tx store.Tx) error {
 		var err error
 		if nw, err = tx.Network(a.Network); err != nil {
 			return err
@@ -272,7 +272,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 				}
 			}
 		}
-		if err := e.st.Update(func(tx store.Tx) error {
+		if err := e.st.Update(context.WithoutCancel(ctx), func(tx store.Tx) error {
 			if err := releaseAddrs(tx, ep); err != nil {
 				return err
 			}
@@ -318,7 +318,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 	}
 	ep.State = model.StateReady
 	t2 := time.Now()
-	if err := e.st.Update(func(tx store.Tx) error { return tx.PutEndpoint(ep) }); err != nil {
+	if err := e.st.Update(ctx, func(tx store.Tx) error { return tx.PutEndpoint(ep) }); err != nil {
 		return nil, undo(fmt.Errorf("record endpoint: %w", err))
 	}
 	t3 := time.Now()
@@ -512,7 +512,7 @@ func mustMAC(s string) net.HardwareAddr {
 
 func (e *Engine) hasRemoving(sandbox string) bool {
 	found := false
-	_ = e.st.View(func(tx store.Tx) error {
+	_ = e.st.View(context.Background(), func(tx store.Tx) error {
 		eps, err := tx.EndpointsOfSandbox(sandbox)
 		for _, ep := range eps {
 			if ep.State == model.StateRemoving {
@@ -544,7 +544,7 @@ func (e *Engine) disconnectLocked(network, sandbox string) error {
 	start := time.Now()
 	var ep *model.Endpoint
 	var nw *model.Network
-	err := e.st.Update(func(tx store.Tx) error {
+	err := e.st.Update(context.Background(), func(tx store.Tx) error {
 		if _, err := tx.Sandbox(sandbox); err != nil {
 			return err
 		}

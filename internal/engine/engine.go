@@ -257,7 +257,7 @@ func firewallState(nets []*model.Network, eps []*model.Endpoint) firewall.State 
 func (e *Engine) syncFirewall(ctx context.Context) error {
 	var nets []*model.Network
 	var eps []*model.Endpoint
-	if err := e.st.View(func(tx store.Tx) (err error) {
+	if err := e.st.View(ctx, func(tx store.Tx) (err error) {
 		if nets, err = tx.Networks(); err != nil {
 			return err
 		}

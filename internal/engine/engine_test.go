@@ -123,7 +123,7 @@ func (env *testEnv) snapshot(t *testing.T) string {
 	t.Helper()
 	env.e.Flush()
 	var b strings.Builder
-	err := env.st.View(func(tx store.Tx) error {
+	err := env.st.View(context.Background(), func(tx store.Tx) error {
 		nets, _ := tx.Networks()
 		for _, n := range nets {
 			fmt.Fprintf(&b, "network %s %s %s\n", n.Name, n.Subnets[0].Prefix, n.Bridge)
@@ -364,7 +364,7 @@ func TestReconcileAfterCrash(t *testing.T) {
 	if !slices.Equal(pins, []string{"/run/pt/netns/a", "/run/pt/netns/b"}) {
 		t.Fatalf("pins %v", pins)
 	}
-	_ = env.st.View(func(tx store.Tx) error {
+	_ = env.st.View(ctx, func(tx store.Tx) error {
 		res, _ := tx.Reservations("back")
 		if len(res) != 0 {
 			t.Fatalf("the crashed attach still holds %v", res)
@@ -406,7 +406,7 @@ func TestRandomTransitions(t *testing.T) {
 func checkInvariants(t *testing.T, env *testEnv, step int) {
 	t.Helper()
 	env.e.Flush()
-	_ = env.st.View(func(tx store.Tx) error {
+	_ = env.st.View(context.Background(), func(tx store.Tx) error {
 		eps, _ := tx.Endpoints()
 		var hostIfs []string
 		held := map[string]bool{}

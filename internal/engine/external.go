@@ -27,7 +27,7 @@ const ClaimOwner = "claim"
 // attach that will hold it names it in IPs with Claim set.
 func (e *Engine) ReserveAddress(network string, ip netip.Addr) (netip.Addr, error) {
 	var got netip.Addr
-	err := e.st.Update(func(tx store.Tx) error {
+	err := e.st.Update(context.Background(), func(tx store.Tx) error {
 		nw, err := tx.Network(network)
 		if err != nil {
 			return err
@@ -56,7 +56,7 @@ func (e *Engine) ReserveAddress(network string, ip netip.Addr) (netip.Addr, erro
 // ReserveAddress6 is ReserveAddress in the network's IPv6 subnet.
 func (e *Engine) ReserveAddress6(network string) (netip.Addr, error) {
 	var got netip.Addr
-	err := e.st.Update(func(tx store.Tx) error {
+	err := e.st.Update(context.Background(), func(tx store.Tx) error {
 		nw, err := tx.Network(network)
 		if err != nil {
 			return err
@@ -75,7 +75,7 @@ func (e *Engine) ReserveAddress6(network string) (netip.Addr, error) {
 // endpoint took over; one an endpoint holds stays (it goes with the
 // endpoint). Unknown addresses and networks are success.
 func (e *Engine) ReleaseAddress(network string, ip netip.Addr) error {
-	err := e.st.Update(func(tx store.Tx) error {
+	err := e.st.Update(context.Background(), func(tx store.Tx) error {
 		owner, held, err := tx.Reservation(network, ip)
 		if err != nil || !held || owner != ClaimOwner {
 			return err
@@ -110,7 +110,7 @@ func claim(tx store.Tx, network string, ips []netip.Addr) error {
 // a network created without one would get; nothing is reserved.
 func (e *Engine) PickSubnet(v6 bool) (netip.Prefix, error) {
 	var taken []netip.Prefix
-	if err := e.st.View(func(tx store.Tx) error {
+	if err := e.st.View(context.Background(), func(tx store.Tx) error {
 		nets, err := tx.Networks()
 		for _, n := range nets {
 			taken = append(taken, n.Prefixes()...)
@@ -136,7 +136,7 @@ func (e *Engine) PublishPorts(ctx context.Context, network, sandbox string, port
 	unlock := e.lockSandbox(sandbox)
 	defer unlock()
 	var ep *model.Endpoint
-	err := e.st.Update(func(tx store.Tx) error {
+	err := e.st.Update(ctx, func(tx store.Tx) error {
 		nw, err := tx.Network(network)
 		if err != nil {
 			return err
@@ -166,7 +166,7 @@ func (e *Engine) PublishPorts(ctx context.Context, network, sandbox string, port
 		return fmt.Errorf("publish ports of %s on %s: %w", sandbox, network, err)
 	}
 	if err := e.fw.Publish(ctx, published(ep)); err != nil {
-		_ = e.st.Update(func(tx store.Tx) error {
+		_ = e.st.Update(context.WithoutCancel(ctx), func(tx store.Tx) error {
 			cur, gerr := tx.Endpoint(sandbox, network)
 			if gerr != nil || cur.ID != ep.ID {
 				return gerr
@@ -189,7 +189,7 @@ func (e *Engine) UnpublishPorts(ctx context.Context, network, sandbox string) er
 	defer unlock()
 	var gone []firewall.Published
 	var ep *model.Endpoint
-	err := e.st.Update(func(tx store.Tx) error {
+	err := e.st.Update(ctx, func(tx store.Tx) error {
 		var err error
 		if ep, err = tx.Endpoint(sandbox, network); err != nil {
 			return err
@@ -228,7 +228,7 @@ func (e *Engine) UnpublishPorts(ctx context.Context, network, sandbox string) er
 func (e *Engine) SetContainer(sandbox, containerID string, labels map[string]string) error {
 	unlock := e.lockSandbox(sandbox)
 	defer unlock()
-	return e.st.Update(func(tx store.Tx) error {
+	return e.st.Update(context.Background(), func(tx store.Tx) error {
 		sb, err := tx.Sandbox(sandbox)
 		if err != nil {
 			return err

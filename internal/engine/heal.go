@@ -347,7 +347,7 @@ func (h *healer) pass(ctx context.Context, d dirtySet) {
 		// Adopted namespaces: check that they still live (a stat each);
 		// with sweep, every sandbox's inside too.
 		var sbs []*model.Sandbox
-		_ = e.st.View(func(tx store.Tx) (err error) {
+		_ = e.st.View(ctx, func(tx store.Tx) (err error) {
 			sbs, err = tx.Sandboxes()
 			return err
 		})
@@ -419,7 +419,7 @@ func (h *healer) healHost(ctx context.Context, bridgesRepaired *bool) map[string
 	var nets []*model.Network
 	var eps []*model.Endpoint
 	var sbs []*model.Sandbox
-	if err := e.st.View(func(tx store.Tx) (err error) {
+	if err := e.st.View(ctx, func(tx store.Tx) (err error) {
 		if nets, err = tx.Networks(); err != nil {
 			return err
 		}
@@ -522,7 +522,7 @@ func (h *healer) repairBridge(ctx context.Context, n *model.Network, problems []
 
 func (h *healer) network(name string) (*model.Network, error) {
 	var n *model.Network
-	err := h.e.st.View(func(tx store.Tx) (err error) {
+	err := h.e.st.View(context.Background(), func(tx store.Tx) (err error) {
 		n, err = tx.Network(name)
 		return err
 	})
@@ -540,7 +540,7 @@ func (h *healer) healSandbox(ctx context.Context, name string) {
 	var sb *model.Sandbox
 	var eps []*model.Endpoint
 	nets := map[string]*model.Network{}
-	if err := e.st.View(func(tx store.Tx) (err error) {
+	if err := e.st.View(ctx, func(tx store.Tx) (err error) {
 		if sb, err = tx.Sandbox(name); err != nil {
 			return err
 		}
@@ -618,7 +618,7 @@ func (h *healer) healEndpoint(sb *model.Sandbox, nw *model.Network, ep *model.En
 	}
 	if idx != 0 && idx != ep.HostIfIndex {
 		ep.HostIfIndex = idx
-		if err := e.st.Update(func(tx store.Tx) error {
+		if err := e.st.Update(context.Background(), func(tx store.Tx) error {
 			cur, err := tx.Endpoint(ep.Sandbox, ep.Network)
 			if err != nil || cur.ID != ep.ID {
 				return err
@@ -672,7 +672,7 @@ func (h *healer) recreateNamespace(sb *model.Sandbox) error {
 		return err
 	}
 	sb.NetnsIno = ino
-	if err := e.st.Update(func(tx store.Tx) error { return tx.PutSandbox(sb) }); err != nil {
+	if err := e.st.Update(context.Background(), func(tx store.Tx) error { return tx.PutSandbox(sb) }); err != nil {
 		return err
 	}
 	e.syncSandboxResolver(sb.Name) // into the new namespace
@@ -712,7 +712,7 @@ func (h *healer) healFirewall(ctx context.Context, foreign bool) {
 func (h *healer) wantFirewall() firewall.State {
 	var nets []*model.Network
 	var eps []*model.Endpoint
-	_ = h.e.st.View(func(tx store.Tx) (err error) {
+	_ = h.e.st.View(context.Background(), func(tx store.Tx) (err error) {
 		if nets, err = tx.Networks(); err != nil {
 			return err
 		}
@@ -761,7 +761,7 @@ func (h *healer) healSysctl(name, why string, read func() (bool, error), set fun
 func (h *healer) syncWatches(ctx context.Context) {
 	e := h.e
 	var sbs []*model.Sandbox
-	if err := e.st.View(func(tx store.Tx) (err error) {
+	if err := e.st.View(ctx, func(tx store.Tx) (err error) {
 		sbs, err = tx.Sandboxes()
 		return err
 	}); err != nil {

@@ -230,5 +230,5 @@ func TestPortsOfOlderInternalMapping(t *testing.T) {
 }
 
 func putNetwork(env *testEnv, n *model.Network) error {
-	return env.st.Update(func(tx store.Tx) error { return tx.PutNetwork(n) })
+	return env.st.Update(context.Background(), func(tx store.Tx) error { return tx.PutNetwork(n) })
 }

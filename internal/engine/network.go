@@ -32,7 +32,7 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 		return nil, err
 	}
 	var nets []*model.Network
-	if err := e.st.View(func(tx store.Tx) (err error) {
+	if err := e.st.View(ctx, func(tx store.Tx) (err error) {
 		nets, err = tx.Networks()
 		return err
 	}); err != nil {
@@ -116,7 +116,7 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 	}
 	n.Created = time.Now().UTC()
 
-	if err := e.st.Update(func(tx store.Tx) error {
+	if err := e.st.Update(ctx, func(tx store.Tx) error {
 		if err := tx.PutNetwork(n); err != nil {
 			return err
 		}
@@ -135,7 +135,7 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 		if err := drv.RemoveNetwork(n); err != nil {
 			e.log.Error("rollback: remove the network's kernel objects", "network", n.Name, "bridge", n.Bridge, "err", err)
 		}
-		if err := e.st.Update(func(tx store.Tx) error { return tx.DeleteNetwork(n.Name) }); err != nil {
+		if err := e.st.Update(context.WithoutCancel(ctx), func(tx store.Tx) error { return tx.DeleteNetwork(n.Name) }); err != nil {
 			e.log.Error("rollback: delete network record", "network", n.Name, "err", err)
 		}
 		return cause
@@ -244,7 +244,7 @@ func (e *Engine) ensureIPv6Forward() error {
 // hasIPv6Network reports whether some network has an IPv6 subnet.
 func (e *Engine) hasIPv6Network() bool {
 	found := false
-	_ = e.st.View(func(tx store.Tx) error {
+	_ = e.st.View(context.Background(), func(tx store.Tx) error {
 		nets, err := tx.Networks()
 		for _, n := range nets {
 			if _, ok := n.Subnet6(); ok {
@@ -281,7 +281,7 @@ func (e *Engine) RemoveNetwork(ctx context.Context, name string, force bool) (er
 	defer e.netMu.Unlock()
 	var eps []*model.Endpoint
 	var n *model.Network
-	if err := e.st.View(func(tx store.Tx) (err error) {
+	if err := e.st.View(ctx, func(tx store.Tx) (err error) {
 		if n, err = tx.Network(name); err != nil {
 			return err
 		}
@@ -305,7 +305,7 @@ func (e *Engine) RemoveNetwork(ctx context.Context, name string, force bool) (er
 		}
 	}
 	e.reaper.flush()
-	if err := e.st.Update(func(tx store.Tx) error {
+	if err := e.st.Update(ctx, func(tx store.Tx) error {
 		eps, err := tx.EndpointsOnNetwork(name)
 		if err != nil {
 			return err

@@ -82,7 +82,7 @@ func TestParallelAttachDetach(t *testing.T) {
 					live[ep.HostIf] = ep
 				}
 			}
-			if err := st.View(func(tx store.Tx) error {
+			if err := st.View(ctx, func(tx store.Tx) error {
 				res, err := tx.Reservations("n")
 				if err != nil {
 					return err

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"net/netip"
 
 	"pontoon/internal/firewall"
@@ -14,7 +15,7 @@ import (
 // off the rules, given the network as firewallState describes it to them.
 func (e *Engine) Ports(sandbox string) ([]model.PortInfo, error) {
 	out := []model.PortInfo{}
-	err := e.st.View(func(tx store.Tx) error {
+	err := e.st.View(context.Background(), func(tx store.Tx) error {
 		var eps []*model.Endpoint
 		var err error
 		if sandbox != "" {
@@ -104,7 +105,7 @@ func (e *Engine) syncRelay() {
 		return
 	}
 	var ts []relay.Target
-	_ = e.st.View(func(tx store.Tx) error {
+	_ = e.st.View(context.Background(), func(tx store.Tx) error {
 		eps, err := tx.Endpoints()
 		for _, ep := range eps {
 			if ep.State != model.StateReady {

@@ -111,7 +111,7 @@ func (e *Engine) teardown(eps []*model.Endpoint) {
 			continue
 		}
 		var sb *model.Sandbox
-		_ = e.st.View(func(tx store.Tx) (err error) {
+		_ = e.st.View(context.Background(), func(tx store.Tx) (err error) {
 			sb, err = tx.Sandbox(ep.Sandbox)
 			return err
 		})
@@ -124,7 +124,7 @@ func (e *Engine) teardown(eps []*model.Endpoint) {
 			}
 		}
 	}
-	err := e.st.Update(func(tx store.Tx) error {
+	err := e.st.Update(context.Background(), func(tx store.Tx) error {
 		for _, ep := range eps {
 			cur, err := tx.Endpoint(ep.Sandbox, ep.Network)
 			if err != nil || cur.ID != ep.ID {
@@ -159,7 +159,7 @@ func (e *Engine) teardown(eps []*model.Endpoint) {
 func (e *Engine) stillRecorded(eps []*model.Endpoint) []*model.Endpoint {
 	seen := map[string]bool{}
 	var out []*model.Endpoint
-	_ = e.st.View(func(tx store.Tx) error {
+	_ = e.st.View(context.Background(), func(tx store.Tx) error {
 		for _, ep := range eps {
 			if seen[ep.ID] {
 				continue
@@ -182,7 +182,7 @@ func (e *Engine) promote(sandbox string) {
 	var sb *model.Sandbox
 	var next *model.Endpoint
 	var nw *model.Network
-	err := e.st.Update(func(tx store.Tx) error {
+	err := e.st.Update(context.Background(), func(tx store.Tx) error {
 		var err error
 		if sb, err = tx.Sandbox(sandbox); err != nil || sb.State != model.SandboxReady {
 			return err

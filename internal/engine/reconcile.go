@@ -61,7 +61,7 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 
 func (e *Engine) reconcileNetworksLocked(ctx context.Context) error {
 	var nets []*model.Network
-	if err := e.st.View(func(tx store.Tx) (err error) {
+	if err := e.st.View(ctx, func(tx store.Tx) (err error) {
 		nets, err = tx.Networks()
 		return err
 	}); err != nil {
@@ -90,7 +90,7 @@ func (e *Engine) reconcileNetworksLocked(ctx context.Context) error {
 func (e *Engine) reconcileSandboxes(ctx context.Context) error {
 	var sbs []*model.SandboxInfo
 	var nets map[string]*model.Network
-	if err := e.st.View(func(tx store.Tx) error {
+	if err := e.st.View(ctx, func(tx store.Tx) error {
 		all, err := tx.Sandboxes()
 		if err != nil {
 			return err
@@ -143,7 +143,7 @@ func (e *Engine) reconcileSandboxLocked(sb *model.Sandbox, eps []*model.Endpoint
 	case model.KindHost:
 		// The daemon's PID changed: point at the new one.
 		sb.Netns = fmt.Sprintf("/proc/%d/ns/net", os.Getpid())
-		if err := e.st.Update(func(tx store.Tx) error { return tx.PutSandbox(sb) }); err != nil {
+		if err := e.st.Update(context.Background(), func(tx store.Tx) error { return tx.PutSandbox(sb) }); err != nil {
 			return err
 		}
 	}
@@ -164,7 +164,7 @@ func (e *Engine) reconcileSandboxLocked(sb *model.Sandbox, eps []*model.Endpoint
 		// Recorded before pontoon kept namespace identities.
 		if ino, err := e.ns.Ino(sb.Netns); err == nil {
 			sb.NetnsIno = ino
-			if err := e.st.Update(func(tx store.Tx) error { return tx.PutSandbox(sb) }); err != nil {
+			if err := e.st.Update(context.Background(), func(tx store.Tx) error { return tx.PutSandbox(sb) }); err != nil {
 				return err
 			}
 		}
@@ -206,12 +206,12 @@ func (e *Engine) reconcileSandboxLocked(sb *model.Sandbox, eps []*model.Endpoint
 			continue
 		}
 		ep.HostIfIndex = idx
-		if err := e.st.Update(func(tx store.Tx) error { return tx.PutEndpoint(ep) }); err != nil {
+		if err := e.st.Update(context.Background(), func(tx store.Tx) error { return tx.PutEndpoint(ep) }); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if len(stale) > 0 {
-		if err := e.st.Update(func(tx store.Tx) error {
+		if err := e.st.Update(context.Background(), func(tx store.Tx) error {
 			for _, ep := range stale {
 				ep.State = model.StateRemoving
 				if err := tx.PutEndpoint(ep); err != nil {
@@ -239,7 +239,7 @@ func (e *Engine) KnownKernelObjects() map[string]bool {
 
 func (e *Engine) knownKernelObjects() (map[string]bool, error) {
 	known := map[string]bool{}
-	err := e.st.View(func(tx store.Tx) error {
+	err := e.st.View(context.Background(), func(tx store.Tx) error {
 		nets, err := tx.Networks()
 		if err != nil {
 			return err

@@ -36,7 +36,7 @@ func sandboxState(t *testing.T, st store.Store, name string) (model.SandboxState
 	t.Helper()
 	var state model.SandboxState
 	var eps []model.EndpointState
-	if err := st.View(func(tx store.Tx) error {
+	if err := st.View(context.Background(), func(tx store.Tx) error {
 		sb, err := tx.Sandbox(name)
 		if err != nil {
 			return err
@@ -162,7 +162,7 @@ func TestRemoveSandboxFailureFinishesAtStart(t *testing.T) {
 	if err := e2.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := env.st.View(func(tx store.Tx) error { _, err := tx.Sandbox("a"); return err }); !errors.Is(err, model.ErrNotFound) {
+	if err := env.st.View(ctx, func(tx store.Tx) error { _, err := tx.Sandbox("a"); return err }); !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("record of a after the restart: %v", err)
 	}
 	if v := env.link.Veths(); len(v) != 0 {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -181,7 +182,7 @@ func (e *Engine) writeResolvConf(sandbox string) {
 	var sb *model.Sandbox
 	var nw *model.Network
 	inSandbox, allInternal := false, true
-	_ = e.st.View(func(tx store.Tx) error {
+	_ = e.st.View(context.Background(), func(tx store.Tx) error {
 		var err error
 		if sb, err = tx.Sandbox(sandbox); err != nil {
 			return err

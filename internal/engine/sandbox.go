@@ -107,7 +107,7 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 			return nil, model.Invalidf("network %s is given twice", a.Network)
 		}
 		seen[a.Network] = true
-		if err := e.st.View(func(tx store.Tx) error {
+		if err := e.st.View(ctx, func(tx store.Tx) error {
 			nw, err := tx.Network(a.Network)
 			if err != nil {
 				return err
@@ -135,7 +135,7 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 	}
 
 	tValid := time.Now()
-	if err := e.st.Update(func(tx store.Tx) error {
+	if err := e.st.Update(ctx, func(tx store.Tx) error {
 		if _, err := tx.Sandbox(spec.Name); err == nil {
 			return model.Conflictf("sandbox %q already exists: pick another name or remove it with `pontoon sandbox rm %s`", spec.Name, spec.Name)
 		} else if !errors.Is(err, model.ErrNotFound) {
@@ -188,7 +188,7 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 	}
 	tAttach := time.Now()
 	sb.State = model.SandboxReady
-	if err := e.st.Update(func(tx store.Tx) error { return tx.PutSandbox(sb) }); err != nil {
+	if err := e.st.Update(ctx, func(tx store.Tx) error { return tx.PutSandbox(sb) }); err != nil {
 		return fail(err)
 	}
 	e.resolv.sync(sb.Name)
@@ -222,7 +222,7 @@ func (e *Engine) attachLocked(ctx context.Context, sandbox string, a model.Attac
 // ips on network.
 func (e *Engine) heldByRemoving(network string, ips []netip.Addr) bool {
 	held := false
-	_ = e.st.View(func(tx store.Tx) error {
+	_ = e.st.View(context.Background(), func(tx store.Tx) error {
 		eps, err := tx.EndpointsOnNetwork(network)
 		for _, ep := range eps {
 			if ep.State == model.StateRemoving && slices.ContainsFunc(ep.IPs(), func(a netip.Addr) bool { return slices.Contains(ips, a) }) {
@@ -261,7 +261,7 @@ func (e *Engine) RemoveSandbox(ctx context.Context, name string) (err error) {
 
 // sandboxRecords reads a sandbox and all its endpoints.
 func (e *Engine) sandboxRecords(name string) (sb *model.Sandbox, eps []*model.Endpoint, err error) {
-	err = e.st.View(func(tx store.Tx) error {
+	err = e.st.View(context.Background(), func(tx store.Tx) error {
 		if sb, err = tx.Sandbox(name); err != nil {
 			return err
 		}
@@ -303,7 +303,7 @@ func (e *Engine) beginRemoval(sb *model.Sandbox, eps []*model.Endpoint) (live []
 		}
 		wasReady[ep.ID] = ep.State == model.StateReady
 	}
-	if err := e.st.Update(func(tx store.Tx) error {
+	if err := e.st.Update(context.Background(), func(tx store.Tx) error {
 		sb.State = model.SandboxRemoving
 		for _, ep := range live {
 			ep.State = model.StateRemoving
@@ -423,7 +423,7 @@ func (e *Engine) finishRemoval(sb *model.Sandbox, eps []*model.Endpoint) error {
 	}
 	e.reaper.flush() // returns once beginRemoval's endpoints were torn down
 	e.resolv.sync(sb.Name)
-	if err := e.st.Update(func(tx store.Tx) error {
+	if err := e.st.Update(context.Background(), func(tx store.Tx) error {
 		left, err := tx.EndpointsOfSandbox(sb.Name)
 		if err != nil {
 			return err

@@ -118,7 +118,7 @@ func (e *Engine) traceTopology(v6 bool) (*trace.Topology, error) {
 	var nets []*model.Network
 	var eps []*model.Endpoint
 	sbs := map[string]*model.Sandbox{}
-	if err := e.st.View(func(tx store.Tx) (err error) {
+	if err := e.st.View(context.Background(), func(tx store.Tx) (err error) {
 		if nets, err = tx.Networks(); err != nil {
 			return err
 		}

@@ -86,7 +86,7 @@ func (e *Engine) view(ctx context.Context, q viewQuery) (*view, error) {
 	var nets []*model.Network
 	var sbs []*model.Sandbox
 	var eps []*model.Endpoint
-	if err := e.st.View(func(tx store.Tx) (err error) {
+	if err := e.st.View(ctx, func(tx store.Tx) (err error) {
 		switch {
 		case q.sandbox != "":
 			sb, err := tx.Sandbox(q.sandbox)

@@ -33,7 +33,7 @@ func viewSetup(t *testing.T, env *testEnv) {
 			t.Fatal(err)
 		}
 	}
-	if err := env.st.Update(func(tx store.Tx) error {
+	if err := env.st.Update(ctx, func(tx store.Tx) error {
 		now := time.Now()
 		if err := tx.PutSandbox(&model.Sandbox{ID: "g1", Name: "gone", Kind: model.KindPontoon, Netns: "/run/pt/netns/gone", State: model.SandboxRemoving, Created: now}); err != nil {
 			return err

@@ -10,7 +10,11 @@
 // use it.
 package group
 
-import "sync"
+import (
+	"context"
+	"slices"
+	"sync"
+)
 
 // Batcher batches items for Run. The zero value is not usable: set Run.
 type Batcher[T any] struct {
@@ -31,13 +35,24 @@ type call[T any] struct {
 
 // Do runs item in the next batch and returns its error. It returns after
 // the batch that holds item has run.
-func (b *Batcher[T]) Do(item T) error {
+func (b *Batcher[T]) Do(item T) error { return b.DoContext(nil, item) }
+
+// DoContext is Do, except that when ctx ends while item waits in the queue
+// it leaves the queue and DoContext returns ctx.Err() at once; item is
+// then in no batch. Once a batch holds item (or item leads one), it waits
+// for that batch: Run decides what an ended ctx means there. A nil ctx
+// never ends.
+func (b *Batcher[T]) DoContext(ctx context.Context, item T) error {
 	c := &call[T]{item: item, wake: make(chan bool, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, c)
 	if b.running {
 		b.mu.Unlock()
-		if lead := <-c.wake; !lead {
+		lead, err := b.wait(ctx, c)
+		if err != nil {
+			return err
+		}
+		if !lead {
 			return c.err
 		}
 		b.mu.Lock()
@@ -71,6 +86,36 @@ func (b *Batcher[T]) Do(item T) error {
 		}
 	}
 	return c.err
+}
+
+// wait waits for c's wake-up: lead the next batch (true) or done (false).
+// When ctx ends first and c still waits in the queue, c leaves it.
+func (b *Batcher[T]) wait(ctx context.Context, c *call[T]) (bool, error) {
+	if ctx == nil {
+		return <-c.wake, nil
+	}
+	select {
+	case lead := <-c.wake:
+		return lead, nil
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	select {
+	case lead := <-c.wake:
+		// Handed the lead (sent under mu) or done meanwhile: go on as
+		// woken; a batch that holds c decides about its ctx.
+		b.mu.Unlock()
+		return lead, nil
+	default:
+	}
+	if i := slices.Index(b.queue, c); i >= 0 {
+		b.queue = slices.Delete(b.queue, i, i+1)
+		b.mu.Unlock()
+		return false, ctx.Err()
+	}
+	// A running batch holds c: its outcome is c's.
+	b.mu.Unlock()
+	return <-c.wake, nil
 }
 
 // Queued returns how many items wait for the next batch (for tests).

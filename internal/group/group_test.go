@@ -1,6 +1,7 @@
 package group
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -120,5 +121,46 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("timed out")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// An item whose ctx ends while it waits in the queue leaves it: DoContext
+// returns at once, the item never runs, and the batcher goes on.
+func TestDoContextLeavesQueue(t *testing.T) {
+	var mu sync.Mutex
+	var ran []int
+	release := make(chan struct{})
+	b := &Batcher[int]{Run: func(items []int) []error {
+		if items[0] == -1 {
+			<-release
+		}
+		mu.Lock()
+		ran = append(ran, items...)
+		mu.Unlock()
+		return make([]error, len(items))
+	}}
+	first := make(chan error, 1)
+	go func() { first <- b.Do(-1) }()
+	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.running })
+	ctx, cancel := context.WithCancel(context.Background())
+	gave := make(chan error, 1)
+	go func() { gave <- b.DoContext(ctx, 1) }()
+	kept := make(chan error, 1)
+	waitFor(t, func() bool { return b.Queued() == 1 })
+	go func() { kept <- b.DoContext(context.Background(), 2) }()
+	waitFor(t, func() bool { return b.Queued() == 2 })
+	cancel()
+	if err := <-gave; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled while queued: %v", err)
+	}
+	if b.Queued() != 1 {
+		t.Fatalf("%d queued after the cancel, want 1", b.Queued())
+	}
+	close(release)
+	if err := errors.Join(<-first, <-kept); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(ran) != "[-1 2]" {
+		t.Errorf("ran %v, want [-1 2]: the cancelled item must not run", ran)
 	}
 }

@@ -1,6 +1,7 @@
 package ipam
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -50,7 +51,7 @@ const netName = "n"
 func alloc(t testing.TB, st store.Store, s model.Subnet, owner string) (netip.Addr, error) {
 	t.Helper()
 	var a netip.Addr
-	err := st.Update(func(tx store.Tx) (err error) {
+	err := st.Update(context.Background(), func(tx store.Tx) (err error) {
 		a, err = Allocate(tx, netName, s, owner)
 		return err
 	})
@@ -122,7 +123,7 @@ func TestAllocate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			st := store.NewMemory()
 			s := sub(t, tc.subnet, tc.rng, tc.gw)
-			if err := st.Update(func(tx store.Tx) error {
+			if err := st.Update(context.Background(), func(tx store.Tx) error {
 				for _, ip := range tc.static {
 					if err := ReserveStatic(tx, netName, s, netip.MustParseAddr(ip), "static", nil); err != nil {
 						return err
@@ -189,7 +190,7 @@ func TestAllocateCursorPerFamily(t *testing.T) {
 	if want := []string{"10.90.1.2", "fd00:1::2", "10.90.1.3", "fd00:1::3", "10.90.1.4", "fd00:1::4"}; !slices.Equal(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
-	_ = st.View(func(tx store.Tx) error {
+	_ = st.View(context.Background(), func(tx store.Tx) error {
 		c4, _ := tx.Cursor(netName, false)
 		c6, _ := tx.Cursor(netName, true)
 		if c4.String() != "10.90.1.4" || c6.String() != "fd00:1::4" {
@@ -214,7 +215,7 @@ func TestAllocateAfterRelease(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			_ = st.Update(func(tx store.Tx) error { return tx.Release(netName, netip.MustParseAddr(tc.released)) })
+			_ = st.Update(context.Background(), func(tx store.Tx) error { return tx.Release(netName, netip.MustParseAddr(tc.released)) })
 			if a, _ := alloc(t, st, s, "x"); a.String() != tc.next {
 				t.Fatalf("after release: %v, want %s (next-fit, not first-fit)", a, tc.next)
 			}
@@ -226,7 +227,7 @@ func TestAllocateAfterRelease(t *testing.T) {
 			if _, err := alloc(t, st, s, "fill"); !errors.Is(err, model.ErrExhausted) {
 				t.Fatalf("not full after 20 more: %v", err)
 			}
-			_ = st.Update(func(tx store.Tx) error { return tx.Release(netName, netip.MustParseAddr(tc.refilled)) })
+			_ = st.Update(context.Background(), func(tx store.Tx) error { return tx.Release(netName, netip.MustParseAddr(tc.refilled)) })
 			if a, err := alloc(t, st, s, "y"); err != nil || a.String() != tc.refilled {
 				t.Fatalf("full network after a release: %v %v", a, err)
 			}
@@ -240,7 +241,7 @@ func TestAllocateRolledBack(t *testing.T) {
 		st := store.NewMemory()
 		s := sub(t, tc.subnet, "", "")
 		boom := errors.New("boom")
-		if err := st.Update(func(tx store.Tx) error {
+		if err := st.Update(context.Background(), func(tx store.Tx) error {
 			if _, err := Allocate(tx, netName, s, "x"); err != nil {
 				return err
 			}
@@ -258,7 +259,7 @@ func TestReserveStatic(t *testing.T) {
 	st := store.NewMemory()
 	s4 := sub(t, "10.90.1.0/24", "10.90.1.0/25", "")
 	s6 := sub(t, "fd00:1::/64", "fd00:1::/120", "")
-	_ = st.Update(func(tx store.Tx) error {
+	_ = st.Update(context.Background(), func(tx store.Tx) error {
 		return errors.Join(
 			ReserveStatic(tx, netName, s4, netip.MustParseAddr("10.90.1.10"), "ep-a", nil),
 			ReserveStatic(tx, netName, s6, netip.MustParseAddr("fd00:1::10"), "ep-a", nil))
@@ -298,7 +299,7 @@ func TestReserveStatic(t *testing.T) {
 		{s: s6, ip: "10.90.1.12", owner: "ep-b", kind: model.ErrInvalid, msg: "outside subnet"},
 		{s: s6, ip: "fd00:1::12%eth0", owner: "ep-b", kind: model.ErrInvalid, msg: "outside subnet"},
 	} {
-		err := st.Update(func(tx store.Tx) error {
+		err := st.Update(context.Background(), func(tx store.Tx) error {
 			return ReserveStatic(tx, netName, tc.s, netip.MustParseAddr(tc.ip), tc.owner, tc.name)
 		})
 		if tc.kind == nil && err != nil || tc.kind != nil && (!errors.Is(err, tc.kind) || !strings.Contains(err.Error(), tc.msg)) {
@@ -307,7 +308,7 @@ func TestReserveStatic(t *testing.T) {
 	}
 	// The static address outside the range changes nothing about what
 	// Allocate hands out: only the range.
-	_ = st.Update(func(tx store.Tx) error {
+	_ = st.Update(context.Background(), func(tx store.Tx) error {
 		return errors.Join(tx.SetCursor(netName, netip.MustParseAddr("10.90.1.126")), tx.SetCursor(netName, netip.MustParseAddr("fd00:1::fe")))
 	})
 	for _, tc := range []struct {
@@ -321,7 +322,7 @@ func TestReserveStatic(t *testing.T) {
 		}
 	}
 	// Allocation steps over static addresses.
-	_ = st.Update(func(tx store.Tx) error {
+	_ = st.Update(context.Background(), func(tx store.Tx) error {
 		return errors.Join(tx.SetCursor(netName, netip.MustParseAddr("10.90.1.9")), tx.SetCursor(netName, netip.MustParseAddr("fd00:1::f")),
 			ReserveStatic(tx, netName, s6, netip.MustParseAddr("fd00:1::11"), "s", nil))
 	})
@@ -356,7 +357,7 @@ func TestAllocateIsNextFit(t *testing.T) {
 	for _, subnet := range []string{"10.90.0.0/16", "fd00:1::/64"} {
 		st := store.NewMemory()
 		s := sub(t, subnet, "", "")
-		_ = st.Update(func(tx store.Tx) error {
+		_ = st.Update(context.Background(), func(tx store.Tx) error {
 			c := &countingTx{Tx: tx}
 			for i := 1; i <= 1000; i++ {
 				c.lookups = 0
@@ -389,7 +390,7 @@ func TestAllocateCrowded(t *testing.T) {
 			s := sub(t, tc.subnet, "", "")
 			first := s.Gateway.Next()
 			// A run of 1000 static addresses after the cursor.
-			if err := st.Update(func(tx store.Tx) error {
+			if err := st.Update(context.Background(), func(tx store.Tx) error {
 				for i := range uint64(1000) {
 					if err := ReserveStatic(tx, netName, s, addN(first, i), "static", nil); err != nil {
 						return err
@@ -405,7 +406,7 @@ func TestAllocateCrowded(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Fill it, then one too many.
-			if err := st.Update(func(tx store.Tx) error {
+			if err := st.Update(context.Background(), func(tx store.Tx) error {
 				for i := 1001; i < tc.usable; i++ {
 					if _, err := Allocate(tx, netName, s, "fill"); err != nil {
 						return fmt.Errorf("fill %d: %w", i, err)
@@ -421,7 +422,7 @@ func TestAllocateCrowded(t *testing.T) {
 			}
 			// One hole, far from the cursor: found.
 			hole := addN(first, 517)
-			_ = st.Update(func(tx store.Tx) error { return tx.Release(netName, hole) })
+			_ = st.Update(context.Background(), func(tx store.Tx) error { return tx.Release(netName, hole) })
 			if a, err := alloc(t, st, s, "hole"); err != nil || a != hole {
 				t.Fatalf("with one hole at %s: %v %v", hole, a, err)
 			}
@@ -446,7 +447,7 @@ func (l *lyingTx) Reservations(string) (map[netip.Addr]string, error) {
 func TestAllocateEndsOnHugeRanges(t *testing.T) {
 	st := store.NewMemory()
 	s := sub(t, "fd00:1::/64", "", "")
-	_ = st.Update(func(tx store.Tx) error {
+	_ = st.Update(context.Background(), func(tx store.Tx) error {
 		l := &lyingTx{countingTx{Tx: tx}}
 		a, err := Allocate(l, netName, s, "o")
 		if err != nil || l.lookups > scanLookups || l.reads != 1 {
@@ -595,7 +596,7 @@ func runOps(t *testing.T, subnets []model.Subnet, ops []byte) {
 				p = s.AllocRange()
 			}
 			a := addN(p.Addr(), uint64(arg&0x7f)%count(p.Addr(), model.Broadcast(p)))
-			err := st.Update(func(tx store.Tx) error { return ReserveStatic(tx, netName, s, a, owner, nil) })
+			err := st.Update(context.Background(), func(tx store.Tx) error { return ReserveStatic(tx, netName, s, a, owner, nil) })
 			_, dup := held[a]
 			switch {
 			case err == nil && (dup || !staticOK(i, a)):
@@ -620,17 +621,17 @@ func runOps(t *testing.T, subnets []model.Subnet, ops []byte) {
 				}
 			}, netip.Addr.Compare)
 			a := keys[int(arg)%len(keys)]
-			if err := st.Update(func(tx store.Tx) error { return tx.Release(netName, a) }); err != nil {
+			if err := st.Update(context.Background(), func(tx store.Tx) error { return tx.Release(netName, a) }); err != nil {
 				fail(step, "release: %v", err)
 			}
 			delete(held, a)
 		case 4: // allocate in a transaction that then fails: nothing changes
-			_ = st.Update(func(tx store.Tx) error {
+			_ = st.Update(context.Background(), func(tx store.Tx) error {
 				_, err := Allocate(tx, netName, s, owner)
 				return errors.Join(err, errors.New("rolled back"))
 			})
 		}
-		if err := st.View(func(tx store.Tx) error {
+		if err := st.View(context.Background(), func(tx store.Tx) error {
 			res, err := tx.Reservations(netName)
 			if err != nil {
 				return err
@@ -729,7 +730,7 @@ func BenchmarkAllocate(b *testing.B) {
 				b.Run(fmt.Sprintf("%s/%s/held=%d", kind, benchName(subnet), already), func(b *testing.B) {
 					st := openStore(b, kind)
 					s := sub(b, subnet, "", "")
-					if err := st.Update(func(tx store.Tx) error {
+					if err := st.Update(context.Background(), func(tx store.Tx) error {
 						for i := range already {
 							if _, err := Allocate(tx, netName, s, fmt.Sprint("pre", i)); err != nil {
 								return err
@@ -769,13 +770,13 @@ func BenchmarkCreateAllocate(b *testing.B) {
 					s := sub(b, subnet, "", "")
 					for i := 0; b.Loop(); i++ {
 						name := fmt.Sprint("net", i)
-						if err := st.Update(func(tx store.Tx) error {
+						if err := st.Update(context.Background(), func(tx store.Tx) error {
 							return tx.PutNetwork(&model.Network{ID: name, Name: name})
 						}); err != nil {
 							b.Fatal(err)
 						}
 						for j := 0; j < n; j += batch {
-							if err := st.Update(func(tx store.Tx) error {
+							if err := st.Update(context.Background(), func(tx store.Tx) error {
 								for k := range batch {
 									if _, err := Allocate(tx, name, s, fmt.Sprint(j+k)); err != nil {
 										return err
@@ -786,7 +787,7 @@ func BenchmarkCreateAllocate(b *testing.B) {
 								b.Fatal(err)
 							}
 						}
-						if err := st.Update(func(tx store.Tx) error { return tx.DeleteNetwork(name) }); err != nil {
+						if err := st.Update(context.Background(), func(tx store.Tx) error { return tx.DeleteNetwork(name) }); err != nil {
 							b.Fatal(err)
 						}
 					}

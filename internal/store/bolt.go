@@ -2,13 +2,16 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -119,7 +122,7 @@ func Open(path string, log *slog.Logger) (Store, error) {
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
 	s := &boltStore{db: db, snapshot: path + networksSuffix}
-	s.group.Run = func(fns []func(Tx) error) []error { return commitBatch(fns, s.runBatch) }
+	s.group.Run = func(items []batchItem) []error { return commitBatch(items, s.runBatch) }
 	migrated, indexed, indexedCtr, indexedPorts := 0, -1, -1, -1
 	if err := db.Update(func(btx *bolt.Tx) error {
 		noNames := btx.Bucket([]byte(bEpNames)) == nil
@@ -189,6 +192,19 @@ func Open(path string, log *slog.Logger) (Store, error) {
 			return nil, fmt.Errorf("record boot ID beside state file %s: %w", path, err)
 		}
 	}
+	var rev int64
+	if err := db.View(func(btx *bolt.Tx) (err error) {
+		rev, err = parseRevision(btx.Bucket([]byte(bMeta)).Get([]byte(revisionKey)))
+		s.noteTxRev(btx.ID(), rev)
+		return err
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("read the revision of state file %s: %w", path, err)
+	}
+	// The stored value is a ceiling of the revisions handed out (see
+	// revisionBlock): go on from it.
+	s.rev, s.ceiling = rev, rev
+	s.hub = newHub(rev)
 	db.NoSync = boot != ""
 	log.Debug("state file open", "path", path, "fsync_each_commit", !db.NoSync, "took", time.Since(start))
 	return s, nil
@@ -336,29 +352,107 @@ func migrateFlatIPAM(btx *bolt.Tx) (int, error) {
 type boltStore struct {
 	db       *bolt.DB
 	snapshot string // path of the saved networks
-	group    group.Batcher[func(Tx) error]
+	group    group.Batcher[batchItem]
+	hub      *hub // watchers (watch.go)
+
+	// The revision. Only the group commit's leader changes rev and
+	// ceiling (batches never overlap). The state file holds ceiling, not
+	// rev: writing the meta key at every commit costs ~10 allocations
+	// and ~5% of an Update, so it is written every revisionBlock
+	// revisions, as a ceiling of those handed out, and Open goes on from
+	// the ceiling (a reopen skips up to revisionBlock numbers). A View
+	// learns the revision of its snapshot from txRevs: the revision each
+	// recent bbolt transaction ID committed, noted before the commit.
+	rev, ceiling int64
+	txMu         sync.Mutex
+	txRevs       [256]txRev
+}
+
+type txRev struct {
+	txid int
+	rev  int64
+}
+
+// revisionBlock is how many revisions one write of the revision meta key
+// covers.
+const revisionBlock = 1024
+
+// noteTxRev notes that bbolt transaction txid holds revision rev.
+func (s *boltStore) noteTxRev(txid int, rev int64) {
+	s.txMu.Lock()
+	s.txRevs[txid%len(s.txRevs)] = txRev{txid, rev}
+	s.txMu.Unlock()
+}
+
+// txRevision is the revision of bbolt transaction txid's snapshot.
+func (s *boltStore) txRevision(txid int) (int64, error) {
+	s.txMu.Lock()
+	e := s.txRevs[txid%len(s.txRevs)]
+	s.txMu.Unlock()
+	if e.txid != txid {
+		// len(txRevs) commits between bbolt's begin and this lookup.
+		return 0, fmt.Errorf("store: revision of state file transaction %d forgotten; try again", txid)
+	}
+	return e.rev, nil
+}
+
+// batchItem is one Update in the group commit.
+type batchItem struct {
+	ctx context.Context
+	fn  func(Tx) error
 }
 
 // Update commits fn's writes, in one commit with the Updates that queued
 // while the previous commit ran (group commit, group.go); when they touched
 // a network or a meta key, the snapshot of those is saved (fsynced) before
-// the commit. fn may run more than once.
-func (s *boltStore) Update(fn func(Tx) error) error {
-	return s.group.Do(fn)
+// the commit. fn may run more than once. ctx bounds the wait in the queue;
+// in a batch, an Update whose ctx has ended by the time the batch is about
+// to commit is dropped from it with ctx.Err() (the others commit).
+func (s *boltStore) Update(ctx context.Context, fn func(Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.group.DoContext(ctx, batchItem{ctx, fn})
 }
 
-// runBatch runs fns in one bbolt transaction and commits it (commitBatch).
-func (s *boltStore) runBatch(fns []func(Tx) error) (int, error) {
+// runBatch runs items in one bbolt transaction and commits it
+// (commitBatch). Each Update that writes gets the next revision; after the
+// commit they go to the watchers.
+func (s *boltStore) runBatch(items []batchItem) (int, error) {
 	failed, ferr := -1, error(nil)
+	rec := newRecorder(s.rev)
+	ceiling := s.ceiling
 	err := s.db.Update(func(btx *bolt.Tx) error {
 		var durable bool
-		t := tx{kv: boltKV{tx: btx, durable: &durable}}
-		for i, fn := range fns {
-			if err := fn(t); err != nil {
+		t := tx{kv: boltKV{tx: btx, durable: &durable, rec: rec}}
+		for i, it := range items {
+			if err := it.ctx.Err(); err != nil {
+				failed, ferr = i, err
+				return errBatchFailed
+			}
+			rec.begin()
+			from := len(rec.changes)
+			if err := it.fn(t); err != nil {
+				failed, ferr = i, err
+				return errBatchFailed
+			}
+			rec.end(from)
+		}
+		// The last moment a caller's end counts: after this, the commit
+		// stands (Store.Update).
+		for i, it := range items {
+			if err := it.ctx.Err(); err != nil {
 				failed, ferr = i, err
 				return errBatchFailed
 			}
 		}
+		if rec.rev > ceiling {
+			ceiling = rec.rev + revisionBlock
+			if err := btx.Bucket([]byte(bMeta)).Put([]byte(revisionKey), strconv.AppendInt(nil, ceiling, 10)); err != nil {
+				return err
+			}
+		}
+		s.noteTxRev(btx.ID(), rec.rev) // before Views can see it
 		if durable {
 			return s.writeSnapshot(btx)
 		}
@@ -367,18 +461,40 @@ func (s *boltStore) runBatch(fns []func(Tx) error) (int, error) {
 	if failed >= 0 {
 		return failed, ferr
 	}
+	if err == nil {
+		s.rev, s.ceiling = rec.rev, ceiling
+		s.hub.publish(rec)
+	}
 	return -1, err
 }
 
-func (s *boltStore) View(fn func(Tx) error) error {
-	return s.db.View(func(btx *bolt.Tx) error { return fn(tx{kv: boltKV{tx: btx}}) })
+func (s *boltStore) View(ctx context.Context, fn func(Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(func(btx *bolt.Tx) error {
+		rev, err := s.txRevision(btx.ID())
+		if err != nil {
+			return err
+		}
+		return fn(tx{kv: boltKV{tx: btx, rev: rev}})
+	})
 }
 
-func (s *boltStore) Close() error { return s.db.Close() }
+func (s *boltStore) Watch(ctx context.Context, fromRev int64) (<-chan Event, error) {
+	return s.hub.watch(ctx, fromRev)
+}
+
+func (s *boltStore) Close() error {
+	s.hub.close()
+	return s.db.Close()
+}
 
 type boltKV struct {
 	tx      *bolt.Tx
-	durable *bool // set when a write touches a bucket that survives reboots
+	durable *bool     // set when a write touches a bucket that survives reboots
+	rec     *recorder // an Update's writes; nil outside Updates
+	rev     int64     // a View's revision
 }
 
 // touch notes a write to bucket.
@@ -405,12 +521,12 @@ func (k boltKV) bucket(name string, create bool) (*bolt.Bucket, error) {
 	return b.Bucket([]byte(child)), nil
 }
 
-func (k boltKV) get(bucket string, key []byte) []byte {
-	b, _ := k.bucket(bucket, false)
+func (k boltKV) get(bucket string, key []byte) ([]byte, error) {
+	b, err := k.bucket(bucket, false)
 	if b == nil {
-		return nil
+		return nil, err
 	}
-	return bytes.Clone(b.Get(key)) // bbolt's slices die with the transaction
+	return bytes.Clone(b.Get(key)), nil // bbolt's slices die with the transaction
 }
 
 func (k boltKV) put(bucket string, key, val []byte) error {
@@ -419,6 +535,12 @@ func (k boltKV) put(bucket string, key, val []byte) error {
 	if err != nil {
 		return err
 	}
+	if k.rec != nil {
+		if val == nil {
+			val = []byte{} // nil is a deletion to the recorder
+		}
+		k.rec.note(bucket, key, val)
+	}
 	return b.Put(key, val)
 }
 
@@ -426,7 +548,17 @@ func (k boltKV) del(bucket string, key []byte) error {
 	k.touch(bucket)
 	b, err := k.bucket(bucket, false)
 	if b == nil {
+		if k.rec != nil {
+			k.rec.wrote()
+		}
 		return err
+	}
+	if k.rec != nil {
+		if _, ok := eventKind(bucket); ok && b.Get(key) == nil {
+			k.rec.wrote() // a write, no change: no event (as etcd)
+		} else {
+			k.rec.note(bucket, key, nil)
+		}
 	}
 	return b.Delete(key)
 }
@@ -450,6 +582,17 @@ func (k boltKV) dropBucket(bucket string) error {
 	if !nested {
 		return fmt.Errorf("store: will not drop top-level bucket %s", bucket)
 	}
+	if k.rec != nil {
+		k.rec.wrote()
+		if b := k.tx.Bucket([]byte(parent)).Bucket([]byte(child)); b != nil {
+			if err := b.ForEach(func(key, _ []byte) error {
+				k.rec.note(bucket, bytes.Clone(key), nil)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+	}
 	err := k.tx.Bucket([]byte(parent)).DeleteBucket([]byte(child))
 	if errors.Is(err, bolterrors.ErrBucketNotFound) {
 		return nil
@@ -458,3 +601,10 @@ func (k boltKV) dropBucket(bucket string) error {
 }
 
 func (k boltKV) writable() bool { return k.tx.Writable() }
+
+func (k boltKV) revision() int64 {
+	if k.rec != nil {
+		return k.rec.rev
+	}
+	return k.rev
+}

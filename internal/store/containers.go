@@ -54,9 +54,9 @@ func (t tx) reindexContainer(old, s *model.Sandbox) error {
 }
 
 func (t tx) storedSandbox(name string) (*model.Sandbox, error) {
-	v := t.kv.get(bSandboxes, []byte(name))
-	if v == nil {
-		return nil, nil
+	v, err := t.kv.get(bSandboxes, []byte(name))
+	if v == nil || err != nil {
+		return nil, err
 	}
 	return decode[model.Sandbox](v)
 }

@@ -87,6 +87,24 @@ package store
 // fn twice. A read at a revision that etcd has compacted since fails the
 // transaction: Update runs fn again, View returns the error.
 //
+// ctx (Store.Update): it bounds the wait for the writer, every read and
+// every back-off, and is checked before the commit; the commit request
+// itself is bounded by requestTimeout and not by ctx, so that an Update
+// that returns ctx's error has written nothing (a commit cut off midway
+// could have landed or not, and the caller could not tell). A failed read
+// is an error of the Tx getter that made it, and fails the transaction
+// even when fn drops it.
+//
+// Revisions and Watch. Tx.Revision is the snapshot's revision R. Watch is
+// etcd's watch of the prefix from fromRev+1 (with WithRequireLeader: a
+// member cut off from its leader ends the watch rather than go silent);
+// keys map back to bucket and key as the layout above, guard keys and
+// the secondary indexes have no events. Watch first reads at fromRev+1,
+// so that a compacted revision is ErrCompacted from Watch itself; a
+// compaction that overtakes a running watch ends it with an Event whose
+// Err wraps ErrCompacted. Close ends the store's watches (with an Event
+// whose Err says so).
+//
 // OpenEtcd does not own the client: Close leaves it open (the caller closes
 // it) and only makes later Updates and Views fail.
 
@@ -101,12 +119,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"pontoon/internal/model"
 )
 
 // ErrContention is returned (wrapped) by an etcd store's Update that gave
@@ -124,6 +144,9 @@ const (
 	requestTimeout = 10 * time.Second
 	// guardPrefix starts the deletion guards' keys (after the prefix).
 	guardPrefix = "!del/"
+	// revKey (after the prefix) is a key never written: Tx.Revision reads
+	// it to take a snapshot's revision.
+	revKey = "!rev"
 )
 
 // OpenEtcd returns a Store kept in etcd under prefix, which must end with
@@ -145,11 +168,14 @@ func OpenEtcd(ctx context.Context, cli *clientv3.Client, prefix string, log *slo
 		return nil, fmt.Errorf("store: read etcd prefix %s (endpoints %v): %w", prefix, cli.Endpoints(), err)
 	}
 	log.Debug("etcd store open", "prefix", prefix, "keys", resp.Count, "revision", resp.Header.Revision)
+	stop, cancel := context.WithCancel(context.Background())
 	return &etcdStore{
 		cli:         cli,
 		prefix:      prefix,
 		log:         log,
-		base:        context.WithoutCancel(ctx),
+		writer:      make(chan struct{}, 1),
+		stop:        stop,
+		cancel:      cancel,
 		maxAttempts: maxAttempts,
 	}, nil
 }
@@ -158,34 +184,50 @@ type etcdStore struct {
 	cli    *clientv3.Client
 	prefix string
 	log    *slog.Logger
-	base   context.Context // for requests; OpenEtcd's ctx without its end
 
-	writer      sync.Mutex // one Update at a time (see the top of the file)
+	writer      chan struct{} // one Update at a time (see the top of the file); held when full
 	closed      atomic.Bool
+	stop        context.Context // ends at Close: ends the watches
+	cancel      context.CancelFunc
 	maxAttempts int          // maxAttempts; tests lower it
 	conflicts   atomic.Int64 // failed commits, for tests
 }
 
 var errClosed = errors.New("store: the etcd store is closed")
 
-func (s *etcdStore) Update(fn func(Tx) error) error {
-	s.writer.Lock()
-	defer s.writer.Unlock()
+func (s *etcdStore) Update(ctx context.Context, fn func(Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case s.writer <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.writer }()
 	for attempt := 1; ; attempt++ {
 		if s.closed.Load() {
 			return errClosed
 		}
-		k := s.newKV(true)
-		err := fn(tx{kv: k})
-		if k.err != nil {
-			// A failed read: fn saw nil where etcd had not answered, so
-			// its own error, if any, may be a consequence.
-			if !errors.Is(k.err, rpctypes.ErrCompacted) {
-				return k.err
-			}
-		} else if err != nil {
+		if err := ctx.Err(); err != nil {
 			return err
-		} else {
+		}
+		k := s.newKV(ctx, true)
+		err := fn(tx{kv: k})
+		switch {
+		case k.err != nil && errors.Is(k.err, rpctypes.ErrCompacted) && ctx.Err() == nil:
+			// Read at a revision compacted meanwhile: run again on a new
+			// snapshot, whatever fn made of the failed read.
+		case err != nil:
+			return err // fn's own error, or a failed read fn passed on
+		case k.err != nil:
+			// A failed read fn dropped: it saw nil where etcd had not
+			// answered, so its writes may rest on nothing.
+			return k.err
+		default:
+			if err := ctx.Err(); err != nil {
+				return err // the last moment ctx counts (see the top of the file)
+			}
 			ok, err := k.commit()
 			if err != nil {
 				return err
@@ -200,30 +242,41 @@ func (s *etcdStore) Update(fn func(Tx) error) error {
 		}
 		s.log.Debug("etcd store: transaction conflicted, running it again", "attempt", attempt)
 		// Full jitter, growing to ~64 ms: contenders spread out.
-		time.Sleep(time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 6))))
+		t := time.NewTimer(time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 6))))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
 	}
 }
 
-func (s *etcdStore) View(fn func(Tx) error) error {
+func (s *etcdStore) View(ctx context.Context, fn func(Tx) error) error {
 	if s.closed.Load() {
 		return errClosed
 	}
-	k := s.newKV(false)
-	err := fn(tx{kv: k})
-	if k.err != nil {
-		return k.err
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	return err
+	k := s.newKV(ctx, false)
+	err := fn(tx{kv: k})
+	if err != nil {
+		return err
+	}
+	return k.err
 }
 
 func (s *etcdStore) Close() error {
 	s.closed.Store(true)
+	s.cancel()
 	return nil
 }
 
-func (s *etcdStore) newKV(rw bool) *etcdKV {
+func (s *etcdStore) newKV(ctx context.Context, rw bool) *etcdKV {
 	return &etcdKV{
 		s:       s,
+		ctx:     ctx,
 		rw:      rw,
 		cache:   map[string]cached{},
 		pend:    map[string]map[string][]byte{},
@@ -293,6 +346,7 @@ type cached struct {
 // etcdKV is one run of a transaction (see the top of the file).
 type etcdKV struct {
 	s   *etcdStore
+	ctx context.Context // the caller's: bounds every read
 	rw  bool
 	rev int64 // the snapshot's revision; 0 until the first read
 	err error // the first failed read; the transaction fails with it
@@ -311,7 +365,7 @@ func (k *etcdKV) read(key string, opts ...clientv3.OpOption) (*clientv3.GetRespo
 	if k.err != nil {
 		return nil, k.err
 	}
-	ctx, cancel := context.WithTimeout(k.s.base, requestTimeout)
+	ctx, cancel := context.WithTimeout(k.ctx, requestTimeout)
 	defer cancel()
 	var resp *clientv3.GetResponse
 	var err error
@@ -339,19 +393,19 @@ func (k *etcdKV) read(key string, opts ...clientv3.OpOption) (*clientv3.GetRespo
 	return resp, nil
 }
 
-func (k *etcdKV) get(bucket string, key []byte) []byte {
+func (k *etcdKV) get(bucket string, key []byte) ([]byte, error) {
 	if v, ok := k.pend[bucket][string(key)]; ok {
-		return bytes.Clone(v)
+		return bytes.Clone(v), nil
 	}
 	if k.dropped[bucket] {
-		return nil
+		return nil, nil
 	}
 	ek := k.s.bucketKey(bucket) + esc(key)
 	c, ok := k.cache[ek]
 	if !ok {
 		resp, err := k.read(ek)
 		if err != nil {
-			return nil
+			return nil, err
 		}
 		if len(resp.Kvs) == 1 {
 			c = cached{val: resp.Kvs[0].Value, rev: resp.Kvs[0].ModRevision}
@@ -365,7 +419,7 @@ func (k *etcdKV) get(bucket string, key []byte) []byte {
 		k.reads[bucket] = map[string]int64{}
 	}
 	k.reads[bucket][ek] = c.rev
-	return bytes.Clone(c.val)
+	return bytes.Clone(c.val), nil
 }
 
 func (k *etcdKV) write(bucket string, key []byte, val []byte) {
@@ -397,6 +451,15 @@ func (k *etcdKV) dropBucket(bucket string) error {
 }
 
 func (k *etcdKV) writable() bool { return k.rw }
+
+// revision is the snapshot's revision, taken now when nothing was read yet
+// (a read of a key never written; not a read to compare at the commit).
+func (k *etcdKV) revision() int64 {
+	if k.rev == 0 {
+		_, _ = k.read(k.s.prefix + revKey) // on failure k.err fails the transaction
+	}
+	return k.rev
+}
 
 func (k *etcdKV) scan(bucket string, prefix []byte, fn func(k, v []byte) error) error {
 	type rec struct{ k, v []byte }
@@ -547,7 +610,9 @@ func (k *etcdKV) commit() (bool, error) {
 	if len(ops) == 0 {
 		return true, nil // read-only: the snapshot was serializable as it was
 	}
-	ctx, cancel := context.WithTimeout(k.s.base, requestTimeout)
+	// Not bounded by the caller's ctx: a commit that has begun is finished
+	// (see the top of the file).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(k.ctx), requestTimeout)
 	defer cancel()
 	cmps := k.compares()
 	resp, err := k.s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
@@ -558,4 +623,128 @@ func (k *etcdKV) commit() (bool, error) {
 		return false, fmt.Errorf("store: commit %d writes to etcd under %s: %w", len(ops), k.s.prefix, err)
 	}
 	return resp.Succeeded, nil
+}
+
+// Watch streams the changes under the prefix after fromRev (see the top of
+// the file).
+func (s *etcdStore) Watch(ctx context.Context, fromRev int64) (<-chan Event, error) {
+	if s.closed.Load() {
+		return nil, errClosed
+	}
+	if fromRev < 0 {
+		return nil, model.Invalidf("store: watch from revision %d: give a revision ≥ 0 (a Tx's Revision)", fromRev)
+	}
+	// etcd tells a compacted revision on the watch's first response; a
+	// read at it tells now, so that Watch itself can say so.
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	_, err := s.cli.Get(rctx, s.prefix+revKey, clientv3.WithRev(fromRev+1), clientv3.WithSerializable())
+	cancel()
+	if err != nil && !errors.Is(err, rpctypes.ErrFutureRev) {
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			return nil, fmt.Errorf("%w: etcd has compacted revision %d: list again and watch from the new revision", ErrCompacted, fromRev+1)
+		}
+		return nil, fmt.Errorf("store: watch etcd prefix %s from revision %d: %w", s.prefix, fromRev+1, err)
+	}
+	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	stopWatch := context.AfterFunc(s.stop, wcancel)
+	wch := s.cli.Watch(wctx, s.prefix, clientv3.WithPrefix(), clientv3.WithRev(fromRev+1))
+	out := make(chan Event, watchBuffer)
+	go func() {
+		defer close(out)
+		defer wcancel()
+		defer stopWatch()
+		send := func(ev Event) bool {
+			select {
+			case out <- ev:
+				return true
+			case <-wctx.Done():
+				return false
+			}
+		}
+		fail := func(err error) {
+			// Not through send: wctx may be what ended (Close).
+			select {
+			case out <- Event{Err: err}:
+			case <-ctx.Done():
+			}
+		}
+		var evs []Event
+		for resp := range wch {
+			if err := resp.Err(); err != nil {
+				if errors.Is(err, rpctypes.ErrCompacted) {
+					err = fmt.Errorf("%w: etcd compacted revision %d while it was watched: list again and watch from the new revision", ErrCompacted, resp.CompactRevision)
+				} else {
+					err = fmt.Errorf("store: watch of etcd prefix %s: %w", s.prefix, err)
+				}
+				fail(err)
+				return
+			}
+			evs = evs[:0]
+			for _, e := range resp.Events {
+				ev, ok, err := s.event(e)
+				if err != nil {
+					fail(err)
+					return
+				}
+				if ok {
+					evs = append(evs, ev)
+				}
+			}
+			// One revision's events come in one response: sort each
+			// revision's as memory and bbolt do.
+			for len(evs) > 0 {
+				n := 1
+				for n < len(evs) && evs[n].Revision == evs[0].Revision {
+					n++
+				}
+				for _, ev := range sortEvents(evs[:n]) {
+					if !send(ev) {
+						return
+					}
+				}
+				evs = evs[n:]
+			}
+		}
+		switch {
+		case ctx.Err() != nil:
+		case s.closed.Load():
+			fail(errStoreClosed)
+		default:
+			fail(fmt.Errorf("store: watch of etcd prefix %s ended (etcd closed it); watch again", s.prefix))
+		}
+	}()
+	return out, nil
+}
+
+// event maps an etcd event back to a store Event; false for keys that have
+// none (guards, indexes).
+func (s *etcdStore) event(e *clientv3.Event) (Event, bool, error) {
+	rest, ok := strings.CutPrefix(string(e.Kv.Key), s.prefix)
+	if !ok || strings.HasPrefix(rest, "!") {
+		return Event{}, false, nil
+	}
+	eb, ek, ok := strings.Cut(rest, "/")
+	if !ok {
+		return Event{}, false, nil
+	}
+	bucket, err := unesc(eb)
+	if err != nil {
+		return Event{}, false, err
+	}
+	if _, ok := eventKind(string(bucket)); !ok {
+		return Event{}, false, nil
+	}
+	key, err := unesc(ek)
+	if err != nil {
+		return Event{}, false, err
+	}
+	var val []byte
+	if e.Type == mvccpb.PUT {
+		val = e.Kv.Value
+		if val == nil {
+			val = []byte{}
+		}
+	}
+	ev, err := toEvent(e.Kv.ModRevision, string(bucket), key, val)
+	return ev, err == nil, err
 }

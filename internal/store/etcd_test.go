@@ -61,7 +61,7 @@ func TestEtcdOpenChecksPrefix(t *testing.T) {
 	if _, err := cli.Get(context.Background(), "x"); err != nil {
 		t.Errorf("client after the store's Close: %v", err)
 	}
-	if err := s.View(func(Tx) error { return nil }); !errors.Is(err, errClosed) {
+	if err := s.View(context.Background(), func(Tx) error { return nil }); !errors.Is(err, errClosed) {
 		t.Errorf("View after Close: %v", err)
 	}
 }
@@ -82,7 +82,7 @@ func TestEtcdTwoDaemonsReserve(t *testing.T) {
 		wg.Go(func() {
 			for i := range each {
 				owner := fmt.Sprint(g, "-", i)
-				err := s.Update(func(tx Tx) error {
+				err := s.Update(context.Background(), func(tx Tx) error {
 					c, err := tx.Cursor("n", false)
 					if err != nil {
 						return err
@@ -223,7 +223,7 @@ func TestEtcdContention(t *testing.T) {
 	a, b, _ := twoDaemons(t)
 	a.maxAttempts = 3
 	runs := 0
-	err := a.Update(func(tx Tx) error {
+	err := a.Update(context.Background(), func(tx Tx) error {
 		runs++
 		v, err := tx.Meta("k")
 		if err != nil {
@@ -360,7 +360,7 @@ func TestEsc(t *testing.T) {
 // error that names the limit, and writes nothing.
 func TestEtcdTooManyWrites(t *testing.T) {
 	s := openEtcd(t)
-	err := s.Update(func(tx Tx) error {
+	err := s.Update(context.Background(), func(tx Tx) error {
 		for i := range 200 {
 			if err := tx.SetMeta(fmt.Sprint("k", i), "v"); err != nil {
 				return err

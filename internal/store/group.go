@@ -26,7 +26,7 @@ var errBatchFailed = errors.New("store: a function of the batch failed")
 // fails (with its error). run runs fns in one transaction and commits it;
 // on a function's error it rolls back and returns that function's index
 // and error (failed < 0: the commit ran, err is its outcome).
-func commitBatch(fns []func(Tx) error, run func([]func(Tx) error) (failed int, err error)) []error {
+func commitBatch[T any](fns []T, run func([]T) (failed int, err error)) []error {
 	errs := make([]error, len(fns))
 	idx := make([]int, len(fns)) // position in fns of each remaining function
 	for i := range idx {

@@ -2,7 +2,9 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -18,7 +20,7 @@ import (
 // and a View may run beside an Update (it sees the state before it).
 // Unlike bbolt's, every successful fn runs twice (see Update).
 func NewMemory() Store {
-	m := &memStore{data: map[string]map[string][]byte{}}
+	m := &memStore{data: map[string]map[string][]byte{}, writer: make(chan struct{}, 1), hub: newHub(0)}
 	for _, b := range buckets {
 		m.data[b] = map[string][]byte{}
 	}
@@ -26,40 +28,70 @@ func NewMemory() Store {
 }
 
 type memStore struct {
-	writer sync.Mutex   // one Update at a time, like bbolt's single writer
-	mu     sync.RWMutex // guards data: Views read it, a commit replaces parts
+	writer chan struct{} // one Update at a time, like bbolt's single writer; held when full
+	mu     sync.RWMutex  // guards data and rev: Views read them, a commit replaces parts
 	data   map[string]map[string][]byte
+	rev    int64 // the revision (also in data, meta key revisionKey)
+	hub    *hub  // watchers (watch.go)
 }
 
-func (m *memStore) Update(fn func(Tx) error) error {
-	m.writer.Lock()
-	defer m.writer.Unlock()
+func (m *memStore) Update(ctx context.Context, fn func(Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case m.writer <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-m.writer }()
 	// No m.mu here: only the holder of m.writer changes data, at commit.
 	// fn runs twice and the first run's writes are dropped, as the bbolt
 	// store's group commit may do: a closure with side effects (appending
 	// to a slice it does not reset, counting, sending) shows in unit tests.
 	for run := 0; ; run++ {
-		j := &memKV{base: m.data, rw: true, pend: map[string]map[string][]byte{}, dropped: map[string]bool{}}
+		rec := newRecorder(m.rev)
+		j := &memKV{base: m.data, rw: true, pend: map[string]map[string][]byte{}, dropped: map[string]bool{}, rec: rec}
+		rec.begin()
 		if err := fn(tx{kv: j}); err != nil {
 			return err
 		}
+		rec.end(0)
 		if run == 0 {
 			continue
 		}
+		if err := ctx.Err(); err != nil {
+			return err // before the commit: rolled back
+		}
 		m.mu.Lock()
-		defer m.mu.Unlock()
 		j.commit()
+		if rec.rev != m.rev {
+			m.rev = rec.rev
+			m.data[bMeta][revisionKey] = strconv.AppendInt(nil, m.rev, 10)
+		}
+		m.mu.Unlock()
+		m.hub.publish(rec)
 		return nil
 	}
 }
 
-func (m *memStore) View(fn func(Tx) error) error {
+func (m *memStore) View(ctx context.Context, fn func(Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return fn(tx{kv: &memKV{base: m.data}})
+	return fn(tx{kv: &memKV{base: m.data, rev: m.rev}})
 }
 
-func (m *memStore) Close() error { return nil }
+func (m *memStore) Watch(ctx context.Context, fromRev int64) (<-chan Event, error) {
+	return m.hub.watch(ctx, fromRev)
+}
+
+func (m *memStore) Close() error {
+	m.hub.close()
+	return nil
+}
 
 // memKV is a transaction: the committed state (base) under a journal of
 // this transaction's writes. In pend, a nil value is a deletion.
@@ -68,6 +100,8 @@ type memKV struct {
 	pend    map[string]map[string][]byte
 	dropped map[string]bool // buckets dropped in this transaction (before pend's writes)
 	rw      bool
+	rev     int64     // a View's revision
+	rec     *recorder // an Update's writes and revision
 }
 
 func (k *memKV) lookup(bucket, key string) ([]byte, bool) {
@@ -81,12 +115,12 @@ func (k *memKV) lookup(bucket, key string) ([]byte, bool) {
 	return v, ok
 }
 
-func (k *memKV) get(bucket string, key []byte) []byte {
+func (k *memKV) get(bucket string, key []byte) ([]byte, error) {
 	v, ok := k.lookup(bucket, string(key))
 	if !ok {
-		return nil
+		return nil, nil
 	}
-	return bytes.Clone(v)
+	return bytes.Clone(v), nil
 }
 
 func (k *memKV) write(bucket, key string, val []byte) {
@@ -102,16 +136,30 @@ func (k *memKV) put(bucket string, key, val []byte) error {
 	if val == nil {
 		val = []byte{} // nil marks a deletion in the journal
 	}
-	k.write(bucket, string(key), bytes.Clone(val))
+	val = bytes.Clone(val)
+	k.write(bucket, string(key), val)
+	k.rec.note(bucket, bytes.Clone(key), val)
 	return nil
 }
 
 func (k *memKV) del(bucket string, key []byte) error {
+	if _, ok := k.lookup(bucket, string(key)); ok {
+		k.rec.note(bucket, bytes.Clone(key), nil)
+	} else {
+		k.rec.wrote() // a write, no change: no event (as etcd)
+	}
 	k.write(bucket, string(key), nil)
 	return nil
 }
 
 func (k *memKV) dropBucket(bucket string) error {
+	k.rec.wrote()
+	if err := k.scan(bucket, nil, func(key, _ []byte) error {
+		k.rec.note(bucket, key, nil)
+		return nil
+	}); err != nil {
+		return err
+	}
 	k.dropped[bucket] = true
 	delete(k.pend, bucket)
 	return nil
@@ -146,6 +194,13 @@ func (k *memKV) scan(bucket string, prefix []byte, fn func(k, v []byte) error) e
 }
 
 func (k *memKV) writable() bool { return k.rw }
+
+func (k *memKV) revision() int64 {
+	if k.rec != nil {
+		return k.rec.rev
+	}
+	return k.rev
+}
 
 // commit applies the journal to the committed state.
 func (k *memKV) commit() {

@@ -64,9 +64,9 @@ func (t tx) reindexNames(old, e *model.Endpoint) error {
 
 // storedEndpoint returns the endpoint record as stored, nil when missing.
 func (t tx) storedEndpoint(sandbox, network string) (*model.Endpoint, error) {
-	v := t.kv.get(bEndpoints, key2(sandbox, network))
-	if v == nil {
-		return nil, nil
+	v, err := t.kv.get(bEndpoints, key2(sandbox, network))
+	if v == nil || err != nil {
+		return nil, err
 	}
 	return decode[model.Endpoint](v)
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -70,7 +71,7 @@ func TestNameHolders(t *testing.T) {
 		update(t, s, func(tx Tx) error {
 			return tx.PutEndpoint(&model.Endpoint{ID: "1", Sandbox: "MyWeb", Network: "app", Aliases: []string{"front"}})
 		})
-		_ = s.Update(func(tx Tx) error {
+		_ = s.Update(context.Background(), func(tx Tx) error {
 			if err := tx.DeleteEndpoint("db", "app"); err != nil {
 				return err
 			}
@@ -134,7 +135,7 @@ func BenchmarkNameHolders(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.Update(func(tx Tx) error {
+	if err := s.Update(context.Background(), func(tx Tx) error {
 		for i := range 1000 {
 			if err := tx.PutEndpoint(&model.Endpoint{ID: fmt.Sprint(i), Sandbox: fmt.Sprintf("sb%04d", i), Network: "app",
 				IfName: "eth0", Aliases: []string{"pool"}, State: model.StateReady}); err != nil {
@@ -147,7 +148,7 @@ func BenchmarkNameHolders(b *testing.B) {
 	}
 	b.Run("index", func(b *testing.B) {
 		for b.Loop() {
-			_ = s.View(func(tx Tx) error {
+			_ = s.View(context.Background(), func(tx Tx) error {
 				for _, alias := range []bool{false, true} {
 					if _, err := tx.NameHolders("app", "sb0500", alias); err != nil {
 						return err
@@ -159,7 +160,7 @@ func BenchmarkNameHolders(b *testing.B) {
 	})
 	b.Run("scan", func(b *testing.B) {
 		for b.Loop() {
-			_ = s.View(func(tx Tx) error {
+			_ = s.View(context.Background(), func(tx Tx) error {
 				eps, err := tx.EndpointsOnNetwork("app")
 				for _, e := range eps {
 					_ = model.DNSKey(e.Sandbox) == "sb0500"

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -74,7 +75,7 @@ func TestEndpointsOnHostPort(t *testing.T) {
 		update(t, s, func(tx Tx) error {
 			return tx.PutEndpoint(&model.Endpoint{ID: "2", Sandbox: "db", Network: "app", Ports: []model.PortMapping{pm("", 9090, 9090, "tcp")}})
 		})
-		_ = s.Update(func(tx Tx) error {
+		_ = s.Update(context.Background(), func(tx Tx) error {
 			if err := tx.DeleteEndpoint("web", "app"); err != nil {
 				return err
 			}
@@ -137,7 +138,7 @@ func BenchmarkEndpointsOnHostPort(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.Update(func(tx Tx) error {
+	if err := s.Update(context.Background(), func(tx Tx) error {
 		for i := range 1000 {
 			if err := tx.PutEndpoint(&model.Endpoint{ID: fmt.Sprint(i), Sandbox: fmt.Sprintf("sb%04d", i), Network: "app",
 				IfName: "eth0", State: model.StateReady, Ports: []model.PortMapping{pm("", uint16(10000+i), uint16(10000+i), "tcp")}}); err != nil {
@@ -151,7 +152,7 @@ func BenchmarkEndpointsOnHostPort(b *testing.B) {
 	want := pm("", 10500, 10500, "tcp")
 	b.Run("index", func(b *testing.B) {
 		for b.Loop() {
-			_ = s.View(func(tx Tx) error {
+			_ = s.View(context.Background(), func(tx Tx) error {
 				_, err := tx.EndpointsOnHostPort("tcp", 10500)
 				return err
 			})
@@ -159,7 +160,7 @@ func BenchmarkEndpointsOnHostPort(b *testing.B) {
 	})
 	b.Run("scan", func(b *testing.B) {
 		for b.Loop() {
-			_ = s.View(func(tx Tx) error {
+			_ = s.View(context.Background(), func(tx Tx) error {
 				eps, err := tx.Endpoints()
 				for _, e := range eps {
 					for _, m := range e.Ports {

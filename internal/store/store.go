@@ -4,9 +4,15 @@
 // unit tests. A Tx sees a consistent snapshot; Update commits atomically or
 // not at all, so an IP reservation and the endpoint that owns it are always
 // written together.
+//
+// Every committing Update advances the store's revision, and Watch streams
+// the changes committed after a revision (watch.go): a cluster layer lists
+// the state in a View, takes the View's Tx.Revision, and watches from
+// there, missing nothing and seeing nothing twice.
 package store
 
 import (
+	"context"
 	"net/netip"
 
 	"pontoon/internal/model"
@@ -17,18 +23,54 @@ type Store interface {
 	// Update runs fn in a read-write transaction, committed when fn
 	// returns nil and rolled back otherwise; it returns after the commit.
 	// Concurrent Updates may share one commit (group commit), and fn may
-	// run more than once before it commits: it must have no side effects
-	// outside the transaction, except setting variables it sets afresh on
-	// every run. NewMemory runs every successful fn twice to catch those.
-	Update(fn func(Tx) error) error
-	// View runs fn in a read-only transaction (write methods fail).
-	View(fn func(Tx) error) error
+	// run more than once before it commits — bbolt's group commit reruns
+	// a batch without a failed member, etcd's optimistic transactions rerun
+	// fn when another writer changed what it read: fn must be free of side
+	// effects outside the transaction (no sends, no appends to outer
+	// slices, no counters), except setting variables it sets afresh on
+	// every run, so that it is safe to retry. NewMemory runs every
+	// successful fn twice to catch those.
+	//
+	// ctx bounds the Update until its commit begins: the wait for the
+	// writer (bbolt: for a group commit), every read, back-off and retry
+	// (etcd). When ctx ends before the commit, Update returns ctx.Err()
+	// (wrapped for etcd reads; test with errors.Is) and nothing of fn's is
+	// written. A commit that has begun is finished and stands: Update then
+	// returns its outcome whatever ctx does meanwhile (etcd: the commit
+	// request is bounded by requestTimeout, not by ctx), so an error never
+	// leaves the caller wondering whether its writes landed.
+	//
+	// An Update that writes (any Put, Delete, Reserve, Release, Set…)
+	// advances the revision when it commits; one that only reads, fails
+	// or is rolled back does not. memory and bbolt: by exactly one per
+	// Update, even when Updates share a group commit. etcd: to the
+	// revision of its commit, which also counts other writers of the same
+	// etcd (other daemons, other prefixes): it increases, not by one.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// View runs fn in a read-only transaction (write methods fail) on one
+	// consistent state; ctx bounds its reads (etcd) and is checked before
+	// fn runs (all).
+	View(ctx context.Context, fn func(Tx) error) error
+	// Watch streams every change committed at a revision > fromRev, in
+	// revision order, until ctx ends (then the channel closes). See Event
+	// for what a change looks like and watch.go for the guarantees. A
+	// fromRev older than the history the store keeps gives ErrCompacted
+	// (wrapped): list again in a View and watch from its Tx.Revision.
+	Watch(ctx context.Context, fromRev int64) (<-chan Event, error)
 	Close() error
 }
 
 // Tx is a transaction. Getters return model.ErrNotFound (wrapped, test with
 // errors.Is) for missing objects. Returned objects are copies.
 type Tx interface {
+	// Revision is the revision of the state the transaction reads: every
+	// change committed at a revision ≤ it is visible, none after. In an
+	// Update it is the revision before the Update's own writes. etcd: a
+	// Tx that has not read yet takes its snapshot here (a read); when that
+	// read fails, Revision returns 0 and the transaction fails with the
+	// read's error.
+	Revision() int64
+
 	Network(name string) (*model.Network, error)
 	Networks() ([]*model.Network, error) // sorted by name
 	PutNetwork(n *model.Network) error

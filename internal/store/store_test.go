@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -51,14 +52,14 @@ func forEach(t *testing.T, fn func(t *testing.T, s Store)) {
 
 func update(t *testing.T, s Store, fn func(Tx) error) {
 	t.Helper()
-	if err := s.Update(fn); err != nil {
+	if err := s.Update(context.Background(), fn); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func view(t *testing.T, s Store, fn func(Tx) error) {
 	t.Helper()
-	if err := s.View(fn); err != nil {
+	if err := s.View(context.Background(), fn); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -281,7 +282,7 @@ func TestViewIsReadOnly(t *testing.T) {
 			"SetMeta":        func(tx Tx) error { return tx.SetMeta("k", "v") },
 		}
 		for name, w := range writes {
-			if err := s.View(w); !errors.Is(err, ErrReadOnly) {
+			if err := s.View(context.Background(), w); !errors.Is(err, ErrReadOnly) {
 				t.Errorf("%s in View: %v, want ErrReadOnly", name, err)
 			}
 		}
@@ -318,7 +319,7 @@ func TestRollback(t *testing.T) {
 			return tx.SetCursor("kept", ip)
 		})
 		boom := errors.New("boom")
-		err := s.Update(func(tx Tx) error {
+		err := s.Update(context.Background(), func(tx Tx) error {
 			steps := []error{
 				tx.PutNetwork(&model.Network{Name: "new"}),
 				tx.PutNetwork(&model.Network{Name: "kept", MTU: 9000}),
@@ -385,7 +386,7 @@ func TestRollback(t *testing.T) {
 		// A panicking fn leaves nothing either.
 		func() {
 			defer func() { _ = recover() }()
-			_ = s.Update(func(tx Tx) error {
+			_ = s.Update(context.Background(), func(tx Tx) error {
 				_ = tx.PutNetwork(&model.Network{Name: "panic"})
 				panic("boom")
 			})
@@ -427,7 +428,7 @@ func TestReservations(t *testing.T) {
 				tx.SetCursor("n", a6))
 		})
 		for _, ip := range []netip.Addr{a, a6} {
-			err := s.Update(func(tx Tx) error { return tx.Reserve("n", ip, "ep-x") })
+			err := s.Update(context.Background(), func(tx Tx) error { return tx.Reserve("n", ip, "ep-x") })
 			if !errors.Is(err, model.ErrConflict) || !strings.Contains(err.Error(), "ep-a") || !strings.Contains(err.Error(), ip.String()) {
 				t.Errorf("conflict on %s: %v", ip, err)
 			}
@@ -472,7 +473,7 @@ func TestReservations(t *testing.T) {
 				"Release":   func(tx Tx) error { return tx.Release("n", bad) },
 				"SetCursor": func(tx Tx) error { return tx.SetCursor("n", bad) },
 			} {
-				if err := s.Update(fn); !errors.Is(err, model.ErrInvalid) {
+				if err := s.Update(context.Background(), fn); !errors.Is(err, model.ErrInvalid) {
 					t.Errorf("%s(%v): %v", name, bad, err)
 				}
 			}
@@ -534,7 +535,7 @@ func TestDeleteNetworkCleansUp(t *testing.T) {
 		update(t, s, func(tx Tx) error {
 			return errors.Join(tx.PutNetwork(&model.Network{Name: "n"}), tx.Reserve("n", ip, "new"))
 		})
-		_ = s.Update(func(tx Tx) error { _ = tx.DeleteNetwork("n"); return errors.New("boom") })
+		_ = s.Update(context.Background(), func(tx Tx) error { _ = tx.DeleteNetwork("n"); return errors.New("boom") })
 		view(t, s, func(tx Tx) error {
 			if res, _ := tx.Reservations("n"); len(res) != 1 || res[ip] != "new" {
 				t.Errorf("re-created network: %v", res)
@@ -759,7 +760,7 @@ func BenchmarkUpdate(b *testing.B) {
 				v := base
 				v[1], v[2], v[3] = byte(i>>16), byte(i>>8), byte(i)
 				ip := netip.AddrFrom4(v)
-				if err := s.Update(func(tx Tx) error {
+				if err := s.Update(context.Background(), func(tx Tx) error {
 					return errors.Join(
 						tx.Reserve("n", ip, fmt.Sprint(i)),
 						tx.SetCursor("n", ip),
@@ -785,7 +786,7 @@ func TestConcurrentUpdatesAndViews(t *testing.T) {
 		for w := range writers {
 			wg.Go(func() {
 				for i := range each {
-					errs <- s.Update(func(tx Tx) error {
+					errs <- s.Update(context.Background(), func(tx Tx) error {
 						c, err := tx.Cursor("n", false)
 						if err != nil {
 							return err
@@ -800,7 +801,7 @@ func TestConcurrentUpdatesAndViews(t *testing.T) {
 			})
 			wg.Go(func() {
 				for range each {
-					errs <- s.View(func(tx Tx) error {
+					errs <- s.View(context.Background(), func(tx Tx) error {
 						res, err := tx.Reservations("n")
 						c, _ := tx.Cursor("n", false)
 						// The cursor is the base address plus the count (a
@@ -978,7 +979,7 @@ func TestBoltSnapshotFollowsCommits(t *testing.T) {
 	s := mustOpen(t, path)
 	defer s.Close()
 	update(t, s, func(tx Tx) error { return tx.PutNetwork(&model.Network{Name: "a"}) })
-	_ = s.Update(func(tx Tx) error {
+	_ = s.Update(context.Background(), func(tx Tx) error {
 		_ = tx.PutNetwork(&model.Network{Name: "b"})
 		return errors.New("abort")
 	})
@@ -1015,7 +1016,7 @@ func TestBoltGroupCommit(t *testing.T) {
 	var mu sync.Mutex
 	commits, runs := 0, 0
 	run := s.group.Run
-	s.group.Run = func(fns []func(Tx) error) []error {
+	s.group.Run = func(fns []batchItem) []error {
 		mu.Lock()
 		commits++
 		mu.Unlock()
@@ -1033,7 +1034,7 @@ func TestBoltGroupCommit(t *testing.T) {
 	var once sync.Once
 	first := make(chan error, 1)
 	go func() {
-		first <- s.Update(func(tx Tx) error {
+		first <- s.Update(context.Background(), func(tx Tx) error {
 			once.Do(func() { close(started) })
 			<-release // holds the writer while the others queue
 			return tx.Reserve("n", addr("10.1.0.1"), "first")
@@ -1045,7 +1046,7 @@ func TestBoltGroupCommit(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			errs[i] = s.Update(count(func(tx Tx) error {
+			errs[i] = s.Update(context.Background(), count(func(tx Tx) error {
 				if err := tx.Reserve("n", addr(fmt.Sprintf("10.1.1.%d", i)), fmt.Sprint(i)); err != nil {
 					return err
 				}

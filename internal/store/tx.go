@@ -19,7 +19,9 @@ import (
 // Bucket names are the constants below, or "ipam/<network>" for a network's
 // reservations (a nested bucket in bbolt, created on first write).
 type kv interface {
-	get(bucket string, key []byte) []byte // nil when missing
+	// get returns nil, nil when the key is missing, and an error when it
+	// could not read (etcd: a failed request).
+	get(bucket string, key []byte) ([]byte, error)
 	put(bucket string, key, val []byte) error
 	del(bucket string, key []byte) error // missing is success
 	// scan calls fn for every key with the prefix, in key order. fn must
@@ -27,6 +29,8 @@ type kv interface {
 	scan(bucket string, prefix []byte, fn func(k, v []byte) error) error
 	dropBucket(bucket string) error // missing is success
 	writable() bool
+	// revision is the revision the transaction reads at (Tx.Revision).
+	revision() int64
 }
 
 // Buckets. Keys are names; endpoint keys join two names with a NUL, which
@@ -50,6 +54,8 @@ func ipamBucket(network string) string { return bIPAM + "/" + network }
 var ErrReadOnly = errors.New("store: write in a read-only transaction")
 
 type tx struct{ kv kv }
+
+func (t tx) Revision() int64 { return t.kv.revision() }
 
 func (t tx) checkWritable() error {
 	if !t.kv.writable() {
@@ -109,7 +115,10 @@ func list[T any](t tx, bucket string, prefix []byte) ([]*T, error) {
 func key2(a, b string) []byte { return []byte(a + "\x00" + b) }
 
 func (t tx) Network(name string) (*model.Network, error) {
-	v := t.kv.get(bNetworks, []byte(name))
+	v, err := t.kv.get(bNetworks, []byte(name))
+	if err != nil {
+		return nil, err
+	}
 	if v == nil {
 		return nil, model.NotFoundf("network %q not found: list networks with `pontoon network ls`", name)
 	}
@@ -134,7 +143,10 @@ func (t tx) DeleteNetwork(name string) error {
 }
 
 func (t tx) Sandbox(name string) (*model.Sandbox, error) {
-	v := t.kv.get(bSandboxes, []byte(name))
+	v, err := t.kv.get(bSandboxes, []byte(name))
+	if err != nil {
+		return nil, err
+	}
 	if v == nil {
 		return nil, model.NotFoundf("sandbox %q not found: list sandboxes with `pontoon sandbox ls`", name)
 	}
@@ -169,7 +181,10 @@ func (t tx) DeleteSandbox(name string) error {
 }
 
 func (t tx) Endpoint(sandbox, network string) (*model.Endpoint, error) {
-	v := t.kv.get(bEndpoints, key2(sandbox, network))
+	v, err := t.kv.get(bEndpoints, key2(sandbox, network))
+	if err != nil {
+		return nil, err
+	}
 	if v == nil {
 		return nil, model.NotFoundf("sandbox %s has no endpoint on network %s", sandbox, network)
 	}
@@ -281,7 +296,10 @@ func (t tx) Reservation(network string, ip netip.Addr) (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
-	v := t.kv.get(ipamBucket(network), k)
+	v, err := t.kv.get(ipamBucket(network), k)
+	if err != nil {
+		return "", false, err
+	}
 	if v == nil {
 		return "", false, nil
 	}
@@ -299,7 +317,11 @@ func (t tx) Reserve(network string, ip netip.Addr, owner string) error {
 	if err != nil {
 		return err
 	}
-	if cur := t.kv.get(ipamBucket(network), k); cur != nil {
+	cur, err := t.kv.get(ipamBucket(network), k)
+	if err != nil {
+		return err
+	}
+	if cur != nil {
 		if string(cur) == owner {
 			return nil
 		}
@@ -343,7 +365,10 @@ func cursorKey(network string, v6 bool) []byte {
 }
 
 func (t tx) Cursor(network string, v6 bool) (netip.Addr, error) {
-	v := t.kv.get(bCursors, cursorKey(network, v6))
+	v, err := t.kv.get(bCursors, cursorKey(network, v6))
+	if err != nil {
+		return netip.Addr{}, err
+	}
 	if len(v) == 0 {
 		return netip.Addr{}, nil
 	}
@@ -367,11 +392,17 @@ func (t tx) SetCursor(network string, ip netip.Addr) error {
 	return t.kv.put(bCursors, cursorKey(network, ip.Is6()), k)
 }
 
-func (t tx) Meta(key string) (string, error) { return string(t.kv.get(bMeta, []byte(key))), nil }
+func (t tx) Meta(key string) (string, error) {
+	v, err := t.kv.get(bMeta, []byte(key))
+	return string(v), err
+}
 
 func (t tx) SetMeta(key, value string) error {
 	if err := t.checkWritable(); err != nil {
 		return err
+	}
+	if key == revisionKey {
+		return model.Invalidf("store: meta key %s is the store's own revision: pick another key", key)
 	}
 	return t.kv.put(bMeta, []byte(key), []byte(value))
 }
