@@ -254,3 +254,21 @@ func (e *Engine) SetContainer(sandbox, containerID string, labels map[string]str
 		return tx.PutSandbox(sb)
 	})
 }
+
+// dockerGone reports whether a Docker container's sandbox outlived its
+// container: its namespace is gone (the sandbox key is no namespace) and
+// so are the host ends of all its veths (they die with the namespace).
+// dockerd normally says so (Leave); it cannot when pontoon was down as
+// the container stopped. A container not started yet has its veths (and
+// a key that is no namespace yet), so it is not gone.
+func (e *Engine) dockerGone(sb *model.Sandbox, eps []*model.Endpoint) bool {
+	if _, err := e.ns.Ino(sb.Netns); err == nil {
+		return false
+	}
+	for _, ep := range eps {
+		if idx, err := e.link.LinkIndex(ep.HostIf); err != nil || idx != 0 {
+			return false
+		}
+	}
+	return true
+}

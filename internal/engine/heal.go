@@ -566,6 +566,11 @@ func (h *healer) healSandbox(ctx context.Context, name string) {
 			h.release(sb, eps)
 			return
 		}
+	case model.KindDocker:
+		if e.dockerGone(sb, eps) {
+			h.release(sb, eps)
+			return
+		}
 	case model.KindPontoon:
 		if !e.ns.IsPinned(sb.Netns) {
 			start := time.Now()

@@ -140,6 +140,8 @@ func (e *Engine) reconcileSandboxLocked(sb *model.Sandbox, eps []*model.Endpoint
 	case model.KindPID, model.KindNetns:
 		ino, err := e.ns.Ino(sb.Netns)
 		gone = err != nil || ino != sb.NetnsIno
+	case model.KindDocker:
+		gone = e.dockerGone(sb, eps)
 	case model.KindHost:
 		// The daemon's PID changed: point at the new one.
 		sb.Netns = fmt.Sprintf("/proc/%d/ns/net", os.Getpid())
