@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -251,4 +252,53 @@ func (d *ovsDriver) RepairEndpoint(n *model.Network, sb *model.Sandbox, ep *mode
 		fixed = append(fixed, link.Fix{Kind: "port", What: "added " + ep.HostIf + " to OVS bridge " + n.Bridge + " again"})
 	}
 	return idx, fixed, nil
+}
+
+// collectGarbage deletes what pontoon made in OVS and no record explains:
+// bridges named like pontoon's (ptbr-…) of networks that are gone, and
+// ports of pontoon's endpoints (external_ids pontoon-endpoint) that are
+// gone. Without OVS reachable there is nothing to collect now.
+func (d *ovsDriver) collectGarbage(known map[string]bool, log interface {
+	Info(msg string, args ...any)
+}) error {
+	if d.endpoint == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ovsTimeout)
+	defer cancel()
+	c, err := d.ovs(ctx)
+	if err != nil {
+		return nil // OVS not running: nothing of it to collect
+	}
+	brs, err := c.Bridges(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, br := range brs {
+		if !strings.HasPrefix(br, model.BridgePrefix) {
+			continue // not pontoon's
+		}
+		if !known[br] {
+			log.Info("garbage: deleting OVS bridge unknown to the store", "bridge", br)
+			errs = append(errs, c.DeleteBridge(ctx, br))
+			continue
+		}
+		ports, err := c.Ports(ctx, br)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		var gone []string
+		for _, p := range ports {
+			if p.ExternalIDs["pontoon-endpoint"] != "" && !known[p.Name] {
+				gone = append(gone, p.Name)
+			}
+		}
+		if len(gone) > 0 {
+			log.Info("garbage: deleting OVS ports unknown to the store", "bridge", br, "count", len(gone))
+			errs = append(errs, c.DeletePorts(ctx, gone...))
+		}
+	}
+	return errors.Join(errs...)
 }

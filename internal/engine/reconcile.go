@@ -276,6 +276,13 @@ func (e *Engine) collectGarbage() error {
 	}
 	knownLinks, knownPins := known, known
 	var errs []error
+	// Open vSwitch first: an OVS bridge's internal port is a link with
+	// pontoon's bridge prefix, gone once OVS deletes the bridge.
+	if d, ok := e.drivers[model.DriverOVS].(*ovsDriver); ok {
+		if err := d.collectGarbage(known, e.log); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	var prefixes []string
 	for _, d := range e.drivers {
 		prefixes = append(prefixes, d.Prefixes()...)

@@ -222,3 +222,18 @@ func (c *Client) Ports(ctx context.Context, bridge string) ([]Port, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
+
+// Bridges lists the names of the bridges in OVSDB, sorted (for garbage
+// collection: the caller knows which are its own).
+func (c *Client) Bridges(ctx context.Context) ([]string, error) {
+	var rows []bridgeRow
+	if err := c.db.List(ctx, &rows); err != nil {
+		return nil, fmt.Errorf("ovs: list bridges: %w", err)
+	}
+	out := make([]string, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, r.Name)
+	}
+	sort.Strings(out)
+	return out, nil
+}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +122,18 @@ func TestOVSDriver(t *testing.T) {
 	}
 	if links := h.HostLinks("ptv-"); len(links) != 1 { // other's
 		t.Errorf("veths left: %v", links)
+	}
+
+	// What OVS holds and the state no longer explains (a state directory
+	// removed by hand) goes at the next start: the bridge and its ports.
+	h.P("network", "create", "sw2", "--driver", "ovs", "--subnet", "10.93.9.0/24")
+	h.P("sandbox", "create", "g", "--network", "sw2")
+	h.Stop()
+	if err := os.Remove(filepath.Join(h.Root, "pontoon.db")); err != nil {
+		t.Fatal(err)
+	}
+	h.Start("--ovsdb", o.Endpoint)
+	if brs := vsctl("list-br"); strings.TrimSpace(brs) != "" {
+		t.Errorf("OVS bridges left after their state went: %q", brs)
 	}
 }
