@@ -62,6 +62,12 @@ func TestLinkDriver(t *testing.T) {
 	if !strings.Contains(insp, "Driver:") || !strings.Contains(insp, "link") || strings.Contains(insp, "Bridge:") {
 		t.Errorf("inspect:\n%s", insp)
 	}
+	// The topology draws the direct link: both members, no host end.
+	for _, f := range []string{"text", "svg", "dot"} {
+		if out := h.P("topology", "--format", f); !strings.Contains(out, "left") || !strings.Contains(out, "right") {
+			t.Errorf("topology --format %s lacks the members:\n%s", f, out)
+		}
+	}
 	// doctor finds nothing wrong with a direct link.
 	if out, err := h.TryP("doctor"); err != nil {
 		t.Errorf("doctor: %v\n%s", err, out)

@@ -65,6 +65,9 @@ func TestMacvlanDriver(t *testing.T) {
 	if !strings.Contains(insp, "parent uplink0  mode bridge") || !strings.Contains(insp, "shim ptm-") {
 		t.Errorf("inspect:\n%s", insp)
 	}
+	if out := h.P("topology"); !strings.Contains(out, "m1") || !strings.Contains(out, "lan") {
+		t.Errorf("topology lacks the macvlan network:\n%s", out)
+	}
 	if out, err := h.TryP("doctor"); err != nil {
 		t.Errorf("doctor: %v\n%s", err, out)
 	}
