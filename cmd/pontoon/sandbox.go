@@ -357,13 +357,16 @@ func printSandboxes(cmd *cobra.Command, format string, all []*model.SandboxInfo)
 			// One row per address: every address of every endpoint, per
 			// family, with that family's gateway.
 			for i, a := range ep.Addresses {
-				gw := a.Gateway.String()
-				if ep.Primary {
+				gw := "-"
+				if a.Gateway.IsValid() {
+					gw = a.Gateway.String()
+				}
+				if ep.Primary && a.Gateway.IsValid() {
 					gw += " (default)"
 				}
 				if i == 0 {
 					t.row("  "+ep.IfName, ep.Network, a.Addr.String(), ep.MAC, gw,
-						ep.HostIf, strconv.Itoa(ep.HostIfIndex), dash(strings.Join(ep.Aliases, ",")))
+						dash(ep.HostIf), strconv.Itoa(ep.HostIfIndex), dash(strings.Join(ep.Aliases, ",")))
 				} else {
 					t.row("  ", "", a.Addr.String(), "", gw, "", "", "")
 				}

@@ -1,6 +1,9 @@
 package model
 
-import "net/netip"
+import (
+	"net/netip"
+	"strings"
+)
 
 // Topology is the picture of one host as it is now: networks, their
 // bridges and ports, each port's veth pair and sandbox, addresses,
@@ -64,7 +67,16 @@ func (n *TopoNetwork) SubnetString() string {
 
 // GatewayString renders the network's gateways: "10.90.1.1, fd00:1::1".
 func (n *TopoNetwork) GatewayString() string {
-	return joinAddrs(n.Subnets, func(s Subnet) string { return s.Gateway.String() })
+	s := joinAddrs(n.Subnets, func(s Subnet) string {
+		if !s.Gateway.IsValid() {
+			return ""
+		}
+		return s.Gateway.String()
+	})
+	if strings.Trim(s, ", ") == "" {
+		return "none"
+	}
+	return s
 }
 
 // IPString renders the port's addresses: "10.90.1.5, fd00:1::5".

@@ -32,7 +32,11 @@ func Text(w io.Writer, t *model.Topology) error {
 		if n.Internal {
 			kind = " internal"
 		}
-		fmt.Fprintf(&b, "network %s%s  %s  gateway %s  bridge %s (ifindex %d)\n", n.Name, kind, n.SubnetString(), n.GatewayString(), n.Bridge, n.BridgeIndex)
+		on := fmt.Sprintf("bridge %s (ifindex %d)", n.Bridge, n.BridgeIndex)
+		if n.Bridge == "" {
+			on = "driver " + n.Driver + ", no bridge"
+		}
+		fmt.Fprintf(&b, "network %s%s  %s  gateway %s  %s\n", n.Name, kind, n.SubnetString(), n.GatewayString(), on)
 		for _, d := range n.Drift {
 			fmt.Fprintf(&b, "│ ✗ %s\n", d)
 		}
@@ -44,7 +48,11 @@ func Text(w io.Writer, t *model.Topology) error {
 			if i == len(n.Ports)-1 {
 				branch, cont = "└── ", "    "
 			}
-			fmt.Fprintf(&b, "%s%s (ifindex %d) ⇄ %s in sandbox %s  %s  %s\n", branch, p.HostIf, p.HostIndex, p.IfName, p.Sandbox, p.IPString(), p.MAC)
+			host := fmt.Sprintf("%s (ifindex %d)", p.HostIf, p.HostIndex)
+			if p.HostIf == "" {
+				host = "no host end" // a direct link's or a macvlan's
+			}
+			fmt.Fprintf(&b, "%s%s ⇄ %s in sandbox %s  %s  %s\n", branch, host, p.IfName, p.Sandbox, p.IPString(), p.MAC)
 			fmt.Fprintf(&b, "%s  names %s", cont, strings.Join(p.Names, ", "))
 			if len(p.Published) > 0 {
 				fmt.Fprintf(&b, "  published %s", strings.Join(p.Published, ", "))
