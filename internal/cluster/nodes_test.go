@@ -314,3 +314,34 @@ func TestWatchNodesCompacted(t *testing.T) {
 		t.Fatalf("watch from a compacted revision: %v", err)
 	}
 }
+
+// Two live daemons with one instance token (a cloned machine): the second
+// takes the record over, and the first learns it from Lost rather than
+// believing itself registered.
+func TestLostWhenTakenOver(t *testing.T) {
+	cli := etcdtest.Start(t)
+	n := node("a1", "198.51.100.1")
+	n.Instance = "cloned"
+	first := join(t, etcdtest.NewClient(t, cli), n, 5*time.Second)
+	second := join(t, etcdtest.NewClient(t, cli), n, 5*time.Second)
+	select {
+	case <-first.Lost():
+		if err := first.Err(); err == nil || !strings.Contains(err.Error(), "taken over") {
+			t.Errorf("first member's Err = %v", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("first member not told its record was taken over")
+	}
+	select {
+	case <-second.Lost():
+		t.Fatalf("second member lost: %v", second.Err())
+	default:
+	}
+	// The first one's Leave revokes its own lease only: the record stays.
+	if err := first.Leave(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if nodes, _, err := second.Nodes(ctxT(t)); err != nil || len(nodes) != 1 {
+		t.Fatalf("after the first left: %v, %v", nodes, err)
+	}
+}
