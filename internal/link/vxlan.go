@@ -32,8 +32,8 @@ import (
 //
 // Kernel behaviour to know (drivers/net/vxlan, 6.18):
 //   - onlink: G is not in any subnet of the VXLAN device (it has a /32), so
-//     without RTNH_F_ONLINK the kernel refuses the route ("Nexthop has
-//     invalid gateway", EINVAL).
+//     without RTNH_F_ONLINK the kernel refuses the route: ENETUNREACH
+//     ("network is unreachable", fib_check_nh finds no route to G).
 //   - The neighbour entry is NUD_PERMANENT: never probed, never aged, never
 //     replaced by a reply. A NUD_REACHABLE entry would be probed after
 //     base_reachable_time, and the probe (ARP, broadcast) has nowhere to go
