@@ -63,6 +63,7 @@ func NewFake() *Fake {
 // that can fail: "EnsureBridge", "DeleteBridge", "AddVeth", "DisableVeth",
 // "DeleteVeths", "DeleteRule", "ListLinks", "LinkIndex", "HostPrefixes",
 // "HostNets", "DeleteConntrack", "IPv6Host", "SetIPv6Forward", "AddTap",
+// "EnsureVXLAN", "DeleteVXLAN", "SetPeers",
 // "RepairTap")
 // fail with err, changing nothing; nil clears it.
 func (f *Fake) InjectError(op string, err error) {

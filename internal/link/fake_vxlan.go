@@ -2,8 +2,6 @@ package link
 
 import (
 	"fmt"
-	"net"
-	"net/netip"
 	"slices"
 )
 
@@ -17,10 +15,6 @@ type fakeVXLAN struct {
 	// st holds the device's routes, permanent neighbours and FDB entries
 	// as the kernel would (SetPeers changes them, BreakVXLAN loses them).
 	st vxlanState
-}
-
-func newVXLANState() vxlanState {
-	return vxlanState{routes: map[netip.Prefix]vxRoute{}, neighs: map[netip.Addr]net.HardwareAddr{}, fdb: map[string][]netip.Addr{}}
 }
 
 // vxlanStateLocked returns f.vx, making it; f.mu is held.
@@ -69,7 +63,7 @@ func (f *Fake) EnsureVXLAN(v VXLAN) (int, error) {
 	}
 	if !ok {
 		f.next++
-		old = &fakeVXLAN{index: f.next, st: newVXLANState()}
+		old = &fakeVXLAN{index: f.next, st: peerState(nil)}
 		vxs[v.Name] = old
 	}
 	v.MAC = slices.Clone(v.mac())
@@ -148,13 +142,7 @@ func (f *Fake) SetPeers(vxlan string, peers []Peer) error {
 	if err := checkPeers(vxlan, have.Local, have.MAC, peers); err != nil {
 		return err
 	}
-	st := newVXLANState()
-	for _, p := range peers {
-		st.routes[p.Slice] = vxRoute{gw: p.Gateway, onlink: true}
-		st.neighs[p.Gateway] = slices.Clone(p.VTEPMAC)
-		st.fdb[p.VTEPMAC.String()] = []netip.Addr{p.Underlay}
-	}
-	have.st = st
+	have.st = peerState(peers)
 	return nil
 }
 
@@ -184,7 +172,7 @@ func (f *Fake) BreakVXLAN(what, name string) {
 		case "down":
 			v.down = true
 		case "flush":
-			v.st = newVXLANState()
+			v.st = peerState(nil)
 		}
 	}
 	f.mu.Unlock()

@@ -162,7 +162,7 @@ func (v VXLAN) check() error {
 // one family, no two for the same slice, gateway or VTEP.
 func checkPeers(vx string, local netip.Addr, mac net.HardwareAddr, peers []Peer) error {
 	gws := map[netip.Addr]int{}
-	macs := map[string]int{}
+	macs := map[macKey]int{}
 	for i, p := range peers {
 		what := fmt.Sprintf("vxlan %s: peer %d (%s)", vx, i, p.Slice)
 		switch {
@@ -191,10 +191,10 @@ func checkPeers(vx string, local netip.Addr, mac net.HardwareAddr, peers []Peer)
 		if j, ok := gws[p.Gateway]; ok {
 			return fmt.Errorf("%s: gateway %s is peer %d's too", what, p.Gateway, j)
 		}
-		if j, ok := macs[p.VTEPMAC.String()]; ok {
+		if j, ok := macs[keyOf(p.VTEPMAC)]; ok {
 			return fmt.Errorf("%s: VTEP MAC %s is peer %d's too: give each node's device its own MAC", what, p.VTEPMAC, j)
 		}
-		gws[p.Gateway], macs[p.VTEPMAC.String()] = i, i
+		gws[p.Gateway], macs[keyOf(p.VTEPMAC)] = i, i
 	}
 	return nil
 }
@@ -408,8 +408,30 @@ func (n *netlinkLinks) CheckVXLAN(v VXLAN) []string {
 // neighbours, and its permanent unicast FDB entries.
 type vxlanState struct {
 	routes map[netip.Prefix]vxRoute
-	neighs map[netip.Addr]net.HardwareAddr
-	fdb    map[string][]netip.Addr // MAC → its remotes (one, normally)
+	neighs map[netip.Addr]macKey
+	fdb    map[macKey][]netip.Addr // MAC → its remotes (one, normally)
+}
+
+// macKey is an Ethernet MAC as a map key.
+type macKey [6]byte
+
+func keyOf(mac net.HardwareAddr) (k macKey) {
+	copy(k[:], mac)
+	return k
+}
+
+func (k macKey) String() string { return net.HardwareAddr(k[:]).String() }
+
+// peerState is the state peers want: what vxlanState holds when they are
+// programmed.
+func peerState(peers []Peer) vxlanState {
+	st := vxlanState{routes: make(map[netip.Prefix]vxRoute, len(peers)), neighs: make(map[netip.Addr]macKey, len(peers)), fdb: make(map[macKey][]netip.Addr, len(peers))}
+	for _, p := range peers {
+		st.routes[p.Slice] = vxRoute{gw: p.Gateway, onlink: true}
+		st.neighs[p.Gateway] = keyOf(p.VTEPMAC)
+		st.fdb[keyOf(p.VTEPMAC)] = []netip.Addr{p.Underlay}
+	}
+	return st
 }
 
 type vxRoute struct {
@@ -422,7 +444,7 @@ type vxRoute struct {
 // strict checking allows (NETLINK_GET_STRICT_CHK, 4.20), and in any case
 // here.
 func (n *netlinkLinks) readVXLAN(idx int) (vxlanState, error) {
-	st := vxlanState{routes: map[netip.Prefix]vxRoute{}, neighs: map[netip.Addr]net.HardwareAddr{}, fdb: map[string][]netip.Addr{}}
+	st := peerState(nil)
 	s, err := n.raw.get()
 	if err != nil {
 		return st, err
@@ -468,8 +490,8 @@ func (n *netlinkLinks) readVXLAN(idx int) (vxlanState, error) {
 		if derr != nil || nb.LinkIndex != idx || nb.Family == unix.AF_BRIDGE || nb.State&netlink.NUD_PERMANENT == 0 {
 			return
 		}
-		if a, ok := addrOf(nb.IP); ok {
-			st.neighs[a] = nb.HardwareAddr
+		if a, ok := addrOf(nb.IP); ok && len(nb.HardwareAddr) == 6 {
+			st.neighs[a] = keyOf(nb.HardwareAddr)
 		}
 	})
 	if err != nil {
@@ -489,7 +511,7 @@ func (n *netlinkLinks) readVXLAN(idx int) (vxlanState, error) {
 			return // flood and multicast entries are not pontoon's
 		}
 		if a, ok := addrOf(nb.IP); ok {
-			k := nb.HardwareAddr.String()
+			k := keyOf(nb.HardwareAddr)
 			st.fdb[k] = append(st.fdb[k], a)
 		}
 	})
@@ -639,9 +661,10 @@ func (n *netlinkLinks) SetPeers(vxlan string, peers []Peer) error {
 	var reqs []*nl.NetlinkRequest
 	var whats []string
 	add := func(r *nl.NetlinkRequest, what string) { reqs, whats = append(reqs, r), append(whats, what) }
+	want := peerState(peers)
 	// Adds and replacements.
 	for _, p := range peers {
-		if have := st.fdb[p.VTEPMAC.String()]; len(have) != 1 || have[0] != p.Underlay {
+		if have := st.fdb[keyOf(p.VTEPMAC)]; len(have) != 1 || have[0] != p.Underlay {
 			if len(have) > 1 {
 				// Replace changes only the first remote: start afresh.
 				add(fdbDelRequest(idx, p.VTEPMAC), fmt.Sprintf("delete FDB %s", p.VTEPMAC))
@@ -650,7 +673,7 @@ func (n *netlinkLinks) SetPeers(vxlan string, peers []Peer) error {
 		}
 	}
 	for _, p := range peers {
-		if have, ok := st.neighs[p.Gateway]; !ok || have.String() != p.VTEPMAC.String() {
+		if have, ok := st.neighs[p.Gateway]; !ok || have != keyOf(p.VTEPMAC) {
 			add(neighRequest(idx, p.Gateway, p.VTEPMAC), fmt.Sprintf("neighbour %s lladdr %s", p.Gateway, p.VTEPMAC))
 		}
 	}
@@ -661,19 +684,18 @@ func (n *netlinkLinks) SetPeers(vxlan string, peers []Peer) error {
 	}
 	// Deletions of what no peer wants.
 	for dst, r := range st.routes {
-		if !slices.ContainsFunc(peers, func(p Peer) bool { return p.Slice == dst }) {
+		if _, ok := want.routes[dst]; !ok {
 			add(vxRouteRequest(unix.RTM_DELROUTE, idx, dst, r.gw), fmt.Sprintf("delete route %s via %s", dst, r.gw))
 		}
 	}
 	for gw := range st.neighs {
-		if !slices.ContainsFunc(peers, func(p Peer) bool { return p.Gateway == gw }) {
+		if _, ok := want.neighs[gw]; !ok {
 			add(neighDelRequest(idx, gw), fmt.Sprintf("delete neighbour %s", gw))
 		}
 	}
 	for mac := range st.fdb {
-		if !slices.ContainsFunc(peers, func(p Peer) bool { return p.VTEPMAC.String() == mac }) {
-			hw, _ := net.ParseMAC(mac)
-			add(fdbDelRequest(idx, hw), fmt.Sprintf("delete FDB %s", mac))
+		if _, ok := want.fdb[mac]; !ok {
+			add(fdbDelRequest(idx, mac[:]), fmt.Sprintf("delete FDB %s", mac))
 		}
 	}
 	if len(reqs) == 0 {
@@ -709,7 +731,8 @@ func (n *netlinkLinks) CheckPeers(vxlan string, peers []Peer) []string {
 	return st.diff(vxlan, peers)
 }
 
-// diff describes how st differs from peers, in `ip` words.
+// diff describes how st differs from peers, in `ip` words: what is
+// missing or different in peers' order, then what is extra, sorted.
 func (st vxlanState) diff(vx string, peers []Peer) []string {
 	var out []string
 	for _, p := range peers {
@@ -722,29 +745,30 @@ func (st vxlanState) diff(vx string, peers []Peer) []string {
 		switch mac, ok := st.neighs[p.Gateway]; {
 		case !ok:
 			out = append(out, fmt.Sprintf("no neighbour %s lladdr %s dev %s permanent", p.Gateway, p.VTEPMAC, vx))
-		case mac.String() != p.VTEPMAC.String():
+		case mac != keyOf(p.VTEPMAC):
 			out = append(out, fmt.Sprintf("neighbour %s dev %s has lladdr %s, want %s", p.Gateway, vx, mac, p.VTEPMAC))
 		}
-		switch dsts := st.fdb[p.VTEPMAC.String()]; {
+		switch dsts := st.fdb[keyOf(p.VTEPMAC)]; {
 		case len(dsts) == 0:
 			out = append(out, fmt.Sprintf("no FDB entry %s dst %s dev %s permanent", p.VTEPMAC, p.Underlay, vx))
 		case len(dsts) > 1 || dsts[0] != p.Underlay:
 			out = append(out, fmt.Sprintf("FDB entry %s dev %s has dst %v, want %s", p.VTEPMAC, vx, dsts, p.Underlay))
 		}
 	}
+	want := peerState(peers)
 	var extra []string
 	for dst, r := range st.routes {
-		if !slices.ContainsFunc(peers, func(p Peer) bool { return p.Slice == dst }) {
+		if _, ok := want.routes[dst]; !ok {
 			extra = append(extra, fmt.Sprintf("route %s via %s dev %s is no peer's", dst, r.gw, vx))
 		}
 	}
 	for gw, mac := range st.neighs {
-		if !slices.ContainsFunc(peers, func(p Peer) bool { return p.Gateway == gw }) {
+		if _, ok := want.neighs[gw]; !ok {
 			extra = append(extra, fmt.Sprintf("neighbour %s lladdr %s dev %s is no peer's", gw, mac, vx))
 		}
 	}
 	for mac, dsts := range st.fdb {
-		if !slices.ContainsFunc(peers, func(p Peer) bool { return p.VTEPMAC.String() == mac }) {
+		if _, ok := want.fdb[mac]; !ok {
 			extra = append(extra, fmt.Sprintf("FDB entry %s dst %v dev %s is no peer's", mac, dsts, vx))
 		}
 	}

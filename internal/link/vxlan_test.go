@@ -536,3 +536,90 @@ func vxlanAttr(t testing.TB, nsPath string, idx int, typ uint16) ([]byte, bool) 
 	}
 	return nil, false
 }
+
+// benchPeers is a 50-node cluster as one node sees it: 49 … the 50 other
+// nodes, slices 10.200.2.0/24 … 10.200.51.0/24.
+func benchPeers(k int) []Peer {
+	out := make([]Peer, k)
+	for i := range out {
+		out[i] = vxHost{n: i + 2}.peer(42, 200)
+	}
+	return out
+}
+
+// BenchmarkSetPeers measures SetPeers with 50 peers on a device that has
+// none (from scratch: 150 entries in one batch after three dumps), on one
+// that has them all (no change: the dumps only), and, for comparison, the
+// same 150 entries made with one library call each.
+//
+//	go test -run '^$' -bench SetPeers ./internal/link/
+func BenchmarkSetPeers(b *testing.B) {
+	testutil.RequireRoot(b)
+	h := vxHost{ns: testutil.NewNetns(b), n: 1}
+	if err := testutil.InNetns(b, h.ns, func() (err error) {
+		h.l, err = New(slog.New(slog.DiscardHandler))
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	h.run(b, "ip", "link", "add", "under0", "type", "veth", "peer", "name", "under1") // no dummy driver here
+	h.run(b, "ip", "addr", "add", "192.0.2.1/24", "dev", "under0")
+	h.run(b, "ip", "link", "set", "under0", "up")
+	idx, err := h.l.EnsureVXLAN(h.vxlan(42, 200))
+	if err != nil {
+		b.Fatal(err)
+	}
+	peers := benchPeers(50)
+	clear := func(b *testing.B) {
+		b.StopTimer()
+		if err := h.l.SetPeers("vx42", nil); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.Run("scratch", func(b *testing.B) {
+		for b.Loop() {
+			clear(b)
+			if err := h.l.SetPeers("vx42", peers); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("nochange", func(b *testing.B) {
+		if err := h.l.SetPeers("vx42", peers); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if err := h.l.SetPeers("vx42", peers); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if d := h.l.CheckPeers("vx42", peers); d != nil {
+			b.Fatal(d)
+		}
+	})
+	b.Run("per-entry-calls", func(b *testing.B) {
+		hd, err := handleAtPath(h.ns, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer hd.Close()
+		for b.Loop() {
+			clear(b)
+			for _, p := range peers {
+				if err := hd.NeighSet(&netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, State: netlink.NUD_PERMANENT, Flags: netlink.NTF_SELF, HardwareAddr: p.VTEPMAC, IP: p.Underlay.AsSlice()}); err != nil {
+					b.Fatal(err)
+				}
+				if err := hd.NeighSet(&netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: netlink.NUD_PERMANENT, HardwareAddr: p.VTEPMAC, IP: p.Gateway.AsSlice()}); err != nil {
+					b.Fatal(err)
+				}
+				if err := hd.RouteReplace(&netlink.Route{LinkIndex: idx, Dst: ipNet(p.Slice), Gw: p.Gateway.AsSlice(), Flags: int(netlink.FLAG_ONLINK)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		if d := h.l.CheckPeers("vx42", peers); d != nil {
+			b.Fatal(d)
+		}
+	})
+}
