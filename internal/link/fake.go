@@ -38,6 +38,8 @@ type Fake struct {
 	Nets []HostNet
 	// mv: macvlans, VLAN links and shims (fake_macvlan.go).
 	mv *fakeMacvlans
+	// vx: VXLAN devices by name (fake_vxlan.go), made on first use.
+	vx map[string]*fakeVXLAN
 }
 
 type fakeBridge struct {
@@ -61,6 +63,7 @@ func NewFake() *Fake {
 // that can fail: "EnsureBridge", "DeleteBridge", "AddVeth", "DisableVeth",
 // "DeleteVeths", "DeleteRule", "ListLinks", "LinkIndex", "HostPrefixes",
 // "HostNets", "DeleteConntrack", "IPv6Host", "SetIPv6Forward", "AddTap",
+// "EnsureVXLAN", "DeleteVXLAN", "SetPeers",
 // "RepairTap")
 // fail with err, changing nothing; nil clears it.
 func (f *Fake) InjectError(op string, err error) {
@@ -257,6 +260,7 @@ func (f *Fake) ListLinks(prefixes ...string) ([]LinkInfo, error) {
 	}
 	out = append(out, f.tapLinksLocked(prefixes)...)
 	out = append(out, f.macvlanLinksLocked(prefixes)...)
+	out = append(out, f.vxlanLinksLocked(prefixes)...)
 	slices.SortFunc(out, func(a, b LinkInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
@@ -286,7 +290,7 @@ func (f *Fake) LinkIndex(name string) (int, error) {
 	if l, ok := f.hostLinkLocked(name); ok {
 		return l.Index, nil
 	}
-	return 0, nil
+	return f.vxlanIndexLocked(name), nil
 }
 
 // Link is ListLinks' entry for name.
@@ -385,6 +389,7 @@ func (f *Fake) Dump() string {
 	}
 	lines = append(lines, f.tapDumpLocked()...)
 	lines = append(lines, f.macvlanDumpLocked()...)
+	lines = append(lines, f.vxlanDumpLocked()...)
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
 }

@@ -298,6 +298,28 @@ type Interface interface {
 	// DeleteShim deletes a shim. A missing link is success.
 	DeleteShim(name string) error
 
+	// EnsureVXLAN makes (or repairs) an overlay network's VXLAN device
+	// (vxlan.go): VNI, local underlay address and device, port, learning
+	// off, addrgenmode none, its stable MAC, MTU (0: the underlay's minus
+	// the encapsulation), its slice's address, up. It returns its
+	// ifindex, which changes when a device that differed in what cannot
+	// be changed (VNI, local, underlay, port) was made again: its peers'
+	// entries went with it, call SetPeers again.
+	EnsureVXLAN(v VXLAN) (int, error)
+	// DeleteVXLAN deletes a VXLAN device; missing is success, a link that
+	// is not a VXLAN device is an error and left alone.
+	DeleteVXLAN(name string) error
+	// CheckVXLAN describes how the kernel differs from v; nil: it matches.
+	CheckVXLAN(v VXLAN) []string
+	// SetPeers makes the VXLAN device's routes ("SLICE via GATEWAY
+	// onlink"), permanent neighbours ("GATEWAY lladdr VTEPMAC") and
+	// permanent FDB entries ("VTEPMAC dst UNDERLAY") exactly those of
+	// peers, changing only what differs; entries that are not pontoon's
+	// are left alone. CheckPeers describes how they differ; nil: they
+	// match.
+	SetPeers(vxlan string, peers []Peer) error
+	CheckPeers(vxlan string, peers []Peer) []string
+
 	// IPForward reports whether net.ipv4.ip_forward is on in the host
 	// namespace; SetIPForward turns it on.
 	IPForward() (bool, error)
