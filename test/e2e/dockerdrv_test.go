@@ -40,7 +40,7 @@ func TestDockerDriver(t *testing.T) {
 		t.Fatalf("pontoon's network for Docker's app: %+v", pn)
 	}
 
-	d.run("run", "-d", "--network", "app", "--name", "web", "--network-alias", "db", "-p", "8094:80", dockerImage,
+	d.run("run", "-d", "--stop-timeout", "1", "--network", "app", "--name", "web", "--network-alias", "db", "-p", "8094:80", dockerImage,
 		"sh", "-c", "mkdir -p /srv && echo hello from web > /srv/index.html && exec httpd -f -p 80 -h /srv")
 	webIP := d.run("inspect", "-f", "{{.NetworkSettings.Networks.app.IPAddress}}", "web")
 	if !strings.HasPrefix(webIP, "10.94.3.") {
