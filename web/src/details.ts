@@ -66,7 +66,8 @@ function portLine(network: string, p: TopoPort): HTMLElement {
   li.append(
     link("network", network),
     ` ${p.ifname} ${(p.ips ?? []).join(", ")} `,
-    link("port", p.host_if, `${p.host_if} (ifindex ${p.host_ifindex})`),
+    // A direct link's or a macvlan's endpoint has no host end.
+    p.host_if ? link("port", p.host_if, `${p.host_if} (ifindex ${p.host_ifindex})`) : "no host end",
   );
   return li;
 }
@@ -112,9 +113,9 @@ export function show(panel: HTMLElement, t: Topology | null, sel: Selection | nu
         rows([
           ["driver", n.driver],
           ["subnets", (n.subnets ?? []).map((s) => s.subnet).join(", ")],
-          ["gateways", (n.subnets ?? []).map((s) => s.gateway).join(", ")],
+          ["gateways", (n.subnets ?? []).map((s) => s.gateway).filter((g) => g).join(", ") || "none"],
           ["internal", n.internal ? "yes: no way out, no published ports" : "no"],
-          ["bridge", `${n.bridge} (ifindex ${n.bridge_ifindex})`],
+          ["bridge", n.bridge ? `${n.bridge} (ifindex ${n.bridge_ifindex})` : "none"],
           ["ports", String(n.ports?.length ?? 0)],
         ]),
         drift(n.drift),
