@@ -92,17 +92,17 @@ func DOT(w io.Writer, t *model.Topology) error {
 			color = "red"
 		}
 		fmt.Fprintf(&b, "  subgraph cluster_%d {\n    label=%s;\n    color=%s;\n", i, q("network "+n.Name+" "+n.SubnetString()), color)
-		fmt.Fprintf(&b, "    %s [label=%s, shape=box, style=rounded, color=%s];\n", q("br:"+n.Bridge), q(n.Bridge+"\\n"+n.GatewayString()), color)
+		fmt.Fprintf(&b, "    %s [label=%s, shape=box, style=rounded, color=%s];\n", q(netKey(n)), q(netLabel(n)+"\\n"+n.GatewayString()), color)
 		for _, p := range n.Ports {
 			pc := "black"
 			if len(p.Drift) > 0 {
 				pc = "red"
 			}
-			fmt.Fprintf(&b, "    %s [label=%s, shape=ellipse, color=%s];\n", q("port:"+p.HostIf), q(p.HostIf), pc)
-			fmt.Fprintf(&b, "    %s -> %s [dir=none, color=%s];\n", q("br:"+n.Bridge), q("port:"+p.HostIf), pc)
+			fmt.Fprintf(&b, "    %s [label=%s, shape=ellipse, color=%s];\n", q("port:"+PortKey(p)), q(portLabel(p)), pc)
+			fmt.Fprintf(&b, "    %s -> %s [dir=none, color=%s];\n", q(netKey(n)), q("port:"+PortKey(p)), pc)
 		}
 		b.WriteString("  }\n")
-		fmt.Fprintf(&b, "  host -> %s [dir=none];\n", q("br:"+n.Bridge))
+		fmt.Fprintf(&b, "  host -> %s [dir=none];\n", q(netKey(n)))
 	}
 	for _, s := range t.Sandboxes {
 		color := "black"
@@ -113,7 +113,7 @@ func DOT(w io.Writer, t *model.Topology) error {
 	}
 	for _, n := range t.Networks {
 		for _, p := range n.Ports {
-			fmt.Fprintf(&b, "  %s -> %s [dir=none, label=%s];\n", q("port:"+p.HostIf), q("sb:"+p.Sandbox), q(p.IfName+" "+p.IPString()))
+			fmt.Fprintf(&b, "  %s -> %s [dir=none, label=%s];\n", q("port:"+PortKey(p)), q("sb:"+p.Sandbox), q(p.IfName+" "+p.IPString()))
 		}
 	}
 	b.WriteString("}\n")
@@ -276,13 +276,13 @@ func Draw(t *model.Topology) *Picture {
 					faint = ` stroke-opacity="0.3"`
 				}
 			}
-			fmt.Fprintf(&b, `<g class="port" data-name="%s"><line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="1.5"%s/>`, e(p.HostIf), x1, y1, x2, y2, color, faint)
-			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" fill="%s">%s</text>`, lx, ly, color, e(p.HostIf+" ⇄ "+p.IfName+" "+p.IPString()))
+			fmt.Fprintf(&b, `<g class="port" data-name="%s"><line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="1.5"%s/>`, e(PortKey(p)), x1, y1, x2, y2, color, faint)
+			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" fill="%s">%s</text>`, lx, ly, color, e(portLabel(p)+" ⇄ "+p.IfName+" "+p.IPString()))
 			if len(p.Drift) > 0 {
 				fmt.Fprintf(&b, `<title>%s</title>`, e(strings.Join(p.Drift, "; ")))
 			}
 			b.WriteString("</g>")
-			part("port", p.HostIf)
+			part("port", PortKey(p))
 		}
 	}
 	for _, s := range sbs {
@@ -301,4 +301,37 @@ func Draw(t *model.Topology) *Picture {
 		part("sandbox", s.Name)
 	}
 	return pic
+}
+
+// PortKey names a port in the picture and the graph: its host end, or,
+// for an endpoint without one (a direct link's, a macvlan's), its sandbox
+// and interface, which are unique too.
+func PortKey(p *model.TopoPort) string {
+	if p.HostIf != "" {
+		return p.HostIf
+	}
+	return p.Sandbox + "/" + p.IfName
+}
+
+func portLabel(p *model.TopoPort) string {
+	if p.HostIf != "" {
+		return p.HostIf
+	}
+	return "no host end"
+}
+
+// netKey names a network's node in the graph: its bridge, or the network
+// itself when it has none.
+func netKey(n *model.TopoNetwork) string {
+	if n.Bridge != "" {
+		return "br:" + n.Bridge
+	}
+	return "net:" + n.Name
+}
+
+func netLabel(n *model.TopoNetwork) string {
+	if n.Bridge != "" {
+		return n.Bridge
+	}
+	return "driver " + n.Driver
 }

@@ -38,10 +38,17 @@ func known() *model.Topology {
 				Ports: []*model.TopoPort{
 					{Sandbox: "a", HostIf: "ptv-cccccccccc", HostIndex: 8, IfName: "eth1", IPs: []netip.Addr{netip.MustParseAddr("10.90.1.10")}, MAC: "02:42:0a:5a:01:0a", Names: []string{"a", "db"}},
 				}},
+			// A direct link: no bridge, no gateway, endpoints without a
+			// host end.
+			{Name: "wire", Driver: "link", Subnets: []model.Subnet{{Prefix: netip.MustParsePrefix("10.97.0.0/30")}},
+				Ports: []*model.TopoPort{
+					{Sandbox: "a", IfName: "eth2", IPs: []netip.Addr{netip.MustParseAddr("10.97.0.1")}, MAC: "02:42:0a:61:00:01", Names: []string{"a"}},
+					{Sandbox: "web", IfName: "eth1", IPs: []netip.Addr{netip.MustParseAddr("10.97.0.2")}, MAC: "02:42:0a:61:00:02", Names: []string{"web"}},
+				}},
 		},
 		Sandboxes: []*model.TopoSandbox{
-			{Name: "a", Kind: "pontoon", Netns: "/run/pontoon/netns/a", Networks: []string{"back", "pontoon"}},
-			{Name: "web", Kind: "pontoon", Netns: "/run/pontoon/netns/web", Networks: []string{"pontoon"}},
+			{Name: "a", Kind: "pontoon", Netns: "/run/pontoon/netns/a", Networks: []string{"back", "pontoon", "wire"}},
+			{Name: "web", Kind: "pontoon", Netns: "/run/pontoon/netns/web", Networks: []string{"pontoon", "wire"}},
 			{Name: "old", Kind: "pid", Netns: "/proc/4242/ns/net", Networks: []string{}, Drift: []string{"namespace /proc/4242/ns/net is gone or was replaced"}},
 		},
 	}
@@ -98,8 +105,8 @@ func TestSVG(t *testing.T) {
 			}
 		}
 	}
-	if groups["network"] != 2 || groups["sandbox"] != 3 || groups["port"] != 3 {
-		t.Errorf("groups %v, want 2 networks, 3 sandboxes, 3 ports", groups)
+	if groups["network"] != 3 || groups["sandbox"] != 3 || groups["port"] != 5 {
+		t.Errorf("groups %v, want 3 networks, 3 sandboxes, 5 ports (the direct link's two without a host end among them)", groups)
 	}
 	if red < 3 { // the host (firewall), the downed port (line + label), the gone sandbox
 		t.Errorf("%d red strokes, want the drifted objects in red", red)
@@ -202,7 +209,7 @@ func TestDrawParts(t *testing.T) {
 	if whole+"</svg>\n" != b.String() {
 		t.Errorf("the parts are not the SVG:\n%s", whole)
 	}
-	if want := map[string]int{"host": 1, "hostlink": 2, "network": 2, "port": 3, "sandbox": 3}; !cmp.Equal(kinds, want) {
+	if want := map[string]int{"host": 1, "hostlink": 3, "network": 3, "port": 5, "sandbox": 3}; !cmp.Equal(kinds, want) {
 		t.Errorf("parts %v, want %v", kinds, want)
 	}
 }

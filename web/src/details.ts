@@ -142,7 +142,9 @@ export function show(panel: HTMLElement, t: Topology | null, sel: Selection | nu
     }
     case "port": {
       for (const n of t.networks ?? []) {
-        const p = n.ports?.find((x) => x.host_if === sel.name);
+        // The picture names a port by its host end, or sandbox/ifname
+        // when it has none (topoview.PortKey).
+        const p = n.ports?.find((x) => (x.host_if || `${x.sandbox}/${x.ifname}`) === sel.name);
         if (!p) continue;
         parts.push(
           heading("port", p.host_if, !!p.drift?.length),

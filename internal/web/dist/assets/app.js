@@ -182,7 +182,7 @@ function show(panel, t, sel) {
     }
     case "port": {
       for (const n of t.networks ?? []) {
-        const p = n.ports?.find((x) => x.host_if === sel.name);
+        const p = n.ports?.find((x) => (x.host_if || `${x.sandbox}/${x.ifname}`) === sel.name);
         if (!p) continue;
         parts.push(
           heading("port", p.host_if, !!p.drift?.length),
