@@ -368,3 +368,40 @@ func bigState(sandboxes, ports int) State {
 	}
 	return s
 }
+
+// An overlay network's VXLAN device is one of its links: traffic between
+// it and the network's bridge stays inside the network (to and from the
+// network's sandboxes on other hosts), is not masqueraded, and other
+// networks do not reach it.
+func TestEvaluateNetworkLinks(t *testing.T) {
+	web := Network{Name: "web", Bridge: "ptbr-0000aaaa", Links: []string{"ptvx-42"}, Subnets: v4(netip.MustParsePrefix("10.200.1.0/24"), true)}
+	ev := NewEvaluator(State{Networks: []Network{defaultNet, web}})
+	local, remote := netip.MustParseAddr("10.200.1.2"), netip.MustParseAddr("10.200.2.2")
+	for _, c := range []struct {
+		name string
+		p    Packet
+		want string
+	}{
+		{"to a sandbox on another host", Packet{Hook: HookForward, IIF: web.Bridge, OIF: "ptvx-42", Src: local, Dst: remote, Proto: "tcp", DPort: 80}, "accept by intra"},
+		{"from a sandbox on another host", Packet{Hook: HookForward, IIF: "ptvx-42", OIF: web.Bridge, Src: remote, Dst: local, Proto: "tcp", DPort: 80}, "accept by intra"},
+		{"another network to the overlay", Packet{Hook: HookForward, IIF: "pontoon0", OIF: "ptvx-42", Src: addrA, Dst: remote, Proto: "icmp"}, "drop by isolation"},
+		{"the LAN into the overlay", Packet{Hook: HookForward, IIF: "uplink0", OIF: "ptvx-42", Src: lanIP, Dst: remote, Proto: "icmp"}, "drop by unsolicited"},
+	} {
+		if got := decided(ev.Evaluate(c.p)); got != c.want {
+			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
+	}
+	// Not masqueraded towards another host's sandboxes.
+	r := ev.Evaluate(Packet{Hook: HookPostrouting, IIF: web.Bridge, OIF: "ptvx-42", Src: local, Dst: remote, Proto: "tcp", DPort: 80})
+	if r.Packet.Src != local {
+		t.Errorf("masqueraded towards another host's sandbox: source %s, want %s (%s)", r.Packet.Src, local, decided(r))
+	}
+	// … while what leaves the host is.
+	r = ev.Evaluate(Packet{Hook: HookPostrouting, IIF: web.Bridge, OIF: "uplink0", OIFAddr: netip.MustParseAddr("198.51.100.1"), Src: local, Dst: lanIP, Proto: "tcp", DPort: 80})
+	if r.Packet.Src == local {
+		t.Errorf("not masqueraded towards the LAN: %s", decided(r))
+	}
+	if err := validate(State{Networks: []Network{web, {Name: "other", Bridge: "ptbr-0000bbbb", Links: []string{"ptvx-42"}}}}); err == nil {
+		t.Error("two networks sharing a link were accepted")
+	}
+}

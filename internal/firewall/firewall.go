@@ -36,7 +36,13 @@ type Network struct {
 	// first, as in model.Network). Each says whether traffic from it is
 	// masqueraded when it leaves the host; the firewall reads only Prefix
 	// and Masquerade.
-	Subnets  []model.Subnet
+	Subnets []model.Subnet
+	// Links are further host interfaces of the network besides its bridge
+	// (an overlay network's VXLAN device, which carries its traffic to and
+	// from the network's sandboxes on other hosts): members as the bridge
+	// is — traffic between them and the bridge stays inside the network,
+	// is not masqueraded, and is kept from other networks.
+	Links    []string
 	Internal bool // no route out, no NAT, not reachable from outside
 	// Isolated is --icc=false: the network's sandboxes do not reach each
 	// other. Bridge port isolation keeps them apart on the bridge; the

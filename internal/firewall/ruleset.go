@@ -73,6 +73,15 @@ func validate(s State) error {
 			return fmt.Errorf("networks %s and %s share bridge %s", other, n.Name, n.Bridge)
 		}
 		bridges[n.Bridge] = n.Name
+		for _, l := range n.Links {
+			if err := validIfName(l); err != nil {
+				return fmt.Errorf("network %s: %w", n.Name, err)
+			}
+			if other, dup := bridges[l]; dup {
+				return fmt.Errorf("networks %s and %s share link %s", other, n.Name, l)
+			}
+			bridges[l] = n.Name
+		}
 		seen := map[string]netip.Prefix{}
 		for _, sub := range n.Subnets {
 			if !sub.Prefix.IsValid() {
@@ -166,7 +175,6 @@ func inetElements(s State) []*knftables.Element {
 		// Quoted: unquoted, nft would read "br.10" as a concatenation and
 		// "0abc" as something other than a string.
 		br := `"` + n.Bridge + `"`
-		out = append(out, &knftables.Element{Set: setBridges, Key: []string{br}, Comment: c})
 		// An --icc=false network's own pair is not intra: rule (a) would
 		// accept a sandbox routing to another through the gateway, which
 		// bridge port isolation (L2 only) does not see.
@@ -174,9 +182,23 @@ func inetElements(s State) []*knftables.Element {
 		if n.Isolated {
 			pair = setNoICC
 		}
+		// The bridge and the network's further links (a VXLAN device) are
+		// all the network's: each in bridges (and internal), and the
+		// bridge paired with itself and with each link, both ways.
+		members := []string{br}
+		for _, l := range n.Links {
+			members = append(members, `"`+l+`"`)
+		}
+		for _, m := range members {
+			out = append(out, &knftables.Element{Set: setBridges, Key: []string{m}, Comment: c})
+			if n.Internal {
+				out = append(out, &knftables.Element{Set: setInternal, Key: []string{m}, Comment: c})
+			}
+		}
 		out = append(out, &knftables.Element{Set: pair, Key: []string{br, br}, Comment: c})
-		if n.Internal {
-			out = append(out, &knftables.Element{Set: setInternal, Key: []string{br}, Comment: c})
+		for _, m := range members[1:] {
+			out = append(out, &knftables.Element{Set: pair, Key: []string{br, m}, Comment: c},
+				&knftables.Element{Set: pair, Key: []string{m, br}, Comment: c})
 		}
 		for _, f := range IPFamilies {
 			for _, sub := range n.Subnets {
