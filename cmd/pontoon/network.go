@@ -37,6 +37,7 @@ func newNetworkCreateCmd(g *globals) *cobra.Command {
 		bo       model.BridgeOptions
 		hairpin  bool
 		mv       model.MacvlanOptions
+		ov       model.OverlayOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "create NAME",
@@ -80,6 +81,12 @@ Drivers (--driver):
            gives it one of its own. Frames between members and to the LAN
            never pass the host's firewall: no isolation, anti-spoofing,
            --internal or published ports.
+  overlay  a network across the hosts of a cluster (pontoon daemon
+           --cluster): made on any host, on every host; each host hands
+           out addresses from its slice of --subnet (--slice-size, /24) on
+           a bridge of its own, and reaches the other hosts' slices
+           through a VXLAN device (--vni, default derived from the name),
+           without NAT. Names resolve on each host for its own sandboxes.
   ovs      an Open vSwitch bridge (userspace datapath) with the same
            endpoint semantics as a Linux bridge — isolation, NAT, ports,
            names, taps, --vlan per sandbox — but no anti-spoofing and no
@@ -118,6 +125,9 @@ See docs/drivers.md.`,
 					spec.BridgeOptions = &bo
 				}
 			}
+			if fs.Changed("vni") || fs.Changed("slice-size") {
+				spec.Overlay = &ov
+			}
 			for _, name := range []string{"parent", "macvlan-mode", "vlan", "shim"} {
 				if fs.Changed(name) {
 					spec.Macvlan = &mv
@@ -142,7 +152,9 @@ See docs/drivers.md.`,
 	f.BoolVar(&masq, "masquerade", true, "source-NAT traffic that leaves the host (default: IPv4 and ULA IPv6 subnets yes, global IPv6 subnets no)")
 	f.StringVar(&spec.Bridge, "bridge", "", "name of the bridge (default: ptbr-<id>; an existing bridge is reused and kept)")
 	f.StringArrayVar(&labels, "label", nil, "label as key=value (repeatable)")
-	f.StringVar(&spec.Driver, "driver", model.DriverBridge, "network driver: bridge, link, macvlan or ovs")
+	f.StringVar(&spec.Driver, "driver", model.DriverBridge, "network driver: bridge, link, macvlan, ovs or overlay")
+	f.IntVar(&ov.VNI, "vni", 0, "overlay: the VXLAN network identifier, 1-16777215 (default derived from the name)")
+	f.IntVar(&ov.SliceBits, "slice-size", 0, "overlay: prefix length of each host's slice of --subnet (default 24)")
 	f.StringVar(&mv.Parent, "parent", "", "macvlan: the host link whose segment the sandboxes join (e.g. eth0)")
 	f.StringVar(&mv.Mode, "macvlan-mode", "", "macvlan: bridge (default), private, vepa or passthru")
 	f.IntVar(&mv.VLAN, "vlan", 0, "macvlan: put the members on the 802.1Q sub-interface PARENT.VLAN (1-4094)")

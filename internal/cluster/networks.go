@@ -36,7 +36,7 @@ type NetworkDef struct {
 }
 
 func (c *Cluster) networkKey(name string) string { return c.prefix + "networks/" + name }
-func (c *Cluster) networksPrefix() string         { return c.prefix + "networks/" }
+func (c *Cluster) networksPrefix() string        { return c.prefix + "networks/" }
 
 // DefineNetwork records a cluster network if no network of that name, and
 // none with its VNI, exists; ErrConflict (wrapped) names the one that

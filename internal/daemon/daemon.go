@@ -67,6 +67,14 @@ type Options struct {
 	// and names ("": not asked).
 	DockerAPI string
 
+	// Cluster is etcd's endpoints (comma-separated) when this daemon is a
+	// node of a cluster ("": a single host); NodeName its name there
+	// (default the host name), Underlay the link the other nodes reach it
+	// on (required with Cluster).
+	Cluster  string
+	NodeName string
+	Underlay string
+
 	SelfHeal   bool          // repair drift from the store as soon as the kernel reports it
 	HealPeriod time.Duration // the periodic backstop check (0: engine.DefaultHealPeriod)
 
@@ -188,6 +196,19 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	cfg.EtcNetnsDir = opts.EtcNetnsDir
 	cfg.HealPeriod = opts.HealPeriod
 	cfg.Relay = rl
+	if opts.Cluster != "" {
+		m, cli, err := joinCluster(ctx, opts.Cluster, opts.NodeName, opts.Underlay, opts.Root, lk, log)
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		defer func() {
+			lctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = m.Leave(lctx)
+		}()
+		cfg.Cluster = m
+	}
 	eng, err := engine.New(cfg)
 	if err != nil {
 		return err
@@ -242,6 +263,9 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		// Serve anyway: what could be reconciled is, and the errors say
 		// what could not. A daemon that refuses to start helps nobody.
 		log.Error("start-up reconciliation had errors", "err", err)
+	}
+	if err := eng.StartCluster(ctx); err != nil {
+		log.Error("cluster: make this host's part of the cluster's networks", "err", err)
 	}
 	if opts.SelfHeal {
 		if err := eng.StartHealing(ctx); err != nil {

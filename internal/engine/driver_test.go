@@ -40,7 +40,8 @@ func TestDriverSeam(t *testing.T) {
 	}{
 		{model.NetworkSpec{Name: "n1", Driver: "narrow", ICC: &f}, "cannot keep sandboxes of a network from each other"},
 		{model.NetworkSpec{Name: "n2", Driver: "narrow", Internal: true}, "cannot make a network --internal"},
-		{model.NetworkSpec{Name: "n3", Driver: "overlay"}, `driver "overlay" is not supported: use one of bridge, link, macvlan, narrow`},
+		{model.NetworkSpec{Name: "n3", Driver: "vpn"}, `driver "vpn" is not supported: use one of bridge, link, macvlan, narrow, overlay, ovs`},
+		{model.NetworkSpec{Name: "n4", Driver: "overlay"}, "start the daemon with --cluster"},
 	} {
 		_, err := env.e.CreateNetwork(ctx, c.spec)
 		if !errors.Is(err, model.ErrInvalid) || !strings.Contains(err.Error(), c.want) {

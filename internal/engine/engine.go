@@ -96,6 +96,9 @@ type Config struct {
 	// EtcNetnsDir holds each sandbox's resolv.conf as NAME/resolv.conf
 	// (the `ip netns exec` convention; default /etc/netns in the daemon).
 	EtcNetnsDir string
+	// Cluster is the cluster this daemon is a node of (nil: a single
+	// host); overlay networks need it.
+	Cluster Cluster
 	// OVSDB is Open vSwitch's database endpoint for the ovs driver
 	// ("unix:/run/openvswitch/db.sock"); "": the driver refuses networks
 	// and says how to start OVS.
@@ -167,6 +170,7 @@ func New(cfg Config) (*Engine, error) {
 			model.DriverLink:    &linkDriver{link: cfg.Link, st: cfg.Store},
 			model.DriverMacvlan: &macvlanDriver{link: cfg.Link, st: cfg.Store},
 			model.DriverOVS:     &ovsDriver{link: cfg.Link, endpoint: cfg.OVSDB},
+			model.DriverOverlay: &overlayDriver{bridgeDriver: bridgeDriver{cfg.Link}, cl: cfg.Cluster},
 		},
 		log: cfg.Log, sbLck: map[string]*sync.Mutex{}, removals: map[string]*removal{},
 		resolveIn: map[string]bool{},

@@ -26,6 +26,9 @@ func HostOwnNets(all []link.HostNet, nets []*model.Network) []link.HostNet {
 		if m := n.Macvlan; m != nil && m.Shim {
 			ours[model.ShimName(n.ID)] = true // the host's own macvlan on the network
 		}
+		if o := n.Overlay; o != nil && o.VXLAN != "" {
+			ours[o.VXLAN] = true // the overlay's tunnel, with its slice's address
+		}
 	}
 	out := make([]link.HostNet, 0, len(all))
 	for _, h := range all {

@@ -28,6 +28,11 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 	if err := model.ValidateNetworkName(spec.Name); err != nil {
 		return nil, err
 	}
+	if spec.Driver == model.DriverOverlay && (spec.Overlay == nil || spec.Overlay.VXLAN == "") {
+		// Asked for by a user: defined in the cluster, then this host's
+		// part made (with the VXLAN device named).
+		return e.createOverlay(ctx, spec)
+	}
 	if err := spec.CheckSubnets(); err != nil {
 		return nil, err
 	}
@@ -272,8 +277,17 @@ func bridgeOf(n *model.Network) link.Bridge {
 
 // RemoveNetwork removes a network: refused while it has endpoints unless
 // force, which disconnects them first. The default network stays.
+//
+// An overlay network is removed from the cluster too: every other host
+// removes its part when it sees it go.
 func (e *Engine) RemoveNetwork(ctx context.Context, name string, force bool) (err error) {
 	defer e.emitFailed("remove-network", name, "", &err)
+	return e.removeNetwork(ctx, name, force, true)
+}
+
+// removeNetwork is RemoveNetwork; cluster false removes only this host's
+// part of an overlay network (it was removed from the cluster elsewhere).
+func (e *Engine) removeNetwork(ctx context.Context, name string, force, cluster bool) error {
 	if name == model.DefaultNetwork {
 		return model.Invalidf("network %s is the default network and cannot be removed", name)
 	}
@@ -325,6 +339,11 @@ func (e *Engine) RemoveNetwork(ctx context.Context, name string, force bool) (er
 	if err := e.drv(n).RemoveNetwork(n); err != nil {
 		errs = append(errs, fmt.Errorf("remove the kernel objects of network %s (bridge %s): %w", n.Name, n.Bridge, err))
 	}
+	if cluster && n.Driver == model.DriverOverlay && e.cfg.Cluster != nil {
+		if err := e.cfg.Cluster.RemoveNetworkDef(context.WithoutCancel(ctx), name); err != nil {
+			errs = append(errs, fmt.Errorf("remove network %s from the cluster: %w", name, err))
+		}
+	}
 	e.emit(Event{Kind: model.EventNetworkRemoved, Network: name})
 	e.log.Info("network removed", "network", name)
 	return errors.Join(errs...)
@@ -345,4 +364,14 @@ func liveEndpoints(eps []*model.Endpoint) []*model.Endpoint {
 		}
 	}
 	return out
+}
+
+// networkRecord reads a network's record.
+func (e *Engine) networkRecord(ctx context.Context, name string) (*model.Network, error) {
+	var n *model.Network
+	err := e.st.View(ctx, func(tx store.Tx) (err error) {
+		n, err = tx.Network(name)
+		return err
+	})
+	return n, err
 }

@@ -59,7 +59,11 @@ func (e *Engine) Ports(sandbox string) ([]model.PortInfo, error) {
 
 // fwNetwork is what the firewall knows of a network.
 func fwNetwork(n *model.Network) firewall.Network {
-	return firewall.Network{Name: n.Name, Bridge: n.Bridge, Internal: n.Internal, Isolated: !n.ICC, Subnets: n.Subnets}
+	var links []string
+	if n.Overlay != nil && n.Overlay.VXLAN != "" {
+		links = []string{n.Overlay.VXLAN} // carries the network to its other hosts
+	}
+	return firewall.Network{Name: n.Name, Bridge: n.Bridge, Links: links, Internal: n.Internal, Isolated: !n.ICC, Subnets: n.Subnets}
 }
 
 // Relay answers published ports on the host's [::1] in user space, where

@@ -36,12 +36,17 @@ const (
 	DriverLink    = "link"    // two members joined by one veth pair, no bridge, no host presence
 	DriverMacvlan = "macvlan" // members are macvlans of a host link, on its segment
 	DriverOVS     = "ovs"     // an Open vSwitch bridge per network, a veth pair per endpoint
+	// DriverOverlay: a network across the hosts of a cluster (daemon
+	// --cluster): on each host a bridge for its slice of the subnet, and
+	// a VXLAN device to the other hosts' slices.
+	DriverOverlay = "overlay"
 
 	BridgePrefix   = "ptbr-" // bridges pontoon creates for user networks
 	HostVethPrefix = "ptv-"  // host ends of endpoint veth pairs
 	ShimPrefix     = "ptm-"  // the host's own macvlan on a macvlan network (--shim)
 	TapPrefix      = "ptt-"  // tap devices for VMs
 	PeerPrefix     = "ptp-"  // the container end of a Docker endpoint's veth, until dockerd moves it
+	VXLANPrefix    = "ptvx-" // an overlay network's VXLAN device (ptvx-VNI)
 
 	MaxIfNameLen = 15
 	DefaultMTU   = 1500
@@ -68,6 +73,10 @@ type Network struct {
 	// Macvlan is a macvlan network's parent, mode, VLAN and shim. Macvlan
 	// driver only.
 	Macvlan *MacvlanOptions `json:"macvlan,omitempty"`
+	// Overlay is an overlay network's cluster-wide part (the whole
+	// subnet, VNI, slice size) and this host's VXLAN device; its Subnets
+	// hold this host's slice. Overlay driver only.
+	Overlay *OverlayOptions `json:"overlay,omitempty"`
 	Created time.Time       `json:"created"`
 }
 
@@ -96,6 +105,23 @@ type MacvlanOptions struct {
 	// ShimAddrs are the shim's addresses, one per family (with --shim).
 	ShimAddrs []netip.Addr `json:"shim_addrs,omitempty"`
 }
+
+// OverlayOptions are an overlay network's settings.
+type OverlayOptions struct {
+	// Subnet is the whole network's, across the cluster's hosts
+	// (10.200.0.0/16); each host hands out addresses from its slice.
+	Subnet netip.Prefix `json:"subnet"`
+	// VNI is the network's VXLAN network identifier (1–16777215).
+	VNI int `json:"vni"`
+	// SliceBits is the prefix length of each host's slice (24).
+	SliceBits int `json:"slice_bits"`
+	// VXLAN is this host's VXLAN device of the network (VXLANName).
+	VXLAN string `json:"vxlan,omitempty"`
+}
+
+// VXLANName is the name of the VXLAN device of the overlay network with
+// VNI vni.
+func VXLANName(vni int) string { return fmt.Sprintf("%s%d", VXLANPrefix, vni) }
 
 // MacvlanModes are the macvlan modes pontoon accepts, the default first.
 var MacvlanModes = []string{"bridge", "private", "vepa", "passthru"}

@@ -140,6 +140,10 @@ type NetworkSpec struct {
 	// Macvlan: parent (required), mode, VLAN and shim of a macvlan
 	// network; Link and LinkCreated are the engine's to fill.
 	Macvlan *MacvlanOptions `json:"macvlan,omitempty"`
+	// Overlay: an overlay network's VNI (default derived from its name)
+	// and slice size (default 24); its subnet is Subnets' IPv4 one. The
+	// engine fills the rest when it makes this host's part.
+	Overlay *OverlayOptions `json:"overlay,omitempty"`
 }
 
 // WantsIPv6 reports whether a network built from spec has an IPv6 subnet.
@@ -374,6 +378,13 @@ func BuildNetwork(spec NetworkSpec, prefixes []netip.Prefix, id string) (*Networ
 func (n *Network) buildDriverOptions(spec NetworkSpec) error {
 	if spec.BridgeOptions != nil && n.Driver != DriverBridge {
 		return Invalidf("bridge options (--stp, --ageing, --vlan-filtering, --hairpin, --multicast-snooping) are for the bridge driver, not %s", n.Driver)
+	}
+	if spec.Overlay != nil && n.Driver != DriverOverlay {
+		return Invalidf("overlay options (--vni, --slice-size) are for the overlay driver, not %s: add --driver overlay", n.Driver)
+	}
+	if spec.Overlay != nil {
+		o := *spec.Overlay
+		n.Overlay = &o
 	}
 	if spec.Macvlan != nil && n.Driver != DriverMacvlan {
 		return Invalidf("macvlan options (--parent, --macvlan-mode, --vlan, --shim) are for the macvlan driver, not %s: add --driver macvlan", n.Driver)
