@@ -79,3 +79,36 @@ func TestNetworkDefs(t *testing.T) {
 		t.Errorf("a bad name: %v", err)
 	}
 }
+
+// Names: recorded by one daemon, listed and watched by another, removed.
+func TestNames(t *testing.T) {
+	cli := etcdtest.Start(t)
+	a, _ := New(cli, "/pc/")
+	b, _ := New(etcdtest.NewClient(t, cli), "/pc/")
+	ctx := context.Background()
+	web := Name{Network: "web", Sandbox: "s1", Node: "h1", IPs: []netip.Addr{netip.MustParseAddr("10.200.0.2")}, Aliases: []string{"db"}}
+	if err := a.PutName(ctx, web); err != nil {
+		t.Fatal(err)
+	}
+	names, rev, err := b.Names(ctx)
+	if err != nil || len(names) != 1 || names[0].Sandbox != "s1" || names[0].Network != "web" || names[0].Node != "h1" || names[0].IPs[0] != web.IPs[0] || names[0].Aliases[0] != "db" {
+		t.Fatalf("names: %+v, %v", names, err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := b.WatchNames(wctx, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.DeleteName(ctx, "web", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-ch:
+		if ev.Err != nil || !ev.Removed || ev.Name.Sandbox != "s1" || len(ev.Name.IPs) != 1 {
+			t.Errorf("event %+v", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event")
+	}
+}

@@ -90,11 +90,24 @@ func (e *Engine) resolverAdd(ep *model.Endpoint) {
 	if e.cfg.Resolver != nil {
 		e.cfg.Resolver.SetRecord(ep.Network, dnsRecord(ep))
 	}
+	if e.cfg.Cluster != nil && e.isOverlay(ep.Network) {
+		e.publishName(ep)
+	}
+}
+
+// isOverlay reports whether network is an overlay network, whose names
+// go to the cluster (a store read: only asked with a cluster).
+func (e *Engine) isOverlay(network string) bool {
+	n, err := e.networkRecord(context.Background(), network)
+	return err == nil && n.Driver == model.DriverOverlay
 }
 
 func (e *Engine) resolverRemove(ep *model.Endpoint) {
 	if e.cfg.Resolver != nil {
 		e.cfg.Resolver.RemoveRecord(ep.Network, ep.FirstIP())
+	}
+	if e.cfg.Cluster != nil && e.isOverlay(ep.Network) {
+		e.unpublishName(ep)
 	}
 }
 

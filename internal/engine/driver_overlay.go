@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"pontoon/internal/cluster"
+	"pontoon/internal/dns"
 	"pontoon/internal/link"
 	"pontoon/internal/model"
 )
@@ -28,6 +29,10 @@ type Cluster interface {
 	ClaimSlice(ctx context.Context, network string, subnet netip.Prefix, size int, node string) (netip.Prefix, error)
 	Slices(ctx context.Context, network string) (map[string]netip.Prefix, error)
 	Nodes(ctx context.Context) ([]cluster.Node, int64, error)
+	PutName(ctx context.Context, n cluster.Name) error
+	DeleteName(ctx context.Context, network, sandbox string) error
+	Names(ctx context.Context) ([]cluster.Name, int64, error)
+	WatchNames(ctx context.Context, fromRev int64) (<-chan cluster.NameEvent, error)
 }
 
 // overlayDriver is a network across the cluster's hosts, flannel's L3
@@ -215,9 +220,93 @@ func (e *Engine) StartCluster(ctx context.Context) error {
 		}
 		e.netMu.Unlock()
 	}
+	// This node's sandboxes' names, again (a record lost while the
+	// daemon was down), then the other nodes' as they come and go.
+	if nets, err := e.Networks(); err == nil {
+		for _, n := range nets {
+			if n.Driver == model.DriverOverlay {
+				for _, ep := range n.Endpoints {
+					e.publishName(ep)
+				}
+			}
+		}
+	}
 	go e.followNetworks(ctx, rev)
 	go e.followPeers(ctx)
+	go e.followNames(ctx)
 	return nil
+}
+
+// publishName records an overlay endpoint's names in the cluster, for the
+// other nodes' resolvers; unpublishName removes them. Failures are
+// logged: the names resolve on this node regardless.
+func (e *Engine) publishName(ep *model.Endpoint) {
+	cl := e.cfg.Cluster
+	if cl == nil {
+		return
+	}
+	n := cluster.Name{Network: ep.Network, Sandbox: ep.Sandbox, Node: cl.NodeName(), IPs: ep.IPs(), Aliases: ep.Aliases}
+	if err := cl.PutName(context.Background(), n); err != nil {
+		e.log.Warn("cluster: publish a sandbox's names; other nodes do not resolve them", "sandbox", ep.Sandbox, "network", ep.Network, "err", err)
+	}
+}
+
+func (e *Engine) unpublishName(ep *model.Endpoint) {
+	cl := e.cfg.Cluster
+	if cl == nil {
+		return
+	}
+	if err := cl.DeleteName(context.Background(), ep.Network, ep.Sandbox); err != nil {
+		e.log.Warn("cluster: remove a sandbox's names", "sandbox", ep.Sandbox, "network", ep.Network, "err", err)
+	}
+}
+
+// followNames puts the other nodes' sandboxes' names into this node's
+// resolver as they come and go (list, then watch from the list's
+// revision; again after a failed watch).
+func (e *Engine) followNames(ctx context.Context) {
+	cl := e.cfg.Cluster
+	if e.cfg.Resolver == nil {
+		return
+	}
+	self := cl.NodeName()
+	record := func(n cluster.Name) dns.Record {
+		return dns.Record{Name: n.Sandbox, Aliases: n.Aliases, IPs: n.IPs}
+	}
+	for ctx.Err() == nil {
+		names, rev, err := cl.Names(ctx)
+		if err != nil {
+			e.log.Warn("cluster: list names", "err", err)
+			time.Sleep(time.Second)
+			continue
+		}
+		for _, n := range names {
+			if n.Node != self {
+				e.cfg.Resolver.SetRecord(n.Network, record(n))
+			}
+		}
+		ch, err := cl.WatchNames(ctx, rev)
+		if err != nil {
+			time.Sleep(time.Second)
+			continue
+		}
+		for ev := range ch {
+			if ev.Err != nil {
+				e.log.Warn("cluster: the name watch ended; listing again", "err", ev.Err)
+				break
+			}
+			if ev.Name.Node == self {
+				continue
+			}
+			if ev.Removed {
+				for _, ip := range ev.Name.IPs {
+					e.cfg.Resolver.RemoveRecord(ev.Name.Network, ip)
+				}
+				continue
+			}
+			e.cfg.Resolver.SetRecord(ev.Name.Network, record(ev.Name))
+		}
+	}
 }
 
 // followNetworks applies the cluster's network definitions as they come

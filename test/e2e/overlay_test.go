@@ -61,6 +61,17 @@ func TestOverlayAcrossHosts(t *testing.T) {
 	if p := srv.Peers(); len(p) != 1 || !strings.HasPrefix(p[0], a+":") {
 		t.Errorf("b saw %v, want a connection from %s", p, a)
 	}
+	// By name across the hosts: each node's resolver has the others'
+	// sandboxes' names (from the cluster).
+	if out, ok := within(5*time.Second, func() (string, bool) {
+		o, err := h1.TryP("exec", "a", "--", "ping", "-c1", "-W2", "b")
+		return o, err == nil
+	}); !ok {
+		t.Errorf("a pings b by name across the hosts:\n%s", out)
+	}
+	if out, err := h2.lookup("b", "a"); err != nil || !strings.Contains(out, a) {
+		t.Errorf("nslookup a from b: %v\n%s", err, out)
+	}
 	// The outside, through each host's own NAT.
 	h1.MustPing("a", RouterIP)
 	// Isolation: a sandbox of another network on h1 does not reach b.
@@ -73,6 +84,12 @@ func TestOverlayAcrossHosts(t *testing.T) {
 	}
 	// Removal on one host removes it on both.
 	h1.P("sandbox", "rm", "a")
+	if out, ok := within(5*time.Second, func() (string, bool) {
+		o, err := h2.lookup("b", "a")
+		return o, err != nil
+	}); !ok {
+		t.Errorf("a still resolves on h2 after its removal:\n%s", out)
+	}
 	h2.P("sandbox", "rm", "b")
 	h1.P("network", "rm", "web")
 	if out, ok := within(10*time.Second, func() (string, bool) {
