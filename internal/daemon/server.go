@@ -71,6 +71,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/doctor", s.doctor)
 	s.handle("GET /v1/ports", s.ports)
 	s.handle("GET /v1/topology", s.topology)
+	s.handle("GET /v1/nodes", s.nodes)
 	s.handle("POST /v1/trace", s.trace)
 	s.mux.HandleFunc("/", s.noRoute)
 }
@@ -334,4 +335,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		defer cancel()
 		return hs.Shutdown(sctx)
 	}
+}
+
+func (s *Server) nodes(r *http.Request) (int, any, error) {
+	v, err := s.eng.Nodes(r.Context())
+	return http.StatusOK, v, err
 }

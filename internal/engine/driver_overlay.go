@@ -392,3 +392,42 @@ func (e *Engine) followPeers(ctx context.Context) {
 		}
 	}
 }
+
+// Nodes lists the cluster's nodes with their slices of the overlay
+// networks; ErrInvalid without a cluster.
+func (e *Engine) Nodes(ctx context.Context) ([]model.ClusterNode, error) {
+	cl := e.cfg.Cluster
+	if cl == nil {
+		return nil, model.Invalidf("this daemon is no node of a cluster: start it with --cluster, --node-name and --underlay")
+	}
+	nodes, _, err := cl.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defs, _, err := cl.Networks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byNode := map[string]map[string]netip.Prefix{}
+	for _, d := range defs {
+		sl, err := cl.Slices(ctx, d.Name)
+		if err != nil {
+			return nil, err
+		}
+		for node, p := range sl {
+			if byNode[node] == nil {
+				byNode[node] = map[string]netip.Prefix{}
+			}
+			byNode[node][d.Name] = p
+		}
+	}
+	out := make([]model.ClusterNode, 0, len(nodes))
+	for _, n := range nodes {
+		s := byNode[n.Name]
+		if s == nil {
+			s = map[string]netip.Prefix{}
+		}
+		out = append(out, model.ClusterNode{Name: n.Name, Underlay: n.Underlay, Slices: s, Started: n.Started, LastSeen: n.LastSeen, Self: n.Name == cl.NodeName()})
+	}
+	return out, nil
+}

@@ -1,6 +1,9 @@
 package model
 
-import "net/netip"
+import (
+	"net/netip"
+	"time"
+)
 
 // Request and response shapes shared by the engine, the API server and its
 // clients (CLI, CNI plugin). They live here so that a client does not link
@@ -113,4 +116,16 @@ type PortInfo struct {
 	// ReachableFrom says the same for programs: "lan", "host",
 	// "sandboxes", read off the firewall's rules for the mapping.
 	ReachableFrom []string `json:"reachable_from"`
+}
+
+// ClusterNode is one node of the cluster as `pontoon node ls` shows it
+// (GET /v1/nodes).
+type ClusterNode struct {
+	Name     string     `json:"name"`
+	Underlay netip.Addr `json:"underlay"`
+	// Slices are the node's slices, by overlay network.
+	Slices   map[string]netip.Prefix `json:"slices"`
+	Started  time.Time               `json:"started"`
+	LastSeen time.Time               `json:"last_seen"`
+	Self     bool                    `json:"self,omitempty"` // the node answering
 }

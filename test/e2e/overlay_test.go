@@ -38,6 +38,13 @@ func TestOverlayAcrossHosts(t *testing.T) {
 	}); !ok {
 		t.Fatalf("h2 did not make its part of web: %s", out)
 	}
+	// node ls: both nodes, each with its slice of web.
+	if out, ok := within(5*time.Second, func() (string, bool) {
+		o := h2.P("node", "ls")
+		return o, strings.Contains(o, "h1") && strings.Contains(o, "h2 (this)") && strings.Count(o, "web=10.200.") == 2 && strings.Contains(o, "192.0.2.1")
+	}); !ok {
+		t.Errorf("node ls:\n%s", out)
+	}
 	h1.P("sandbox", "create", "a", "--network", "web")
 	h2.P("sandbox", "create", "b", "--network", "web")
 	a, b := h1.IP("a", "web"), h2.IP("b", "web")
