@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"pontoon/internal/cluster"
 	"pontoon/internal/daemon"
 )
 
@@ -70,6 +71,7 @@ binaries and the CNI config, which the README's "Removing pontoon" lists.`,
 	f.StringVar(&o.DockerAPI, "docker-api", o.DockerAPI, "Docker's API socket, asked for the ID and name of each container the Docker driver joins (\"\": not asked)")
 	f.StringVar(&o.Cluster, "cluster", "", "etcd endpoints (comma-separated http://host:2379 or unix:///path) of the cluster this daemon is a node of; overlay networks span its nodes")
 	f.StringVar(&o.NodeName, "node-name", "", "this node's name in the cluster (default the host name)")
+	f.DurationVar(&o.NodeTTL, "node-ttl", cluster.DefaultTTL, "with --cluster: the TTL of this node's lease in etcd; when the daemon dies, the other nodes drop its peers this long after (whole seconds)")
 	f.StringVar(&o.Underlay, "underlay", "", "with --cluster: the link the other nodes reach this one on (its IPv4 address is the VXLAN tunnels' endpoint)")
 	f.StringVar(&o.OVSDB, "ovsdb", "", "Open vSwitch's database, for networks of driver ovs: unix:PATH or tcp:IP:PORT (Debian's openvswitch-switch: unix:/run/openvswitch/db.sock)")
 	f.StringVar(&o.DNS, "dns", "", "upstream resolvers for names outside pontoon's, comma-separated ip[:port] (default: from --resolv-conf)")

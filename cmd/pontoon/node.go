@@ -28,7 +28,10 @@ func newNodeLsCmd(g *globals) *cobra.Command {
 their underlay address (the VXLAN tunnels' endpoint), their slice of each
 overlay network, when they started and when they were last seen (their
 lease's last renewal, to the second). A node that dies disappears once its
-lease expires (10 s); its slices stay, for when it comes back.`,
+lease expires (--node-ttl, 15 s by default); its slices stay, for when it
+comes back. When this node cannot reach etcd, or lost its membership, its
+HEALTH says so and the list is the nodes as it last saw them; its routes,
+neighbours and FDB entries stay as they were meanwhile.`,
 		Args: exactArgs(0, ""),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			nodes, err := g.client().Nodes(cmd.Context())
@@ -38,7 +41,7 @@ lease expires (10 s); its slices stay, for when it comes back.`,
 			if format == "json" {
 				return printJSON(cmd, nodes)
 			}
-			t := newTable(cmd, "NODE", "UNDERLAY", "SLICES", "STARTED", "LAST SEEN")
+			t := newTable(cmd, "NODE", "UNDERLAY", "SLICES", "STARTED", "LAST SEEN", "HEALTH")
 			for _, n := range nodes {
 				var sl []string
 				for _, net := range slices.Sorted(maps.Keys(n.Slices)) {
@@ -52,7 +55,11 @@ lease expires (10 s); its slices stay, for when it comes back.`,
 				if !n.LastSeen.IsZero() {
 					seen = time.Since(n.LastSeen).Round(time.Second).String() + " ago"
 				}
-				t.row(name, n.Underlay.String(), orDash(strings.Join(sl, " ")), n.Started.Format(time.RFC3339), seen)
+				health := "ok"
+				if n.Health != "" {
+					health = n.Health
+				}
+				t.row(name, n.Underlay.String(), orDash(strings.Join(sl, " ")), n.Started.Format(time.RFC3339), seen, health)
 			}
 			return t.flush()
 		},

@@ -23,7 +23,7 @@ import (
 // record is gone at most this long after its last keep-alive. clientv3
 // keeps a lease alive every TTL/3, so the TTL is also about three missed
 // keep-alives.
-const DefaultTTL = 10 * time.Second
+const DefaultTTL = 15 * time.Second
 
 // maxAttempts bounds the compare-and-swap loops of this package: each
 // retry follows a change by another writer of the same key, so a loop

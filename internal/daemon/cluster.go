@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -23,21 +24,139 @@ import (
 // ClusterPrefix is where a pontoon cluster keeps its records in etcd.
 const ClusterPrefix = "/pontoon-cluster/"
 
-// clusterMember is the daemon's membership, as the engine wants it.
+// clusterMember is the daemon's membership, as the engine wants it: the
+// cluster's records (through *cluster.Cluster, which outlives any one
+// membership), this node's name and underlay, and its health. keep renews
+// the membership when it is lost (etcd unreachable for longer than the
+// lease's TTL, or the record deleted) and probes etcd, so that Health can
+// say what is wrong while the data plane stays as it is.
 type clusterMember struct {
-	*cluster.Member
+	*cluster.Cluster
+	node cluster.Node
+	ttl  time.Duration
 	dev  string
 	addr netip.Addr
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	member  *cluster.Member // nil while lost
+	lostErr error           // why the membership ended, until renewed
+	etcdErr error           // the last probe's failure
+	since   time.Time       // when the current trouble began
 }
 
-func (m *clusterMember) NodeName() string               { return m.Node().Name }
+func (m *clusterMember) NodeName() string               { return m.node.Name }
 func (m *clusterMember) Underlay() (string, netip.Addr) { return m.dev, m.addr }
 
+// Health is "" while the node is a member and etcd answers; otherwise what
+// is wrong, since when, and that the data plane is kept.
+func (m *clusterMember) Health() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var why []string
+	if m.etcdErr != nil {
+		why = append(why, "etcd unreachable: "+m.etcdErr.Error())
+	}
+	if m.lostErr != nil {
+		why = append(why, "membership lost, rejoining: "+m.lostErr.Error())
+	}
+	if len(why) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("degraded since %s (%s ago): %s; the overlays' routes, neighbours and FDB entries stay as they were until etcd is back",
+		m.since.Format(time.RFC3339), time.Since(m.since).Round(time.Second), strings.Join(why, "; "))
+}
+
+// trouble records a problem (err non-nil) or its end (nil) in *slot.
+func (m *clusterMember) trouble(slot *error, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	was := m.etcdErr != nil || m.lostErr != nil
+	*slot = err
+	now := m.etcdErr != nil || m.lostErr != nil
+	switch {
+	case now && !was:
+		m.since = time.Now()
+		m.log.Warn("cluster: degraded; the data plane stays as it is", "node", m.node.Name, "err", err)
+	case !now && was:
+		m.log.Info("cluster: healthy again", "node", m.node.Name, "degraded_for", time.Since(m.since).Round(time.Millisecond).String())
+	}
+}
+
+// Leave ends the membership at once (on shutdown): the record goes now,
+// not after the TTL.
+func (m *clusterMember) Leave(ctx context.Context) error {
+	m.mu.Lock()
+	mem := m.member
+	m.member = nil
+	m.mu.Unlock()
+	if mem == nil {
+		return nil
+	}
+	return mem.Leave(ctx)
+}
+
+// probeEvery is how often keep asks etcd whether it answers (for Health
+// only: peers follow a watch).
+const probeEvery = 2 * time.Second
+
+// keep renews the membership when it is lost and probes etcd, until ctx
+// ends.
+func (m *clusterMember) keep(ctx context.Context) {
+	probe := time.NewTicker(probeEvery)
+	defer probe.Stop()
+	for {
+		m.mu.Lock()
+		mem := m.member
+		m.mu.Unlock()
+		var lost <-chan struct{}
+		if mem != nil {
+			lost = mem.Lost()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-lost:
+			m.trouble(&m.lostErr, mem.Err())
+			m.mu.Lock()
+			if m.member == mem {
+				m.member = nil
+			}
+			m.mu.Unlock()
+		case <-probe.C:
+			pctx, cancel := context.WithTimeout(ctx, probeEvery)
+			_, _, err := m.Cluster.Nodes(pctx)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			m.trouble(&m.etcdErr, err)
+			if mem != nil || err != nil {
+				continue
+			}
+			// Lost, and etcd answers again: join again (the instance
+			// token takes over a record that is still there).
+			jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			nm, err := m.Cluster.Join(jctx, m.node, m.ttl)
+			cancel()
+			if err != nil {
+				m.log.Warn("cluster: join again", "node", m.node.Name, "err", err)
+				continue
+			}
+			m.mu.Lock()
+			m.member = nm
+			m.mu.Unlock()
+			m.trouble(&m.lostErr, nil)
+		}
+	}
+}
+
 // joinCluster connects to etcd (endpoints comma-separated: http://host:2379
-// or unix:///path), finds the underlay link's address and joins as node.
-// The instance token kept under root lets a restart within the lease's
-// TTL take this node's record over.
-func joinCluster(ctx context.Context, endpoints, node, underlay, root string, lk link.Interface, log *slog.Logger) (*clusterMember, *clientv3.Client, error) {
+// or unix:///path), finds the underlay link's address and joins as node
+// with a lease of ttl (0: cluster.DefaultTTL). The instance token kept
+// under root lets a restart within the lease's TTL take this node's record
+// over. The membership is kept (renewed, probed) until ctx ends.
+func joinCluster(ctx context.Context, endpoints, node, underlay, root string, ttl time.Duration, lk link.Interface, log *slog.Logger) (*clusterMember, *clientv3.Client, error) {
 	if node == "" {
 		h, err := os.Hostname()
 		if err != nil {
@@ -61,15 +180,18 @@ func joinCluster(ctx context.Context, endpoints, node, underlay, root string, lk
 		cli.Close()
 		return nil, nil, err
 	}
+	n := cluster.Node{Name: node, Underlay: addr, Instance: token}
 	jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	m, err := cluster.Join(jctx, cli, ClusterPrefix, cluster.Node{Name: node, Underlay: addr, Instance: token}, 0)
+	mem, err := cluster.Join(jctx, cli, ClusterPrefix, n, ttl)
 	if err != nil {
 		cli.Close()
 		return nil, nil, fmt.Errorf("join the cluster at %s as %s: %w", endpoints, node, err)
 	}
-	log.Info("joined the cluster", "etcd", endpoints, "node", node, "underlay", underlay, "address", addr.String())
-	return &clusterMember{Member: m, dev: underlay, addr: addr}, cli, nil
+	log.Info("joined the cluster", "etcd", endpoints, "node", node, "underlay", underlay, "address", addr.String(), "ttl", mem.TTL().String())
+	m := &clusterMember{Cluster: mem.Cluster, node: mem.Node(), ttl: mem.TTL(), dev: underlay, addr: addr, log: log, member: mem}
+	go m.keep(ctx)
+	return m, cli, nil
 }
 
 // underlayAddr is the first IPv4 address of link dev (the VXLAN tunnels'

@@ -70,10 +70,13 @@ type Options struct {
 	// Cluster is etcd's endpoints (comma-separated) when this daemon is a
 	// node of a cluster ("": a single host); NodeName its name there
 	// (default the host name), Underlay the link the other nodes reach it
-	// on (required with Cluster).
+	// on (required with Cluster), NodeTTL the TTL of its record's lease
+	// (0: cluster.DefaultTTL): a node that dies is removed from the
+	// others' peers this long after its last keep-alive.
 	Cluster  string
 	NodeName string
 	Underlay string
+	NodeTTL  time.Duration
 
 	SelfHeal   bool          // repair drift from the store as soon as the kernel reports it
 	HealPeriod time.Duration // the periodic backstop check (0: engine.DefaultHealPeriod)
@@ -197,7 +200,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	cfg.HealPeriod = opts.HealPeriod
 	cfg.Relay = rl
 	if opts.Cluster != "" {
-		m, cli, err := joinCluster(ctx, opts.Cluster, opts.NodeName, opts.Underlay, opts.Root, lk, log)
+		m, cli, err := joinCluster(ctx, opts.Cluster, opts.NodeName, opts.Underlay, opts.Root, opts.NodeTTL, lk, log)
 		if err != nil {
 			return err
 		}

@@ -54,7 +54,20 @@ func (d *doctor) run(ctx context.Context) ([]api.Finding, error) {
 	out = append(out, d.healing()...)
 	out = append(out, d.hostOverlap(nets)...)
 	out = append(out, d.upstreams()...)
+	out = append(out, d.cluster()...)
 	return out, nil
+}
+
+// cluster: this node's standing in its cluster (nothing on a single host).
+func (d *doctor) cluster() []api.Finding {
+	in, health := d.eng.ClusterHealth()
+	switch {
+	case !in:
+		return nil
+	case health != "":
+		return []api.Finding{finding(api.LevelError, "cluster", "%s; check that etcd runs and this host reaches it (the --cluster endpoints)", health)}
+	}
+	return []api.Finding{finding(api.LevelOK, "cluster", "a member of the cluster; etcd answers")}
 }
 
 func (d *doctor) firewall(ctx context.Context) []api.Finding {

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"net/netip"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"pontoon/internal/cluster"
@@ -29,6 +32,14 @@ type Cluster interface {
 	ClaimSlice(ctx context.Context, network string, subnet netip.Prefix, size int, node string) (netip.Prefix, error)
 	Slices(ctx context.Context, network string) (map[string]netip.Prefix, error)
 	Nodes(ctx context.Context) ([]cluster.Node, int64, error)
+	// ReadTopology and FollowTopology give the nodes and slices the
+	// overlay's peers are made of: once, and by watch (cluster.Cluster).
+	ReadTopology(ctx context.Context) (cluster.Topology, error)
+	FollowTopology(ctx context.Context, changed func(cluster.Topology), failed func(error))
+	// Health says what keeps this node from the cluster ("" when nothing
+	// does): etcd unreachable, the membership lost and being renewed.
+	// The data plane stays as it was meanwhile (fail-static).
+	Health() string
 	PutName(ctx context.Context, n cluster.Name) error
 	DeleteName(ctx context.Context, network, sandbox string) error
 	Names(ctx context.Context) ([]cluster.Name, int64, error)
@@ -48,6 +59,10 @@ type Cluster interface {
 type overlayDriver struct {
 	bridgeDriver
 	cl Cluster
+	// topo is the cluster's nodes and slices as FollowTopology last saw
+	// them (nil until the first read): peers are programmed from it, and
+	// it stays as it is while etcd is unreachable.
+	topo atomic.Pointer[cluster.Topology]
 }
 
 func (*overlayDriver) Name() string { return model.DriverOverlay }
@@ -74,27 +89,35 @@ func (d *overlayDriver) vxlanOf(n *model.Network) link.VXLAN {
 		Addr: netip.PrefixFrom(slice.Masked().Addr(), slice.Addr().BitLen())}
 }
 
-// peers are the other hosts' slices of network n, each through its VTEP.
+// peers are the other live hosts' slices of network n, each through its
+// VTEP, from the topology last seen (read once when there is none yet).
 func (d *overlayDriver) peers(ctx context.Context, n *model.Network) ([]link.Peer, error) {
-	slices, err := d.cl.Slices(ctx, n.Name)
-	if err != nil {
-		return nil, err
+	t := d.topo.Load()
+	if t == nil {
+		read, err := d.cl.ReadTopology(ctx)
+		if err != nil {
+			return nil, err
+		}
+		d.topo.CompareAndSwap(nil, &read)
+		t = d.topo.Load()
 	}
-	nodes, _, err := d.cl.Nodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	self := d.cl.NodeName()
+	return peersOf(t, n, d.cl.NodeName()), nil
+}
+
+// peersOf are network n's peers in topology t, in node name order.
+func peersOf(t *cluster.Topology, n *model.Network, self string) []link.Peer {
 	var out []link.Peer
-	for _, node := range nodes {
-		s, ok := slices[node.Name]
-		if node.Name == self || !ok || !node.Underlay.IsValid() {
+	held := t.Slices[n.Name]
+	for _, name := range slices.Sorted(maps.Keys(t.Nodes)) {
+		node := t.Nodes[name]
+		s, ok := held[name]
+		if name == self || !ok || !node.Underlay.IsValid() {
 			continue
 		}
 		out = append(out, link.Peer{VXLAN: n.Overlay.VXLAN, Slice: s, Gateway: s.Masked().Addr(),
 			VTEPMAC: link.VXLANMAC(n.Overlay.VNI, node.Underlay), Underlay: node.Underlay})
 	}
-	return out, nil
+	return out
 }
 
 func (d *overlayDriver) EnsureNetwork(n *model.Network) error {
@@ -122,8 +145,15 @@ func (d *overlayDriver) RemoveNetwork(n *model.Network) error {
 	return errors.Join(d.link.DeleteVXLAN(n.Overlay.VXLAN), d.bridgeDriver.RemoveNetwork(n))
 }
 
+// CheckNetwork checks the bridge, the VXLAN device and the peers (routes,
+// neighbours, FDB entries) against the topology last seen: self-healing
+// puts back what someone removed (EnsureNetwork).
 func (d *overlayDriver) CheckNetwork(n *model.Network) []string {
-	return append(d.bridgeDriver.CheckNetwork(n), d.link.CheckVXLAN(d.vxlanOf(n))...)
+	out := append(d.bridgeDriver.CheckNetwork(n), d.link.CheckVXLAN(d.vxlanOf(n))...)
+	if t := d.topo.Load(); t != nil && len(out) == 0 {
+		out = append(out, d.link.CheckPeers(n.Overlay.VXLAN, peersOf(t, n, d.cl.NodeName()))...)
+	}
+	return out
 }
 
 func (*overlayDriver) Prefixes() []string { return []string{model.VXLANPrefix} }
@@ -366,68 +396,92 @@ func (e *Engine) removeLocalOverlay(ctx context.Context, name string) error {
 }
 
 // followPeers keeps every overlay network's peers in step with the
-// cluster's nodes and slices (a poll, once a second; a watch of nodes and
-// slices is the next step).
+// cluster's nodes and slices, by watch (cluster.FollowTopology): a node
+// that joins, leaves, claims a slice or whose lease expires is programmed
+// here within one etcd round trip. While etcd is unreachable the peers
+// stay as they are (fail-static); the topology is read again once it is
+// back.
 func (e *Engine) followPeers(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
 	d, _ := e.drivers[model.DriverOverlay].(*overlayDriver)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	changed := func(t cluster.Topology) {
+		d.topo.Store(&t)
 		nets, err := e.Networks()
 		if err != nil {
-			continue
+			return
 		}
 		for _, n := range nets {
 			if n.Driver != model.DriverOverlay || n.Overlay == nil {
 				continue
 			}
-			if err := d.syncPeers(&n.Network); err != nil {
+			if err := d.link.SetPeers(n.Overlay.VXLAN, peersOf(&t, &n.Network, d.cl.NodeName())); err != nil {
 				e.log.Warn("cluster: program the overlay's peers", "network", n.Name, "err", err)
 			}
 		}
 	}
+	failed := func(err error) {
+		e.log.Warn("cluster: lost the watch of nodes and slices; the overlays' peers stay as they are until it is back", "err", err)
+	}
+	d.cl.FollowTopology(ctx, changed, failed)
+}
+
+// ClusterHealth says whether this daemon is a node of a cluster, and its
+// trouble with it ("": none).
+func (e *Engine) ClusterHealth() (member bool, health string) {
+	if e.cfg.Cluster == nil {
+		return false, ""
+	}
+	return true, e.cfg.Cluster.Health()
 }
 
 // Nodes lists the cluster's nodes with their slices of the overlay
-// networks; ErrInvalid without a cluster.
+// networks; ErrInvalid without a cluster. When etcd does not answer, it
+// lists the nodes as this node last saw them, and this node's Health says
+// so (fail-static: its peers are those).
 func (e *Engine) Nodes(ctx context.Context) ([]model.ClusterNode, error) {
 	cl := e.cfg.Cluster
 	if cl == nil {
 		return nil, model.Invalidf("this daemon is no node of a cluster: start it with --cluster, --node-name and --underlay")
 	}
+	health := cl.Health()
 	nodes, _, err := cl.Nodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defs, _, err := cl.Networks(ctx)
-	if err != nil {
-		return nil, err
-	}
-	byNode := map[string]map[string]netip.Prefix{}
-	for _, d := range defs {
-		sl, err := cl.Slices(ctx, d.Name)
-		if err != nil {
-			return nil, err
-		}
-		for node, p := range sl {
-			if byNode[node] == nil {
-				byNode[node] = map[string]netip.Prefix{}
+	var t *cluster.Topology
+	defined := map[string]bool{} // slices of removed networks stay in etcd: not shown
+	if err == nil {
+		var defs []cluster.NetworkDef
+		if defs, _, err = cl.Networks(ctx); err == nil {
+			for _, d := range defs {
+				defined[d.Name] = true
 			}
-			byNode[node][d.Name] = p
+			read, rerr := cl.ReadTopology(ctx)
+			t, err = &read, rerr
+		}
+	}
+	if err != nil {
+		d, _ := e.drivers[model.DriverOverlay].(*overlayDriver)
+		if t = d.topo.Load(); t == nil {
+			return nil, fmt.Errorf("cluster: etcd does not answer and this node has not read the cluster yet: %w", err)
+		}
+		nodes, defined = nil, nil
+		for _, name := range slices.Sorted(maps.Keys(t.Nodes)) {
+			nodes = append(nodes, t.Nodes[name])
+		}
+		if health == "" {
+			health = "degraded: etcd does not answer (" + err.Error() + "); the nodes as last seen"
 		}
 	}
 	out := make([]model.ClusterNode, 0, len(nodes))
 	for _, n := range nodes {
-		s := byNode[n.Name]
-		if s == nil {
-			s = map[string]netip.Prefix{}
+		s := map[string]netip.Prefix{}
+		for network, held := range t.Slices {
+			if p, ok := held[n.Name]; ok && (defined == nil || defined[network]) {
+				s[network] = p
+			}
 		}
-		out = append(out, model.ClusterNode{Name: n.Name, Underlay: n.Underlay, Slices: s, Started: n.Started, LastSeen: n.LastSeen, Self: n.Name == cl.NodeName()})
+		cn := model.ClusterNode{Name: n.Name, Underlay: n.Underlay, Slices: s, Started: n.Started, LastSeen: n.LastSeen, Self: n.Name == cl.NodeName()}
+		if cn.Self {
+			cn.Health = health
+		}
+		out = append(out, cn)
 	}
 	return out, nil
 }

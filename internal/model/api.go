@@ -128,4 +128,8 @@ type ClusterNode struct {
 	Started  time.Time               `json:"started"`
 	LastSeen time.Time               `json:"last_seen"`
 	Self     bool                    `json:"self,omitempty"` // the node answering
+	// Health is the answering node's trouble with the cluster ("": none):
+	// etcd unreachable, its membership lost. Its data plane stays as it
+	// was meanwhile.
+	Health string `json:"health,omitempty"`
 }

@@ -36,7 +36,22 @@ const startTimeout = 30 * time.Second
 // is stopped (by its PID) and its directory removed when t ends. It skips
 // t when not root (the new network namespace needs it) or when no etcd
 // binary is installed.
-func Start(t testing.TB) *clientv3.Client {
+func Start(t testing.TB) *clientv3.Client { return StartServer(t).Client }
+
+// Server is a throwaway etcd server that a test can stop and start again
+// (its data kept), for the tests of what a daemon does while etcd is away.
+type Server struct {
+	Client *clientv3.Client // a client of it, closed when the test ends
+
+	t      testing.TB
+	bin    string
+	dir    string
+	pid    int
+	exited chan error // nil while stopped
+}
+
+// StartServer is Start, returning the server.
+func StartServer(t testing.TB) *Server {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: runs etcd in a network namespace of its own (CI runs tests as root)")
@@ -52,10 +67,40 @@ func Start(t testing.TB) *clientv3.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	s := &Server{t: t, bin: bin, dir: dir}
+	t.Cleanup(s.Stop)
+	s.run()
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{"unix://" + filepath.Join(dir, "c.sock:0")},
+		DialTimeout: startTimeout,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatalf("etcd client: %v", err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	s.Client = cli
+	s.ready()
+	return s
+}
+
+func (s *Server) log() string {
+	data, _ := os.ReadFile(filepath.Join(s.dir, "etcd.log"))
+	out := string(data)
+	if len(out) > 4000 {
+		out = "…" + out[len(out)-4000:]
+	}
+	return strings.TrimSpace(out)
+}
+
+// run starts the etcd process and waits for its client socket.
+func (s *Server) run() {
+	t := s.t
+	t.Helper()
 	const client, peer = "unix://c.sock:0", "unix://p.sock:0"
-	cmd := exec.Command(bin,
+	cmd := exec.Command(s.bin,
 		"--name", "test",
-		"--data-dir", filepath.Join(dir, "data"),
+		"--data-dir", filepath.Join(s.dir, "data"),
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 		"--initial-cluster", "test="+peer,
@@ -65,9 +110,8 @@ func Start(t testing.TB) *clientv3.Client {
 		// serves: 100 ms instead of 1 s (start in ~0.1 s, not ~0.5 s).
 		"--heartbeat-interval", "10", "--election-timeout", "100",
 	)
-	cmd.Dir = dir
-	logPath := filepath.Join(dir, "etcd.log")
-	logf, err := os.Create(logPath)
+	cmd.Dir = s.dir
+	logf, err := os.OpenFile(filepath.Join(s.dir, "etcd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,78 +121,87 @@ func Start(t testing.TB) *clientv3.Client {
 	// process's end, except for a thread discarded after LockOSThread;
 	// this package's callers do not discard threads.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	// A socket left by a stopped run would look like a listening one.
+	sock := filepath.Join(s.dir, "c.sock:0")
+	_ = os.Remove(sock)
+	_ = os.Remove(filepath.Join(s.dir, "p.sock:0"))
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		t.Fatalf("start etcd: %v", err)
 	}
 	logf.Close()
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	pid := cmd.Process.Pid
-	t.Cleanup(func() {
-		// Stop it by its PID: SIGTERM, then SIGKILL if it lingers.
-		_ = syscall.Kill(pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			<-exited
-		}
-	})
-	log := func() string {
-		data, _ := os.ReadFile(logPath)
-		s := string(data)
-		if len(s) > 4000 {
-			s = "…" + s[len(s)-4000:]
-		}
-		return strings.TrimSpace(s)
-	}
+	s.exited = make(chan error, 1)
+	go func(ch chan error) { ch <- cmd.Wait() }(s.exited)
+	s.pid = cmd.Process.Pid
 
 	// Wait for the socket before the client dials: a dial that fails
 	// waits out gRPC's reconnect back-off (a second).
-	sock := filepath.Join(dir, "c.sock:0")
 	deadline := time.Now().Add(startTimeout)
 	for {
 		if _, err := os.Stat(sock); err == nil {
-			break
+			return
 		}
 		select {
-		case werr := <-exited:
-			exited <- werr // for the cleanup
-			t.Fatalf("etcd exited before listening (%v): %s", werr, log())
+		case werr := <-s.exited:
+			s.exited <- werr // for Stop
+			t.Fatalf("etcd exited before listening (%v): %s", werr, s.log())
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("etcd did not listen on %s within %v: %s", sock, startTimeout, log())
+			t.Fatalf("etcd did not listen on %s within %v: %s", sock, startTimeout, s.log())
 		}
 	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{"unix://" + sock},
-		DialTimeout: startTimeout,
-		Logger:      zap.NewNop(),
-	})
-	if err != nil {
-		t.Fatalf("etcd client: %v", err)
-	}
-	t.Cleanup(func() { cli.Close() })
+}
+
+// ready waits until the server answers the client.
+func (s *Server) ready() {
+	t := s.t
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	for {
 		rctx, rcancel := context.WithTimeout(ctx, time.Second)
-		_, err := cli.Get(rctx, "ready")
+		_, err := s.Client.Get(rctx, "ready")
 		rcancel()
 		if err == nil {
-			return cli
+			return
 		}
 		select {
-		case werr := <-exited:
-			exited <- werr // for the cleanup
-			t.Fatalf("etcd exited before answering (%v): %s", werr, log())
+		case werr := <-s.exited:
+			s.exited <- werr // for Stop
+			t.Fatalf("etcd exited before answering (%v): %s", werr, s.log())
 		case <-ctx.Done():
-			t.Fatalf("etcd did not answer within %v: %v: %s", startTimeout, errors.Join(err, ctx.Err()), log())
+			t.Fatalf("etcd did not answer within %v: %v: %s", startTimeout, errors.Join(err, ctx.Err()), s.log())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// Stop stops the server by its PID (SIGTERM, then SIGKILL if it lingers),
+// keeping its data; stopping a stopped server does nothing.
+func (s *Server) Stop() {
+	if s.exited == nil {
+		return
+	}
+	_ = syscall.Kill(s.pid, syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(s.pid, syscall.SIGKILL)
+		<-s.exited
+	}
+	s.exited = nil
+}
+
+// Restart starts a stopped server again on its data and waits until it
+// answers.
+func (s *Server) Restart() {
+	s.t.Helper()
+	if s.exited != nil {
+		s.t.Fatal("etcdtest: Restart of a running server")
+	}
+	s.run()
+	s.ready()
 }
 
 // NewClient returns another client of the server cli talks to, closed when

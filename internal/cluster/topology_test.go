@@ -1,0 +1,74 @@
+package cluster
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"pontoon/internal/store/etcdtest"
+)
+
+// FollowTopology sees a node join, claim a slice, and go (leave, and a
+// lease that expires), each as a change, without polling.
+func TestFollowTopology(t *testing.T) {
+	cli := etcdtest.Start(t)
+	ctx := ctxT(t)
+	a := join(t, cli, node("a1", "198.51.100.1"), 5*time.Second)
+	if _, err := a.ClaimSlice(ctx, "web", netip.MustParsePrefix("10.200.0.0/16"), 24, "a1"); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan Topology, 64)
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go a.FollowTopology(fctx, func(t Topology) { got <- t }, func(err error) { t.Logf("follow: %v", err) })
+	// until waits for a topology that satisfies ok.
+	until := func(what string, ok func(Topology) bool) Topology {
+		t.Helper()
+		deadline := time.After(waitTimeout)
+		for {
+			select {
+			case tp := <-got:
+				if ok(tp) {
+					return tp
+				}
+			case <-deadline:
+				t.Fatalf("no topology with %s", what)
+			}
+		}
+	}
+	first := until("a1 and its slice", func(tp Topology) bool {
+		_, ok := tp.Nodes["a1"]
+		return ok && tp.Slices["web"]["a1"] == netip.MustParsePrefix("10.200.0.0/24")
+	})
+	if first.Revision == 0 {
+		t.Error("topology without a revision")
+	}
+
+	bcli := etcdtest.NewClient(t, cli)
+	start := time.Now()
+	b := join(t, bcli, node("b2", "198.51.100.2"), 2*time.Second)
+	if _, err := b.ClaimSlice(ctx, "web", netip.MustParsePrefix("10.200.0.0/16"), 24, "b2"); err != nil {
+		t.Fatal(err)
+	}
+	tp := until("b2 and its slice", func(tp Topology) bool {
+		n, ok := tp.Nodes["b2"]
+		return ok && n.Underlay == netip.MustParseAddr("198.51.100.2") && tp.Slices["web"]["b2"].IsValid()
+	})
+	t.Logf("b2 seen after %v", time.Since(start))
+	if tp.Slices["web"]["b2"] == tp.Slices["web"]["a1"] {
+		t.Errorf("two nodes with slice %s", tp.Slices["web"]["b2"])
+	}
+	// A node that dies: its lease expires and its record goes; its slice
+	// stays (not lease-bound).
+	b.cancel() // stop keeping the lease alive, as a killed daemon would
+	tp = until("b2 gone", func(tp Topology) bool { _, ok := tp.Nodes["b2"]; return !ok })
+	if !tp.Slices["web"]["b2"].IsValid() {
+		t.Error("b2's slice went with its lease")
+	}
+	// A released slice goes from the topology.
+	if err := a.ReleaseSlice(ctx, "web", "b2"); err != nil {
+		t.Fatal(err)
+	}
+	until("b2's slice released", func(tp Topology) bool { _, ok := tp.Slices["web"]["b2"]; return !ok })
+}
