@@ -96,14 +96,18 @@ func (m *clusterMember) Leave(ctx context.Context) error {
 	return mem.Leave(ctx)
 }
 
-// probeEvery is how often keep asks etcd whether it answers (for Health
-// only: peers follow a watch).
-const probeEvery = 2 * time.Second
+// probeEvery is how often keep asks etcd whether it answers (for Health,
+// and to join again once it does: peers follow a watch), at most a third
+// of the lease's TTL.
+func (m *clusterMember) probeEvery() time.Duration { return min(2*time.Second, m.ttl/3) }
 
 // keep renews the membership when it is lost and probes etcd, until ctx
-// ends.
+// ends. A membership lost while etcd was away is renewed at the first
+// probe that etcd answers: within the old lease's TTL, which etcd
+// extends when it comes back, so the join takes the record over (the
+// instance token) and the other nodes never see this one go.
 func (m *clusterMember) keep(ctx context.Context) {
-	probe := time.NewTicker(probeEvery)
+	probe := time.NewTicker(m.probeEvery())
 	defer probe.Stop()
 	for {
 		m.mu.Lock()
@@ -123,32 +127,36 @@ func (m *clusterMember) keep(ctx context.Context) {
 				m.member = nil
 			}
 			m.mu.Unlock()
+			m.rejoin(ctx) // at once when etcd answers; else at a probe
 		case <-probe.C:
-			pctx, cancel := context.WithTimeout(ctx, probeEvery)
+			pctx, cancel := context.WithTimeout(ctx, m.probeEvery())
 			_, _, err := m.Cluster.Nodes(pctx)
 			cancel()
 			if ctx.Err() != nil {
 				return
 			}
 			m.trouble(&m.etcdErr, err)
-			if mem != nil || err != nil {
-				continue
+			if mem == nil && err == nil {
+				m.rejoin(ctx)
 			}
-			// Lost, and etcd answers again: join again (the instance
-			// token takes over a record that is still there).
-			jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-			nm, err := m.Cluster.Join(jctx, m.node, m.ttl)
-			cancel()
-			if err != nil {
-				m.log.Warn("cluster: join again", "node", m.node.Name, "err", err)
-				continue
-			}
-			m.mu.Lock()
-			m.member = nm
-			m.mu.Unlock()
-			m.trouble(&m.lostErr, nil)
 		}
 	}
+}
+
+// rejoin joins again after a lost membership.
+func (m *clusterMember) rejoin(ctx context.Context) {
+	jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	nm, err := m.Cluster.Join(jctx, m.node, m.ttl)
+	cancel()
+	if err != nil {
+		m.log.Warn("cluster: join again", "node", m.node.Name, "err", err)
+		return
+	}
+	m.mu.Lock()
+	m.member = nm
+	m.mu.Unlock()
+	m.trouble(&m.lostErr, nil)
+	m.log.Info("cluster: joined again", "node", m.node.Name)
 }
 
 // joinCluster connects to etcd (endpoints comma-separated: http://host:2379

@@ -205,11 +205,10 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 			return err
 		}
 		defer cli.Close()
-		defer func() {
-			lctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = m.Leave(lctx)
-		}()
+		// No Leave on the way out: the sandboxes keep their network when
+		// the daemon stops, so the other nodes keep their routes to this
+		// one; a restart within the TTL takes the record over (instance
+		// token), and a node that stays down drops out after the TTL.
 		cfg.Cluster = m
 	}
 	eng, err := engine.New(cfg)

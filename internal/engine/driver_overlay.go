@@ -443,7 +443,16 @@ func (e *Engine) Nodes(ctx context.Context) ([]model.ClusterNode, error) {
 		return nil, model.Invalidf("this daemon is no node of a cluster: start it with --cluster, --node-name and --underlay")
 	}
 	health := cl.Health()
-	nodes, _, err := cl.Nodes(ctx)
+	var nodes []cluster.Node
+	err := errors.New(health)
+	if health == "" {
+		// A short bound: while etcd is away, the list as last seen now
+		// rather than an answer in ten seconds.
+		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		ctx = qctx
+		nodes, _, err = cl.Nodes(ctx)
+	}
 	var t *cluster.Topology
 	defined := map[string]bool{} // slices of removed networks stay in etcd: not shown
 	if err == nil {
@@ -467,6 +476,16 @@ func (e *Engine) Nodes(ctx context.Context) ([]model.ClusterNode, error) {
 		}
 		if health == "" {
 			health = "degraded: etcd does not answer (" + err.Error() + "); the nodes as last seen"
+		}
+	}
+	self := slices.IndexFunc(nodes, func(n cluster.Node) bool { return n.Name == cl.NodeName() })
+	if self < 0 {
+		// This node's record is gone (its membership lost, being
+		// renewed): it is still one, with its slices and its trouble.
+		_, addr := cl.Underlay()
+		nodes = append(nodes, cluster.Node{Name: cl.NodeName(), Underlay: addr})
+		if health == "" {
+			health = "degraded: this node's record is not in etcd (its lease expired); joining again"
 		}
 	}
 	out := make([]model.ClusterNode, 0, len(nodes))

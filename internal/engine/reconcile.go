@@ -248,6 +248,9 @@ func (e *Engine) knownKernelObjects() (map[string]bool, error) {
 		}
 		for _, n := range nets {
 			known[n.Bridge] = true
+			if n.Overlay != nil && n.Overlay.VXLAN != "" {
+				known[n.Overlay.VXLAN] = true // its tunnel: a restart keeps it, and the traffic through it
+			}
 		}
 		eps, err := tx.Endpoints()
 		if err != nil {

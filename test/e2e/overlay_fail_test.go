@@ -1,0 +1,169 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"pontoon/internal/model"
+	"pontoon/internal/store/etcdtest"
+)
+
+// overlayPair makes two hosts joined by an underlay cable (192.0.2.1 and
+// .2 on under0), each running a daemon that is a node of the cluster at
+// etcd endpoint ep, with extra daemon flags.
+func overlayPair(t *testing.T, ep string, extra ...string) (*Host, *Host) {
+	t.Helper()
+	h1, h2 := NewHost(t), NewHost(t)
+	h1.In(h1.NS, "ip", "link", "add", "under0", "type", "veth", "peer", "name", "under0", "netns", h2.NS)
+	for i, h := range []*Host{h1, h2} {
+		h.In(h.NS, "ip", "addr", "add", fmt.Sprintf("192.0.2.%d/24", i+1), "dev", "under0")
+		h.In(h.NS, "ip", "link", "set", "under0", "up")
+		h.Stop()
+		h.Start(append([]string{"--cluster", ep, "--node-name", fmt.Sprintf("h%d", i+1), "--underlay", "under0"}, extra...)...)
+	}
+	return h1, h2
+}
+
+// nodes is node ls as JSON.
+func (h *Host) nodes() []model.ClusterNode {
+	h.t.Helper()
+	var out []model.ClusterNode
+	if err := json.Unmarshal([]byte(h.P("node", "ls", "--format", "json")), &out); err != nil {
+		h.t.Fatalf("node ls: %v", err)
+	}
+	return out
+}
+
+// self is this host's own line of node ls.
+func (h *Host) self() model.ClusterNode {
+	nodes := h.nodes()
+	for _, n := range nodes {
+		if n.Self {
+			return n
+		}
+	}
+	h.t.Fatalf("node ls has no line for this node: %+v", nodes)
+	return model.ClusterNode{}
+}
+
+var pingLoss = regexp.MustCompile(`(\d+) packets transmitted, (\d+) (packets )?received`)
+
+// The overlay across failures: the inner MTU is underlay − 50 and a
+// full-size packet with DF set crosses; a daemon restart keeps its slice
+// and the other host loses no packet meanwhile; with etcd stopped the
+// traffic goes on and the nodes say they are degraded, and they are
+// healthy again once it is back; a killed node's routes vanish from the
+// others after its lease's TTL, and come back with it.
+func TestOverlayFailures(t *testing.T) {
+	etcd := etcdtest.StartServer(t)
+	ep := etcd.Client.Endpoints()[0]
+	h1, h2 := overlayPair(t, ep, "--node-ttl", "2s")
+	h1.P("network", "create", "web", "--driver", "overlay", "--subnet", "10.210.0.0/16")
+	if out, ok := within(10*time.Second, func() (string, bool) {
+		o := h2.P("network", "ls", "-q")
+		return o, strings.Contains(o, "web")
+	}); !ok {
+		t.Fatalf("h2 did not make its part of web: %s", out)
+	}
+	h1.P("sandbox", "create", "a", "--network", "web")
+	h2.P("sandbox", "create", "b", "--network", "web")
+	a, b := h1.IP("a", "web"), h2.IP("b", "web")
+	if out, ok := within(5*time.Second, func() (string, bool) {
+		o, err := h1.TryIn(h1.SandboxNS("a"), "ping", "-c1", "-W1", b)
+		return o, err == nil
+	}); !ok {
+		t.Fatalf("a → b across the overlay: %s", out)
+	}
+
+	// MTU: the underlay's 1500 less VXLAN's 50, in the sandbox; a
+	// 1450-byte packet with DF set crosses, one byte more does not leave.
+	if out := h1.In(h1.SandboxNS("a"), "ip", "-o", "link", "show", "eth0"); !strings.Contains(out, " mtu 1450 ") {
+		t.Errorf("sandbox a's eth0: want mtu 1450 (underlay 1500 − 50): %s", out)
+	}
+	if out, err := h1.TryIn(h1.SandboxNS("a"), "ping", "-c1", "-W2", "-M", "do", "-s", "1422", b); err != nil {
+		t.Errorf("a full-size (1450-byte) ping with DF set, a → b: %v\n%s", err, out)
+	}
+	if out, err := h1.TryIn(h1.SandboxNS("a"), "ping", "-c1", "-W1", "-M", "do", "-s", "1423", b); err == nil {
+		t.Errorf("a 1451-byte ping with DF set left a 1450-MTU link: %s", out)
+	}
+
+	// h2's daemon restarts: same slice, and a's pings to b all answered.
+	slice := h2.self().Slices["web"]
+	var wg sync.WaitGroup
+	var pingOut string
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		pingOut, _ = h1.TryIn(h1.SandboxNS("a"), "ping", "-c", "40", "-i", "0.1", "-W", "1", b)
+	}()
+	time.Sleep(300 * time.Millisecond)
+	h2.Stop()
+	h2.Start("--cluster", ep, "--node-name", "h2", "--underlay", "under0", "--node-ttl", "2s")
+	wg.Wait()
+	if m := pingLoss.FindStringSubmatch(pingOut); m == nil || m[1] != m[2] {
+		t.Errorf("pings a → b while h2's daemon restarted: want none lost:\n%s", pingOut)
+	}
+	if got := h2.self().Slices["web"]; got != slice || !slice.IsValid() {
+		t.Errorf("h2's slice of web after a restart: %s, want %s", got, slice)
+	}
+	h2.P("sandbox", "create", "c", "--network", "web")
+	if c := netip.MustParseAddr(h2.IP("c", "web")); !slice.Contains(c) {
+		t.Errorf("c on h2 got %s, outside h2's slice %s", c, slice)
+	}
+
+	// etcd stops: the data plane stays, both nodes say they are degraded.
+	etcd.Stop()
+	h1.MustPing("a", b)
+	for _, h := range []*Host{h1, h2} {
+		if out, ok := within(15*time.Second, func() (string, bool) {
+			s := h.self()
+			return s.Health, strings.Contains(s.Health, "degraded")
+		}); !ok {
+			t.Errorf("node ls with etcd stopped: health %q, want degraded", out)
+		}
+	}
+	if out, err := h1.TryP("doctor"); err == nil || !strings.Contains(out, "cluster") {
+		t.Errorf("doctor with etcd stopped: %v\n%s", err, out)
+	}
+	time.Sleep(3 * time.Second) // longer than the TTL: the routes stay
+	h1.MustPing("a", b)
+	h2.MustPing("b", a)
+
+	// etcd is back: healthy again, and changes flow again.
+	etcd.Restart()
+	for _, h := range []*Host{h1, h2} {
+		if out, ok := within(20*time.Second, func() (string, bool) {
+			s := h.self()
+			return s.Health, s.Health == ""
+		}); !ok {
+			t.Errorf("node ls after etcd came back: health %q", out)
+		}
+	}
+	if out, err := h1.TryP("doctor"); err != nil {
+		t.Errorf("doctor after etcd came back: %v\n%s", err, out)
+	}
+	h1.MustPing("a", b)
+
+	// h2 dies: after its TTL h1 has no route to its slice any more.
+	h2.Kill()
+	if out, ok := within(10*time.Second, func() (string, bool) {
+		o := h1.In(h1.NS, "ip", "route", "show", slice.String())
+		return o, strings.TrimSpace(o) == ""
+	}); !ok {
+		t.Errorf("h1 kept a route to dead h2's slice %s: %s", slice, out)
+	}
+	// It comes back: the route too, and the traffic.
+	h2.Start("--cluster", ep, "--node-name", "h2", "--underlay", "under0", "--node-ttl", "2s")
+	if out, ok := within(10*time.Second, func() (string, bool) {
+		o, err := h1.TryIn(h1.SandboxNS("a"), "ping", "-c1", "-W1", b)
+		return o, err == nil
+	}); !ok {
+		t.Errorf("a → b after h2 came back: %s", out)
+	}
+}
