@@ -361,6 +361,7 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 				for _, d := range n.Drift {
 					kv.row("Drift:", "✗ "+d)
 				}
+				clusterRows(kv, n)
 				if err := kv.flush(); err != nil {
 					return err
 				}

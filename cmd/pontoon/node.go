@@ -1,12 +1,16 @@
 package main
 
 import (
+	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"pontoon/internal/model"
 )
 
 func newNodeCmd(g *globals) *cobra.Command {
@@ -14,7 +18,7 @@ func newNodeCmd(g *globals) *cobra.Command {
 		Use:   "node",
 		Short: "The nodes of the cluster this daemon is part of (pontoon daemon --cluster)",
 	}
-	cmd.AddCommand(newNodeLsCmd(g))
+	cmd.AddCommand(newNodeLsCmd(g), newNodeInspectCmd(g))
 	return cmd
 }
 
@@ -66,4 +70,119 @@ neighbours and FDB entries stay as they were meanwhile.`,
 	}
 	addFormatFlag(cmd, &format)
 	return cmd
+}
+
+func newNodeInspectCmd(g *globals) *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "inspect NAME...",
+		Short: "Show cluster nodes in detail: underlay, slices and VTEP MACs per overlay network, static addresses",
+		Long: `Show live nodes of the cluster: their underlay address, when they started
+and were last seen, and per overlay network their slice, the MAC of their
+VXLAN device (VTEP) and the addresses their sandboxes hold by a static --ip.
+A node that is not live is an error that says whether it still holds
+slices.`,
+		Args: minArgs(1, "NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			all := []*model.ClusterNodeInfo{}
+			failed := forEachName(cmd, args, func(name string) error {
+				n, err := g.client().Node(cmd.Context(), name)
+				if err == nil {
+					all = append(all, n)
+				}
+				return err
+			})
+			if stop := stopped(failed); stop != nil {
+				return stop
+			}
+			if format == "json" {
+				if err := printJSON(cmd, all); err != nil {
+					return err
+				}
+				return failed
+			}
+			w := cmd.OutOrStdout()
+			for i, n := range all {
+				if i > 0 {
+					fmt.Fprintln(w)
+				}
+				kv := newTable(cmd)
+				name := n.Name
+				if n.Self {
+					name += " (this)"
+				}
+				kv.row("Name:", name)
+				kv.row("Underlay:", n.Underlay.String())
+				kv.row("Started:", n.Started.Format(time.RFC3339))
+				seen := "-"
+				if !n.LastSeen.IsZero() {
+					seen = n.LastSeen.Format(time.RFC3339)
+				}
+				kv.row("Last seen:", seen)
+				nets := map[string]bool{}
+				for k := range n.Slices {
+					nets[k] = true
+				}
+				for k := range n.VTEPMACs {
+					nets[k] = true
+				}
+				for _, net := range slices.Sorted(maps.Keys(nets)) {
+					line := "slice " + orDash(prefixString(n.Slices, net)) + "  vtep " + orDash(n.VTEPMACs[net])
+					if st := n.StaticIPs[net]; len(st) > 0 {
+						var l []string
+						for _, ip := range slices.SortedFunc(maps.Keys(st), func(a, b netip.Addr) int { return a.Compare(b) }) {
+							l = append(l, ip.String()+"="+st[ip])
+						}
+						line += "  static " + strings.Join(l, " ")
+					}
+					kv.row("Network "+net+":", line)
+				}
+				if err := kv.flush(); err != nil {
+					return err
+				}
+			}
+			return failed
+		},
+	}
+	addFormatFlag(cmd, &format)
+	return cmd
+}
+
+func prefixString(m map[string]netip.Prefix, k string) string {
+	if p, ok := m[k]; ok {
+		return p.String()
+	}
+	return ""
+}
+
+// clusterRows adds an overlay network's cluster part to `network inspect`:
+// its overlay, each node holding a slice, its static addresses.
+func clusterRows(kv *table, n *model.NetworkInfo) {
+	if o := n.Overlay; o != nil {
+		kv.row("Overlay:", fmt.Sprintf("subnet %s  vni %d  slices /%d  device %s", o.Subnet, o.VNI, o.SliceBits, o.VXLAN))
+	}
+	c := n.Cluster
+	if c == nil {
+		return
+	}
+	kv.row("Mode:", c.Mode)
+	if c.Error != "" {
+		kv.row("Cluster:", "✗ "+c.Error)
+	}
+	for _, cn := range c.Nodes {
+		name := cn.Node
+		if cn.Self {
+			name += " (this)"
+		}
+		line := name + "  slice " + cn.Slice.String()
+		if cn.Live {
+			line += "  underlay " + cn.Underlay.String() + "  vtep " + cn.VTEPMAC
+		} else {
+			line += "  not live"
+		}
+		kv.row("Node:", line)
+	}
+	for _, ip := range slices.SortedFunc(maps.Keys(c.StaticIPs), func(a, b netip.Addr) int { return a.Compare(b) }) {
+		kv.row("Static:", ip.String()+"  "+c.StaticIPs[ip])
+	}
 }

@@ -329,13 +329,19 @@ func (c *Client) Events(ctx context.Context, q EventQuery, fn func(model.Event) 
 	}
 }
 
-// Topology returns the picture of the host (GET /v1/topology).
 // Nodes lists the cluster's nodes (GET /v1/nodes).
 func (c *Client) Nodes(ctx context.Context) ([]model.ClusterNode, error) {
 	var v []model.ClusterNode
 	return v, c.do(ctx, http.MethodGet, "/v1/nodes", nil, &v)
 }
 
+// Node returns one node of the cluster (GET /v1/nodes/{name}).
+func (c *Client) Node(ctx context.Context, name string) (*model.ClusterNodeInfo, error) {
+	var v model.ClusterNodeInfo
+	return &v, c.do(ctx, http.MethodGet, "/v1/nodes/"+url.PathEscape(name), nil, &v)
+}
+
+// Topology returns the picture of the host (GET /v1/topology).
 func (c *Client) Topology(ctx context.Context) (*model.Topology, error) {
 	var t model.Topology
 	return &t, c.do(ctx, http.MethodGet, "/v1/topology", nil, &t)

@@ -48,6 +48,7 @@ func TestAPIDocMatchesAPI(t *testing.T) {
 		model.AttachSpec{}, model.Endpoint{}, model.PortMapping{}, model.PortInfo{}, model.Event{},
 		model.Topology{}, model.TopoUplink{}, model.TopoNetwork{}, model.TopoPort{}, model.TopoSandbox{},
 		model.TraceSpec{}, model.Trace{}, model.TraceProbe{}, model.TraceHop{}, model.TraceVerdict{}, model.TraceLive{},
+		model.ClusterNode{}, model.ClusterNodeInfo{}, model.ClusterNetwork{}, model.ClusterNetworkNode{},
 	} {
 		typ := reflect.TypeOf(v)
 		for _, f := range jsonFields(typ) {

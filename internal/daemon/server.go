@@ -72,6 +72,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/ports", s.ports)
 	s.handle("GET /v1/topology", s.topology)
 	s.handle("GET /v1/nodes", s.nodes)
+	s.handle("GET /v1/nodes/{name}", s.getNode)
 	s.handle("POST /v1/trace", s.trace)
 	s.mux.HandleFunc("/", s.noRoute)
 }
@@ -339,5 +340,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 
 func (s *Server) nodes(r *http.Request) (int, any, error) {
 	v, err := s.eng.Nodes(r.Context())
+	return http.StatusOK, v, err
+}
+
+func (s *Server) getNode(r *http.Request) (int, any, error) {
+	v, err := s.eng.Node(r.Context(), r.PathValue("name"))
 	return http.StatusOK, v, err
 }

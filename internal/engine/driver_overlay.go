@@ -44,6 +44,10 @@ type Cluster interface {
 	DeleteName(ctx context.Context, network, sandbox string) error
 	Names(ctx context.Context) ([]cluster.Name, int64, error)
 	WatchNames(ctx context.Context, fromRev int64) (<-chan cluster.NameEvent, error)
+	// Static addresses reserved across the cluster (cluster_static.go).
+	ReserveStatic(ctx context.Context, network string, ip netip.Addr, owner string) error
+	ReleaseStatic(ctx context.Context, network string, ip netip.Addr, owner string) error
+	StaticReservations(ctx context.Context, network string) (map[netip.Addr]string, error)
 }
 
 // overlayDriver is a network across the cluster's hosts, flannel's L3
@@ -261,6 +265,7 @@ func (e *Engine) StartCluster(ctx context.Context) error {
 			}
 		}
 	}
+	go e.sweepClusterStatic(ctx)
 	go e.followNetworks(ctx, rev)
 	go e.followPeers(ctx)
 	go e.followNames(ctx)

@@ -158,12 +158,17 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 			}
 		}
 	}
+	// On an overlay network, the cluster's part first (cluster_static.go).
+	cs, err := e.reserveClusterStatic(ctx, sandbox, a)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s to %s: %w", sandbox, a.Network, err)
+	}
 	var (
 		ep *model.Endpoint
 		sb *model.Sandbox
 		nw *model.Network
 	)
-	err := e.st.Update(ctx, func(tx store.Tx) error {
+	err = e.st.Update(ctx, func(tx store.Tx) error {
 		var err error
 		if nw, err = tx.Network(a.Network); err != nil {
 			return err
@@ -235,7 +240,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 				return err
 			}
 		}
-		if ep.Addresses, err = e.reserveAddrs(tx, nw, ep.ID, a.IPs); err != nil {
+		if ep.Addresses, err = e.reserveAddrs(tx, nw, ep.ID, a.IPs, cs); err != nil {
 			return err
 		}
 		ep.MAC = model.MACFromIP(ep.FirstIP()).String()
@@ -246,6 +251,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		return tx.PutEndpoint(ep)
 	})
 	if err != nil {
+		cs.release(ctx)
 		return nil, fmt.Errorf("connect %s to %s: %w", sandbox, a.Network, err)
 	}
 
@@ -272,6 +278,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 				}
 			}
 		}
+		cs.release(ctx)
 		if err := e.st.Update(context.WithoutCancel(ctx), func(tx store.Tx) error {
 			if err := releaseAddrs(tx, ep); err != nil {
 				return err
@@ -339,8 +346,9 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 
 // reserveAddrs reserves an endpoint's addresses on nw, one per subnet:
 // the static address of that family when one is given, else the IPAM's
-// next free one. Inside the store transaction tx.
-func (e *Engine) reserveAddrs(tx store.Tx, nw *model.Network, owner string, static []netip.Addr) ([]model.Address, error) {
+// next free one (skipping those cs says are reserved across the cluster).
+// Inside the store transaction tx.
+func (e *Engine) reserveAddrs(tx store.Tx, nw *model.Network, owner string, static []netip.Addr, cs *clusterStatic) ([]model.Address, error) {
 	for _, ip := range static {
 		if err := model.CheckStaticIP(nw, ip); err != nil {
 			return nil, err
@@ -364,7 +372,7 @@ func (e *Engine) reserveAddrs(tx store.Tx, nw *model.Network, owner string, stat
 			}
 		} else {
 			var err error
-			if ip, err = ipam.Allocate(tx, nw.Name, s, owner); err != nil {
+			if ip, err = cs.allocate(tx, nw.Name, s, owner); err != nil {
 				return nil, err
 			}
 		}

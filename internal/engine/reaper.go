@@ -124,6 +124,7 @@ func (e *Engine) teardown(eps []*model.Endpoint) {
 			}
 		}
 	}
+	e.releaseClusterStatic(eps)
 	err := e.st.Update(context.Background(), func(tx store.Tx) error {
 		for _, ep := range eps {
 			cur, err := tx.Endpoint(ep.Sandbox, ep.Network)

@@ -107,6 +107,9 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 			return nil, model.Invalidf("network %s is given twice", a.Network)
 		}
 		seen[a.Network] = true
+		if err := e.checkClusterStatic(ctx, spec.Name, a); err != nil {
+			return nil, err
+		}
 		if err := e.st.View(ctx, func(tx store.Tx) error {
 			nw, err := tx.Network(a.Network)
 			if err != nil {

@@ -373,7 +373,11 @@ func (e *Engine) Network(name string) (*model.NetworkInfo, error) {
 // InspectNetwork returns one network with its ready endpoints and drift
 // (`network inspect`).
 func (e *Engine) InspectNetwork(ctx context.Context, name string) (*model.NetworkInfo, error) {
-	return e.oneNetwork(ctx, name, hostSide)
+	info, err := e.oneNetwork(ctx, name, hostSide)
+	if err == nil && info.Driver == model.DriverOverlay {
+		info.Cluster = e.clusterNetwork(ctx, &info.Network) // cluster_inspect.go
+	}
+	return info, err
 }
 
 func (e *Engine) oneNetwork(ctx context.Context, name string, k kernelReads) (*model.NetworkInfo, error) {

@@ -100,6 +100,38 @@ type NetworkInfo struct {
 	// bridge, and each endpoint's host end ("sandbox a eth0: host end
 	// ptv-… is down"), as the topology reports them. Absent when they agree.
 	Drift []string `json:"drift,omitempty"`
+	// Cluster is an overlay network across the cluster's nodes, as etcd
+	// has it when asked; absent on other networks.
+	Cluster *ClusterNetwork `json:"cluster,omitempty"`
+}
+
+// ClusterNetwork is an overlay network across the cluster (the network's
+// "overlay" has its whole subnet, VNI and slice size).
+type ClusterNetwork struct {
+	// Mode is how the nodes' slices reach each other: "vxlan".
+	Mode string `json:"mode"`
+	// Nodes are the nodes holding a slice of the network, by name: this
+	// one (self) and its peers, live or not (a node that died keeps its
+	// slice for when it comes back).
+	Nodes []ClusterNetworkNode `json:"nodes"`
+	// StaticIPs are the addresses reserved across the cluster by a static
+	// --ip, with their holders ("node/sandbox").
+	StaticIPs map[netip.Addr]string `json:"static_ips,omitempty"`
+	// Error says why the cluster could not be read (etcd unreachable);
+	// the other fields are then empty, the local part stands.
+	Error string `json:"error,omitempty"`
+}
+
+// ClusterNetworkNode is one node's part of an overlay network.
+type ClusterNetworkNode struct {
+	Node  string       `json:"node"`
+	Slice netip.Prefix `json:"slice"`
+	// Underlay and VTEPMAC are where the node's VXLAN device is reached
+	// (absent while the node is not live).
+	Underlay netip.Addr `json:"underlay,omitzero"`
+	VTEPMAC  string     `json:"vtep_mac,omitempty"`
+	Live     bool       `json:"live"`           // its etcd record is kept alive
+	Self     bool       `json:"self,omitempty"` // the node answering
 }
 
 // PortInfo is one published mapping as GET /v1/ports lists it.
@@ -132,4 +164,17 @@ type ClusterNode struct {
 	// etcd unreachable, its membership lost. Its data plane stays as it
 	// was meanwhile.
 	Health string `json:"health,omitempty"`
+}
+
+// ClusterNodeInfo is one node as `pontoon node inspect` shows it (GET
+// /v1/nodes/{name}).
+type ClusterNodeInfo struct {
+	ClusterNode
+	// VTEPMACs are the MACs of the node's VXLAN devices, by overlay
+	// network (derived from the network's VNI and the node's underlay
+	// address, as every node derives them).
+	VTEPMACs map[string]string `json:"vtep_macs"`
+	// StaticIPs are the addresses the node's sandboxes hold by a static
+	// --ip, by overlay network: address → sandbox.
+	StaticIPs map[string]map[netip.Addr]string `json:"static_ips,omitempty"`
 }

@@ -1,0 +1,148 @@
+package engine
+
+// What `pontoon node inspect` and `network inspect` of an overlay network
+// show of the cluster: read from etcd when asked, never cached, so that
+// what they show is what every node programs from.
+
+import (
+	"context"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"pontoon/internal/cluster"
+	"pontoon/internal/link"
+	"pontoon/internal/model"
+)
+
+// inspectTimeout bounds the cluster reads of `network inspect`: an
+// unreachable etcd shows as an error in its "cluster" part, not as a hung
+// command.
+const inspectTimeout = 3 * time.Second
+
+// vtepMAC is the MAC of node's VXLAN device of a network with VNI vni:
+// derived, as every node derives it (link.VXLANMAC), so it needs no
+// record of its own.
+func vtepMAC(vni int, underlay netip.Addr) string {
+	if !underlay.IsValid() {
+		return ""
+	}
+	return link.VXLANMAC(vni, underlay).String()
+}
+
+// Node returns one live node of the cluster with its slices and VTEP
+// MACs by overlay network, and the static addresses its sandboxes hold;
+// ErrInvalid without a cluster, ErrNotFound for a node with no live
+// record (the error says whether it still holds slices).
+func (e *Engine) Node(ctx context.Context, name string) (*model.ClusterNodeInfo, error) {
+	if err := model.ValidateName("node", name); err != nil {
+		return nil, err
+	}
+	nodes, err := e.Nodes(ctx) // ErrInvalid without a cluster
+	if err != nil {
+		return nil, err
+	}
+	cl := e.cfg.Cluster
+	defs, _, err := cl.Networks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(nodes, func(n model.ClusterNode) bool { return n.Name == name })
+	if i < 0 {
+		return nil, notLive(ctx, cl, name, defs, nodes)
+	}
+	info := &model.ClusterNodeInfo{ClusterNode: nodes[i], VTEPMACs: map[string]string{}}
+	owner := name + "/"
+	for _, d := range defs {
+		info.VTEPMACs[d.Name] = vtepMAC(d.VNI, info.Underlay)
+		res, err := cl.StaticReservations(ctx, d.Name)
+		if err != nil {
+			return nil, err
+		}
+		for ip, holder := range res {
+			if sb, ok := strings.CutPrefix(holder, owner); ok {
+				if info.StaticIPs == nil {
+					info.StaticIPs = map[string]map[netip.Addr]string{}
+				}
+				if info.StaticIPs[d.Name] == nil {
+					info.StaticIPs[d.Name] = map[netip.Addr]string{}
+				}
+				info.StaticIPs[d.Name][ip] = sb
+			}
+		}
+	}
+	return info, nil
+}
+
+// notLive is the error for a node that has no live record.
+func notLive(ctx context.Context, cl Cluster, name string, defs []cluster.NetworkDef, live []model.ClusterNode) error {
+	var held []string
+	for _, d := range defs {
+		if s, err := cl.Slices(ctx, d.Name); err == nil {
+			if p, ok := s[name]; ok {
+				held = append(held, d.Name+"="+p.String())
+			}
+		}
+	}
+	names := make([]string, len(live))
+	for i, n := range live {
+		names[i] = n.Name
+	}
+	if len(held) > 0 {
+		return model.NotFoundf("node %s is not live (it left, or its lease expired): it still holds slices %s for when it comes back; live nodes: %s", name, strings.Join(held, " "), strings.Join(names, ", "))
+	}
+	return model.NotFoundf("no node %s in the cluster: live nodes are %s (see `pontoon node ls`)", name, strings.Join(names, ", "))
+}
+
+// clusterNetwork is overlay network nw across the cluster: the nodes
+// holding its slices (this one and its peers), and its static addresses.
+// A failed read is reported in its Error: the network's local part is
+// worth showing without etcd.
+func (e *Engine) clusterNetwork(ctx context.Context, nw *model.Network) *model.ClusterNetwork {
+	cl := e.cfg.Cluster
+	out := &model.ClusterNetwork{Mode: "vxlan", Nodes: []model.ClusterNetworkNode{}}
+	if cl == nil || nw.Overlay == nil {
+		out.Error = "this daemon is no node of a cluster"
+		return out
+	}
+	ctx, cancel := context.WithTimeout(ctx, inspectTimeout)
+	defer cancel()
+	sl, err := cl.Slices(ctx, nw.Name)
+	if err == nil {
+		var nodes []cluster.Node
+		if nodes, _, err = cl.Nodes(ctx); err == nil {
+			var res map[netip.Addr]string
+			if res, err = cl.StaticReservations(ctx, nw.Name); err == nil {
+				out.Nodes = networkNodes(nw.Overlay.VNI, cl.NodeName(), sl, nodes)
+				if len(res) > 0 {
+					out.StaticIPs = res
+				}
+				return out
+			}
+		}
+	}
+	out.Error = "read the cluster (etcd): " + err.Error()
+	return out
+}
+
+// networkNodes lists the holders of a network's slices, by name, with
+// where their VXLAN devices are when they are live.
+func networkNodes(vni int, self string, sl map[string]netip.Prefix, nodes []cluster.Node) []model.ClusterNetworkNode {
+	byName := map[string]cluster.Node{}
+	for _, n := range nodes {
+		byName[n.Name] = n
+	}
+	out := make([]model.ClusterNetworkNode, 0, len(sl))
+	for _, name := range slices.Sorted(maps.Keys(sl)) {
+		n, live := byName[name]
+		cn := model.ClusterNetworkNode{Node: name, Slice: sl[name], Live: live, Self: name == self}
+		if live {
+			cn.Underlay = n.Underlay
+			cn.VTEPMAC = vtepMAC(vni, n.Underlay)
+		}
+		out = append(out, cn)
+	}
+	return out
+}

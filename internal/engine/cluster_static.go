@@ -1,0 +1,311 @@
+package engine
+
+// Static addresses on overlay networks, reserved across the cluster.
+//
+// A static --ip on an overlay network must lie in this host's slice of
+// the network. Every node routes a whole slice to the node that holds it
+// (one route, one neighbour, one FDB entry per peer: driver_overlay.go),
+// and the holder's bridge has the slice on-link; an address of another
+// node's slice would need a /32 route on every node, proxy ARP on the
+// slice holder's bridge, and a sandbox whose gateway lies outside its own
+// prefix. So an address outside the slice is refused with an error that
+// names this host's slice and the node whose slice it is in; the sandbox
+// belongs on that node.
+//
+// The address is still reserved in the cluster (ReserveStatic, owner
+// "node/sandbox") before the local reservation, because slices change
+// hands (a node gone for good, its slices expired and claimed by a new
+// node, whose sandboxes keep running elsewhere meanwhile, or a daemon
+// whose local state was wiped): the reservation is what says the address
+// is in use, whatever the slices say. It goes on rollback, detach and
+// removal. A second sandbox asking for the address, on any node, gets a
+// conflict naming the holder.
+//
+// The dynamic allocator skips the addresses reserved in the cluster: the
+// attach reads the network's reservations (one etcd range read per attach
+// on an overlay network) and hands the skip set to the allocation, which
+// runs inside the local store's transaction. Claim-on-allocate (a cluster
+// write per dynamic address) would close the window between that read and
+// a reservation made elsewhere in the same instant, but costs every
+// attach a Raft round trip; with static addresses confined to their
+// node's slice the window only opens while a slice changes hands, so the
+// read is enough.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"pontoon/internal/ipam"
+	"pontoon/internal/model"
+	"pontoon/internal/store"
+)
+
+// clusterTimeout bounds the cluster requests of one attach or detach: a
+// hung etcd fails the attach instead of hanging it.
+const clusterTimeout = 10 * time.Second
+
+// staticOwner is the holder of a cluster-wide static reservation, as
+// errors and `network inspect` show it.
+func staticOwner(node, sandbox string) string { return node + "/" + sandbox }
+
+// clusterStatic is the cluster's part of one attach to an overlay
+// network: the static addresses it reserved across the cluster (released
+// on rollback), and the addresses reserved there that the dynamic
+// allocator skips. A nil *clusterStatic (no cluster, not an overlay
+// network) does nothing.
+type clusterStatic struct {
+	e        *Engine
+	network  string
+	owner    string
+	reserved []netip.Addr
+	avoid    map[netip.Addr]string
+}
+
+// overlayNetwork returns network name's record when it is an overlay
+// network of this engine's cluster; nil otherwise (a missing network is
+// the store transaction's error to report).
+func (e *Engine) overlayNetwork(ctx context.Context, name string) *model.Network {
+	if e.cfg.Cluster == nil {
+		return nil
+	}
+	var nw *model.Network
+	_ = e.st.View(ctx, func(tx store.Tx) error {
+		n, err := tx.Network(name)
+		if err == nil && n.Driver == model.DriverOverlay && n.Overlay != nil {
+			nw = n
+		}
+		return nil
+	})
+	return nw
+}
+
+// checkOverlayStatic checks static address ip asked for by owner on
+// overlay network nw (this node's part of it: Subnets[0] is the slice),
+// given the cluster's reservations. slices is called only to name the
+// node whose slice ip is in, for the error.
+func checkOverlayStatic(nw *model.Network, self, owner string, ip netip.Addr, reserved map[netip.Addr]string, slices func() map[string]netip.Prefix) error {
+	slice := nw.Subnets[0].Prefix
+	if ip.Is4() && !nw.Overlay.Subnet.Contains(ip) {
+		return model.Invalidf("address %s is outside overlay network %s (%s): give an address in this host's slice %s, or leave --ip out", ip, nw.Name, nw.Overlay.Subnet, slice)
+	}
+	if holder, ok := reserved[ip]; ok && holder != owner {
+		return model.Conflictf("address %s on network %s is reserved across the cluster by %s (node/sandbox): pick another address in this host's slice %s, or leave --ip out to get a free one", ip, nw.Name, holder, slice)
+	}
+	if ip.Is4() && !slice.Contains(ip) {
+		where := "no node's slice yet"
+		for node, p := range slices() {
+			if p.Contains(ip) {
+				where = "node " + node + "'s slice " + p.String()
+			}
+		}
+		return model.Invalidf("address %s is outside this host's (%s) slice %s of overlay network %s (it is in %s): a static address must be in the slice of the node its sandbox runs on; give an address in %s, or create the sandbox on that node", ip, self, slice, nw.Name, where, slice)
+	}
+	return model.CheckStaticIP(nw, ip)
+}
+
+// checkClusterStatic checks an attach's static addresses on an overlay
+// network against the cluster (CreateSandbox calls it before it makes
+// anything): in this host's slice, and not reserved by another sandbox
+// on any node. Nothing is reserved here: reserveClusterStatic does that.
+func (e *Engine) checkClusterStatic(ctx context.Context, sandbox string, a model.AttachSpec) error {
+	if len(a.IPs) == 0 {
+		return nil
+	}
+	nw := e.overlayNetwork(ctx, a.Network)
+	if nw == nil {
+		return nil
+	}
+	_, err := e.clusterStaticCheck(ctx, nw, sandbox, a.IPs)
+	return err
+}
+
+// clusterStaticCheck reads nw's reservations and checks ips against
+// them; it returns the reservations.
+func (e *Engine) clusterStaticCheck(ctx context.Context, nw *model.Network, sandbox string, ips []netip.Addr) (map[netip.Addr]string, error) {
+	cl := e.cfg.Cluster
+	ctx, cancel := context.WithTimeout(ctx, clusterTimeout)
+	defer cancel()
+	reserved, err := cl.StaticReservations(ctx, nw.Name)
+	if err != nil {
+		return nil, fmt.Errorf("read the cluster's static addresses of network %s (etcd): %w", nw.Name, err)
+	}
+	self := cl.NodeName()
+	slicesOf := func() map[string]netip.Prefix {
+		s, _ := cl.Slices(ctx, nw.Name)
+		return s
+	}
+	for _, ip := range ips {
+		if err := checkOverlayStatic(nw, self, staticOwner(self, sandbox), ip, reserved, slicesOf); err != nil {
+			return nil, err
+		}
+	}
+	return reserved, nil
+}
+
+// reserveClusterStatic is the cluster step of an attach to an overlay
+// network, before the local reservation: it checks and reserves the
+// static addresses across the cluster, and reads the addresses reserved
+// there for the dynamic allocator to skip. On error nothing stays
+// reserved. Not an overlay network: nil, nil.
+func (e *Engine) reserveClusterStatic(ctx context.Context, sandbox string, a model.AttachSpec) (*clusterStatic, error) {
+	nw := e.overlayNetwork(ctx, a.Network)
+	if nw == nil {
+		return nil, nil
+	}
+	cl := e.cfg.Cluster
+	reserved, err := e.clusterStaticCheck(ctx, nw, sandbox, a.IPs)
+	if err != nil {
+		return nil, err
+	}
+	cs := &clusterStatic{e: e, network: nw.Name, owner: staticOwner(cl.NodeName(), sandbox), avoid: reserved}
+	rctx, cancel := context.WithTimeout(ctx, clusterTimeout)
+	defer cancel()
+	for _, ip := range a.IPs {
+		if err := cl.ReserveStatic(rctx, nw.Name, ip, cs.owner); err != nil {
+			cs.release(ctx)
+			return nil, err
+		}
+		cs.reserved = append(cs.reserved, ip)
+	}
+	return cs, nil
+}
+
+// release gives back what the attach reserved across the cluster (its
+// rollback).
+func (cs *clusterStatic) release(ctx context.Context) {
+	if cs == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), clusterTimeout)
+	defer cancel()
+	for _, ip := range cs.reserved {
+		if err := cs.e.cfg.Cluster.ReleaseStatic(ctx, cs.network, ip, cs.owner); err != nil {
+			cs.e.log.Error("rollback: release a static address across the cluster", "network", cs.network, "ip", ip.String(), "err", err)
+		}
+	}
+	cs.reserved = nil
+}
+
+// allocate is ipam.Allocate that skips the addresses reserved across the
+// cluster: each one the allocator offers is held for the attach until a
+// free one comes, then given back, all inside the store transaction tx.
+// The loop is bounded by the number of addresses to skip.
+func (cs *clusterStatic) allocate(tx store.Tx, network string, s model.Subnet, owner string) (netip.Addr, error) {
+	if cs == nil || len(cs.avoid) == 0 {
+		return ipam.Allocate(tx, network, s, owner)
+	}
+	var skipped []netip.Addr
+	for range len(cs.avoid) + 1 {
+		ip, err := ipam.Allocate(tx, network, s, owner)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		if _, held := cs.avoid[ip]; !held {
+			for _, sk := range skipped {
+				if err := tx.Release(network, sk); err != nil {
+					return netip.Addr{}, err
+				}
+			}
+			return ip, nil
+		}
+		skipped = append(skipped, ip)
+	}
+	return netip.Addr{}, model.Exhaustedf("network %s: every free address of this host's slice %s is reserved across the cluster by a static --ip: free one, or remove a sandbox", network, s.Prefix)
+}
+
+// releaseClusterStatic releases, across the cluster, the static
+// addresses of overlay endpoints being torn down. It runs before their
+// local reservations go, so that an attach that asks for the address
+// again finds it held here until the cluster has let it go (and waits for
+// the reaper). An address the endpoint got from the allocator has no
+// reservation: that is success.
+func (e *Engine) releaseClusterStatic(eps []*model.Endpoint) {
+	cl := e.cfg.Cluster
+	if cl == nil || len(eps) == 0 {
+		return
+	}
+	overlay := map[string]bool{}
+	_ = e.st.View(context.Background(), func(tx store.Tx) error {
+		for _, ep := range eps {
+			if n, err := tx.Network(ep.Network); err == nil {
+				overlay[ep.Network] = n.Driver == model.DriverOverlay
+			}
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	owner := func(ep *model.Endpoint) string { return staticOwner(cl.NodeName(), ep.Sandbox) }
+	for _, ep := range eps {
+		if !overlay[ep.Network] {
+			continue
+		}
+		for _, ip := range ep.IPs() {
+			err := cl.ReleaseStatic(ctx, ep.Network, ip, owner(ep))
+			if err != nil && !errors.Is(err, model.ErrConflict) {
+				// It stays reserved: sweepClusterStatic at the next start
+				// releases it.
+				e.log.Warn("release a static address across the cluster; the next start retries", "network", ep.Network, "ip", ip.String(), "sandbox", ep.Sandbox, "err", err)
+			}
+		}
+	}
+}
+
+// sweepClusterStatic releases this node's reservations that no endpoint
+// holds any more (the daemon died between the cluster's reservation and
+// the local one, or while it released them). Each check runs under the
+// holder sandbox's lock, which its attaches hold from their cluster
+// reservation to their local record: one in flight is never swept.
+func (e *Engine) sweepClusterStatic(ctx context.Context) {
+	cl := e.cfg.Cluster
+	self := cl.NodeName()
+	nets, err := e.Networks()
+	if err != nil {
+		return
+	}
+	for _, n := range nets {
+		if n.Driver != model.DriverOverlay || ctx.Err() != nil {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, clusterTimeout)
+		reserved, err := cl.StaticReservations(rctx, n.Name)
+		cancel()
+		if err != nil {
+			e.log.Warn("cluster: read static addresses to sweep", "network", n.Name, "err", err)
+			continue
+		}
+		for ip, holder := range reserved {
+			node, sandbox, ok := strings.Cut(holder, "/")
+			if !ok || node != self || model.ValidateName("sandbox", sandbox) != nil {
+				continue
+			}
+			e.sweepOne(ctx, n.Name, ip, holder, sandbox)
+		}
+	}
+}
+
+func (e *Engine) sweepOne(ctx context.Context, network string, ip netip.Addr, holder, sandbox string) {
+	unlock := e.lockSandbox(sandbox)
+	defer unlock()
+	held := false
+	_ = e.st.View(ctx, func(tx store.Tx) error {
+		ep, err := tx.Endpoint(sandbox, network)
+		held = err == nil && slices.Contains(ep.IPs(), ip)
+		return nil
+	})
+	if held {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, clusterTimeout)
+	defer cancel()
+	if err := e.cfg.Cluster.ReleaseStatic(rctx, network, ip, holder); err != nil {
+		e.log.Warn("cluster: release a static address no endpoint holds", "network", network, "ip", ip.String(), "holder", holder, "err", err)
+		return
+	}
+	e.log.Info("cluster: released a static address no endpoint holds", "network", network, "ip", ip.String(), "holder", holder)
+}

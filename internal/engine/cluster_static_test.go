@@ -1,0 +1,442 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"pontoon/internal/cluster"
+	"pontoon/internal/link"
+	"pontoon/internal/model"
+)
+
+// fakeEtcd is what the nodes of a fake cluster share: what
+// internal/cluster keeps in etcd, in memory, with the same semantics for
+// what the engine relies on (create-if-absent reservations naming their
+// holder, the first free slice).
+type fakeEtcd struct {
+	mu     sync.Mutex
+	defs   map[string]cluster.NetworkDef
+	slices map[string]map[string]netip.Prefix // network → node → slice
+	static map[string]map[netip.Addr]string   // network → address → owner
+	nodes  map[string]cluster.Node
+}
+
+func newFakeEtcd() *fakeEtcd {
+	return &fakeEtcd{defs: map[string]cluster.NetworkDef{}, slices: map[string]map[string]netip.Prefix{},
+		static: map[string]map[netip.Addr]string{}, nodes: map[string]cluster.Node{}}
+}
+
+// fakeCluster is one node's membership of a fakeEtcd.
+type fakeCluster struct {
+	*fakeEtcd
+	node     string
+	underlay netip.Addr
+}
+
+func (f *fakeEtcd) join(node, underlay string) *fakeCluster {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	u := netip.MustParseAddr(underlay)
+	f.nodes[node] = cluster.Node{Name: node, Underlay: u, Started: time.Unix(1700000000, 0).UTC()}
+	return &fakeCluster{fakeEtcd: f, node: node, underlay: u}
+}
+
+func (f *fakeEtcd) leave(node string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.nodes, node)
+}
+
+func (f *fakeCluster) NodeName() string               { return f.node }
+func (f *fakeCluster) Underlay() (string, netip.Addr) { return "under0", f.underlay }
+func (f *fakeCluster) RemoveNetworkDef(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.defs, name)
+	return nil
+}
+
+func (f *fakeCluster) DefineNetwork(_ context.Context, d cluster.NetworkDef) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if o, ok := f.defs[d.Name]; ok && o.Subnet != d.Subnet {
+		return model.Conflictf("cluster network %s exists", d.Name)
+	}
+	f.defs[d.Name] = d
+	return nil
+}
+
+func (f *fakeCluster) Networks(context.Context) ([]cluster.NetworkDef, int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []cluster.NetworkDef
+	for _, k := range sortedKeys(f.defs) {
+		out = append(out, f.defs[k])
+	}
+	return out, 1, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	var ks []string
+	for k := range maps.Keys(m) {
+		ks = append(ks, k)
+	}
+	for i := range ks {
+		for j := i + 1; j < len(ks); j++ {
+			if ks[j] < ks[i] {
+				ks[i], ks[j] = ks[j], ks[i]
+			}
+		}
+	}
+	return ks
+}
+
+// Watches never send: the tests drive the nodes themselves.
+func (f *fakeCluster) WatchNetworks(ctx context.Context, _ int64) (<-chan cluster.NetworkEvent, error) {
+	ch := make(chan cluster.NetworkEvent)
+	go func() { <-ctx.Done(); close(ch) }()
+	return ch, nil
+}
+
+func (f *fakeCluster) WatchNames(ctx context.Context, _ int64) (<-chan cluster.NameEvent, error) {
+	ch := make(chan cluster.NameEvent)
+	go func() { <-ctx.Done(); close(ch) }()
+	return ch, nil
+}
+
+func (f *fakeCluster) ClaimSlice(_ context.Context, network string, subnet netip.Prefix, size int, node string) (netip.Prefix, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := f.slices[network]
+	if m == nil {
+		m = map[string]netip.Prefix{}
+		f.slices[network] = m
+	}
+	if p, ok := m[node]; ok {
+		return p, nil
+	}
+	// /24 slices of a /16, enough for these tests.
+	for i := range 256 {
+		a := subnet.Addr().As4()
+		a[2] = byte(i)
+		p := netip.PrefixFrom(netip.AddrFrom4(a), size)
+		free := true
+		for _, q := range m {
+			free = free && q != p
+		}
+		if free {
+			m[node] = p
+			return p, nil
+		}
+	}
+	return netip.Prefix{}, model.Exhaustedf("no slice left")
+}
+
+func (f *fakeCluster) Slices(_ context.Context, network string) (map[string]netip.Prefix, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.slices[network]), nil
+}
+
+func (f *fakeCluster) Nodes(context.Context) ([]cluster.Node, int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []cluster.Node
+	for _, k := range sortedKeys(f.nodes) {
+		out = append(out, f.nodes[k])
+	}
+	return out, 1, nil
+}
+
+func (f *fakeCluster) PutName(context.Context, cluster.Name) error          { return nil }
+func (f *fakeCluster) DeleteName(context.Context, string, string) error     { return nil }
+func (f *fakeCluster) Names(context.Context) ([]cluster.Name, int64, error) { return nil, 1, nil }
+
+func (f *fakeCluster) ReserveStatic(_ context.Context, network string, ip netip.Addr, owner string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := f.static[network]
+	if m == nil {
+		m = map[netip.Addr]string{}
+		f.static[network] = m
+	}
+	if h, ok := m[ip]; ok && h != owner {
+		return model.Conflictf("address %s on network %s is reserved by %s across the cluster", ip, network, h)
+	}
+	m[ip] = owner
+	return nil
+}
+
+func (f *fakeCluster) ReleaseStatic(_ context.Context, network string, ip netip.Addr, owner string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if h, ok := f.static[network][ip]; ok {
+		if h != owner {
+			return model.Conflictf("address %s on network %s is reserved by %s, not %s", ip, network, h, owner)
+		}
+		delete(f.static[network], ip)
+	}
+	return nil
+}
+
+func (f *fakeCluster) StaticReservations(_ context.Context, network string) (map[netip.Addr]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := maps.Clone(f.static[network])
+	if out == nil {
+		out = map[netip.Addr]string{}
+	}
+	return out, nil
+}
+
+func (f *fakeEtcd) staticOf(network string) map[netip.Addr]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.static[network])
+}
+
+// twoNodes returns engines h1 and h2 of one fake cluster, with overlay
+// network web (10.200.0.0/16) made on h1 and realized on h2: h1 holds
+// slice 10.200.0.0/24, h2 10.200.1.0/24.
+func twoNodes(t *testing.T) (etcd *fakeEtcd, h1, h2 *testEnv) {
+	t.Helper()
+	etcd = newFakeEtcd()
+	c1, c2 := etcd.join("h1", "192.0.2.1"), etcd.join("h2", "192.0.2.2")
+	h1 = newEnv(t, func(c *Config) { c.Cluster = c1 })
+	h2 = newEnv(t, func(c *Config) { c.Cluster = c2 })
+	for _, h := range []*testEnv{h1, h2} {
+		h.link.AddHostLink(link.LinkInfo{Name: "under0", Type: "veth", MTU: 1500, Up: true})
+	}
+	ctx := context.Background()
+	if _, err := h1.e.CreateNetwork(ctx, model.NetworkSpec{Name: "web", Driver: model.DriverOverlay,
+		Subnets: []model.Subnet{{Prefix: tPrefix("10.200.0.0/16")}}}); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	if err := h2.e.StartCluster(sctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h2.e.Network("web"); err != nil {
+		t.Fatalf("h2 did not make its part of web: %v", err)
+	}
+	return etcd, h1, h2
+}
+
+func createOn(env *testEnv, name string, ips ...string) (*model.SandboxInfo, error) {
+	return env.e.CreateSandbox(context.Background(), model.SandboxSpec{Name: name,
+		Networks: []model.AttachSpec{{Network: "web", IPs: tIPs(ips...)}}})
+}
+
+func TestOverlayStaticReservedAcrossNodes(t *testing.T) {
+	etcd, h1, h2 := twoNodes(t)
+	ctx := context.Background()
+	want := func(m map[netip.Addr]string) {
+		t.Helper()
+		got := etcd.staticOf("web")
+		if len(got) != len(m) || !maps.Equal(got, m) {
+			t.Errorf("static reservations in the cluster: %v, want %v", got, m)
+		}
+	}
+
+	if _, err := createOn(h1, "a", "10.200.0.9"); err != nil {
+		t.Fatal(err)
+	}
+	want(map[netip.Addr]string{tAddr("10.200.0.9"): "h1/a"})
+
+	// The same address from the other node: a conflict naming the
+	// holder, and nothing changed on h2.
+	before := h2.snapshot(t)
+	_, err := createOn(h2, "b", "10.200.0.9")
+	if !errors.Is(err, model.ErrConflict) || !strings.Contains(err.Error(), "h1/a") {
+		t.Fatalf("h2 asks for h1/a's address: %v, want a conflict naming h1/a", err)
+	}
+	if after := h2.snapshot(t); after != before {
+		t.Errorf("a refused create changed h2:\n%s\nwas\n%s", after, before)
+	}
+	// And from h1 by another sandbox, through connect.
+	if _, err := h1.e.CreateSandbox(ctx, model.SandboxSpec{Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h1.e.Connect(ctx, "x", model.AttachSpec{Network: "web", IPs: tIPs("10.200.0.9")}); !errors.Is(err, model.ErrConflict) || !strings.Contains(err.Error(), "h1/a") {
+		t.Fatalf("connect x with a's address: %v, want a conflict naming h1/a", err)
+	}
+
+	// Outside this host's slice: refused, naming the slice and its node.
+	_, err = createOn(h1, "c", "10.200.1.7")
+	if !errors.Is(err, model.ErrInvalid) || !strings.Contains(err.Error(), "10.200.0.0/24") || !strings.Contains(err.Error(), "node h2's slice 10.200.1.0/24") {
+		t.Errorf("h1 asks for an address of h2's slice: %v", err)
+	}
+	if _, err := h1.e.Connect(ctx, "x", model.AttachSpec{Network: "web", IPs: tIPs("10.200.1.7")}); !errors.Is(err, model.ErrInvalid) {
+		t.Errorf("connect with an address of h2's slice: %v", err)
+	}
+	if _, err = createOn(h1, "c", "10.201.0.7"); !errors.Is(err, model.ErrInvalid) || !strings.Contains(err.Error(), "outside overlay network web") {
+		t.Errorf("an address outside the network: %v", err)
+	}
+	want(map[netip.Addr]string{tAddr("10.200.0.9"): "h1/a"})
+
+	// h2's own slice: fine.
+	if _, err := createOn(h2, "b", "10.200.1.5"); err != nil {
+		t.Fatal(err)
+	}
+	// Connect with --ip reserves too; disconnect releases.
+	if _, err := h1.e.Connect(ctx, "x", model.AttachSpec{Network: "web", IPs: tIPs("10.200.0.10")}); err != nil {
+		t.Fatal(err)
+	}
+	want(map[netip.Addr]string{tAddr("10.200.0.9"): "h1/a", tAddr("10.200.1.5"): "h2/b", tAddr("10.200.0.10"): "h1/x"})
+	if err := h1.e.Disconnect(ctx, "web", "x"); err != nil {
+		t.Fatal(err)
+	}
+	h1.e.Flush()
+	want(map[netip.Addr]string{tAddr("10.200.0.9"): "h1/a", tAddr("10.200.1.5"): "h2/b"})
+
+	// Removal releases it; then it is free again on h1.
+	if err := h1.e.RemoveSandbox(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	h1.e.Flush()
+	want(map[netip.Addr]string{tAddr("10.200.1.5"): "h2/b"})
+	if _, err := createOn(h1, "a2", "10.200.0.9"); err != nil {
+		t.Fatalf("the address after its holder's removal: %v", err)
+	}
+	want(map[netip.Addr]string{tAddr("10.200.0.9"): "h1/a2", tAddr("10.200.1.5"): "h2/b"})
+}
+
+func TestOverlayStaticRollback(t *testing.T) {
+	etcd, h1, _ := twoNodes(t)
+	h1.e.testHook = func(step string) error {
+		if step == "attach:veth" {
+			return errors.New("injected")
+		}
+		return nil
+	}
+	if _, err := createOn(h1, "a", "10.200.0.9"); err == nil {
+		t.Fatal("create with a failing attach succeeded")
+	}
+	h1.e.Flush()
+	if got := etcd.staticOf("web"); len(got) != 0 {
+		t.Errorf("a failed create left reservations in the cluster: %v", got)
+	}
+	h1.e.testHook = nil
+	if _, err := createOn(h1, "a", "10.200.0.9"); err != nil {
+		t.Fatalf("the address after a rolled-back create: %v", err)
+	}
+}
+
+// The dynamic allocator never hands out an address reserved in the
+// cluster (here by a node that held the slice before, as after a slice
+// changed hands).
+func TestOverlayDynamicSkipsClusterStatic(t *testing.T) {
+	etcd, h1, _ := twoNodes(t)
+	etcd.mu.Lock()
+	etcd.static["web"] = map[netip.Addr]string{tAddr("10.200.0.2"): "h9/old", tAddr("10.200.0.3"): "h9/older"}
+	etcd.mu.Unlock()
+	sb, err := createOn(h1, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip := sb.Endpoints[0].FirstIP(); ip == tAddr("10.200.0.2") || ip == tAddr("10.200.0.3") {
+		t.Fatalf("a got %s, reserved in the cluster", ip)
+	}
+	// The skipped addresses are not held locally either.
+	snap := h1.snapshot(t)
+	if strings.Contains(snap, "10.200.0.2=") || strings.Contains(snap, "10.200.0.3=") {
+		t.Errorf("skipped addresses stayed reserved locally:\n%s", snap)
+	}
+}
+
+// A reservation of this node that no endpoint holds (the daemon died
+// between the cluster's reservation and its own) is swept at start; one
+// an endpoint holds stays.
+func TestOverlayStaticSweep(t *testing.T) {
+	etcd, h1, _ := twoNodes(t)
+	if _, err := createOn(h1, "a", "10.200.0.9"); err != nil {
+		t.Fatal(err)
+	}
+	etcd.mu.Lock()
+	etcd.static["web"][tAddr("10.200.0.50")] = "h1/ghost"
+	etcd.static["web"][tAddr("10.200.1.50")] = "h2/other-node"
+	etcd.mu.Unlock()
+	h1.e.sweepClusterStatic(context.Background())
+	got := etcd.staticOf("web")
+	if _, ok := got[tAddr("10.200.0.50")]; ok {
+		t.Errorf("the stale reservation stayed: %v", got)
+	}
+	if got[tAddr("10.200.0.9")] != "h1/a" || got[tAddr("10.200.1.50")] != "h2/other-node" {
+		t.Errorf("the sweep released what it must keep: %v", got)
+	}
+}
+
+func TestNodeAndNetworkInspect(t *testing.T) {
+	etcd, h1, h2 := twoNodes(t)
+	ctx := context.Background()
+	if _, err := createOn(h2, "b", "10.200.1.5"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := h1.e.Node(ctx, "h2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vni := h1.mustNet(t, "web").Overlay.VNI
+	wantMAC := link.VXLANMAC(vni, tAddr("192.0.2.2")).String()
+	if n.Name != "h2" || n.Self || n.Underlay != tAddr("192.0.2.2") || n.Slices["web"] != tPrefix("10.200.1.0/24") ||
+		n.VTEPMACs["web"] != wantMAC || n.StaticIPs["web"][tAddr("10.200.1.5")] != "b" {
+		t.Errorf("node inspect h2 from h1: %+v", n)
+	}
+	if n, err := h2.e.Node(ctx, "h2"); err != nil || !n.Self {
+		t.Errorf("node inspect h2 on h2: %+v, %v", n, err)
+	}
+	if _, err := h1.e.Node(ctx, "nope"); !errors.Is(err, model.ErrNotFound) || !strings.Contains(err.Error(), "h1, h2") {
+		t.Errorf("an unknown node: %v", err)
+	}
+
+	info, err := h1.e.InspectNetwork(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &model.ClusterNetwork{Mode: "vxlan", Nodes: []model.ClusterNetworkNode{
+		{Node: "h1", Slice: tPrefix("10.200.0.0/24"), Underlay: tAddr("192.0.2.1"), VTEPMAC: link.VXLANMAC(vni, tAddr("192.0.2.1")).String(), Live: true, Self: true},
+		{Node: "h2", Slice: tPrefix("10.200.1.0/24"), Underlay: tAddr("192.0.2.2"), VTEPMAC: wantMAC, Live: true},
+	}, StaticIPs: map[netip.Addr]string{tAddr("10.200.1.5"): "h2/b"}}
+	if diff := cmp.Diff(want, info.Cluster, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("network inspect's cluster part (-want +got):\n%s", diff)
+	}
+
+	// h2 dies: it keeps its slice, shown as not live; node inspect says so.
+	etcd.leave("h2")
+	info, err = h1.e.InspectNetwork(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.Cluster.Nodes; len(got) != 2 || got[1].Live || got[1].Underlay.IsValid() || got[1].Slice != tPrefix("10.200.1.0/24") {
+		t.Errorf("a node that is gone: %+v", got)
+	}
+	if _, err := h1.e.Node(ctx, "h2"); !errors.Is(err, model.ErrNotFound) || !strings.Contains(err.Error(), "web=10.200.1.0/24") {
+		t.Errorf("node inspect of a node that is gone: %v", err)
+	}
+
+	// Not an overlay network: no cluster part.
+	if _, err := h1.e.CreateNetwork(ctx, model.NetworkSpec{Name: "local"}); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := h1.e.InspectNetwork(ctx, "local"); err != nil || info.Cluster != nil {
+		t.Errorf("a bridge network's cluster part: %+v, %v", info.Cluster, err)
+	}
+}
+
+func (env *testEnv) mustNet(t *testing.T, name string) *model.NetworkInfo {
+	t.Helper()
+	n, err := env.e.Network(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

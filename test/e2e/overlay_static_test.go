@@ -1,0 +1,135 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"pontoon/internal/model"
+	"pontoon/internal/store/etcdtest"
+)
+
+// Two hosts, one etcd: a static --ip on an overlay network is reserved
+// across the cluster (the other host gets a conflict naming the holder;
+// after the holder's removal it is free again), and `node inspect` and
+// `network inspect` show the other node's slice, underlay and VTEP.
+func TestOverlayStaticAcrossHosts(t *testing.T) {
+	cli := etcdtest.Start(t)
+	ep := cli.Endpoints()[0]
+	h1, h2 := NewHost(t), NewHost(t)
+	h1.In(h1.NS, "ip", "link", "add", "under0", "type", "veth", "peer", "name", "under0", "netns", h2.NS)
+	h1.In(h1.NS, "ip", "addr", "add", "192.0.2.1/24", "dev", "under0")
+	h1.In(h1.NS, "ip", "link", "set", "under0", "up")
+	h2.In(h2.NS, "ip", "addr", "add", "192.0.2.2/24", "dev", "under0")
+	h2.In(h2.NS, "ip", "link", "set", "under0", "up")
+	h1.Stop()
+	h1.Start("--cluster", ep, "--node-name", "h1", "--underlay", "under0")
+	h2.Stop()
+	h2.Start("--cluster", ep, "--node-name", "h2", "--underlay", "under0")
+
+	h1.P("network", "create", "web", "--driver", "overlay", "--subnet", "10.200.0.0/16")
+	if out, ok := within(10*time.Second, func() (string, bool) {
+		o := h2.P("network", "ls", "-q")
+		return o, strings.Contains(o, "web")
+	}); !ok {
+		t.Fatalf("h2 did not make its part of web: %s", out)
+	}
+	slice := func(h *Host, node string) string {
+		var ns []model.ClusterNodeInfo
+		if err := json.Unmarshal([]byte(h.P("node", "inspect", node, "--format", "json")), &ns); err != nil || len(ns) != 1 {
+			t.Fatalf("node inspect %s: %v", node, err)
+		}
+		return ns[0].Slices["web"].String()
+	}
+	s1, s2 := slice(h1, "h1"), slice(h1, "h2")
+	if s1 == s2 || !strings.HasPrefix(s1, "10.200.") || !strings.HasPrefix(s2, "10.200.") {
+		t.Fatalf("slices %s and %s", s1, s2)
+	}
+	// A static address in h1's slice, taken on h1.
+	static := strings.TrimSuffix(s1, "0/24") + "9"
+	h1.P("sandbox", "create", "a", "--network", "web", "--ip", static)
+	if got := h1.IP("a", "web"); got != static {
+		t.Fatalf("a has %s, want %s", got, static)
+	}
+	// The other host asks for it: a conflict naming the holder, and no
+	// sandbox made.
+	if msg := h2.PFail("sandbox", "create", "b", "--network", "web", "--ip", static); !strings.Contains(msg, "h1/a") {
+		t.Errorf("h2 asks for h1/a's address: %s", msg)
+	}
+	if out := h2.P("sandbox", "ls", "-q"); strings.Contains(out, "b") {
+		t.Errorf("a refused create left sandbox b on h2: %s", out)
+	}
+	// Through connect on h1 as well.
+	h1.P("sandbox", "create", "x")
+	if msg := h1.PFail("network", "connect", "web", "x", "--ip", static); !strings.Contains(msg, "h1/a") {
+		t.Errorf("connect with a's address: %s", msg)
+	}
+	// Outside h2's slice: refused there, naming h2's slice and h1's.
+	if msg := h2.PFail("sandbox", "create", "c", "--network", "web", "--ip", strings.TrimSuffix(s1, "0/24")+"10"); !strings.Contains(msg, s2) || !strings.Contains(msg, "node h1's slice "+s1) {
+		t.Errorf("h2 asks for an address of h1's slice: %s", msg)
+	}
+
+	// node inspect of the other node: its underlay, slice, VTEP MAC and
+	// static address; the same from either host.
+	var n []model.ClusterNodeInfo
+	if err := json.Unmarshal([]byte(h2.P("node", "inspect", "h1", "--format", "json")), &n); err != nil || len(n) != 1 {
+		t.Fatalf("node inspect h1 on h2: %v", err)
+	}
+	if h := n[0]; h.Name != "h1" || h.Self || h.Underlay.String() != "192.0.2.1" || h.VTEPMACs["web"] == "" ||
+		h.StaticIPs["web"][netip.MustParseAddr(static)] != "a" {
+		t.Errorf("node inspect h1 on h2: %+v", h)
+	}
+	// The VTEP MAC it shows is the one h1's VXLAN device has.
+	vx := h1.HostLinks("ptvx-")
+	if len(vx) != 1 {
+		t.Fatalf("h1's VXLAN devices: %v", vx)
+	}
+	if out := h1.In(h1.NS, "ip", "-br", "link", "show", vx[0]); !strings.Contains(out, n[0].VTEPMACs["web"]) {
+		t.Errorf("node inspect says h1's VTEP is %s; h1 has %s", n[0].VTEPMACs["web"], out)
+	}
+	if msg := h1.PFail("node", "inspect", "nope"); !strings.Contains(msg, "h1, h2") {
+		t.Errorf("node inspect of an unknown node: %s", msg)
+	}
+
+	// network inspect on h1: h2's slice, underlay and VTEP, h1 as self,
+	// the static address and its holder.
+	var infos []model.NetworkInfo
+	if err := json.Unmarshal([]byte(h1.P("network", "inspect", "web", "--format", "json")), &infos); err != nil || len(infos) != 1 || infos[0].Cluster == nil {
+		t.Fatalf("network inspect web: %v %+v", err, infos)
+	}
+	c := infos[0].Cluster
+	if c.Mode != "vxlan" || len(c.Nodes) != 2 || c.Error != "" {
+		t.Fatalf("network inspect web's cluster part: %+v", c)
+	}
+	if p := c.Nodes[1]; p.Node != "h2" || p.Self || !p.Live || p.Slice.String() != s2 || p.Underlay.String() != "192.0.2.2" || p.VTEPMAC == "" {
+		t.Errorf("network inspect web on h1, peer h2: %+v", p)
+	}
+	if me := c.Nodes[0]; me.Node != "h1" || !me.Self || me.Slice.String() != s1 {
+		t.Errorf("network inspect web on h1, itself: %+v", me)
+	}
+	if c.StaticIPs[netip.MustParseAddr(static)] != "h1/a" {
+		t.Errorf("network inspect web's static addresses: %v", c.StaticIPs)
+	}
+	if out := h2.P("network", "inspect", "web"); !strings.Contains(out, "h1  slice "+s1+"  underlay 192.0.2.1") {
+		t.Errorf("network inspect web on h2 (table):\n%s", out)
+	}
+
+	// Removed on h1: released across the cluster, and taken again.
+	h1.P("sandbox", "rm", "a")
+	if out, ok := within(5*time.Second, func() (string, bool) {
+		o := h2.P("network", "inspect", "web", "--format", "json")
+		return o, !strings.Contains(o, `"`+static+`"`)
+	}); !ok {
+		t.Fatalf("the address stayed reserved after a's removal:\n%s", out)
+	}
+	h1.P("network", "connect", "web", "x", "--ip", static)
+	if got := h1.IP("x", "web"); got != static {
+		t.Errorf("x has %s, want %s", got, static)
+	}
+	if msg := h2.PFail("sandbox", "create", "b", "--network", "web", "--ip", static); !strings.Contains(msg, "h1/x") {
+		t.Errorf("h2 asks for h1/x's address: %s", msg)
+	}
+	h1.P("sandbox", "rm", "x")
+}
