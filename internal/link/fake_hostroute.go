@@ -31,20 +31,28 @@ func (f *Fake) connectedLocked(dev string) []netip.Prefix {
 
 // SetHostRoutes records the routes as the kernel would have them: those
 // whose gateway is on the device's segment, the others refused.
-func (f *Fake) SetHostRoutes(dev string, routes []HostGWRoute) error {
+func (f *Fake) SetHostRoutes(dev string, within netip.Prefix, routes []HostGWRoute) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.failed("SetHostRoutes"); err != nil {
 		return err
 	}
-	if err := checkHostRoutes(dev, routes); err != nil {
+	if err := checkHostRoutes(dev, within, routes); err != nil {
 		return err
 	}
 	if _, ok := f.hostLinkLocked(dev); !ok {
 		return fmt.Errorf("host routes: device %s does not exist: give the underlay link (ip link show)", dev)
 	}
 	ok, errs := onSegment(dev, f.connectedLocked(dev), routes)
-	m := map[netip.Prefix]netip.Addr{}
+	m := f.hostRoutesLocked()[dev]
+	if m == nil {
+		m = map[netip.Prefix]netip.Addr{}
+	}
+	for p := range m {
+		if inside(within, p) {
+			delete(m, p)
+		}
+	}
 	for _, r := range ok {
 		m[r.Dst] = r.Via
 	}
@@ -56,13 +64,22 @@ func (f *Fake) SetHostRoutes(dev string, routes []HostGWRoute) error {
 }
 
 // CheckHostRoutes describes how the recorded routes differ from routes.
-func (f *Fake) CheckHostRoutes(dev string, routes []HostGWRoute) []string {
+func (f *Fake) CheckHostRoutes(dev string, within netip.Prefix, routes []HostGWRoute) []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := checkHostRoutes(dev, within, routes); err != nil {
+		return []string{err.Error()}
+	}
 	if _, ok := f.hostLinkLocked(dev); !ok {
 		return []string{fmt.Sprintf("host routes: device %s does not exist: give the underlay link (ip link show)", dev)}
 	}
-	return diffHostRoutes(dev, f.connectedLocked(dev), f.hostRoutesLocked()[dev], routes)
+	have := map[netip.Prefix]netip.Addr{}
+	for p, gw := range f.hostRoutesLocked()[dev] {
+		if inside(within, p) {
+			have[p] = gw
+		}
+	}
+	return diffHostRoutes(dev, f.connectedLocked(dev), have, routes)
 }
 
 // HostRoutes returns the device's recorded host-gw routes (for tests).

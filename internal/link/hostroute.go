@@ -20,6 +20,11 @@ import (
 //
 // and nothing else: no tunnel, no encapsulation, the underlay's MTU.
 //
+// Several host-gw networks share the underlay device: each call manages
+// the routes inside one prefix (the network's whole range, which no other
+// cluster network overlaps), so one network's sync never removes
+// another's routes.
+//
 // The routes carry pontoon's route protocol number (RouteProtocol, shown
 // by `ip route` as "proto 112"): SetHostRoutes reads, replaces and deletes
 // only routes of that protocol on D, so the kernel's own routes on D
@@ -73,9 +78,12 @@ func (e *NotOnSegmentError) Error() string {
 func (e *NotOnSegmentError) Unwrap() error { return ErrNotOnSegment }
 
 // checkHostRoutes refuses a route list that cannot be programmed on any
-// device: each route complete, its gateway of its destination's family,
-// no destination twice.
-func checkHostRoutes(dev string, routes []HostGWRoute) error {
+// device: within a prefix, each route complete and inside within, its
+// gateway of its destination's family, no destination twice.
+func checkHostRoutes(dev string, within netip.Prefix, routes []HostGWRoute) error {
+	if !within.IsValid() || within != within.Masked() {
+		return fmt.Errorf("host routes on %s: %q is not a network prefix (the range the routes are in)", dev, within)
+	}
 	seen := map[netip.Prefix]bool{}
 	for _, r := range routes {
 		if !r.Dst.IsValid() || !r.Via.IsValid() || r.Via.Zone() != "" {
@@ -86,6 +94,9 @@ func checkHostRoutes(dev string, routes []HostGWRoute) error {
 		}
 		if r.Dst != r.Dst.Masked() {
 			return fmt.Errorf("host route %v on %s: %s has host bits set (want %s)", r, dev, r.Dst, r.Dst.Masked())
+		}
+		if !inside(within, r.Dst) {
+			return fmt.Errorf("host route %v on %s: %s is not inside %s", r, dev, r.Dst, within)
 		}
 		if seen[r.Dst] {
 			return fmt.Errorf("host routes on %s: %s twice", dev, r.Dst)
@@ -136,8 +147,9 @@ func (n *netlinkLinks) hostRouteDevice(dev string) (netlink.Link, []netip.Prefix
 }
 
 // readHostRoutes lists the device's routes of pontoon's protocol in the
-// main table: destination → gateway. An interrupted dump is done again.
-func (n *netlinkLinks) readHostRoutes(idx int) (map[netip.Prefix]netip.Addr, error) {
+// main table with a destination inside within: destination → gateway. An
+// interrupted dump is done again.
+func (n *netlinkLinks) readHostRoutes(idx int, within netip.Prefix) (map[netip.Prefix]netip.Addr, error) {
 	filter := &netlink.Route{LinkIndex: idx, Table: unix.RT_TABLE_MAIN, Protocol: RouteProtocol}
 	mask := netlink.RT_FILTER_OIF | netlink.RT_FILTER_TABLE | netlink.RT_FILTER_PROTOCOL
 	var rs []netlink.Route
@@ -161,9 +173,17 @@ func (n *netlinkLinks) readHostRoutes(idx int) (map[netip.Prefix]netip.Addr, err
 			continue
 		}
 		ones, _ := r.Dst.Mask.Size()
-		out[netip.PrefixFrom(dst, ones)] = gw
+		if p := netip.PrefixFrom(dst, ones); inside(within, p) {
+			out[p] = gw
+		}
 	}
 	return out, nil
+}
+
+// inside reports whether p is within (a prefix of within's family, no
+// shorter, and contained in it).
+func inside(within, p netip.Prefix) bool {
+	return p.Bits() >= within.Bits() && within.Contains(p.Addr())
 }
 
 func hostRoute(idx int, dst netip.Prefix, via netip.Addr) *netlink.Route {
@@ -171,15 +191,15 @@ func hostRoute(idx int, dst netip.Prefix, via netip.Addr) *netlink.Route {
 		Dst: &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), dst.Addr().BitLen())}, Gw: via.AsSlice()}
 }
 
-// SetHostRoutes makes the device's routes of pontoon's protocol exactly
-// routes: it adds or replaces what differs, then deletes those no route
+// SetHostRoutes makes the device's routes of pontoon's protocol inside
+// within exactly routes: it adds or replaces what differs, then deletes those no route
 // wants. A route whose gateway is not on the device's segment is not
 // programmed: its NotOnSegmentError is among the returned errors, and the
 // others are programmed regardless. Routes of other protocols are left
 // alone. Bad input changes nothing. It goes on after a failed request and
 // returns all failures.
-func (n *netlinkLinks) SetHostRoutes(dev string, routes []HostGWRoute) error {
-	if err := checkHostRoutes(dev, routes); err != nil {
+func (n *netlinkLinks) SetHostRoutes(dev string, within netip.Prefix, routes []HostGWRoute) error {
+	if err := checkHostRoutes(dev, within, routes); err != nil {
 		return err
 	}
 	l, connected, err := n.hostRouteDevice(dev)
@@ -187,7 +207,7 @@ func (n *netlinkLinks) SetHostRoutes(dev string, routes []HostGWRoute) error {
 		return err
 	}
 	idx := l.Attrs().Index
-	have, err := n.readHostRoutes(idx)
+	have, err := n.readHostRoutes(idx, within)
 	if err != nil {
 		return fmt.Errorf("host routes on %s: %w", dev, err)
 	}
@@ -213,17 +233,20 @@ func (n *netlinkLinks) SetHostRoutes(dev string, routes []HostGWRoute) error {
 	return errors.Join(errs...)
 }
 
-// CheckHostRoutes compares the device's routes of pontoon's protocol with
-// routes and describes each difference (missing, different, extra); a
+// CheckHostRoutes compares the device's routes of pontoon's protocol
+// inside within with routes and describes each difference (missing, different, extra); a
 // route that cannot be programmed because its gateway is not on the
 // device's segment is described as such. nil when they match. It changes
 // nothing.
-func (n *netlinkLinks) CheckHostRoutes(dev string, routes []HostGWRoute) []string {
+func (n *netlinkLinks) CheckHostRoutes(dev string, within netip.Prefix, routes []HostGWRoute) []string {
+	if err := checkHostRoutes(dev, within, routes); err != nil {
+		return []string{err.Error()}
+	}
 	l, connected, err := n.hostRouteDevice(dev)
 	if err != nil {
 		return []string{err.Error()}
 	}
-	have, err := n.readHostRoutes(l.Attrs().Index)
+	have, err := n.readHostRoutes(l.Attrs().Index, within)
 	if err != nil {
 		return []string{fmt.Sprintf("host routes on %s: %v", dev, err)}
 	}

@@ -16,6 +16,9 @@ import (
 // 192.0.2.1/24 and 192.0.2.2/24), each with a bridge for its slice of
 // 10.207.0.0/16 and one sandbox, and no tunnel: only host routes.
 
+// r207 is the host-gw network's whole range.
+var r207 = netip.MustParsePrefix("10.207.0.0/16")
+
 // gwNetwork makes, on h, bridge br7 with its slice's gateway
 // (10.207.n.1/24, MTU 1500) and a sandbox on it (10.207.n.2); it returns
 // the sandbox's namespace.
@@ -56,12 +59,12 @@ func TestHostRoutes(t *testing.T) {
 	// Someone else's route on the underlay, through h2: never touched.
 	h1.run(t, "ip", "route", "add", "10.99.0.0/24", "via", "192.0.2.2", "dev", "under0")
 
-	err := h1.l.SetHostRoutes("under0", []HostGWRoute{h2.gwRoute(), h3})
+	err := h1.l.SetHostRoutes("under0", r207, []HostGWRoute{h2.gwRoute(), h3})
 	var nos *NotOnSegmentError
 	if !errors.Is(err, ErrNotOnSegment) || !errors.As(err, &nos) || nos.Route.Peer != "h3" || !strings.Contains(err.Error(), "--mode vxlan") {
 		t.Fatalf("SetHostRoutes with a node on another segment: %v, want a NotOnSegmentError for h3", err)
 	}
-	if err := h2.l.SetHostRoutes("under0", []HostGWRoute{h1.gwRoute()}); err != nil {
+	if err := h2.l.SetHostRoutes("under0", r207, []HostGWRoute{h1.gwRoute()}); err != nil {
 		t.Fatal(err)
 	}
 	r1 := h1.routes(t)
@@ -83,10 +86,10 @@ func TestHostRoutes(t *testing.T) {
 	}
 
 	// Check: h2 matches; h1 names h3's refusal and nothing else.
-	if d := h2.l.CheckHostRoutes("under0", []HostGWRoute{h1.gwRoute()}); d != nil {
+	if d := h2.l.CheckHostRoutes("under0", r207, []HostGWRoute{h1.gwRoute()}); d != nil {
 		t.Fatalf("h2: CheckHostRoutes: %q", d)
 	}
-	d := h1.l.CheckHostRoutes("under0", []HostGWRoute{h2.gwRoute(), h3})
+	d := h1.l.CheckHostRoutes("under0", r207, []HostGWRoute{h2.gwRoute(), h3})
 	if len(d) != 1 || !strings.Contains(d[0], "node h3") || !strings.Contains(d[0], "198.51.100.9") {
 		t.Fatalf("h1: CheckHostRoutes: %q, want h3's refusal only", d)
 	}
@@ -95,14 +98,14 @@ func TestHostRoutes(t *testing.T) {
 	// says so, Set repairs both and leaves the foreign route.
 	h1.run(t, "ip", "route", "del", "10.207.2.0/24", "dev", "under0")
 	h1.run(t, "ip", "route", "add", "10.207.9.0/24", "via", "192.0.2.2", "dev", "under0", "proto", "112")
-	d = h1.l.CheckHostRoutes("under0", []HostGWRoute{h2.gwRoute()})
+	d = h1.l.CheckHostRoutes("under0", r207, []HostGWRoute{h2.gwRoute()})
 	if len(d) != 2 || !strings.HasPrefix(d[0], "no route 10.207.2.0/24 via 192.0.2.2") || !strings.Contains(d[1], "10.207.9.0/24 via 192.0.2.2 dev under0 proto 112 is no node's") {
 		t.Fatalf("CheckHostRoutes after damage: %q", d)
 	}
-	if err := h1.l.SetHostRoutes("under0", []HostGWRoute{h2.gwRoute()}); err != nil {
+	if err := h1.l.SetHostRoutes("under0", r207, []HostGWRoute{h2.gwRoute()}); err != nil {
 		t.Fatal(err)
 	}
-	if d := h1.l.CheckHostRoutes("under0", []HostGWRoute{h2.gwRoute()}); d != nil {
+	if d := h1.l.CheckHostRoutes("under0", r207, []HostGWRoute{h2.gwRoute()}); d != nil {
 		t.Fatalf("CheckHostRoutes after repair: %q", d)
 	}
 	if err := vxPing(t, sb1, h2.sandboxAddr(207)); err != nil {
@@ -112,7 +115,7 @@ func TestHostRoutes(t *testing.T) {
 	// A changed gateway is replaced (h2's slice now via .3, on the segment).
 	moved := h2.gwRoute()
 	moved.Via = netip.MustParseAddr("192.0.2.3")
-	if err := h1.l.SetHostRoutes("under0", []HostGWRoute{moved}); err != nil {
+	if err := h1.l.SetHostRoutes("under0", r207, []HostGWRoute{moved}); err != nil {
 		t.Fatal(err)
 	}
 	if r := h1.routes(t); !strings.Contains(r, "10.207.2.0/24 via 192.0.2.3 proto 112") || strings.Contains(r, "10.207.2.0/24 via 192.0.2.2") {
@@ -127,22 +130,34 @@ func TestHostRoutes(t *testing.T) {
 		{{Dst: netip.MustParsePrefix("10.207.2.0/24"), Via: netip.MustParseAddr("fd00::1")}},
 		{{Dst: netip.MustParsePrefix("10.207.2.0/24")}},
 	} {
-		if err := h1.l.SetHostRoutes("under0", bad); err == nil {
+		if err := h1.l.SetHostRoutes("under0", r207, bad); err == nil {
 			t.Errorf("SetHostRoutes(%v): no error", bad)
 		}
 	}
-	if err := h1.l.SetHostRoutes("nosuch0", nil); err == nil || !strings.Contains(err.Error(), "does not exist") {
+	if err := h1.l.SetHostRoutes("nosuch0", r207, nil); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("SetHostRoutes on a missing device: %v", err)
 	}
 	if after := h1.routes(t); after != before {
 		t.Fatalf("bad input changed the routes:\n%s\nwas:\n%s", after, before)
 	}
 
-	// None: all of ours go, the foreign one stays.
-	if err := h1.l.SetHostRoutes("under0", nil); err != nil {
+	// Another host-gw network's routes on the same device are its own:
+	// syncing one network never removes the other's.
+	r208 := netip.MustParsePrefix("10.208.0.0/16")
+	other := HostGWRoute{Dst: netip.MustParsePrefix("10.208.2.0/24"), Via: h2.underlay(), Peer: "h2"}
+	if err := h1.l.SetHostRoutes("under0", r208, []HostGWRoute{other}); err != nil {
 		t.Fatal(err)
 	}
-	if r := h1.routes(t); strings.Contains(r, "proto 112") || !strings.Contains(r, "10.99.0.0/24 via 192.0.2.2") {
+	if err := h1.l.SetHostRoutes("under0", r208, []HostGWRoute{moved}); err == nil {
+		t.Fatal("SetHostRoutes accepted a route outside its range")
+	}
+
+	// None: all of this network's go; the other network's and the
+	// foreign one stay.
+	if err := h1.l.SetHostRoutes("under0", r207, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := h1.routes(t); strings.Contains(r, "10.207.") || !strings.Contains(r, "10.208.2.0/24 via 192.0.2.2 proto 112") || !strings.Contains(r, "10.99.0.0/24 via 192.0.2.2") {
 		t.Fatalf("after SetHostRoutes(nil):\n%s", r)
 	}
 }
@@ -153,18 +168,18 @@ func TestFakeHostRoutes(t *testing.T) {
 	f.Nets = append(f.Nets, HostNet{Prefix: netip.MustParsePrefix("192.0.2.1/24"), Link: "under0", Kind: HostAddress})
 	h2 := HostGWRoute{Dst: netip.MustParsePrefix("10.207.2.0/24"), Via: netip.MustParseAddr("192.0.2.2"), Peer: "h2"}
 	h3 := HostGWRoute{Dst: netip.MustParsePrefix("10.207.3.0/24"), Via: netip.MustParseAddr("198.51.100.9"), Peer: "h3"}
-	if err := f.SetHostRoutes("under0", []HostGWRoute{h2, h3}); !errors.Is(err, ErrNotOnSegment) {
+	if err := f.SetHostRoutes("under0", r207, []HostGWRoute{h2, h3}); !errors.Is(err, ErrNotOnSegment) {
 		t.Fatalf("SetHostRoutes: %v, want ErrNotOnSegment", err)
 	}
 	got := f.HostRoutes("under0")
 	if len(got) != 1 || got[h2.Dst] != h2.Via {
 		t.Fatalf("routes: %v", got)
 	}
-	d := f.CheckHostRoutes("under0", []HostGWRoute{h2, h3})
+	d := f.CheckHostRoutes("under0", r207, []HostGWRoute{h2, h3})
 	if len(d) != 1 || !strings.Contains(d[0], "node h3") {
 		t.Fatalf("CheckHostRoutes: %q", d)
 	}
-	if d := f.CheckHostRoutes("under0", nil); !slices.Equal(d, []string{"route 10.207.2.0/24 via 192.0.2.2 dev under0 proto 112 is no node's"}) {
+	if d := f.CheckHostRoutes("under0", r207, nil); !slices.Equal(d, []string{"route 10.207.2.0/24 via 192.0.2.2 dev under0 proto 112 is no node's"}) {
 		t.Fatalf("CheckHostRoutes(nil): %q", d)
 	}
 }
