@@ -47,7 +47,8 @@ type Cluster interface {
 // device as one of the network's links.
 type overlayDriver struct {
 	bridgeDriver
-	cl Cluster
+	cl  Cluster
+	hgw hostGW // host-gw mode (driver_hostgw.go)
 }
 
 func (*overlayDriver) Name() string { return model.DriverOverlay }
@@ -60,7 +61,7 @@ func (d *overlayDriver) Validate(n *model.Network) error {
 	if d.cl == nil {
 		return model.Invalidf("an overlay network spans the hosts of a cluster: start the daemon with --cluster (etcd), --node-name and --underlay")
 	}
-	if n.Overlay == nil || n.Overlay.VXLAN == "" {
+	if n.Overlay == nil || n.Overlay.VXLAN == "" && !n.Overlay.HostGW() {
 		return model.Invalidf("network %s: overlay networks are made through the cluster (network create --driver overlay)", n.Name)
 	}
 	return nil
@@ -101,6 +102,9 @@ func (d *overlayDriver) EnsureNetwork(n *model.Network) error {
 	if err := d.bridgeDriver.EnsureNetwork(n); err != nil {
 		return err
 	}
+	if n.Overlay.HostGW() {
+		return d.syncPeers(n)
+	}
 	if _, err := d.link.EnsureVXLAN(d.vxlanOf(n)); err != nil {
 		return err
 	}
@@ -109,6 +113,9 @@ func (d *overlayDriver) EnsureNetwork(n *model.Network) error {
 
 // syncPeers makes the VXLAN device's peers those the cluster has now.
 func (d *overlayDriver) syncPeers(n *model.Network) error {
+	if n.Overlay.HostGW() {
+		return d.syncHostGW(n)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	peers, err := d.peers(ctx, n)
@@ -119,10 +126,16 @@ func (d *overlayDriver) syncPeers(n *model.Network) error {
 }
 
 func (d *overlayDriver) RemoveNetwork(n *model.Network) error {
+	if n.Overlay.HostGW() {
+		return errors.Join(d.removeHostGW(n), d.bridgeDriver.RemoveNetwork(n))
+	}
 	return errors.Join(d.link.DeleteVXLAN(n.Overlay.VXLAN), d.bridgeDriver.RemoveNetwork(n))
 }
 
 func (d *overlayDriver) CheckNetwork(n *model.Network) []string {
+	if n.Overlay.HostGW() {
+		return append(d.bridgeDriver.CheckNetwork(n), d.checkHostGW(n)...)
+	}
 	return append(d.bridgeDriver.CheckNetwork(n), d.link.CheckVXLAN(d.vxlanOf(n))...)
 }
 
@@ -155,6 +168,12 @@ func (e *Engine) createOverlay(ctx context.Context, spec model.NetworkSpec) (*mo
 		}
 		if o.SliceBits != 0 {
 			d.SliceBits = o.SliceBits
+		}
+		if err := model.CheckOverlayMode(o.Mode); err != nil {
+			return nil, err
+		}
+		if o.Mode != model.OverlayVXLAN {
+			d.Mode = o.Mode // vxlan, the default, is recorded as ""
 		}
 	}
 	if d.SliceBits < sub.Prefix.Bits() || d.SliceBits > 30 {
@@ -189,14 +208,19 @@ func (e *Engine) realizeOverlayLocked(ctx context.Context, d cluster.NetworkDef)
 	}
 	dev, _ := cl.Underlay()
 	mtu := d.MTU
-	if l, ok, err := e.link.Link(dev); err == nil && ok && l.MTU > 50 {
+	if l, ok, err := e.link.Link(dev); err == nil && ok && d.Mode == model.OverlayHostGW {
+		mtu = hostGWMTU(mtu, l.MTU) // nothing in front of a packet
+	} else if err == nil && ok && l.MTU > 50 {
 		if mtu == 0 || mtu > l.MTU-50 {
 			mtu = l.MTU - 50 // VXLAN's 50 bytes of headers
 		}
 	}
 	spec := model.NetworkSpec{Name: d.Name, Driver: model.DriverOverlay, Internal: d.Internal, MTU: mtu,
 		Subnets: []model.Subnet{{Prefix: slice}},
-		Overlay: &model.OverlayOptions{Subnet: d.Subnet, VNI: d.VNI, SliceBits: d.SliceBits, VXLAN: model.VXLANName(d.VNI)}}
+		Overlay: &model.OverlayOptions{Subnet: d.Subnet, VNI: d.VNI, SliceBits: d.SliceBits, VXLAN: model.VXLANName(d.VNI), Mode: d.Mode}}
+	if d.Mode == model.OverlayHostGW {
+		spec.Overlay.VXLAN = "" // no VXLAN device
+	}
 	return e.createNetworkLocked(ctx, spec)
 }
 
