@@ -86,7 +86,10 @@ Drivers (--driver):
            out addresses from its slice of --subnet (--slice-size, /24) on
            a bridge of its own, and reaches the other hosts' slices
            through a VXLAN device (--vni, default derived from the name),
-           without NAT. Names resolve on each host for its own sandboxes.
+           without NAT. --mode host-gw: no VXLAN device, a route per host
+           through its underlay address (the hosts share an L2 segment;
+           a host that does not is reported, not reached). Names resolve
+           on every host.
   ovs      an Open vSwitch bridge (userspace datapath) with the same
            endpoint semantics as a Linux bridge — isolation, NAT, ports,
            names, taps, --vlan per sandbox — but no anti-spoofing and no
@@ -125,7 +128,7 @@ See docs/drivers.md.`,
 					spec.BridgeOptions = &bo
 				}
 			}
-			if fs.Changed("vni") || fs.Changed("slice-size") {
+			if fs.Changed("vni") || fs.Changed("slice-size") || fs.Changed("mode") {
 				spec.Overlay = &ov
 			}
 			for _, name := range []string{"parent", "macvlan-mode", "vlan", "shim"} {
@@ -155,6 +158,7 @@ See docs/drivers.md.`,
 	f.StringVar(&spec.Driver, "driver", model.DriverBridge, "network driver: bridge, link, macvlan, ovs or overlay")
 	f.IntVar(&ov.VNI, "vni", 0, "overlay: the VXLAN network identifier, 1-16777215 (default derived from the name)")
 	f.IntVar(&ov.SliceBits, "slice-size", 0, "overlay: prefix length of each host's slice of --subnet (default 24)")
+	f.StringVar(&ov.Mode, "mode", "", "overlay: how hosts reach each other's slices: vxlan (default, a VXLAN device) or host-gw (a route per host through its underlay address; the hosts must share an L2 segment)")
 	f.StringVar(&mv.Parent, "parent", "", "macvlan: the host link whose segment the sandboxes join (e.g. eth0)")
 	f.StringVar(&mv.Mode, "macvlan-mode", "", "macvlan: bridge (default), private, vepa or passthru")
 	f.IntVar(&mv.VLAN, "vlan", 0, "macvlan: put the members on the 802.1Q sub-interface PARENT.VLAN (1-4094)")
@@ -272,7 +276,11 @@ func newNetworkLsCmd(g *globals) *cobra.Command {
 			}
 			t := newTable(cmd, "NAME", "DRIVER", "SUBNET", "GATEWAY", "ON", "INTERNAL", "ICC", "ENDPOINTS")
 			for _, n := range nets {
-				t.row(n.Name, n.Driver, strings.ReplaceAll(n.SubnetString(), " ", ""), orDash(joinIPs(n.Gateways())), strings.ReplaceAll(n.Where(), " ", "-"),
+				driver := n.Driver
+				if n.Overlay.HostGW() {
+					driver += "/" + n.Overlay.Mode // vxlan, the default, is left unsaid
+				}
+				t.row(n.Name, driver, strings.ReplaceAll(n.SubnetString(), " ", ""), orDash(joinIPs(n.Gateways())), strings.ReplaceAll(n.Where(), " ", "-"),
 					strconv.FormatBool(n.Internal), strconv.FormatBool(n.ICC), strconv.Itoa(len(n.Endpoints)))
 			}
 			if err := t.flush(); err != nil {
@@ -324,6 +332,9 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 				kv.row("Name:", n.Name)
 				kv.row("ID:", n.ID)
 				kv.row("Driver:", n.Driver)
+				if n.Overlay != nil {
+					kv.row("Overlay:", fmt.Sprintf("mode %s  subnet %s  slice /%d  vni %d", n.Overlay.ModeName(), n.Overlay.Subnet, n.Overlay.SliceBits, n.Overlay.VNI))
+				}
 				if n.Bridge != "" {
 					kv.row("Bridge:", n.Bridge+map[bool]string{true: " (adopted, kept on rm)", false: ""}[n.BridgeAdopted])
 				}

@@ -30,6 +30,10 @@ type NetworkDef struct {
 	VNI       int  `json:"vni"` // the VXLAN network identifier
 	MTU       int  `json:"mtu,omitempty"`
 	Internal  bool `json:"internal,omitempty"`
+	// Mode is how the nodes reach each other's slices: "" (vxlan, a VXLAN
+	// device) or "host-gw" (a route per node through its underlay
+	// address; the nodes share an L2 segment). See model.OverlayModes.
+	Mode string `json:"mode,omitempty"`
 	// Node that created it, and when (for people).
 	CreatedBy string    `json:"created_by"`
 	Created   time.Time `json:"created"`
@@ -48,6 +52,9 @@ func (c *Cluster) DefineNetwork(ctx context.Context, d NetworkDef) error {
 	if !d.Subnet.IsValid() || d.SliceBits < d.Subnet.Bits() || d.VNI < 1 || d.VNI > 1<<24-1 {
 		return model.Invalidf("cluster network %s: subnet %s, slices /%d, VNI %d: want a subnet, slices no larger than it, a VNI of 1 to 16777215", d.Name, d.Subnet, d.SliceBits, d.VNI)
 	}
+	if err := model.CheckOverlayMode(d.Mode); err != nil {
+		return fmt.Errorf("cluster network %s: %w", d.Name, err)
+	}
 	ctx, cancel := bounded(ctx)
 	defer cancel()
 	others, _, err := c.Networks(ctx)
@@ -56,7 +63,7 @@ func (c *Cluster) DefineNetwork(ctx context.Context, d NetworkDef) error {
 	}
 	for _, o := range others {
 		switch {
-		case o.Name == d.Name && o.Subnet == d.Subnet && o.VNI == d.VNI && o.SliceBits == d.SliceBits:
+		case o.Name == d.Name && o.Subnet == d.Subnet && o.VNI == d.VNI && o.SliceBits == d.SliceBits && o.Mode == d.Mode:
 			return nil
 		case o.Name == d.Name:
 			return model.Conflictf("cluster network %s exists (subnet %s, VNI %d, made by %s): pick another name", o.Name, o.Subnet, o.VNI, o.CreatedBy)

@@ -44,6 +44,7 @@ func (d *doctor) run(ctx context.Context) ([]api.Finding, error) {
 	var out []api.Finding
 	out = append(out, d.firewall(ctx)...)
 	out = append(out, d.bridges(nets)...)
+	out = append(out, d.hostGW()...)
 	out = append(out, d.endpoints(ctx, sbs)...)
 	out = append(out, d.forwarding()...)
 	out = append(out, d.ipv6(nets)...)

@@ -156,6 +156,25 @@ func (f *fakeCluster) Nodes(context.Context) ([]cluster.Node, int64, error) {
 	return out, 1, nil
 }
 
+func (f *fakeCluster) ReadTopology(context.Context) (cluster.Topology, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := cluster.Topology{Revision: 1, Nodes: maps.Clone(f.nodes), Slices: map[string]map[string]netip.Prefix{}}
+	for n, s := range f.slices {
+		t.Slices[n] = maps.Clone(s)
+	}
+	return t, nil
+}
+
+// FollowTopology reads once: the fake has no watch.
+func (f *fakeCluster) FollowTopology(ctx context.Context, changed func(cluster.Topology), _ func(error)) {
+	if t, err := f.ReadTopology(ctx); err == nil {
+		changed(t)
+	}
+}
+
+func (f *fakeCluster) Health() string { return "" }
+
 func (f *fakeCluster) PutName(context.Context, cluster.Name) error          { return nil }
 func (f *fakeCluster) DeleteName(context.Context, string, string) error     { return nil }
 func (f *fakeCluster) Names(context.Context) ([]cluster.Name, int64, error) { return nil, 1, nil }

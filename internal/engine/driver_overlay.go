@@ -62,7 +62,8 @@ type Cluster interface {
 // device as one of the network's links.
 type overlayDriver struct {
 	bridgeDriver
-	cl Cluster
+	cl  Cluster
+	hgw hostGW // host-gw mode (driver_hostgw.go)
 	// topo is the cluster's nodes and slices as FollowTopology last saw
 	// them (nil until the first read): peers are programmed from it, and
 	// it stays as it is while etcd is unreachable.
@@ -79,7 +80,7 @@ func (d *overlayDriver) Validate(n *model.Network) error {
 	if d.cl == nil {
 		return model.Invalidf("an overlay network spans the hosts of a cluster: start the daemon with --cluster (etcd), --node-name and --underlay")
 	}
-	if n.Overlay == nil || n.Overlay.VXLAN == "" {
+	if n.Overlay == nil || n.Overlay.VXLAN == "" && !n.Overlay.HostGW() {
 		return model.Invalidf("network %s: overlay networks are made through the cluster (network create --driver overlay)", n.Name)
 	}
 	return nil
@@ -93,19 +94,18 @@ func (d *overlayDriver) vxlanOf(n *model.Network) link.VXLAN {
 		Addr: netip.PrefixFrom(slice.Masked().Addr(), slice.Addr().BitLen())}
 }
 
-// peers are the other live hosts' slices of network n, each through its
-// VTEP, from the topology last seen (read once when there is none yet).
-func (d *overlayDriver) peers(ctx context.Context, n *model.Network) ([]link.Peer, error) {
-	t := d.topo.Load()
-	if t == nil {
-		read, err := d.cl.ReadTopology(ctx)
-		if err != nil {
-			return nil, err
-		}
-		d.topo.CompareAndSwap(nil, &read)
-		t = d.topo.Load()
+// topology is the cluster's nodes and slices as last seen (read once when
+// there is none yet).
+func (d *overlayDriver) topology(ctx context.Context) (*cluster.Topology, error) {
+	if t := d.topo.Load(); t != nil {
+		return t, nil
 	}
-	return peersOf(t, n, d.cl.NodeName()), nil
+	read, err := d.cl.ReadTopology(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.topo.CompareAndSwap(nil, &read)
+	return d.topo.Load(), nil
 }
 
 // peersOf are network n's peers in topology t, in node name order.
@@ -128,24 +128,39 @@ func (d *overlayDriver) EnsureNetwork(n *model.Network) error {
 	if err := d.bridgeDriver.EnsureNetwork(n); err != nil {
 		return err
 	}
+	if n.Overlay.HostGW() {
+		return d.syncPeers(n)
+	}
 	if _, err := d.link.EnsureVXLAN(d.vxlanOf(n)); err != nil {
 		return err
 	}
 	return d.syncPeers(n)
 }
 
-// syncPeers makes the VXLAN device's peers those the cluster has now.
+// syncPeers makes network n's peers those of the topology last seen.
 func (d *overlayDriver) syncPeers(n *model.Network) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	peers, err := d.peers(ctx, n)
+	t, err := d.topology(ctx)
 	if err != nil {
 		return err
 	}
-	return d.link.SetPeers(n.Overlay.VXLAN, peers)
+	return d.applyPeers(t, n)
+}
+
+// applyPeers programs network n's peers in topology t: VXLAN routes,
+// neighbours and FDB entries, or host-gw routes.
+func (d *overlayDriver) applyPeers(t *cluster.Topology, n *model.Network) error {
+	if n.Overlay.HostGW() {
+		return d.syncHostGW(t, n)
+	}
+	return d.link.SetPeers(n.Overlay.VXLAN, peersOf(t, n, d.cl.NodeName()))
 }
 
 func (d *overlayDriver) RemoveNetwork(n *model.Network) error {
+	if n.Overlay.HostGW() {
+		return errors.Join(d.removeHostGW(n), d.bridgeDriver.RemoveNetwork(n))
+	}
 	return errors.Join(d.link.DeleteVXLAN(n.Overlay.VXLAN), d.bridgeDriver.RemoveNetwork(n))
 }
 
@@ -153,6 +168,13 @@ func (d *overlayDriver) RemoveNetwork(n *model.Network) error {
 // neighbours, FDB entries) against the topology last seen: self-healing
 // puts back what someone removed (EnsureNetwork).
 func (d *overlayDriver) CheckNetwork(n *model.Network) []string {
+	if n.Overlay.HostGW() {
+		out := d.bridgeDriver.CheckNetwork(n)
+		if t := d.topo.Load(); t != nil && len(out) == 0 {
+			out = append(out, d.checkHostGW(t, n)...)
+		}
+		return out
+	}
 	out := append(d.bridgeDriver.CheckNetwork(n), d.link.CheckVXLAN(d.vxlanOf(n))...)
 	if t := d.topo.Load(); t != nil && len(out) == 0 {
 		out = append(out, d.link.CheckPeers(n.Overlay.VXLAN, peersOf(t, n, d.cl.NodeName()))...)
@@ -190,6 +212,12 @@ func (e *Engine) createOverlay(ctx context.Context, spec model.NetworkSpec) (*mo
 		if o.SliceBits != 0 {
 			d.SliceBits = o.SliceBits
 		}
+		if err := model.CheckOverlayMode(o.Mode); err != nil {
+			return nil, err
+		}
+		if o.Mode != model.OverlayVXLAN {
+			d.Mode = o.Mode // vxlan, the default, is recorded as ""
+		}
 	}
 	if d.SliceBits < sub.Prefix.Bits() || d.SliceBits > 30 {
 		return nil, model.Invalidf("slices of /%d do not fit subnet %s: give --slice-size from %d to 30", d.SliceBits, sub.Prefix, sub.Prefix.Bits())
@@ -223,14 +251,19 @@ func (e *Engine) realizeOverlayLocked(ctx context.Context, d cluster.NetworkDef)
 	}
 	dev, _ := cl.Underlay()
 	mtu := d.MTU
-	if l, ok, err := e.link.Link(dev); err == nil && ok && l.MTU > 50 {
+	if l, ok, err := e.link.Link(dev); err == nil && ok && d.Mode == model.OverlayHostGW {
+		mtu = hostGWMTU(mtu, l.MTU) // nothing in front of a packet
+	} else if err == nil && ok && l.MTU > 50 {
 		if mtu == 0 || mtu > l.MTU-50 {
 			mtu = l.MTU - 50 // VXLAN's 50 bytes of headers
 		}
 	}
 	spec := model.NetworkSpec{Name: d.Name, Driver: model.DriverOverlay, Internal: d.Internal, MTU: mtu,
 		Subnets: []model.Subnet{{Prefix: slice}},
-		Overlay: &model.OverlayOptions{Subnet: d.Subnet, VNI: d.VNI, SliceBits: d.SliceBits, VXLAN: model.VXLANName(d.VNI)}}
+		Overlay: &model.OverlayOptions{Subnet: d.Subnet, VNI: d.VNI, SliceBits: d.SliceBits, VXLAN: model.VXLANName(d.VNI), Mode: d.Mode}}
+	if d.Mode == model.OverlayHostGW {
+		spec.Overlay.VXLAN = "" // no VXLAN device
+	}
 	return e.createNetworkLocked(ctx, spec)
 }
 
@@ -418,7 +451,7 @@ func (e *Engine) followPeers(ctx context.Context) {
 			if n.Driver != model.DriverOverlay || n.Overlay == nil {
 				continue
 			}
-			if err := d.link.SetPeers(n.Overlay.VXLAN, peersOf(&t, &n.Network, d.cl.NodeName())); err != nil {
+			if err := d.applyPeers(&t, &n.Network); err != nil {
 				e.log.Warn("cluster: program the overlay's peers", "network", n.Name, "err", err)
 			}
 		}

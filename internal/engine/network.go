@@ -28,9 +28,10 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 	if err := model.ValidateNetworkName(spec.Name); err != nil {
 		return nil, err
 	}
-	if spec.Driver == model.DriverOverlay && (spec.Overlay == nil || spec.Overlay.VXLAN == "") {
+	if spec.Driver == model.DriverOverlay && (spec.Overlay == nil || spec.Overlay.VXLAN == "" && !spec.Overlay.Subnet.IsValid()) {
 		// Asked for by a user: defined in the cluster, then this host's
-		// part made (with the VXLAN device named).
+		// part made (with the VXLAN device named, or in host-gw mode,
+		// which has none, with the whole range).
 		return e.createOverlay(ctx, spec)
 	}
 	if err := spec.CheckSubnets(); err != nil {

@@ -60,10 +60,17 @@ func (e *Engine) Ports(sandbox string) ([]model.PortInfo, error) {
 // fwNetwork is what the firewall knows of a network.
 func fwNetwork(n *model.Network) firewall.Network {
 	var links []string
+	var remotes []netip.Prefix
 	if n.Overlay != nil && n.Overlay.VXLAN != "" {
 		links = []string{n.Overlay.VXLAN} // carries the network to its other hosts
 	}
-	return firewall.Network{Name: n.Name, Bridge: n.Bridge, Links: links, Internal: n.Internal, Isolated: !n.ICC, Subnets: n.Subnets}
+	if n.Overlay != nil && n.Overlay.Subnet.IsValid() {
+		// Its members on the other hosts, by address: required in host-gw
+		// mode (their traffic comes and goes through the underlay),
+		// harmless with VXLAN (the device is a member link already).
+		remotes = []netip.Prefix{n.Overlay.Subnet.Masked()}
+	}
+	return firewall.Network{Name: n.Name, Bridge: n.Bridge, Links: links, Remotes: remotes, Internal: n.Internal, Isolated: !n.ICC, Subnets: n.Subnets}
 }
 
 // Relay answers published ports on the host's [::1] in user space, where

@@ -101,7 +101,7 @@ type Evaluator struct {
 type evalSet struct {
 	keys     map[string]bool
 	values   map[string][]string // maps
-	prefixes []netip.Prefix      // interval sets
+	ranges   [][]string          // interval sets: each element's fields (a prefix, an address or a name)
 	interval bool
 }
 
@@ -128,9 +128,7 @@ func NewEvaluator(s State) *Evaluator {
 		set := e.sets[setID(fam, name)]
 		key := elementKey(el.Key)
 		if set.interval {
-			if p, err := netip.ParsePrefix(key); err == nil {
-				set.prefixes = append(set.prefixes, p)
-			}
+			set.ranges = append(set.ranges, strings.Split(key, " . "))
 			return
 		}
 		set.keys[key] = true
@@ -282,8 +280,8 @@ func (e *Evaluator) match(m Match, p *Packet) bool {
 	if m.Set != "" {
 		set := e.sets[setID(p.Family, m.Set)]
 		if set.interval {
-			a, err := netip.ParseAddr(key)
-			hit = err == nil && slices.ContainsFunc(set.prefixes, func(pr netip.Prefix) bool { return pr.Contains(a) })
+			fields := strings.Split(key, " . ")
+			hit = slices.ContainsFunc(set.ranges, func(r []string) bool { return inRange(r, fields) })
 		} else {
 			hit = set.keys[key]
 		}
@@ -291,6 +289,31 @@ func (e *Evaluator) match(m Match, p *Packet) bool {
 		hit = literal(m.Keys[0], m.Value, key)
 	}
 	return hit != m.Not
+}
+
+// inRange reports whether a packet's fields fall in an interval set's
+// element, field by field: an address in a prefix (or equal to an
+// address), anything else equal (an interface name). A concatenation
+// with intervals (ifname . ipv4_addr) is matched as the kernel's pipapo
+// set does.
+func inRange(element, fields []string) bool {
+	if len(element) != len(fields) {
+		return false
+	}
+	for i, el := range element {
+		if el == fields[i] {
+			continue
+		}
+		a, err := netip.ParseAddr(fields[i])
+		if err != nil {
+			return false
+		}
+		pr, err := netip.ParsePrefix(el)
+		if err != nil || !pr.Contains(a) {
+			return false
+		}
+	}
+	return true
 }
 
 // literal compares a field's value with a literal as nft writes it: a

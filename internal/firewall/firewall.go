@@ -42,7 +42,18 @@ type Network struct {
 	// from the network's sandboxes on other hosts): members as the bridge
 	// is — traffic between them and the bridge stays inside the network,
 	// is not masqueraded, and is kept from other networks.
-	Links    []string
+	Links []string
+	// Remotes are the network's members on other hosts, by address: an
+	// overlay network's whole range across the cluster (10.201.0.0/16),
+	// of which Subnets holds this host's slice. In host-gw mode their
+	// traffic arrives on, and leaves through, the underlay (no member
+	// link carries it): packets from them into the bridge and from the
+	// bridge to them are the network's own (accepted, also on --internal
+	// networks, and not masqueraded), while packets from them into
+	// another network's bridge stay dropped. Not on --icc=false networks,
+	// whose sandboxes do not reach each other, here or across hosts. At
+	// most one per family.
+	Remotes  []netip.Prefix
 	Internal bool // no route out, no NAT, not reachable from outside
 	// Isolated is --icc=false: the network's sandboxes do not reach each
 	// other. Bridge port isolation keeps them apart on the bridge; the

@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"slices"
 	"strings"
 
 	"sigs.k8s.io/knftables"
@@ -210,6 +211,9 @@ const (
 	RuleInternalOut    = "internal-out"
 	RuleInternalIn     = "internal-in"
 	RulePublished      = "published"
+	RuleRemoteIn       = "remote-in"
+	RuleRemoteOut      = "remote-out"
+	RuleRemoteNoNAT    = "remote-no-nat"
 	RuleIsolation      = "isolation"
 	RuleUnsolicited    = "unsolicited"
 	RuleMasquerade     = "masquerade"
@@ -231,7 +235,7 @@ const (
 
 // InetChains are the chains of table inet pontoon, in the order a
 // transaction adds them.
-var InetChains = []Chain{forwardChain, postroutingChain(), publishChain(chainPrerouting, HookPrerouting,
+var InetChains = []Chain{forwardChain(), postroutingChain(), publishChain(chainPrerouting, HookPrerouting,
 	"published ports, reached from outside and from sandboxes"), publishChain(chainOutput, HookOutput,
 	"published ports, reached from the host itself"), loopbackGuardChain()}
 
@@ -241,13 +245,48 @@ var InetChains = []Chain{forwardChain, postroutingChain(), publishChain(chainPre
 // untouched), and another table on this hook may still drop what we accept
 // (see dockeruser.go).
 //
-// Its rules match interfaces and conntrack state, never an address: each
-// judges IPv4 and IPv6 alike (br_netfilter passes bridged IPv6 frames
-// here too: net.bridge.bridge-nf-call-ip6tables is 1 as well).
-var forwardChain = Chain{Family: FamilyInet, Name: chainForward, Type: knftables.FilterType, Hook: HookForward,
-	Priority: knftables.FilterPriority, Policy: knftables.AcceptPolicy,
-	Comment: "forwarding to, from and between pontoon networks",
-	Rules: []Rule{
+// Its rules match interfaces and conntrack state: each judges IPv4 and
+// IPv6 alike (br_netfilter passes bridged IPv6 frames here too:
+// net.bridge.bridge-nf-call-ip6tables is 1 as well). The exception is
+// (i), a network's members on other hosts, known by address: built once
+// per family (remoteRules).
+func forwardChain() Chain {
+	return Chain{Family: FamilyInet, Name: chainForward, Type: knftables.FilterType, Hook: HookForward,
+		Priority: knftables.FilterPriority, Policy: knftables.AcceptPolicy,
+		Comment: "forwarding to, from and between pontoon networks",
+		Rules:   slices.Concat(forwardHead, remoteRules(), forwardTail)}
+}
+
+// remoteRules are (i): a host-gw overlay network's members on other hosts
+// are reached through the underlay, which is no link of the network, so
+// (f) would drop what they send into the bridge and (c) what an internal
+// network sends them. They are known by address (set remote-members:
+// bridge . the network's whole range): a packet from outside the host's
+// bridges, from an address of network N's range, into N's bridge is N's
+// own, and so is one from N's bridge, to an address of N's range, out of
+// a non-bridge link. A packet from N's range into another network's
+// bridge matches no element: (f) drops it (isolation), as it drops
+// anything from outside the cluster. Not from or to another pontoon
+// bridge: a sandbox there is no remote member whatever address it sends
+// from ((d) decides). After (h): an --icc=false network has no elements
+// (its sandboxes do not reach each other across hosts either); before
+// (c): an --internal overlay network still reaches its own members.
+func remoteRules() []Rule {
+	var rules []Rule
+	for _, f := range IPFamilies {
+		rules = append(rules,
+			Rule{Name: RuleRemoteIn, Match: []Match{notIn(setBridges, KeyIIFName), in(f.name(setRemotes), KeyOIFName, f.Saddr())},
+				Action: verdict(Accept), Comment: f.comment("(i) from a network's members on other hosts")},
+			Rule{Name: RuleRemoteOut, Match: []Match{notIn(setBridges, KeyOIFName), in(f.name(setRemotes), KeyIIFName, f.Daddr())},
+				Action: verdict(Accept), Comment: f.comment("(i) to a network's members on other hosts")})
+	}
+	return rules
+}
+
+// forwardHead and forwardTail are the forward chain's rules before and
+// after (i).
+var (
+	forwardHead = []Rule{
 		// (a) br_netfilter is built into this kernel (6.x) and
 		// net.bridge.bridge-nf-call-iptables is 1 in every namespace, so
 		// frames bridged between two sandboxes of one network pass this hook
@@ -286,6 +325,8 @@ var forwardChain = Chain{Family: FamilyInet, Name: chainForward, Type: knftables
 		{Name: RuleNoICC, Match: []Match{in(setNoICC, KeyIIFName, KeyOIFName)}, Action: verdict(Drop),
 			Comment: "(h) icc=false networks: sandboxes apart, also routed through the gateway",
 			Why:     "the network has icc=false: its sandboxes do not reach each other, not even routed through the gateway; publish the port and use a host address, or create the network without --icc=false"},
+	}
+	forwardTail = []Rule{
 		// (c) Internal networks: nothing in or out but their own traffic,
 		// which (a) accepted. Both directions, so a sandbox there can
 		// neither leave nor be reached, whatever the routes say.
@@ -317,7 +358,8 @@ var forwardChain = Chain{Family: FamilyInet, Name: chainForward, Type: knftables
 			Why:     "sandboxes are not reachable from outside their host except through published ports; publish the port (-p HOSTPORT:PORT) and use a host address"},
 		// (g) From a (non-internal) bridge out to the world: the policy,
 		// accept.
-	}}
+	}
+)
 
 // postroutingChain: source NAT for masqueraded subnets, per family.
 func postroutingChain() Chain {
@@ -331,6 +373,17 @@ func postroutingChain() Chain {
 	// Which subnets are in masq-subnets is per subnet (model.Subnet's
 	// Masquerade): the engine turns it on by default for IPv4 and ULA
 	// subnets, and leaves it to the user for routed global IPv6 ones.
+	//
+	// But not to the network's own members on other hosts (a host-gw
+	// overlay's range, leaving through the underlay): they see the
+	// sandbox's own address, as on one host. Keyed on both addresses
+	// (set remote-pairs: subnet . range), as nat postrouting has no input
+	// interface for the bridge. Not through a pontoon bridge, so hairpin
+	// (below) still applies there.
+	for _, f := range IPFamilies {
+		rules = append(rules, Rule{Name: RuleRemoteNoNAT, Match: []Match{in(f.name(setRemotePairs), f.Saddr(), f.Daddr()), notIn(setBridges, KeyOIFName)},
+			Action: verdict(Accept), Comment: f.comment("a network's members on other hosts see the sandbox's own address")})
+	}
 	for _, f := range IPFamilies {
 		rules = append(rules, Rule{Name: RuleMasquerade, Match: []Match{in(f.name(setMasq), f.Saddr()), notIn(setBridges, KeyOIFName)},
 			Action: verdict(Masquerade), Comment: f.comment("masqueraded subnets leaving through a non-pontoon interface")})

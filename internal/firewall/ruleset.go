@@ -25,6 +25,9 @@ import (
 //	set masq-subnets   ipv4_addr, interval   subnets source-NATed when they leave the host
 //	set masq-subnets6  ipv6_addr, interval   the same, IPv6
 //	set subnets, subnets6                    every network's subnets
+//	set remote-members   ifname . ipv4_addr, interval   bridge . a network's members on other hosts
+//	set remote-pairs     ipv4_addr . ipv4_addr, interval   subnet . its network's members on other hosts
+//	set remote-members6, remote-pairs6       the same, IPv6
 //	map ports-any, ports-any6                proto . port : sandbox . port
 //	map ports-ip, ports-ip6                  host addr . proto . port : sandbox . port
 //
@@ -39,12 +42,14 @@ import (
 // (guard.go). Sync builds the whole table from State; per-endpoint updates
 // (ports, anti-spoofing) add elements between Syncs.
 const (
-	setBridges  = "bridges"
-	setInternal = "internal"
-	setIntra    = "intra"
-	setNoICC    = "no-icc"
-	setMasq     = "masq-subnets" // + the family's suffix
-	setSubnets  = "subnets"      // every network's subnets; + the family's suffix
+	setBridges     = "bridges"
+	setInternal    = "internal"
+	setIntra       = "intra"
+	setNoICC       = "no-icc"
+	setMasq        = "masq-subnets"   // + the family's suffix
+	setSubnets     = "subnets"        // every network's subnets; + the family's suffix
+	setRemotes     = "remote-members" // bridge . remote range (an overlay's members on other hosts); + suffix
+	setRemotePairs = "remote-pairs"   // local subnet . remote range: not masqueraded; + suffix
 
 	chainForward     = "forward"
 	chainPostrouting = "postrouting"
@@ -81,6 +86,20 @@ func validate(s State) error {
 				return fmt.Errorf("networks %s and %s share link %s", other, n.Name, l)
 			}
 			bridges[l] = n.Name
+		}
+		remote := map[string]bool{}
+		for _, r := range n.Remotes {
+			if !r.IsValid() || r != r.Masked() {
+				return fmt.Errorf("network %s: remote members %q: want a network prefix", n.Name, r)
+			}
+			if err := addrError("network "+n.Name+": remote members", r.Addr()); err != nil {
+				return err
+			}
+			f, _ := familyOf(r.Addr())
+			if remote[f.Name] {
+				return fmt.Errorf("network %s: two %s ranges of remote members: a network has at most one per family", n.Name, f.Label)
+			}
+			remote[f.Name] = true
 		}
 		seen := map[string]netip.Prefix{}
 		for _, sub := range n.Subnets {
@@ -211,6 +230,24 @@ func inetElements(s State) []*knftables.Element {
 				}
 				out = append(out, &knftables.Element{Set: f.name(setSubnets), Key: key, Comment: c})
 			}
+			// The network's members on other hosts (host-gw overlays):
+			// theirs and the bridge's traffic is the network's own. Not
+			// on --icc=false networks (rule no-icc keeps their sandboxes
+			// apart, and so does leaving these out).
+			if n.Isolated {
+				continue
+			}
+			for _, r := range n.Remotes {
+				if !f.Has(r.Addr()) {
+					continue
+				}
+				out = append(out, &knftables.Element{Set: f.name(setRemotes), Key: []string{br, r.String()}, Comment: c})
+				for _, sub := range n.Subnets {
+					if f.Has(sub.Prefix.Addr()) {
+						out = append(out, &knftables.Element{Set: f.name(setRemotePairs), Key: []string{sub.Prefix.Masked().String(), r.String()}, Comment: c})
+					}
+				}
+			}
 		}
 	}
 	els, _ := portElements(s.Ports) // validate refused what would fail
@@ -241,6 +278,12 @@ func inetSets() []knftables.Object {
 				Comment: knftables.PtrTo(f.comment("subnets masqueraded when they leave the host"))},
 			&knftables.Set{Name: f.name(setSubnets), Type: addr, Flags: []knftables.SetFlag{knftables.IntervalFlag},
 				Comment: knftables.PtrTo(f.comment("subnets of all pontoon networks"))},
+			// Concatenations with intervals (nft_set_pipapo, Linux 5.6;
+			// nft 1.0.6 writes and lists them).
+			&knftables.Set{Name: f.name(setRemotes), Type: "ifname . " + addr, Flags: []knftables.SetFlag{knftables.IntervalFlag},
+				Comment: knftables.PtrTo(f.comment("bridge . its network's members on other hosts (host-gw overlays)"))},
+			&knftables.Set{Name: f.name(setRemotePairs), Type: addr + " . " + addr, Flags: []knftables.SetFlag{knftables.IntervalFlag},
+				Comment: knftables.PtrTo(f.comment("subnet . its network's members on other hosts: not masqueraded"))},
 			&knftables.Map{Name: f.name(mapPortsAny), Type: "inet_proto . inet_service : " + addr + " . inet_service",
 				Comment: knftables.PtrTo(f.comment("published ports on every host address: proto . port : sandbox . port"))},
 			&knftables.Map{Name: f.name(mapPortsIP), Type: addr + " . inet_proto . inet_service : " + addr + " . inet_service",

@@ -40,6 +40,8 @@ type Fake struct {
 	mv *fakeMacvlans
 	// vx: VXLAN devices by name (fake_vxlan.go), made on first use.
 	vx map[string]*fakeVXLAN
+	// hr: host-gw routes by device (fake_hostroute.go), made on first use.
+	hr map[string]map[netip.Prefix]netip.Addr
 }
 
 type fakeBridge struct {

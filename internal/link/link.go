@@ -320,6 +320,16 @@ type Interface interface {
 	SetPeers(vxlan string, peers []Peer) error
 	CheckPeers(vxlan string, peers []Peer) []string
 
+	// SetHostRoutes makes the device's routes of pontoon's protocol
+	// inside within (hostroute.go: a host-gw overlay's "SLICE via
+	// UNDERLAY dev DEV proto 112", within its whole range) exactly routes, changing only what differs; other
+	// routes are left alone. A route whose gateway is not on the device's
+	// L2 segment is refused (a NotOnSegmentError among the returned
+	// errors) and the others are programmed. CheckHostRoutes describes how
+	// they differ; nil: they match.
+	SetHostRoutes(dev string, within netip.Prefix, routes []HostGWRoute) error
+	CheckHostRoutes(dev string, within netip.Prefix, routes []HostGWRoute) []string
+
 	// IPForward reports whether net.ipv4.ip_forward is on in the host
 	// namespace; SetIPForward turns it on.
 	IPForward() (bool, error)

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 )
@@ -115,8 +116,43 @@ type OverlayOptions struct {
 	VNI int `json:"vni"`
 	// SliceBits is the prefix length of each host's slice (24).
 	SliceBits int `json:"slice_bits"`
-	// VXLAN is this host's VXLAN device of the network (VXLANName).
+	// VXLAN is this host's VXLAN device of the network (VXLANName); none
+	// in host-gw mode.
 	VXLAN string `json:"vxlan,omitempty"`
+	// Mode is how the hosts reach each other's slices: OverlayVXLAN ("",
+	// the default: a VXLAN device) or OverlayHostGW (a route per remote
+	// host through its underlay address; the hosts share an L2 segment).
+	Mode string `json:"mode,omitempty"`
+}
+
+// Overlay modes (OverlayOptions.Mode).
+const (
+	OverlayVXLAN  = "vxlan"
+	OverlayHostGW = "host-gw"
+)
+
+// OverlayModes are the overlay modes pontoon accepts, the default first.
+var OverlayModes = []string{OverlayVXLAN, OverlayHostGW}
+
+// CheckOverlayMode refuses a mode that is not one of OverlayModes ("" is
+// the default, vxlan).
+func CheckOverlayMode(mode string) error {
+	if mode == "" || slices.Contains(OverlayModes, mode) {
+		return nil
+	}
+	return Invalidf("overlay mode %q: want one of %s", mode, strings.Join(OverlayModes, ", "))
+}
+
+// HostGW reports whether the overlay network routes to its remote hosts'
+// slices directly through the underlay (no VXLAN device).
+func (o *OverlayOptions) HostGW() bool { return o != nil && o.Mode == OverlayHostGW }
+
+// ModeName is the overlay's mode as people read it (vxlan for "").
+func (o *OverlayOptions) ModeName() string {
+	if o == nil || o.Mode == "" {
+		return OverlayVXLAN
+	}
+	return o.Mode
 }
 
 // VXLANName is the name of the VXLAN device of the overlay network with

@@ -380,9 +380,12 @@ func (n *Network) buildDriverOptions(spec NetworkSpec) error {
 		return Invalidf("bridge options (--stp, --ageing, --vlan-filtering, --hairpin, --multicast-snooping) are for the bridge driver, not %s", n.Driver)
 	}
 	if spec.Overlay != nil && n.Driver != DriverOverlay {
-		return Invalidf("overlay options (--vni, --slice-size) are for the overlay driver, not %s: add --driver overlay", n.Driver)
+		return Invalidf("overlay options (--vni, --slice-size, --mode) are for the overlay driver, not %s: add --driver overlay", n.Driver)
 	}
 	if spec.Overlay != nil {
+		if err := CheckOverlayMode(spec.Overlay.Mode); err != nil {
+			return err
+		}
 		o := *spec.Overlay
 		n.Overlay = &o
 	}
