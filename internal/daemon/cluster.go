@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -164,7 +165,7 @@ func (m *clusterMember) rejoin(ctx context.Context) {
 // with a lease of ttl (0: cluster.DefaultTTL). The instance token kept
 // under root lets a restart within the lease's TTL take this node's record
 // over. The membership is kept (renewed, probed) until ctx ends.
-func joinCluster(ctx context.Context, endpoints, node, underlay, root string, ttl time.Duration, lk link.Interface, log *slog.Logger) (*clusterMember, *clientv3.Client, error) {
+func joinCluster(ctx context.Context, endpoints string, tlsFiles transport.TLSInfo, node, underlay, root string, ttl time.Duration, lk link.Interface, log *slog.Logger) (*clusterMember, *clientv3.Client, error) {
 	if node == "" {
 		h, err := os.Hostname()
 		if err != nil {
@@ -179,7 +180,20 @@ func joinCluster(ctx context.Context, endpoints, node, underlay, root string, tt
 	if err != nil {
 		return nil, nil, err
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(endpoints, ","), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	eps, err := etcdEndpoints(endpoints, tlsFiles.CertFile != "" || tlsFiles.TrustedCAFile != "")
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	if !tlsFiles.Empty() || tlsFiles.TrustedCAFile != "" {
+		if (tlsFiles.CertFile == "") != (tlsFiles.KeyFile == "") {
+			return nil, nil, errors.New("--etcd-cert and --etcd-key go together: give both (a client certificate and its key), or neither")
+		}
+		if cfg.TLS, err = tlsFiles.ClientConfig(); err != nil {
+			return nil, nil, fmt.Errorf("etcd TLS (--etcd-cacert, --etcd-cert, --etcd-key): %w", err)
+		}
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--cluster %s: %w", endpoints, err)
 	}
@@ -200,6 +214,36 @@ func joinCluster(ctx context.Context, endpoints, node, underlay, root string, tt
 	m := &clusterMember{Cluster: mem.Cluster, node: mem.Node(), ttl: mem.TTL(), dev: underlay, addr: addr, log: log, member: mem}
 	go m.keep(ctx)
 	return m, cli, nil
+}
+
+// etcdEndpoints turns --cluster's comma-separated endpoints into clientv3's:
+// etcd://host:port becomes http:// (https:// with TLS), http(s)://host:port
+// and unix:///path stay, a bare host:port is taken as etcd://.
+func etcdEndpoints(list string, tls bool) ([]string, error) {
+	scheme := "http://"
+	if tls {
+		scheme = "https://"
+	}
+	var out []string
+	for _, ep := range strings.Split(list, ",") {
+		ep = strings.TrimSpace(ep)
+		switch {
+		case ep == "":
+			continue
+		case strings.HasPrefix(ep, "etcd://"):
+			ep = scheme + strings.TrimPrefix(ep, "etcd://")
+		case strings.HasPrefix(ep, "http://"), strings.HasPrefix(ep, "https://"), strings.HasPrefix(ep, "unix://"), strings.HasPrefix(ep, "unixs://"):
+		case strings.Contains(ep, "://"):
+			return nil, fmt.Errorf("--cluster endpoint %q: unknown scheme; give etcd://host:port, http(s)://host:port or unix:///path", ep)
+		default:
+			ep = scheme + ep
+		}
+		out = append(out, ep)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--cluster %q names no etcd endpoint: give etcd://host:2379[,etcd://host2:2379…]", list)
+	}
+	return out, nil
 }
 
 // underlayAddr is the first IPv4 address of link dev (the VXLAN tunnels'

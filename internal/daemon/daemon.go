@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"golang.org/x/sys/unix"
 
 	"pontoon/internal/dns"
@@ -77,6 +78,10 @@ type Options struct {
 	NodeName string
 	Underlay string
 	NodeTTL  time.Duration
+	// EtcdCA, EtcdCert and EtcdKey are PEM files for TLS to etcd (the
+	// CA that signed etcd's certificate; this daemon's client
+	// certificate and key), as etcdctl's --cacert, --cert, --key.
+	EtcdCA, EtcdCert, EtcdKey string
 
 	SelfHeal   bool          // repair drift from the store as soon as the kernel reports it
 	HealPeriod time.Duration // the periodic backstop check (0: engine.DefaultHealPeriod)
@@ -200,7 +205,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	cfg.HealPeriod = opts.HealPeriod
 	cfg.Relay = rl
 	if opts.Cluster != "" {
-		m, cli, err := joinCluster(ctx, opts.Cluster, opts.NodeName, opts.Underlay, opts.Root, opts.NodeTTL, lk, log)
+		m, cli, err := joinCluster(ctx, opts.Cluster, transport.TLSInfo{TrustedCAFile: opts.EtcdCA, CertFile: opts.EtcdCert, KeyFile: opts.EtcdKey}, opts.NodeName, opts.Underlay, opts.Root, opts.NodeTTL, lk, log)
 		if err != nil {
 			return err
 		}
