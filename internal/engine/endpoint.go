@@ -499,8 +499,23 @@ func ifaceOf(nw *model.Network, sb *model.Sandbox, ep *model.Endpoint) link.Ifac
 	return link.Iface{
 		Netns: sb.Netns, NetnsIno: sb.NetnsIno, IfName: ep.IfName,
 		MAC: mustMAC(ep.MAC), MTU: ep.MTU, Addrs: linkAddrs(ep.Addresses),
-		DefaultRoute: ep.Primary && !nw.Internal, Table: ep.Table,
+		DefaultRoute: ep.Primary && !nw.Internal, Table: ep.Table, Routes: overlayRoutes(nw, ep),
 	}
+}
+
+// overlayRoutes: on an overlay network, the whole subnet through this
+// host's slice's gateway (the other hosts' slices are not on-link; an
+// internal network has no default route to reach them by).
+func overlayRoutes(nw *model.Network, ep *model.Endpoint) []link.Route {
+	if nw.Overlay == nil || !nw.Overlay.Subnet.IsValid() {
+		return nil
+	}
+	for _, a := range ep.Addresses {
+		if a.Gateway.IsValid() && a.Gateway.Is4() == nw.Overlay.Subnet.Addr().Is4() {
+			return []link.Route{{Dst: nw.Overlay.Subnet, Via: a.Gateway}}
+		}
+	}
+	return nil
 }
 
 // linkAddrs is an endpoint's addresses as link wants them (the same

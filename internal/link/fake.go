@@ -229,6 +229,9 @@ func (f *Fake) CheckVeth(v Veth) []string {
 			out = append(out, fmt.Sprintf("no route default via %s dev %s in table %d", a.Gateway, v.IfName, v.Table))
 		}
 	}
+	if !slices.Equal(have.Routes, v.Routes) {
+		out = append(out, fmt.Sprintf("%s has routes %v, want %v", v.IfName, have.Routes, v.Routes))
+	}
 	if v.Table != 0 {
 		for _, a := range v.Addrs {
 			if !f.rules[ruleKey(v.Netns, a.Addr.Addr(), v.Table)] {
@@ -371,6 +374,9 @@ func (f *Fake) Dump() string {
 		l := fmt.Sprintf("veth %s master %s %s peer %s netns %s addr %s mac %s", v.HostName, v.Bridge, state, v.IfName, v.Netns, joinAddrs(addrs), v.MAC)
 		if v.DefaultRoute {
 			l += " default via " + joinAddrs(gws)
+		}
+		for _, r := range v.Routes {
+			l += fmt.Sprintf(" route %s via %s", r.Dst, r.Via)
 		}
 		if v.Table != 0 {
 			l += fmt.Sprintf(" table %d", v.Table)

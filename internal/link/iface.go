@@ -136,6 +136,9 @@ func ifaceRequests(ifc Iface, peerIdx int, dad bool) ([]*nl.NetlinkRequest, []sa
 			add(routeReplaceRequest(r), sandboxStep{what: fmt.Sprintf("add default route via %s dev %s", r.Gw, ifc.IfName)})
 		}
 	}
+	for _, r := range extraRoutes(ifc, peerIdx) {
+		add(routeReplaceRequest(r), sandboxStep{what: fmt.Sprintf("add route %s via %s dev %s", r.Dst, r.Gw, ifc.IfName)})
+	}
 	if ifc.Table != 0 {
 		for _, r := range policyRoutes(ifc, peerIdx) {
 			add(routeReplaceRequest(r), sandboxStep{what: fmt.Sprintf("add route %s in table %d", routeString(r), ifc.Table)})
@@ -156,6 +159,15 @@ func defaultRoutes(ifc Iface, peerIdx int) []*netlink.Route {
 		if a.Gateway.IsValid() {
 			out = append(out, &netlink.Route{LinkIndex: peerIdx, Gw: a.Gateway.AsSlice()})
 		}
+	}
+	return out
+}
+
+// extraRoutes are ifc.Routes as netlink routes.
+func extraRoutes(ifc Iface, peerIdx int) []*netlink.Route {
+	out := make([]*netlink.Route, 0, len(ifc.Routes))
+	for _, r := range ifc.Routes {
+		out = append(out, &netlink.Route{LinkIndex: peerIdx, Dst: ipNet(r.Dst.Masked()), Gw: r.Via.AsSlice()})
 	}
 	return out
 }
@@ -215,6 +227,11 @@ func checkIface(sh *netlink.Handle, peer netlink.Link, ifc Iface) []string {
 			}
 		}
 	}
+	for _, r := range extraRoutes(ifc, a.Index) {
+		if !hasRoute(sh, r) {
+			out = append(out, fmt.Sprintf("no route %s via %s dev %s", r.Dst, r.Gw, ifc.IfName))
+		}
+	}
 	if ifc.Table != 0 {
 		for _, r := range policyRoutes(ifc, a.Index) {
 			if !hasRoute(sh, r) {
@@ -256,6 +273,11 @@ func repairIface(sh *netlink.Handle, peer netlink.Link, ifc Iface, fix func(kind
 			if !hasRoute(sh, r) {
 				fix("route", "added default route via "+r.Gw.String()+" dev "+ifc.IfName, sh.RouteReplace(r))
 			}
+		}
+	}
+	for _, r := range extraRoutes(ifc, a.Index) {
+		if !hasRoute(sh, r) {
+			fix("route", fmt.Sprintf("added route %s via %s dev %s", r.Dst, r.Gw, ifc.IfName), sh.RouteReplace(r))
 		}
 	}
 	if ifc.Table != 0 {

@@ -74,6 +74,11 @@ type Iface struct {
 	// DefaultRoute: add "default via GATEWAY dev IfName" to the main
 	// table, for each address with a gateway (the sandbox's first network).
 	DefaultRoute bool
+	// Routes are further main-table routes through the interface, each
+	// "Dst via Via dev IfName" (an overlay network's whole subnet through
+	// the gateway of this host's slice, also on an internal network that
+	// has no default route).
+	Routes []Route
 	// Table ≠ 0: source-based policy routing for a secondary interface, so
 	// that the sandbox answers through the interface a request came in on:
 	// for each address, table Table gets "SUBNET dev IfName src IP" and
@@ -82,6 +87,12 @@ type Iface struct {
 	// rule` example. Each family has its own table and rules in the
 	// kernel, so the same number serves both.
 	Table int
+}
+
+// Route is a route of a sandbox's interface: Dst via Via.
+type Route struct {
+	Dst netip.Prefix
+	Via netip.Addr
 }
 
 // Veth describes one endpoint's cable: a pair whose host end is a port of

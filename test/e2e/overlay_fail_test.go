@@ -167,3 +167,45 @@ func TestOverlayFailures(t *testing.T) {
 		t.Errorf("a → b after h2 came back: %s", out)
 	}
 }
+
+// Overlay networks keep the single-host features: a published port on
+// each host (the outside reaches it through that host's address, and the
+// sandbox sees the client's own address), and --internal (nothing out,
+// but the network's sandboxes on the other host are its own).
+func TestOverlayPortsAndInternal(t *testing.T) {
+	cli := etcdtest.Start(t)
+	h1, h2 := overlayPair(t, cli.Endpoints()[0])
+	h1.P("network", "create", "web", "--driver", "overlay", "--subnet", "10.211.0.0/16")
+	h1.P("network", "create", "back", "--driver", "overlay", "--subnet", "10.212.0.0/16", "--internal")
+	if out, ok := within(10*time.Second, func() (string, bool) {
+		o := h2.P("network", "ls", "-q")
+		return o, strings.Contains(o, "web") && strings.Contains(o, "back")
+	}); !ok {
+		t.Fatalf("h2 did not make its part of web and back: %s", out)
+	}
+	for i, h := range []*Host{h1, h2} {
+		name := fmt.Sprintf("s%d", i+1)
+		h.P("sandbox", "create", name, "--network", "web", "-p", "8080:80")
+		srv := ServeTCP(t, h.SandboxNS(name), "0.0.0.0:80")
+		if _, err := DialFrom(t, h.Outside, HostUplinkIP+":8080"); err != nil {
+			t.Fatalf("outside → h%d:8080 → %s: %v", i+1, name, err)
+		}
+		if p := srv.Peers(); len(p) != 1 || !strings.HasPrefix(p[0], RouterIP+":") {
+			t.Errorf("%s saw %v, want the outside's own address %s", name, p, RouterIP)
+		}
+		h.P("sandbox", "create", "i"+name[1:], "--network", "back")
+	}
+	i1, i2 := h1.IP("i1", "back"), h2.IP("i2", "back")
+	if out, ok := within(5*time.Second, func() (string, bool) {
+		o, err := h1.TryIn(h1.SandboxNS("i1"), "ping", "-c1", "-W1", i2)
+		return o, err == nil
+	}); !ok {
+		t.Errorf("internal overlay: i1 (h1) → i2 (h2): %s", out)
+	}
+	h2.MustPing("i2", i1)
+	h1.MustNotPing("i1", RouterIP)
+	h2.MustNotPing("i2", RouterIP)
+	// Isolation between the two overlays, across the hosts too.
+	h1.MustNotPing("s1", i2)
+	h2.MustNotPing("i2", h1.IP("s1", "web"))
+}
