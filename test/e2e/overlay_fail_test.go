@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -208,4 +209,64 @@ func TestOverlayPortsAndInternal(t *testing.T) {
 	// Isolation between the two overlays, across the hosts too.
 	h1.MustNotPing("s1", i2)
 	h2.MustNotPing("i2", h1.IP("s1", "web"))
+}
+
+// A 3-member etcd cluster loses its leader (SIGKILL): the daemons carry
+// on — traffic flows, names and networks made afterwards still reach the
+// other host, and both nodes are healthy.
+func TestOverlayEtcdLeaderDies(t *testing.T) {
+	etcd := etcdtest.StartCluster(t, 3)
+	h1, h2 := overlayPair(t, strings.Join(etcd.Endpoints(), ","))
+	h1.P("network", "create", "web", "--driver", "overlay", "--subnet", "10.213.0.0/16")
+	if out, ok := within(10*time.Second, func() (string, bool) {
+		o := h2.P("network", "ls", "-q")
+		return o, strings.Contains(o, "web")
+	}); !ok {
+		t.Fatalf("h2 did not make its part of web: %s", out)
+	}
+	h1.P("sandbox", "create", "a", "--network", "web")
+	h2.P("sandbox", "create", "b", "--network", "web")
+	b := h2.IP("b", "web")
+	if out, ok := within(5*time.Second, func() (string, bool) {
+		o, err := h1.TryIn(h1.SandboxNS("a"), "ping", "-c1", "-W1", b)
+		return o, err == nil
+	}); !ok {
+		t.Fatalf("a → b across the overlay: %s", out)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	leader, err := etcd.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcd.Members[leader].Kill()
+	t.Logf("killed etcd member m%d, the leader", leader)
+	h1.MustPing("a", b)
+
+	// Changes still flow between the hosts: a new sandbox's name, a new
+	// network.
+	h2.P("sandbox", "create", "c", "--network", "web")
+	if out, ok := within(15*time.Second, func() (string, bool) {
+		o, err := h1.TryP("exec", "a", "--", "ping", "-c1", "-W1", "c")
+		return o, err == nil
+	}); !ok {
+		t.Errorf("a (h1) pings c (h2, made after the leader died) by name: %s", out)
+	}
+	h1.P("network", "create", "more", "--driver", "overlay", "--subnet", "10.214.0.0/16")
+	if out, ok := within(15*time.Second, func() (string, bool) {
+		o := h2.P("network", "ls", "-q")
+		return o, strings.Contains(o, "more")
+	}); !ok {
+		t.Errorf("h2 did not make its part of more (defined after the leader died): %s", out)
+	}
+	for _, h := range []*Host{h1, h2} {
+		if out, ok := within(15*time.Second, func() (string, bool) {
+			s := h.self()
+			return s.Health, s.Health == ""
+		}); !ok {
+			t.Errorf("node ls after the leader died: health %q", out)
+		}
+	}
+	h2.MustPing("b", h1.IP("a", "web"))
 }

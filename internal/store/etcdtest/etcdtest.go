@@ -48,7 +48,16 @@ type Server struct {
 	dir    string
 	pid    int
 	exited chan error // nil while stopped
+
+	// A member of a cluster (StartCluster): its name, the prefix of its
+	// socket files in dir (shared by the members: etcd resolves a unix
+	// URL's relative path in its working directory), and the cluster.
+	name, sock, initial string
+	timing              [2]string // heartbeat, election timeout (ms)
 }
+
+func (s *Server) clientURL() string { return "unix://" + s.sock + "c.sock:0" }
+func (s *Server) peerURL() string   { return "unix://" + s.sock + "p.sock:0" }
 
 // StartServer is Start, returning the server.
 func StartServer(t testing.TB) *Server {
@@ -67,11 +76,12 @@ func StartServer(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	s := &Server{t: t, bin: bin, dir: dir}
+	s := &Server{t: t, bin: bin, dir: dir, name: "test", timing: [2]string{"10", "100"}}
+	s.initial = s.name + "=" + s.peerURL()
 	t.Cleanup(s.Stop)
 	s.run()
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{"unix://" + filepath.Join(dir, "c.sock:0")},
+		Endpoints:   []string{"unix://" + filepath.Join(dir, s.sock+"c.sock:0")},
 		DialTimeout: startTimeout,
 		Logger:      zap.NewNop(),
 	})
@@ -85,7 +95,7 @@ func StartServer(t testing.TB) *Server {
 }
 
 func (s *Server) log() string {
-	data, _ := os.ReadFile(filepath.Join(s.dir, "etcd.log"))
+	data, _ := os.ReadFile(filepath.Join(s.dir, s.sock+"etcd.log"))
 	out := string(data)
 	if len(out) > 4000 {
 		out = "…" + out[len(out)-4000:]
@@ -97,21 +107,21 @@ func (s *Server) log() string {
 func (s *Server) run() {
 	t := s.t
 	t.Helper()
-	const client, peer = "unix://c.sock:0", "unix://p.sock:0"
+	client, peer := s.clientURL(), s.peerURL()
 	cmd := exec.Command(s.bin,
-		"--name", "test",
-		"--data-dir", filepath.Join(s.dir, "data"),
+		"--name", s.name,
+		"--data-dir", filepath.Join(s.dir, s.sock+"data"),
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "test="+peer,
+		"--initial-cluster", s.initial,
 		"--initial-cluster-state", "new",
 		"--log-level", "warn",
 		// One member still waits out an election timeout before it
 		// serves: 100 ms instead of 1 s (start in ~0.1 s, not ~0.5 s).
-		"--heartbeat-interval", "10", "--election-timeout", "100",
+		"--heartbeat-interval", s.timing[0], "--election-timeout", s.timing[1],
 	)
 	cmd.Dir = s.dir
-	logf, err := os.OpenFile(filepath.Join(s.dir, "etcd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(filepath.Join(s.dir, s.sock+"etcd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,9 +132,9 @@ func (s *Server) run() {
 	// this package's callers do not discard threads.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
 	// A socket left by a stopped run would look like a listening one.
-	sock := filepath.Join(s.dir, "c.sock:0")
+	sock := filepath.Join(s.dir, s.sock+"c.sock:0")
 	_ = os.Remove(sock)
-	_ = os.Remove(filepath.Join(s.dir, "p.sock:0"))
+	_ = os.Remove(filepath.Join(s.dir, s.sock+"p.sock:0"))
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		t.Fatalf("start etcd: %v", err)
@@ -193,6 +203,17 @@ func (s *Server) Stop() {
 	s.exited = nil
 }
 
+// Kill kills the server by its PID with SIGKILL (a crash: no goodbye to
+// its peers), keeping its data.
+func (s *Server) Kill() {
+	if s.exited == nil {
+		return
+	}
+	_ = syscall.Kill(s.pid, syscall.SIGKILL)
+	<-s.exited
+	s.exited = nil
+}
+
 // Restart starts a stopped server again on its data and waits until it
 // answers.
 func (s *Server) Restart() {
@@ -214,4 +235,76 @@ func NewClient(t testing.TB, cli *clientv3.Client) *clientv3.Client {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// Cluster is a throwaway etcd cluster of several members, for the tests of
+// what daemons do when a member (the leader) dies.
+type Cluster struct {
+	Members []*Server
+	Client  *clientv3.Client // a client of every member
+}
+
+// Endpoints are the members' client URLs (absolute unix:// URLs), for
+// --cluster.
+func (c *Cluster) Endpoints() []string { return c.Client.Endpoints() }
+
+// StartCluster starts an etcd cluster of n members (each in a network
+// namespace of its own, like Start's), stopped when t ends.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runs etcd in network namespaces of its own (CI runs tests as root)")
+	}
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		t.Skip("etcd is not installed (Debian package etcd-server; scripts/deps.sh installs it)")
+	}
+	dir, err := os.MkdirTemp("", "etcd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	c := &Cluster{}
+	var initial, eps []string
+	for i := range n {
+		// Members talk to each other: a 2-core machine under a test's
+		// load would miss 10 ms heartbeats and keep electing.
+		m := &Server{t: t, bin: bin, dir: dir, name: fmt.Sprintf("m%d", i), sock: fmt.Sprintf("m%d-", i), timing: [2]string{"50", "500"}}
+		initial = append(initial, m.name+"="+m.peerURL())
+		eps = append(eps, "unix://"+filepath.Join(dir, m.sock+"c.sock:0"))
+		c.Members = append(c.Members, m)
+	}
+	for _, m := range c.Members {
+		m.initial = strings.Join(initial, ",")
+		t.Cleanup(m.Stop)
+		m.run()
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: startTimeout, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatalf("etcd client: %v", err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	c.Client = cli
+	for _, m := range c.Members {
+		m.Client = cli
+	}
+	c.Members[0].ready()
+	return c
+}
+
+// Leader returns the index of the member that leads the cluster now.
+func (c *Cluster) Leader(ctx context.Context) (int, error) {
+	for _, ep := range c.Client.Endpoints() {
+		st, err := c.Client.Status(ctx, ep)
+		if err != nil {
+			continue
+		}
+		for i := range c.Members {
+			resp, err := c.Client.Status(ctx, c.Client.Endpoints()[i])
+			if err == nil && resp.Header.MemberId == st.Leader {
+				return i, nil
+			}
+		}
+	}
+	return -1, errors.New("etcdtest: no member knows a leader")
 }
