@@ -158,6 +158,19 @@ func (e *Engine) reserveClusterStatic(ctx context.Context, sandbox string, a mod
 		return nil, nil
 	}
 	cl := e.cfg.Cluster
+	if len(a.IPs) == 0 {
+		// Only the addresses to skip: static ones are in their holder's
+		// own slice, so in this host's only if this host reserved them.
+		// While etcd is away an attach goes on without them (fail-static:
+		// this host's slice is its own) rather than fail.
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		reserved, err := cl.StaticReservations(rctx, nw.Name)
+		cancel()
+		if err != nil {
+			e.log.Warn("cluster: static addresses unread; allocating from this host's slice without them", "network", nw.Name, "err", err)
+		}
+		return &clusterStatic{e: e, network: nw.Name, owner: staticOwner(cl.NodeName(), sandbox), avoid: reserved}, nil
+	}
 	reserved, err := e.clusterStaticCheck(ctx, nw, sandbox, a.IPs)
 	if err != nil {
 		return nil, err
