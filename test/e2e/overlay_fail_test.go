@@ -270,3 +270,47 @@ func TestOverlayEtcdLeaderDies(t *testing.T) {
 	}
 	h2.MustPing("b", h1.IP("a", "web"))
 }
+
+// Self-healing covers the overlay's kernel state: a deleted route to the
+// other host's slice, a deleted FDB entry and neighbour, and a deleted
+// VXLAN device are put back, and the traffic flows again.
+func TestOverlaySelfHeals(t *testing.T) {
+	cli := etcdtest.Start(t)
+	h1, h2 := overlayPair(t, cli.Endpoints()[0], "--heal-period", "1s")
+	h1.P("network", "create", "web", "--driver", "overlay", "--subnet", "10.215.0.0/16")
+	if out, ok := within(10*time.Second, func() (string, bool) {
+		o := h2.P("network", "ls", "-q")
+		return o, strings.Contains(o, "web")
+	}); !ok {
+		t.Fatalf("h2 did not make its part of web: %s", out)
+	}
+	h1.P("sandbox", "create", "a", "--network", "web")
+	h2.P("sandbox", "create", "b", "--network", "web")
+	b := h2.IP("b", "web")
+	pings := func(what string) {
+		t.Helper()
+		if out, ok := within(10*time.Second, func() (string, bool) {
+			o, err := h1.TryIn(h1.SandboxNS("a"), "ping", "-c1", "-W1", b)
+			return o, err == nil
+		}); !ok {
+			t.Fatalf("a → b %s: %s\nroutes: %s\nfdb: %s", what, out, h1.In(h1.NS, "ip", "route"), h1.In(h1.NS, "bridge", "fdb", "show"))
+		}
+	}
+	pings("before")
+	vx := h1.HostLinks("ptvx-")
+	if len(vx) != 1 {
+		t.Fatalf("h1's VXLAN devices: %v", vx)
+	}
+	slice := h2.self().Slices["web"]
+	h1.In(h1.NS, "ip", "route", "del", slice.String())
+	pings("after its route was deleted")
+	fdb := strings.Fields(h1.In(h1.NS, "bridge", "fdb", "show", "dev", vx[0]))
+	if len(fdb) == 0 {
+		t.Fatalf("no FDB entry on %s", vx[0])
+	}
+	h1.In(h1.NS, "bridge", "fdb", "del", fdb[0], "dev", vx[0])
+	h1.In(h1.NS, "ip", "neigh", "flush", "dev", vx[0])
+	pings("after its FDB entry and neighbour were deleted")
+	h1.In(h1.NS, "ip", "link", "del", vx[0])
+	pings("after the VXLAN device was deleted")
+}
