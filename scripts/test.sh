@@ -31,5 +31,5 @@ echo "== go test"
 go test -count=1 -timeout 45m "$@" ./...
 # The engine and the store under parallel load (32 parallel attaches over
 # bbolt's group commit, 32 concurrent writers) with the race detector.
-echo "== go test -race (engine, store, group)"
-go test -count=1 -race -timeout 10m "$@" ./internal/engine ./internal/store ./internal/group
+echo "== go test -race (engine, store, group, cluster)"
+go test -count=1 -race -timeout 10m "$@" ./internal/engine ./internal/store ./internal/group ./internal/cluster
