@@ -494,7 +494,16 @@ func BenchmarkOverlayThroughput(b *testing.B) {
 	if len(vx) != 1 {
 		b.Fatalf("h1's VXLAN devices: %v", vx)
 	}
-	mtu := strings.Fields(h1.In(h1.NS, "cat", "/sys/class/net/"+vx[0]+"/mtu"))[0]
+	var mtu string
+	f := strings.Fields(h1.In(h1.NS, "ip", "-o", "link", "show", "dev", vx[0]))
+	for i := range len(f) - 1 {
+		if f[i] == "mtu" {
+			mtu = f[i+1]
+		}
+	}
+	if mtu == "" {
+		b.Fatalf("no MTU in %q", f)
+	}
 	for i, h := range []*Host{h1, h2} {
 		local, remote := underlayIP(i+1), underlayIP(2-i)
 		h.In(h.NS, "ip", "link", "add", "vxh0", "type", "vxlan", "id", "4242", "local", local, "remote", remote, "dstport", "4789", "dev", "under0")
