@@ -308,7 +308,14 @@ func envHosts(b *testing.B) int {
 // t(peer)-t0, attach-p50/p99-ms = t(peer)-tsb (what the peers' side
 // adds after the sandbox exists), ready-ms = the daemon start alone; and
 // the etcd writes (revisions) the join made until ready and the sandbox
-// create made. Between iterations the new host's sandbox is removed and
+// create made, and those made while the peers converged (0 expected);
+// and idle-daemons-%cpu, the N-1 members' daemons' CPU time over 5 s with
+// nothing changing before the first iteration, summed, in % of one core
+// (what keeping the peers in step costs at rest).
+//
+// All peers of one iteration tend to see the join at the same phase of
+// whatever they do periodically, so their figures are correlated: for a
+// p50 that means something, run 10 iterations or more at small sizes. Between iterations the new host's sandbox is removed and
 // its daemon stopped (it leaves the cluster), so every iteration joins
 // the Nth node of a cluster of N.
 func BenchmarkOverlayConvergence(b *testing.B) {
@@ -337,6 +344,19 @@ func overlayConvergence(b *testing.B, n int) {
 		pingers[i] = newPinger(b, h.SandboxNS("s"), uint16(i)<<10)
 	})
 	b.Logf("%d hosts: %d members up with a sandbox each in %v", n, n-1, time.Since(setup).Round(time.Millisecond))
+	// What the members' daemons cost while nothing changes (keeping their
+	// peers in step included), summed, in % of one core.
+	settle(b)
+	cpu := func() (sum time.Duration) {
+		for _, h := range members {
+			sum += h.daemonCPU(b)
+		}
+		return sum
+	}
+	const idleWindow = 5 * time.Second
+	cpu0 := cpu()
+	time.Sleep(idleWindow)
+	idleCPU := 100 * float64(cpu()-cpu0) / float64(idleWindow)
 
 	var join, attach, ready []time.Duration
 	var joinWrites, attachWrites, lateWrites int64
@@ -389,6 +409,7 @@ func overlayConvergence(b *testing.B, n int) {
 	b.ReportMetric(quantileMs(attach, 0.50), "attach-p50-ms")
 	b.ReportMetric(quantileMs(attach, 0.99), "attach-p99-ms")
 	b.ReportMetric(quantileMs(ready, 0.50), "ready-ms")
+	b.ReportMetric(idleCPU, "idle-daemons-%cpu")
 	b.ReportMetric(float64(joinWrites)/float64(iter), "etcd-writes/join")
 	b.ReportMetric(float64(attachWrites)/float64(iter), "etcd-writes/attach")
 	b.ReportMetric(float64(lateWrites)/float64(iter), "etcd-writes/converge")
