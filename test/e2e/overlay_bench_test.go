@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -296,7 +297,7 @@ func envHosts(b *testing.B) int {
 // overlay network ov (10.200.0.0/16, a /24 per host), one sandbox on ov on
 // each of them, a raw ICMP socket in each sandbox. Each iteration then
 // prepares a fresh host N+k (namespaces, underlay; no daemon), waits for
-// a quiet machine, and times:
+// a quiet machine and then a random 0-1 s, and times:
 //
 //	t0      daemon start on the new host (node joins, makes its part of ov),
 //	        until it reports ready
@@ -366,6 +367,11 @@ func overlayConvergence(b *testing.B, n int) {
 		j := c.addHost(b, n+iter, false)
 		name := fmt.Sprintf("h%d", n+iter)
 		settle(b)
+		// A random pause: the previous iteration ended right after
+		// the members' reaction to the previous join, and a fixed
+		// set-up time after that would put every join at the same phase
+		// of whatever the members do periodically.
+		time.Sleep(rand.N(time.Second))
 		b.StartTimer()
 
 		rev0 := etcdRev(b, c.cli)
