@@ -291,7 +291,7 @@ func envHosts(b *testing.B) int {
 // 10, 25 and 50 simulated hosts (sizes above $PONTOON_BENCH_OVERLAY_HOSTS,
 // default 10, are skipped):
 //
-//	PONTOON_BENCH_OVERLAY_HOSTS=50 go test ./test/e2e -run XXX -bench OverlayConvergence -benchtime 3x -timeout 60m
+//	PONTOON_BENCH_OVERLAY_HOSTS=50 go test ./test/e2e -run XXX -bench OverlayConvergence -benchtime 10x -timeout 60m
 //
 // Set-up (untimed): etcd, the underlay, N-1 hosts started in parallel,
 // overlay network ov (10.200.0.0/16, a /24 per host), one sandbox on ov on
@@ -423,10 +423,11 @@ func overlayConvergence(b *testing.B, n int) {
 
 // BenchmarkOverlayAttach: sandbox create with --network (through the
 // API) on an overlay network against a local bridge network, on the same
-// host of a two-host cluster, alternating, $ovattach-n (default 40) of
-// each; and the etcd writes an overlay attach makes:
+// host of a two-host cluster, alternating, $PONTOON_BENCH_OVERLAY_ATTACH_N
+// (default 40) of each per iteration, removed again after it; and the
+// etcd writes each attach makes:
 //
-//	go test ./test/e2e -run XXX -bench OverlayAttach -benchtime 1x
+//	PONTOON_BENCH_OVERLAY_ATTACH_N=100 go test ./test/e2e -run XXX -bench OverlayAttach -benchtime 2x
 func BenchmarkOverlayAttach(b *testing.B) {
 	k := 40
 	if v := os.Getenv("PONTOON_BENCH_OVERLAY_ATTACH_N"); v != "" {
