@@ -68,10 +68,8 @@ func (u *underlay) plug(h *Host, i int) {
 	h.In(h.NS, "ip", "link", "set", "under0", "up")
 }
 
-func inNS(ns string, argv ...string) (string, error) {
-	h := &Host{}
-	return h.TryIn(ns, argv...)
-}
+// inNS is Host.TryIn for a namespace of no host.
+func inNS(ns string, argv ...string) (string, error) { return (&Host{}).TryIn(ns, argv...) }
 
 // newBareHost is newHostIn without the daemon: the namespaces, the uplink
 // to the outside world and its resolver; Start comes later.
@@ -512,14 +510,13 @@ func BenchmarkOverlayThroughput(b *testing.B) {
 	waitNetwork(b, h2, "ov")
 	h1.P("sandbox", "create", "a", "--network", "ov")
 	h2.P("sandbox", "create", "b", "--network", "ov")
-	aIP, bIP := h1.IP("a", "ov"), h2.IP("b", "ov")
+	bIP := h2.IP("b", "ov")
 	if out, ok := within(10*time.Second, func() (string, bool) {
 		o, err := h1.TryIn(h1.SandboxNS("a"), "ping", "-c1", "-W1", bIP)
 		return o, err == nil
 	}); !ok {
 		b.Fatalf("a → b across the overlay: %s", out)
 	}
-	_ = aIP
 	// The same MTU as pontoon's VXLAN device.
 	vx := h1.HostLinks("ptvx-")
 	if len(vx) != 1 {
