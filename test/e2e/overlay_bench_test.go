@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -139,36 +138,8 @@ type benchCluster struct {
 
 func newBenchCluster(b testing.TB) *benchCluster {
 	b.Helper()
-	cli := startEtcd(b)
+	cli := etcdtest.Start(b)
 	return &benchCluster{cli: cli, ep: cli.Endpoints()[0], ul: newUnderlay(b)}
-}
-
-// startEtcd is etcdtest.Start from an OS thread that stays locked, and
-// alive, until etcd has been stopped. etcd dies with the thread that
-// forked it (Pdeathsig), and testutil's NewNetns and InNetns end the
-// threads they lock: with a few dozen namespaces made after etcd started,
-// one of them was sooner or later the forking thread, and etcd was killed
-// under the daemons ("grant a lease: context deadline exceeded").
-func startEtcd(b testing.TB) *clientv3.Client {
-	b.Helper()
-	release := make(chan struct{})
-	// Registered before etcdtest's own cleanup, so it runs after it.
-	b.Cleanup(func() { close(release) })
-	got := make(chan *clientv3.Client, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		defer close(got)
-		got <- etcdtest.Start(b)
-		<-release
-	}()
-	cli, ok := <-got
-	if !ok || cli == nil { // Start skipped or failed on that goroutine
-		if b.Skipped() {
-			b.SkipNow()
-		}
-		b.FailNow()
-	}
-	return cli
 }
 
 // addHost makes host number i (1-based: its node name and address), on

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -127,21 +128,34 @@ func (s *Server) run() {
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Pdeathsig: a test binary that dies (a timeout's panic) takes etcd
-	// with it. It fires when the forking thread ends, which in Go is the
-	// process's end, except for a thread discarded after LockOSThread;
-	// this package's callers do not discard threads.
+	// with it (see below for the thread it is tied to).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
 	// A socket left by a stopped run would look like a listening one.
 	sock := filepath.Join(s.dir, s.sock+"c.sock:0")
 	_ = os.Remove(sock)
 	_ = os.Remove(filepath.Join(s.dir, s.sock+"p.sock:0"))
-	if err := cmd.Start(); err != nil {
-		logf.Close()
+	// Pdeathsig fires when the forking *thread* ends, and tests end
+	// threads (testutil's NewNetns and InNetns lock a thread to a
+	// namespace and let it die): start etcd from a thread of its own,
+	// locked and kept until etcd exits, or a namespace made later kills
+	// etcd under the daemons.
+	started := make(chan error, 1)
+	s.exited = make(chan error, 1)
+	go func(ch chan error) {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine, after etcd
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		ch <- cmd.Wait()
+	}(s.exited)
+	err = <-started
+	logf.Close()
+	if err != nil {
+		s.exited = nil
 		t.Fatalf("start etcd: %v", err)
 	}
-	logf.Close()
-	s.exited = make(chan error, 1)
-	go func(ch chan error) { ch <- cmd.Wait() }(s.exited)
 	s.pid = cmd.Process.Pid
 
 	// Wait for the socket before the client dials: a dial that fails
