@@ -125,3 +125,15 @@ func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 	}
 	return context.WithTimeout(ctx, requestTimeout)
 }
+
+// Ping asks etcd for one key's count: it answers only with a quorum
+// behind it (a linearizable read). One cheap request, for a daemon's
+// health probe.
+func (c *Cluster) Ping(ctx context.Context) error {
+	rctx, cancel := bounded(ctx)
+	defer cancel()
+	if _, err := c.cli.Get(rctx, c.nodesPrefix(), clientv3.WithCountOnly()); err != nil {
+		return fmt.Errorf("cluster: etcd does not answer: %w", err)
+	}
+	return nil
+}

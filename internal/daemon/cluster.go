@@ -131,7 +131,7 @@ func (m *clusterMember) keep(ctx context.Context) {
 			m.rejoin(ctx) // at once when etcd answers; else at a probe
 		case <-probe.C:
 			pctx, cancel := context.WithTimeout(ctx, m.probeEvery())
-			_, _, err := m.Cluster.Nodes(pctx)
+			err := m.Cluster.Ping(pctx)
 			cancel()
 			if ctx.Err() != nil {
 				return

@@ -7,7 +7,9 @@ import (
 	"hash/fnv"
 	"maps"
 	"net/netip"
+	"log/slog"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -68,6 +70,12 @@ type overlayDriver struct {
 	// them (nil until the first read): peers are programmed from it, and
 	// it stays as it is while etcd is unreachable.
 	topo atomic.Pointer[cluster.Topology]
+	// mu serialises making or removing a network's part on this host
+	// (EnsureNetwork, RemoveNetwork) with programming its peers from a
+	// new topology (followPeers): peers programmed into a device that is
+	// half made fail ("network is down") and would wait for the next
+	// change of the cluster to be tried again.
+	mu sync.Mutex
 }
 
 func (*overlayDriver) Name() string { return model.DriverOverlay }
@@ -125,6 +133,8 @@ func peersOf(t *cluster.Topology, n *model.Network, self string) []link.Peer {
 }
 
 func (d *overlayDriver) EnsureNetwork(n *model.Network) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if err := d.bridgeDriver.EnsureNetwork(n); err != nil {
 		return err
 	}
@@ -135,6 +145,26 @@ func (d *overlayDriver) EnsureNetwork(n *model.Network) error {
 		return err
 	}
 	return d.syncPeers(n)
+}
+
+// applyLatest programs network n's peers from the latest topology, once
+// its part on this host is made (a network being made gets them from
+// EnsureNetwork, which holds d.mu meanwhile). A failure is logged:
+// self-healing checks the peers against the topology and repairs them.
+func (d *overlayDriver) applyLatest(n *model.Network, log *slog.Logger) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !n.Overlay.HostGW() {
+		if _, ok, err := d.link.Link(n.Overlay.VXLAN); err != nil || !ok {
+			return // not made yet, or being removed
+		}
+	}
+	t := d.topo.Load()
+	if err := d.applyPeers(t, n); err != nil {
+		log.Warn("cluster: program the overlay's peers; self-healing tries again", "network", n.Name, "err", err)
+		return
+	}
+	log.Debug("cluster: programmed the overlay's peers", "network", n.Name, "revision", t.Revision, "nodes", len(t.Nodes))
 }
 
 // syncPeers makes network n's peers those of the topology last seen.
@@ -158,6 +188,8 @@ func (d *overlayDriver) applyPeers(t *cluster.Topology, n *model.Network) error 
 }
 
 func (d *overlayDriver) RemoveNetwork(n *model.Network) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if n.Overlay.HostGW() {
 		return errors.Join(d.removeHostGW(n), d.bridgeDriver.RemoveNetwork(n))
 	}
@@ -451,9 +483,7 @@ func (e *Engine) followPeers(ctx context.Context) {
 			if n.Driver != model.DriverOverlay || n.Overlay == nil {
 				continue
 			}
-			if err := d.applyPeers(&t, &n.Network); err != nil {
-				e.log.Warn("cluster: program the overlay's peers", "network", n.Name, "err", err)
-			}
+			d.applyLatest(&n.Network, e.log)
 		}
 	}
 	failed := func(err error) {

@@ -63,9 +63,26 @@ func (u *underlay) plug(h *Host, i int) {
 	port := fmt.Sprintf("ulp%d", i)
 	h.In(u.ns, "ip", "link", "add", port, "type", "veth", "peer", "name", "under0", "netns", h.NS)
 	h.In(u.ns, "ip", "link", "set", port, "master", "ul0", "up")
+	h.In(h.NS, "ip", "link", "set", "under0", "address", underlayMAC(i))
 	h.In(h.NS, "ip", "addr", "add", underlayIP(i)+"/24", "dev", "under0")
+	// Static ARP for every host the underlay can have: Linux's ARP
+	// table is one for all namespaces, with one limit (gc_thresh3, 1024
+	// entries that can be collected, a machine-wide setting we do not
+	// change): 50 simulated hosts each learning 50 others overflow it
+	// ("neighbor table overflow"), and new entries fail until the
+	// garbage collector frees some — seconds of lost packets that real
+	// hosts, each with its own table, never see. Permanent entries are
+	// exempt from that limit.
+	h.In(h.NS, "sh", "-c", fmt.Sprintf("for j in $(seq 1 %d); do [ $j -ne %d ] && printf 'neigh replace 192.0.2.%%d lladdr 02:00:c0:00:02:%%02x dev under0 nud permanent\\n' $j $j; done | ip -batch -", maxUnderlayHosts, i))
 	h.In(h.NS, "ip", "link", "set", "under0", "up")
 }
+
+// maxUnderlayHosts is how many hosts the underlay's static ARP covers.
+const maxUnderlayHosts = 200
+
+// underlayMAC is host i's MAC on the underlay (fixed, for the static
+// ARP entries of the others).
+func underlayMAC(i int) string { return fmt.Sprintf("02:00:c0:00:02:%02x", i) }
 
 // inNS is Host.TryIn for a namespace of no host.
 func inNS(ns string, argv ...string) (string, error) { return (&Host{}).TryIn(ns, argv...) }
@@ -146,8 +163,8 @@ func newBenchCluster(b testing.TB) *benchCluster {
 // the underlay, and starts its daemon when start is set.
 func (c *benchCluster) addHost(b testing.TB, i int, start bool) *Host {
 	b.Helper()
-	if i < 1 || i > 254 {
-		b.Fatalf("host %d: the underlay 192.0.2.0/24 has hosts 1 to 254", i)
+	if i < 1 || i > maxUnderlayHosts {
+		b.Fatalf("host %d: the underlay has hosts 1 to %d", i, maxUnderlayHosts)
 	}
 	h := newBareHost(b)
 	c.ul.plug(h, i)
