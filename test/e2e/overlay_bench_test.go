@@ -505,6 +505,19 @@ func BenchmarkOverlayThroughput(b *testing.B) {
 	}); !ok {
 		b.Fatalf("a → b across the overlay: %s", out)
 	}
+	// A host-gw overlay network beside it: no encapsulation, the
+	// underlay's MTU.
+	h1.P("network", "create", "hg", "--driver", "overlay", "--mode", "host-gw", "--subnet", "10.204.0.0/16")
+	waitNetwork(b, h2, "hg")
+	h1.P("sandbox", "create", "c", "--network", "hg")
+	h2.P("sandbox", "create", "d", "--network", "hg")
+	dIP := h2.IP("d", "hg")
+	if out, ok := within(10*time.Second, func() (string, bool) {
+		o, err := h1.TryIn(h1.SandboxNS("c"), "ping", "-c1", "-W1", dIP)
+		return o, err == nil
+	}); !ok {
+		b.Fatalf("c → d across the host-gw overlay: %s", out)
+	}
 	// The same MTU as pontoon's VXLAN device.
 	vx := h1.HostLinks("ptvx-")
 	if len(vx) != 1 {
@@ -560,6 +573,7 @@ func BenchmarkOverlayThroughput(b *testing.B) {
 	for b.Loop() {
 		paths := []*path{
 			{name: "pontoon", server: h2.SandboxNS("b"), client: h1.SandboxNS("a"), target: bIP},
+			{name: "host-gw", server: h2.SandboxNS("d"), client: h1.SandboxNS("c"), target: dIP},
 			{name: "hand-built", server: h2.NS, client: h1.NS, target: "10.250.0.2"},
 			{name: "hand-topo", server: hb[1], client: hb[0], target: "10.251.2.2"},
 			{name: "underlay", server: h2.NS, client: h1.NS, target: underlayIP(2)},
@@ -585,5 +599,8 @@ func BenchmarkOverlayThroughput(b *testing.B) {
 		b.ReportMetric(med["hand-built"]/med["underlay"], "handbuilt/underlay")
 		b.ReportMetric(med["hand-topo"], "handtopo-Gbit/s")
 		b.ReportMetric(med["pontoon"]/med["hand-topo"], "pontoon/handtopo")
+		b.ReportMetric(med["host-gw"], "hostgw-Gbit/s")
+		b.ReportMetric(med["host-gw"]/med["underlay"], "hostgw/underlay")
+		b.ReportMetric(med["pontoon"]/med["host-gw"], "vxlan/hostgw")
 	}
 }
