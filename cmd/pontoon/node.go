@@ -18,7 +18,7 @@ func newNodeCmd(g *globals) *cobra.Command {
 		Use:   "node",
 		Short: "The nodes of the cluster this daemon is part of (pontoon daemon --cluster)",
 	}
-	cmd.AddCommand(newNodeLsCmd(g), newNodeInspectCmd(g))
+	cmd.AddCommand(newNodeLsCmd(g), newNodeInspectCmd(g), newNodeRmCmd(g))
 	return cmd
 }
 
@@ -184,5 +184,35 @@ func clusterRows(kv *table, n *model.NetworkInfo) {
 	}
 	for _, ip := range slices.SortedFunc(maps.Keys(c.StaticIPs), func(a, b netip.Addr) int { return a.Compare(b) }) {
 		kv.row("Static:", ip.String()+"  "+c.StaticIPs[ip])
+	}
+}
+
+func newNodeRmCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm NAME...",
+		Aliases: []string{"remove", "forget"},
+		Short:   "Forget nodes gone for good: release their slices, names and static addresses",
+		Long: `Forget nodes that will not come back. A node whose daemon stops stays
+in the cluster until its lease expires (--node-ttl), and its slice of each
+overlay network, its sandboxes' names and its static addresses stay in
+etcd after that, for when it returns (its containers may still be
+running). node rm releases them: another node may then claim the slices,
+and no resolver answers with the node's addresses any more. A live node
+(or this one) is refused.`,
+		Args: minArgs(1, "NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return forEachName(cmd, args, func(name string) error {
+				f, err := g.client().ForgetNode(cmd.Context(), name)
+				if err != nil {
+					return err
+				}
+				var sl []string
+				for _, net := range slices.Sorted(maps.Keys(f.Slices)) {
+					sl = append(sl, net+"="+f.Slices[net])
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: released slices %s, %d names, %d static addresses\n", name, orDash(strings.Join(sl, " ")), f.Names, f.Static)
+				return nil
+			})
+		},
 	}
 }

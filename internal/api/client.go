@@ -341,6 +341,13 @@ func (c *Client) Node(ctx context.Context, name string) (*model.ClusterNodeInfo,
 	return &v, c.do(ctx, http.MethodGet, "/v1/nodes/"+url.PathEscape(name), nil, &v)
 }
 
+// ForgetNode releases what a dead node holds in the cluster (DELETE
+// /v1/nodes/{name}).
+func (c *Client) ForgetNode(ctx context.Context, name string) (*model.ForgottenNode, error) {
+	var v model.ForgottenNode
+	return &v, c.do(ctx, http.MethodDelete, "/v1/nodes/"+url.PathEscape(name), nil, &v)
+}
+
 // Topology returns the picture of the host (GET /v1/topology).
 func (c *Client) Topology(ctx context.Context) (*model.Topology, error) {
 	var t model.Topology

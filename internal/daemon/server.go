@@ -73,6 +73,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/topology", s.topology)
 	s.handle("GET /v1/nodes", s.nodes)
 	s.handle("GET /v1/nodes/{name}", s.getNode)
+	s.handle("DELETE /v1/nodes/{name}", s.forgetNode)
 	s.handle("POST /v1/trace", s.trace)
 	s.mux.HandleFunc("/", s.noRoute)
 }
@@ -340,6 +341,11 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 
 func (s *Server) nodes(r *http.Request) (int, any, error) {
 	v, err := s.eng.Nodes(r.Context())
+	return http.StatusOK, v, err
+}
+
+func (s *Server) forgetNode(r *http.Request) (int, any, error) {
+	v, err := s.eng.ForgetNode(r.Context(), r.PathValue("name"))
 	return http.StatusOK, v, err
 }
 

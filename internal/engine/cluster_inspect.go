@@ -146,3 +146,22 @@ func networkNodes(vni int, self string, sl map[string]netip.Prefix, nodes []clus
 	}
 	return out
 }
+
+// ForgetNode releases what a node gone for good still holds in the
+// cluster: its slices, its sandboxes' names, its static addresses
+// (cluster.Cluster.Forget). Refused for this node (ErrInvalid) and for a
+// live one (ErrConflict).
+func (e *Engine) ForgetNode(ctx context.Context, name string) (model.ForgottenNode, error) {
+	cl := e.cfg.Cluster
+	if cl == nil {
+		return model.ForgottenNode{}, model.Invalidf("this daemon is no node of a cluster: start it with --cluster, --node-name and --underlay")
+	}
+	if name == cl.NodeName() {
+		return model.ForgottenNode{}, model.Invalidf("node %s is this one: a node does not forget itself; stop its daemon and run node rm on another node once its lease has expired", name)
+	}
+	f, err := cl.Forget(ctx, name)
+	if err == nil {
+		e.log.Info("cluster: forgot a node", "node", name, "slices", len(f.Slices), "names", f.Names, "static_ips", f.Static)
+	}
+	return f, err
+}

@@ -175,6 +175,10 @@ func (f *fakeCluster) FollowTopology(ctx context.Context, changed func(cluster.T
 
 func (f *fakeCluster) Health() string { return "" }
 
+func (f *fakeCluster) Forget(context.Context, string) (model.ForgottenNode, error) {
+	return model.ForgottenNode{}, nil
+}
+
 func (f *fakeCluster) PutName(context.Context, cluster.Name) error          { return nil }
 func (f *fakeCluster) DeleteName(context.Context, string, string) error     { return nil }
 func (f *fakeCluster) Names(context.Context) ([]cluster.Name, int64, error) { return nil, 1, nil }

@@ -50,6 +50,8 @@ type Cluster interface {
 	ReserveStatic(ctx context.Context, network string, ip netip.Addr, owner string) error
 	ReleaseStatic(ctx context.Context, network string, ip netip.Addr, owner string) error
 	StaticReservations(ctx context.Context, network string) (map[netip.Addr]string, error)
+	// Forget releases what a dead node holds (cluster.Cluster.Forget).
+	Forget(ctx context.Context, node string) (model.ForgottenNode, error)
 }
 
 // overlayDriver is a network across the cluster's hosts, flannel's L3

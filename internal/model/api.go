@@ -178,3 +178,12 @@ type ClusterNodeInfo struct {
 	// --ip, by overlay network: address → sandbox.
 	StaticIPs map[string]map[netip.Addr]string `json:"static_ips,omitempty"`
 }
+
+// ForgottenNode is what `pontoon node rm` released of a node gone for good
+// (DELETE /v1/nodes/{name}): its slice of each overlay network, the names
+// of its sandboxes, and its static addresses.
+type ForgottenNode struct {
+	Slices map[string]string `json:"slices"` // network → slice
+	Names  int               `json:"names"`
+	Static int               `json:"static_ips"`
+}

@@ -159,13 +159,35 @@ func TestOverlayFailures(t *testing.T) {
 	}); !ok {
 		t.Errorf("h1 kept a route to dead h2's slice %s: %s", slice, out)
 	}
-	// It comes back: the route too, and the traffic.
+	// Forgotten for good: its slice, names and static addresses go;
+	// a live node and this one are refused.
+	if msg := h1.PFail("node", "rm", "h1"); !strings.Contains(msg, "this one") {
+		t.Errorf("node rm of this node: %s", msg)
+	}
+	out := h1.P("node", "rm", "h2")
+	if !strings.Contains(out, "web="+slice.String()) || !strings.Contains(out, "2 names") {
+		t.Errorf("node rm h2: %s", out)
+	}
+	if o, err := h1.lookup("a", "b"); err == nil {
+		t.Errorf("b still resolves on h1 after h2 was forgotten: %s", o)
+	}
+	// It comes back (its old slice is the first free one again): the
+	// route too, the traffic and its names.
 	h2.Start("--cluster", ep, "--node-name", "h2", "--underlay", "under0", "--node-ttl", "2s")
 	if out, ok := within(10*time.Second, func() (string, bool) {
 		o, err := h1.TryIn(h1.SandboxNS("a"), "ping", "-c1", "-W1", b)
 		return o, err == nil
 	}); !ok {
 		t.Errorf("a → b after h2 came back: %s", out)
+	}
+	if msg := h1.PFail("node", "rm", "h2"); !strings.Contains(msg, "live") {
+		t.Errorf("node rm of a live node: %s", msg)
+	}
+	if out, ok := within(5*time.Second, func() (string, bool) {
+		o, err := h1.lookup("a", "b")
+		return o, err == nil && strings.Contains(o, b)
+	}); !ok {
+		t.Errorf("b does not resolve on h1 after h2 came back: %s", out)
 	}
 }
 
