@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,5 +74,32 @@ func TestForget(t *testing.T) {
 	// The freed slice goes to the next claimant.
 	if p, err := a.ClaimSlice(ctx, "web", subnet, 24, "c3"); err != nil || p != bSlice["b2"] {
 		t.Errorf("c3 claimed %v, %v; want b2's old slice %v", p, err, bSlice["b2"])
+	}
+}
+
+// A node that was forgotten while away takes its slice back when it
+// returns; a slice another node holds meanwhile is refused.
+func TestReclaimSlice(t *testing.T) {
+	c := newCluster(t)
+	ctx := ctxT(t)
+	subnet := netip.MustParsePrefix("10.200.0.0/16")
+	s1, err := c.ClaimSlice(ctx, "web", subnet, 24, "a1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ReclaimSlice(ctx, "web", s1, "a1"); err != nil {
+		t.Fatalf("reclaim its own slice: %v", err)
+	}
+	if _, err := c.Forget(ctx, "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ReclaimSlice(ctx, "web", s1, "a1"); err != nil {
+		t.Fatalf("reclaim a released slice: %v", err)
+	}
+	if got, err := c.ClaimSlice(ctx, "web", subnet, 24, "a1"); err != nil || got != s1 {
+		t.Errorf("a1's slice after reclaiming: %v, %v; want %v", got, err, s1)
+	}
+	if err := c.ReclaimSlice(ctx, "web", s1, "b2"); !errors.Is(err, model.ErrConflict) || !strings.Contains(err.Error(), "a1") {
+		t.Errorf("reclaim a1's slice for b2: %v", err)
 	}
 }

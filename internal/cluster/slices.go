@@ -312,3 +312,43 @@ func (c *Cluster) ExpireSlices(ctx context.Context, network string, keep []strin
 	}
 	return released, nil
 }
+
+// ReclaimSlice makes slice node's slice of network again, if no other node
+// holds it: a node that has the slice in use locally (its sandboxes have
+// addresses in it) but lost it in etcd — forgotten while it was away —
+// takes it back. A slice another node holds is refused with
+// model.ErrConflict naming it; the node's own is success.
+func (c *Cluster) ReclaimSlice(ctx context.Context, network string, slice netip.Prefix, node string) error {
+	if err := model.ValidateNetworkName(network); err != nil {
+		return err
+	}
+	if err := model.ValidateName("node", node); err != nil {
+		return err
+	}
+	if !slice.IsValid() || slice != slice.Masked() {
+		return model.Invalidf("network %s: slice %s is not a prefix's network address", network, slice)
+	}
+	rctx, cancel := bounded(ctx)
+	defer cancel()
+	sk, idx := c.sliceKey(network, slice), c.sliceIndexKey(network, node)
+	resp, err := c.cli.Txn(rctx).
+		If(clientv3.Compare(clientv3.CreateRevision(sk), "=", 0)).
+		Then(clientv3.OpPut(sk, node), clientv3.OpPut(idx, slice.String())).
+		Else(clientv3.OpGet(sk)).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("cluster: reclaim slice %s of network %s for node %s: %w", slice, network, node, err)
+	}
+	if resp.Succeeded {
+		return nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) > 0 && string(kvs[0].Value) != node {
+		return model.Conflictf("network %s: slice %s, which this node's sandboxes use, is held by node %s: remove one of them", network, slice, kvs[0].Value)
+	}
+	// Ours: make sure the index says so too.
+	if _, err := c.cli.Put(rctx, idx, slice.String()); err != nil {
+		return fmt.Errorf("cluster: reclaim slice %s of network %s for node %s: %w", slice, network, node, err)
+	}
+	return nil
+}

@@ -175,6 +175,8 @@ func (f *fakeCluster) FollowTopology(ctx context.Context, changed func(cluster.T
 
 func (f *fakeCluster) Health() string { return "" }
 
+func (f *fakeCluster) ReclaimSlice(context.Context, string, netip.Prefix, string) error { return nil }
+
 func (f *fakeCluster) Forget(context.Context, string) (model.ForgottenNode, error) {
 	return model.ForgottenNode{}, nil
 }

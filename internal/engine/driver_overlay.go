@@ -52,6 +52,7 @@ type Cluster interface {
 	StaticReservations(ctx context.Context, network string) (map[netip.Addr]string, error)
 	// Forget releases what a dead node holds (cluster.Cluster.Forget).
 	Forget(ctx context.Context, node string) (model.ForgottenNode, error)
+	ReclaimSlice(ctx context.Context, network string, slice netip.Prefix, node string) error
 }
 
 // overlayDriver is a network across the cluster's hosts, flannel's L3
@@ -275,10 +276,17 @@ func (e *Engine) createOverlay(ctx context.Context, spec model.NetworkSpec) (*mo
 // slice, a network record for it, the bridge and the VXLAN device. One
 // that exists is returned as it is. Called with netMu held.
 func (e *Engine) realizeOverlayLocked(ctx context.Context, d cluster.NetworkDef) (*model.Network, error) {
+	cl := e.cfg.Cluster
 	if n, err := e.networkRecord(ctx, d.Name); err == nil {
+		// Made before: its slice is in use here; take it back in etcd if
+		// it was released meanwhile (node rm while this node was away).
+		if len(n.Subnets) > 0 {
+			if err := cl.ReclaimSlice(ctx, d.Name, n.Subnets[0].Prefix.Masked(), cl.NodeName()); err != nil {
+				e.log.Error("cluster: keep this node's slice", "network", d.Name, "slice", n.Subnets[0].Prefix.Masked().String(), "err", err)
+			}
+		}
 		return n, nil
 	}
-	cl := e.cfg.Cluster
 	slice, err := cl.ClaimSlice(ctx, d.Name, d.Subnet, d.SliceBits, cl.NodeName())
 	if err != nil {
 		return nil, fmt.Errorf("overlay network %s: claim this host's slice: %w", d.Name, err)
