@@ -336,3 +336,30 @@ func TestOverlaySelfHeals(t *testing.T) {
 	h1.In(h1.NS, "ip", "link", "del", vx[0])
 	pings("after the VXLAN device was deleted")
 }
+
+// The cluster's etcd over TLS with client certificates (--etcd-cacert,
+// --etcd-cert, --etcd-key): the nodes join, and the overlay carries
+// traffic.
+func TestOverlayEtcdTLS(t *testing.T) {
+	etcd := etcdtest.StartServerTLS(t)
+	f := etcd.TLS
+	h1, h2 := overlayPair(t, etcd.Client.Endpoints()[0], "--etcd-cacert", f.CA, "--etcd-cert", f.ClientCert, "--etcd-key", f.ClientKey)
+	h1.P("network", "create", "web", "--driver", "overlay", "--subnet", "10.216.0.0/16")
+	if out, ok := within(10*time.Second, func() (string, bool) {
+		o := h2.P("network", "ls", "-q")
+		return o, strings.Contains(o, "web")
+	}); !ok {
+		t.Fatalf("h2 did not make its part of web: %s", out)
+	}
+	h1.P("sandbox", "create", "a", "--network", "web")
+	h2.P("sandbox", "create", "b", "--network", "web")
+	if out, ok := within(10*time.Second, func() (string, bool) {
+		o, err := h1.TryP("exec", "a", "--", "ping", "-c1", "-W1", "b")
+		return o, err == nil
+	}); !ok {
+		t.Errorf("a pings b by name, the cluster on TLS etcd: %s", out)
+	}
+	if s := h1.self(); s.Health != "" {
+		t.Errorf("h1's health on TLS etcd: %s", s.Health)
+	}
+}

@@ -55,13 +55,29 @@ type Server struct {
 	// URL's relative path in its working directory), and the cluster.
 	name, sock, initial string
 	timing              [2]string // heartbeat, election timeout (ms)
+
+	// TLS: clients must present a certificate signed by the CA
+	// (StartServerTLS); nil: plain.
+	TLS *TLSFiles
 }
 
-func (s *Server) clientURL() string { return "unix://" + s.sock + "c.sock:0" }
+func (s *Server) clientURL() string {
+	if s.TLS != nil {
+		return "unixs://" + s.sock + "c.sock:0"
+	}
+	return "unix://" + s.sock + "c.sock:0"
+}
 func (s *Server) peerURL() string   { return "unix://" + s.sock + "p.sock:0" }
 
 // StartServer is Start, returning the server.
-func StartServer(t testing.TB) *Server {
+func StartServer(t testing.TB) *Server { t.Helper(); return startServer(t, false) }
+
+// StartServerTLS is StartServer with TLS on the client socket and client
+// certificates required (--client-cert-auth), from a CA made for the
+// test: Server.TLS names the files a client needs.
+func StartServerTLS(t testing.TB) *Server { t.Helper(); return startServer(t, true) }
+
+func startServer(t testing.TB, withTLS bool) *Server {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: runs etcd in a network namespace of its own (CI runs tests as root)")
@@ -79,13 +95,25 @@ func StartServer(t testing.TB) *Server {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	s := &Server{t: t, bin: bin, dir: dir, name: "test", timing: [2]string{"10", "100"}}
 	s.initial = s.name + "=" + s.peerURL()
-	t.Cleanup(s.Stop)
-	s.run()
-	cli, err := clientv3.New(clientv3.Config{
+	cfg := clientv3.Config{
 		Endpoints:   []string{"unix://" + filepath.Join(dir, s.sock+"c.sock:0")},
 		DialTimeout: startTimeout,
 		Logger:      zap.NewNop(),
-	})
+	}
+	if withTLS {
+		files, err := makeTLS(dir, "c.sock")
+		if err != nil {
+			t.Fatalf("etcd TLS: %v", err)
+		}
+		s.TLS = files
+		cfg.Endpoints = []string{"unixs://" + filepath.Join(dir, s.sock+"c.sock:0")}
+		if cfg.TLS, err = files.ClientConfig(); err != nil {
+			t.Fatalf("etcd TLS client: %v", err)
+		}
+	}
+	t.Cleanup(s.Stop)
+	s.run()
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		t.Fatalf("etcd client: %v", err)
 	}
@@ -121,6 +149,10 @@ func (s *Server) run() {
 		// serves: 100 ms instead of 1 s (start in ~0.1 s, not ~0.5 s).
 		"--heartbeat-interval", s.timing[0], "--election-timeout", s.timing[1],
 	)
+	if s.TLS != nil {
+		cmd.Args = append(cmd.Args, "--cert-file", s.TLS.Cert, "--key-file", s.TLS.Key,
+			"--trusted-ca-file", s.TLS.CA, "--client-cert-auth")
+	}
 	cmd.Dir = s.dir
 	logf, err := os.OpenFile(filepath.Join(s.dir, s.sock+"etcd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
