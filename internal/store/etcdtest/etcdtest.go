@@ -67,7 +67,7 @@ func (s *Server) clientURL() string {
 	}
 	return "unix://" + s.sock + "c.sock:0"
 }
-func (s *Server) peerURL() string   { return "unix://" + s.sock + "p.sock:0" }
+func (s *Server) peerURL() string { return "unix://" + s.sock + "p.sock:0" }
 
 // StartServer is Start, returning the server.
 func StartServer(t testing.TB) *Server { t.Helper(); return startServer(t, false) }
