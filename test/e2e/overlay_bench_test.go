@@ -174,17 +174,6 @@ func (c *benchCluster) addHost(b testing.TB, i int, start bool) *Host {
 	return h
 }
 
-// waitNetwork waits until h has its part of network name.
-func waitNetwork(b testing.TB, h *Host, name string) {
-	b.Helper()
-	if out, ok := within(30*time.Second, func() (string, bool) {
-		o, err := h.TryP("network", "ls", "-q")
-		return o, err == nil && strings.Contains(o, name)
-	}); !ok {
-		b.Fatalf("%s has no part of %s after 30s: %s\n%s", filepath.Base(h.NS), name, out, h.Log())
-	}
-}
-
 // pinger sends ICMP echo requests from one namespace, over a raw socket
 // opened there beforehand (no exec in the timed region).
 type pinger struct {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -11,47 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"pontoon/internal/model"
 	"pontoon/internal/store/etcdtest"
 )
-
-// overlayPair makes two hosts joined by an underlay cable (192.0.2.1 and
-// .2 on under0), each running a daemon that is a node of the cluster at
-// etcd endpoint ep, with extra daemon flags.
-func overlayPair(t *testing.T, ep string, extra ...string) (*Host, *Host) {
-	t.Helper()
-	h1, h2 := NewHost(t), NewHost(t)
-	h1.In(h1.NS, "ip", "link", "add", "under0", "type", "veth", "peer", "name", "under0", "netns", h2.NS)
-	for i, h := range []*Host{h1, h2} {
-		h.In(h.NS, "ip", "addr", "add", fmt.Sprintf("192.0.2.%d/24", i+1), "dev", "under0")
-		h.In(h.NS, "ip", "link", "set", "under0", "up")
-		h.Stop()
-		h.Start(append([]string{"--cluster", ep, "--node-name", fmt.Sprintf("h%d", i+1), "--underlay", "under0"}, extra...)...)
-	}
-	return h1, h2
-}
-
-// nodes is node ls as JSON.
-func (h *Host) nodes() []model.ClusterNode {
-	h.t.Helper()
-	var out []model.ClusterNode
-	if err := json.Unmarshal([]byte(h.P("node", "ls", "--format", "json")), &out); err != nil {
-		h.t.Fatalf("node ls: %v", err)
-	}
-	return out
-}
-
-// self is this host's own line of node ls.
-func (h *Host) self() model.ClusterNode {
-	nodes := h.nodes()
-	for _, n := range nodes {
-		if n.Self {
-			return n
-		}
-	}
-	h.t.Fatalf("node ls has no line for this node: %+v", nodes)
-	return model.ClusterNode{}
-}
 
 var pingLoss = regexp.MustCompile(`(\d+) packets transmitted, (\d+) (packets )?received`)
 
@@ -66,21 +26,11 @@ func TestOverlayFailures(t *testing.T) {
 	ep := etcd.Client.Endpoints()[0]
 	h1, h2 := overlayPair(t, ep, "--node-ttl", "2s")
 	h1.P("network", "create", "web", "--driver", "overlay", "--subnet", "10.210.0.0/16")
-	if out, ok := within(10*time.Second, func() (string, bool) {
-		o := h2.P("network", "ls", "-q")
-		return o, strings.Contains(o, "web")
-	}); !ok {
-		t.Fatalf("h2 did not make its part of web: %s", out)
-	}
+	waitNetwork(t, h2, "web")
 	h1.P("sandbox", "create", "a", "--network", "web")
 	h2.P("sandbox", "create", "b", "--network", "web")
 	a, b := h1.IP("a", "web"), h2.IP("b", "web")
-	if out, ok := within(5*time.Second, func() (string, bool) {
-		o, err := h1.TryIn(h1.SandboxNS("a"), "ping", "-c1", "-W1", b)
-		return o, err == nil
-	}); !ok {
-		t.Fatalf("a → b across the overlay: %s", out)
-	}
+	reachWithin(t, h1, "a", b)
 
 	// MTU: the underlay's 1500 less VXLAN's 50, in the sandbox; a
 	// 1450-byte packet with DF set crosses, one byte more does not leave.
@@ -240,21 +190,11 @@ func TestOverlayEtcdLeaderDies(t *testing.T) {
 	etcd := etcdtest.StartCluster(t, 3)
 	h1, h2 := overlayPair(t, strings.Join(etcd.Endpoints(), ","))
 	h1.P("network", "create", "web", "--driver", "overlay", "--subnet", "10.213.0.0/16")
-	if out, ok := within(10*time.Second, func() (string, bool) {
-		o := h2.P("network", "ls", "-q")
-		return o, strings.Contains(o, "web")
-	}); !ok {
-		t.Fatalf("h2 did not make its part of web: %s", out)
-	}
+	waitNetwork(t, h2, "web")
 	h1.P("sandbox", "create", "a", "--network", "web")
 	h2.P("sandbox", "create", "b", "--network", "web")
 	b := h2.IP("b", "web")
-	if out, ok := within(5*time.Second, func() (string, bool) {
-		o, err := h1.TryIn(h1.SandboxNS("a"), "ping", "-c1", "-W1", b)
-		return o, err == nil
-	}); !ok {
-		t.Fatalf("a → b across the overlay: %s", out)
-	}
+	reachWithin(t, h1, "a", b)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -300,12 +240,7 @@ func TestOverlaySelfHeals(t *testing.T) {
 	cli := etcdtest.Start(t)
 	h1, h2 := overlayPair(t, cli.Endpoints()[0], "--heal-period", "1s")
 	h1.P("network", "create", "web", "--driver", "overlay", "--subnet", "10.215.0.0/16")
-	if out, ok := within(10*time.Second, func() (string, bool) {
-		o := h2.P("network", "ls", "-q")
-		return o, strings.Contains(o, "web")
-	}); !ok {
-		t.Fatalf("h2 did not make its part of web: %s", out)
-	}
+	waitNetwork(t, h2, "web")
 	h1.P("sandbox", "create", "a", "--network", "web")
 	h2.P("sandbox", "create", "b", "--network", "web")
 	b := h2.IP("b", "web")
@@ -345,12 +280,7 @@ func TestOverlayEtcdTLS(t *testing.T) {
 	f := etcd.TLS
 	h1, h2 := overlayPair(t, etcd.Client.Endpoints()[0], "--etcd-cacert", f.CA, "--etcd-cert", f.ClientCert, "--etcd-key", f.ClientKey)
 	h1.P("network", "create", "web", "--driver", "overlay", "--subnet", "10.216.0.0/16")
-	if out, ok := within(10*time.Second, func() (string, bool) {
-		o := h2.P("network", "ls", "-q")
-		return o, strings.Contains(o, "web")
-	}); !ok {
-		t.Fatalf("h2 did not make its part of web: %s", out)
-	}
+	waitNetwork(t, h2, "web")
 	h1.P("sandbox", "create", "a", "--network", "web")
 	h2.P("sandbox", "create", "b", "--network", "web")
 	if out, ok := within(10*time.Second, func() (string, bool) {

@@ -18,16 +18,7 @@ import (
 func TestOverlayHostGW(t *testing.T) {
 	cli := etcdtest.Start(t)
 	ep := cli.Endpoints()[0]
-	h1, h2 := NewHost(t), NewHost(t)
-	h1.In(h1.NS, "ip", "link", "add", "under0", "type", "veth", "peer", "name", "under0", "netns", h2.NS)
-	h1.In(h1.NS, "ip", "addr", "add", "192.0.2.1/24", "dev", "under0")
-	h1.In(h1.NS, "ip", "link", "set", "under0", "up")
-	h2.In(h2.NS, "ip", "addr", "add", "192.0.2.2/24", "dev", "under0")
-	h2.In(h2.NS, "ip", "link", "set", "under0", "up")
-	h1.Stop()
-	h1.Start("--cluster", ep, "--node-name", "h1", "--underlay", "under0")
-	h2.Stop()
-	h2.Start("--cluster", ep, "--node-name", "h2", "--underlay", "under0")
+	h1, h2 := overlayPair(t, ep)
 
 	if msg := h1.PFail("network", "create", "bad", "--driver", "overlay", "--mode", "host-route", "--subnet", "10.209.0.0/16"); !strings.Contains(msg, "vxlan, host-gw") {
 		t.Errorf("unknown mode: %s", msg)
@@ -51,12 +42,7 @@ func TestOverlayHostGW(t *testing.T) {
 	if !strings.HasPrefix(a, "10.201.") || !strings.HasPrefix(b, "10.201.") || a[:9] == b[:9] {
 		t.Fatalf("addresses %s and %s: want each host's own slice of 10.201.0.0/16", a, b)
 	}
-	if out, ok := within(10*time.Second, func() (string, bool) {
-		o, err := h1.TryIn(h1.SandboxNS("a"), "ping", "-c1", "-W1", b)
-		return o, err == nil
-	}); !ok {
-		t.Fatalf("a (h1) → b (h2) host-gw:\n%s\nh1: %s\nh2: %s", out, h1.In(h1.NS, "ip", "route"), h2.In(h2.NS, "ip", "route"))
-	}
+	reachWithin(t, h1, "a", b)
 	// The data plane: a route via the other's underlay address, no tunnel.
 	if r := h1.In(h1.NS, "ip", "route", "show", "proto", "112"); !strings.Contains(r, "via 192.0.2.2 dev under0") {
 		t.Errorf("h1's host-gw routes:\n%s", r)
@@ -118,12 +104,7 @@ func TestOverlayHostGW(t *testing.T) {
 	h2.In(h2.NS, "ip", "route", "add", "203.0.113.0/24", "via", "192.0.2.1")
 	h3.Stop()
 	h3.Start("--cluster", ep, "--node-name", "h3", "--underlay", "under0")
-	if out, ok := within(10*time.Second, func() (string, bool) {
-		o := h3.P("network", "ls", "-q")
-		return o, strings.Contains(o, "fast")
-	}); !ok {
-		t.Fatalf("h3 did not make its part of fast: %s", out)
-	}
+	waitNetwork(t, h3, "fast")
 	// What a user sees: doctor on h1 names h3 and why, and so does h3's
 	// for h1 and h2.
 	for _, c := range []struct {

@@ -18,24 +18,10 @@ import (
 func TestOverlayStaticAcrossHosts(t *testing.T) {
 	cli := etcdtest.Start(t)
 	ep := cli.Endpoints()[0]
-	h1, h2 := NewHost(t), NewHost(t)
-	h1.In(h1.NS, "ip", "link", "add", "under0", "type", "veth", "peer", "name", "under0", "netns", h2.NS)
-	h1.In(h1.NS, "ip", "addr", "add", "192.0.2.1/24", "dev", "under0")
-	h1.In(h1.NS, "ip", "link", "set", "under0", "up")
-	h2.In(h2.NS, "ip", "addr", "add", "192.0.2.2/24", "dev", "under0")
-	h2.In(h2.NS, "ip", "link", "set", "under0", "up")
-	h1.Stop()
-	h1.Start("--cluster", ep, "--node-name", "h1", "--underlay", "under0")
-	h2.Stop()
-	h2.Start("--cluster", ep, "--node-name", "h2", "--underlay", "under0")
+	h1, h2 := overlayPair(t, ep)
 
 	h1.P("network", "create", "web", "--driver", "overlay", "--subnet", "10.200.0.0/16")
-	if out, ok := within(10*time.Second, func() (string, bool) {
-		o := h2.P("network", "ls", "-q")
-		return o, strings.Contains(o, "web")
-	}); !ok {
-		t.Fatalf("h2 did not make its part of web: %s", out)
-	}
+	waitNetwork(t, h2, "web")
 	slice := func(h *Host, node string) string {
 		var ns []model.ClusterNodeInfo
 		if err := json.Unmarshal([]byte(h.P("node", "inspect", node, "--format", "json")), &ns); err != nil || len(ns) != 1 {

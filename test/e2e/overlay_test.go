@@ -16,28 +16,13 @@ import (
 func TestOverlayAcrossHosts(t *testing.T) {
 	cli := etcdtest.Start(t)
 	ep := cli.Endpoints()[0]
-	h1, h2 := NewHost(t), NewHost(t)
-	// The underlay: a cable between the two hosts.
-	h1.In(h1.NS, "ip", "link", "add", "under0", "type", "veth", "peer", "name", "under0", "netns", h2.NS)
-	h1.In(h1.NS, "ip", "addr", "add", "192.0.2.1/24", "dev", "under0")
-	h1.In(h1.NS, "ip", "link", "set", "under0", "up")
-	h2.In(h2.NS, "ip", "addr", "add", "192.0.2.2/24", "dev", "under0")
-	h2.In(h2.NS, "ip", "link", "set", "under0", "up")
-	h1.Stop()
-	h1.Start("--cluster", ep, "--node-name", "h1", "--underlay", "under0")
-	h2.Stop()
-	h2.Start("--cluster", ep, "--node-name", "h2", "--underlay", "under0")
+	h1, h2 := overlayPair(t, ep) // the underlay: a cable between the two hosts
 
 	if msg := h1.PFail("network", "create", "bad", "--driver", "overlay"); !strings.Contains(msg, "--subnet") {
 		t.Errorf("overlay without a subnet: %s", msg)
 	}
 	h1.P("network", "create", "web", "--driver", "overlay", "--subnet", "10.200.0.0/16")
-	if out, ok := within(10*time.Second, func() (string, bool) {
-		o := h2.P("network", "ls", "-q")
-		return o, strings.Contains(o, "web")
-	}); !ok {
-		t.Fatalf("h2 did not make its part of web: %s", out)
-	}
+	waitNetwork(t, h2, "web")
 	// node ls: both nodes, each with its slice of web.
 	if out, ok := within(5*time.Second, func() (string, bool) {
 		o := h2.P("node", "ls")
@@ -52,13 +37,7 @@ func TestOverlayAcrossHosts(t *testing.T) {
 		t.Fatalf("addresses %s and %s: want each host's own slice of 10.200.0.0/16", a, b)
 	}
 	// The peers are programmed within a second or two (a poll).
-	if out, ok := within(10*time.Second, func() (string, bool) {
-		o, err := h1.TryIn(h1.SandboxNS("a"), "ping", "-c1", "-W1", b)
-		return o, err == nil
-	}); !ok {
-		t.Fatalf("a (h1) → b (h2) across the overlay:\n%s\nh1: %s\nh2: %s", out,
-			h1.In(h1.NS, "ip", "route"), h2.In(h2.NS, "ip", "route"))
-	}
+	reachWithin(t, h1, "a", b)
 	h2.MustPing("b", a)
 	// TCP, and no NAT on the way: b sees a's own address.
 	srv := ServeTCP(t, h2.SandboxNS("b"), b+":7200")
