@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"regexp"
 	"strings"
@@ -181,6 +182,36 @@ func TestOverlayPortsAndInternal(t *testing.T) {
 	// Isolation between the two overlays, across the hosts too.
 	h1.MustNotPing("s1", i2)
 	h2.MustNotPing("i2", h1.IP("s1", "web"))
+
+	// Anti-spoofing holds on an overlay: the other hosts trust the
+	// network's subnet as a source (remote members), so a sandbox must
+	// not send from an address of that subnet that is not its own.
+	s1, s2 := h1.Sandbox("s1").Endpoints[0], netip.MustParseAddr(h2.IP("s2", "web"))
+	s1MAC, _ := net.ParseMAC(s1.MAC)
+	gw := s1.Addresses[0].Gateway.As4()
+	gwMAC := net.HardwareAddr{0x02, 0x42, gw[0], gw[1], gw[2], gw[3]} // the bridge's, from its address
+	recv := serveUDP(t, h2.SandboxNS("s2"), "0.0.0.0:5003")
+	for _, c := range []struct {
+		what string
+		src  netip.Addr
+		pass bool
+	}{
+		{"its own address", s1.FirstIP(), true},
+		{"another address of the network", netip.MustParseAddr("10.211.200.7"), false},
+		{"the receiver's own address", s2, false},
+	} {
+		before := len(recv.Peers())
+		if err := rawUDP(t, h1.SandboxNS("s1"), "eth0", gwMAC, s1MAC, c.src, s2, 5003); err != nil {
+			t.Fatalf("%s: %v", c.what, err)
+		}
+		deadline := time.Now().Add(time.Second)
+		for len(recv.Peers()) == before && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := len(recv.Peers()) > before; got != c.pass {
+			t.Errorf("s1 (h1) → s2 (h2) from %s (%s): arrived %v, want %v", c.src, c.what, got, c.pass)
+		}
+	}
 }
 
 // A 3-member etcd cluster loses its leader (SIGKILL): the daemons carry
