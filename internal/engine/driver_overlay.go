@@ -329,6 +329,7 @@ func (e *Engine) StartCluster(ctx context.Context) error {
 		}
 		e.netMu.Unlock()
 	}
+	e.pruneOverlays(ctx, defs)
 	// This node's sandboxes' names, again (a record lost while the
 	// daemon was down), then the other nodes' as they come and go.
 	if nets, err := e.Networks(); err == nil {
@@ -383,6 +384,16 @@ func (e *Engine) followNames(ctx context.Context) {
 	record := func(n cluster.Name) dns.Record {
 		return dns.Record{Name: n.Sandbox, Aliases: n.Aliases, IPs: n.IPs}
 	}
+	// known are the other nodes' names now in the resolver, so that a
+	// list after a broken watch also removes those deleted meanwhile.
+	known := map[string]cluster.Name{}
+	key := func(n cluster.Name) string { return n.Network + "/" + n.Sandbox }
+	remove := func(n cluster.Name) {
+		for _, ip := range n.IPs {
+			e.cfg.Resolver.RemoveRecord(n.Network, ip)
+		}
+		delete(known, key(n))
+	}
 	for ctx.Err() == nil {
 		names, rev, err := cl.Names(ctx)
 		if err != nil {
@@ -390,9 +401,20 @@ func (e *Engine) followNames(ctx context.Context) {
 			time.Sleep(time.Second)
 			continue
 		}
+		listed := map[string]bool{}
 		for _, n := range names {
 			if n.Node != self {
+				listed[key(n)] = true
+				if old, ok := known[key(n)]; ok {
+					remove(old) // its addresses may have changed
+				}
 				e.cfg.Resolver.SetRecord(n.Network, record(n))
+				known[key(n)] = n
+			}
+		}
+		for k, n := range known {
+			if !listed[k] {
+				remove(n)
 			}
 		}
 		ch, err := cl.WatchNames(ctx, rev)
@@ -409,12 +431,11 @@ func (e *Engine) followNames(ctx context.Context) {
 				continue
 			}
 			if ev.Removed {
-				for _, ip := range ev.Name.IPs {
-					e.cfg.Resolver.RemoveRecord(ev.Name.Network, ip)
-				}
+				remove(ev.Name)
 				continue
 			}
 			e.cfg.Resolver.SetRecord(ev.Name.Network, record(ev.Name))
+			known[key(ev.Name)] = ev.Name
 		}
 	}
 }
@@ -460,7 +481,30 @@ func (e *Engine) followNetworks(ctx context.Context, rev int64) {
 					_, _ = e.realizeOverlayLocked(ctx, d)
 					e.netMu.Unlock()
 				}
+				e.pruneOverlays(ctx, defs)
 			}
+		}
+	}
+}
+
+// pruneOverlays removes this host's part of the overlay networks that are
+// no longer defined in the cluster (removed while this daemon was down or
+// its watch broken).
+func (e *Engine) pruneOverlays(ctx context.Context, defs []cluster.NetworkDef) {
+	defined := map[string]bool{}
+	for _, d := range defs {
+		defined[d.Name] = true
+	}
+	nets, err := e.Networks()
+	if err != nil {
+		return
+	}
+	for _, n := range nets {
+		if n.Driver != model.DriverOverlay || defined[n.Name] {
+			continue
+		}
+		if err := e.removeLocalOverlay(ctx, n.Name); err != nil {
+			e.log.Warn("cluster: remove this host's part of a network no longer in the cluster", "network", n.Name, "err", err)
 		}
 	}
 }

@@ -103,7 +103,10 @@ func TestOverlayFailures(t *testing.T) {
 	h1.MustPing("a", b)
 
 	// h2 dies: after its TTL h1 has no route to its slice any more.
+	h1.P("network", "create", "tmp", "--driver", "overlay", "--subnet", "10.217.0.0/16")
+	waitNetwork(t, h2, "tmp")
 	h2.Kill()
+	h1.P("network", "rm", "tmp") // while h2 is down: it prunes its part when it returns
 	if out, ok := within(10*time.Second, func() (string, bool) {
 		o := h1.In(h1.NS, "ip", "route", "show", slice.String())
 		return o, strings.TrimSpace(o) == ""
@@ -130,6 +133,12 @@ func TestOverlayFailures(t *testing.T) {
 		return o, err == nil
 	}); !ok {
 		t.Errorf("a → b after h2 came back: %s", out)
+	}
+	if out, ok := within(5*time.Second, func() (string, bool) {
+		o := h2.P("network", "ls", "-q")
+		return o, !strings.Contains(o, "tmp")
+	}); !ok {
+		t.Errorf("h2 kept its part of tmp, removed from the cluster while it was down: %s", out)
 	}
 	if msg := h1.PFail("node", "rm", "h2"); !strings.Contains(msg, "live") {
 		t.Errorf("node rm of a live node: %s", msg)
