@@ -546,7 +546,23 @@ func BenchmarkOverlayThroughput(b *testing.B) {
 		h.In(hb[i], "ip", "route", "add", "default", "via", gw)
 		h.In(h.NS, "ip", "route", "add", fmt.Sprintf("10.251.%d.0/24", 2-i), "via", fmt.Sprintf("10.250.0.%d", 2-i), "dev", "vxh0")
 	}
-	for _, c := range []struct{ ns, to string }{{h1.NS, "10.250.0.2"}, {hb[0], "10.251.2.2"}} {
+	// And the host-gw floor: the same sandbox topology by hand with the
+	// other host's subnet routed via its underlay address (MTU 1500).
+	hg := make([]string, 2)
+	for i, h := range []*Host{h1, h2} {
+		hg[i] = testutil.NewNetns(b)
+		gw, addr := fmt.Sprintf("10.252.%d.1", i+1), fmt.Sprintf("10.252.%d.2", i+1)
+		h.In(h.NS, "ip", "link", "add", "hgr0", "type", "bridge")
+		h.In(h.NS, "ip", "addr", "add", gw+"/24", "dev", "hgr0")
+		h.In(h.NS, "ip", "link", "set", "hgr0", "up")
+		h.In(h.NS, "ip", "link", "add", "hgv0", "type", "veth", "peer", "name", "eth0", "netns", hg[i])
+		h.In(h.NS, "ip", "link", "set", "hgv0", "master", "hgr0", "up")
+		h.In(hg[i], "ip", "addr", "add", addr+"/24", "dev", "eth0")
+		h.In(hg[i], "ip", "link", "set", "eth0", "up")
+		h.In(hg[i], "ip", "route", "add", "default", "via", gw)
+		h.In(h.NS, "ip", "route", "add", fmt.Sprintf("10.252.%d.0/24", 2-i), "via", underlayIP(2-i), "dev", "under0")
+	}
+	for _, c := range []struct{ ns, to string }{{h1.NS, "10.250.0.2"}, {hb[0], "10.251.2.2"}, {hg[0], "10.252.2.2"}} {
 		if out, ok := within(5*time.Second, func() (string, bool) {
 			o, err := h1.TryIn(c.ns, "ping", "-c1", "-W1", c.to)
 			return o, err == nil
@@ -566,6 +582,7 @@ func BenchmarkOverlayThroughput(b *testing.B) {
 			{name: "hand-built", server: h2.NS, client: h1.NS, target: "10.250.0.2"},
 			{name: "hand-topo", server: hb[1], client: hb[0], target: "10.251.2.2"},
 			{name: "underlay", server: h2.NS, client: h1.NS, target: underlayIP(2)},
+			{name: "hand-hostgw", server: hg[1], client: hg[0], target: "10.252.2.2"},
 		}
 		for r := range 5 {
 			for i := range paths {
@@ -591,5 +608,7 @@ func BenchmarkOverlayThroughput(b *testing.B) {
 		b.ReportMetric(med["host-gw"], "hostgw-Gbit/s")
 		b.ReportMetric(med["host-gw"]/med["underlay"], "hostgw/underlay")
 		b.ReportMetric(med["pontoon"]/med["host-gw"], "vxlan/hostgw")
+		b.ReportMetric(med["hand-hostgw"], "handhostgw-Gbit/s")
+		b.ReportMetric(med["host-gw"]/med["hand-hostgw"], "hostgw/handhostgw")
 	}
 }
