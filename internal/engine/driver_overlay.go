@@ -331,45 +331,15 @@ func (e *Engine) StartCluster(ctx context.Context) error {
 	}
 	e.pruneOverlays(ctx, defs)
 	// This node's sandboxes' names, again (a record lost while the
-	// daemon was down), then the other nodes' as they come and go.
-	if nets, err := e.Networks(); err == nil {
-		for _, n := range nets {
-			if n.Driver == model.DriverOverlay {
-				for _, ep := range n.Endpoints {
-					e.publishName(ep)
-				}
-			}
-		}
-	}
+	// daemon was down, a stale one deleted), then written in order off
+	// the attach path; the other nodes' names as they come and go.
+	e.resyncNames(ctx)
+	e.startNameWriter(ctx)
 	go e.sweepClusterStatic(ctx)
 	go e.followNetworks(ctx, rev)
 	go e.followPeers(ctx)
 	go e.followNames(ctx)
 	return nil
-}
-
-// publishName records an overlay endpoint's names in the cluster, for the
-// other nodes' resolvers; unpublishName removes them. Failures are
-// logged: the names resolve on this node regardless.
-func (e *Engine) publishName(ep *model.Endpoint) {
-	cl := e.cfg.Cluster
-	if cl == nil {
-		return
-	}
-	n := cluster.Name{Network: ep.Network, Sandbox: ep.Sandbox, Node: cl.NodeName(), IPs: ep.IPs(), Aliases: ep.Aliases}
-	if err := cl.PutName(context.Background(), n); err != nil {
-		e.log.Warn("cluster: publish a sandbox's names; other nodes do not resolve them", "sandbox", ep.Sandbox, "network", ep.Network, "err", err)
-	}
-}
-
-func (e *Engine) unpublishName(ep *model.Endpoint) {
-	cl := e.cfg.Cluster
-	if cl == nil {
-		return
-	}
-	if err := cl.DeleteName(context.Background(), ep.Network, ep.Sandbox); err != nil {
-		e.log.Warn("cluster: remove a sandbox's names", "sandbox", ep.Sandbox, "network", ep.Network, "err", err)
-	}
 }
 
 // followNames puts the other nodes' sandboxes' names into this node's

@@ -147,6 +147,9 @@ type Engine struct {
 	// testHook, when set, is called at named points of multi-step
 	// operations; returning an error there injects a failure (unit tests).
 	testHook func(step string) error
+	// nameW writes this node's name records to the cluster (nil until
+	// StartCluster, or without a cluster).
+	nameW atomic.Pointer[nameWriter]
 }
 
 // New returns an engine. Call Reconcile before serving requests.
