@@ -73,6 +73,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"pontoon/internal/model"
+	"pontoon/internal/store"
 )
 
 // requestTimeout bounds one etcd request made on the caller's behalf when
@@ -136,4 +137,51 @@ func (c *Cluster) Ping(ctx context.Context) error {
 		return fmt.Errorf("cluster: etcd does not answer: %w", err)
 	}
 	return nil
+}
+
+// watchPrefix streams the changes under prefix after fromRev, each made
+// into a T by conv, until ctx ends (then the channel closes) or the watch
+// fails: then a last T made by fail says why (a compacted revision wraps
+// store.ErrCompacted: list again). A conv error ends it the same way.
+// what names the watch in its errors.
+func watchPrefix[T any](ctx context.Context, c *Cluster, prefix string, fromRev int64, what string,
+	conv func(*clientv3.Event) (T, error), fail func(error) T) <-chan T {
+	// WithRequireLeader: a member cut off from its leader ends the watch
+	// rather than go silent.
+	wch := c.cli.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix(), clientv3.WithRev(fromRev+1), clientv3.WithPrevKV())
+	out := make(chan T, watchBuffer)
+	go func() {
+		defer close(out)
+		send := func(v T) bool {
+			select {
+			case out <- v:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		for resp := range wch {
+			if err := resp.Err(); err != nil {
+				if resp.CompactRevision != 0 {
+					err = fmt.Errorf("%w: %v", store.ErrCompacted, err)
+				}
+				send(fail(err))
+				return
+			}
+			for _, ev := range resp.Events {
+				v, err := conv(ev)
+				if err != nil {
+					send(fail(err))
+					return
+				}
+				if !send(v) {
+					return
+				}
+			}
+		}
+		if ctx.Err() == nil {
+			send(fail(fmt.Errorf("cluster: the %s watch ended (etcd unreachable, or its member lost its leader)", what)))
+		}
+	}()
+	return out
 }

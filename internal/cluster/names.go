@@ -3,14 +3,11 @@ package cluster
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"pontoon/internal/store"
 )
 
 // The names of a cluster network's sandboxes, so that each node's resolver
@@ -108,49 +105,17 @@ type NameEvent struct {
 // ends or the watch fails (a last event with Err; a compacted fromRev
 // wraps store.ErrCompacted: list again).
 func (c *Cluster) WatchNames(ctx context.Context, fromRev int64) (<-chan NameEvent, error) {
-	wch := c.cli.Watch(clientv3.WithRequireLeader(ctx), c.namesPrefix(), clientv3.WithPrefix(), clientv3.WithRev(fromRev+1), clientv3.WithPrevKV())
-	out := make(chan NameEvent, 64)
-	go func() {
-		defer close(out)
-		send := func(ev NameEvent) bool {
-			select {
-			case out <- ev:
-				return true
-			case <-ctx.Done():
-				return false
+	return watchPrefix(ctx, c, c.namesPrefix(), fromRev, "name", func(ev *clientv3.Event) (NameEvent, error) {
+		ne := NameEvent{Revision: ev.Kv.ModRevision, Removed: ev.Type == clientv3.EventTypeDelete}
+		val := ev.Kv.Value
+		if ne.Removed {
+			val = nil
+			if ev.PrevKv != nil {
+				val = ev.PrevKv.Value
 			}
 		}
-		for resp := range wch {
-			if err := resp.Err(); err != nil {
-				if resp.CompactRevision != 0 {
-					err = fmt.Errorf("%w: %v", store.ErrCompacted, err)
-				}
-				send(NameEvent{Err: err})
-				return
-			}
-			for _, ev := range resp.Events {
-				ne := NameEvent{Revision: ev.Kv.ModRevision, Removed: ev.Type == clientv3.EventTypeDelete}
-				val := ev.Kv.Value
-				if ne.Removed {
-					val = nil
-					if ev.PrevKv != nil {
-						val = ev.PrevKv.Value
-					}
-				}
-				n, err := c.decodeName(ev.Kv.Key, val)
-				if err != nil {
-					send(NameEvent{Err: err})
-					return
-				}
-				ne.Name = n
-				if !send(ne) {
-					return
-				}
-			}
-		}
-		if ctx.Err() == nil {
-			send(NameEvent{Err: errors.New("cluster: the name watch ended")})
-		}
-	}()
-	return out, nil
+		n, err := c.decodeName(ev.Kv.Key, val)
+		ne.Name = n
+		return ne, err
+	}, func(err error) NameEvent { return NameEvent{Err: err} }), nil
 }

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -11,7 +10,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"pontoon/internal/model"
-	"pontoon/internal/store"
 )
 
 // A cluster network's definition: what every node needs to make its own
@@ -132,49 +130,19 @@ type NetworkEvent struct {
 // fromRev, until ctx ends or the watch fails (a last event with Err; a
 // compacted fromRev wraps store.ErrCompacted: list again).
 func (c *Cluster) WatchNetworks(ctx context.Context, fromRev int64) (<-chan NetworkEvent, error) {
-	wch := c.cli.Watch(clientv3.WithRequireLeader(ctx), c.networksPrefix(), clientv3.WithPrefix(), clientv3.WithRev(fromRev+1), clientv3.WithPrevKV())
-	out := make(chan NetworkEvent, 16)
-	go func() {
-		defer close(out)
-		send := func(ev NetworkEvent) bool {
-			select {
-			case out <- ev:
-				return true
-			case <-ctx.Done():
-				return false
+	return watchPrefix(ctx, c, c.networksPrefix(), fromRev, "network", func(ev *clientv3.Event) (NetworkEvent, error) {
+		ne := NetworkEvent{Revision: ev.Kv.ModRevision}
+		if ev.Type == clientv3.EventTypeDelete {
+			ne.Removed = true
+			if ev.PrevKv != nil {
+				_ = json.Unmarshal(ev.PrevKv.Value, &ne.Def)
 			}
-		}
-		for resp := range wch {
-			if err := resp.Err(); err != nil {
-				if resp.CompactRevision != 0 {
-					err = fmt.Errorf("%w: %v", store.ErrCompacted, err)
-				}
-				send(NetworkEvent{Err: err})
-				return
+			if ne.Def.Name == "" {
+				ne.Def.Name = string(ev.Kv.Key[len(c.networksPrefix()):])
 			}
-			for _, ev := range resp.Events {
-				var ne NetworkEvent
-				ne.Revision = ev.Kv.ModRevision
-				if ev.Type == clientv3.EventTypeDelete {
-					ne.Removed = true
-					if ev.PrevKv != nil {
-						_ = json.Unmarshal(ev.PrevKv.Value, &ne.Def)
-					}
-					if ne.Def.Name == "" {
-						ne.Def.Name = string(ev.Kv.Key[len(c.networksPrefix()):])
-					}
-				} else if err := json.Unmarshal(ev.Kv.Value, &ne.Def); err != nil {
-					send(NetworkEvent{Err: fmt.Errorf("cluster: network record %s: %w", ev.Kv.Key, err)})
-					return
-				}
-				if !send(ne) {
-					return
-				}
-			}
+		} else if err := json.Unmarshal(ev.Kv.Value, &ne.Def); err != nil {
+			return ne, fmt.Errorf("cluster: network record %s: %w", ev.Kv.Key, err)
 		}
-		if ctx.Err() == nil {
-			send(NetworkEvent{Err: errors.New("cluster: the network watch ended")})
-		}
-	}()
-	return out, nil
+		return ne, nil
+	}, func(err error) NetworkEvent { return NetworkEvent{Err: err} }), nil
 }
