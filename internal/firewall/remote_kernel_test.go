@@ -1,13 +1,10 @@
 package firewall
 
 import (
-	"io"
-	"net"
 	"net/netip"
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"pontoon/internal/testutil"
 )
@@ -59,41 +56,8 @@ func TestKernelRemoteMembers(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	var ln net.Listener
-	if err := testutil.InNetns(t, peer, func() (err error) {
-		ln, err = net.Listen("tcp4", ":7777")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-			io.WriteString(c, ap.Addr().String())
-			c.Close()
-		}
-	}()
-	seenAt := func(ns, to string) string {
-		t.Helper()
-		var seen string
-		_ = testutil.InNetns(t, ns, func() error {
-			c, err := net.DialTimeout("tcp", to+":7777", time.Second)
-			if err != nil {
-				return nil
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(time.Second))
-			b, _ := io.ReadAll(c)
-			seen = string(b)
-			return nil
-		})
-		return seen
-	}
+	servePeerAddr(t, peer, ":7777")
+	seenAt := func(ns, to string) string { t.Helper(); return dialSeen(t, ns, to+":7777") }
 	ping := func(ns, from, to string) bool {
 		t.Helper()
 		args := []string{"ping", "-n", "-c1", "-W1", to}

@@ -61,45 +61,8 @@ func TestKernelTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The outside's server: answers each connection with the peer address.
-	var ln net.Listener
-	if err := testutil.InNetns(t, outside, func() (err error) {
-		ln, err = net.Listen("tcp", "198.51.100.2:7777")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-			io.WriteString(c, ap.Addr().String())
-			c.Close()
-		}
-	}()
-
-	// seenFrom connects from ns to the outside server and returns the
-	// address the server saw; "" when the connection fails.
-	seenFrom := func(ns string) string {
-		t.Helper()
-		var seen string
-		_ = testutil.InNetns(t, ns, func() error {
-			c, err := net.DialTimeout("tcp", "198.51.100.2:7777", time.Second)
-			if err != nil {
-				return nil
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(time.Second))
-			b, _ := io.ReadAll(c)
-			seen = string(b)
-			return nil
-		})
-		return seen
-	}
+	servePeerAddr(t, outside, "198.51.100.2:7777")
+	seenFrom := func(ns string) string { t.Helper(); return dialSeen(t, ns, "198.51.100.2:7777") }
 	ping := func(ns, addr string) bool {
 		t.Helper()
 		_, err := tryIn(t, ns, "ping", "-n", "-c1", "-W1", addr)
@@ -180,4 +143,48 @@ func TestKernelTraffic(t *testing.T) {
 	// front is no longer pontoon's: DOCKER-USER no longer lets it through,
 	// and Docker's drop applies.
 	blocked("removed network behind Docker", a1, "10.201.1.3")
+}
+
+// servePeerAddr serves TCP on addr in namespace ns until t ends, answering
+// each connection with the address it came from (what NAT left of it).
+func servePeerAddr(t *testing.T, ns, addr string) {
+	t.Helper()
+	var ln net.Listener
+	if err := testutil.InNetns(t, ns, func() (err error) {
+		ln, err = net.Listen("tcp4", addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+			io.WriteString(c, ap.Addr().String())
+			c.Close()
+		}
+	}()
+}
+
+// dialSeen connects from namespace ns to a servePeerAddr server and
+// returns the address the server saw; "" when the connection fails.
+func dialSeen(t *testing.T, ns, addr string) string {
+	t.Helper()
+	var seen string
+	_ = testutil.InNetns(t, ns, func() error {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return nil
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(time.Second))
+		b, _ := io.ReadAll(c)
+		seen = string(b)
+		return nil
+	})
+	return seen
 }
