@@ -155,17 +155,14 @@ func prefixString(m map[string]netip.Prefix, k string) string {
 	return ""
 }
 
-// clusterRows adds an overlay network's cluster part to `network inspect`:
-// its overlay, each node holding a slice, its static addresses.
+// clusterRows adds an overlay network's cluster part to `network inspect`
+// (its overlay line is the network's own): each node holding a slice, its
+// static addresses.
 func clusterRows(kv *table, n *model.NetworkInfo) {
-	if o := n.Overlay; o != nil {
-		kv.row("Overlay:", fmt.Sprintf("subnet %s  vni %d  slices /%d  device %s", o.Subnet, o.VNI, o.SliceBits, o.VXLAN))
-	}
 	c := n.Cluster
 	if c == nil {
 		return
 	}
-	kv.row("Mode:", c.Mode)
 	if c.Error != "" {
 		kv.row("Cluster:", "✗ "+c.Error)
 	}
@@ -176,7 +173,10 @@ func clusterRows(kv *table, n *model.NetworkInfo) {
 		}
 		line := name + "  slice " + cn.Slice.String()
 		if cn.Live {
-			line += "  underlay " + cn.Underlay.String() + "  vtep " + cn.VTEPMAC
+			line += "  underlay " + cn.Underlay.String()
+			if cn.VTEPMAC != "" {
+				line += "  vtep " + cn.VTEPMAC
+			}
 		} else {
 			line += "  not live"
 		}

@@ -56,7 +56,9 @@ func (e *Engine) Node(ctx context.Context, name string) (*model.ClusterNodeInfo,
 	info := &model.ClusterNodeInfo{ClusterNode: nodes[i], VTEPMACs: map[string]string{}}
 	owner := name + "/"
 	for _, d := range defs {
-		info.VTEPMACs[d.Name] = vtepMAC(d.VNI, info.Underlay)
+		if d.Mode != model.OverlayHostGW { // host-gw has no VXLAN device
+			info.VTEPMACs[d.Name] = vtepMAC(d.VNI, info.Underlay)
+		}
 		res, err := cl.StaticReservations(ctx, d.Name)
 		if err != nil {
 			return nil, err
@@ -102,7 +104,7 @@ func notLive(ctx context.Context, cl Cluster, name string, defs []cluster.Networ
 // worth showing without etcd.
 func (e *Engine) clusterNetwork(ctx context.Context, nw *model.Network) *model.ClusterNetwork {
 	cl := e.cfg.Cluster
-	out := &model.ClusterNetwork{Mode: "vxlan", Nodes: []model.ClusterNetworkNode{}}
+	out := &model.ClusterNetwork{Nodes: []model.ClusterNetworkNode{}}
 	if cl == nil || nw.Overlay == nil {
 		out.Error = "this daemon is no node of a cluster"
 		return out
@@ -115,7 +117,7 @@ func (e *Engine) clusterNetwork(ctx context.Context, nw *model.Network) *model.C
 		if nodes, _, err = cl.Nodes(ctx); err == nil {
 			var res map[netip.Addr]string
 			if res, err = cl.StaticReservations(ctx, nw.Name); err == nil {
-				out.Nodes = networkNodes(nw.Overlay.VNI, cl.NodeName(), sl, nodes)
+				out.Nodes = networkNodes(nw.Overlay, cl.NodeName(), sl, nodes)
 				if len(res) > 0 {
 					out.StaticIPs = res
 				}
@@ -127,9 +129,10 @@ func (e *Engine) clusterNetwork(ctx context.Context, nw *model.Network) *model.C
 	return out
 }
 
-// networkNodes lists the holders of a network's slices, by name, with
-// where their VXLAN devices are when they are live.
-func networkNodes(vni int, self string, sl map[string]netip.Prefix, nodes []cluster.Node) []model.ClusterNetworkNode {
+// networkNodes lists the holders of an overlay's slices, by name, with
+// where they are reached when they are live (their underlay address, and
+// their VXLAN device's MAC in vxlan mode).
+func networkNodes(o *model.OverlayOptions, self string, sl map[string]netip.Prefix, nodes []cluster.Node) []model.ClusterNetworkNode {
 	byName := map[string]cluster.Node{}
 	for _, n := range nodes {
 		byName[n.Name] = n
@@ -140,7 +143,9 @@ func networkNodes(vni int, self string, sl map[string]netip.Prefix, nodes []clus
 		cn := model.ClusterNetworkNode{Node: name, Slice: sl[name], Live: live, Self: name == self}
 		if live {
 			cn.Underlay = n.Underlay
-			cn.VTEPMAC = vtepMAC(vni, n.Underlay)
+			if !o.HostGW() {
+				cn.VTEPMAC = vtepMAC(o.VNI, n.Underlay)
+			}
 		}
 		out = append(out, cn)
 	}

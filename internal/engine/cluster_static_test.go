@@ -427,7 +427,7 @@ func TestNodeAndNetworkInspect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &model.ClusterNetwork{Mode: "vxlan", Nodes: []model.ClusterNetworkNode{
+	want := &model.ClusterNetwork{Nodes: []model.ClusterNetworkNode{
 		{Node: "h1", Slice: tPrefix("10.200.0.0/24"), Underlay: tAddr("192.0.2.1"), VTEPMAC: link.VXLANMAC(vni, tAddr("192.0.2.1")).String(), Live: true, Self: true},
 		{Node: "h2", Slice: tPrefix("10.200.1.0/24"), Underlay: tAddr("192.0.2.2"), VTEPMAC: wantMAC, Live: true},
 	}, StaticIPs: map[netip.Addr]string{tAddr("10.200.1.5"): "h2/b"}}

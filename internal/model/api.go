@@ -108,8 +108,7 @@ type NetworkInfo struct {
 // ClusterNetwork is an overlay network across the cluster (the network's
 // "overlay" has its whole subnet, VNI and slice size).
 type ClusterNetwork struct {
-	// Mode is how the nodes' slices reach each other: "vxlan".
-	Mode string `json:"mode"`
+	// (How the slices reach each other is the network's overlay mode.)
 	// Nodes are the nodes holding a slice of the network, by name: this
 	// one (self) and its peers, live or not (a node that died keeps its
 	// slice for when it comes back).

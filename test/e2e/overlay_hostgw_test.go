@@ -33,8 +33,8 @@ func TestOverlayHostGW(t *testing.T) {
 	}); !ok {
 		t.Fatalf("h2 did not make its part of fast (host-gw): %s", out)
 	}
-	if out := h2.P("network", "inspect", "fast"); !strings.Contains(out, "mode host-gw") {
-		t.Errorf("network inspect does not show the mode:\n%s", out)
+	if out := h2.P("network", "inspect", "fast"); !strings.Contains(out, "mode host-gw") || strings.Count(out, "Overlay:") != 1 || strings.Contains(out, "vtep") {
+		t.Errorf("network inspect: want the mode on one Overlay line and no VXLAN device (vtep) in host-gw mode:\n%s", out)
 	}
 	h1.P("sandbox", "create", "a", "--network", "fast")
 	h2.P("sandbox", "create", "b", "--network", "fast")
