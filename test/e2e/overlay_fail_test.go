@@ -206,8 +206,9 @@ func TestOverlayPortsAndInternal(t *testing.T) {
 		pass bool
 	}{
 		{"its own address", s1.FirstIP(), true},
+		// (Not the receiver's own address: its kernel would drop that as
+		// a martian whatever the firewall did.)
 		{"another address of the network", netip.MustParseAddr("10.211.200.7"), false},
-		{"the receiver's own address", s2, false},
 	} {
 		before := len(recv.Peers())
 		if err := rawUDP(t, h1.SandboxNS("s1"), "eth0", gwMAC, s1MAC, c.src, s2, 5003); err != nil {
