@@ -336,6 +336,9 @@ func printSandboxes(cmd *cobra.Command, format string, all []*model.SandboxInfo)
 		kv := newTable(cmd)
 		kv.row("Name:", sb.Name)
 		kv.row("ID:", sb.ID)
+		if sb.Node != "" {
+			kv.row("Node:", sb.Node)
+		}
 		kv.row("Kind:", string(sb.Kind))
 		kv.row("Netns:", sb.Netns)
 		if sb.PID != 0 {

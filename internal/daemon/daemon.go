@@ -215,6 +215,9 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		// one; a restart within the TTL takes the record over (instance
 		// token), and a node that stays down drops out after the TTL.
 		cfg.Cluster = m
+		cfg.Node = m.NodeName()
+	} else if cfg.Node = opts.NodeName; cfg.Node == "" {
+		cfg.Node, _ = os.Hostname() // "" when unknown: records then name no node
 	}
 	eng, err := engine.New(cfg)
 	if err != nil {

@@ -208,19 +208,19 @@ func (cs *clusterStatic) release(ctx context.Context) {
 // cluster: each one the allocator offers is held for the attach until a
 // free one comes, then given back, all inside the store transaction tx.
 // The loop is bounded by the number of addresses to skip.
-func (cs *clusterStatic) allocate(tx store.Tx, network string, s model.Subnet, owner string) (netip.Addr, error) {
+func (cs *clusterStatic) allocate(tx store.Tx, nw *model.Network, s model.Subnet, owner string) (netip.Addr, error) {
 	if cs == nil || len(cs.avoid) == 0 {
-		return ipam.Allocate(tx, network, s, owner)
+		return ipam.Allocate(tx, nw, s, owner)
 	}
 	var skipped []netip.Addr
 	for range len(cs.avoid) + 1 {
-		ip, err := ipam.Allocate(tx, network, s, owner)
+		ip, err := ipam.Allocate(tx, nw, s, owner)
 		if err != nil {
 			return netip.Addr{}, err
 		}
 		if _, held := cs.avoid[ip]; !held {
 			for _, sk := range skipped {
-				if err := tx.Release(network, sk); err != nil {
+				if err := tx.Release(nw.ID, sk); err != nil {
 					return netip.Addr{}, err
 				}
 			}
@@ -228,7 +228,7 @@ func (cs *clusterStatic) allocate(tx store.Tx, network string, s model.Subnet, o
 		}
 		skipped = append(skipped, ip)
 	}
-	return netip.Addr{}, model.Exhaustedf("network %s: every free address of this host's slice %s is reserved across the cluster by a static --ip: free one, or remove a sandbox", network, s.Prefix)
+	return netip.Addr{}, model.Exhaustedf("network %s: every free address of this host's slice %s is reserved across the cluster by a static --ip: free one, or remove a sandbox", nw.Name, s.Prefix)
 }
 
 // releaseClusterStatic releases, across the cluster, the static

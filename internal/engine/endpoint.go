@@ -221,7 +221,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 			ifname = a.IfName
 		}
 		ep = &model.Endpoint{
-			ID: model.NewID(), Network: nw.Name, Sandbox: sandbox,
+			ID: model.NewID(), Network: nw.Name, Sandbox: sandbox, Node: e.cfg.Node,
 			IfName: ifname, MTU: nw.MTU, Primary: primary, Aliases: a.Aliases, Ports: ports, VLAN: a.VLAN,
 			State: model.StateCreating, Created: time.Now().UTC(),
 		}
@@ -236,7 +236,7 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 			ep.Table = table
 		}
 		if a.Claim {
-			if err := claim(tx, nw.Name, a.IPs); err != nil {
+			if err := claim(tx, nw.ID, a.IPs); err != nil {
 				return err
 			}
 		}
@@ -367,12 +367,12 @@ func (e *Engine) reserveAddrs(tx store.Tx, nw *model.Network, owner string, stat
 			if nw.Driver == model.DriverLink && ip == s.Gateway {
 				rs.Gateway = netip.Addr{} // a member may be the link's gateway
 			}
-			if err := ipam.ReserveStatic(tx, nw.Name, rs, ip, owner, e.ownerName(tx, nw.Name)); err != nil {
+			if err := ipam.ReserveStatic(tx, nw, rs, ip, owner, e.ownerName(tx, nw.Name)); err != nil {
 				return nil, err
 			}
 		} else {
 			var err error
-			if ip, err = cs.allocate(tx, nw.Name, s, owner); err != nil {
+			if ip, err = cs.allocate(tx, nw, s, owner); err != nil {
 				return nil, err
 			}
 		}
@@ -430,8 +430,18 @@ func portHolder(tx store.Tx, m model.PortMapping, skip func(*model.Endpoint) boo
 
 // releaseAddrs releases every address of ep, inside a store transaction.
 func releaseAddrs(tx store.Tx, ep *model.Endpoint) error {
+	if len(ep.IPs()) == 0 {
+		return nil
+	}
+	nw, err := tx.Network(ep.Network)
+	if errors.Is(err, model.ErrNotFound) {
+		return nil // its reservations went with it
+	}
+	if err != nil {
+		return err
+	}
 	for _, ip := range ep.IPs() {
-		if err := tx.Release(ep.Network, ip); err != nil {
+		if err := tx.Release(nw.ID, ip); err != nil {
 			return err
 		}
 	}

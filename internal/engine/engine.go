@@ -72,6 +72,10 @@ type Config struct {
 
 	// NetnsDir is where the namespaces of pontoon's sandboxes are pinned.
 	NetnsDir string
+	// Node names this host in the node-local records it writes
+	// (model.Sandbox.Node, model.Endpoint.Node): the cluster's node name,
+	// else the daemon's --node-name, else the host name.
+	Node string
 	// DefaultSubnet is the default network's subnet unless it overlaps an
 	// address or route of the host; then one is picked from Pool.
 	DefaultSubnet netip.Prefix

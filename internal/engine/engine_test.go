@@ -127,7 +127,7 @@ func (env *testEnv) snapshot(t *testing.T) string {
 		nets, _ := tx.Networks()
 		for _, n := range nets {
 			fmt.Fprintf(&b, "network %s %s %s\n", n.Name, n.Subnets[0].Prefix, n.Bridge)
-			res, _ := tx.Reservations(n.Name)
+			res, _ := tx.Reservations(n.ID)
 			var ips []string
 			for ip, o := range res {
 				ips = append(ips, ip.String()+"="+o[:6])
@@ -365,7 +365,11 @@ func TestReconcileAfterCrash(t *testing.T) {
 		t.Fatalf("pins %v", pins)
 	}
 	_ = env.st.View(ctx, func(tx store.Tx) error {
-		res, _ := tx.Reservations("back")
+		nw, err := tx.Network("back")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, _ := tx.Reservations(nw.ID)
 		if len(res) != 0 {
 			t.Fatalf("the crashed attach still holds %v", res)
 		}
@@ -428,7 +432,7 @@ func checkInvariants(t *testing.T, env *testEnv, step int) {
 		nets, _ := tx.Networks()
 		n := 0
 		for _, nw := range nets {
-			res, _ := tx.Reservations(nw.Name)
+			res, _ := tx.Reservations(nw.ID)
 			for ip := range res {
 				if !held[nw.Name+"/"+ip.String()] {
 					t.Fatalf("step %d: reservation %s/%s has no endpoint", step, nw.Name, ip)
@@ -473,4 +477,25 @@ func TestPrimaryMovesOnDetach(t *testing.T) {
 	if !strings.Contains(env.link.Dump(), "peer eth2 netns /run/pt/netns/a addr 10.90.1.2/24 mac 02:42:0a:5a:01:02 default via 10.90.1.1") {
 		t.Fatalf("no default route through back:\n%s", env.link.Dump())
 	}
+}
+
+// Sandboxes and endpoints are node-local records: they carry the node
+// that holds them (Config.Node).
+func TestRecordsCarryTheirNode(t *testing.T) {
+	env := newEnv(t, func(c *Config) { c.Node = "h1" })
+	ctx := context.Background()
+	if _, err := env.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a", Networks: []model.AttachSpec{{Network: model.DefaultNetwork}}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = env.st.View(ctx, func(tx store.Tx) error {
+		sb, err := tx.Sandbox("a")
+		if err != nil || sb.Node != "h1" {
+			t.Errorf("sandbox a: %+v %v, want node h1", sb, err)
+		}
+		eps, err := tx.EndpointsOfSandbox("a")
+		if err != nil || len(eps) != 1 || eps[0].Node != "h1" {
+			t.Errorf("endpoints of a: %v %v, want one on node h1", eps, err)
+		}
+		return nil
+	})
 }

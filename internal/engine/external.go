@@ -38,13 +38,13 @@ func (e *Engine) ReserveAddress(network string, ip netip.Addr) (netip.Addr, erro
 				return model.Invalidf("address %s is not in network %s (%s)", ip, network, nw.SubnetString())
 			}
 			got = ip
-			return ipam.ReserveStatic(tx, network, s, ip, ClaimOwner, e.ownerName(tx, network))
+			return ipam.ReserveStatic(tx, nw, s, ip, ClaimOwner, e.ownerName(tx, network))
 		}
 		s, ok := nw.Subnet4()
 		if !ok {
 			s = nw.Subnets[0]
 		}
-		got, err = ipam.Allocate(tx, network, s, ClaimOwner)
+		got, err = ipam.Allocate(tx, nw, s, ClaimOwner)
 		return err
 	})
 	if err != nil {
@@ -65,7 +65,7 @@ func (e *Engine) ReserveAddress6(network string) (netip.Addr, error) {
 		if !ok {
 			return model.Invalidf("network %s has no IPv6 subnet", network)
 		}
-		got, err = ipam.Allocate(tx, network, s, ClaimOwner)
+		got, err = ipam.Allocate(tx, nw, s, ClaimOwner)
 		return err
 	})
 	return got, err
@@ -76,11 +76,15 @@ func (e *Engine) ReserveAddress6(network string) (netip.Addr, error) {
 // endpoint). Unknown addresses and networks are success.
 func (e *Engine) ReleaseAddress(network string, ip netip.Addr) error {
 	err := e.st.Update(context.Background(), func(tx store.Tx) error {
-		owner, held, err := tx.Reservation(network, ip)
+		nw, err := tx.Network(network)
+		if err != nil {
+			return err
+		}
+		owner, held, err := tx.Reservation(nw.ID, ip)
 		if err != nil || !held || owner != ClaimOwner {
 			return err
 		}
-		return tx.Release(network, ip)
+		return tx.Release(nw.ID, ip)
 	})
 	if errors.Is(err, model.ErrNotFound) {
 		return nil
@@ -91,14 +95,14 @@ func (e *Engine) ReleaseAddress(network string, ip netip.Addr) error {
 // claim hands the reservations of the addresses an attach claims over to
 // it, inside its store transaction: each must be held by ClaimOwner (or
 // free). reserveAddrs then reserves them for the endpoint as usual.
-func claim(tx store.Tx, network string, ips []netip.Addr) error {
+func claim(tx store.Tx, networkID string, ips []netip.Addr) error {
 	for _, ip := range ips {
-		owner, held, err := tx.Reservation(network, ip)
+		owner, held, err := tx.Reservation(networkID, ip)
 		if err != nil {
 			return err
 		}
 		if held && owner == ClaimOwner {
-			if err := tx.Release(network, ip); err != nil {
+			if err := tx.Release(networkID, ip); err != nil {
 				return err
 			}
 		}

@@ -129,7 +129,7 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 		// Addresses the host takes on the network (a macvlan shim's) are
 		// never handed to a sandbox.
 		for _, a := range n.HostAddrs() {
-			if err := tx.Reserve(n.Name, a, hostOwner); err != nil {
+			if err := tx.Reserve(n.ID, a, hostOwner); err != nil {
 				return err
 			}
 		}

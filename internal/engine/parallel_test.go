@@ -83,7 +83,11 @@ func TestParallelAttachDetach(t *testing.T) {
 				}
 			}
 			if err := st.View(ctx, func(tx store.Tx) error {
-				res, err := tx.Reservations("n")
+				nw, err := tx.Network("n")
+				if err != nil {
+					return err
+				}
+				res, err := tx.Reservations(nw.ID)
 				if err != nil {
 					return err
 				}

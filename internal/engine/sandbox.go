@@ -37,7 +37,7 @@ func (e *Engine) CreateSandbox(ctx context.Context, spec model.SandboxSpec) (_ *
 func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec) ([]*model.Endpoint, error) {
 	t0 := time.Now()
 	sb := &model.Sandbox{
-		ID: model.NewID(), Name: spec.Name, ContainerID: spec.ContainerID,
+		ID: model.NewID(), Name: spec.Name, Node: e.cfg.Node, ContainerID: spec.ContainerID,
 		Labels: spec.Labels, State: model.SandboxCreating, Created: time.Now().UTC(),
 	}
 	modes := 0

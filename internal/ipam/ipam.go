@@ -30,18 +30,18 @@ import (
 
 // Reservations is the state the allocator works on.
 type Reservations interface {
-	Reservation(network string, ip netip.Addr) (owner string, ok bool, err error)
-	Reserve(network string, ip netip.Addr, owner string) error
-	Release(network string, ip netip.Addr) error
+	Reservation(networkID string, ip netip.Addr) (owner string, ok bool, err error)
+	Reserve(networkID string, ip netip.Addr, owner string) error
+	Release(networkID string, ip netip.Addr) error
 	// Reservations returns every address held on the network, of both
 	// families. Allocate reads it only when a walk from the cursor meets
 	// more than scanLookups held addresses in a row.
-	Reservations(network string) (map[netip.Addr]string, error)
+	Reservations(networkID string) (map[netip.Addr]string, error)
 	// Cursor is the last address handed out on the network in the family
 	// (IPv6 when v6); the zero Addr when none. SetCursor sets the cursor
 	// of ip's family.
-	Cursor(network string, v6 bool) (netip.Addr, error)
-	SetCursor(network string, ip netip.Addr) error
+	Cursor(networkID string, v6 bool) (netip.Addr, error)
+	SetCursor(networkID string, ip netip.Addr) error
 }
 
 // scanLookups is how many addresses Allocate looks up one by one after the
@@ -123,7 +123,8 @@ func bounds(network string, s model.Subnet) (lo, hi netip.Addr, ok bool, err err
 //
 // A just-released address is handed out again only after the cursor has
 // gone round, so stale neighbour entries for it age out first.
-func Allocate(r Reservations, network string, s model.Subnet, owner string) (netip.Addr, error) {
+func Allocate(r Reservations, nw *model.Network, s model.Subnet, owner string) (netip.Addr, error) {
+	network, id := nw.Name, nw.ID
 	lo, hi, ok, err := bounds(network, s)
 	if err != nil {
 		return netip.Addr{}, err
@@ -140,7 +141,7 @@ func Allocate(r Reservations, network string, s model.Subnet, owner string) (net
 		return netip.Addr{}, model.Exhaustedf("network %s has no usable address in %s: create a network with a larger subnet", network, s.AllocRange())
 	}
 	start := lo
-	if c, err := r.Cursor(network, lo.Is6()); err != nil {
+	if c, err := r.Cursor(id, lo.Is6()); err != nil {
 		return netip.Addr{}, err
 	} else if c.IsValid() && lo.Compare(c) <= 0 && c.Less(hi) {
 		start = c.Next()
@@ -152,10 +153,10 @@ func Allocate(r Reservations, network string, s model.Subnet, owner string) (net
 		return a.Next()
 	}
 	take := func(a netip.Addr) (netip.Addr, error) {
-		if err := r.Reserve(network, a, owner); err != nil {
+		if err := r.Reserve(id, a, owner); err != nil {
 			return netip.Addr{}, err
 		}
-		if err := r.SetCursor(network, a); err != nil {
+		if err := r.SetCursor(id, a); err != nil {
 			return netip.Addr{}, err
 		}
 		return a, nil
@@ -167,7 +168,7 @@ func Allocate(r Reservations, network string, s model.Subnet, owner string) (net
 	v := start
 	for range min(size, scanLookups) {
 		if v != s.Gateway {
-			_, held, err := r.Reservation(network, v)
+			_, held, err := r.Reservation(id, v)
 			if err != nil {
 				return netip.Addr{}, err
 			}
@@ -185,7 +186,7 @@ func Allocate(r Reservations, network string, s model.Subnet, owner string) (net
 	// consecutive addresses at most held are taken and one is the
 	// gateway, so when an address is free the walk below finds one
 	// within min(size, held+2) steps.
-	all, err := r.Reservations(network)
+	all, err := r.Reservations(id)
 	if err != nil {
 		return netip.Addr{}, err
 	}
@@ -217,11 +218,12 @@ func Allocate(r Reservations, network string, s model.Subnet, owner string) (net
 // holder: name turns the holder's owner ID (an endpoint ID) into words for
 // people, e.g. "sandbox web"; nil prints the ID. The caller resolves the
 // name because only it knows what owner IDs stand for.
-func ReserveStatic(r Reservations, network string, s model.Subnet, ip netip.Addr, owner string, name func(owner string) string) error {
+func ReserveStatic(r Reservations, nw *model.Network, s model.Subnet, ip netip.Addr, owner string, name func(owner string) string) error {
+	network, id := nw.Name, nw.ID
 	if err := s.CheckStatic(network, ip); err != nil {
 		return err
 	}
-	holder, held, err := r.Reservation(network, ip)
+	holder, held, err := r.Reservation(id, ip)
 	if err != nil {
 		return err
 	}
@@ -236,5 +238,5 @@ func ReserveStatic(r Reservations, network string, s model.Subnet, ip netip.Addr
 		}
 		return model.Conflictf("address %s on network %s is already in use by %s: pick another address, or leave %s out to get a free one", ip, network, who, flag)
 	}
-	return r.Reserve(network, ip, owner)
+	return r.Reserve(id, ip, owner)
 }

@@ -48,11 +48,15 @@ func addN(a netip.Addr, n uint64) netip.Addr {
 
 const netName = "n"
 
+// testNet is the network of the tests: its ID is netName too, so the
+// store calls below name it by netName.
+var testNet = &model.Network{ID: netName, Name: netName}
+
 func alloc(t testing.TB, st store.Store, s model.Subnet, owner string) (netip.Addr, error) {
 	t.Helper()
 	var a netip.Addr
 	err := st.Update(context.Background(), func(tx store.Tx) (err error) {
-		a, err = Allocate(tx, netName, s, owner)
+		a, err = Allocate(tx, testNet, s, owner)
 		return err
 	})
 	return a, err
@@ -125,7 +129,7 @@ func TestAllocate(t *testing.T) {
 			s := sub(t, tc.subnet, tc.rng, tc.gw)
 			if err := st.Update(context.Background(), func(tx store.Tx) error {
 				for _, ip := range tc.static {
-					if err := ReserveStatic(tx, netName, s, netip.MustParseAddr(ip), "static", nil); err != nil {
+					if err := ReserveStatic(tx, testNet, s, netip.MustParseAddr(ip), "static", nil); err != nil {
 						return err
 					}
 				}
@@ -242,7 +246,7 @@ func TestAllocateRolledBack(t *testing.T) {
 		s := sub(t, tc.subnet, "", "")
 		boom := errors.New("boom")
 		if err := st.Update(context.Background(), func(tx store.Tx) error {
-			if _, err := Allocate(tx, netName, s, "x"); err != nil {
+			if _, err := Allocate(tx, testNet, s, "x"); err != nil {
 				return err
 			}
 			return boom
@@ -261,8 +265,8 @@ func TestReserveStatic(t *testing.T) {
 	s6 := sub(t, "fd00:1::/64", "fd00:1::/120", "")
 	_ = st.Update(context.Background(), func(tx store.Tx) error {
 		return errors.Join(
-			ReserveStatic(tx, netName, s4, netip.MustParseAddr("10.90.1.10"), "ep-a", nil),
-			ReserveStatic(tx, netName, s6, netip.MustParseAddr("fd00:1::10"), "ep-a", nil))
+			ReserveStatic(tx, testNet, s4, netip.MustParseAddr("10.90.1.10"), "ep-a", nil),
+			ReserveStatic(tx, testNet, s6, netip.MustParseAddr("fd00:1::10"), "ep-a", nil))
 	})
 	sandboxOf := func(owner string) string { return map[string]string{"ep-a": "sandbox web"}[owner] }
 	for _, tc := range []struct {
@@ -300,7 +304,7 @@ func TestReserveStatic(t *testing.T) {
 		{s: s6, ip: "fd00:1::12%eth0", owner: "ep-b", kind: model.ErrInvalid, msg: "outside subnet"},
 	} {
 		err := st.Update(context.Background(), func(tx store.Tx) error {
-			return ReserveStatic(tx, netName, tc.s, netip.MustParseAddr(tc.ip), tc.owner, tc.name)
+			return ReserveStatic(tx, testNet, tc.s, netip.MustParseAddr(tc.ip), tc.owner, tc.name)
 		})
 		if tc.kind == nil && err != nil || tc.kind != nil && (!errors.Is(err, tc.kind) || !strings.Contains(err.Error(), tc.msg)) {
 			t.Errorf("%s for %s: %v, want %v %q", tc.ip, tc.owner, err, tc.kind, tc.msg)
@@ -324,7 +328,7 @@ func TestReserveStatic(t *testing.T) {
 	// Allocation steps over static addresses.
 	_ = st.Update(context.Background(), func(tx store.Tx) error {
 		return errors.Join(tx.SetCursor(netName, netip.MustParseAddr("10.90.1.9")), tx.SetCursor(netName, netip.MustParseAddr("fd00:1::f")),
-			ReserveStatic(tx, netName, s6, netip.MustParseAddr("fd00:1::11"), "s", nil))
+			ReserveStatic(tx, testNet, s6, netip.MustParseAddr("fd00:1::11"), "s", nil))
 	})
 	if a, _ := alloc(t, st, s4, "c"); a.String() != "10.90.1.12" {
 		t.Fatalf("allocated %s, want 10.90.1.12 past the static .10 and .11", a)
@@ -361,7 +365,7 @@ func TestAllocateIsNextFit(t *testing.T) {
 			c := &countingTx{Tx: tx}
 			for i := 1; i <= 1000; i++ {
 				c.lookups = 0
-				if _, err := Allocate(c, netName, s, fmt.Sprint(i)); err != nil {
+				if _, err := Allocate(c, testNet, s, fmt.Sprint(i)); err != nil {
 					t.Fatal(err)
 				}
 				if c.lookups != 1 || c.reads != 0 {
@@ -392,12 +396,12 @@ func TestAllocateCrowded(t *testing.T) {
 			// A run of 1000 static addresses after the cursor.
 			if err := st.Update(context.Background(), func(tx store.Tx) error {
 				for i := range uint64(1000) {
-					if err := ReserveStatic(tx, netName, s, addN(first, i), "static", nil); err != nil {
+					if err := ReserveStatic(tx, testNet, s, addN(first, i), "static", nil); err != nil {
 						return err
 					}
 				}
 				c := &countingTx{Tx: tx}
-				a, err := Allocate(c, netName, s, "after-run")
+				a, err := Allocate(c, testNet, s, "after-run")
 				if err != nil || a != addN(first, 1000) || c.lookups > scanLookups || c.reads != 1 {
 					t.Errorf("after a run of 1000: %v %v, %d lookups, %d reads", a, err, c.lookups, c.reads)
 				}
@@ -408,7 +412,7 @@ func TestAllocateCrowded(t *testing.T) {
 			// Fill it, then one too many.
 			if err := st.Update(context.Background(), func(tx store.Tx) error {
 				for i := 1001; i < tc.usable; i++ {
-					if _, err := Allocate(tx, netName, s, "fill"); err != nil {
+					if _, err := Allocate(tx, testNet, s, "fill"); err != nil {
 						return fmt.Errorf("fill %d: %w", i, err)
 					}
 				}
@@ -449,7 +453,7 @@ func TestAllocateEndsOnHugeRanges(t *testing.T) {
 	s := sub(t, "fd00:1::/64", "", "")
 	_ = st.Update(context.Background(), func(tx store.Tx) error {
 		l := &lyingTx{countingTx{Tx: tx}}
-		a, err := Allocate(l, netName, s, "o")
+		a, err := Allocate(l, testNet, s, "o")
 		if err != nil || l.lookups > scanLookups || l.reads != 1 {
 			t.Errorf("got %v %v after %d lookups, %d reads", a, err, l.lookups, l.reads)
 		}
@@ -596,7 +600,7 @@ func runOps(t *testing.T, subnets []model.Subnet, ops []byte) {
 				p = s.AllocRange()
 			}
 			a := addN(p.Addr(), uint64(arg&0x7f)%count(p.Addr(), model.Broadcast(p)))
-			err := st.Update(context.Background(), func(tx store.Tx) error { return ReserveStatic(tx, netName, s, a, owner, nil) })
+			err := st.Update(context.Background(), func(tx store.Tx) error { return ReserveStatic(tx, testNet, s, a, owner, nil) })
 			_, dup := held[a]
 			switch {
 			case err == nil && (dup || !staticOK(i, a)):
@@ -627,7 +631,7 @@ func runOps(t *testing.T, subnets []model.Subnet, ops []byte) {
 			delete(held, a)
 		case 4: // allocate in a transaction that then fails: nothing changes
 			_ = st.Update(context.Background(), func(tx store.Tx) error {
-				_, err := Allocate(tx, netName, s, owner)
+				_, err := Allocate(tx, testNet, s, owner)
 				return errors.Join(err, errors.New("rolled back"))
 			})
 		}
@@ -732,7 +736,7 @@ func BenchmarkAllocate(b *testing.B) {
 					s := sub(b, subnet, "", "")
 					if err := st.Update(context.Background(), func(tx store.Tx) error {
 						for i := range already {
-							if _, err := Allocate(tx, netName, s, fmt.Sprint("pre", i)); err != nil {
+							if _, err := Allocate(tx, testNet, s, fmt.Sprint("pre", i)); err != nil {
 								return err
 							}
 						}
@@ -770,15 +774,16 @@ func BenchmarkCreateAllocate(b *testing.B) {
 					s := sub(b, subnet, "", "")
 					for i := 0; b.Loop(); i++ {
 						name := fmt.Sprint("net", i)
+						nw := &model.Network{ID: name, Name: name}
 						if err := st.Update(context.Background(), func(tx store.Tx) error {
-							return tx.PutNetwork(&model.Network{ID: name, Name: name})
+							return tx.PutNetwork(nw)
 						}); err != nil {
 							b.Fatal(err)
 						}
 						for j := 0; j < n; j += batch {
 							if err := st.Update(context.Background(), func(tx store.Tx) error {
 								for k := range batch {
-									if _, err := Allocate(tx, name, s, fmt.Sprint(j+k)); err != nil {
+									if _, err := Allocate(tx, nw, s, fmt.Sprint(j+k)); err != nil {
 										return err
 									}
 								}

@@ -289,8 +289,14 @@ const (
 
 // Sandbox is a network namespace pontoon knows.
 type Sandbox struct {
-	ID    string      `json:"id"`
-	Name  string      `json:"name"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Node is the host whose kernel holds the sandbox (the daemon's node
+	// name, default the host name; "" in records written before it):
+	// sandboxes and endpoints are node-local records, and carry their node
+	// so that records of several hosts never mix in a shared store or a
+	// report.
+	Node  string      `json:"node,omitempty"`
 	Kind  SandboxKind `json:"kind"`
 	Netns string      `json:"netns"` // path of the namespace (pin, external path or /proc/PID/ns/net)
 	PID   int         `json:"pid,omitempty"`
@@ -330,9 +336,11 @@ const (
 
 // Endpoint is a sandbox's interface on one network.
 type Endpoint struct {
-	ID          string `json:"id"`
-	Network     string `json:"network"`
-	Sandbox     string `json:"sandbox"`
+	ID      string `json:"id"`
+	Network string `json:"network"`
+	Sandbox string `json:"sandbox"`
+	// Node is the host whose kernel holds the endpoint (see Sandbox.Node).
+	Node        string `json:"node,omitempty"`
 	IfName      string `json:"ifname"`  // inside the sandbox: eth0, eth1, …
 	HostIf      string `json:"host_if"` // host end of the veth
 	HostIfIndex int    `json:"host_ifindex,omitempty"`

@@ -123,7 +123,7 @@ func Open(path string, log *slog.Logger) (Store, error) {
 	}
 	s := &boltStore{db: db, snapshot: path + networksSuffix}
 	s.group.Run = func(items []batchItem) []error { return commitBatch(items, s.runBatch) }
-	migrated, indexed, indexedCtr, indexedPorts := 0, -1, -1, -1
+	migrated, rekeyed, dropped, indexed, indexedCtr, indexedPorts := 0, 0, 0, -1, -1, -1
 	if err := db.Update(func(btx *bolt.Tx) error {
 		noNames := btx.Bucket([]byte(bEpNames)) == nil
 		noContainers := btx.Bucket([]byte(bSbContainers)) == nil
@@ -133,35 +133,36 @@ func Open(path string, log *slog.Logger) (Store, error) {
 				return err
 			}
 		}
-		if noNames {
-			// A state file from before the name index: build it.
-			var err error
-			if indexed, err = (tx{kv: boltKV{tx: btx}}).indexAllNames(); err != nil {
-				return fmt.Errorf("index endpoint names: %w", err)
-			}
+		// The oldest layouts first: flat reservations, then name keys.
+		var err error
+		if migrated, err = migrateFlatIPAM(btx); err != nil {
+			return err
 		}
-		if noContainers {
-			// A state file from before the container index: build it.
-			var err error
-			if indexedCtr, err = (tx{kv: boltKV{tx: btx}}).indexAllContainers(); err != nil {
-				return fmt.Errorf("index sandboxes by container: %w", err)
-			}
-		}
-		if noPorts {
-			// A state file from before the host port index: build it.
-			var err error
-			if indexedPorts, err = (tx{kv: boltKV{tx: btx}}).indexAllPorts(); err != nil {
-				return fmt.Errorf("index published host ports: %w", err)
-			}
+		if rekeyed, dropped, err = migrateToIDKeys(btx); err != nil {
+			return err
 		}
 		if fresh {
 			if err := snap.restore(btx); err != nil {
 				return err
 			}
 		}
-		var err error
-		if migrated, err = migrateFlatIPAM(btx); err != nil {
-			return err
+		if noNames {
+			// A state file from before the name index: build it.
+			if indexed, err = (tx{kv: boltKV{tx: btx}}).indexAllNames(); err != nil {
+				return fmt.Errorf("index endpoint names: %w", err)
+			}
+		}
+		if noContainers {
+			// A state file from before the container index: build it.
+			if indexedCtr, err = (tx{kv: boltKV{tx: btx}}).indexAllContainers(); err != nil {
+				return fmt.Errorf("index sandboxes by container: %w", err)
+			}
+		}
+		if noPorts {
+			// A state file from before the host port index: build it.
+			if indexedPorts, err = (tx{kv: boltKV{tx: btx}}).indexAllPorts(); err != nil {
+				return fmt.Errorf("index published host ports: %w", err)
+			}
 		}
 		// The snapshot may lag the file (a commit that failed after it was
 		// written) or be missing (first start): write it from the file.
@@ -176,6 +177,10 @@ func Open(path string, log *slog.Logger) (Store, error) {
 	}
 	if migrated > 0 {
 		log.Info("state file: moved reservations into per-network buckets", "path", path, "reservations", migrated)
+	}
+	if rekeyed > 0 || dropped > 0 {
+		log.Info("state file: records keyed by ID, names in indexes (layout 2)", "path", path, "records", rekeyed,
+			"dropped_reservations", dropped)
 	}
 	if indexed > 0 {
 		log.Info("state file: indexed the DNS names of endpoints", "path", path, "endpoints", indexed)
@@ -245,14 +250,25 @@ func readSnapshot(path string) (*snapshot, error) {
 	return &s, nil
 }
 
+// restore writes the snapshot's networks and meta keys into a new, empty
+// state file of today's layout. A snapshot written by layout 1 keyed its
+// networks by name, one of layout 2 by ID: either way the records say
+// both (a record without an ID gets one).
 func (s *snapshot) restore(btx *bolt.Tx) error {
-	nb, mb := btx.Bucket([]byte(bNetworks)), btx.Bucket([]byte(bMeta))
-	for name, v := range s.Networks {
-		if err := nb.Put([]byte(name), v); err != nil {
+	nb, ix, mb := btx.Bucket([]byte(bNetworks)), btx.Bucket([]byte(bNetNames)), btx.Bucket([]byte(bMeta))
+	for key, v := range s.Networks {
+		id, v, err := withID(v)
+		if err != nil {
+			return fmt.Errorf("saved network %q: %w", key, err)
+		}
+		if err := errors.Join(nb.Put([]byte(id.ID), v), ix.Put([]byte(id.Name), []byte(id.ID))); err != nil {
 			return err
 		}
 	}
 	for k, v := range s.Meta {
+		if k == layoutKey {
+			continue // the new file's own
+		}
 		if err := mb.Put([]byte(k), []byte(v)); err != nil {
 			return err
 		}

@@ -42,23 +42,20 @@ func (t tx) SandboxesOfContainer(containerID string) ([]string, error) {
 // reindexContainer replaces the entry of old (nil: none) with that of s
 // (nil: none).
 func (t tx) reindexContainer(old, s *model.Sandbox) error {
-	if old != nil && old.ContainerID != "" && (s == nil || s.ContainerID != old.ContainerID) {
+	same := old != nil && s != nil && old.ContainerID == s.ContainerID && old.Name == s.Name
+	if old != nil && old.ContainerID != "" && !same {
 		if err := t.kv.del(bSbContainers, containerKey(old.ContainerID, old.Name)); err != nil {
 			return err
 		}
 	}
-	if s != nil && s.ContainerID != "" && (old == nil || old.ContainerID != s.ContainerID) {
+	if s != nil && s.ContainerID != "" && !same {
 		return t.kv.put(bSbContainers, containerKey(s.ContainerID, s.Name), []byte{})
 	}
 	return nil
 }
 
 func (t tx) storedSandbox(name string) (*model.Sandbox, error) {
-	v, err := t.kv.get(bSandboxes, []byte(name))
-	if v == nil || err != nil {
-		return nil, err
-	}
-	return decode[model.Sandbox](v)
+	return byName[model.Sandbox](t, bSbNames, bSandboxes, []byte(name))
 }
 
 // indexAllContainers builds the container index from every sandbox (Open,

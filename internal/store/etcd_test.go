@@ -153,7 +153,8 @@ func TestEtcdTwoDaemonsReserve(t *testing.T) {
 func TestEtcdConflicts(t *testing.T) {
 	ip1, ip2 := addr("10.90.0.1"), addr("10.90.0.2")
 	seed := func(tx Tx) error {
-		return errors.Join(tx.SetMeta("k", "old"), tx.Reserve("n", ip1, "x"), tx.Reserve("m", ip1, "x"),
+		return errors.Join(tx.SetMeta("k", "old"), tx.PutNetwork(&model.Network{ID: "n", Name: "n"}),
+			tx.PutNetwork(&model.Network{ID: "m", Name: "m"}), tx.Reserve("n", ip1, "x"), tx.Reserve("m", ip1, "x"),
 			tx.SetCursor("n", ip1), tx.SetCursor("m", ip1),
 			tx.PutEndpoint(&model.Endpoint{ID: "1", Sandbox: "sb", Network: "n", IfName: "eth0"}))
 	}
@@ -281,7 +282,8 @@ func TestEtcdViewOneRevision(t *testing.T) {
 func TestDropAndRefillInOneUpdate(t *testing.T) {
 	forEach(t, func(t *testing.T, s Store) {
 		update(t, s, func(tx Tx) error {
-			return errors.Join(tx.Reserve("n", addr("10.90.0.1"), "a"), tx.Reserve("n", addr("10.90.0.3"), "a"),
+			return errors.Join(tx.PutNetwork(&model.Network{ID: "n", Name: "n"}),
+				tx.Reserve("n", addr("10.90.0.1"), "a"), tx.Reserve("n", addr("10.90.0.3"), "a"),
 				tx.Reserve("n", addr("10.90.0.5"), "a"), tx.Reserve("n2", addr("10.90.0.1"), "a"))
 		})
 		update(t, s, func(tx Tx) error {

@@ -64,11 +64,7 @@ func (t tx) reindexNames(old, e *model.Endpoint) error {
 
 // storedEndpoint returns the endpoint record as stored, nil when missing.
 func (t tx) storedEndpoint(sandbox, network string) (*model.Endpoint, error) {
-	v, err := t.kv.get(bEndpoints, key2(sandbox, network))
-	if v == nil || err != nil {
-		return nil, err
-	}
-	return decode[model.Endpoint](v)
+	return byName[model.Endpoint](t, bEpKeys, bEndpoints, key2(sandbox, network))
 }
 
 func (t tx) NameHolders(network, key string, alias bool) ([]string, error) {

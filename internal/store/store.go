@@ -62,6 +62,12 @@ type Store interface {
 
 // Tx is a transaction. Getters return model.ErrNotFound (wrapped, test with
 // errors.Is) for missing objects. Returned objects are copies.
+//
+// Records are stored under their ID (layout in tx.go); the getters by name
+// go through a name index. Put* of a record needs its ID and name. A
+// record put again under its ID with another name is renamed (the old name
+// is free at once); a name held by another record is an ErrConflict. The
+// Delete* methods succeed when the name is missing.
 type Tx interface {
 	// Revision is the revision of the state the transaction reads: every
 	// change committed at a revision ≤ it is visible, none after. In an
@@ -72,12 +78,14 @@ type Tx interface {
 	Revision() int64
 
 	Network(name string) (*model.Network, error)
+	NetworkByID(id string) (*model.Network, error)
 	Networks() ([]*model.Network, error) // sorted by name
 	PutNetwork(n *model.Network) error
-	// DeleteNetwork also deletes the network's reservations and cursor.
+	// DeleteNetwork also deletes the network's reservations and cursors.
 	DeleteNetwork(name string) error
 
 	Sandbox(name string) (*model.Sandbox, error)
+	SandboxByID(id string) (*model.Sandbox, error)
 	Sandboxes() ([]*model.Sandbox, error) // sorted by name
 	PutSandbox(s *model.Sandbox) error
 	DeleteSandbox(name string) error
@@ -86,8 +94,9 @@ type Tx interface {
 	// and DeleteSandbox.
 	SandboxesOfContainer(containerID string) ([]string, error)
 
-	// Endpoints are keyed by (sandbox, network): a sandbox has at most one
-	// endpoint per network.
+	// Endpoints are found by (sandbox, network) name, through an index: a
+	// sandbox has at most one endpoint per network, and PutEndpoint of an
+	// endpoint with another ID on the same pair replaces the one there.
 	Endpoint(sandbox, network string) (*model.Endpoint, error)
 	Endpoints() ([]*model.Endpoint, error)                        // sorted by sandbox, then network
 	EndpointsOfSandbox(sandbox string) ([]*model.Endpoint, error) // sorted by IfName index (eth0, eth1, … eth10)
@@ -107,18 +116,19 @@ type Tx interface {
 	// of every endpoint (port conflict checks).
 	EndpointsOnHostPort(proto string, port uint16) ([]*model.Endpoint, error)
 
-	// IP reservations, per network, IPv4 and IPv6 alike. Owner is an
-	// endpoint ID. An address with a zone, or the zero Addr, is an
-	// ErrInvalid.
-	Reservation(network string, ip netip.Addr) (owner string, ok bool, err error)
-	Reserve(network string, ip netip.Addr, owner string) error // ErrConflict if held
-	Release(network string, ip netip.Addr) error               // missing is success
-	Reservations(network string) (map[netip.Addr]string, error)
+	// IP reservations, per network, IPv4 and IPv6 alike, keyed by the
+	// network's ID (model.Network.ID: a network removed and created again
+	// under its name starts with none). Owner is an endpoint ID. An
+	// address with a zone, or the zero Addr, is an ErrInvalid.
+	Reservation(networkID string, ip netip.Addr) (owner string, ok bool, err error)
+	Reserve(networkID string, ip netip.Addr, owner string) error // ErrConflict if held
+	Release(networkID string, ip netip.Addr) error               // missing is success
+	Reservations(networkID string) (map[netip.Addr]string, error)
 	// Cursor is the last address handed out on a network in a family
 	// (IPv6 when v6; next-fit allocation); the zero Addr when none.
 	// SetCursor sets the cursor of ip's family.
-	Cursor(network string, v6 bool) (netip.Addr, error)
-	SetCursor(network string, ip netip.Addr) error
+	Cursor(networkID string, v6 bool) (netip.Addr, error)
+	SetCursor(networkID string, ip netip.Addr) error
 
 	// Meta is a small key/value space (schema version, etc.).
 	Meta(key string) (string, error) // "" when unset

@@ -268,13 +268,13 @@ func TestMeta(t *testing.T) {
 func TestViewIsReadOnly(t *testing.T) {
 	forEach(t, func(t *testing.T, s Store) {
 		ip := addr("10.90.1.5")
-		update(t, s, func(tx Tx) error { return tx.PutNetwork(&model.Network{Name: "n"}) })
+		update(t, s, func(tx Tx) error { return tx.PutNetwork(&model.Network{ID: "n", Name: "n"}) })
 		writes := map[string]func(Tx) error{
-			"PutNetwork":     func(tx Tx) error { return tx.PutNetwork(&model.Network{Name: "m"}) },
+			"PutNetwork":     func(tx Tx) error { return tx.PutNetwork(&model.Network{ID: "m", Name: "m"}) },
 			"DeleteNetwork":  func(tx Tx) error { return tx.DeleteNetwork("n") },
-			"PutSandbox":     func(tx Tx) error { return tx.PutSandbox(&model.Sandbox{Name: "s"}) },
+			"PutSandbox":     func(tx Tx) error { return tx.PutSandbox(&model.Sandbox{ID: "s", Name: "s"}) },
 			"DeleteSandbox":  func(tx Tx) error { return tx.DeleteSandbox("s") },
-			"PutEndpoint":    func(tx Tx) error { return tx.PutEndpoint(&model.Endpoint{Sandbox: "s", Network: "n"}) },
+			"PutEndpoint":    func(tx Tx) error { return tx.PutEndpoint(&model.Endpoint{ID: "s.n", Sandbox: "s", Network: "n"}) },
 			"DeleteEndpoint": func(tx Tx) error { return tx.DeleteEndpoint("s", "n") },
 			"Reserve":        func(tx Tx) error { return tx.Reserve("n", ip, "o") },
 			"Release":        func(tx Tx) error { return tx.Release("n", ip) },
@@ -304,13 +304,13 @@ func TestRollback(t *testing.T) {
 	forEach(t, func(t *testing.T, s Store) {
 		ip := addr("10.90.1.5")
 		update(t, s, func(tx Tx) error {
-			if err := tx.PutNetwork(&model.Network{Name: "kept", MTU: 1500}); err != nil {
+			if err := tx.PutNetwork(&model.Network{ID: "kept", Name: "kept", MTU: 1500}); err != nil {
 				return err
 			}
-			if err := tx.PutSandbox(&model.Sandbox{Name: "sb"}); err != nil {
+			if err := tx.PutSandbox(&model.Sandbox{ID: "sb", Name: "sb"}); err != nil {
 				return err
 			}
-			if err := tx.PutEndpoint(&model.Endpoint{Sandbox: "sb", Network: "kept", IfName: "eth0"}); err != nil {
+			if err := tx.PutEndpoint(&model.Endpoint{ID: "sb.kept", Sandbox: "sb", Network: "kept", IfName: "eth0"}); err != nil {
 				return err
 			}
 			if err := tx.Reserve("kept", ip, "a"); err != nil {
@@ -321,11 +321,11 @@ func TestRollback(t *testing.T) {
 		boom := errors.New("boom")
 		err := s.Update(context.Background(), func(tx Tx) error {
 			steps := []error{
-				tx.PutNetwork(&model.Network{Name: "new"}),
-				tx.PutNetwork(&model.Network{Name: "kept", MTU: 9000}),
+				tx.PutNetwork(&model.Network{ID: "new", Name: "new"}),
+				tx.PutNetwork(&model.Network{ID: "kept", Name: "kept", MTU: 9000}),
 				tx.DeleteSandbox("sb"),
 				tx.DeleteEndpoint("sb", "kept"),
-				tx.PutEndpoint(&model.Endpoint{Sandbox: "sb2", Network: "kept", IfName: "eth0"}),
+				tx.PutEndpoint(&model.Endpoint{ID: "sb2.kept", Sandbox: "sb2", Network: "kept", IfName: "eth0"}),
 				tx.Release("kept", ip),
 				tx.Reserve("kept", addr("10.90.1.6"), "b"),
 				tx.Reserve("new", ip, "c"),
@@ -387,7 +387,7 @@ func TestRollback(t *testing.T) {
 		func() {
 			defer func() { _ = recover() }()
 			_ = s.Update(context.Background(), func(tx Tx) error {
-				_ = tx.PutNetwork(&model.Network{Name: "panic"})
+				_ = tx.PutNetwork(&model.Network{ID: "panic", Name: "panic"})
 				panic("boom")
 			})
 		}()
@@ -497,7 +497,7 @@ func TestDeleteNetworkCleansUp(t *testing.T) {
 		ip, ip6 := addr("10.90.1.5"), addr("fd00:1::5")
 		update(t, s, func(tx Tx) error {
 			for _, n := range []string{"n", "n2", "n.x"} {
-				if err := errors.Join(tx.PutNetwork(&model.Network{Name: n}),
+				if err := errors.Join(tx.PutNetwork(&model.Network{ID: n, Name: n}),
 					tx.Reserve(n, ip, "o-"+n), tx.SetCursor(n, ip),
 					tx.Reserve(n, ip6, "o-"+n), tx.SetCursor(n, ip6)); err != nil {
 					return err
@@ -533,7 +533,7 @@ func TestDeleteNetworkCleansUp(t *testing.T) {
 		// Re-created, the network starts empty; deleting it in a failed
 		// Update keeps its reservations.
 		update(t, s, func(tx Tx) error {
-			return errors.Join(tx.PutNetwork(&model.Network{Name: "n"}), tx.Reserve("n", ip, "new"))
+			return errors.Join(tx.PutNetwork(&model.Network{ID: "n", Name: "n"}), tx.Reserve("n", ip, "new"))
 		})
 		_ = s.Update(context.Background(), func(tx Tx) error { _ = tx.DeleteNetwork("n"); return errors.New("boom") })
 		view(t, s, func(tx Tx) error {
@@ -558,9 +558,9 @@ func TestBoltReopen(t *testing.T) {
 	ip := addr("10.90.1.5")
 	update(t, s, func(tx Tx) error {
 		return errors.Join(
-			tx.PutNetwork(&model.Network{Name: "kept"}),
-			tx.PutSandbox(&model.Sandbox{Name: "sb"}),
-			tx.PutEndpoint(&model.Endpoint{Sandbox: "sb", Network: "kept", IfName: "eth0"}),
+			tx.PutNetwork(&model.Network{ID: "kept", Name: "kept"}),
+			tx.PutSandbox(&model.Sandbox{ID: "sb", Name: "sb"}),
+			tx.PutEndpoint(&model.Endpoint{ID: "sb.kept", Sandbox: "sb", Network: "kept", IfName: "eth0"}),
 			tx.Reserve("kept", ip, "o"),
 			tx.SetCursor("kept", ip),
 			tx.SetMeta("schema", "1"))
@@ -612,7 +612,8 @@ func TestBoltLockedByAnotherDaemon(t *testing.T) {
 }
 
 // A state file written with the first layout (one flat ipam bucket keyed
-// network\x00IP) is moved into per-network buckets when opened.
+// network\x00IP) is moved into per-network buckets when opened, and then
+// to the networks' IDs; reservations of a name without a network go.
 func TestBoltMigratesFlatReservations(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	db, err := bolt.Open(path, 0o600, nil)
@@ -624,9 +625,16 @@ func TestBoltMigratesFlatReservations(t *testing.T) {
 		if err != nil {
 			return err
 		}
+		nb, err := btx.CreateBucket([]byte(bNetworks))
+		if err != nil {
+			return err
+		}
 		return errors.Join(
+			nb.Put([]byte("n"), []byte(`{"id":"id-n","name":"n"}`)),
+			nb.Put([]byte("n2"), []byte(`{"id":"id-n2","name":"n2"}`)),
 			b.Put([]byte("n\x00\x0a\x5a\x01\x05"), []byte("o1")),
-			b.Put([]byte("n2\x00\x0a\x5a\x01\x05"), []byte("o2")))
+			b.Put([]byte("n2\x00\x0a\x5a\x01\x05"), []byte("o2")),
+			b.Put([]byte("gone\x00\x0a\x5a\x01\x05"), []byte("o3")))
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -637,10 +645,11 @@ func TestBoltMigratesFlatReservations(t *testing.T) {
 	}
 	defer s.Close()
 	view(t, s, func(tx Tx) error {
-		r1, _ := tx.Reservations("n")
-		r2, _ := tx.Reservations("n2")
-		if r1[addr("10.90.1.5")] != "o1" || r2[addr("10.90.1.5")] != "o2" || len(r1) != 1 || len(r2) != 1 {
-			t.Errorf("migrated: %v %v", r1, r2)
+		r1, _ := tx.Reservations("id-n")
+		r2, _ := tx.Reservations("id-n2")
+		r3, _ := tx.Reservations("gone")
+		if r1[addr("10.90.1.5")] != "o1" || r2[addr("10.90.1.5")] != "o2" || len(r1) != 1 || len(r2) != 1 || len(r3) != 0 {
+			t.Errorf("migrated: %v %v %v", r1, r2, r3)
 		}
 		return nil
 	})
@@ -648,9 +657,9 @@ func TestBoltMigratesFlatReservations(t *testing.T) {
 
 // A state file written by the IPv4-only layout (reservation keys and the
 // cursor of 4 bytes, the cursor keyed by the network's name alone) opens
-// with no migration and serves: its reservations and cursor read back,
-// IPv6 reservations and a v6 cursor go in beside them, and the v4 keys
-// stay 4 bytes on disk.
+// and serves: its network is moved to its ID (layout 2) with its
+// reservations and cursor, which read back; IPv6 reservations and a v6
+// cursor go in beside them, and the v4 keys stay 4 bytes on disk.
 func TestBoltReadsIPv4OnlyLayout(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	db, err := bolt.Open(path, 0o600, nil)
@@ -680,20 +689,23 @@ func TestBoltReadsIPv4OnlyLayout(t *testing.T) {
 	s := mustOpen(t, path)
 	c6 := addr("fd00:1::2")
 	view(t, s, func(tx Tx) error {
-		res, err := tx.Reservations("app")
+		res, err := tx.Reservations("x")
 		if want := map[netip.Addr]string{addr("10.90.1.2"): "ep-a", addr("10.90.1.3"): "ep-b"}; err != nil || !cmp.Equal(res, want, netipEqual...) {
 			t.Errorf("old reservations: %v %v", res, err)
 		}
-		c4, err4 := tx.Cursor("app", false)
-		c6, err6 := tx.Cursor("app", true)
+		if n, err := tx.Network("app"); err != nil || n.ID != "x" {
+			t.Errorf("network app after the move: %+v %v", n, err)
+		}
+		c4, err4 := tx.Cursor("x", false)
+		c6, err6 := tx.Cursor("x", true)
 		if c4 != addr("10.90.1.3") || err4 != nil || c6.IsValid() || err6 != nil {
 			t.Errorf("old cursor: v4 %v %v, v6 %v %v", c4, err4, c6, err6)
 		}
 		return nil
 	})
 	update(t, s, func(tx Tx) error {
-		return errors.Join(tx.Reserve("app", addr("10.90.1.4"), "ep-c"), tx.SetCursor("app", addr("10.90.1.4")),
-			tx.Reserve("app", c6, "ep-c"), tx.SetCursor("app", c6))
+		return errors.Join(tx.Reserve("x", addr("10.90.1.4"), "ep-c"), tx.SetCursor("x", addr("10.90.1.4")),
+			tx.Reserve("x", c6, "ep-c"), tx.SetCursor("x", c6))
 	})
 	s.Close()
 
@@ -704,7 +716,7 @@ func TestBoltReadsIPv4OnlyLayout(t *testing.T) {
 	}
 	if err := db.View(func(btx *bolt.Tx) error {
 		var keys []string
-		_ = btx.Bucket([]byte("ipam")).Bucket([]byte("app")).ForEach(func(k, v []byte) error {
+		_ = btx.Bucket([]byte("ipam")).Bucket([]byte("x")).ForEach(func(k, v []byte) error {
 			keys = append(keys, fmt.Sprintf("%x=%s", k, v))
 			return nil
 		})
@@ -712,8 +724,17 @@ func TestBoltReadsIPv4OnlyLayout(t *testing.T) {
 		if !slices.Equal(keys, want) {
 			t.Errorf("reservation keys on disk: %v, want %v", keys, want)
 		}
+		if v := btx.Bucket([]byte("networks")).Get([]byte("x")); v == nil || btx.Bucket([]byte("networks")).Get([]byte("app")) != nil {
+			t.Errorf("network record not under its ID on disk")
+		}
+		if v := btx.Bucket([]byte("network-names")).Get([]byte("app")); string(v) != "x" {
+			t.Errorf("name index app → %q, want x", v)
+		}
+		if v := btx.Bucket([]byte("meta")).Get([]byte(layoutKey)); string(v) != layoutVersion {
+			t.Errorf("layout %q on disk, want %s", v, layoutVersion)
+		}
 		cur := btx.Bucket([]byte("cursors"))
-		if v4, v6 := cur.Get([]byte("app")), cur.Get([]byte("app\x00ipv6")); !bytes.Equal(v4, []byte{10, 90, 1, 4}) || !bytes.Equal(v6, c6.AsSlice()) {
+		if v4, v6 := cur.Get([]byte("x")), cur.Get([]byte("x\x00ipv6")); !bytes.Equal(v4, []byte{10, 90, 1, 4}) || !bytes.Equal(v6, c6.AsSlice()) {
 			t.Errorf("cursors on disk: %x %x", v4, v6)
 		}
 		return nil
@@ -725,9 +746,9 @@ func TestBoltReadsIPv4OnlyLayout(t *testing.T) {
 	s = mustOpen(t, path)
 	defer s.Close()
 	view(t, s, func(tx Tx) error {
-		res, _ := tx.Reservations("app")
-		c4, _ := tx.Cursor("app", false)
-		c, _ := tx.Cursor("app", true)
+		res, _ := tx.Reservations("x")
+		c4, _ := tx.Cursor("x", false)
+		c, _ := tx.Cursor("x", true)
 		if len(res) != 4 || res[c6] != "ep-c" || c4 != addr("10.90.1.4") || c != c6 {
 			t.Errorf("reopened: %v, cursors %v %v", res, c4, c)
 		}
@@ -857,10 +878,10 @@ func fillForReboot(t *testing.T, s Store) {
 	t.Helper()
 	update(t, s, func(tx Tx) error {
 		return errors.Join(
-			tx.PutNetwork(&model.Network{Name: "kept", Subnets: []model.Subnet{{Prefix: netip.MustParsePrefix("10.90.1.0/24")}}}),
-			tx.PutNetwork(&model.Network{Name: "gone"}),
-			tx.PutSandbox(&model.Sandbox{Name: "sb"}),
-			tx.PutEndpoint(&model.Endpoint{Sandbox: "sb", Network: "kept", IfName: "eth0"}),
+			tx.PutNetwork(&model.Network{ID: "kept", Name: "kept", Subnets: []model.Subnet{{Prefix: netip.MustParsePrefix("10.90.1.0/24")}}}),
+			tx.PutNetwork(&model.Network{ID: "gone", Name: "gone"}),
+			tx.PutSandbox(&model.Sandbox{ID: "sb", Name: "sb"}),
+			tx.PutEndpoint(&model.Endpoint{ID: "sb.kept", Sandbox: "sb", Network: "kept", IfName: "eth0"}),
 			tx.Reserve("kept", addr("10.90.1.5"), "o"),
 			tx.SetCursor("kept", addr("10.90.1.5")),
 			tx.SetMeta("schema", "1"))
@@ -978,9 +999,9 @@ func TestBoltSnapshotFollowsCommits(t *testing.T) {
 	withBoot(t, "boot-1")
 	s := mustOpen(t, path)
 	defer s.Close()
-	update(t, s, func(tx Tx) error { return tx.PutNetwork(&model.Network{Name: "a"}) })
+	update(t, s, func(tx Tx) error { return tx.PutNetwork(&model.Network{ID: "a", Name: "a"}) })
 	_ = s.Update(context.Background(), func(tx Tx) error {
-		_ = tx.PutNetwork(&model.Network{Name: "b"})
+		_ = tx.PutNetwork(&model.Network{ID: "b", Name: "b"})
 		return errors.New("abort")
 	})
 	snap, err := readSnapshot(path + networksSuffix)
@@ -1104,4 +1125,137 @@ func waitUntil(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// Records are keyed by ID and found by name through indexes: a record put
+// again under its ID with a new name is renamed (the old name is free, its
+// reservations stay), a name held by another ID is refused, a network
+// removed and created again under its name starts without the old one's
+// reservations, and an endpoint with another ID on the same sandbox and
+// network replaces the one there, indexes and all.
+func TestIDKeys(t *testing.T) {
+	forEach(t, func(t *testing.T, s Store) {
+		ip := addr("10.90.1.5")
+		update(t, s, func(tx Tx) error {
+			return errors.Join(tx.PutNetwork(&model.Network{ID: "id-web", Name: "web"}), tx.Reserve("id-web", ip, "ep"),
+				tx.PutSandbox(&model.Sandbox{ID: "id-a", Name: "a", ContainerID: "c1"}),
+				tx.PutEndpoint(&model.Endpoint{ID: "ep", Sandbox: "a", Network: "web", IfName: "eth0",
+					Ports: []model.PortMapping{{Proto: "tcp", HostPort: 8080, HostPortEnd: 8080}}}))
+		})
+		// Missing IDs and taken names change nothing.
+		for name, fn := range map[string]func(Tx) error{
+			"network without ID":  func(tx Tx) error { return tx.PutNetwork(&model.Network{Name: "x"}) },
+			"sandbox without ID":  func(tx Tx) error { return tx.PutSandbox(&model.Sandbox{Name: "x"}) },
+			"endpoint without ID": func(tx Tx) error { return tx.PutEndpoint(&model.Endpoint{Sandbox: "a", Network: "web"}) },
+		} {
+			if err := s.Update(context.Background(), fn); !errors.Is(err, model.ErrInvalid) {
+				t.Errorf("%s: %v, want ErrInvalid", name, err)
+			}
+		}
+		for name, fn := range map[string]func(Tx) error{
+			"network": func(tx Tx) error { return tx.PutNetwork(&model.Network{ID: "other", Name: "web"}) },
+			"sandbox": func(tx Tx) error { return tx.PutSandbox(&model.Sandbox{ID: "other", Name: "a"}) },
+		} {
+			if err := s.Update(context.Background(), fn); !errors.Is(err, model.ErrConflict) || !strings.Contains(err.Error(), "id-") {
+				t.Errorf("%s name taken: %v, want ErrConflict naming the holder", name, err)
+			}
+		}
+		// Renames.
+		update(t, s, func(tx Tx) error {
+			return errors.Join(tx.PutNetwork(&model.Network{ID: "id-web", Name: "front"}),
+				tx.PutSandbox(&model.Sandbox{ID: "id-a", Name: "b", ContainerID: "c1"}))
+		})
+		view(t, s, func(tx Tx) error {
+			if _, err := tx.Network("web"); !errors.Is(err, model.ErrNotFound) {
+				t.Errorf("old network name after the rename: %v", err)
+			}
+			if _, err := tx.Sandbox("a"); !errors.Is(err, model.ErrNotFound) {
+				t.Errorf("old sandbox name after the rename: %v", err)
+			}
+			n, err := tx.Network("front")
+			n2, err2 := tx.NetworkByID("id-web")
+			if err != nil || err2 != nil || n.ID != "id-web" || n2.Name != "front" {
+				t.Errorf("renamed network: %+v %v, by ID %+v %v", n, err, n2, err2)
+			}
+			sb, err := tx.SandboxByID("id-a")
+			if err != nil || sb.Name != "b" {
+				t.Errorf("renamed sandbox by ID: %+v %v", sb, err)
+			}
+			if names, _ := tx.SandboxesOfContainer("c1"); !slices.Equal(names, []string{"b"}) {
+				t.Errorf("container index after the rename: %v", names)
+			}
+			// The endpoint follows both renames, indexes and all.
+			if ep, err := tx.Endpoint("b", "front"); err != nil || ep.ID != "ep" {
+				t.Errorf("endpoint after the renames: %+v %v", ep, err)
+			}
+			if _, err := tx.Endpoint("a", "web"); !errors.Is(err, model.ErrNotFound) {
+				t.Errorf("endpoint under the old names: %v", err)
+			}
+			if h, _ := tx.NameHolders("front", model.DNSKey("b"), false); !slices.Equal(h, []string{"b"}) {
+				t.Errorf("DNS name index after the renames: %v", h)
+			}
+			if h, _ := tx.EndpointsOnHostPort("tcp", 8080); len(h) != 1 || h[0].Sandbox != "b" || h[0].Network != "front" {
+				t.Errorf("port index after the renames: %v", h)
+			}
+			if o, ok, _ := tx.Reservation("id-web", ip); !ok || o != "ep" {
+				t.Errorf("reservation after the rename: %q %v", o, ok)
+			}
+			if nets, _ := tx.Networks(); len(nets) != 1 || nets[0].Name != "front" {
+				t.Errorf("networks after the rename: %v", nets)
+			}
+			if _, err := tx.NetworkByID("web"); !errors.Is(err, model.ErrNotFound) {
+				t.Errorf("NetworkByID of a name: %v, want ErrNotFound", err)
+			}
+			return nil
+		})
+		// The freed names can be taken by others at once.
+		update(t, s, func(tx Tx) error {
+			return errors.Join(tx.PutNetwork(&model.Network{ID: "id-web2", Name: "web"}), tx.PutSandbox(&model.Sandbox{ID: "id-a2", Name: "a"}))
+		})
+		// An endpoint with another ID on the same pair replaces the old
+		// one: its record, name and port index entries go.
+		update(t, s, func(tx Tx) error {
+			return tx.PutEndpoint(&model.Endpoint{ID: "ep2", Sandbox: "a", Network: "web", IfName: "eth0", Aliases: []string{"x"}})
+		})
+		update(t, s, func(tx Tx) error {
+			return tx.PutEndpoint(&model.Endpoint{ID: "ep3", Sandbox: "a", Network: "web", IfName: "eth1"})
+		})
+		view(t, s, func(tx Tx) error {
+			eps, _ := tx.Endpoints()
+			var ids []string
+			for _, e := range eps {
+				ids = append(ids, e.ID+"@"+e.Sandbox+"/"+e.Network)
+			}
+			if want := []string{"ep3@a/web", "ep@b/front"}; !slices.Equal(ids, want) {
+				t.Errorf("endpoints after replacing: %v, want %v", ids, want)
+			}
+			if h, _ := tx.NameHolders("web", "x", true); len(h) != 0 {
+				t.Errorf("alias of the replaced endpoint still indexed: %v", h)
+			}
+			if h, _ := tx.EndpointsOnHostPort("tcp", 8080); len(h) != 1 || h[0].ID != "ep" {
+				t.Errorf("port index: %v (ep keeps its port)", h)
+			}
+			on, _ := tx.EndpointsOnNetwork("web")
+			of, _ := tx.EndpointsOfSandbox("a")
+			if len(on) != 1 || on[0].ID != "ep3" || len(of) != 1 || of[0].ID != "ep3" {
+				t.Errorf("indexes after replacing: on web %v, of a %v", on, of)
+			}
+			return nil
+		})
+		// Removing and re-creating a network under its name: no old
+		// reservations.
+		update(t, s, func(tx Tx) error {
+			return errors.Join(tx.Reserve("id-web2", ip, "ep3"), tx.DeleteEndpoint("a", "web"), tx.DeleteNetwork("web"))
+		})
+		update(t, s, func(tx Tx) error { return tx.PutNetwork(&model.Network{ID: "id-web3", Name: "web"}) })
+		view(t, s, func(tx Tx) error {
+			if res, _ := tx.Reservations("id-web3"); len(res) != 0 {
+				t.Errorf("a new network under an old name has reservations: %v", res)
+			}
+			if res, _ := tx.Reservations("id-web2"); len(res) != 0 {
+				t.Errorf("the removed network's reservations stayed: %v", res)
+			}
+			return nil
+		})
+	})
 }

@@ -33,22 +33,38 @@ type kv interface {
 	revision() int64
 }
 
-// Buckets. Keys are names; endpoint keys join two names with a NUL, which
-// no name may contain (model.ValidateName), so prefix scans are exact.
+// Buckets (layout 2, layoutVersion). Records are keyed by their ID; names
+// reach them through name indexes, so that a rename rewrites one index
+// entry and not every record that refers to the name, and a name freed and
+// taken again never aliases the records of the one before (a network's
+// reservations are keyed by its ID). Index keys join two names with a NUL,
+// which no name may contain (model.ValidateName), so prefix scans are
+// exact.
 const (
-	bNetworks  = "networks"
-	bSandboxes = "sandboxes"
-	bEndpoints = "endpoints"     // sandbox \x00 network → endpoint
-	bEpByNet   = "endpoints-net" // network \x00 sandbox → empty (index)
-	bIPAM      = "ipam"          // parent of ipam/<network>: IP (4 or 16 bytes) → owner
-	bCursors   = "cursors"       // network → IPv4 (4 bytes); network \x00 "ipv6" → IPv6 (16 bytes)
+	bNetworks  = "networks"      // network ID → network
+	bNetNames  = "network-names" // network name → network ID (index)
+	bSandboxes = "sandboxes"     // sandbox ID → sandbox
+	bSbNames   = "sandbox-names" // sandbox name → sandbox ID (index)
+	bEndpoints = "endpoints"     // endpoint ID → endpoint
+	bEpKeys    = "endpoint-keys" // sandbox \x00 network → endpoint ID (index)
+	bEpByNet   = "endpoints-net" // network \x00 sandbox → endpoint ID (index)
+	bIPAM      = "ipam"          // parent of ipam/<network ID>: IP (4 or 16 bytes) → owner
+	bCursors   = "cursors"       // network ID → IPv4 (4 bytes); network ID \x00 "ipv6" → IPv6 (16 bytes)
 	bMeta      = "meta"
 )
 
-var buckets = []string{bNetworks, bSandboxes, bSbContainers, bEndpoints, bEpByNet, bEpNames, bEpPorts, bIPAM, bCursors, bMeta}
+// layoutVersion is the layout of the buckets above, in meta key layoutKey.
+// 1 (or no key): records keyed by name, reservations and cursors by
+// network name; Open of a bbolt file moves it to 2 (migrateToIDKeys).
+const (
+	layoutVersion = "2"
+	layoutKey     = "store.layout"
+)
+
+var buckets = []string{bNetworks, bNetNames, bSandboxes, bSbNames, bSbContainers, bEndpoints, bEpKeys, bEpByNet, bEpNames, bEpPorts, bIPAM, bCursors, bMeta}
 
 // ipamBucket names the bucket of a network's reservations.
-func ipamBucket(network string) string { return bIPAM + "/" + network }
+func ipamBucket(networkID string) string { return bIPAM + "/" + networkID }
 
 // ErrReadOnly is returned by write methods in a View transaction.
 var ErrReadOnly = errors.New("store: write in a read-only transaction")
@@ -112,56 +128,204 @@ func list[T any](t tx, bucket string, prefix []byte) ([]*T, error) {
 	return out, err
 }
 
+// record returns the record of bucket keyed id; nil, nil when missing.
+func record[T any](t tx, bucket, id string) (*T, error) {
+	if id == "" {
+		return nil, nil
+	}
+	v, err := t.kv.get(bucket, []byte(id))
+	if v == nil || err != nil {
+		return nil, err
+	}
+	return decode[T](v)
+}
+
+// idOf reads a name index: the ID key maps to, "" when none.
+func (t tx) idOf(index string, key []byte) (string, error) {
+	v, err := t.kv.get(index, key)
+	return string(v), err
+}
+
+// byName resolves name through index and reads the record it names; nil,
+// nil when the name is not taken. An index entry without its record is a
+// corrupt state file, and says so.
+func byName[T any](t tx, index, bucket string, key []byte) (*T, error) {
+	id, err := t.idOf(index, key)
+	if id == "" || err != nil {
+		return nil, err
+	}
+	r, err := record[T](t, bucket, id)
+	if r == nil && err == nil {
+		return nil, fmt.Errorf("store: index %s names %q as record %s, which is missing (corrupt state: restore the state file from a backup)", index, key, id)
+	}
+	return r, err
+}
+
+// claimName checks that name is free in index or already maps to id, for
+// a record about to be put under id.
+func (t tx) claimName(index, what, name, id string) error {
+	switch {
+	case id == "":
+		return model.Invalidf("store: %s %q has no ID", what, name)
+	case name == "":
+		return model.Invalidf("store: cannot save a %s with an empty name", what)
+	}
+	held, err := t.idOf(index, []byte(name))
+	if err != nil {
+		return err
+	}
+	if held != "" && held != id {
+		return model.Conflictf("%s name %q is taken by another %s (ID %s): remove it first, or pick another name", what, name, what, held)
+	}
+	return nil
+}
+
 func key2(a, b string) []byte { return []byte(a + "\x00" + b) }
 
 func (t tx) Network(name string) (*model.Network, error) {
-	v, err := t.kv.get(bNetworks, []byte(name))
-	if err != nil {
-		return nil, err
-	}
-	if v == nil {
+	n, err := byName[model.Network](t, bNetNames, bNetworks, []byte(name))
+	if n == nil && err == nil {
 		return nil, model.NotFoundf("network %q not found: list networks with `pontoon network ls`", name)
 	}
-	return decode[model.Network](v)
+	return n, err
 }
 
-func (t tx) Networks() ([]*model.Network, error) { return list[model.Network](t, bNetworks, nil) }
+func (t tx) NetworkByID(id string) (*model.Network, error) {
+	n, err := record[model.Network](t, bNetworks, id)
+	if n == nil && err == nil {
+		return nil, model.NotFoundf("no network with ID %q: list networks with `pontoon network ls`", id)
+	}
+	return n, err
+}
 
-func (t tx) PutNetwork(n *model.Network) error { return t.put(bNetworks, []byte(n.Name), n) }
+func (t tx) Networks() ([]*model.Network, error) {
+	nets, err := list[model.Network](t, bNetworks, nil)
+	slices.SortFunc(nets, func(a, b *model.Network) int { return strings.Compare(a.Name, b.Name) })
+	return nets, err
+}
+
+func (t tx) PutNetwork(n *model.Network) error {
+	if err := t.checkWritable(); err != nil {
+		return err
+	}
+	if err := t.claimName(bNetNames, "network", n.Name, n.ID); err != nil {
+		return err
+	}
+	old, err := record[model.Network](t, bNetworks, n.ID)
+	if err != nil {
+		return err
+	}
+	if err := t.put(bNetworks, []byte(n.ID), n); err != nil {
+		return err
+	}
+	if old != nil && old.Name == n.Name {
+		return nil
+	}
+	if old != nil { // renamed: so are its endpoints' references
+		if err := t.kv.del(bNetNames, []byte(old.Name)); err != nil {
+			return err
+		}
+		eps, err := t.EndpointsOnNetwork(old.Name)
+		if err != nil {
+			return err
+		}
+		if err := t.rehome(eps, func(ep *model.Endpoint) { ep.Network = n.Name }); err != nil {
+			return err
+		}
+	}
+	return t.kv.put(bNetNames, []byte(n.Name), []byte(n.ID))
+}
+
+// rehome carries a rename of a sandbox or a network to the endpoints that
+// name it: each is unindexed, changed by set, written and indexed again.
+func (t tx) rehome(eps []*model.Endpoint, set func(*model.Endpoint)) error {
+	for _, ep := range eps {
+		if err := t.unindexEndpoint(ep); err != nil {
+			return err
+		}
+		set(ep)
+		if err := t.put(bEndpoints, []byte(ep.ID), ep); err != nil {
+			return err
+		}
+		if err := t.indexEndpoint(ep); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func (t tx) DeleteNetwork(name string) error {
-	if err := t.del(bNetworks, []byte(name)); err != nil {
+	if err := t.checkWritable(); err != nil {
 		return err
 	}
-	if err := t.kv.dropBucket(ipamBucket(name)); err != nil {
+	id, err := t.idOf(bNetNames, []byte(name))
+	if id == "" || err != nil {
+		return err // missing is success
+	}
+	if err := errors.Join(t.kv.del(bNetworks, []byte(id)), t.kv.del(bNetNames, []byte(name))); err != nil {
 		return err
 	}
-	if err := t.del(bCursors, cursorKey(name, false)); err != nil {
+	if err := t.kv.dropBucket(ipamBucket(id)); err != nil {
 		return err
 	}
-	return t.del(bCursors, cursorKey(name, true))
+	if err := t.kv.del(bCursors, cursorKey(id, false)); err != nil {
+		return err
+	}
+	return t.kv.del(bCursors, cursorKey(id, true))
 }
 
 func (t tx) Sandbox(name string) (*model.Sandbox, error) {
-	v, err := t.kv.get(bSandboxes, []byte(name))
-	if err != nil {
-		return nil, err
-	}
-	if v == nil {
+	s, err := t.storedSandbox(name)
+	if s == nil && err == nil {
 		return nil, model.NotFoundf("sandbox %q not found: list sandboxes with `pontoon sandbox ls`", name)
 	}
-	return decode[model.Sandbox](v)
+	return s, err
 }
 
-func (t tx) Sandboxes() ([]*model.Sandbox, error) { return list[model.Sandbox](t, bSandboxes, nil) }
+func (t tx) SandboxByID(id string) (*model.Sandbox, error) {
+	s, err := record[model.Sandbox](t, bSandboxes, id)
+	if s == nil && err == nil {
+		return nil, model.NotFoundf("no sandbox with ID %q: list sandboxes with `pontoon sandbox ls`", id)
+	}
+	return s, err
+}
+
+func (t tx) Sandboxes() ([]*model.Sandbox, error) {
+	sbs, err := list[model.Sandbox](t, bSandboxes, nil)
+	slices.SortFunc(sbs, func(a, b *model.Sandbox) int { return strings.Compare(a.Name, b.Name) })
+	return sbs, err
+}
 
 func (t tx) PutSandbox(s *model.Sandbox) error {
-	old, err := t.storedSandbox(s.Name)
+	if err := t.checkWritable(); err != nil {
+		return err
+	}
+	if err := t.claimName(bSbNames, "sandbox", s.Name, s.ID); err != nil {
+		return err
+	}
+	old, err := record[model.Sandbox](t, bSandboxes, s.ID)
 	if err != nil {
 		return err
 	}
-	if err := t.put(bSandboxes, []byte(s.Name), s); err != nil {
+	if err := t.put(bSandboxes, []byte(s.ID), s); err != nil {
 		return err
+	}
+	if old == nil || old.Name != s.Name {
+		if old != nil { // renamed: so are its endpoints' references
+			if err := t.kv.del(bSbNames, []byte(old.Name)); err != nil {
+				return err
+			}
+			eps, err := t.EndpointsOfSandbox(old.Name)
+			if err != nil {
+				return err
+			}
+			if err := t.rehome(eps, func(ep *model.Endpoint) { ep.Sandbox = s.Name }); err != nil {
+				return err
+			}
+		}
+		if err := t.kv.put(bSbNames, []byte(s.Name), []byte(s.ID)); err != nil {
+			return err
+		}
 	}
 	return t.reindexContainer(old, s)
 }
@@ -170,28 +334,41 @@ func (t tx) DeleteSandbox(name string) error {
 	if err := t.checkWritable(); err != nil {
 		return err
 	}
-	old, err := t.storedSandbox(name)
+	id, err := t.idOf(bSbNames, []byte(name))
+	if id == "" || err != nil {
+		return err // missing is success
+	}
+	old, err := record[model.Sandbox](t, bSandboxes, id)
 	if err != nil {
 		return err
 	}
-	if err := t.del(bSandboxes, []byte(name)); err != nil {
+	if err := errors.Join(t.kv.del(bSandboxes, []byte(id)), t.kv.del(bSbNames, []byte(name))); err != nil {
 		return err
+	}
+	if old == nil {
+		return nil
 	}
 	return t.reindexContainer(old, nil)
 }
 
 func (t tx) Endpoint(sandbox, network string) (*model.Endpoint, error) {
-	v, err := t.kv.get(bEndpoints, key2(sandbox, network))
-	if err != nil {
-		return nil, err
-	}
-	if v == nil {
+	ep, err := t.storedEndpoint(sandbox, network)
+	if ep == nil && err == nil {
 		return nil, model.NotFoundf("sandbox %s has no endpoint on network %s", sandbox, network)
 	}
-	return decode[model.Endpoint](v)
+	return ep, err
 }
 
-func (t tx) Endpoints() ([]*model.Endpoint, error) { return list[model.Endpoint](t, bEndpoints, nil) }
+func (t tx) Endpoints() ([]*model.Endpoint, error) {
+	eps, err := list[model.Endpoint](t, bEndpoints, nil)
+	slices.SortFunc(eps, func(a, b *model.Endpoint) int {
+		if c := strings.Compare(a.Sandbox, b.Sandbox); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Network, b.Network)
+	})
+	return eps, err
+}
 
 // ifIndex orders interface names: eth2 before eth10, other names after.
 func ifIndex(name string) int {
@@ -201,8 +378,32 @@ func ifIndex(name string) int {
 	return 1 << 30
 }
 
+// indexed reads the endpoints an index's entries under prefix name (their
+// values are endpoint IDs), in key order.
+func (t tx) indexed(index string, prefix []byte) ([]*model.Endpoint, error) {
+	var ids []string
+	if err := t.kv.scan(index, prefix, func(k, v []byte) error {
+		ids = append(ids, string(v))
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	out := make([]*model.Endpoint, 0, len(ids))
+	for _, id := range ids {
+		ep, err := record[model.Endpoint](t, bEndpoints, id)
+		if err != nil {
+			return nil, err
+		}
+		if ep == nil {
+			return nil, fmt.Errorf("store: index %s names endpoint %s, which is missing (corrupt state: restore the state file from a backup)", index, id)
+		}
+		out = append(out, ep)
+	}
+	return out, nil
+}
+
 func (t tx) EndpointsOfSandbox(sandbox string) ([]*model.Endpoint, error) {
-	eps, err := list[model.Endpoint](t, bEndpoints, []byte(sandbox+"\x00"))
+	eps, err := t.indexed(bEpKeys, []byte(sandbox+"\x00"))
 	slices.SortStableFunc(eps, func(a, b *model.Endpoint) int {
 		if d := ifIndex(a.IfName) - ifIndex(b.IfName); d != 0 {
 			return d
@@ -213,25 +414,65 @@ func (t tx) EndpointsOfSandbox(sandbox string) ([]*model.Endpoint, error) {
 }
 
 func (t tx) EndpointsOnNetwork(network string) ([]*model.Endpoint, error) {
-	var out []*model.Endpoint
-	err := t.kv.scan(bEpByNet, []byte(network+"\x00"), func(k, _ []byte) error {
-		sb := string(k[len(network)+1:])
-		ep, err := t.Endpoint(sb, network)
-		if err != nil {
-			return fmt.Errorf("store: endpoint index names %s on %s: %w", sb, network, err)
-		}
-		out = append(out, ep)
-		return nil
-	})
-	return out, err
+	return t.indexed(bEpByNet, []byte(network+"\x00"))
+}
+
+// indexEndpoint adds every index entry of ep.
+func (t tx) indexEndpoint(ep *model.Endpoint) error {
+	return errors.Join(
+		t.kv.put(bEpKeys, key2(ep.Sandbox, ep.Network), []byte(ep.ID)),
+		t.kv.put(bEpByNet, key2(ep.Network, ep.Sandbox), []byte(ep.ID)),
+		t.reindexNames(nil, ep),
+		t.reindexPorts(nil, ep))
+}
+
+// unindexEndpoint removes every index entry of ep (not its record).
+func (t tx) unindexEndpoint(ep *model.Endpoint) error {
+	return errors.Join(
+		t.kv.del(bEpKeys, key2(ep.Sandbox, ep.Network)),
+		t.kv.del(bEpByNet, key2(ep.Network, ep.Sandbox)),
+		t.reindexNames(ep, nil),
+		t.reindexPorts(ep, nil))
 }
 
 func (t tx) PutEndpoint(e *model.Endpoint) error {
-	old, err := t.storedEndpoint(e.Sandbox, e.Network)
+	if err := t.checkWritable(); err != nil {
+		return err
+	}
+	if e.ID == "" {
+		return model.Invalidf("store: endpoint of %s on %s has no ID", e.Sandbox, e.Network)
+	}
+	if e.Sandbox == "" || e.Network == "" {
+		return model.Invalidf("store: endpoint %s names no sandbox or no network", e.ID)
+	}
+	slot, err := t.idOf(bEpKeys, key2(e.Sandbox, e.Network))
 	if err != nil {
 		return err
 	}
-	if err := t.put(bEndpoints, key2(e.Sandbox, e.Network), e); err != nil {
+	old, err := record[model.Endpoint](t, bEndpoints, slot)
+	if err != nil {
+		return err
+	}
+	if slot != e.ID {
+		// e takes the (sandbox, network) slot from another endpoint, or
+		// comes from another slot: neither leaves anything behind.
+		if old != nil {
+			if err := errors.Join(t.kv.del(bEndpoints, []byte(slot)), t.unindexEndpoint(old)); err != nil {
+				return err
+			}
+		}
+		prev, err := record[model.Endpoint](t, bEndpoints, e.ID)
+		if err != nil {
+			return err
+		}
+		if prev != nil {
+			if err := t.unindexEndpoint(prev); err != nil {
+				return err
+			}
+		}
+		old = nil
+	}
+	if err := t.put(bEndpoints, []byte(e.ID), e); err != nil {
 		return err
 	}
 	if err := t.reindexNames(old, e); err != nil {
@@ -240,27 +481,33 @@ func (t tx) PutEndpoint(e *model.Endpoint) error {
 	if err := t.reindexPorts(old, e); err != nil {
 		return err
 	}
-	return t.kv.put(bEpByNet, key2(e.Network, e.Sandbox), []byte{})
+	if slot == e.ID {
+		return nil
+	}
+	return errors.Join(
+		t.kv.put(bEpKeys, key2(e.Sandbox, e.Network), []byte(e.ID)),
+		t.kv.put(bEpByNet, key2(e.Network, e.Sandbox), []byte(e.ID)))
 }
 
 func (t tx) DeleteEndpoint(sandbox, network string) error {
 	if err := t.checkWritable(); err != nil {
 		return err
 	}
-	old, err := t.storedEndpoint(sandbox, network)
+	slot, err := t.idOf(bEpKeys, key2(sandbox, network))
+	if slot == "" || err != nil {
+		return err // missing is success
+	}
+	old, err := record[model.Endpoint](t, bEndpoints, slot)
 	if err != nil {
 		return err
 	}
-	if err := t.del(bEndpoints, key2(sandbox, network)); err != nil {
+	if err := t.kv.del(bEndpoints, []byte(slot)); err != nil {
 		return err
 	}
-	if err := t.reindexNames(old, nil); err != nil {
-		return err
+	if old == nil {
+		old = &model.Endpoint{Sandbox: sandbox, Network: network}
 	}
-	if err := t.reindexPorts(old, nil); err != nil {
-		return err
-	}
-	return t.del(bEpByNet, key2(network, sandbox))
+	return t.unindexEndpoint(old)
 }
 
 // ipKey is the reservation key of an address: its 4 bytes for IPv4 (the
@@ -291,12 +538,12 @@ func keyIP(k []byte) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-func (t tx) Reservation(network string, ip netip.Addr) (string, bool, error) {
+func (t tx) Reservation(networkID string, ip netip.Addr) (string, bool, error) {
 	k, err := ipKey(ip)
 	if err != nil {
 		return "", false, err
 	}
-	v, err := t.kv.get(ipamBucket(network), k)
+	v, err := t.kv.get(ipamBucket(networkID), k)
 	if err != nil {
 		return "", false, err
 	}
@@ -306,18 +553,18 @@ func (t tx) Reservation(network string, ip netip.Addr) (string, bool, error) {
 	return string(v), true, nil
 }
 
-func (t tx) Reserve(network string, ip netip.Addr, owner string) error {
+func (t tx) Reserve(networkID string, ip netip.Addr, owner string) error {
 	if err := t.checkWritable(); err != nil {
 		return err
 	}
-	if network == "" {
-		return model.Invalidf("store: reservation on a network with an empty name")
+	if networkID == "" {
+		return model.Invalidf("store: reservation on a network without an ID")
 	}
 	k, err := ipKey(ip)
 	if err != nil {
 		return err
 	}
-	cur, err := t.kv.get(ipamBucket(network), k)
+	cur, err := t.kv.get(ipamBucket(networkID), k)
 	if err != nil {
 		return err
 	}
@@ -325,12 +572,12 @@ func (t tx) Reserve(network string, ip netip.Addr, owner string) error {
 		if string(cur) == owner {
 			return nil
 		}
-		return model.Conflictf("address %s on network %s is already reserved by %s", ip, network, cur)
+		return model.Conflictf("address %s is already reserved by %s (network ID %s)", ip, cur, networkID)
 	}
-	return t.kv.put(ipamBucket(network), k, []byte(owner))
+	return t.kv.put(ipamBucket(networkID), k, []byte(owner))
 }
 
-func (t tx) Release(network string, ip netip.Addr) error {
+func (t tx) Release(networkID string, ip netip.Addr) error {
 	if err := t.checkWritable(); err != nil {
 		return err
 	}
@@ -338,15 +585,15 @@ func (t tx) Release(network string, ip netip.Addr) error {
 	if err != nil {
 		return err
 	}
-	return t.kv.del(ipamBucket(network), k)
+	return t.kv.del(ipamBucket(networkID), k)
 }
 
-func (t tx) Reservations(network string) (map[netip.Addr]string, error) {
+func (t tx) Reservations(networkID string) (map[netip.Addr]string, error) {
 	out := map[netip.Addr]string{}
-	err := t.kv.scan(ipamBucket(network), nil, func(k, v []byte) error {
+	err := t.kv.scan(ipamBucket(networkID), nil, func(k, v []byte) error {
 		ip, ok := keyIP(k)
 		if !ok {
-			return fmt.Errorf("store: bad reservation key %x on network %s", k, network)
+			return fmt.Errorf("store: bad reservation key %x on network ID %s", k, networkID)
 		}
 		out[ip] = string(v)
 		return nil
@@ -355,17 +602,16 @@ func (t tx) Reservations(network string) (map[netip.Addr]string, error) {
 }
 
 // cursorKey is the key of a network's cursor of a family in bCursors: the
-// network's name for IPv4 (the key state files have had from the start),
-// the name and "\x00ipv6" for IPv6 (no name holds a NUL).
-func cursorKey(network string, v6 bool) []byte {
+// network's ID for IPv4, the ID and "\x00ipv6" for IPv6.
+func cursorKey(networkID string, v6 bool) []byte {
 	if v6 {
-		return key2(network, "ipv6")
+		return key2(networkID, "ipv6")
 	}
-	return []byte(network)
+	return []byte(networkID)
 }
 
-func (t tx) Cursor(network string, v6 bool) (netip.Addr, error) {
-	v, err := t.kv.get(bCursors, cursorKey(network, v6))
+func (t tx) Cursor(networkID string, v6 bool) (netip.Addr, error) {
+	v, err := t.kv.get(bCursors, cursorKey(networkID, v6))
 	if err != nil {
 		return netip.Addr{}, err
 	}
@@ -375,21 +621,21 @@ func (t tx) Cursor(network string, v6 bool) (netip.Addr, error) {
 	if ip, ok := keyIP(v); ok && ip.Is6() == v6 {
 		return ip, nil
 	}
-	return netip.Addr{}, fmt.Errorf("store: bad cursor %x on network %s", v, network)
+	return netip.Addr{}, fmt.Errorf("store: bad cursor %x on network ID %s", v, networkID)
 }
 
-func (t tx) SetCursor(network string, ip netip.Addr) error {
+func (t tx) SetCursor(networkID string, ip netip.Addr) error {
 	if err := t.checkWritable(); err != nil {
 		return err
 	}
-	if network == "" {
-		return model.Invalidf("store: cursor of a network with an empty name")
+	if networkID == "" {
+		return model.Invalidf("store: cursor of a network without an ID")
 	}
 	k, err := ipKey(ip)
 	if err != nil {
 		return err
 	}
-	return t.kv.put(bCursors, cursorKey(network, ip.Is6()), k)
+	return t.kv.put(bCursors, cursorKey(networkID, ip.Is6()), k)
 }
 
 func (t tx) Meta(key string) (string, error) {

@@ -58,16 +58,18 @@ type Kind uint8
 
 // The kinds of records, in the order Events of one revision are sorted.
 const (
-	// KindNetwork: Key is the network's name, Value a model.Network (JSON).
+	// KindNetwork: Key is the network's ID, Value a model.Network (JSON;
+	// its name is in it: records are keyed by ID, see tx.go).
 	KindNetwork Kind = iota + 1
-	// KindSandbox: Key is the sandbox's name, Value a model.Sandbox (JSON).
+	// KindSandbox: Key is the sandbox's ID, Value a model.Sandbox (JSON).
 	KindSandbox
-	// KindEndpoint: Key is "sandbox/network", Value a model.Endpoint (JSON).
+	// KindEndpoint: Key is the endpoint's ID, Value a model.Endpoint
+	// (JSON, naming its sandbox and network).
 	KindEndpoint
-	// KindReservation: Key is "network/address" (e.g. "web/10.0.0.2"),
-	// Value the owner (an endpoint ID).
+	// KindReservation: Key is "networkID/address" (e.g.
+	// "3f2a…/10.0.0.2"), Value the owner (an endpoint ID).
 	KindReservation
-	// KindCursor: Key is "network/ipv4" or "network/ipv6", Value the
+	// KindCursor: Key is "networkID/ipv4" or "networkID/ipv6", Value the
 	// address last handed out, as text.
 	KindCursor
 	// KindMeta: Key is the meta key, Value its value.
@@ -160,9 +162,6 @@ func toEvent(rev int64, bucket string, key, val []byte) (Event, error) {
 		ev.Op = OpDelete
 	}
 	switch kind {
-	case KindEndpoint:
-		sb, net, _ := strings.Cut(string(key), "\x00")
-		ev.Key = sb + "/" + net
 	case KindReservation:
 		ip, ok := keyIP(key)
 		if !ok {

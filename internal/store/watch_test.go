@@ -44,7 +44,7 @@ func TestUpdateContext(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		ran := false
-		if err := s.Update(ctx, func(tx Tx) error { ran = true; return tx.PutNetwork(&model.Network{Name: "a"}) }); !errors.Is(err, context.Canceled) || ran {
+		if err := s.Update(ctx, func(tx Tx) error { ran = true; return tx.PutNetwork(&model.Network{ID: "a", Name: "a"}) }); !errors.Is(err, context.Canceled) || ran {
 			t.Errorf("Update with an ended ctx: %v, fn ran: %v", err, ran)
 		}
 		if err := s.View(ctx, func(tx Tx) error { ran = true; return nil }); !errors.Is(err, context.Canceled) || ran {
@@ -58,7 +58,7 @@ func TestUpdateContext(t *testing.T) {
 		err := s.Update(ctx, func(tx Tx) error {
 			cancel()
 			_, _ = tx.Network("x")
-			return tx.PutNetwork(&model.Network{Name: "a"})
+			return tx.PutNetwork(&model.Network{ID: "a", Name: "a"})
 		})
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("Update whose ctx ended while it ran: %v, want context.Canceled", err)
@@ -81,12 +81,12 @@ func TestUpdateContext(t *testing.T) {
 			first <- s.Update(context.Background(), func(tx Tx) error {
 				once.Do(func() { close(holding) })
 				<-hold
-				return tx.PutNetwork(&model.Network{Name: "first"})
+				return tx.PutNetwork(&model.Network{ID: "first", Name: "first"})
 			})
 		}()
 		<-holding
 		ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
-		err = s.Update(ctx, func(tx Tx) error { return tx.PutNetwork(&model.Network{Name: "waiter"}) })
+		err = s.Update(ctx, func(tx Tx) error { return tx.PutNetwork(&model.Network{ID: "waiter", Name: "waiter"}) })
 		cancel()
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Update waiting for the writer past its deadline: %v", err)
@@ -112,7 +112,7 @@ func TestRevision(t *testing.T) {
 	forEach(t, func(t *testing.T, s Store) {
 		r0 := revision(t, s)
 		var inside int64
-		update(t, s, func(tx Tx) error { inside = tx.Revision(); return tx.PutNetwork(&model.Network{Name: "a"}) })
+		update(t, s, func(tx Tx) error { inside = tx.Revision(); return tx.PutNetwork(&model.Network{ID: "a", Name: "a"}) })
 		if inside != r0 {
 			t.Errorf("Update read at revision %d, want %d", inside, r0)
 		}
@@ -120,7 +120,7 @@ func TestRevision(t *testing.T) {
 		advanced(t, s, r0, r1)
 
 		_ = s.Update(context.Background(), func(tx Tx) error {
-			_ = tx.PutNetwork(&model.Network{Name: "b"})
+			_ = tx.PutNetwork(&model.Network{ID: "b", Name: "b"})
 			return errors.New("abort")
 		})
 		update(t, s, func(tx Tx) error { _, err := tx.Networks(); return err }) // reads only
@@ -231,29 +231,29 @@ func TestWatch(t *testing.T) {
 			want []ev
 		}{
 			{func(tx Tx) error { return tx.PutNetwork(&model.Network{ID: "n1", Name: "web"}) },
-				[]ev{{KindNetwork, OpPut, "web", "id=n1"}}},
+				[]ev{{KindNetwork, OpPut, "n1", "id=n1"}}},
 			{func(tx Tx) error {
 				return errors.Join(tx.PutSandbox(&model.Sandbox{ID: "s1", Name: "sb"}), tx.PutEndpoint(ep),
-					tx.Reserve("web", ip, "e1"), tx.Reserve("web", ip2, "e1"), tx.SetCursor("web", ip2))
+					tx.Reserve("n1", ip, "e1"), tx.Reserve("n1", ip2, "e1"), tx.SetCursor("n1", ip2))
 			}, []ev{
-				{KindSandbox, OpPut, "sb", "id=s1"},
-				{KindEndpoint, OpPut, "sb/web", "id=e1"},
-				{KindReservation, OpPut, "web/10.7.0.2", "e1"},
-				{KindReservation, OpPut, "web/10.7.0.3", "e1"},
-				{KindCursor, OpPut, "web/ipv4", "10.7.0.3"},
+				{KindSandbox, OpPut, "s1", "id=s1"},
+				{KindEndpoint, OpPut, "e1", "id=e1"},
+				{KindReservation, OpPut, "n1/10.7.0.2", "e1"},
+				{KindReservation, OpPut, "n1/10.7.0.3", "e1"},
+				{KindCursor, OpPut, "n1/ipv4", "10.7.0.3"},
 			}},
-			{func(tx Tx) error { return errors.Join(tx.Release("web", ip), tx.Release("web", addr("10.7.0.99"))) },
-				[]ev{{KindReservation, OpDelete, "web/10.7.0.2", ""}}}, // a missing key has no event
+			{func(tx Tx) error { return errors.Join(tx.Release("n1", ip), tx.Release("n1", addr("10.7.0.99"))) },
+				[]ev{{KindReservation, OpDelete, "n1/10.7.0.2", ""}}}, // a missing key has no event
 			{func(tx Tx) error { return tx.DeleteEndpoint("sb", "web") },
-				[]ev{{KindEndpoint, OpDelete, "sb/web", ""}}},
+				[]ev{{KindEndpoint, OpDelete, "e1", ""}}},
 			{func(tx Tx) error {
 				return errors.Join(tx.DeleteNetwork("web"), tx.DeleteNetwork("old"), tx.SetMeta("k", "v"))
 			},
 				[]ev{
-					{KindNetwork, OpDelete, "old", ""},
-					{KindNetwork, OpDelete, "web", ""},
-					{KindReservation, OpDelete, "web/10.7.0.3", ""},
-					{KindCursor, OpDelete, "web/ipv4", ""},
+					{KindNetwork, OpDelete, "n0", ""},
+					{KindNetwork, OpDelete, "n1", ""},
+					{KindReservation, OpDelete, "n1/10.7.0.3", ""},
+					{KindCursor, OpDelete, "n1/ipv4", ""},
 					{KindMeta, OpPut, "k", "v"},
 				}},
 		}
@@ -261,7 +261,10 @@ func TestWatch(t *testing.T) {
 		for _, st := range steps {
 			update(t, s, st.fn)
 			// Failed and read-only Updates in between have no events.
-			_ = s.Update(ctx, func(tx Tx) error { _ = tx.PutNetwork(&model.Network{Name: "nope"}); return errors.New("abort") })
+			_ = s.Update(ctx, func(tx Tx) error {
+				_ = tx.PutNetwork(&model.Network{ID: "nope", Name: "nope"})
+				return errors.New("abort")
+			})
 			update(t, s, func(tx Tx) error { _, err := tx.Network("web"); _ = err; return nil })
 			want = append(want, st.want)
 		}
@@ -293,7 +296,7 @@ func TestWatch(t *testing.T) {
 		}
 		quiet(t, last)
 		update(t, s, func(tx Tx) error { return tx.PutNetwork(&model.Network{ID: "n9", Name: "next"}) })
-		if got, _ := collect(t, last, 1); !cmp.Equal(got, [][]ev{{{KindNetwork, OpPut, "next", "id=n9"}}}) {
+		if got, _ := collect(t, last, 1); !cmp.Equal(got, [][]ev{{{KindNetwork, OpPut, "n9", "id=n9"}}}) {
 			t.Errorf("watch from the last revision: %v", got)
 		}
 
@@ -356,10 +359,12 @@ func TestWatchCompacted(t *testing.T) {
 	forEach(t, func(t *testing.T, s Store) {
 		r0 := revision(t, s)
 		for i := range 3 {
-			update(t, s, func(tx Tx) error { return tx.PutNetwork(&model.Network{Name: fmt.Sprint("n", i)}) })
+			update(t, s, func(tx Tx) error {
+				return tx.PutNetwork(&model.Network{ID: fmt.Sprint("n", i), Name: fmt.Sprint("n", i)})
+			})
 		}
 		compact(t, s)
-		update(t, s, func(tx Tx) error { return tx.PutNetwork(&model.Network{Name: "after"}) })
+		update(t, s, func(tx Tx) error { return tx.PutNetwork(&model.Network{ID: "after", Name: "after"}) })
 		if _, err := s.Watch(context.Background(), r0); !errors.Is(err, ErrCompacted) || !strings.Contains(err.Error(), "list again") {
 			t.Errorf("watch from before the history: %v, want ErrCompacted", err)
 		}
@@ -391,7 +396,9 @@ func TestSlowWatcher(t *testing.T) {
 			}
 			// More commits than the channel and the history hold.
 			for i := range watchBuffer + 2*8 {
-				update(t, s, func(tx Tx) error { return tx.PutNetwork(&model.Network{Name: fmt.Sprint("n", i)}) })
+				update(t, s, func(tx Tx) error {
+					return tx.PutNetwork(&model.Network{ID: fmt.Sprint("n", i), Name: fmt.Sprint("n", i)})
+				})
 			}
 			var n int
 			var last Event
@@ -435,13 +442,13 @@ func TestEtcdWatchAcrossDaemons(t *testing.T) {
 		t.Fatal(err)
 	}
 	update(t, a, func(tx Tx) error {
-		return errors.Join(tx.PutNetwork(&model.Network{ID: "n1", Name: "web"}), tx.Reserve("web", addr("10.8.0.2"), "e1"))
+		return errors.Join(tx.PutNetwork(&model.Network{ID: "n1", Name: "web"}), tx.Reserve("n1", addr("10.8.0.2"), "e1"))
 	})
 	update(t, a, func(tx Tx) error { return tx.DeleteNetwork("web") })
 	got, revs := collect(t, w, 4)
 	want := [][]ev{
-		{{KindNetwork, OpPut, "web", "id=n1"}, {KindReservation, OpPut, "web/10.8.0.2", "e1"}},
-		{{KindNetwork, OpDelete, "web", ""}, {KindReservation, OpDelete, "web/10.8.0.2", ""}},
+		{{KindNetwork, OpPut, "n1", "id=n1"}, {KindReservation, OpPut, "n1/10.8.0.2", "e1"}},
+		{{KindNetwork, OpDelete, "n1", ""}, {KindReservation, OpDelete, "n1/10.8.0.2", ""}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("b's watch of a's writes (-want +got):\n%s", diff)
@@ -467,8 +474,8 @@ func TestBoltRevisionSurvivesReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	withBoot(t, "boot-1")
 	s := mustOpen(t, path)
-	update(t, s, func(tx Tx) error { return tx.PutNetwork(&model.Network{Name: "a"}) })
-	update(t, s, func(tx Tx) error { return tx.PutSandbox(&model.Sandbox{Name: "b"}) })
+	update(t, s, func(tx Tx) error { return tx.PutNetwork(&model.Network{ID: "a", Name: "a"}) })
+	update(t, s, func(tx Tx) error { return tx.PutSandbox(&model.Sandbox{ID: "b", Name: "b"}) })
 	rev := revision(t, s)
 	s.Close()
 	s = mustOpen(t, path)
@@ -477,7 +484,7 @@ func TestBoltRevisionSurvivesReopen(t *testing.T) {
 	if r < rev {
 		t.Errorf("revision %d after reopen, before %d", r, rev)
 	}
-	update(t, s, func(tx Tx) error { return tx.PutNetwork(&model.Network{Name: "c"}) })
+	update(t, s, func(tx Tx) error { return tx.PutNetwork(&model.Network{ID: "c", Name: "c"}) })
 	if r2 := revision(t, s); r2 != r+1 {
 		t.Errorf("revision %d after a commit at %d", r2, r)
 	}
