@@ -29,7 +29,7 @@ func vtepMAC(vni int, underlay netip.Addr) string {
 	if !underlay.IsValid() {
 		return ""
 	}
-	return link.VXLANMAC(vni, underlay).String()
+	return link.VTEPMAC(underlay).String()
 }
 
 // Node returns one live node of the cluster with its slices and VTEP

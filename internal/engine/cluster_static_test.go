@@ -410,8 +410,7 @@ func TestNodeAndNetworkInspect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vni := h1.mustNet(t, "web").Overlay.VNI
-	wantMAC := link.VXLANMAC(vni, tAddr("192.0.2.2")).String()
+	wantMAC := link.VTEPMAC(tAddr("192.0.2.2")).String()
 	if n.Name != "h2" || n.Self || n.Underlay != tAddr("192.0.2.2") || n.Slices["web"] != tPrefix("10.200.1.0/24") ||
 		n.VTEPMACs["web"] != wantMAC || n.StaticIPs["web"][tAddr("10.200.1.5")] != "b" {
 		t.Errorf("node inspect h2 from h1: %+v", n)
@@ -428,7 +427,7 @@ func TestNodeAndNetworkInspect(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &model.ClusterNetwork{Nodes: []model.ClusterNetworkNode{
-		{Node: "h1", Slice: tPrefix("10.200.0.0/24"), Underlay: tAddr("192.0.2.1"), VTEPMAC: link.VXLANMAC(vni, tAddr("192.0.2.1")).String(), Live: true, Self: true},
+		{Node: "h1", Slice: tPrefix("10.200.0.0/24"), Underlay: tAddr("192.0.2.1"), VTEPMAC: link.VTEPMAC(tAddr("192.0.2.1")).String(), Live: true, Self: true},
 		{Node: "h2", Slice: tPrefix("10.200.1.0/24"), Underlay: tAddr("192.0.2.2"), VTEPMAC: wantMAC, Live: true},
 	}, StaticIPs: map[netip.Addr]string{tAddr("10.200.1.5"): "h2/b"}}
 	if diff := cmp.Diff(want, info.Cluster, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {

@@ -130,7 +130,7 @@ func peersOf(t *cluster.Topology, n *model.Network, self string) []link.Peer {
 			continue
 		}
 		out = append(out, link.Peer{VXLAN: n.Overlay.VXLAN, Slice: s, Gateway: s.Masked().Addr(),
-			VTEPMAC: link.VXLANMAC(n.Overlay.VNI, node.Underlay), Underlay: node.Underlay})
+			VTEPMAC: link.VTEPMAC(node.Underlay), Underlay: node.Underlay})
 	}
 	return out
 }
