@@ -202,7 +202,9 @@ func joinCluster(ctx context.Context, endpoints string, tlsFiles transport.TLSIn
 		cli.Close()
 		return nil, nil, err
 	}
-	n := cluster.Node{Name: node, Underlay: addr, Instance: token}
+	// The VTEP MAC goes into the record: the other nodes program it, and
+	// this node's VXLAN devices carry it (clusterMember.VTEPMAC).
+	n := cluster.Node{Name: node, Underlay: addr, VTEPMAC: link.VTEPMAC(addr).String(), Instance: token}
 	jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	mem, err := cluster.Join(jctx, cli, ClusterPrefix, n, ttl)
@@ -210,7 +212,7 @@ func joinCluster(ctx context.Context, endpoints string, tlsFiles transport.TLSIn
 		cli.Close()
 		return nil, nil, fmt.Errorf("join the cluster at %s as %s: %w", endpoints, node, err)
 	}
-	log.Info("joined the cluster", "etcd", endpoints, "node", node, "underlay", underlay, "address", addr.String(), "ttl", mem.TTL().String())
+	log.Info("joined the cluster", "etcd", endpoints, "node", node, "underlay", underlay, "address", addr.String(), "vtep_mac", mem.Node().VTEPMAC, "ttl", mem.TTL().String())
 	m := &clusterMember{Cluster: mem.Cluster, node: mem.Node(), ttl: mem.TTL(), dev: underlay, addr: addr, log: log, member: mem}
 	go m.keep(ctx)
 	return m, cli, nil
