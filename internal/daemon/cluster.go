@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -48,6 +49,13 @@ type clusterMember struct {
 
 func (m *clusterMember) NodeName() string               { return m.node.Name }
 func (m *clusterMember) Underlay() (string, netip.Addr) { return m.dev, m.addr }
+
+// VTEPMAC is the VTEP MAC of this node's record (written at the first
+// join, the same on every join again).
+func (m *clusterMember) VTEPMAC() net.HardwareAddr {
+	mac, _ := net.ParseMAC(m.node.VTEPMAC) // Join checked it
+	return mac
+}
 
 // Health is "" while the node is a member and etcd answers; otherwise what
 // is wrong, since when, and that the data plane is kept.
