@@ -68,9 +68,10 @@ type Cluster interface {
 // its VTEP MAC, and one FDB entry sending that MAC to its underlay
 // address. A node has one VTEP MAC, on all of its VXLAN devices, written
 // into its record when it joins: peers are programmed with the MAC of
-// their record, never with one derived here (peerMAC). Traffic between the network's sandboxes on different hosts is
-// routed by both hosts and crosses no NAT; the firewall counts the VXLAN
-// device as one of the network's links.
+// their record, never with one derived here (peerMAC). Traffic between
+// the network's sandboxes on different hosts is routed by both hosts and
+// crosses no NAT; the firewall counts the VXLAN device as one of the
+// network's links.
 type overlayDriver struct {
 	bridgeDriver
 	cl  Cluster
