@@ -27,9 +27,10 @@ func newNodeLsCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
-		Short:   "List the cluster's nodes: underlay address, slices of the overlay networks, last seen",
+		Short:   "List the cluster's nodes: underlay address, VTEP MAC, slices of the overlay networks, last seen",
 		Long: `List the cluster's live nodes (those whose record in etcd is kept alive):
-their underlay address (the VXLAN tunnels' endpoint), their slice of each
+their underlay address (the VXLAN tunnels' endpoint), their VTEP MAC (the
+MAC of all of their VXLAN devices, as their record has it), their slice of each
 overlay network, when they started and when they were last seen (their
 lease's last renewal, to the second). A node that dies disappears once its
 lease expires (--node-ttl, 15 s by default); its slices stay, for when it
@@ -45,7 +46,7 @@ neighbours and FDB entries stay as they were meanwhile.`,
 			if format == "json" {
 				return printJSON(cmd, nodes)
 			}
-			t := newTable(cmd, "NODE", "UNDERLAY", "SLICES", "STARTED", "LAST SEEN", "HEALTH")
+			t := newTable(cmd, "NODE", "UNDERLAY", "VTEP MAC", "SLICES", "STARTED", "LAST SEEN", "HEALTH")
 			for _, n := range nodes {
 				var sl []string
 				for _, net := range slices.Sorted(maps.Keys(n.Slices)) {
@@ -63,7 +64,7 @@ neighbours and FDB entries stay as they were meanwhile.`,
 				if n.Health != "" {
 					health = n.Health
 				}
-				t.row(name, n.Underlay.String(), orDash(strings.Join(sl, " ")), n.Started.Format(time.RFC3339), seen, health)
+				t.row(name, n.Underlay.String(), orDash(n.VTEPMAC), orDash(strings.Join(sl, " ")), n.Started.Format(time.RFC3339), seen, health)
 			}
 			return t.flush()
 		},
@@ -76,10 +77,12 @@ func newNodeInspectCmd(g *globals) *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
 		Use:   "inspect NAME...",
-		Short: "Show cluster nodes in detail: underlay, slices and VTEP MACs per overlay network, static addresses",
-		Long: `Show live nodes of the cluster: their underlay address, when they started
-and were last seen, and per overlay network their slice, the MAC of their
-VXLAN device (VTEP) and the addresses their sandboxes hold by a static --ip.
+		Short: "Show cluster nodes in detail: underlay, VTEP MAC, slices per overlay network, static addresses",
+		Long: `Show live nodes of the cluster: their underlay address, their VTEP MAC
+(one per node: the MAC of all of their VXLAN devices, as their record in
+etcd has it, which the other nodes program), when they started and were
+last seen, and per overlay network their slice and the addresses their
+sandboxes hold by a static --ip.
 A node that is not live is an error that says whether it still holds
 slices.`,
 		Args: minArgs(1, "NAME"),
@@ -113,6 +116,7 @@ slices.`,
 				}
 				kv.row("Name:", name)
 				kv.row("Underlay:", n.Underlay.String())
+				kv.row("VTEP MAC:", orDash(n.VTEPMAC))
 				kv.row("Started:", n.Started.Format(time.RFC3339))
 				seen := "-"
 				if !n.LastSeen.IsZero() {
@@ -123,11 +127,11 @@ slices.`,
 				for k := range n.Slices {
 					nets[k] = true
 				}
-				for k := range n.VTEPMACs {
+				for k := range n.StaticIPs {
 					nets[k] = true
 				}
 				for _, net := range slices.Sorted(maps.Keys(nets)) {
-					line := "slice " + orDash(prefixString(n.Slices, net)) + "  vtep " + orDash(n.VTEPMACs[net])
+					line := "slice " + orDash(prefixString(n.Slices, net))
 					if st := n.StaticIPs[net]; len(st) > 0 {
 						var l []string
 						for _, ip := range slices.SortedFunc(maps.Keys(st), func(a, b netip.Addr) int { return a.Compare(b) }) {

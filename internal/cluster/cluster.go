@@ -47,16 +47,19 @@
 //
 // # What a daemon does on start
 //
-//  1. Join with its name, underlay address and VTEP MAC (and a persisted
-//     Instance token, so that a restart within the TTL takes its own
-//     record over instead of being refused); watch Member.Lost and join
-//     again when it fires.
+//  1. Join with its name, underlay address and VTEP MAC (one per node,
+//     the MAC of all its VXLAN devices, derived from the underlay address
+//     so that a node that lost its state gets the same one), and a
+//     persisted Instance token, so that a restart within the TTL takes
+//     its own record over instead of being refused; watch Member.Lost and
+//     join again when it fires.
 //  2. For every overlay network: ClaimSlice(network, subnet, size, name),
 //     and allocate the addresses of its local endpoints inside that slice
 //     (static addresses, which may fall in any slice, with ReserveStatic).
 //  3. Nodes, then WatchNodes from the revision Nodes returned: program one
 //     peer per other node (VXLAN: an FDB entry VTEPMAC → Underlay and a
-//     neighbour; host-gw: a route to the node's slices via its Underlay),
+//     neighbour, with the VTEPMAC of the node's record, never derived
+//     again; host-gw: a route to the node's slices via its Underlay),
 //     and the slices of each network (Slices) to route to the right node.
 //     On an event whose Err wraps store.ErrCompacted, list and watch
 //     again.

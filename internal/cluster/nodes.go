@@ -34,8 +34,13 @@ const maxAttempts = 16
 type Node struct {
 	Name     string     // model.ValidateName; the key of the node's record
 	Underlay netip.Addr // address other nodes reach this one at (VXLAN remote, host-gw gateway)
-	VTEPMAC  string     // MAC of the node's VXLAN device; "" for host-gw (normalised to lower case aa:bb:…)
-	Started  time.Time  // when the daemon started (Join sets time.Now() when zero)
+	// VTEPMAC is the MAC all of the node's VXLAN devices carry, one per
+	// node whatever its networks (link.VTEPMAC of its underlay address):
+	// the other nodes program their neighbour and FDB entries for the
+	// node from it. Join requires it and normalises it (lower case
+	// aa:bb:…).
+	VTEPMAC string
+	Started time.Time // when the daemon started (Join sets time.Now() when zero)
 	// Instance identifies this daemon across its restarts: a token the
 	// caller persists (e.g. a random ID written under the daemon's root
 	// at first start). Join takes over a live record of the same name at
@@ -75,13 +80,17 @@ func (n *Node) check() error {
 		return model.Invalidf("node %s: underlay address %s is not a unicast address other nodes can reach", n.Name, n.Underlay)
 	}
 	n.Underlay = n.Underlay.Unmap()
-	if n.VTEPMAC != "" {
-		hw, err := net.ParseMAC(n.VTEPMAC)
-		if err != nil || len(hw) != 6 {
-			return model.Invalidf("node %s: VTEP MAC %q is not an Ethernet address: give six hex bytes, e.g. 02:42:ac:11:00:02", n.Name, n.VTEPMAC)
-		}
-		n.VTEPMAC = hw.String()
+	if n.VTEPMAC == "" {
+		return model.Invalidf("node %s has no VTEP MAC: give the MAC its VXLAN devices carry (link.VTEPMAC of its underlay address)", n.Name)
 	}
+	hw, err := net.ParseMAC(n.VTEPMAC)
+	switch {
+	case err != nil || len(hw) != 6:
+		return model.Invalidf("node %s: VTEP MAC %q is not an Ethernet address: give six hex bytes, e.g. 02:42:ac:11:00:02", n.Name, n.VTEPMAC)
+	case hw[0]&1 != 0 || hw.String() == "00:00:00:00:00:00":
+		return model.Invalidf("node %s: VTEP MAC %s is not a unicast address: give one whose first byte is even, not all zeros", n.Name, hw)
+	}
+	n.VTEPMAC = hw.String()
 	if len(n.Instance) > 256 {
 		return model.Invalidf("node %s: instance token is %d bytes long: use at most 256", n.Name, len(n.Instance))
 	}

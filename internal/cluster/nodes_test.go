@@ -137,8 +137,12 @@ func TestJoinChecksInput(t *testing.T) {
 		{Node{Name: "a"}, 0, "no underlay"},
 		{Node{Name: "a", Underlay: netip.MustParseAddr("fe80::1%eth0")}, 0, "zone"},
 		{Node{Name: "a", Underlay: netip.MustParseAddr("0.0.0.0")}, 0, "not a unicast"},
+		{Node{Name: "a", Underlay: netip.MustParseAddr("198.51.100.1")}, 0, "no VTEP MAC"},
 		{Node{Name: "a", Underlay: netip.MustParseAddr("198.51.100.1"), VTEPMAC: "zz"}, 0, "not an Ethernet"},
-		{Node{Name: "a", Underlay: netip.MustParseAddr("198.51.100.1")}, time.Millisecond, "at least 1s"},
+		{Node{Name: "a", Underlay: netip.MustParseAddr("198.51.100.1"), VTEPMAC: "02:00:00:00:00"}, 0, "not an Ethernet"},
+		{Node{Name: "a", Underlay: netip.MustParseAddr("198.51.100.1"), VTEPMAC: "01:00:5e:00:00:01"}, 0, "VTEP MAC 01:00:5e:00:00:01 is not a unicast"},
+		{Node{Name: "a", Underlay: netip.MustParseAddr("198.51.100.1"), VTEPMAC: "00:00:00:00:00:00"}, 0, "is not a unicast"},
+		{node("a1", "198.51.100.1"), time.Millisecond, "at least 1s"},
 	} {
 		_, err := Join(ctx, cli, prefix, c.n, c.ttl)
 		if !errors.Is(err, model.ErrInvalid) || !strings.Contains(err.Error(), c.want) {

@@ -45,9 +45,16 @@ func TestFollowTopology(t *testing.T) {
 		t.Error("topology without a revision")
 	}
 
+	if n := first.Nodes["a1"]; n.VTEPMAC != "02:00:00:00:00:01" {
+		t.Errorf("a1's record has VTEP MAC %q, want the one it joined with, 02:00:00:00:00:01", n.VTEPMAC)
+	}
+
 	bcli := etcdtest.NewClient(t, cli)
 	start := time.Now()
-	b := join(t, bcli, node("b2", "198.51.100.2"), 2*time.Second)
+	bn := node("b2", "198.51.100.2")
+	bn.VTEPMAC = "02:AA:BB:CC:DD:02" // stored normalised
+	bn.Instance = "b2-instance"
+	b := join(t, bcli, bn, 2*time.Second)
 	if _, err := b.ClaimSlice(ctx, "web", netip.MustParsePrefix("10.200.0.0/16"), 24, "b2"); err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +66,14 @@ func TestFollowTopology(t *testing.T) {
 	if tp.Slices["web"]["b2"] == tp.Slices["web"]["a1"] {
 		t.Errorf("two nodes with slice %s", tp.Slices["web"]["b2"])
 	}
+	if got := tp.Nodes["b2"].VTEPMAC; got != "02:aa:bb:cc:dd:02" {
+		t.Errorf("b2's VTEP MAC in the topology: %q, want its record's, 02:aa:bb:cc:dd:02", got)
+	}
+	// b2 joins again over its own record with another MAC (its underlay
+	// address changed, say): the followers see the new one.
+	bn.VTEPMAC = "02:aa:bb:cc:dd:22"
+	b = join(t, bcli, bn, 2*time.Second)
+	until("b2's new VTEP MAC", func(tp Topology) bool { return tp.Nodes["b2"].VTEPMAC == "02:aa:bb:cc:dd:22" })
 	// A node that dies: its lease expires and its record goes; its slice
 	// stays (not lease-bound).
 	b.cancel() // stop keeping the lease alive, as a killed daemon would

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -48,6 +49,13 @@ type clusterMember struct {
 
 func (m *clusterMember) NodeName() string               { return m.node.Name }
 func (m *clusterMember) Underlay() (string, netip.Addr) { return m.dev, m.addr }
+
+// VTEPMAC is the VTEP MAC of this node's record (written at the first
+// join, the same on every join again).
+func (m *clusterMember) VTEPMAC() net.HardwareAddr {
+	mac, _ := net.ParseMAC(m.node.VTEPMAC) // Join checked it
+	return mac
+}
 
 // Health is "" while the node is a member and etcd answers; otherwise what
 // is wrong, since when, and that the data plane is kept.
@@ -202,7 +210,9 @@ func joinCluster(ctx context.Context, endpoints string, tlsFiles transport.TLSIn
 		cli.Close()
 		return nil, nil, err
 	}
-	n := cluster.Node{Name: node, Underlay: addr, Instance: token}
+	// The VTEP MAC goes into the record: the other nodes program it, and
+	// this node's VXLAN devices carry it (clusterMember.VTEPMAC).
+	n := cluster.Node{Name: node, Underlay: addr, VTEPMAC: link.VTEPMAC(addr).String(), Instance: token}
 	jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	mem, err := cluster.Join(jctx, cli, ClusterPrefix, n, ttl)
@@ -210,7 +220,7 @@ func joinCluster(ctx context.Context, endpoints string, tlsFiles transport.TLSIn
 		cli.Close()
 		return nil, nil, fmt.Errorf("join the cluster at %s as %s: %w", endpoints, node, err)
 	}
-	log.Info("joined the cluster", "etcd", endpoints, "node", node, "underlay", underlay, "address", addr.String(), "ttl", mem.TTL().String())
+	log.Info("joined the cluster", "etcd", endpoints, "node", node, "underlay", underlay, "address", addr.String(), "vtep_mac", mem.Node().VTEPMAC, "ttl", mem.TTL().String())
 	m := &clusterMember{Cluster: mem.Cluster, node: mem.Node(), ttl: mem.TTL(), dev: underlay, addr: addr, log: log, member: mem}
 	go m.keep(ctx)
 	return m, cli, nil

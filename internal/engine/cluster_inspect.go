@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"pontoon/internal/cluster"
-	"pontoon/internal/link"
 	"pontoon/internal/model"
 )
 
@@ -22,18 +21,18 @@ import (
 // command.
 const inspectTimeout = 3 * time.Second
 
-// vtepMAC is the MAC of node's VXLAN device of a network with VNI vni:
-// derived, as every node derives it (link.VXLANMAC), so it needs no
-// record of its own.
-func vtepMAC(vni int, underlay netip.Addr) string {
-	if !underlay.IsValid() {
+// vtepMAC is node's VTEP MAC as shown: its record's, or for a record
+// without one the MAC its peers are programmed with (nodeVTEPMAC).
+func vtepMAC(n cluster.Node) string {
+	mac, _ := nodeVTEPMAC(n)
+	if mac == nil {
 		return ""
 	}
-	return link.VXLANMAC(vni, underlay).String()
+	return mac.String()
 }
 
-// Node returns one live node of the cluster with its slices and VTEP
-// MACs by overlay network, and the static addresses its sandboxes hold;
+// Node returns one live node of the cluster with its VTEP MAC (in its
+// ClusterNode), its slices, and the static addresses its sandboxes hold;
 // ErrInvalid without a cluster, ErrNotFound for a node with no live
 // record (the error says whether it still holds slices).
 func (e *Engine) Node(ctx context.Context, name string) (*model.ClusterNodeInfo, error) {
@@ -53,12 +52,9 @@ func (e *Engine) Node(ctx context.Context, name string) (*model.ClusterNodeInfo,
 	if i < 0 {
 		return nil, notLive(ctx, cl, name, defs, nodes)
 	}
-	info := &model.ClusterNodeInfo{ClusterNode: nodes[i], VTEPMACs: map[string]string{}}
+	info := &model.ClusterNodeInfo{ClusterNode: nodes[i]}
 	owner := name + "/"
 	for _, d := range defs {
-		if d.Mode != model.OverlayHostGW { // host-gw has no VXLAN device
-			info.VTEPMACs[d.Name] = vtepMAC(d.VNI, info.Underlay)
-		}
 		res, err := cl.StaticReservations(ctx, d.Name)
 		if err != nil {
 			return nil, err
@@ -131,7 +127,7 @@ func (e *Engine) clusterNetwork(ctx context.Context, nw *model.Network) *model.C
 
 // networkNodes lists the holders of an overlay's slices, by name, with
 // where they are reached when they are live (their underlay address, and
-// their VXLAN device's MAC in vxlan mode).
+// in vxlan mode the VTEP MAC of their record).
 func networkNodes(o *model.OverlayOptions, self string, sl map[string]netip.Prefix, nodes []cluster.Node) []model.ClusterNetworkNode {
 	byName := map[string]cluster.Node{}
 	for _, n := range nodes {
@@ -144,7 +140,7 @@ func networkNodes(o *model.OverlayOptions, self string, sl map[string]netip.Pref
 		if live {
 			cn.Underlay = n.Underlay
 			if !o.HostGW() {
-				cn.VTEPMAC = vtepMAC(o.VNI, n.Underlay)
+				cn.VTEPMAC = vtepMAC(n)
 			}
 		}
 		out = append(out, cn)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -27,6 +28,9 @@ type fakeEtcd struct {
 	slices map[string]map[string]netip.Prefix // network → node → slice
 	static map[string]map[netip.Addr]string   // network → address → owner
 	nodes  map[string]cluster.Node
+	// followers get the topology after each change that publishes it
+	// (setRecordMAC): FollowTopology's watch.
+	followers []chan cluster.Topology
 }
 
 func newFakeEtcd() *fakeEtcd {
@@ -41,12 +45,37 @@ type fakeCluster struct {
 	underlay netip.Addr
 }
 
+// join records node with its VTEP MAC 02:00:00:00:00:NN (NN: the last
+// byte of its underlay address), on purpose not link.VTEPMAC of that
+// address: a peer programmed with a MAC derived again, not the record's,
+// fails the tests.
 func (f *fakeEtcd) join(node, underlay string) *fakeCluster {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	u := netip.MustParseAddr(underlay)
-	f.nodes[node] = cluster.Node{Name: node, Underlay: u, Started: time.Unix(1700000000, 0).UTC()}
+	mac := net.HardwareAddr{2, 0, 0, 0, 0, u.As4()[3]}
+	f.nodes[node] = cluster.Node{Name: node, Underlay: u, VTEPMAC: mac.String(), Started: time.Unix(1700000000, 0).UTC()}
 	return &fakeCluster{fakeEtcd: f, node: node, underlay: u}
+}
+
+// recordMAC is node's VTEP MAC as its record has it.
+func (f *fakeEtcd) recordMAC(node string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.nodes[node].VTEPMAC
+}
+
+// setRecordMAC changes node's record's VTEP MAC (as a join again would)
+// and sends the followers the new topology.
+func (f *fakeEtcd) setRecordMAC(node, mac string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := f.nodes[node]
+	n.VTEPMAC = mac
+	f.nodes[node] = n
+	for _, ch := range f.followers {
+		ch <- f.topologyLocked()
+	}
 }
 
 func (f *fakeEtcd) leave(node string) {
@@ -57,6 +86,10 @@ func (f *fakeEtcd) leave(node string) {
 
 func (f *fakeCluster) NodeName() string               { return f.node }
 func (f *fakeCluster) Underlay() (string, netip.Addr) { return "under0", f.underlay }
+func (f *fakeCluster) VTEPMAC() net.HardwareAddr {
+	mac, _ := net.ParseMAC(f.recordMAC(f.node))
+	return mac
+}
 func (f *fakeCluster) RemoveNetworkDef(_ context.Context, name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -159,17 +192,33 @@ func (f *fakeCluster) Nodes(context.Context) ([]cluster.Node, int64, error) {
 func (f *fakeCluster) ReadTopology(context.Context) (cluster.Topology, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.topologyLocked(), nil
+}
+
+func (f *fakeEtcd) topologyLocked() cluster.Topology {
 	t := cluster.Topology{Revision: 1, Nodes: maps.Clone(f.nodes), Slices: map[string]map[string]netip.Prefix{}}
 	for n, s := range f.slices {
 		t.Slices[n] = maps.Clone(s)
 	}
-	return t, nil
+	return t
 }
 
-// FollowTopology reads once: the fake has no watch.
+// FollowTopology reads once, then applies what setRecordMAC publishes,
+// in order, until ctx ends.
 func (f *fakeCluster) FollowTopology(ctx context.Context, changed func(cluster.Topology), _ func(error)) {
-	if t, err := f.ReadTopology(ctx); err == nil {
-		changed(t)
+	ch := make(chan cluster.Topology, 16)
+	f.mu.Lock()
+	f.followers = append(f.followers, ch)
+	t := f.topologyLocked()
+	f.mu.Unlock()
+	changed(t)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case t := <-ch:
+			changed(t)
+		}
 	}
 }
 
@@ -410,10 +459,9 @@ func TestNodeAndNetworkInspect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vni := h1.mustNet(t, "web").Overlay.VNI
-	wantMAC := link.VXLANMAC(vni, tAddr("192.0.2.2")).String()
+	wantMAC := "02:00:00:00:00:02" // h2's record's
 	if n.Name != "h2" || n.Self || n.Underlay != tAddr("192.0.2.2") || n.Slices["web"] != tPrefix("10.200.1.0/24") ||
-		n.VTEPMACs["web"] != wantMAC || n.StaticIPs["web"][tAddr("10.200.1.5")] != "b" {
+		n.VTEPMAC != wantMAC || n.StaticIPs["web"][tAddr("10.200.1.5")] != "b" {
 		t.Errorf("node inspect h2 from h1: %+v", n)
 	}
 	if n, err := h2.e.Node(ctx, "h2"); err != nil || !n.Self {
@@ -428,7 +476,7 @@ func TestNodeAndNetworkInspect(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &model.ClusterNetwork{Nodes: []model.ClusterNetworkNode{
-		{Node: "h1", Slice: tPrefix("10.200.0.0/24"), Underlay: tAddr("192.0.2.1"), VTEPMAC: link.VXLANMAC(vni, tAddr("192.0.2.1")).String(), Live: true, Self: true},
+		{Node: "h1", Slice: tPrefix("10.200.0.0/24"), Underlay: tAddr("192.0.2.1"), VTEPMAC: "02:00:00:00:00:01", Live: true, Self: true},
 		{Node: "h2", Slice: tPrefix("10.200.1.0/24"), Underlay: tAddr("192.0.2.2"), VTEPMAC: wantMAC, Live: true},
 	}, StaticIPs: map[netip.Addr]string{tAddr("10.200.1.5"): "h2/b"}}
 	if diff := cmp.Diff(want, info.Cluster, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {

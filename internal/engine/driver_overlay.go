@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -27,6 +28,9 @@ type Cluster interface {
 	// nodes and its address there (the VXLAN tunnels' endpoints).
 	NodeName() string
 	Underlay() (dev string, addr netip.Addr)
+	// VTEPMAC is this node's VTEP MAC as its record in etcd has it (the
+	// one the other nodes program): all of its VXLAN devices carry it.
+	VTEPMAC() net.HardwareAddr
 	DefineNetwork(ctx context.Context, d cluster.NetworkDef) error
 	RemoveNetworkDef(ctx context.Context, name string) error
 	Networks(ctx context.Context) ([]cluster.NetworkDef, int64, error)
@@ -61,10 +65,13 @@ type Cluster interface {
 // as on the bridge driver, and one VXLAN device (ptvx-VNI) with the
 // slice's network address; per other host one route to its slice through
 // its VXLAN address (onlink), one neighbour entry for that address with
-// its VTEP's MAC, and one FDB entry sending that MAC to its underlay
-// address. Traffic between the network's sandboxes on different hosts is
-// routed by both hosts and crosses no NAT; the firewall counts the VXLAN
-// device as one of the network's links.
+// its VTEP MAC, and one FDB entry sending that MAC to its underlay
+// address. A node has one VTEP MAC, on all of its VXLAN devices, written
+// into its record when it joins: peers are programmed with the MAC of
+// their record, never with one derived here (peerMAC). Traffic between
+// the network's sandboxes on different hosts is routed by both hosts and
+// crosses no NAT; the firewall counts the VXLAN device as one of the
+// network's links.
 type overlayDriver struct {
 	bridgeDriver
 	cl  Cluster
@@ -78,7 +85,11 @@ type overlayDriver struct {
 	// new topology (followPeers): peers programmed into a device that is
 	// half made fail ("network is down") and would wait for the next
 	// change of the cluster to be tried again.
-	mu sync.Mutex
+	mu  sync.Mutex
+	log *slog.Logger
+	// derived are the nodes whose record has no usable VTEP MAC, by
+	// name: peerMAC logs each once.
+	derived sync.Map
 }
 
 func (*overlayDriver) Name() string { return model.DriverOverlay }
@@ -97,12 +108,43 @@ func (d *overlayDriver) Validate(n *model.Network) error {
 	return nil
 }
 
-// vxlanOf is this host's VXLAN device of network n.
+// vxlanOf is this host's VXLAN device of network n, with this node's
+// VTEP MAC (its record's; self-healing checks the device against it).
 func (d *overlayDriver) vxlanOf(n *model.Network) link.VXLAN {
 	dev, addr := d.cl.Underlay()
 	slice := n.Subnets[0].Prefix
-	return link.VXLAN{Name: n.Overlay.VXLAN, VNI: n.Overlay.VNI, Local: addr, Dev: dev, MTU: n.MTU,
+	return link.VXLAN{Name: n.Overlay.VXLAN, VNI: n.Overlay.VNI, Local: addr, Dev: dev, MTU: n.MTU, MAC: d.cl.VTEPMAC(),
 		Addr: netip.PrefixFrom(slice.Masked().Addr(), slice.Addr().BitLen())}
+}
+
+// nodeVTEPMAC is node's VTEP MAC: its record's. A record without one, or
+// with one that is no unicast Ethernet address, should not exist
+// (cluster.Join refuses both; a record written by hand might have
+// them): then the MAC is derived from the node's underlay address, as
+// the node derives its own (link.VTEPMAC), and recorded is false.
+func nodeVTEPMAC(node cluster.Node) (mac net.HardwareAddr, recorded bool) {
+	if hw, err := net.ParseMAC(node.VTEPMAC); err == nil && len(hw) == 6 && hw[0]&1 == 0 && hw.String() != "00:00:00:00:00:00" {
+		return hw, true
+	}
+	if !node.Underlay.IsValid() {
+		return nil, false
+	}
+	return link.VTEPMAC(node.Underlay), false
+}
+
+// peerMAC is nodeVTEPMAC, logging once per node that its record has no
+// usable VTEP MAC.
+func (d *overlayDriver) peerMAC(node cluster.Node) net.HardwareAddr {
+	mac, recorded := nodeVTEPMAC(node)
+	if recorded {
+		d.derived.Delete(node.Name) // fixed: say so again if it breaks again
+		return mac
+	}
+	if _, seen := d.derived.LoadOrStore(node.Name, true); !seen && d.log != nil {
+		d.log.Warn("cluster: a node's record has no usable VTEP MAC; programming the one derived from its underlay address (restart that node's daemon to rewrite its record)",
+			"node", node.Name, "record_vtep_mac", node.VTEPMAC, "underlay", node.Underlay.String(), "derived", mac.String())
+	}
+	return mac
 }
 
 // topology is the cluster's nodes and slices as last seen (read once when
@@ -119,8 +161,10 @@ func (d *overlayDriver) topology(ctx context.Context) (*cluster.Topology, error)
 	return d.topo.Load(), nil
 }
 
-// peersOf are network n's peers in topology t, in node name order.
-func peersOf(t *cluster.Topology, n *model.Network, self string) []link.Peer {
+// peersOf are network n's peers in topology t, in node name order, each
+// with the VTEP MAC of its record.
+func (d *overlayDriver) peersOf(t *cluster.Topology, n *model.Network) []link.Peer {
+	self := d.cl.NodeName()
 	var out []link.Peer
 	held := t.Slices[n.Name]
 	for _, name := range slices.Sorted(maps.Keys(t.Nodes)) {
@@ -130,7 +174,7 @@ func peersOf(t *cluster.Topology, n *model.Network, self string) []link.Peer {
 			continue
 		}
 		out = append(out, link.Peer{VXLAN: n.Overlay.VXLAN, Slice: s, Gateway: s.Masked().Addr(),
-			VTEPMAC: link.VXLANMAC(n.Overlay.VNI, node.Underlay), Underlay: node.Underlay})
+			VTEPMAC: d.peerMAC(node), Underlay: node.Underlay})
 	}
 	return out
 }
@@ -187,7 +231,7 @@ func (d *overlayDriver) applyPeers(t *cluster.Topology, n *model.Network) error 
 	if n.Overlay.HostGW() {
 		return d.syncHostGW(t, n)
 	}
-	return d.link.SetPeers(n.Overlay.VXLAN, peersOf(t, n, d.cl.NodeName()))
+	return d.link.SetPeers(n.Overlay.VXLAN, d.peersOf(t, n))
 }
 
 func (d *overlayDriver) RemoveNetwork(n *model.Network) error {
@@ -212,7 +256,7 @@ func (d *overlayDriver) CheckNetwork(n *model.Network) []string {
 	}
 	out := append(d.bridgeDriver.CheckNetwork(n), d.link.CheckVXLAN(d.vxlanOf(n))...)
 	if t := d.topo.Load(); t != nil && len(out) == 0 {
-		out = append(out, d.link.CheckPeers(n.Overlay.VXLAN, peersOf(t, n, d.cl.NodeName()))...)
+		out = append(out, d.link.CheckPeers(n.Overlay.VXLAN, d.peersOf(t, n))...)
 	}
 	return out
 }
@@ -575,7 +619,7 @@ func (e *Engine) Nodes(ctx context.Context) ([]model.ClusterNode, error) {
 		// This node's record is gone (its membership lost, being
 		// renewed): it is still one, with its slices and its trouble.
 		_, addr := cl.Underlay()
-		nodes = append(nodes, cluster.Node{Name: cl.NodeName(), Underlay: addr})
+		nodes = append(nodes, cluster.Node{Name: cl.NodeName(), Underlay: addr, VTEPMAC: cl.VTEPMAC().String()})
 		if health == "" {
 			health = "degraded: this node's record is not in etcd (its lease expired); joining again"
 		}
@@ -588,7 +632,7 @@ func (e *Engine) Nodes(ctx context.Context) ([]model.ClusterNode, error) {
 				s[network] = p
 			}
 		}
-		cn := model.ClusterNode{Name: n.Name, Underlay: n.Underlay, Slices: s, Started: n.Started, LastSeen: n.LastSeen, Self: n.Name == cl.NodeName()}
+		cn := model.ClusterNode{Name: n.Name, Underlay: n.Underlay, VTEPMAC: vtepMAC(n), Slices: s, Started: n.Started, LastSeen: n.LastSeen, Self: n.Name == cl.NodeName()}
 		if cn.Self {
 			cn.Health = health
 		}

@@ -177,7 +177,7 @@ func New(cfg Config) (*Engine, error) {
 			model.DriverLink:    &linkDriver{link: cfg.Link, st: cfg.Store},
 			model.DriverMacvlan: &macvlanDriver{link: cfg.Link, st: cfg.Store},
 			model.DriverOVS:     &ovsDriver{link: cfg.Link, endpoint: cfg.OVSDB},
-			model.DriverOverlay: &overlayDriver{bridgeDriver: bridgeDriver{cfg.Link}, cl: cfg.Cluster, hgw: hostGW{log: cfg.Log}},
+			model.DriverOverlay: &overlayDriver{bridgeDriver: bridgeDriver{cfg.Link}, cl: cfg.Cluster, hgw: hostGW{log: cfg.Log}, log: cfg.Log},
 		},
 		log: cfg.Log, sbLck: map[string]*sync.Mutex{}, removals: map[string]*removal{},
 		resolveIn: map[string]bool{},

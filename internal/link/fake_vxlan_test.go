@@ -22,7 +22,7 @@ func TestFakeVXLAN(t *testing.T) {
 	if l, ok, _ := f.Link("vx42"); !ok || l.MTU != 1450 || l.Index != idx {
 		t.Errorf("Link(vx42) = %+v, %v: want MTU 1450 (1500 − 50)", l, ok)
 	}
-	peers := []Peer{h2.peer(42, 200), h3.peer(42, 200)}
+	peers := []Peer{h2.peer(200), h3.peer(200)}
 	if err := f.SetPeers("vx42", peers); err != nil {
 		t.Fatal(err)
 	}
@@ -33,12 +33,12 @@ func TestFakeVXLAN(t *testing.T) {
 		t.Errorf("CheckPeers without host 3: %q, want its route, neighbour and FDB entry", d)
 	}
 	dump := f.Dump()
-	for _, want := range []string{"route 10.200.3.0/24 via 10.200.3.0 dev vx42 onlink", "neigh 10.200.2.0 lladdr " + VXLANMAC(42, h2.underlay()).String() + " dev vx42 permanent", "fdb " + VXLANMAC(42, h3.underlay()).String() + " dst 192.0.2.3 dev vx42 self permanent"} {
+	for _, want := range []string{"route 10.200.3.0/24 via 10.200.3.0 dev vx42 onlink", "neigh 10.200.2.0 lladdr " + VTEPMAC(h2.underlay()).String() + " dev vx42 permanent", "fdb " + VTEPMAC(h3.underlay()).String() + " dst 192.0.2.3 dev vx42 self permanent"} {
 		if !strings.Contains(dump, want) {
 			t.Errorf("Dump lacks %q:\n%s", want, dump)
 		}
 	}
-	bad := h2.peer(42, 200)
+	bad := h2.peer(200)
 	bad.Gateway = netip.MustParseAddr("10.9.9.9")
 	if err := f.SetPeers("vx42", []Peer{bad}); err == nil {
 		t.Error("SetPeers with a gateway outside the slice succeeded")

@@ -2,7 +2,6 @@ package link
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -51,8 +50,15 @@ import (
 //     Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8), 70 on IPv6; the kernel
 //     refuses an MTU above the underlay's minus that (EINVAL).
 //   - The device's MAC is what remote nodes program: it must not change
-//     when the device is made again (VXLANMAC derives it from the VNI and
-//     the underlay address).
+//     when the device is made again. pontoon gives every VXLAN device of a
+//     host the same MAC, the node's VTEP MAC (VTEPMAC derives it from the
+//     underlay address; the node records it in etcd and its peers program
+//     the recorded one). One MAC for several devices is fine: each VXLAN
+//     device has its own FDB and its own neighbour table, a frame is
+//     handed to the device of its VNI only (vxlan_vs_find_vni), and the
+//     MAC is checked against that device alone. Isolation between the
+//     networks is the VNI's and the firewall's, never the MAC's: a frame
+//     that reaches a device is routed like any packet of its network.
 
 // VXLANPort is the IANA VXLAN port, VXLAN.Port's default.
 const VXLANPort = 4789
@@ -67,7 +73,8 @@ type VXLAN struct {
 	// MTU 0: the underlay's minus the encapsulation (50 on IPv4, 70 on
 	// IPv6).
 	MTU int
-	// MAC nil: VXLANMAC(VNI, Local).
+	// MAC is the node's VTEP MAC, the same on all of its VXLAN devices;
+	// nil: VTEPMAC(Local).
 	MAC net.HardwareAddr
 	// Addr is the network address of this host's slice as a /32 (or
 	// /128): 10.200.1.0/32. Invalid (zero): no address.
@@ -79,7 +86,7 @@ type Peer struct {
 	VXLAN    string           // the device; "": the one SetPeers is given
 	Slice    netip.Prefix     // the remote node's slice: 10.200.2.0/24
 	Gateway  netip.Addr       // the slice's network address: 10.200.2.0
-	VTEPMAC  net.HardwareAddr // the remote VXLAN device's MAC
+	VTEPMAC  net.HardwareAddr // the remote node's VTEP MAC (that of all its VXLAN devices)
 	Underlay netip.Addr       // the remote node's underlay address
 }
 
@@ -92,18 +99,17 @@ func vxlanOverhead(local netip.Addr) int {
 	return 70
 }
 
-// VXLANMAC is the MAC pontoon gives a VXLAN device: derived from the VNI
-// and the host's underlay address (SHA-256), locally administered and
-// unicast. It is stable across restarts and re-creations, so remote nodes'
-// neighbour and FDB entries stay right, and differs between hosts and
-// between networks on one host.
-func VXLANMAC(vni int, local netip.Addr) net.HardwareAddr {
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], uint32(vni))
+// VTEPMAC is the MAC pontoon gives a node's VXLAN devices, all of them:
+// derived from the node's underlay address alone (SHA-256), locally
+// administered and unicast. It depends on nothing a node keeps on disk,
+// so it survives a lost state directory and a re-created device, and it
+// differs between nodes (between underlay addresses). A node writes it
+// into its record in etcd when it joins; the other nodes program the
+// recorded MAC, and derive it only for a record that lacks one.
+func VTEPMAC(underlay netip.Addr) net.HardwareAddr {
 	h := sha256.New()
-	h.Write([]byte("pontoon vxlan"))
-	h.Write(b[:])
-	h.Write(local.Unmap().AsSlice())
+	h.Write([]byte("pontoon vtep"))
+	h.Write(underlay.Unmap().AsSlice())
 	sum := h.Sum(nil)
 	mac := net.HardwareAddr(sum[:6])
 	mac[0] = mac[0]&^0x01 | 0x02
@@ -121,7 +127,7 @@ func (v VXLAN) mac() net.HardwareAddr {
 	if v.MAC != nil {
 		return v.MAC
 	}
-	return VXLANMAC(v.VNI, v.Local)
+	return VTEPMAC(v.Local)
 }
 
 // check refuses a VXLAN that cannot be made whatever the kernel holds.
@@ -192,7 +198,7 @@ func checkPeers(vx string, local netip.Addr, mac net.HardwareAddr, peers []Peer)
 			return fmt.Errorf("%s: gateway %s is peer %d's too", what, p.Gateway, j)
 		}
 		if j, ok := macs[keyOf(p.VTEPMAC)]; ok {
-			return fmt.Errorf("%s: VTEP MAC %s is peer %d's too: give each node's device its own MAC", what, p.VTEPMAC, j)
+			return fmt.Errorf("%s: VTEP MAC %s is peer %d's too: give each node its own VTEP MAC", what, p.VTEPMAC, j)
 		}
 		gws[p.Gateway], macs[keyOf(p.VTEPMAC)] = i, i
 	}

@@ -46,9 +46,10 @@ func (h vxHost) vxlan(vni int, second byte) VXLAN {
 		Addr: netip.PrefixFrom(h.slice(second).Addr(), 32)}
 }
 
-// peer is what the other hosts program for h's VNI vni.
-func (h vxHost) peer(vni int, second byte) Peer {
-	return Peer{Slice: h.slice(second), Gateway: h.slice(second).Addr(), VTEPMAC: VXLANMAC(vni, h.underlay()), Underlay: h.underlay()}
+// peer is what the other hosts program for h's network 10.<second>.0.0/16
+// (on any VNI: h's VTEP MAC is the same on all of its devices).
+func (h vxHost) peer(second byte) Peer {
+	return Peer{Slice: h.slice(second), Gateway: h.slice(second).Addr(), VTEPMAC: VTEPMAC(h.underlay()), Underlay: h.underlay()}
 }
 
 // sandboxAddr is h's sandbox's address in 10.<second>.n.0/24.
@@ -201,6 +202,21 @@ func (h vxHost) entries(t testing.TB, dev string) string {
 	return h.run(t, "ip", "route", "show", "dev", dev) + h.run(t, "ip", "neigh", "show", "dev", dev) + h.run(t, "bridge", "fdb", "show", "dev", dev)
 }
 
+// vxMAC is device dev's MAC on h.
+func vxMAC(t testing.TB, h vxHost, dev string) string {
+	t.Helper()
+	hd, err := handleAtPath(h.ns, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hd.Close()
+	l, err := hd.LinkByName(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Attrs().HardwareAddr.String()
+}
+
 func vxRx(t testing.TB, h vxHost, dev string) uint64 {
 	t.Helper()
 	hd, err := handleAtPath(h.ns, 0)
@@ -215,14 +231,64 @@ func vxRx(t testing.TB, h vxHost, dev string) uint64 {
 	return l.Attrs().Statistics.RxPackets
 }
 
+// VTEPMAC: one MAC per node, from its underlay address alone; locally
+// administered, unicast, the same every time and for every VNI, another
+// for another node. The value is pinned: a node derives it again after
+// losing its state, and it must get what it had.
+func TestVTEPMAC(t *testing.T) {
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	m := VTEPMAC(a)
+	if len(m) != 6 || m[0]&0x01 != 0 || m[0]&0x02 == 0 {
+		t.Errorf("VTEPMAC(%s) = %s: want 6 bytes, unicast, locally administered", a, m)
+	}
+	if m.String() != "4e:ed:53:10:dc:7c" {
+		t.Errorf("VTEPMAC(%s) = %s, want 4e:ed:53:10:dc:7c: the derivation changed, and with it every node's MAC", a, m)
+	}
+	if again := VTEPMAC(a); again.String() != m.String() {
+		t.Errorf("VTEPMAC(%s) twice: %s, then %s", a, m, again)
+	}
+	if mapped := VTEPMAC(netip.AddrFrom16(a.As16())); mapped.String() != m.String() {
+		t.Errorf("VTEPMAC of %s as ::ffff:%s: %s, want %s", a, a, mapped, m)
+	}
+	if other := VTEPMAC(b); other.String() == m.String() {
+		t.Errorf("nodes %s and %s have one VTEP MAC %s", a, b, m)
+	}
+	if v6 := VTEPMAC(netip.MustParseAddr("2001:db8::1")); len(v6) != 6 || v6[0]&0x03 != 0x02 {
+		t.Errorf("VTEPMAC(2001:db8::1) = %s", v6)
+	}
+
+	// Every VXLAN device of a host gets it when given no MAC; one given
+	// is kept.
+	f := NewFake()
+	f.AddHostLink(LinkInfo{Name: "eth0", MTU: 1500})
+	h := vxHost{n: 1}
+	for _, vni := range []int{42, 43} {
+		if _, err := f.EnsureVXLAN(VXLAN{Name: fmt.Sprintf("vx%d", vni), VNI: vni, Local: h.underlay(), Dev: "eth0"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mine := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x01}
+	if _, err := f.EnsureVXLAN(VXLAN{Name: "vx44", VNI: 44, Local: h.underlay(), Dev: "eth0", MAC: mine}); err != nil {
+		t.Fatal(err)
+	}
+	dump := f.Dump()
+	for _, want := range []string{"vxlan vx42 id 42 local 192.0.2.1 dev eth0 dstport 4789 nolearning mtu 1450 mac " + m.String(),
+		"vxlan vx43 id 43 local 192.0.2.1 dev eth0 dstport 4789 nolearning mtu 1450 mac " + m.String(),
+		"vxlan vx44 id 44 local 192.0.2.1 dev eth0 dstport 4789 nolearning mtu 1450 mac " + mine.String()} {
+		if !strings.Contains(dump, want) {
+			t.Errorf("Dump lacks %q:\n%s", want, dump)
+		}
+	}
+}
+
 func TestVXLANOverlay(t *testing.T) {
 	testutil.RequireRoot(t)
 	h1, h2 := newVXHosts(t)
 	sb1, sb2 := h1.network(t, 42, 200), h2.network(t, 42, 200)
-	if err := h1.l.SetPeers("vx42", []Peer{h2.peer(42, 200)}); err != nil {
+	if err := h1.l.SetPeers("vx42", []Peer{h2.peer(200)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := h2.l.SetPeers("vx42", []Peer{h1.peer(42, 200)}); err != nil {
+	if err := h2.l.SetPeers("vx42", []Peer{h1.peer(200)}); err != nil {
 		t.Fatal(err)
 	}
 	for _, h := range []vxHost{h1, h2} {
@@ -233,7 +299,7 @@ func TestVXLANOverlay(t *testing.T) {
 		if h.n == 2 {
 			other = h1
 		}
-		if d := h.l.CheckPeers("vx42", []Peer{other.peer(42, 200)}); d != nil {
+		if d := h.l.CheckPeers("vx42", []Peer{other.peer(200)}); d != nil {
 			t.Errorf("host %d: CheckPeers after setup: %q", h.n, d)
 		}
 	}
@@ -256,8 +322,8 @@ func TestVXLANOverlay(t *testing.T) {
 		if vx.VxlanId != 42 || vx.Port != 4789 || vx.VtepDevIndex != under.Attrs().Index || !vx.SrcAddr.Equal(net.IP{192, 0, 2, 1}) {
 			t.Errorf("vx42: id %d port %d link %d local %s", vx.VxlanId, vx.Port, vx.VtepDevIndex, vx.SrcAddr)
 		}
-		if vx.HardwareAddr.String() != VXLANMAC(42, h1.underlay()).String() {
-			t.Errorf("vx42 MAC %s, want %s", vx.HardwareAddr, VXLANMAC(42, h1.underlay()))
+		if vx.HardwareAddr.String() != VTEPMAC(h1.underlay()).String() {
+			t.Errorf("vx42 MAC %s, want %s", vx.HardwareAddr, VTEPMAC(h1.underlay()))
 		}
 		// Learning off, read from the raw IFLA_VXLAN_LEARNING attribute
 		// (the library reports false for a missing one too).
@@ -292,12 +358,12 @@ func TestVXLANOverlay(t *testing.T) {
 		}
 		// Nothing learnt: the device's FDB holds the one entry pontoon made.
 		fdb := h1.run(t, "bridge", "fdb", "show", "dev", "vx42")
-		want := fmt.Sprintf("%s dst 192.0.2.2 self permanent", VXLANMAC(42, h2.underlay()))
+		want := fmt.Sprintf("%s dst 192.0.2.2 self permanent", VTEPMAC(h2.underlay()))
 		if strings.TrimSpace(fdb) != want {
 			t.Errorf("host 1 FDB of vx42:\n%s\nwant only %q", fdb, want)
 		}
 		neigh := h1.run(t, "ip", "neigh", "show", "dev", "vx42")
-		if strings.TrimSpace(neigh) != fmt.Sprintf("10.200.2.0 lladdr %s PERMANENT", VXLANMAC(42, h2.underlay())) {
+		if strings.TrimSpace(neigh) != fmt.Sprintf("10.200.2.0 lladdr %s PERMANENT", VTEPMAC(h2.underlay())) {
 			t.Errorf("host 1 neighbours of vx42:\n%s", neigh)
 		}
 	})
@@ -305,27 +371,27 @@ func TestVXLANOverlay(t *testing.T) {
 	t.Run("peers come and go", func(t *testing.T) {
 		h3 := vxHost{n: 3}
 		before := h1.entries(t, "vx42")
-		if err := h1.l.SetPeers("vx42", []Peer{h2.peer(42, 200), h3.peer(42, 200)}); err != nil {
+		if err := h1.l.SetPeers("vx42", []Peer{h2.peer(200), h3.peer(200)}); err != nil {
 			t.Fatal(err)
 		}
 		got := h1.entries(t, "vx42")
-		for _, want := range []string{"10.200.3.0/24 via 10.200.3.0 onlink", "10.200.3.0 lladdr " + VXLANMAC(42, h3.underlay()).String() + " PERMANENT",
-			VXLANMAC(42, h3.underlay()).String() + " dst 192.0.2.3 self permanent"} {
+		for _, want := range []string{"10.200.3.0/24 via 10.200.3.0 onlink", "10.200.3.0 lladdr " + VTEPMAC(h3.underlay()).String() + " PERMANENT",
+			VTEPMAC(h3.underlay()).String() + " dst 192.0.2.3 self permanent"} {
 			if !strings.Contains(got, want) {
 				t.Errorf("after adding host 3, no %q in\n%s", want, got)
 			}
 		}
-		if d := h1.l.CheckPeers("vx42", []Peer{h2.peer(42, 200)}); len(d) != 3 {
+		if d := h1.l.CheckPeers("vx42", []Peer{h2.peer(200)}); len(d) != 3 {
 			t.Errorf("CheckPeers without host 3 should report its 3 entries: %q", d)
 		}
-		if err := h1.l.SetPeers("vx42", []Peer{h2.peer(42, 200)}); err != nil {
+		if err := h1.l.SetPeers("vx42", []Peer{h2.peer(200)}); err != nil {
 			t.Fatal(err)
 		}
 		if after := h1.entries(t, "vx42"); after != before {
 			t.Errorf("after removing host 3:\n%s\nwant as before:\n%s", after, before)
 		}
 		// A changed peer (new underlay address) is replaced, not added.
-		moved := h2.peer(42, 200)
+		moved := h2.peer(200)
 		moved.Underlay = netip.MustParseAddr("192.0.2.22")
 		if err := h1.l.SetPeers("vx42", []Peer{moved}); err != nil {
 			t.Fatal(err)
@@ -333,7 +399,7 @@ func TestVXLANOverlay(t *testing.T) {
 		if fdb := h1.run(t, "bridge", "fdb", "show", "dev", "vx42"); strings.Count(fdb, "\n") != 1 || !strings.Contains(fdb, "dst 192.0.2.22") {
 			t.Errorf("FDB after the peer moved:\n%s", fdb)
 		}
-		if err := h1.l.SetPeers("vx42", []Peer{h2.peer(42, 200)}); err != nil {
+		if err := h1.l.SetPeers("vx42", []Peer{h2.peer(200)}); err != nil {
 			t.Fatal(err)
 		}
 		if err := vxPing(t, sb1, h2.sandboxAddr(200)); err != nil {
@@ -343,13 +409,13 @@ func TestVXLANOverlay(t *testing.T) {
 
 	t.Run("bad input changes nothing", func(t *testing.T) {
 		before := h1.entries(t, "vx42")
-		twin := vxHost{n: 4}.peer(42, 200)
-		twin.VTEPMAC = h2.peer(42, 200).VTEPMAC
+		twin := vxHost{n: 4}.peer(200)
+		twin.VTEPMAC = h2.peer(200).VTEPMAC
 		for _, peers := range [][]Peer{
-			{h2.peer(42, 200), twin}, // two nodes, one MAC
-			{{Slice: netip.MustParsePrefix("10.200.5.0/24"), Gateway: netip.MustParseAddr("10.200.6.0"), VTEPMAC: twin.VTEPMAC, Underlay: twin.Underlay}},                                             // gateway outside the slice
-			{h2.peer(42, 200), {Slice: netip.MustParsePrefix("10.200.2.128/25"), Gateway: netip.MustParseAddr("10.200.2.128"), VTEPMAC: net.HardwareAddr{2, 1, 2, 3, 4, 5}, Underlay: twin.Underlay}}, // overlapping slices
-			{{Slice: h2.slice(200), Gateway: h2.slice(200).Addr(), VTEPMAC: h2.peer(42, 200).VTEPMAC, Underlay: netip.MustParseAddr("2001:db8::2")}},                                                  // another family than the device's
+			{h2.peer(200), twin}, // two nodes, one MAC
+			{{Slice: netip.MustParsePrefix("10.200.5.0/24"), Gateway: netip.MustParseAddr("10.200.6.0"), VTEPMAC: twin.VTEPMAC, Underlay: twin.Underlay}},                                         // gateway outside the slice
+			{h2.peer(200), {Slice: netip.MustParsePrefix("10.200.2.128/25"), Gateway: netip.MustParseAddr("10.200.2.128"), VTEPMAC: net.HardwareAddr{2, 1, 2, 3, 4, 5}, Underlay: twin.Underlay}}, // overlapping slices
+			{{Slice: h2.slice(200), Gateway: h2.slice(200).Addr(), VTEPMAC: h2.peer(200).VTEPMAC, Underlay: netip.MustParseAddr("2001:db8::2")}},                                                  // another family than the device's
 		} {
 			if err := h1.l.SetPeers("vx42", peers); err == nil {
 				t.Errorf("SetPeers(%v) succeeded", peers)
@@ -375,10 +441,10 @@ func TestVXLANOverlay(t *testing.T) {
 	})
 
 	t.Run("check and repair", func(t *testing.T) {
-		want := []Peer{h2.peer(42, 200)}
-		h1.run(t, "bridge", "fdb", "del", h2.peer(42, 200).VTEPMAC.String(), "dev", "vx42", "self")
+		want := []Peer{h2.peer(200)}
+		h1.run(t, "bridge", "fdb", "del", h2.peer(200).VTEPMAC.String(), "dev", "vx42", "self")
 		d := h1.l.CheckPeers("vx42", want)
-		if len(d) != 1 || !strings.Contains(d[0], "no FDB entry "+h2.peer(42, 200).VTEPMAC.String()) {
+		if len(d) != 1 || !strings.Contains(d[0], "no FDB entry "+h2.peer(200).VTEPMAC.String()) {
 			t.Errorf("CheckPeers after the FDB entry was removed: %q", d)
 		}
 		if err := vxPing(t, sb1, h2.sandboxAddr(200)); err == nil {
@@ -404,12 +470,21 @@ func TestVXLANOverlay(t *testing.T) {
 		}
 	})
 
-	t.Run("second network is isolated by VNI", func(t *testing.T) {
+	t.Run("second network: one VTEP MAC, isolated by VNI", func(t *testing.T) {
 		sb1b, sb2b := h1.network(t, 43, 201), h2.network(t, 43, 201)
-		if err := h1.l.SetPeers("vx43", []Peer{h2.peer(43, 201)}); err != nil {
+		// Both devices of a host carry the host's one VTEP MAC, and the
+		// peers of both name the other host by the same MAC.
+		for _, h := range []vxHost{h1, h2} {
+			for _, dev := range []string{"vx42", "vx43"} {
+				if got := vxMAC(t, h, dev); got != VTEPMAC(h.underlay()).String() {
+					t.Errorf("host %d: %s has MAC %s, want the host's VTEP MAC %s", h.n, dev, got, VTEPMAC(h.underlay()))
+				}
+			}
+		}
+		if err := h1.l.SetPeers("vx43", []Peer{h2.peer(201)}); err != nil {
 			t.Fatal(err)
 		}
-		if err := h2.l.SetPeers("vx43", []Peer{h1.peer(43, 201)}); err != nil {
+		if err := h2.l.SetPeers("vx43", []Peer{h1.peer(201)}); err != nil {
 			t.Fatal(err)
 		}
 		if err := vxPing(t, sb1b, h2.sandboxAddr(201)); err != nil {
@@ -418,21 +493,43 @@ func TestVXLANOverlay(t *testing.T) {
 		if from, _ := transfer(t, sb2b, sb1b, h1.sandboxAddr(201), 1<<20); from != h2.sandboxAddr(201) {
 			t.Errorf("VNI 43: seen from %s", from)
 		}
+		// One MAC, two FDBs: host 2's MAC is in each device's own table,
+		// and deleting it from vx43's leaves vx42's (and its traffic).
+		mac := VTEPMAC(h2.underlay()).String()
+		for _, dev := range []string{"vx42", "vx43"} {
+			if fdb := strings.TrimSpace(h1.run(t, "bridge", "fdb", "show", "dev", dev)); fdb != mac+" dst 192.0.2.2 self permanent" {
+				t.Errorf("host 1 FDB of %s:\n%s\nwant only host 2's MAC", dev, fdb)
+			}
+		}
+		h1.run(t, "bridge", "fdb", "del", mac, "dev", "vx43", "self")
+		if d := h1.l.CheckPeers("vx42", []Peer{h2.peer(200)}); d != nil {
+			t.Errorf("deleting vx43's FDB entry changed vx42's: %q", d)
+		}
+		if err := vxPing(t, sb1, h2.sandboxAddr(200)); err != nil {
+			t.Errorf("network 42 without vx43's FDB entry: %v", err)
+		}
+		if err := vxPing(t, sb1b, h2.sandboxAddr(201)); err == nil {
+			t.Error("network 43 passed without its FDB entry: vx43 used vx42's")
+		}
+		if err := h1.l.SetPeers("vx43", []Peer{h2.peer(201)}); err != nil {
+			t.Fatal(err)
+		}
+
 		// Host 1 sends network 42's traffic for host 2 through vx43: the
-		// very frame VNI 42 carried (same inner MACs and addresses), on
-		// VNI 43. Host 2 hands it to vx43, never to vx42: nothing answers.
+		// very frame VNI 42 carried (same inner MACs and addresses, host
+		// 2's VTEP MAC), on VNI 43. Host 2 hands it to vx43, never to
+		// vx42: the VNI picks the device. (vx43 takes the frame, its MAC
+		// being the host's, and host 2 routes it on like any packet of
+		// network 43: keeping it out of network 42 is the firewall's
+		// isolation, which counts vx43 as network 43's link.)
 		if err := h1.l.SetPeers("vx42", nil); err != nil {
 			t.Fatal(err)
 		}
-		// The peer's slice, gateway, VTEP MAC (host 2's vx42's) and
-		// underlay are network 42's: only the VNI differs.
-		if err := h1.l.SetPeers("vx43", []Peer{h2.peer(43, 201), h2.peer(42, 200)}); err != nil {
+		if err := h1.l.SetPeers("vx43", []Peer{h2.peer(200)}); err != nil {
 			t.Fatal(err)
 		}
 		rx42, rx43 := vxRx(t, h2, "vx42"), vxRx(t, h2, "vx43")
-		if err := vxPing(t, sb1, h2.sandboxAddr(200)); err == nil {
-			t.Error("VNI 43 delivered a frame to host 2's VNI 42 device")
-		}
+		_ = vxPing(t, sb1, h2.sandboxAddr(200)) // what matters is where it arrived
 		if got := vxRx(t, h2, "vx42"); got != rx42 {
 			t.Errorf("host 2's vx42 received %d packets sent on VNI 43", got-rx42)
 		}
@@ -440,13 +537,13 @@ func TestVXLANOverlay(t *testing.T) {
 			t.Error("host 2's vx43 received nothing: the frames did not arrive at all, the test proves nothing")
 		}
 		// Back to normal: each network on its own VNI.
-		if err := h1.l.SetPeers("vx43", []Peer{h2.peer(43, 201)}); err != nil {
+		if err := h1.l.SetPeers("vx43", []Peer{h2.peer(201)}); err != nil {
 			t.Fatal(err)
 		}
-		if err := h1.l.SetPeers("vx42", []Peer{h2.peer(42, 200)}); err != nil {
+		if err := h1.l.SetPeers("vx42", []Peer{h2.peer(200)}); err != nil {
 			t.Fatal(err)
 		}
-		if d := h1.l.CheckPeers("vx43", []Peer{h2.peer(43, 201)}); d != nil {
+		if d := h1.l.CheckPeers("vx43", []Peer{h2.peer(201)}); d != nil {
 			t.Errorf("vx43 after SetPeers: %q", d)
 		}
 		if err := vxPing(t, sb1, h2.sandboxAddr(200)); err != nil {
@@ -542,7 +639,7 @@ func vxlanAttr(t testing.TB, nsPath string, idx int, typ uint16) ([]byte, bool) 
 func benchPeers(k int) []Peer {
 	out := make([]Peer, k)
 	for i := range out {
-		out[i] = vxHost{n: i + 2}.peer(42, 200)
+		out[i] = vxHost{n: i + 2}.peer(200)
 	}
 	return out
 }

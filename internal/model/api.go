@@ -126,7 +126,8 @@ type ClusterNetworkNode struct {
 	Node  string       `json:"node"`
 	Slice netip.Prefix `json:"slice"`
 	// Underlay and VTEPMAC are where the node's VXLAN device is reached
-	// (absent while the node is not live).
+	// (absent while the node is not live; VTEPMAC only in vxlan mode):
+	// the node's record's, the same as in its ClusterNode.
 	Underlay netip.Addr `json:"underlay,omitzero"`
 	VTEPMAC  string     `json:"vtep_mac,omitempty"`
 	Live     bool       `json:"live"`           // its etcd record is kept alive
@@ -154,6 +155,10 @@ type PortInfo struct {
 type ClusterNode struct {
 	Name     string     `json:"name"`
 	Underlay netip.Addr `json:"underlay"`
+	// VTEPMAC is the MAC of all of the node's VXLAN devices, one per
+	// node, as its record in etcd has it: what the other nodes program
+	// for it (neighbour and FDB entries).
+	VTEPMAC string `json:"vtep_mac,omitempty"`
 	// Slices are the node's slices, by overlay network.
 	Slices   map[string]netip.Prefix `json:"slices"`
 	Started  time.Time               `json:"started"`
@@ -169,10 +174,6 @@ type ClusterNode struct {
 // /v1/nodes/{name}).
 type ClusterNodeInfo struct {
 	ClusterNode
-	// VTEPMACs are the MACs of the node's VXLAN devices, by overlay
-	// network (derived from the network's VNI and the node's underlay
-	// address, as every node derives them).
-	VTEPMACs map[string]string `json:"vtep_macs"`
 	// StaticIPs are the addresses the node's sandboxes hold by a static
 	// --ip, by overlay network: address → sandbox.
 	StaticIPs map[string]map[netip.Addr]string `json:"static_ips,omitempty"`

@@ -275,8 +275,9 @@ func TestOverlayEtcdLeaderDies(t *testing.T) {
 }
 
 // Self-healing covers the overlay's kernel state: a deleted route to the
-// other host's slice, a deleted FDB entry and neighbour, and a deleted
-// VXLAN device are put back, and the traffic flows again.
+// other host's slice, a deleted FDB entry and neighbour, a changed MAC
+// of the VXLAN device (back to the node's record's VTEP MAC) and a
+// deleted VXLAN device are put back, and the traffic flows again.
 func TestOverlaySelfHeals(t *testing.T) {
 	cli := etcdtest.Start(t)
 	h1, h2 := overlayPair(t, cli.Endpoints()[0], "--heal-period", "1s")
@@ -309,6 +310,14 @@ func TestOverlaySelfHeals(t *testing.T) {
 	h1.In(h1.NS, "bridge", "fdb", "del", fdb[0], "dev", vx[0])
 	h1.In(h1.NS, "ip", "neigh", "flush", "dev", vx[0])
 	pings("after its FDB entry and neighbour were deleted")
+	// Another MAC on h1's device: h2 sends to the MAC of h1's record,
+	// which the device no longer takes, until self-healing puts it back.
+	mac := h1.self().VTEPMAC
+	h1.In(h1.NS, "ip", "link", "set", vx[0], "address", "02:11:22:33:44:55")
+	pings("after the VXLAN device's MAC was changed")
+	if out := h1.In(h1.NS, "ip", "-br", "link", "show", vx[0]); !strings.Contains(out, mac) {
+		t.Errorf("h1's %s after self-healing: %s, want its record's VTEP MAC %s", vx[0], out, mac)
+	}
 	h1.In(h1.NS, "ip", "link", "del", vx[0])
 	pings("after the VXLAN device was deleted")
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"net/netip"
 	"strings"
@@ -14,7 +15,9 @@ import (
 // Two hosts, one etcd: a static --ip on an overlay network is reserved
 // across the cluster (the other host gets a conflict naming the holder;
 // after the holder's removal it is free again), and `node inspect` and
-// `network inspect` show the other node's slice, underlay and VTEP.
+// `network inspect` show the other node's slice, underlay and VTEP MAC:
+// its record's, the one on all of its VXLAN devices and in the other
+// node's neighbour and FDB entries for it.
 func TestOverlayStaticAcrossHosts(t *testing.T) {
 	cli := etcdtest.Start(t)
 	ep := cli.Endpoints()[0]
@@ -57,23 +60,54 @@ func TestOverlayStaticAcrossHosts(t *testing.T) {
 		t.Errorf("h2 asks for an address of h1's slice: %s", msg)
 	}
 
-	// node inspect of the other node: its underlay, slice, VTEP MAC and
+	// node inspect of the other node: its underlay, VTEP MAC, slice and
 	// static address; the same from either host.
 	var n []model.ClusterNodeInfo
 	if err := json.Unmarshal([]byte(h2.P("node", "inspect", "h1", "--format", "json")), &n); err != nil || len(n) != 1 {
 		t.Fatalf("node inspect h1 on h2: %v", err)
 	}
-	if h := n[0]; h.Name != "h1" || h.Self || h.Underlay.String() != "192.0.2.1" || h.VTEPMACs["web"] == "" ||
+	mac := n[0].VTEPMAC
+	if h := n[0]; h.Name != "h1" || h.Self || h.Underlay.String() != "192.0.2.1" || mac == "" ||
 		h.StaticIPs["web"][netip.MustParseAddr(static)] != "a" {
 		t.Errorf("node inspect h1 on h2: %+v", h)
 	}
-	// The VTEP MAC it shows is the one h1's VXLAN device has.
-	vx := h1.HostLinks("ptvx-")
-	if len(vx) != 1 {
-		t.Fatalf("h1's VXLAN devices: %v", vx)
+	if out := h2.P("node", "ls"); !strings.Contains(out, mac) {
+		t.Errorf("node ls on h2 does not show h1's VTEP MAC %s:\n%s", mac, out)
 	}
-	if out := h1.In(h1.NS, "ip", "-br", "link", "show", vx[0]); !strings.Contains(out, n[0].VTEPMACs["web"]) {
-		t.Errorf("node inspect says h1's VTEP is %s; h1 has %s", n[0].VTEPMACs["web"], out)
+	// The MAC it shows is the one h1 wrote into its record in etcd ...
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, "/pontoon-cluster/nodes/h1")
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("h1's record in etcd: %v, %d keys", err, len(resp.Kvs))
+	}
+	var rec struct {
+		VTEPMAC string `json:"vtep_mac"`
+	}
+	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil || rec.VTEPMAC != mac {
+		t.Errorf("h1's record %s (%v): node inspect says VTEP MAC %s", resp.Kvs[0].Value, err, mac)
+	}
+	// ... the one every VXLAN device of h1 has (a second network, the
+	// same MAC) ...
+	h1.P("network", "create", "api", "--driver", "overlay", "--subnet", "10.201.0.0/16")
+	waitNetwork(t, h2, "api")
+	vx := h1.HostLinks("ptvx-")
+	if len(vx) != 2 {
+		t.Fatalf("h1's VXLAN devices: %v, want web's and api's", vx)
+	}
+	for _, d := range vx {
+		if out := h1.In(h1.NS, "ip", "-br", "link", "show", d); !strings.Contains(out, mac) {
+			t.Errorf("node inspect says h1's VTEP MAC is %s; h1 has %s", mac, out)
+		}
+	}
+	// ... and the one h2 programs for h1 on each of its devices.
+	for _, d := range h2.HostLinks("ptvx-") {
+		if out, ok := within(5*time.Second, func() (string, bool) {
+			o := h2.In(h2.NS, "bridge", "fdb", "show", "dev", d) + h2.In(h2.NS, "ip", "neigh", "show", "dev", d)
+			return o, strings.Contains(o, mac+" dst 192.0.2.1 self permanent") && strings.Contains(o, "lladdr "+mac+" PERMANENT")
+		}); !ok {
+			t.Errorf("h2's %s has no FDB entry and neighbour for h1's VTEP MAC %s:\n%s", d, mac, out)
+		}
 	}
 	if msg := h1.PFail("node", "inspect", "nope"); !strings.Contains(msg, "h1, h2") {
 		t.Errorf("node inspect of an unknown node: %s", msg)
@@ -89,7 +123,7 @@ func TestOverlayStaticAcrossHosts(t *testing.T) {
 	if len(c.Nodes) != 2 || c.Error != "" {
 		t.Fatalf("network inspect web's cluster part: %+v", c)
 	}
-	if p := c.Nodes[1]; p.Node != "h2" || p.Self || !p.Live || p.Slice.String() != s2 || p.Underlay.String() != "192.0.2.2" || p.VTEPMAC == "" {
+	if p := c.Nodes[1]; p.Node != "h2" || p.Self || !p.Live || p.Slice.String() != s2 || p.Underlay.String() != "192.0.2.2" || p.VTEPMAC == "" || p.VTEPMAC == mac || p.VTEPMAC != h2.self().VTEPMAC {
 		t.Errorf("network inspect web on h1, peer h2: %+v", p)
 	}
 	if me := c.Nodes[0]; me.Node != "h1" || !me.Self || me.Slice.String() != s1 {
