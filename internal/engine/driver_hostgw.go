@@ -22,9 +22,10 @@ import (
 // one route per remote node (link.SetHostRoutes, within the network's
 // whole range so networks sharing the underlay keep each other's). The
 // local slice is on the network's bridge as in vxlan mode, and the
-// firewall knows the network's whole range as its remote members
-// (fwNetwork), so traffic from them into the bridge is not "unsolicited"
-// and traffic to them is not masqueraded.
+// firewall knows the network's whole range as its remote members,
+// through the underlay (fwNetwork, remoteVia), so traffic from them into
+// the bridge is not "unsolicited" and traffic to them is not masqueraded
+// — when it comes and goes through the underlay, and only then.
 //
 // A node whose underlay address is inside none of this host's underlay
 // prefixes is on another segment: the kernel would refuse the route
@@ -146,6 +147,23 @@ func (d *overlayDriver) removeHostGW(n *model.Network) error {
 	d.recordRefusals(n.Name, nil)
 	dev, _ := d.cl.Underlay()
 	return d.link.SetHostRoutes(dev, n.Overlay.Subnet, nil)
+}
+
+// remoteVia is the host interface network n's members on other hosts
+// come and go through (firewall.Network.RemoteVia): the underlay in
+// host-gw mode, the network's VXLAN device otherwise. "" when there is
+// none — a daemon started without --cluster still has an overlay
+// network's record, but no underlay: the firewall then knows no remote
+// members, and drops what comes from them as unsolicited.
+func (d *overlayDriver) remoteVia(n *model.Network) string {
+	if !n.Overlay.HostGW() {
+		return n.Overlay.VXLAN
+	}
+	if d.cl == nil {
+		return ""
+	}
+	dev, _ := d.cl.Underlay()
+	return dev
 }
 
 // hostGWMTU is the MTU of a host-gw network on an underlay of MTU under:

@@ -241,7 +241,7 @@ func (e *Engine) hook(step string) error {
 }
 
 // firewallState builds the firewall's desired state from the store.
-func firewallState(nets []*model.Network, eps []*model.Endpoint) firewall.State {
+func (e *Engine) firewallState(nets []*model.Network, eps []*model.Endpoint) firewall.State {
 	var s firewall.State
 	byName := make(map[string]*model.Network, len(nets))
 	for _, n := range nets {
@@ -259,7 +259,7 @@ func firewallState(nets []*model.Network, eps []*model.Endpoint) firewall.State 
 		if !n.HasHostGateway() {
 			continue // its traffic never passes the host
 		}
-		s.Networks = append(s.Networks, fwNetwork(n))
+		s.Networks = append(s.Networks, e.fwNetwork(n))
 	}
 	return s
 }
@@ -278,7 +278,7 @@ func (e *Engine) syncFirewall(ctx context.Context) error {
 		return err
 	}
 	start := time.Now()
-	if err := e.fw.Sync(ctx, firewallState(nets, eps)); err != nil {
+	if err := e.fw.Sync(ctx, e.firewallState(nets, eps)); err != nil {
 		e.emitTimed(Event{Kind: model.EventFailed, Op: "firewall-sync", Detail: err.Error()}, start)
 		return fmt.Errorf("firewall: %w", err)
 	}

@@ -724,7 +724,7 @@ func (h *healer) wantFirewall() firewall.State {
 		eps, err = tx.Endpoints()
 		return err
 	})
-	return firewallState(nets, eps)
+	return h.e.firewallState(nets, eps)
 }
 
 // healForward turns forwarding back on: IPv4's always (the daemon manages

@@ -40,7 +40,7 @@ func (e *Engine) Ports(sandbox string) ([]model.PortInfo, error) {
 				if err != nil {
 					return err
 				}
-				fn = fwNetwork(n)
+				fn = e.fwNetwork(n)
 				nets[ep.Network] = fn
 			}
 			for _, m := range ep.Ports {
@@ -58,19 +58,25 @@ func (e *Engine) Ports(sandbox string) ([]model.PortInfo, error) {
 }
 
 // fwNetwork is what the firewall knows of a network.
-func fwNetwork(n *model.Network) firewall.Network {
+func (e *Engine) fwNetwork(n *model.Network) firewall.Network {
 	var links []string
 	var remotes []netip.Prefix
+	var via string
 	if n.Overlay != nil && n.Overlay.VXLAN != "" {
 		links = []string{n.Overlay.VXLAN} // carries the network to its other hosts
 	}
-	if n.Overlay != nil && n.Overlay.Subnet.IsValid() {
-		// Its members on the other hosts, by address: required in host-gw
-		// mode (their traffic comes and goes through the underlay),
-		// harmless with VXLAN (the device is a member link already).
-		remotes = []netip.Prefix{n.Overlay.Subnet.Masked()}
+	if d, ok := e.drivers[model.DriverOverlay].(*overlayDriver); ok && n.Overlay != nil && n.Overlay.Subnet.IsValid() {
+		// Its members on the other hosts, by address and by the interface
+		// they come through (the overlay driver says which): required in
+		// host-gw mode (their traffic comes and goes through the
+		// underlay), harmless with VXLAN (the device is a member link
+		// already). From anywhere else the range is nobody's member.
+		if via = d.remoteVia(n); via != "" {
+			remotes = []netip.Prefix{n.Overlay.Subnet.Masked()}
+		}
 	}
-	return firewall.Network{Name: n.Name, Bridge: n.Bridge, Links: links, Remotes: remotes, Internal: n.Internal, Isolated: !n.ICC, Subnets: n.Subnets}
+	return firewall.Network{Name: n.Name, Bridge: n.Bridge, Links: links, Remotes: remotes, RemoteVia: via,
+		Internal: n.Internal, Isolated: !n.ICC, Subnets: n.Subnets}
 }
 
 // Relay answers published ports on the host's [::1] in user space, where

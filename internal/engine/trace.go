@@ -133,7 +133,7 @@ func (e *Engine) traceTopology(v6 bool) (*trace.Topology, error) {
 	}); err != nil {
 		return nil, err
 	}
-	top := &trace.Topology{Firewall: firewall.NewEvaluator(firewallState(nets, eps))}
+	top := &trace.Topology{Firewall: firewall.NewEvaluator(e.firewallState(nets, eps))}
 	for _, n := range nets {
 		s, ok := n.Subnet4()
 		if v6 {

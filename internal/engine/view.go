@@ -182,7 +182,7 @@ func (e *Engine) view(ctx context.Context, q viewQuery) (*view, error) {
 				v.uplinks = append(v.uplinks, model.TopoUplink{Name: u.Name, Index: u.Index, MTU: u.MTU})
 			}
 		}
-		if reason := e.fw.Check(ctx, firewallState(nets, eps)); reason != "" {
+		if reason := e.fw.Check(ctx, e.firewallState(nets, eps)); reason != "" {
 			v.drift = append(v.drift, "firewall: "+reason)
 		}
 		if e.cfg.SetIPForward {

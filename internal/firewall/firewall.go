@@ -45,16 +45,24 @@ type Network struct {
 	Links []string
 	// Remotes are the network's members on other hosts, by address: an
 	// overlay network's whole range across the cluster (10.201.0.0/16),
-	// of which Subnets holds this host's slice. In host-gw mode their
-	// traffic arrives on, and leaves through, the underlay (no member
-	// link carries it): packets from them into the bridge and from the
-	// bridge to them are the network's own (accepted, also on --internal
-	// networks, and not masqueraded), while packets from them into
-	// another network's bridge stay dropped. Not on --icc=false networks,
-	// whose sandboxes do not reach each other, here or across hosts. At
-	// most one per family.
-	Remotes  []netip.Prefix
-	Internal bool // no route out, no NAT, not reachable from outside
+	// of which Subnets holds this host's slice. Their traffic is the
+	// network's own only on RemoteVia: packets from them arriving on it
+	// into the bridge, and from the bridge to them leaving through it,
+	// are accepted (also on --internal networks) and not masqueraded.
+	// From them on any other interface, or into another network's
+	// bridge, they are dropped like anything unsolicited. Not on
+	// --icc=false networks, whose sandboxes do not reach each other, here
+	// or across hosts. At most one per family.
+	Remotes []netip.Prefix
+	// RemoteVia is the host interface the Remotes come and go through,
+	// required with them: in host-gw mode the underlay (the daemon's
+	// --underlay; no member link carries their traffic), with VXLAN the
+	// network's VXLAN device (one of its Links, which already makes that
+	// traffic the network's own: the elements say the same thing again).
+	// Without it, anyone who can put a packet on another of the host's
+	// links could inject into the network by sending from its range.
+	RemoteVia string
+	Internal  bool // no route out, no NAT, not reachable from outside
 	// Isolated is --icc=false: the network's sandboxes do not reach each
 	// other. Bridge port isolation keeps them apart on the bridge; the
 	// forward chain keeps them apart when one routes to another through

@@ -260,25 +260,39 @@ func forwardChain() Chain {
 // remoteRules are (i): a host-gw overlay network's members on other hosts
 // are reached through the underlay, which is no link of the network, so
 // (f) would drop what they send into the bridge and (c) what an internal
-// network sends them. They are known by address (set remote-members:
-// bridge . the network's whole range): a packet from outside the host's
-// bridges, from an address of network N's range, into N's bridge is N's
-// own, and so is one from N's bridge, to an address of N's range, out of
-// a non-bridge link. A packet from N's range into another network's
-// bridge matches no element: (f) drops it (isolation), as it drops
-// anything from outside the cluster. Not from or to another pontoon
-// bridge: a sandbox there is no remote member whatever address it sends
-// from ((d) decides). After (h): an --icc=false network has no elements
-// (its sandboxes do not reach each other across hosts either); before
-// (c): an --internal overlay network still reaches its own members.
+// network sends them. They are known by address and by the interface
+// they come through (set remote-members: bridge . uplink . the network's
+// whole range; Network.RemoteVia): a packet arriving on N's uplink, from
+// an address of N's range, into N's bridge is N's own, and so is one
+// from N's bridge, to an address of N's range, out through N's uplink.
+//
+// The uplink is part of the key because the address alone proves
+// nothing: any host on any of this host's links (a LAN port, a VPN,
+// docker0) can send from N's range, and would reach N's sandboxes if the
+// range were N's own wherever it came from (issue #13). So a packet from
+// N's range on another interface matches no element, nor does one into
+// another network's bridge: (f) drops both (unsolicited; isolation), as
+// it drops anything from outside the cluster. A sandbox of another
+// pontoon network sending from N's range arrives on its own bridge,
+// which is no network's uplink ((d) decides).
+//
+// Each rule first asks, by one hash lookup, whether the packet goes into
+// (comes out of) a pontoon bridge, as every element's does: packets that
+// do not (between two non-pontoon links, or a sandbox's to the world for
+// remote-in) skip the concatenation's lookup. With VXLAN the uplink is
+// the network's VXLAN device, one of its links: (a) accepted its traffic
+// already, and the elements say the same. After (h): an --icc=false
+// network has no elements (its sandboxes do not reach each other across
+// hosts either); before (c): an --internal overlay network still reaches
+// its own members.
 func remoteRules() []Rule {
 	var rules []Rule
 	for _, f := range IPFamilies {
 		rules = append(rules,
-			Rule{Name: RuleRemoteIn, Match: []Match{notIn(setBridges, KeyIIFName), in(f.name(setRemotes), KeyOIFName, f.Saddr())},
-				Action: verdict(Accept), Comment: f.comment("(i) from a network's members on other hosts")},
-			Rule{Name: RuleRemoteOut, Match: []Match{notIn(setBridges, KeyOIFName), in(f.name(setRemotes), KeyIIFName, f.Daddr())},
-				Action: verdict(Accept), Comment: f.comment("(i) to a network's members on other hosts")})
+			Rule{Name: RuleRemoteIn, Match: []Match{in(setBridges, KeyOIFName), in(f.name(setRemotes), KeyOIFName, KeyIIFName, f.Saddr())},
+				Action: verdict(Accept), Comment: f.comment("(i) from a network's members on other hosts, through its uplink")},
+			Rule{Name: RuleRemoteOut, Match: []Match{in(setBridges, KeyIIFName), in(f.name(setRemotes), KeyIIFName, KeyOIFName, f.Daddr())},
+				Action: verdict(Accept), Comment: f.comment("(i) to a network's members on other hosts, through its uplink")})
 	}
 	return rules
 }
@@ -376,12 +390,16 @@ func postroutingChain() Chain {
 	//
 	// But not to the network's own members on other hosts (a host-gw
 	// overlay's range, leaving through the underlay): they see the
-	// sandbox's own address, as on one host. Keyed on both addresses
-	// (set remote-pairs: subnet . range), as nat postrouting has no input
-	// interface for the bridge. Not through a pontoon bridge, so hairpin
-	// (below) still applies there.
+	// sandbox's own address, as on one host. Keyed on both addresses and
+	// the uplink (set remote-pairs: subnet . range . uplink; nat
+	// postrouting has no input interface for the bridge): through another
+	// interface the range is not the network's, and the packet is
+	// masqueraded like anything else leaving the host. (With VXLAN the
+	// uplink is the VXLAN device, a pontoon link, which masquerade leaves
+	// alone anyway; hairpin, below, never leaves through it: a published
+	// port's targets are this host's sandboxes.)
 	for _, f := range IPFamilies {
-		rules = append(rules, Rule{Name: RuleRemoteNoNAT, Match: []Match{in(f.name(setRemotePairs), f.Saddr(), f.Daddr()), notIn(setBridges, KeyOIFName)},
+		rules = append(rules, Rule{Name: RuleRemoteNoNAT, Match: []Match{in(f.name(setRemotePairs), f.Saddr(), f.Daddr(), KeyOIFName)},
 			Action: verdict(Accept), Comment: f.comment("a network's members on other hosts see the sandbox's own address")})
 	}
 	for _, f := range IPFamilies {

@@ -25,8 +25,8 @@ import (
 //	set masq-subnets   ipv4_addr, interval   subnets source-NATed when they leave the host
 //	set masq-subnets6  ipv6_addr, interval   the same, IPv6
 //	set subnets, subnets6                    every network's subnets
-//	set remote-members   ifname . ipv4_addr, interval   bridge . a network's members on other hosts
-//	set remote-pairs     ipv4_addr . ipv4_addr, interval   subnet . its network's members on other hosts
+//	set remote-members   ifname . ifname . ipv4_addr, interval   bridge . uplink . a network's members on other hosts
+//	set remote-pairs     ipv4_addr . ipv4_addr . ifname, interval   subnet . its network's members on other hosts . uplink
 //	set remote-members6, remote-pairs6       the same, IPv6
 //	map ports-any, ports-any6                proto . port : sandbox . port
 //	map ports-ip, ports-ip6                  host addr . proto . port : sandbox . port
@@ -48,8 +48,8 @@ const (
 	setNoICC       = "no-icc"
 	setMasq        = "masq-subnets"   // + the family's suffix
 	setSubnets     = "subnets"        // every network's subnets; + the family's suffix
-	setRemotes     = "remote-members" // bridge . remote range (an overlay's members on other hosts); + suffix
-	setRemotePairs = "remote-pairs"   // local subnet . remote range: not masqueraded; + suffix
+	setRemotes     = "remote-members" // bridge . uplink . remote range (an overlay's members on other hosts); + suffix
+	setRemotePairs = "remote-pairs"   // local subnet . remote range . uplink: not masqueraded; + suffix
 
 	chainForward     = "forward"
 	chainPostrouting = "postrouting"
@@ -86,6 +86,19 @@ func validate(s State) error {
 				return fmt.Errorf("networks %s and %s share link %s", other, n.Name, l)
 			}
 			bridges[l] = n.Name
+		}
+		if len(n.Remotes) > 0 {
+			// Without the interface they come through, the network's
+			// range would be its own from any link of the host.
+			if n.RemoteVia == "" {
+				return fmt.Errorf("network %s: remote members %v without the interface they come through (RemoteVia: the underlay, or the VXLAN device)", n.Name, n.Remotes)
+			}
+			if err := validIfName(n.RemoteVia); err != nil {
+				return fmt.Errorf("network %s: remote members' interface: %w", n.Name, err)
+			}
+			if n.RemoteVia == n.Bridge {
+				return fmt.Errorf("network %s: remote members come through its own bridge %s: want the underlay or the VXLAN device", n.Name, n.Bridge)
+			}
 		}
 		remote := map[string]bool{}
 		for _, r := range n.Remotes {
@@ -230,21 +243,23 @@ func inetElements(s State) []*knftables.Element {
 				}
 				out = append(out, &knftables.Element{Set: f.name(setSubnets), Key: key, Comment: c})
 			}
-			// The network's members on other hosts (host-gw overlays):
-			// theirs and the bridge's traffic is the network's own. Not
-			// on --icc=false networks (rule no-icc keeps their sandboxes
-			// apart, and so does leaving these out).
+			// The network's members on other hosts (overlays): theirs
+			// and the bridge's traffic through RemoteVia is the
+			// network's own. Not on --icc=false networks (rule no-icc
+			// keeps their sandboxes apart, and so does leaving these
+			// out).
 			if n.Isolated {
 				continue
 			}
+			via := `"` + n.RemoteVia + `"`
 			for _, r := range n.Remotes {
 				if !f.Has(r.Addr()) {
 					continue
 				}
-				out = append(out, &knftables.Element{Set: f.name(setRemotes), Key: []string{br, r.String()}, Comment: c})
+				out = append(out, &knftables.Element{Set: f.name(setRemotes), Key: []string{br, via, r.String()}, Comment: c})
 				for _, sub := range n.Subnets {
 					if f.Has(sub.Prefix.Addr()) {
-						out = append(out, &knftables.Element{Set: f.name(setRemotePairs), Key: []string{sub.Prefix.Masked().String(), r.String()}, Comment: c})
+						out = append(out, &knftables.Element{Set: f.name(setRemotePairs), Key: []string{sub.Prefix.Masked().String(), r.String(), via}, Comment: c})
 					}
 				}
 			}
@@ -280,10 +295,10 @@ func inetSets() []knftables.Object {
 				Comment: knftables.PtrTo(f.comment("subnets of all pontoon networks"))},
 			// Concatenations with intervals (nft_set_pipapo, Linux 5.6;
 			// nft 1.0.6 writes and lists them).
-			&knftables.Set{Name: f.name(setRemotes), Type: "ifname . " + addr, Flags: []knftables.SetFlag{knftables.IntervalFlag},
-				Comment: knftables.PtrTo(f.comment("bridge . its network's members on other hosts (host-gw overlays)"))},
-			&knftables.Set{Name: f.name(setRemotePairs), Type: addr + " . " + addr, Flags: []knftables.SetFlag{knftables.IntervalFlag},
-				Comment: knftables.PtrTo(f.comment("subnet . its network's members on other hosts: not masqueraded"))},
+			&knftables.Set{Name: f.name(setRemotes), Type: "ifname . ifname . " + addr, Flags: []knftables.SetFlag{knftables.IntervalFlag},
+				Comment: knftables.PtrTo(f.comment("bridge . uplink . its network's members on other hosts, who come through that uplink only"))},
+			&knftables.Set{Name: f.name(setRemotePairs), Type: addr + " . " + addr + " . ifname", Flags: []knftables.SetFlag{knftables.IntervalFlag},
+				Comment: knftables.PtrTo(f.comment("subnet . its network's members on other hosts . uplink: not masqueraded"))},
 			&knftables.Map{Name: f.name(mapPortsAny), Type: "inet_proto . inet_service : " + addr + " . inet_service",
 				Comment: knftables.PtrTo(f.comment("published ports on every host address: proto . port : sandbox . port"))},
 			&knftables.Map{Name: f.name(mapPortsIP), Type: addr + " . inet_proto . inet_service : " + addr + " . inet_service",

@@ -62,10 +62,11 @@ func TestGolden(t *testing.T) {
 		{"default", State{Networks: []Network{defaultNet}}},
 		{"internal", State{Networks: []Network{backNet}}},
 		{"several", State{Networks: []Network{routedNet, backNet, defaultNet, frontNet, apartNet}}},
-		// Host-gw overlays: a network's range across the cluster is its
-		// remote members (set remote-members, remote-pairs); an internal
-		// one the same; an --icc=false one none.
-		{"overlay", State{Networks: []Network{fastNet, fastInternalNet, fastApartNet, defaultNet}}},
+		// Overlays: a network's range across the cluster is its remote
+		// members, through its uplink (set remote-members, remote-pairs):
+		// host-gw ones through the underlay, an internal one the same, an
+		// --icc=false one none; a VXLAN one through its VXLAN device.
+		{"overlay", State{Networks: []Network{fastNet, fastInternalNet, fastApartNet, vxNet, defaultNet}}},
 		{"ports", State{Networks: []Network{defaultNet}, Ports: []Published{
 			{PortMapping: model.PortMapping{HostPort: 8080, HostPortEnd: 8080, Port: 80, PortEnd: 80, Proto: "tcp"}, Targets: []netip.Addr{netip.MustParseAddr("10.88.0.2")}},
 			{PortMapping: model.PortMapping{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 9090, HostPortEnd: 9090, Port: 90, PortEnd: 90, Proto: "udp"}, Targets: []netip.Addr{netip.MustParseAddr("10.88.0.2")}},
