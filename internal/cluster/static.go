@@ -115,3 +115,65 @@ func (c *Cluster) StaticReservations(ctx context.Context, network string) (map[n
 	}
 	return out, nil
 }
+
+func (c *Cluster) staticsPrefix() string { return c.prefix + "static/" }
+
+// parseStaticKey splits a static reservation key into its network and
+// address.
+func (c *Cluster) parseStaticKey(key []byte) (string, netip.Addr, error) {
+	network, addr, ok := strings.Cut(strings.TrimPrefix(string(key), c.staticsPrefix()), "/")
+	ip, err := netip.ParseAddr(addr)
+	if !ok || err != nil {
+		return "", netip.Addr{}, fmt.Errorf("cluster: static reservation key %s is not network/address: delete it (etcdctl del %s)", key, key)
+	}
+	return network, ip, nil
+}
+
+// AllStaticReservations returns every network's static reservations
+// (network → address → owner) and the revision they were read at, for a
+// watch from there (WatchStatics).
+func (c *Cluster) AllStaticReservations(ctx context.Context) (map[string]map[netip.Addr]string, int64, error) {
+	rctx, cancel := bounded(ctx)
+	defer cancel()
+	resp, err := c.cli.Get(rctx, c.staticsPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, fmt.Errorf("cluster: static reservations: %w", err)
+	}
+	out := map[string]map[netip.Addr]string{}
+	for _, kv := range resp.Kvs {
+		network, ip, err := c.parseStaticKey(kv.Key)
+		if err != nil {
+			return nil, 0, err
+		}
+		if out[network] == nil {
+			out[network] = map[netip.Addr]string{}
+		}
+		out[network][ip] = string(kv.Value)
+	}
+	return out, resp.Header.Revision, nil
+}
+
+// StaticEvent is a static reservation made or (Removed) released, or,
+// with Err, the end of the watch.
+type StaticEvent struct {
+	Network  string
+	IP       netip.Addr
+	Owner    string // "" when Removed
+	Removed  bool
+	Revision int64
+	Err      error
+}
+
+// WatchStatics streams the changes to the static reservations after
+// fromRev, until ctx ends or the watch fails (a last event with Err; a
+// compacted fromRev wraps store.ErrCompacted: list again).
+func (c *Cluster) WatchStatics(ctx context.Context, fromRev int64) (<-chan StaticEvent, error) {
+	return watchPrefix(ctx, c, c.staticsPrefix(), fromRev, "static address", func(ev *clientv3.Event) (StaticEvent, error) {
+		network, ip, err := c.parseStaticKey(ev.Kv.Key)
+		se := StaticEvent{Network: network, IP: ip, Revision: ev.Kv.ModRevision, Removed: ev.Type == clientv3.EventTypeDelete}
+		if !se.Removed {
+			se.Owner = string(ev.Kv.Value)
+		}
+		return se, err
+	}, func(err error) StaticEvent { return StaticEvent{Err: err} }), nil
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -71,5 +72,43 @@ func TestReserveStaticAcrossDaemons(t *testing.T) {
 		if err := a.ReserveStatic(ctx, bad.network, bad.ip, bad.owner); !errors.Is(err, model.ErrInvalid) {
 			t.Errorf("ReserveStatic(%q, %v, %q) = %v, want ErrInvalid", bad.network, bad.ip, bad.owner, err)
 		}
+	}
+}
+
+// One daemon lists every network's static reservations and watches from
+// the list's revision: it sees the other's reservations and releases, in
+// order, and nothing from before the list.
+func TestWatchStatics(t *testing.T) {
+	a := newCluster(t)
+	b, err := New(etcdtest.NewClient(t, a.cli), prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	ip1, ip2 := netip.MustParseAddr("10.80.3.7"), netip.MustParseAddr("fd00:80::7")
+	if err := a.ReserveStatic(ctx, "ov", ip1, "h1/a"); err != nil {
+		t.Fatal(err)
+	}
+	all, rev, err := b.AllStaticReservations(ctx)
+	if err != nil || fmt.Sprint(all) != "map[ov:map[10.80.3.7:h1/a]]" {
+		t.Fatalf("list: %v %v", all, err)
+	}
+	ch, err := b.WatchStatics(ctx, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(a.ReserveStatic(ctx, "ov2", ip2, "h1/b"), a.ReleaseStatic(ctx, "ov", ip1, "h1/a")); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for len(got) < 2 {
+		ev := <-ch
+		if ev.Err != nil {
+			t.Fatal(ev.Err)
+		}
+		got = append(got, fmt.Sprintf("%s %s %q %v", ev.Network, ev.IP, ev.Owner, ev.Removed))
+	}
+	if want := []string{`ov2 fd00:80::7 "h1/b" false`, `ov 10.80.3.7 "" true`}; !slices.Equal(got, want) {
+		t.Errorf("events %q, want %q", got, want)
 	}
 }

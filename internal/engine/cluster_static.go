@@ -22,24 +22,28 @@ package engine
 // conflict naming the holder.
 //
 // The dynamic allocator skips the addresses reserved in the cluster: the
-// attach reads the network's reservations (one etcd range read per attach
-// on an overlay network) and hands the skip set to the allocation, which
+// attach takes the network's reservations from a cache kept by a watch of
+// the cluster's static addresses (followStatics; before its first list,
+// one etcd range read) and hands the skip set to the allocation, which
 // runs inside the local store's transaction. Claim-on-allocate (a cluster
-// write per dynamic address) would close the window between that read and
-// a reservation made elsewhere in the same instant, but costs every
-// attach a Raft round trip; with static addresses confined to their
+// write per dynamic address) would close the window between the watch's
+// view and a reservation made elsewhere in the same instant, but costs
+// every attach a Raft round trip; with static addresses confined to their
 // node's slice the window only opens while a slice changes hands, so the
-// read is enough.
+// watch's view is enough.
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	"pontoon/internal/cluster"
 	"pontoon/internal/ipam"
 	"pontoon/internal/model"
 	"pontoon/internal/store"
@@ -160,14 +164,21 @@ func (e *Engine) reserveClusterStatic(ctx context.Context, sandbox string, a mod
 	cl := e.cfg.Cluster
 	if len(a.IPs) == 0 {
 		// Only the addresses to skip: static ones are in their holder's
-		// own slice, so in this host's only if this host reserved them.
-		// While etcd is away an attach goes on without them (fail-static:
-		// this host's slice is its own) rather than fail.
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		reserved, err := cl.StaticReservations(rctx, nw.Name)
-		cancel()
-		if err != nil {
-			e.log.Warn("cluster: static addresses unread; allocating from this host's slice without them", "network", nw.Name, "err", err)
+		// own slice, so in this host's only if this host reserved them
+		// (or a node that held the slice before). They come from the
+		// watch (followStatics): no etcd round trip on the attach path.
+		// Until the first list, they are read; while etcd is away an
+		// attach goes on with what the watch saw last, or without them
+		// (fail-static: this host's slice is its own) rather than fail.
+		reserved, ok := e.statics.of(nw.Name)
+		if !ok {
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			var err error
+			reserved, err = cl.StaticReservations(rctx, nw.Name)
+			cancel()
+			if err != nil {
+				e.log.Warn("cluster: static addresses unread; allocating from this host's slice without them", "network", nw.Name, "err", err)
+			}
 		}
 		return &clusterStatic{e: e, network: nw.Name, owner: staticOwner(cl.NodeName(), sandbox), avoid: reserved}, nil
 	}
@@ -321,4 +332,76 @@ func (e *Engine) sweepOne(ctx context.Context, network string, ip netip.Addr, ho
 		return
 	}
 	e.log.Info("cluster: released a static address no endpoint holds", "network", network, "ip", ip.String(), "holder", holder)
+}
+
+// staticCache is every overlay network's static addresses as the watch
+// last saw them (followStatics): what an attach that allocates an address
+// must skip, without asking etcd.
+type staticCache struct {
+	mu     sync.Mutex
+	listed bool // a list has been loaded: of answers
+	byNet  map[string]map[netip.Addr]string
+}
+
+// of returns a copy of network's reservations, and whether the cache has
+// been listed (false: ask etcd).
+func (c *staticCache) of(network string) (map[netip.Addr]string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.byNet[network]), c.listed
+}
+
+func (c *staticCache) set(all map[string]map[netip.Addr]string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.byNet, c.listed = all, true
+}
+
+func (c *staticCache) apply(ev cluster.StaticEvent) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ev.Removed {
+		delete(c.byNet[ev.Network], ev.IP)
+		if len(c.byNet[ev.Network]) == 0 {
+			delete(c.byNet, ev.Network)
+		}
+		return
+	}
+	if c.byNet == nil {
+		c.byNet = map[string]map[netip.Addr]string{}
+	}
+	if c.byNet[ev.Network] == nil {
+		c.byNet[ev.Network] = map[netip.Addr]string{}
+	}
+	c.byNet[ev.Network][ev.IP] = ev.Owner
+}
+
+// followStatics keeps e.statics current: list, then watch from the list's
+// revision; again after a failed watch (keeping what it saw meanwhile:
+// fail-static).
+func (e *Engine) followStatics(ctx context.Context) {
+	cl := e.cfg.Cluster
+	for ctx.Err() == nil {
+		all, rev, err := cl.AllStaticReservations(ctx)
+		if err != nil {
+			e.log.Warn("cluster: list static addresses", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		e.statics.set(all)
+		ch, err := cl.WatchStatics(ctx, rev)
+		if err != nil {
+			continue
+		}
+		for ev := range ch {
+			if ev.Err != nil {
+				e.log.Warn("cluster: the static address watch ended; listing again", "err", ev.Err)
+				break
+			}
+			e.statics.apply(ev)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -31,6 +32,29 @@ type fakeEtcd struct {
 	// followers get the topology after each change that publishes it
 	// (setRecordMAC): FollowTopology's watch.
 	followers []chan cluster.Topology
+	// staticWatchers get every change of static (WatchStatics);
+	// staticReads counts StaticReservations calls.
+	staticWatchers []chan cluster.StaticEvent
+	staticReads    int
+}
+
+// publishStaticLocked sends a change of static to the watchers.
+func (f *fakeEtcd) publishStaticLocked(network string, ip netip.Addr, owner string, removed bool) {
+	for _, ch := range f.staticWatchers {
+		ch <- cluster.StaticEvent{Network: network, IP: ip, Owner: owner, Removed: removed}
+	}
+}
+
+// setStatic reserves ip for owner as another node would, and tells the
+// watchers.
+func (f *fakeEtcd) setStatic(network string, ip netip.Addr, owner string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.static[network] == nil {
+		f.static[network] = map[netip.Addr]string{}
+	}
+	f.static[network][ip] = owner
+	f.publishStaticLocked(network, ip, owner, false)
 }
 
 func newFakeEtcd() *fakeEtcd {
@@ -245,7 +269,10 @@ func (f *fakeCluster) ReserveStatic(_ context.Context, network string, ip netip.
 	if h, ok := m[ip]; ok && h != owner {
 		return model.Conflictf("address %s on network %s is reserved by %s across the cluster", ip, network, h)
 	}
-	m[ip] = owner
+	if _, ok := m[ip]; !ok {
+		m[ip] = owner
+		f.publishStaticLocked(network, ip, owner, false)
+	}
 	return nil
 }
 
@@ -257,13 +284,40 @@ func (f *fakeCluster) ReleaseStatic(_ context.Context, network string, ip netip.
 			return model.Conflictf("address %s on network %s is reserved by %s, not %s", ip, network, h, owner)
 		}
 		delete(f.static[network], ip)
+		f.publishStaticLocked(network, ip, "", true)
 	}
 	return nil
+}
+
+func (f *fakeCluster) AllStaticReservations(context.Context) (map[string]map[netip.Addr]string, int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]map[netip.Addr]string{}
+	for n, m := range f.static {
+		out[n] = maps.Clone(m)
+	}
+	return out, 1, nil
+}
+
+func (f *fakeCluster) WatchStatics(ctx context.Context, _ int64) (<-chan cluster.StaticEvent, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := make(chan cluster.StaticEvent, 64)
+	f.staticWatchers = append(f.staticWatchers, ch)
+	go func() {
+		<-ctx.Done()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.staticWatchers = slices.DeleteFunc(f.staticWatchers, func(c chan cluster.StaticEvent) bool { return c == ch })
+		close(ch)
+	}()
+	return ch, nil
 }
 
 func (f *fakeCluster) StaticReservations(_ context.Context, network string) (map[netip.Addr]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.staticReads++
 	out := maps.Clone(f.static[network])
 	if out == nil {
 		out = map[netip.Addr]string{}
@@ -407,11 +461,27 @@ func TestOverlayStaticRollback(t *testing.T) {
 
 // The dynamic allocator never hands out an address reserved in the
 // cluster (here by a node that held the slice before, as after a slice
-// changed hands).
+// changed hands), and learns of them by watch: the attach reads nothing
+// from etcd.
 func TestOverlayDynamicSkipsClusterStatic(t *testing.T) {
 	etcd, h1, _ := twoNodes(t)
+	sctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := h1.e.StartCluster(sctx); err != nil {
+		t.Fatal(err)
+	}
+	etcd.setStatic("web", tAddr("10.200.0.2"), "h9/old")
+	etcd.setStatic("web", tAddr("10.200.0.3"), "h9/older")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if got, _ := h1.e.statics.of("web"); len(got) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the static address watch did not deliver the reservations")
+		}
+	}
 	etcd.mu.Lock()
-	etcd.static["web"] = map[netip.Addr]string{tAddr("10.200.0.2"): "h9/old", tAddr("10.200.0.3"): "h9/older"}
+	reads := etcd.staticReads
 	etcd.mu.Unlock()
 	sb, err := createOn(h1, "a")
 	if err != nil {
@@ -420,6 +490,11 @@ func TestOverlayDynamicSkipsClusterStatic(t *testing.T) {
 	if ip := sb.Endpoints[0].FirstIP(); ip == tAddr("10.200.0.2") || ip == tAddr("10.200.0.3") {
 		t.Fatalf("a got %s, reserved in the cluster", ip)
 	}
+	etcd.mu.Lock()
+	if etcd.staticReads != reads {
+		t.Errorf("the attach read the static addresses from etcd %d times, want none (the watch has them)", etcd.staticReads-reads)
+	}
+	etcd.mu.Unlock()
 	// The skipped addresses are not held locally either.
 	snap := h1.snapshot(t)
 	if strings.Contains(snap, "10.200.0.2=") || strings.Contains(snap, "10.200.0.3=") {

@@ -54,6 +54,8 @@ type Cluster interface {
 	ReserveStatic(ctx context.Context, network string, ip netip.Addr, owner string) error
 	ReleaseStatic(ctx context.Context, network string, ip netip.Addr, owner string) error
 	StaticReservations(ctx context.Context, network string) (map[netip.Addr]string, error)
+	AllStaticReservations(ctx context.Context) (map[string]map[netip.Addr]string, int64, error)
+	WatchStatics(ctx context.Context, fromRev int64) (<-chan cluster.StaticEvent, error)
 	// Forget releases what a dead node holds (cluster.Cluster.Forget).
 	Forget(ctx context.Context, node string) (model.ForgottenNode, error)
 	ReclaimSlice(ctx context.Context, network string, slice netip.Prefix, node string) error
@@ -383,6 +385,7 @@ func (e *Engine) StartCluster(ctx context.Context) error {
 	go e.followNetworks(ctx, rev)
 	go e.followPeers(ctx)
 	go e.followNames(ctx)
+	go e.followStatics(ctx)
 	return nil
 }
 

@@ -120,6 +120,9 @@ type Engine struct {
 	fw   firewall.Interface
 	// drivers are the network drivers by name (driver.go).
 	drivers map[string]Driver
+	// statics are the cluster's static addresses, by watch
+	// (cluster_static.go).
+	statics staticCache
 	ns      Namespaces
 	log     *slog.Logger
 	netMu   sync.Mutex
