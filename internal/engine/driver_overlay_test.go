@@ -1,47 +1,27 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"pontoon/internal/link"
 	"pontoon/internal/model"
+	"pontoon/internal/testutil"
 )
-
-// lockedBuffer is a log sink the engine's goroutines may write to while
-// the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // vtepNodes is two nodes of one fake cluster with overlay networks web
 // (10.200.0.0/16) and api (10.201.0.0/16), both made on h1 and followed
 // by h2 (whose log goes to the returned buffer): h1 holds the slices
 // 10.20x.0.0/24, h2 10.20x.1.0/24. Each node's record has its own VTEP
 // MAC, which is not link.VTEPMAC of its underlay address (fakeEtcd.join).
-func vtepNodes(t *testing.T) (etcd *fakeEtcd, h1, h2 *testEnv, h2log *lockedBuffer) {
+func vtepNodes(t *testing.T) (etcd *fakeEtcd, h1, h2 *testEnv, h2log *testutil.LockedBuffer) {
 	t.Helper()
 	etcd = newFakeEtcd()
 	c1, c2 := etcd.join("h1", "192.0.2.1"), etcd.join("h2", "192.0.2.2")
-	h2log = &lockedBuffer{}
+	h2log = &testutil.LockedBuffer{}
 	h1 = newEnv(t, func(c *Config) { c.Cluster = c1 })
 	h2 = newEnv(t, func(c *Config) { c.Cluster = c2; c.Log = slog.New(slog.NewTextHandler(h2log, nil)) })
 	for _, h := range []*testEnv{h1, h2} {

@@ -1,7 +1,6 @@
 package link
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,24 +17,6 @@ import (
 
 	"pontoon/internal/testutil"
 )
-
-// lockedBuffer is a log sink for a handler used from several threads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // raLAN is a throwaway host namespace whose uplink up0 is cabled to a
 // router namespace that sends router advertisements from fe80::1 and
@@ -169,7 +149,7 @@ func TestKernelIPv6ForwardingDropsRARoutes(t *testing.T) {
 // and a second call changes nothing.
 func TestKernelSetIPv6Forward(t *testing.T) {
 	lan := newRALAN(t)
-	logs := &lockedBuffer{}
+	logs := &testutil.LockedBuffer{}
 	var l Interface
 	if err := testutil.InNetns(t, lan.host, func() (err error) {
 		l, err = New(slog.New(slog.NewTextHandler(logs, nil)))

@@ -86,7 +86,7 @@ type Host struct {
 	// dnsHandler answers queries to the outside world's resolver at
 	// RouterIP:53 (nil: an empty NOERROR answer).
 	dnsHandler atomic.Pointer[mdns.HandlerFunc]
-	logBuf     *lockedBuffer
+	logBuf     *testutil.LockedBuffer
 	waited     chan struct{}
 }
 
@@ -213,7 +213,7 @@ func (h *Host) Start(extra ...string) {
 	args = append(args, extra...)
 	cmd := exec.Command("nsenter", args...)
 	if h.logBuf == nil {
-		h.logBuf = &lockedBuffer{}
+		h.logBuf = &testutil.LockedBuffer{}
 	}
 	cmd.Stdout, cmd.Stderr = h.logBuf, h.logBuf
 	if err := cmd.Start(); err != nil {
@@ -474,23 +474,6 @@ func unmountUnder(dir string) {
 	for _, mp := range mps {
 		_ = unix.Unmount(mp, unix.MNT_DETACH)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 var _ = io.Discard
