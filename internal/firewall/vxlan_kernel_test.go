@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"context"
 	"net/netip"
 	"os"
 	"strconv"
@@ -143,6 +144,25 @@ func TestKernelVXLANPeers(t *testing.T) {
 	check("the peer, from outside the network's range, to a1", toA1(peer, "203.0.113.9"), false)
 	check("the peer, from the host's own slice, to a1", toA1(peer, "10.205.1.77"), false)
 	check("the peer's member to a1, after the drops", toA1(peer, "10.205.2.2"), true)
+
+	// Self-healing's check sees a peer missing from the set, or one too
+	// many.
+	checkIn := func(want State) (reason string) {
+		t.Helper()
+		withFirewall(t, host, func(fw Interface) error { reason = fw.Check(context.Background(), want); return nil })
+		return reason
+	}
+	if r := checkIn(State{Networks: []Network{vx}, VXLAN: under}); r != "" {
+		t.Errorf("Check right after Sync: %q", r)
+	}
+	if r := checkIn(State{Networks: []Network{vx}, VXLAN: VXLANUnderlay{Local: under.Local, Port: 4789}}); !strings.Contains(r, "vxlan-peers") {
+		t.Errorf("Check, a peer too many in the kernel: %q, want vxlan-peers named", r)
+	}
+	runIn(t, host, "nft", "delete", "element", "inet", TableName, "vxlan-peers", "{ 198.51.100.2 }")
+	if r := checkIn(State{Networks: []Network{vx}, VXLAN: under}); !strings.Contains(r, "vxlan-peers holds 0 elements, want 1") {
+		t.Errorf("Check, the peer deleted: %q, want vxlan-peers named", r)
+	}
+	check("the peer's member to a1, the peer deleted from the set", toA1(peer, "10.205.2.2"), false)
 
 	t.Log("control: with the spoofer in vxlan-peers, its frames arrive")
 	withSpoofer := under
