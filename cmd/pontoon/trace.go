@@ -12,8 +12,8 @@ import (
 
 func newTraceCmd(g *globals) *cobra.Command {
 	var (
-		format, fromLAN, srcIP, wait string
-		predict, ipv6                bool
+		format, fromLAN, srcIP, wait, via string
+		predict, ipv6                     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "trace SOURCE DEST[:PORT][/PROTO]",
@@ -50,6 +50,7 @@ sent, as ping's.`,
 		Example: `  pontoon trace a b:80/tcp
   pontoon trace a 198.51.100.2:53/udp
   pontoon trace --from-lan 203.0.113.2 host:8080/tcp
+  pontoon trace --from-lan 203.0.113.2 --via ptvx-1234 a:80   # injected into an overlay's tunnel
   pontoon trace a c:80
   pontoon trace a b --src-ip 10.88.0.99      # a forged source: anti-spoofing
   pontoon trace a b --format json
@@ -62,7 +63,7 @@ sent, as ping's.`,
 		},
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			spec := model.TraceSpec{FromLAN: fromLAN, SrcIP: srcIP, Dst: args[len(args)-1], Wait: wait, IPv6: ipv6}
+			spec := model.TraceSpec{FromLAN: fromLAN, Via: via, SrcIP: srcIP, Dst: args[len(args)-1], Wait: wait, IPv6: ipv6}
 			if fromLAN == "" {
 				spec.Src = args[0]
 				spec.Live = !predict
@@ -97,6 +98,7 @@ sent, as ping's.`,
 	}
 	addFormatFlag(cmd, &format)
 	cmd.Flags().StringVar(&fromLAN, "from-lan", "", "trace a packet arriving from this outside address (then give only DEST)")
+	cmd.Flags().StringVar(&via, "via", "", "with --from-lan: the host interface the packet arrives on (an overlay's VXLAN device: a packet out of the tunnel)")
 	cmd.Flags().StringVar(&srcIP, "src-ip", "", "a forged source address for the packet from SOURCE (anti-spoofing drops it)")
 	cmd.Flags().BoolVar(&predict, "predict", false, "predict only: send no probe")
 	cmd.Flags().BoolVarP(&ipv6, "ipv6", "6", false, "trace an IPv6 packet between sandboxes named by name (an address given anywhere decides by itself); IPv6 is predicted only: use with --predict")

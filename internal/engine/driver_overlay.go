@@ -556,6 +556,7 @@ func (e *Engine) followPeers(ctx context.Context) {
 			}
 			d.applyLatest(&n.Network, e.log)
 		}
+		e.syncVXLANPeers(ctx) // the firewall takes VXLAN from the peers only
 	}
 	failed := func(err error) {
 		e.log.Warn("cluster: lost the watch of nodes and slices; the overlays' peers stay as they are until it is back", "err", err)

@@ -126,6 +126,9 @@ type Engine struct {
 	ns      Namespaces
 	log     *slog.Logger
 	netMu   sync.Mutex
+	// fwVXLANSynced is the VXLAN underlay the firewall was last synced
+	// with (syncVXLANPeers); guarded by netMu.
+	fwVXLANSynced firewall.VXLANUnderlay
 
 	sbMu  sync.Mutex
 	sbLck map[string]*sync.Mutex
@@ -264,6 +267,7 @@ func (e *Engine) firewallState(nets []*model.Network, eps []*model.Endpoint) fir
 		}
 		s.Networks = append(s.Networks, e.fwNetwork(n))
 	}
+	s.VXLAN = e.fwVXLAN(nets)
 	return s
 }
 
@@ -281,10 +285,12 @@ func (e *Engine) syncFirewall(ctx context.Context) error {
 		return err
 	}
 	start := time.Now()
-	if err := e.fw.Sync(ctx, e.firewallState(nets, eps)); err != nil {
+	s := e.firewallState(nets, eps)
+	if err := e.fw.Sync(ctx, s); err != nil {
 		e.emitTimed(Event{Kind: model.EventFailed, Op: "firewall-sync", Detail: err.Error()}, start)
 		return fmt.Errorf("firewall: %w", err)
 	}
+	e.fwVXLANSynced = s.VXLAN
 	e.emitTimed(Event{Kind: model.EventFirewallSynced, Detail: fmt.Sprintf("%d networks", len(nets))}, start)
 	e.flowsResync(eps)
 	return nil

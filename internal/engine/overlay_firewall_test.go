@@ -60,7 +60,9 @@ func TestOverlayFirewallUplink(t *testing.T) {
 		{"fast: the range from another link", firewall.Packet{Hook: firewall.HookForward, IIF: "lan0", OIF: fast.Bridge,
 			Src: tAddr("10.201.1.2"), Dst: tAddr("10.201.0.2"), Proto: "tcp", DPort: 80}, "unsolicited"},
 		{"web: a member through its VXLAN device", firewall.Packet{Hook: firewall.HookForward, IIF: web.RemoteVia, OIF: web.Bridge,
-			Src: tAddr("10.200.1.2"), Dst: tAddr("10.200.0.2"), Proto: "tcp", DPort: 80}, "intra"},
+			Src: tAddr("10.200.1.2"), Dst: tAddr("10.200.0.2"), Proto: "tcp", DPort: 80}, "remote-in"},
+		{"web: its VXLAN device delivering this host's own slice", firewall.Packet{Hook: firewall.HookForward, IIF: web.RemoteVia, OIF: web.Bridge,
+			Src: tAddr("10.200.0.9"), Dst: tAddr("10.200.0.2"), Proto: "tcp", DPort: 80}, "overlay-source"},
 		{"web: the range from the underlay, unencapsulated", firewall.Packet{Hook: firewall.HookForward, IIF: "under0", OIF: web.Bridge,
 			Src: tAddr("10.200.1.2"), Dst: tAddr("10.200.0.2"), Proto: "tcp", DPort: 80}, "unsolicited"},
 	} {

@@ -62,7 +62,7 @@ func traceProbe(spec model.TraceSpec) (trace.Probe, time.Duration, bool, error) 
 	if err != nil {
 		return pr, 0, false, err
 	}
-	pr.To, pr.Port, pr.Proto, pr.From = to, port, proto, spec.Src
+	pr.To, pr.Port, pr.Proto, pr.From, pr.Via = to, port, proto, spec.Src, spec.Via
 	var fams []netip.Addr // addresses given, whose family decides
 	if spec.FromLAN != "" {
 		if spec.Src != "" {

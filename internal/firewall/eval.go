@@ -229,6 +229,29 @@ func (e *Evaluator) Evaluate(p Packet) Result {
 	return res
 }
 
+// VXLAN reports whether p is a VXLAN packet to this host's devices: UDP to
+// the port of pontoon's VXLAN devices, on an underlay of p's family (set
+// vxlan-ports). What happens to it after the input hook is no rule's: the
+// kernel hands it to the VXLAN socket, the device of its VNI takes the
+// frame out of it, and the packet inside arrives on that device and goes
+// through prerouting and forward (or input) again, as a packet of its
+// own. The evaluator sees one header at a time: it cannot follow a packet
+// from one to the other (the VNI and the inner frame are not fields of a
+// Packet), nor tell a node's packet from one whose outer source an
+// underlay host forged (vxlan-peers trusts the address). Evaluate the
+// inner packet with IIF the VXLAN device.
+func (e *Evaluator) VXLAN(p Packet) bool {
+	if p.Proto != "udp" {
+		return false
+	}
+	for _, f := range IPFamilies {
+		if f.Name == packetFamily(&p) {
+			return e.sets[setID(FamilyInet, f.name(setVXLANPorts))].keys[strconv.Itoa(int(p.DPort))]
+		}
+	}
+	return false
+}
+
 func isNew(p Packet) bool { return p.CTState == "" || p.CTState == "new" }
 
 // apply reports whether r matches p and, for NAT rules, rewrites p and

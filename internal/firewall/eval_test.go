@@ -374,8 +374,12 @@ func bigState(sandboxes, ports int) State {
 // network's sandboxes on other hosts), is not masqueraded, and other
 // networks do not reach it.
 func TestEvaluateNetworkLinks(t *testing.T) {
-	web := Network{Name: "web", Bridge: "ptbr-0000aaaa", Links: []string{"ptvx-42"}, Subnets: v4(netip.MustParsePrefix("10.200.1.0/24"), true)}
-	ev := NewEvaluator(State{Networks: []Network{defaultNet, web}})
+	web := Network{Name: "web", Bridge: "ptbr-0000aaaa", Links: []string{"ptvx-42"}, Subnets: v4(netip.MustParsePrefix("10.200.1.0/24"), true),
+		Remotes: []netip.Prefix{netip.MustParsePrefix("10.200.0.0/16")}, RemoteVia: "ptvx-42"}
+	// A link whose network knows no remote members (a daemon without
+	// --cluster): nothing that comes out of it is the network's.
+	alone := Network{Name: "alone", Bridge: "ptbr-0000bbbb", Links: []string{"ptvx-43"}, Subnets: v4(netip.MustParsePrefix("10.210.1.0/24"), true)}
+	ev := NewEvaluator(State{Networks: []Network{defaultNet, web, alone}})
 	local, remote := netip.MustParseAddr("10.200.1.2"), netip.MustParseAddr("10.200.2.2")
 	for _, c := range []struct {
 		name string
@@ -383,7 +387,8 @@ func TestEvaluateNetworkLinks(t *testing.T) {
 		want string
 	}{
 		{"to a sandbox on another host", Packet{Hook: HookForward, IIF: web.Bridge, OIF: "ptvx-42", Src: local, Dst: remote, Proto: "tcp", DPort: 80}, "accept by intra"},
-		{"from a sandbox on another host", Packet{Hook: HookForward, IIF: "ptvx-42", OIF: web.Bridge, Src: remote, Dst: local, Proto: "tcp", DPort: 80}, "accept by intra"},
+		{"from a sandbox on another host", Packet{Hook: HookForward, IIF: "ptvx-42", OIF: web.Bridge, Src: remote, Dst: local, Proto: "tcp", DPort: 80}, "accept by remote-in"},
+		{"out of a link whose network has no remote members", Packet{Hook: HookForward, IIF: "ptvx-43", OIF: alone.Bridge, Src: netip.MustParseAddr("10.210.2.2"), Dst: netip.MustParseAddr("10.210.1.2"), Proto: "icmp"}, "drop by overlay-source"},
 		{"another network to the overlay", Packet{Hook: HookForward, IIF: "pontoon0", OIF: "ptvx-42", Src: addrA, Dst: remote, Proto: "icmp"}, "drop by isolation"},
 		{"the LAN into the overlay", Packet{Hook: HookForward, IIF: "uplink0", OIF: "ptvx-42", Src: lanIP, Dst: remote, Proto: "icmp"}, "drop by unsolicited"},
 	} {

@@ -41,7 +41,10 @@ type Network struct {
 	// (an overlay network's VXLAN device, which carries its traffic to and
 	// from the network's sandboxes on other hosts): members as the bridge
 	// is — traffic between them and the bridge stays inside the network,
-	// is not masqueraded, and is kept from other networks.
+	// is not masqueraded, and is kept from other networks. What comes out
+	// of a link comes from the network's members on other hosts: its
+	// source must be in Remotes (RemoteVia being the link) and not in
+	// Subnets, this host's slice (set link-sources), or it is dropped.
 	Links []string
 	// Remotes are the network's members on other hosts, by address: an
 	// overlay network's whole range across the cluster (10.201.0.0/16),
@@ -80,6 +83,34 @@ type State struct {
 	Ports []Published
 	// Guards are every endpoint's identity for anti-spoofing.
 	Guards []Guarded
+	// VXLAN is who this host's VXLAN devices take encapsulated packets
+	// from; the zero value: no VXLAN overlay on this host, and no check.
+	VXLAN VXLANUnderlay
+}
+
+// VXLANUnderlay is the underlay of this host's VXLAN overlays as the
+// firewall guards it (table inet pontoon, chain input; see inputChain).
+//
+// A VXLAN device takes an encapsulated packet from any source that
+// reaches its UDP port on any of the host's addresses (the kernel binds
+// the port to the wildcard address and checks no sender: with learning
+// off it only stops learning), and hands the frame inside to the overlay
+// network of its VNI. So the firewall drops a packet to Port whose outer
+// source is not one of Peers, before the device sees it.
+type VXLANUnderlay struct {
+	// Local is this host's underlay address (the tunnels' outer
+	// source): its family is the underlay's, and the check is made for
+	// packets of that family only. Invalid: no VXLAN device here; Port
+	// and Peers must then be empty.
+	Local netip.Addr
+	// Port is the UDP destination port of pontoon's VXLAN devices
+	// (link.VXLANPort).
+	Port uint16
+	// Peers are the underlay addresses of the nodes this host's VXLAN
+	// devices exchange packets with (every node holding a slice of one
+	// of its VXLAN networks), of Local's family. Empty: nobody (a cluster
+	// of one node).
+	Peers []netip.Addr
 }
 
 // Published is one port mapping of one endpoint: host side → Targets.

@@ -33,6 +33,13 @@ var (
 	// its VXLAN device, one of its links.
 	vxNet = Network{Name: "vx", Bridge: "ptbr-0000fa60", Links: []string{"ptvx-60"}, Subnets: v4(netip.MustParsePrefix("10.205.1.0/24"), true),
 		Remotes: []netip.Prefix{netip.MustParsePrefix("10.205.0.0/16")}, RemoteVia: "ptvx-60"}
+	// vxApartNet is a VXLAN overlay with --icc=false.
+	vxApartNet = Network{Name: "vxapart", Bridge: "ptbr-0000fa61", Links: []string{"ptvx-61"}, Subnets: v4(netip.MustParsePrefix("10.206.3.0/24"), true),
+		Remotes: []netip.Prefix{netip.MustParsePrefix("10.206.0.0/16")}, RemoteVia: "ptvx-61", Isolated: true}
+	// vxUnderlay: this host is 198.51.100.1 on the underlay, two other
+	// nodes are 198.51.100.2 and .3 (given out of order, and one twice).
+	vxUnderlay = VXLANUnderlay{Local: netip.MustParseAddr("198.51.100.1"), Port: 4789,
+		Peers: []netip.Addr{netip.MustParseAddr("198.51.100.3"), netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("198.51.100.3")}}
 )
 
 func TestEvaluateRemoteMembers(t *testing.T) {
@@ -88,9 +95,10 @@ func TestEvaluateRemoteMembers(t *testing.T) {
 		{"an internal overlay to its range through another link: not its member there",
 			Packet{Hook: HookForward, IIF: fastInternalNet.Bridge, OIF: "lan0", Src: ip("10.202.1.2"), Dst: ip("10.202.2.2"), Proto: "icmp"}, "drop by internal-out"},
 
-		// VXLAN: the uplink is the VXLAN device, a link of the network.
+		// VXLAN: the uplink is the VXLAN device, a link of the network:
+		// (j) checks the source, remote-in accepts it.
 		{"vxlan: a remote member through the VXLAN device",
-			Packet{Hook: HookForward, IIF: "ptvx-60", OIF: vxNet.Bridge, Src: ip("10.205.2.2"), Dst: ip("10.205.1.2"), Proto: "tcp", DPort: 80}, "accept by intra"},
+			Packet{Hook: HookForward, IIF: "ptvx-60", OIF: vxNet.Bridge, Src: ip("10.205.2.2"), Dst: ip("10.205.1.2"), Proto: "tcp", DPort: 80}, "accept by remote-in"},
 		{"vxlan: the range spoofed on the underlay, unencapsulated",
 			Packet{Hook: HookForward, IIF: "under0", OIF: vxNet.Bridge, Src: ip("10.205.2.2"), Dst: ip("10.205.1.2"), Proto: "tcp", DPort: 80}, "drop by unsolicited"},
 		{"vxlan: the range spoofed on another link",

@@ -231,13 +231,15 @@ const (
 	RuleSpoofedND      = "spoofed-nd"
 	RuleLinkLocalND    = "link-local-nd"
 	RuleNoMLD          = "no-mld"
+	RuleNotAPeer       = "not-a-peer"
+	RuleOverlaySource  = "overlay-source"
 )
 
 // InetChains are the chains of table inet pontoon, in the order a
 // transaction adds them.
 var InetChains = []Chain{forwardChain(), postroutingChain(), publishChain(chainPrerouting, HookPrerouting,
 	"published ports, reached from outside and from sandboxes"), publishChain(chainOutput, HookOutput,
-	"published ports, reached from the host itself"), loopbackGuardChain()}
+	"published ports, reached from the host itself"), loopbackGuardChain(), inputChain()}
 
 // forwardChain: what may be forwarded to, from and between pontoon's
 // bridges. The policy is accept and must stay so: pontoon never drops what
@@ -248,13 +250,81 @@ var InetChains = []Chain{forwardChain(), postroutingChain(), publishChain(chainP
 // Its rules match interfaces and conntrack state: each judges IPv4 and
 // IPv6 alike (br_netfilter passes bridged IPv6 frames here too:
 // net.bridge.bridge-nf-call-ip6tables is 1 as well). The exception is
-// (i), a network's members on other hosts, known by address: built once
-// per family (remoteRules).
+// (i), a network's members on other hosts, known by address, and (j),
+// what comes out of an overlay's VXLAN device: built once per family
+// (remoteRules, overlaySourceRules).
 func forwardChain() Chain {
 	return Chain{Family: FamilyInet, Name: chainForward, Type: knftables.FilterType, Hook: HookForward,
 		Priority: knftables.FilterPriority, Policy: knftables.AcceptPolicy,
 		Comment: "forwarding to, from and between pontoon networks",
-		Rules:   slices.Concat(forwardHead, remoteRules(), forwardTail)}
+		Rules:   slices.Concat(forwardHead[:1], overlaySourceRules(), forwardHead[1:], remoteRules(), forwardTail)}
+}
+
+// overlaySourceRules are (j): what comes out of an overlay network's
+// VXLAN device was sent by the network's members on other hosts, so its
+// (inner) source is in the network's range, and not in this host's own
+// slice (set link-sources: device . range less the slice). Anything else
+// is dropped, wherever it goes, before a rule accepts it: (a) no longer
+// pairs a device with its bridge in that direction (its pair says
+// nothing of the source), and (b) would accept a forged reply.
+//
+// The outer header is gone by the time the inner packet is routed here
+// (the input chain checked it: inputChain), so this cannot tell which
+// node sent it; but a node sends into its VXLAN device only its own
+// sandboxes' traffic (anti-spoofed on their bridge ports) and its own,
+// from its slice's address, and forwards nothing else into it ((f):
+// a VXLAN device is one of the bridges). A packet from elsewhere means an
+// injected frame (an underlay host forging a node's address, which the
+// input chain cannot see) or a node not running pontoon's rules.
+//
+// One hash lookup first (does the packet come out of a VXLAN device?),
+// so that other traffic skips the concatenation's. Per family: an IPv6
+// packet from a network without an IPv6 range matches no element, and is
+// dropped.
+func overlaySourceRules() []Rule {
+	var rules []Rule
+	for _, f := range IPFamilies {
+		rules = append(rules, Rule{Name: RuleOverlaySource, Match: []Match{in(setLinks, KeyIIFName), notIn(f.name(setLinkSources), KeyIIFName, f.Saddr())},
+			Action: verdict(Drop), Comment: f.comment("(j) out of a VXLAN device only from its network's members on other hosts"),
+			Why: "a packet out of an overlay network's VXLAN device comes from the network's sandboxes (or nodes) on other hosts: its source must be in the network's range and outside this host's slice; this one was forged or injected into the tunnel"})
+	}
+	return rules
+}
+
+// inputChain: what reaches the host itself. pontoon judges only two
+// things there, and lets everything else through (policy accept; the
+// host's own firewall decides the rest):
+//
+//   - VXLAN packets (UDP to the port of pontoon's VXLAN devices) whose
+//     outer source is not a cluster node's underlay address (set
+//     vxlan-peers): the kernel hands an encapsulated frame to the device
+//     of its VNI whoever sent it, so anyone who reaches that port on any
+//     of the host's addresses could inject frames into an overlay
+//     network. Matched on the port's set and the peers' alone: a host
+//     with no VXLAN overlay has no port in vxlan-ports and the rule
+//     matches nothing; with one, the port is this host's VXLAN port
+//     (another program's VXLAN on it would have to be a cluster node's).
+//     Stateless, no conntrack state accepted before it: a VXLAN packet is
+//     its own, never a reply. The host's own encapsulated packets leave
+//     through output and postrouting and are not seen here.
+//   - (j) again: packets out of a VXLAN device for the host itself (its
+//     gateway addresses) come from the network's members too.
+//
+// At filter priority, after conntrack (which only tracks what it drops,
+// unconfirmed) and after prerouting's DNAT: a published port is DNATed to
+// a sandbox before this hook, so publishing the VXLAN port itself
+// (-p 4789:…/udp) would take the tunnels' packets from the devices.
+func inputChain() Chain {
+	var rules []Rule
+	for _, f := range IPFamilies {
+		rules = append(rules, Rule{Name: RuleNotAPeer, Match: []Match{in(f.name(setVXLANPorts), KeyUDPDport), notIn(f.name(setVXLANPeers), f.Saddr())},
+			Action: verdict(Drop), Comment: f.comment("VXLAN only from the cluster's nodes"),
+			Why: "this host's VXLAN devices take encapsulated packets only from the cluster's nodes (their underlay addresses): from anyone else they would inject frames into an overlay network; send from a node's underlay address, or make the sender a node of the cluster"})
+	}
+	rules = append(rules, overlaySourceRules()...)
+	return Chain{Family: FamilyInet, Name: chainInput, Type: knftables.FilterType, Hook: HookInput,
+		Priority: knftables.FilterPriority, Policy: knftables.AcceptPolicy,
+		Comment: "VXLAN only from the cluster's nodes; what overlays deliver only from their members", Rules: rules}
 }
 
 // remoteRules are (i): a host-gw overlay network's members on other hosts
@@ -280,8 +350,10 @@ func forwardChain() Chain {
 // (comes out of) a pontoon bridge, as every element's does: packets that
 // do not (between two non-pontoon links, or a sandbox's to the world for
 // remote-in) skip the concatenation's lookup. With VXLAN the uplink is
-// the network's VXLAN device, one of its links: (a) accepted its traffic
-// already, and the elements say the same. After (h): an --icc=false
+// the network's VXLAN device, one of its links: (a) accepts what goes
+// into it already; what comes out of it, (j) checked first, and
+// remote-in accepts (the source is the network's range, so the elements
+// say the same as (j), less this host's slice). After (h): an --icc=false
 // network has no elements (its sandboxes do not reach each other across
 // hosts either); before (c): an --internal overlay network still reaches
 // its own members.
@@ -307,7 +379,10 @@ var (
 		// too, with iifname = oifname = the bridge. They are the bulk of the
 		// traffic and allowed (also on internal networks): accept them
 		// first, with one hash lookup. Not on --icc=false networks: their
-		// pair is in no-icc instead (see (h)).
+		// pair is in no-icc instead (see (h)). A network's VXLAN device
+		// is paired with its bridge one way only: into the device (to
+		// the network's members on other hosts); out of it, (j) checks
+		// the source before anything accepts it.
 		{Name: RuleIntra, Match: []Match{in(setIntra, KeyIIFName, KeyOIFName)}, Action: verdict(Accept),
 			Comment: "(a) inside one network, also bridged frames (br_netfilter)"},
 		// (b) Replies to connections a sandbox opened, and ICMP errors about

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"sigs.k8s.io/knftables"
@@ -28,6 +29,11 @@ import (
 //	set remote-members   ifname . ifname . ipv4_addr, interval   bridge . uplink . a network's members on other hosts
 //	set remote-pairs     ipv4_addr . ipv4_addr . ifname, interval   subnet . its network's members on other hosts . uplink
 //	set remote-members6, remote-pairs6       the same, IPv6
+//	set links          ifname            overlay networks' VXLAN devices
+//	set link-sources   ifname . ipv4_addr, interval   VXLAN device . its network's range outside this host's slice
+//	set vxlan-ports    inet_service      the UDP port of pontoon's VXLAN devices (an IPv4 underlay)
+//	set vxlan-peers    ipv4_addr         underlay addresses of the cluster's nodes
+//	set link-sources6, vxlan-ports6, vxlan-peers6   the same, IPv6
 //	map ports-any, ports-any6                proto . port : sandbox . port
 //	map ports-ip, ports-ip6                  host addr . proto . port : sandbox . port
 //
@@ -36,6 +42,7 @@ import (
 //	chain prerouting      nat hook prerouting priority dstnat (published ports)
 //	chain output          nat hook output priority dstnat (published ports, from the host)
 //	chain loopback-guard  filter hook prerouting priority raw
+//	chain input           filter hook input priority filter; policy accept
 //
 // Per-family sets and maps are built from one declaration each, for each
 // of IPFamilies (family.go). Anti-spoofing is table bridge pontoon
@@ -50,12 +57,17 @@ const (
 	setSubnets     = "subnets"        // every network's subnets; + the family's suffix
 	setRemotes     = "remote-members" // bridge . uplink . remote range (an overlay's members on other hosts); + suffix
 	setRemotePairs = "remote-pairs"   // local subnet . remote range . uplink: not masqueraded; + suffix
+	setLinks       = "links"          // overlay networks' VXLAN devices
+	setLinkSources = "link-sources"   // VXLAN device . the sources it may deliver; + suffix
+	setVXLANPorts  = "vxlan-ports"    // the UDP port of pontoon's VXLAN devices; + the underlay's suffix
+	setVXLANPeers  = "vxlan-peers"    // the cluster's nodes' underlay addresses; + suffix
 
 	chainForward     = "forward"
 	chainPostrouting = "postrouting"
 	chainPrerouting  = "prerouting"
 	chainOutput      = "output"
 	chainGuard       = "loopback-guard"
+	chainInput       = "input"
 
 	mapPortsAny = "ports-any" // proto . port → sandbox addr . port, on every local address; + suffix
 	mapPortsIP  = "ports-ip"  // host addr . proto . port → sandbox addr . port; + suffix
@@ -128,6 +140,9 @@ func validate(s State) error {
 			}
 			seen[f.Name] = sub.Prefix
 		}
+	}
+	if err := s.VXLAN.validate(); err != nil {
+		return err
 	}
 	for _, p := range s.Ports {
 		if _, err := p.elements(); err != nil {
@@ -229,8 +244,16 @@ func inetElements(s State) []*knftables.Element {
 		}
 		out = append(out, &knftables.Element{Set: pair, Key: []string{br, br}, Comment: c})
 		for _, m := range members[1:] {
-			out = append(out, &knftables.Element{Set: pair, Key: []string{br, m}, Comment: c},
-				&knftables.Element{Set: pair, Key: []string{m, br}, Comment: c})
+			out = append(out, &knftables.Element{Set: setLinks, Key: []string{m}, Comment: c})
+			// Into a link: (a) accepts it. Out of one into the bridge:
+			// not (a), whose pair says nothing of the source: (j)
+			// checks it first (link-sources), then (i) accepts it
+			// (remote-members), as the host-gw underlay's; with
+			// --icc=false, (h) drops it (no-icc) but for published ports.
+			out = append(out, &knftables.Element{Set: pair, Key: []string{br, m}, Comment: c})
+			if n.Isolated {
+				out = append(out, &knftables.Element{Set: pair, Key: []string{m, br}, Comment: c})
+			}
 		}
 		for _, f := range IPFamilies {
 			for _, sub := range n.Subnets {
@@ -243,6 +266,23 @@ func inetElements(s State) []*knftables.Element {
 				}
 				out = append(out, &knftables.Element{Set: f.name(setSubnets), Key: key, Comment: c})
 			}
+			via := `"` + n.RemoteVia + `"`
+			// What may come out of the network's VXLAN device (its
+			// RemoteVia, one of its links): the network's range but
+			// this host's own slice, which is nobody's on another
+			// host. Also on --icc=false networks, whose sandboxes on
+			// other hosts still reach published ports through this
+			// host's gateway address.
+			if slices.Contains(n.Links, n.RemoteVia) {
+				for _, r := range n.Remotes {
+					if !f.Has(r.Addr()) {
+						continue
+					}
+					for _, p := range excludePrefixes(r.Masked(), subnetsOf(n, f)) {
+						out = append(out, &knftables.Element{Set: f.name(setLinkSources), Key: []string{via, p.String()}, Comment: c})
+					}
+				}
+			}
 			// The network's members on other hosts (overlays): theirs
 			// and the bridge's traffic through RemoteVia is the
 			// network's own. Not on --icc=false networks (rule no-icc
@@ -251,7 +291,6 @@ func inetElements(s State) []*knftables.Element {
 			if n.Isolated {
 				continue
 			}
-			via := `"` + n.RemoteVia + `"`
 			for _, r := range n.Remotes {
 				if !f.Has(r.Addr()) {
 					continue
@@ -265,6 +304,7 @@ func inetElements(s State) []*knftables.Element {
 			}
 		}
 	}
+	out = append(out, s.VXLAN.elements()...)
 	els, _ := portElements(s.Ports) // validate refused what would fail
 	for _, e := range els {
 		out = append(out, e.knft())
@@ -285,6 +325,8 @@ func inetSets() []knftables.Object {
 			Comment: knftables.PtrTo("bridge . bridge: traffic that stays inside one network")},
 		&knftables.Set{Name: setNoICC, Type: "ifname . ifname",
 			Comment: knftables.PtrTo("bridge . bridge of --icc=false networks: their sandboxes apart, also routed through the gateway")},
+		&knftables.Set{Name: setLinks, Type: "ifname",
+			Comment: knftables.PtrTo("VXLAN devices of overlay networks: what comes out of them is checked")},
 	}
 	for _, f := range IPFamilies {
 		addr := f.AddrType
@@ -299,10 +341,108 @@ func inetSets() []knftables.Object {
 				Comment: knftables.PtrTo(f.comment("bridge . uplink . its network's members on other hosts, who come through that uplink only"))},
 			&knftables.Set{Name: f.name(setRemotePairs), Type: addr + " . " + addr + " . ifname", Flags: []knftables.SetFlag{knftables.IntervalFlag},
 				Comment: knftables.PtrTo(f.comment("subnet . its network's members on other hosts . uplink: not masqueraded"))},
+			&knftables.Set{Name: f.name(setLinkSources), Type: "ifname . " + addr, Flags: []knftables.SetFlag{knftables.IntervalFlag},
+				Comment: knftables.PtrTo(f.comment("VXLAN device . its network's range outside this host's slice: the only sources it delivers"))},
+			&knftables.Set{Name: f.name(setVXLANPorts), Type: "inet_service",
+				Comment: knftables.PtrTo(f.comment("UDP port of pontoon's VXLAN devices, on an underlay of this family"))},
+			&knftables.Set{Name: f.name(setVXLANPeers), Type: addr,
+				Comment: knftables.PtrTo(f.comment("underlay addresses of the cluster's nodes: the only senders of VXLAN packets"))},
 			&knftables.Map{Name: f.name(mapPortsAny), Type: "inet_proto . inet_service : " + addr + " . inet_service",
 				Comment: knftables.PtrTo(f.comment("published ports on every host address: proto . port : sandbox . port"))},
 			&knftables.Map{Name: f.name(mapPortsIP), Type: addr + " . inet_proto . inet_service : " + addr + " . inet_service",
 				Comment: knftables.PtrTo(f.comment("published ports bound to one host address"))})
+	}
+	return out
+}
+
+// subnetsOf are n's subnets of family f (at most one).
+func subnetsOf(n Network, f IPFamily) []netip.Prefix {
+	var out []netip.Prefix
+	for _, sub := range n.Subnets {
+		if f.Has(sub.Prefix.Addr()) {
+			out = append(out, sub.Prefix.Masked())
+		}
+	}
+	return out
+}
+
+// excludePrefixes is r without the addresses of holes, as prefixes,
+// shortest first: the halves of r that overlap no hole are kept whole,
+// those inside one are left out, the others split again. r minus one
+// hole inside it is one prefix per bit between their lengths (a /16 less
+// a /24: 8).
+func excludePrefixes(r netip.Prefix, holes []netip.Prefix) []netip.Prefix {
+	overlapping := false
+	for _, h := range holes {
+		if h.Contains(r.Addr()) && h.Bits() <= r.Bits() {
+			return nil // r is inside a hole
+		}
+		overlapping = overlapping || r.Overlaps(h)
+	}
+	if !overlapping || r.Bits() == r.Addr().BitLen() {
+		return []netip.Prefix{r}
+	}
+	lo := netip.PrefixFrom(r.Addr(), r.Bits()+1)
+	hi := netip.PrefixFrom(lastAddr(lo).Next(), r.Bits()+1)
+	return append(excludePrefixes(lo, holes), excludePrefixes(hi, holes)...)
+}
+
+// lastAddr is the last address of prefix p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// validate refuses an underlay the rules would misread: peers or a port
+// without this host's address, addresses of another family, this host's
+// own address as a peer.
+func (u VXLANUnderlay) validate() error {
+	if !u.Local.IsValid() {
+		if u.Port != 0 || len(u.Peers) > 0 {
+			return fmt.Errorf("VXLAN underlay: port %d and peers %v without this host's underlay address: give Local, or none of them (no VXLAN overlay here)", u.Port, u.Peers)
+		}
+		return nil
+	}
+	if err := addrError("VXLAN underlay: this host's address", u.Local); err != nil {
+		return err
+	}
+	if u.Port == 0 {
+		return fmt.Errorf("VXLAN underlay: no UDP port: give the VXLAN devices' (4789)")
+	}
+	f, _ := familyOf(u.Local)
+	for _, p := range u.Peers {
+		if err := addrError("VXLAN underlay: peer", p); err != nil {
+			return err
+		}
+		switch {
+		case !f.Has(p):
+			return fmt.Errorf("VXLAN underlay: peer %s is not of the family of this host's underlay address %s: the tunnels use one family", p, u.Local)
+		case p == u.Local:
+			return fmt.Errorf("VXLAN underlay: peer %s is this host's own underlay address", p)
+		case p.IsUnspecified() || p.IsMulticast():
+			return fmt.Errorf("VXLAN underlay: peer %s is not a unicast address", p)
+		}
+	}
+	return nil
+}
+
+// elements are the underlay's: the port in its family's vxlan-ports, the
+// peers in vxlan-peers (sorted, each once).
+func (u VXLANUnderlay) elements() []*knftables.Element {
+	if !u.Local.IsValid() {
+		return nil
+	}
+	f, _ := familyOf(u.Local)
+	c := knftables.PtrTo("VXLAN underlay")
+	out := []*knftables.Element{{Set: f.name(setVXLANPorts), Key: []string{strconv.Itoa(int(u.Port))}, Comment: c}}
+	peers := slices.Clone(u.Peers)
+	slices.SortFunc(peers, netip.Addr.Compare)
+	for _, p := range slices.Compact(peers) {
+		out = append(out, &knftables.Element{Set: f.name(setVXLANPeers), Key: []string{p.String()}, Comment: knftables.PtrTo("cluster node")})
 	}
 	return out
 }

@@ -66,7 +66,10 @@ func TestGolden(t *testing.T) {
 		// members, through its uplink (set remote-members, remote-pairs):
 		// host-gw ones through the underlay, an internal one the same, an
 		// --icc=false one none; a VXLAN one through its VXLAN device.
-		{"overlay", State{Networks: []Network{fastNet, fastInternalNet, fastApartNet, vxNet, defaultNet}}},
+		// The VXLAN one's device lets out only the range less this
+		// host's slice (link-sources), and only the cluster's nodes
+		// send to the VXLAN port (vxlan-ports, vxlan-peers).
+		{"overlay", State{Networks: []Network{fastNet, fastInternalNet, fastApartNet, vxNet, vxApartNet, defaultNet}, VXLAN: vxUnderlay}},
 		{"ports", State{Networks: []Network{defaultNet}, Ports: []Published{
 			{PortMapping: model.PortMapping{HostPort: 8080, HostPortEnd: 8080, Port: 80, PortEnd: 80, Proto: "tcp"}, Targets: []netip.Addr{netip.MustParseAddr("10.88.0.2")}},
 			{PortMapping: model.PortMapping{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 9090, HostPortEnd: 9090, Port: 90, PortEnd: 90, Proto: "udp"}, Targets: []netip.Addr{netip.MustParseAddr("10.88.0.2")}},
@@ -104,7 +107,7 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("second Sync changed the ruleset:\n%s", cmp.Diff(got, again))
 			}
 			// Neither does the order of the networks.
-			rev := State{Networks: append([]Network(nil), c.s.Networks...), Ports: c.s.Ports}
+			rev := State{Networks: append([]Network(nil), c.s.Networks...), Ports: c.s.Ports, VXLAN: c.s.VXLAN}
 			for i, j := 0, len(rev.Networks)-1; i < j; i, j = i+1, j-1 {
 				rev.Networks[i], rev.Networks[j] = rev.Networks[j], rev.Networks[i]
 			}

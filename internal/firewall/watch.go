@@ -155,6 +155,22 @@ func checkNftables(want State) string {
 	if ok && have < len(ports) {
 		return fmt.Sprintf("the maps of published ports hold %d of %d ports", have, len(ports))
 	}
+	// The VXLAN peers change only with a Sync: fewer is a node whose
+	// tunnels are dropped, more a stale one still let in.
+	vx := map[string]int{}
+	for _, e := range want.VXLAN.elements() {
+		vx[e.Set]++
+	}
+	for _, f := range IPFamilies {
+		for _, name := range []string{f.name(setVXLANPorts), f.name(setVXLANPeers)} {
+			if n, ok := count(tbl, name); ok && n != vx[name] {
+				return fmt.Sprintf("the set %s holds %d elements, want %d", name, n, vx[name])
+			}
+		}
+	}
+	if rules, err := conn.GetRules(tbl, &gnft.Chain{Name: chainInput, Table: tbl}); err != nil || len(rules) == 0 {
+		return "the input chain lost its rules"
+	}
 	if brTbl != nil {
 		if n, ok := count(brTbl, setGuardPorts); ok && n < len(want.Guards) {
 			return fmt.Sprintf("the anti-spoofing set holds %d of %d endpoints", n, len(want.Guards))

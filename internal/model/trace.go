@@ -7,6 +7,10 @@ type TraceSpec struct {
 	Src string `json:"src,omitempty"`
 	// FromLAN traces a packet arriving from this outside address instead.
 	FromLAN string `json:"from_lan,omitempty"`
+	// Via is the host interface the FromLAN packet arrives on (empty: the
+	// one the host routes FromLAN through): an overlay's VXLAN device
+	// traces the packet inside a VXLAN frame, whatever its source.
+	Via string `json:"via,omitempty"`
 	// SrcIP forges the source address of a probe from sandbox Src (what a
 	// spoofing sandbox would send); empty: the endpoint's own.
 	SrcIP string `json:"src_ip,omitempty"`

@@ -104,6 +104,11 @@ type Probe struct {
 	FromLAN netip.Addr
 	// SrcIP forges the source address of a packet from a sandbox.
 	SrcIP netip.Addr
+	// Via is the host interface a packet from FromLAN arrives on; empty:
+	// the one the host routes FromLAN through. An overlay's VXLAN device
+	// (ptvx-…) traces the inner packet of a VXLAN frame, whatever its
+	// source: what a frame injected into the tunnel would carry.
+	Via string
 	// To is a sandbox's name, "host", or an address (of the topology's
 	// family).
 	To      string
@@ -235,6 +240,12 @@ func (w *walk) resolve() error {
 	}
 	if pr.SrcIP.IsValid() && len(srcEPs) == 0 {
 		return model.Invalidf("a forged source address needs a sandbox as source")
+	}
+	if pr.Via != "" && !pr.FromLAN.IsValid() {
+		return model.Invalidf("--via names the interface a packet from --from-lan arrives on: give --from-lan too")
+	}
+	if pr.Via != "" && !w.isHostIf(pr.Via) {
+		return model.NotFoundf("--via %s: the host has no such interface with an address or a route (of this address family)", pr.Via)
 	}
 
 	switch to := pr.To; {
@@ -650,8 +661,11 @@ func (w *walk) routed(in string) {
 	if w.pkt.DstLocal && !w.pkt.DNATed {
 		w.hop(model.TraceHop{Kind: model.HopRoute, Where: "host", Text: "local " + w.pkt.Dst.String() + ": for the host itself (input)"})
 		w.lookupHostRoute(in, "")
-		w.hop(model.TraceHop{Kind: model.HopDeliver, Where: "host", Text: "the host receives " + w.what()})
-		w.verdict(model.VerdictDelivered, "host", "policy", fmt.Sprintf("delivered to the host (%s): pontoon has no input rules, so what a host process does with it is up to the host", w.dstString()))
+		w.pkt.Hook, w.pkt.IIF, w.pkt.OIF = firewall.HookInput, in, ""
+		if w.nft() {
+			return
+		}
+		w.deliverHost("")
 		return
 	}
 	r, ok := w.hostRoute(w.pkt.Dst)
@@ -683,6 +697,27 @@ func (w *walk) routed(in string) {
 		return
 	}
 	w.outOf(r, in)
+}
+
+// deliverHost: the host itself receives the packet (on lo, when the host
+// sent it). pontoon's input rules judge VXLAN tunnels and what overlays
+// deliver; the rest is the host's business. A VXLAN packet's way goes on
+// where the evaluator cannot follow it: the device of its VNI takes the
+// frame out of it, and the packet inside arrives on that device as from
+// outside (trace it with --from-lan INNER-SOURCE --via DEVICE).
+func (w *walk) deliverHost(on string) {
+	text, where := "the host receives "+w.what(), fmt.Sprintf("delivered to the host (%s)", w.dstString())
+	if on != "" {
+		text, where = text+" on "+on, fmt.Sprintf("delivered to the host itself (%s) through %s", w.dstString(), on)
+	}
+	w.hop(model.TraceHop{Kind: model.HopDeliver, Where: "host", Text: text})
+	switch {
+	case w.top.Firewall.VXLAN(w.pkt):
+		where += ": a VXLAN packet from a node of the cluster, which a VXLAN device of this host takes apart; the frame inside is not traced (trace it with --from-lan SOURCE --via THE-DEVICE)"
+	case on == "":
+		where += ": pontoon's input rules only judge VXLAN tunnels and what overlays deliver, so what a host process does with it is up to the host"
+	}
+	w.verdict(model.VerdictDelivered, "host", "policy", where)
 }
 
 // outOf: the packet leaves the host's stack through r.Dev (it came in
@@ -719,20 +754,44 @@ func (w *walk) outOf(r HostRoute, in string) {
 	w.verdict(model.VerdictLeft, r.Dev, w.acceptedBy(), fmt.Sprintf("left the host through %s towards %s as %s%s%s; beyond the host nothing is traced", r.Dev, next, w.what(), w.acceptedClause(), w.natClause()))
 }
 
-// fromLAN: a packet arriving on the interface that leads to the client.
+// fromLAN: a packet arriving on the interface that leads to the client
+// (or on Via).
 func (w *walk) fromLAN() {
-	r, ok := w.hostRoute(w.pkt.Src)
-	if !ok {
-		w.verdict(model.VerdictUnreachable, "host", "", fmt.Sprintf("the host has no route back to %s: it would not accept a connection from there (rp_filter), nor answer", w.pkt.Src))
-		return
+	dev := w.pr.Via
+	if dev == "" {
+		r, ok := w.hostRoute(w.pkt.Src)
+		if !ok {
+			w.verdict(model.VerdictUnreachable, "host", "", fmt.Sprintf("the host has no route back to %s: it would not accept a connection from there (rp_filter), nor answer", w.pkt.Src))
+			return
+		}
+		dev = r.Dev
 	}
-	w.hop(model.TraceHop{Kind: model.HopLink, Where: "host", Text: fmt.Sprintf("arrives on %s from %s", r.Dev, w.pkt.Src)})
-	w.pkt.Family, w.pkt.Hook, w.pkt.IIF = firewall.FamilyInet, firewall.HookPrerouting, r.Dev
+	w.hop(model.TraceHop{Kind: model.HopLink, Where: "host", Text: fmt.Sprintf("arrives on %s from %s", dev, w.pkt.Src)})
+	w.pkt.Family, w.pkt.Hook, w.pkt.IIF = firewall.FamilyInet, firewall.HookPrerouting, dev
 	w.pkt.DstLocal = w.isHostAddr(w.pkt.Dst)
 	if w.nft() {
 		return
 	}
-	w.routed(r.Dev)
+	w.routed(dev)
+}
+
+// isHostIf reports whether dev is one of the host's interfaces the
+// topology knows: a bridge, or one with an address or a route.
+func (w *walk) isHostIf(dev string) bool {
+	if w.networkOfBridge(dev) != nil {
+		return true
+	}
+	for _, a := range w.top.Addrs {
+		if a.Dev == dev {
+			return true
+		}
+	}
+	for _, r := range w.top.Routes {
+		if r.Dev == dev {
+			return true
+		}
+	}
+	return false
 }
 
 // fromHost: the host's own packet: routed first, then the output hook
@@ -760,8 +819,11 @@ func (w *walk) fromHost() {
 		return
 	}
 	if w.pkt.DstLocal && !w.pkt.DNATed {
-		w.hop(model.TraceHop{Kind: model.HopDeliver, Where: "host", Text: "the host receives " + w.what() + " on lo"})
-		w.verdict(model.VerdictDelivered, "host", "policy", fmt.Sprintf("delivered to the host itself (%s) through lo", w.dstString()))
+		w.pkt.Hook, w.pkt.IIF, w.pkt.OIF = firewall.HookInput, "lo", ""
+		if w.nft() {
+			return
+		}
+		w.deliverHost("lo")
 		return
 	}
 	r, ok = w.hostRoute(w.pkt.Dst)
