@@ -151,6 +151,11 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 			return nil, fmt.Errorf("connect %s to %s: %w", sandbox, a.Network, err)
 		}
 	}
+	for _, m := range ports {
+		if err := e.checkTunnelPort(m); err != nil {
+			return nil, fmt.Errorf("connect %s to %s: %w", sandbox, a.Network, err)
+		}
+	}
 	if e.cfg.PortProbe != nil {
 		for _, m := range ports {
 			if err := e.cfg.PortProbe(m); err != nil {

@@ -137,6 +137,11 @@ func (e *Engine) PublishPorts(ctx context.Context, network, sandbox string, port
 	if err := checkPorts(ports); err != nil {
 		return err
 	}
+	for _, m := range ports {
+		if err := e.checkTunnelPort(m); err != nil {
+			return fmt.Errorf("publish ports of %s on %s: %w", sandbox, network, err)
+		}
+	}
 	unlock := e.lockSandbox(sandbox)
 	defer unlock()
 	var ep *model.Endpoint

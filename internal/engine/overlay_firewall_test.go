@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -111,4 +113,27 @@ func (env *testEnv) records(t *testing.T) ([]*model.Network, []*model.Endpoint) 
 		t.Fatal(err)
 	}
 	return nets, eps
+}
+
+// On a node of a cluster, UDP port 4789 carries the VXLAN tunnels: a
+// sandbox may not publish it (on any network), and nothing is made; TCP
+// 4789 and other UDP ports are fine.
+func TestTunnelPortNotPublished(t *testing.T) {
+	_, h1, _ := twoNodes(t)
+	ctx := context.Background()
+	before := h1.snapshot(t)
+	for _, p := range []string{"4789:53/udp", "4780-4790:4780-4790/udp"} {
+		_, err := h1.e.CreateSandbox(ctx, model.SandboxSpec{Name: "a", Networks: []model.AttachSpec{{Network: model.DefaultNetwork, Ports: tPorts(p)}}})
+		if !errors.Is(err, model.ErrConflict) || !strings.Contains(err.Error(), "VXLAN") {
+			t.Errorf("-p %s: %v, want a conflict naming the VXLAN tunnels", p, err)
+		}
+	}
+	if after := h1.snapshot(t); after != before {
+		t.Errorf("a refused publish changed something:\n%s\nwant\n%s", after, before)
+	}
+	for i, p := range []string{"4789:80/tcp", "4790:53/udp"} {
+		if _, err := h1.e.CreateSandbox(ctx, model.SandboxSpec{Name: fmt.Sprint("ok", i), Networks: []model.AttachSpec{{Network: model.DefaultNetwork, Ports: tPorts(p)}}}); err != nil {
+			t.Errorf("-p %s: %v", p, err)
+		}
+	}
 }

@@ -92,3 +92,15 @@ func (e *Engine) syncVXLANPeers(ctx context.Context) {
 func sameUnderlay(a, b firewall.VXLANUnderlay) bool {
 	return a.Local == b.Local && a.Port == b.Port && slices.Equal(a.Peers, b.Peers)
 }
+
+// checkTunnelPort refuses a published port that would take the VXLAN
+// overlays' packets: on a node of a cluster, UDP port link.VXLANPort of
+// the host carries the tunnels, and a mapping of it (DNATed in
+// prerouting, before the kernel's VXLAN socket sees the packets) would
+// cut this host off every vxlan overlay.
+func (e *Engine) checkTunnelPort(m model.PortMapping) error {
+	if e.cfg.Cluster == nil || m.Proto != "udp" || link.VXLANPort < int(m.HostPort) || link.VXLANPort > int(m.HostPortEnd) {
+		return nil
+	}
+	return model.Conflictf("host port %d/udp carries this node's VXLAN overlays (their tunnels to the other nodes): publishing it would cut the host off them; pick another host port", link.VXLANPort)
+}
