@@ -114,7 +114,7 @@ func (d *overlayDriver) vxlanOf(n *model.Network) link.VXLAN {
 	dev, addr := d.cl.Underlay()
 	slice := n.Subnets[0].Prefix
 	return link.VXLAN{Name: n.Overlay.VXLAN, VNI: n.Overlay.VNI, Local: addr, Dev: dev, MTU: n.MTU, MAC: d.cl.VTEPMAC(),
-		Addr: netip.PrefixFrom(slice.Masked().Addr(), slice.Addr().BitLen())}
+		Addrs: []netip.Prefix{netip.PrefixFrom(slice.Masked().Addr(), slice.Addr().BitLen())}}
 }
 
 // nodeVTEPMAC is node's VTEP MAC: its record's. A record without one, or
