@@ -88,7 +88,7 @@ func (e *Engine) overlayNetwork(ctx context.Context, name string) *model.Network
 // overlay network nw (this node's part of it: Subnets[0] is the slice),
 // given the cluster's reservations. slices is called only to name the
 // node whose slice ip is in, for the error.
-func checkOverlayStatic(nw *model.Network, self, owner string, ip netip.Addr, reserved map[netip.Addr]string, slices func() map[string]netip.Prefix) error {
+func checkOverlayStatic(nw *model.Network, self, owner string, ip netip.Addr, reserved map[netip.Addr]string, slices func() map[string][]netip.Prefix) error {
 	slice := nw.Subnets[0].Prefix
 	if ip.Is4() && !nw.Overlay.Subnet.Contains(ip) {
 		return model.Invalidf("address %s is outside overlay network %s (%s): give an address in this host's slice %s, or leave --ip out", ip, nw.Name, nw.Overlay.Subnet, slice)
@@ -98,9 +98,11 @@ func checkOverlayStatic(nw *model.Network, self, owner string, ip netip.Addr, re
 	}
 	if ip.Is4() && !slice.Contains(ip) {
 		where := "no node's slice yet"
-		for node, p := range slices() {
-			if p.Contains(ip) {
-				where = "node " + node + "'s slice " + p.String()
+		for node, ps := range slices() {
+			for _, p := range ps {
+				if p.Contains(ip) {
+					where = "node " + node + "'s slice " + p.String()
+				}
 			}
 		}
 		return model.Invalidf("address %s is outside this host's (%s) slice %s of overlay network %s (it is in %s): a static address must be in the slice of the node its sandbox runs on; give an address in %s, or create the sandbox on that node", ip, self, slice, nw.Name, where, slice)
@@ -135,7 +137,7 @@ func (e *Engine) clusterStaticCheck(ctx context.Context, nw *model.Network, sand
 		return nil, fmt.Errorf("read the cluster's static addresses of network %s (etcd): %w", nw.Name, err)
 	}
 	self := cl.NodeName()
-	slicesOf := func() map[string]netip.Prefix {
+	slicesOf := func() map[string][]netip.Prefix {
 		s, _ := cl.Slices(ctx, nw.Name)
 		return s
 	}

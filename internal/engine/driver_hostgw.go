@@ -51,11 +51,12 @@ func (d *overlayDriver) hostGWRoutes(t *cluster.Topology, n *model.Network) []li
 	var out []link.HostGWRoute
 	for _, name := range slices.Sorted(maps.Keys(t.Nodes)) {
 		node := t.Nodes[name]
-		s, ok := held[name]
-		if name == self || !ok || !node.Underlay.IsValid() {
+		if name == self || !node.Underlay.IsValid() {
 			continue
 		}
-		out = append(out, link.HostGWRoute{Dst: s.Masked(), Via: node.Underlay, Peer: name})
+		for _, s := range n.Overlay.SlicesIn(held[name]) {
+			out = append(out, link.HostGWRoute{Dst: s, Via: node.Underlay, Peer: name})
+		}
 	}
 	return out
 }

@@ -36,7 +36,7 @@ type Cluster interface {
 	Networks(ctx context.Context) ([]cluster.NetworkDef, int64, error)
 	WatchNetworks(ctx context.Context, fromRev int64) (<-chan cluster.NetworkEvent, error)
 	ClaimSlice(ctx context.Context, network string, subnet netip.Prefix, size int, node string) (netip.Prefix, error)
-	Slices(ctx context.Context, network string) (map[string]netip.Prefix, error)
+	Slices(ctx context.Context, network string) (map[string][]netip.Prefix, error)
 	Nodes(ctx context.Context) ([]cluster.Node, int64, error)
 	// ReadTopology and FollowTopology give the nodes and slices the
 	// overlay's peers are made of: once, and by watch (cluster.Cluster).
@@ -161,20 +161,22 @@ func (d *overlayDriver) topology(ctx context.Context) (*cluster.Topology, error)
 	return d.topo.Load(), nil
 }
 
-// peersOf are network n's peers in topology t, in node name order, each
-// with the VTEP MAC of its record.
+// peersOf are network n's peers in topology t, in node name order: one
+// per slice of each other live node (IPv4 first), each with the VTEP MAC
+// of the node's record.
 func (d *overlayDriver) peersOf(t *cluster.Topology, n *model.Network) []link.Peer {
 	self := d.cl.NodeName()
 	var out []link.Peer
 	held := t.Slices[n.Name]
 	for _, name := range slices.Sorted(maps.Keys(t.Nodes)) {
 		node := t.Nodes[name]
-		s, ok := held[name]
-		if name == self || !ok || !node.Underlay.IsValid() {
+		if name == self || !node.Underlay.IsValid() {
 			continue
 		}
-		out = append(out, link.Peer{VXLAN: n.Overlay.VXLAN, Slice: s, Gateway: s.Masked().Addr(),
-			VTEPMAC: d.peerMAC(node), Underlay: node.Underlay})
+		for _, s := range n.Overlay.SlicesIn(held[name]) {
+			out = append(out, link.Peer{VXLAN: n.Overlay.VXLAN, Slice: s, Gateway: s.Addr(),
+				VTEPMAC: d.peerMAC(node), Underlay: node.Underlay})
+		}
 	}
 	return out
 }
@@ -626,7 +628,7 @@ func (e *Engine) Nodes(ctx context.Context) ([]model.ClusterNode, error) {
 	}
 	out := make([]model.ClusterNode, 0, len(nodes))
 	for _, n := range nodes {
-		s := map[string]netip.Prefix{}
+		s := map[string][]netip.Prefix{}
 		for network, held := range t.Slices {
 			if p, ok := held[n.Name]; ok && (defined == nil || defined[network]) {
 				s[network] = p

@@ -143,6 +143,20 @@ func CheckOverlayMode(mode string) error {
 	return Invalidf("overlay mode %q: want one of %s", mode, strings.Join(OverlayModes, ", "))
 }
 
+// SlicesIn returns those of a node's slices (as the cluster has them)
+// that are inside the network's subnets: a slice left in the cluster by
+// a former network of the same name, with another subnet or family, is no
+// peer of this one.
+func (o *OverlayOptions) SlicesIn(held []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range held {
+		if s.IsValid() && o.Subnet.IsValid() && s.Bits() >= o.Subnet.Bits() && o.Subnet.Contains(s.Addr()) {
+			out = append(out, s.Masked())
+		}
+	}
+	return out
+}
+
 // HostGW reports whether the overlay network routes to its remote hosts'
 // slices directly through the underlay (no VXLAN device).
 func (o *OverlayOptions) HostGW() bool { return o != nil && o.Mode == OverlayHostGW }
