@@ -101,7 +101,7 @@ func (f *fakeCluster) RemoveNetworkDef(_ context.Context, name string) error {
 func (f *fakeCluster) DefineNetwork(_ context.Context, d cluster.NetworkDef) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if o, ok := f.defs[d.Name]; ok && o.Subnet != d.Subnet {
+	if o, ok := f.defs[d.Name]; ok && !slices.Equal(o.Subnets, d.Subnets) {
 		return model.Conflictf("cluster network %s exists", d.Name)
 	}
 	f.defs[d.Name] = d
