@@ -709,12 +709,14 @@ func (e *Engine) Nodes(ctx context.Context) ([]model.ClusterNode, error) {
 		nodes, _, err = cl.Nodes(ctx)
 	}
 	var t *cluster.Topology
-	defined := map[string]bool{} // slices of removed networks stay in etcd: not shown
+	// Slices of removed networks, and of a network's former subnets, stay
+	// in etcd: not shown.
+	defined := map[string]*model.OverlayOptions{}
 	if err == nil {
 		var defs []cluster.NetworkDef
 		if defs, _, err = cl.Networks(ctx); err == nil {
 			for _, d := range defs {
-				defined[d.Name] = true
+				defined[d.Name] = &model.OverlayOptions{Subnets: d.Subnets}
 			}
 			read, rerr := cl.ReadTopology(ctx)
 			t, err = &read, rerr
@@ -747,7 +749,11 @@ func (e *Engine) Nodes(ctx context.Context) ([]model.ClusterNode, error) {
 	for _, n := range nodes {
 		s := map[string][]netip.Prefix{}
 		for network, held := range t.Slices {
-			if p, ok := held[n.Name]; ok && (defined == nil || defined[network]) {
+			p, ok := held[n.Name]
+			if defined != nil {
+				p = defined[network].SlicesIn(p) // nil for a network not defined
+			}
+			if ok && len(p) > 0 {
 				s[network] = p
 			}
 		}
