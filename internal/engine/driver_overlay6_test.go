@@ -154,7 +154,7 @@ func TestOverlayDualStack(t *testing.T) {
 
 // An IPv6-only overlay, and slice sizes given per family.
 func TestOverlayIPv6Only(t *testing.T) {
-	etcd, h1, h2 := dualNodes(t)
+	etcd, h1, _ := dualNodes(t)
 	ctx := context.Background()
 	if _, err := h1.e.CreateNetwork(ctx, model.NetworkSpec{Name: "six", Driver: model.DriverOverlay,
 		Subnets: []model.Subnet{{Prefix: tPrefix("fd00:600::/48")}},
@@ -177,7 +177,6 @@ func TestOverlayIPv6Only(t *testing.T) {
 	if got := fmt.Sprint(etcd.defs["seven"].Subnets); got != "[{10.207.0.0/16 24} {fd00:700::/48 64}]" {
 		t.Errorf("seven in the cluster: %s", got)
 	}
-	_ = h2
 }
 
 // What an overlay network cannot be is refused before anything is
