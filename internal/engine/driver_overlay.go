@@ -67,12 +67,13 @@ type Cluster interface {
 // other host and family one route to its slice through that slice's
 // network address (onlink) and one neighbour entry for that address with
 // its VTEP MAC, and per other host one FDB entry sending that MAC to its
-// underlay address, which is IPv4 whatever the families inside. A node has one VTEP MAC, on all of its VXLAN devices, written
-// into its record when it joins: peers are programmed with the MAC of
-// their record, never with one derived here (peerMAC). Traffic between
-// the network's sandboxes on different hosts is routed by both hosts and
-// crosses no NAT; the firewall counts the VXLAN device as one of the
-// network's links.
+// underlay address, which is IPv4 whatever the families inside. A node
+// has one VTEP MAC, on all of its VXLAN devices, written into its record
+// when it joins: peers are programmed with the MAC of their record, never
+// with one derived here (peerMAC). Traffic between the network's
+// sandboxes on different hosts is routed by both hosts and crosses no
+// NAT; the firewall counts the VXLAN device as one of the network's
+// links.
 type overlayDriver struct {
 	bridgeDriver
 	cl  Cluster
