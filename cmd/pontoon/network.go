@@ -38,6 +38,8 @@ func newNetworkCreateCmd(g *globals) *cobra.Command {
 		hairpin  bool
 		mv       model.MacvlanOptions
 		ov       model.OverlayOptions
+		slice4   int
+		slice6   int
 	)
 	cmd := &cobra.Command{
 		Use:   "create NAME",
@@ -83,19 +85,21 @@ Drivers (--driver):
            --internal or published ports.
   overlay  a network across the hosts of a cluster (pontoon daemon
            --cluster): made on any host, on every host; each host hands
-           out addresses from its slice of --subnet (--slice-size, /24) on
-           a bridge of its own, and reaches the other hosts' slices
-           through a VXLAN device (--vni, default derived from the name),
-           without NAT. --mode host-gw: no VXLAN device, a route per host
-           through its underlay address (the hosts share an L2 segment;
-           a host that does not is reported, not reached). Names resolve
-           on every host.
+           out addresses from its slice of each --subnet (one per family:
+           IPv4 --slice-size, /24; IPv6 --slice-size6, /64) on a bridge of
+           its own, and reaches the other hosts' slices through a VXLAN
+           device (--vni, default derived from the name), without NAT; the
+           underlay is IPv4. --mode host-gw: no VXLAN device, a route per
+           host through its underlay address (the hosts share an L2
+           segment; a host that does not is reported, not reached; IPv4
+           subnets only). Names resolve on every host.
   ovs      an Open vSwitch bridge (userspace datapath) with the same
            endpoint semantics as a Linux bridge — isolation, NAT, ports,
            names, taps, --vlan per sandbox — but no anti-spoofing and no
            --icc=false. The daemon needs --ovsdb.
 See docs/drivers.md.`,
 		Example: `  pontoon network create app --subnet 10.90.1.0/24 --subnet fd00:1::/64
+  pontoon network create web --driver overlay --subnet 10.200.0.0/16 --subnet fd00:200::/48
   pontoon network create wire --driver link
   pontoon network create sw --driver ovs --subnet 10.93.0.0/24
   pontoon network create lan --driver macvlan --parent eth0 --subnet 192.168.1.0/24 --gateway 192.168.1.1 --ip-range 192.168.1.192/27
@@ -128,8 +132,22 @@ See docs/drivers.md.`,
 					spec.BridgeOptions = &bo
 				}
 			}
-			if fs.Changed("vni") || fs.Changed("slice-size") || fs.Changed("mode") {
+			if fs.Changed("vni") || fs.Changed("slice-size") || fs.Changed("slice-size6") || fs.Changed("mode") {
 				spec.Overlay = &ov
+			}
+			for _, sz := range []struct {
+				flag string
+				v6   bool
+				bits int
+			}{{"slice-size", false, slice4}, {"slice-size6", true, slice6}} {
+				if !fs.Changed(sz.flag) || spec.Driver != model.DriverOverlay {
+					continue // another driver: the daemon refuses the overlay options
+				}
+				i := slices.IndexFunc(spec.Subnets, func(s model.Subnet) bool { return s.Prefix.Addr().Is6() == sz.v6 })
+				if i < 0 {
+					return model.Invalidf("--%s is the size of each host's slice of the %s --subnet: give that --subnet too", sz.flag, map[bool]string{false: "IPv4", true: "IPv6"}[sz.v6])
+				}
+				ov.Subnets = append(ov.Subnets, model.OverlaySubnet{Prefix: spec.Subnets[i].Prefix, SliceBits: sz.bits})
 			}
 			for _, name := range []string{"parent", "macvlan-mode", "vlan", "shim"} {
 				if fs.Changed(name) {
@@ -157,7 +175,8 @@ See docs/drivers.md.`,
 	f.StringArrayVar(&labels, "label", nil, "label as key=value (repeatable)")
 	f.StringVar(&spec.Driver, "driver", model.DriverBridge, "network driver: bridge, link, macvlan, ovs or overlay")
 	f.IntVar(&ov.VNI, "vni", 0, "overlay: the VXLAN network identifier, 1-16777215 (default derived from the name)")
-	f.IntVar(&ov.SliceBits, "slice-size", 0, "overlay: prefix length of each host's slice of --subnet (default 24)")
+	f.IntVar(&slice4, "slice-size", 0, "overlay: prefix length of each host's slice of the IPv4 --subnet (default 24)")
+	f.IntVar(&slice6, "slice-size6", 0, "overlay: prefix length of each host's slice of the IPv6 --subnet (default 64)")
 	f.StringVar(&ov.Mode, "mode", "", "overlay: how hosts reach each other's slices: vxlan (default, a VXLAN device) or host-gw (a route per host through its underlay address; the hosts must share an L2 segment)")
 	f.StringVar(&mv.Parent, "parent", "", "macvlan: the host link whose segment the sandboxes join (e.g. eth0)")
 	f.StringVar(&mv.Mode, "macvlan-mode", "", "macvlan: bridge (default), private, vepa or passthru")
@@ -333,7 +352,11 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 				kv.row("ID:", n.ID)
 				kv.row("Driver:", n.Driver)
 				if n.Overlay != nil {
-					kv.row("Overlay:", fmt.Sprintf("mode %s  subnet %s  slice /%d  vni %d", n.Overlay.ModeName(), n.Overlay.Subnet, n.Overlay.SliceBits, n.Overlay.VNI))
+					line := "mode " + n.Overlay.ModeName()
+					for _, s := range n.Overlay.Subnets {
+						line += fmt.Sprintf("  subnet %s slice /%d", s.Prefix, s.SliceBits)
+					}
+					kv.row("Overlay:", fmt.Sprintf("%s  vni %d", line, n.Overlay.VNI))
 				}
 				if n.Bridge != "" {
 					kv.row("Bridge:", n.Bridge+map[bool]string{true: " (adopted, kept on rm)", false: ""}[n.BridgeAdopted])

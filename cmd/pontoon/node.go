@@ -50,7 +50,7 @@ neighbours and FDB entries stay as they were meanwhile.`,
 			for _, n := range nodes {
 				var sl []string
 				for _, net := range slices.Sorted(maps.Keys(n.Slices)) {
-					sl = append(sl, net+"="+n.Slices[net].String())
+					sl = append(sl, net+"="+prefixesString(n.Slices[net]))
 				}
 				name := n.Name
 				if n.Self {
@@ -131,7 +131,7 @@ slices.`,
 					nets[k] = true
 				}
 				for _, net := range slices.Sorted(maps.Keys(nets)) {
-					line := "slice " + orDash(prefixString(n.Slices, net))
+					line := "slice " + orDash(prefixesString(n.Slices[net]))
 					if st := n.StaticIPs[net]; len(st) > 0 {
 						var l []string
 						for _, ip := range slices.SortedFunc(maps.Keys(st), func(a, b netip.Addr) int { return a.Compare(b) }) {
@@ -152,11 +152,14 @@ slices.`,
 	return cmd
 }
 
-func prefixString(m map[string]netip.Prefix, k string) string {
-	if p, ok := m[k]; ok {
-		return p.String()
+// prefixesString is a node's slices in one word, IPv4 first:
+// "10.200.1.0/24,fd00:200:0:1::/64"; "" for none.
+func prefixesString(ps []netip.Prefix) string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
 	}
-	return ""
+	return strings.Join(out, ",")
 }
 
 // clusterRows adds an overlay network's cluster part to `network inspect`
@@ -175,7 +178,7 @@ func clusterRows(kv *table, n *model.NetworkInfo) {
 		if cn.Self {
 			name += " (this)"
 		}
-		line := name + "  slice " + cn.Slice.String()
+		line := name + "  slice " + prefixesString(cn.Slices)
 		if cn.Live {
 			line += "  underlay " + cn.Underlay.String()
 			if cn.VTEPMAC != "" {
@@ -212,7 +215,7 @@ and no resolver answers with the node's addresses any more. A live node
 				}
 				var sl []string
 				for _, net := range slices.Sorted(maps.Keys(f.Slices)) {
-					sl = append(sl, net+"="+f.Slices[net])
+					sl = append(sl, net+"="+strings.Join(f.Slices[net], ","))
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: released slices %s, %d names, %d static addresses\n", name, orDash(strings.Join(sl, " ")), f.Names, f.Static)
 				return nil

@@ -14,11 +14,18 @@
 //
 //	prefix + "nodes/" + node                     → JSON record (Node)      lease-bound
 //	prefix + "slices/" + network + "/" + slice   → node name               not lease-bound
-//	prefix + "slices-by-node/" + network + "/" + node → slice              not lease-bound
+//	prefix + "slices-by-node/" + network + "/" + node → IPv4 slice         not lease-bound
+//	prefix + "slices-by-node/" + network + "/" + node + "/ipv6" → IPv6 slice  not lease-bound
 //	prefix + "static/" + network + "/" + ip      → owner                   not lease-bound
 //
 // where slice is a prefix in netip form ("10.1.3.0/24", "fd00:1:0:2::/64")
-// and ip an address ("10.1.0.5", "fd00:1::5"). With the store on the same
+// and ip an address ("10.1.0.5", "fd00:1::5"). A node holds at most one
+// slice per family of each network (a dual-stack network's node has two):
+// its IPv4 slice's index keeps the key it had before overlays were
+// dual-stack, so a node restarted on a newer pontoon finds its slice where
+// it left it; its IPv6 slice's index has the "/ipv6" suffix (node names
+// have no '/'). The slice keys need no family: the prefix says it, and
+// prefixes of two families never overlap. With the store on the same
 // etcd, a prefix beside the store's (e.g. "/pontoon-cluster/") keeps
 // `etcdctl get --prefix` of each readable; a prefix under the store's is
 // also safe as long as its first element is no store bucket name
@@ -42,8 +49,8 @@
 // node until someone decides the node is gone for good (ReleaseSlice on
 // the node itself, when it leaves the cluster; ExpireSlices by an operator
 // or a controller, for the slices of nodes that will not come back). The
-// per-node index (slices-by-node) lets a restarting node find its slice
-// again with one read, and ClaimSlice returns it.
+// per-node index (slices-by-node) lets a restarting node find its slices
+// again with one read each, and ClaimSlice returns them.
 //
 // # What a daemon does on start
 //
@@ -53,9 +60,10 @@
 //     persisted Instance token, so that a restart within the TTL takes
 //     its own record over instead of being refused; watch Member.Lost and
 //     join again when it fires.
-//  2. For every overlay network: ClaimSlice(network, subnet, size, name),
-//     and allocate the addresses of its local endpoints inside that slice
-//     (static addresses, which may fall in any slice, with ReserveStatic).
+//  2. For every overlay network, for each of its subnets (one per
+//     family): ClaimSlice(network, subnet, size, name), and allocate the
+//     addresses of its local endpoints inside those slices (static
+//     addresses, which may fall in any slice, with ReserveStatic).
 //  3. Nodes, then WatchNodes from the revision Nodes returned: program one
 //     peer per other node (VXLAN: an FDB entry VTEPMAC → Underlay and a
 //     neighbour, with the VTEPMAC of the node's record, never derived
@@ -112,8 +120,33 @@ func (c *Cluster) sliceKey(network string, slice fmt.Stringer) string {
 func (c *Cluster) slicesPrefix(network string) string {
 	return c.prefix + "slices/" + network + "/"
 }
-func (c *Cluster) sliceIndexKey(network, node string) string {
-	return c.prefix + "slices-by-node/" + network + "/" + node
+
+// sliceIndexKey is the key of node's slice of network in one family (see
+// the package comment: the IPv4 one without a suffix).
+func (c *Cluster) sliceIndexKey(network, node string, v6 bool) string {
+	k := c.slicesByNodePrefix() + network + "/" + node
+	if v6 {
+		k += ipv6Suffix
+	}
+	return k
+}
+
+// ipv6Suffix ends the index key of a node's IPv6 slice.
+const ipv6Suffix = "/ipv6"
+
+// parseSliceIndexKey splits a slices-by-node key into its network, node and
+// family; false for a key of another shape.
+func (c *Cluster) parseSliceIndexKey(key string) (network, node string, v6, ok bool) {
+	rest, found := strings.CutPrefix(key, c.slicesByNodePrefix())
+	if !found {
+		return "", "", false, false
+	}
+	rest, v6 = strings.CutSuffix(rest, ipv6Suffix)
+	network, node, ok = strings.Cut(rest, "/")
+	if !ok || network == "" || node == "" || strings.Contains(node, "/") {
+		return "", "", false, false
+	}
+	return network, node, v6, true
 }
 func (c *Cluster) staticKey(network string, ip fmt.Stringer) string {
 	return c.staticPrefix(network) + ip.String()

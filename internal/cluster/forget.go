@@ -10,7 +10,7 @@ import (
 	"pontoon/internal/model"
 )
 
-// Forget releases what a node gone for good still holds: its slice of
+// Forget releases what a node gone for good still holds: its slices of
 // every overlay network (so another node may claim it), its sandboxes'
 // names (so no resolver answers with its addresses) and its static
 // address reservations. Slices, names and reservations are not lease-bound
@@ -21,7 +21,7 @@ import (
 // deletion is a transaction that compares the record's absence, so a node
 // that joins while Forget runs keeps what it has not lost yet.
 func (c *Cluster) Forget(ctx context.Context, node string) (model.ForgottenNode, error) {
-	out := model.ForgottenNode{Slices: map[string]string{}}
+	out := model.ForgottenNode{Slices: map[string][]string{}}
 	if err := model.ValidateName("node", node); err != nil {
 		return out, err
 	}
@@ -51,7 +51,7 @@ func (c *Cluster) Forget(ctx context.Context, node string) (model.ForgottenNode,
 		return out, fmt.Errorf("cluster: forget node %s: list slices: %w", node, err)
 	}
 	for _, kv := range idx.Kvs {
-		network, holder, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), c.slicesByNodePrefix()), "/")
+		network, holder, _, ok := c.parseSliceIndexKey(string(kv.Key))
 		if !ok || holder != node {
 			continue
 		}
@@ -67,7 +67,7 @@ func (c *Cluster) Forget(ctx context.Context, node string) (model.ForgottenNode,
 		if !resp.Succeeded {
 			return out, model.Conflictf("node %s joined while it was being forgotten: it keeps the rest", node)
 		}
-		out.Slices[network] = slice
+		out.Slices[network] = append(out.Slices[network], slice)
 	}
 
 	names, _, err := c.Names(rctx)

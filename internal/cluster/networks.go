@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -20,14 +22,16 @@ import (
 
 // NetworkDef is a cluster-scoped network.
 type NetworkDef struct {
-	Name   string       `json:"name"`
-	Driver string       `json:"driver"` // overlay
-	Subnet netip.Prefix `json:"subnet"` // the whole network's, e.g. 10.200.0.0/16
-	// SliceBits is the prefix length of each node's slice (24).
-	SliceBits int  `json:"slice_bits"`
-	VNI       int  `json:"vni"` // the VXLAN network identifier
-	MTU       int  `json:"mtu,omitempty"`
-	Internal  bool `json:"internal,omitempty"`
+	Name   string `json:"name"`
+	Driver string `json:"driver"` // overlay
+	// Subnets are the whole network's, at most one per family, IPv4
+	// first (10.200.0.0/16, fd00:200::/48), each with the prefix length
+	// of each node's slice of it (24, 64). See MarshalJSON for how they
+	// are stored.
+	Subnets  []model.OverlaySubnet `json:"subnets"`
+	VNI      int                   `json:"vni"` // the VXLAN network identifier
+	MTU      int                   `json:"mtu,omitempty"`
+	Internal bool                  `json:"internal,omitempty"`
 	// Mode is how the nodes reach each other's slices: "" (vxlan, a VXLAN
 	// device) or "host-gw" (a route per node through its underlay
 	// address; the nodes share an L2 segment). See model.OverlayModes.
@@ -35,6 +39,100 @@ type NetworkDef struct {
 	// Node that created it, and when (for people).
 	CreatedBy string    `json:"created_by"`
 	Created   time.Time `json:"created"`
+}
+
+// v4Def is how a definition was stored before overlays were dual-stack:
+// one IPv4 subnet, top-level.
+type v4Def struct {
+	Subnet    netip.Prefix `json:"subnet,omitzero"`
+	SliceBits int          `json:"slice_bits,omitempty"`
+}
+
+// MarshalJSON stores d with its subnets; a definition with one IPv4
+// subnet and nothing else also carries it as the older layout had it
+// (subnet, slice_bits), so that a node still running a pontoon from
+// before dual-stack overlays makes its part of an IPv4-only network as it
+// did. One with IPv6 has no such fields: such a node cannot read it and
+// says so (no subnet), rather than make half of it.
+func (d NetworkDef) MarshalJSON() ([]byte, error) {
+	type plain NetworkDef // without this method
+	v := struct {
+		plain
+		v4Def
+	}{plain: plain(d)}
+	if len(d.Subnets) == 1 && d.Subnets[0].Prefix.Addr().Is4() {
+		v.v4Def = v4Def{Subnet: d.Subnets[0].Prefix, SliceBits: d.Subnets[0].SliceBits}
+	}
+	return json.Marshal(v)
+}
+
+// UnmarshalJSON reads a definition, also one stored before overlays were
+// dual-stack (subnet and slice_bits only).
+func (d *NetworkDef) UnmarshalJSON(b []byte) error {
+	type plain NetworkDef
+	var v struct {
+		plain
+		v4Def
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*d = NetworkDef(v.plain)
+	if len(d.Subnets) == 0 && v.Subnet.IsValid() {
+		d.Subnets = []model.OverlaySubnet{{Prefix: v.Subnet, SliceBits: v.SliceBits}}
+	}
+	return nil
+}
+
+// SubnetString renders d's subnets for people: "10.200.0.0/16, fd00:200::/48".
+func (d NetworkDef) SubnetString() string {
+	out := make([]string, len(d.Subnets))
+	for i, s := range d.Subnets {
+		out[i] = s.Prefix.String()
+	}
+	return strings.Join(out, ", ")
+}
+
+// checkSubnets validates d's subnets: one or two, at most one per family,
+// each a network prefix with slices no larger than it; it sorts them IPv4
+// first.
+func (d *NetworkDef) checkSubnets() error {
+	if len(d.Subnets) == 0 {
+		return model.Invalidf("cluster network %s has no subnet: give one per family, e.g. 10.200.0.0/16 and fd00:200::/48", d.Name)
+	}
+	var seen [2]bool
+	for _, s := range d.Subnets {
+		p := s.Prefix
+		if !p.IsValid() || p.Addr().Zone() != "" || p.Addr().Is4In6() || p != p.Masked() {
+			return model.Invalidf("cluster network %s: subnet %s is not a network prefix: give one such as 10.200.0.0/16 or fd00:200::/48", d.Name, p)
+		}
+		if s.SliceBits < p.Bits() || s.SliceBits > p.Addr().BitLen() {
+			return model.Invalidf("cluster network %s: slices of /%d do not fit subnet %s: give a prefix length from %d to %d", d.Name, s.SliceBits, p, p.Bits(), p.Addr().BitLen())
+		}
+		i := 0
+		if p.Addr().Is6() {
+			i = 1
+		}
+		if seen[i] {
+			return model.Invalidf("cluster network %s: two subnets of one family (%s): give at most one IPv4 and one IPv6", d.Name, d.SubnetString())
+		}
+		seen[i] = true
+	}
+	d.Subnets = slices.Clone(d.Subnets)
+	slices.SortStableFunc(d.Subnets, func(a, b model.OverlaySubnet) int { return a.Prefix.Addr().BitLen() - b.Prefix.Addr().BitLen() })
+	return nil
+}
+
+// overlaps returns a subnet of d's and one of o's that overlap.
+func (d NetworkDef) overlaps(o NetworkDef) (mine, theirs netip.Prefix, ok bool) {
+	for _, a := range d.Subnets {
+		for _, b := range o.Subnets {
+			if a.Prefix.Overlaps(b.Prefix) {
+				return a.Prefix, b.Prefix, true
+			}
+		}
+	}
+	return netip.Prefix{}, netip.Prefix{}, false
 }
 
 func (c *Cluster) networkKey(name string) string { return c.prefix + "networks/" + name }
@@ -47,8 +145,11 @@ func (c *Cluster) DefineNetwork(ctx context.Context, d NetworkDef) error {
 	if err := model.ValidateNetworkName(d.Name); err != nil {
 		return err
 	}
-	if !d.Subnet.IsValid() || d.SliceBits < d.Subnet.Bits() || d.VNI < 1 || d.VNI > 1<<24-1 {
-		return model.Invalidf("cluster network %s: subnet %s, slices /%d, VNI %d: want a subnet, slices no larger than it, a VNI of 1 to 16777215", d.Name, d.Subnet, d.SliceBits, d.VNI)
+	if err := d.checkSubnets(); err != nil {
+		return err
+	}
+	if d.VNI < 1 || d.VNI > 1<<24-1 {
+		return model.Invalidf("cluster network %s: VNI %d: give 1 to 16777215", d.Name, d.VNI)
 	}
 	if err := model.CheckOverlayMode(d.Mode); err != nil {
 		return fmt.Errorf("cluster network %s: %w", d.Name, err)
@@ -60,15 +161,16 @@ func (c *Cluster) DefineNetwork(ctx context.Context, d NetworkDef) error {
 		return err
 	}
 	for _, o := range others {
+		mine, theirs, overlap := d.overlaps(o)
 		switch {
-		case o.Name == d.Name && o.Subnet == d.Subnet && o.VNI == d.VNI && o.SliceBits == d.SliceBits && o.Mode == d.Mode:
+		case o.Name == d.Name && slices.Equal(o.Subnets, d.Subnets) && o.VNI == d.VNI && o.Mode == d.Mode:
 			return nil
 		case o.Name == d.Name:
-			return model.Conflictf("cluster network %s exists (subnet %s, VNI %d, made by %s): pick another name", o.Name, o.Subnet, o.VNI, o.CreatedBy)
+			return model.Conflictf("cluster network %s exists (subnets %s, VNI %d, made by %s): pick another name", o.Name, o.SubnetString(), o.VNI, o.CreatedBy)
 		case o.VNI == d.VNI:
 			return model.Conflictf("VNI %d is cluster network %s's: give another with --vni", d.VNI, o.Name)
-		case o.Subnet.Overlaps(d.Subnet):
-			return model.Conflictf("subnet %s overlaps %s of cluster network %s: pick a subnet no other network has", d.Subnet, o.Subnet, o.Name)
+		case overlap:
+			return model.Conflictf("subnet %s overlaps %s of cluster network %s: pick a subnet no other network has", mine, theirs, o.Name)
 		}
 	}
 	val, err := json.Marshal(d)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -22,7 +23,9 @@ const (
 // size (0: DefaultSliceBits4 or DefaultSliceBits6) inside subnet, that no
 // other node holds. A node that holds a slice of that subnet and size
 // already (a restart) gets it back; otherwise it gets the first free
-// slice in address order.
+// slice in address order. A node holds one slice per family of a network:
+// a dual-stack network's node claims twice, once per subnet, and each
+// claim keeps to its family's index (see the package comment).
 //
 // Two nodes claiming at once never get the same slice: a claim is an etcd
 // Txn that writes the slice's key only if it does not exist
@@ -62,7 +65,7 @@ func (c *Cluster) ClaimSlice(ctx context.Context, network string, subnet netip.P
 		return fmt.Errorf("cluster: claim a /%d of %s on network %s for node %s: %w", size, subnet, network, node, err)
 	}
 
-	idxKey := c.sliceIndexKey(network, node)
+	idxKey := c.sliceIndexKey(network, node, subnet.Addr().Is6())
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		// Ours already? One read of the index and of the slice it names.
 		g, err := c.cli.Get(rctx, idxKey)
@@ -195,8 +198,8 @@ func (c *Cluster) heldSlices(ctx context.Context, network string) (map[netip.Pre
 	return held, nil
 }
 
-// Slices returns network's slices by node.
-func (c *Cluster) Slices(ctx context.Context, network string) (map[string]netip.Prefix, error) {
+// Slices returns network's slices by node, each node's IPv4 one first.
+func (c *Cluster) Slices(ctx context.Context, network string) (map[string][]netip.Prefix, error) {
 	if err := model.ValidateNetworkName(network); err != nil {
 		return nil, err
 	}
@@ -206,16 +209,35 @@ func (c *Cluster) Slices(ctx context.Context, network string) (map[string]netip.
 	if err != nil {
 		return nil, fmt.Errorf("cluster: slices of network %s: %w", network, err)
 	}
-	out := make(map[string]netip.Prefix, len(held))
+	out := make(map[string][]netip.Prefix, len(held))
 	for p, n := range held {
-		out[n] = p
+		out[n] = addSlice(out[n], p)
 	}
 	return out, nil
 }
 
-// ReleaseSlice gives node's slice of network back: its slice key and its
-// index go in one Txn, the slice only if node still holds it. A node
-// without a slice is success.
+// addSlice returns ps (a node's slices, at most one per family, IPv4
+// first) with p in place of its family's.
+func addSlice(ps []netip.Prefix, p netip.Prefix) []netip.Prefix {
+	out := append(dropSlice(ps, p.Addr().Is6()), p)
+	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().BitLen() - b.Addr().BitLen() })
+	return out
+}
+
+// dropSlice returns ps without its slice of one family, as a new slice.
+func dropSlice(ps []netip.Prefix, v6 bool) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(ps)+1)
+	for _, p := range ps {
+		if p.Addr().Is6() != v6 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ReleaseSlice gives node's slices of network back (one per family): each
+// slice key and its index go in one Txn, the slice only if node still
+// holds it. A node without a slice is success.
 func (c *Cluster) ReleaseSlice(ctx context.Context, network, node string) error {
 	if err := model.ValidateNetworkName(network); err != nil {
 		return err
@@ -229,10 +251,26 @@ func (c *Cluster) ReleaseSlice(ctx context.Context, network, node string) error 
 	return err
 }
 
-// release deletes node's slice and index, and returns the slice released
-// (the invalid Prefix when node had none).
-func (c *Cluster) release(ctx context.Context, network, node string) (netip.Prefix, error) {
-	idxKey := c.sliceIndexKey(network, node)
+// release deletes node's slices and their indexes, and returns the slices
+// released.
+func (c *Cluster) release(ctx context.Context, network, node string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v6 := range []bool{false, true} {
+		p, err := c.releaseFamily(ctx, network, node, v6)
+		if err != nil {
+			return out, err
+		}
+		if p.IsValid() {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// releaseFamily deletes node's slice of one family and its index, and
+// returns the slice released (the invalid Prefix when node had none).
+func (c *Cluster) releaseFamily(ctx context.Context, network, node string, v6 bool) (netip.Prefix, error) {
+	idxKey := c.sliceIndexKey(network, node, v6)
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		g, err := c.cli.Get(ctx, idxKey)
 		if err != nil {
@@ -265,7 +303,8 @@ func (c *Cluster) release(ctx context.Context, network, node string) (netip.Pref
 }
 
 // ExpireSlices releases the slices of network held by nodes that are
-// neither in keep nor registered now, and returns them by node. Slices
+// neither in keep nor registered now, and returns them by node (each
+// node's IPv4 slice first). Slices
 // are not lease-bound (see the package comment), so this is how the slices
 // of nodes gone for good come back: keep is the set of nodes the caller
 // knows will return (an operator's list, or the nodes seen within a grace
@@ -273,7 +312,7 @@ func (c *Cluster) release(ctx context.Context, network, node string) (netip.Pref
 // release commits keeps its slice, whatever keep says: a Txn compares the
 // node key's absence, so a node that joins while ExpireSlices runs is
 // never left without the slice ClaimSlice just gave it back.
-func (c *Cluster) ExpireSlices(ctx context.Context, network string, keep []string) (map[string]netip.Prefix, error) {
+func (c *Cluster) ExpireSlices(ctx context.Context, network string, keep []string) (map[string][]netip.Prefix, error) {
 	if err := model.ValidateNetworkName(network); err != nil {
 		return nil, err
 	}
@@ -287,7 +326,7 @@ func (c *Cluster) ExpireSlices(ctx context.Context, network string, keep []strin
 	for _, n := range keep {
 		keepSet[n] = true
 	}
-	released := map[string]netip.Prefix{}
+	released := map[string][]netip.Prefix{}
 	for p, n := range held {
 		if keepSet[n] {
 			continue
@@ -295,7 +334,7 @@ func (c *Cluster) ExpireSlices(ctx context.Context, network string, keep []strin
 		// One Txn per slice: the slice goes only if n still holds it and
 		// has no record; its index goes with it if it names this slice.
 		// It also clears a slice that no index names.
-		sk, idxKey := c.sliceKey(network, p), c.sliceIndexKey(network, n)
+		sk, idxKey := c.sliceKey(network, p), c.sliceIndexKey(network, n, p.Addr().Is6())
 		resp, err := c.cli.Txn(rctx).
 			If(clientv3.Compare(clientv3.Value(sk), "=", n),
 				clientv3.Compare(clientv3.CreateRevision(c.nodeKey(n)), "=", 0)).
@@ -307,7 +346,7 @@ func (c *Cluster) ExpireSlices(ctx context.Context, network string, keep []strin
 			return released, fmt.Errorf("cluster: expire slice %s of node %s on network %s: %w", p, n, network, err)
 		}
 		if resp.Succeeded {
-			released[n] = p
+			released[n] = addSlice(released[n], p)
 		}
 	}
 	return released, nil
@@ -330,7 +369,7 @@ func (c *Cluster) ReclaimSlice(ctx context.Context, network string, slice netip.
 	}
 	rctx, cancel := bounded(ctx)
 	defer cancel()
-	sk, idx := c.sliceKey(network, slice), c.sliceIndexKey(network, node)
+	sk, idx := c.sliceKey(network, slice), c.sliceIndexKey(network, node, slice.Addr().Is6())
 	resp, err := c.cli.Txn(rctx).
 		If(clientv3.Compare(clientv3.CreateRevision(sk), "=", 0)).
 		Then(clientv3.OpPut(sk, node), clientv3.OpPut(idx, slice.String())).

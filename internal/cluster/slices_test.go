@@ -24,6 +24,16 @@ func newCluster(t *testing.T) *Cluster {
 	return c
 }
 
+// familySlice is a node's slice of one family among ps.
+func familySlice(ps []netip.Prefix, v6 bool) netip.Prefix {
+	for _, p := range ps {
+		if p.Addr().Is6() == v6 {
+			return p
+		}
+	}
+	return netip.Prefix{}
+}
+
 func TestNextSlice(t *testing.T) {
 	for _, c := range []struct {
 		subnet string
@@ -62,6 +72,9 @@ func TestClaimSliceConcurrent(t *testing.T) {
 		{"ov1", netip.MustParsePrefix("10.11.0.0/16"), 26},
 		{"ov2", netip.MustParsePrefix("fd00:12::/48"), 0},
 		{"ov3", netip.MustParsePrefix("10.13.0.0/20"), 24}, // exactly 16 slices
+		// Dual-stack: each node claims one slice of each family, at once.
+		{"ov4", netip.MustParsePrefix("10.14.0.0/16"), 0},
+		{"ov4", netip.MustParsePrefix("fd00:14::/60"), 0}, // exactly 16 slices
 	}
 	const nodes = 16
 	clients := make([]*Cluster, nodes)
@@ -119,7 +132,7 @@ func TestClaimSliceConcurrent(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := range nodes {
-			if p := byNode[fmt.Sprintf("n%02d", i)]; p != got[j][i] {
+			if p := familySlice(byNode[fmt.Sprintf("n%02d", i)], n.subnet.Addr().Is6()); p != got[j][i] {
 				t.Errorf("%s: Slices says n%02d holds %v, its claim got %v", n.name, i, p, got[j][i])
 			}
 		}
@@ -174,7 +187,7 @@ func TestClaimSliceRejoin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(sl) != "map[a1:10.30.0.0/24 b2:10.20.1.0/24 c3:10.20.2.0/24]" {
+	if fmt.Sprint(sl) != "map[a1:[10.30.0.0/24] b2:[10.20.1.0/24] c3:[10.20.2.0/24]]" {
 		t.Errorf("slices after a1 moved: %v", sl)
 	}
 }
@@ -259,14 +272,14 @@ func TestExpireSlices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(released) != "map[b2:10.70.1.0/24]" {
+	if fmt.Sprint(released) != "map[b2:[10.70.1.0/24]]" {
 		t.Errorf("released %v, want b2's only (a1 is registered, c3 kept)", released)
 	}
 	sl, err := c.Slices(ctx, "ov")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(sl) != "map[a1:10.70.0.0/24 c3:10.70.2.0/24]" {
+	if fmt.Sprint(sl) != "map[a1:[10.70.0.0/24] c3:[10.70.2.0/24]]" {
 		t.Errorf("slices after expiry: %v", sl)
 	}
 	// b2's index went too: it comes back to the first free slice, which
@@ -274,7 +287,7 @@ func TestExpireSlices(t *testing.T) {
 	if p, err := c.ClaimSlice(ctx, "ov", subnet, 0, "d4"); err != nil || p.String() != "10.70.1.0/24" {
 		t.Errorf("d4 after b2 expired: %v, %v", p, err)
 	}
-	if r, err := c.cli.Get(context.Background(), c.sliceIndexKey("ov", "b2")); err != nil || len(r.Kvs) != 0 {
+	if r, err := c.cli.Get(context.Background(), c.sliceIndexKey("ov", "b2", false)); err != nil || len(r.Kvs) != 0 {
 		t.Errorf("b2's index after expiry: %v, %v", r.Kvs, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,16 +20,22 @@ import (
 // every overlay network's slices, as of one etcd revision.
 type Topology struct {
 	Revision int64
-	Nodes    map[string]Node                    // by name; live ones only
-	Slices   map[string]map[string]netip.Prefix // network → node → slice
+	Nodes    map[string]Node // by name; live ones only
+	// Slices are each network's slices by node: network → node → its
+	// slices, at most one per family, IPv4 first.
+	Slices map[string]map[string][]netip.Prefix
 }
 
 // clone copies t deeply enough that the follower can go on changing its
 // own copy.
 func (t Topology) clone() Topology {
-	out := Topology{Revision: t.Revision, Nodes: maps.Clone(t.Nodes), Slices: make(map[string]map[string]netip.Prefix, len(t.Slices))}
+	out := Topology{Revision: t.Revision, Nodes: maps.Clone(t.Nodes), Slices: make(map[string]map[string][]netip.Prefix, len(t.Slices))}
 	for n, s := range t.Slices {
-		out.Slices[n] = maps.Clone(s)
+		c := make(map[string][]netip.Prefix, len(s))
+		for node, ps := range s {
+			c[node] = slices.Clone(ps)
+		}
+		out.Slices[n] = c
 	}
 	return out
 }
@@ -49,7 +56,7 @@ func (c *Cluster) ReadTopology(ctx context.Context) (Topology, error) {
 	if err != nil {
 		return Topology{}, fmt.Errorf("cluster: read nodes and slices: %w", err)
 	}
-	t := Topology{Revision: resp.Header.Revision, Nodes: map[string]Node{}, Slices: map[string]map[string]netip.Prefix{}}
+	t := Topology{Revision: resp.Header.Revision, Nodes: map[string]Node{}, Slices: map[string]map[string][]netip.Prefix{}}
 	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
 		n, err := decodeNode(kv)
 		if err != nil {
@@ -63,28 +70,33 @@ func (c *Cluster) ReadTopology(ctx context.Context) (Topology, error) {
 	return t, nil
 }
 
-// applySlice applies one slices-by-node key (network/node → slice) to t;
-// a key or value that does not parse is ignored (ClaimSlice replaces it).
+// applySlice applies one slices-by-node key (network/node[/ipv6] → slice)
+// to t; a key or value that does not parse, or a slice of another family
+// than its key's, is ignored (ClaimSlice replaces it).
 func (c *Cluster) applySlice(t *Topology, key, val string, removed bool) {
-	network, node, ok := strings.Cut(strings.TrimPrefix(key, c.slicesByNodePrefix()), "/")
+	network, node, v6, ok := c.parseSliceIndexKey(key)
 	if !ok {
 		return
 	}
 	if removed {
-		delete(t.Slices[network], node)
+		if rest := dropSlice(t.Slices[network][node], v6); len(rest) > 0 {
+			t.Slices[network][node] = rest
+		} else {
+			delete(t.Slices[network], node)
+		}
 		if len(t.Slices[network]) == 0 {
 			delete(t.Slices, network)
 		}
 		return
 	}
 	p, err := netip.ParsePrefix(val)
-	if err != nil {
+	if err != nil || p.Addr().Is6() != v6 {
 		return
 	}
 	if t.Slices[network] == nil {
-		t.Slices[network] = map[string]netip.Prefix{}
+		t.Slices[network] = map[string][]netip.Prefix{}
 	}
-	t.Slices[network][node] = p
+	t.Slices[network][node] = addSlice(t.Slices[network][node], p)
 }
 
 // FollowTopology keeps a node's view of the nodes and slices current by

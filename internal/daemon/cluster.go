@@ -257,7 +257,8 @@ func etcdEndpoints(list string, tls bool) ([]string, error) {
 }
 
 // underlayAddr is the first IPv4 address of link dev (the VXLAN tunnels'
-// endpoint: IPv6 underlays are not supported yet).
+// endpoint: IPv6 underlays are not supported yet; the overlays carry
+// IPv6 inside).
 func underlayAddr(lk link.Interface, dev string) (netip.Addr, error) {
 	nets, err := lk.HostNets()
 	if err != nil {
@@ -268,7 +269,7 @@ func underlayAddr(lk link.Interface, dev string) (netip.Addr, error) {
 			return h.Prefix.Addr(), nil
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("--underlay %s has no IPv4 address: give the link the other nodes reach this one on", dev)
+	return netip.Addr{}, fmt.Errorf("--underlay %s has no IPv4 address: overlay networks (IPv6 ones too) run over an IPv4 underlay, an IPv6-only one is not supported yet; give the link the other nodes reach this one on by IPv4", dev)
 }
 
 // instanceToken is this daemon's token across restarts, made at the first

@@ -79,8 +79,8 @@ func notLive(ctx context.Context, cl Cluster, name string, defs []cluster.Networ
 	var held []string
 	for _, d := range defs {
 		if s, err := cl.Slices(ctx, d.Name); err == nil {
-			if p, ok := s[name]; ok {
-				held = append(held, d.Name+"="+p.String())
+			if ps, ok := s[name]; ok {
+				held = append(held, d.Name+"="+joinPrefixes(ps))
 			}
 		}
 	}
@@ -128,15 +128,19 @@ func (e *Engine) clusterNetwork(ctx context.Context, nw *model.Network) *model.C
 // networkNodes lists the holders of an overlay's slices, by name, with
 // where they are reached when they are live (their underlay address, and
 // in vxlan mode the VTEP MAC of their record).
-func networkNodes(o *model.OverlayOptions, self string, sl map[string]netip.Prefix, nodes []cluster.Node) []model.ClusterNetworkNode {
+func networkNodes(o *model.OverlayOptions, self string, sl map[string][]netip.Prefix, nodes []cluster.Node) []model.ClusterNetworkNode {
 	byName := map[string]cluster.Node{}
 	for _, n := range nodes {
 		byName[n.Name] = n
 	}
 	out := make([]model.ClusterNetworkNode, 0, len(sl))
 	for _, name := range slices.Sorted(maps.Keys(sl)) {
+		mine := o.SlicesIn(sl[name])
+		if len(mine) == 0 {
+			continue // slices of the network's former subnets only
+		}
 		n, live := byName[name]
-		cn := model.ClusterNetworkNode{Node: name, Slice: sl[name], Live: live, Self: name == self}
+		cn := model.ClusterNetworkNode{Node: name, Slices: mine, Live: live, Self: name == self}
 		if live {
 			cn.Underlay = n.Underlay
 			if !o.HostGW() {
@@ -165,4 +169,13 @@ func (e *Engine) ForgetNode(ctx context.Context, name string) (model.ForgottenNo
 		e.log.Info("cluster: forgot a node", "node", name, "slices", len(f.Slices), "names", f.Names, "static_ips", f.Static)
 	}
 	return f, err
+}
+
+// joinPrefixes is ps for people, in one word: "10.200.1.0/24,fd00:200:0:1::/64".
+func joinPrefixes(ps []netip.Prefix) string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return strings.Join(out, ",")
 }

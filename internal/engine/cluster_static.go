@@ -89,22 +89,30 @@ func (e *Engine) overlayNetwork(ctx context.Context, name string) *model.Network
 }
 
 // checkOverlayStatic checks static address ip asked for by owner on
-// overlay network nw (this node's part of it: Subnets[0] is the slice),
-// given the cluster's reservations. slices is called only to name the
-// node whose slice ip is in, for the error.
-func checkOverlayStatic(nw *model.Network, self, owner string, ip netip.Addr, reserved map[netip.Addr]string, slices func() map[string]netip.Prefix) error {
-	slice := nw.Subnets[0].Prefix
-	if ip.Is4() && !nw.Overlay.Subnet.Contains(ip) {
-		return model.Invalidf("address %s is outside overlay network %s (%s): give an address in this host's slice %s, or leave --ip out", ip, nw.Name, nw.Overlay.Subnet, slice)
+// overlay network nw (this node's part of it: its Subnets are this node's
+// slices, one per family), given the cluster's reservations. slices is
+// called only to name the node whose slice ip is in, for the error.
+func checkOverlayStatic(nw *model.Network, self, owner string, ip netip.Addr, reserved map[netip.Addr]string, slices func() map[string][]netip.Prefix) error {
+	mine := nw.SubnetString() // this host's slices
+	r, ok := nw.Overlay.Range(ip)
+	if !ok || !r.Contains(ip) {
+		return model.Invalidf("address %s is outside overlay network %s (%s): give an address in this host's slice %s, or leave --ip out", ip, nw.Name, joinPrefixes(nw.Overlay.Prefixes()), mine)
 	}
+	sub, _ := nw.Subnet4()
+	if ip.Is6() {
+		sub, _ = nw.Subnet6()
+	}
+	slice := sub.Prefix // invalid if this host has no slice of ip's family
 	if holder, ok := reserved[ip]; ok && holder != owner {
 		return model.Conflictf("address %s on network %s is reserved across the cluster by %s (node/sandbox): pick another address in this host's slice %s, or leave --ip out to get a free one", ip, nw.Name, holder, slice)
 	}
-	if ip.Is4() && !slice.Contains(ip) {
+	if !slice.Contains(ip) {
 		where := "no node's slice yet"
-		for node, p := range slices() {
-			if p.Contains(ip) {
-				where = "node " + node + "'s slice " + p.String()
+		for node, ps := range slices() {
+			for _, p := range ps {
+				if p.Contains(ip) {
+					where = "node " + node + "'s slice " + p.String()
+				}
 			}
 		}
 		return model.Invalidf("address %s is outside this host's (%s) slice %s of overlay network %s (it is in %s): a static address must be in the slice of the node its sandbox runs on; give an address in %s, or create the sandbox on that node", ip, self, slice, nw.Name, where, slice)
@@ -139,7 +147,7 @@ func (e *Engine) clusterStaticCheck(ctx context.Context, nw *model.Network, sand
 		return nil, fmt.Errorf("read the cluster's static addresses of network %s (etcd): %w", nw.Name, err)
 	}
 	self := cl.NodeName()
-	slicesOf := func() map[string]netip.Prefix {
+	slicesOf := func() map[string][]netip.Prefix {
 		s, _ := cl.Slices(ctx, nw.Name)
 		return s
 	}

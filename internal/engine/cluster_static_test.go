@@ -26,8 +26,8 @@ import (
 type fakeEtcd struct {
 	mu     sync.Mutex
 	defs   map[string]cluster.NetworkDef
-	slices map[string]map[string]netip.Prefix // network → node → slice
-	static map[string]map[netip.Addr]string   // network → address → owner
+	slices map[string]map[string][]netip.Prefix // network → node → slices, IPv4 first
+	static map[string]map[netip.Addr]string     // network → address → owner
 	nodes  map[string]cluster.Node
 	// followers get the topology after each change that publishes it
 	// (setRecordMAC): FollowTopology's watch.
@@ -58,7 +58,7 @@ func (f *fakeEtcd) setStatic(network string, ip netip.Addr, owner string) {
 }
 
 func newFakeEtcd() *fakeEtcd {
-	return &fakeEtcd{defs: map[string]cluster.NetworkDef{}, slices: map[string]map[string]netip.Prefix{},
+	return &fakeEtcd{defs: map[string]cluster.NetworkDef{}, slices: map[string]map[string][]netip.Prefix{},
 		static: map[string]map[netip.Addr]string{}, nodes: map[string]cluster.Node{}}
 }
 
@@ -124,7 +124,7 @@ func (f *fakeCluster) RemoveNetworkDef(_ context.Context, name string) error {
 func (f *fakeCluster) DefineNetwork(_ context.Context, d cluster.NetworkDef) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if o, ok := f.defs[d.Name]; ok && o.Subnet != d.Subnet {
+	if o, ok := f.defs[d.Name]; ok && !slices.Equal(o.Subnets, d.Subnets) {
 		return model.Conflictf("cluster network %s exists", d.Name)
 	}
 	f.defs[d.Name] = d
@@ -174,33 +174,46 @@ func (f *fakeCluster) ClaimSlice(_ context.Context, network string, subnet netip
 	defer f.mu.Unlock()
 	m := f.slices[network]
 	if m == nil {
-		m = map[string]netip.Prefix{}
+		m = map[string][]netip.Prefix{}
 		f.slices[network] = m
 	}
-	if p, ok := m[node]; ok {
-		return p, nil
+	v6 := subnet.Addr().Is6()
+	for _, p := range m[node] {
+		if p.Addr().Is6() == v6 {
+			return p, nil
+		}
 	}
-	// /24 slices of a /16, enough for these tests.
+	// The first free of 256 slices (/24s of a /16, /64s of a /48: the
+	// byte before the slice's bits counts), enough for these tests.
 	for i := range 256 {
-		a := subnet.Addr().As4()
-		a[2] = byte(i)
-		p := netip.PrefixFrom(netip.AddrFrom4(a), size)
+		a := subnet.Addr().As16()
+		a[size/8-1+map[bool]int{false: 12, true: 0}[v6]] = byte(i)
+		p := netip.PrefixFrom(netip.AddrFrom16(a).Unmap(), size)
 		free := true
-		for _, q := range m {
-			free = free && q != p
+		for _, ps := range m {
+			free = free && !slices.Contains(ps, p)
 		}
 		if free {
-			m[node] = p
+			m[node] = append(m[node], p)
+			slices.SortFunc(m[node], func(a, b netip.Prefix) int { return a.Addr().BitLen() - b.Addr().BitLen() })
 			return p, nil
 		}
 	}
 	return netip.Prefix{}, model.Exhaustedf("no slice left")
 }
 
-func (f *fakeCluster) Slices(_ context.Context, network string) (map[string]netip.Prefix, error) {
+func (f *fakeCluster) Slices(_ context.Context, network string) (map[string][]netip.Prefix, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return maps.Clone(f.slices[network]), nil
+	return cloneSlices(f.slices[network]), nil
+}
+
+func cloneSlices(m map[string][]netip.Prefix) map[string][]netip.Prefix {
+	out := make(map[string][]netip.Prefix, len(m))
+	for k, v := range m {
+		out[k] = slices.Clone(v)
+	}
+	return out
 }
 
 func (f *fakeCluster) Nodes(context.Context) ([]cluster.Node, int64, error) {
@@ -220,9 +233,9 @@ func (f *fakeCluster) ReadTopology(context.Context) (cluster.Topology, error) {
 }
 
 func (f *fakeEtcd) topologyLocked() cluster.Topology {
-	t := cluster.Topology{Revision: 1, Nodes: maps.Clone(f.nodes), Slices: map[string]map[string]netip.Prefix{}}
+	t := cluster.Topology{Revision: 1, Nodes: maps.Clone(f.nodes), Slices: map[string]map[string][]netip.Prefix{}}
 	for n, s := range f.slices {
-		t.Slices[n] = maps.Clone(s)
+		t.Slices[n] = cloneSlices(s)
 	}
 	return t
 }
@@ -535,7 +548,7 @@ func TestNodeAndNetworkInspect(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantMAC := "02:00:00:00:00:02" // h2's record's
-	if n.Name != "h2" || n.Self || n.Underlay != tAddr("192.0.2.2") || n.Slices["web"] != tPrefix("10.200.1.0/24") ||
+	if n.Name != "h2" || n.Self || n.Underlay != tAddr("192.0.2.2") || !slices.Equal(n.Slices["web"], []netip.Prefix{tPrefix("10.200.1.0/24")}) ||
 		n.VTEPMAC != wantMAC || n.StaticIPs["web"][tAddr("10.200.1.5")] != "b" {
 		t.Errorf("node inspect h2 from h1: %+v", n)
 	}
@@ -551,8 +564,8 @@ func TestNodeAndNetworkInspect(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &model.ClusterNetwork{Nodes: []model.ClusterNetworkNode{
-		{Node: "h1", Slice: tPrefix("10.200.0.0/24"), Underlay: tAddr("192.0.2.1"), VTEPMAC: "02:00:00:00:00:01", Live: true, Self: true},
-		{Node: "h2", Slice: tPrefix("10.200.1.0/24"), Underlay: tAddr("192.0.2.2"), VTEPMAC: wantMAC, Live: true},
+		{Node: "h1", Slices: []netip.Prefix{tPrefix("10.200.0.0/24")}, Underlay: tAddr("192.0.2.1"), VTEPMAC: "02:00:00:00:00:01", Live: true, Self: true},
+		{Node: "h2", Slices: []netip.Prefix{tPrefix("10.200.1.0/24")}, Underlay: tAddr("192.0.2.2"), VTEPMAC: wantMAC, Live: true},
 	}, StaticIPs: map[netip.Addr]string{tAddr("10.200.1.5"): "h2/b"}}
 	if diff := cmp.Diff(want, info.Cluster, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 		t.Errorf("network inspect's cluster part (-want +got):\n%s", diff)
@@ -564,7 +577,7 @@ func TestNodeAndNetworkInspect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := info.Cluster.Nodes; len(got) != 2 || got[1].Live || got[1].Underlay.IsValid() || got[1].Slice != tPrefix("10.200.1.0/24") {
+	if got := info.Cluster.Nodes; len(got) != 2 || got[1].Live || got[1].Underlay.IsValid() || !slices.Equal(got[1].Slices, []netip.Prefix{tPrefix("10.200.1.0/24")}) {
 		t.Errorf("a node that is gone: %+v", got)
 	}
 	if _, err := h1.e.Node(ctx, "h2"); !errors.Is(err, model.ErrNotFound) || !strings.Contains(err.Error(), "web=10.200.1.0/24") {

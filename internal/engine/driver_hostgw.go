@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"slices"
 	"sync"
 
@@ -34,6 +35,12 @@ import (
 // reported per node by doctor (HostGWRefusals) — and the others are
 // programmed. It is not drift: self-healing does not try to repair it
 // (CheckNetwork leaves it out).
+//
+// IPv4 subnets only: the underlay is IPv4, and Linux takes no IPv4 next
+// hop for an IPv6 route (RTA_VIA is refused for IPv6, and so is an IPv4
+// nexthop object); a host-gw network with an IPv6 subnet is refused when
+// it is made (checkOverlayDef). The code keeps to the network's subnets
+// (one SetHostRoutes per subnet) and would carry one that had a next hop.
 
 // hostGW is the overlay driver's host-gw state: the nodes each network
 // refused at its last sync, by network, node → why.
@@ -51,11 +58,12 @@ func (d *overlayDriver) hostGWRoutes(t *cluster.Topology, n *model.Network) []li
 	var out []link.HostGWRoute
 	for _, name := range slices.Sorted(maps.Keys(t.Nodes)) {
 		node := t.Nodes[name]
-		s, ok := held[name]
-		if name == self || !ok || !node.Underlay.IsValid() {
+		if name == self || !node.Underlay.IsValid() {
 			continue
 		}
-		out = append(out, link.HostGWRoute{Dst: s.Masked(), Via: node.Underlay, Peer: name})
+		for _, s := range n.Overlay.SlicesIn(held[name]) {
+			out = append(out, link.HostGWRoute{Dst: s, Via: node.Underlay, Peer: name})
+		}
 	}
 	return out
 }
@@ -67,10 +75,13 @@ func (d *overlayDriver) hostGWRoutes(t *cluster.Topology, n *model.Network) []li
 func (d *overlayDriver) syncHostGW(t *cluster.Topology, n *model.Network) error {
 	routes := d.hostGWRoutes(t, n)
 	dev, _ := d.cl.Underlay()
-	err := d.link.SetHostRoutes(dev, n.Overlay.Subnet, routes)
+	var errs []error
+	for _, r := range n.Overlay.Prefixes() {
+		errs = append(errs, d.link.SetHostRoutes(dev, r, within(r, routes)))
+	}
 	var rest []error
 	refused := map[string]string{}
-	for _, e := range unjoin(err) {
+	for _, e := range unjoin(errors.Join(errs...)) {
 		var nos *link.NotOnSegmentError
 		if errors.As(e, &nos) {
 			refused[nos.Route.Peer] = nos.Error()
@@ -82,15 +93,32 @@ func (d *overlayDriver) syncHostGW(t *cluster.Topology, n *model.Network) error 
 	return errors.Join(rest...)
 }
 
-// unjoin splits an errors.Join into its errors (nil: none).
+// unjoin splits an errors.Join into its errors, nested ones too (nil:
+// none).
 func unjoin(err error) []error {
 	if err == nil {
 		return nil
 	}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, unjoin(e)...)
+		}
+		return out
 	}
 	return []error{err}
+}
+
+// within are those of routes whose destination is inside r (a host-gw
+// network's subnet: the routes SetHostRoutes manages in it).
+func within(r netip.Prefix, routes []link.HostGWRoute) []link.HostGWRoute {
+	var out []link.HostGWRoute
+	for _, x := range routes {
+		if x.Dst.Addr().Is4() == r.Addr().Is4() && x.Dst.Bits() >= r.Bits() && r.Contains(x.Dst.Addr()) {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // recordRefusals replaces network's refused nodes, logging those that
@@ -136,8 +164,10 @@ func (d *overlayDriver) checkHostGW(t *cluster.Topology, n *model.Network) []str
 	routes = slices.DeleteFunc(routes, func(r link.HostGWRoute) bool { _, no := refused[r.Peer]; return no })
 	dev, _ := d.cl.Underlay()
 	var out []string
-	for _, p := range d.link.CheckHostRoutes(dev, n.Overlay.Subnet, routes) {
-		out = append(out, "host-gw: "+p)
+	for _, r := range n.Overlay.Prefixes() {
+		for _, p := range d.link.CheckHostRoutes(dev, r, within(r, routes)) {
+			out = append(out, "host-gw: "+p)
+		}
 	}
 	return out
 }
@@ -146,7 +176,11 @@ func (d *overlayDriver) checkHostGW(t *cluster.Topology, n *model.Network) []str
 func (d *overlayDriver) removeHostGW(n *model.Network) error {
 	d.recordRefusals(n.Name, nil)
 	dev, _ := d.cl.Underlay()
-	return d.link.SetHostRoutes(dev, n.Overlay.Subnet, nil)
+	var errs []error
+	for _, r := range n.Overlay.Prefixes() {
+		errs = append(errs, d.link.SetHostRoutes(dev, r, nil))
+	}
+	return errors.Join(errs...)
 }
 
 // remoteVia is the host interface network n's members on other hosts

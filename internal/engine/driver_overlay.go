@@ -36,7 +36,7 @@ type Cluster interface {
 	Networks(ctx context.Context) ([]cluster.NetworkDef, int64, error)
 	WatchNetworks(ctx context.Context, fromRev int64) (<-chan cluster.NetworkEvent, error)
 	ClaimSlice(ctx context.Context, network string, subnet netip.Prefix, size int, node string) (netip.Prefix, error)
-	Slices(ctx context.Context, network string) (map[string]netip.Prefix, error)
+	Slices(ctx context.Context, network string) (map[string][]netip.Prefix, error)
 	Nodes(ctx context.Context) ([]cluster.Node, int64, error)
 	// ReadTopology and FollowTopology give the nodes and slices the
 	// overlay's peers are made of: once, and by watch (cluster.Cluster).
@@ -63,17 +63,19 @@ type Cluster interface {
 
 // overlayDriver is a network across the cluster's hosts, flannel's L3
 // design with learning off: on each host a Linux bridge for the host's
-// slice of the subnet (its gateway the slice's first address), endpoints
-// as on the bridge driver, and one VXLAN device (ptvx-VNI) with the
-// slice's network address; per other host one route to its slice through
-// its VXLAN address (onlink), one neighbour entry for that address with
-// its VTEP MAC, and one FDB entry sending that MAC to its underlay
-// address. A node has one VTEP MAC, on all of its VXLAN devices, written
-// into its record when it joins: peers are programmed with the MAC of
-// their record, never with one derived here (peerMAC). Traffic between
-// the network's sandboxes on different hosts is routed by both hosts and
-// crosses no NAT; the firewall counts the VXLAN device as one of the
-// network's links.
+// slice of each of the network's subnets (one per family; its gateway in
+// each the slice's first address), endpoints as on the bridge driver,
+// and one VXLAN device (ptvx-VNI) with each slice's network address; per
+// other host and family one route to its slice through that slice's
+// network address (onlink) and one neighbour entry for that address with
+// its VTEP MAC, and per other host one FDB entry sending that MAC to its
+// underlay address, which is IPv4 whatever the families inside. A node
+// has one VTEP MAC, on all of its VXLAN devices, written into its record
+// when it joins: peers are programmed with the MAC of their record, never
+// with one derived here (peerMAC). Traffic between the network's
+// sandboxes on different hosts is routed by both hosts and crosses no
+// NAT; the firewall counts the VXLAN device as one of the network's
+// links.
 type overlayDriver struct {
 	bridgeDriver
 	cl  Cluster
@@ -111,12 +113,15 @@ func (d *overlayDriver) Validate(n *model.Network) error {
 }
 
 // vxlanOf is this host's VXLAN device of network n, with this node's
-// VTEP MAC (its record's; self-healing checks the device against it).
+// VTEP MAC (its record's; self-healing checks the device against it) and
+// the network address of each of its slices.
 func (d *overlayDriver) vxlanOf(n *model.Network) link.VXLAN {
 	dev, addr := d.cl.Underlay()
-	slice := n.Subnets[0].Prefix
-	return link.VXLAN{Name: n.Overlay.VXLAN, VNI: n.Overlay.VNI, Local: addr, Dev: dev, MTU: n.MTU, MAC: d.cl.VTEPMAC(),
-		Addr: netip.PrefixFrom(slice.Masked().Addr(), slice.Addr().BitLen())}
+	v := link.VXLAN{Name: n.Overlay.VXLAN, VNI: n.Overlay.VNI, Local: addr, Dev: dev, MTU: n.MTU, MAC: d.cl.VTEPMAC()}
+	for _, s := range n.Subnets {
+		v.Addrs = append(v.Addrs, netip.PrefixFrom(s.Prefix.Masked().Addr(), s.Prefix.Addr().BitLen()))
+	}
+	return v
 }
 
 // nodeVTEPMAC is node's VTEP MAC: its record's. A record without one, or
@@ -163,20 +168,22 @@ func (d *overlayDriver) topology(ctx context.Context) (*cluster.Topology, error)
 	return d.topo.Load(), nil
 }
 
-// peersOf are network n's peers in topology t, in node name order, each
-// with the VTEP MAC of its record.
+// peersOf are network n's peers in topology t, in node name order: one
+// per slice of each other live node (IPv4 first), each with the VTEP MAC
+// of the node's record.
 func (d *overlayDriver) peersOf(t *cluster.Topology, n *model.Network) []link.Peer {
 	self := d.cl.NodeName()
 	var out []link.Peer
 	held := t.Slices[n.Name]
 	for _, name := range slices.Sorted(maps.Keys(t.Nodes)) {
 		node := t.Nodes[name]
-		s, ok := held[name]
-		if name == self || !ok || !node.Underlay.IsValid() {
+		if name == self || !node.Underlay.IsValid() {
 			continue
 		}
-		out = append(out, link.Peer{VXLAN: n.Overlay.VXLAN, Slice: s, Gateway: s.Masked().Addr(),
-			VTEPMAC: d.peerMAC(node), Underlay: node.Underlay})
+		for _, s := range n.Overlay.SlicesIn(held[name]) {
+			out = append(out, link.Peer{VXLAN: n.Overlay.VXLAN, Slice: s, Gateway: s.Addr(),
+				VTEPMAC: d.peerMAC(node), Underlay: node.Underlay})
+		}
 	}
 	return out
 }
@@ -280,18 +287,15 @@ func (e *Engine) createOverlay(ctx context.Context, spec model.NetworkSpec) (*mo
 	if cl == nil {
 		return nil, model.Invalidf("an overlay network spans the hosts of a cluster: start the daemon with --cluster (etcd), --node-name and --underlay")
 	}
-	sub, ok := spec.SubnetFor(false)
-	if !ok || len(spec.Subnets) != 1 {
-		return nil, model.Invalidf("an overlay network needs its IPv4 --subnet (e.g. 10.200.0.0/16), of which each host gets a slice; IPv6 overlays are not supported yet")
+	subs, err := overlaySubnets(spec)
+	if err != nil {
+		return nil, err
 	}
-	d := cluster.NetworkDef{Name: spec.Name, Driver: model.DriverOverlay, Subnet: sub.Prefix, SliceBits: 24,
+	d := cluster.NetworkDef{Name: spec.Name, Driver: model.DriverOverlay, Subnets: subs,
 		VNI: defaultVNI(spec.Name), MTU: spec.MTU, Internal: spec.Internal, CreatedBy: cl.NodeName(), Created: time.Now().UTC()}
 	if o := spec.Overlay; o != nil {
 		if o.VNI != 0 {
 			d.VNI = o.VNI
-		}
-		if o.SliceBits != 0 {
-			d.SliceBits = o.SliceBits
 		}
 		if err := model.CheckOverlayMode(o.Mode); err != nil {
 			return nil, err
@@ -300,8 +304,8 @@ func (e *Engine) createOverlay(ctx context.Context, spec model.NetworkSpec) (*mo
 			d.Mode = o.Mode // vxlan, the default, is recorded as ""
 		}
 	}
-	if d.SliceBits < sub.Prefix.Bits() || d.SliceBits > 30 {
-		return nil, model.Invalidf("slices of /%d do not fit subnet %s: give --slice-size from %d to 30", d.SliceBits, sub.Prefix, sub.Prefix.Bits())
+	if err := e.checkOverlayDef(d); err != nil {
+		return nil, err
 	}
 	if err := cl.DefineNetwork(ctx, d); err != nil {
 		return nil, err
@@ -318,41 +322,157 @@ func (e *Engine) createOverlay(ctx context.Context, spec model.NetworkSpec) (*mo
 	return n, nil
 }
 
+// sliceFlag is the flag of network create that sets the size of the
+// hosts' slices of a subnet of the family.
+func sliceFlag(v6 bool) string {
+	if v6 {
+		return "--slice-size6"
+	}
+	return "--slice-size"
+}
+
+// overlaySubnets are the subnets an overlay network is asked for with
+// (spec's, at most one per family, and those spec.Overlay adds), IPv4
+// first, each with the size of the hosts' slices of it: the one
+// spec.Overlay gives, or model.DefaultSliceBits. A slice must be a subnet
+// pontoon can run on one host (model.CheckPrefix): at most a /30 or a
+// /124.
+func overlaySubnets(spec model.NetworkSpec) ([]model.OverlaySubnet, error) {
+	if err := spec.CheckSubnets(); err != nil {
+		return nil, err
+	}
+	var out []model.OverlaySubnet
+	for _, s := range spec.Subnets {
+		if s.Gateway.IsValid() || s.IPRange.IsValid() {
+			return nil, model.Invalidf("an overlay network's gateways are its hosts' (the first address of each host's slice), and each host hands out addresses from its whole slice: give no --gateway or --ip-range")
+		}
+		out = append(out, model.OverlaySubnet{Prefix: s.Prefix})
+	}
+	if spec.Overlay != nil {
+		for _, o := range spec.Overlay.Subnets {
+			if !o.Prefix.IsValid() {
+				return nil, model.Invalidf("a slice size (/%d) without its subnet: give the subnet it is a size of", o.SliceBits)
+			}
+			i := slices.IndexFunc(out, func(s model.OverlaySubnet) bool { return s.Prefix.Addr().Is6() == o.Prefix.Addr().Is6() })
+			switch {
+			case i < 0:
+				if err := model.CheckPrefix("subnet", o.Prefix); err != nil {
+					return nil, err
+				}
+				out = append(out, o)
+			case out[i].Prefix != o.Prefix:
+				return nil, model.Invalidf("slices of /%d asked for subnet %s, but the network's %s subnet is %s: give the size of a subnet of the network", o.SliceBits, o.Prefix, familyName(o.Prefix.Addr()), out[i].Prefix)
+			default:
+				out[i].SliceBits = o.SliceBits
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, model.Invalidf("an overlay network needs its --subnet, at most one per family (e.g. 10.200.0.0/16 and fd00:200::/48), of which each host gets a slice")
+	}
+	slices.SortStableFunc(out, func(a, b model.OverlaySubnet) int { return a.Prefix.Addr().BitLen() - b.Prefix.Addr().BitLen() })
+	has6 := out[len(out)-1].Prefix.Addr().Is6()
+	if spec.IPv6 && !has6 {
+		return nil, model.Invalidf("an overlay network's IPv6 subnet is given, not picked from the pool (the pool's /64s are one host's slice each): give --subnet fd00:…/48, of which each host gets a /64")
+	}
+	for i, s := range out {
+		v6 := s.Prefix.Addr().Is6()
+		if s.SliceBits == 0 {
+			s.SliceBits = model.DefaultSliceBits(v6)
+		}
+		hi := 30
+		if v6 {
+			hi = 124
+		}
+		if s.SliceBits < s.Prefix.Bits() || s.SliceBits > hi {
+			lo := min(s.Prefix.Bits(), hi)
+			return nil, model.Invalidf("slices of /%d do not fit subnet %s: give %s from %d to %d", s.SliceBits, s.Prefix, sliceFlag(v6), lo, hi)
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
+// familyName is "IPv4" or "IPv6".
+func familyName(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// checkOverlayDef refuses an overlay network this node cannot make:
+// over an underlay that is not IPv4, or an IPv6 subnet in host-gw mode.
+func (e *Engine) checkOverlayDef(d cluster.NetworkDef) error {
+	dev, addr := e.cfg.Cluster.Underlay()
+	if !addr.Is4() {
+		return model.Invalidf("network %s: this node's underlay address %s (%s) is not IPv4: overlay networks run over an IPv4 underlay only (an IPv6 underlay is not supported yet): give --underlay a link with an IPv4 address", d.Name, addr, dev)
+	}
+	if d.Mode != model.OverlayHostGW {
+		return nil
+	}
+	for _, s := range d.Subnets {
+		if s.Prefix.Addr().Is6() {
+			// Checked on Linux 6.18: `ip -6 route add … via inet 10.0.0.6`
+			// is "IPv6 does not support RTA_VIA attribute", and through a
+			// nexthop object "IPv6 routes can not use an IPv4 nexthop". The
+			// other way round (IPv4 via an IPv6 next hop, RFC 5549) exists.
+			return model.Invalidf("network %s: host-gw mode cannot carry IPv6 subnet %s: it routes each node's slice via the node's underlay address, which is IPv4, and Linux takes no IPv4 next hop for an IPv6 route; use --mode vxlan (the default) for an IPv6 or dual-stack overlay, or leave the IPv6 --subnet out", d.Name, s.Prefix)
+		}
+	}
+	return nil
+}
+
 // realizeOverlayLocked makes this host's part of a cluster network: its
-// slice, a network record for it, the bridge and the VXLAN device. One
-// that exists is returned as it is. Called with netMu held.
+// slice of each of the network's subnets, a network record for it, the
+// bridge and the VXLAN device. One that exists is returned as it is.
+// Called with netMu held.
 func (e *Engine) realizeOverlayLocked(ctx context.Context, d cluster.NetworkDef) (*model.Network, error) {
 	cl := e.cfg.Cluster
 	if n, err := e.networkRecord(ctx, d.Name); err == nil {
-		// Made before: its slice is in use here; take it back in etcd if
-		// it was released meanwhile (node rm while this node was away).
-		if len(n.Subnets) > 0 {
-			if err := cl.ReclaimSlice(ctx, d.Name, n.Subnets[0].Prefix.Masked(), cl.NodeName()); err != nil {
-				e.log.Error("cluster: keep this node's slice", "network", d.Name, "slice", n.Subnets[0].Prefix.Masked().String(), "err", err)
+		// Made before: its slices are in use here; take them back in etcd
+		// if they were released meanwhile (node rm while this node was
+		// away).
+		for _, s := range n.Subnets {
+			if err := cl.ReclaimSlice(ctx, d.Name, s.Prefix.Masked(), cl.NodeName()); err != nil {
+				e.log.Error("cluster: keep this node's slice", "network", d.Name, "slice", s.Prefix.Masked().String(), "err", err)
 			}
 		}
 		return n, nil
 	}
-	slice, err := cl.ClaimSlice(ctx, d.Name, d.Subnet, d.SliceBits, cl.NodeName())
-	if err != nil {
-		return nil, fmt.Errorf("overlay network %s: claim this host's slice: %w", d.Name, err)
+	if len(d.Subnets) == 0 {
+		return nil, model.Invalidf("overlay network %s has no subnet in its cluster definition (written by hand, or by a pontoon this one cannot read): remove it and create it again", d.Name)
+	}
+	if err := e.checkOverlayDef(d); err != nil {
+		return nil, err
+	}
+	var mine []model.Subnet
+	for _, s := range d.Subnets {
+		slice, err := cl.ClaimSlice(ctx, d.Name, s.Prefix, s.SliceBits, cl.NodeName())
+		if err != nil {
+			return nil, fmt.Errorf("overlay network %s: claim this host's slice of %s: %w", d.Name, s.Prefix, err)
+		}
+		mine = append(mine, model.Subnet{Prefix: slice})
 	}
 	dev, _ := cl.Underlay()
 	mtu := d.MTU
-	if l, ok, err := e.link.Link(dev); err == nil && ok && d.Mode == model.OverlayHostGW {
+	l, ok, err := e.link.Link(dev)
+	if err == nil && ok && d.Mode == model.OverlayHostGW {
 		mtu = hostGWMTU(mtu, l.MTU) // nothing in front of a packet
 	} else if err == nil && ok && l.MTU > 50 {
 		if mtu == 0 || mtu > l.MTU-50 {
-			mtu = l.MTU - 50 // VXLAN's 50 bytes of headers
+			mtu = l.MTU - 50 // VXLAN's 50 bytes of headers, whatever the family inside
 		}
 	}
-	spec := model.NetworkSpec{Name: d.Name, Driver: model.DriverOverlay, Internal: d.Internal, MTU: mtu,
-		Subnets: []model.Subnet{{Prefix: slice}},
-		Overlay: &model.OverlayOptions{Subnet: d.Subnet, VNI: d.VNI, SliceBits: d.SliceBits, VXLAN: model.VXLANName(d.VNI), Mode: d.Mode}}
+	if has6 := d.Subnets[len(d.Subnets)-1].Prefix.Addr().Is6(); has6 && mtu != 0 && mtu < 1280 {
+		return nil, model.Invalidf("overlay network %s has an IPv6 subnet, which needs an MTU of 1280 or more, but this host's underlay %s (MTU %d) leaves it %d: raise the underlay's MTU, or leave IPv6 out", d.Name, dev, l.MTU, mtu)
+	}
+	spec := model.NetworkSpec{Name: d.Name, Driver: model.DriverOverlay, Internal: d.Internal, MTU: mtu, Subnets: mine,
+		Overlay: &model.OverlayOptions{Subnets: d.Subnets, VNI: d.VNI, VXLAN: model.VXLANName(d.VNI), Mode: d.Mode}}
 	if d.Mode == model.OverlayHostGW {
 		spec.Overlay.VXLAN = "" // no VXLAN device
 	}
-	return e.createNetworkLocked(ctx, spec)
+	return e.makeNetworkLocked(ctx, spec)
 }
 
 // StartCluster makes this host's part of every cluster network and keeps
@@ -594,12 +714,14 @@ func (e *Engine) Nodes(ctx context.Context) ([]model.ClusterNode, error) {
 		nodes, _, err = cl.Nodes(ctx)
 	}
 	var t *cluster.Topology
-	defined := map[string]bool{} // slices of removed networks stay in etcd: not shown
+	// Slices of removed networks, and of a network's former subnets, stay
+	// in etcd: not shown.
+	defined := map[string]*model.OverlayOptions{}
 	if err == nil {
 		var defs []cluster.NetworkDef
 		if defs, _, err = cl.Networks(ctx); err == nil {
 			for _, d := range defs {
-				defined[d.Name] = true
+				defined[d.Name] = &model.OverlayOptions{Subnets: d.Subnets}
 			}
 			read, rerr := cl.ReadTopology(ctx)
 			t, err = &read, rerr
@@ -630,9 +752,13 @@ func (e *Engine) Nodes(ctx context.Context) ([]model.ClusterNode, error) {
 	}
 	out := make([]model.ClusterNode, 0, len(nodes))
 	for _, n := range nodes {
-		s := map[string]netip.Prefix{}
+		s := map[string][]netip.Prefix{}
 		for network, held := range t.Slices {
-			if p, ok := held[n.Name]; ok && (defined == nil || defined[network]) {
+			p, ok := held[n.Name]
+			if defined != nil {
+				p = defined[network].SlicesIn(p) // nil for a network not defined
+			}
+			if ok && len(p) > 0 {
 				s[network] = p
 			}
 		}

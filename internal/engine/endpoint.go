@@ -518,19 +518,21 @@ func ifaceOf(nw *model.Network, sb *model.Sandbox, ep *model.Endpoint) link.Ifac
 	}
 }
 
-// overlayRoutes: on an overlay network, the whole subnet through this
-// host's slice's gateway (the other hosts' slices are not on-link; an
-// internal network has no default route to reach them by).
+// overlayRoutes: on an overlay network, each of its whole subnets
+// through the gateway of this host's slice of that family (the other
+// hosts' slices are not on-link; an internal network has no default route
+// to reach them by).
 func overlayRoutes(nw *model.Network, ep *model.Endpoint) []link.Route {
-	if nw.Overlay == nil || !nw.Overlay.Subnet.IsValid() {
+	if nw.Overlay == nil {
 		return nil
 	}
+	var out []link.Route
 	for _, a := range ep.Addresses {
-		if a.Gateway.IsValid() && a.Gateway.Is4() == nw.Overlay.Subnet.Addr().Is4() {
-			return []link.Route{{Dst: nw.Overlay.Subnet, Via: a.Gateway}}
+		if r, ok := nw.Overlay.Range(a.Addr.Addr()); ok && a.Gateway.IsValid() {
+			out = append(out, link.Route{Dst: r, Via: a.Gateway})
 		}
 	}
-	return nil
+	return out
 }
 
 // linkAddrs is an endpoint's addresses as link wants them (the same

@@ -24,15 +24,25 @@ func (e *Engine) CreateNetwork(ctx context.Context, spec model.NetworkSpec) (_ *
 	return e.createNetworkLocked(ctx, spec)
 }
 
+// createNetworkLocked makes the network a user asks for. An overlay
+// network is defined in the cluster, then this host's part of it is made
+// (realizeOverlayLocked, which makes it with makeNetworkLocked).
 func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec) (*model.Network, error) {
 	if err := model.ValidateNetworkName(spec.Name); err != nil {
 		return nil, err
 	}
-	if spec.Driver == model.DriverOverlay && (spec.Overlay == nil || spec.Overlay.VXLAN == "" && !spec.Overlay.Subnet.IsValid()) {
-		// Asked for by a user: defined in the cluster, then this host's
-		// part made (with the VXLAN device named, or in host-gw mode,
-		// which has none, with the whole range).
+	if spec.Driver == model.DriverOverlay {
 		return e.createOverlay(ctx, spec)
+	}
+	return e.makeNetworkLocked(ctx, spec)
+}
+
+// makeNetworkLocked makes a network on this host: its record and its
+// kernel objects. For an overlay network, spec is this host's part (its
+// slices as Subnets, the cluster's side in Overlay).
+func (e *Engine) makeNetworkLocked(ctx context.Context, spec model.NetworkSpec) (*model.Network, error) {
+	if err := model.ValidateNetworkName(spec.Name); err != nil {
+		return nil, err
 	}
 	if err := spec.CheckSubnets(); err != nil {
 		return nil, err
@@ -65,8 +75,8 @@ func (e *Engine) createNetworkLocked(ctx context.Context, spec model.NetworkSpec
 			prefixes = append(prefixes, given.Prefix)
 			continue
 		}
-		if v6 && !spec.IPv6 {
-			continue
+		if v6 && !spec.IPv6 || spec.Driver == model.DriverOverlay {
+			continue // an overlay part has its slices, of the cluster's families only
 		}
 		if taken == nil {
 			for _, n := range nets {

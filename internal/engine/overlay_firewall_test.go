@@ -82,13 +82,13 @@ func TestOverlayFirewallNoCluster(t *testing.T) {
 	env := newEnv(t)
 	n := &model.Network{Name: "fast", Driver: model.DriverOverlay, Bridge: "ptbr-fast", ICC: true,
 		Subnets: []model.Subnet{{Prefix: tPrefix("10.201.0.0/24")}},
-		Overlay: &model.OverlayOptions{Subnet: tPrefix("10.201.0.0/16"), Mode: model.OverlayHostGW}}
+		Overlay: &model.OverlayOptions{Subnets: []model.OverlaySubnet{{Prefix: tPrefix("10.201.0.0/16"), SliceBits: 24}}, Mode: model.OverlayHostGW}}
 	fn := env.e.fwNetwork(n)
 	if fn.RemoteVia != "" || len(fn.Remotes) != 0 {
 		t.Errorf("no cluster: remote members %v through %q, want none", fn.Remotes, fn.RemoteVia)
 	}
 	// A vxlan network's device is its record's own.
-	n.Overlay = &model.OverlayOptions{Subnet: tPrefix("10.201.0.0/16"), VXLAN: "ptvx-7", VNI: 7}
+	n.Overlay = &model.OverlayOptions{Subnets: []model.OverlaySubnet{{Prefix: tPrefix("10.201.0.0/16"), SliceBits: 24}}, VXLAN: "ptvx-7", VNI: 7}
 	fn = env.e.fwNetwork(n)
 	if fn.RemoteVia != "ptvx-7" || len(fn.Remotes) != 1 {
 		t.Errorf("no cluster, vxlan: remote members %v through %q, want 10.201.0.0/16 through ptvx-7", fn.Remotes, fn.RemoteVia)

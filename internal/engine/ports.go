@@ -65,14 +65,14 @@ func (e *Engine) fwNetwork(n *model.Network) firewall.Network {
 	if n.Overlay != nil && n.Overlay.VXLAN != "" {
 		links = []string{n.Overlay.VXLAN} // carries the network to its other hosts
 	}
-	if d, ok := e.drivers[model.DriverOverlay].(*overlayDriver); ok && n.Overlay != nil && n.Overlay.Subnet.IsValid() {
+	if d, ok := e.drivers[model.DriverOverlay].(*overlayDriver); ok && len(n.Overlay.Prefixes()) > 0 {
 		// Its members on the other hosts, by address and by the interface
 		// they come through (the overlay driver says which): required in
 		// host-gw mode (their traffic comes and goes through the
 		// underlay), harmless with VXLAN (the device is a member link
 		// already). From anywhere else the range is nobody's member.
 		if via = d.remoteVia(n); via != "" {
-			remotes = []netip.Prefix{n.Overlay.Subnet.Masked()}
+			remotes = n.Overlay.Prefixes() // one per family
 		}
 	}
 	return firewall.Network{Name: n.Name, Bridge: n.Bridge, Links: links, Remotes: remotes, RemoteVia: via,

@@ -2,7 +2,9 @@ package link
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
+	"strings"
 )
 
 // The Fake's VXLAN devices and their peers' entries (vxlan.go).
@@ -67,6 +69,7 @@ func (f *Fake) EnsureVXLAN(v VXLAN) (int, error) {
 		vxs[v.Name] = old
 	}
 	v.MAC = slices.Clone(v.mac())
+	v.Addrs = slices.Clone(v.Addrs)
 	old.VXLAN, old.mtu, old.down = v, mtu, false
 	return old.index, nil
 }
@@ -116,12 +119,14 @@ func (f *Fake) CheckVXLAN(v VXLAN) []string {
 	if have.down {
 		out = append(out, v.Name+" is down")
 	}
-	if have.Addr != v.Addr {
-		if have.Addr.IsValid() {
-			out = append(out, fmt.Sprintf("%s has address %s, not pontoon's", v.Name, have.Addr))
+	for _, a := range have.Addrs {
+		if !slices.Contains(v.Addrs, a) {
+			out = append(out, fmt.Sprintf("%s has address %s, not pontoon's", v.Name, a))
 		}
-		if v.Addr.IsValid() {
-			out = append(out, fmt.Sprintf("%s does not have address %s", v.Name, v.Addr))
+	}
+	for _, a := range v.Addrs {
+		if !slices.Contains(have.Addrs, a) {
+			out = append(out, fmt.Sprintf("%s does not have address %s", v.Name, a))
 		}
 	}
 	return out
@@ -199,7 +204,7 @@ func (f *Fake) vxlanDumpLocked() []string {
 		if v.down {
 			state = "down"
 		}
-		lines = append(lines, fmt.Sprintf("vxlan %s id %d local %s dev %s dstport %d nolearning mtu %d mac %s addr %s %s", name, v.VNI, v.Local, v.Dev, v.port(), v.mtu, v.MAC, v.Addr, state))
+		lines = append(lines, fmt.Sprintf("vxlan %s id %d local %s dev %s dstport %d nolearning mtu %d mac %s addr %s %s", name, v.VNI, v.Local, v.Dev, v.port(), v.mtu, v.MAC, joinPrefixes(v.Addrs), state))
 		for dst, r := range v.st.routes {
 			lines = append(lines, fmt.Sprintf("route %s via %s dev %s onlink", dst, r.gw, name))
 		}
@@ -221,4 +226,17 @@ func (f *Fake) vxlanIndexLocked(name string) int {
 		return v.index
 	}
 	return 0
+}
+
+// joinPrefixes is ps in one word for Dump: "10.200.1.0/32,fd00:200:0:1::/128",
+// "-" for none.
+func joinPrefixes(ps []netip.Prefix) string {
+	if len(ps) == 0 {
+		return "-"
+	}
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return strings.Join(out, ",")
 }

@@ -15,19 +15,24 @@ import (
 
 // VXLAN overlay (issue #13, "Many hosts"): the kernel half of an L3 VXLAN
 // data plane, flannel's design with learning off. Per overlay network each
-// host has a slice of the network's range (10.200.1.0/24 of 10.200.0.0/16)
-// on a local bridge whose gateway is the slice's .1, and one VXLAN device
-// that carries the slice's network address as a /32 (10.200.1.0/32). For
-// each remote node (slice S, its network address G, its VXLAN device's MAC
-// M, its underlay address U) the host has exactly
+// host has a slice of each of the network's ranges (10.200.1.0/24 of
+// 10.200.0.0/16, fd00:200:0:1::/64 of fd00:200::/48) on a local bridge
+// whose gateway is the slice's first address, and one VXLAN device that
+// carries each slice's network address as a host prefix (10.200.1.0/32,
+// fd00:200:0:1::/128). For each remote node's slice (S, its network
+// address G; the node's VXLAN devices' MAC M, its underlay address U) the
+// host has exactly
 //
 //	S via G dev VX onlink        (route, main table)
 //	G lladdr M dev VX permanent  (neighbour)
 //	M dst U dev VX self permanent (FDB)
 //
 // so a packet for a remote sandbox is routed to G, G resolves to M without
-// ARP, and M resolves to U without flooding: nothing is learnt, nothing is
-// broadcast, and the control plane (the store) is the only source of truth.
+// ARP or neighbour discovery, and M resolves to U without flooding:
+// nothing is learnt, nothing is broadcast, and the control plane (the
+// store) is the only source of truth. A node with a slice of each family
+// is two peers with the same M and U: a route and a neighbour per family,
+// one FDB entry (the FDB is keyed by MAC, whatever the family inside).
 //
 // Kernel behaviour to know (drivers/net/vxlan, 6.18):
 //   - onlink: G is not in any subnet of the VXLAN device (it has a /32), so
@@ -48,7 +53,22 @@ import (
 //     call SetPeers again).
 //   - MTU: the encapsulation adds 50 bytes on an IPv4 underlay (outer
 //     Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8), 70 on IPv6; the kernel
-//     refuses an MTU above the underlay's minus that (EINVAL).
+//     refuses an MTU above the underlay's minus that (EINVAL). It is the
+//     same whatever the family inside: an IPv6 packet of the device's MTU
+//     fits as an IPv4 one does.
+//   - IPv6 inside: the device forwards IPv6 only while IPv6 is on for it
+//     (disable_ipv6 0; ip6_rcv_core drops what arrives on a device with
+//     it off, ip6_output what leaves). EnsureVXLAN gives it its IPv6
+//     slice's network address (IFA_F_NODAD): on a device where IPv6 is
+//     off the kernel refuses that address (EACCES) and the error says
+//     so, instead of a network whose IPv6 silently goes nowhere. The
+//     address is also the local bridge's subnet-router anycast address
+//     (the kernel joins it on the bridge once forwarding is on); a
+//     unicast and an anycast address may coincide, and both are local.
+//     Router advertisements are turned off on the device as on bridges
+//     (accept_ra=0, autoconf=0). An onlink IPv6 route's gateway needs no
+//     address of its prefix on the device (ip6_route_check_nh_onlink
+//     only refuses a gateway another device's route covers).
 //   - The device's MAC is what remote nodes program: it must not change
 //     when the device is made again. pontoon gives every VXLAN device of a
 //     host the same MAC, the node's VTEP MAC (VTEPMAC derives it from the
@@ -76,12 +96,14 @@ type VXLAN struct {
 	// MAC is the node's VTEP MAC, the same on all of its VXLAN devices;
 	// nil: VTEPMAC(Local).
 	MAC net.HardwareAddr
-	// Addr is the network address of this host's slice as a /32 (or
-	// /128): 10.200.1.0/32. Invalid (zero): no address.
-	Addr netip.Prefix
+	// Addrs are the network addresses of this host's slices, at most one
+	// per family, as host prefixes: 10.200.1.0/32, fd00:200:0:1::/128.
+	// None: no address.
+	Addrs []netip.Prefix
 }
 
-// Peer is one remote node of an overlay network.
+// Peer is one slice of a remote node of an overlay network. A node with a
+// slice of each family is two peers with the same VTEPMAC and Underlay.
 type Peer struct {
 	VXLAN    string           // the device; "": the one SetPeers is given
 	Slice    netip.Prefix     // the remote node's slice: 10.200.2.0/24
@@ -157,10 +179,26 @@ func (v VXLAN) check() error {
 	if v.MAC != nil && (len(v.MAC) != 6 || v.MAC[0]&1 != 0 || isZeroMAC(v.MAC)) {
 		return fmt.Errorf("%s: MAC %s is not a unicast Ethernet address: give 6 bytes, the first even, or none", what, v.MAC)
 	}
-	if v.Addr.IsValid() && (v.Addr.Bits() != v.Addr.Addr().BitLen() || v.Addr.Addr().Is4In6() || v.Addr.Addr().IsUnspecified()) {
-		return fmt.Errorf("%s: address %s: give the slice's network address as a /32 (or /128): 10.200.1.0/32", what, v.Addr)
+	var fams [2]bool
+	for _, a := range v.Addrs {
+		if !a.IsValid() || a.Bits() != a.Addr().BitLen() || a.Addr().Is4In6() || a.Addr().IsUnspecified() || a.Addr().Zone() != "" {
+			return fmt.Errorf("%s: address %s: give each slice's network address as a /32 or /128: 10.200.1.0/32, fd00:200:0:1::/128", what, a)
+		}
+		i := 0
+		if a.Addr().Is6() {
+			i = 1
+		}
+		if fams[i] {
+			return fmt.Errorf("%s: two %s addresses (%v): give one per family, that of this host's slice", what, familyOf(a.Addr()).name, v.Addrs)
+		}
+		fams[i] = true
 	}
 	return nil
+}
+
+// has6 reports whether the device carries IPv6 (it has an IPv6 address).
+func (v VXLAN) has6() bool {
+	return slices.ContainsFunc(v.Addrs, func(a netip.Prefix) bool { return a.Addr().Is6() })
 }
 
 // checkPeers refuses a peer list that cannot be programmed on device vx
@@ -197,10 +235,16 @@ func checkPeers(vx string, local netip.Addr, mac net.HardwareAddr, peers []Peer)
 		if j, ok := gws[p.Gateway]; ok {
 			return fmt.Errorf("%s: gateway %s is peer %d's too", what, p.Gateway, j)
 		}
-		if j, ok := macs[keyOf(p.VTEPMAC)]; ok {
-			return fmt.Errorf("%s: VTEP MAC %s is peer %d's too: give each node its own VTEP MAC", what, p.VTEPMAC, j)
+		// One MAC, one node: peers may share a MAC (a node's slices of
+		// both families) only with its underlay address, which the one
+		// FDB entry of that MAC points to.
+		if j, ok := macs[keyOf(p.VTEPMAC)]; ok && peers[j].Underlay != p.Underlay {
+			return fmt.Errorf("%s: VTEP MAC %s is peer %d's too, at underlay %s: give each node its own VTEP MAC", what, p.VTEPMAC, j, peers[j].Underlay)
 		}
-		gws[p.Gateway], macs[keyOf(p.VTEPMAC)] = i, i
+		gws[p.Gateway] = i
+		if _, ok := macs[keyOf(p.VTEPMAC)]; !ok {
+			macs[keyOf(p.VTEPMAC)] = i
+		}
 	}
 	return nil
 }
@@ -288,11 +332,11 @@ func (n *netlinkLinks) EnsureVXLAN(v VXLAN) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("list addresses of %s: %w", v.Name, err)
 	}
-	have := false
+	have := map[netip.Prefix]bool{}
 	for _, ad := range addrs {
 		p, ok := toPrefix(ad.IPNet)
-		if ok && p == v.Addr {
-			have = true
+		if ok && slices.Contains(v.Addrs, p) {
+			have[p] = true
 			continue
 		}
 		// A stale slice address (the node's lease changed) would keep
@@ -301,9 +345,19 @@ func (n *netlinkLinks) EnsureVXLAN(v VXLAN) (int, error) {
 			return 0, fmt.Errorf("remove address %s from %s: %w", ad.IPNet, v.Name, err)
 		}
 	}
-	if v.Addr.IsValid() && !have {
-		if err := n.h.AddrReplace(l, hostAddr(v.Addr)); err != nil {
-			return 0, fmt.Errorf("add %s to %s: %w", v.Addr, v.Name, addrErr(err, v.Addr, v.Name))
+	if v.has6() {
+		// Before its IPv6 address: no RA may give the host a route
+		// through the device (see the bridge's, bridgeIPv6).
+		if err := n.inSelf(func() error { return noAutoconf(v.Name) }); err != nil {
+			return 0, fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	for _, p := range v.Addrs {
+		if have[p] {
+			continue
+		}
+		if err := n.h.AddrReplace(l, hostAddr(p)); err != nil {
+			return 0, fmt.Errorf("add %s to %s: %w", p, v.Name, addrErr(err, p, v.Name))
 		}
 	}
 	if a.Flags&net.FlagUp == 0 {
@@ -395,16 +449,18 @@ func (n *netlinkLinks) CheckVXLAN(v VXLAN) []string {
 	if err != nil {
 		return append(out, fmt.Sprintf("list addresses of %s: %v", v.Name, err))
 	}
-	have := false
+	have := map[netip.Prefix]bool{}
 	for _, ad := range addrs {
-		if p, ok := toPrefix(ad.IPNet); ok && p == v.Addr {
-			have = true
+		if p, ok := toPrefix(ad.IPNet); ok && slices.Contains(v.Addrs, p) {
+			have[p] = true
 		} else {
 			out = append(out, fmt.Sprintf("%s has address %s, not pontoon's", v.Name, ad.IPNet))
 		}
 	}
-	if v.Addr.IsValid() && !have {
-		out = append(out, fmt.Sprintf("%s does not have address %s", v.Name, v.Addr))
+	for _, p := range v.Addrs {
+		if !have[p] {
+			out = append(out, fmt.Sprintf("%s does not have address %s", v.Name, p))
+		}
 	}
 	return out
 }
@@ -668,8 +724,14 @@ func (n *netlinkLinks) SetPeers(vxlan string, peers []Peer) error {
 	var whats []string
 	add := func(r *nl.NetlinkRequest, what string) { reqs, whats = append(reqs, r), append(whats, what) }
 	want := peerState(peers)
-	// Adds and replacements.
+	// Adds and replacements; one FDB entry per MAC, however many slices
+	// its node has.
+	fdbDone := map[macKey]bool{}
 	for _, p := range peers {
+		if fdbDone[keyOf(p.VTEPMAC)] {
+			continue
+		}
+		fdbDone[keyOf(p.VTEPMAC)] = true
 		if have := st.fdb[keyOf(p.VTEPMAC)]; len(have) != 1 || have[0] != p.Underlay {
 			if len(have) > 1 {
 				// Replace changes only the first remote: start afresh.
@@ -741,6 +803,7 @@ func (n *netlinkLinks) CheckPeers(vxlan string, peers []Peer) []string {
 // missing or different in peers' order, then what is extra, sorted.
 func (st vxlanState) diff(vx string, peers []Peer) []string {
 	var out []string
+	fdbSeen := map[macKey]bool{}
 	for _, p := range peers {
 		switch r, ok := st.routes[p.Slice]; {
 		case !ok:
@@ -754,6 +817,10 @@ func (st vxlanState) diff(vx string, peers []Peer) []string {
 		case mac != keyOf(p.VTEPMAC):
 			out = append(out, fmt.Sprintf("neighbour %s dev %s has lladdr %s, want %s", p.Gateway, vx, mac, p.VTEPMAC))
 		}
+		if fdbSeen[keyOf(p.VTEPMAC)] {
+			continue // the node's other slice: its FDB entry is described
+		}
+		fdbSeen[keyOf(p.VTEPMAC)] = true
 		switch dsts := st.fdb[keyOf(p.VTEPMAC)]; {
 		case len(dsts) == 0:
 			out = append(out, fmt.Sprintf("no FDB entry %s dst %s dev %s permanent", p.VTEPMAC, p.Underlay, vx))

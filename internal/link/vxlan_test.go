@@ -43,7 +43,7 @@ func (h vxHost) slice(second byte) netip.Prefix {
 // vxlan is the host's device for VNI vni carrying 10.<second>.0.0/16.
 func (h vxHost) vxlan(vni int, second byte) VXLAN {
 	return VXLAN{Name: fmt.Sprintf("vx%d", vni), VNI: vni, Local: h.underlay(), Dev: "under0",
-		Addr: netip.PrefixFrom(h.slice(second).Addr(), 32)}
+		Addrs: []netip.Prefix{netip.PrefixFrom(h.slice(second).Addr(), 32)}}
 }
 
 // peer is what the other hosts program for h's network 10.<second>.0.0/16

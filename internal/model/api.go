@@ -123,8 +123,10 @@ type ClusterNetwork struct {
 
 // ClusterNetworkNode is one node's part of an overlay network.
 type ClusterNetworkNode struct {
-	Node  string       `json:"node"`
-	Slice netip.Prefix `json:"slice"`
+	Node string `json:"node"`
+	// Slices are the node's slices of the network, one per family of its
+	// subnets, IPv4 first.
+	Slices []netip.Prefix `json:"slices"`
 	// Underlay and VTEPMAC are where the node's VXLAN device is reached
 	// (absent while the node is not live; VTEPMAC only in vxlan mode):
 	// the node's record's, the same as in its ClusterNode.
@@ -159,11 +161,12 @@ type ClusterNode struct {
 	// node, as its record in etcd has it: what the other nodes program
 	// for it (neighbour and FDB entries).
 	VTEPMAC string `json:"vtep_mac,omitempty"`
-	// Slices are the node's slices, by overlay network.
-	Slices   map[string]netip.Prefix `json:"slices"`
-	Started  time.Time               `json:"started"`
-	LastSeen time.Time               `json:"last_seen"`
-	Self     bool                    `json:"self,omitempty"` // the node answering
+	// Slices are the node's slices, by overlay network: one per family
+	// of the network's subnets, IPv4 first.
+	Slices   map[string][]netip.Prefix `json:"slices"`
+	Started  time.Time                 `json:"started"`
+	LastSeen time.Time                 `json:"last_seen"`
+	Self     bool                      `json:"self,omitempty"` // the node answering
 	// Health is the answering node's trouble with the cluster ("": none):
 	// etcd unreachable, its membership lost. Its data plane stays as it
 	// was meanwhile.
@@ -180,10 +183,10 @@ type ClusterNodeInfo struct {
 }
 
 // ForgottenNode is what `pontoon node rm` released of a node gone for good
-// (DELETE /v1/nodes/{name}): its slice of each overlay network, the names
+// (DELETE /v1/nodes/{name}): its slices of each overlay network, the names
 // of its sandboxes, and its static addresses.
 type ForgottenNode struct {
-	Slices map[string]string `json:"slices"` // network → slice
-	Names  int               `json:"names"`
-	Static int               `json:"static_ips"`
+	Slices map[string][]string `json:"slices"` // network → its slices, IPv4 first
+	Names  int                 `json:"names"`
+	Static int                 `json:"static_ips"`
 }

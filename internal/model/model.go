@@ -109,13 +109,18 @@ type MacvlanOptions struct {
 
 // OverlayOptions are an overlay network's settings.
 type OverlayOptions struct {
-	// Subnet is the whole network's, across the cluster's hosts
-	// (10.200.0.0/16); each host hands out addresses from its slice.
-	Subnet netip.Prefix `json:"subnet"`
+	// Subnets are the whole network's, across the cluster's hosts, at
+	// most one per family, IPv4 first (10.200.0.0/16, fd00:200::/48),
+	// each with the size of the hosts' slices of it; each host hands out
+	// addresses from its slices (the network's Subnets on that host).
+	//
+	// In a NetworkSpec they are optional and give slice sizes: an entry
+	// whose Prefix is the spec's subnet of its family sets the size of
+	// that subnet's slices (0: DefaultSliceBits), one of a family the
+	// spec has no subnet of adds it.
+	Subnets []OverlaySubnet `json:"subnets,omitempty"`
 	// VNI is the network's VXLAN network identifier (1–16777215).
 	VNI int `json:"vni"`
-	// SliceBits is the prefix length of each host's slice (24).
-	SliceBits int `json:"slice_bits"`
 	// VXLAN is this host's VXLAN device of the network (VXLANName); none
 	// in host-gw mode.
 	VXLAN string `json:"vxlan,omitempty"`
@@ -123,6 +128,67 @@ type OverlayOptions struct {
 	// the default: a VXLAN device) or OverlayHostGW (a route per remote
 	// host through its underlay address; the hosts share an L2 segment).
 	Mode string `json:"mode,omitempty"`
+}
+
+// OverlaySubnet is one of an overlay network's subnets across the
+// cluster, with the size of each host's slice of it.
+type OverlaySubnet struct {
+	Prefix netip.Prefix `json:"prefix"` // 10.200.0.0/16, fd00:200::/48
+	// SliceBits is the prefix length of each host's slice: 24, 64.
+	SliceBits int `json:"slice_bits"`
+}
+
+// DefaultSliceBits is the prefix length of a host's slice of an overlay
+// subnet of a family when none is asked for: a /24 (254 addresses) of an
+// IPv4 subnet, a /64 of an IPv6 one (the IPAM hands out addresses of a
+// /64 one by one, without SLAAC, and keeps no bitmap of it).
+func DefaultSliceBits(v6 bool) int {
+	if v6 {
+		return 64
+	}
+	return 24
+}
+
+// UnmarshalJSON reads OverlayOptions, also as written before overlay
+// networks were dual-stack (one IPv4 subnet: top-level subnet and
+// slice_bits), so that a network record of an older pontoon opens.
+func (o *OverlayOptions) UnmarshalJSON(b []byte) error {
+	type plain OverlayOptions // without this method
+	var v struct {
+		plain
+		Subnet    netip.Prefix `json:"subnet"`
+		SliceBits int          `json:"slice_bits"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*o = OverlayOptions(v.plain)
+	if len(o.Subnets) == 0 && v.Subnet.IsValid() {
+		o.Subnets = []OverlaySubnet{{Prefix: v.Subnet, SliceBits: v.SliceBits}}
+	}
+	return nil
+}
+
+// Prefixes lists the overlay's subnets across the cluster, IPv4 first.
+func (o *OverlayOptions) Prefixes() []netip.Prefix {
+	if o == nil {
+		return nil
+	}
+	out := make([]netip.Prefix, 0, len(o.Subnets))
+	for _, s := range o.Subnets {
+		out = append(out, s.Prefix.Masked())
+	}
+	return out
+}
+
+// Range returns the overlay's subnet across the cluster of a's family.
+func (o *OverlayOptions) Range(a netip.Addr) (netip.Prefix, bool) {
+	for _, p := range o.Prefixes() {
+		if p.Addr().Is4() == a.Is4() {
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
 }
 
 // Overlay modes (OverlayOptions.Mode).
@@ -141,6 +207,20 @@ func CheckOverlayMode(mode string) error {
 		return nil
 	}
 	return Invalidf("overlay mode %q: want one of %s", mode, strings.Join(OverlayModes, ", "))
+}
+
+// SlicesIn returns those of a node's slices (as the cluster has them)
+// that are inside the network's subnets: a slice left in the cluster by
+// a former network of the same name, with another subnet or family, is no
+// peer of this one.
+func (o *OverlayOptions) SlicesIn(held []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range held {
+		if r, ok := o.Range(s.Addr()); ok && s.IsValid() && s.Bits() >= r.Bits() && r.Contains(s.Addr()) {
+			out = append(out, s.Masked())
+		}
+	}
+	return out
 }
 
 // HostGW reports whether the overlay network routes to its remote hosts'

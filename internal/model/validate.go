@@ -140,8 +140,9 @@ type NetworkSpec struct {
 	// Macvlan: parent (required), mode, VLAN and shim of a macvlan
 	// network; Link and LinkCreated are the engine's to fill.
 	Macvlan *MacvlanOptions `json:"macvlan,omitempty"`
-	// Overlay: an overlay network's VNI (default derived from its name)
-	// and slice size (default 24); its subnet is Subnets' IPv4 one. The
+	// Overlay: an overlay network's VNI (default derived from its name),
+	// mode, and the size of the hosts' slices of each subnet (default
+	// DefaultSliceBits); its subnets are Subnets, one per family. The
 	// engine fills the rest when it makes this host's part.
 	Overlay *OverlayOptions `json:"overlay,omitempty"`
 }
@@ -380,13 +381,14 @@ func (n *Network) buildDriverOptions(spec NetworkSpec) error {
 		return Invalidf("bridge options (--stp, --ageing, --vlan-filtering, --hairpin, --multicast-snooping) are for the bridge driver, not %s", n.Driver)
 	}
 	if spec.Overlay != nil && n.Driver != DriverOverlay {
-		return Invalidf("overlay options (--vni, --slice-size, --mode) are for the overlay driver, not %s: add --driver overlay", n.Driver)
+		return Invalidf("overlay options (--vni, --slice-size, --slice-size6, --mode) are for the overlay driver, not %s: add --driver overlay", n.Driver)
 	}
 	if spec.Overlay != nil {
 		if err := CheckOverlayMode(spec.Overlay.Mode); err != nil {
 			return err
 		}
 		o := *spec.Overlay
+		o.Subnets = slices.Clone(o.Subnets)
 		n.Overlay = &o
 	}
 	if spec.Macvlan != nil && n.Driver != DriverMacvlan {

@@ -46,7 +46,7 @@ func TestOverlayFailures(t *testing.T) {
 	}
 
 	// h2's daemon restarts: same slice, and a's pings to b all answered.
-	slice := h2.self().Slices["web"]
+	slice := slice4(h2.self(), "web")
 	var wg sync.WaitGroup
 	var pingOut string
 	wg.Add(1)
@@ -61,7 +61,7 @@ func TestOverlayFailures(t *testing.T) {
 	if m := pingLoss.FindStringSubmatch(pingOut); m == nil || m[1] != m[2] {
 		t.Errorf("pings a → b while h2's daemon restarted: want none lost:\n%s", pingOut)
 	}
-	if got := h2.self().Slices["web"]; got != slice || !slice.IsValid() {
+	if got := slice4(h2.self(), "web"); got != slice || !slice.IsValid() {
 		t.Errorf("h2's slice of web after a restart: %s, want %s", got, slice)
 	}
 	h2.P("sandbox", "create", "c", "--network", "web")
@@ -300,7 +300,7 @@ func TestOverlaySelfHeals(t *testing.T) {
 	if len(vx) != 1 {
 		t.Fatalf("h1's VXLAN devices: %v", vx)
 	}
-	slice := h2.self().Slices["web"]
+	slice := slice4(h2.self(), "web")
 	h1.In(h1.NS, "ip", "route", "del", slice.String())
 	pings("after its route was deleted")
 	fdb := strings.Fields(h1.In(h1.NS, "bridge", "fdb", "show", "dev", vx[0]))

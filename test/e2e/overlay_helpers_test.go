@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -49,6 +50,17 @@ func (h *Host) self() model.ClusterNode {
 	}
 	h.t.Fatalf("node ls has no line for this node: %+v", nodes)
 	return model.ClusterNode{}
+}
+
+// slice4 is node n's IPv4 slice of network, as node ls or inspect shows
+// it (invalid: none).
+func slice4(n model.ClusterNode, network string) netip.Prefix {
+	for _, p := range n.Slices[network] {
+		if p.Addr().Is4() {
+			return p
+		}
+	}
+	return netip.Prefix{}
 }
 
 // waitNetwork waits until h has its part of network name.
