@@ -109,7 +109,8 @@ func TestOverlayDualStack(t *testing.T) {
 		p    firewall.Packet
 		want string
 	}{
-		{"IPv6 from a member on h1, through the VXLAN device", firewall.Packet{Hook: firewall.HookForward, IIF: vx, OIF: web.Bridge, Src: remote, Dst: local, Proto: "tcp", DPort: 80}, "intra"},
+		{"IPv6 from a member on h1, through the VXLAN device", firewall.Packet{Hook: firewall.HookForward, IIF: vx, OIF: web.Bridge, Src: remote, Dst: local, Proto: "tcp", DPort: 80}, "remote-in"},
+		{"IPv6 through the VXLAN device from this host's own slice", firewall.Packet{Hook: firewall.HookForward, IIF: vx, OIF: web.Bridge, Src: tAddr("fd00:200:0:1::9"), Dst: local, Proto: "tcp", DPort: 80}, "overlay-source"},
 		{"IPv6 from the range, on the underlay", firewall.Packet{Hook: firewall.HookForward, IIF: "under0", OIF: web.Bridge, Src: remote, Dst: local, Proto: "tcp", DPort: 80}, "unsolicited"},
 		{"IPv6 to a member on h1: not masqueraded", firewall.Packet{Hook: firewall.HookPostrouting, IIF: web.Bridge, OIF: vx, Src: local, Dst: remote, Proto: "tcp", DPort: 80}, "remote-no-nat"},
 		{"IPv6 to the outside: masqueraded", firewall.Packet{Hook: firewall.HookPostrouting, IIF: web.Bridge, OIF: "uplink0", OIFAddr: tAddr("2001:db8::1"), Src: local, Dst: tAddr("2001:db8:9::1"), Proto: "tcp", DPort: 80}, "masquerade"},

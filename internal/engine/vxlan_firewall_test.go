@@ -27,9 +27,9 @@ func (f *fakeEtcd) claim(network, node, slice string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.slices[network] == nil {
-		f.slices[network] = map[string]netip.Prefix{}
+		f.slices[network] = map[string][]netip.Prefix{}
 	}
-	f.slices[network][node] = netip.MustParsePrefix(slice)
+	f.slices[network][node] = []netip.Prefix{netip.MustParsePrefix(slice)}
 }
 
 // waitFirewall waits until env's firewall dump has every line of want and
@@ -103,7 +103,7 @@ func TestOverlayFirewallVXLANPeers(t *testing.T) {
 	}
 
 	// Only VXLAN networks count: a host-gw one has no tunnel.
-	hostgw := &model.Network{Name: "fast", Driver: model.DriverOverlay, Overlay: &model.OverlayOptions{Subnet: tPrefix("10.201.0.0/16"), Mode: model.OverlayHostGW}}
+	hostgw := &model.Network{Name: "fast", Driver: model.DriverOverlay, Overlay: &model.OverlayOptions{Subnets: []model.OverlaySubnet{{Prefix: tPrefix("10.201.0.0/16"), SliceBits: 24}}, Mode: model.OverlayHostGW}}
 	if u := h2.e.fwVXLAN([]*model.Network{hostgw}); u.Local.IsValid() {
 		t.Errorf("host-gw only: VXLAN underlay %+v, want none", u)
 	}
