@@ -92,8 +92,10 @@ type overlayDriver struct {
 	mu  sync.Mutex
 	log *slog.Logger
 	// derived are the nodes whose record has no usable VTEP MAC, by
-	// name: peerMAC logs each once.
-	derived sync.Map
+	// name: peerMAC logs each once. clashing are the nodes left out of
+	// the peers because their VTEP MAC or underlay address is another's
+	// (peersOf), by name: logged once each.
+	derived, clashing sync.Map
 }
 
 func (*overlayDriver) Name() string { return model.DriverOverlay }
@@ -170,19 +172,41 @@ func (d *overlayDriver) topology(ctx context.Context) (*cluster.Topology, error)
 
 // peersOf are network n's peers in topology t, in node name order: one
 // per slice of each other live node (IPv4 first), each with the VTEP MAC
-// of the node's record.
+// of the node's record. A node whose VTEP MAC or underlay address is this
+// node's, or an earlier node's (a hand-made record, two nodes on one
+// address), is left out and logged once: one bad record must not make
+// the whole list unprogrammable (link.SetPeers refuses clashes) and cut
+// every node off the network.
 func (d *overlayDriver) peersOf(t *cluster.Topology, n *model.Network) []link.Peer {
 	self := d.cl.NodeName()
 	var out []link.Peer
 	held := t.Slices[n.Name]
+	_, selfUnderlay := d.cl.Underlay()
+	taken := map[string]string{d.cl.VTEPMAC().String(): self, selfUnderlay.String(): self} // MAC or underlay → node
 	for _, name := range slices.Sorted(maps.Keys(t.Nodes)) {
 		node := t.Nodes[name]
 		if name == self || !node.Underlay.IsValid() {
 			continue
 		}
+		mac := d.peerMAC(node)
+		clash := ""
+		for _, k := range []string{mac.String(), node.Underlay.String()} {
+			if other, ok := taken[k]; ok && clash == "" {
+				clash = other
+			}
+		}
+		if clash != "" {
+			if _, seen := d.clashing.LoadOrStore(name, true); !seen && d.log != nil {
+				d.log.Error("cluster: a node's record has the VTEP MAC or underlay address of another node; leaving it out of the overlay's peers (fix or remove its record: pontoon node rm, after stopping it)",
+					"node", name, "vtep_mac", mac.String(), "underlay", node.Underlay.String(), "same_as", clash, "network", n.Name)
+			}
+			continue
+		}
+		d.clashing.Delete(name)
+		taken[mac.String()], taken[node.Underlay.String()] = name, name
 		for _, s := range n.Overlay.SlicesIn(held[name]) {
 			out = append(out, link.Peer{VXLAN: n.Overlay.VXLAN, Slice: s, Gateway: s.Addr(),
-				VTEPMAC: d.peerMAC(node), Underlay: node.Underlay})
+				VTEPMAC: mac, Underlay: node.Underlay})
 		}
 	}
 	return out

@@ -166,3 +166,29 @@ func TestOverlayVTEPMACFromRecord(t *testing.T) {
 	etcd.setRecordMAC("h1", h1mac)
 	waitDump(t, h2, peers(h1mac), peers(derived))
 }
+
+// A node whose record has another node's VTEP MAC is left out of the
+// peers (and logged once), and the others stay programmed: one bad record
+// does not cut the whole network. Fixed, it is programmed too.
+func TestOverlayClashingRecordLeftOut(t *testing.T) {
+	etcd, _, h2, h2log := vtepNodes(t)
+	web := h2.mustNet(t, "web").Overlay.VXLAN
+	h1mac := etcd.recordMAC("h1")
+	waitDump(t, h2, peerLines(web, "10.200.0.0", h1mac, "192.0.2.1"), nil)
+	etcd.join("h3", "192.0.2.3")
+	etcd.claim("web", "h3", "10.200.9.0/24")
+	etcd.setRecordMAC("h3", h1mac) // publishes the topology with h3
+	time.Sleep(200 * time.Millisecond)
+	waitDump(t, h2, peerLines(web, "10.200.0.0", h1mac, "192.0.2.1"), []string{"10.200.9.0", "192.0.2.3"})
+	// A node joining meanwhile is programmed (a refused list would leave
+	// it out too).
+	etcd.join("h4", "192.0.2.4")
+	etcd.claim("web", "h4", "10.200.10.0/24")
+	etcd.setRecordMAC("h4", "02:00:00:00:00:44")
+	waitDump(t, h2, peerLines(web, "10.200.10.0", "02:00:00:00:00:44", "192.0.2.4"), []string{"10.200.9.0"})
+	if n := strings.Count(h2log.String(), "leaving it out of the overlay's peers"); n != 1 {
+		t.Errorf("the clash was logged %d times, want once:\n%s", n, h2log.String())
+	}
+	etcd.setRecordMAC("h3", "02:00:00:00:00:33")
+	waitDump(t, h2, append(peerLines(web, "10.200.0.0", h1mac, "192.0.2.1"), peerLines(web, "10.200.9.0", "02:00:00:00:00:33", "192.0.2.3")...), nil)
+}
