@@ -349,25 +349,42 @@ func (f *fakeEtcd) staticOf(network string) map[netip.Addr]string {
 // slice 10.200.0.0/24, h2 10.200.1.0/24.
 func twoNodes(t *testing.T) (etcd *fakeEtcd, h1, h2 *testEnv) {
 	t.Helper()
+	etcd, h1, h2 = clusterPair(t, nil, model.NetworkSpec{Name: "web", Driver: model.DriverOverlay,
+		Subnets: []model.Subnet{{Prefix: tPrefix("10.200.0.0/16")}}})
+	if _, err := h2.e.Network("web"); err != nil {
+		t.Fatalf("h2 did not make its part of web: %v", err)
+	}
+	return etcd, h1, h2
+}
+
+// clusterPair returns engines h1 (underlay 192.0.2.1) and h2 (192.0.2.2,
+// its Config changed by h2opt when not nil) of one fake cluster, with
+// the networks of specs made on h1 and then realized on h2 by its
+// StartCluster: h1 holds the first slice of each, h2 the second.
+func clusterPair(t *testing.T, h2opt func(*Config), specs ...model.NetworkSpec) (etcd *fakeEtcd, h1, h2 *testEnv) {
+	t.Helper()
 	etcd = newFakeEtcd()
 	c1, c2 := etcd.join("h1", "192.0.2.1"), etcd.join("h2", "192.0.2.2")
 	h1 = newEnv(t, func(c *Config) { c.Cluster = c1 })
-	h2 = newEnv(t, func(c *Config) { c.Cluster = c2 })
+	h2 = newEnv(t, func(c *Config) {
+		c.Cluster = c2
+		if h2opt != nil {
+			h2opt(c)
+		}
+	})
 	for _, h := range []*testEnv{h1, h2} {
 		h.link.AddHostLink(link.LinkInfo{Name: "under0", Type: "veth", MTU: 1500, Up: true})
 	}
 	ctx := context.Background()
-	if _, err := h1.e.CreateNetwork(ctx, model.NetworkSpec{Name: "web", Driver: model.DriverOverlay,
-		Subnets: []model.Subnet{{Prefix: tPrefix("10.200.0.0/16")}}}); err != nil {
-		t.Fatal(err)
+	for _, spec := range specs {
+		if _, err := h1.e.CreateNetwork(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	t.Cleanup(cancel)
 	if err := h2.e.StartCluster(sctx); err != nil {
 		t.Fatal(err)
-	}
-	if _, err := h2.e.Network("web"); err != nil {
-		t.Fatalf("h2 did not make its part of web: %v", err)
 	}
 	return etcd, h1, h2
 }

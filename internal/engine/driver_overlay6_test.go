@@ -20,24 +20,8 @@ import (
 // 10.200.1.0/24 and fd00:200:0:1::/64.
 func dualNodes(t *testing.T) (etcd *fakeEtcd, h1, h2 *testEnv) {
 	t.Helper()
-	etcd = newFakeEtcd()
-	c1, c2 := etcd.join("h1", "192.0.2.1"), etcd.join("h2", "192.0.2.2")
-	h1 = newEnv(t, func(c *Config) { c.Cluster = c1 })
-	h2 = newEnv(t, func(c *Config) { c.Cluster = c2 })
-	for _, h := range []*testEnv{h1, h2} {
-		h.link.AddHostLink(link.LinkInfo{Name: "under0", Type: "veth", MTU: 1500, Up: true})
-	}
-	ctx := context.Background()
-	if _, err := h1.e.CreateNetwork(ctx, model.NetworkSpec{Name: "web", Driver: model.DriverOverlay,
-		Subnets: []model.Subnet{{Prefix: tPrefix("fd00:200::/48")}, {Prefix: tPrefix("10.200.0.0/16")}}}); err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	t.Cleanup(cancel)
-	if err := h2.e.StartCluster(sctx); err != nil {
-		t.Fatal(err)
-	}
-	return etcd, h1, h2
+	return clusterPair(t, nil, model.NetworkSpec{Name: "web", Driver: model.DriverOverlay,
+		Subnets: []model.Subnet{{Prefix: tPrefix("fd00:200::/48")}, {Prefix: tPrefix("10.200.0.0/16")}}})
 }
 
 // A dual-stack overlay: each node a slice of each family, its VXLAN device

@@ -19,26 +19,12 @@ import (
 // MAC, which is not link.VTEPMAC of its underlay address (fakeEtcd.join).
 func vtepNodes(t *testing.T) (etcd *fakeEtcd, h1, h2 *testEnv, h2log *testutil.LockedBuffer) {
 	t.Helper()
-	etcd = newFakeEtcd()
-	c1, c2 := etcd.join("h1", "192.0.2.1"), etcd.join("h2", "192.0.2.2")
 	h2log = &testutil.LockedBuffer{}
-	h1 = newEnv(t, func(c *Config) { c.Cluster = c1 })
-	h2 = newEnv(t, func(c *Config) { c.Cluster = c2; c.Log = slog.New(slog.NewTextHandler(h2log, nil)) })
-	for _, h := range []*testEnv{h1, h2} {
-		h.link.AddHostLink(link.LinkInfo{Name: "under0", Type: "veth", MTU: 1500, Up: true})
-	}
-	ctx := context.Background()
+	var specs []model.NetworkSpec
 	for _, n := range []struct{ name, subnet string }{{"web", "10.200.0.0/16"}, {"api", "10.201.0.0/16"}} {
-		if _, err := h1.e.CreateNetwork(ctx, model.NetworkSpec{Name: n.name, Driver: model.DriverOverlay,
-			Subnets: []model.Subnet{{Prefix: tPrefix(n.subnet)}}}); err != nil {
-			t.Fatal(err)
-		}
+		specs = append(specs, model.NetworkSpec{Name: n.name, Driver: model.DriverOverlay, Subnets: []model.Subnet{{Prefix: tPrefix(n.subnet)}}})
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	t.Cleanup(cancel)
-	if err := h2.e.StartCluster(sctx); err != nil {
-		t.Fatal(err)
-	}
+	etcd, h1, h2 = clusterPair(t, func(c *Config) { c.Log = slog.New(slog.NewTextHandler(h2log, nil)) }, specs...)
 	return etcd, h1, h2, h2log
 }
 
