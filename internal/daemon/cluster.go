@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"pontoon/internal/cluster"
+	"pontoon/internal/firewall"
 	"pontoon/internal/link"
 )
 
@@ -183,6 +184,11 @@ func joinCluster(ctx context.Context, endpoints string, tlsFiles transport.TLSIn
 	}
 	if underlay == "" {
 		return nil, nil, errors.New("--cluster needs --underlay: the link towards the other nodes (its address is this node's tunnel endpoint)")
+	}
+	// The underlay goes into the firewall's sets (host-gw's remote
+	// members): a name nft cannot take would fail every firewall sync.
+	if err := firewall.ValidIfName(underlay); err != nil {
+		return nil, nil, fmt.Errorf("--underlay: %w: rename the link (ip link set NAME name NEWNAME) or give another", err)
 	}
 	addr, err := underlayAddr(lk, underlay)
 	if err != nil {

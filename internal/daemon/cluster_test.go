@@ -1,9 +1,16 @@
 package daemon
 
 import (
+	"context"
+	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"testing"
+
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+
+	"pontoon/internal/link"
 )
 
 func TestEtcdEndpoints(t *testing.T) {
@@ -30,5 +37,24 @@ func TestEtcdEndpoints(t *testing.T) {
 		if err != nil || !slices.Equal(got, c.want) {
 			t.Errorf("%q (tls %v): %v, %v; want %v", c.in, c.tls, got, err, c.want)
 		}
+	}
+}
+
+// An --underlay whose name the firewall's sets cannot take is refused
+// before anything is dialled or written (it would fail every firewall
+// sync later); one it can take goes on to the address check.
+func TestJoinClusterChecksUnderlayName(t *testing.T) {
+	lk := link.NewFake()
+	root := t.TempDir()
+	_, _, err := joinCluster(context.Background(), "unix:///nonexistent", transport.TLSInfo{}, "h1", "eth+0", root, 0, lk, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "--underlay") || !strings.Contains(err.Error(), "eth+0") {
+		t.Fatalf("--underlay eth+0: %v, want an error naming the flag and the link", err)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Errorf("a refused join wrote into the root: %v", entries)
+	}
+	_, _, err = joinCluster(context.Background(), "unix:///nonexistent", transport.TLSInfo{}, "h1", "eth0", root, 0, lk, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "has no IPv4 address") {
+		t.Fatalf("--underlay eth0 without an address: %v, want the address check's error", err)
 	}
 }

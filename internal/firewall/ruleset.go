@@ -160,6 +160,12 @@ func validate(s State) error {
 // validIfName accepts interface names that can be written unquoted-safe
 // into nft and iptables input: Linux allows almost any byte, pontoon's own
 // names are [a-z0-9-], adopted bridges are rarely stranger than [A-Za-z0-9_.@-].
+// ValidIfName says whether name can be written into pontoon's nftables
+// sets as an interface name (what the kernel accepts is wider: a link
+// named with other characters cannot be a bridge, uplink or underlay of
+// pontoon's).
+func ValidIfName(name string) error { return validIfName(name) }
+
 func validIfName(name string) error {
 	if name == "" || len(name) > 15 {
 		return fmt.Errorf("interface name %q: want 1 to 15 bytes", name)
