@@ -82,6 +82,18 @@ func (e *Engine) syncVXLANPeers(ctx context.Context) {
 	if sameUnderlay(want, e.fwVXLANSynced) {
 		return
 	}
+	// Only the peers changed (a node joined or left): their elements, one
+	// netlink transaction; else, or if that fails, the whole table.
+	old := e.fwVXLANSynced
+	if old.Local.IsValid() && old.Local == want.Local && old.Port == want.Port {
+		err := e.fw.UpdateVXLANPeers(ctx, old, want)
+		if err == nil {
+			e.fwVXLANSynced = want
+			e.log.Debug("cluster: the firewall's VXLAN peers follow the topology", "peers", len(want.Peers))
+			return
+		}
+		e.log.Warn("cluster: update the firewall's VXLAN peers; rewriting the table", "err", err)
+	}
 	if err := e.syncFirewall(ctx); err != nil {
 		e.log.Warn("cluster: update the firewall's VXLAN peers; self-healing tries again", "err", err)
 		return

@@ -84,7 +84,10 @@ func TestOverlayFirewallVXLANPeers(t *testing.T) {
 		}
 	}
 
-	// A third node joins and takes a slice of web: h2 takes its tunnels.
+	// A third node joins and takes a slice of web: h2 takes its tunnels,
+	// by changing the set's elements, not by rewriting the table.
+	_, subscr := h2.e.Subscribe(0, false)
+	defer subscr.Close()
 	etcd.join("h3", "192.0.2.3")
 	etcd.claim("web", "h3", "10.200.2.0/24")
 	etcd.publish()
@@ -93,6 +96,16 @@ func TestOverlayFirewallVXLANPeers(t *testing.T) {
 	etcd.leave("h3")
 	etcd.publish()
 	waitFirewall(t, h2, []string{peerElement("192.0.2.1")}, []string{peerElement("192.0.2.3")})
+	for drained := false; !drained; {
+		select {
+		case ev := <-subscr.C:
+			if ev.Kind == model.EventFirewallSynced {
+				t.Errorf("a node joining or leaving rewrote the firewall's table (%+v): want its peer's element changed only", ev)
+			}
+		default:
+			drained = true
+		}
+	}
 
 	// A node holding no slice of a VXLAN network of this host is no peer.
 	etcd.join("h4", "192.0.2.4")

@@ -154,6 +154,10 @@ type Interface interface {
 	// transaction each.
 	Guard(ctx context.Context, gs []Guarded) error
 	Unguard(ctx context.Context, gs []Guarded) error
+	// UpdateVXLANPeers moves set vxlan-peers from old's peers to new's
+	// (same local address and port) in one netlink transaction, between
+	// Syncs (vxlanpeers.go).
+	UpdateVXLANPeers(ctx context.Context, old, new VXLANUnderlay) error
 
 	// Watch streams a notice whenever nftables changes pontoon's tables or
 	// Docker's filter chains, until ctx ends (bursts are coalesced: one

@@ -143,6 +143,9 @@ func (e portElement) netlink() (string, gnft.SetElement) {
 // elementWriter adds and removes published-port elements.
 type elementWriter interface {
 	write(ctx context.Context, add bool, es []portElement) error
+	// writeAddrs adds or removes addresses of an address set of table
+	// inet pontoon (vxlanpeers.go).
+	writeAddrs(ctx context.Context, add bool, set string, addrs []netip.Addr) error
 }
 
 // knftElements writes through knftables (the fake; nft transactions).

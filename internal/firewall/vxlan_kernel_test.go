@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -164,11 +165,29 @@ func TestKernelVXLANPeers(t *testing.T) {
 	}
 	check("the peer's member to a1, the peer deleted from the set", toA1(peer, "10.205.2.2"), false)
 
-	t.Log("control: with the spoofer in vxlan-peers, its frames arrive")
+	t.Log("control: with the spoofer in vxlan-peers, its frames arrive (UpdateVXLANPeers, no Sync: the peer back, the spoofer added)")
 	withSpoofer := under
-	withSpoofer.Peers = append(withSpoofer.Peers, netip.MustParseAddr("198.51.100.3"))
-	syncIn(t, host, State{Networks: []Network{vx}, VXLAN: withSpoofer})
+	withSpoofer.Peers = append(slices.Clone(under.Peers), netip.MustParseAddr("198.51.100.3"))
+	update := func(old, new VXLANUnderlay) {
+		t.Helper()
+		withFirewall(t, host, func(fw Interface) error { return fw.UpdateVXLANPeers(context.Background(), old, new) })
+	}
+	update(VXLANUnderlay{Local: under.Local, Port: under.Port}, withSpoofer)
 	check("the spoofer's frame to a1, spoofer a peer", toA1(spoofer, "10.205.2.9"), true)
+	check("the peer's member to a1, the peer added back", toA1(peer, "10.205.2.2"), true)
+	t.Log("UpdateVXLANPeers takes the spoofer out again")
+	update(withSpoofer, under)
+	check("the spoofer's frame to a1, spoofer removed", toA1(spoofer, "10.205.2.9"), false)
+	check("the peer's member to a1, spoofer removed", toA1(peer, "10.205.2.2"), true)
+	if r := checkIn(State{Networks: []Network{vx}, VXLAN: under}); r != "" {
+		t.Errorf("Check after UpdateVXLANPeers: %q", r)
+	}
+	withFirewall(t, host, func(fw Interface) error {
+		if err := fw.UpdateVXLANPeers(context.Background(), under, VXLANUnderlay{Local: netip.MustParseAddr("198.51.100.9"), Port: 4789}); err == nil {
+			t.Error("UpdateVXLANPeers with another local address: no error, want one (Sync instead)")
+		}
+		return nil
+	})
 
 	t.Log("control: with a range that holds 203.0.113.9, the peer's frame from it arrives")
 	wide := vx
