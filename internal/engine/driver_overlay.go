@@ -690,6 +690,11 @@ func (e *Engine) followPeers(ctx context.Context) {
 	d, _ := e.drivers[model.DriverOverlay].(*overlayDriver)
 	changed := func(t cluster.Topology) {
 		d.topo.Store(&t)
+		// The firewall takes VXLAN from the peers only: let a new node's
+		// packets in before the devices can send to it, so that its
+		// first replies are not dropped (a 1 s retry for whoever waits
+		// on them).
+		e.syncVXLANPeers(ctx)
 		nets, err := e.Networks()
 		if err != nil {
 			return
@@ -700,7 +705,6 @@ func (e *Engine) followPeers(ctx context.Context) {
 			}
 			d.applyLatest(&n.Network, e.log)
 		}
-		e.syncVXLANPeers(ctx) // the firewall takes VXLAN from the peers only
 	}
 	failed := func(err error) {
 		e.log.Warn("cluster: lost the watch of nodes and slices; the overlays' peers stay as they are until it is back", "err", err)
