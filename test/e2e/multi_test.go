@@ -22,6 +22,10 @@ func TestSandboxCreateSeveral(t *testing.T) {
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "net0\t") || !strings.HasPrefix(lines[1], "net1\t") {
 		t.Fatalf("sandbox create net0 net1: want one line each, got:\n%s", out)
 	}
+	// In the order given: the seed's addresses.
+	if a, b := h.IP("net0", "wire"), h.IP("net1", "wire"); a != "10.0.1.1" || b != "10.0.1.2" {
+		t.Errorf("net0 has %s and net1 %s, want 10.0.1.1 and 10.0.1.2", a, b)
+	}
 	h.MustPing("net0", "net1")
 	h.MustPing("net1", "net0")
 
