@@ -21,7 +21,7 @@ func newNetworkCmd(g *globals) *cobra.Command {
 		Short:   "Create, list, inspect and remove networks; connect sandboxes to them",
 	}
 	cmd.AddCommand(newNetworkCreateCmd(g), newNetworkLsCmd(g), newNetworkInspectCmd(g),
-		newNetworkRmCmd(g), newNetworkConnectCmd(g), newNetworkDisconnectCmd(g))
+		newNetworkRmCmd(g), newNetworkConnectCmd(g), newNetworkDisconnectCmd(g), newNetworkFDBCmd(g))
 	return cmd
 }
 

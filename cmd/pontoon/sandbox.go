@@ -112,19 +112,36 @@ func newSandboxCreateCmd(g *globals) *cobra.Command {
 		labels []string
 	)
 	cmd := &cobra.Command{
-		Use:   "create NAME",
-		Short: "Create a sandbox: a new network namespace (or adopt one) attached to networks",
+		Use:   "create NAME...",
+		Short: "Create sandboxes: new network namespaces (or adopt one) attached to networks",
 		Long: `Create a sandbox. By default pontoon makes a new network namespace, brings
 lo up and attaches it to the default network as eth0. With --netns PATH or
 --pid PID it adopts an existing namespace instead (for example a container
-started with --net=none) and later removes only what it added there.`,
+started with --net=none) and later removes only what it added there.
+
+Several names create several sandboxes, each with the same options, one
+after the other in the order given: "pontoon sandbox create net0 net1
+--network wire" is two namespaces on one link (--alias too: a shared alias
+is answered by all its holders). Options that name one thing take one
+sandbox name only, and with several they are refused before anything is
+made: ONE-NAME.
+
+The first sandbox that fails stops the command: those made before it stay
+(one line each, as usual), the error says which were made and which were
+not, and the exit status is 1. Unlike rm and inspect, create does not go
+on past a failure: what stops one (a missing network, a full subnet, the
+daemon) would most often stop the next the same way, and what is left is
+always the first names in order, so the rest can be given again.`,
 		Example: `  pontoon sandbox create a
+  pontoon sandbox create net0 net1 --network wire
   pontoon sandbox create db --network app --alias database
   pontoon sandbox create legacy --pid 4242 --network back --ip 10.90.1.20
   pontoon sandbox create iso --network none`,
-		Args: exactArgs(1, "NAME"),
+		Args: minArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			spec.Name = args[0]
+			if err := checkCreateNames(cmd, args); err != nil {
+				return err
+			}
 			specs, special, err := af.specs()
 			if err != nil {
 				return err
@@ -139,11 +156,18 @@ started with --net=none) and later removes only what it added there.`,
 			if spec.Labels, err = parseLabels(labels); err != nil {
 				return err
 			}
-			sb, err := g.client().CreateSandbox(cmd.Context(), spec)
-			if err != nil {
-				return err
+			for i, name := range args {
+				one := spec
+				one.Name = name
+				sb, err := g.client().CreateSandbox(cmd.Context(), one)
+				if err != nil {
+					if len(args) == 1 {
+						return err
+					}
+					return createStopped(args, i, err)
+				}
+				printSandboxLine(cmd, sb)
 			}
-			printSandboxLine(cmd, sb)
 			return nil
 		},
 	}
@@ -151,7 +175,63 @@ started with --net=none) and later removes only what it added there.`,
 	cmd.Flags().StringVar(&spec.Netns, "netns", "", "adopt the network namespace at this path")
 	cmd.Flags().IntVar(&spec.PID, "pid", 0, "adopt the network namespace of this process")
 	cmd.Flags().StringArrayVar(&labels, "label", nil, "label as key=value (repeatable)")
+	var one []string
+	for _, f := range oneNameFlags {
+		if cmd.Flags().Lookup(f.flag) != nil {
+			one = append(one, "--"+f.flag)
+		}
+	}
+	cmd.Long = strings.Replace(cmd.Long, "ONE-NAME", strings.Join(one, ", "), 1)
 	return cmd
+}
+
+// oneNameFlags are sandbox create's flags that name one thing, so that
+// they cannot be given to several sandboxes at once, with why. A flag
+// the command does not have (yet) is skipped.
+var oneNameFlags = []struct{ flag, why string }{
+	{"ip", "a static address belongs to one sandbox"},
+	{"ip6", "a static address belongs to one sandbox"},
+	{"mac", "a MAC belongs to one interface"},
+	{"publish", "a host port is published for one sandbox"},
+	{"netns", "an adopted namespace is one sandbox"},
+	{"pid", "an adopted namespace is one sandbox"},
+}
+
+// checkCreateNames refuses, before anything is made, names the daemon
+// would refuse and the same name twice, and with several names every
+// flag that names one thing.
+func checkCreateNames(cmd *cobra.Command, names []string) error {
+	seen := map[string]bool{}
+	for _, n := range names {
+		if err := model.ValidateName("sandbox", n); err != nil {
+			return err
+		}
+		if seen[n] {
+			return fmt.Errorf("sandbox name %s is given twice: give each name once", n)
+		}
+		seen[n] = true
+	}
+	if len(names) < 2 {
+		return nil
+	}
+	for _, f := range oneNameFlags {
+		if fl := cmd.Flags().Lookup(f.flag); fl != nil && fl.Changed {
+			return fmt.Errorf("--%s takes one sandbox name (%s), and %d were given (%s): create the sandboxes one at a time, or leave --%s out",
+				f.flag, f.why, len(names), strings.Join(names, ", "), f.flag)
+		}
+	}
+	return nil
+}
+
+// createStopped is the error of a create of several sandboxes that
+// stopped at names[i]: what failed, what was made before, what was not.
+func createStopped(names []string, i int, err error) error {
+	made := "nothing was created"
+	if i > 0 {
+		made = "created before it: " + strings.Join(names[:i], ", ")
+	}
+	msg := fmt.Sprintf("%s; not created: %s", made, strings.Join(names[i:], ", "))
+	return fmt.Errorf("create sandbox %s: %w\n%s", names[i], err, msg)
 }
 
 func printSandboxLine(cmd *cobra.Command, sb *model.SandboxInfo) {

@@ -194,6 +194,14 @@ func (c *Client) Network(ctx context.Context, name string) (*model.NetworkInfo, 
 	return &v, c.do(ctx, http.MethodGet, "/v1/networks/"+url.PathEscape(name), nil, &v)
 }
 
+// NetworkFDB reads what a network's bridge (and an overlay's VXLAN
+// device) on the daemon's host has learned, and the host's neighbours on
+// it.
+func (c *Client) NetworkFDB(ctx context.Context, name string) (*model.NetworkFDB, error) {
+	var v model.NetworkFDB
+	return &v, c.do(ctx, http.MethodGet, "/v1/networks/"+url.PathEscape(name)+"/fdb", nil, &v)
+}
+
 func (c *Client) CreateNetwork(ctx context.Context, spec model.NetworkSpec) (*model.Network, error) {
 	var v model.Network
 	return &v, c.do(ctx, http.MethodPost, "/v1/networks", spec, &v)

@@ -49,6 +49,7 @@ func TestAPIDocMatchesAPI(t *testing.T) {
 		model.Topology{}, model.TopoUplink{}, model.TopoNetwork{}, model.TopoPort{}, model.TopoSandbox{},
 		model.TraceSpec{}, model.Trace{}, model.TraceProbe{}, model.TraceHop{}, model.TraceVerdict{}, model.TraceLive{},
 		model.ClusterNode{}, model.ClusterNodeInfo{}, model.ClusterNetwork{}, model.ClusterNetworkNode{},
+		model.NetworkFDB{}, model.FDBDevice{}, model.FDBEntry{}, model.Neighbour{},
 	} {
 		typ := reflect.TypeOf(v)
 		for _, f := range jsonFields(typ) {

@@ -58,6 +58,7 @@ func (s *Server) routes() {
 	s.handle("POST /v1/networks", s.createNetwork)
 	s.handle("GET /v1/networks/{name}", s.getNetwork)
 	s.handle("DELETE /v1/networks/{name}", s.removeNetwork)
+	s.handle("GET /v1/networks/{name}/fdb", s.networkFDB)
 	s.handle("POST /v1/networks/{name}/connect", s.connect)
 	s.handle("POST /v1/networks/{name}/disconnect", s.disconnect)
 	s.handle("GET /v1/sandboxes", s.listSandboxes)
@@ -158,6 +159,11 @@ func (s *Server) createNetwork(r *http.Request) (int, any, error) {
 
 func (s *Server) getNetwork(r *http.Request) (int, any, error) {
 	v, err := s.eng.InspectNetwork(r.Context(), r.PathValue("name"))
+	return http.StatusOK, v, err
+}
+
+func (s *Server) networkFDB(r *http.Request) (int, any, error) {
+	v, err := s.eng.NetworkFDB(r.Context(), r.PathValue("name"))
 	return http.StatusOK, v, err
 }
 

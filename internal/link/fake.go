@@ -42,6 +42,8 @@ type Fake struct {
 	vx map[string]*fakeVXLAN
 	// hr: host-gw routes by device (fake_hostroute.go), made on first use.
 	hr map[string]map[netip.Prefix]netip.Addr
+	// l2: learned FDB entries and neighbours (fake_fdb.go).
+	l2 fakeL2
 }
 
 type fakeBridge struct {

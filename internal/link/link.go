@@ -372,4 +372,11 @@ type Interface interface {
 	// table once, and returns how many it deleted. An entry that vanishes
 	// meanwhile counts as deleted. An invalid filter deletes nothing.
 	DeleteConntrack(filters []ConntrackFilter) (int, error)
+
+	// FDB reads what dev, a bridge or a VXLAN device of the host, knows at
+	// layer 2 (fdb.go): a bridge's learned and static forwarding entries
+	// by port, a VXLAN device's entries with their remote VTEPs, and the
+	// host's neighbour entries on dev. It changes nothing and enters no
+	// sandbox. Another kind of link is an error that says so.
+	FDB(dev string) (FDBTable, error)
 }
