@@ -327,10 +327,21 @@ func newSandboxInspectCmd(g *globals) *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
 		Use:   "inspect NAME...",
-		Short: "Show sandboxes in detail: every endpoint with its address, MAC, gateway and host end",
+		Short: "Show sandboxes in detail: every endpoint with its address, MAC, gateway, host end, routing and counters",
 		Long: `Show sandboxes in detail. For every endpoint: the interface inside the
 sandbox, its address, MAC and gateway, and the host end of its veth pair
-(name and ifindex) — what ` + "`ethtool -S eth0 | grep peer_ifindex`" + ` finds by hand.`,
+(name and ifindex) — what ` + "`ethtool -S eth0 | grep peer_ifindex`" + ` finds by hand.
+
+On several networks, each further interface has its own routing table and
+a rule "from ADDR lookup TABLE" per address, so that replies leave by the
+interface their request came in on: shown under Routing (from the records,
+as ` + "`ip rule`" + ` in the sandbox has them).
+
+Counters: bytes, packets, drops and errors received (RX) and sent (TX) by
+each interface, as the sandbox sees them. They are read from the host end
+of the veth (its RX is what the sandbox sent), without entering the
+sandbox; an interface without a host end (link and macvlan networks) has
+none — ` + "`pontoon exec NAME -- ip -s link`" + ` shows the sandbox's own.`,
 		Args:              minArgs(1, "NAME"),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -408,6 +419,12 @@ func printSandboxes(cmd *cobra.Command, format string, all []*model.SandboxInfo)
 			}
 		}
 		if err := t.flush(); err != nil {
+			return err
+		}
+		if err := printRouting(cmd, sb); err != nil {
+			return err
+		}
+		if err := printCounters(cmd, sb); err != nil {
 			return err
 		}
 	}
