@@ -456,7 +456,8 @@ func newNetworkConnectCmd(g *globals) *cobra.Command {
 		Use:   "connect NETWORK SANDBOX",
 		Short: "Attach a sandbox to a network (a new interface ethN inside it)",
 		Example: `  pontoon network connect back a --ip 10.90.1.10
-  pontoon network connect app db --alias database`,
+  pontoon network connect app db --alias database
+  pontoon network connect back a --mac 02:42:0a:5a:01:0a`,
 		Args:              exactArgs(2, "NETWORK SANDBOX"),
 		ValidArgsFunction: completeNetworkThenSandbox(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -475,6 +476,9 @@ func newNetworkConnectCmd(g *globals) *cobra.Command {
 		if err := checkVLANFlag(cmd.Flags(), req.VLAN); err != nil {
 			return err
 		}
+		if req.MAC, err = parseMACFlag(cmd.Flags(), req.MAC); err != nil {
+			return err
+		}
 		if req.IPs, err = parseIPs(ip, ip6); err != nil {
 			return err
 		}
@@ -485,6 +489,7 @@ func newNetworkConnectCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&ip6, "ip6", "", "static IPv6 address, anywhere in the IPv6 subnet")
 	cmd.Flags().StringArrayVar(&req.Aliases, "alias", nil, "extra DNS name on this network (repeatable)")
 	cmd.Flags().IntVar(&req.VLAN, "vlan", 0, "VLAN (1-4094) of the interface, on a network created with --vlan-filtering")
+	addMACFlag(cmd, &req.MAC, "MAC of the interface (as Docker's --mac-address, also accepted), unique on the network (default: derived from its address)")
 	cmd.Flags().StringArrayVarP(&ports, "publish", "p", nil, "publish a port on the host: [hostIP:]hostPort[-end]:port[-end][/tcp|udp|sctp], [::1]:8080:80 for IPv6 (repeatable)")
 	return cmd
 }

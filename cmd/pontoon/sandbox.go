@@ -42,6 +42,7 @@ type attachFlags struct {
 	aliases  []string
 	ports    []string
 	vlan     int
+	mac      string
 	fs       *pflag.FlagSet
 }
 
@@ -53,6 +54,7 @@ func (a *attachFlags) add(cmd *cobra.Command, g *globals) {
 	cmd.Flags().StringArrayVar(&a.aliases, "alias", nil, "extra DNS name on the first network (repeatable)")
 	cmd.Flags().StringArrayVarP(&a.ports, "publish", "p", nil, "publish a port on the host: [hostIP:]hostPort[-end]:port[-end][/tcp|udp|sctp] (repeatable)")
 	cmd.Flags().IntVar(&a.vlan, "vlan", 0, "VLAN (1-4094) of the interface on the first network, which needs --vlan-filtering")
+	addMACFlag(cmd, &a.mac, "MAC of the interface on the first network (as Docker's --mac-address, also accepted), unique there (default: derived from its address)")
 	a.fs = cmd.Flags()
 }
 
@@ -68,8 +70,8 @@ func (a *attachFlags) specs() (specs []model.AttachSpec, special string, err err
 			if len(nets) > 1 {
 				return nil, "", fmt.Errorf("--network %s cannot be combined with other networks", n)
 			}
-			if a.ip != "" || a.ip6 != "" || len(a.aliases) > 0 || len(a.ports) > 0 || a.vlan != 0 {
-				return nil, "", fmt.Errorf("--ip, --ip6, --alias, --publish and --vlan need a network, not --network %s", n)
+			if a.ip != "" || a.ip6 != "" || len(a.aliases) > 0 || len(a.ports) > 0 || a.vlan != 0 || a.mac != "" {
+				return nil, "", fmt.Errorf("--ip, --ip6, --alias, --publish, --vlan and --mac need a network, not --network %s", n)
 			}
 			return nil, n, nil
 		}
@@ -85,14 +87,43 @@ func (a *attachFlags) specs() (specs []model.AttachSpec, special string, err err
 	if err := checkVLANFlag(a.fs, a.vlan); err != nil {
 		return nil, "", err
 	}
+	mac, err := parseMACFlag(a.fs, a.mac)
+	if err != nil {
+		return nil, "", err
+	}
 	for i, n := range nets {
 		s := model.AttachSpec{Network: n}
 		if i == 0 {
-			s.IPs, s.Aliases, s.Ports, s.VLAN = ips, a.aliases, ports, a.vlan
+			s.IPs, s.Aliases, s.Ports, s.VLAN, s.MAC = ips, a.aliases, ports, a.vlan, mac
 		}
 		specs = append(specs, s)
 	}
 	return specs, "", nil
+}
+
+// addMACFlag adds --mac and its alias --mac-address (Docker's name),
+// hidden, to one variable.
+func addMACFlag(cmd *cobra.Command, mac *string, usage string) {
+	cmd.Flags().StringVar(mac, "mac", "", usage)
+	cmd.Flags().StringVar(mac, "mac-address", "", "the same as --mac")
+	_ = cmd.Flags().MarkHidden("mac-address")
+}
+
+// parseMACFlag checks --mac (or --mac-address, not both) as the daemon
+// does, so that a typo is refused before anything is asked, and returns
+// it in canonical form ("" when not given).
+func parseMACFlag(fs *pflag.FlagSet, mac string) (string, error) {
+	if fs != nil && fs.Changed("mac") && fs.Changed("mac-address") {
+		return "", fmt.Errorf("give --mac or --mac-address (the same flag), not both")
+	}
+	if mac == "" {
+		return "", nil
+	}
+	hw, err := model.ParseMAC(mac)
+	if err != nil {
+		return "", err
+	}
+	return hw.String(), nil
 }
 
 // checkVLANFlag refuses --vlan 0, which the API would take for "no
@@ -136,6 +167,7 @@ always the first names in order, so the rest can be given again.`,
   pontoon sandbox create net0 net1 --network wire
   pontoon sandbox create db --network app --alias database
   pontoon sandbox create legacy --pid 4242 --network back --ip 10.90.1.20
+  pontoon sandbox create a --network lab --mac 02:42:0a:00:00:05
   pontoon sandbox create iso --network none`,
 		Args: minArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -375,10 +407,21 @@ func newSandboxInspectCmd(g *globals) *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
 		Use:   "inspect NAME...",
-		Short: "Show sandboxes in detail: every endpoint with its address, MAC, gateway and host end",
+		Short: "Show sandboxes in detail: every endpoint with its address, MAC, gateway, host end, routing and counters",
 		Long: `Show sandboxes in detail. For every endpoint: the interface inside the
 sandbox, its address, MAC and gateway, and the host end of its veth pair
-(name and ifindex) — what ` + "`ethtool -S eth0 | grep peer_ifindex`" + ` finds by hand.`,
+(name and ifindex) — what ` + "`ethtool -S eth0 | grep peer_ifindex`" + ` finds by hand.
+
+On several networks, each further interface has its own routing table and
+a rule "from ADDR lookup TABLE" per address, so that replies leave by the
+interface their request came in on: shown under Routing (from the records,
+as ` + "`ip rule`" + ` in the sandbox has them).
+
+Counters: bytes, packets, drops and errors received (RX) and sent (TX) by
+each interface, as the sandbox sees them. They are read from the host end
+of the veth (its RX is what the sandbox sent), without entering the
+sandbox; an interface without a host end (link and macvlan networks) has
+none — ` + "`pontoon exec NAME -- ip -s link`" + ` shows the sandbox's own.`,
 		Args:              minArgs(1, "NAME"),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -456,6 +499,12 @@ func printSandboxes(cmd *cobra.Command, format string, all []*model.SandboxInfo)
 			}
 		}
 		if err := t.flush(); err != nil {
+			return err
+		}
+		if err := printRouting(cmd, sb); err != nil {
+			return err
+		}
+		if err := printCounters(cmd, sb); err != nil {
 			return err
 		}
 	}

@@ -45,7 +45,7 @@ func TestAPIDocMatchesAPI(t *testing.T) {
 		api.Status{}, api.Healing{}, api.ConnectRequest{}, api.DisconnectRequest{}, api.ErrorBody{}, api.Problem{}, api.Finding{},
 		api.CNIAddRequest{}, api.CNIAddResult{}, api.CNIDelRequest{},
 		model.NetworkSpec{}, model.Network{}, model.NetworkInfo{}, model.SandboxSpec{}, model.SandboxInfo{},
-		model.AttachSpec{}, model.Endpoint{}, model.PortMapping{}, model.PortInfo{}, model.Event{},
+		model.AttachSpec{}, model.Endpoint{}, model.EndpointStats{}, model.PortMapping{}, model.PortInfo{}, model.Event{},
 		model.Topology{}, model.TopoUplink{}, model.TopoNetwork{}, model.TopoPort{}, model.TopoSandbox{},
 		model.TraceSpec{}, model.Trace{}, model.TraceProbe{}, model.TraceHop{}, model.TraceVerdict{}, model.TraceLive{},
 		model.ClusterNode{}, model.ClusterNodeInfo{}, model.ClusterNetwork{}, model.ClusterNetworkNode{},

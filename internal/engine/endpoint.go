@@ -93,9 +93,8 @@ func validateAttach(a model.AttachSpec) error {
 		}
 	}
 	if a.MAC != "" {
-		hw, err := net.ParseMAC(a.MAC)
-		if err != nil || len(hw) != 6 || hw[0]&1 == 1 {
-			return model.Invalidf("mac %q is not a unicast Ethernet address like 02:42:0a:58:00:02", a.MAC)
+		if _, err := model.ParseMAC(a.MAC); err != nil {
+			return err
 		}
 	}
 	var seen [2]bool
@@ -248,10 +247,8 @@ func (e *Engine) connectLocked(ctx context.Context, sandbox string, a model.Atta
 		if ep.Addresses, err = e.reserveAddrs(tx, nw, ep.ID, a.IPs, cs); err != nil {
 			return err
 		}
-		ep.MAC = model.MACFromIP(ep.FirstIP()).String()
-		if a.MAC != "" {
-			hw, _ := net.ParseMAC(a.MAC)
-			ep.MAC = hw.String()
+		if err := pickMAC(tx, nw, ep, a.MAC); err != nil {
+			return err
 		}
 		return tx.PutEndpoint(ep)
 	})

@@ -126,6 +126,9 @@ func (e *Engine) createSandboxLocked(ctx context.Context, spec model.SandboxSpec
 					return err
 				}
 			}
+			if a.MAC != "" {
+				return checkMACFree(tx, nw, a.MAC)
+			}
 			return nil
 		}); err != nil {
 			return nil, err

@@ -27,6 +27,10 @@ import (
 // one link dump for many; a check per bridge; a stat per namespace; no
 // sandbox is entered), and the host-wide checks (the firewall's elements,
 // ip_forward, uplinks) for the topology only.
+//
+// The counters of `sandbox inspect` come with the host ends' links: the
+// lookup or dump that checks them has them too. They are the host end's,
+// turned round to the sandbox's point of view (epStats).
 
 // kernelReads says how much of the kernel a view reads.
 type kernelReads int
@@ -48,6 +52,9 @@ type viewQuery struct {
 	network string
 	sandbox string
 	kernel  kernelReads
+	// stats puts each endpoint's counters in the sandbox's answer (with
+	// hostSide; `sandbox inspect` only, so that lists stay the records).
+	stats bool
 }
 
 // view is one snapshot of the read model.
@@ -56,6 +63,8 @@ type view struct {
 	sbs  []*sbView  // in the store's order (by name)
 	// sbNamed finds sandboxes by name (those of sbs).
 	sbNamed map[string]*sbView
+	// stats: sandboxInfos gives the endpoints their counters.
+	stats bool
 	// Host-wide, with hostWide only.
 	host    string
 	uplinks []model.TopoUplink
@@ -79,6 +88,9 @@ type epView struct {
 	ep        *model.Endpoint
 	hostIndex int      // the kernel's ifindex of the host end, else the record's
 	drift     []string // the host end's
+	// stats are the host end's counters (hostSide; nil without a host
+	// end, or when it is missing).
+	stats *link.LinkStats
 }
 
 // view builds the read model for q.
@@ -130,7 +142,7 @@ func (e *Engine) view(ctx context.Context, q viewQuery) (*view, error) {
 		return nil, err
 	}
 
-	v := &view{}
+	v := &view{stats: q.stats && q.kernel >= hostSide}
 	byNet := make(map[string]*netView, len(nets))
 	for _, n := range nets {
 		nv := &netView{n: n}
@@ -264,7 +276,7 @@ func (e *Engine) readHostSide(v *view, byNet map[string]*netView) error {
 			ev.drift = append(ev.drift, "host end "+ev.ep.HostIf+" is missing")
 			continue
 		}
-		ev.hostIndex = l.Index
+		ev.hostIndex, ev.stats = l.Index, l.Stats
 		if l.Master != portMaster(nv.n) {
 			ev.drift = append(ev.drift, "host end "+ev.ep.HostIf+" is not a port of "+nv.n.Bridge)
 		}
@@ -333,7 +345,13 @@ func (v *view) sandboxInfos() []*model.SandboxInfo {
 	for _, sv := range v.sbs {
 		si := &model.SandboxInfo{Sandbox: *sv.sb, Endpoints: make([]*model.Endpoint, 0, len(sv.eps)), Drift: slices.Clone(sv.drift)}
 		for _, ev := range sv.eps {
-			si.Endpoints = append(si.Endpoints, ev.ep)
+			ep := ev.ep
+			if v.stats && ev.stats != nil {
+				c := *ep // the record stays as stored
+				c.Stats = epStats(ev.stats)
+				ep = &c
+			}
+			si.Endpoints = append(si.Endpoints, ep)
 			for _, d := range ev.drift {
 				si.Drift = append(si.Drift, ev.ep.IfName+": "+d)
 			}
@@ -341,6 +359,18 @@ func (v *view) sandboxInfos() []*model.SandboxInfo {
 		out = append(out, si)
 	}
 	return out
+}
+
+// epStats are an endpoint's counters from its host end's (a veth's other
+// end, or a VM's tap), as the sandbox sees them: what the host end sent
+// the sandbox received, and the other way round. Drops and errors turn
+// round with them: a frame the host end could not hand to the sandbox is
+// one the sandbox did not receive.
+func epStats(h *link.LinkStats) *model.EndpointStats {
+	return &model.EndpointStats{
+		RxBytes: h.TxBytes, RxPackets: h.TxPackets, RxDropped: h.TxDropped, RxErrors: h.TxErrors,
+		TxBytes: h.RxBytes, TxPackets: h.RxPackets, TxDropped: h.RxDropped, TxErrors: h.RxErrors,
+	}
 }
 
 // Networks lists networks with their ready endpoints, from the records
@@ -416,14 +446,14 @@ func (e *Engine) Sandbox(name string) (*model.SandboxInfo, error) {
 	return e.oneSandbox(context.Background(), name, recordsOnly)
 }
 
-// InspectSandbox returns one sandbox with its ready endpoints and drift
-// (`sandbox inspect`).
+// InspectSandbox returns one sandbox with its ready endpoints, their
+// counters, and drift (`sandbox inspect`).
 func (e *Engine) InspectSandbox(ctx context.Context, name string) (*model.SandboxInfo, error) {
 	return e.oneSandbox(ctx, name, hostSide)
 }
 
 func (e *Engine) oneSandbox(ctx context.Context, name string, k kernelReads) (*model.SandboxInfo, error) {
-	v, err := e.view(ctx, viewQuery{sandbox: name, kernel: k})
+	v, err := e.view(ctx, viewQuery{sandbox: name, kernel: k, stats: true})
 	if err != nil {
 		return nil, err
 	}

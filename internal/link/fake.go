@@ -56,6 +56,7 @@ type fakeVeth struct {
 	Veth
 	index    int
 	disabled bool
+	stats    LinkStats // of the host end; SetStats sets them
 }
 
 // NewFake returns an empty fake.
@@ -262,7 +263,8 @@ func (f *Fake) ListLinks(prefixes ...string) ([]LinkInfo, error) {
 			if v.disabled {
 				m = ""
 			}
-			out = append(out, LinkInfo{Name: name, Index: v.index, Type: "veth", Master: m, MTU: v.MTU, Up: !v.disabled})
+			st := v.stats
+			out = append(out, LinkInfo{Name: name, Index: v.index, Type: "veth", Master: m, MTU: v.MTU, Up: !v.disabled, Stats: &st})
 		}
 	}
 	out = append(out, f.tapLinksLocked(prefixes)...)
@@ -270,6 +272,23 @@ func (f *Fake) ListLinks(prefixes ...string) ([]LinkInfo, error) {
 	out = append(out, f.vxlanLinksLocked(prefixes)...)
 	slices.SortFunc(out, func(a, b LinkInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// SetStats sets the counters of the host end of a veth, or of a tap, as
+// the kernel would count traffic (a new link starts at zero); false when
+// there is no such link.
+func (f *Fake) SetStats(name string, s LinkStats) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if v, ok := f.veths[name]; ok {
+		v.stats = s
+		return true
+	}
+	if t, ok := f.taps[name]; ok {
+		t.stats = s
+		return true
+	}
+	return false
 }
 
 // Uplinks returns f.UplinkLinks.

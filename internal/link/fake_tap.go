@@ -12,7 +12,8 @@ type fakeTap struct {
 	index int
 	down  bool
 	// open: a process has it open (carrier); SetTapOpen sets it.
-	open bool
+	open  bool
+	stats LinkStats // SetStats sets them
 }
 
 // AddTap records the tap; the failures of the kernel's (invalid Tap,
@@ -170,7 +171,8 @@ func (f *Fake) tapLinksLocked(prefixes []string) []LinkInfo {
 			if mtu == 0 {
 				mtu = 1500
 			}
-			out = append(out, LinkInfo{Name: name, Index: t.index, Type: "tuntap", Master: t.Bridge, MTU: mtu, Up: !t.down})
+			st := t.stats
+			out = append(out, LinkInfo{Name: name, Index: t.index, Type: "tuntap", Master: t.Bridge, MTU: mtu, Up: !t.down, Stats: &st})
 		}
 	}
 	return out

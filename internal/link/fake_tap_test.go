@@ -35,7 +35,7 @@ func TestFakeTapLifecycle(t *testing.T) {
 		t.Errorf("Dump (-want +got):\n%s", diff)
 	}
 	ls, _ := f.ListLinks("ptt-")
-	wantLs := []LinkInfo{{Name: "ptt-a", Index: ia, Type: "tuntap", Master: "br0", MTU: 1500, Up: true}, {Name: "ptt-b", Index: ls[1].Index, Type: "tuntap", Master: "br0", MTU: 1500, Up: true}}
+	wantLs := []LinkInfo{{Name: "ptt-a", Index: ia, Type: "tuntap", Master: "br0", MTU: 1500, Up: true, Stats: &LinkStats{}}, {Name: "ptt-b", Index: ls[1].Index, Type: "tuntap", Master: "br0", MTU: 1500, Up: true, Stats: &LinkStats{}}}
 	if diff := cmp.Diff(wantLs, ls); diff != "" {
 		t.Errorf("ListLinks (-want +got):\n%s", diff)
 	}

@@ -58,7 +58,7 @@ func TestFakeLifecycle(t *testing.T) {
 	}
 
 	ls, _ := f.ListLinks("ptv-a", "ptv-b")
-	wantLs := []LinkInfo{{Name: "ptv-a", Index: ls[0].Index, Type: "veth", Master: "br0", MTU: a.MTU, Up: true}, {Name: "ptv-b", Index: ls[1].Index, Type: "veth", MTU: b.MTU}}
+	wantLs := []LinkInfo{{Name: "ptv-a", Index: ls[0].Index, Type: "veth", Master: "br0", MTU: a.MTU, Up: true, Stats: &LinkStats{}}, {Name: "ptv-b", Index: ls[1].Index, Type: "veth", MTU: b.MTU, Stats: &LinkStats{}}}
 	if diff := cmp.Diff(wantLs, ls); diff != "" {
 		t.Errorf("ListLinks (-want +got):\n%s", diff)
 	}

@@ -127,6 +127,16 @@ type LinkInfo struct {
 	Master string // name of the bridge it is a port of, if any
 	MTU    int
 	Up     bool // administratively up
+	// Stats are the link's counters (IFLA_STATS64), from its own point of
+	// view; nil when the kernel gave none.
+	Stats *LinkStats
+}
+
+// LinkStats are a link's counters as `ip -s link` shows them: bytes,
+// packets, drops and errors received (Rx) and sent (Tx).
+type LinkStats struct {
+	RxBytes, RxPackets, RxDropped, RxErrors uint64
+	TxBytes, TxPackets, TxDropped, TxErrors uint64
 }
 
 // HostNetKind says what a HostNet is.

@@ -1028,9 +1028,22 @@ func (n *netlinkLinks) ListLinks(prefixes ...string) ([]LinkInfo, error) {
 		if len(prefixes) > 0 && !hasAnyPrefix(a.Name, prefixes) {
 			continue
 		}
-		out = append(out, LinkInfo{Name: a.Name, Index: a.Index, Type: l.Type(), Master: names[a.MasterIndex], MTU: a.MTU, Up: a.Flags&net.FlagUp != 0})
+		out = append(out, LinkInfo{Name: a.Name, Index: a.Index, Type: l.Type(), Master: names[a.MasterIndex], MTU: a.MTU, Up: a.Flags&net.FlagUp != 0, Stats: linkStats(a)})
 	}
 	return out, nil
+}
+
+// linkStats are the counters the kernel sent with a link (a dump and a
+// lookup have them: no extra request).
+func linkStats(a *netlink.LinkAttrs) *LinkStats {
+	s := a.Statistics
+	if s == nil {
+		return nil
+	}
+	return &LinkStats{
+		RxBytes: s.RxBytes, RxPackets: s.RxPackets, RxDropped: s.RxDropped, RxErrors: s.RxErrors,
+		TxBytes: s.TxBytes, TxPackets: s.TxPackets, TxDropped: s.TxDropped, TxErrors: s.TxErrors,
+	}
 }
 
 func (n *netlinkLinks) Uplinks() ([]LinkInfo, error) {
@@ -1100,7 +1113,7 @@ func (n *netlinkLinks) Link(name string) (LinkInfo, bool, error) {
 // info describes one link as ListLinks does, looking up its master's name.
 func (n *netlinkLinks) info(l netlink.Link) (LinkInfo, error) {
 	a := l.Attrs()
-	info := LinkInfo{Name: a.Name, Index: a.Index, Type: l.Type(), MTU: a.MTU, Up: a.Flags&net.FlagUp != 0}
+	info := LinkInfo{Name: a.Name, Index: a.Index, Type: l.Type(), MTU: a.MTU, Up: a.Flags&net.FlagUp != 0, Stats: linkStats(a)}
 	if a.MasterIndex != 0 {
 		m, err := n.h.LinkByIndex(a.MasterIndex)
 		switch {

@@ -444,6 +444,45 @@ type Endpoint struct {
 	Ports   []PortMapping `json:"ports,omitempty"`
 	State   EndpointState `json:"state"`
 	Created time.Time     `json:"created"`
+	// Stats are the interface's counters, read from the kernel by `sandbox
+	// inspect` (GET /v1/sandboxes/{name}) only, never stored; nil without
+	// a host end to read them from.
+	Stats *EndpointStats `json:"stats,omitempty"`
+}
+
+// EndpointStats are an endpoint's interface counters as the sandbox (or
+// the VM of a tap) sees them. They are counted by the host end of its veth
+// pair, whose directions are the other way round: what the host end
+// received (rx) is what the sandbox sent (tx). So drops and errors are
+// those on the cable between the two ends, not those of the sandbox's own
+// stack (a full socket buffer): `pontoon exec NAME -- ip -s link` has
+// those.
+type EndpointStats struct {
+	RxBytes   uint64 `json:"rx_bytes"`
+	RxPackets uint64 `json:"rx_packets"`
+	RxDropped uint64 `json:"rx_dropped"`
+	RxErrors  uint64 `json:"rx_errors"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	TxPackets uint64 `json:"tx_packets"`
+	TxDropped uint64 `json:"tx_dropped"`
+	TxErrors  uint64 `json:"tx_errors"`
+}
+
+// SourceRules are the policy-routing rules the endpoint's sandbox has for
+// it, in `ip rule` syntax: "from ADDR lookup TABLE" (priority TABLE) for
+// each of its addresses, so that replies from an address leave through
+// its own interface (table Table). None for an endpoint without a table:
+// the primary one, whose gateways are the default routes of the main
+// table. (internal/link installs them: policyRule.)
+func (e *Endpoint) SourceRules() []string {
+	if e.Table == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(e.Addresses))
+	for _, ip := range e.IPs() {
+		out = append(out, fmt.Sprintf("from %s lookup %d", ip, e.Table))
+	}
+	return out
 }
 
 // IPs lists the endpoint's addresses without their lengths, IPv4 first.

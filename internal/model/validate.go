@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -110,6 +111,25 @@ func ValidateIfName(what, name string) error {
 		return Invalidf("%s %q is not a valid interface name: no '/', ':' or spaces", what, name)
 	}
 	return nil
+}
+
+// ParseMAC checks a MAC chosen for an interface (--mac, AttachSpec.MAC)
+// and returns it: six bytes, unicast (the lowest bit of the first byte,
+// the group bit, clear: broadcast is a multicast address too) and not all
+// zero, which the kernel refuses as an interface's address. 02:42:0a:00:00:05
+// and 02-42-0A-00-00-05 are the same MAC.
+func ParseMAC(s string) (net.HardwareAddr, error) {
+	hw, err := net.ParseMAC(s)
+	if err != nil || len(hw) != 6 {
+		return nil, Invalidf("mac %q is not an Ethernet address: give six bytes in hex like 02:42:0a:58:00:02", s)
+	}
+	switch {
+	case hw[0]&1 == 1:
+		return nil, Invalidf("mac %s is a multicast address (the lowest bit of its first byte is set): an interface needs a unicast one, e.g. %02x:%s", hw, hw[0]&^1, hw.String()[3:])
+	case slices.Equal(hw, make(net.HardwareAddr, 6)):
+		return nil, Invalidf("mac 00:00:00:00:00:00 cannot be an interface's address: give another, e.g. 02:42:0a:58:00:02 (02: locally administered)")
+	}
+	return hw, nil
 }
 
 // NetworkSpec is what a user asks for when creating a network. Zero values
