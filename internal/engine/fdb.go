@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"pontoon/internal/link"
 	"pontoon/internal/model"
@@ -68,6 +70,17 @@ func (e *Engine) NetworkFDB(ctx context.Context, name string) (*model.NetworkFDB
 			dev.Entries[i].Sandbox, dev.Entries[i].IfName = ep.Sandbox, ep.IfName
 		}
 	}
+	// By sandbox and interface (ports that are no endpoint's last), not
+	// by the ports' generated names.
+	slices.SortStableFunc(dev.Entries, func(a, b model.FDBEntry) int {
+		noSandbox := func(e model.FDBEntry) int {
+			if e.Sandbox == "" {
+				return 1
+			}
+			return 0
+		}
+		return cmp.Or(cmp.Compare(noSandbox(a), noSandbox(b)), cmp.Compare(a.Sandbox, b.Sandbox), cmp.Compare(a.IfName, b.IfName))
+	})
 	for i := range dev.Neighbours {
 		nb := &dev.Neighbours[i]
 		ep := byIP[nb.IP]
