@@ -9,12 +9,13 @@ import (
 
 // Topology builds the picture of the host from the read model: every
 // network with its bridge and ports, each port's veth pair and sandbox,
-// addresses, published ports and DNS names, with drift marked where the
-// kernel disagrees with the store. It reads the host side only (one link
-// dump, a bridge check per network, one firewall check), never enters a
-// sandbox: `doctor` and `sandbox check` look inside.
+// addresses, published ports, DNS names and counters, with drift marked
+// where the kernel disagrees with the store. It reads the host side only
+// (one link dump, which has the counters too, a bridge check per network,
+// one firewall check), never enters a sandbox: `doctor` and `sandbox
+// check` look inside.
 func (e *Engine) Topology(ctx context.Context) (*model.Topology, error) {
-	v, err := e.view(ctx, viewQuery{kernel: hostWide})
+	v, err := e.view(ctx, viewQuery{kernel: hostWide, stats: true})
 	if err != nil {
 		return nil, err
 	}
@@ -36,6 +37,9 @@ func (v *view) topology(healing map[string]uint64) *model.Topology {
 			ep := ev.ep
 			p := &model.TopoPort{Sandbox: ep.Sandbox, HostIf: ep.HostIf, HostIndex: ev.hostIndex, IfName: ep.IfName,
 				IPs: ep.IPs(), MAC: ep.MAC, Names: append([]string{ep.Sandbox}, ep.Aliases...), Drift: ev.drift}
+			if v.stats && ev.stats != nil {
+				p.Stats = epStats(ev.stats)
+			}
 			for _, m := range ep.Ports {
 				p.Published = append(p.Published, m.String())
 			}

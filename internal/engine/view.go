@@ -28,9 +28,11 @@ import (
 // sandbox is entered), and the host-wide checks (the firewall's elements,
 // ip_forward, uplinks) for the topology only.
 //
-// The counters of `sandbox inspect` come with the host ends' links: the
-// lookup or dump that checks them has them too. They are the host end's,
-// turned round to the sandbox's point of view (epStats).
+// The counters of `sandbox inspect`, `network inspect` and the topology
+// come with the host ends' links: the lookup or dump that checks them has
+// them too, so they cost no request of their own. They are the host
+// end's, turned round to the sandbox's point of view (epStats). The lists
+// leave them out: they are the records and their drift.
 
 // kernelReads says how much of the kernel a view reads.
 type kernelReads int
@@ -52,8 +54,8 @@ type viewQuery struct {
 	network string
 	sandbox string
 	kernel  kernelReads
-	// stats puts each endpoint's counters in the sandbox's answer (with
-	// hostSide; `sandbox inspect` only, so that lists stay the records).
+	// stats puts each endpoint's counters in the answer (with hostSide;
+	// the inspects and the topology, so that lists stay the records).
 	stats bool
 }
 
@@ -63,7 +65,7 @@ type view struct {
 	sbs  []*sbView  // in the store's order (by name)
 	// sbNamed finds sandboxes by name (those of sbs).
 	sbNamed map[string]*sbView
-	// stats: sandboxInfos gives the endpoints their counters.
+	// stats: the answers give the endpoints their counters (withStats).
 	stats bool
 	// Host-wide, with hostWide only.
 	host    string
@@ -328,7 +330,7 @@ func (v *view) networkInfos() []*model.NetworkInfo {
 	for _, nv := range v.nets {
 		ni := &model.NetworkInfo{Network: *nv.n, Endpoints: make([]*model.Endpoint, 0, len(nv.eps)), Drift: slices.Clone(nv.drift)}
 		for _, ev := range nv.eps {
-			ni.Endpoints = append(ni.Endpoints, ev.ep)
+			ni.Endpoints = append(ni.Endpoints, v.withStats(ev))
 			for _, d := range ev.drift {
 				ni.Drift = append(ni.Drift, "sandbox "+ev.ep.Sandbox+" "+ev.ep.IfName+": "+d)
 			}
@@ -345,13 +347,7 @@ func (v *view) sandboxInfos() []*model.SandboxInfo {
 	for _, sv := range v.sbs {
 		si := &model.SandboxInfo{Sandbox: *sv.sb, Endpoints: make([]*model.Endpoint, 0, len(sv.eps)), Drift: slices.Clone(sv.drift)}
 		for _, ev := range sv.eps {
-			ep := ev.ep
-			if v.stats && ev.stats != nil {
-				c := *ep // the record stays as stored
-				c.Stats = epStats(ev.stats)
-				ep = &c
-			}
-			si.Endpoints = append(si.Endpoints, ep)
+			si.Endpoints = append(si.Endpoints, v.withStats(ev))
 			for _, d := range ev.drift {
 				si.Drift = append(si.Drift, ev.ep.IfName+": "+d)
 			}
@@ -359,6 +355,17 @@ func (v *view) sandboxInfos() []*model.SandboxInfo {
 		out = append(out, si)
 	}
 	return out
+}
+
+// withStats is ev's record, with its counters when the view has them (a
+// copy then: the record stays as stored).
+func (v *view) withStats(ev *epView) *model.Endpoint {
+	if !v.stats || ev.stats == nil {
+		return ev.ep
+	}
+	c := *ev.ep
+	c.Stats = epStats(ev.stats)
+	return &c
 }
 
 // epStats are an endpoint's counters from its host end's (a veth's other
@@ -400,8 +407,8 @@ func (e *Engine) Network(name string) (*model.NetworkInfo, error) {
 	return e.oneNetwork(context.Background(), name, recordsOnly)
 }
 
-// InspectNetwork returns one network with its ready endpoints and drift
-// (`network inspect`).
+// InspectNetwork returns one network with its ready endpoints, their
+// counters, and drift (`network inspect`).
 func (e *Engine) InspectNetwork(ctx context.Context, name string) (*model.NetworkInfo, error) {
 	info, err := e.oneNetwork(ctx, name, hostSide)
 	if err == nil && info.Driver == model.DriverOverlay {
@@ -411,7 +418,7 @@ func (e *Engine) InspectNetwork(ctx context.Context, name string) (*model.Networ
 }
 
 func (e *Engine) oneNetwork(ctx context.Context, name string, k kernelReads) (*model.NetworkInfo, error) {
-	v, err := e.view(ctx, viewQuery{network: name, kernel: k})
+	v, err := e.view(ctx, viewQuery{network: name, kernel: k, stats: true})
 	if err != nil {
 		return nil, err
 	}

@@ -445,8 +445,9 @@ type Endpoint struct {
 	State   EndpointState `json:"state"`
 	Created time.Time     `json:"created"`
 	// Stats are the interface's counters, read from the kernel by `sandbox
-	// inspect` (GET /v1/sandboxes/{name}) only, never stored; nil without
-	// a host end to read them from.
+	// inspect` and `network inspect` (GET /v1/sandboxes/{name},
+	// /v1/networks/{name}) only, never stored; nil without a host end to
+	// read them from. (The topology's ports have them too: TopoPort.)
 	Stats *EndpointStats `json:"stats,omitempty"`
 }
 

@@ -49,6 +49,10 @@ type TopoPort struct {
 	Names     []string     `json:"names"`               // DNS names on the network
 	Published []string     `json:"published,omitempty"` // host side → sandbox port
 	Drift     []string     `json:"drift,omitempty"`
+	// Stats are the endpoint's counters as the sandbox sees them, read
+	// from its host end (as Endpoint.Stats); nil without a host end, or
+	// when it is missing.
+	Stats *EndpointStats `json:"stats,omitempty"`
 }
 
 // TopoSandbox is a sandbox and where its namespace comes from.
