@@ -321,7 +321,7 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
 		Use:               "inspect NAME...",
-		Short:             "Show networks in detail",
+		Short:             "Show networks in detail: settings, drift, and every endpoint with its counters",
 		Args:              minArgs(1, "NAME"),
 		ValidArgsFunction: completeNetworks(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -342,85 +342,99 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 				}
 				return failed
 			}
-			w := cmd.OutOrStdout()
-			for i, n := range all {
-				if i > 0 {
-					fmt.Fprintln(w)
-				}
-				kv := newTable(cmd)
-				kv.row("Name:", n.Name)
-				kv.row("ID:", n.ID)
-				kv.row("Driver:", n.Driver)
-				if n.Overlay != nil {
-					line := "mode " + n.Overlay.ModeName()
-					for _, s := range n.Overlay.Subnets {
-						line += fmt.Sprintf("  subnet %s slice /%d", s.Prefix, s.SliceBits)
-					}
-					kv.row("Overlay:", fmt.Sprintf("%s  vni %d", line, n.Overlay.VNI))
-				}
-				if n.Bridge != "" {
-					kv.row("Bridge:", n.Bridge+map[bool]string{true: " (adopted, kept on rm)", false: ""}[n.BridgeAdopted])
-				}
-				if m := n.Macvlan; m != nil {
-					line := "parent " + m.Parent + "  mode " + m.Mode
-					if m.VLAN != 0 {
-						line += fmt.Sprintf("  vlan %d (%s)", m.VLAN, m.Link)
-					}
-					if m.Shim {
-						line += "  shim " + model.ShimName(n.ID) + " " + joinIPs(m.ShimAddrs)
-					}
-					kv.row("Macvlan:", line)
-				}
-				for _, sub := range n.Subnets {
-					gw := "none"
-					if sub.Gateway.IsValid() {
-						gw = sub.Gateway.String()
-					}
-					line := sub.Prefix.String() + "  gateway " + gw
-					if sub.IPRange.IsValid() {
-						line += "  ip-range " + sub.IPRange.String()
-					}
-					line += "  masquerade " + strconv.FormatBool(sub.Masquerade)
-					kv.row("Subnet:", line)
-				}
-				kv.row("Internal:", strconv.FormatBool(n.Internal))
-				kv.row("ICC:", strconv.FormatBool(n.ICC))
-				kv.row("MTU:", strconv.Itoa(n.MTU))
-				if n.Driver == model.DriverBridge {
-					kv.row("Bridge options:", n.BridgeOptions.String())
-				}
-				for _, k := range slices.Sorted(maps.Keys(n.Labels)) {
-					kv.row("Label:", k+"="+n.Labels[k])
-				}
-				for _, d := range n.Drift {
-					kv.row("Drift:", "✗ "+d)
-				}
-				clusterRows(kv, n)
-				if err := kv.flush(); err != nil {
-					return err
-				}
-				fmt.Fprintln(w, "Endpoints:")
-				cols := []string{"  SANDBOX", "IFACE", "IP", "MAC", "HOST-IF", "HOST-IFINDEX"}
-				if n.BridgeOptions.VLANs() {
-					cols = append(cols, "VLAN")
-				}
-				t := newTable(cmd, cols...)
-				for _, ep := range n.Endpoints {
-					row := []string{"  " + ep.Sandbox, ep.IfName, addrList(ep.Addresses), ep.MAC, orDash(ep.HostIf), strconv.Itoa(ep.HostIfIndex)}
-					if n.BridgeOptions.VLANs() {
-						row = append(row, strconv.Itoa(max(ep.VLAN, 1)))
-					}
-					t.row(row...)
-				}
-				if err := t.flush(); err != nil {
-					return err
-				}
+			if err := printNetworks(cmd, all); err != nil {
+				return err
 			}
 			return failed
 		},
 	}
 	addFormatFlag(cmd, &format)
 	return cmd
+}
+
+// printNetworks prints networks as `network inspect` does: the network's
+// settings and drift, then a table of its endpoints with their counters
+// ("-" without a host end to count on).
+func printNetworks(cmd *cobra.Command, all []*model.NetworkInfo) error {
+	w := cmd.OutOrStdout()
+	for i, n := range all {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		kv := newTable(cmd)
+		kv.row("Name:", n.Name)
+		kv.row("ID:", n.ID)
+		kv.row("Driver:", n.Driver)
+		if n.Overlay != nil {
+			line := "mode " + n.Overlay.ModeName()
+			for _, s := range n.Overlay.Subnets {
+				line += fmt.Sprintf("  subnet %s slice /%d", s.Prefix, s.SliceBits)
+			}
+			kv.row("Overlay:", fmt.Sprintf("%s  vni %d", line, n.Overlay.VNI))
+		}
+		if n.Bridge != "" {
+			kv.row("Bridge:", n.Bridge+map[bool]string{true: " (adopted, kept on rm)", false: ""}[n.BridgeAdopted])
+		}
+		if m := n.Macvlan; m != nil {
+			line := "parent " + m.Parent + "  mode " + m.Mode
+			if m.VLAN != 0 {
+				line += fmt.Sprintf("  vlan %d (%s)", m.VLAN, m.Link)
+			}
+			if m.Shim {
+				line += "  shim " + model.ShimName(n.ID) + " " + joinIPs(m.ShimAddrs)
+			}
+			kv.row("Macvlan:", line)
+		}
+		for _, sub := range n.Subnets {
+			gw := "none"
+			if sub.Gateway.IsValid() {
+				gw = sub.Gateway.String()
+			}
+			line := sub.Prefix.String() + "  gateway " + gw
+			if sub.IPRange.IsValid() {
+				line += "  ip-range " + sub.IPRange.String()
+			}
+			line += "  masquerade " + strconv.FormatBool(sub.Masquerade)
+			kv.row("Subnet:", line)
+		}
+		kv.row("Internal:", strconv.FormatBool(n.Internal))
+		kv.row("ICC:", strconv.FormatBool(n.ICC))
+		kv.row("MTU:", strconv.Itoa(n.MTU))
+		if n.Driver == model.DriverBridge {
+			kv.row("Bridge options:", n.BridgeOptions.String())
+		}
+		for _, k := range slices.Sorted(maps.Keys(n.Labels)) {
+			kv.row("Label:", k+"="+n.Labels[k])
+		}
+		for _, d := range n.Drift {
+			kv.row("Drift:", "✗ "+d)
+		}
+		clusterRows(kv, n)
+		if err := kv.flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(w, "Endpoints (RX and TX as the sandbox sees them, counted by the host end):")
+		cols := []string{"  SANDBOX", "IFACE", "IP", "MAC", "HOST-IF", "HOST-IFINDEX"}
+		if n.BridgeOptions.VLANs() {
+			cols = append(cols, "VLAN")
+		}
+		t := newTable(cmd, append(cols, "RX", "TX")...)
+		for _, ep := range n.Endpoints {
+			row := []string{"  " + ep.Sandbox, ep.IfName, addrList(ep.Addresses), ep.MAC, orDash(ep.HostIf), strconv.Itoa(ep.HostIfIndex)}
+			if n.BridgeOptions.VLANs() {
+				row = append(row, strconv.Itoa(max(ep.VLAN, 1)))
+			}
+			rx, tx := "-", "-"
+			if s := ep.Stats; s != nil {
+				rx, tx = counterCell(s.RxBytes, s.RxPackets, s.RxDropped, s.RxErrors), counterCell(s.TxBytes, s.TxPackets, s.TxDropped, s.TxErrors)
+			}
+			t.row(append(row, rx, tx)...)
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func newNetworkRmCmd(g *globals) *cobra.Command {

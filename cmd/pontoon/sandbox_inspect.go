@@ -77,6 +77,20 @@ func printCounters(cmd *cobra.Command, sb *model.SandboxInfo) error {
 	return t.flush()
 }
 
+// counterCell is one direction's counters as one table cell (`network
+// inspect`): "1.5 KiB, 12 packets", with drops and errors only when there
+// are some: "3 MiB, 2200 packets, 2 dropped, 1 error".
+func counterCell(bytes, packets, dropped, errors uint64) string {
+	s := humanBytes(bytes) + ", " + count(packets, "packet")
+	if dropped > 0 {
+		s += ", " + count(dropped, "dropped")
+	}
+	if errors > 0 {
+		s += ", " + count(errors, "error")
+	}
+	return s
+}
+
 // count is "1 packet", "2 packets", "0 dropped".
 func count(n uint64, what string) string {
 	if n != 1 && what != "dropped" {

@@ -22,7 +22,10 @@ marked ✗ (red in dot and svg). It reads the host side only; ` + "`pontoon doct
 also looks inside every sandbox.
 
 --format dot prints Graphviz input (dot -Tpng); --format svg draws the
-picture itself, without Graphviz.`,
+picture itself, without Graphviz. Each port's counters (bytes, packets,
+drops and errors as its sandbox sees them) are in --format json only, as
+"stats": the drawings show what is connected to what, which does not
+change with traffic; ` + "`pontoon network inspect NAME`" + ` shows them per endpoint.`,
 		Example: "  pontoon topology\n  pontoon topology --format svg > host.svg",
 		Args:    cobra.NoArgs,
 		PreRunE: func(*cobra.Command, []string) error {
