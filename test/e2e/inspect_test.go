@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"slices"
@@ -186,12 +187,45 @@ func TestSandboxInspectRoutingAndCounters(t *testing.T) {
 	if d := b2.TxBytes - b1.TxBytes; d >= m*wire/2 {
 		t.Errorf("b sent nothing but ARP, yet its TX bytes moved by %d: the counters are the wrong way round", d)
 	}
+	// network inspect and the topology have the same counters, each on its
+	// sandbox's endpoint: read after sandbox inspect's, at least as high.
+	netStats := netStatsOf(t, h, model.DefaultNetwork)
+	topoStats := topoStatsOf(t, h, model.DefaultNetwork)
+	for _, got := range []struct {
+		what string
+		m    map[string]*model.EndpointStats
+	}{{"network inspect", netStats}, {"topology", topoStats}} {
+		na, nb := got.m["a"], got.m["b"]
+		if na == nil || nb == nil {
+			t.Fatalf("%s of %s: counters of a %v, of b %v; want both", got.what, model.DefaultNetwork, na, nb)
+		}
+		if na.TxBytes < a2.TxBytes || na.TxPackets < a2.TxPackets || na.RxBytes < a2.RxBytes {
+			t.Errorf("%s: a's counters %+v are below sandbox inspect's, read before: %+v", got.what, *na, a2)
+		}
+		if d := nb.RxBytes - b1.RxBytes; nb.RxBytes < b1.RxBytes || d < m*wire {
+			t.Errorf("%s: b received %d datagrams of %d bytes: RX bytes moved by %d since sandbox inspect", got.what, m, wire, int64(nb.RxBytes)-int64(b1.RxBytes))
+		}
+		if d := nb.TxBytes - b1.TxBytes; d >= m*wire/2 {
+			t.Errorf("%s: b sent nothing but ARP, yet its TX bytes moved by %d: the counters are the wrong way round, or a's", got.what, d)
+		}
+	}
 	// The sandbox's own count, read after inspect's, is at least as high
-	// (for a veth, the host end's RX is the sandbox end's TX).
+	// (for a veth, the host end's RX is the sandbox end's TX); so is it
+	// than network inspect's and the topology's, which are a's, not b's.
 	own := strings.TrimSpace(h.P("exec", "a", "--", "cat", "/sys/class/net/eth0/statistics/tx_bytes"))
 	var ownTx uint64
 	if _, err := fmt.Sscan(own, &ownTx); err != nil || ownTx < a2.TxBytes {
 		t.Errorf("a's own tx_bytes %q, inspect said %d before", own, a2.TxBytes)
+	}
+	if ownTx < netStats["a"].TxBytes || ownTx < topoStats["a"].TxBytes {
+		t.Errorf("a's own tx_bytes %d, below what network inspect (%d) and the topology (%d) said before", ownTx, netStats["a"].TxBytes, topoStats["a"].TxBytes)
+	}
+	// network inspect's text has them in its RX and TX columns.
+	if text := h.P("network", "inspect", model.DefaultNetwork); !strings.Contains(text, "RX") ||
+		!slices.ContainsFunc(strings.Split(text, "\n"), func(l string) bool {
+			return strings.HasPrefix(l, "  a ") && strings.Contains(l, "KiB, ") && strings.Contains(l, " packets")
+		}) {
+		t.Errorf("network inspect %s: no counters in a's row:\n%s", model.DefaultNetwork, text)
 	}
 
 	// The text has a line per interface, in binary units.
@@ -212,4 +246,38 @@ func TestSandboxInspectRoutingAndCounters(t *testing.T) {
 	}) {
 		t.Errorf("counters in the text:\n%s", text)
 	}
+}
+
+// netStatsOf are the counters of each sandbox's endpoint in `network
+// inspect --format json NET`.
+func netStatsOf(t *testing.T, h *Host, network string) map[string]*model.EndpointStats {
+	t.Helper()
+	var v []*model.NetworkInfo
+	if err := json.Unmarshal([]byte(h.P("network", "inspect", "--format", "json", network)), &v); err != nil || len(v) != 1 {
+		t.Fatalf("network inspect %s: %v", network, err)
+	}
+	out := map[string]*model.EndpointStats{}
+	for _, ep := range v[0].Endpoints {
+		out[ep.Sandbox] = ep.Stats
+	}
+	return out
+}
+
+// topoStatsOf are the counters of each sandbox's port on a network in
+// `topology --format json`.
+func topoStatsOf(t *testing.T, h *Host, network string) map[string]*model.EndpointStats {
+	t.Helper()
+	var tp model.Topology
+	if err := json.Unmarshal([]byte(h.P("topology", "--format", "json")), &tp); err != nil {
+		t.Fatalf("topology: %v", err)
+	}
+	out := map[string]*model.EndpointStats{}
+	for _, n := range tp.Networks {
+		if n.Name == network {
+			for _, p := range n.Ports {
+				out[p.Sandbox] = p.Stats
+			}
+		}
+	}
+	return out
 }
