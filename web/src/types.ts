@@ -45,6 +45,19 @@ export interface TopoPort {
   names: string[] | null;
   published?: string[];
   drift?: string[];
+  /** Counters as the sandbox sees them (none without a host end); the page does not show them yet. */
+  stats?: EndpointStats;
+}
+
+export interface EndpointStats {
+  rx_bytes: number;
+  rx_packets: number;
+  rx_dropped: number;
+  rx_errors: number;
+  tx_bytes: number;
+  tx_packets: number;
+  tx_dropped: number;
+  tx_errors: number;
 }
 
 export interface TopoSandbox {
