@@ -10,7 +10,7 @@
 //
 //	GET  /               the page (dist/index.html), and its /assets/*
 //	GET  /api/config     {"version", "trace"}: what the page may offer
-//	GET  /api/topology   {"topology": GET /v1/topology, "picture": topoview.Draw of it}, one snapshot
+//	GET  /api/topology   {"topology": GET /v1/topology less counters, "picture": topoview.Draw of it}, one snapshot
 //	GET  /api/events     GET /v1/events, its query passed on (follow, since, filters)
 //	POST /api/trace      POST /v1/trace and the path it takes on the picture (topoview.TracePath),
 //	                     only with Options.Trace (--web-trace), predictions only
@@ -271,7 +271,30 @@ func (h *Handler) topology(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// The page shows no counters, and it redraws only when the snapshot
+	// differs from the last one: counters, which move with any traffic,
+	// would redraw it at every refresh. They stay in GET /v1/topology.
+	if dropStats(t) {
+		b, err := json.Marshal(t)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "internal", fmt.Sprintf("encode the topology: %v", err))
+			return
+		}
+		raw = b
+	}
 	writeJSONRaw(w, http.StatusOK, View{Topology: raw, Picture: topoview.Draw(t)})
+}
+
+// dropStats clears the ports' counters of t and reports whether it had any.
+func dropStats(t *model.Topology) bool {
+	had := false
+	for _, n := range t.Networks {
+		for _, p := range n.Ports {
+			had = had || p.Stats != nil
+			p.Stats = nil
+		}
+	}
+	return had
 }
 
 // readTopology gets GET /v1/topology from the API, as the API's JSON and
