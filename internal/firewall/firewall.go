@@ -49,9 +49,11 @@ type Network struct {
 	// Remotes are the network's members on other hosts, by address: an
 	// overlay network's whole range across the cluster (10.201.0.0/16),
 	// of which Subnets holds this host's slice. Their traffic is the
-	// network's own only on RemoteVia: packets from them arriving on it
-	// into the bridge, and from the bridge to them leaving through it,
-	// are accepted (also on --internal networks) and not masqueraded.
+	// network's own only on RemoteVia: packets from them (the range less
+	// the slice: nobody on another host has an address of this host's
+	// slice) arriving on it into the bridge, and from the bridge to them
+	// leaving through it, are accepted (also on --internal networks) and
+	// not masqueraded.
 	// From them on any other interface, or into another network's
 	// bridge, they are dropped like anything unsolicited. Not on
 	// --icc=false networks, whose sandboxes do not reach each other, here
@@ -62,6 +64,7 @@ type Network struct {
 	// --underlay; no member link carries their traffic), with VXLAN the
 	// network's VXLAN device (one of its Links, which already makes that
 	// traffic the network's own: the elements say the same thing again).
+	// Never another network's bridge or link.
 	// Without it, anyone who can put a packet on another of the host's
 	// links could inject into the network by sending from its range.
 	RemoteVia string

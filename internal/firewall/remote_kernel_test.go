@@ -20,7 +20,8 @@ import (
 //	a1 ── ptbr-aaaa (10.201.1.1/24, "fast", range 10.201.0.0/16) ─┐
 //	b1 ── ptbr-bbbb (10.77.1.1/24, "other")                         ├ host ── under0 198.51.100.1/24
 //	                                                                  │    └─ lan0   203.0.113.1/24
-//	     peer: eth0 198.51.100.2/24, its member 10.201.2.2 (on lo), routes 10.201.1.0/24 via the host
+//	     peer: eth0 198.51.100.2/24, its member 10.201.2.2 (on lo), routes 10.201.1.0/24 via the host;
+//	           also 10.201.1.77 on lo, an address of the host's own slice, which no member has
 //	     spoofer: eth0 203.0.113.2/24 on another link of the host, sending from fast's range
 //	              (10.201.2.9 on lo); also where 10.201.3.0/24 is routed (10.201.3.3 on lo)
 //
@@ -55,6 +56,7 @@ func TestKernelRemoteMembers(t *testing.T) {
 	ip(peer, "addr add 198.51.100.2/24 dev eth0")
 	ip(peer, "link set eth0 up")
 	ip(peer, "addr add 10.201.2.2/32 dev lo")
+	ip(peer, "addr add 10.201.1.77/32 dev lo")
 	// The peer routes all of the host's subnets back to it: what stops it
 	// must be the firewall.
 	ip(peer, "route add 10.201.1.0/24 via 198.51.100.1")
@@ -150,6 +152,10 @@ func TestKernelRemoteMembers(t *testing.T) {
 	syncIn(t, host, State{Networks: []Network{fast, other}})
 	check("remote member to a1", ping(peer, "10.201.2.2", "10.201.1.2"), true)
 	check("remote member to a1 (UDP, through the uplink)", reached(peer, "10.201.2.2"), true)
+	// The same path from an address of the host's own slice: no member
+	// on another host has one, so it is forged (remote-members holds the
+	// range less the slice), and (f) drops it.
+	check("the host's own slice from the uplink to a1", reached(peer, "10.201.1.77"), false)
 	// Issue #13: the same range on another link is nobody's member.
 	check("fast's range spoofed from lan0 to a1", reached(spoofer, "10.201.2.9"), false)
 	if got := seenAt(a1, "10.201.3.3"); got != "203.0.113.1" {
@@ -179,6 +185,7 @@ func TestKernelRemoteMembers(t *testing.T) {
 	}
 	check("outside the cluster to a1 (internal)", ping(peer, "198.51.100.2", "10.201.1.2"), false)
 	check("remote member to a1 (internal, UDP)", reached(peer, "10.201.2.2"), true)
+	check("the host's own slice from the uplink to a1 (internal)", reached(peer, "10.201.1.77"), false)
 	check("fast's range spoofed from lan0 to a1 (internal)", reached(spoofer, "10.201.2.9"), false)
 	if got := seenAt(a1, "10.201.3.3"); got != "" {
 		t.Errorf("internal a1 to fast's range through lan0 (not the uplink): connected (seen as %q), want dropped", got)
@@ -192,6 +199,7 @@ func TestKernelRemoteMembers(t *testing.T) {
 	}{
 		{Packet{Hook: HookForward, IIF: "under0", OIF: "ptbr-aaaa", Src: netip.MustParseAddr("10.201.2.2"), Dst: netip.MustParseAddr("10.201.1.2"), Proto: "icmp"}, "accept by remote-in"},
 		{Packet{Hook: HookForward, IIF: "under0", OIF: "ptbr-bbbb", Src: netip.MustParseAddr("10.201.2.2"), Dst: netip.MustParseAddr("10.77.1.2"), Proto: "icmp"}, "drop by unsolicited"},
+		{Packet{Hook: HookForward, IIF: "under0", OIF: "ptbr-aaaa", Src: netip.MustParseAddr("10.201.1.77"), Dst: netip.MustParseAddr("10.201.1.2"), Proto: "udp", DPort: 7778}, "drop by internal-in"},
 		{Packet{Hook: HookForward, IIF: "ptbr-aaaa", OIF: "under0", Src: netip.MustParseAddr("10.201.1.2"), Dst: netip.MustParseAddr("198.51.100.2"), Proto: "tcp"}, "drop by internal-out"},
 		{Packet{Hook: HookForward, IIF: "lan0", OIF: "ptbr-aaaa", Src: netip.MustParseAddr("10.201.2.9"), Dst: netip.MustParseAddr("10.201.1.2"), Proto: "udp", DPort: 7778}, "drop by internal-in"},
 		{Packet{Hook: HookForward, IIF: "ptbr-aaaa", OIF: "lan0", Src: netip.MustParseAddr("10.201.1.2"), Dst: netip.MustParseAddr("10.201.3.3"), Proto: "tcp", DPort: 7777}, "drop by internal-out"},

@@ -80,6 +80,16 @@ func TestEvaluateRemoteMembers(t *testing.T) {
 			Packet{Hook: HookForward, IIF: fastDual.Bridge, OIF: "under0", Src: ip("fd00:204:1::2"), Dst: ip("fd00:204:2::2"), Proto: "icmpv6"}, "accept by remote-out"},
 		{"IPv6 from outside the cluster",
 			Packet{Hook: HookForward, IIF: "under0", OIF: fastDual.Bridge, Src: ip("2001:db8::9"), Dst: ip("fd00:204:1::2"), Proto: "icmpv6"}, "drop by unsolicited"},
+		// This host's own slice is nobody's on another host: not a
+		// remote member, whatever the uplink says.
+		{"fast's own slice from the underlay into its bridge: not a remote member",
+			Packet{Hook: HookForward, IIF: "under0", OIF: fastNet.Bridge, Src: ip("10.201.1.77"), Dst: local, Proto: "tcp", DPort: 80}, "drop by unsolicited"},
+		{"an internal overlay's own slice from the underlay",
+			Packet{Hook: HookForward, IIF: "under0", OIF: fastInternalNet.Bridge, Src: ip("10.202.1.77"), Dst: ip("10.202.1.2"), Proto: "icmp"}, "drop by internal-in"},
+		{"an internal overlay to its own slice through the underlay: not a remote member",
+			Packet{Hook: HookForward, IIF: fastInternalNet.Bridge, OIF: "under0", Src: ip("10.202.1.2"), Dst: ip("10.202.1.77"), Proto: "icmp"}, "drop by internal-out"},
+		{"IPv6: the own slice from the underlay",
+			Packet{Hook: HookForward, IIF: "under0", OIF: fastDual.Bridge, Src: ip("fd00:204:1::77"), Dst: ip("fd00:204:1::2"), Proto: "icmpv6"}, "drop by unsolicited"},
 		{"a local sandbox to another of fast (bridged)",
 			Packet{Hook: HookForward, IIF: fastNet.Bridge, OIF: fastNet.Bridge, Src: local, Dst: local.Next(), Proto: "icmp"}, "accept by intra"},
 
@@ -166,6 +176,15 @@ func TestValidateRemotes(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), "network fast") {
 			t.Errorf("remote members through %q: %v, want the network named", via, err)
+		}
+	}
+	// Not through another network's bridge or VXLAN device.
+	for _, via := range []string{vxNet.Links[0], vxNet.Bridge, defaultNet.Bridge} {
+		n := fastNet
+		n.RemoteVia = via
+		err := validate(State{Networks: []Network{n, vxNet, defaultNet}})
+		if err == nil || !strings.Contains(err.Error(), "network fast") || !strings.Contains(err.Error(), via) {
+			t.Errorf("remote members through another network's %s: %v, want an error naming network fast and %s", via, err, via)
 		}
 	}
 	// Several networks share one underlay; a VXLAN overlay's is its link.

@@ -332,9 +332,13 @@ func inputChain() Chain {
 // (f) would drop what they send into the bridge and (c) what an internal
 // network sends them. They are known by address and by the interface
 // they come through (set remote-members: bridge . uplink . the network's
-// whole range; Network.RemoteVia): a packet arriving on N's uplink, from
-// an address of N's range, into N's bridge is N's own, and so is one
-// from N's bridge, to an address of N's range, out through N's uplink.
+// range less this host's slice; Network.RemoteVia): a packet arriving on
+// N's uplink, from an address of N's range on another host, into N's
+// bridge is N's own, and so is one from N's bridge, to such an address,
+// out through N's uplink. This host's own slice is nobody's on another
+// host: a packet from the uplink claiming a source in it is forged, and
+// is not accepted here (out of a VXLAN device (j) dropped it already;
+// from the underlay (f), or (c), drops it).
 //
 // The uplink is part of the key because the address alone proves
 // nothing: any host on any of this host's links (a LAN port, a VPN,
@@ -352,11 +356,11 @@ func inputChain() Chain {
 // remote-in) skip the concatenation's lookup. With VXLAN the uplink is
 // the network's VXLAN device, one of its links: (a) accepts what goes
 // into it already; what comes out of it, (j) checked first, and
-// remote-in accepts (the source is the network's range, so the elements
-// say the same as (j), less this host's slice). After (h): an --icc=false
-// network has no elements (its sandboxes do not reach each other across
-// hosts either); before (c): an --internal overlay network still reaches
-// its own members.
+// remote-in accepts (the elements say the same as (j): the network's
+// range less this host's slice, keyed on the bridge too). After (h): an
+// --icc=false network has no elements (its sandboxes do not reach each
+// other across hosts either); before (c): an --internal overlay network
+// still reaches its own members.
 func remoteRules() []Rule {
 	var rules []Rule
 	for _, f := range IPFamilies {

@@ -26,7 +26,7 @@ import (
 //	set masq-subnets   ipv4_addr, interval   subnets source-NATed when they leave the host
 //	set masq-subnets6  ipv6_addr, interval   the same, IPv6
 //	set subnets, subnets6                    every network's subnets
-//	set remote-members   ifname . ifname . ipv4_addr, interval   bridge . uplink . a network's members on other hosts
+//	set remote-members   ifname . ifname . ipv4_addr, interval   bridge . uplink . a network's range outside this host's slice
 //	set remote-pairs     ipv4_addr . ipv4_addr . ifname, interval   subnet . its network's members on other hosts . uplink
 //	set remote-members6, remote-pairs6       the same, IPv6
 //	set links          ifname            overlay networks' VXLAN devices
@@ -55,7 +55,7 @@ const (
 	setNoICC       = "no-icc"
 	setMasq        = "masq-subnets"   // + the family's suffix
 	setSubnets     = "subnets"        // every network's subnets; + the family's suffix
-	setRemotes     = "remote-members" // bridge . uplink . remote range (an overlay's members on other hosts); + suffix
+	setRemotes     = "remote-members" // bridge . uplink . range less this host's slice (an overlay's members on other hosts); + suffix
 	setRemotePairs = "remote-pairs"   // local subnet . remote range . uplink: not masqueraded; + suffix
 	setLinks       = "links"          // overlay networks' VXLAN devices
 	setLinkSources = "link-sources"   // VXLAN device . the sources it may deliver; + suffix
@@ -139,6 +139,15 @@ func validate(s State) error {
 				return fmt.Errorf("network %s: two %s subnets (%s, %s): a network has at most one per family", n.Name, f.Label, other, sub.Prefix)
 			}
 			seen[f.Name] = sub.Prefix
+		}
+	}
+	// Remote members come through the underlay or their own network's
+	// VXLAN device, never through another network's bridge or device,
+	// which carry that network's traffic: (i) would make this network's
+	// range that network's too.
+	for _, n := range s.Networks {
+		if owner, ok := bridges[n.RemoteVia]; ok && len(n.Remotes) > 0 && owner != n.Name {
+			return fmt.Errorf("network %s: remote members come through %s, which is network %s's: want the underlay or the network's own VXLAN device", n.Name, n.RemoteVia, owner)
 		}
 	}
 	if err := s.VXLAN.validate(); err != nil {
@@ -291,9 +300,13 @@ func inetElements(s State) []*knftables.Element {
 			}
 			// The network's members on other hosts (overlays): theirs
 			// and the bridge's traffic through RemoteVia is the
-			// network's own. Not on --icc=false networks (rule no-icc
-			// keeps their sandboxes apart, and so does leaving these
-			// out).
+			// network's own. The range less this host's slice, as in
+			// link-sources: nobody on another host has an address of
+			// the slice, so a packet from the uplink claiming one is
+			// not accepted here (out of a VXLAN device, (j) dropped it
+			// already). Not on --icc=false networks
+			// (rule no-icc keeps their sandboxes apart, and so does
+			// leaving these out).
 			if n.Isolated {
 				continue
 			}
@@ -301,7 +314,9 @@ func inetElements(s State) []*knftables.Element {
 				if !f.Has(r.Addr()) {
 					continue
 				}
-				out = append(out, &knftables.Element{Set: f.name(setRemotes), Key: []string{br, via, r.String()}, Comment: c})
+				for _, p := range excludePrefixes(r.Masked(), subnetsOf(n, f)) {
+					out = append(out, &knftables.Element{Set: f.name(setRemotes), Key: []string{br, via, p.String()}, Comment: c})
+				}
 				for _, sub := range n.Subnets {
 					if f.Has(sub.Prefix.Addr()) {
 						out = append(out, &knftables.Element{Set: f.name(setRemotePairs), Key: []string{sub.Prefix.Masked().String(), r.String(), via}, Comment: c})
