@@ -325,27 +325,12 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 		Args:              minArgs(1, "NAME"),
 		ValidArgsFunction: completeNetworks(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			all := []*model.NetworkInfo{}
-			failed := forEachName(cmd, args, func(name string) error {
-				n, err := g.client().Network(cmd.Context(), name)
-				if err == nil {
-					all = append(all, n)
+			return inspectEach(cmd, args, g.client().Network, func(all []*model.NetworkInfo) error {
+				if format == "json" {
+					return printJSON(cmd, all)
 				}
-				return err
+				return printNetworks(cmd, all)
 			})
-			if stop := stopped(failed); stop != nil {
-				return stop
-			}
-			if format == "json" {
-				if err := printJSON(cmd, all); err != nil {
-					return err
-				}
-				return failed
-			}
-			if err := printNetworks(cmd, all); err != nil {
-				return err
-			}
-			return failed
 		},
 	}
 	addFormatFlag(cmd, &format)

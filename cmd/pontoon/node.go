@@ -87,69 +87,62 @@ A node that is not live is an error that says whether it still holds
 slices.`,
 		Args: minArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			all := []*model.ClusterNodeInfo{}
-			failed := forEachName(cmd, args, func(name string) error {
-				n, err := g.client().Node(cmd.Context(), name)
-				if err == nil {
-					all = append(all, n)
+			return inspectEach(cmd, args, g.client().Node, func(all []*model.ClusterNodeInfo) error {
+				if format == "json" {
+					return printJSON(cmd, all)
 				}
-				return err
+				return printNodes(cmd, all)
 			})
-			if stop := stopped(failed); stop != nil {
-				return stop
-			}
-			if format == "json" {
-				if err := printJSON(cmd, all); err != nil {
-					return err
-				}
-				return failed
-			}
-			w := cmd.OutOrStdout()
-			for i, n := range all {
-				if i > 0 {
-					fmt.Fprintln(w)
-				}
-				kv := newTable(cmd)
-				name := n.Name
-				if n.Self {
-					name += " (this)"
-				}
-				kv.row("Name:", name)
-				kv.row("Underlay:", n.Underlay.String())
-				kv.row("VTEP MAC:", orDash(n.VTEPMAC))
-				kv.row("Started:", n.Started.Format(time.RFC3339))
-				seen := "-"
-				if !n.LastSeen.IsZero() {
-					seen = n.LastSeen.Format(time.RFC3339)
-				}
-				kv.row("Last seen:", seen)
-				nets := map[string]bool{}
-				for k := range n.Slices {
-					nets[k] = true
-				}
-				for k := range n.StaticIPs {
-					nets[k] = true
-				}
-				for _, net := range slices.Sorted(maps.Keys(nets)) {
-					line := "slice " + orDash(prefixesString(n.Slices[net]))
-					if st := n.StaticIPs[net]; len(st) > 0 {
-						var l []string
-						for _, ip := range slices.SortedFunc(maps.Keys(st), func(a, b netip.Addr) int { return a.Compare(b) }) {
-							l = append(l, ip.String()+"="+st[ip])
-						}
-						line += "  static " + strings.Join(l, " ")
-					}
-					kv.row("Network "+net+":", line)
-				}
-				if err := kv.flush(); err != nil {
-					return err
-				}
-			}
-			return failed
 		},
 	}
 	addFormatFlag(cmd, &format)
 	return cmd
+}
+
+// printNodes prints node inspect's text: one block per node.
+func printNodes(cmd *cobra.Command, all []*model.ClusterNodeInfo) error {
+	w := cmd.OutOrStdout()
+	for i, n := range all {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		kv := newTable(cmd)
+		name := n.Name
+		if n.Self {
+			name += " (this)"
+		}
+		kv.row("Name:", name)
+		kv.row("Underlay:", n.Underlay.String())
+		kv.row("VTEP MAC:", orDash(n.VTEPMAC))
+		kv.row("Started:", n.Started.Format(time.RFC3339))
+		seen := "-"
+		if !n.LastSeen.IsZero() {
+			seen = n.LastSeen.Format(time.RFC3339)
+		}
+		kv.row("Last seen:", seen)
+		nets := map[string]bool{}
+		for k := range n.Slices {
+			nets[k] = true
+		}
+		for k := range n.StaticIPs {
+			nets[k] = true
+		}
+		for _, net := range slices.Sorted(maps.Keys(nets)) {
+			line := "slice " + orDash(prefixesString(n.Slices[net]))
+			if st := n.StaticIPs[net]; len(st) > 0 {
+				var l []string
+				for _, ip := range slices.SortedFunc(maps.Keys(st), func(a, b netip.Addr) int { return a.Compare(b) }) {
+					l = append(l, ip.String()+"="+st[ip])
+				}
+				line += "  static " + strings.Join(l, " ")
+			}
+			kv.row("Network "+net+":", line)
+		}
+		if err := kv.flush(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // prefixesString is a node's slices in one word, IPv4 first:

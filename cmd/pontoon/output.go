@@ -157,6 +157,27 @@ func stopped(err error) error {
 	return nil
 }
 
+// inspectEach is `inspect NAME...`: it gets every name with get, reporting
+// each one that fails and going on (Docker's habit), prints what it got
+// with print, and exits 1 at the end when any failed.
+func inspectEach[T any](cmd *cobra.Command, names []string, get func(context.Context, string) (T, error), print func([]T) error) error {
+	all := []T{}
+	failed := forEachName(cmd, names, func(name string) error {
+		v, err := get(cmd.Context(), name)
+		if err == nil {
+			all = append(all, v)
+		}
+		return err
+	})
+	if stop := stopped(failed); stop != nil {
+		return stop
+	}
+	if err := print(all); err != nil {
+		return err
+	}
+	return failed
+}
+
 // filters are --filter KEY=VALUE flags, as in docker ls: values of one key
 // are alternatives (any may match), different keys must all match.
 type filters map[string][]string

@@ -425,21 +425,7 @@ none — ` + "`pontoon exec NAME -- ip -s link`" + ` shows the sandbox's own.`,
 		Args:              minArgs(1, "NAME"),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			all := []*model.SandboxInfo{}
-			failed := forEachName(cmd, args, func(name string) error {
-				sb, err := g.client().Sandbox(cmd.Context(), name)
-				if err == nil {
-					all = append(all, sb)
-				}
-				return err
-			})
-			if stop := stopped(failed); stop != nil {
-				return stop
-			}
-			if err := printSandboxes(cmd, format, all); err != nil {
-				return err
-			}
-			return failed
+			return inspectEach(cmd, args, g.client().Sandbox, func(all []*model.SandboxInfo) error { return printSandboxes(cmd, format, all) })
 		},
 	}
 	addFormatFlag(cmd, &format)
