@@ -77,22 +77,30 @@ func StartServer(t testing.TB) *Server { t.Helper(); return startServer(t, false
 // test: Server.TLS names the files a client needs.
 func StartServerTLS(t testing.TB) *Server { t.Helper(); return startServer(t, true) }
 
-func startServer(t testing.TB, withTLS bool) *Server {
+// prepare skips t unless it runs as root with etcd installed, and makes a
+// directory for etcd's data and sockets, removed when t ends: a short one
+// of our own, not t.TempDir(), because a unix socket's path must fit in
+// 108 bytes and t.TempDir() has the test's name in it.
+func prepare(t testing.TB) (bin, dir string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs etcd in a network namespace of its own (CI runs tests as root)")
+		t.Skip("needs root: runs etcd in network namespaces of its own (CI runs tests as root)")
 	}
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
 		t.Skip("etcd is not installed (Debian package etcd-server; scripts/deps.sh installs it)")
 	}
-	// A short directory of our own, not t.TempDir(): a unix socket's path
-	// must fit in 108 bytes, and t.TempDir() has the test's name in it.
-	dir, err := os.MkdirTemp("", "etcd")
+	dir, err = os.MkdirTemp("", "etcd")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	return bin, dir
+}
+
+func startServer(t testing.TB, withTLS bool) *Server {
+	t.Helper()
+	bin, dir := prepare(t)
 	s := &Server{t: t, bin: bin, dir: dir, name: "test", timing: [2]string{"10", "100"}}
 	s.initial = s.name + "=" + s.peerURL()
 	cfg := clientv3.Config{
@@ -298,18 +306,7 @@ func (c *Cluster) Endpoints() []string { return c.Client.Endpoints() }
 // namespace of its own, like Start's), stopped when t ends.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs etcd in network namespaces of its own (CI runs tests as root)")
-	}
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		t.Skip("etcd is not installed (Debian package etcd-server; scripts/deps.sh installs it)")
-	}
-	dir, err := os.MkdirTemp("", "etcd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin, dir := prepare(t)
 	c := &Cluster{}
 	var initial, eps []string
 	for i := range n {
