@@ -96,7 +96,7 @@ each line prefixed with the side it was seen on ("eth0 | ...",
 direct links and macvlans have no host end.
 
 Arguments after -- go to tcpdump: a filter expression, -e for link-level
-headers, -v, .... The exit status is tcpdump's (0 after Ctrl-C); when one
+headers, -v and so on. The exit status is tcpdump's (0 after Ctrl-C); when one
 side fails the other is stopped. Needs tcpdump (apt-get install tcpdump)
 and root; the CLI must run on the daemon's host.`,
 		Example: `  pontoon capture a
