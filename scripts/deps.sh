@@ -8,6 +8,7 @@ pkgs=(
   iptables          # iptables-nft: Docker-style firewalls pontoon coexists with
   iproute2          # ip, for tests and for people
   iputils-ping      # ping, for tests
+  tcpdump           # pontoon capture runs it; its test (test/e2e/capture_test.go)
   containernetworking-plugins  # the CNI reference plugins (bridge, host-local, …) for tests and benchmarks
   iperf3            # throughput benchmarks
   hyperfine         # start-up benchmark of the binaries (test/e2e BenchmarkStart)
