@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -222,14 +220,7 @@ func runCaptures(cmd *cobra.Command, bin string, sides []captureSide, count int,
 	if first == nil {
 		return nil
 	}
-	var ee *exec.ExitError
-	if errors.As(first, &ee) {
-		if st, ok := ee.Sys().(syscall.WaitStatus); ok && st.Signaled() {
-			return exitError{code: 128 + int(st.Signal())}
-		}
-		return exitError{code: ee.ExitCode()}
-	}
-	return first
+	return childExit(first)
 }
 
 // prefixWriter writes whole lines to w, each after prefix; a partial line

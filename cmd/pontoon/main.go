@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -22,6 +23,19 @@ import (
 type exitError struct {
 	code int
 	msg  string
+}
+
+// childExit turns a child process's end into pontoon's: its exit status,
+// 128+N when signal N killed it (as shells say); other errors as they are.
+func childExit(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if st, ok := ee.Sys().(syscall.WaitStatus); ok && st.Signaled() {
+			return exitError{code: 128 + int(st.Signal())}
+		}
+		return exitError{code: ee.ExitCode()}
+	}
+	return err
 }
 
 func (e exitError) Error() string {

@@ -713,14 +713,7 @@ func runChild(ctx context.Context, g *globals, name string, args []string) error
 		case s := <-sigs:
 			_ = child.Process.Signal(s)
 		case err := <-done:
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				if st, ok := ee.Sys().(syscall.WaitStatus); ok && st.Signaled() {
-					return exitError{code: 128 + int(st.Signal())}
-				}
-				return exitError{code: ee.ExitCode()}
-			}
-			return err
+			return childExit(err)
 		}
 	}
 }
