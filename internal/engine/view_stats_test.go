@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 
@@ -18,13 +17,7 @@ import (
 // an endpoint without a host end, or whose host end is missing, has none,
 // nor do the lists, the records-only reads or the stored records.
 func TestInspectSandboxStats(t *testing.T) {
-	for _, few := range []int{fewLinks, 0} {
-		t.Run(fmt.Sprintf("fewLinks=%d", few), func(t *testing.T) {
-			defer func(old int) { fewLinks = old }(fewLinks)
-			fewLinks = few
-			testInspectSandboxStats(t)
-		})
-	}
+	bothLinkReads(t, testInspectSandboxStats)
 }
 
 func testInspectSandboxStats(t *testing.T) {
@@ -151,13 +144,7 @@ func (c *linkReadCounter) reset() (lookups, dumps int) {
 // the same counters as `sandbox inspect` (turned round), from the reads
 // that check the host ends for drift: no read of their own.
 func TestInspectNetworkAndTopologyStats(t *testing.T) {
-	for _, few := range []int{fewLinks, 0} {
-		t.Run(fmt.Sprintf("fewLinks=%d", few), func(t *testing.T) {
-			defer func(old int) { fewLinks = old }(fewLinks)
-			fewLinks = few
-			testInspectNetworkAndTopologyStats(t, few)
-		})
-	}
+	bothLinkReads(t, func(t *testing.T) { testInspectNetworkAndTopologyStats(t, fewLinks) })
 }
 
 func testInspectNetworkAndTopologyStats(t *testing.T, few int) {

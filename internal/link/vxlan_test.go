@@ -202,8 +202,8 @@ func (h vxHost) entries(t testing.TB, dev string) string {
 	return h.run(t, "ip", "route", "show", "dev", dev) + h.run(t, "ip", "neigh", "show", "dev", dev) + h.run(t, "bridge", "fdb", "show", "dev", dev)
 }
 
-// vxMAC is device dev's MAC on h.
-func vxMAC(t testing.TB, h vxHost, dev string) string {
+// vxAttrs are device dev's attributes on h, read now.
+func vxAttrs(t testing.TB, h vxHost, dev string) *netlink.LinkAttrs {
 	t.Helper()
 	hd, err := handleAtPath(h.ns, 0)
 	if err != nil {
@@ -214,21 +214,17 @@ func vxMAC(t testing.TB, h vxHost, dev string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return l.Attrs().HardwareAddr.String()
+	return l.Attrs()
 }
 
+// vxMAC is device dev's MAC on h.
+func vxMAC(t testing.TB, h vxHost, dev string) string {
+	return vxAttrs(t, h, dev).HardwareAddr.String()
+}
+
+// vxRx is how many packets device dev on h has received.
 func vxRx(t testing.TB, h vxHost, dev string) uint64 {
-	t.Helper()
-	hd, err := handleAtPath(h.ns, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hd.Close()
-	l, err := hd.LinkByName(dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l.Attrs().Statistics.RxPackets
+	return vxAttrs(t, h, dev).Statistics.RxPackets
 }
 
 // VTEPMAC: one MAC per node, from its underlay address alone; locally
